@@ -1,0 +1,68 @@
+"""Quality per wall-clock second: train on tiny Shakespeare (first 90% train, last 10% val).
+
+    python bench/train_shakespeare.py --budget 600              # 10 minutes, default settings
+    python bench/train_shakespeare.py --budget 120 --device cuda
+
+Prints one JSON object: tokens/s, best val nats/char and bits/char, steps, settings. Extra
+`charrnn train` options can follow `--`, e.g. `-- --hidden 512 --dropout 0.2`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE.parent.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", type=float, default=600.0, help="training seconds")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--corpus", default=str(CORPUS))
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    if not Path(args.corpus).is_file():
+        sys.exit(f"missing corpus {args.corpus}")
+    work = Path(tempfile.mkdtemp(prefix="charrnn-bench-"))
+    os.environ.setdefault("CHARRNN_CACHE", str(work / "cache"))
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    argv = ["train", args.corpus, "--val-frac", "0.1", "--test-frac", "0", "--max-time",
+            str(args.budget), "--device", args.device, "--out", str(work / "runs"),
+            "--run-name", "bench", "--plain", "--eval-seconds", str(max(10.0, args.budget / 12)),
+            *extra]
+    started = time.time()
+    result = CliRunner().invoke(app, argv)
+    wall = time.time() - started
+    if result.exit_code != 0:
+        sys.exit(result.output)
+    run = work / "runs" / "bench"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r["type"] == "eval"]
+    trains = [r for r in records if r["type"] == "train"]
+    best = min(r["val_loss"] for r in evals)
+    config = json.loads((run / "run.json").read_text())["config"]
+    print(json.dumps({
+        "bench": "train_shakespeare", "budget_s": args.budget, "wall_s": round(wall, 1),
+        "device": args.device, "steps": trains[-1]["step"],
+        "tokens_per_s": round(sum(r["tokens_per_s"] for r in trains[-10:]) / min(10, len(trains))),
+        "best_val_nats_per_char": round(best, 4), "best_val_bpc": round(best / math.log(2), 4),
+        "evals": [(r["step"], round(r["elapsed"]), round(r["val_loss"], 4)) for r in evals],
+        "settings": {k: config[k] for k in ("cell", "layers", "hidden", "emb", "dropout",
+                                            "seq_len", "batch_size", "optim", "lr")},
+        "extra_args": extra,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

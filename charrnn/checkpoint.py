@@ -1,0 +1,127 @@
+"""Self-describing checkpoints: safetensors for tensors, JSON for everything else. Never pickle.
+
+    <run>/best/ or <run>/last/
+        checkpoint.json       format, version, model config, tokenizer, train config, progress,
+                              metrics, optimizer hyper-parameters
+        model.safetensors     weights (tied weights stored once)
+        state.safetensors     resume state: optimizer moments, RNG states, carried hidden state
+
+Folders are written with `fsutil.atomic_dir`, so a crash at any moment leaves the previous
+checkpoint whole. File names inside a folder are fixed: nothing in the metadata names a path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+from charrnn import fsutil, runs
+from charrnn.errors import UserError
+from charrnn.models import RNNLM, ModelConfig
+from charrnn.tokenizers import Tokenizer, tokenizer_from_json
+
+FORMAT, VERSION = "charrnn-checkpoint", 1
+META, WEIGHTS, STATE = "checkpoint.json", "model.safetensors", "state.safetensors"
+
+
+@dataclass
+class Checkpoint:
+    folder: Path
+    meta: dict
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig.from_json(self.meta["model"])
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return tokenizer_from_json(self.meta["tokenizer"])
+
+    @property
+    def run_folder(self) -> Path:
+        return self.folder.parent
+
+    def load_model(self, device: torch.device | str = "cpu") -> RNNLM:
+        model = RNNLM(self.model_config)
+        try:
+            missing, unexpected = load_model(model, self.folder / WEIGHTS, strict=False,
+                                             device=str(device))
+        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+            raise UserError(f"{self.folder / WEIGHTS} is truncated or corrupt ({exc}); use the "
+                            "run's other checkpoint (best/ or last/)") from exc
+        if missing or unexpected:
+            raise UserError(f"{self.folder / WEIGHTS} does not match its config (missing "
+                            f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        return model.to(device)
+
+    def load_state(self) -> dict[str, torch.Tensor]:
+        path = self.folder / STATE
+        if not path.is_file():
+            raise UserError(f"{self.folder} has no resume state ({STATE}): resume from last/")
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as exc:
+            raise UserError(f"{path} is truncated or corrupt ({exc})") from exc
+
+
+def save(folder: Path, model: RNNLM, meta: dict, state: dict[str, torch.Tensor] | None) -> None:
+    """Write a checkpoint folder atomically (the previous one stays whole until the swap)."""
+    with fsutil.atomic_dir(folder) as tmp:
+        save_model(model, str(tmp / WEIGHTS))
+        if state is not None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / STATE))
+        fsutil.write_json_atomic(tmp / META, {"format": FORMAT, "version": VERSION, **meta})
+
+
+def _refuse_non_checkpoint(path: Path) -> None:
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
+        raise UserError(f"{path} is a pickle / torch.save file: charrnn never unpickles checkpoints "
+                        "(they can run code); give a charrnn checkpoint folder")
+    raise UserError(f"{path} is not a charrnn checkpoint: give a run name, a run folder or a "
+                    "checkpoint folder (with checkpoint.json)")
+
+
+def open_checkpoint(folder: Path) -> Checkpoint:
+    fsutil.recover_dir(folder)
+    meta = fsutil.read_json(folder / META, f"checkpoint {folder}")
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{folder / META} is not a charrnn checkpoint (format "
+                        f"{meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise UserError(f"{folder} is checkpoint version {meta.get('version')}; this charrnn "
+                        f"reads version {VERSION}: upgrade charrnn or retrain")
+    for key in ("model", "tokenizer"):
+        if not isinstance(meta.get(key), dict):
+            raise UserError(f"{folder / META} lacks its {key!r} section: the checkpoint is corrupt")
+    if not (folder / WEIGHTS).is_file():
+        raise UserError(f"{folder} is missing {WEIGHTS}: the checkpoint is incomplete")
+    return Checkpoint(folder, meta)
+
+
+def resolve(spec: str | None, root: Path, prefer: str = "best") -> Checkpoint:
+    """RUN (name / run folder / checkpoint folder / file) → an open checkpoint."""
+    if spec is not None:
+        path = Path(spec)
+        if path.is_file():
+            if path.name in (WEIGHTS, META):
+                return open_checkpoint(path.parent)
+            _refuse_non_checkpoint(path)
+        if (path / META).is_file() or (path.name in ("best", "last") and path.parent.is_dir()):
+            return open_checkpoint(path)
+    folder = runs.resolve_run(spec, root, kind="rnn")
+    order = ("best", "last") if prefer == "best" else ("last", "best")
+    for name in order:
+        fsutil.recover_dir(folder / name)
+        if (folder / name / META).is_file():
+            return open_checkpoint(folder / name)
+    info = runs.run_info(folder)
+    if info.get("kind") != "rnn":
+        raise UserError(f"{folder} is a {info.get('kind')} run: use `charrnn ngram ...` for it")
+    raise UserError(f"run {folder} has no checkpoint yet (no best/ or last/): train longer")
+

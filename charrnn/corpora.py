@@ -1,0 +1,157 @@
+"""The embedded default corpus and the registry of public corpora (download, verify, cache).
+
+The default corpus exists offline on every machine with Python: the English help texts that ship
+with the standard library (`pydoc_data.topics`, what `help("if")` prints), about 460 KB of prose
+and code. Where a distribution strips pydoc_data, the standard library's own source stands in (the
+char-rnn "Linux source" demo, in Python).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sysconfig
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from charrnn import fsutil
+from charrnn.errors import UserError
+
+DEFAULT_NAME = "python-help"
+
+
+def default_corpus() -> Path:
+    """Write the embedded corpus into the cache once and return its path."""
+    path = fsutil.cache_dir() / "corpora" / DEFAULT_NAME / "python-help.txt"
+    if path.is_file():
+        return path
+    text = _pydoc_topics() or _stdlib_source()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _pydoc_topics() -> str | None:
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:
+        return None
+    return "\n\n".join(topics[key].strip("\n") for key in sorted(topics)) + "\n"
+
+
+def _stdlib_source(limit: int = 1_000_000) -> str:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts, size = [], 0
+    for path in sorted(root.glob("*.py")):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        parts.append(text)
+        size += len(text)
+        if size >= limit:
+            break
+    if not parts:
+        raise UserError("no embedded corpus is available (pydoc_data and the stdlib source are "
+                        "both missing): give a corpus file")
+    return "\n".join(parts)
+
+
+def registry() -> dict:
+    """The registry, from the installed package or the repository's corpora/ folder."""
+    here = Path(__file__).resolve().parent
+    for path in (here / "registry.json", here.parent / "corpora" / "registry.json"):
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+    raise UserError("the corpus registry (registry.json) is missing from this installation")
+
+
+def lookup(name: str) -> dict:
+    entries = registry()
+    if name not in entries:
+        raise UserError(f"unknown corpus {name!r}: `charrnn corpus list` shows {', '.join(entries)}")
+    return entries[name]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def get(name: str, mirror: str | None = None, allow_unverified: bool = False) -> dict[str, Path]:
+    """Fetch a registry corpus (mirror folder or network), verify, cache; return role → path."""
+    entry = lookup(name)
+    mirror = mirror or os.environ.get("CHARRNN_MIRROR")
+    folder = fsutil.cache_dir() / "corpora" / name
+    out: dict[str, Path] = {}
+    for spec in entry["files"]:
+        target = folder / spec["name"]
+        expected = spec.get("sha256")
+        if expected is None and not allow_unverified:
+            raise UserError(f"corpus {name!r} has no sha256 in the registry yet: pass "
+                            "--allow-unverified to fetch it anyway (the hash seen is printed)")
+        if not (target.is_file() and (expected is None or _sha256(target) == expected)):
+            _fetch(spec, target, mirror)
+            seen = _sha256(target)
+            if expected is not None and seen != expected:
+                target.unlink()
+                raise UserError(f"{spec['name']} of corpus {name!r} failed its sha256 check "
+                                f"(expected {expected}, got {seen}); it was not used")
+        out[spec["role"]] = target
+    return out
+
+
+def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    if mirror:
+        for candidate in (Path(mirror) / spec["name"], Path(mirror) / spec.get("archive", "")):
+            if candidate.is_file() and candidate.name:
+                source = candidate
+                break
+        else:
+            raise UserError(f"{spec['name']} is not in the mirror folder {mirror}: add it there or "
+                            "unset --mirror / CHARRNN_MIRROR to download")
+        if source.name == spec["name"]:
+            shutil.copyfile(source, tmp)
+        else:
+            _extract(source, spec["name"], tmp)
+    else:
+        _download(spec, tmp)
+    os.replace(tmp, target)
+
+
+def _download(spec: dict, tmp: Path) -> None:
+    url = spec["url"]
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            fetched = Path(scratch) / "download"
+            with urllib.request.urlopen(url, timeout=60) as response, open(fetched, "wb") as out:
+                shutil.copyfileobj(response, out)
+            if spec.get("archive"):
+                _extract(fetched, spec["name"], tmp)
+            else:
+                shutil.move(fetched, tmp)
+    except OSError as exc:
+        raise UserError(f"could not download {url}: {exc}; use --mirror DIR with a local copy") from exc
+
+
+def _extract(archive: Path, member_name: str, tmp: Path) -> None:
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.namelist() if Path(m).name == member_name]
+            if not members:
+                raise UserError(f"{archive} holds no file named {member_name}")
+            with zipped.open(members[0]) as source, open(tmp, "wb") as out:
+                shutil.copyfileobj(source, out)
+    except zipfile.BadZipFile as exc:
+        raise UserError(f"{archive} is not a valid zip archive: {exc}") from exc

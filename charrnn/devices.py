@@ -1,0 +1,47 @@
+"""Device choice and mixed precision, in one place."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from charrnn.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto → cuda, then mps, then cpu; an unavailable explicit choice is a clear error."""
+    kind = name.split(":")[0]
+    if kind not in DEVICES:
+        raise UserError(f"--device must be one of {', '.join(DEVICES)} (cuda:N too), not {name!r}")
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for, but CUDA is not available here (no GPU, "
+                            "or a CPU-only torch build): use --device cpu or auto")
+        device = torch.device(name)
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+        return device
+    if kind == "mps" and not (getattr(torch.backends, "mps", None)
+                              and torch.backends.mps.is_available()):
+        raise UserError("--device mps was asked for, but Apple MPS is not available: use cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (cuDNN RNN kernels run in bf16); full precision elsewhere."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()

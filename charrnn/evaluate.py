@@ -1,0 +1,103 @@
+"""Scoring text with a model: nats/token, perplexity and bits per character of the original text.
+
+Bits per character (total bits ÷ Unicode characters) puts char, word, subword and n-gram models on
+one scale. The first token of a text has no left context, so the mean over the N-1 predicted tokens
+stands for all N tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charrnn import checkpoint, data
+from charrnn.devices import autocast, resolve_device
+from charrnn.errors import UserError
+from charrnn.inputs import read_text
+from charrnn.models import RNNLM
+
+
+@torch.inference_mode()
+def score_ids(model: RNNLM, ids: np.ndarray, device: torch.device, streams: int = 32,
+              seq_len: int = 256) -> tuple[float, int]:
+    """Sum of -log p (nats) over ids[1:], reading `streams` contiguous rows with carried state."""
+    n_targets = len(ids) - 1
+    if n_targets < 1:
+        raise UserError(f"need at least 2 tokens to evaluate, got {len(ids)}")
+    was_training = model.training
+    model.eval()
+    ids_t = torch.from_numpy(np.asarray(ids).astype(np.int64))
+    streams = max(1, min(streams, n_targets // max(1, seq_len)))
+    row = n_targets // streams
+    xs = ids_t[: streams * row].view(streams, row).to(device)
+    ys = ids_t[1 : streams * row + 1].view(streams, row).to(device)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    state = None
+    for lo in range(0, row, seq_len):
+        nll, state = _nll(model, xs[:, lo : lo + seq_len], ys[:, lo : lo + seq_len], state, device)
+        total += nll
+    rest = n_targets - streams * row
+    if rest:  # the tail continues the last row, with its hidden state
+        tail_state = _select_row(state, streams - 1) if state is not None else None
+        x = ids_t[streams * row : n_targets].view(1, -1).to(device)
+        y = ids_t[streams * row + 1 :].view(1, -1).to(device)
+        total += _nll(model, x, y, tail_state, device)[0]
+    model.train(was_training)
+    return float(total), n_targets
+
+
+def _nll(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state, device: torch.device):
+    with autocast(device):
+        logits, state = model(x, state)
+    nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
+                          reduction="sum")
+    return nll.double(), state
+
+
+def _select_row(state, index: int):
+    if isinstance(state, tuple):
+        return tuple(s[:, index : index + 1].contiguous() for s in state)
+    return state[:, index : index + 1].contiguous()
+
+
+def summarize(total_nats: float, n_predicted: int, n_tokens: int, n_chars: int) -> dict:
+    per_token = total_nats / n_predicted
+    return {
+        "tokens": n_tokens,
+        "chars": n_chars,
+        "nats_per_token": per_token,
+        "perplexity": math.exp(min(per_token, 700.0)),
+        "bits_per_char": per_token * n_tokens / math.log(2) / max(1, n_chars),
+    }
+
+
+def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
+                 device: str = "auto", unknown: str = "error", errors: str = "strict") -> dict:
+    """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset."""
+    ckpt = checkpoint.resolve(spec, root)
+    dev = resolve_device(device)
+    tokenizer = ckpt.tokenizer
+    if file is not None:
+        text = read_text([file], errors)
+        ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
+        n_chars, source = len(text), str(file)
+    else:
+        split = split or "test"
+        dataset = data.find_dataset(ckpt.meta.get("dataset", {}).get("id", ""))
+        if dataset is None:
+            raise UserError(f"the dataset this run was trained on is not in the cache any more: "
+                            f"pass a FILE to evaluate on (charrnn eval {ckpt.run_folder.name} FILE)")
+        ids, n_chars, source = dataset.ids(split), dataset.chars(split), f"split:{split}"
+        if len(ids) < 2:
+            raise UserError(f"the {split} split of this run's dataset is empty: use --split val, "
+                            "or preprocess with --test-frac > 0 / --test FILE")
+    model = ckpt.load_model(dev)
+    total, predicted = score_ids(model, ids, dev)
+    progress = ckpt.meta.get("progress", {})
+    return {"run": ckpt.run_folder.name, "kind": "rnn", "checkpoint": str(ckpt.folder),
+            "source": source, **summarize(total, predicted, len(ids), n_chars),
+            "params": model.num_parameters(), "train_seconds": progress.get("elapsed")}

@@ -1,0 +1,116 @@
+"""Atomic writes: a reader sees the old folder or the new one, never a half-written one.
+
+A folder is written under a temporary name, fsynced, then swapped in by renames:
+
+    final.tmp-PID  --(write, fsync)-->  final -> final.old,  final.tmp-PID -> final,  rm final.old
+
+A crash between the two renames leaves `final.old` and no `final`; `recover_dir` puts it back,
+so the last complete folder is always readable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from charrnn.errors import UserError
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def recover_dir(final: Path) -> None:
+    """Finish an interrupted swap: bring `final.old` back when `final` is missing."""
+    old = final.with_name(final.name + ".old")
+    if old.is_dir():
+        if final.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, final)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success it replaces `final` atomically, on error it is removed."""
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {final.parent}: {exc.strerror}") from exc
+    recover_dir(final)
+    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        yield tmp
+        _fsync_tree(tmp)
+        old = final.with_name(final.name + ".old")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        recover_dir(final)
+        raise UserError(
+            f"could not write {final}: {exc.strerror or exc}; the previous copy is intact "
+            "(free some disk space or choose another --out)"
+        ) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write JSON to a temp file and rename it over `path`."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, ensure_ascii=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+def read_json(path: Path, what: str) -> dict:
+    """Read a JSON object, turning every way it can be broken into a clear UserError."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError as exc:
+        raise UserError(f"{what} is missing {path.name} ({path})") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON ({exc}): the {what} is corrupt") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not a JSON object: the {what} is corrupt")
+    return data
+
+
+def cache_dir() -> Path:
+    """Where preprocessed datasets and downloaded corpora live (CHARRNN_CACHE to move it)."""
+    root = os.environ.get("CHARRNN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charrnn")
+    return Path(root)

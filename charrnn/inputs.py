@@ -1,0 +1,145 @@
+"""Reading user text: paths, directories and globs in; validated UTF-8 chunks out.
+
+Everything downstream (tokenizer building, preprocessing, eval on a file) reads text through
+`TextSource`, so every command reports bad input the same way: the file, the byte offset and
+what to do about it. Files are streamed in chunks that end on a line boundary, so memory does not
+grow with the corpus.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from charrnn.errors import UserError
+
+CHUNK_BYTES = 1 << 22  # 4 MiB of bytes per read: big enough for numpy, small for memory
+TEXT_SUFFIXES_SKIPPED = {".bin", ".npy", ".safetensors", ".pt", ".pth", ".zip", ".gz", ".bz2"}
+
+
+def expand_inputs(specs: Iterable[str]) -> list[Path]:
+    """Turn files, directories and glob patterns into a sorted, de-duplicated list of files."""
+    files: list[Path] = []
+    for spec in specs:
+        path = Path(spec).expanduser()
+        if any(ch in spec for ch in "*?["):
+            matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
+            matched = [p for p in matched if p.is_file()]
+            if not matched:
+                raise UserError(f"no files match {spec!r}: check the pattern (quote it in the shell)")
+            files += matched
+        elif path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*")
+                if p.is_file() and not p.name.startswith(".")
+                and p.suffix.lower() not in TEXT_SUFFIXES_SKIPPED
+            )
+            if not found:
+                raise UserError(f"directory {spec} holds no text files: point at a file or a folder of .txt files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise UserError(f"{spec} is not a regular file or directory")
+        else:
+            raise UserError(f"{spec} does not exist: check the path")
+    unique: dict[Path, None] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), None)
+    return list(unique)
+
+
+@dataclass
+class TextSource:
+    """One or more UTF-8 files read as a single text stream.
+
+    Files are joined with a newline when one does not already end with one, so that the last line
+    of a file never runs into the first line of the next.
+    """
+
+    files: list[Path]
+    errors: str = "strict"  # or "replace": invalid bytes become U+FFFD
+
+    def __post_init__(self) -> None:
+        if self.errors not in ("strict", "replace"):
+            raise UserError(f"--errors must be 'strict' or 'replace', not {self.errors!r}")
+
+    def chunks(self) -> Iterator[str]:
+        """Yield decoded text in chunks that end at a line break (or whitespace) where possible."""
+        carry = ""
+        for index, path in enumerate(self.files):
+            last_char = ""
+            for piece in self._decode_file(path):
+                if not piece:
+                    continue
+                last_char = piece[-1]
+                text = carry + piece
+                cut = text.rfind("\n") + 1
+                if cut == 0 and len(text) > CHUNK_BYTES:
+                    cut = max(text.rfind(" "), text.rfind("\t")) + 1 or len(text)
+                if cut:
+                    yield text[:cut]
+                carry = text[cut:]
+            if index < len(self.files) - 1 and last_char and last_char != "\n":
+                carry += "\n"
+        if carry:
+            yield carry
+
+    def _decode_file(self, path: Path) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors=self.errors)
+        offset = 0
+        try:
+            handle = open(path, "rb")
+        except OSError as exc:
+            raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+        with handle:
+            first = True
+            while True:
+                block = handle.read(CHUNK_BYTES)
+                if first:
+                    _refuse_binary(path, block)
+                    if block.startswith(codecs.BOM_UTF8):
+                        block = block[len(codecs.BOM_UTF8):]
+                        offset += len(codecs.BOM_UTF8)
+                    first = False
+                final = not block
+                try:
+                    yield decoder.decode(block, final)
+                except UnicodeDecodeError as exc:
+                    raise UserError(
+                        f"{path}: invalid UTF-8 at byte offset {offset + exc.start}: "
+                        "convert the file to UTF-8, or pass --errors replace to go on"
+                    ) from exc
+                if final:
+                    return
+                offset += len(block)
+
+    def text(self) -> str:
+        """The whole text in memory: only for small inputs (prime files, eval files)."""
+        return "".join(self.chunks())
+
+    def sha256(self) -> str:
+        """A content hash over all files, in order: the cache key of preprocessed datasets."""
+        digest = hashlib.sha256()
+        for path in self.files:
+            with open(path, "rb") as handle:
+                while block := handle.read(CHUNK_BYTES):
+                    digest.update(block)
+            digest.update(b"\0file\0")
+        return digest.hexdigest()
+
+
+def _refuse_binary(path: Path, head: bytes) -> None:
+    """A NUL byte in the first block means this is not text (UTF-8 text never contains NUL)."""
+    if b"\0" in head[:8192]:
+        kind = "a pickle/torch file" if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04" else "binary data"
+        raise UserError(f"{path} looks like {kind}, not UTF-8 text: give a text corpus")
+
+
+def read_text(specs: Iterable[str], errors: str = "strict") -> str:
+    """Read small inputs whole (used for prime files and eval files)."""
+    return TextSource(expand_inputs(specs), errors).text()

@@ -1,0 +1,93 @@
+"""The `train` job: inputs → dataset → run folder → Trainer. Usable without the CLI.
+
+Inputs may be files, directories, globs, a preprocessed dataset folder, or the name of a registry
+corpus (`tinyshakespeare`, `ptb`, …); no input means the embedded default corpus.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from charrnn import checkpoint, corpora, data, runs
+from charrnn.errors import UserError
+from charrnn.train import Trainer, TrainConfig
+
+BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
+
+
+def resolve_inputs(inputs: list[str], opts: data.PreprocessOptions,
+                   mirror: str | None = None) -> list[str]:
+    """Expand registry names into their files (their valid/test files become the splits)."""
+    if not inputs:
+        return [str(corpora.default_corpus())]
+    resolved: list[str] = []
+    names = corpora.registry()
+    for spec in inputs:
+        if not Path(spec).exists() and spec in names:
+            files = corpora.get(spec, mirror)
+            resolved.append(str(files["main"]))
+            if "valid" in files and not opts.valid:
+                opts.valid = [str(files["valid"])]
+            if "test" in files and not opts.test:
+                opts.test = [str(files["test"])]
+        else:
+            resolved.append(spec)
+    return resolved
+
+
+def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
+              root: Path, run_name: str | None = None, resume: str | None = None,
+              overrides: dict | None = None, mirror: str | None = None,
+              plain: bool | None = None) -> dict:
+    if resume is not None:
+        ckpt = checkpoint.resolve(resume, root, prefer="last")
+        saved = TrainConfig.from_json(ckpt.meta.get("train", {}))
+        cfg = replace(saved, **{k: v for k, v in (overrides or {}).items()
+                                if k in BUDGET_FIELDS and v is not None})
+        wanted = ckpt.meta.get("dataset", {}).get("id", "")
+        if inputs:
+            dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+            if dataset.id != wanted:
+                raise UserError(f"the given corpus is not the one run {ckpt.run_folder.name} was "
+                                "trained on (its dataset id differs): resume without a corpus, or "
+                                "with the same corpus and options")
+        else:
+            dataset = data.find_dataset(wanted)
+            if dataset is None:
+                raise UserError(f"run {ckpt.run_folder.name}'s dataset ({wanted}) is no longer in "
+                                "the cache: pass the same corpus and options again to --resume")
+        _check_tokenizer(dataset, ckpt)
+        run_dir = ckpt.run_folder
+        trainer = Trainer(dataset, cfg, run_dir, resume=ckpt, plain=plain)
+        trainer.reporter.message(f"resuming {run_dir} at step {trainer.progress.step}")
+    else:
+        dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+        info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
+                            "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
+        cfg.model_config(dataset.tokenizer.vocab_size)  # validate before creating the folder
+        run_dir = runs.new_run_dir(root, run_name, "rnn", info)
+        trainer = Trainer(dataset, cfg, run_dir, plain=plain)
+        splits = dataset.meta["splits"]
+        trainer.reporter.message(
+            f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
+            f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
+            f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
+            f"{trainer.device}")
+    result = trainer.run()
+    trainer.reporter.message(_summary(result))
+    return result
+
+
+def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None:
+    if dataset.meta["tokenizer"] != ckpt.meta["tokenizer"]:
+        raise UserError(f"tokenizer mismatch: dataset {dataset.root} and checkpoint {ckpt.folder} "
+                        "use different vocabularies; preprocess with the run's options")
+
+
+def _summary(result: dict) -> str:
+    best = result.get("best_val")
+    best_text = f", best val {best:.4f} nats/token" if best is not None else ""
+    verb = {"interrupted": "stopped (resume with --resume)", "early-stopped": "stopped early"}
+    return (f"{verb.get(result['outcome'], 'done')} at step {result['step']}{best_text}; "
+            f"run folder {result['run']}")

@@ -1,0 +1,121 @@
+"""The recurrent language model: embedding → stacked RNN/LSTM/GRU → (projection) → vocabulary.
+
+    ids (B, T) ─ Embedding ─ dropout ─ nn.LSTM|GRU|RNN (layers, dropout between) ─ dropout
+               ─ [Linear hidden→emb when tied and sizes differ] ─ Linear → logits (B, T, V)
+
+The recurrent core is PyTorch's own module, so CUDA runs cuDNN's fused kernels. The hidden state is
+returned and fed back by the caller: that is what makes truncated BPTT stateful.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from charrnn.errors import UserError
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 256
+    emb: int = 0  # 0: same as hidden
+    dropout: float = 0.1
+    tie_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        for name in ("layers", "hidden", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+        if self.emb < 0:
+            raise UserError(f"--emb must be ≥ 0 (0 = same as --hidden), got {self.emb}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def emb_size(self) -> int:
+        return self.emb or self.hidden
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelConfig:
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+
+class RNNLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        emb = config.emb_size
+        self.embed = nn.Embedding(config.vocab_size, emb)
+        self.drop = nn.Dropout(config.dropout)
+        self.rnn = CELLS[config.cell](
+            emb, config.hidden, num_layers=config.layers, batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
+        out_size = config.hidden
+        self.proj: nn.Module = nn.Identity()
+        if config.tie_weights and config.hidden != emb:
+            self.proj = nn.Linear(config.hidden, emb)
+            out_size = emb
+        self.head = nn.Linear(out_size, config.vocab_size)
+        if config.tie_weights:
+            self.head.weight = self.embed.weight  # Press & Wolf 2017: one matrix in and out
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+        if self.config.cell == "lstm":  # forget-gate bias 1 (Jozefowicz et al. 2015)
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    hidden = self.config.hidden
+                    with torch.no_grad():
+                        param[hidden : 2 * hidden].fill_(1.0)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        x = self.drop(self.embed(ids))
+        out, state = self.rnn(x, state)
+        logits = self.head(self.proj(self.drop(out)))
+        return logits, state
+
+    def initial_state(self, batch: int, device: torch.device | str) -> State:
+        shape = (self.config.layers, batch, self.config.hidden)
+        zeros = torch.zeros(shape, device=device)
+        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph between TBPTT windows while keeping the values."""
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)  # type: ignore[return-value]
+    return state.detach()
+
+
+def state_tensors(state: State) -> dict[str, torch.Tensor]:
+    if isinstance(state, tuple):
+        return {"state.h": state[0], "state.c": state[1]}
+    return {"state.h": state}
+
+
+def state_from_tensors(tensors: dict[str, torch.Tensor]) -> State | None:
+    if "state.h" not in tensors:
+        return None
+    if "state.c" in tensors:
+        return tensors["state.h"], tensors["state.c"]
+    return tensors["state.h"]

@@ -1,0 +1,122 @@
+"""How training reports itself: a Rich progress display in a terminal, plain lines otherwise.
+
+Every record also goes to <run>/metrics.jsonl, so curves can be plotted after the fact.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Protocol
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds == float("inf"):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def fmt_train(rec: dict) -> str:
+    total = f"/{rec['max_steps']}" if rec.get("max_steps") else ""
+    return (f"step {rec['step']}{total} | epoch {rec['epoch']:.2f} | loss {rec['loss']:.4f} | "
+            f"lr {rec['lr']:.2e} | {rec['tokens_per_s'] / 1000:.1f}k tok/s | "
+            f"eta {fmt_duration(rec.get('eta'))}")
+
+
+def fmt_eval(rec: dict) -> str:
+    mark = " (best)" if rec.get("best") else ""
+    return (f"eval step {rec['step']} | val {rec['val_loss']:.4f} nats/token | "
+            f"{rec['val_bpc']:.4f} bits/char{mark}")
+
+
+class Reporter(Protocol):
+    def train(self, rec: dict) -> None: ...
+    def eval(self, rec: dict) -> None: ...
+    def message(self, text: str) -> None: ...
+    def close(self) -> None: ...
+
+
+class PlainReporter:
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdout
+
+    def train(self, rec: dict) -> None:
+        print(fmt_train(rec), file=self.stream, flush=True)
+
+    def eval(self, rec: dict) -> None:
+        print(fmt_eval(rec), file=self.stream, flush=True)
+
+    def message(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A live progress bar (step, epoch, loss, val, bits/char, tokens/s, ETA) with eval lines."""
+
+    def __init__(self, total_steps: int | None) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console()
+        self.progress = Progress(
+            TextColumn("[bold]train"), BarColumn(), TextColumn("{task.completed}/{task.fields[total_s]}"),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TextColumn("eta {task.fields[eta]}"),
+            console=self.console, transient=False,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total_steps, total_s=total_steps or "?",
+                                           status="", eta="?")
+        self.val = ""
+
+    def train(self, rec: dict) -> None:
+        status = (f"epoch {rec['epoch']:.2f} loss {rec['loss']:.4f} {self.val}"
+                  f"lr {rec['lr']:.1e} {rec['tokens_per_s'] / 1000:.1f}k tok/s")
+        self.progress.update(self.task, completed=rec["step"], status=status,
+                             eta=fmt_duration(rec.get("eta")))
+
+    def eval(self, rec: dict) -> None:
+        self.val = f"val {rec['val_loss']:.4f} ({rec['val_bpc']:.3f} bpc) "
+        self.progress.console.print(fmt_eval(rec))
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_reporter(total_steps: int | None, plain: bool | None = None) -> Reporter:
+    if plain is None:
+        plain = not sys.stdout.isatty()
+    return PlainReporter() if plain else RichReporter(total_steps)
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl; on resume, records after the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _step_of(line) <= resume_step]
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            tmp.replace(path)
+
+    def write(self, rec: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(rec) + "\n")
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # a torn last line from a crash: drop it

@@ -1,0 +1,90 @@
+"""Run folders: where training output lives and how a RUN argument is found.
+
+    checkpoints/<run-name>/        (root: --out, or $CHARRNN_RUNS, or ./checkpoints)
+        run.json                   kind ("rnn" or "ngram"), created, dataset id, config
+        metrics.jsonl              one JSON object per log/eval line
+        best/  last/               RNN checkpoints (see checkpoint.py)
+        model/                     n-gram model arrays (see charrnn/ngram)
+
+Wherever a command takes RUN it accepts a run name under the root, a path to a run folder, or a
+path to a checkpoint folder inside one. Torch-free: n-gram commands use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from charrnn import fsutil
+from charrnn.errors import UserError
+
+RUN_FILE = "run.json"
+
+
+def runs_root(out: str | Path | None = None) -> Path:
+    return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints")
+
+
+def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = None) -> Path:
+    """Create a fresh run folder; the default name is a readable timestamp (made unique)."""
+    base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + ("" if kind == "rnn" else f"_{kind}")
+    if name is not None and (not name or "/" in name or name.startswith(".")):
+        raise UserError(f"--run-name {name!r} must be a plain folder name")
+    folder, n = root / base, 1
+    while folder.exists():
+        if name is not None:
+            raise UserError(f"run {folder} already exists: pick another --run-name, or "
+                            f"continue it with --resume {name}")
+        n += 1
+        folder = root / f"{base}-{n}"
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot create run folder {folder}: {exc.strerror}") from exc
+    info = {"kind": kind, "name": folder.name, "created": time.time(), **(extra or {})}
+    fsutil.write_json_atomic(folder / RUN_FILE, info)
+    return folder
+
+
+def run_info(folder: Path) -> dict:
+    return fsutil.read_json(folder / RUN_FILE, f"run {folder}")
+
+
+def list_runs(root: Path, kind: str | None = None) -> list[Path]:
+    """Run folders under root, oldest first (by creation time recorded in run.json)."""
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in root.iterdir():
+        if not (folder / RUN_FILE).is_file():
+            continue
+        try:
+            info = run_info(folder)
+        except UserError:
+            continue
+        if kind is None or info.get("kind") == kind:
+            found.append((float(info.get("created", 0)), folder.name, folder))
+    return [f for _, _, f in sorted(found)]
+
+
+def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
+    """A RUN argument (name, run folder or checkpoint folder) → the run folder."""
+    if spec is None:
+        runs = [r for r in list_runs(root, kind) if _has_output(r)]
+        if not runs:
+            what = f"{kind} " if kind else ""
+            raise UserError(f"no {what}runs under {root}: train one first (charrnn train), or "
+                            "name a run / pass --out")
+        return runs[-1]
+    for candidate in (Path(spec), root / spec):
+        if (candidate / RUN_FILE).is_file():
+            return candidate
+        if (candidate.parent / RUN_FILE).is_file() and candidate.is_dir():
+            return candidate.parent
+    raise UserError(f"run {spec!r} not found (looked for a folder with {RUN_FILE} at {spec} and "
+                    f"{root / spec}): list runs with `ls {root}`")
+
+
+def _has_output(folder: Path) -> bool:
+    return any((folder / sub).exists() for sub in ("best", "last", "model", "best.old", "last.old"))

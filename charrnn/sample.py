@@ -1,0 +1,167 @@
+"""Decoding: temperature, top-k, top-p (nucleus), greedy and beam search, streamed as it goes.
+
+The prime is run through the model in one call; then each step feeds one token back with the
+carried hidden state. Sampling draws from a seeded torch.Generator, so the same seed gives the
+same text on the same device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from charrnn import checkpoint
+from charrnn.devices import resolve_device
+from charrnn.errors import UserError
+from charrnn.models import RNNLM
+
+
+@dataclass
+class SampleOptions:
+    length: int = 500
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    greedy: bool = False
+    beam: int | None = None
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if self.length < 1:
+            raise UserError(f"--length must be ≥ 1, got {self.length}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise UserError(f"--temp must be a positive number, got {self.temperature}; "
+                            "use --greedy for argmax decoding")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"--top-k must be ≥ 1, got {self.top_k}")
+        if self.top_p is not None and not (0 < self.top_p <= 1):
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.beam is not None and self.beam < 1:
+            raise UserError(f"--beam must be ≥ 1, got {self.beam}")
+
+
+def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
+    """Temperature, then top-k, then top-p; masked entries become -inf. logits: (B, V)."""
+    logits = logits.float() / opts.temperature
+    if opts.top_k is not None and opts.top_k < logits.size(-1):
+        kth = torch.topk(logits, opts.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if opts.top_p is not None and opts.top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= opts.top_p  # keep ≥ 1 token
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+class Sampler:
+    """Generates token ids from a model, one step at a time (the TUI drives the same object)."""
+
+    def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions) -> None:
+        opts.validate()
+        self.model, self.device, self.opts = model.eval(), device, opts
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(opts.seed if opts.seed is not None else
+                                   int(time.time_ns() % (1 << 62)))
+
+    @torch.inference_mode()
+    def stream(self, prime_ids: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield (token id, probabilities over the vocabulary it was drawn from), forever."""
+        ids = torch.tensor([prime_ids], dtype=torch.long, device=self.device)
+        logits, state = self.model(ids)
+        logits = logits[:, -1]
+        while True:
+            if self.opts.greedy:
+                probs = torch.softmax(logits.float(), dim=-1)
+                token = probs.argmax(dim=-1, keepdim=True)
+            else:
+                probs = torch.softmax(filter_logits(logits, self.opts), dim=-1)
+                token = torch.multinomial(probs, 1, generator=self.generator)
+            yield int(token), probs[0]
+            logits, state = self.model(token, state)
+            logits = logits[:, -1]
+
+    @torch.inference_mode()
+    def beam_search(self, prime_ids: list[int], width: int, length: int) -> list[int]:
+        """The most probable continuation of `length` tokens found with `width` beams."""
+        ids = torch.tensor([prime_ids], dtype=torch.long, device=self.device)
+        logits, state = self.model(ids)
+        log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (1, V)
+        scores = torch.zeros(1, device=self.device)
+        history = torch.zeros(1, 0, dtype=torch.long, device=self.device)
+        for _ in range(length):
+            total = (scores[:, None] + log_probs).reshape(-1)
+            top = torch.topk(total, min(width, total.numel()))
+            beam_index = top.indices // log_probs.size(-1)
+            token = top.indices % log_probs.size(-1)
+            scores = top.values
+            history = torch.cat([history[beam_index], token[:, None]], dim=1)
+            state = _select(state, beam_index)
+            logits, state = self.model(token[:, None], state)
+            log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
+        return history[0].tolist()
+
+
+def _select(state, index: torch.Tensor):
+    if isinstance(state, tuple):
+        return tuple(s[:, index] for s in state)
+    return state[:, index]
+
+
+def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int], bool]:
+    """The prime's ids, and whether it is shown (an empty prime starts at a line break)."""
+    if prime:
+        ids = tokenizer.encode(prime, unknown="skip" if unknown == "skip" else "error").tolist()
+        if ids:
+            return ids, True
+        raise UserError("the prime has no token the model knows: give another --prime")
+    start = tokenizer.line_break_id()
+    return [start if start is not None else 0], False
+
+
+def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
+             num_samples: int, write: Callable[[str], None], device: str = "auto",
+             unknown: str = "error") -> None:
+    """`charrnn sample` (plain): stream each sample's text to `write` as tokens arrive."""
+    opts.validate()
+    if num_samples < 1:
+        raise UserError(f"--num-samples must be ≥ 1, got {num_samples}")
+    dev = resolve_device(device)
+    tokenizer = ckpt.tokenizer
+    prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
+    model = ckpt.load_model(dev)
+    for index in range(num_samples):
+        seed = None if opts.seed is None else opts.seed + index
+        sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}))
+        if show_prime:
+            write(tokenizer.decode(prime_ids))
+        decoder = tokenizer.stream_decoder()
+        if opts.beam:
+            for token in sampler.beam_search(prime_ids, opts.beam, opts.length):
+                write(decoder.feed(token))
+        else:
+            stream = sampler.stream(prime_ids)
+            for _ in range(opts.length):
+                token, _probs = next(stream)
+                write(decoder.feed(token))
+        if hasattr(decoder, "flush"):
+            write(decoder.flush())
+        write("\n" if index < num_samples - 1 else "")
+
+
+def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu") -> float:
+    """Tokens per second of plain sampling (used by `charrnn compare`)."""
+    ckpt = checkpoint.resolve(spec, root)
+    dev = resolve_device(device)
+    sampler = Sampler(ckpt.load_model(dev), dev, SampleOptions(seed=0))
+    stream = sampler.stream(encode_prime(ckpt.tokenizer, None, "error")[0])
+    next(stream)
+    start = time.perf_counter()
+    for _ in range(tokens):
+        next(stream)
+    return tokens / (time.perf_counter() - start)

@@ -1,0 +1,390 @@
+"""The training loop: stateful TBPTT, clipping, warmup + cosine, eval, checkpoints, exact resume.
+
+One step:  x,y ← stream  →  logits,state ← model(x, state)  →  CE loss  →  backward  →  clip
+           →  lr(progress)  →  optimizer step  →  state.detach()
+
+The loss stays on the device and is read back every `log_every` steps only (no host sync per
+step). At each read-back a non-finite loss rolls the run back to the last good snapshot with half
+the learning rate. Checkpoints (`last/` and `best/`) hold everything needed to continue exactly:
+weights, optimizer moments, step, data position, carried hidden state and RNG states.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from charrnn import checkpoint
+from charrnn.batching import TBPTTStream
+from charrnn.data import Dataset
+from charrnn.devices import autocast, is_out_of_memory, resolve_device
+from charrnn.errors import UserError
+from charrnn.evaluate import score_ids
+from charrnn.models import RNNLM, ModelConfig, detach_state, state_from_tensors, state_tensors
+from charrnn.progress import MetricsLog, Reporter, make_reporter
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+DEFAULT_LR = {"adamw": 3e-3, "adam": 3e-3, "rmsprop": 2e-3, "sgd": 1.0}
+DEFAULT_MAX_STEPS = 3000
+MAX_NAN_RETRIES = 5
+
+
+@dataclass
+class TrainConfig:
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 256
+    emb: int = 0
+    dropout: float = 0.1
+    tie_weights: bool = False
+    seq_len: int = 128
+    batch_size: int = 64
+    optim: str = "adamw"
+    lr: float | None = None
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    max_steps: int | None = None
+    max_time: float | None = None
+    epochs: float | None = None
+    eval_every: int = 250
+    eval_seconds: float | None = None
+    eval_tokens: int | None = None
+    save_every: int | None = None
+    patience: int | None = None
+    log_every: int = 50
+    seed: int = 1337
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optim not in OPTIMIZERS:
+            raise UserError(f"--optim must be one of {', '.join(OPTIMIZERS)}, not {self.optim!r}")
+        positive = ("seq_len", "batch_size", "eval_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("max_steps", "max_time", "epochs", "eval_seconds", "eval_tokens",
+                     "save_every", "patience", "lr"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+        for name in ("weight_decay", "grad_clip", "warmup"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else DEFAULT_LR[self.optim]
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.emb,
+                           self.dropout, self.tie_weights)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TrainConfig:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def make_optimizer(model: RNNLM, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    # Weight decay on matrices only: biases and embeddings are not shrunk (as in nanoGPT).
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
+    keep = [p for n, p in model.named_parameters() if p.dim() < 2 or n.startswith("embed")]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": keep, "weight_decay": 0.0}]
+    lr = cfg.base_lr
+    if cfg.optim == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), fused=device.type == "cuda")
+    if cfg.optim == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99))
+    if cfg.optim == "rmsprop":  # char-rnn's optimiser (alpha = decay rate 0.95)
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.95)
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0
+    elapsed: float = 0.0
+    tokens: int = 0
+    best_val: float | None = None
+    evals_since_best: int = 0
+    lr_scale: float = 1.0
+
+
+class Trainer:
+    def __init__(self, dataset: Dataset, cfg: TrainConfig, run_dir: Path,
+                 resume: checkpoint.Checkpoint | None = None, reporter: Reporter | None = None,
+                 plain: bool | None = None) -> None:
+        self.dataset, self.cfg, self.run_dir = dataset, cfg, run_dir
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.model = RNNLM(cfg.model_config(dataset.tokenizer.vocab_size)).to(self.device)
+        self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.stream = TBPTTStream(dataset.ids("train"), cfg.batch_size, cfg.seq_len, self.device)
+        self.val_ids = dataset.ids("val")
+        if cfg.eval_tokens is not None:
+            self.val_ids = self.val_ids[: cfg.eval_tokens + 1]
+        self.progress = Progress()
+        self.state = self.model.initial_state(cfg.batch_size, self.device)
+        if resume is not None:
+            self._restore(resume)
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.progress.step if resume else None)
+        self.reporter = reporter or make_reporter(self.max_steps, plain)
+        self.stop_requested = False
+
+    # ---- budget and schedule -------------------------------------------------------------
+    @property
+    def max_steps(self) -> int | None:
+        cfg = self.cfg
+        if cfg.epochs is not None:
+            by_epochs = math.ceil(cfg.epochs * self.stream.steps_per_epoch)
+            return min(by_epochs, cfg.max_steps) if cfg.max_steps else by_epochs
+        if cfg.max_steps is None and cfg.max_time is None:
+            return DEFAULT_MAX_STEPS
+        return cfg.max_steps
+
+    def fraction_done(self) -> float:
+        """The largest fraction of any budget used: the schedule follows whichever ends first."""
+        done, warmup = 0.0, self.cfg.warmup
+        if self.max_steps:  # the cosine starts after warmup, as in nanoGPT
+            done = (self.progress.step - warmup) / max(1, self.max_steps - warmup)
+        if self.cfg.max_time:
+            done = max(done, self.progress.elapsed / self.cfg.max_time)
+        return min(1.0, max(0.0, done))
+
+    def lr_now(self) -> float:
+        base = self.cfg.base_lr * self.progress.lr_scale
+        if self.progress.step < self.cfg.warmup:
+            return base * (self.progress.step + 1) / self.cfg.warmup
+        cosine = 0.5 * (1 + math.cos(math.pi * self.fraction_done()))
+        return base * (self.cfg.min_lr_ratio + (1 - self.cfg.min_lr_ratio) * cosine)
+
+    # ---- state ------------------------------------------------------------------------------
+    def _snapshot(self) -> dict:
+        return {"model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "state": copy.deepcopy(self.state), "progress": copy.deepcopy(self.progress)}
+
+    def _rollback(self, snap: dict) -> None:
+        self.model.load_state_dict(snap["model"])
+        self.optimizer.load_state_dict(snap["optimizer"])
+        self.state = copy.deepcopy(snap["state"])
+        lr_scale = self.progress.lr_scale / 2
+        self.progress = copy.deepcopy(snap["progress"])
+        self.progress.lr_scale = lr_scale
+
+    def _resume_tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"rng.cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        tensors.update(state_tensors(self.state))
+        for pid, entry in self.optimizer.state_dict()["state"].items():
+            for key, value in entry.items():
+                tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value)
+        return tensors
+
+    def _restore(self, ckpt: checkpoint.Checkpoint) -> None:
+        loaded = ckpt.load_model(self.device)
+        self.model.load_state_dict(loaded.state_dict())
+        tensors = ckpt.load_state()
+        optim_meta = ckpt.meta.get("optimizer", {})
+        state: dict[int, dict] = {}
+        for name, value in tensors.items():
+            if name.startswith("optim."):
+                _, pid, key = name.split(".", 2)
+                state.setdefault(int(pid), {})[key] = value.to(self.device)
+        try:
+            self.optimizer.load_state_dict({"state": state,
+                                            "param_groups": optim_meta["param_groups"]})
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{ckpt.folder}: optimizer state does not fit this config ({exc})") from exc
+        carried = state_from_tensors(tensors)
+        if carried is not None:
+            self.state = tuple(s.to(self.device) for s in carried) if isinstance(carried, tuple) \
+                else carried.to(self.device)
+        self.progress = Progress(**ckpt.meta["progress"])
+        torch.set_rng_state(tensors["rng.cpu"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+
+    def save(self, name: str, metrics: dict | None = None) -> None:
+        optim_state = self.optimizer.state_dict()
+        meta = {
+            "model": self.model.config.to_json(), "tokenizer": self.dataset.tokenizer.to_json(),
+            "train": asdict(self.cfg), "progress": asdict(self.progress),
+            "optimizer": {"param_groups": optim_state["param_groups"]},
+            "dataset": {"id": self.dataset.id, "level": self.dataset.tokenizer.level,
+                        "val_chars": self.dataset.chars("val"), "val_tokens": self.dataset.tokens("val")},
+            "metrics": metrics or {}, "saved_at": time.time(),
+        }
+        checkpoint.save(self.run_dir / name, self.model, meta, self._resume_tensors())
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def evaluate(self) -> dict:
+        total, count = score_ids(self.model, self.val_ids, self.device, seq_len=self.cfg.seq_len)
+        val = total / count
+        ratio = self.dataset.tokens("val") / max(1, self.dataset.chars("val"))
+        return {"val_loss": val, "val_bpc": val * ratio / math.log(2)}
+
+    def run(self) -> dict:
+        cfg, prog = self.cfg, self.progress
+        has_val = len(self.val_ids) >= 2
+        if not has_val:
+            self.reporter.message("note: no validation split, so no evaluation and no best/ "
+                                  "(use --val-frac or --valid FILE)")
+        snapshot, nan_retries = self._snapshot(), 0
+        loss_sum = torch.zeros((), device=self.device)
+        window_steps, window_start, last_eval_time = 0, time.time(), time.time()
+        started, elapsed_at_start = time.time(), prog.elapsed
+        outcome, last_eval = "finished", {}
+        handlers = _install_stop_handlers(self)
+        try:
+            while not self._budget_spent():
+                loss_sum += self._step()
+                window_steps += 1
+                prog.elapsed = elapsed_at_start + time.time() - started
+                eval_due = has_val and (prog.step % cfg.eval_every == 0 or (
+                    cfg.eval_seconds is not None and time.time() - last_eval_time >= cfg.eval_seconds))
+                save_due = cfg.save_every is not None and prog.step % cfg.save_every == 0
+                final = self._budget_spent() or self.stop_requested
+                if prog.step % cfg.log_every == 0 or eval_due or save_due or final:
+                    mean = (loss_sum / window_steps).item()  # the only host sync
+                    if not math.isfinite(mean):
+                        nan_retries += 1
+                        if nan_retries > MAX_NAN_RETRIES:
+                            raise UserError(f"training diverged: the loss was not finite {nan_retries} "
+                                            "times in a row even after halving the learning rate; "
+                                            "lower --lr or --grad-clip, or check the data")
+                        self._rollback(snapshot)
+                        self.reporter.message(f"warning: non-finite loss before step {prog.step}: "
+                                              f"rolled back, learning rate ×{prog.lr_scale:g}")
+                        prog = self.progress
+                        loss_sum.zero_()
+                        window_steps, window_start = 0, time.time()
+                        continue
+                    nan_retries = 0
+                    self._log(mean, window_steps, time.time() - window_start)
+                    snapshot = self._snapshot()
+                    loss_sum.zero_()
+                    window_steps, window_start = 0, time.time()
+                    if eval_due or (final and has_val):
+                        last_eval = self._eval_and_save()
+                        last_eval_time = time.time()
+                    elif save_due or final:
+                        self.save("last", last_eval)
+                    if cfg.patience and prog.evals_since_best >= cfg.patience:
+                        self.reporter.message(f"early stop: no val improvement in {cfg.patience} evals")
+                        outcome = "early-stopped"
+                        break
+                if self.stop_requested:
+                    outcome = "interrupted"
+                    break
+        except RuntimeError as exc:
+            if is_out_of_memory(exc):
+                raise UserError(f"out of memory on {self.device} at batch {cfg.batch_size}×"
+                                f"{cfg.seq_len}, hidden {cfg.hidden}: use a smaller --batch-size, "
+                                "--seq-len or --hidden") from exc
+            raise
+        finally:
+            _restore_handlers(handlers)
+            self.reporter.close()
+        return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
+                "elapsed": prog.elapsed, "run": str(self.run_dir), **last_eval}
+
+    def _budget_spent(self) -> bool:
+        prog, cfg = self.progress, self.cfg
+        if self.max_steps is not None and prog.step >= self.max_steps:
+            return True
+        return cfg.max_time is not None and prog.elapsed >= cfg.max_time
+
+    def _step(self) -> torch.Tensor:
+        prog = self.progress
+        x, y = self.stream.batch_at(prog.epoch, prog.pos)
+        self.model.train()
+        with autocast(self.device):
+            logits, state = self.model(x, self.state)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        lr = self.lr_now()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.state = detach_state(state)
+        prog.step += 1
+        prog.pos += 1
+        prog.tokens += x.numel()
+        if prog.pos >= self.stream.steps_per_epoch:  # new epoch: new offset, fresh state
+            prog.epoch, prog.pos = prog.epoch + 1, 0
+            self.state = self.model.initial_state(self.cfg.batch_size, self.device)
+        return loss.detach()
+
+    def _log(self, mean: float, steps: int, seconds: float) -> None:
+        prog = self.progress
+        tokens_per_s = steps * self.cfg.batch_size * self.cfg.seq_len / max(seconds, 1e-9)
+        eta = None
+        if self.max_steps:
+            eta = (self.max_steps - prog.step) * seconds / max(steps, 1)
+        if self.cfg.max_time:
+            left = self.cfg.max_time - prog.elapsed
+            eta = left if eta is None else min(eta, left)
+        rec = {"type": "train", "step": prog.step, "epoch": prog.epoch + prog.pos /
+               self.stream.steps_per_epoch, "loss": mean, "lr": self.lr_now(),
+               "tokens_per_s": tokens_per_s, "elapsed": prog.elapsed, "eta": eta,
+               "max_steps": self.max_steps}
+        self.metrics.write(rec)
+        self.reporter.train(rec)
+
+    def _eval_and_save(self) -> dict:
+        prog = self.progress
+        result = self.evaluate()
+        improved = prog.best_val is None or result["val_loss"] < prog.best_val
+        if improved:
+            prog.best_val, prog.evals_since_best = result["val_loss"], 0
+        else:
+            prog.evals_since_best += 1
+        rec = {"type": "eval", "step": prog.step, "elapsed": prog.elapsed, "best": improved, **result}
+        self.metrics.write(rec)
+        self.reporter.eval(rec)
+        # last/ first: if the process dies between the two, best/ is the older, still-valid one.
+        self.save("last", result)
+        if improved:
+            self.save("best", result)
+        return result
+
+
+def _install_stop_handlers(trainer: Trainer) -> dict:
+    """First Ctrl-C (or SIGTERM): finish the step, save last/, stop. Second Ctrl-C: abort."""
+
+    def request_stop(signum, frame):  # noqa: ARG001
+        if trainer.stop_requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        trainer.reporter.message("stopping: saving last/ (Ctrl-C again to abort without saving)")
+
+    saved = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, request_stop)
+    except ValueError:  # not the main thread (e.g. inside a test runner thread)
+        pass
+    return saved
+
+
+def _restore_handlers(saved: dict) -> None:
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)

@@ -1,0 +1,66 @@
+"""Shared fixtures: every test gets its own cache and runs root, and the real corpora when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from helpers import SMALL_LINES, TINY, run_cli
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+
+
+@pytest.fixture(scope="session")
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One content-addressed cache for the whole session (safe to share: keys are hashes)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_cache: Path) -> Path:
+    """Cache and runs live in temp folders, so tests never touch ~/.cache or ./checkpoints."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(session_cache))
+    monkeypatch.setenv("CHARRNN_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("CHARRNN_DEBUG", raising=False)
+    monkeypatch.delenv("CHARRNN_MIRROR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def shared_corpora() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"real corpora folder {SHARED} is missing")
+    return SHARED
+
+
+@pytest.fixture
+def shakespeare(shared_corpora: Path) -> Path:
+    return shared_corpora / "tinyshakespeare.txt"
+
+
+@pytest.fixture
+def small_text(tmp_path: Path) -> Path:
+    """A few KB of real English-like text built in the test (no shared data needed)."""
+    path = tmp_path / "small.txt"
+    path.write_text("\n".join(SMALL_LINES * 60) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    """A char LSTM trained once for the session on a small built-in text (a run folder)."""
+    root = tmp_path_factory.mktemp("tiny-runs")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(SMALL_LINES * 60) + "\n", encoding="utf-8")
+    old = os.environ.get("CHARRNN_CACHE")
+    os.environ["CHARRNN_CACHE"] = str(session_cache)
+    try:
+        run_cli("train", corpus, *TINY, "--max-steps", "40", "--out", root, "--run-name", "tiny")
+    finally:
+        if old is None:
+            os.environ.pop("CHARRNN_CACHE", None)
+        else:
+            os.environ["CHARRNN_CACHE"] = old
+    return root / "tiny"

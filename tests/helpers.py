@@ -1,0 +1,28 @@
+"""Helpers shared by the tests (imported as a plain module: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+SMALL_LINES = [
+    "the quick brown fox jumps over the lazy dog.",
+    "a stitch in time saves nine, and the early bird catches the worm.",
+    "all that glitters is not gold; the pen is mightier than the sword.",
+    "to be or not to be, that is the question we ask.",
+]
+
+# A model small enough to train in about a second on one core.
+TINY = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
+        "--log-every", "5", "--eval-every", "10", "--plain", "--warmup", "5"]
+
+
+def run_cli(*args: str, ok: bool = True):
+    """Invoke the real Typer app in-process; assert the exit code unless ok is None."""
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if ok is True:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    elif ok is False:
+        assert result.exit_code != 0, result.output
+    return result

@@ -1,0 +1,87 @@
+"""Reading corpora: files, folders, globs; every kind of bad input is a clear UserError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from charrnn.errors import UserError
+from charrnn.inputs import TextSource, expand_inputs, read_text
+from helpers import run_cli
+
+
+def test_directory_and_glob_expand_to_sorted_text_files(tmp_path: Path) -> None:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "b.txt").write_text("bee\n")
+    (folder / "a.txt").write_text("ay\n")
+    (folder / ".hidden").write_text("no\n")
+    assert [p.name for p in expand_inputs([str(folder)])] == ["a.txt", "b.txt"]
+    assert [p.name for p in expand_inputs([str(folder / "*.txt")])] == ["a.txt", "b.txt"]
+    assert read_text([str(folder)]) == "ay\nbee\n"
+
+
+def test_files_without_final_newline_are_joined_by_one(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("first")
+    (tmp_path / "b.txt").write_text("second")
+    assert read_text([str(tmp_path / "a.txt"), str(tmp_path / "b.txt")]) == "first\nsecond"
+
+
+def test_invalid_utf8_names_file_and_byte_offset(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello w\xc3rld\n")
+    with pytest.raises(UserError, match=r"bad\.txt: invalid UTF-8 at byte offset 7.*--errors replace"):
+        read_text([str(bad)])
+    assert read_text([str(bad)], errors="replace") == "hello w\ufffdrld\n"
+
+
+def test_invalid_utf8_offset_counts_across_chunks(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("charrnn.inputs.CHUNK_BYTES", 16)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"a" * 40 + b"\xff" + b"b\n")
+    with pytest.raises(UserError, match="byte offset 40"):
+        read_text([str(bad)])
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"\x80\x04\x95pickle\x00data"), "pickle"),
+        (lambda p: p.write_bytes(bytes(range(256))), "binary"),
+    ],
+)
+def test_binary_files_are_refused(tmp_path: Path, make, message: str) -> None:
+    path = tmp_path / "thing.txt"
+    make(path)
+    with pytest.raises(UserError, match=message):
+        read_text([str(path)])
+
+
+def test_missing_path_and_empty_directory_and_unmatched_glob(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        expand_inputs([str(tmp_path / "nope.txt")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no text files"):
+        expand_inputs([str(tmp_path / "empty")])
+    with pytest.raises(UserError, match="no files match"):
+        expand_inputs([str(tmp_path / "*.none")])
+
+
+def test_chunks_end_on_line_breaks_or_whitespace(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("charrnn.inputs.CHUNK_BYTES", 10)
+    path = tmp_path / "lines.txt"
+    path.write_text("one two\nthree four five\nsix\n")
+    chunks = list(TextSource([path]).chunks())
+    assert "".join(chunks) == "one two\nthree four five\nsix\n"
+    assert all(c[-1].isspace() for c in chunks)  # long lines are cut at whitespace, never in a word
+
+
+def test_cli_bad_input_is_one_line_error_with_exit_2(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = run_cli("train", empty, ok=False)
+    assert result.exit_code == 2
+    assert "input is empty" in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -1,0 +1,217 @@
+"""train: run folders, metrics, checkpoints, schedule, NaN rollback, early stop, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.data import PreprocessOptions, prepare
+from charrnn.train import Trainer, TrainConfig
+from helpers import TINY, run_cli
+
+
+def _records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def test_train_writes_run_folder_with_best_last_and_metrics(small_text: Path, tmp_path: Path) -> None:
+    result = run_cli("train", small_text, *TINY, "--max-steps", "20", "--run-name", "r1")
+    run = tmp_path / "runs" / "r1"
+    assert "done at step 20" in result.output
+    for name in ("best", "last"):
+        meta = json.loads((run / name / "checkpoint.json").read_text())
+        assert meta["format"] == "charrnn-checkpoint" and meta["tokenizer"]["level"] == "char"
+        assert (run / name / "model.safetensors").is_file()
+    assert [r["step"] for r in _records(run, "train")] == [5, 10, 15, 20]
+    evals = _records(run, "eval")
+    assert [r["step"] for r in evals] == [10, 20]
+    assert all(r["val_bpc"] > 0 for r in evals)
+    assert not list(run.glob("*.tmp-*")) and not list(run.glob("*.old"))
+
+
+def test_default_run_name_is_a_readable_timestamp_and_out_moves_the_root(small_text, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--max-steps", "5", "--out", tmp_path / "elsewhere")
+    (run,) = (tmp_path / "elsewhere").iterdir()
+    assert run.name[:4].isdigit() and "_" in run.name
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_every_cell_trains_and_loss_falls(small_text: Path, tmp_path: Path, cell: str) -> None:
+    run_cli("train", small_text, *TINY, "--cell", cell, "--layers", "2", "--max-steps", "60",
+            "--run-name", cell, "--lr", "0.01", "--tie-weights", "--emb", "16")
+    losses = [r["loss"] for r in _records(tmp_path / "runs" / cell, "train")]
+    assert losses[-1] < losses[0] - 0.3
+
+
+@pytest.mark.parametrize("level", ["word", "subword"])
+def test_word_and_subword_levels_train_sample_and_eval(shakespeare, tmp_path, level) -> None:
+    extra = ["--vocab-size", "400"] if level == "subword" else ["--min-count", "3"]
+    run_cli("train", shakespeare, *TINY, "--level", level, *extra, "--max-steps", "10",
+            "--run-name", level, "--eval-tokens", "2000")
+    out = run_cli("sample", level, "--length", "20", "--seed", "3").output
+    assert len(out.strip()) > 0
+    result = json.loads(run_cli("eval", level, "--split", "test", "--json").output)
+    assert result["tokens"] < result["chars"] and result["bits_per_char"] > 0
+
+
+def test_corpus_too_short_for_one_batch_says_how_short(tmp_path: Path) -> None:
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("tiny corpus\n" * 5)
+    result = run_cli("train", corpus, "--batch-size", "64", "--seq-len", "128", ok=False)
+    assert result.exit_code == 2
+    assert "too few for one batch of 64×128" in result.output and "--batch-size" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hidden", "-3"], "--hidden must be ≥ 1"),
+        (["--seq-len", "0"], "--seq-len must be ≥ 1"),
+        (["--cell", "tcn"], "--cell must be one of"),
+        (["--dropout", "1.5"], "--dropout must be in"),
+        (["--lr", "nan"], "--lr must be a positive number"),
+        (["--optim", "lion"], "--optim must be one of"),
+        (["--device", "tpu"], "--device must be one of"),
+    ],
+)
+def test_nonsense_options_are_one_line_errors(small_text, args, message) -> None:
+    result = run_cli("train", small_text, *TINY, "--max-steps", "2", *args, ok=False)
+    assert result.exit_code == 2 and message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_for_without_cuda_is_a_clear_error(small_text) -> None:
+    result = run_cli("train", small_text, *TINY, "--device", "cuda", ok=False)
+    assert "CUDA is not available" in result.output and "--device cpu" in result.output
+
+
+def test_warmup_then_cosine_schedule(small_text, tmp_path) -> None:
+    ds = prepare([str(small_text)], PreprocessOptions())
+    cfg = TrainConfig(hidden=8, layers=1, batch_size=2, seq_len=8, max_steps=100, warmup=10,
+                      lr=1.0, min_lr_ratio=0.1)
+    trainer = Trainer(ds, cfg, tmp_path, plain=True)
+    lrs = []
+    for step in (0, 9, 10, 55, 100):
+        trainer.progress.step = step
+        lrs.append(trainer.lr_now())
+    assert lrs[0] == pytest.approx(0.1) and lrs[1] == pytest.approx(1.0)
+    assert lrs[2] == pytest.approx(1.0, abs=1e-3) and lrs[3] == pytest.approx(0.55, abs=0.01)
+    assert lrs[4] == pytest.approx(0.1)
+
+
+def test_nan_loss_rolls_back_halves_lr_and_goes_on(small_text, tmp_path, monkeypatch) -> None:
+    ds = prepare([str(small_text)], PreprocessOptions())
+    cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=30, log_every=5,
+                      eval_every=10, warmup=1)
+    trainer = Trainer(ds, cfg, tmp_path, plain=True)
+    real_step, calls = Trainer._step, {"n": 0}
+
+    def poisoned(self):
+        calls["n"] += 1
+        loss = real_step(self)
+        if calls["n"] == 12:  # one bad step in the third logging window
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+            return loss * float("nan")
+        return loss
+
+    monkeypatch.setattr(Trainer, "_step", poisoned)
+    messages = []
+    trainer.reporter.message = messages.append
+    result = trainer.run()
+    assert result["outcome"] == "finished" and result["step"] == 30
+    assert any("rolled back" in m for m in messages)
+    assert trainer.progress.lr_scale == 0.5
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_patience_stops_early(small_text, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--max-steps", "400", "--eval-every", "5", "--patience",
+            "1", "--lr", "0.5", "--optim", "sgd", "--run-name", "p")
+    steps = [r["step"] for r in _records(tmp_path / "runs" / "p", "train")]
+    assert steps[-1] < 400
+
+
+def _train_losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in _records(run, "train")}
+
+
+def test_stop_then_resume_follows_the_uninterrupted_loss_curve(small_text, tmp_path) -> None:
+    args = [small_text, *TINY, "--max-steps", "40", "--log-every", "1", "--dropout", "0.2"]
+    run_cli("train", *args, "--run-name", "whole")
+    ds = prepare([str(small_text)], PreprocessOptions())
+    # The same run, stopped at step 17 as Ctrl-C would stop it, then resumed.
+    cfg = TrainConfig.from_json(json.loads((tmp_path / "runs/whole/last/checkpoint.json")
+                                           .read_text())["train"])
+    from charrnn import runs
+
+    run_dir = runs.new_run_dir(tmp_path / "runs", "split", "rnn")
+    trainer = Trainer(ds, cfg, run_dir, plain=True)
+    real_step = Trainer._step
+
+    def step_then_stop(self):
+        loss = real_step(self)
+        if self.progress.step == 17:
+            self.stop_requested = True
+        return loss
+
+    trainer._step = step_then_stop.__get__(trainer)
+    assert trainer.run()["outcome"] == "interrupted"
+    assert json.loads((run_dir / "last/checkpoint.json").read_text())["progress"]["step"] == 17
+    run_cli("train", "--resume", "split", "--plain")
+    whole, split = _train_losses(tmp_path / "runs/whole"), _train_losses(run_dir)
+    assert sorted(split) == list(range(1, 41))
+    for step in range(18, 41):
+        assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
+
+
+@pytest.mark.slow
+def test_sigkill_mid_training_resumes_from_last_and_matches(small_text, tmp_path) -> None:
+    common = [str(small_text), *TINY, "--max-steps", "400", "--log-every", "1", "--save-every",
+              "7", "--dropout", "0.1"]
+    run_cli("train", *common, "--run-name", "whole")
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", *common, "--run-name",
+                             "killed"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = tmp_path / "runs/killed/last/checkpoint.json"
+    deadline = time.time() + 60
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.01)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(last.read_text())["progress"]["step"]
+    assert 0 < saved < 400, "the kill must land mid-training"
+    run_cli("train", "--resume", "killed", "--plain")
+    whole, resumed = _train_losses(tmp_path / "runs/whole"), _train_losses(tmp_path / "runs/killed")
+    assert max(resumed) == 400
+    for step in range(saved + 1, 401):
+        assert resumed[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_last_and_exits_cleanly(small_text, tmp_path) -> None:
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", str(small_text), *TINY,
+                             "--max-steps", "100000", "--run-name", "c"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs/c/metrics.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume with --resume" in out and "Traceback" not in err
+    meta = json.loads((tmp_path / "runs/c/last/checkpoint.json").read_text())
+    assert meta["progress"]["step"] > 0
