@@ -227,11 +227,12 @@ def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | Non
 def corpus_list() -> None:
     """Show the registry of public corpora."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from charrnn.corpora import registry
 
-    table = Table("name", "files", "level", "licence", "description")
+    table = Table("files", "level", "licence", "description")
+    table.columns.insert(0, Column("name", no_wrap=True, style="bold"))
     for name, entry in registry().items():
         table.add_row(name, ", ".join(f["name"] for f in entry["files"]), entry.get("level", ""),
                       entry.get("licence", ""), entry.get("description", ""))

@@ -39,7 +39,8 @@ def expand_inputs(specs: Iterable[str]) -> list[Path]:
                 and p.suffix.lower() not in TEXT_SUFFIXES_SKIPPED
             )
             if not found:
-                raise UserError(f"directory {spec} holds no text files: point at a file or a folder of .txt files")
+                raise UserError(f"directory {spec} holds no text files: "
+                                "point at a file or a folder of .txt files")
             files += found
         elif path.is_file():
             files.append(path)

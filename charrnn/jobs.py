@@ -11,7 +11,7 @@ from pathlib import Path
 
 from charrnn import checkpoint, corpora, data, runs
 from charrnn.errors import UserError
-from charrnn.train import Trainer, TrainConfig
+from charrnn.train import TrainConfig, Trainer
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 

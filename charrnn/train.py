@@ -186,7 +186,7 @@ class Trainer:
         self.progress.lr_scale = lr_scale
 
     def _resume_tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"rng.cpu": torch.get_rng_state()}
+        tensors = {"rng.cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         tensors.update(state_tensors(self.state))

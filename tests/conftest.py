@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from helpers import SMALL_LINES, TINY, run_cli
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from charrnn.data import PreprocessOptions, prepare
-from charrnn.train import Trainer, TrainConfig
+from charrnn.train import TrainConfig, Trainer
 from helpers import TINY, run_cli
 
 

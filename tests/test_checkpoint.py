@@ -1,0 +1,125 @@
+"""Checkpoints: self-describing, atomic, never unpickled, every kind of damage a clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+
+from charrnn import checkpoint, fsutil
+from charrnn.errors import UserError
+from helpers import run_cli
+
+
+def _copy(run: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(run, target)
+    return target
+
+
+def test_checkpoint_is_self_describing(tiny_run: Path) -> None:
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    assert ckpt.folder.name == "best"
+    model = ckpt.load_model("cpu")
+    assert model.config.hidden == 32 and ckpt.tokenizer.vocab_size == model.config.vocab_size
+
+
+def test_a_pickle_renamed_as_checkpoint_is_refused_without_unpickling(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.ckpt"
+
+    class Boom:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil.write_bytes(pickle.dumps(Boom()))
+    result = run_cli("sample", evil, ok=False)
+    assert "never unpickles" in result.output and not marker.exists()
+
+
+def test_truncated_weights_are_reported(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    weights = run / "best" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert "truncated or corrupt" in result.output and result.exit_code == 2
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("format", "other-tool", "not a charrnn checkpoint"),
+    ("version", 99, "checkpoint version 99"),
+])
+def test_other_format_or_version_is_refused(tiny_run, tmp_path, key, value, message) -> None:
+    run = _copy(tiny_run, tmp_path)
+    meta_path = run / "best" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta[key] = value
+    meta_path.write_text(json.dumps(meta))
+    assert message in run_cli("sample", run, ok=False).output
+
+
+def test_corrupt_json_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    (run / "best" / "checkpoint.json").write_text('{"format": "charrnn-ch')
+    assert "not readable JSON" in run_cli("sample", run, ok=False).output
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tiny_run: Path, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    run = _copy(tiny_run, tmp_path)
+    before = (run / "last" / "model.safetensors").read_bytes()
+    ckpt = checkpoint.resolve(str(run), run.parent, prefer="last")
+    model = ckpt.load_model()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_model", disk_full)
+    with pytest.raises(UserError, match="No space left.*previous copy is intact"):
+        checkpoint.save(run / "last", model, {"model": {}}, None)
+    assert (run / "last" / "model.safetensors").read_bytes() == before
+    assert not list(run.glob("last.tmp-*"))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_run_folder_is_a_clear_error(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    ckpt = checkpoint.resolve(str(run), run.parent, prefer="last")
+    run.chmod(0o500)
+    try:
+        with pytest.raises(UserError, match="could not write"):
+            checkpoint.save(run / "last", ckpt.load_model(), {"model": {}}, None)
+    finally:
+        run.chmod(0o700)
+
+
+def test_interrupted_swap_is_recovered(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    os.replace(run / "best", run / "best.old")  # a crash between the two renames
+    ckpt = checkpoint.resolve(str(run), run.parent)
+    assert ckpt.folder == run / "best" and (run / "best" / "model.safetensors").is_file()
+
+
+def test_atomic_dir_removes_temp_on_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), fsutil.atomic_dir(tmp_path / "x") as tmp:
+        (tmp / "f").write_text("partial")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_cli("sample", "no-such-run", ok=False)
+    assert "run 'no-such-run' not found" in result.output
+    assert "no rnn runs under" in run_cli("sample", ok=False).output
+
+
+def test_resume_with_a_different_corpus_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    other = tmp_path / "other.txt"
+    other.write_text("completely different text here\n" * 200)
+    result = run_cli("train", other, "--resume", run, ok=False)
+    assert "not the one run" in result.output

@@ -1,0 +1,88 @@
+"""The CLI shell (help, module entry, errors, debug) and the corpus registry."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from charrnn import corpora
+from charrnn.errors import UserError
+from helpers import run_cli
+
+
+def _charrnn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "charrnn", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_help_lists_commands_without_importing_torch() -> None:
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom charrnn.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
+            "print('torch' in sys.modules)\nprint(r.output)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.startswith("False")
+    for command in ("train", "sample", "eval", "preprocess", "corpus"):
+        assert command in out
+
+
+def test_python_dash_m_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    proc = _charrnn("train", str(tmp_path / "missing.txt"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"charrnn: error: {tmp_path / 'missing.txt'} does not exist: check the path"
+
+
+def test_charrnn_debug_shows_the_traceback(tmp_path: Path) -> None:
+    proc = _charrnn("train", str(tmp_path / "missing.txt"), env={"CHARRNN_DEBUG": "1"})
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and "UserError" in proc.stderr
+
+
+def test_default_corpus_is_embedded_and_offline() -> None:
+    path = corpora.default_corpus()
+    text = path.read_text(encoding="utf-8")
+    assert len(text) > 100_000 and "statement" in text
+
+
+def test_train_without_corpus_uses_the_default_corpus(tmp_path: Path) -> None:
+    out = run_cli("train", "--hidden", "16", "--layers", "1", "--batch-size", "4", "--seq-len",
+                  "16", "--max-steps", "3", "--plain", "--run-name", "d").output
+    assert "train " in out and (tmp_path / "runs" / "d" / "last").is_dir()
+
+
+def test_corpus_list_shows_the_registry() -> None:
+    out = run_cli("corpus", "list").output
+    for name in ("tinyshakespeare", "ptb", "enwik8", "text8", "wikitext-2"):
+        assert name in out
+
+
+def test_corpus_get_from_mirror_verifies_sha256(shared_corpora: Path) -> None:
+    out = run_cli("corpus", "get", "ptb", "--mirror", shared_corpora).output
+    paths = dict(line.split("\t") for line in out.strip().splitlines())
+    assert set(paths) == {"main", "valid", "test"}
+    data = Path(paths["test"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == corpora.lookup("ptb")["files"][2]["sha256"]
+
+
+def test_corpus_get_refuses_a_file_with_the_wrong_hash(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tinyshakespeare.txt").write_text("not shakespeare\n")
+    with pytest.raises(UserError, match="failed its sha256 check"):
+        corpora.get("tinyshakespeare", str(mirror))
+    assert not list((corpora.fsutil.cache_dir() / "corpora" / "tinyshakespeare").glob("*.txt"))
+
+
+def test_unverified_entries_need_explicit_consent() -> None:
+    result = run_cli("corpus", "get", "enwik8", ok=False)
+    assert "--allow-unverified" in result.output
+
+
+def test_train_accepts_a_registry_name_with_mirror(shared_corpora: Path, tmp_path: Path) -> None:
+    out = run_cli("train", "ptb", "--mirror", shared_corpora, "--level", "word", "--hidden", "16",
+                  "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--max-steps", "2",
+                  "--eval-tokens", "200", "--plain", "--run-name", "ptb").output
+    assert "word vocab 10000" in out and "val 73,760" in out

@@ -1,0 +1,105 @@
+"""sample and eval on a trained tiny model (trained once per session)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.sample import SampleOptions, filter_logits
+from helpers import run_cli
+
+
+def test_same_seed_same_text_and_other_seed_other_text(tiny_run: Path) -> None:
+    a = run_cli("sample", tiny_run, "--seed", "7", "--length", "80").output
+    b = run_cli("sample", tiny_run, "--seed", "7", "--length", "80").output
+    c = run_cli("sample", tiny_run, "--seed", "8", "--length", "80").output
+    assert a == b and a != c and len(a) >= 80
+
+
+def test_prime_is_printed_first_and_prime_file_works(tiny_run: Path, tmp_path: Path) -> None:
+    out = run_cli("sample", tiny_run, "--prime", "the quick", "--length", "10", "--seed", "1").output
+    assert out.startswith("the quick") and len(out) >= len("the quick") + 10
+    prime = tmp_path / "prime.txt"
+    prime.write_text("to be")
+    out = run_cli("sample", tiny_run, "--prime-file", prime, "--length", "5", "--seed", "1").output
+    assert out.startswith("to be")
+
+
+def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) -> None:
+    result = run_cli("sample", tiny_run, "--prime", "the Zürich 你", ok=False)
+    assert result.exit_code == 2
+    for char in ("'Z'", "'ü'", "'你'"):
+        assert char in result.output
+    ok = run_cli("sample", tiny_run, "--prime", "the Zürich", "--unk", "skip", "--length", "3")
+    assert ok.output.startswith("the rich")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temp", "0"], "--temp must be a positive number"),
+        (["--temp", "nan"], "--temp must be a positive number"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["--top-k", "0"], "--top-k must be ≥ 1"),
+        (["--length", "-1"], "--length must be ≥ 1"),
+    ],
+)
+def test_nonsense_sampling_options_are_errors(tiny_run: Path, args, message) -> None:
+    result = run_cli("sample", tiny_run, *args, ok=False)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_greedy_and_beam_are_deterministic_without_seed(tiny_run: Path) -> None:
+    for mode in (["--greedy"], ["--beam", "3"]):
+        a = run_cli("sample", tiny_run, *mode, "--length", "30").output
+        assert a == run_cli("sample", tiny_run, *mode, "--length", "30").output
+
+
+def test_num_samples_gives_that_many_samples(tiny_run: Path) -> None:
+    out = run_cli("sample", tiny_run, "--prime", "X" if False else "the", "--length", "5",
+                  "--num-samples", "3", "--seed", "1").output
+    assert out.count("the") >= 3
+
+
+def test_top_k_and_top_p_filters_keep_the_right_tokens() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = filter_logits(logits, SampleOptions(top_k=2)).isfinite()[0].tolist()
+    assert kept == [True, True, False, False]
+    kept = filter_logits(logits, SampleOptions(top_p=0.8)).isfinite()[0].tolist()
+    assert kept == [True, True, False, False]
+    kept = filter_logits(logits, SampleOptions(top_p=0.81)).isfinite()[0].tolist()
+    assert kept == [True, True, True, False]
+
+
+def test_newest_run_is_the_default(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("CHARRNN_RUNS", str(tiny_run.parent))
+    assert run_cli("sample", "--seed", "7", "--length", "20").output == \
+        run_cli("sample", tiny_run, "--seed", "7", "--length", "20").output
+
+
+def test_eval_split_json_fields_and_bits_per_char(tiny_run: Path) -> None:
+    result = json.loads(run_cli("eval", tiny_run, "--split", "val", "--json").output)
+    assert {"run", "kind", "source", "tokens", "chars", "nats_per_token", "perplexity",
+            "bits_per_char"} <= set(result)
+    assert result["source"] == "split:val" and result["tokens"] == result["chars"]
+    assert result["perplexity"] == pytest.approx(math.exp(result["nats_per_token"]))
+    assert result["bits_per_char"] == pytest.approx(result["nats_per_token"] / math.log(2))
+
+
+def test_eval_on_a_file_scores_that_text(tiny_run: Path, tmp_path: Path) -> None:
+    text = tmp_path / "other.txt"
+    text.write_text("the lazy dog saves nine.\n" * 20)
+    result = json.loads(run_cli("eval", tiny_run, text, "--json").output)
+    assert result["source"] == str(text) and result["chars"] == len(text.read_text())
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text("QQQ the dog\n")
+    assert "--unk skip" in run_cli("eval", tiny_run, unknown, ok=False).output
+
+
+def test_eval_text_output_is_one_readable_line(tiny_run: Path) -> None:
+    out = run_cli("eval", tiny_run, "--split", "test").output
+    assert "perplexity" in out and "bits/char" in out and len(out.strip().splitlines()) == 1
