@@ -24,6 +24,11 @@ from charrnn.errors import UserError
 RESIDENT_LIMIT = 1 << 28  # ids held on the device as int32 below this many tokens
 
 
+def oriented(ids: np.ndarray, direction: str) -> np.ndarray:
+    """The ids as a model of this direction reads them: a backward LM reads the text reversed."""
+    return ids[::-1] if direction == "backward" else ids
+
+
 class TBPTTStream:
     def __init__(self, ids: np.ndarray, batch: int, seq_len: int, device: torch.device,
                  rank: int = 0, world: int = 1) -> None:

@@ -110,6 +110,7 @@ def train(
     log_every: Annotated[int, typer.Option(help="Read the loss back every N steps.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    direction: Annotated[str, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = "forward",
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/.")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")] = False,
@@ -129,7 +130,7 @@ def train(
     cfg = TrainConfig(cell, layers, hidden, emb, dropout, tie_weights, seq_len, batch_size, optim,
                       lr, weight_decay, grad_clip, warmup, min_lr_ratio, max_steps, max_time,
                       epochs, eval_every, eval_seconds, eval_tokens, save_every, patience,
-                      log_every, seed, device)
+                      log_every, seed, device, direction)
     overrides = {"max_steps": max_steps, "max_time": max_time, "epochs": epochs,
                  "patience": patience, "device": device if device != "auto" else None}
     result = train_job(list(inputs or []), popts, cfg, _root(out), run_name, resume, overrides,

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn import checkpoint, data
+from charrnn.batching import oriented
 from charrnn.devices import autocast, resolve_device
 from charrnn.errors import UserError
 from charrnn.inputs import read_text
@@ -96,7 +97,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
             raise UserError(f"the {split} split of this run's dataset is empty: use --split val, "
                             "or preprocess with --test-frac > 0 / --test FILE")
     model = ckpt.load_model(dev)
-    total, predicted = score_ids(model, ids, dev)
+    total, predicted = score_ids(model, oriented(ids, model.config.direction), dev)
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "rnn", "checkpoint": str(ckpt.folder),
             "source": source, **summarize(total, predicted, len(ids), n_chars),

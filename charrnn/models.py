@@ -17,6 +17,7 @@ from torch import nn
 from charrnn.errors import UserError
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+DIRECTIONS = ("forward", "backward")
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
@@ -29,8 +30,11 @@ class ModelConfig:
     emb: int = 0  # 0: same as hidden
     dropout: float = 0.1
     tie_weights: bool = False
+    direction: str = "forward"  # "backward": trained on reversed text (right-to-left context)
 
     def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise UserError(f"--direction must be forward or backward, not {self.direction!r}")
         if self.cell not in CELLS:
             raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
         for name in ("layers", "hidden", "vocab_size"):

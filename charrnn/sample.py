@@ -135,6 +135,14 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     model = ckpt.load_model(dev)
+    if model.config.direction == "backward":
+        # A right-to-left model generates what comes *before* the prime: collect, then reverse.
+        collected: list[str] = []
+        generate_ids(model, dev, opts, prime_ids[::-1], num_samples, collected.append)
+        for index, ids in enumerate(collected):
+            write(tokenizer.decode(ids[::-1]) + (tokenizer.decode(prime_ids) if show_prime else ""))
+            write("\n" if index < num_samples - 1 else "")
+        return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}))
@@ -152,6 +160,19 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         if hasattr(decoder, "flush"):
             write(decoder.flush())
         write("\n" if index < num_samples - 1 else "")
+
+
+def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],
+                 num_samples: int, collect: Callable[[list[int]], None]) -> None:
+    """Sample `num_samples` id sequences (seeds seed, seed+1, …) without decoding them."""
+    for index in range(num_samples):
+        seed = None if opts.seed is None else opts.seed + index
+        sampler = Sampler(model, device, SampleOptions(**{**opts.__dict__, "seed": seed}))
+        if opts.beam:
+            collect(sampler.beam_search(prime_ids, opts.beam, opts.length))
+        else:
+            stream = sampler.stream(prime_ids)
+            collect([next(stream)[0] for _ in range(opts.length)])
 
 
 def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu") -> float:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn import checkpoint
-from charrnn.batching import TBPTTStream
+from charrnn.batching import TBPTTStream, oriented
 from charrnn.data import Dataset
 from charrnn.devices import autocast, is_out_of_memory, resolve_device
 from charrnn.errors import UserError
@@ -63,6 +63,7 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 1337
     device: str = "auto"
+    direction: str = "forward"
 
     def __post_init__(self) -> None:
         if self.optim not in OPTIMIZERS:
@@ -88,7 +89,7 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.emb,
-                           self.dropout, self.tie_weights)
+                           self.dropout, self.tie_weights, self.direction)
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
@@ -132,8 +133,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = RNNLM(cfg.model_config(dataset.tokenizer.vocab_size)).to(self.device)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
-        self.stream = TBPTTStream(dataset.ids("train"), cfg.batch_size, cfg.seq_len, self.device)
-        self.val_ids = dataset.ids("val")
+        self.stream = TBPTTStream(oriented(dataset.ids("train"), cfg.direction), cfg.batch_size,
+                                  cfg.seq_len, self.device)
+        self.val_ids = oriented(dataset.ids("val"), cfg.direction)
         if cfg.eval_tokens is not None:
             self.val_ids = self.val_ids[: cfg.eval_tokens + 1]
         self.progress = Progress()

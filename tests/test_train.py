@@ -215,3 +215,13 @@ def test_ctrl_c_saves_last_and_exits_cleanly(small_text, tmp_path) -> None:
     assert "resume with --resume" in out and "Traceback" not in err
     meta = json.loads((tmp_path / "runs/c/last/checkpoint.json").read_text())
     assert meta["progress"]["step"] > 0
+
+
+def test_backward_lm_reads_text_right_to_left(small_text, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--direction", "backward", "--max-steps", "5",
+            "--run-name", "back")
+    meta = json.loads((tmp_path / "runs/back/last/checkpoint.json").read_text())
+    assert meta["model"]["direction"] == "backward"
+    out = run_cli("sample", "back", "--prime", "the end", "--length", "12", "--seed", "1").output
+    assert out.rstrip("\n").endswith("the end") and len(out.rstrip("\n")) >= len("the end") + 12
+    assert "--direction must be" in run_cli("train", small_text, "--direction", "up", ok=False).output
