@@ -18,6 +18,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
 from charrnn.errors import UserError
+from charrnn.fastpath import make_stepper
 from charrnn.models import RNNLM
 
 
@@ -71,20 +72,21 @@ class Sampler:
 
     @torch.inference_mode()
     def stream(self, prime_ids: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield (token id, probabilities over the vocabulary it was drawn from), forever."""
-        ids = torch.tensor([prime_ids], dtype=torch.long, device=self.device)
-        logits, state = self.model(ids)
-        logits = logits[:, -1]
+        """Yield (token id, probabilities over the vocabulary it was drawn from), forever.
+
+        Options are read at every step, so a caller (the TUI) may change the temperature live.
+        """
+        stepper = make_stepper(self.model, self.device)
+        logits = stepper.prime(prime_ids)[None]
         while True:
             if self.opts.greedy:
                 probs = torch.softmax(logits.float(), dim=-1)
-                token = probs.argmax(dim=-1, keepdim=True)
+                token = int(probs.argmax())
             else:
                 probs = torch.softmax(filter_logits(logits, self.opts), dim=-1)
-                token = torch.multinomial(probs, 1, generator=self.generator)
-            yield int(token), probs[0]
-            logits, state = self.model(token, state)
-            logits = logits[:, -1]
+                token = int(torch.multinomial(probs, 1, generator=self.generator))
+            yield token, probs[0]
+            logits = stepper.step(token)[None]
 
     @torch.inference_mode()
     def beam_search(self, prime_ids: list[int], width: int, length: int) -> list[int]:

@@ -1,0 +1,63 @@
+"""Single-stream sampling speed: charrnn's Sampler against a plain eager PyTorch loop.
+
+    python bench/sample_speed.py [--tokens 2000] [--device cpu|cuda]
+
+The reference loop is the obvious one (embedding → nn.LSTM → linear → softmax → multinomial per
+token, in torch.inference_mode) and runs in the same process on the same weights, so the ratio
+holds on a noisy machine. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from charrnn.models import RNNLM, ModelConfig
+from charrnn.sample import Sampler, SampleOptions
+
+
+@torch.inference_mode()
+def eager_reference(model: RNNLM, tokens: int, device: torch.device) -> float:
+    generator = torch.Generator(device=device).manual_seed(0)
+    token, state = torch.zeros(1, 1, dtype=torch.long, device=device), None
+    start = time.perf_counter()
+    for _ in range(tokens):
+        out, state = model.rnn(model.embed(token), state)
+        probs = torch.softmax(model.head(out[:, -1]), dim=-1)
+        token = torch.multinomial(probs, 1, generator=generator)
+    int(token)
+    return tokens / (time.perf_counter() - start)
+
+
+def charrnn_sampler(model: RNNLM, tokens: int, device: torch.device) -> float:
+    stream = Sampler(model, device, SampleOptions(seed=0)).stream([0])
+    next(stream)
+    start = time.perf_counter()
+    for _ in range(tokens):
+        next(stream)
+    return tokens / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tokens", type=int, default=2000)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for hidden in (256, 512):
+        torch.manual_seed(0)
+        model = RNNLM(ModelConfig(65, "lstm", 2, hidden, dropout=0.0)).to(device).eval()
+        eager = max(eager_reference(model, args.tokens, device) for _ in range(2))
+        ours = max(charrnn_sampler(model, args.tokens, device) for _ in range(2))
+        rows.append({"model": f"lstm 2x{hidden}", "eager_tokens_per_s": round(eager),
+                     "charrnn_tokens_per_s": round(ours), "speedup": round(ours / eager, 2)})
+    print(json.dumps({"bench": "sample_speed", "device": str(device),
+                      "threads": torch.get_num_threads(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The fused CPU decoding step computes exactly what the model's forward computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn.fastpath import FusedCPUStepper, ModuleStepper
+from charrnn.models import RNNLM, ModelConfig
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("tie", [False, True])
+def test_fused_cpu_step_matches_module_forward(cell: str, tie: bool) -> None:
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(50, cell, layers=3, hidden=24, emb=16, dropout=0.3, tie_weights=tie))
+    model.eval()
+    fused, plain = FusedCPUStepper(model), ModuleStepper(model, torch.device("cpu"))
+    torch.testing.assert_close(fused.prime([1, 2, 3]), plain.prime([1, 2, 3]))
+    for token in (4, 0, 49, 7, 7, 3):
+        torch.testing.assert_close(fused.step(token), plain.step(token), atol=1e-5, rtol=1e-5)
+
+
+def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
+    from charrnn import sample
+
+    model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
+    used = []
+    real = sample.make_stepper
+    monkeypatch.setattr(sample, "make_stepper", lambda m, d: used.append(real(m, d)) or used[-1])
+    stream = sample.Sampler(model, torch.device("cpu"), sample.SampleOptions(seed=1)).stream([0])
+    [next(stream) for _ in range(5)]
+    assert isinstance(used[0], FusedCPUStepper)
