@@ -16,7 +16,7 @@ import time
 import torch
 
 from charrnn.models import RNNLM, ModelConfig
-from charrnn.sample import Sampler, SampleOptions
+from charrnn.sample import SampleOptions, Sampler
 
 
 @torch.inference_mode()

@@ -10,6 +10,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from charrnn import checkpoint, corpora, data, runs
+from charrnn.devices import resolve_device
+from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.train import TrainConfig, Trainer
 
@@ -40,14 +42,29 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
               root: Path, run_name: str | None = None, resume: str | None = None,
               overrides: dict | None = None, mirror: str | None = None,
               plain: bool | None = None) -> dict:
+    dist = Dist()
+    ckpt = None
     if resume is not None:
         ckpt = checkpoint.resolve(resume, root, prefer="last")
         saved = TrainConfig.from_json(ckpt.meta.get("train", {}))
         cfg = replace(saved, **{k: v for k, v in (overrides or {}).items()
                                 if k in BUDGET_FIELDS and v is not None})
+    dist.check_batch(cfg.batch_size)
+    dist.start(resolve_device(cfg.device))
+
+    def prepare() -> data.Dataset:
+        # Under torchrun rank 0 preprocesses first; the others then find it in the cache.
+        if not dist.is_main:
+            dist.barrier()
+        dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+        if dist.is_main:
+            dist.barrier()
+        return dataset
+
+    if ckpt is not None:
         wanted = ckpt.meta.get("dataset", {}).get("id", "")
         if inputs:
-            dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+            dataset = prepare()
             if dataset.id != wanted:
                 raise UserError(f"the given corpus is not the one run {ckpt.run_folder.name} was "
                                 "trained on (its dataset id differs): resume without a corpus, or "
@@ -59,21 +76,22 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
                                 "the cache: pass the same corpus and options again to --resume")
         _check_tokenizer(dataset, ckpt)
         run_dir = ckpt.run_folder
-        trainer = Trainer(dataset, cfg, run_dir, resume=ckpt, plain=plain)
+        trainer = Trainer(dataset, cfg, run_dir, resume=ckpt, plain=plain, dist=dist)
         trainer.reporter.message(f"resuming {run_dir} at step {trainer.progress.step}")
     else:
-        dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+        dataset = prepare()
         info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                             "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
         cfg.model_config(dataset.tokenizer.vocab_size)  # validate before creating the folder
-        run_dir = runs.new_run_dir(root, run_name, "rnn", info)
-        trainer = Trainer(dataset, cfg, run_dir, plain=plain)
+        run_dir = runs.new_run_dir(root, run_name, "rnn", info) if dist.is_main else None
+        run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
+        trainer = Trainer(dataset, cfg, run_dir, plain=plain, dist=dist)
         splits = dataset.meta["splits"]
         trainer.reporter.message(
             f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
             f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
             f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
-            f"{trainer.device}")
+            f"{trainer.device}" + (f" × {dist.world} processes (DDP)" if dist.enabled else ""))
     result = trainer.run()
     trainer.reporter.message(_summary(result))
     return result

@@ -57,6 +57,22 @@ class PlainReporter:
         pass
 
 
+class SilentReporter:
+    """What ranks other than 0 report under DDP: nothing."""
+
+    def train(self, rec: dict) -> None:
+        pass
+
+    def eval(self, rec: dict) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class RichReporter:
     """A live progress bar (step, epoch, loss, val, bits/char, tokens/s, ETA) with eval lines."""
 
@@ -101,9 +117,9 @@ def make_reporter(total_steps: int | None, plain: bool | None = None) -> Reporte
 class MetricsLog:
     """Append-only metrics.jsonl; on resume, records after the resumed step are dropped."""
 
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
-        self.path = path
-        if resume_step is not None and path.exists():
+    def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.exists():
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
             tmp = path.with_name(path.name + ".tmp")
@@ -111,6 +127,8 @@ class MetricsLog:
             tmp.replace(path)
 
     def write(self, rec: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(rec) + "\n")
 

@@ -20,15 +20,17 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from charrnn import checkpoint
 from charrnn.batching import TBPTTStream, oriented
 from charrnn.data import Dataset
 from charrnn.devices import autocast, is_out_of_memory, resolve_device
+from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.evaluate import score_ids
 from charrnn.models import RNNLM, ModelConfig, detach_state, state_from_tensors, state_tensors
-from charrnn.progress import MetricsLog, Reporter, make_reporter
+from charrnn.progress import MetricsLog, Reporter, SilentReporter, make_reporter
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 DEFAULT_LR = {"adamw": 3e-3, "adam": 3e-3, "rmsprop": 2e-3, "sgd": 1.0}
@@ -127,23 +129,32 @@ class Progress:
 class Trainer:
     def __init__(self, dataset: Dataset, cfg: TrainConfig, run_dir: Path,
                  resume: checkpoint.Checkpoint | None = None, reporter: Reporter | None = None,
-                 plain: bool | None = None) -> None:
+                 plain: bool | None = None, dist: Dist | None = None) -> None:
         self.dataset, self.cfg, self.run_dir = dataset, cfg, run_dir
-        self.device = resolve_device(cfg.device)
-        torch.manual_seed(cfg.seed)
+        self.dist = dist or Dist()
+        self.dist.check_batch(cfg.batch_size)
+        self.device = self.dist.start(resolve_device(cfg.device))
+        self.local_batch = cfg.batch_size // self.dist.world
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.model = RNNLM(cfg.model_config(dataset.tokenizer.vocab_size)).to(self.device)
+        self.forward = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.stream = TBPTTStream(oriented(dataset.ids("train"), cfg.direction), cfg.batch_size,
-                                  cfg.seq_len, self.device)
+                                  cfg.seq_len, self.device, self.dist.rank, self.dist.world)
         self.val_ids = oriented(dataset.ids("val"), cfg.direction)
         if cfg.eval_tokens is not None:
             self.val_ids = self.val_ids[: cfg.eval_tokens + 1]
         self.progress = Progress()
-        self.state = self.model.initial_state(cfg.batch_size, self.device)
+        self.state = self.model.initial_state(self.local_batch, self.device)
         if resume is not None:
             self._restore(resume)
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.progress.step if resume else None)
-        self.reporter = reporter or make_reporter(self.max_steps, plain)
+        main = self.dist.is_main
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.progress.step if resume else None,
+                                  enabled=main)
+        self.reporter = (reporter or make_reporter(self.max_steps, plain)) if main else SilentReporter()
         self.stop_requested = False
 
     # ---- budget and schedule -------------------------------------------------------------
@@ -191,7 +202,11 @@ class Trainer:
         tensors = {"rng.cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        tensors.update(state_tensors(self.state))
+        state = self.state
+        if self.dist.enabled:  # the checkpoint holds all B streams, whatever the world size
+            state = tuple(map(self.dist.gather_rows, state)) if isinstance(state, tuple) \
+                else self.dist.gather_rows(state)
+        tensors.update(state_tensors(state))
         for pid, entry in self.optimizer.state_dict()["state"].items():
             for key, value in entry.items():
                 tensors[f"optim.{pid}.{key}"] = torch.as_tensor(value)
@@ -213,9 +228,10 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise UserError(f"{ckpt.folder}: optimizer state does not fit this config ({exc})") from exc
         carried = state_from_tensors(tensors)
-        if carried is not None:
-            self.state = tuple(s.to(self.device) for s in carried) if isinstance(carried, tuple) \
-                else carried.to(self.device)
+        if carried is not None:  # this rank's rows of the saved B streams
+            rows = self.stream.rows
+            self.state = tuple(s[:, rows].to(self.device) for s in carried) \
+                if isinstance(carried, tuple) else carried[:, rows].to(self.device)
         self.progress = Progress(**ckpt.meta["progress"])
         torch.set_rng_state(tensors["rng.cpu"])
         if self.device.type == "cuda" and "rng.cuda" in tensors:
@@ -231,7 +247,9 @@ class Trainer:
                         "val_chars": self.dataset.chars("val"), "val_tokens": self.dataset.tokens("val")},
             "metrics": metrics or {}, "saved_at": time.time(),
         }
-        checkpoint.save(self.run_dir / name, self.model, meta, self._resume_tensors())
+        tensors = self._resume_tensors()  # a collective under DDP: every rank takes part
+        if self.dist.is_main:
+            checkpoint.save(self.run_dir / name, self.model, meta, tensors)
 
     # ---- the loop -----------------------------------------------------------------------------
     def evaluate(self) -> dict:
@@ -248,48 +266,59 @@ class Trainer:
                                   "(use --val-frac or --valid FILE)")
         snapshot, nan_retries = self._snapshot(), 0
         loss_sum = torch.zeros((), device=self.device)
-        window_steps, window_start, last_eval_time = 0, time.time(), time.time()
+        window_steps, window_start, last_eval_at = 0, time.time(), prog.elapsed
         started, elapsed_at_start = time.time(), prog.elapsed
         outcome, last_eval = "finished", {}
         handlers = _install_stop_handlers(self)
+        single = not self.dist.enabled
         try:
             while not self._budget_spent():
                 loss_sum += self._step()
                 window_steps += 1
-                prog.elapsed = elapsed_at_start + time.time() - started
-                eval_due = has_val and (prog.step % cfg.eval_every == 0 or (
-                    cfg.eval_seconds is not None and time.time() - last_eval_time >= cfg.eval_seconds))
+                # Under DDP every rank must reach the same sync points, so only step counts decide
+                # them; the clock and Ctrl-C are agreed on at those points.
+                sync = prog.step % cfg.log_every == 0 or (prog.step % cfg.eval_every == 0 and has_val)
                 save_due = cfg.save_every is not None and prog.step % cfg.save_every == 0
+                if single:
+                    prog.elapsed = elapsed_at_start + time.time() - started
+                    sync = sync or self.stop_requested or self._budget_spent() or (
+                        cfg.eval_seconds is not None and prog.elapsed - last_eval_at >= cfg.eval_seconds)
+                if not (sync or save_due or self._budget_spent()):
+                    continue
+                if not single:
+                    prog.elapsed = self.dist.max(elapsed_at_start + time.time() - started)
+                    self.stop_requested = self.dist.any(self.stop_requested)
+                eval_due = has_val and (prog.step % cfg.eval_every == 0 or (
+                    cfg.eval_seconds is not None and prog.elapsed - last_eval_at >= cfg.eval_seconds))
                 final = self._budget_spent() or self.stop_requested
-                if prog.step % cfg.log_every == 0 or eval_due or save_due or final:
-                    mean = (loss_sum / window_steps).item()  # the only host sync
-                    if not math.isfinite(mean):
-                        nan_retries += 1
-                        if nan_retries > MAX_NAN_RETRIES:
-                            raise UserError(f"training diverged: the loss was not finite {nan_retries} "
-                                            "times in a row even after halving the learning rate; "
-                                            "lower --lr or --grad-clip, or check the data")
-                        self._rollback(snapshot)
-                        self.reporter.message(f"warning: non-finite loss before step {prog.step}: "
-                                              f"rolled back, learning rate ×{prog.lr_scale:g}")
-                        prog = self.progress
-                        loss_sum.zero_()
-                        window_steps, window_start = 0, time.time()
-                        continue
-                    nan_retries = 0
-                    self._log(mean, window_steps, time.time() - window_start)
-                    snapshot = self._snapshot()
+                mean = self.dist.mean(loss_sum / window_steps).item()  # the only host sync
+                if not math.isfinite(mean):
+                    nan_retries += 1
+                    if nan_retries > MAX_NAN_RETRIES:
+                        raise UserError(f"training diverged: the loss was not finite {nan_retries} "
+                                        "times in a row even after halving the learning rate; "
+                                        "lower --lr or --grad-clip, or check the data")
+                    self._rollback(snapshot)
+                    self.reporter.message(f"warning: non-finite loss before step {prog.step}: "
+                                          f"rolled back, learning rate ×{prog.lr_scale:g}")
+                    prog = self.progress
                     loss_sum.zero_()
                     window_steps, window_start = 0, time.time()
-                    if eval_due or (final and has_val):
-                        last_eval = self._eval_and_save()
-                        last_eval_time = time.time()
-                    elif save_due or final:
-                        self.save("last", last_eval)
-                    if cfg.patience and prog.evals_since_best >= cfg.patience:
-                        self.reporter.message(f"early stop: no val improvement in {cfg.patience} evals")
-                        outcome = "early-stopped"
-                        break
+                    continue
+                nan_retries = 0
+                self._log(mean, window_steps, time.time() - window_start)
+                snapshot = self._snapshot()
+                loss_sum.zero_()
+                window_steps, window_start = 0, time.time()
+                if eval_due or (final and has_val):
+                    last_eval = self._eval_and_save()
+                    last_eval_at = prog.elapsed
+                elif save_due or final:
+                    self.save("last", last_eval)
+                if cfg.patience and prog.evals_since_best >= cfg.patience:
+                    self.reporter.message(f"early stop: no val improvement in {cfg.patience} evals")
+                    outcome = "early-stopped"
+                    break
                 if self.stop_requested:
                     outcome = "interrupted"
                     break
@@ -302,6 +331,7 @@ class Trainer:
         finally:
             _restore_handlers(handlers)
             self.reporter.close()
+            self.dist.stop()
         return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
                 "elapsed": prog.elapsed, "run": str(self.run_dir), **last_eval}
 
@@ -316,7 +346,7 @@ class Trainer:
         x, y = self.stream.batch_at(prog.epoch, prog.pos)
         self.model.train()
         with autocast(self.device):
-            logits, state = self.model(x, self.state)
+            logits, state = self.forward(x, self.state)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -332,7 +362,7 @@ class Trainer:
         prog.tokens += x.numel()
         if prog.pos >= self.stream.steps_per_epoch:  # new epoch: new offset, fresh state
             prog.epoch, prog.pos = prog.epoch + 1, 0
-            self.state = self.model.initial_state(self.cfg.batch_size, self.device)
+            self.state = self.model.initial_state(self.local_batch, self.device)
         return loss.detach()
 
     def _log(self, mean: float, steps: int, seconds: float) -> None:

@@ -1,0 +1,86 @@
+"""PyTorch DDP under torchrun: who this process is, and the few collectives training needs.
+
+`torchrun --nproc_per_node N -m charrnn train …` sets RANK / WORLD_SIZE / LOCAL_RANK; each rank then
+takes its own contiguous block of the B streams, DistributedDataParallel averages gradients, and
+rank 0 alone writes the run folder, logs and checkpoints. Without torchrun, `Dist()` is a
+single process and every collective is the identity, so the training loop has one code path.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+from charrnn.errors import UserError
+
+
+class Dist:
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+        self.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def start(self, device: torch.device) -> torch.device:
+        """Join the process group (NCCL on GPU, gloo on CPU); return this rank's device."""
+        if not self.enabled:
+            return device
+        if device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        self.device = device
+        return device
+
+    def stop(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.world
+        return value
+
+    def max(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return float(tensor)
+
+    def any(self, flag: bool) -> bool:
+        return self.max(1.0 if flag else 0.0) > 0
+
+    def gather_rows(self, local: torch.Tensor) -> torch.Tensor:
+        """(layers, B/W, H) on each rank → (layers, B, H), rows in rank order."""
+        if not self.enabled:
+            return local
+        parts = [torch.empty_like(local) for _ in range(self.world)]
+        dist.all_gather(parts, local.contiguous())
+        return torch.cat(parts, dim=1)
+
+    def broadcast(self, obj: object) -> object:
+        """Rank 0's Python object, on every rank."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def check_batch(self, batch: int) -> None:
+        if batch % self.world:
+            raise UserError(f"--batch-size {batch} must be divisible by the {self.world} processes")

@@ -1,0 +1,49 @@
+"""DDP through torchrun (gloo, 2 CPU processes): same curve as one process, resume at any size."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import TINY, run_cli
+
+# Constant LR (no warmup, no decay) so that a run cut short and resumed follows the same schedule.
+COMMON = [*TINY, "--batch-size", "4", "--dropout", "0", "--log-every", "1", "--warmup", "0",
+          "--min-lr-ratio", "1", "--eval-every", "5"]
+
+
+def _torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_port", str(29500 + os.getpid() % 1000), "-m", "charrnn", "train", *args],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _losses(run: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if r["type"] == "train"}
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_one_process_and_resumes_at_another_size(small_text, tmp_path):
+    run_cli("train", small_text, *COMMON, "--max-steps", "20", "--run-name", "single")
+    proc = _torchrun(tmp_path, str(small_text), *COMMON, "--max-steps", "10", "--run-name", "ddp")
+    assert "2 processes (DDP)" in proc.stdout
+    assert proc.stdout.count("done at step 10") == 1  # rank 0 alone logs
+    single, ddp = _losses(tmp_path / "runs/single"), _losses(tmp_path / "runs/ddp")
+    assert sorted(ddp) == list(range(1, 11))
+    for step in range(1, 11):
+        assert ddp[step] == pytest.approx(single[step], rel=1e-4), step
+    # Resume the 2-process run in one process: it carries on along the same curve.
+    run_cli("train", "--resume", "ddp", "--max-steps", "20", "--plain")
+    resumed = _losses(tmp_path / "runs/ddp")
+    for step in range(11, 21):
+        assert resumed[step] == pytest.approx(single[step], rel=1e-4), step
