@@ -45,8 +45,19 @@ class Checkpoint:
     def run_folder(self) -> Path:
         return self.folder.parent
 
+    @property
+    def task(self) -> str:
+        """"lm" for language models; "tag" and "fill" for the models of charrnn.tagger/fillmodel."""
+        return str(self.meta.get("task", "lm"))
+
     def load_model(self, device: torch.device | str = "cpu") -> RNNLM:
-        model = RNNLM(self.model_config)
+        if self.task != "lm":
+            raise UserError(f"{self.folder} holds a {self.task} model, not a language model: use "
+                            f"`charrnn {self.task}` with it")
+        return self.load_into(RNNLM(self.model_config), device)
+
+    def load_into(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
+        """Load the weights into an already built module (of whatever task) and move it."""
         try:
             missing, unexpected = load_model(model, self.folder / WEIGHTS, strict=False,
                                              device=str(device))
@@ -71,9 +82,13 @@ class Checkpoint:
 def save(folder: Path, model: RNNLM, meta: dict, state: dict[str, torch.Tensor] | None) -> None:
     """Write a checkpoint folder atomically (the previous one stays whole until the swap)."""
     with fsutil.atomic_dir(folder) as tmp:
-        save_model(model, str(tmp / WEIGHTS))
-        if state is not None:
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / STATE))
+        try:
+            save_model(model, str(tmp / WEIGHTS))
+            if state is not None:
+                tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+                save_file(tensors, str(tmp / STATE))
+        except SafetensorError as exc:  # e.g. "No space left on device": an I/O failure
+            raise OSError(str(exc).split(": ", 1)[-1]) from exc
         fsutil.write_json_atomic(tmp / META, {"format": FORMAT, "version": VERSION, **meta})
 
 
@@ -104,8 +119,11 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(folder, meta)
 
 
-def resolve(spec: str | None, root: Path, prefer: str = "best") -> Checkpoint:
-    """RUN (name / run folder / checkpoint folder / file) → an open checkpoint."""
+def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn") -> Checkpoint:
+    """RUN (name / run folder / checkpoint folder / file) → an open checkpoint.
+
+    `kind` is the run kind picked when no RUN is given (the newest run of that kind).
+    """
     if spec is not None:
         path = Path(spec)
         if path.is_file():
@@ -114,14 +132,14 @@ def resolve(spec: str | None, root: Path, prefer: str = "best") -> Checkpoint:
             _refuse_non_checkpoint(path)
         if (path / META).is_file() or (path.name in ("best", "last") and path.parent.is_dir()):
             return open_checkpoint(path)
-    folder = runs.resolve_run(spec, root, kind="rnn")
+    folder = runs.resolve_run(spec, root, kind=kind)
     order = ("best", "last") if prefer == "best" else ("last", "best")
     for name in order:
         fsutil.recover_dir(folder / name)
         if (folder / name / META).is_file():
             return open_checkpoint(folder / name)
     info = runs.run_info(folder)
-    if info.get("kind") != "rnn":
+    if info.get("kind") == "ngram":
         raise UserError(f"{folder} is a {info.get('kind')} run: use `charrnn ngram ...` for it")
     raise UserError(f"run {folder} has no checkpoint yet (no best/ or last/): train longer")
 

@@ -46,6 +46,12 @@ def report_errors(func):
         except KeyboardInterrupt:
             typer.echo("charrnn: interrupted", err=True)
             raise typer.Exit(130) from None
+        except OSError as exc:  # the disk or the permissions, not a bug: say which file
+            if _debug():
+                raise
+            where = f" ({exc.filename})" if exc.filename else ""
+            typer.echo(f"charrnn: error: {exc.strerror or exc}{where}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -160,7 +166,7 @@ def sample(
     out: opt.Out = None,
 ) -> None:
     """Generate text from a trained model, streamed as it is produced."""
-    from charrnn import checkpoint
+    from charrnn import checkpoint, tui
     from charrnn.inputs import read_text
     from charrnn.sample import SampleOptions, generate
 
@@ -173,6 +179,9 @@ def sample(
     opts = SampleOptions(length, temp, top_k, top_p, greedy, beam, seed)
     opts.validate()
     ckpt = checkpoint.resolve(run, _root(out), prefer=checkpoint_name)
+    if tui.use_live_view(plain, beam, num_samples, ckpt.model_config.direction):
+        tui.live_sample(ckpt, opts, prime, device, unk)  # a terminal: the live view
+        return
 
     def write(text: str) -> None:
         sys.stdout.write(text)
@@ -196,6 +205,8 @@ def eval_command(
     """Score a model: nats/token, perplexity and bits per character of the original text."""
     from charrnn.evaluate import evaluate_run
 
+    if unk not in ("error", "skip"):
+        raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
     run, file = _run_and_file(list(targets or []), _root(out))
     if file is not None and split is not None:
         raise UserError("give a FILE or --split, not both")
@@ -252,6 +263,28 @@ def corpus_get(
 
     for role, path in get(name, mirror, allow_unverified).items():
         typer.echo(f"{role}\t{path}")
+
+
+@app.command("runs")
+@report_errors
+def runs_command(out: opt.Out = None) -> None:
+    """List the runs under the root with their best scores (a table)."""
+    from charrnn.tui.runs_table import print_runs
+
+    print_runs(_root(out))
+
+
+@app.command()
+@report_errors
+def plot(
+    run_specs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs (names or folders) whose curves to draw.")],
+    out: Annotated[str, typer.Option("--out", help="PNG file to write.")] = "curves.png",
+) -> None:
+    """Write a PNG of train/val loss and val bits/char curves for one or several runs."""
+    from charrnn.plot import plot_runs
+
+    path = plot_runs(list(run_specs), _root(None), Path(out))
+    typer.echo(f"wrote {path}")
 
 
 def _mount_ngram() -> None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from charrnn.errors import UserError
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -108,10 +111,17 @@ class RichReporter:
         self.progress.stop()
 
 
-def make_reporter(total_steps: int | None, plain: bool | None = None) -> Reporter:
+def make_reporter(total_steps: int | None, plain: bool | None = None,
+                  preview: Callable[[], str] | None = None) -> Reporter:
+    """Plain lines when piped (or asked); in a terminal, the live view (charrnn.tui.train_view)
+    with loss curves and, when `preview` is given, a sample from the model at each evaluation."""
     if plain is None:
         plain = not sys.stdout.isatty()
-    return PlainReporter() if plain else RichReporter(total_steps)
+    if plain:
+        return PlainReporter()
+    from charrnn.tui.train_view import LiveTrainReporter
+
+    return LiveTrainReporter(total_steps, preview)
 
 
 class MetricsLog:
@@ -123,14 +133,22 @@ class MetricsLog:
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-            tmp.replace(path)
+            try:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                tmp.replace(path)
+            except OSError as exc:
+                raise UserError(f"cannot update {path}: {exc.strerror or exc}; the run folder "
+                                "must be writable to resume") from exc
 
     def write(self, rec: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(rec) + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(rec) + "\n")
+        except OSError as exc:
+            raise UserError(f"could not append to {self.path}: {exc.strerror or exc}; the "
+                            "checkpoints are intact (free some disk space, then --resume)") from exc
 
 
 def _step_of(line: str) -> int:

@@ -154,7 +154,8 @@ class Trainer:
         main = self.dist.is_main
         self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.progress.step if resume else None,
                                   enabled=main)
-        self.reporter = (reporter or make_reporter(self.max_steps, plain)) if main else SilentReporter()
+        self.reporter = (reporter or make_reporter(self.max_steps, plain, preview=self.preview)) \
+            if main else SilentReporter()
         self.stop_requested = False
 
     # ---- budget and schedule -------------------------------------------------------------
@@ -252,6 +253,12 @@ class Trainer:
             checkpoint.save(self.run_dir / name, self.model, meta, tensors)
 
     # ---- the loop -----------------------------------------------------------------------------
+    def preview(self) -> str:
+        """A short sample from the current weights (the live view shows one at each eval)."""
+        from charrnn.tui.preview import preview_text
+
+        return preview_text(self.model, self.device, self.dataset.tokenizer)
+
     def evaluate(self) -> dict:
         total, count = score_ids(self.model, self.val_ids, self.device, seq_len=self.cfg.seq_len)
         val = total / count

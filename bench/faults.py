@@ -1,0 +1,97 @@
+"""Fault census: kill a training run at random moments and feed every kind of bad input.
+
+    python bench/faults.py [--kills 20]
+
+Prints JSON: kills survived, bad inputs tried (each must be a one-line error, exit code 2, no
+traceback), and cases that lost data (must be 0). The kill harness is tests/faults.py, shared
+with the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from faults import kill_cycle  # noqa: E402
+
+LINES = ["the quick brown fox jumps over the lazy dog.", "to be or not to be, that is it."]
+
+
+def bad_inputs(work: Path, run: Path) -> list[tuple[str, list[str]]]:
+    (work / "empty.txt").write_text("")
+    (work / "binary.bin.txt").write_bytes(bytes(range(256)) * 4)
+    (work / "latin1.txt").write_bytes("café crème\n".encode("latin-1"))
+    (work / "short.txt").write_text("short\n")
+    (work / "nodir").mkdir(exist_ok=True)
+    (work / "evil.ckpt").write_bytes(pickle.dumps({"x": 1}))
+    trunc = work / "trunc"
+    if not trunc.exists():
+        import shutil
+
+        shutil.copytree(run, trunc)
+        weights = trunc / "best" / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:64])
+    corpus = str(work / "corpus.txt")
+    return [
+        ("empty file", ["train", str(work / "empty.txt")]),
+        ("binary file", ["train", str(work / "binary.bin.txt")]),
+        ("invalid UTF-8", ["train", str(work / "latin1.txt")]),
+        ("shorter than one batch", ["train", str(work / "short.txt")]),
+        ("directory with no text", ["train", str(work / "nodir")]),
+        ("missing path", ["train", str(work / "missing.txt")]),
+        ("truncated checkpoint", ["sample", str(trunc)]),
+        ("pickle renamed as checkpoint", ["sample", str(work / "evil.ckpt")]),
+        ("unknown characters in prime", ["sample", str(run), "--prime", "你好"]),
+        ("negative size", ["train", corpus, "--hidden", "-1"]),
+        ("temperature 0", ["sample", str(run), "--temp", "0"]),
+        ("temperature NaN", ["sample", str(run), "--temp", "nan"]),
+        ("top-p 1.5", ["sample", str(run), "--top-p", "1.5"]),
+        ("seq-len 0", ["train", corpus, "--seq-len", "0"]),
+        ("CUDA where there is none", ["train", corpus, "--device", "cuda"]),
+        ("resume with another corpus", ["train", str(work / "latin1.txt"), "--resume", str(run),
+                                        "--errors", "replace"]),
+        ("nonsense --unk value", ["eval", str(run), "--split", "train", "--unk", "maybe"]),
+        ("unknown split name", ["eval", str(run), "--split", "dev"]),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--kills", type=int, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="charrnn-faults-"))
+    os.environ["CHARRNN_CACHE"] = str(work / "cache")
+    os.environ["CHARRNN_RUNS"] = str(work / "runs")
+    corpus = work / "corpus.txt"
+    corpus.write_text("\n".join(LINES * 150) + "\n")
+    kills = kill_cycle(corpus, work / "runs", kills=args.kills)
+
+    import torch
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    runner, failures, tried = CliRunner(), [], 0
+    for name, argv in bad_inputs(work, work / "runs" / "killed"):
+        if name.startswith("CUDA") and torch.cuda.is_available():
+            continue
+        tried += 1
+        result = runner.invoke(app, argv)
+        lines = result.output.strip().splitlines()
+        if result.exit_code != 2 or len(lines) != 1 or "Traceback" in result.output:
+            failures.append({"case": name, "exit": result.exit_code, "output": result.output[-300:]})
+    print(json.dumps({"bench": "faults", "kills": kills["kills"], "kills_survived": kills["survived"],
+                      "bad_inputs_tried": tried, "bad_inputs_clean": tried - len(failures),
+                      "cases_that_lost_data": kills["lost_data"], "failures": failures,
+                      "problems": kills["problems"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

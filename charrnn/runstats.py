@@ -1,0 +1,98 @@
+"""What a run folder says about itself: its metrics curves and a one-row summary. Torch-free.
+
+Used by `charrnn runs` (the table) and `charrnn plot` (the curves). Everything is read from the
+files training leaves behind (run.json, metrics.jsonl, checkpoint.json, the safetensors header),
+and a missing or torn file only blanks the cells it would fill.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from charrnn import runs
+
+
+def read_metrics(folder: Path) -> tuple[list[dict], list[dict]]:
+    """(train records, eval records) from <run>/metrics.jsonl, in step order."""
+    train, evals = [], []
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return train, evals
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a torn last line after a crash
+        if not isinstance(rec, dict) or "step" not in rec:
+            continue
+        if rec.get("type") == "eval" and "val_loss" in rec:
+            evals.append(rec)
+        elif rec.get("type") == "train" and "loss" in rec:
+            train.append(rec)
+    return sorted(train, key=lambda r: r["step"]), sorted(evals, key=lambda r: r["step"])
+
+
+def _json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def safetensors_params(path: Path) -> int | None:
+    """Parameter count from a safetensors header (8-byte length + JSON), without loading it."""
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            if size > 100_000_000:
+                return None
+            header = json.loads(handle.read(size))
+    except (OSError, ValueError, struct.error):
+        return None
+    total = 0
+    for name, entry in header.items():
+        if name != "__metadata__" and isinstance(entry, dict):
+            count = 1
+            for dim in entry.get("shape", []):
+                count *= int(dim)
+            total += count
+    return total
+
+
+def summary(folder: Path) -> dict:
+    """One row of `charrnn runs`: name, kind, created, steps, best val loss/bpc, level, size."""
+    info = _json(folder / runs.RUN_FILE)
+    kind = info.get("kind", "?")
+    row = {"name": folder.name, "kind": kind, "created": info.get("created"), "steps": None,
+           "val_loss": None, "val_bpc": None,
+           "level": (info.get("dataset") or {}).get("level"), "params": None, "size_unit": "params"}
+    if kind == "ngram":
+        meta = _json(folder / "model" / "model.json")
+        offsets = meta.get("offsets")
+        if isinstance(offsets, list) and offsets:
+            row["params"], row["size_unit"] = int(offsets[-1]), "n-grams"
+        if meta.get("order"):
+            row["kind"] = f"ngram ({meta['order']})"
+        return row
+    train, evals = read_metrics(folder)
+    if evals:
+        best = min(evals, key=lambda r: r["val_loss"])
+        row["val_loss"], row["val_bpc"] = best["val_loss"], best.get("val_bpc")
+    steps = [r["step"] for r in train + evals]
+    for name in ("last", "best"):
+        ckpt = _json(folder / name / "checkpoint.json")
+        if not ckpt:
+            continue
+        step = (ckpt.get("progress") or {}).get("step")
+        if step is not None:
+            steps.append(step)
+        metrics = ckpt.get("metrics") or {}
+        if row["val_loss"] is None and metrics.get("val_loss") is not None:
+            row["val_loss"], row["val_bpc"] = metrics["val_loss"], metrics.get("val_bpc")
+        if row["params"] is None:
+            row["params"] = safetensors_params(folder / name / "model.safetensors")
+    row["steps"] = max(steps) if steps else None
+    return row

@@ -1,0 +1,213 @@
+"""Tagging data: CoNLL columns and segmented text in, id arrays for the tagger out.
+
+    conll      one token per line, whitespace-separated columns (token … label), a blank line
+               between sentences; the label column is --label-column (default: the last), and
+               --features names extra columns (e.g. 1 = the POS tag in CoNLL-2000) fed as inputs
+    segmented  one sentence per line, words separated by whitespace (Chinese word segmentation);
+               the tokens are the characters, labelled B/M/E/S (begin, middle, end, single)
+
+`Encoder` holds every vocabulary a tagger needs (tokens, character bigrams or the characters of
+words, feature values, labels). It is stored in the checkpoint as JSON, so a checkpoint carries
+all it needs to read new text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from charrnn.errors import UserError
+from charrnn.inputs import read_text
+
+FORMATS = ("conll", "segmented")
+PAD, UNK = "<pad>", "<unk>"
+BOUNDARY = "<s>"  # the neighbour of the first and last characters, for bigrams
+MAX_WORD_CHARS = 24  # longer words are cut for the char encoder (a word's edges carry most of it)
+
+
+@dataclass
+class Sentence:
+    tokens: list[str]
+    labels: list[str] | None = None
+    features: list[list[str]] = field(default_factory=list)  # one list per feature column
+
+
+# ---- reading ------------------------------------------------------------------------------------
+def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
+               text: str | None = None, labelled: bool = True) -> list[Sentence]:
+    """CoNLL columns → sentences. `labelled=False` reads files without the label column."""
+    text = read_text([path]) if text is None else text
+    sentences: list[Sentence] = []
+    rows: list[list[str]] = []
+    need = 1 + max([0, *(c for c in features if c >= 0)])
+
+    def close() -> None:
+        if rows:
+            sentences.append(_sentence_from_rows(rows, label_column, features, labelled))
+            rows.clear()
+
+    for number, line in enumerate(text.split("\n"), 1):
+        cols = line.split()
+        if not cols or line.startswith("-DOCSTART-"):
+            close()
+            continue
+        width = max(need, 2 if labelled else 1)
+        if len(cols) < width or (labelled and label_column >= 0 and len(cols) <= label_column):
+            raise UserError(f"{path}:{number}: {len(cols)} column(s), need at least {width} "
+                            "(token … label): check --format conll, --label-column and --features")
+        rows.append(cols)
+    close()
+    if not sentences:
+        raise UserError(f"{path} holds no sentences: expected one token per line, blank lines "
+                        "between sentences")
+    return sentences
+
+
+def _sentence_from_rows(rows: list[list[str]], label_column: int, features: Sequence[int],
+                        labelled: bool) -> Sentence:
+    labels = [r[label_column] for r in rows] if labelled else None
+    return Sentence([r[0] for r in rows], labels, [[r[c] for r in rows] for c in features])
+
+
+def bmes(words: Sequence[str]) -> list[str]:
+    tags: list[str] = []
+    for word in words:
+        tags += ["S"] if len(word) == 1 else ["B"] + ["M"] * (len(word) - 2) + ["E"]
+    return tags
+
+
+def words_from_tags(chars: Sequence[str], tags: Sequence[str]) -> list[str]:
+    """Characters + B/M/E/S → words (a word ends at E or S; anything else continues it)."""
+    words, current = [], ""
+    for char, tag in zip(chars, tags, strict=True):
+        if tag in ("B", "S") and current:
+            words.append(current)
+            current = ""
+        current += char
+        if tag in ("E", "S"):
+            words.append(current)
+            current = ""
+    if current:
+        words.append(current)
+    return words
+
+
+def read_segmented(path: str, text: str | None = None) -> list[Sentence]:
+    text = read_text([path]) if text is None else text
+    sentences = []
+    for line in text.split("\n"):
+        words = line.split()
+        if words:
+            sentences.append(Sentence([c for w in words for c in w], bmes(words)))
+    if not sentences:
+        raise UserError(f"{path} holds no text: expected one sentence per line, words separated "
+                        "by spaces")
+    return sentences
+
+
+def read_data(path: str, fmt: str, label_column: int = -1, features: Sequence[int] = ()
+              ) -> list[Sentence]:
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be conll or segmented, not {fmt!r}")
+    return read_conll(path, label_column, features) if fmt == "conll" else read_segmented(path)
+
+
+# ---- vocabularies --------------------------------------------------------------------------------
+def norm_word(word: str) -> str:
+    """Word-embedding key: lower case, digits as 0 (numbers share one embedding per shape)."""
+    return re.sub(r"\d", "0", word.lower())
+
+
+def _vocab(counts: Counter[str], min_count: int) -> list[str]:
+    kept = sorted((k for k, n in counts.items() if n >= min_count), key=lambda k: (-counts[k], k))
+    return [PAD, UNK, *kept]
+
+
+@dataclass
+class Encoder:
+    level: str  # "char" (segmented text) or "word" (conll tokens)
+    tokens: list[str]
+    labels: list[str]
+    bigrams: list[str] = field(default_factory=list)  # char level
+    chars: list[str] = field(default_factory=list)  # word level: the char encoder's alphabet
+    features: list[list[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._index = {name: {s: i for i, s in enumerate(getattr(self, name))}
+                       for name in ("tokens", "labels", "bigrams", "chars")}
+        self._feature_index = [{s: i for i, s in enumerate(v)} for v in self.features]
+
+    @classmethod
+    def build(cls, sentences: Sequence[Sentence], level: str, min_count: int = 1,
+              bigram_min_count: int = 2) -> Encoder:
+        labels = sorted({lab for s in sentences for lab in (s.labels or [])})
+        if not labels:
+            raise UserError("the training data has no labels")
+        if level == "char":
+            tokens = Counter(c for s in sentences for c in s.tokens)
+            bigrams = Counter(b for s in sentences for b in _bigrams(s.tokens))
+            return cls(level, _vocab(tokens, min_count), labels,
+                       bigrams=_vocab(bigrams, bigram_min_count))
+        words = Counter(norm_word(w) for s in sentences for w in s.tokens)
+        chars = Counter(c for s in sentences for w in s.tokens for c in w)
+        n_features = len(sentences[0].features)
+        features = [_vocab(Counter(v for s in sentences for v in s.features[k]), 1)
+                    for k in range(n_features)]
+        return cls(level, _vocab(words, min_count), labels, chars=_vocab(chars, 1),
+                   features=features)
+
+    def to_json(self) -> dict:
+        return {"level": self.level, "tokens": self.tokens, "labels": self.labels,
+                "bigrams": self.bigrams, "chars": self.chars, "features": self.features}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Encoder:
+        try:
+            return cls(data["level"], data["tokens"], data["labels"], data.get("bigrams", []),
+                       data.get("chars", []), data.get("features", []))
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"the tagger's stored vocabularies are malformed ({exc})") from exc
+
+    def _ids(self, name: str, items: Iterable[str]) -> np.ndarray:
+        index = self._index[name]
+        unk = index.get(UNK, 0)
+        return np.fromiter((index.get(x, unk) for x in items), dtype=np.int64)
+
+    def encode(self, sentence: Sentence) -> dict[str, np.ndarray]:
+        """One sentence → arrays (length T, or T × MAX_WORD_CHARS for the char encoder)."""
+        toks = sentence.tokens
+        if len(sentence.features) != len(self.features):
+            raise UserError(f"the tagger was trained with {len(self.features)} feature column(s), "
+                            f"this data gives {len(sentence.features)}: use the same --features")
+        out = {}
+        if self.level == "char":
+            out["tokens"] = self._ids("tokens", toks)
+            pairs = self._ids("bigrams", _bigrams(toks))  # T+1 bigrams around T characters
+            out["bigram_left"], out["bigram_right"] = pairs[:-1], pairs[1:]
+        else:
+            out["tokens"] = self._ids("tokens", (norm_word(w) for w in toks))
+            grid = np.zeros((len(toks), MAX_WORD_CHARS), dtype=np.int64)
+            for i, word in enumerate(toks):
+                ids = self._ids("chars", word[:MAX_WORD_CHARS])
+                grid[i, : len(ids)] = ids
+            out["chars"] = grid
+            if self.features:
+                out["features"] = np.stack(
+                    [np.fromiter((idx.get(v, 1) for v in col), dtype=np.int64)
+                     for idx, col in zip(self._feature_index, sentence.features, strict=True)], 1)
+        if sentence.labels is not None:
+            unknown = sorted(set(sentence.labels) - self._index["labels"].keys())
+            if unknown:
+                raise UserError(f"label(s) {unknown[:5]} never occur in the tagger's training data: "
+                                "check --label-column, or train on data with these labels")
+            out["labels"] = self._ids("labels", sentence.labels)
+        return out
+
+
+def _bigrams(chars: Sequence[str]) -> list[str]:
+    padded = [BOUNDARY, *chars, BOUNDARY]
+    return [a + b for a, b in zip(padded, padded[1:], strict=False)]

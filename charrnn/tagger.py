@@ -1,0 +1,198 @@
+"""Bidirectional RNN taggers: the LMs' cells read both ways, one output layer per position.
+
+    char level (segmentation)   [char emb ; bigram emb (c₋₁c) ; bigram emb (cc₊₁)]
+    word level (conll)          [word emb ; char-CNN of the word ; feature embs (e.g. POS)]
+        ─ dropout ─ BiRNN (rnn|lstm|gru, stacked; forward and backward weights separate,
+        outputs concatenated) ─ dropout ─ Linear(2·hidden → labels)
+
+The char CNN gives every word, seen or not, a vector from its spelling, so unseen words still get
+sensible tags. Padded batches are packed, so the backward direction of a short sentence never reads
+padding. `BiRNN` is shared with the masked fill model (charrnn.fillmodel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from charrnn.errors import UserError
+from charrnn.models import CELLS
+
+
+class BiRNN(nn.Module):
+    """Stacked bidirectional nn.RNN/LSTM/GRU over (B, T, in) → (B, T, 2·hidden)."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.rnn = CELLS[cell](input_size, hidden, num_layers=layers, batch_first=True,
+                               bidirectional=True, dropout=dropout if layers > 1 else 0.0)
+        if cell == "lstm":  # forget-gate bias 1, as the LMs do
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias_ih"):
+                    with torch.no_grad():
+                        param[hidden : 2 * hidden].fill_(1.0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if lengths is None or bool((lengths == x.size(1)).all()):
+            return self.rnn(x)[0]
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
+
+
+@dataclass
+class TaggerConfig:
+    level: str  # "char" or "word"
+    n_tokens: int
+    n_labels: int
+    cell: str = "lstm"
+    layers: int = 1
+    hidden: int = 200
+    emb: int = 100
+    dropout: float = 0.3
+    n_bigrams: int = 0
+    bigram_emb: int = 64
+    n_chars: int = 0
+    char_emb: int = 32
+    char_filters: int = 64
+    feature_sizes: list[int] = field(default_factory=list)
+    feature_emb: int = 32
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
+        for name in ("layers", "hidden", "emb"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name} must be ≥ 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> TaggerConfig:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class CharCNN(nn.Module):
+    """A word's characters → one vector (conv over 3-char windows, max over the word)."""
+
+    def __init__(self, n_chars: int, emb: int, filters: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, emb, padding_idx=0)
+        self.conv = nn.Conv1d(emb, filters, kernel_size=3, padding=1)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (B, T, W) → (B, T, filters)
+        b, t, w = chars.shape
+        x = self.embed(chars.view(b * t, w)).transpose(1, 2)
+        x = torch.relu(self.conv(x))
+        x = x.masked_fill((chars.view(b * t, 1, w) == 0), 0.0)  # padding never wins the max
+        return x.max(dim=2).values.view(b, t, -1)
+
+
+class Tagger(nn.Module):
+    def __init__(self, config: TaggerConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        self.embed = nn.Embedding(c.n_tokens, c.emb, padding_idx=0)
+        size = c.emb
+        if c.level == "char" and c.n_bigrams:
+            self.bigrams = nn.Embedding(c.n_bigrams, c.bigram_emb, padding_idx=0)
+            size += 2 * c.bigram_emb
+        if c.level == "word" and c.n_chars:
+            self.char_cnn = CharCNN(c.n_chars, c.char_emb, c.char_filters)
+            size += c.char_filters
+        self.features = nn.ModuleList(nn.Embedding(n, c.feature_emb, padding_idx=0)
+                                      for n in c.feature_sizes)
+        size += c.feature_emb * len(c.feature_sizes)
+        self.drop = nn.Dropout(c.dropout)
+        self.encoder = BiRNN(c.cell, size, c.hidden, c.layers, c.dropout)
+        self.head = nn.Linear(2 * c.hidden, c.n_labels)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Batch of padded arrays (see tagdata.Encoder.encode) → logits (B, T, labels)."""
+        parts = [self.embed(batch["tokens"])]
+        if hasattr(self, "bigrams"):
+            parts += [self.bigrams(batch["bigram_left"]), self.bigrams(batch["bigram_right"])]
+        if hasattr(self, "char_cnn"):
+            parts.append(self.char_cnn(batch["chars"]))
+        for k, table in enumerate(self.features):
+            parts.append(table(batch["features"][..., k]))
+        x = self.drop(torch.cat(parts, dim=-1))
+        out = self.encoder(x, batch.get("lengths"))
+        return self.head(self.drop(out))
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def allowed_transitions(labels: list[str], sequences: list[list[str]]) -> torch.Tensor | None:
+    """Hard constraints for decoding: (L+2, L) mask rows = previous label, START, END checks.
+
+    B/M/E/S: a word starts with B or S, B/M go on to M or E, E/S are followed by B or S.
+    IOB2 chunks (every chunk starts with B-, as in CoNLL-2000): I-X only after B-X or I-X.
+    IOB1 data (I- may open a chunk) and other label sets are left unconstrained.
+    Returns a boolean tensor: ok[prev, cur] for prev < L, ok[L, cur] = may start, ok[L+1, cur] =
+    may end; or None when no constraint applies.
+    """
+    n = len(labels)
+    ok = torch.ones(n + 2, n, dtype=torch.bool)
+    if set(labels) <= set("BMES"):
+        for i, prev in enumerate(labels):
+            for j, cur in enumerate(labels):
+                ok[i, j] = (cur in "ME") if prev in "BM" else (cur in "BS")
+        for j, cur in enumerate(labels):
+            ok[n, j] = cur in "BS"
+            ok[n + 1, j] = cur in "ES"
+        return ok
+    if not all(lab == "O" or lab[:2] in ("B-", "I-") for lab in labels):
+        return None
+    for seq in sequences:  # IOB1 check: an I- that opens a chunk means no constraint
+        prev = "O"
+        for lab in seq:
+            if lab.startswith("I-") and prev[2:] != lab[2:]:
+                return None
+            prev = lab
+    for j, cur in enumerate(labels):
+        if cur.startswith("I-"):
+            for i, prev in enumerate(labels):
+                ok[i, j] = prev[2:] == cur[2:] and prev != "O"
+            ok[n, j] = False
+    return ok
+
+
+def viterbi(log_probs: torch.Tensor, lengths: torch.Tensor, ok: torch.Tensor | None) -> list[list[int]]:
+    """Best label sequence per sentence under the hard constraints (argmax when there are none)."""
+    if ok is None:
+        best = log_probs.argmax(-1)
+        return [best[b, : int(n)].tolist() for b, n in enumerate(lengths)]
+    n_labels = log_probs.size(-1)
+    neg = torch.tensor(float("-inf"))
+    trans = torch.where(ok[:n_labels], 0.0, neg)
+    start, end = torch.where(ok[n_labels], 0.0, neg), torch.where(ok[n_labels + 1], 0.0, neg)
+    score = log_probs[:, 0] + start
+    back = []
+    for t in range(1, log_probs.size(1)):
+        cand = score[:, :, None] + trans[None]
+        best, arg = cand.max(dim=1)
+        alive = (t < lengths)[:, None]
+        score = torch.where(alive, best + log_probs[:, t], score)
+        back.append(torch.where(alive, arg, torch.arange(n_labels)[None].expand_as(arg)))
+    pointers = torch.stack(back, 1).numpy() if back else None  # (B, T-1, L), read on the host
+    finals = (score + end).numpy()
+    out = []
+    for b, length in enumerate(lengths.tolist()):
+        if not torch.isfinite(score[b] + end).any():  # nothing fits: fall back to argmax
+            out.append(log_probs[b, :length].argmax(-1).tolist())
+            continue
+        label = int(finals[b].argmax())
+        path = [label]
+        for t in range(length - 1, 0, -1):
+            label = int(pointers[b, t - 1, label])
+            path.append(label)
+        out.append(path[::-1])
+    return out

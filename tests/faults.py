@@ -1,0 +1,75 @@
+"""Fault harness shared by tests/test_faults.py and bench/faults.py: kill a training run at
+random moments and check that nothing was lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# Save every step and evaluate often, so that kills land in steps, evals and checkpoint writes.
+KILL_ARGS = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
+             "--log-every", "1", "--save-every", "1", "--eval-every", "3", "--plain",
+             "--max-steps", "100000"]
+
+
+def checkpoint_problems(run: Path) -> list[str]:
+    """Every best/ and last/ folder present must open and load completely."""
+    from charrnn import checkpoint
+    from charrnn.errors import UserError
+
+    problems = []
+    for name in ("best", "last"):
+        folder = run / name
+        if not folder.exists() and not (run / f"{name}.old").exists():
+            continue
+        try:
+            ckpt = checkpoint.open_checkpoint(folder)
+            ckpt.load_model("cpu")
+            ckpt.load_state()
+        except UserError as exc:
+            problems.append(f"{name}: {exc}")
+    return problems
+
+
+def saved_step(run: Path) -> int:
+    meta = run / "last" / "checkpoint.json"
+    return json.loads(meta.read_text())["progress"]["step"] if meta.exists() else 0
+
+
+def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0) -> dict:
+    """Start, SIGKILL at a random moment, check, resume; `kills` times. Returns counts."""
+    rng = random.Random(seed)
+    env = {**os.environ, "CHARRNN_RUNS": str(runs_root), "OMP_NUM_THREADS": "1"}
+    run = runs_root / "killed"
+    counts = {"kills": 0, "survived": 0, "lost_data": 0, "problems": []}
+    previous = 0
+    for _ in range(kills):
+        resume = ["--resume", "killed"] if (run / "last").exists() else [str(corpus), "--run-name", "killed"]
+        proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", *resume, *KILL_ARGS],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        metrics = run / "metrics.jsonl"
+        start_size = metrics.stat().st_size if metrics.exists() else 0
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and not (
+                metrics.exists() and metrics.stat().st_size > start_size):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.6))
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate()
+        counts["kills"] += 1
+        problems = checkpoint_problems(run)
+        step = saved_step(run)
+        if problems or step < previous or (proc.returncode not in (-signal.SIGKILL, 0)):
+            counts["lost_data"] += 1
+            counts["problems"] += problems or [f"step {step} < {previous}: {err.decode()[-300:]}"]
+        else:
+            counts["survived"] += 1
+        previous = step
+    counts["final_step"] = previous
+    return counts

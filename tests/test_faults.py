@@ -1,0 +1,127 @@
+"""The fault suite: kills at random moments, full and read-only disks, OOM, hostile metadata,
+and determinism properties. Nothing may be lost, nothing may crash with a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from charrnn import checkpoint
+from charrnn.errors import UserError
+from charrnn.models import RNNLM, ModelConfig
+from charrnn.sample import Sampler, SampleOptions
+from charrnn.train import Trainer
+from faults import checkpoint_problems, kill_cycle
+from helpers import TINY, run_cli
+
+
+@pytest.mark.slow
+def test_sigkill_at_20_random_moments_never_loses_a_checkpoint(small_text: Path, tmp_path: Path):
+    counts = kill_cycle(small_text, tmp_path / "runs", kills=20, seed=1)
+    print(f"\nfault suite: {counts['kills']} kills, {counts['survived']} survived, "
+          f"{counts['lost_data']} lost data, reached step {counts['final_step']}")
+    assert counts["lost_data"] == 0, counts["problems"]
+    assert counts["final_step"] > 0
+    run_cli("train", "--resume", "killed", "--max-steps", str(counts["final_step"] + 3), "--plain")
+
+
+@pytest.fixture
+def tiny_mount(tmp_path: Path):
+    """A tmpfs of a chosen size (needs root and mount; skipped where unavailable)."""
+    mounted = []
+
+    def mount(size_kb: int, read_only: bool = False, fill_from: Path | None = None) -> Path:
+        target = tmp_path / f"mnt{len(mounted)}"
+        target.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs",
+                               str(target)], capture_output=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
+        mounted.append(target)
+        if fill_from is not None:
+            shutil.copytree(fill_from, target / fill_from.name)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def _du_kb(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) // 1024
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tiny_run: Path, tiny_mount) -> None:
+    mount = tiny_mount(_du_kb(tiny_run) + 40, fill_from=tiny_run)
+    run = mount / tiny_run.name
+    before = (run / "last" / "model.safetensors").read_bytes()
+    result = run_cli("train", "--resume", run, "--max-steps", "400", ok=False)
+    assert result.exit_code == 2 and "No space left" in result.output
+    assert "Traceback" not in result.output
+    assert (run / "last" / "model.safetensors").read_bytes() == before
+    assert checkpoint_problems(run) == []
+
+
+def test_read_only_folder_is_a_clear_error_and_nothing_changes(tiny_run: Path, tiny_mount) -> None:
+    mount = tiny_mount(_du_kb(tiny_run) + 400, read_only=True, fill_from=tiny_run)
+    run = mount / tiny_run.name
+    result = run_cli("train", "--resume", run, "--max-steps", "400", ok=False)
+    assert result.exit_code == 2 and "Read-only file system" in result.output
+    assert checkpoint_problems(run) == []
+
+
+def test_out_of_memory_gives_advice(small_text: Path, monkeypatch) -> None:
+    def oom(self):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(Trainer, "_step", oom)
+    result = run_cli("train", small_text, *TINY, "--max-steps", "5", ok=False)
+    assert result.exit_code == 2
+    assert "out of memory" in result.output and "smaller --batch-size" in result.output
+
+
+def test_hostile_metadata_paths_are_never_followed(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    meta_path = run / "best" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "meta.json").write_text("{}")
+    meta["dataset"]["id"] = "../../../" + str(secret)
+    meta_path.write_text(json.dumps(meta))
+    result = run_cli("eval", run, "--split", "test", ok=False)
+    assert "not in the cache" in result.output
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**31), temp=st.floats(0.2, 2.0), top_k=st.none() | st.integers(1, 20))
+def test_sampling_with_a_fixed_seed_is_deterministic(seed: int, temp: float, top_k) -> None:
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(20, "gru", layers=1, hidden=16))
+
+    def draw() -> list[int]:
+        stream = Sampler(model, torch.device("cpu"), SampleOptions(temperature=temp, top_k=top_k,
+                                                                   seed=seed)).stream([1, 2])
+        return [next(stream)[0] for _ in range(25)]
+
+    assert draw() == draw()
+
+
+def test_checkpoint_with_missing_weights_file_is_reported(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    (run / "best" / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="missing model.safetensors"):
+        checkpoint.resolve(str(run), tmp_path)
+    assert os.path.exists(run / "last" / "model.safetensors")
