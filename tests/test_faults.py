@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from charrnn import checkpoint
 from charrnn.errors import UserError
 from charrnn.models import RNNLM, ModelConfig
-from charrnn.sample import Sampler, SampleOptions
+from charrnn.sample import SampleOptions, Sampler
 from charrnn.train import Trainer
 from faults import checkpoint_problems, kill_cycle
 from helpers import TINY, run_cli
