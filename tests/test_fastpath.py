@@ -31,3 +31,29 @@ def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
     stream = sample.Sampler(model, torch.device("cpu"), sample.SampleOptions(seed=1)).stream([0])
     [next(stream) for _ in range(5)]
     assert isinstance(used[0], FusedCPUStepper)
+
+
+def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> None:
+    from charrnn import fastpath
+
+    def no_capture(self, model, device):
+        raise RuntimeError("CUDA graphs are not supported here")
+
+    monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", no_capture)
+    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
+    stepper = fastpath.make_stepper(model, torch.device("cuda"))
+    assert isinstance(stepper, ModuleStepper)
+    assert isinstance(fastpath.make_stepper(model, torch.device("cpu")), FusedCPUStepper)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cuda_graph_step_matches_module_forward(cell: str) -> None:
+    from charrnn.fastpath import CUDAGraphStepper
+
+    device = torch.device("cuda")
+    model = RNNLM(ModelConfig(50, cell, layers=2, hidden=32)).to(device).eval()
+    graph, plain = CUDAGraphStepper(model, device), ModuleStepper(model, device)
+    torch.testing.assert_close(graph.prime([1, 2, 3]), plain.prime([1, 2, 3]))
+    for token in (4, 0, 49, 7):
+        torch.testing.assert_close(graph.step(token).clone(), plain.step(token), atol=1e-4, rtol=1e-4)
