@@ -1,0 +1,234 @@
+"""ARPA files: export any model, import ours or any other toolkit's (KenLM, SRILM, ...).
+
+Export writes log10 probabilities and back-off weights, `<s>` with log10 p = 0 as lmplz does,
+and token strings made safe for a whitespace-split format (`escape`): a space becomes `▁`,
+other whitespace and `\\` are backslash-escaped, and a token spelled like `<s>`, `</s>` or
+`<unk>` gets a leading backslash. With --lines the line break is `</s>` and `<unk>` is the
+model's own; a one-stream model adds `</s>` and `<unk>` at log10 p = -99 because KenLM insists
+on them, and is scored in KenLM with bos=False, eos=False. A `# charrnn-ngram:` comment line
+before `\\data\\` (KenLM skips `#` lines) carries the tokenizer, so importing our own export
+restores the same model; a foreign ARPA becomes a word-level --lines model.
+
+Import accepts n-grams whose context or shorter suffix is missing (pruned SRILM files): they
+are added as blank entries whose probability is the backed-off one, which changes no score.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.errors import UserError
+from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
+from charrnn.ngram.model import MAX_ORDER, NGramModel
+from charrnn.tokenizers import EOS, UNK, WordTokenizer, tokenizer_from_json
+
+HEADER = "# charrnn-ngram: "
+RESERVED = ("<s>", "</s>", "<unk>")
+_NAMED = {"\\": "\\\\", " ": "\u2581", "\u2581": "\\u2581", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_SPLIT = re.compile(r"[ \t]+")
+
+
+def escape(token: str) -> str:
+    """A whitespace-free, injective spelling of a token for ARPA files."""
+    out = []
+    for ch in token:
+        if ch in _NAMED:
+            out.append(_NAMED[ch])
+        elif ch.isspace() or not ch.isprintable():
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    text = "".join(out)
+    return "\\" + text if text in RESERVED or not text else text
+
+
+def word_strings(model: NGramModel) -> list[str]:
+    """ARPA spelling of every word id of the model."""
+    names = [escape(t) for t in model.tokenizer.token_strings()]
+    if model.lines and model.line_break is not None:
+        names[model.line_break] = "</s>"
+    names.append("<s>")
+    if model.unk is not None:
+        names.append("<unk>")
+    return names
+
+
+# -- export ---------------------------------------------------------------------------------
+
+def export_arpa(model: NGramModel, path: Path) -> dict:
+    """Write `model` as an ARPA file; returns {"ngrams": [...per order], "path": ...}."""
+    names = np.array(word_strings(model), dtype=object)
+    extra = [] if model.lines else ["</s>", "<unk>"]
+    off = model.offsets
+    header = {k: model.meta.get(k) for k in ("mode", "vocab_size", "bos", "unk", "line_break",
+                                              "tokenizer", "discounts", "prune", "dataset")}
+    counts = [int(off[n] - off[n - 1]) for n in range(1, model.order + 1)]
+    counts[0] += len(extra)
+    try:
+        handle = open(path, "w", encoding="utf-8", newline="\n")
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror}") from exc
+    with handle:
+        handle.write(HEADER + json.dumps(header, ensure_ascii=False) + "\n")
+        handle.write("# Smoothing: interpolated modified Kneser-Ney (charrnn)\n\n\\data\\\n")
+        handle.writelines(f"ngram {n}={c}\n" for n, c in enumerate(counts, 1))
+        text = names
+        for n in range(1, model.order + 1):
+            nodes = slice(int(off[n - 1]), int(off[n]))
+            if n > 1:
+                suffix = model.suffix[nodes].astype(np.int64) - off[n - 2]
+                text = names[model.word[nodes]] + " " + text[suffix]
+            logp = _log10_text(model.logp[nodes])
+            handle.write(f"\n\\{n}-grams:\n")
+            if n == 1:
+                tail = "\t0" if model.order > 1 else ""
+                handle.writelines(f"{MISSING_LOG10:.1f}\t{w}{tail}\n" for w in extra)
+            if n < model.order:
+                backoff = _log10_text(model.backoff[nodes])
+                handle.writelines(f"{p}\t{w}\t{b}\n" for p, w, b in zip(logp, text, backoff, strict=True))
+            else:
+                handle.writelines(f"{p}\t{w}\n" for p, w in zip(logp, text, strict=True))
+        handle.write("\n\\end\\\n")
+    return {"path": str(path), "ngrams": counts}
+
+
+def _log10_text(values: np.ndarray) -> list[str]:
+    # 9 significant digits: a float32 survives the text round trip.
+    return [f"{v:.9g}" for v in (np.asarray(values, dtype=np.float64) / LOG10).tolist()]
+
+
+# -- import ---------------------------------------------------------------------------------
+
+def import_arpa(path: Path) -> NGramModel:
+    """Read an ARPA file (ours or foreign) into a model."""
+    header, sections = _read(Path(path))
+    if header is not None:
+        tokenizer = tokenizer_from_json(header["tokenizer"])
+        lines = header.get("mode") == "lines"
+        meta = {k: v for k, v in header.items() if k != "tokenizer"}
+    else:
+        tokenizer, lines, meta = _foreign_tokenizer(path, sections[0]), True, {}
+    vocab = tokenizer.vocab_size
+    line_break = tokenizer.line_break_id()
+    has_unk = bool(header is not None and header.get("unk") is not None)
+    words = vocab + (2 if has_unk else 1)
+    spell = escape if header is not None else str  # a foreign ARPA's words are verbatim
+    index = {spell(t): i for i, t in enumerate(tokenizer.token_strings())}
+    index["<s>"] = vocab
+    if lines and line_break is not None:
+        index["</s>"] = line_break
+    if has_unk:
+        index["<unk>"] = vocab + 1
+    elif header is None:
+        index["<unk>"] = tokenizer.token_strings().index(UNK)
+    parsed = [_parse(path, lines, n) for n, lines in enumerate(sections, 1)]
+    model = build_fast(parsed, index, words, vocab, skip_unknown=header is not None)
+    if model is None:  # some n-gram lacks its suffix or context: the general path adds blanks
+        rows, values = to_ids(path, parsed, index, skip_unknown=header is not None)
+        model = build_general(rows, values, words, vocab)
+    model.meta.update({**meta, "mode": "lines" if lines else "stream", "vocab_size": vocab,
+                       "bos": vocab, "unk": vocab + 1 if has_unk else None,
+                       "line_break": line_break, "tokenizer": tokenizer.to_json(),
+                       "imported_from": str(path)})
+    return model
+
+
+def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
+    """(our header or None, per order: the n-gram lines)."""
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from exc
+    header, expected, sections, current = None, [], [], None
+    with handle:
+        try:
+            for number, raw in enumerate(handle, 1):
+                line = raw.rstrip("\r\n")
+                if current is None and not sections and not expected:
+                    if line.startswith(HEADER):
+                        header = _parse_header(path, line[len(HEADER):])
+                    if line.strip() in ("", "\\data\\") or line.startswith("#"):
+                        continue
+                if line.startswith("ngram "):
+                    expected.append(_parse_count(path, number, line, len(expected) + 1))
+                elif re.fullmatch(r"\\\d+-grams:", line.strip()):
+                    n = int(line.strip()[1:].split("-")[0])
+                    if n != len(sections) + 1 or n > len(expected):
+                        raise UserError(f"{path}:{number}: unexpected section {line.strip()}")
+                    current = []
+                    sections.append(current)
+                elif line.strip() == "\\end\\":
+                    break
+                elif line.strip():
+                    if current is None:
+                        raise UserError(f"{path}:{number}: {line[:60]!r} outside an n-gram "
+                                        "section: is this an ARPA file?")
+                    current.append(line.strip())
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path} is not UTF-8 text: is it a binary (KenLM) model? Give the "
+                            "ARPA text file") from exc
+    if not expected or len(sections) != len(expected):
+        raise UserError(f"{path}: no \\data\\ section with matching n-gram sections: not an "
+                        "ARPA file, or truncated")
+    if len(expected) > MAX_ORDER:
+        raise UserError(f"{path} is an order-{len(expected)} model; charrnn handles up to "
+                        f"{MAX_ORDER}")
+    for n, (want, got) in enumerate(zip(expected, sections, strict=True), 1):
+        if want != len(got):
+            raise UserError(f"{path}: the header announces {want} {n}-grams but the file has "
+                            f"{len(got)}: the file is truncated or corrupt")
+    return header, sections
+
+
+def _parse_header(path: Path, text: str) -> dict:
+    try:
+        header = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{path}: the charrnn header line is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict) or "tokenizer" not in header:
+        raise UserError(f"{path}: the charrnn header line lacks the tokenizer")
+    return header
+
+
+def _parse_count(path: Path, number: int, line: str, n: int) -> int:
+    match = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)\s*", line)
+    if not match or int(match.group(1)) != n:
+        raise UserError(f"{path}:{number}: bad count line {line!r}")
+    return int(match.group(2))
+
+
+def _foreign_tokenizer(path: Path, unigrams: list[str]) -> WordTokenizer:
+    names = [f[1] for f in map(_SPLIT.split, unigrams) if len(f) >= 2]
+    if "<eos>" in names:
+        raise UserError(f"{path}: the word '<eos>' clashes with charrnn's line-break token")
+    if "</s>" not in names:
+        raise UserError(f"{path} has no </s> unigram: not a sentence-level ARPA model")
+    rest = [w for w in names if w not in RESERVED]
+    return WordTokenizer([EOS, UNK, *rest])
+
+
+def _parse(path: Path, lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """log10 p, log10 back-off and the words (single-spaced) of each n-gram line."""
+    logp = np.empty(len(lines))
+    backoff = np.zeros(len(lines))
+    words = []
+    for i, line in enumerate(lines):
+        fields = line.split("\t")
+        if not (len(fields) in (2, 3) and fields[1].count(" ") == n - 1 and "" not in fields
+                and "" not in fields[1].split(" ")):
+            parts = _SPLIT.split(line)
+            if len(parts) not in (n + 1, n + 2):
+                raise UserError(f"{path}: bad {n}-gram line {line[:80]!r}")
+            fields = [parts[0], " ".join(parts[1:n + 1])] + parts[n + 1:]
+        try:
+            logp[i] = float(fields[0])
+            if len(fields) == 3:
+                backoff[i] = float(fields[2])
+        except ValueError as exc:
+            raise UserError(f"{path}: bad number in {n}-gram line {line[:80]!r}") from exc
+        words.append(fields[1])
+    return logp * LOG10, backoff * LOG10, words

@@ -1,0 +1,75 @@
+"""Token ids → an n-gram model; a dataset → a run folder (what `charrnn ngram train` does)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import runs
+from charrnn.errors import UserError
+from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble
+from charrnn.tokenizers import Tokenizer
+
+DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}
+
+
+def check_order(order: int) -> None:
+    if not 1 <= order <= MAX_ORDER:
+        raise UserError(f"--order must be between 1 and {MAX_ORDER}, got {order}")
+
+
+def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool = False,
+                prune: list[int] | None = None, fallback: bool = True,
+                extra_meta: dict | None = None) -> NGramModel:
+    """Count and estimate an interpolated modified Kneser-Ney model of `ids` (tokenizer ids).
+
+    With `lines`, every line is a sentence with `<s>`/`</s>` (the line break), and `<unk>` is
+    a word of its own, exactly as lmplz builds its vocabulary; otherwise the text is one
+    stream, as the RNNs see it.
+    """
+    from charrnn.ngram.count import count_ngrams, sentence_stream
+    from charrnn.ngram.kneser_ney import estimate
+
+    check_order(order)
+    prune = prune or [0] * order
+    vocab = tokenizer.vocab_size
+    line_break = tokenizer.line_break_id()
+    if lines and line_break is None:
+        raise UserError("--lines splits the text at line breaks, but this corpus has none: "
+                        "drop --lines")
+    bos, unk = vocab, (vocab + 1 if lines else None)
+    words = vocab + (2 if lines else 1)
+    started = time.perf_counter()
+    seq = sentence_stream(ids, bos, line_break, lines)
+    unigrams, tables = count_ngrams(seq, order, words, bos)
+    est = estimate(unigrams, tables, bos, words - 1, prune, fallback)
+    meta = {
+        "mode": "lines" if lines else "stream", "vocab_size": vocab, "bos": bos, "unk": unk,
+        "line_break": line_break, "tokenizer": tokenizer.to_json(),
+        "discounts": est.discounts, "discount_fallback_orders": est.fallback_orders,
+        "prune": prune, "counts_unpruned": est.counts_unpruned,
+        "train_tokens": int(len(ids)), **(extra_meta or {}),
+    }
+    model = assemble(meta, est.logp, est.backoff, words, est.tables)
+    model.meta["build_seconds"] = time.perf_counter() - started
+    return model
+
+
+def train_run(dataset, order: int, lines: bool, prune: list[int], fallback: bool, root: Path,
+              run_name: str | None) -> tuple[Path, NGramModel]:
+    """Build on the dataset's train split and store it in a new run folder."""
+    ids = dataset.ids("train")
+    if len(ids) < 1:
+        raise UserError("the dataset's train split is empty: give a longer corpus")
+    started = time.perf_counter()
+    extra = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
+                         "splits": dataset.meta["splits"]}}
+    model = build_model(np.asarray(ids), dataset.tokenizer, order, lines, prune, fallback, extra)
+    info = {**extra, "config": {"order": order, "lines": lines, "prune": prune,
+                                "discount_fallback": fallback}}
+    folder = runs.new_run_dir(root, run_name, "ngram", info)
+    model.meta["train_seconds"] = time.perf_counter() - started
+    model.save(folder / "model")
+    return folder, model

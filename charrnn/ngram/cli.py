@@ -1,0 +1,226 @@
+"""`charrnn ngram train|eval|sample|export|import` and `charrnn compare`.
+
+Cheap to import: numpy-, numba- and torch-heavy modules are imported inside the commands, and
+no n-gram command ever imports torch. User mistakes raise UserError; the top-level `main()`
+turns it into a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn import cli_options as opt
+from charrnn.errors import UserError
+
+ngram_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False,
+                        help="N-gram baselines: interpolated modified Kneser-Ney, as KenLM's lmplz.")
+
+Run = Annotated[Optional[str], typer.Argument(help="Run name or folder (default: newest n-gram run).")]
+
+
+def _root(out: str | None) -> Path:
+    from charrnn.runs import runs_root
+
+    return runs_root(out)
+
+
+def _inputs(inputs: list[str], popts, mirror: str | None) -> list[str]:
+    """Files, folders, globs, a dataset folder, or registry names (their val/test become splits)."""
+    from charrnn import corpora
+
+    if not inputs:
+        return [str(corpora.default_corpus())]
+    resolved = []
+    for spec in inputs:
+        if not Path(spec).exists() and spec in corpora.registry():
+            files = corpora.get(spec, mirror)
+            resolved.append(str(files["main"]))
+            if "valid" in files and not popts.valid:
+                popts.valid = [str(files["valid"])]
+            if "test" in files and not popts.test:
+                popts.test = [str(files["test"])]
+        else:
+            resolved.append(spec)
+    return resolved
+
+
+@ngram_app.command()
+def train(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="Corpus: files, folders, globs, a dataset folder or a registry name "
+             "(none: the embedded default corpus).")] = None,
+    order: Annotated[Optional[int], typer.Option(
+        help="N-gram order, 1-12 (default: 7 for char, 3 for word, 5 for subword).")] = None,
+    lines: Annotated[bool, typer.Option(
+        "--lines", help="Each line is a sentence with <s> and </s>, as lmplz (default: one "
+                        "stream where the newline is a token, as the RNNs see it).")] = False,
+    prune: Annotated[Optional[str], typer.Option(
+        help="Count thresholds per order, as lmplz --prune: '0 0 1' drops trigrams and up "
+             "seen once (non-decreasing; the last value repeats).")] = None,
+    discount_fallback: Annotated[bool, typer.Option(
+        "--discount-fallback/--no-discount-fallback",
+        help="Use discounts 0.5, 1, 1.5 for an order whose estimates fail (lmplz "
+             "--discount_fallback; character unigrams need it).")] = True,
+    run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    out: opt.Out = None, mirror: opt.Mirror = None,
+    level: opt.Level = "char", lower: opt.Lower = False, val_frac: opt.ValFrac = 0.05,
+    test_frac: opt.TestFrac = 0.05, valid: opt.Valid = None, test: opt.Test = None,
+    errors: opt.Errors = "strict", pattern: opt.Pattern = None, min_count: opt.MinCount = 1,
+    max_vocab: opt.MaxVocab = None, vocab_size: opt.VocabSize = 2000,
+    subword_model: opt.SubwordModel = "bpe",
+) -> None:
+    """Count n-grams of a corpus and store a modified Kneser-Ney model in a run folder."""
+    from charrnn import data
+    from charrnn.ngram.build import DEFAULT_ORDER, check_order, train_run
+    from charrnn.ngram.kneser_ney import parse_prune
+    from charrnn.ngram.model import MAX_ORDER
+
+    popts = opt.preprocess_options(level, lower, val_frac, test_frac, valid, test, errors,
+                                   pattern, min_count, max_vocab, vocab_size, subword_model)
+    if order is not None:
+        check_order(order)
+    parse_prune(prune, order or MAX_ORDER)  # fail before a long preprocess
+    dataset = data.prepare(_inputs(list(inputs or []), popts, mirror), popts)
+    order = order or DEFAULT_ORDER[dataset.tokenizer.level]
+    thresholds = parse_prune(prune, order)
+    folder, model = train_run(dataset, order, lines, thresholds, discount_fallback,
+                              _root(out), run_name)
+    meta = model.meta
+    summary = {"run": folder.name, "path": str(folder), "order": order, "mode": meta["mode"],
+               "level": dataset.tokenizer.level, "train_tokens": meta["train_tokens"],
+               "ngrams": meta["ngrams"], "discounts": meta["discounts"],
+               "discount_fallback_orders": meta["discount_fallback_orders"],
+               "build_seconds": meta["build_seconds"], "train_seconds": meta["train_seconds"]}
+    if json_out:
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    if meta["discount_fallback_orders"]:
+        orders = ", ".join(map(str, meta["discount_fallback_orders"]))
+        typer.echo(f"note: discounts of order {orders} fell back to 0.5, 1, 1.5", err=True)
+    typer.echo(f"run {folder} | {dataset.tokenizer.level} {order}-gram ({meta['mode']}) | "
+               f"{sum(meta['ngrams']):,} n-grams from {meta['train_tokens']:,} tokens | "
+               f"{meta['train_seconds']:.2f}s")
+
+
+@ngram_app.command("eval")
+def eval_cmd(
+    targets: Annotated[Optional[list[str]], typer.Argument(
+        help="[RUN] [FILE]: an n-gram run (default: newest) and/or a text file to score.")] = None,
+    split: Annotated[Optional[str], typer.Option(
+        help="train, val or test split of the run's dataset.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    unk: Annotated[str, typer.Option(
+        "--unk", help="Characters outside the vocabulary: error or skip.")] = "error",
+    errors: opt.Errors = "strict", out: opt.Out = None,
+) -> None:
+    """Score a model: nats/token, perplexity and bits per character of the original text."""
+    from charrnn.ngram.evaluate import evaluate_ngram
+
+    root = _root(out)
+    run, file = _run_and_file(list(targets or []), root)
+    result = evaluate_ngram(run, root, file, split, unk, errors)
+    if json_out:
+        typer.echo(json.dumps(result, indent=1))
+    else:
+        typer.echo(f"{result['run']} on {result['source']}: {result['tokens']:,} tokens, "
+                   f"{result['nats_per_token']:.4f} nats/token, perplexity "
+                   f"{result['perplexity']:.3f}, {result['bits_per_char']:.4f} bits/char")
+
+
+def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | None]:
+    if len(targets) > 2:
+        raise UserError("eval takes at most a RUN and a FILE")
+    if len(targets) == 2:
+        return targets[0], targets[1]
+    if len(targets) == 1:
+        target = Path(targets[0])
+        is_run = (root / targets[0] / "run.json").is_file() or (target / "run.json").is_file()
+        return (targets[0], None) if is_run else (None, targets[0])
+    return None, None
+
+
+@ngram_app.command()
+def sample(
+    run: Run = None,
+    length: Annotated[int, typer.Option(help="Tokens to generate.")] = 500,
+    temp: Annotated[float, typer.Option(
+        "--temp", help="Temperature (> 0): below 1 is safer, above wilder.")] = 1.0,
+    prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = None,
+    unk: Annotated[str, typer.Option(
+        "--unk", help="Prime tokens outside the vocabulary: error or skip.")] = "error",
+    out: opt.Out = None,
+) -> None:
+    """Generate text from an n-gram model."""
+    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.sample import generate_text
+
+    if unk not in ("error", "skip"):
+        raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
+    _, model = load_run(run, _root(out))
+    sys.stdout.write(generate_text(model, length, temp, prime, seed, unk) + "\n")
+    sys.stdout.flush()
+
+
+@ngram_app.command()
+def export(
+    run: Run = None,
+    arpa: Annotated[str, typer.Option("--arpa", help="ARPA file to write.")] = ...,
+    out: opt.Out = None,
+) -> None:
+    """Write a model as a standard ARPA file (log10 probabilities, back-off weights)."""
+    from charrnn.ngram.arpa import export_arpa
+    from charrnn.ngram.evaluate import load_run
+
+    _, model = load_run(run, _root(out))
+    info = export_arpa(model, Path(arpa))
+    typer.echo(f"{info['path']}: " + ", ".join(f"{c:,} {n}-grams"
+                                               for n, c in enumerate(info["ngrams"], 1)))
+
+
+@ngram_app.command("import")
+def import_cmd(
+    file: Annotated[str, typer.Argument(help="ARPA file (ours, KenLM's, SRILM's, ...).")],
+    run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,
+    out: opt.Out = None,
+) -> None:
+    """Read an ARPA file into a new n-gram run (evaluate it with a FILE, sample from it)."""
+    from charrnn import runs
+    from charrnn.ngram.arpa import import_arpa
+
+    path = Path(file)
+    if not path.is_file():
+        raise UserError(f"{file} does not exist or is not a file: give an ARPA file")
+    model = import_arpa(path)
+    info = {"imported_from": str(path.resolve()), "config": {"order": model.order},
+            "dataset": model.meta.get("dataset")}
+    folder = runs.new_run_dir(_root(out), run_name, "ngram", info)
+    model.save(folder / "model")
+    typer.echo(f"run {folder} | {model.tokenizer.level} {model.order}-gram "
+               f"({model.meta['mode']}) | {model.num_ngrams:,} n-grams")
+
+
+def compare_cmd(
+    runs: Annotated[Optional[list[str]], typer.Argument(
+        help="Runs to compare, RNN and n-gram (default: every run under the root).")] = None,
+    split: Annotated[str, typer.Option(help="Split of each run's dataset: train, val or test.")] = "test",
+    file: Annotated[Optional[str], typer.Option(
+        "--file", help="Score every run on this text file instead.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    out: opt.Out = None,
+) -> None:
+    """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""
+    from charrnn.ngram.compare import compare, render
+
+    report = compare(list(runs or []), _root(out), split, file)
+    if json_out:
+        typer.echo(json.dumps(report, indent=1))
+    else:
+        render(report)

@@ -1,0 +1,137 @@
+"""`charrnn compare`: every run, RNN and n-gram, scored on the same text, best first.
+
+Bits per character of the original text is the common scale: it does not depend on the
+tokenizer, so a word LSTM, a char 7-gram and a subword GRU line up. Perplexity is per token of
+each run's own tokenizer, so it only compares runs of the same level. Torch is imported only
+when an RNN run is in the list.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from charrnn import runs
+from charrnn.errors import UserError
+
+BAR_WIDTH = 8
+
+
+def _ngram_row(spec: str, root: Path, file: str | None, split: str) -> dict:
+    from charrnn.ngram.evaluate import evaluate_ngram, load_run
+    from charrnn.ngram.sample import sampling_speed
+
+    result = evaluate_ngram(spec, root, file, None if file else split)
+    _, model = load_run(spec, root)
+    return {**result, "level": model.tokenizer.level, "order": model.order,
+            "size": model.num_ngrams, "size_unit": "n-grams",
+            "train_seconds": model.meta.get("train_seconds"),
+            "dataset": (model.meta.get("dataset") or {}).get("id"),
+            "sample_tokens_per_s": sampling_speed(model)}
+
+
+def _rnn_row(spec: str, root: Path, file: str | None, split: str) -> dict:
+    from charrnn.evaluate import evaluate_run
+    from charrnn.sample import sampling_speed
+
+    result = evaluate_run(spec, root, file, None if file else split)
+    info = runs.run_info(runs.resolve_run(spec, root))
+    return {**result, "level": (info.get("dataset") or {}).get("level"),
+            "cell": (info.get("config") or {}).get("cell"),
+            "size": result.get("params"), "size_unit": "params",
+            "dataset": (info.get("dataset") or {}).get("id"),
+            "sample_tokens_per_s": sampling_speed(spec, root, tokens=300)}
+
+
+def compare(specs: list[str] | None, root: Path, split: str = "test",
+            file: str | None = None) -> dict:
+    """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}."""
+    if split not in ("train", "val", "test"):
+        raise UserError(f"--split must be train, val or test, not {split!r}")
+    folders = [runs.resolve_run(s, root) for s in specs] if specs else runs.list_runs(root)
+    if not folders:
+        raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
+                        "or name runs / pass --out")
+    rows, skipped = [], []
+    for folder in folders:
+        spec = str(folder)
+        kind = runs.run_info(folder).get("kind")
+        row_of = {"ngram": _ngram_row, "rnn": _rnn_row}.get(kind)
+        if row_of is None:
+            skipped.append({"run": folder.name, "reason": f"unknown run kind {kind!r}"})
+            continue
+        try:
+            row = row_of(spec, root, file, split)
+        except UserError as exc:
+            skipped.append({"run": folder.name, "reason": str(exc)})
+            continue
+        rows.append({"run": folder.name, **{k: v for k, v in row.items() if k != "run"}})
+    if not rows:
+        reasons = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
+        raise UserError(f"no run could be evaluated ({reasons})")
+    rows.sort(key=lambda r: r["bits_per_char"])
+    datasets = {r.get("dataset") for r in rows}
+    note = None
+    if file is None and len(datasets) > 1:
+        note = (f"these runs come from {len(datasets)} different datasets, so their "
+                f"{split} texts may differ; pass --file to score all of them on one text")
+    return {"source": file or f"split:{split}", "results": rows, "skipped": skipped,
+            "note": note}
+
+
+def _fmt_seconds(value) -> str:
+    if value is None or not math.isfinite(value):
+        return "?"
+    if value < 60:
+        return f"{value:.2f}s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+def _compact(value: float | None) -> str:
+    if value is None:
+        return "?"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= div:
+            return f"{value / div:.1f}{suffix}"
+    return f"{value:.0f}"
+
+
+def _fmt_size(row: dict) -> str:
+    unit = "ngr" if row.get("size_unit") == "n-grams" else "par"
+    return f"{_compact(row.get('size'))} {unit}"
+
+
+def render(report: dict) -> None:
+    """One Rich table, best first, with a bar per row (shorter is better).
+
+    size: parameters (par) or n-grams (ngr); train: training time; tok/s: sampling speed.
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = report["results"]
+    worst = max(r["bits_per_char"] for r in rows) or 1.0
+    table = Table(title=f"on {report['source']}, best first (bits/char: lower is better)",
+                  box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+    for name, justify in (("#", "right"), ("run", "left"), ("model", "left"),
+                          ("bits/char", "right"), ("ppl", "right"), ("size", "right"),
+                          ("train", "right"), ("tok/s", "right"), ("", "left")):
+        table.add_column(name, justify=justify, no_wrap=name not in ("run", "model"),
+                         min_width={"run": 6, "model": 11}.get(name))
+    for rank, row in enumerate(rows, 1):
+        level = row.get("level") or ""
+        model = (f"{level} {row['order']}-gram" if row["kind"] == "ngram"
+                 else f"{level} {row.get('cell') or 'rnn'}")
+        bar = "█" * max(1, round(BAR_WIDTH * row["bits_per_char"] / worst))
+        table.add_row(str(rank), row["run"], model, f"{row['bits_per_char']:.4f}",
+                      f"{row['perplexity']:.2f}", _fmt_size(row),
+                      _fmt_seconds(row.get("train_seconds")),
+                      _compact(row.get("sample_tokens_per_s")),
+                      f"[green]{bar}[/green]" if rank == 1 else bar)
+    console = Console()
+    console.print(table)
+    for item in report["skipped"]:
+        console.print(f"skipped {item['run']}: {item['reason']}", style="yellow", markup=False)
+    if report.get("note"):
+        console.print(f"note: {report['note']}", style="yellow", markup=False)

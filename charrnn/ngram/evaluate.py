@@ -1,0 +1,62 @@
+"""Scoring an n-gram run: the same JSON fields as `charrnn eval`, so rows compare one to one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from charrnn import runs
+from charrnn.errors import UserError
+from charrnn.ngram.model import NGramModel, load, summarize
+
+
+def resolve(spec: str | None, root: Path) -> Path:
+    """RUN → the n-gram run folder (an RNN run is refused with the command to use instead)."""
+    folder = runs.resolve_run(spec, root, kind="ngram")
+    kind = runs.run_info(folder).get("kind")
+    if kind != "ngram":
+        raise UserError(f"{folder} is a {kind} run, not an n-gram run: use `charrnn eval` / "
+                        "`charrnn sample` for it")
+    if not (folder / "model").is_dir():
+        raise UserError(f"n-gram run {folder} has no model/ folder: train it again")
+    return folder
+
+
+def load_run(spec: str | None, root: Path) -> tuple[Path, NGramModel]:
+    folder = resolve(spec, root)
+    return folder, load(folder / "model")
+
+
+def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
+                   split: str | None = None, unknown: str = "error",
+                   errors: str = "strict") -> dict:
+    """`charrnn ngram eval`: score a FILE, or a split of the run's own dataset (default test)."""
+    from charrnn import data
+    from charrnn.inputs import read_text
+
+    if unknown not in ("error", "skip"):
+        raise UserError(f"--unk must be 'error' or 'skip', not {unknown!r}")
+    if file is not None and split is not None:
+        raise UserError("give a FILE or --split, not both")
+    folder, model = load_run(spec, root)
+    tokenizer = model.tokenizer
+    if file is not None:
+        text = read_text([file], errors)
+        ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
+        chars, source = len(text), str(file)
+    else:
+        split = split or "test"
+        if split not in data.SPLITS:
+            raise UserError(f"--split must be train, val or test, not {split!r}")
+        ident = (model.meta.get("dataset") or {}).get("id", "")
+        dataset = data.find_dataset(ident)
+        if dataset is None:
+            raise UserError(f"the dataset run {folder.name} was trained on is not in the cache "
+                            f"any more: pass a FILE (charrnn ngram eval {folder.name} FILE)")
+        ids, chars, source = dataset.ids(split), dataset.chars(split), f"split:{split}"
+    total, scored = model.score_ids(ids)
+    if scored < 1:
+        where = "the file" if file is not None else f"the {split} split"
+        raise UserError(f"{where} has too few tokens to score: give a longer text"
+                        + ("" if file is not None else " or another --split"))
+    return {"run": folder.name, "kind": "ngram", "source": source,
+            **summarize(total, scored, len(ids), chars)}

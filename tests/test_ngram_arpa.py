@@ -1,0 +1,140 @@
+"""ARPA: export → import gives the same model; foreign files (KenLM, SRILM style) load too."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charrnn.errors import UserError
+from charrnn.ngram.arpa import escape, export_arpa, import_arpa
+from charrnn.ngram.build import build_model
+from charrnn.tokenizers import CharTokenizer, WordTokenizer
+
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?\n") * 4
+
+
+def check_same(a, b, ids) -> None:
+    np.testing.assert_allclose(a.token_logprobs(ids), b.token_logprobs(ids), rtol=1e-6)
+    for hist in (ids[:1], ids[:5], ids[:40]):
+        seq = a.stream(hist)[0]
+        np.testing.assert_allclose(a.distribution(seq), b.distribution(seq), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("lines", [False, True])
+@pytest.mark.parametrize("order", [1, 3, 6])
+def test_round_trip_chars(tmp_path: Path, lines: bool, order: int):
+    tok = CharTokenizer.build([TEXT + "\t\\▁<"])
+    model = build_model(tok.encode(TEXT), tok, order, lines)
+    path = tmp_path / "m.arpa"
+    info = export_arpa(model, path)
+    assert info["ngrams"][1:] == model.meta["ngrams"][1:]
+    again = import_arpa(path)
+    assert again.meta["mode"] == model.meta["mode"] and again.order == order
+    assert again.tokenizer.to_json() == tok.to_json()
+    check_same(model, again, tok.encode("First Citizen:\nSpeak, hear me.\n"))
+
+
+def test_round_trip_words_with_unk(tmp_path: Path):
+    tok = WordTokenizer.build([TEXT], min_count=2)
+    model = build_model(tok.encode(TEXT), tok, 3, lines=True)
+    path = tmp_path / "w.arpa"
+    export_arpa(model, path)
+    text = path.read_text(encoding="utf-8")
+    assert "\t<unk>\t" in text and "\\<unk>" in text  # lmplz's <unk> and the tokenizer's own
+    assert "\t<s>\t" in text and "</s>" in text
+    again = import_arpa(path)
+    check_same(model, again, tok.encode("You are all rather hungry to speak.\n"))
+
+
+def test_escape_is_injective_and_whitespace_free():
+    tokens = [" ", "▁", "\\", "\\u2581", "\n", "\\n", "<s>", "\\<s>", "a b", "\u3000", "x"]
+    spelled = [escape(t) for t in tokens]
+    assert len(set(spelled)) == len(tokens)
+    assert not any(ch.isspace() for s in spelled for ch in s)
+
+
+FOREIGN = """\\data\\
+ngram 1=5
+ngram 2=3
+ngram 3=1
+
+\\1-grams:
+-1.0\t<unk>\t0
+0\t<s>\t-0.30103
+-0.5\t</s>\t0
+-0.6\ta\t-0.2
+-0.7\tb\t-0.1
+
+\\2-grams:
+-0.2\t<s> a
+-0.3\ta b
+-0.25\tb </s>
+
+\\3-grams:
+-0.1\t<s> b a
+
+\\end\\
+"""
+
+
+def test_foreign_arpa_with_missing_context_and_suffix(tmp_path: Path):
+    """'<s> b a' lacks both '<s> b' and 'b a': they come back as blanks that change no score."""
+    path = tmp_path / "foreign.arpa"
+    path.write_text("# made by hand\n" + FOREIGN, encoding="utf-8")
+    model = import_arpa(path)
+    assert model.lines and model.tokenizer.level == "word" and model.order == 3
+    tok = model.tokenizer
+
+    def log10s(text: str) -> list[float]:
+        return list(model.token_logprobs(tok.encode(text)) / math.log(10))
+
+    np.testing.assert_allclose(log10s("a b\n"), [-0.2, -0.3, -0.25], atol=1e-6)
+    # b after <s>: back-off(<s>) + p(b); then the trigram <s> b a; </s> after a: bo(a) + p(</s>).
+    np.testing.assert_allclose(log10s("b a\n"), [-0.30103 - 0.7, -0.1, -0.2 - 0.5], atol=1e-6)
+    # a after "a b": no trigram, "a b" has no back-off, the blank "b a" = bo(b) + p(a).
+    np.testing.assert_allclose(log10s("a b a")[-1], -0.1 - 0.6, atol=1e-6)
+    # Unknown words are <unk>.
+    np.testing.assert_allclose(log10s("zebra\n")[0], -0.30103 - 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("content", ["not an arpa file\n", "\\data\\\nngram 1=3\n\n\\1-grams:\n"
+                                     "-1\t<s>\n\\end\\\n", FOREIGN.replace("-0.3\ta b", "x\ta b")])
+def test_bad_arpa_files(tmp_path: Path, content: str):
+    path = tmp_path / "bad.arpa"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError):
+        import_arpa(path)
+
+
+def test_kenlm_reads_our_export(tmp_path: Path):
+    """Optional: the `kenlm` module scores our ARPA export exactly as we do."""
+    kenlm = pytest.importorskip("kenlm")
+    tok = CharTokenizer.build([TEXT])
+    model = build_model(tok.encode(TEXT), tok, 5, lines=True)
+    path = tmp_path / "m.arpa"
+    export_arpa(model, path)
+    lm = kenlm.Model(str(path))
+    test = "First Citizen:\nAll speak.\n"
+    ours = float(model.token_logprobs(tok.encode(test)).sum()) / math.log(10)
+    theirs = sum(lm.score(" ".join(escape(c) for c in line), bos=True, eos=True)
+                 for line in test.split("\n")[:-1])
+    assert theirs == pytest.approx(ours, rel=1e-6)
+
+
+def test_kenlm_reads_our_one_stream_export(tmp_path: Path):
+    """A one-stream model in KenLM: bos=False, eos=False, the newline is an ordinary word."""
+    kenlm = pytest.importorskip("kenlm")
+    tok = CharTokenizer.build([TEXT])
+    model = build_model(tok.encode(TEXT), tok, 4)
+    path = tmp_path / "s.arpa"
+    export_arpa(model, path)
+    lm = kenlm.Model(str(path))
+    test = "First Citizen:\nAll speak.\n"
+    ours = model.token_logprobs(tok.encode(test)) / math.log(10)
+    words = " ".join(escape(c) for c in test)
+    theirs = [score for score, _, _ in lm.full_scores(words, bos=False, eos=False)]
+    np.testing.assert_allclose(theirs[1:], ours, rtol=1e-5)  # we do not score the first token

@@ -1,0 +1,229 @@
+"""`charrnn ngram ...` and `charrnn compare` end to end (CliRunner on the n-gram app)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from charrnn.errors import UserError
+from charrnn.ngram.cli import compare_cmd, ngram_app
+
+REPO = Path(__file__).resolve().parents[1]
+EVAL_FIELDS = {"run", "kind", "source", "tokens", "chars", "nats_per_token", "perplexity",
+               "bits_per_char"}
+
+
+def ngram(*args, ok: bool = True):
+    result = CliRunner().invoke(ngram_app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    return result
+
+
+def user_error(*args) -> UserError:
+    result = ngram(*args, ok=False)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, UserError), repr(result.exception)
+    return result.exception
+
+
+def compare(*args):
+    import typer
+
+    app = typer.Typer()
+    app.command()(compare_cmd)
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_train_eval_sample_export_import(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "4", "--run-name", "c4")
+    result = json.loads(ngram("eval", "c4", "--json").output)
+    assert set(result) == EVAL_FIELDS
+    assert result["kind"] == "ngram" and result["source"] == "split:test"
+    assert result["bits_per_char"] == pytest.approx(
+        result["nats_per_token"] * result["tokens"] / result["chars"] / 0.6931471805599453)
+
+    on_file = json.loads(ngram("eval", "c4", small_text, "--json").output)
+    assert on_file["source"] == str(small_text) and on_file["chars"] == len(small_text.read_text())
+
+    first = ngram("sample", "c4", "--length", "80", "--seed", "3", "--prime", "the ").output
+    again = ngram("sample", "c4", "--length", "80", "--seed", "3", "--prime", "the ").output
+    assert first == again and first.startswith("the ") and len(first) == len("the ") + 80 + 1
+    assert ngram("sample", "--length", "20", "--temp", "0.5").output.strip()
+
+    arpa = tmp_path / "c4.arpa"
+    assert "4-grams" in ngram("export", "c4", "--arpa", arpa).output
+    assert arpa.read_text(encoding="utf-8").startswith("# charrnn-ngram: ")
+    ngram("import", arpa, "--run-name", "c4-arpa")
+    imported = json.loads(ngram("eval", "c4-arpa", small_text, "--json").output)
+    assert imported["nats_per_token"] == pytest.approx(on_file["nats_per_token"], rel=1e-6)
+
+
+def test_word_lines_and_prune(small_text: Path):
+    out = ngram("train", small_text, "--level", "word", "--lines", "--prune", "0 1",
+                "--run-name", "w", "--json").output
+    summary = json.loads(out)
+    assert summary["order"] == 3 and summary["mode"] == "lines" and summary["level"] == "word"
+    result = json.loads(ngram("eval", "w", "--split", "val", "--json").output)
+    assert result["source"] == "split:val" and result["perplexity"] > 1
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "{text}", "--order", "0"],
+    ["train", "{text}", "--order", "13"],
+    ["train", "{text}", "--prune", "1 0"],
+    ["train", "{text}", "--prune", "many"],
+    ["train", "{missing}"],
+    ["train", "{text}", "--level", "morse"],
+    ["eval", "nope", "{text}"],
+    ["eval", "--json"],
+    ["sample", "nope"],
+    ["import", "{missing}"],
+    ["import", "{text}"],
+])
+def test_bad_input_is_a_user_error(small_text: Path, tmp_path: Path, args: list[str]):
+    fill = {"text": str(small_text), "missing": str(tmp_path / "missing.txt")}
+    user_error(*[a.format(**fill) for a in args])
+
+
+def test_bad_input_on_a_trained_run(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "r")
+    user_error("eval", "r", small_text, "--split", "test")
+    user_error("eval", "r", "--split", "dev")
+    user_error("sample", "r", "--temp", "0")
+    user_error("sample", "r", "--length", "0")
+    user_error("sample", "r", "--prime", "λ")
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    user_error("eval", "r", tmp_path / "empty.txt")
+    rnn = Path(os.environ["CHARRNN_RUNS"]) / "fake-rnn"
+    rnn.mkdir()
+    (rnn / "run.json").write_text('{"kind": "rnn", "created": 0}', encoding="utf-8")
+    assert "charrnn eval" in str(user_error("eval", "fake-rnn"))
+    model = Path(os.environ["CHARRNN_RUNS"]) / "r" / "model"
+    (model / "logp.npy").unlink()
+    assert "missing logp.npy" in str(user_error("eval", "r"))
+    (model / "logp.npy").write_bytes(b"\x80\x04 pickle?")
+    user_error("eval", "r")
+
+
+@pytest.mark.parametrize("damage", ["suffix", "word", "nan", "dtype", "offsets", "order", "vocab"])
+def test_damaged_model_files_are_refused(small_text: Path, damage: str):
+    """The kernels do not bounds-check: a damaged model must fail cleanly at load."""
+    import numpy as np
+
+    ngram("train", small_text, "--order", "3", "--run-name", "d")
+    folder = Path(os.environ["CHARRNN_RUNS"]) / "d" / "model"
+    meta = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    arrays = {n: np.load(folder / f"{n}.npy") for n in ("suffix", "word", "logp")}
+    if damage == "suffix":
+        arrays["suffix"][-1] = 10**6
+    elif damage == "word":
+        arrays["word"][-1] = -5
+    elif damage == "nan":
+        arrays["logp"][3] = np.nan
+    elif damage == "dtype":
+        arrays["word"] = arrays["word"].astype(np.int64)
+    elif damage == "offsets":
+        meta["offsets"][1] += 1
+    elif damage == "order":
+        meta["order"] = 40
+    else:
+        meta["vocab_size"] += 1
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+    (folder / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    assert "corrupt" in str(user_error("eval", "d", small_text))
+
+
+@pytest.mark.parametrize("entry", ["charrnn.cli:app", "charrnn.ngram.cli:ngram_app"])
+def test_ngram_commands_never_import_torch(small_text: Path, tmp_path: Path, entry: str):
+    """The commands as `charrnn ngram ...` runs them (and the n-gram app alone), fresh process."""
+    module, name = entry.split(":")
+    prefix = ["ngram"] if name == "app" else []
+    script = f"""
+import sys
+import typer
+from typer.testing import CliRunner
+from {module} import {name} as app
+from charrnn.ngram.cli import compare_cmd
+runner = CliRunner()
+text, arpa = {str(small_text)!r}, {str(tmp_path / 'x.arpa')!r}
+prefix = {prefix!r}
+for args in (["train", text, "--order", "3", "--run-name", "t"], ["eval", "t", "--json"],
+             ["sample", "t", "--length", "10"], ["export", "t", "--arpa", arpa],
+             ["import", arpa]):
+    result = runner.invoke(app, prefix + args)
+    assert result.exit_code == 0, (args, result.output, result.exception)
+compare = typer.Typer()
+compare.command()(compare_cmd)
+result = runner.invoke(compare, ["--json"])
+assert result.exit_code == 0, (result.output, result.exception)
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_compare_ngram_runs(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "two")
+    ngram("train", small_text, "--order", "5", "--run-name", "five")
+    arpa = tmp_path / "five.arpa"
+    ngram("export", "five", "--arpa", arpa)
+    ngram("import", arpa, "--run-name", "copy")
+    result = compare("--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    rows = report["results"]
+    assert [r["run"] for r in rows][:1] in (["five"], ["copy"])
+    assert [r["bits_per_char"] for r in rows] == sorted(r["bits_per_char"] for r in rows)
+    assert {r["run"] for r in rows} == {"two", "five", "copy"}
+    assert all(EVAL_FIELDS <= set(r) and r["sample_tokens_per_s"] > 0 for r in rows)
+
+    table = compare("two", "five", "--file", small_text)
+    assert table.exit_code == 0 and "two" in table.output and "5-gram" in table.output
+
+
+def test_compare_rnn_and_ngram(tiny_run: Path, small_text: Path):
+    """An LSTM and a 3-gram of the same text in one report (torch is imported for the RNN)."""
+    ngram("train", small_text, "--order", "3", "--run-name", "tri")
+    report = json.loads(compare(str(tiny_run), "tri", "--json", "--file", small_text).output)
+    kinds = {r["kind"]: r for r in report["results"]}
+    assert set(kinds) == {"rnn", "ngram"} and not report["skipped"]
+    assert kinds["rnn"]["size_unit"] == "params" and kinds["rnn"]["size"] > 0
+    assert kinds["rnn"]["chars"] == kinds["ngram"]["chars"] == len(small_text.read_text())
+    table = compare(str(tiny_run), "tri")
+    assert table.exit_code == 0 and "tiny" in table.output and "3-gram" in table.output
+
+
+def test_compare_skips_runs_without_their_dataset(small_text: Path, tmp_path: Path):
+    arpa = tmp_path / "foreign.arpa"
+    arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-0.5\t</s>\n0\t<s>\n-0.3\tthe\n\n"
+                    "\\end\\\n", encoding="utf-8")
+    ngram("import", arpa, "--run-name", "foreign")
+    ngram("train", small_text, "--order", "2", "--run-name", "mine")
+    report = json.loads(compare("--json").output)
+    assert [r["run"] for r in report["results"]] == ["mine"]
+    assert report["skipped"][0]["run"] == "foreign"
+    with_file = json.loads(compare("--json", "--file", small_text).output)
+    assert {r["run"] for r in with_file["results"]} == {"mine", "foreign"}
+
+
+def test_numba_cache_moves_when_the_package_is_read_only(tmp_path: Path, monkeypatch):
+    from charrnn.ngram import _jit
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_jit.os, "access", lambda path, mode: False)
+    chosen = _jit.configure_cache(tmp_path)
+    assert chosen == str(tmp_path / "cache" / "numba") and Path(chosen).is_dir()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
+    assert _jit.configure_cache(tmp_path) == "/elsewhere"

@@ -1,0 +1,156 @@
+"""The estimator against hand computation, and its distributions against the laws of probability."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charrnn.errors import UserError
+from charrnn.ngram.build import build_model
+from charrnn.ngram.kneser_ney import discounts_from, parse_prune
+from charrnn.tokenizers import CharTokenizer
+
+
+def char_model(text: str, order: int, lines: bool = False, prune=None, fallback=True):
+    tok = CharTokenizer.build([text])
+    return build_model(tok.encode(text), tok, order, lines, prune, fallback), tok
+
+
+def test_hand_computed_trigram_one_stream():
+    """'abracadabr' (10 tokens), order 3, one stream: every number below is worked by hand.
+
+    Stream: <s> a b r a c a d a b r. Adjusted counts: unigrams a=4 (left of a: <s> r c d),
+    b=r=c=d=1; bigrams <s>a=1 (raw, starts with <s>), ab=2 (<s>ab, dab), br=ra=ac=ca=ad=da=1;
+    trigrams (raw) abr=2, the other seven 1. No order has a count-3 n-gram, so every order
+    falls back to the explicit discounts D1=0.5, D2=1, D3+=1.5.
+    Unigrams: sum a = 8, gamma() = (1.5 + 4 * 0.5) / 8 = 0.4375, uniform over 5 words:
+      p(a) = (4 - 1.5)/8 + 0.4375/5 = 0.4,   p(b) = p(r) = p(c) = p(d) = 0.5/8 + 0.0875 = 0.15.
+    Bigrams: context a has ab=2, ac=1, ad=1: gamma(a) = (1 + 0.5 + 0.5)/4 = 0.5,
+      p(b|a) = 1/4 + 0.5 * 0.15 = 0.325,  p(c|a) = p(d|a) = 0.5/4 + 0.075 = 0.2;
+      contexts b, r, c, d, <s> each have one extension of count 1: gamma = 0.5,
+      p(r|b) = 0.5 + 0.5 * 0.15 = 0.575,  p(a|r) = p(a|c) = p(a|d) = 0.5 + 0.5 * 0.4 = 0.7.
+    Trigrams: p(r|ab) = (2-1)/2 + 0.5 * 0.575 = 0.7875,  p(a|br) = 0.5 + 0.5 * 0.7 = 0.85,
+      p(c|ra) = 0.5 + 0.5 * 0.2 = 0.6,  p(d|ca) = 0.6,  p(a|ac) = p(a|ad) = 0.85,
+      p(b|da) = 0.5 + 0.5 * 0.325 = 0.6625.
+    """
+    model, tok = char_model("abracadabr", 3)
+    assert model.meta["discounts"] == [[0.5, 1.0, 1.5]] * 3
+    assert model.meta["discount_fallback_orders"] == [1, 2, 3]
+    assert model.meta["ngrams"] == [6, 8, 8]  # a b c d r + <s>; distinct bigrams; trigrams
+
+    # Scoring the text itself: the first token has no context (as `charrnn eval` does).
+    expected = [0.325, 0.7875, 0.85, 0.6, 0.85, 0.6, 0.85, 0.6625, 0.7875]
+    np.testing.assert_allclose(np.exp(model.token_logprobs(tok.encode("abracadabr"))), expected,
+                               rtol=1e-6)
+
+    def p(context: str, word: str) -> float:
+        dist = model.distribution(tok.encode(context)) if context else None
+        if dist is None:
+            return float(np.exp(model.logp[tok.encode(word)[0]]))
+        return float(dist[tok.encode(word)[0]])
+
+    assert p("", "a") == pytest.approx(0.4, rel=1e-6)
+    assert p("", "d") == pytest.approx(0.15, rel=1e-6)
+    # Back-off: a b a is unseen, so p(a|ab) = gamma(ab) p(a|b) = 0.5 * (gamma(b) p(a)) = 0.1.
+    assert p("ab", "a") == pytest.approx(0.1, rel=1e-6)
+    # p(c|br) = gamma(br) gamma(r) p(c) = 0.5 * 0.5 * 0.15; unseen context d d: p(a|d) = 0.7.
+    assert p("br", "c") == pytest.approx(0.0375, rel=1e-6)
+    assert p("dd", "a") == pytest.approx(0.7, rel=1e-6)
+    # ARPA view: back-off weight of a context is its gamma.
+    assert float(np.exp(model.backoff[tok.encode("a")[0]])) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_hand_computed_trigram_lines():
+    """'ab\\nab\\nba\\nb' (10 tokens) with --lines: <s>/</s> and lmplz's <unk> mass.
+
+    Sentences <s> a b </s>, <s> a b </s>, <s> b a </s>, <s> b (no final newline, no </s>).
+    Adjusted unigram counts a = b = </s> = 2, so gamma() = 3 * 1 / 6 = 0.5 and the uniform
+    share over 4 words (a, b, </s>, <unk>; not <s>) is 0.125:
+      p(a) = p(b) = p(</s>) = 1/6 + 1/8 = 7/24,  p(<unk>) = 1/8.
+    <s>a and <s>b keep raw counts 2: p(a|<s>) = 1/4 + 0.5 * 7/24 = 19/48.
+    <s>ab (count 2): p(b|<s>a) = 1/2 + 0.5 * p(b|a), p(b|a) = 1/4 + 0.5 * 7/24 = 19/48,
+    so 67/96; likewise p(</s>|ab) = 67/96.
+    """
+    model, tok = char_model("ab\nab\nba\nb", 3, lines=True)
+    assert model.meta["discounts"] == [[0.5, 1.0, 1.5]] * 3
+    ids = tok.encode("ab\n")
+    np.testing.assert_allclose(np.exp(model.token_logprobs(ids)), [19 / 48, 67 / 96, 67 / 96],
+                               rtol=1e-6)
+    unigram = np.exp(model.logp[: model.words].astype(np.float64))
+    assert unigram[model.unk] == pytest.approx(1 / 8, rel=1e-6)
+    assert unigram[tok.encode("a")[0]] == pytest.approx(7 / 24, rel=1e-6)
+    assert unigram[model.bos] == 1.0  # lmplz writes <s> with log10 p = 0: never predicted
+    total, scored = model.score_ids(ids)
+    assert scored == 3
+    assert total == pytest.approx(-math.log(19 / 48 * (67 / 96) ** 2), rel=1e-6)
+
+
+def test_discounts_from_count_of_counts():
+    """Chen & Goodman (26): t1=10, t2=4, t3=2, t4=1 → Y = 10/18."""
+    adjusted = np.array([1] * 10 + [2] * 4 + [3] * 2 + [4] + [9] * 3)
+    values, fell_back = discounts_from(adjusted, 2, fallback=False)
+    y = 10 / 18
+    assert not fell_back
+    np.testing.assert_allclose(values, [1 - 2 * y * 4 / 10, 2 - 3 * y * 2 / 4, 3 - 4 * y * 1 / 2],
+                               rtol=1e-6)
+    with pytest.raises(UserError, match="discount-fallback"):
+        discounts_from(np.array([2, 2, 3]), 1, fallback=False)
+    assert discounts_from(np.array([2, 2, 3]), 1, fallback=True) == ([0.5, 1.0, 1.5], True)
+
+
+def test_prune_parsing():
+    assert parse_prune(None, 3) == [0, 0, 0]
+    assert parse_prune("0 0 1", 5) == [0, 0, 1, 1, 1]
+    assert parse_prune("0,1", 3) == [0, 1, 1]
+    for bad in ("1", "0 2 1", "x", "0 0 0 0", "0 -1"):
+        with pytest.raises(UserError):
+            parse_prune(bad, 3)
+
+
+def test_pruning_drops_rare_ngrams_and_keeps_mass():
+    text = "the cat sat on the mat. the cat ate the rat. a cat sat.\n" * 3 + "odd one out\n"
+    full, tok = char_model(text, 4)
+    pruned, _ = char_model(text, 4, prune=[0, 0, 1, 1])
+    assert pruned.meta["ngrams"][2] < full.meta["ngrams"][2]
+    assert pruned.meta["ngrams"][0] == full.meta["ngrams"][0]
+    dist = pruned.distribution(tok.encode("the c"))
+    assert dist.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_stream_mode_needs_no_unk():
+    model, tok = char_model("hello world\n", 2)
+    assert model.unk is None and model.words == tok.vocab_size + 1
+
+
+@st.composite
+def corpora(draw):
+    alphabet = draw(st.sampled_from(["ab", "abc\n", "xyz \n", "abcdefg\n"]))
+    text = draw(st.text(alphabet=alphabet, min_size=1, max_size=120))
+    order = draw(st.integers(1, 5))
+    lines = draw(st.booleans()) and "\n" in alphabet
+    steps = draw(st.lists(st.integers(0, 1), min_size=order - 1, max_size=order - 1))
+    prune = [int(v) for v in np.cumsum([0] + steps)] if draw(st.booleans()) else None
+    context = draw(st.text(alphabet=alphabet, max_size=6))
+    return alphabet, text, order, lines, prune, context
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(corpora())
+def test_distributions_sum_to_one(case):
+    """Random corpora, orders, modes, pruning and contexts (letters unseen in training too)."""
+    alphabet, text, order, lines, prune, context = case
+    tok = CharTokenizer(sorted(alphabet))
+    model = build_model(tok.encode(text), tok, order, lines, prune, fallback=True)
+    hist = model.stream(tok.encode(context))[0] if context else np.array([model.bos])
+    dist = model.distribution(hist)
+    assert dist[model.bos] == 0.0
+    assert dist.sum() == pytest.approx(1.0, abs=2e-5)
+    # The distribution and the token-by-token scorer agree on every word.
+    if context and not lines:
+        for word in range(tok.vocab_size):
+            lp = model.token_logprobs(np.append(tok.encode(context), word))[-1]
+            assert math.exp(lp) == pytest.approx(dist[word], rel=1e-5)
