@@ -1,0 +1,44 @@
+"""Live terminal views: sampling (`charrnn sample` in a TTY) and training (`charrnn train`).
+
+    keys.py         raw key presses without blocking (cbreak + select), terminal restored
+    textflow.py     generated text folded into lines once per token, by terminal cell width
+    widgets.py      probability colours and legend, bars, sparklines, a braille line chart
+    sample_view.py  the sampling screen: text, top-5 candidates, entropy, speed, settings
+    sample_app.py   the sampling loop: drives the same Sampler as plain output, bounded redraws
+    train_view.py   the training reporter: progress, ETA, loss curves, a sample at each eval
+    preview.py      a short sample from a model being trained
+    runs_table.py   `charrnn runs`
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def live_capable() -> bool:
+    """A terminal on both ends (keys in, screen out), one that moves the cursor, and termios to
+    read single keys."""
+    try:
+        import termios  # noqa: F401
+    except ImportError:  # Windows: plain output
+        return False
+    if os.environ.get("TERM", "") in ("dumb", "unknown"):  # no cursor moves: plain text
+        return False
+    try:
+        return sys.stdin.isatty() and sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def use_live_view(plain: bool, beam: int | None, num_samples: int, direction: str) -> bool:
+    """The live view samples one left-to-right stream; beam search, several samples and
+    backward models (whose text is reversed at the end) stay plain."""
+    return (not plain and not beam and num_samples == 1 and direction == "forward"
+            and live_capable())
+
+
+def live_sample(*args, **kwargs):
+    from charrnn.tui.sample_app import live_sample as run
+
+    return run(*args, **kwargs)

@@ -1,0 +1,127 @@
+"""The generated text as wrapped, coloured lines that grow at the bottom (a terminal "tail").
+
+Rich's own wrapping would re-wrap the whole text every frame; here each token is folded into
+lines once, when it arrives: word wrap by terminal cell width (CJK and other wide characters
+take two cells, combining marks none; a word longer than the line, or CJK text, breaks
+anywhere). A resize re-folds the recent tail at the new width. Rendering yields only the last
+`height` lines as Segments, so a frame costs the same at token 100 and at token 100,000.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rich.cells import get_character_cell_size
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.segment import Segment
+from rich.style import Style
+
+MAX_LINES = 400  # kept folded; more than any terminal shows
+REFOLD_SEGMENTS = 20_000  # how much history a resize re-folds
+
+
+def visible(text: str) -> str:
+    """Tabs become spaces and other control characters their Unicode pictures (␍, ␀, …)."""
+    if text.isprintable() or all(c == "\n" or c.isprintable() for c in text):
+        return text
+    out = []
+    for char in text:
+        if char == "\n" or char.isprintable():
+            out.append(char)
+        elif char == "\t":
+            out.append("    ")
+        elif ord(char) < 0x20:
+            out.append(chr(0x2400 + ord(char)))
+        else:
+            out.append("\ufffd")
+    return "".join(out)
+
+
+class TextFlow:
+    """Append (text, style) pieces; render the tail that fits the given box."""
+
+    def __init__(self, styles: list[Style]) -> None:
+        self.styles = styles
+        self.pieces: deque[tuple[str, int]] = deque(maxlen=REFOLD_SEGMENTS)
+        self.width = 0
+        self._reset()
+
+    def clear(self) -> None:
+        self.pieces.clear()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.lines: deque[list[list]] = deque([[]], maxlen=MAX_LINES)  # line = [[text, style], …]
+        self.widths: deque[int] = deque([0], maxlen=MAX_LINES)  # cells used by each line
+        self.used = 0  # cells used on the last line
+        self.brk: tuple[int, int, int] | None = None  # last space on the line: span, offset, cells
+
+    def add(self, text: str, style: int) -> None:
+        if not text:
+            return
+        text = visible(text)
+        self.pieces.append((text, style))
+        if self.width:
+            self._fold(text, style)
+
+    def _fold(self, text: str, style: int) -> None:
+        """Word wrap by cells: a line breaks after its last space, or anywhere in a word longer
+        than the line (and anywhere in CJK text, which has no spaces)."""
+        line, used, width, brk = self.lines[-1], self.used, self.width, self.brk
+        for char in text:
+            if char == "\n":
+                self.widths[-1] = used
+                line, used, brk = [], 0, None
+                self.lines.append(line)
+                self.widths.append(0)
+                continue
+            size = 1 if " " <= char < "\u0300" else get_character_cell_size(char)
+            if used + size > width and used:
+                tail: list[list] = []
+                if brk is not None and char != " ":  # carry the unfinished word down
+                    index, offset, cells = brk
+                    if offset < len(line[index][0]):
+                        tail.append([line[index][0][offset:], line[index][1]])
+                        line[index][0] = line[index][0][:offset]
+                    tail.extend(line[index + 1:])
+                    del line[index + 1:]
+                    self.widths[-1], used = cells, used - cells
+                else:
+                    self.widths[-1], used = used, 0
+                line, brk = tail, None
+                self.lines.append(line)
+                self.widths.append(used)
+                if char == " ":
+                    continue  # the space the line broke at
+            if line and line[-1][1] == style:
+                line[-1][0] += char
+            else:
+                line.append([char, style])
+            used += size
+            if char == " ":
+                brk = (len(line) - 1, len(line[-1][0]), used)
+        self.used = self.widths[-1] = used
+        self.brk = brk
+
+    def _refold(self, width: int) -> None:
+        self.width = width
+        self._reset()
+        for text, style in self.pieces:
+            self._fold(text, style)
+
+    def tail(self, width: int, height: int) -> list[tuple[list[list], int]]:
+        """The last `height` lines folded at `width`: ([[text, style index], …], cells used)."""
+        if width != self.width:
+            self._refold(max(1, width))
+        start = max(0, len(self.lines) - height)
+        return [(self.lines[i], self.widths[i]) for i in range(start, len(self.lines))]
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        height = options.height or options.size.height
+        shown = self.tail(max(1, options.max_width), height)
+        for line, _used in shown:
+            for text, style in line:
+                yield Segment(text, self.styles[style])
+            yield Segment.line()
+        for _ in range(height - len(shown)):
+            yield Segment.line()

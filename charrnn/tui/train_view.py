@@ -1,0 +1,133 @@
+"""The live training view (`charrnn train` in a terminal): a Reporter drawn with Rich's Live.
+
+    ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━  1,200/3,000  40%  elapsed 1m02s  eta 1m31s
+    loss 1.6021   val 1.5843 (best 1.5843)   1.711 bpc   lr 2.4e-03   41.3k tok/s   epoch 0.84
+    ┌ loss ─────────────────────────────────────────────────────────────────────────────────┐
+    │ braille chart: train loss (cyan) and val loss (magenta) against the step                 │
+    └──────────────────────────────────────────────────────────────────────────────────────┘
+    ┌ sample at step 1,000 ─────────────────────────────────────────────────────────────────┐
+
+Messages (run folder, warnings, the summary) print above the live block and stay in the
+scrollback; the block itself stays on screen when training ends. Redraws come from Rich's
+refresh thread at 2 per second, so the training loop pays nothing per step.
+"""
+
+from __future__ import annotations
+
+import atexit
+import time
+from collections.abc import Callable
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from charrnn.progress import fmt_duration, fmt_eval
+from charrnn.tui.widgets import LineChart
+
+CHART_HEIGHT = 10
+SAMPLE_LINES = 4
+
+
+class LiveTrainReporter:
+    def __init__(self, total_steps: int | None, preview: Callable[[], str] | None = None,
+                 console: Console | None = None, refresh_per_second: float = 2) -> None:
+        self.total, self.preview = total_steps, preview
+        self.console = console or Console()
+        self.train_points: list[tuple[float, float]] = []
+        self.val_points: list[tuple[float, float]] = []
+        self.last: dict = {}
+        self.last_eval: dict = {}
+        self.best: dict = {}
+        self.last_time = time.time()
+        self.sample: tuple[int, str] | None = None
+        self.live = Live(console=self.console, get_renderable=self.render,
+                         refresh_per_second=refresh_per_second, transient=False)
+        self.closed = False
+        self.live.start()
+        # Live hides the cursor: if training dies before close() (an error between building the
+        # trainer and running it), still give the terminal back at exit.
+        atexit.register(self.close)
+
+    # ---- Reporter -----------------------------------------------------------------------------
+    def train(self, rec: dict) -> None:
+        self.train_points.append((rec["step"], rec["loss"]))
+        self.last, self.last_time = rec, time.time()
+        if rec.get("max_steps"):
+            self.total = rec["max_steps"]
+
+    def eval(self, rec: dict) -> None:
+        self.val_points.append((rec["step"], rec["val_loss"]))
+        self.last_eval = rec
+        if rec.get("best") or not self.best:
+            self.best = rec
+        self.message(fmt_eval(rec))
+        if self.preview is not None:
+            try:
+                self.sample = (rec["step"], self.preview())
+            except Exception as exc:  # a preview must never stop training
+                self.sample = (rec["step"], f"(no sample: {type(exc).__name__}: {exc})")
+        self.live.refresh()
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.live.stop()
+            atexit.unregister(self.close)
+
+    # ---- drawing ------------------------------------------------------------------------------
+    def render(self) -> Group:
+        width = self.console.width
+        parts = [self._progress_line(width), self._stats_line()]
+        if self.train_points:
+            series = [("train", list(self.train_points), "cyan")]
+            if self.val_points:
+                series.append(("val", list(self.val_points), "magenta"))
+            parts.append(Panel(LineChart(series, CHART_HEIGHT), title="loss (nats/token)",
+                               title_align="left", border_style="blue"))
+        if self.sample is not None:
+            step, text = self.sample
+            lines = [line for line in text.splitlines() if line.strip()][-SAMPLE_LINES:]
+            body = Text("\n".join(lines), no_wrap=False, overflow="fold")
+            parts.append(Panel(body, title=f"sample at step {step:,}", title_align="left",
+                               border_style="green", height=SAMPLE_LINES + 2))
+        return Group(*parts)
+
+    def _progress_line(self, width: int) -> Table:
+        rec = self.last
+        step = rec.get("step", 0)
+        since = time.time() - self.last_time if rec else 0.0
+        elapsed = rec.get("elapsed", 0.0) + since
+        eta = rec.get("eta")
+        eta_now = None if eta is None else max(0.0, eta - since)
+        total = self.total
+        label = f"{step:,}/{total:,}" if total else f"{step:,}"
+        percent = f"{step / total:4.0%}" if total else ""
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(width=max(10, width - 52))
+        grid.add_column(no_wrap=True)
+        grid.add_row(ProgressBar(total=total or None, completed=step),
+                     Text(f"{label} {percent}  elapsed {fmt_duration(elapsed)}  "
+                          f"eta {fmt_duration(eta_now)}"))
+        return grid
+
+    def _stats_line(self) -> Text:
+        rec, ev = self.last, self.last_eval
+        text = Text()
+        if not rec:
+            return Text("starting…", style="dim")
+        text.append("loss ", style="dim").append(f"{rec['loss']:.4f}", style="bold cyan")
+        if ev:
+            text.append("   val ", style="dim").append(f"{ev['val_loss']:.4f}", style="bold magenta")
+            text.append(f" (best {self.best['val_loss']:.4f})", style="dim")
+            text.append(f"   {ev['val_bpc']:.3f}", style="bold").append(" bpc", style="dim")
+        text.append("   lr ", style="dim").append(f"{rec['lr']:.2e}")
+        text.append(f"   {rec['tokens_per_s'] / 1000:.1f}k", style="bold").append(" tok/s", style="dim")
+        text.append("   epoch ", style="dim").append(f"{rec['epoch']:.2f}")
+        return text

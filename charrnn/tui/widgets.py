@@ -1,0 +1,163 @@
+"""Small text widgets shared by the live views: probability colours, bars, sparklines, a chart.
+
+All of them return Rich `Text` (or render to it), so they cost a few microseconds per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.cells import cell_len, get_character_cell_size
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.style import Style
+from rich.text import Text
+
+# Probability the model gave each sampled token → colour. Thresholds are read top-down; the
+# surprisal in bits (-log2 p) is what the legend shows beside them.
+BUCKETS: tuple[tuple[float, str], ...] = (
+    (0.8, "bold green"), (0.5, "green"), (0.25, "yellow"), (0.1, "dark_orange"), (0.0, "red"),
+)
+BUCKET_STYLES = [Style.parse(style) for _, style in BUCKETS]
+PRIME_STYLE = Style.parse("bold underline")
+
+
+def bucket(p: float) -> int:
+    for index, (threshold, _style) in enumerate(BUCKETS):
+        if p >= threshold:
+            return index
+    return len(BUCKETS) - 1
+
+
+def legend() -> Text:
+    text = Text("p(token): ", style="dim")
+    labels = ["≥80%", "≥50%", "≥25%", "≥10%", "<10%"]
+    for label, (_threshold, style) in zip(labels, BUCKETS, strict=True):
+        text.append("■ ", style=style)
+        text.append(label + "  ")
+    text.append("prime", style=PRIME_STYLE)
+    return text
+
+
+def token_label(token: str, width: int = 10) -> str:
+    """A token made visible in a fixed-width cell: whitespace and controls get symbols."""
+    shown = (token.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣"))
+    shown = "".join(c if c.isprintable() else "�" for c in shown) or "∅"
+    if cell_len(shown) > width:
+        cut = ""
+        for char in shown:
+            if cell_len(cut + char) > width - 1:
+                break
+            cut += char
+        shown = cut + "…"
+    return shown + " " * (width - cell_len(shown))
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar with eighth-block resolution."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])
+    return text + " " * (width - cell_len(text))
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int, top: float | None = None) -> str:
+    """The last `width` values as block heights from 0 to `top` (default: their maximum)."""
+    values = list(values)[-width:]
+    if not values:
+        return " " * width
+    top = max(values) if top is None else top
+    scale = (len(SPARKS) - 1) / top if top > 0 else 0.0
+    line = "".join(SPARKS[max(0, min(len(SPARKS) - 1, round(v * scale)))] for v in values)
+    return line + " " * (width - len(line))
+
+
+# Braille cells hold a 2×4 grid of dots; bit for (column, row) of the grid.
+_DOT = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
+
+
+class LineChart:
+    """Line series drawn with braille dots (2×4 per cell), y labels on the left, step axis below.
+
+    series: (name, [(x, y), ...], style). Later series are drawn over earlier ones.
+    """
+
+    def __init__(self, series: list[tuple[str, list[tuple[float, float]], str]],
+                 height: int = 10, y_format: str = "{:.3f}") -> None:
+        self.series, self.height, self.y_format = series, height, y_format
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        points = [p for _, pts, _ in self.series for p in pts]
+        if not points:
+            yield Text("(no data yet)", style="dim")
+            return
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        if y1 - y0 < 1e-9:
+            y0, y1 = y0 - 0.5, y1 + 0.5
+        labels = [self.y_format.format(v) for v in (y1, (y0 + y1) / 2, y0)]
+        label_w = max(len(s) for s in labels) + 1
+        cols, rows = max(4, options.max_width - label_w - 1), max(2, self.height)
+        masks = [[0] * cols for _ in range(rows)]
+        owner = [[-1] * cols for _ in range(rows)]
+
+        def dot(px: int, py: int, index: int) -> None:
+            cell_x, cell_y = px // 2, py // 4
+            if 0 <= cell_x < cols and 0 <= cell_y < rows:
+                masks[cell_y][cell_x] |= _DOT[px % 2][py % 4]
+                owner[cell_y][cell_x] = index
+
+        def to_dots(x: float, y: float) -> tuple[int, int]:
+            fx = 0.0 if x1 == x0 else (x - x0) / (x1 - x0)
+            fy = (y1 - y) / (y1 - y0)
+            return round(fx * (cols * 2 - 1)), round(fy * (rows * 4 - 1))
+
+        for index, (_name, pts, _style) in enumerate(self.series):
+            prev = None
+            for x, y in pts:
+                cur = to_dots(x, y)
+                if prev is None:
+                    dot(*cur, index)
+                else:  # a straight segment, one dot per step along the longer axis
+                    steps = max(abs(cur[0] - prev[0]), abs(cur[1] - prev[1]), 1)
+                    for i in range(steps + 1):
+                        dot(round(prev[0] + (cur[0] - prev[0]) * i / steps),
+                            round(prev[1] + (cur[1] - prev[1]) * i / steps), index)
+                prev = cur
+        styles = [Style.parse(style) for _, _, style in self.series]
+        label_rows = {0: labels[0], rows // 2: labels[1], rows - 1: labels[2]}
+        for r in range(rows):
+            line = Text(label_rows.get(r, "").rjust(label_w - 1) + " ┤" if r in label_rows
+                        else " " * label_w + "│", style="dim")
+            for c in range(cols):
+                if masks[r][c]:
+                    line.append(chr(0x2800 + masks[r][c]), styles[owner[r][c]])
+                else:
+                    line.append(" ")
+            yield line
+        axis = Text(" " * label_w + "└" + "─" * cols, style="dim")
+        yield axis
+        left, right = f"step {x0:,.0f}", f"{x1:,.0f}"
+        legend_text = Text(" " * (label_w + 1) + left)
+        for name, _pts, style in self.series:
+            legend_text.append("  ")
+            legend_text.append("⣀⣀ " + name, style=style)
+        pad = label_w + 1 + cols - legend_text.cell_len - len(right)
+        legend_text.append(" " * max(1, pad) + right)
+        yield legend_text
+
+
+def fit(text: str, width: int) -> str:
+    """Crop a string to `width` terminal cells (wide characters count two)."""
+    if cell_len(text) <= width:
+        return text
+    out, used = [], 0
+    for char in text:
+        size = get_character_cell_size(char)
+        if used + size > width - 1:
+            break
+        out.append(char)
+        used += size
+    return "".join(out) + "…"

@@ -1,0 +1,67 @@
+"""`charrnn runs` (the table of runs) and `charrnn plot` (PNG curves)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from charrnn.runstats import read_metrics, safetensors_params, summary
+from helpers import run_cli
+
+
+def test_runs_lists_each_run_with_its_best_scores(tiny_run: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "tiny")
+    broken = root / "broken"  # a run that never got a checkpoint still gets its row
+    broken.mkdir()
+    (broken / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
+    (root / "not-a-run").mkdir()
+    out = run_cli("runs", "--out", root).output
+    assert "tiny" in out and "broken" in out and "not-a-run" not in out
+    row = summary(root / "tiny")
+    _train, evals = read_metrics(root / "tiny")
+    best = min(evals, key=lambda r: r["val_loss"])
+    assert row["steps"] == 40 and row["level"] == "char" and row["kind"] == "rnn"
+    assert row["val_loss"] == best["val_loss"] and row["val_bpc"] == best["val_bpc"]
+    assert f"{best['val_loss']:.4f}" in out and f"{best['val_bpc']:.4f}" in out
+    from charrnn import checkpoint
+
+    model = checkpoint.resolve(str(root / "tiny"), root).load_model()
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    assert safetensors_params(root / "tiny" / "nope.safetensors") is None
+
+
+def test_runs_on_an_empty_root_says_so(tmp_path: Path) -> None:
+    out = run_cli("runs", "--out", tmp_path / "empty").output
+    assert "no runs under" in out
+
+
+def test_plot_writes_a_png_for_several_runs(tiny_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "plots" / "curves.png"
+    result = run_cli("plot", tiny_run, str(tiny_run), "--out", out)
+    assert str(out) in result.output
+    data = out.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_plot_errors_are_one_line(tiny_run: Path, tmp_path: Path) -> None:
+    assert "not found" in run_cli("plot", "no-such-run", ok=False).output
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
+    assert "has no metrics yet" in run_cli("plot", bare, ok=False).output
+    assert ".png" in run_cli("plot", tiny_run, "--out", tmp_path / "x.pdf", ok=False).output
+
+
+def test_plot_without_matplotlib_says_how_to_install_it(tiny_run: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
+    result = run_cli("plot", tiny_run, "--out", tmp_path / "c.png", ok=False)
+    assert result.exit_code == 2
+    assert "pip install 'charrnn[plot]'" in result.output
+    assert not (tmp_path / "c.png").exists()

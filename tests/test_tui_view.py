@@ -1,0 +1,202 @@
+"""The live views without a terminal: layout, wide characters, the sampling loop, training view.
+
+The loop runs through `live_sample` with a Rich console writing to a string and scripted keys, so
+these are fast and exact; test_tui.py drives the real thing in tmux.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from rich.cells import cell_len
+from rich.console import Console
+
+from charrnn import checkpoint
+from charrnn.models import RNNLM, ModelConfig
+from charrnn.sample import SampleOptions
+from charrnn.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer
+from charrnn.tui.keys import NoKeys
+from charrnn.tui.sample_app import live_sample
+from charrnn.tui.sample_view import SampleView, ViewInfo
+from charrnn.tui.textflow import TextFlow
+from charrnn.tui.train_view import LiveTrainReporter
+from charrnn.tui.widgets import BUCKET_STYLES, LineChart, bucket, sparkline
+from helpers import SMALL_LINES, run_cli
+
+CJK = "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"
+
+
+def console(width: int = 100, height: int = 30) -> Console:
+    return Console(file=io.StringIO(), width=width, height=height, force_terminal=True,
+                   color_system="truecolor")
+
+
+def screen_lines(renderable, width: int, height: int) -> list[str]:
+    con = Console(file=io.StringIO(), width=width, height=height, color_system=None)
+    con.print(renderable, height=height)
+    return con.file.getvalue().splitlines()
+
+
+class ScriptedKeys(NoKeys):
+    """One scripted string per read (one per frame), then nothing."""
+
+    def __init__(self, *presses: str) -> None:
+        self.presses = list(presses)
+
+    def read(self, timeout: float = 0.0) -> str:
+        return self.presses.pop(0) if self.presses else ""
+
+
+def make_ckpt(folder: Path, tokenizer, hidden: int = 16) -> checkpoint.Checkpoint:
+    torch.manual_seed(0)
+    config = ModelConfig(tokenizer.vocab_size, "lstm", 1, hidden, dropout=0.0)
+    meta = {"model": config.to_json(), "tokenizer": tokenizer.to_json(), "progress": {"step": 7},
+            "metrics": {"val_loss": 1.5}}
+    checkpoint.save(folder / "run" / "best", RNNLM(config), meta, None)
+    return checkpoint.resolve(str(folder / "run" / "best"), folder)
+
+
+def tokenizers() -> dict:
+    text = "\n".join(SMALL_LINES * 20 + [CJK] * 20) + "\n"
+    return {"char": lambda: CharTokenizer.build([text]),
+            "word": lambda: WordTokenizer.build([text]),
+            "subword": lambda: SubwordTokenizer.train([text], vocab_size=400)}
+
+
+# ---- text flow and widgets ---------------------------------------------------------------------
+def test_text_flow_folds_wide_characters_by_cell_width() -> None:
+    flow = TextFlow(list(BUCKET_STYLES))
+    for char in CJK + "ab\tc\r":
+        flow.add(char, 0)
+    lines = screen_lines(flow, 9, 12)
+    assert len(lines) == 12
+    assert all(cell_len(line) <= 9 for line in lines)
+    # 9 cells hold 4 wide characters; the tab became spaces and the CR its control picture.
+    assert lines[0].rstrip() == CJK[:4]
+    assert "␍" in "".join(lines) and "\t" not in "".join(lines)
+
+
+def test_text_flow_wraps_words_across_tokens_and_styles() -> None:
+    flow = TextFlow(list(BUCKET_STYLES))
+    words = "the quick brown fox jumps over the lazy dog supercalifragilisticexpialidocious x"
+    for index, char in enumerate(words):  # one char per token, colours changing inside words
+        flow.add(char, index % 5)
+    lines = ["".join(text for text, _ in line) for line, _used in flow.tail(16, 10)]
+    assert lines == ["the quick brown ", "fox jumps over ", "the lazy dog ", "supercalifragili",
+                     "sticexpialidocio", "us x"]
+
+
+def test_text_flow_refolds_on_resize_and_keeps_the_tail() -> None:
+    flow = TextFlow(list(BUCKET_STYLES))
+    for index in range(500):
+        flow.add(f"line {index}\n", index % 5)
+    narrow = screen_lines(flow, 4, 6)
+    assert all(cell_len(line) <= 4 for line in narrow)
+    wide = [line.rstrip() for line in screen_lines(flow, 30, 4)]
+    assert wide[:3] == ["line 497", "line 498", "line 499"]
+
+
+def test_buckets_sparkline_and_chart() -> None:
+    assert [bucket(p) for p in (0.95, 0.6, 0.3, 0.15, 0.01)] == [0, 1, 2, 3, 4]
+    assert sparkline([0, 1, 2, 4], 6, top=4) == "▁▃▅█  "
+    chart = LineChart([("train", [(0, 3.0), (10, 2.0), (20, 1.5)], "cyan"),
+                       ("val", [(10, 2.2), (20, 1.7)], "magenta")], height=5)
+    lines = screen_lines(chart, 50, 10)
+    assert "3.000" in lines[0] and "1.500" in lines[4] and "train" in lines[-1]
+    assert all(cell_len(line) <= 50 for line in lines)
+
+
+@pytest.mark.parametrize("width", [120, 80, 64, 40])
+def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
+    names = ["你", "好", "\n", " ", "[bold]x", "<unk>", "▁the", "<0xE4>"]
+    view = SampleView(ViewInfo("lstm 2×512 char 3.3M", "run/best @7 val 1.500", names),
+                      SampleOptions(temperature=0.7, top_k=5))
+    view.restart("[red]prime ", 3, 100)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(60):
+        probs = torch.softmax(torch.randn(len(names), generator=generator), 0)
+        token = int(torch.multinomial(probs, 1, generator=generator))
+        view.record(token, probs, names[token])
+    view.flush()
+    lines = screen_lines(view.render(width), width, 30)
+    assert len(lines) == 30 and all(cell_len(line) == width for line in lines), lines
+    text = "\n".join(lines)
+    assert "[red]prime" in text and "space pause" in text  # text is text, never markup
+    if width >= 70:
+        assert "top-5 candidates" in text and "tok/s" in text and "0.70" in text
+
+
+# ---- the sampling loop -------------------------------------------------------------------------
+def test_live_view_samples_the_same_text_as_plain(tiny_run: Path) -> None:
+    plain = run_cli("sample", tiny_run, "--prime", "the", "--seed", "5", "--length", "300",
+                    "--temp", "0.8", "--plain").output
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    result = live_sample(ckpt, SampleOptions(length=300, temperature=0.8, seed=5), "the", "cpu",
+                         console=console(), keys=NoKeys(), hold=False)
+    assert result.tokens == 300
+    assert result.text == plain.rstrip("\n")
+    assert result.tokens_per_s > 0
+
+
+def test_keys_change_temperature_restart_save_and_quit(tiny_run: Path, tmp_path: Path) -> None:
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    opts = SampleOptions(length=10**6, seed=1)
+    keys = ScriptedKeys("++", "-", "+", " ", "", " ", "r", "s", "\x1b[A", "q")
+    result = live_sample(ckpt, opts, "the", "cpu", console=console(), keys=keys)
+    assert opts.temperature == pytest.approx(1.2)
+    assert opts.seed == 2  # r: restarted with the next seed
+    (saved,) = result.saved
+    assert saved.parent == tmp_path and saved.read_text(encoding="utf-8").startswith("the")
+    assert 0 < result.tokens < 10**6
+
+
+@pytest.mark.parametrize("level", ["char", "word", "subword"])
+def test_live_view_works_for_every_level_with_cjk(level: str, tmp_path: Path) -> None:
+    tokenizer = tokenizers()[level]()
+    ckpt = make_ckpt(tmp_path, tokenizer)
+    con = console(72, 20)
+    prime = "花落" if level != "word" else "the"
+    result = live_sample(ckpt, SampleOptions(length=150, seed=0), prime, "cpu", console=con,
+                         keys=NoKeys(), hold=False)
+    assert result.tokens == 150 and result.text.startswith(prime)
+    assert "tok/s" in con.file.getvalue()
+
+
+# ---- training view -----------------------------------------------------------------------------
+def test_train_view_draws_progress_curves_and_the_sample() -> None:
+    con = console(100, 40)
+    calls = []
+    reporter = LiveTrainReporter(100, preview=lambda: calls.append(1) or "to be or not\nto be",
+                                 console=con, refresh_per_second=20)
+    try:
+        for step in range(10, 101, 10):
+            reporter.train({"step": step, "epoch": step / 50, "loss": 4 - step / 50, "lr": 1e-3,
+                            "tokens_per_s": 12345.0, "elapsed": step / 10, "eta": 10 - step / 10,
+                            "max_steps": 100})
+            if step % 50 == 0:
+                reporter.eval({"step": step, "val_loss": 3.5 - step / 100, "val_bpc": 2.0,
+                               "best": True, "elapsed": 1.0})
+        reporter.message("a message")
+        lines = screen_lines(reporter.render(), 100, 40)
+    finally:
+        reporter.close()
+    text = "\n".join(lines)
+    assert calls == [1, 1]
+    for expected in ("100/100", "eta", "loss 2.0000", "val 2.5000", "lr 1.00e-03", "12.3k",
+                     "loss (nats/token)", "sample at step 100", "to be or not", "train", "val"):
+        assert expected in text, expected
+    assert "a message" in con.file.getvalue()
+
+
+def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
+    from charrnn.tui.preview import preview_text
+
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    model = ckpt.load_model("cpu").train()
+    before = torch.get_rng_state()
+    text = preview_text(model, torch.device("cpu"), ckpt.tokenizer, tokens=50)
+    assert torch.equal(before, torch.get_rng_state()) and model.training
+    assert len(text) == 50 and text == preview_text(model, torch.device("cpu"), ckpt.tokenizer, 50)
