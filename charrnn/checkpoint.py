@@ -35,6 +35,9 @@ class Checkpoint:
 
     @property
     def model_config(self) -> ModelConfig:
+        if self.task != "lm":
+            raise UserError(f"{self.folder} holds a {self.task} model, not a language model: use "
+                            f"`charrnn {self.task}` with it")
         return ModelConfig.from_json(self.meta["model"])
 
     @property
@@ -51,9 +54,6 @@ class Checkpoint:
         return str(self.meta.get("task", "lm"))
 
     def load_model(self, device: torch.device | str = "cpu") -> RNNLM:
-        if self.task != "lm":
-            raise UserError(f"{self.folder} holds a {self.task} model, not a language model: use "
-                            f"`charrnn {self.task}` with it")
         return self.load_into(RNNLM(self.model_config), device)
 
     def load_into(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:

@@ -117,6 +117,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1337,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
     direction: Annotated[str, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = "forward",
+    task: Annotated[str, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/.")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")] = False,
@@ -139,6 +140,14 @@ def train(
                       log_every, seed, device, direction)
     overrides = {"max_steps": max_steps, "max_time": max_time, "epochs": epochs,
                  "patience": patience, "device": device if device != "auto" else None}
+    if task != "lm":
+        from charrnn.fillmodel import train_fill_job
+
+        result = train_fill_job(task, list(inputs or []), popts, cfg, _root(out), run_name, resume,
+                                mirror, plain=plain)
+        if result["outcome"] == "interrupted":
+            raise typer.Exit(130)
+        return
     result = train_job(list(inputs or []), popts, cfg, _root(out), run_name, resume, overrides,
                        mirror, plain=True if plain else None)
     if result["outcome"] == "interrupted":
@@ -298,6 +307,20 @@ def _mount_ngram() -> None:
 
 
 _mount_ngram()
+
+
+def _mount_tag_fill() -> None:
+    """`charrnn tag …` and `charrnn fill …` (charrnn.tag_cli imports typer only, not torch)."""
+    from charrnn.tag_cli import fill_app, tag_app
+
+    for sub in (tag_app, fill_app):
+        for command in sub.registered_commands:  # one-line errors, exit 2, like every command
+            command.callback = report_errors(command.callback)
+    app.add_typer(tag_app, name="tag")
+    app.add_typer(fill_app, name="fill")
+
+
+_mount_tag_fill()
 
 
 def main() -> None:

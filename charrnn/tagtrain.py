@@ -94,8 +94,11 @@ def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_
         return bool((total and step >= total) or
                     (budget.max_time and time.time() - started >= budget.max_time))
 
+    evaluated_at = -1
+
     def evaluate_and_save() -> None:
-        nonlocal best, best_metrics
+        nonlocal best, best_metrics, evaluated_at
+        evaluated_at = step
         metrics = loop.evaluate()
         value = metrics.get(loop.key)
         improved = value is not None and (best is None or (
@@ -125,7 +128,7 @@ def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_
                 group["lr"] = lr * scale
             optimizer.step()
             step += 1
-            loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
+            loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
             if step % 50 == 0:
                 log(f"step {step}{'/' + str(total) if total else ''} loss {loss_sum / loss_n:.4f} "
                     f"lr {lr * scale:.2e} {time.time() - started:.0f}s")
@@ -134,7 +137,8 @@ def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_
                 evaluate_and_save()
     except KeyboardInterrupt:
         outcome = "interrupted"
-    evaluate_and_save()
+    if step != evaluated_at:  # the last step's evaluation is the final one
+        evaluate_and_save()
     return {"outcome": outcome, "step": step, "elapsed": time.time() - started,
             "best": best, **{f"best_{k}": v for k, v in best_metrics.items()}}
 
@@ -147,17 +151,17 @@ class TagTrainConfig:
     features: list[int] = field(default_factory=list)
     cell: str = "lstm"
     layers: int = 1
-    hidden: int = 200
+    hidden: int = 128
     emb: int = 100
-    dropout: float = 0.3
+    dropout: float = 0.2
     bigram_emb: int = 64  # segmented: character bigram features (0: off)
     char_emb: int = 32  # conll: the char encoder of each word (char_filters 0: off)
     char_filters: int = 64
     feature_emb: int = 32
     min_count: int = 1
     token_dropout: float = 0.05  # training inputs replaced by <unk>, so unseen tokens mean something
-    batch_size: int = 32
-    lr: float = 2e-3
+    batch_size: int = 64
+    lr: float = 4e-3
     weight_decay: float = 0.01
     grad_clip: float = 5.0
     warmup: int = 100

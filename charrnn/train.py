@@ -233,8 +233,12 @@ class Trainer:
             rows = self.stream.rows
             self.state = tuple(s[:, rows].to(self.device) for s in carried) \
                 if isinstance(carried, tuple) else carried[:, rows].to(self.device)
-        self.progress = Progress(**ckpt.meta["progress"])
-        torch.set_rng_state(tensors["rng.cpu"])
+        try:
+            self.progress = Progress(**ckpt.meta["progress"])
+            torch.set_rng_state(tensors["rng.cpu"])
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise UserError(f"{ckpt.folder}: resume state is incomplete ({exc}); resume from the "
+                            "run's other checkpoint or start a new run") from exc
         if self.device.type == "cuda" and "rng.cuda" in tensors:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
 

@@ -1,0 +1,123 @@
+"""Fill-in-the-blank accuracy: bidirectional vs forward-only rescoring vs the n-gram baseline.
+
+    nice -n 10 python bench/fill_eval.py --budget 150 --zh-budget 200 --blanks 300
+
+For each corpus, trains (through the CLI) a forward char LM, a backward char LM, a masked fill
+model (each for the given seconds) and a modified Kneser-Ney n-gram, then runs
+`charrnn fill eval` on held-out text:
+
+    tiny Shakespeare   train on the first 90%, hide random words of the last 10%
+    zh_seg             train on zh_seg_train.txt (spaces removed), hide random words of
+                       zh_seg_test.txt (--segmented: the words are the units)
+
+Prints one JSON object with top-1 / top-5 of every method, the settings and the time taken. The
+issue's bar: bidirectional > forward > n-gram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+def charrnn(args: list[str], env: dict, capture: bool = False) -> str:
+    """Run the real CLI in a subprocess (its progress goes to our stderr)."""
+    cmd = [sys.executable, "-m", "charrnn", *map(str, args)]
+    done = subprocess.run(cmd, env=env, text=True, stdout=subprocess.PIPE if capture else sys.stderr)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}")
+    return done.stdout or ""
+
+
+def train_models(train: Path, root: Path, budget: float, env: dict, lm: list[str],
+                 fill: list[str], order: int) -> dict[str, float]:
+    common = ["--val-frac", "0.05", "--test-frac", "0", "--max-time", budget, "--plain",
+              "--out", root, "--eval-seconds", max(20.0, budget / 4)]
+    seconds = {}
+    for name, extra in (("fwd", lm), ("bwd", [*lm, "--direction", "backward"]),
+                        ("mask", [*fill, "--task", "fill"])):
+        started = time.time()
+        charrnn(["train", train, *common, *extra, "--run-name", name], env)
+        seconds[name] = round(time.time() - started, 1)
+    started = time.time()
+    charrnn(["ngram", "train", train, "--order", order, "--val-frac", "0.05", "--test-frac", "0",
+             "--out", root, "--run-name", "ngram"], env)
+    seconds["ngram"] = round(time.time() - started, 1)
+    return seconds
+
+
+def evaluate(test: Path, root: Path, blanks: int, env: dict, extra: list[str]) -> dict:
+    out = charrnn(["fill", "eval", test, "--blanks", blanks, "-m", "fwd", "-m", "bwd", "-m", "mask",
+                   "-m", "ngram", "--json", "--quiet", "--device", "cpu", "--out", root, *extra],
+                  env, capture=True)
+    return json.loads(out)
+
+
+def verdict(methods: dict) -> dict:
+    b, f, n = (methods[m] for m in ("bidirectional", "forward", "ngram"))
+    return {k: b[k] > f[k] > n[k] for k in ("top1", "top5")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds per Shakespeare model")
+    parser.add_argument("--zh-budget", type=float, default=200.0, help="seconds per zh model")
+    parser.add_argument("--blanks", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", choices=("shakespeare", "zh"), default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="charrnn-bench-fill-"))
+    env = {**os.environ, "CHARRNN_CACHE": str(work / "cache"), "OMP_NUM_THREADS": str(args.threads),
+           "MKL_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads)}
+    report: dict = {"bench": "fill_eval", "threads": args.threads, "blanks": args.blanks}
+    started = time.time()
+    if args.only in (None, "shakespeare"):
+        text = (CORPORA / "tinyshakespeare.txt").read_text(encoding="utf-8")
+        cut = text.index("\n", int(len(text) * 0.9)) + 1
+        (work / "sh_train.txt").write_text(text[:cut], encoding="utf-8")
+        (work / "sh_test.txt").write_text(text[cut:], encoding="utf-8")
+        lm = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--seq-len", "64",
+              "--batch-size", "32", "--dropout", "0.1"]
+        fill = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--seq-len", "96",
+                "--batch-size", "32", "--dropout", "0.1"]
+        root = work / "sh"
+        seconds = train_models(work / "sh_train.txt", root, args.budget, env, lm, fill, 7)
+        result = evaluate(work / "sh_test.txt", root, args.blanks, env, ["--unit", "word"])
+        report["shakespeare"] = {"train_seconds": seconds, "lm": lm, "fill_model": fill,
+                                 "ngram_order": 7, "methods": result["methods"],
+                                 "bidirectional>forward>ngram": verdict(result["methods"])}
+    if args.only in (None, "zh"):
+        lines = (CORPORA / "zh_seg_train.txt").read_text(encoding="utf-8").split("\n")
+        (work / "zh_train.txt").write_text("\n".join("".join(x.split()) for x in lines),
+                                           encoding="utf-8")
+        lm = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--emb", "128",
+              "--tie-weights", "--seq-len", "64", "--batch-size", "32", "--dropout", "0.1"]
+        fill = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--emb", "128",
+                "--seq-len", "96", "--batch-size", "32", "--dropout", "0.1"]
+        root = work / "zh"
+        seconds = train_models(work / "zh_train.txt", root, args.zh_budget, env, lm, fill, 5)
+        result = evaluate(CORPORA / "zh_seg_test.txt", root, args.blanks, env,
+                          ["--unit", "word", "--segmented", "--max-len", "6"])
+        example = json.loads(charrnn(["fill", "我的手机坏了，我打算__一部新手机", "--json",
+                                      "--top-k", "3", "--out", root, "-m", "fwd", "-m", "bwd",
+                                      "-m", "mask", "-m", "ngram", "--device", "cpu"],
+                                     env, capture=True))
+        report["zh"] = {"train_seconds": seconds, "lm": lm, "fill_model": fill, "ngram_order": 5,
+                        "methods": result["methods"],
+                        "bidirectional>forward>ngram": verdict(result["methods"]),
+                        "example": {m: [(f["fills"][0], round(f["prob"], 3)) for f in fills]
+                                    for m, fills in example["methods"].items()}}
+    report["wall_s"] = round(time.time() - started, 1)
+    print(json.dumps(report, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""`charrnn fill -i`: type sentences with blanks, see ranked fills highlighted in place.
+
+    fill> I want to ___ a new phone
+    ┌ bidirectional ─────────────────────┬ ngram ─────────────────────────────┐
+    │ 1  62.1%  I want to buy a new phone │ 1  40.2%  I want to get a new phone │ …
+
+The RNN method and the n-gram baseline are shown side by side. History is kept with Python's
+readline (arrow keys, saved in the cache folder). Commands start with a colon:
+
+    :k N / :top-k N     how many fills to show        :model RUN   add or replace a model
+    :method NAME        the RNN method to show         :models      what is loaded
+    :help               this list                      :q / Ctrl-D  leave
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from charrnn.errors import UserError
+from charrnn.fill import METHODS, Family, FillOptions, available_methods, fill_template, parse
+
+HELP = (":k N  top-k fills  ·  :method NAME  (left, forward, bidirectional)  ·  :model RUN  add "
+        "a model  ·  :models  ·  :help  ·  :q or Ctrl-D to leave")
+HIGHLIGHT = "bold black on bright_green"
+
+
+def _history_file() -> Path:
+    from charrnn.fsutil import cache_dir
+
+    return cache_dir() / "fill_history"
+
+
+def _setup_readline() -> Callable[[], None]:
+    """Arrow-key history where readline exists (not on every platform); returns a saver."""
+    try:
+        import readline
+    except ImportError:
+        return lambda: None
+    path = _history_file()
+    with contextlib.suppress(OSError):
+        readline.read_history_file(path)
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            readline.write_history_file(path)
+
+    return save
+
+
+def render(template, fills: list[str]) -> Text:
+    """The sentence with each fill highlighted in place."""
+    text = Text(template.pieces[0])
+    for fill, piece in zip(fills, template.pieces[1:], strict=True):
+        text.append(fill or "∅", style=HIGHLIGHT)
+        text.append(piece)
+    return text
+
+
+class Repl:
+    def __init__(self, families: dict[str, Family], load: Callable[[list[str]], dict[str, Family]],
+                 specs: list[str], opts: FillOptions, method: str | None,
+                 console: Console | None = None) -> None:
+        self.families, self.load, self.specs, self.opts = families, load, list(specs), opts
+        self.console = console or Console(highlight=False)
+        rnn_methods = [m for m in available_methods(families) if m != "ngram"]
+        self.method = method or (rnn_methods[0] if rnn_methods else None)
+
+    def columns(self) -> list[str]:
+        cols = [self.method] if self.method and "rnn" in self.families else []
+        return cols + (["ngram"] if "ngram" in self.families else [])
+
+    def show(self, line: str) -> None:
+        template = parse(line)
+        table = Table(show_lines=False, expand=False)
+        results = []
+        for method in self.columns():
+            table.add_column(method, overflow="fold")
+            results.append(fill_template(template, self.families, method, self.opts))
+        for rank in range(self.opts.top_k):
+            row = []
+            for fills in results:
+                if rank < len(fills):
+                    cell = Text(f"{rank + 1}  {fills[rank].prob:6.1%}  ")
+                    row.append(cell.append_text(render(template, fills[rank].fills)))
+                else:
+                    row.append(Text(""))
+            if any(cell.plain for cell in row):
+                table.add_row(*row)
+        self.console.print(table)
+
+    def command(self, line: str) -> bool:
+        """Handle a :command; False means leave."""
+        name, _, arg = line[1:].strip().partition(" ")
+        arg = arg.strip()
+        if name in ("q", "quit", "exit"):
+            return False
+        if name in ("k", "top-k"):
+            try:
+                self.opts.top_k = int(arg)
+                self.opts.validate()
+            except ValueError:
+                raise UserError(f":k takes a number ≥ 1, not {arg!r}") from None
+            self.console.print(f"top-k {self.opts.top_k}")
+        elif name == "method":
+            if arg not in METHODS or arg == "ngram":
+                raise UserError(f":method takes left, forward or bidirectional, not {arg!r}")
+            from charrnn.fill import method_family
+
+            method_family(self.families, arg)  # says what is missing, if anything
+            self.method = arg
+            self.console.print(f"method {arg}")
+        elif name == "model":
+            if not arg:
+                raise UserError(":model takes a run name or folder")
+            families = self.load([*self.specs, arg])
+            self.specs.append(arg)
+            self.families = families
+            if self.method is None:
+                self.method = next((m for m in available_methods(families) if m != "ngram"), None)
+            self.command(":models")
+        elif name == "models":
+            names = next(iter(self.families.values())).names if self.families else {}
+            for role, spec in names.items():
+                self.console.print(f"{role:6} {spec}")
+        elif name == "help":
+            self.console.print(HELP)
+        else:
+            raise UserError(f"unknown command :{name} ({HELP})")
+        return True
+
+    def run(self, read: Callable[[str], str] = input) -> None:
+        save = _setup_readline() if read is input else (lambda: None)
+        self.console.print(f"blanks: ___ (any length), {{N}} (N tokens)  ·  {HELP}")
+        try:
+            while True:
+                try:
+                    line = read("fill> ").strip()
+                except EOFError:
+                    self.console.print()
+                    break
+                except KeyboardInterrupt:  # Ctrl-C drops the line, as in a shell
+                    self.console.print()
+                    continue
+                if not line:
+                    continue
+                try:
+                    if line.startswith(":"):
+                        if not self.command(line):
+                            break
+                    else:
+                        self.show(line)
+                except UserError as exc:
+                    self.console.print(Text(f"error: {exc}", style="red"))
+        finally:
+            save()

@@ -1,0 +1,96 @@
+"""`charrnn fill eval`: hide random words or characters of held-out text, count top-1 / top-5 hits.
+
+Each case is one blank cut from FILE with up to `context` characters of text on each side (cut at
+whitespace where there is any, so word models never see half a word). A word becomes an
+unknown-length blank (the method must find the length too), a character a one-token blank.
+`segmented` reads FILE as words separated by spaces (zh_seg_*.txt): the words are the units and
+the text the models see has the spaces removed. The same cases go to every method.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+
+from charrnn.errors import UserError
+from charrnn.fill import Blank, Family, FillOptions, Template, fill_template
+from charrnn.inputs import read_text
+
+UNITS = ("word", "char")
+
+
+def _units(text: str, unit: str, segmented: bool) -> tuple[str, list[tuple[int, int]]]:
+    """(the text the models read, spans of the units that may be hidden)."""
+    if segmented:
+        lines, spans, pos = [], [], 0
+        for line in text.split("\n"):
+            joined = ""
+            for word in line.split():
+                if unit == "word":
+                    spans.append((pos + len(joined), pos + len(joined) + len(word)))
+                else:
+                    spans += [(pos + len(joined) + i, pos + len(joined) + i + 1)
+                              for i in range(len(word))]
+                joined += word
+            lines.append(joined)
+            pos += len(joined) + 1
+        return "\n".join(lines), spans
+    pattern = r"\w+" if unit == "word" else r"\S"
+    return text, [m.span() for m in re.finditer(pattern, text)]
+
+
+def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = False,
+               context: int = 100, seed: int = 0) -> list[tuple[Template, str]]:
+    if unit not in UNITS:
+        raise UserError(f"--unit must be word or char, not {unit!r}")
+    if blanks < 1:
+        raise UserError(f"--blanks must be ≥ 1, got {blanks}")
+    text, spans = _units(text, unit, segmented)
+    if not spans:
+        raise UserError("the file has no words or characters to hide")
+    chosen = random.Random(seed).sample(spans, min(blanks, len(spans)))
+    cases = []
+    for start, end in chosen:
+        left, right = text[max(0, start - context) : start], text[end : end + context]
+        if start - context > 0 and re.search(r"\s", left):
+            left = left[re.search(r"\s", left).end():]  # drop the cut word at the window's edge
+        if end + context < len(text) and re.search(r"\s", right):
+            right = right[: max(m.start() for m in re.finditer(r"\s", right))]
+        blank = Blank(0, 0, 1, 1 if unit == "char" else None)
+        cases.append((Template([left, right], [blank]), text[start:end]))
+    return cases
+
+
+def evaluate(cases: list[tuple[Template, str]], families: dict[str, Family], methods: list[str],
+             opts: FillOptions, progress: Callable[[str], None] | None = None) -> dict:
+    """Top-1 and top-5 accuracy of every method on the same cases."""
+    opts.top_k = max(opts.top_k, 5)
+    opts.wrap = False  # the windows are cut from running text, not whole lines
+    results = {}
+    for method in methods:
+        hits1 = hits5 = 0
+        started = time.time()
+        for n, (template, gold) in enumerate(cases, 1):
+            fills = [f.fills[0] for f in fill_template(template, families, method, opts)]
+            hits1 += bool(fills) and fills[0] == gold
+            hits5 += gold in fills[:5]
+            if progress and (n % 50 == 0 or n == len(cases)):
+                progress(f"{method}: {n}/{len(cases)} top-1 {hits1 / n:.3f} top-5 {hits5 / n:.3f}")
+        seconds = time.time() - started
+        results[method] = {"top1": hits1 / len(cases), "top5": hits5 / len(cases),
+                           "cases": len(cases), "seconds": round(seconds, 1)}
+    return results
+
+
+def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list[str],
+              opts: FillOptions, unit: str = "word", segmented: bool = False, context: int = 100,
+              seed: int = 0, quiet: bool = False) -> dict:
+    cases = make_cases(read_text([file]), blanks, unit, segmented, context, seed)
+    say = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    return {"file": file, "unit": unit, "segmented": segmented, "blanks": len(cases),
+            "context_chars": context, "seed": seed,
+            "models": next(iter(families.values())).names if families else {},
+            "methods": evaluate(cases, families, methods, opts, say)}

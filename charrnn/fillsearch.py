@@ -1,0 +1,259 @@
+"""Candidate search and scoring for one blank: proposals from beams, rescoring of whole windows.
+
+Every model here works on token ids of its own tokenizer and answers two questions:
+
+    beam(context, min_len, max_len, width)   likely fills read from one side (or, for the masked
+                                             model, from both sides at once), with their scores
+    rescore(…)                               log p of each candidate *together with the text on
+                                             the other side of the blank*
+
+    forward LM    log P(fill, right[:lookahead] | left)        (right-hand text is scored too)
+    backward LM   log P(fill, left[-lookahead:] | right)       (reads right to left)
+    masked BiRNN  Σ log p(fill_i | left, <mask>×L, right)      (content given the length L)
+    n-gram        like the forward LM, with the n-gram's own tokenizer
+
+Each LM score is log P(fill | both sides) up to a constant, so candidates of different lengths
+compare fairly; a method averages its models' log scores (a product of experts) and normalises
+over the candidates found. The masked model knows nothing of the length, so its score is paired
+with the LMs' belief in each length (see `combine`); its weight is `mask_weight` (default 0: it
+only proposes candidates, because a briefly trained fill model made the ranking worse on tiny
+Shakespeare's validation text, while the forward + backward LM product made it better).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charrnn.models import RNNLM
+
+Candidate = tuple[int, ...]
+NEG = float("-inf")
+
+
+@dataclass
+class SearchOptions:
+    beam: int = 16  # beam width of every proposal search
+    candidates: int = 48  # candidates rescored per blank (shared out between the proposers)
+    context: int = 64  # tokens of conditioning context read on each side
+    lookahead: int = 24  # tokens on the far side of the blank scored with each candidate
+    enumerate_below: int = 256  # one-token blanks: try the whole vocabulary when it is this small
+    mask_weight: float = 0.0  # the masked model's weight in the mean of log scores (an LM: 1)
+
+
+def _select(state, index: torch.Tensor):
+    if isinstance(state, tuple):
+        return tuple(s[:, index] for s in state)
+    return state[:, index]
+
+
+def _expand(state, n: int):
+    if isinstance(state, tuple):
+        return tuple(s.expand(-1, n, -1).contiguous() for s in state)
+    return state.expand(-1, n, -1).contiguous()
+
+
+class LMScorer:
+    """One RNN LM, fed in its own reading order (a backward LM gets reversed ids)."""
+
+    def __init__(self, model: RNNLM, device: torch.device, banned: Sequence[int]) -> None:
+        self.model, self.device = model.eval(), device
+        self.banned = torch.tensor(sorted(set(banned)), dtype=torch.long)
+        self._primed: tuple[tuple[int, ...], object, torch.Tensor] | None = None
+
+    @torch.inference_mode()
+    def prime(self, context: Sequence[int]):
+        """State after reading `context`, and log p of the next token (cached: beam, then rescore)."""
+        key = tuple(context)
+        if self._primed is None or self._primed[0] != key:
+            ids = torch.tensor([list(key)], dtype=torch.long, device=self.device)
+            logits, state = self.model(ids)
+            self._primed = (key, state, F.log_softmax(logits[0, -1].float(), -1))
+        return self._primed[1], self._primed[2]
+
+    @torch.inference_mode()
+    def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int
+             ) -> list[tuple[Candidate, float]]:
+        """The `width` best continuations of every length in [lmin, lmax], by log P(· | context)."""
+        state, log_p = self.prime(context)
+        log_p = log_p[None].clone()
+        scores = torch.zeros(1, device=log_p.device)
+        beams: list[Candidate] = [()]
+        found: list[tuple[Candidate, float]] = []
+        for step in range(lmax):
+            log_p[:, self.banned] = NEG
+            total = (scores[:, None] + log_p).reshape(-1)
+            top = torch.topk(total, min(width, int(torch.isfinite(total).sum())))
+            vocab = log_p.size(-1)
+            rows, tokens = top.indices // vocab, top.indices % vocab
+            beams = [beams[r] + (t,) for r, t in zip(rows.tolist(), tokens.tolist(), strict=True)]
+            scores = top.values
+            if step + 1 >= lmin:
+                found += list(zip(beams, scores.tolist(), strict=True))
+            if step + 1 < lmax:
+                state = _select(state, rows)
+                logits, state = self.model(tokens[:, None], state)
+                log_p = F.log_softmax(logits[:, -1].float(), -1)
+        return found
+
+    @torch.inference_mode()
+    def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
+                chunk: int = 256) -> np.ndarray:
+        """log P(continuation | context) for each (all non-empty), batched."""
+        state, first = self.prime(context)
+        out = np.empty(len(continuations))
+        for lo in range(0, len(continuations), chunk):
+            part = continuations[lo : lo + chunk]
+            width = max(map(len, part))
+            ids = torch.zeros(len(part), width, dtype=torch.long)
+            for i, seq in enumerate(part):
+                ids[i, : len(seq)] = torch.tensor(seq)
+            real = torch.arange(width)[None] < torch.tensor([len(s) for s in part])[:, None]
+            ids, real = ids.to(self.device), real.to(self.device)
+            total = first[ids[:, 0]]
+            if width > 1:
+                logits, _ = self.model(ids[:, :-1], _expand(state, len(part)))
+                lp = F.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+                total = total + (lp * real[:, 1:]).sum(1)
+            out[lo : lo + len(part)] = total.double().cpu().numpy()
+        return out
+
+
+class MaskScorer:
+    """The masked BiRNN (charrnn.fillmodel): per-position distributions for each blank length."""
+
+    def __init__(self, model, device: torch.device, banned: Sequence[int]) -> None:
+        self.model, self.device = model.eval(), device
+        self.mask_id = model.config.mask_id
+        self.banned = sorted(set(banned))
+
+    @torch.inference_mode()
+    def marginals(self, left: Sequence[int], right: Sequence[int], lengths: Sequence[int]
+                  ) -> dict[int, np.ndarray]:
+        """{L: (L, V) log p at each of L masked positions between left and right}."""
+        seqs = [[*left, *[self.mask_id] * n, *right] for n in lengths]
+        width = max(map(len, seqs))
+        ids = torch.zeros(len(seqs), width, dtype=torch.long)
+        for i, seq in enumerate(seqs):
+            ids[i, : len(seq)] = torch.tensor(seq)
+        lens = torch.tensor([len(s) for s in seqs])
+        log_p = self.model.masked_log_probs(ids.to(self.device), lens).cpu().numpy()
+        log_p[:, self.banned] = NEG
+        out, row = {}, 0
+        for n in lengths:
+            out[n] = log_p[row : row + n]
+            row += n
+        return out
+
+    @staticmethod
+    def beam(marginals: dict[int, np.ndarray], width: int) -> list[tuple[Candidate, float]]:
+        """Best fills of each length under the per-position distributions."""
+        found = []
+        for table in marginals.values():
+            beams, scores = [()], np.zeros(1)
+            for row in table:
+                total = (scores[:, None] + row[None]).reshape(-1)
+                k = min(width, int(np.isfinite(total).sum()))
+                top = np.argpartition(-total, k - 1)[:k]
+                top = top[np.argsort(-total[top])]
+                beams = [beams[i // row.size] + (int(i % row.size),) for i in top]
+                scores = total[top]
+            found += list(zip(beams, scores.tolist(), strict=True))
+        return found
+
+    @staticmethod
+    def score(marginals: dict[int, np.ndarray], candidates: Sequence[Candidate]) -> np.ndarray:
+        return np.array([sum(marginals[len(c)][i, t] for i, t in enumerate(c)) for c in candidates])
+
+
+class NGramScorer:
+    """A charrnn.ngram model (modified Kneser-Ney) behind the same two questions."""
+
+    def __init__(self, model, banned: Sequence[int]) -> None:
+        self.model = model
+        self.vocab = model.vocab_size
+        self.banned = sorted(set(banned))
+
+    def _history(self, ids: Sequence[int]) -> np.ndarray:
+        model, ids = self.model, list(ids)
+        if model.lines and model.line_break is not None and model.line_break in ids:
+            ids = ids[len(ids) - ids[::-1].index(model.line_break):]
+        if model.lines or not ids:
+            ids = [model.bos, *ids]
+        return np.asarray(ids, dtype=np.int32)
+
+    def _log_p(self, history: Sequence[int]) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            log_p = np.log(self.model.distribution(self._history(history))[: self.vocab])
+        log_p[self.banned] = NEG
+        return log_p
+
+    def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int
+             ) -> list[tuple[Candidate, float]]:
+        beams: list[tuple[Candidate, float]] = [((), 0.0)]
+        found = []
+        for step in range(lmax):
+            pool = []
+            for cand, score in beams:
+                log_p = self._log_p([*context, *cand])
+                k = min(width, int(np.isfinite(log_p).sum()))
+                for t in np.argpartition(-log_p, k - 1)[:k]:
+                    pool.append((cand + (int(t),), score + float(log_p[t])))
+            beams = sorted(pool, key=lambda x: -x[1])[:width]
+            if step + 1 >= lmin:
+                found += beams
+        return found
+
+    def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]]) -> np.ndarray:
+        # The stream mode leaves the very first token unscored; --lines models score them all.
+        offset = 0 if self.model.lines else 1
+        start = len(context)
+        out = np.empty(len(continuations))
+        for i, cont in enumerate(continuations):
+            log_p = self.model.token_logprobs(np.asarray([*context, *cont], dtype=np.int64))
+            out[i] = float(np.sum(log_p[start - offset :]))
+        return out
+
+
+def merge(sources: Sequence[list[tuple[Candidate, float]]], limit: int) -> list[Candidate]:
+    """Up to `limit` distinct candidates, taking the sources' best in turn (fair shares)."""
+    ranked = [sorted(s, key=lambda x: -x[1]) for s in sources if s]
+    seen: dict[Candidate, None] = {}
+    depth = 0
+    while len(seen) < limit and any(depth < len(r) for r in ranked):
+        for r in ranked:
+            if depth < len(r) and len(seen) < limit:
+                seen.setdefault(r[depth][0], None)
+        depth += 1
+    return list(seen)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    top = np.max(x[np.isfinite(x)]) if np.isfinite(x).any() else 0.0
+    return x - (top + np.log(np.sum(np.exp(x - top))))
+
+
+def combine(lm_scores: Sequence[np.ndarray], mask_scores: np.ndarray | None,
+            lengths: np.ndarray, mask_weight: float = 1.0) -> np.ndarray:
+    """Normalised log-probabilities over the candidates: a weighted mean of the experts' logs.
+
+    The masked model scores content given the length, so it enters as log P_mask(fill | L) +
+    log P_LM(L), with P_LM(L) the share of the LMs' probability on candidates of that length.
+    """
+    parts = [log_softmax(s) for s in lm_scores]
+    weights = [1.0] * len(parts)
+    if mask_scores is not None and (mask_weight > 0 or not parts):
+        lm = log_softmax(np.mean(parts, axis=0)) if parts else np.zeros(len(lengths))
+        adjusted = np.empty(len(lengths))
+        for n in np.unique(lengths):
+            mine = lengths == n
+            p_length = np.log(np.exp(lm[mine]).sum()) if parts else 0.0
+            adjusted[mine] = log_softmax(mask_scores[mine]) + p_length
+        parts.append(adjusted)
+        weights.append(mask_weight if lm_scores else 1.0)
+    return log_softmax(np.average(parts, axis=0, weights=weights))

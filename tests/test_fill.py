@@ -1,0 +1,237 @@
+"""Fill in the blank: syntax, the right-context test, JSON, several blanks, n-gram, eval, REPL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from charrnn.errors import UserError
+from charrnn.fill import FillOptions, escape, fill_template, load_families, parse
+from charrnn.fillsearch import SearchOptions
+from helpers import run_cli as _run_cli
+
+LM_TINY = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
+           "--log-every", "50", "--eval-every", "100", "--plain", "--warmup", "5",
+           "--val-frac", "0.1", "--test-frac", "0", "--max-steps", "150", "--lr", "0.01"]
+
+
+def run_cli(*args, ok: bool | None = True, input: str | None = None):
+    """helpers.run_cli, with text on stdin when given."""
+    if input is None:
+        return _run_cli(*args, ok=ok)
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
+    if ok is not None:
+        assert (result.exit_code == 0) == ok, result.output + repr(result.exception)
+    return result
+
+
+def _corpus(path: Path, lines: list[str], repeats: int) -> Path:
+    rng, out = random.Random(0), []
+    for _ in range(repeats):
+        rng.shuffle(lines)
+        out += lines
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Module fixtures train before the per-test cache is set: give them one of their own."""
+    old = os.environ.get("CHARRNN_CACHE")
+    os.environ["CHARRNN_CACHE"] = str(tmp_path_factory.mktemp("fill-cache"))
+    yield
+    if old is None:
+        os.environ.pop("CHARRNN_CACHE", None)
+    else:
+        os.environ["CHARRNN_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def word_runs(tmp_path_factory: pytest.TempPathFactory, module_cache) -> Path:
+    """Word-level forward LM, backward LM, masked fill model and n-gram on a corpus where
+    "i want to" is followed by "buy" three times as often as by "sell", and only the words
+    after the blank ("a new …" / "a old …") tell which one fits."""
+    root = tmp_path_factory.mktemp("fill-word")
+    corpus = _corpus(root / "corpus.txt", ["i want to buy a new phone"] * 3 + [
+        "i want to sell a old car", "you want to buy a new car", "we want to sell a old phone"], 40)
+    for name, extra in (("fwd", []), ("bwd", ["--direction", "backward"]), ("mask", ["--task", "fill"])):
+        run_cli("train", corpus, "--level", "word", *LM_TINY, *extra, "--out", root, "--run-name", name)
+    run_cli("ngram", "train", corpus, "--level", "word", "--order", "3", "--val-frac", "0.1",
+            "--test-frac", "0", "--out", root, "--run-name", "ngram")
+    return root
+
+
+@pytest.fixture(scope="module")
+def zh_runs(tmp_path_factory: pytest.TempPathFactory, module_cache) -> Path:
+    """The issue's example, char level: 打算 is mostly followed by 买, but 一辆旧汽车 needs 卖."""
+    root = tmp_path_factory.mktemp("fill-zh")
+    corpus = _corpus(root / "corpus.txt", ["我打算买一部新手机"] * 3 + ["我打算卖一辆旧汽车"], 60)
+    for name, extra in (("fwd", []), ("bwd", ["--direction", "backward"])):
+        run_cli("train", corpus, *LM_TINY, *extra, "--out", root, "--run-name", name)
+    return root
+
+
+def _fill(root: Path, text: str, *args: str) -> dict:
+    return json.loads(run_cli("fill", text, "--json", "--out", root, *args).output)
+
+
+# ---- the issue's test: the right-hand context decides ------------------------------------------------
+def test_blank_decided_by_right_context_word_level(word_runs: Path) -> None:
+    result = _fill(word_runs, "i want to {1} a old car", "-m", "fwd", "-m", "bwd", "-m", "mask",
+                   "--method", "left", "--method", "bidirectional", "--mask-weight", "1")
+    assert result["methods"]["left"][0]["fills"] == ["buy"]  # left context only: the usual word
+    assert result["methods"]["bidirectional"][0]["fills"] == ["sell"]
+    assert result["methods"]["bidirectional"][0]["text"] == "i want to sell a old car"
+
+
+def test_blank_decided_by_right_context_chinese_chars(zh_runs: Path) -> None:
+    result = _fill(zh_runs, "我打算___一辆旧汽车", "--method", "left", "--method", "bidirectional")
+    assert result["methods"]["left"][0]["fills"] == ["买"]
+    assert result["methods"]["bidirectional"][0]["fills"] == ["卖"]
+    assert result["models"] == {"fwd": "fwd", "bwd": "bwd"}  # found without --model
+
+
+# ---- output --------------------------------------------------------------------------------------------
+def test_json_output_has_ranked_normalised_fills(word_runs: Path) -> None:
+    result = _fill(word_runs, "we want to ___ a old phone", "-m", "fwd", "-m", "bwd", "-m", "ngram",
+                   "--top-k", "3")
+    assert result["input"] == "we want to ___ a old phone" and result["blanks"] == 1
+    assert set(result["methods"]) == {"bidirectional", "forward", "ngram"}
+    for fills in result["methods"].values():
+        probs = [f["prob"] for f in fills]
+        assert len(fills) <= 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-9
+        for f in fills:
+            assert f["text"] == f"we want to {f['fills'][0]} a old phone"
+    assert result["methods"]["ngram"][0]["fills"] == ["sell"]
+
+
+def test_plain_output_lists_methods_and_filled_sentences(word_runs: Path) -> None:
+    out = run_cli("fill", "i want to ___ a new phone", "-m", "fwd", "-m", "bwd", "--top-k", "2",
+                  "--out", word_runs).output
+    assert "bidirectional:" in out and "forward:" in out and "i want to buy a new phone" in out
+
+
+def test_several_blanks_are_filled_jointly(word_runs: Path) -> None:
+    result = _fill(word_runs, "i want to {1} a ___{1} car", "-m", "fwd", "-m", "bwd",
+                   "--method", "bidirectional")
+    best = result["methods"]["bidirectional"][0]
+    assert len(best["fills"]) == 2 and best["text"].startswith("i want to ")
+    assert best["fills"] in (["sell", "old"], ["buy", "new"])
+
+
+# ---- syntax --------------------------------------------------------------------------------------------
+def test_blank_syntax_lengths() -> None:
+    t = parse("a ____ b {3} c __{2,4} d")
+    assert t.pieces == ["a ", " b ", " c ", " d"]
+    assert [(b.min_len, b.max_len) for b in t.blanks] == [(1, None), (3, 3), (2, 4)]
+    assert t.blanks[0].bounds(10) == (1, 10) and t.blanks[1].bounds(10) == (3, 3)
+    assert parse(r"snake\_case ___ \{1}").pieces == ["snake_case ", " {1}"]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("no blank here", "no blank in the text"),
+    ("a {0} b", "at least 1 token"),
+    ("a {5,2} b", "minimum length 5 is above the maximum 2"),
+    ("a {100} b", "at most 64 tokens"),
+])
+def test_blank_syntax_errors(text: str, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        parse(text)
+
+
+PIECE = st.text(alphabet=st.sampled_from(list("ab cde_{}\\,.é中\t")), max_size=12)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pieces=st.lists(PIECE, min_size=2, max_size=3))
+def test_fill_never_changes_text_outside_the_blanks(tiny_run: Path, pieces: list[str]) -> None:
+    template = parse("{1,2}".join(escape(p) for p in pieces))
+    assert template.pieces == pieces
+    families = load_families([str(tiny_run)], tiny_run.parent, "cpu")
+    opts = FillOptions(top_k=3, unknown="skip", search=SearchOptions(beam=4, candidates=8))
+    for fill in fill_template(template, families, "forward", opts):
+        text, pos = fill.to_json(template)["text"], 0
+        for piece, value in zip(pieces, [*fill.fills, ""], strict=True):
+            assert text[pos : pos + len(piece)] == piece
+            pos += len(piece)
+            assert text[pos : pos + len(value)] == value and "\n" not in value
+            pos += len(value)
+        assert pos == len(text)
+
+
+# ---- n-gram, eval, REPL ------------------------------------------------------------------------------------
+def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tmp_path: Path) -> None:
+    held_out = tmp_path / "held.txt"
+    held_out.write_text("i want to sell a old car\nyou want to buy a new car\n" * 3)
+    result = json.loads(run_cli("fill", "eval", held_out, "--blanks", "6", "-m", "fwd", "-m", "bwd",
+                                "-m", "mask", "-m", "ngram", "--json", "--quiet",
+                                "--out", word_runs).output)
+    assert set(result["methods"]) == {"bidirectional", "forward", "ngram"} and result["blanks"] == 6
+    for r in result["methods"].values():
+        assert 0 <= r["top1"] <= r["top5"] <= 1 and r["cases"] == 6
+    plain = run_cli("fill", "eval", held_out, "--blanks", "3", "--unit", "char", "-m", "fwd",
+                    "--quiet", "--out", word_runs).output
+    assert "forward" in plain and "top-1" in plain
+
+
+def test_fill_eval_segmented_hides_whole_words(zh_runs: Path, tmp_path: Path) -> None:
+    held_out = tmp_path / "seg.txt"
+    held_out.write_text("我  打算  卖  一  辆  旧  汽车\n我  打算  买  一  部  新  手机\n")
+    result = json.loads(run_cli("fill", "eval", held_out, "--blanks", "4", "--segmented",
+                                "--json", "--quiet", "--out", zh_runs).output)
+    assert result["blanks"] == 4 and result["methods"]["bidirectional"]["top5"] > 0
+
+
+def test_interactive_prompt(word_runs: Path) -> None:
+    lines = "i want to ___ a old car\n:k 2\n:models\n:bogus\n:method forward\n{1} want\n:q\n"
+    result = run_cli("fill", "-i", "-m", "fwd", "-m", "bwd", "-m", "ngram", "--out", word_runs,
+                     input=lines)
+    out = result.output
+    assert "sell" in out and "top-k 2" in out and "fwd" in out and "bwd" in out
+    assert "unknown command :bogus" in out and "method forward" in out and "ngram" in out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["no blank"], "no blank in the text"),
+    ([], "give a TEXT with blanks, or -i"),
+    (["a ___", "-i"], "not both"),
+    (["a ___", "--top-k", "0"], "--top-k must be ≥ 1"),
+    (["a ___", "--method", "ngram", "-m", "fwd"], "needs an n-gram run"),
+    (["a ___", "--method", "sideways", "-m", "fwd"], "--method must be one of"),
+    (["a ___", "-m", "nosuchrun"], "run 'nosuchrun' not found"),
+    (["a ___", "--mask-weight", "-1"], "--mask-weight must be between 0 and 10"),
+])
+def test_fill_errors_are_one_line(word_runs: Path, args: list[str], message: str) -> None:
+    result = run_cli("fill", *args, "--out", word_runs, ok=False)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_unknown_characters_are_an_error_unless_skipped(zh_runs: Path) -> None:
+    result = run_cli("fill", "我打算___Z", "--out", zh_runs, ok=False)
+    assert result.exit_code == 2 and "'Z'" in result.output
+    run_cli("fill", "我打算___Z", "--unk", "skip", "--out", zh_runs)
+
+
+def test_masked_model_alone_fills_both_sided(word_runs: Path) -> None:
+    result = _fill(word_runs, "i want to {1} a old car", "-m", "mask", "--method", "bidirectional")
+    assert result["methods"]["bidirectional"][0]["fills"] == ["sell"]
+
+
+def test_train_task_fill_makes_a_fill_run(word_runs: Path) -> None:
+    meta = json.loads((word_runs / "mask" / "best" / "checkpoint.json").read_text())
+    assert meta["task"] == "fill" and meta["model"]["vocab_size"] > 5
+    assert json.loads((word_runs / "mask" / "run.json").read_text())["kind"] == "fill"
+    result = run_cli("sample", word_runs / "mask", ok=False)
+    assert result.exit_code == 2 and "not a language model" in result.output
+    bad = run_cli("train", word_runs / "corpus.txt", "--task", "nope", "--out", word_runs, ok=False)
+    assert bad.exit_code == 2 and "--task must be lm or fill" in bad.output

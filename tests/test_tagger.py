@@ -1,0 +1,166 @@
+"""Bidirectional taggers: scoring (conlleval, SIGHAN), data formats, train / eval / predict CLI."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from charrnn.errors import UserError
+from charrnn.tagdata import bmes, read_conll, words_from_tags
+from charrnn.tagscore import chunk_f1, chunks, word_f1
+from helpers import run_cli as _run_cli
+
+TAG_TINY = ["--hidden", "32", "--emb", "16", "--batch-size", "8", "--quiet", "--seed", "1"]
+
+
+def run_cli(*args, ok: bool | None = True, input: str | None = None):
+    """helpers.run_cli, with text on stdin when given."""
+    if input is None:
+        return _run_cli(*args, ok=ok)
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
+    if ok is not None:
+        assert (result.exit_code == 0) == ok, result.output + repr(result.exception)
+    return result
+
+
+# ---- scoring ------------------------------------------------------------------------------------
+def test_chunks_follow_conlleval_for_iob2_and_iob1() -> None:
+    assert chunks("B-NP I-NP O B-VP I-VP B-NP".split()) == {(0, 2, "NP"), (3, 5, "VP"), (5, 6, "NP")}
+    # IOB1: I- opens a chunk after O or another type; B- only separates two chunks of one type
+    assert chunks("I-NP I-NP B-NP O I-VP I-PP".split()) == {(0, 2, "NP"), (2, 3, "NP"),
+                                                            (4, 5, "VP"), (5, 6, "PP")}
+
+
+def test_chunk_f1_counts_exact_spans_only() -> None:
+    gold = [["B-NP", "I-NP", "O", "B-VP"]]
+    pred = [["B-NP", "B-NP", "O", "B-VP"]]  # NP split in two: 1 of 3 predicted chunks right
+    score = chunk_f1(gold, pred)
+    assert (score["correct"], score["predicted"], score["gold"]) == (1, 3, 2)
+    assert score["f1"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
+
+
+def test_word_f1_is_sighan_span_matching() -> None:
+    score = word_f1([["上海", "推", "迎"]], [["上", "海", "推", "迎"]])
+    assert (score["correct"], score["predicted"], score["gold"]) == (2, 4, 3)
+    assert word_f1([["ab"]], [["ab"]])["f1"] == 1.0
+
+
+@given(st.lists(st.text(alphabet="abc中文", min_size=1, max_size=4), min_size=1, max_size=8))
+def test_bmes_round_trips(words: list[str]) -> None:
+    chars = [c for w in words for c in w]
+    assert words_from_tags(chars, bmes(words)) == words
+
+
+def test_conll_reader_reports_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_text("He PRP B-NP\nruns\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.txt:2: 1 column"):
+        read_conll(str(path))
+
+
+# ---- CLI ------------------------------------------------------------------------------------------
+DET, NOUN, VERB, PREP = ["the", "a", "this"], ["cat", "dog", "car", "house", "tree", "plan"], \
+    ["saw", "likes", "took", "made"], ["in", "on", "near"]
+
+
+def _conll(path: Path, n: int, seed: int) -> Path:
+    """Synthetic chunking data: DT NN → NP, VB → VP, IN → PP (words, POS, chunk)."""
+    rng, lines = random.Random(seed), []
+    for _ in range(n):
+        rows = [(rng.choice(DET), "DT", "B-NP"), (rng.choice(NOUN), "NN", "I-NP"),
+                (rng.choice(VERB), "VBD", "B-VP"), (rng.choice(DET), "DT", "B-NP"),
+                (rng.choice(NOUN), "NN", "I-NP")]
+        if rng.random() < 0.5:
+            rows += [(rng.choice(PREP), "IN", "B-PP"), (rng.choice(DET), "DT", "B-NP"),
+                     (rng.choice(NOUN), "NN", "I-NP")]
+        lines += [" ".join(r) for r in rows] + [""]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def chunker(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A word tagger with POS features, trained once for the module (a few seconds)."""
+    root = tmp_path_factory.mktemp("tagger")
+    train = _conll(root / "train.txt", 150, 0)
+    run_cli("tag", "train", train, "--format", "conll", "--features", "1", *TAG_TINY,
+            "--epochs", "4", "--out", root, "--run-name", "chunk")
+    return root, _conll(root / "test.txt", 30, 1)
+
+
+def test_tag_train_writes_a_tag_checkpoint_and_eval_reports_chunk_f1(chunker) -> None:
+    root, test = chunker
+    meta = json.loads((root / "chunk" / "best" / "checkpoint.json").read_text())
+    assert meta["task"] == "tag" and meta["format"] == "charrnn-checkpoint"
+    assert (root / "chunk" / "best" / "model.safetensors").is_file()
+    result = json.loads(run_cli("tag", "eval", "chunk", test, "--json", "--out", root).output)
+    assert result["score"] == "chunk" and result["f1"] > 0.9 and result["accuracy"] > 0.9
+    line = run_cli("tag", "eval", "chunk", test, "--out", root).output
+    assert "chunk F1" in line and "accuracy" in line
+
+
+def test_predict_tags_conll_input_and_unseen_words(chunker, tmp_path: Path) -> None:
+    root, _ = chunker
+    text = "the DT\nzorblax NN\nsaw VBD\na DT\nfrumious NN\n"
+    result = run_cli("tag", "predict", "chunk", "-", "--input", "conll", "--out", root, input=text)
+    rows = [line.split("\t") for line in result.output.strip().split("\n")]
+    assert [r[0] for r in rows] == ["the", "zorblax", "saw", "a", "frumious"]
+    assert [r[-1] for r in rows] == ["B-NP", "I-NP", "B-VP", "B-NP", "I-NP"]
+
+
+def test_predict_needs_conll_input_when_the_tagger_reads_features(chunker) -> None:
+    root, _ = chunker
+    result = run_cli("tag", "predict", "chunk", "--out", root, input="the cat saw a dog\n", ok=False)
+    assert result.exit_code == 2 and "--input conll" in result.output
+
+
+def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
+    words = ["我们", "喜欢", "学习", "中文", "今天", "天气", "很", "好", "的", "了"]
+    rng = random.Random(0)
+    lines = ["  ".join(rng.choice(words) for _ in range(rng.randint(3, 7))) for _ in range(300)]
+    corpus = tmp_path / "seg.txt"
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_cli("tag", "train", corpus, "--format", "segmented", *TAG_TINY, "--epochs", "6",
+            "--run-name", "seg")
+    out = run_cli("tag", "predict", "seg", input="我们喜欢学习\n今天天气很好\n").output
+    assert out.split("\n")[:2] == ["我们 喜欢 学习", "今天 天气 很 好"]
+    spaced = run_cli("tag", "predict", "seg", "--sep", "/", input="我们喜 欢学习\n").output
+    assert spaced.strip() == "我们/喜/欢/学习"  # a space in the input is always a boundary
+    result = json.loads(run_cli("tag", "eval", "seg", corpus, "--json").output)
+    assert result["score"] == "word" and result["f1"] > 0.95
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "xml"], "--format must be conll or segmented"),
+        (["--features", "x"], "--features must be column numbers"),
+        (["--cell", "tcn"], "--cell must be one of"),
+        (["--epochs", "0"], "--epochs must be a positive number"),
+    ],
+)
+def test_bad_tag_train_options_are_one_line_errors(tmp_path: Path, args, message) -> None:
+    train = _conll(tmp_path / "train.txt", 5, 0)
+    result = run_cli("tag", "train", train, *args, "--quiet", ok=False)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_tag_commands_refuse_language_model_runs(tiny_run: Path, tmp_path: Path) -> None:
+    test = _conll(tmp_path / "t.txt", 2, 0)
+    result = run_cli("tag", "eval", tiny_run, test, ok=False)
+    assert result.exit_code == 2 and "not a tagger checkpoint" in result.output
+
+
+def test_sample_refuses_a_tagger_checkpoint(chunker) -> None:
+    root, _ = chunker
+    result = run_cli("sample", root / "chunk" / "best", ok=False)
+    assert result.exit_code == 2 and "not a language model" in result.output
