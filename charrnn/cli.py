@@ -97,6 +97,9 @@ def train(
     emb: Annotated[int, typer.Option(help="Embedding size (0: same as --hidden).")] = 0,
     dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers, on outputs.")] = 0.1,
     tie_weights: Annotated[bool, typer.Option("--tie-weights", help="Share input embedding and output matrix.")] = False,
+    weight_drop: Annotated[float, typer.Option(help="DropConnect on the recurrent (hidden-to-hidden) matrices, as AWD-LSTM.")] = 0.0,
+    locked_dropout: Annotated[bool, typer.Option("--locked-dropout/--no-locked-dropout", help="One --dropout mask per window, shared by all time steps (variational).")] = False,
+    embed_drop: Annotated[float, typer.Option(help="Drop whole embedding rows (token types) per window.")] = 0.0,
     seq_len: Annotated[int, typer.Option(help="Truncated-BPTT length.")] = 128,
     batch_size: Annotated[int, typer.Option(help="Parallel streams per step.")] = 64,
     optim: Annotated[str, typer.Option(help="adamw, adam, sgd or rmsprop.")] = "adamw",
@@ -137,7 +140,8 @@ def train(
     cfg = TrainConfig(cell, layers, hidden, emb, dropout, tie_weights, seq_len, batch_size, optim,
                       lr, weight_decay, grad_clip, warmup, min_lr_ratio, max_steps, max_time,
                       epochs, eval_every, eval_seconds, eval_tokens, save_every, patience,
-                      log_every, seed, device, direction)
+                      log_every, seed, device, direction, weight_drop=weight_drop,
+                      locked_dropout=locked_dropout, embed_drop=embed_drop)
     overrides = {"max_steps": max_steps, "max_time": max_time, "epochs": epochs,
                  "patience": patience, "device": device if device != "auto" else None}
     if task != "lm":
@@ -239,6 +243,9 @@ def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | Non
         target = Path(targets[0])
         is_run = (root / targets[0]).is_dir() or (target.is_dir() and (
             (target / "run.json").exists() or (target / "checkpoint.json").exists()))
+        if not is_run and not target.exists():
+            raise UserError(f"{targets[0]!r} is neither a run under {root} nor a file: check "
+                            "the name (charrnn runs lists the runs)")
         return (targets[0], None) if is_run else (None, targets[0])
     return None, None
 

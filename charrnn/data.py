@@ -295,5 +295,10 @@ def is_dataset_dir(path: str | Path) -> bool:
 def prepare(inputs: list[str], opts: PreprocessOptions) -> Dataset:
     """What `train` and `ngram train` call: a dataset folder as is, or raw text via the cache."""
     if len(inputs) == 1 and is_dataset_dir(inputs[0]):
-        return Dataset(Path(inputs[0]))
+        dataset = Dataset(Path(inputs[0]))
+        level = dataset.tokenizer.level
+        if opts.level != PreprocessOptions.level and opts.level != level:
+            raise UserError(f"{inputs[0]} is a {level}-level dataset, used as it is, but --level "
+                            f"{opts.level} was given: drop --level, or give the raw text")
+        return dataset
     return preprocess(inputs, None, opts)

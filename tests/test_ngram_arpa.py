@@ -102,7 +102,9 @@ def test_foreign_arpa_with_missing_context_and_suffix(tmp_path: Path):
 
 
 @pytest.mark.parametrize("content", ["not an arpa file\n", "\\data\\\nngram 1=3\n\n\\1-grams:\n"
-                                     "-1\t<s>\n\\end\\\n", FOREIGN.replace("-0.3\ta b", "x\ta b")])
+                                     "-1\t<s>\n\\end\\\n", FOREIGN.replace("-0.3\ta b", "x\ta b"),
+                                     FOREIGN.replace("-0.3\ta b", "0.5\ta b"),
+                                     FOREIGN.replace("-0.3\ta b", "-0.3\tb </s>")])
 def test_bad_arpa_files(tmp_path: Path, content: str):
     path = tmp_path / "bad.arpa"
     path.write_text(content, encoding="utf-8")
@@ -138,3 +140,12 @@ def test_kenlm_reads_our_one_stream_export(tmp_path: Path):
     words = " ".join(escape(c) for c in test)
     theirs = [score for score, _, _ in lm.full_scores(words, bos=False, eos=False)]
     np.testing.assert_allclose(theirs[1:], ours, rtol=1e-5)  # we do not score the first token
+
+
+def test_sampling_a_foreign_model_never_writes_unk(tmp_path: Path):
+    from charrnn.ngram.sample import generate_text
+
+    path = tmp_path / "foreign.arpa"
+    path.write_text(FOREIGN.replace("-1.0\t<unk>", "-0.01\t<unk>"), encoding="utf-8")
+    text = generate_text(import_arpa(path), 300, seed=0)
+    assert "<unk>" not in text and set(text.split()) <= {"a", "b"}

@@ -99,6 +99,7 @@ def test_bad_input_on_a_trained_run(small_text: Path, tmp_path: Path):
     user_error("sample", "r", "--temp", "0")
     user_error("sample", "r", "--length", "0")
     user_error("sample", "r", "--prime", "λ")
+    assert "neither a run" in str(user_error("eval", "no-such-run"))
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
     user_error("eval", "r", tmp_path / "empty.txt")
     rnn = Path(os.environ["CHARRNN_RUNS"]) / "fake-rnn"
@@ -227,3 +228,23 @@ def test_numba_cache_moves_when_the_package_is_read_only(tmp_path: Path, monkeyp
     assert chosen == str(tmp_path / "cache" / "numba") and Path(chosen).is_dir()
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere")
     assert _jit.configure_cache(tmp_path) == "/elsewhere"
+
+
+def test_long_samples_stream_in_chunks_and_stay_deterministic(small_text: Path):
+    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.sample import CHUNK, sample_ids
+
+    ngram("train", small_text, "--order", "3", "--run-name", "long")
+    _, model = load_run("long", Path(os.environ["CHARRNN_RUNS"]))
+    _, first = sample_ids(model, CHUNK + 100, seed=5)
+    _, again = sample_ids(model, CHUNK + 100, seed=5)
+    _, head = sample_ids(model, 100, seed=5)
+    assert len(first) == CHUNK + 100 and (first == again).all() and (first[:100] == head).all()
+
+
+def test_a_dataset_of_another_level_is_refused(small_text: Path, tmp_path: Path):
+    from charrnn.cli import app
+
+    done = CliRunner().invoke(app, ["preprocess", str(small_text), "--out", str(tmp_path / "ds")])
+    assert done.exit_code == 0, done.output
+    assert "char-level dataset" in str(user_error("train", tmp_path / "ds", "--level", "word"))

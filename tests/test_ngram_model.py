@@ -154,3 +154,27 @@ def test_distributions_sum_to_one(case):
         for word in range(tok.vocab_size):
             lp = model.token_logprobs(np.append(tok.encode(context), word))[-1]
             assert math.exp(lp) == pytest.approx(dist[word], rel=1e-5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_packed_chunked_counting_gives_the_same_tables_as_refinement(data):
+    """The bounded-memory counter (packed keys, any chunk size) equals the position refiner."""
+    from charrnn.ngram.count import count_ngrams, sentence_stream
+    from charrnn.ngram.count_packed import count_ngrams_packed
+
+    vocab = data.draw(st.integers(2, 12))
+    order = data.draw(st.integers(2, 7))
+    ids = np.array(data.draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=300)),
+                   np.uint8)
+    lines = data.draw(st.booleans())
+    line_break = data.draw(st.integers(0, vocab - 1))
+    chunk = data.draw(st.integers(1, 64))
+    bos, words = vocab, vocab + (2 if lines else 1)
+    expected_uni, expected = count_ngrams(sentence_stream(ids, bos, line_break, lines), order,
+                                          words, bos)
+    got_uni, got = count_ngrams_packed(ids, order, words, bos, line_break, lines, chunk=chunk)
+    assert np.array_equal(expected_uni, got_uni)
+    for want, have in zip(expected, got, strict=True):
+        for column in ("word", "suffix", "prefix", "count"):
+            assert np.array_equal(getattr(want, column), getattr(have, column)), column

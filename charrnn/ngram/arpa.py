@@ -134,6 +134,8 @@ def import_arpa(path: Path) -> NGramModel:
                        "bos": vocab, "unk": vocab + 1 if has_unk else None,
                        "line_break": line_break, "tokenizer": tokenizer.to_json(),
                        "imported_from": str(path)})
+    if header is None:  # a foreign <unk> is a word of the tokenizer, but never text to write
+        model.meta["unk_word"] = index["<unk>"]
     return model
 
 
@@ -230,5 +232,12 @@ def _parse(path: Path, lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray
                 backoff[i] = float(fields[2])
         except ValueError as exc:
             raise UserError(f"{path}: bad number in {n}-gram line {line[:80]!r}") from exc
+        if logp[i] > 1e-6:  # log10 of a probability is never above 0
+            raise UserError(f"{path}: {n}-gram line {line[:80]!r} has a positive log10 "
+                            "probability: not a valid ARPA model")
         words.append(fields[1])
+    if len(set(words)) != len(words):
+        seen: set[str] = set()
+        twice = next(w for w in words if w in seen or seen.add(w))
+        raise UserError(f"{path}: the {n}-gram {twice!r} is listed twice: not a valid ARPA model")
     return logp * LOG10, backoff * LOG10, words

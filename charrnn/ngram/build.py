@@ -30,6 +30,7 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     stream, as the RNNs see it.
     """
     from charrnn.ngram.count import count_ngrams, sentence_stream
+    from charrnn.ngram.count_packed import count_ngrams_packed, fits
     from charrnn.ngram.kneser_ney import estimate
 
     check_order(order)
@@ -42,8 +43,11 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     bos, unk = vocab, (vocab + 1 if lines else None)
     words = vocab + (2 if lines else 1)
     started = time.perf_counter()
-    seq = sentence_stream(ids, bos, line_break, lines)
-    unigrams, tables = count_ngrams(seq, order, words, bos)
+    if fits(words, order):  # memory grows with distinct n-grams, not with the corpus
+        unigrams, tables = count_ngrams_packed(ids, order, words, bos, line_break, lines)
+    else:  # keys too wide to pack (big vocabulary × high order): refine positions instead
+        unigrams, tables = count_ngrams(sentence_stream(ids, bos, line_break, lines), order,
+                                        words, bos)
     est = estimate(unigrams, tables, bos, words - 1, prune, fallback)
     meta = {
         "mode": "lines" if lines else "stream", "vocab_size": vocab, "bos": bos, "unk": unk,

@@ -142,6 +142,9 @@ def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | Non
     if len(targets) == 1:
         target = Path(targets[0])
         is_run = (root / targets[0] / "run.json").is_file() or (target / "run.json").is_file()
+        if not is_run and not target.exists():
+            raise UserError(f"{targets[0]!r} is neither a run under {root} nor a file: check "
+                            "the name (charrnn runs lists the runs)")
         return (targets[0], None) if is_run else (None, targets[0])
     return None, None
 
@@ -160,13 +163,15 @@ def sample(
 ) -> None:
     """Generate text from an n-gram model."""
     from charrnn.ngram.evaluate import load_run
-    from charrnn.ngram.sample import generate_text
+    from charrnn.ngram.sample import stream_text
 
     if unk not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
     _, model = load_run(run, _root(out))
-    sys.stdout.write(generate_text(model, length, temp, prime, seed, unk) + "\n")
-    sys.stdout.flush()
+    for piece in stream_text(model, length, temp, prime, seed, unk):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
 
 
 @ngram_app.command()
@@ -214,12 +219,16 @@ def compare_cmd(
     file: Annotated[Optional[str], typer.Option(
         "--file", help="Score every run on this text file instead.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    unk: Annotated[str, typer.Option(
+        "--unk", help="Text outside a model's vocabulary: error (that run is skipped) or skip.")] = "error",
     out: opt.Out = None,
 ) -> None:
     """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""
     from charrnn.ngram.compare import compare, render
 
-    report = compare(list(runs or []), _root(out), split, file)
+    if unk not in ("error", "skip"):
+        raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
+    report = compare(list(runs or []), _root(out), split, file, unk)
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:

@@ -17,11 +17,11 @@ from charrnn.errors import UserError
 BAR_WIDTH = 8
 
 
-def _ngram_row(spec: str, root: Path, file: str | None, split: str) -> dict:
+def _ngram_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> dict:
     from charrnn.ngram.evaluate import evaluate_ngram, load_run
     from charrnn.ngram.sample import sampling_speed
 
-    result = evaluate_ngram(spec, root, file, None if file else split)
+    result = evaluate_ngram(spec, root, file, None if file else split, unk)
     _, model = load_run(spec, root)
     return {**result, "level": model.tokenizer.level, "order": model.order,
             "size": model.num_ngrams, "size_unit": "n-grams",
@@ -30,11 +30,11 @@ def _ngram_row(spec: str, root: Path, file: str | None, split: str) -> dict:
             "sample_tokens_per_s": sampling_speed(model)}
 
 
-def _rnn_row(spec: str, root: Path, file: str | None, split: str) -> dict:
+def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> dict:
     from charrnn.evaluate import evaluate_run
     from charrnn.sample import sampling_speed
 
-    result = evaluate_run(spec, root, file, None if file else split)
+    result = evaluate_run(spec, root, file, None if file else split, unknown=unk)
     info = runs.run_info(runs.resolve_run(spec, root))
     return {**result, "level": (info.get("dataset") or {}).get("level"),
             "cell": (info.get("config") or {}).get("cell"),
@@ -44,7 +44,7 @@ def _rnn_row(spec: str, root: Path, file: str | None, split: str) -> dict:
 
 
 def compare(specs: list[str] | None, root: Path, split: str = "test",
-            file: str | None = None) -> dict:
+            file: str | None = None, unk: str = "error") -> dict:
     """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}."""
     if split not in ("train", "val", "test"):
         raise UserError(f"--split must be train, val or test, not {split!r}")
@@ -61,7 +61,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
             skipped.append({"run": folder.name, "reason": f"unknown run kind {kind!r}"})
             continue
         try:
-            row = row_of(spec, root, file, split)
+            row = row_of(spec, root, file, split, unk)
         except UserError as exc:
             skipped.append({"run": folder.name, "reason": str(exc)})
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -11,12 +12,17 @@ from charrnn.ngram._jit import njit
 from charrnn.ngram.model import NGramModel
 from charrnn.ngram.query import distribution, state_after, step
 
+CHUNK = 1 << 16  # tokens per kernel call: output is streamed, memory stays flat
+
 
 @njit
-def _sample(hist, length, temp, seed, bos, top, rec, recf, ext, extf, unk, line_break, lines,
-            words):
-    np.random.seed(seed)
-    state = state_after(hist, bos, top, rec, recf, ext, extf)
+def _start(hist, seed, bos, top, rec, recf, ext, extf):
+    np.random.seed(seed)  # numba's generator: it carries on across the chunk calls below
+    return state_after(hist, bos, top, rec, recf, ext, extf)
+
+
+@njit
+def _sample(state, length, temp, bos, top, rec, recf, ext, extf, unk, line_break, lines, words):
     out = np.empty(length, np.int32)
     dist = np.empty(words, np.float64)
     for i in range(length):
@@ -35,7 +41,7 @@ def _sample(hist, length, temp, seed, bos, top, rec, recf, ext, extf, unk, line_
         state = step(state, x, rec, recf, ext, extf, bos, top)[1]
         if lines and x == line_break:
             state = np.int64(bos)  # a new sentence starts after </s>
-    return out
+    return out, state
 
 
 def prime_ids(model: NGramModel, prime: str | None, unknown: str) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +60,10 @@ def prime_ids(model: NGramModel, prime: str | None, unknown: str) -> tuple[np.nd
     return np.zeros(0, np.int64), np.array([model.line_break], np.int32)
 
 
-def sample_ids(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
-               seed: int | None = None, unknown: str = "error") -> tuple[np.ndarray, np.ndarray]:
-    """(prime ids, generated tokenizer ids); the same seed gives the same text."""
+def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
+                  seed: int | None = None, unknown: str = "error"
+                  ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
+    """(prime ids, generated tokenizer ids in chunks); the same seed gives the same text."""
     if length < 1:
         raise UserError(f"--length must be ≥ 1, got {length}")
     if not (np.isfinite(temp) and temp > 0):
@@ -67,22 +74,44 @@ def sample_ids(model: NGramModel, length: int, temp: float = 1.0, prime: str | N
         raise UserError(f"--seed must be between 0 and 2^32-1, got {seed}")
     shown, hist = prime_ids(model, prime, unknown)
     _, bos, top, rec, recf, ext, extf = model._kernel_args()
-    out = _sample(hist, length, float(temp), seed, bos, top, rec, recf, ext, extf,
-                  -1 if model.unk is None else model.unk,
-                  -1 if model.line_break is None else model.line_break, model.lines,
-                  model.words)
-    return shown, out
+    # Never write <unk>: the model's own, or the word an imported foreign ARPA's <unk> became.
+    unk = model.unk if model.unk is not None else model.meta.get("unk_word")
+    line_break = -1 if model.line_break is None else model.line_break
+
+    def chunks() -> Iterator[np.ndarray]:
+        state = _start(hist, seed, bos, top, rec, recf, ext, extf)
+        for start in range(0, length, CHUNK):
+            out, state = _sample(state, min(CHUNK, length - start), float(temp), bos, top, rec,
+                                 recf, ext, extf, -1 if unk is None else unk, line_break,
+                                 model.lines, model.words)
+            yield out
+
+    return shown, chunks()
+
+
+def sample_ids(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
+               seed: int | None = None, unknown: str = "error") -> tuple[np.ndarray, np.ndarray]:
+    """(prime ids, generated tokenizer ids); the same seed gives the same text."""
+    shown, chunks = sample_chunks(model, length, temp, prime, seed, unknown)
+    return shown, np.concatenate(list(chunks))
+
+
+def stream_text(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
+                seed: int | None = None, unknown: str = "error") -> Iterator[str]:
+    """The prime (if any) followed by `length` sampled tokens, decoded piece by piece."""
+    shown, chunks = sample_chunks(model, length, temp, prime, seed, unknown)
+    decoder = model.tokenizer.stream_decoder()
+    yield "".join(decoder.feed(int(i)) for i in shown)
+    for out in chunks:
+        yield "".join(decoder.feed(int(i)) for i in out)
+    if hasattr(decoder, "flush"):
+        yield decoder.flush()
 
 
 def generate_text(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
                   seed: int | None = None, unknown: str = "error") -> str:
     """The prime (if any) followed by `length` sampled tokens, decoded."""
-    shown, out = sample_ids(model, length, temp, prime, seed, unknown)
-    decoder = model.tokenizer.stream_decoder()
-    parts = [decoder.feed(int(i)) for i in shown] + [decoder.feed(int(i)) for i in out]
-    if hasattr(decoder, "flush"):
-        parts.append(decoder.flush())
-    return "".join(parts)
+    return "".join(stream_text(model, length, temp, prime, seed, unknown))
 
 
 def sampling_speed(model: NGramModel, tokens: int = 2000) -> float:
