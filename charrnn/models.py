@@ -5,14 +5,26 @@
 
 The recurrent core is PyTorch's own module, so CUDA runs cuDNN's fused kernels. The hidden state is
 returned and fed back by the caller: that is what makes truncated BPTT stateful.
+
+Regularisers of AWD-LSTM (Merity et al. 2018), each an option that is off at 0:
+
+    embed_drop    whole vocabulary rows of the embedding dropped for a window (a token type
+                  vanishes everywhere in it), the rest rescaled
+    locked        the input and output dropout masks are drawn once per window and shared by
+                  every time step (variational dropout, Gal & Ghahramani 2016)
+    weight_drop   DropConnect on the hidden-to-hidden matrices: one mask per window, applied to
+                  the weights, so cuDNN's fused kernel still runs the whole sequence
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from charrnn.errors import UserError
 
@@ -31,6 +43,9 @@ class ModelConfig:
     dropout: float = 0.1
     tie_weights: bool = False
     direction: str = "forward"  # "backward": trained on reversed text (right-to-left context)
+    weight_drop: float = 0.0  # DropConnect on the recurrent matrices (weight_hh)
+    locked_dropout: bool = False  # one input/output dropout mask per window, shared over time
+    embed_drop: float = 0.0  # drop whole embedding rows (token types) per window
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -42,8 +57,10 @@ class ModelConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
         if self.emb < 0:
             raise UserError(f"--emb must be ≥ 0 (0 = same as --hidden), got {self.emb}")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "weight_drop", "embed_drop"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), "
+                                f"got {getattr(self, name)}")
 
     @property
     def emb_size(self) -> int:
@@ -90,10 +107,38 @@ class RNNLM(nn.Module):
                         param[hidden : 2 * hidden].fill_(1.0)
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        x = self.drop(self.embed(ids))
-        out, state = self.rnn(x, state)
-        logits = self.head(self.proj(self.drop(out)))
+        x = self._dropout(self._embed(ids))
+        out, state = self._recurrent(x, state)
+        logits = self.head(self.proj(self._dropout(out)))
         return logits, state
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        p = self.config.embed_drop
+        if not (self.training and p > 0):
+            return self.embed(ids)
+        weight = self.embed.weight
+        keep = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)
+        return F.embedding(ids, weight * keep)
+
+    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C): plain dropout, or one mask per row shared by all T steps when locked."""
+        p = self.config.dropout
+        if not (self.training and p > 0 and self.config.locked_dropout):
+            return self.drop(x)
+        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - p) / (1 - p)
+        return x * mask
+
+    def _recurrent(self, x: torch.Tensor, state: State | None) -> tuple[torch.Tensor, State]:
+        p = self.config.weight_drop
+        if not (self.training and p > 0):
+            return self.rnn(x, state)
+        # The module runs with dropped copies of its weight_hh_l* (gradients reach the originals):
+        # RNNBase re-reads assigned weights, so the fused sequence kernel still does all T steps.
+        dropped = {name: F.dropout(weight, p) for name, weight in self.rnn.named_parameters()
+                   if name.startswith("weight_hh")}
+        with warnings.catch_warnings():  # cuDNN repacks the non-contiguous weights: expected here
+            warnings.filterwarnings("ignore", message="RNN module weights are not part")
+            return functional_call(self.rnn, dropped, (x, state))
 
     def initial_state(self, batch: int, device: torch.device | str) -> State:
         shape = (self.config.layers, batch, self.config.hidden)

@@ -66,6 +66,9 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     direction: str = "forward"
+    weight_drop: float = 0.0
+    locked_dropout: bool = False
+    embed_drop: float = 0.0
 
     def __post_init__(self) -> None:
         if self.optim not in OPTIMIZERS:
@@ -91,7 +94,8 @@ class TrainConfig:
 
     def model_config(self, vocab_size: int) -> ModelConfig:
         return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.emb,
-                           self.dropout, self.tie_weights, self.direction)
+                           self.dropout, self.tie_weights, self.direction, self.weight_drop,
+                           self.locked_dropout, self.embed_drop)
 
     @classmethod
     def from_json(cls, data: dict) -> TrainConfig:
