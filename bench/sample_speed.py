@@ -1,10 +1,11 @@
-"""Single-stream sampling speed: charrnn's Sampler against a plain eager PyTorch loop.
+"""Sampling speed: charrnn's Sampler against a plain eager PyTorch loop, 1 and 64 streams.
 
-    python bench/sample_speed.py [--tokens 2000] [--device cpu|cuda]
+    python bench/sample_speed.py [--tokens 2000] [--streams 64] [--device cpu|cuda]
 
 The reference loop is the obvious one (embedding → nn.LSTM → linear → softmax → multinomial per
 token, in torch.inference_mode) and runs in the same process on the same weights, so the ratio
-holds on a noisy machine. Prints JSON.
+holds on a noisy machine. One stream is what `charrnn sample` streams; `--streams` rows are
+`--num-samples N` (all streams side by side; tokens/s counts every stream). Prints JSON.
 """
 
 from __future__ import annotations
@@ -20,16 +21,26 @@ from charrnn.sample import SampleOptions, Sampler
 
 
 @torch.inference_mode()
-def eager_reference(model: RNNLM, tokens: int, device: torch.device) -> float:
+def eager_reference(model: RNNLM, tokens: int, device: torch.device, streams: int = 1) -> float:
     generator = torch.Generator(device=device).manual_seed(0)
-    token, state = torch.zeros(1, 1, dtype=torch.long, device=device), None
+    token, state = torch.zeros(streams, 1, dtype=torch.long, device=device), None
     start = time.perf_counter()
     for _ in range(tokens):
         out, state = model.rnn(model.embed(token), state)
         probs = torch.softmax(model.head(out[:, -1]), dim=-1)
         token = torch.multinomial(probs, 1, generator=generator)
-    int(token)
-    return tokens / (time.perf_counter() - start)
+        if streams == 1:
+            int(token)  # a streamed token is written as it comes
+    token.tolist()
+    return streams * tokens / (time.perf_counter() - start)
+
+
+def charrnn_batch(model: RNNLM, tokens: int, device: torch.device, streams: int) -> float:
+    sampler = Sampler(model, device, SampleOptions(seed=0))
+    sampler.sample_batch([0], streams, 8)  # warm-up (and the CUDA graph capture)
+    start = time.perf_counter()
+    sampler.sample_batch([0], streams, tokens)
+    return streams * tokens / (time.perf_counter() - start)
 
 
 def charrnn_sampler(model: RNNLM, tokens: int, device: torch.device) -> float:
@@ -45,6 +56,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--streams", type=int, default=64)
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
@@ -53,8 +65,14 @@ def main() -> None:
         model = RNNLM(ModelConfig(65, "lstm", 2, hidden, dropout=0.0)).to(device).eval()
         eager = max(eager_reference(model, args.tokens, device) for _ in range(2))
         ours = max(charrnn_sampler(model, args.tokens, device) for _ in range(2))
-        rows.append({"model": f"lstm 2x{hidden}", "eager_tokens_per_s": round(eager),
+        rows.append({"model": f"lstm 2x{hidden}", "streams": 1, "eager_tokens_per_s": round(eager),
                      "charrnn_tokens_per_s": round(ours), "speedup": round(ours / eager, 2)})
+        steps = max(50, args.tokens // 4)
+        eager = max(eager_reference(model, steps, device, args.streams) for _ in range(2))
+        ours = max(charrnn_batch(model, steps, device, args.streams) for _ in range(2))
+        rows.append({"model": f"lstm 2x{hidden}", "streams": args.streams,
+                     "eager_tokens_per_s": round(eager), "charrnn_tokens_per_s": round(ours),
+                     "speedup": round(ours / eager, 2)})
     print(json.dumps({"bench": "sample_speed", "device": str(device),
                       "threads": torch.get_num_threads(), "rows": rows}, indent=1))
 

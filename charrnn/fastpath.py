@@ -1,13 +1,16 @@
-"""Fast single-stream decoding steps.
+"""Fast decoding steps (one token per stream per call).
 
 Sampling feeds one token at a time, so a step is dominated by per-call overhead, not arithmetic:
 `nn.LSTM` on a (1, 1) input goes through the generic sequence kernel every time. On the CPU the
 `FusedCPUStepper` does the same maths with a handful of BLAS matrix-vector calls:
 
-    layer 0 input:  table[token]          (Embedding @ W_ih0ᵀ + b_ih0, precomputed: V × gates)
-    layer l > 0:    W_ihₗ · h_{l-1} + b_ihₗ
-    recurrent:      W_hhₗ · hₗ + b_hhₗ     → gate non-linearities (PyTorch's gate order)
+    layer 0 input:  table[tokens]         (Embedding @ W_ih0ᵀ + b_ih0, precomputed: V × gates)
+    layer l > 0:    h_{l-1} · W_ihₗᵀ + b_ihₗ
+    recurrent:      hₗ · W_hhₗᵀ + b_hhₗ     → gate non-linearities (PyTorch's gate order)
     output:         head(proj(h_top))
+
+Every stepper works on B streams at once (rows), primed from one prompt: B = 1 for streamed
+sampling, B = --num-samples for batched sampling.
 
 It gives the same logits as `RNNLM.forward` (tested), several times faster. On CUDA the
 `CUDAGraphStepper` captures one step (embedding → cuDNN RNN → head) in a CUDA graph and replays it,
@@ -22,26 +25,36 @@ import torch
 from charrnn.models import RNNLM, State
 
 
+def _rows(state: State, batch: int) -> State:
+    """A primed state (layers, 1, H) repeated for `batch` streams."""
+    if isinstance(state, tuple):
+        return tuple(s.expand(-1, batch, -1).contiguous() for s in state)  # type: ignore[return-value]
+    return state.expand(-1, batch, -1).contiguous()
+
+
 class ModuleStepper:
-    """The model's own forward, one token at a time (any device)."""
+    """The model's own forward, one token per stream at a time (any device)."""
 
     def __init__(self, model: RNNLM, device: torch.device) -> None:
         self.model, self.device = model.eval(), device
         self.state: State | None = None
 
     @torch.inference_mode()
-    def prime(self, ids: list[int]) -> torch.Tensor:
-        logits, self.state = self.model(torch.tensor([ids], device=self.device))
-        return logits[0, -1]
+    def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
+        """Run the prime once; every one of `batch` streams continues from it. → (batch, V)."""
+        logits, state = self.model(torch.tensor([ids], device=self.device))
+        self.state = _rows(state, batch)
+        return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
-    def step(self, token: int) -> torch.Tensor:
-        logits, self.state = self.model(torch.tensor([[token]], device=self.device), self.state)
-        return logits[0, -1]
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (B,) → next-token logits (B, V)."""
+        logits, self.state = self.model(tokens.to(self.device).view(-1, 1), self.state)
+        return logits[:, -1]
 
 
 class FusedCPUStepper:
-    """Batch-1 CPU step with precomputed input table and fused matrix-vector products."""
+    """CPU step with a precomputed input table and fused matrix products (rows = streams)."""
 
     def __init__(self, model: RNNLM) -> None:
         self.model = model.eval()
@@ -49,12 +62,12 @@ class FusedCPUStepper:
         self.cell, self.layers = cfg.cell, cfg.layers
         rnn = model.rnn
         with torch.inference_mode():
-            self.w_ih = [getattr(rnn, f"weight_ih_l{i}").detach() for i in range(cfg.layers)]
-            self.w_hh = [getattr(rnn, f"weight_hh_l{i}").detach() for i in range(cfg.layers)]
+            self.w_ih = [getattr(rnn, f"weight_ih_l{i}").detach().t() for i in range(cfg.layers)]
+            self.w_hh = [getattr(rnn, f"weight_hh_l{i}").detach().t() for i in range(cfg.layers)]
             self.b_ih = [getattr(rnn, f"bias_ih_l{i}").detach() for i in range(cfg.layers)]
             self.b_hh = [getattr(rnn, f"bias_hh_l{i}").detach() for i in range(cfg.layers)]
             # Layer 0's input projection for every vocabulary entry: one row lookup per token.
-            self.table = torch.addmm(self.b_ih[0], model.embed.weight.detach(), self.w_ih[0].t())
+            self.table = torch.addmm(self.b_ih[0], model.embed.weight.detach(), self.w_ih[0])
             if cfg.cell == "lstm":  # both LSTM biases are simply added: fold b_hh in too
                 self.table += self.b_hh[0]
                 self.bias = [None] + [self.b_ih[i] + self.b_hh[i] for i in range(1, cfg.layers)]
@@ -62,53 +75,57 @@ class FusedCPUStepper:
         self.c: list[torch.Tensor] = []
 
     @torch.inference_mode()
-    def prime(self, ids: list[int]) -> torch.Tensor:
+    def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
         logits, state = self.model(torch.tensor([ids]))
+        state = _rows(state, batch)
         if isinstance(state, tuple):
-            self.h = [s for s in state[0][:, 0].clone()]
-            self.c = [s for s in state[1][:, 0].clone()]
+            self.h, self.c = list(state[0]), list(state[1])
         else:
-            self.h = [s for s in state[:, 0].clone()]
-        return logits[0, -1]
+            self.h = list(state)
+        return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
-    def step(self, token: int) -> torch.Tensor:
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
         x = None
         for layer in range(self.layers):
             h = self.h[layer]
             if self.cell == "lstm":
-                base = self.table[token] if layer == 0 else torch.addmv(
-                    self.bias[layer], self.w_ih[layer], x)
-                i, f, g, o = torch.addmv(base, self.w_hh[layer], h).chunk(4)
+                base = self.table[tokens] if layer == 0 else torch.addmm(
+                    self.bias[layer], x, self.w_ih[layer])
+                i, f, g, o = torch.addmm(base, h, self.w_hh[layer]).chunk(4, dim=1)
                 c = torch.sigmoid(f) * self.c[layer] + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
                 self.c[layer] = c
             elif self.cell == "gru":
-                gi = self.table[token] if layer == 0 else torch.addmv(
-                    self.b_ih[layer], self.w_ih[layer], x)
-                gh = torch.addmv(self.b_hh[layer], self.w_hh[layer], h)
-                i_r, i_z, i_n = gi.chunk(3)
-                h_r, h_z, h_n = gh.chunk(3)
+                gi = self.table[tokens] if layer == 0 else torch.addmm(
+                    self.b_ih[layer], x, self.w_ih[layer])
+                gh = torch.addmm(self.b_hh[layer], h, self.w_hh[layer])
+                i_r, i_z, i_n = gi.chunk(3, dim=1)
+                h_r, h_z, h_n = gh.chunk(3, dim=1)
                 r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
                 n = torch.tanh(i_n + r * h_n)
                 h = n + z * (h - n)  # (1 - z) * n + z * h
             else:
-                gi = self.table[token] if layer == 0 else torch.addmv(
-                    self.b_ih[layer], self.w_ih[layer], x)
-                h = torch.tanh(torch.addmv(gi + self.b_hh[layer], self.w_hh[layer], h))
+                gi = self.table[tokens] if layer == 0 else torch.addmm(
+                    self.b_ih[layer], x, self.w_ih[layer])
+                h = torch.tanh(torch.addmm(gi + self.b_hh[layer], h, self.w_hh[layer]))
             self.h[layer] = h
             x = h
         return self.model.head(self.model.proj(x))
 
 
 class CUDAGraphStepper:
-    """One recurrent step captured in a CUDA graph; the state is updated in place by the graph."""
+    """One recurrent step of B streams captured in a CUDA graph; it updates the state in place.
 
-    def __init__(self, model: RNNLM, device: torch.device) -> None:
-        self.model, self.device = model.eval(), device
+    The tokens stay on the GPU from one step to the next, so B streams can be sampled without a
+    host round trip per token.
+    """
+
+    def __init__(self, model: RNNLM, device: torch.device, batch: int = 1) -> None:
+        self.model, self.device, self.batch = model.eval(), device, batch
         cfg = model.config
-        shape = (cfg.layers, 1, cfg.hidden)
-        self.token = torch.zeros(1, 1, dtype=torch.long, device=device)
+        shape = (cfg.layers, batch, cfg.hidden)
+        self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
         self.h = torch.zeros(shape, device=device)
         self.c = torch.zeros(shape, device=device) if cfg.cell == "lstm" else None
         side = torch.cuda.Stream(device)
@@ -123,27 +140,30 @@ class CUDAGraphStepper:
 
     def _body(self) -> torch.Tensor:
         state = (self.h, self.c) if self.c is not None else self.h
-        logits, new_state = self.model(self.token, state)
+        logits, new_state = self.model(self.tokens, state)
         if self.c is not None:
             self.h.copy_(new_state[0])
             self.c.copy_(new_state[1])
         else:
             self.h.copy_(new_state)
-        return logits[0, -1]
+        return logits[:, -1]
 
     @torch.inference_mode()
-    def prime(self, ids: list[int]) -> torch.Tensor:
+    def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
+        if batch != self.batch:
+            raise ValueError(f"this graph was captured for {self.batch} streams, not {batch}")
         logits, state = self.model(torch.tensor([ids], device=self.device))
+        state = _rows(state, batch)
         if self.c is not None:
             self.h.copy_(state[0])
             self.c.copy_(state[1])
         else:
             self.h.copy_(state)
-        return logits[0, -1]
+        return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
-    def step(self, token: int) -> torch.Tensor:
-        self.token.fill_(token)
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.tokens.copy_(tokens.view(-1, 1), non_blocking=True)
         self.graph.replay()
         return self.logits
 
@@ -151,13 +171,13 @@ class CUDAGraphStepper:
 Stepper = ModuleStepper | FusedCPUStepper | CUDAGraphStepper
 
 
-def make_stepper(model: RNNLM, device: torch.device) -> Stepper:
+def make_stepper(model: RNNLM, device: torch.device, batch: int = 1) -> Stepper:
     """The fastest step this device has: fused on CPU, a CUDA graph on CUDA, the module elsewhere."""
     if device.type == "cpu":
         return FusedCPUStepper(model)
     if device.type == "cuda":
         try:
-            return CUDAGraphStepper(model, device)
+            return CUDAGraphStepper(model, device, batch)
         except RuntimeError:  # capture unsupported here (old driver, debug mode …): stay correct
             return ModuleStepper(model, device)
     return ModuleStepper(model, device)

@@ -70,6 +70,14 @@ class Sampler:
         self.generator.manual_seed(opts.seed if opts.seed is not None else
                                    int(time.time_ns() % (1 << 62)))
 
+    def _draw(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits (B, V) → (tokens (B,), the distributions they were drawn from (B, V))."""
+        if self.opts.greedy:
+            probs = torch.softmax(logits.float(), dim=-1)
+            return probs.argmax(dim=-1), probs
+        probs = torch.softmax(filter_logits(logits, self.opts), dim=-1)
+        return torch.multinomial(probs, 1, generator=self.generator).view(-1), probs
+
     @torch.inference_mode()
     def stream(self, prime_ids: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield (token id, probabilities over the vocabulary it was drawn from), forever.
@@ -77,16 +85,27 @@ class Sampler:
         Options are read at every step, so a caller (the TUI) may change the temperature live.
         """
         stepper = make_stepper(self.model, self.device)
-        logits = stepper.prime(prime_ids)[None]
+        logits = stepper.prime(prime_ids)
         while True:
-            if self.opts.greedy:
-                probs = torch.softmax(logits.float(), dim=-1)
-                token = int(probs.argmax())
-            else:
-                probs = torch.softmax(filter_logits(logits, self.opts), dim=-1)
-                token = int(torch.multinomial(probs, 1, generator=self.generator))
-            yield token, probs[0]
-            logits = stepper.step(token)[None]
+            tokens, probs = self._draw(logits)
+            yield int(tokens[0]), probs[0]
+            logits = stepper.step(tokens)
+
+    @torch.inference_mode()
+    def sample_batch(self, prime_ids: list[int], streams: int, length: int) -> list[list[int]]:
+        """`streams` independent continuations of the prime, generated side by side.
+
+        One step advances every stream (a batched matrix product, or one CUDA-graph replay);
+        the tokens stay on the device and come back once, at the end.
+        """
+        stepper = make_stepper(self.model, self.device, streams)
+        logits = stepper.prime(prime_ids, streams)
+        out = torch.empty(streams, length, dtype=torch.long, device=self.device)
+        for i in range(length):
+            tokens, _ = self._draw(logits)
+            out[:, i] = tokens
+            logits = stepper.step(tokens)
+        return out.tolist()
 
     @torch.inference_mode()
     def beam_search(self, prime_ids: list[int], width: int, length: int) -> list[int]:
@@ -137,12 +156,16 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     model = ckpt.load_model(dev)
-    if model.config.direction == "backward":
+    backward = model.config.direction == "backward"
+    if backward or (num_samples > 1 and not opts.beam):
         # A right-to-left model generates what comes *before* the prime: collect, then reverse.
-        collected: list[str] = []
-        generate_ids(model, dev, opts, prime_ids[::-1], num_samples, collected.append)
+        # Several samples are generated side by side, then printed in turn.
+        collected: list[list[int]] = []
+        generate_ids(model, dev, opts, prime_ids[::-1] if backward else prime_ids, num_samples,
+                     collected.append)
+        shown = tokenizer.decode(prime_ids) if show_prime else ""
         for index, ids in enumerate(collected):
-            write(tokenizer.decode(ids[::-1]) + (tokenizer.decode(prime_ids) if show_prime else ""))
+            write(tokenizer.decode(ids[::-1]) + shown if backward else shown + tokenizer.decode(ids))
             write("\n" if index < num_samples - 1 else "")
         return
     for index in range(num_samples):
@@ -166,7 +189,12 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
 
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],
                  num_samples: int, collect: Callable[[list[int]], None]) -> None:
-    """Sample `num_samples` id sequences (seeds seed, seed+1, …) without decoding them."""
+    """Sample `num_samples` id sequences without decoding them: side by side in one batch, or
+    one after the other (seeds seed, seed+1, …) for beam search."""
+    if num_samples > 1 and not opts.beam:
+        for ids in Sampler(model, device, opts).sample_batch(prime_ids, num_samples, opts.length):
+            collect(ids)
+        return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, device, SampleOptions(**{**opts.__dict__, "seed": seed}))
