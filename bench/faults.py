@@ -38,6 +38,19 @@ def bad_inputs(work: Path, run: Path) -> list[tuple[str, list[str]]]:
         shutil.copytree(run, trunc)
         weights = trunc / "best" / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:64])
+    other = work / "other"  # a checkpoint of another format version
+    mismatch = work / "mismatch"  # same corpus, another vocabulary order
+    if not other.exists():
+        import shutil
+
+        shutil.copytree(run, other)
+        meta = json.loads((other / "best" / "checkpoint.json").read_text())
+        meta["version"] = 99
+        (other / "best" / "checkpoint.json").write_text(json.dumps(meta))
+        shutil.copytree(run, mismatch)
+        meta = json.loads((mismatch / "last" / "checkpoint.json").read_text())
+        meta["tokenizer"]["chars"] = meta["tokenizer"]["chars"][::-1]
+        (mismatch / "last" / "checkpoint.json").write_text(json.dumps(meta))
     corpus = str(work / "corpus.txt")
     return [
         ("empty file", ["train", str(work / "empty.txt")]),
@@ -59,6 +72,13 @@ def bad_inputs(work: Path, run: Path) -> list[tuple[str, list[str]]]:
                                         "--errors", "replace"]),
         ("nonsense --unk value", ["eval", str(run), "--split", "train", "--unk", "maybe"]),
         ("unknown split name", ["eval", str(run), "--split", "dev"]),
+        ("checkpoint of another format version", ["sample", str(other / "best")]),
+        ("tokenizer mismatch on resume", ["train", "--resume", str(mismatch)]),
+        ("invalid UTF-8 eval file", ["eval", str(run), str(work / "latin1.txt")]),
+        ("n-gram order 0", ["ngram", "train", corpus, "--order", "0"]),
+        ("n-gram of an empty file", ["ngram", "train", str(work / "empty.txt")]),
+        ("a tagger from a binary file", ["tag", "train", str(work / "binary.bin.txt")]),
+        ("fill with a pickle as model", ["fill", "a ___ b", "-m", str(work / "evil.ckpt")]),
     ]
 
 
@@ -90,7 +110,9 @@ def main() -> None:
     print(json.dumps({"bench": "faults", "kills": kills["kills"], "kills_survived": kills["survived"],
                       "bad_inputs_tried": tried, "bad_inputs_clean": tried - len(failures),
                       "cases_that_lost_data": kills["lost_data"], "failures": failures,
-                      "problems": kills["problems"]}, indent=1))
+                      "kills_by_phase": kills["phases"], "problems": kills["problems"]}, indent=1))
+    if failures or kills["lost_data"]:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

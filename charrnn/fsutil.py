@@ -37,14 +37,29 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def recover_dir(final: Path) -> None:
-    """Finish an interrupted swap: bring `final.old` back when `final` is missing."""
+    """Finish an interrupted swap: bring `final.old` back when `final` is missing, and remove
+    the half-written `final.tmp-PID` folders of processes that died while writing."""
     old = final.with_name(final.name + ".old")
     if old.is_dir():
         if final.is_dir():
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(old, final)
+    for tmp in final.parent.glob(f"{final.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

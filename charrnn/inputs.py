@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import glob
 import hashlib
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,3 +145,13 @@ def _refuse_binary(path: Path, head: bytes) -> None:
 def read_text(specs: Iterable[str], errors: str = "strict") -> str:
     """Read small inputs whole (used for prime files and eval files)."""
     return TextSource(expand_inputs(specs), errors).text()
+
+
+def read_stdin(errors: str = "strict") -> str:
+    """Standard input as UTF-8 text, refused like a file when it is binary or not UTF-8."""
+    data = sys.stdin.buffer.read()
+    _refuse_binary(Path("<stdin>"), data)
+    try:
+        return data.decode("utf-8", errors=errors).removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"<stdin>: invalid UTF-8 at byte offset {exc.start}: send UTF-8 text") from exc

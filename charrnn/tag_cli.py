@@ -14,7 +14,6 @@ stays fast.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -132,7 +131,7 @@ def tag_predict(
     device: Device = "auto", out: Out = None,
 ) -> None:
     """Tag raw text (stdin → stdout works): segmented lines, or tokens with their tags."""
-    from charrnn.inputs import read_text
+    from charrnn.inputs import read_stdin, read_text
     from charrnn.tagdata import Sentence, read_conll, words_from_tags
     from charrnn.tagtrain import load_tagger
 
@@ -140,7 +139,7 @@ def tag_predict(
         raise UserError(f"--input must be raw or conll, not {input_format!r}")
     if output not in ("conll", "inline"):
         raise UserError(f"--output must be conll or inline, not {output!r}")
-    text = sys.stdin.read() if file in (None, "-") else read_text([file])
+    text = read_stdin() if file in (None, "-") else read_text([file])
     bundle = load_tagger(run, _root(out), device)
     tag = bundle.meta["tag"]
     if bundle.encoder.level == "char":  # a segmenter: spaces already in the input stay boundaries

@@ -285,6 +285,9 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
                  log: Callable[[str], None] = lambda _: None) -> dict:
     """`charrnn tag train`: read, build vocabularies, train, keep the best on validation."""
     train_sents = read_data(data, cfg.format, cfg.label_column, cfg.features)
+    if len(train_sents) < 2:
+        raise UserError(f"{data} holds {len(train_sents)} sentence(s): too few to train a tagger "
+                        "(a blank line ends each CoNLL sentence; a line is one segmented sentence)")
     if valid is not None:
         val_sents = read_data(valid, cfg.format, cfg.label_column, cfg.features)
     else:
@@ -292,6 +295,9 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
     test_sents = read_data(test, cfg.format, cfg.label_column, cfg.features) if test else None
     level = "char" if cfg.format == "segmented" else "word"
     encoder = Encoder.build(train_sents, level, cfg.min_count)
+    if len(encoder.labels) < 2:
+        raise UserError(f"{data} has a single label ({', '.join(encoder.labels)}): nothing to "
+                        "learn; check --label-column and --format")
     mcfg = cfg.model_config(encoder)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

@@ -37,6 +37,11 @@ def checkpoint_problems(run: Path) -> list[str]:
     return problems
 
 
+def leftovers(run: Path) -> list[str]:
+    """Half-written checkpoint folders still present (a resumed run must have cleared them)."""
+    return sorted(p.name for p in run.glob("*.tmp-*")) if run.exists() else []
+
+
 def saved_step(run: Path) -> int:
     meta = run / "last" / "checkpoint.json"
     return json.loads(meta.read_text())["progress"]["step"] if meta.exists() else 0
@@ -47,7 +52,8 @@ def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0) ->
     rng = random.Random(seed)
     env = {**os.environ, "CHARRNN_RUNS": str(runs_root), "OMP_NUM_THREADS": "1"}
     run = runs_root / "killed"
-    counts = {"kills": 0, "survived": 0, "lost_data": 0, "problems": []}
+    counts = {"kills": 0, "survived": 0, "lost_data": 0, "problems": [], "phases": {},
+              "writing": []}
     previous = 0
     for _ in range(kills):
         resume = ["--resume", "killed"] if (run / "last").exists() else [str(corpus), "--run-name", "killed"]
@@ -63,8 +69,15 @@ def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0) ->
         proc.send_signal(signal.SIGKILL)
         _, err = proc.communicate()
         counts["kills"] += 1
+        # Where the kill landed: a half-written checkpoint folder means during a write.
+        writing = [p.name for p in run.glob("*.tmp-*")] if run.exists() else []
+        phase = "checkpoint write" if writing else "step or evaluation"
+        counts["phases"][phase] = counts["phases"].get(phase, 0) + 1
         problems = checkpoint_problems(run)
         step = saved_step(run)
+        if counts["kills"] > 1 and any(name in leftovers(run) for name in counts["writing"]):
+            problems = problems + [f"half-written folders survived a resume: {counts['writing']}"]
+        counts["writing"] = writing
         if problems or step < previous or (proc.returncode not in (-signal.SIGKILL, 0)):
             counts["lost_data"] += 1
             counts["problems"] += problems or [f"step {step} < {previous}: {err.decode()[-300:]}"]
@@ -72,4 +85,5 @@ def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0) ->
             counts["survived"] += 1
         previous = step
     counts["final_step"] = previous
+    counts.pop("writing")
     return counts

@@ -3,6 +3,7 @@ and determinism properties. Nothing may be lost, nothing may crash with a traceb
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -27,7 +28,8 @@ from helpers import TINY, run_cli
 def test_sigkill_at_20_random_moments_never_loses_a_checkpoint(small_text: Path, tmp_path: Path):
     counts = kill_cycle(small_text, tmp_path / "runs", kills=20, seed=1)
     print(f"\nfault suite: {counts['kills']} kills, {counts['survived']} survived, "
-          f"{counts['lost_data']} lost data, reached step {counts['final_step']}")
+          f"{counts['lost_data']} lost data, reached step {counts['final_step']}; kills by "
+          f"phase: {counts['phases']}")
     assert counts["lost_data"] == 0, counts["problems"]
     assert counts["final_step"] > 0
     run_cli("train", "--resume", "killed", "--max-steps", str(counts["final_step"] + 3), "--plain")
@@ -91,17 +93,80 @@ def test_out_of_memory_gives_advice(small_text: Path, monkeypatch) -> None:
 
 
 def test_hostile_metadata_paths_are_never_followed(tiny_run: Path, tmp_path: Path) -> None:
+    """A checkpoint whose dataset id is a path to a real, valid dataset must not reach it."""
+    from charrnn import data
+
     run = tmp_path / "copy"
     shutil.copytree(tiny_run, run)
     meta_path = run / "best" / "checkpoint.json"
     meta = json.loads(meta_path.read_text())
+    real = data.find_dataset(meta["dataset"]["id"])
+    assert real is not None
     secret = tmp_path / "secret"
-    secret.mkdir()
-    (secret / "meta.json").write_text("{}")
-    meta["dataset"]["id"] = "../../../" + str(secret)
+    shutil.copytree(real.root, secret)
+    hostile = "../../../" + str(secret)
+    secret_meta = json.loads((secret / "meta.json").read_text())
+    secret_meta["id"] = hostile  # were the path followed, this dataset would match and be used
+    (secret / "meta.json").write_text(json.dumps(secret_meta))
+    meta["dataset"]["id"] = hostile
     meta_path.write_text(json.dumps(meta))
     result = run_cli("eval", run, "--split", "test", ok=False)
-    assert "not in the cache" in result.output
+    assert result.exit_code == 2 and "not in the cache" in result.output
+
+
+def test_resume_with_another_tokenizer_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    meta_path = run / "last" / "checkpoint.json"
+    meta = json.loads(meta_path.read_text())
+    meta["tokenizer"]["chars"] = meta["tokenizer"]["chars"][::-1]  # same size, other ids
+    meta_path.write_text(json.dumps(meta))
+    result = run_cli("train", "--resume", run, "--max-steps", "60", ok=False)
+    assert result.exit_code == 2 and "tokenizer mismatch" in result.output
+
+
+@pytest.mark.parametrize(("where", "code", "message"), [
+    ("_fsync_tree", errno.ENOSPC, "No space left on device"),
+    ("os.replace", errno.EROFS, "Read-only file system"),
+])
+def test_a_failed_checkpoint_write_keeps_the_previous_one_without_mounts(
+        tiny_run: Path, tmp_path: Path, monkeypatch, where: str, code: int, message: str) -> None:
+    """Disk full / read-only simulated in process (no root or mount needed)."""
+    from charrnn import fsutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    before = (run / "last" / "model.safetensors").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    if where == "os.replace":
+        monkeypatch.setattr(fsutil.os, "replace", fail)
+    else:
+        monkeypatch.setattr(fsutil, where, fail)
+    result = run_cli("train", "--resume", run, "--max-steps", "60", ok=False)
+    monkeypatch.undo()
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert (run / "last" / "model.safetensors").read_bytes() == before
+    assert checkpoint_problems(run) == [] and not list(run.glob("*.tmp-*"))
+
+
+def test_half_written_folders_of_dead_processes_are_cleared(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    dead = _dead_pid()
+    stale = run / f"last.tmp-{dead}"
+    shutil.copytree(run / "last", stale)
+    (stale / "model.safetensors").write_bytes(b"half")
+    run_cli("train", "--resume", run, "--max-steps", "45")
+    assert not stale.exists() and checkpoint_problems(run) == []
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 @settings(max_examples=15, deadline=None)

@@ -164,3 +164,22 @@ def test_sample_refuses_a_tagger_checkpoint(chunker) -> None:
     root, _ = chunker
     result = run_cli("sample", root / "chunk" / "best", ok=False)
     assert result.exit_code == 2 and "not a language model" in result.output
+
+
+def test_predict_refuses_binary_or_non_utf8_stdin(chunker) -> None:
+    root, _ = chunker
+    for data in (b"caf\xe9 au lait\n", b"\x80\x04\x95\x00\x00pickle"):
+        result = run_cli("tag", "predict", "chunk", "-", "--input", "conll", "--out", root,
+                         input=data, ok=False)
+        assert result.exit_code == 2 and "<stdin>" in result.output
+
+
+def test_tag_train_refuses_data_too_small_to_learn_from(tmp_path: Path) -> None:
+    one = tmp_path / "one.txt"
+    one.write_text("the DT B-NP\ncat NN I-NP\n", encoding="utf-8")
+    result = run_cli("tag", "train", one, "--format", "conll", "--quiet", ok=False)
+    assert result.exit_code == 2 and "1 sentence(s)" in result.output
+    same = tmp_path / "same.txt"
+    same.write_text("a X O\nb X O\n\nc X O\n\nd X O\n", encoding="utf-8")
+    result = run_cli("tag", "train", same, "--format", "conll", "--quiet", ok=False)
+    assert result.exit_code == 2 and "single label" in result.output
