@@ -47,8 +47,11 @@ class ModuleStepper:
         return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (B,) → next-token logits (B, V)."""
+    def step(self, tokens: int | torch.Tensor) -> torch.Tensor:
+        """One token → logits (V,); or tokens (B,), one per stream → logits (B, V)."""
+        if isinstance(tokens, int):
+            logits, self.state = self.model(torch.tensor([[tokens]], device=self.device), self.state)
+            return logits[0, -1]
         logits, self.state = self.model(tokens.to(self.device).view(-1, 1), self.state)
         return logits[:, -1]
 
@@ -62,12 +65,12 @@ class FusedCPUStepper:
         self.cell, self.layers = cfg.cell, cfg.layers
         rnn = model.rnn
         with torch.inference_mode():
-            self.w_ih = [getattr(rnn, f"weight_ih_l{i}").detach().t() for i in range(cfg.layers)]
-            self.w_hh = [getattr(rnn, f"weight_hh_l{i}").detach().t() for i in range(cfg.layers)]
+            self.w_ih = [getattr(rnn, f"weight_ih_l{i}").detach() for i in range(cfg.layers)]
+            self.w_hh = [getattr(rnn, f"weight_hh_l{i}").detach() for i in range(cfg.layers)]
             self.b_ih = [getattr(rnn, f"bias_ih_l{i}").detach() for i in range(cfg.layers)]
             self.b_hh = [getattr(rnn, f"bias_hh_l{i}").detach() for i in range(cfg.layers)]
             # Layer 0's input projection for every vocabulary entry: one row lookup per token.
-            self.table = torch.addmm(self.b_ih[0], model.embed.weight.detach(), self.w_ih[0])
+            self.table = torch.addmm(self.b_ih[0], model.embed.weight.detach(), self.w_ih[0].t())
             if cfg.cell == "lstm":  # both LSTM biases are simply added: fold b_hh in too
                 self.table += self.b_hh[0]
                 self.bias = [None] + [self.b_ih[i] + self.b_hh[i] for i in range(1, cfg.layers)]
@@ -85,33 +88,45 @@ class FusedCPUStepper:
         return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: int | torch.Tensor) -> torch.Tensor:
+        """One token (the streamed case: vectors, BLAS matrix-vector calls) → logits (V,); or
+        tokens (B,) → logits (B, V) (rows, matrix-matrix calls). The maths is the same."""
+        if isinstance(tokens, int) and self.h[0].dim() == 2:  # primed as one row: use vectors
+            self.h = [h[0] for h in self.h]
+            self.c = [c[0] for c in self.c]
         x = None
         for layer in range(self.layers):
             h = self.h[layer]
             if self.cell == "lstm":
-                base = self.table[tokens] if layer == 0 else torch.addmm(
-                    self.bias[layer], x, self.w_ih[layer])
-                i, f, g, o = torch.addmm(base, h, self.w_hh[layer]).chunk(4, dim=1)
+                base = self.table[tokens] if layer == 0 else _affine(
+                    self.bias[layer], self.w_ih[layer], x)
+                i, f, g, o = _affine(base, self.w_hh[layer], h).chunk(4, dim=-1)
                 c = torch.sigmoid(f) * self.c[layer] + torch.sigmoid(i) * torch.tanh(g)
                 h = torch.sigmoid(o) * torch.tanh(c)
                 self.c[layer] = c
             elif self.cell == "gru":
-                gi = self.table[tokens] if layer == 0 else torch.addmm(
-                    self.b_ih[layer], x, self.w_ih[layer])
-                gh = torch.addmm(self.b_hh[layer], h, self.w_hh[layer])
-                i_r, i_z, i_n = gi.chunk(3, dim=1)
-                h_r, h_z, h_n = gh.chunk(3, dim=1)
+                gi = self.table[tokens] if layer == 0 else _affine(
+                    self.b_ih[layer], self.w_ih[layer], x)
+                gh = _affine(self.b_hh[layer], self.w_hh[layer], h)
+                i_r, i_z, i_n = gi.chunk(3, dim=-1)
+                h_r, h_z, h_n = gh.chunk(3, dim=-1)
                 r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
                 n = torch.tanh(i_n + r * h_n)
                 h = n + z * (h - n)  # (1 - z) * n + z * h
             else:
-                gi = self.table[tokens] if layer == 0 else torch.addmm(
-                    self.b_ih[layer], x, self.w_ih[layer])
-                h = torch.tanh(torch.addmm(gi + self.b_hh[layer], h, self.w_hh[layer]))
+                gi = self.table[tokens] if layer == 0 else _affine(
+                    self.b_ih[layer], self.w_ih[layer], x)
+                h = torch.tanh(_affine(gi + self.b_hh[layer], self.w_hh[layer], h))
             self.h[layer] = h
             x = h
         return self.model.head(self.model.proj(x))
+
+
+def _affine(bias: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """bias + x·Wᵀ for a vector x (matrix-vector) or rows x (matrix-matrix)."""
+    if x.dim() == 1:
+        return torch.addmv(bias, weight, x)
+    return torch.addmm(bias, x, weight.t())
 
 
 class CUDAGraphStepper:
@@ -162,7 +177,11 @@ class CUDAGraphStepper:
         return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+    def step(self, tokens: int | torch.Tensor) -> torch.Tensor:
+        if isinstance(tokens, int):
+            self.tokens.fill_(tokens)
+            self.graph.replay()
+            return self.logits[0]
         self.tokens.copy_(tokens.view(-1, 1), non_blocking=True)
         self.graph.replay()
         return self.logits

@@ -88,8 +88,9 @@ class Sampler:
         logits = stepper.prime(prime_ids)
         while True:
             tokens, probs = self._draw(logits)
-            yield int(tokens[0]), probs[0]
-            logits = stepper.step(tokens)
+            token = int(tokens[0])  # the host needs it anyway, to write it
+            yield token, probs[0]
+            logits = stepper.step(token)[None]
 
     @torch.inference_mode()
     def sample_batch(self, prime_ids: list[int], streams: int, length: int) -> list[list[int]]:
