@@ -294,12 +294,13 @@ def runs_command(out: opt.Out = None) -> None:
 @report_errors
 def plot(
     run_specs: Annotated[list[str], typer.Argument(metavar="RUN...", help="Runs (names or folders) whose curves to draw.")],
-    out: Annotated[str, typer.Option("--out", help="PNG file to write.")] = "curves.png",
+    png: Annotated[str, typer.Option("--png", help="PNG file to write.")] = "curves.png",
+    out: opt.Out = None,
 ) -> None:
     """Write a PNG of train/val loss and val bits/char curves for one or several runs."""
     from charrnn.plot import plot_runs
 
-    path = plot_runs(list(run_specs), _root(None), Path(out))
+    path = plot_runs(list(run_specs), _root(out), Path(png))
     typer.echo(f"wrote {path}")
 
 

@@ -43,7 +43,7 @@ def test_runs_on_an_empty_root_says_so(tmp_path: Path) -> None:
 def test_plot_writes_a_png_for_several_runs(tiny_run: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     out = tmp_path / "plots" / "curves.png"
-    result = run_cli("plot", tiny_run, str(tiny_run), "--out", out)
+    result = run_cli("plot", tiny_run, str(tiny_run), "--png", out)
     assert str(out) in result.output
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -55,13 +55,13 @@ def test_plot_errors_are_one_line(tiny_run: Path, tmp_path: Path) -> None:
     bare.mkdir()
     (bare / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
     assert "has no metrics yet" in run_cli("plot", bare, ok=False).output
-    assert ".png" in run_cli("plot", tiny_run, "--out", tmp_path / "x.pdf", ok=False).output
+    assert ".png" in run_cli("plot", tiny_run, "--png", tmp_path / "x.pdf", ok=False).output
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tiny_run: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib → ImportError
-    result = run_cli("plot", tiny_run, "--out", tmp_path / "c.png", ok=False)
+    result = run_cli("plot", tiny_run, "--png", tmp_path / "c.png", ok=False)
     assert result.exit_code == 2
     assert "pip install 'charrnn[plot]'" in result.output
     assert not (tmp_path / "c.png").exists()

@@ -7,6 +7,7 @@ these are fast and exact; test_tui.py drives the real thing in tmux.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,59 @@ def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
     assert "[red]prime" in text and "space pause" in text  # text is text, never markup
     if width >= 70:
         assert "top-5 candidates" in text and "tok/s" in text and "0.70" in text
+
+
+def test_a_large_vocabulary_keeps_recorded_work_bounded_and_exact() -> None:
+    """30k-word vocabularies must not pile up full distributions between frames."""
+    from charrnn.tui.sample_view import REDUCE_EVERY
+
+    vocab = 30_000
+    view = SampleView(ViewInfo("lstm", "run/best", [f"w{i}" for i in range(vocab)]),
+                      SampleOptions())
+    view.restart("", 0, 10**6)
+    generator = torch.Generator().manual_seed(0)
+    expected = []
+    for _ in range(3 * REDUCE_EVERY + 7):
+        probs = torch.softmax(3 * torch.randn(vocab, generator=generator), 0)
+        token = int(torch.multinomial(probs, 1, generator=generator))
+        view.record(token, probs, "x")
+        assert len(view.pending_probs) < REDUCE_EVERY
+        expected.append(float(-(probs * probs.log()).sum()) / math.log(2))
+    view.flush()
+    assert list(view.entropies) == pytest.approx(expected[-len(view.entropies):], rel=1e-4)
+    assert view.candidates[0][1] == pytest.approx(float(probs.max()))
+    assert view.chosen_p == pytest.approx(float(probs[token]))
+
+
+def test_a_narrow_terminal_still_shows_temperature_speed_and_status() -> None:
+    view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions(temperature=0.7))
+    view.restart("", 0, 100)
+    view.record(0, torch.tensor([0.9, 0.1]), "a")
+    view.flush()
+    view.status = "saved 12 characters"
+    lines = screen_lines(view.render(50), 50, 20)
+    footer = "\n".join(lines[-3:])
+    assert "temp 0.70" in footer and "tok/s" in footer and "saved 12" in footer
+    assert "q quit" in footer and all(cell_len(line) == 50 for line in lines)
+
+
+def test_train_view_fits_a_small_terminal() -> None:
+    for width, height in ((50, 20), (80, 14)):
+        con = console(width, height)
+        reporter = LiveTrainReporter(100, preview=lambda: "to be\nor not\nto be\nthat is\nit",
+                                     console=con, refresh_per_second=20)
+        try:
+            for step in (10, 20, 30):
+                reporter.train({"step": step, "epoch": 0.1, "loss": 3.0, "lr": 1e-3,
+                                "tokens_per_s": 1000.0, "elapsed": 1.0, "eta": 9.0,
+                                "max_steps": 100})
+            reporter.eval({"step": 30, "val_loss": 2.9, "val_bpc": 4.0, "best": True,
+                           "elapsed": 1.0})
+            lines = screen_lines(reporter.render(), width, height * 3)
+        finally:
+            reporter.close()
+        drawn = [line for line in lines if line.strip()]
+        assert len(drawn) < height and "eta" in drawn[0], drawn
 
 
 # ---- the sampling loop -------------------------------------------------------------------------

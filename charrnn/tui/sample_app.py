@@ -31,6 +31,8 @@ from charrnn.tui.widgets import bucket
 
 FPS = 15
 MAX_VIEW_SHARE = 0.05
+MAX_FRAME_GAP = 0.5  # seconds: a slow frame lowers the frame rate, but never below 2 a second
+KEY_POLL_EVERY = 32  # tokens between looks at the keyboard when no frame is due
 IDLE_POLL = 0.1  # seconds between looks at the keyboard while paused or done
 TEMP_STEP, TEMP_MIN, TEMP_MAX = 0.1, 0.1, 5.0
 _ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?")  # arrows, F-keys: ignored
@@ -133,9 +135,12 @@ class _Session:
                 view.record(token, probs, text)
                 self.parts.append(text)
                 done = view.generated >= view.target
+                pressed = ""
                 if not done and clock() < self.next_frame:
-                    continue  # the common case: no frame due, next token
-                pressed = self.keys.read(0.0)
+                    # The common case: no frame due, next token; a key press gets one at once.
+                    if view.generated % KEY_POLL_EVERY or not (pressed := self.keys.read(0.0)):
+                        continue
+                pressed += self.keys.read(0.0)
                 if done:  # the last token always gets a frame
                     self._finish_sample()
             else:  # paused or done: redraw only for a key or a resize
@@ -150,12 +155,16 @@ class _Session:
             self._measure(now, running)
             if not self._handle(pressed):
                 break
+            cpu = time.thread_time()
             view.flush()
             live.update(view.render(self.console.width), refresh=True)
             cost = clock() - now
             if running:
                 self.result.view_seconds += cost
-            self.next_frame = now + max(interval, cost / MAX_VIEW_SHARE)
+            # The frame's own CPU time sets the next gap (time the OS gave to others is not
+            # the view's cost), capped so keys and the screen stay responsive.
+            spent = time.thread_time() - cpu
+            self.next_frame = now + min(MAX_FRAME_GAP, max(interval, spent / MAX_VIEW_SHARE))
             if not self.hold and view.generated >= view.target:
                 break
         self.result.tokens = self.tokens_before + view.generated

@@ -1,9 +1,11 @@
 """What the sampling view shows, and how it is laid out.
 
 Per token the loop only records (id, probability tensor, decoded text) — no tensor work, no
-host sync. `flush()` does the tensor work once per frame for everything recorded since the last
-frame: one stack, one gather for the sampled tokens' probabilities, one entropy reduction, one
-topk for the newest step.
+host sync. Every REDUCE_EVERY tokens the recorded distributions are reduced on the device to
+what the view keeps of them (the sampled token's probability and the entropy: two numbers a
+token), so memory and a frame's work stay bounded whatever the vocabulary size and however far
+apart frames are. `flush()`, once per frame, reduces the rest, moves everything to the host in
+one transfer, and takes the top-5 of the newest step.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from charrnn.tui.widgets import BUCKET_STYLES, PRIME_STYLE, bar, bucket, fit, le
 SIDE_WIDTH = 40
 PRIME = len(BUCKET_STYLES)  # style index of the prime in the text flow
 CANDIDATES = 5
+REDUCE_EVERY = 128  # distributions held before they are reduced to two numbers each
+NARROW = SIDE_WIDTH + 30  # below this width the side panel is hidden: the footer says more
 
 
 @dataclass
@@ -45,6 +49,8 @@ class SampleView:
     pending_ids: list[int] = field(default_factory=list)
     pending_probs: list[torch.Tensor] = field(default_factory=list)
     pending_text: list[str] = field(default_factory=list)
+    reduced: list[torch.Tensor] = field(default_factory=list)  # (2, n): chosen p, entropy
+    newest: torch.Tensor | None = None  # the latest full distribution (for the top-5)
     entropies: deque = field(default_factory=lambda: deque(maxlen=SIDE_WIDTH))
     candidates: list[tuple[int, float]] = field(default_factory=list)
     chosen: int | None = None
@@ -62,30 +68,45 @@ class SampleView:
         self.pending_ids.clear()
         self.pending_probs.clear()
         self.pending_text.clear()
+        self.reduced.clear()
+        self.newest = None
         self.entropies.clear()
         self.candidates, self.chosen, self.generated = [], None, 0
         self.seed, self.target = seed, target
         self.flow.add(prime_text, PRIME)
 
     def record(self, token: int, probs: torch.Tensor, text: str) -> None:
-        """Per token: three appends. Everything else waits for the next frame."""
+        """Per token: three appends (and, every REDUCE_EVERY tokens, one device reduction)."""
         self.pending_ids.append(token)
         self.pending_probs.append(probs)
         self.pending_text.append(text)
         self.generated += 1
+        if len(self.pending_probs) >= REDUCE_EVERY:
+            self._reduce()
 
-    def flush(self) -> None:
-        if not self.pending_ids:
+    def _reduce(self) -> None:
+        """Recorded distributions → (chosen p, entropy) per token, on the device (no sync)."""
+        if not self.pending_probs:
             return
         probs = torch.stack(self.pending_probs).float()
-        ids = torch.tensor(self.pending_ids, device=probs.device)
+        first = len(self.pending_ids) - len(self.pending_probs)
+        ids = torch.tensor(self.pending_ids[first:], device=probs.device)
         chosen = probs.gather(1, ids[:, None])[:, 0]
         # Filtered-out tokens have p = 0 exactly; clamp so 0·log 0 counts as 0, not NaN.
         # (natural log, then bits: log2 is ~40× slower than log in CPU builds of torch)
         entropy = (probs * probs.clamp_min(1e-30).log()).sum(1) * (-1 / math.log(2))
-        top = torch.topk(probs[-1], min(CANDIDATES, probs.size(1)))
+        self.reduced.append(torch.stack([chosen, entropy]))
+        self.newest = probs[-1]
+        self.pending_probs.clear()
+
+    def flush(self) -> None:
+        if not self.pending_ids:
+            return
+        self._reduce()
+        top = torch.topk(self.newest, min(CANDIDATES, self.newest.numel()))
+        reduced = torch.cat(self.reduced, dim=1)
         # One transfer for all of it (a single sync on a GPU).
-        packed = torch.cat([chosen, entropy, top.values, top.indices.to(probs.dtype)]).tolist()
+        packed = torch.cat([reduced.reshape(-1), top.values, top.indices.to(reduced.dtype)]).tolist()
         n, k = len(self.pending_ids), top.values.numel()
         chosen_p, entropies = packed[:n], packed[n:2 * n]
         values, indices = packed[2 * n:2 * n + k], packed[2 * n + k:]
@@ -95,8 +116,8 @@ class SampleView:
         self.candidates = [(int(i), v) for i, v in zip(indices, values, strict=True)]
         self.chosen, self.chosen_p = self.pending_ids[-1], chosen_p[-1]
         self.pending_ids.clear()
-        self.pending_probs.clear()
         self.pending_text.clear()
+        self.reduced.clear()
 
     # ---- rendering ----------------------------------------------------------------------------
     def render(self, width: int | None = None) -> Frame:  # noqa: ARG002 (sized at render time)
@@ -126,8 +147,9 @@ class SampleView:
         stats = Table.grid(padding=(0, 1))
         stats.add_column(style="dim", no_wrap=True, width=label_w)
         stats.add_column(no_wrap=True, width=value_w)
+        ent_text = f" {ent:4.2f} bits" if ent < 10 else f" {ent:4.1f} bits"
         stats.add_row("entropy", Text.assemble((sparkline(self.entropies, value_w - 10, top_bits),
-                                                "magenta"), f" {ent:4.2f} bits"))
+                                                "magenta"), ent_text))
         stats.add_row("speed", Text(f"{self.rate:,.0f} tok/s", style="bold cyan"))
         stats.add_row("tokens", f"{self.generated:,} / {self.target:,}")
         stats.add_row("temp", Text(f"{opts.temperature:.2f}", style="bold")
@@ -139,13 +161,25 @@ class SampleView:
         stats.add_row("checkpoint", fit(self.info.checkpoint, value_w))
         return Group(Text("top-5 candidates", style="bold"), rows, Text(""), stats)
 
-    def _footer(self) -> Group:
+    def _footer(self, width: int) -> Group:
         space = "more" if self.generated >= self.target else ("resume" if self.paused else "pause")
-        keys = Text.assemble(
-            ("space", "bold"), f" {space}  ", ("+/-", "bold"), " temperature  ", ("r", "bold"),
-            " restart (new seed)  ", ("s", "bold"), " save  ", ("q", "bold"), " quit")
-        return Group(legend(), keys, Text(self.status, style="italic yellow", no_wrap=True,
-                                          overflow="ellipsis"))
+        if width >= NARROW:
+            keys = Text.assemble(
+                ("space", "bold"), f" {space}  ", ("+/-", "bold"), " temperature  ", ("r", "bold"),
+                " restart (new seed)  ", ("s", "bold"), " save  ", ("q", "bold"), " quit")
+            return Group(legend(), keys, _one_line(Text(self.status, style="italic yellow")))
+        # No side panel: the footer carries the figures, and the keys in short.
+        figures = Text.assemble((f"temp {self.opts.temperature:.2f}", "bold"),
+                                f"  {self.rate:,.0f} tok/s  {self.generated:,}/{self.target:,}  ")
+        figures.append(self.status, style="italic yellow")
+        keys = Text.assemble(("space", "bold"), f" {space} ", ("+/-", "bold"), " temp ",
+                             ("r", "bold"), " new ", ("s", "bold"), " save ", ("q", "bold"), " quit")
+        return Group(_one_line(legend(compact=True)), _one_line(keys), _one_line(figures))
+
+
+def _one_line(text: Text) -> Text:
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
 
 
 _STATE_STYLE = {"live": "green", "paused": "yellow", "done": "cyan"}
@@ -183,7 +217,7 @@ class Frame:
             if side is not None:
                 yield from side[row]
             yield Segment.line()
-        footer = console.render_lines(view._footer(), options.update(width=width,
+        footer = console.render_lines(view._footer(width), options.update(width=width,
                                                                      height=FOOTER_LINES), pad=True)
         for line in footer:
             yield from line

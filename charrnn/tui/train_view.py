@@ -83,20 +83,28 @@ class LiveTrainReporter:
 
     # ---- drawing ------------------------------------------------------------------------------
     def render(self) -> Group:
-        width = self.console.width
-        parts = [self._progress_line(width), self._stats_line()]
+        width, height = self.console.width, self.console.height
+        stats = self._stats_line()
+        parts = [self._progress_line(width), stats]
+        # The block fits the terminal: the figures, the chart, then the sample, which gives way
+        # first (a block taller than the screen would scroll and smear).
+        room = height - 2 - len(stats.wrap(self.console, width))  # one line spare
+        chart_rows = 4  # around the plot: the panel's borders, the step axis and the legend
+        sample_lines = max(0, min(SAMPLE_LINES, room - (CHART_HEIGHT + chart_rows) - 2))
+        chart_height = CHART_HEIGHT if sample_lines else min(CHART_HEIGHT,
+                                                             max(3, room - chart_rows))
         if self.train_points:
             series = [("train", list(self.train_points), "cyan")]
             if self.val_points:
                 series.append(("val", list(self.val_points), "magenta"))
-            parts.append(Panel(LineChart(series, CHART_HEIGHT), title="loss (nats/token)",
+            parts.append(Panel(LineChart(series, chart_height), title="loss (nats/token)",
                                title_align="left", border_style="blue"))
-        if self.sample is not None:
+        if self.sample is not None and sample_lines:
             step, text = self.sample
-            lines = [line for line in text.splitlines() if line.strip()][-SAMPLE_LINES:]
-            body = Text("\n".join(lines), no_wrap=False, overflow="fold")
+            lines = [line for line in text.splitlines() if line.strip()][-sample_lines:]
+            body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
             parts.append(Panel(body, title=f"sample at step {step:,}", title_align="left",
-                               border_style="green", height=SAMPLE_LINES + 2))
+                               border_style="green", height=sample_lines + 2))
         return Group(*parts)
 
     def _progress_line(self, width: int) -> Table:
@@ -109,12 +117,13 @@ class LiveTrainReporter:
         total = self.total
         label = f"{step:,}/{total:,}" if total else f"{step:,}"
         percent = f"{step / total:4.0%}" if total else ""
+        figures = f"{label} {percent}  eta {fmt_duration(eta_now)}"
+        if width >= 80:
+            figures = f"{label} {percent}  elapsed {fmt_duration(elapsed)}  eta {fmt_duration(eta_now)}"
         grid = Table.grid(padding=(0, 1))
-        grid.add_column(width=max(10, width - 52))
+        grid.add_column(width=max(10, width - len(figures) - 2))
         grid.add_column(no_wrap=True)
-        grid.add_row(ProgressBar(total=total or None, completed=step),
-                     Text(f"{label} {percent}  elapsed {fmt_duration(elapsed)}  "
-                          f"eta {fmt_duration(eta_now)}"))
+        grid.add_row(ProgressBar(total=total or None, completed=step), Text(figures))
         return grid
 
     def _stats_line(self) -> Text:

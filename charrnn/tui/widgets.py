@@ -28,12 +28,15 @@ def bucket(p: float) -> int:
     return len(BUCKETS) - 1
 
 
-def legend() -> Text:
-    text = Text("p(token): ", style="dim")
+def legend(compact: bool = False) -> Text:
+    """The colour key; compact: thresholds only, for narrow terminals."""
+    text = Text("p " if compact else "p(token): ", style="dim")
     labels = ["≥80%", "≥50%", "≥25%", "≥10%", "<10%"]
+    if compact:
+        labels = [label.strip("≥%<") for label in labels[:-1]] + ["<10"]
     for label, (_threshold, style) in zip(labels, BUCKETS, strict=True):
-        text.append("■ ", style=style)
-        text.append(label + "  ")
+        text.append("■" if compact else "■ ", style=style)
+        text.append(label + (" " if compact else "  "))
     text.append("prime", style=PRIME_STYLE)
     return text
 
