@@ -134,8 +134,9 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn
             return open_checkpoint(path)
     folder = runs.resolve_run(spec, root, kind=kind)
     order = ("best", "last") if prefer == "best" else ("last", "best")
-    for name in order:
+    for name in order:  # both, before either is read: a crash may have hit either write
         fsutil.recover_dir(folder / name)
+    for name in order:
         if (folder / name / META).is_file():
             return open_checkpoint(folder / name)
     info = runs.run_info(folder)

@@ -6,9 +6,8 @@ and the n-gram commands start fast and never import torch.
 
 from __future__ import annotations
 
-import functools
+import glob
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn import cli_options as opt
+from charrnn.cli_errors import debug as _debug
+from charrnn.cli_errors import report_errors
 from charrnn.errors import UserError
 
 app = typer.Typer(
@@ -25,35 +26,6 @@ app = typer.Typer(
 )
 corpus_app = typer.Typer(no_args_is_help=True, help="The registry of public corpora.")
 app.add_typer(corpus_app, name="corpus")
-
-
-def _debug() -> bool:
-    return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
-
-
-def report_errors(func):
-    """Turn a UserError into `charrnn: error: …` on stderr and exit code 2 (traceback if DEBUG)."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            if _debug():
-                raise
-            typer.echo(f"charrnn: error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("charrnn: interrupted", err=True)
-            raise typer.Exit(130) from None
-        except OSError as exc:  # the disk or the permissions, not a bug: say which file
-            if _debug():
-                raise
-            where = f" ({exc.filename})" if exc.filename else ""
-            typer.echo(f"charrnn: error: {exc.strerror or exc}{where}", err=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _root(out: str | None) -> Path:
@@ -91,17 +63,17 @@ def train(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="Corpus: files, directories, globs, a dataset folder or a registry name. "
              "None: the embedded default corpus.")] = None,
-    cell: Annotated[str, typer.Option(help="rnn, lstm or gru.")] = "lstm",
+    cell: Annotated[str, typer.Option(help="rnn, lstm or gru.")] = "gru",
     layers: Annotated[int, typer.Option(help="Stacked recurrent layers.")] = 2,
     hidden: Annotated[int, typer.Option(help="Hidden units per layer.")] = 256,
     emb: Annotated[int, typer.Option(help="Embedding size (0: same as --hidden).")] = 0,
-    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers, on outputs.")] = 0.1,
-    tie_weights: Annotated[bool, typer.Option("--tie-weights", help="Share input embedding and output matrix.")] = False,
+    dropout: Annotated[float, typer.Option(help="Dropout on embeddings, between layers, on outputs.")] = 0.2,
+    tie_weights: Annotated[bool, typer.Option("--tie-weights/--no-tie-weights", help="Share input embedding and output matrix.")] = True,
     weight_drop: Annotated[float, typer.Option(help="DropConnect on the recurrent (hidden-to-hidden) matrices, as AWD-LSTM.")] = 0.0,
     locked_dropout: Annotated[bool, typer.Option("--locked-dropout/--no-locked-dropout", help="One --dropout mask per window, shared by all time steps (variational).")] = False,
     embed_drop: Annotated[float, typer.Option(help="Drop whole embedding rows (token types) per window.")] = 0.0,
-    seq_len: Annotated[int, typer.Option(help="Truncated-BPTT length.")] = 128,
-    batch_size: Annotated[int, typer.Option(help="Parallel streams per step.")] = 64,
+    seq_len: Annotated[int, typer.Option(help="Truncated-BPTT length.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Parallel streams per step.")] = 32,
     optim: Annotated[str, typer.Option(help="adamw, adam, sgd or rmsprop.")] = "adamw",
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer).")] = None,
     weight_decay: Annotated[float, typer.Option(help="Weight decay on matrices.")] = 0.01,
@@ -170,7 +142,7 @@ def sample(
     length: Annotated[int, typer.Option(help="Tokens to generate.")] = 500,
     prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
     prime_file: Annotated[Optional[str], typer.Option(help="Read the prime from a file.")] = None,
-    num_samples: Annotated[int, typer.Option(help="Independent samples (seed, seed+1, …).")] = 1,
+    num_samples: Annotated[int, typer.Option(help="Independent samples, generated side by side (one batch) from --seed.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = None,
     unk: Annotated[str, typer.Option("--unk", help="Prime tokens outside the vocabulary: error or skip.")] = "error",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
@@ -243,7 +215,7 @@ def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | Non
         target = Path(targets[0])
         is_run = (root / targets[0]).is_dir() or (target.is_dir() and (
             (target / "run.json").exists() or (target / "checkpoint.json").exists()))
-        if not is_run and not target.exists():
+        if not is_run and not target.expanduser().exists() and not glob.has_magic(targets[0]):
             raise UserError(f"{targets[0]!r} is neither a run under {root} nor a file: check "
                             "the name (charrnn runs lists the runs)")
         return (targets[0], None) if is_run else (None, targets[0])
@@ -304,31 +276,19 @@ def plot(
     typer.echo(f"wrote {path}")
 
 
-def _mount_ngram() -> None:
-    """The n-gram commands live in charrnn.ngram (torch-free); mount them when present."""
-    try:
-        from charrnn.ngram.cli import compare_cmd, ngram_app
-    except ImportError:
-        return
-    app.add_typer(ngram_app, name="ngram", help="N-gram baselines (modified Kneser-Ney).")
-    app.command("compare")(report_errors(compare_cmd))
-
-
-_mount_ngram()
-
-
-def _mount_tag_fill() -> None:
-    """`charrnn tag …` and `charrnn fill …` (charrnn.tag_cli imports typer only, not torch)."""
+def _mount_subcommands() -> None:
+    """`charrnn ngram …` and `compare` (torch-free), `charrnn tag …` and `charrnn fill …`
+    (charrnn.tag_cli imports typer only); their commands report errors as every command does."""
+    from charrnn.ngram.cli import compare_cmd, ngram_app
     from charrnn.tag_cli import fill_app, tag_app
 
-    for sub in (tag_app, fill_app):
-        for command in sub.registered_commands:  # one-line errors, exit 2, like every command
-            command.callback = report_errors(command.callback)
+    app.add_typer(ngram_app, name="ngram", help="N-gram baselines (modified Kneser-Ney).")
+    app.command("compare")(report_errors(compare_cmd))
     app.add_typer(tag_app, name="tag")
     app.add_typer(fill_app, name="fill")
 
 
-_mount_tag_fill()
+_mount_subcommands()
 
 
 def main() -> None:

@@ -2,18 +2,22 @@
 
 A folder is written under a temporary name, fsynced, then swapped in by renames:
 
-    final.tmp-PID  --(write, fsync)-->  final -> final.old,  final.tmp-PID -> final,  rm final.old
+    final.tmp-HOST-PID  --(write, fsync)-->  final -> final.old,  final.tmp-… -> final,  rm final.old
 
 A crash between the two renames leaves `final.old` and no `final`; `recover_dir` puts it back,
-so the last complete folder is always readable.
+so the last complete folder is always readable. A process killed while writing leaves its
+`final.tmp-HOST-PID`; `recover_dir` removes it once that process is gone (only folders of this
+host: a process of another machine sharing the folder cannot be checked, so it is left alone).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,17 +51,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _tmp_name(final: Path, pid: int | None = None) -> Path:
+    host = socket.gethostname().replace("-", "_") or "host"
+    return final.with_name(f"{final.name}.tmp-{host}-{os.getpid() if pid is None else pid}")
+
+
 def recover_dir(final: Path) -> None:
     """Finish an interrupted swap: bring `final.old` back when `final` is missing, and remove
-    the half-written `final.tmp-PID` folders of processes that died while writing."""
+    the half-written temp folders of this host's processes that died while writing."""
     old = final.with_name(final.name + ".old")
     if old.is_dir():
         if final.is_dir():
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(old, final)
-    for tmp in final.parent.glob(f"{final.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[1]
+    mine = _tmp_name(final, 0).name[: -len("0")]  # "<name>.tmp-<host>-"
+    for tmp in final.parent.glob(glob.escape(mine) + "*"):
+        pid = tmp.name[len(mine):]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -71,7 +81,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"cannot create {final.parent}: {exc.strerror}") from exc
     recover_dir(final)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    tmp = _tmp_name(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir()

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
+from charrnn.cli_errors import command
 from charrnn.errors import UserError
 
 tag_app = typer.Typer(no_args_is_help=True, help="Bidirectional RNN taggers: chunking, segmentation.")
@@ -45,7 +46,7 @@ def _features(spec: str | None) -> list[int]:
 
 
 # ---- tag ---------------------------------------------------------------------------------------
-@tag_app.command("train")
+@command(tag_app, "train")
 def tag_train(
     data: Annotated[str, typer.Argument(help="Training file (CoNLL columns, or segmented lines).")],
     format: Annotated[str, typer.Option("--format", help="conll (token … label per line) or segmented (words separated by spaces; B/M/E/S tags).")] = "conll",
@@ -103,7 +104,7 @@ def _score_line(source: str, r: dict) -> str:
     return line
 
 
-@tag_app.command("eval")
+@command(tag_app, "eval")
 def tag_eval(
     run: Annotated[str, typer.Argument(help="Tagger run name, run folder or checkpoint.")],
     file: Annotated[str, typer.Argument(help="Labelled file in the tagger's training format.")],
@@ -121,7 +122,7 @@ def tag_eval(
     typer.echo(json.dumps(result, indent=1) if json_out else _score_line(file, result))
 
 
-@tag_app.command("predict")
+@command(tag_app, "predict")
 def tag_predict(
     run: Annotated[str, typer.Argument(help="Tagger run name, run folder or checkpoint.")],
     file: Annotated[Optional[str], typer.Argument(help="Input text (default or '-': stdin).")] = None,
@@ -253,7 +254,7 @@ def _methods(asked: list[str] | None, families) -> list[str]:
     return methods
 
 
-@fill_app.command("text")
+@command(fill_app, "text")
 def fill_command(
     text: Annotated[Optional[str], typer.Argument(help="Text with blanks, e.g. 'I want to ___ a new phone'.")] = None,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="A prompt: type sentences, see the fills (Ctrl-D or :q to leave).")] = False,
@@ -300,7 +301,7 @@ def fill_command(
             console.print(line)
 
 
-@fill_app.command("eval")
+@command(fill_app, "eval")
 def fill_eval_command(
     file: Annotated[str, typer.Argument(help="Held-out text to cut blanks from.")],
     blanks: Annotated[int, typer.Option(help="How many blanks (each a separate case).")] = 200,

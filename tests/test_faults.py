@@ -155,9 +155,10 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one_without_mounts(
 def test_half_written_folders_of_dead_processes_are_cleared(tiny_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "copy"
     shutil.copytree(tiny_run, run)
-    dead = _dead_pid()
-    stale = run / f"last.tmp-{dead}"
-    shutil.copytree(run / "last", stale)
+    from charrnn.fsutil import _tmp_name
+
+    stale = _tmp_name(run / "best", _dead_pid())  # best/: resume reads last/, yet clears both
+    shutil.copytree(run / "best", stale)
     (stale / "model.safetensors").write_bytes(b"half")
     run_cli("train", "--resume", run, "--max-steps", "45")
     assert not stale.exists() and checkpoint_problems(run) == []

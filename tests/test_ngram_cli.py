@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.errors import UserError
 from charrnn.ngram.cli import compare_cmd, ngram_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,11 +25,13 @@ def ngram(*args, ok: bool = True):
     return result
 
 
-def user_error(*args) -> UserError:
+def user_error(*args) -> str:
+    """A user mistake: one `charrnn: error:` line, exit code 2, no traceback. → the message."""
     result = ngram(*args, ok=False)
-    assert result.exit_code != 0
-    assert isinstance(result.exception, UserError), repr(result.exception)
-    return result.exception
+    assert result.exit_code == 2, result.output + repr(result.exception)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("charrnn: error: "), result.output
+    return lines[0]
 
 
 def compare(*args):

@@ -175,6 +175,22 @@ def test_stop_then_resume_follows_the_uninterrupted_loss_curve(small_text, tmp_p
         assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
 
 
+def test_awd_regularisers_resume_exactly(small_text, tmp_path) -> None:
+    """--weight-drop, --locked-dropout and --embed-drop draw from the run's RNG: exact resume."""
+    awd = ["--cell", "lstm", "--weight-drop", "0.3", "--locked-dropout", "--embed-drop", "0.1",
+           "--dropout", "0.3"]
+    # A flat learning rate after warmup, so the 12-step run's schedule matches the 30-step one.
+    args = [small_text, *TINY, *awd, "--log-every", "1", "--min-lr-ratio", "1"]
+    run_cli("train", *args, "--max-steps", "30", "--run-name", "whole")
+    run_cli("train", *args, "--max-steps", "12", "--run-name", "split")
+    run_cli("train", "--resume", "split", "--max-steps", "30", "--plain")
+    whole, split = _train_losses(tmp_path / "runs/whole"), _train_losses(tmp_path / "runs/split")
+    config = json.loads((tmp_path / "runs/whole/best/checkpoint.json").read_text())["model"]
+    assert (config["weight_drop"], config["locked_dropout"], config["embed_drop"]) == (0.3, True, 0.1)
+    for step in range(13, 31):
+        assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
+
+
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_last_and_matches(small_text, tmp_path) -> None:
     common = [str(small_text), *TINY, "--max-steps", "400", "--log-every", "1", "--save-every",

@@ -1,12 +1,13 @@
 """`charrnn ngram train|eval|sample|export|import` and `charrnn compare`.
 
 Cheap to import: numpy-, numba- and torch-heavy modules are imported inside the commands, and
-no n-gram command ever imports torch. User mistakes raise UserError; the top-level `main()`
-turns it into a one-line message and exit code 2.
+no n-gram command ever imports torch. User mistakes raise UserError, which each command turns
+into a one-line message and exit code 2 (charrnn.cli_errors).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn import cli_options as opt
+from charrnn.cli_errors import command
 from charrnn.errors import UserError
 
 ngram_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -50,7 +52,7 @@ def _inputs(inputs: list[str], popts, mirror: str | None) -> list[str]:
     return resolved
 
 
-@ngram_app.command()
+@command(ngram_app)
 def train(
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="Corpus: files, folders, globs, a dataset folder or a registry name "
@@ -109,7 +111,7 @@ def train(
                f"{meta['train_seconds']:.2f}s")
 
 
-@ngram_app.command("eval")
+@command(ngram_app, "eval")
 def eval_cmd(
     targets: Annotated[Optional[list[str]], typer.Argument(
         help="[RUN] [FILE]: an n-gram run (default: newest) and/or a text file to score.")] = None,
@@ -142,14 +144,14 @@ def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | Non
     if len(targets) == 1:
         target = Path(targets[0])
         is_run = (root / targets[0] / "run.json").is_file() or (target / "run.json").is_file()
-        if not is_run and not target.exists():
+        if not is_run and not target.expanduser().exists() and not glob.has_magic(targets[0]):
             raise UserError(f"{targets[0]!r} is neither a run under {root} nor a file: check "
                             "the name (charrnn runs lists the runs)")
         return (targets[0], None) if is_run else (None, targets[0])
     return None, None
 
 
-@ngram_app.command()
+@command(ngram_app)
 def sample(
     run: Run = None,
     length: Annotated[int, typer.Option(help="Tokens to generate.")] = 500,
@@ -174,7 +176,7 @@ def sample(
     sys.stdout.write("\n")
 
 
-@ngram_app.command()
+@command(ngram_app)
 def export(
     run: Run = None,
     arpa: Annotated[str, typer.Option("--arpa", help="ARPA file to write.")] = ...,
@@ -190,7 +192,7 @@ def export(
                                                for n, c in enumerate(info["ngrams"], 1)))
 
 
-@ngram_app.command("import")
+@command(ngram_app, "import")
 def import_cmd(
     file: Annotated[str, typer.Argument(help="ARPA file (ours, KenLM's, SRILM's, ...).")],
     run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,

@@ -157,13 +157,14 @@ class _Session:
                 break
             cpu = time.thread_time()
             view.flush()
+            tensors = time.thread_time() - cpu  # CPU time: a descheduled moment is not its cost
+            drawn = clock()
             live.update(view.render(self.console.width), refresh=True)
-            cost = clock() - now
+            drawing = clock() - drawn  # wall time: a slow terminal's blocked writes count
             if running:
-                self.result.view_seconds += cost
-            # The frame's own CPU time sets the next gap (time the OS gave to others is not
-            # the view's cost), capped so keys and the screen stay responsive.
-            spent = time.thread_time() - cpu
+                self.result.view_seconds += clock() - now
+            # The frame's cost sets the next gap, capped so keys and the screen stay responsive.
+            spent = tensors + drawing
             self.next_frame = now + min(MAX_FRAME_GAP, max(interval, spent / MAX_VIEW_SHARE))
             if not self.hold and view.generated >= view.target:
                 break

@@ -93,7 +93,7 @@ class LiveTrainReporter:
         sample_lines = max(0, min(SAMPLE_LINES, room - (CHART_HEIGHT + chart_rows) - 2))
         chart_height = CHART_HEIGHT if sample_lines else min(CHART_HEIGHT,
                                                              max(3, room - chart_rows))
-        if self.train_points:
+        if self.train_points and chart_height <= room - chart_rows:  # else: too short for one
             series = [("train", list(self.train_points), "cyan")]
             if self.val_points:
                 series.append(("val", list(self.val_points), "magenta"))

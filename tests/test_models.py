@@ -1,0 +1,58 @@
+"""The recurrent LM's regularisers (AWD-LSTM): what each one drops, and that eval is untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from charrnn.errors import UserError
+from charrnn.models import RNNLM, ModelConfig
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_weight_drop_masks_the_recurrent_matrices_and_trains_the_originals(cell: str) -> None:
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(20, cell, layers=2, hidden=16, dropout=0.0, weight_drop=0.5))
+    ids = torch.randint(0, 20, (3, 9))
+    model.train()
+    first, _ = model(ids)
+    second, _ = model(ids)
+    assert not torch.allclose(first, second)  # a new DropConnect mask per window
+    first.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0
+               for name, p in model.rnn.named_parameters() if name.startswith("weight_hh"))
+    model.eval()
+    torch.testing.assert_close(model(ids)[0], model(ids)[0])  # no dropping in eval
+    plain = RNNLM(ModelConfig(20, cell, layers=2, hidden=16, dropout=0.0)).eval()
+    plain.load_state_dict(model.state_dict())  # same parameter names: checkpoints interchange
+    torch.testing.assert_close(plain(ids)[0], model(ids)[0])
+
+
+def test_locked_dropout_uses_one_mask_for_every_time_step() -> None:
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=32, dropout=0.5, locked_dropout=True))
+    model.train()
+    x = torch.ones(4, 7, 32)
+    dropped = model._dropout(x)
+    zero = dropped == 0
+    assert zero.any() and (zero == zero[:, :1]).all()  # the same units off at every step
+    assert not (zero[0] == zero[1]).all()  # but a mask of its own per row
+    plain = RNNLM(ModelConfig(10, "gru", layers=1, hidden=32, dropout=0.5)).train()._dropout(x)
+    assert not ((plain == 0) == (plain == 0)[:, :1]).all()  # ordinary dropout varies in time
+
+
+def test_embed_drop_removes_whole_token_types() -> None:
+    torch.manual_seed(1)
+    model = RNNLM(ModelConfig(6, "gru", layers=1, hidden=8, embed_drop=0.5)).train()
+    ids = torch.tensor([[0, 1, 2, 3, 4, 5] * 4])
+    vectors = model._embed(ids)[0]
+    gone = (vectors == 0).all(dim=1).view(4, 6)
+    assert gone.any() and (gone == gone[:1]).all()  # a dropped type is dropped everywhere
+    model.eval()
+    torch.testing.assert_close(model._embed(ids), model.embed(ids))
+
+
+@pytest.mark.parametrize("field", ["weight_drop", "embed_drop"])
+def test_regulariser_rates_outside_0_1_are_user_errors(field: str) -> None:
+    with pytest.raises(UserError, match=field.replace("_", "-")):
+        ModelConfig(10, **{field: 1.0})
