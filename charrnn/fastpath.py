@@ -74,6 +74,12 @@ class FusedCPUStepper:
             if cfg.cell == "lstm":  # both LSTM biases are simply added: fold b_hh in too
                 self.table += self.b_hh[0]
                 self.bias = [None] + [self.b_ih[i] + self.b_hh[i] for i in range(1, cfg.layers)]
+            # The output layers as plain matrices (a module call costs more than the maths).
+            proj = model.proj
+            self.proj = (proj.weight.detach(), proj.bias.detach()) \
+                if isinstance(proj, torch.nn.Linear) else None
+            self.head_weight = model.head.weight.detach()
+            self.head_bias = model.head.bias.detach()
         self.h: list[torch.Tensor] = []
         self.c: list[torch.Tensor] = []
 
@@ -100,9 +106,13 @@ class FusedCPUStepper:
             if self.cell == "lstm":
                 base = self.table[tokens] if layer == 0 else _affine(
                     self.bias[layer], self.w_ih[layer], x)
-                i, f, g, o = _affine(base, self.w_hh[layer], h).chunk(4, dim=-1)
-                c = torch.sigmoid(f) * self.c[layer] + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
+                gates = _affine(base, self.w_hh[layer], h)
+                # One sigmoid over all four gates (g's is unused), as few kernel calls as can be:
+                # a step is a few matrix-vector products and many tiny calls.
+                i, f, _, o = torch.sigmoid(gates).chunk(4, dim=-1)
+                g = torch.tanh(gates.chunk(4, dim=-1)[2])
+                c = torch.addcmul(f * self.c[layer], i, g)
+                h = o * torch.tanh(c)
                 self.c[layer] = c
             elif self.cell == "gru":
                 gi = self.table[tokens] if layer == 0 else _affine(
@@ -119,7 +129,9 @@ class FusedCPUStepper:
                 h = torch.tanh(_affine(gi + self.b_hh[layer], self.w_hh[layer], h))
             self.h[layer] = h
             x = h
-        return self.model.head(self.model.proj(x))
+        if self.proj is not None:
+            x = _affine(self.proj[1], self.proj[0], x)
+        return _affine(self.head_bias, self.head_weight, x)
 
 
 def _affine(bias: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
