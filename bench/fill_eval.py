@@ -1,6 +1,8 @@
 """Fill-in-the-blank accuracy: bidirectional vs forward-only rescoring vs the n-gram baseline.
 
-    nice -n 10 python bench/fill_eval.py --budget 150 --zh-budget 200 --blanks 300
+    python bench/fill_eval.py --budget 600 --zh-budget 600 --mask-budget 200 --blanks 300
+    python bench/fill_eval.py --only zh ... &  python bench/fill_eval.py --only shakespeare ...
+                                               (one thread each: both corpora side by side)
 
 For each corpus, trains (through the CLI) a forward char LM, a backward char LM, a masked fill
 model (each for the given seconds) and a modified Kneser-Ney n-gram, then runs
@@ -37,15 +39,19 @@ def charrnn(args: list[str], env: dict, capture: bool = False) -> str:
     return done.stdout or ""
 
 
-def train_models(train: Path, root: Path, budget: float, env: dict, lm: list[str],
-                 fill: list[str], order: int) -> dict[str, float]:
-    common = ["--val-frac", "0.05", "--test-frac", "0", "--max-time", budget, "--plain",
-              "--out", root, "--eval-seconds", max(20.0, budget / 4)]
+def train_models(train: Path, root: Path, budget: float, mask_budget: float, env: dict,
+                 lm: list[str], fill: list[str], order: int) -> dict[str, float]:
+    common = ["--val-frac", "0.05", "--test-frac", "0", "--plain", "--out", root]
     seconds = {}
-    for name, extra in (("fwd", lm), ("bwd", [*lm, "--direction", "backward"]),
-                        ("mask", [*fill, "--task", "fill"])):
+    if (root / "ngram" / "model" / "model.json").is_file():  # --work of an earlier run: reuse
+        return {"reused": str(root)}
+    for name, extra, seconds_for in (("fwd", lm, budget),
+                                     ("bwd", [*lm, "--direction", "backward"], budget),
+                                     ("mask", [*fill, "--task", "fill"], mask_budget)):
         started = time.time()
-        charrnn(["train", train, *common, *extra, "--run-name", name], env)
+        timing = ["--max-time", seconds_for, "--eval-seconds", max(20.0, seconds_for / 6),
+                  "--eval-every", 10**9]
+        charrnn(["train", train, *common, *timing, *extra, "--run-name", name], env)
         seconds[name] = round(time.time() - started, 1)
     started = time.time()
     charrnn(["ngram", "train", train, "--order", order, "--val-frac", "0.05", "--test-frac", "0",
@@ -68,28 +74,36 @@ def verdict(methods: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--budget", type=float, default=150.0, help="seconds per Shakespeare model")
-    parser.add_argument("--zh-budget", type=float, default=200.0, help="seconds per zh model")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds per Shakespeare LM")
+    parser.add_argument("--zh-budget", type=float, default=600.0, help="seconds per zh LM")
+    parser.add_argument("--mask-budget", type=float, default=200.0,
+                        help="seconds for each fill model (it only proposes candidates)")
     parser.add_argument("--blanks", type=int, default=300)
+    parser.add_argument("--work", default=None,
+                        help="work folder; the models of an earlier run there are reused")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", choices=("shakespeare", "zh"), default=None)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="charrnn-bench-fill-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="charrnn-bench-fill-"))
     env = {**os.environ, "CHARRNN_CACHE": str(work / "cache"), "OMP_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads), "NUMBA_NUM_THREADS": str(args.threads)}
-    report: dict = {"bench": "fill_eval", "threads": args.threads, "blanks": args.blanks}
+    report: dict = {"bench": "fill_eval", "threads": args.threads, "blanks": args.blanks,
+                    "budgets_s": {"lm": args.budget, "zh_lm": args.zh_budget,
+                                  "fill_model": args.mask_budget}}
     started = time.time()
     if args.only in (None, "shakespeare"):
         text = (CORPORA / "tinyshakespeare.txt").read_text(encoding="utf-8")
         cut = text.index("\n", int(len(text) * 0.9)) + 1
         (work / "sh_train.txt").write_text(text[:cut], encoding="utf-8")
         (work / "sh_test.txt").write_text(text[cut:], encoding="utf-8")
-        lm = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--seq-len", "64",
-              "--batch-size", "32", "--dropout", "0.1"]
-        fill = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--seq-len", "96",
+        # The LMs: charrnn's default recipe (2×256 GRU, tied, dropout 0.2, 32×64, AdamW 6e-3).
+        lm = ["--cell", "gru", "--layers", "2", "--hidden", "256", "--seq-len", "64",
+              "--batch-size", "32", "--dropout", "0.2"]
+        fill = ["--cell", "gru", "--layers", "1", "--hidden", "256", "--seq-len", "96",
                 "--batch-size", "32", "--dropout", "0.1"]
         root = work / "sh"
-        seconds = train_models(work / "sh_train.txt", root, args.budget, env, lm, fill, 7)
+        seconds = train_models(work / "sh_train.txt", root, args.budget, args.mask_budget, env, lm,
+                               fill, 7)
         result = evaluate(work / "sh_test.txt", root, args.blanks, env, ["--unit", "word"])
         report["shakespeare"] = {"train_seconds": seconds, "lm": lm, "fill_model": fill,
                                  "ngram_order": 7, "methods": result["methods"],
@@ -98,12 +112,15 @@ def main() -> None:
         lines = (CORPORA / "zh_seg_train.txt").read_text(encoding="utf-8").split("\n")
         (work / "zh_train.txt").write_text("\n".join("".join(x.split()) for x in lines),
                                            encoding="utf-8")
-        lm = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--emb", "128",
-              "--tie-weights", "--seq-len", "64", "--batch-size", "32", "--dropout", "0.1"]
-        fill = ["--cell", "lstm", "--layers", "1", "--hidden", "256", "--emb", "128",
+        # 4,000+ characters: a narrower embedding (tied through a projection) keeps the softmax
+        # affordable on a CPU.
+        lm = ["--cell", "gru", "--layers", "2", "--hidden", "256", "--emb", "128", "--seq-len",
+              "64", "--batch-size", "32", "--dropout", "0.1"]
+        fill = ["--cell", "gru", "--layers", "1", "--hidden", "256", "--emb", "128",
                 "--seq-len", "96", "--batch-size", "32", "--dropout", "0.1"]
         root = work / "zh"
-        seconds = train_models(work / "zh_train.txt", root, args.zh_budget, env, lm, fill, 5)
+        seconds = train_models(work / "zh_train.txt", root, args.zh_budget, args.mask_budget, env,
+                               lm, fill, 5)
         result = evaluate(CORPORA / "zh_seg_test.txt", root, args.blanks, env,
                           ["--unit", "word", "--segmented", "--max-len", "6"])
         example = json.loads(charrnn(["fill", "我的手机坏了，我打算__一部新手机", "--json",

@@ -326,7 +326,9 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
             sources.append([(c[::-1], s) for c, s in fam.bwd.beam(start_r, lmin, lmax, so.beam)])
         if marg is not None:
             sources.append(MaskScorer.beam(marg, so.beam))
-        cands = merge(sources, so.candidates)
+        # Every proposer keeps its full share: a second proposer must add recall, not cut
+        # into the first one's candidates.
+        cands = merge(sources, so.candidates * len(sources))
     if not cands:
         return [], np.zeros(0)
     lm_scores = []

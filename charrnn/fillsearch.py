@@ -38,7 +38,7 @@ NEG = float("-inf")
 @dataclass
 class SearchOptions:
     beam: int = 16  # beam width of every proposal search
-    candidates: int = 48  # candidates rescored per blank (shared out between the proposers)
+    candidates: int = 48  # candidates rescored per blank, from each proposer (forward, backward, masked)
     context: int = 64  # tokens of conditioning context read on each side
     lookahead: int = 24  # tokens on the far side of the blank scored with each candidate
     enumerate_below: int = 256  # one-token blanks: try the whole vocabulary when it is this small

@@ -222,7 +222,7 @@ fill_app = typer.Typer(
 Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A forward LM, backward LM (--direction backward), fill model (--task fill) or n-gram run; repeat it. Default: the newest LM run and the newest runs of the other kinds on the same corpus.")]
 MaxLen = Annotated[Optional[int], typer.Option(help="Longest fill of an unknown-length blank, in tokens (default: char 10, subword 4, word 3).")]
 Beam = Annotated[int, typer.Option(help="Beam width of each proposal search.")]
-Candidates = Annotated[int, typer.Option(help="Candidates rescored per blank.")]
+Candidates = Annotated[int, typer.Option(help="Candidates rescored per blank, from each proposing model.")]
 MaskWeight = Annotated[float, typer.Option(help="Weight of the fill model (--task fill) in the rescoring, next to 1 per LM; 0: it only proposes candidates (best for a briefly trained fill model).")]
 Method = Annotated[Optional[list[str]], typer.Option("--method", help="left, forward, bidirectional or ngram; repeat it (default: every method the models allow).")]
 
