@@ -155,3 +155,23 @@ def _extract(archive: Path, member_name: str, tmp: Path) -> None:
                 shutil.copyfileobj(source, out)
     except zipfile.BadZipFile as exc:
         raise UserError(f"{archive} is not a valid zip archive: {exc}") from exc
+
+
+def resolve_inputs(inputs: list[str], opts, mirror: str | None = None) -> list[str]:
+    """Corpus arguments → paths: registry names become their files (their valid/test files the
+    splits of `opts`, a PreprocessOptions); no input is the embedded default corpus."""
+    if not inputs:
+        return [str(default_corpus())]
+    resolved: list[str] = []
+    names = registry()
+    for spec in inputs:
+        if not Path(spec).exists() and spec in names:
+            files = get(spec, mirror)
+            resolved.append(str(files["main"]))
+            if "valid" in files and not opts.valid:
+                opts.valid = [str(files["valid"])]
+            if "test" in files and not opts.test:
+                opts.test = [str(files["test"])]
+        else:
+            resolved.append(spec)
+    return resolved

@@ -102,7 +102,7 @@ def train_fill_job(task: str, inputs: list[str], popts: data.PreprocessOptions, 
                    mirror: str | None = None, plain: bool = False,
                    log: Callable[[str], None] | None = None) -> dict:
     """`charrnn train --task fill`: the masked BiRNN on the same cached dataset an LM would use."""
-    from charrnn.jobs import resolve_inputs
+    from charrnn.corpora import resolve_inputs
 
     if task != "fill":
         raise UserError(f"--task must be lm or fill, not {task!r}")

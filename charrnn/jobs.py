@@ -9,33 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from charrnn import checkpoint, corpora, data, runs
+from charrnn import checkpoint, data, runs
+from charrnn.corpora import resolve_inputs
 from charrnn.devices import resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.train import TrainConfig, Trainer
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
-
-
-def resolve_inputs(inputs: list[str], opts: data.PreprocessOptions,
-                   mirror: str | None = None) -> list[str]:
-    """Expand registry names into their files (their valid/test files become the splits)."""
-    if not inputs:
-        return [str(corpora.default_corpus())]
-    resolved: list[str] = []
-    names = corpora.registry()
-    for spec in inputs:
-        if not Path(spec).exists() and spec in names:
-            files = corpora.get(spec, mirror)
-            resolved.append(str(files["main"]))
-            if "valid" in files and not opts.valid:
-                opts.valid = [str(files["valid"])]
-            if "test" in files and not opts.test:
-                opts.test = [str(files["test"])]
-        else:
-            resolved.append(spec)
-    return resolved
 
 
 def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,

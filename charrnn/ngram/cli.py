@@ -32,26 +32,6 @@ def _root(out: str | None) -> Path:
     return runs_root(out)
 
 
-def _inputs(inputs: list[str], popts, mirror: str | None) -> list[str]:
-    """Files, folders, globs, a dataset folder, or registry names (their val/test become splits)."""
-    from charrnn import corpora
-
-    if not inputs:
-        return [str(corpora.default_corpus())]
-    resolved = []
-    for spec in inputs:
-        if not Path(spec).exists() and spec in corpora.registry():
-            files = corpora.get(spec, mirror)
-            resolved.append(str(files["main"]))
-            if "valid" in files and not popts.valid:
-                popts.valid = [str(files["valid"])]
-            if "test" in files and not popts.test:
-                popts.test = [str(files["test"])]
-        else:
-            resolved.append(spec)
-    return resolved
-
-
 @command(ngram_app)
 def train(
     inputs: Annotated[Optional[list[str]], typer.Argument(
@@ -80,6 +60,7 @@ def train(
 ) -> None:
     """Count n-grams of a corpus and store a modified Kneser-Ney model in a run folder."""
     from charrnn import data
+    from charrnn.corpora import resolve_inputs
     from charrnn.ngram.build import DEFAULT_ORDER, check_order, train_run
     from charrnn.ngram.kneser_ney import parse_prune
     from charrnn.ngram.model import MAX_ORDER
@@ -89,7 +70,7 @@ def train(
     if order is not None:
         check_order(order)
     parse_prune(prune, order or MAX_ORDER)  # fail before a long preprocess
-    dataset = data.prepare(_inputs(list(inputs or []), popts, mirror), popts)
+    dataset = data.prepare(resolve_inputs(list(inputs or []), popts, mirror), popts)
     order = order or DEFAULT_ORDER[dataset.tokenizer.level]
     thresholds = parse_prune(prune, order)
     folder, model = train_run(dataset, order, lines, thresholds, discount_fallback,
