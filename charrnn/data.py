@@ -302,3 +302,24 @@ def prepare(inputs: list[str], opts: PreprocessOptions) -> Dataset:
                             f"{opts.level} was given: drop --level, or give the raw text")
         return dataset
     return preprocess(inputs, None, opts)
+
+
+def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None,
+                 unknown: str, errors: str, again: str) -> tuple[np.ndarray, int, str]:
+    """What `eval` scores a model on: (ids, characters, source) of FILE, or of a split (default
+    test) of the dataset the model was trained on, looked up by id. `again` is the command that
+    scores a FILE instead, for the message when that dataset is gone."""
+    from charrnn.inputs import read_text
+
+    if file is not None:
+        text = read_text([file], errors)
+        ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
+        return ids, len(text), str(file)
+    split = split or "test"
+    if split not in SPLITS:
+        raise UserError(f"--split must be train, val or test, not {split!r}")
+    dataset = find_dataset(dataset_id)
+    if dataset is None:
+        raise UserError(f"the dataset this run was trained on is not in the cache any more: "
+                        f"pass a FILE to evaluate on ({again} FILE)")
+    return dataset.ids(split), dataset.chars(split), f"split:{split}"

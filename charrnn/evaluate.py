@@ -18,7 +18,6 @@ from charrnn import checkpoint, data
 from charrnn.batching import oriented
 from charrnn.devices import autocast, resolve_device
 from charrnn.errors import UserError
-from charrnn.inputs import read_text
 from charrnn.models import RNNLM
 
 
@@ -82,20 +81,12 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     ckpt = checkpoint.resolve(spec, root)
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
-    if file is not None:
-        text = read_text([file], errors)
-        ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
-        n_chars, source = len(text), str(file)
-    else:
-        split = split or "test"
-        dataset = data.find_dataset(ckpt.meta.get("dataset", {}).get("id", ""))
-        if dataset is None:
-            raise UserError(f"the dataset this run was trained on is not in the cache any more: "
-                            f"pass a FILE to evaluate on (charrnn eval {ckpt.run_folder.name} FILE)")
-        ids, n_chars, source = dataset.ids(split), dataset.chars(split), f"split:{split}"
-        if len(ids) < 2:
-            raise UserError(f"the {split} split of this run's dataset is empty: use --split val, "
-                            "or preprocess with --test-frac > 0 / --test FILE")
+    ids, n_chars, source = data.scoring_text(
+        tokenizer, ckpt.meta.get("dataset", {}).get("id", ""), file, split, unknown, errors,
+        f"charrnn eval {ckpt.run_folder.name}")
+    if file is None and len(ids) < 2:
+        raise UserError(f"the {split or 'test'} split of this run's dataset is empty: use "
+                        "--split val, or preprocess with --test-frac > 0 / --test FILE")
     model = ckpt.load_model(dev)
     total, predicted = score_ids(model, oriented(ids, model.config.direction), dev)
     progress = ckpt.meta.get("progress", {})

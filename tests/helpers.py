@@ -14,13 +14,14 @@ TINY = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16
         "--log-every", "5", "--eval-every", "10", "--plain", "--warmup", "5"]
 
 
-def run_cli(*args: str, ok: bool = True):
-    """Invoke the real Typer app in-process; assert the exit code unless ok is None."""
+def run_cli(*args: str, ok: bool | None = True, input: str | bytes | None = None):
+    """Invoke the real Typer app in-process (`input` on stdin); assert the exit code unless ok
+    is None."""
     from typer.testing import CliRunner
 
     from charrnn.cli import app
 
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
     if ok is True:
         assert result.exit_code == 0, result.output + repr(result.exception)
     elif ok is False:

@@ -14,25 +14,11 @@ from hypothesis import strategies as st
 from charrnn.errors import UserError
 from charrnn.fill import FillOptions, escape, fill_template, load_families, parse
 from charrnn.fillsearch import SearchOptions
-from helpers import run_cli as _run_cli
+from helpers import run_cli
 
 LM_TINY = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
            "--log-every", "50", "--eval-every", "100", "--plain", "--warmup", "5",
            "--val-frac", "0.1", "--test-frac", "0", "--max-steps", "150", "--lr", "0.01"]
-
-
-def run_cli(*args, ok: bool | None = True, input: str | None = None):
-    """helpers.run_cli, with text on stdin when given."""
-    if input is None:
-        return _run_cli(*args, ok=ok)
-    from typer.testing import CliRunner
-
-    from charrnn.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
-    if ok is not None:
-        assert (result.exit_code == 0) == ok, result.output + repr(result.exception)
-    return result
 
 
 def _corpus(path: Path, lines: list[str], repeats: int) -> Path:

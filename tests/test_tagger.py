@@ -13,23 +13,9 @@ from hypothesis import strategies as st
 from charrnn.errors import UserError
 from charrnn.tagdata import bmes, read_conll, words_from_tags
 from charrnn.tagscore import chunk_f1, chunks, word_f1
-from helpers import run_cli as _run_cli
+from helpers import run_cli
 
 TAG_TINY = ["--hidden", "32", "--emb", "16", "--batch-size", "8", "--quiet", "--seed", "1"]
-
-
-def run_cli(*args, ok: bool | None = True, input: str | None = None):
-    """helpers.run_cli, with text on stdin when given."""
-    if input is None:
-        return _run_cli(*args, ok=ok)
-    from typer.testing import CliRunner
-
-    from charrnn.cli import app
-
-    result = CliRunner().invoke(app, [str(a) for a in args], input=input)
-    if ok is not None:
-        assert (result.exit_code == 0) == ok, result.output + repr(result.exception)
-    return result
 
 
 # ---- scoring ------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
                    errors: str = "strict") -> dict:
     """`charrnn ngram eval`: score a FILE, or a split of the run's own dataset (default test)."""
     from charrnn import data
-    from charrnn.inputs import read_text
 
     if unknown not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unknown!r}")
@@ -39,23 +38,12 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
         raise UserError("give a FILE or --split, not both")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
-    if file is not None:
-        text = read_text([file], errors)
-        ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
-        chars, source = len(text), str(file)
-    else:
-        split = split or "test"
-        if split not in data.SPLITS:
-            raise UserError(f"--split must be train, val or test, not {split!r}")
-        ident = (model.meta.get("dataset") or {}).get("id", "")
-        dataset = data.find_dataset(ident)
-        if dataset is None:
-            raise UserError(f"the dataset run {folder.name} was trained on is not in the cache "
-                            f"any more: pass a FILE (charrnn ngram eval {folder.name} FILE)")
-        ids, chars, source = dataset.ids(split), dataset.chars(split), f"split:{split}"
+    ident = (model.meta.get("dataset") or {}).get("id", "")
+    ids, chars, source = data.scoring_text(tokenizer, ident, file, split, unknown, errors,
+                                           f"charrnn ngram eval {folder.name}")
     total, scored = model.score_ids(ids)
     if scored < 1:
-        where = "the file" if file is not None else f"the {split} split"
+        where = "the file" if file is not None else f"the {split or 'test'} split"
         raise UserError(f"{where} has too few tokens to score: give a longer text"
                         + ("" if file is not None else " or another --split"))
     return {"run": folder.name, "kind": "ngram", "source": source,
