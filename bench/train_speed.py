@@ -6,8 +6,9 @@
 The reference is the obvious loop: nn.Embedding → nn.LSTM → nn.Linear, cross-entropy, backward,
 AdamW (fused on CUDA) with bf16 autocast on CUDA, batches already on the device. charrnn's side is
 `Trainer._step` (the whole step: batch from the memmap stream, autocast, clipping, schedule,
-carried state), on the same tiny Shakespeare ids. Both run in this process, alternating, so the
-ratio holds on a noisy machine. Prints JSON.
+carried state, and on CUDA float16 autocast with loss scaling: the cuDNN RNN runs in float16 under
+the reference's bf16 autocast too), on the same tiny Shakespeare ids. Both run in this process,
+alternating, so the ratio holds on a noisy machine. Prints JSON.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
 from charrnn import fsutil, runs
 from charrnn.errors import UserError
@@ -62,8 +62,12 @@ class Checkpoint:
             missing, unexpected = load_model(model, self.folder / WEIGHTS, strict=False,
                                              device=str(device))
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-            raise UserError(f"{self.folder / WEIGHTS} is truncated or corrupt ({exc}); use the "
-                            "run's other checkpoint (best/ or last/)") from exc
+            other = "last" if self.folder.name == "best" else "best"
+            what = "does not match its config" if "size mismatch" in str(exc) \
+                else "is truncated or corrupt"
+            detail = " ".join(str(exc).split())  # PyTorch's message spans lines: keep one
+            raise UserError(f"{self.folder / WEIGHTS} {what} ({detail[:160]}); use the run's "
+                            f"other checkpoint ({self.run_folder}/{other})") from exc
         if missing or unexpected:
             raise UserError(f"{self.folder / WEIGHTS} does not match its config (missing "
                             f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
@@ -83,13 +87,31 @@ def save(folder: Path, model: RNNLM, meta: dict, state: dict[str, torch.Tensor] 
     """Write a checkpoint folder atomically (the previous one stays whole until the swap)."""
     with fsutil.atomic_dir(folder) as tmp:
         try:
-            save_model(model, str(tmp / WEIGHTS))
+            save_file(_cpu_weights(model), str(tmp / WEIGHTS))
             if state is not None:
                 tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
                 save_file(tensors, str(tmp / STATE))
         except SafetensorError as exc:  # e.g. "No space left on device": an I/O failure
             raise OSError(str(exc).split(": ", 1)[-1]) from exc
         fsutil.write_json_atomic(tmp / META, {"format": FORMAT, "version": VERSION, **meta})
+
+
+def _cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as CPU tensors of their own, tied weights once (the first name wins, as
+    safetensors' `load_model` expects).
+
+    Not `save_model(model)`: on CUDA the RNN's weights are views into one cuDNN buffer, and
+    safetensors refuses tensors that share storage without covering it all.
+    """
+    weights: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
+    for name, tensor in model.state_dict().items():
+        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
+        if key in seen:  # a tied weight: the same memory under a second name
+            continue
+        seen.add(key)
+        weights[name] = tensor.detach().to("cpu", copy=True).contiguous()
+    return weights
 
 
 def _refuse_non_checkpoint(path: Path) -> None:

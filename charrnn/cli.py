@@ -10,6 +10,7 @@ import glob
 import json
 import sys
 import traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -26,6 +27,21 @@ app = typer.Typer(
 )
 corpus_app = typer.Typer(no_args_is_help=True, help="The registry of public corpora.")
 app.add_typer(corpus_app, name="corpus")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from charrnn import __version__
+
+        typer.echo(f"charrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")]
+        = False) -> None:
+    """Train, sample, evaluate and compare recurrent language models (char, word, subword)."""
 
 
 def _root(out: str | None) -> Path:
@@ -60,6 +76,7 @@ def preprocess(
 @app.command()
 @report_errors
 def train(
+    ctx: typer.Context,
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="Corpus: files, directories, globs, a dataset folder or a registry name. "
              "None: the embedded default corpus.")] = None,
@@ -116,6 +133,11 @@ def train(
                       locked_dropout=locked_dropout, embed_drop=embed_drop)
     overrides = {"max_steps": max_steps, "max_time": max_time, "epochs": epochs,
                  "patience": patience, "device": device if device != "auto" else None}
+    if resume is not None:  # the options typed on this command line, so that --resume can
+        # refuse a change it would otherwise ignore
+        typed = {name for name in ctx.params
+                 if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+        overrides["typed"] = {k: v for k, v in asdict(cfg).items() if k in typed}
     if task != "lm":
         from charrnn.fillmodel import train_fill_job
 
@@ -294,7 +316,19 @@ _mount_subcommands()
 def main() -> None:
     """Console entry point: one-line errors, exit codes, traceback only with CHARRNN_DEBUG=1."""
     try:
-        app()
+        # Not standalone: a mistyped command line comes back here as an exception, so that it is
+        # reported in our one-line form rather than as Typer's multi-line box.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed already
+            sys.exit(exc.exit_code)
+        if _debug() or not hasattr(exc, "format_message"):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see `charrnn{_subcommand(ctx)} --help`)"
+        print(f"charrnn: error: {exc.format_message().rstrip('.')}{where}", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
     except UserError as exc:
         if _debug():
             raise
@@ -310,3 +344,12 @@ def main() -> None:
               "(set CHARRNN_DEBUG=1 for the traceback)", file=sys.stderr)
         traceback.clear_frames(exc.__traceback__)
         sys.exit(1)
+
+
+def _subcommand(ctx) -> str:
+    """' ngram sample' for a context of `charrnn ngram sample` (whatever the program was called)."""
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    return "".join(f" {name}" for name in reversed(names))

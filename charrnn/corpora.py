@@ -90,7 +90,10 @@ def _sha256(path: Path) -> str:
 def get(name: str, mirror: str | None = None, allow_unverified: bool = False) -> dict[str, Path]:
     """Fetch a registry corpus (mirror folder or network), verify, cache; return role → path."""
     entry = lookup(name)
+    given = mirror is not None
     mirror = mirror or os.environ.get("CHARRNN_MIRROR")
+    if mirror:  # checked even when the cache has the files: a typo must not pass unnoticed
+        _check_mirror(mirror, "--mirror" if given else "CHARRNN_MIRROR")
     folder = fsutil.cache_dir() / "corpora" / name
     out: dict[str, Path] = {}
     for spec in entry["files"]:
@@ -108,6 +111,12 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
                                 f"(expected {expected}, got {seen}); it was not used")
         out[spec["role"]] = target
     return out
+
+
+def _check_mirror(mirror: str, where: str) -> None:
+    if not Path(mirror).expanduser().is_dir():
+        raise UserError(f"{where} {mirror} is not a folder: give the folder that holds the corpus "
+                        "files, or leave it out to download")
 
 
 def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
@@ -160,12 +169,18 @@ def _extract(archive: Path, member_name: str, tmp: Path) -> None:
 def resolve_inputs(inputs: list[str], opts, mirror: str | None = None) -> list[str]:
     """Corpus arguments → paths: registry names become their files (their valid/test files the
     splits of `opts`, a PreprocessOptions); no input is the embedded default corpus."""
+    if mirror is not None:
+        _check_mirror(mirror, "--mirror")
     if not inputs:
         return [str(default_corpus())]
     resolved: list[str] = []
     names = registry()
     for spec in inputs:
         if not Path(spec).exists() and spec in names:
+            if names[spec].get("level") == "tagging":  # labelled columns, not running text
+                raise UserError(f"{spec} is a tagging corpus (labelled columns), not text for a "
+                                f"language model: train a tagger with `charrnn tag train` on "
+                                f"its files (`charrnn corpus get {spec}` prints their paths)")
             files = get(spec, mirror)
             resolved.append(str(files["main"]))
             if "valid" in files and not opts.valid:

@@ -171,6 +171,12 @@ class _Plan:
         if self.total == 0:
             names = ", ".join(str(f) for f in self.main.files)
             raise UserError(f"{names}: input is empty (0 characters); give a non-empty corpus")
+        for name, source in self.extra.items():  # an empty split would silently never evaluate
+            if _char_count(source) == 0:
+                names = ", ".join(str(f) for f in source.files)
+                option = "--valid" if name == "val" else "--test"
+                raise UserError(f"{option} {names}: file is empty (0 characters); give a "
+                                f"non-empty file, or drop {option} to split one off the corpus")
         val_frac = 0.0 if "val" in self.extra else opts.val_frac
         test_frac = 0.0 if "test" in self.extra else opts.test_frac
         self.bounds = (int(self.total * (1 - val_frac - test_frac)), int(self.total * (1 - test_frac)))
@@ -318,6 +324,9 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
     split = split or "test"
     if split not in SPLITS:
         raise UserError(f"--split must be train, val or test, not {split!r}")
+    if not dataset_id:  # an imported model (ARPA file): there never was a split of ours
+        raise UserError(f"this model was imported and has no dataset split to score: pass a "
+                        f"FILE to evaluate on ({again} FILE)")
     dataset = find_dataset(dataset_id)
     if dataset is None:
         raise UserError(f"the dataset this run was trained on is not in the cache any more: "

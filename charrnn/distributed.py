@@ -8,12 +8,15 @@ single process and every collective is the identity, so the training loop has on
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
 
 from charrnn.errors import UserError
+
+COLLECTIVE_TIMEOUT_MIN = 120
 
 
 class Dist:
@@ -32,11 +35,14 @@ class Dist:
         """Join the process group (NCCL on GPU, gloo on CPU); return this rank's device."""
         if not self.enabled:
             return device
-        if device.type == "cuda":
-            device = torch.device("cuda", self.local_rank)
+        if device.type == "cuda":  # modulo: a launcher may show each process only its own GPU
+            device = torch.device("cuda", self.local_rank % torch.cuda.device_count())
             torch.cuda.set_device(device)
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            # Rank 0 alone preprocesses the corpus while the others wait at a barrier: a big
+            # corpus takes longer than the default 10-minute collective timeout.
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                    timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MIN))
         self.device = device
         return device
 

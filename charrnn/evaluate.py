@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn import checkpoint, data
+from charrnn import checkpoint, data, runs
 from charrnn.batching import oriented
 from charrnn.devices import autocast, resolve_device
 from charrnn.errors import UserError
@@ -75,14 +75,28 @@ def summarize(total_nats: float, n_predicted: int, n_tokens: int, n_chars: int) 
     }
 
 
+def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
+    """RUN → its checkpoint, refusing other run kinds first (a tagger's tokenizer or an n-gram
+    run would otherwise fail with a misleading message)."""
+    try:
+        folder = runs.resolve_run(spec, root, kind="rnn")
+    except UserError:
+        folder = None  # a checkpoint path outside a run: checkpoint.resolve reports it
+    if folder is not None:
+        runs.check_kind(folder, runs.run_info(folder).get("kind"), "rnn", "eval")
+    ckpt = checkpoint.resolve(spec, root)
+    runs.check_kind(ckpt.run_folder, runs.TASK_KINDS.get(ckpt.task, ckpt.task), "rnn", "eval")
+    return ckpt
+
+
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
                  device: str = "auto", unknown: str = "error", errors: str = "strict") -> dict:
     """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset."""
-    ckpt = checkpoint.resolve(spec, root)
+    ckpt = _lm_checkpoint(spec, root)
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
     ids, n_chars, source = data.scoring_text(
-        tokenizer, ckpt.meta.get("dataset", {}).get("id", ""), file, split, unknown, errors,
+        tokenizer, (ckpt.meta.get("dataset") or {}).get("id", ""), file, split, unknown, errors,
         f"charrnn eval {ckpt.run_folder.name}")
     if file is None and len(ids) < 2:
         raise UserError(f"the {split or 'test'} split of this run's dataset is empty: use "

@@ -150,6 +150,9 @@ class CUDAGraphStepper:
 
     def __init__(self, model: RNNLM, device: torch.device, batch: int = 1) -> None:
         self.model, self.device, self.batch = model.eval(), device, batch
+        # Replays and captures run on the current device: make it this one (`cuda:1` …), and
+        # capture on our own stream, not the default capture stream of whichever GPU made it.
+        torch.cuda.set_device(device)
         cfg = model.config
         shape = (cfg.layers, batch, cfg.hidden)
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
@@ -162,7 +165,7 @@ class CUDAGraphStepper:
                 self._body()
         torch.cuda.current_stream(device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph):
+        with torch.inference_mode(), torch.cuda.graph(self.graph, stream=side):
             self.logits = self._body()
 
     def _body(self) -> torch.Tensor:

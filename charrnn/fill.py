@@ -265,12 +265,12 @@ def _default_models(root: Path):
     from charrnn import checkpoint, runs
 
     newest = runs.resolve_run(None, root, kind="rnn")
-    dataset = runs.run_info(newest).get("dataset", {}).get("id")
+    dataset = _dataset_id(runs.run_info(newest))
     picked: dict[str, tuple] = {}
     for folder in reversed(runs.list_runs(root)):
         info = runs.run_info(folder)
         kind = info.get("kind")
-        if kind not in ("rnn", "fill", "ngram") or info.get("dataset", {}).get("id") != dataset:
+        if kind not in ("rnn", "fill", "ngram") or _dataset_id(info) != dataset:
             continue
         if kind == "ngram":
             if (folder / "model" / "model.json").is_file():
@@ -283,6 +283,11 @@ def _default_models(root: Path):
         role = _role(ckpt, folder.name)
         picked.setdefault(role, (folder.name, role, ckpt))
     yield from picked.values()
+
+
+def _dataset_id(info: dict) -> str | None:
+    # Imported n-gram runs store "dataset": null (an ARPA file has no split of ours).
+    return (info.get("dataset") or {}).get("id")
 
 
 # ---- filling ------------------------------------------------------------------------------------

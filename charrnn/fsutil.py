@@ -13,6 +13,7 @@ host: a process of another machine sharing the folder cannot be checked, so it i
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -81,6 +82,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"cannot create {final.parent}: {exc.strerror}") from exc
     recover_dir(final)
+    had_copy = final.exists()
     tmp = _tmp_name(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -96,13 +98,22 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         recover_dir(final)
-        raise UserError(
-            f"could not write {final}: {exc.strerror or exc}; the previous copy is intact "
-            "(free some disk space or choose another --out)"
-        ) from exc
+        kept = "the previous copy is intact" if had_copy else "nothing was written"
+        raise UserError(f"could not write {final}: {exc.strerror or exc}; {kept} "
+                        f"({_write_advice(exc)})") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _write_advice(exc: OSError) -> str:
+    """What to do about a failed write, by its cause (errno; a wrapped safetensors error has
+    none, only its message)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        return "free some disk space or choose another --out"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "the folder is not writable: choose another --out"
+    return "choose another --out"
 
 
 def write_json_atomic(path: Path, data: object) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import glob
 import hashlib
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -34,11 +35,7 @@ def expand_inputs(specs: Iterable[str]) -> list[Path]:
                 raise UserError(f"no files match {spec!r}: check the pattern (quote it in the shell)")
             files += matched
         elif path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*")
-                if p.is_file() and not p.name.startswith(".")
-                and p.suffix.lower() not in TEXT_SUFFIXES_SKIPPED
-            )
+            found = _text_files_below(path)
             if not found:
                 raise UserError(f"directory {spec} holds no text files: "
                                 "point at a file or a folder of .txt files")
@@ -53,6 +50,20 @@ def expand_inputs(specs: Iterable[str]) -> list[Path]:
     for f in files:
         unique.setdefault(f.resolve(), None)
     return list(unique)
+
+
+def _text_files_below(folder: Path) -> list[Path]:
+    """Files under `folder`, sorted, leaving out every hidden file and hidden folder below it
+    (.git/, .venv/, ...: never corpus text); `folder` itself may be hidden."""
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune: never walk into .git/
+        for name in names:
+            p = Path(parent) / name
+            if (not name.startswith(".") and p.suffix.lower() not in TEXT_SUFFIXES_SKIPPED
+                    and p.is_file()):
+                found.append(p)
+    return sorted(found)
 
 
 @dataclass
@@ -154,4 +165,5 @@ def read_stdin(errors: str = "strict") -> str:
     try:
         return data.decode("utf-8", errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise UserError(f"<stdin>: invalid UTF-8 at byte offset {exc.start}: send UTF-8 text") from exc
+        raise UserError(f"<stdin>: invalid UTF-8 at byte offset {exc.start}: send UTF-8 text, "
+                        "or pass --errors replace to go on") from exc

@@ -19,6 +19,18 @@ from charrnn.train import TrainConfig, Trainer
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 
 
+def _refuse_changes(saved: TrainConfig, typed: dict, run: str) -> None:
+    """An option typed with --resume that would change the model, data or optimisation is an
+    error (it would be ignored: the run goes on with its own)."""
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {getattr(saved, k)})"
+               for k, v in typed.items()
+               if k not in BUDGET_FIELDS and hasattr(saved, k) and getattr(saved, k) != v]
+    if changed:
+        may = ", ".join(f"--{f.replace('_', '-')}" for f in BUDGET_FIELDS)
+        raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
+                        f"{'; '.join(changed)}. Only {may} may change; start a new run for the rest")
+
+
 def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
               root: Path, run_name: str | None = None, resume: str | None = None,
               overrides: dict | None = None, mirror: str | None = None,
@@ -27,8 +39,13 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
     ckpt = None
     if resume is not None:
         ckpt = checkpoint.resolve(resume, root, prefer="last")
+        if ckpt.task != "lm":
+            raise UserError(f"{resume} is a {ckpt.task} run: `charrnn train --resume` continues "
+                            "language models only; train a new one instead")
         saved = TrainConfig.from_json(ckpt.meta.get("train", {}))
-        cfg = replace(saved, **{k: v for k, v in (overrides or {}).items()
+        overrides = dict(overrides or {})
+        _refuse_changes(saved, overrides.pop("typed", {}), ckpt.run_folder.name)
+        cfg = replace(saved, **{k: v for k, v in overrides.items()
                                 if k in BUDGET_FIELDS and v is not None})
     dist.check_batch(cfg.batch_size)
     dist.start(resolve_device(cfg.device))

@@ -150,10 +150,12 @@ class RNNLM(nn.Module):
 
 
 def detach_state(state: State) -> State:
-    """Cut the graph between TBPTT windows while keeping the values."""
+    """Cut the graph between TBPTT windows while keeping the values, in float32: under CUDA
+    autocast the RNN hands back a half-precision state, which must not reach a checkpoint (a CPU
+    resume would feed it to a float32 RNN) nor lose precision window after window."""
     if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)  # type: ignore[return-value]
-    return state.detach()
+        return tuple(s.detach().float() for s in state)  # type: ignore[return-value]
+    return state.detach().float()
 
 
 def state_tensors(state: State) -> dict[str, torch.Tensor]:

@@ -38,7 +38,7 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
                             "plot RNN runs that have trained for at least --log-every steps")
         curves.append((folder.name, train, evals))
     if out.suffix.lower() != ".png":
-        raise UserError(f"--out {out} must be a .png file")
+        raise UserError(f"--png {out} must be a .png file: e.g. --png {out.with_suffix('.png')}")
     plt = _pyplot()
     fig, (ax_loss, ax_bpc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

@@ -17,7 +17,7 @@ from charrnn.errors import UserError
 def fmt_duration(seconds: float | None) -> str:
     if seconds is None or seconds != seconds or seconds == float("inf"):
         return "?"
-    seconds = int(seconds)
+    seconds = max(0, int(seconds))  # a run past its --max-time has 0 left, not "-1h59m"
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"

@@ -34,8 +34,9 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
     folder, n = root / base, 1
     while folder.exists():
         if name is not None:
-            raise UserError(f"run {folder} already exists: pick another --run-name, or "
-                            f"continue it with --resume {name}")
+            # Only RNN language model runs can be continued (n-gram, tagger, fill: no --resume).
+            resume = f", or continue it with --resume {name}" if kind == "rnn" else ""
+            raise UserError(f"run {folder} already exists: pick another --run-name{resume}")
         n += 1
         folder = root / f"{base}-{n}"
     try:
@@ -45,6 +46,29 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
     info = {"kind": kind, "name": folder.name, "created": time.time(), **(extra or {})}
     fsutil.write_json_atomic(folder / RUN_FILE, info)
     return folder
+
+
+# What reads each run kind, for "eval" and for "sample" (a wrong kind names the right command).
+_KIND_COMMANDS = {
+    "rnn": ("an RNN", "charrnn eval {run}", "charrnn sample {run}"),
+    "ngram": ("an n-gram", "charrnn ngram eval {run}", "charrnn ngram sample {run}"),
+    "tagger": ("a tagger", "charrnn tag eval {run} FILE", "charrnn tag predict {run}"),
+    "fill": ("a fill", "charrnn fill eval FILE -m {run}", "charrnn fill TEXT -m {run}"),
+}
+TASK_KINDS = {"lm": "rnn", "tag": "tagger", "fill": "fill"}  # checkpoint "task" → run kind
+
+
+def check_kind(folder: Path, kind: str | None, wanted: str, action: str) -> None:
+    """Refuse a run of another kind before reading it, naming the command for it
+    (action: "eval" or "sample")."""
+    if kind == wanted:
+        return
+    if kind not in _KIND_COMMANDS:
+        raise UserError(f"{folder.name} is a run of unknown kind {kind!r} ({folder / RUN_FILE}): "
+                        f"this command reads {_KIND_COMMANDS[wanted][0]} run")
+    what, evaluate, sample = _KIND_COMMANDS[kind]
+    use = (evaluate if action == "eval" else sample).format(run=folder.name)
+    raise UserError(f"{folder.name} is {what} run: use `{use}`")
 
 
 def run_info(folder: Path) -> dict:
@@ -66,6 +90,20 @@ def list_runs(root: Path, kind: str | None = None) -> list[Path]:
         if kind is None or info.get("kind") == kind:
             found.append((float(info.get("created", 0)), folder.name, folder))
     return [f for _, _, f in sorted(found)]
+
+
+def damaged_runs(root: Path) -> list[Path]:
+    """Run folders whose run.json cannot be read (list_runs leaves them out), by name."""
+    if not root.is_dir():
+        return []
+    damaged = []
+    for folder in sorted(root.iterdir()):
+        if (folder / RUN_FILE).is_file():
+            try:
+                run_info(folder)
+            except UserError:
+                damaged.append(folder)
+    return damaged
 
 
 def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:

@@ -33,6 +33,28 @@ class SampleOptions:
     seed: int | None = None
 
     def validate(self) -> None:
+        self.check_ranges()
+        self.check_combination()
+
+    def check_combination(self, num_samples: int = 1) -> None:
+        """Refuse options that another option would silently ignore. Defaults (temperature 1,
+        no top-k / top-p) never conflict, so only values the user gave are refused."""
+        if self.greedy and self.beam is not None:
+            raise UserError("give --greedy or --beam, not both (--beam 1 is greedy decoding)")
+        shaping = [name for name, given in (("--temp", self.temperature != 1.0),
+                                            ("--top-k", self.top_k is not None),
+                                            ("--top-p", self.top_p is not None)) if given]
+        mode = ("--greedy", "always takes the most likely token") if self.greedy else \
+            ("--beam", "searches the most likely text") if self.beam is not None else None
+        if mode and shaping:
+            given = " / ".join(shaping)
+            raise UserError(f"{mode[0]} ignores {given} (it {mode[1]}): drop {given}, or drop "
+                            f"{mode[0]} to sample")
+        if self.beam is not None and num_samples > 1:
+            raise UserError("--beam finds the one most likely text, so --num-samples "
+                            f"{num_samples} would print it {num_samples} times: drop one of them")
+
+    def check_ranges(self) -> None:
         if self.length < 1:
             raise UserError(f"--length must be ≥ 1, got {self.length}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -64,7 +86,8 @@ class Sampler:
     """Generates token ids from a model, one step at a time (the TUI drives the same object)."""
 
     def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions) -> None:
-        opts.validate()
+        # Ranges only: the live view may change the temperature of a --greedy session.
+        opts.check_ranges()
         self.model, self.device, self.opts = model.eval(), device, opts
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(opts.seed if opts.seed is not None else
@@ -146,6 +169,15 @@ def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int],
     return [start if start is not None else 0], False
 
 
+def primed_decoder(tokenizer, prime_ids: list[int], show_prime: bool):
+    """(a stream decoder that has read the prime, the prime's text): the first generated token
+    then decodes as a continuation (a word after the prime gets its space)."""
+    decoder = tokenizer.stream_decoder()
+    if not show_prime:  # a line-break start: the decoder is at a line start already
+        return decoder, ""
+    return decoder, "".join(decoder.feed(int(i)) for i in prime_ids)
+
+
 def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
              num_samples: int, write: Callable[[str], None], device: str = "auto",
              unknown: str = "error") -> None:
@@ -153,6 +185,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     opts.validate()
     if num_samples < 1:
         raise UserError(f"--num-samples must be ≥ 1, got {num_samples}")
+    opts.check_combination(num_samples)
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
@@ -164,17 +197,18 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         collected: list[list[int]] = []
         generate_ids(model, dev, opts, prime_ids[::-1] if backward else prime_ids, num_samples,
                      collected.append)
-        shown = tokenizer.decode(prime_ids) if show_prime else ""
+        shown = prime_ids if show_prime else []
         for index, ids in enumerate(collected):
-            write(tokenizer.decode(ids[::-1]) + shown if backward else shown + tokenizer.decode(ids))
+            # Decoded as one sequence, so the tokenizer puts its separator (a word level space)
+            # between the prime and the generated text.
+            write(tokenizer.decode(ids[::-1] + shown) if backward else tokenizer.decode(shown + ids))
             write("\n" if index < num_samples - 1 else "")
         return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}))
-        if show_prime:
-            write(tokenizer.decode(prime_ids))
-        decoder = tokenizer.stream_decoder()
+        decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
+        write(shown)
         if opts.beam:
             for token in sampler.beam_search(prime_ids, opts.beam, opts.length):
                 write(decoder.feed(token))

@@ -21,6 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from charrnn.cli_errors import command
+from charrnn.cli_options import Errors
 from charrnn.errors import UserError
 
 tag_app = typer.Typer(no_args_is_help=True, help="Bidirectional RNN taggers: chunking, segmentation.")
@@ -129,7 +130,7 @@ def tag_predict(
     input_format: Annotated[str, typer.Option("--input", help="raw (one sentence per line) or conll (columns; needed when the tagger uses --features).")] = "raw",
     output: Annotated[str, typer.Option(help="Word taggers: conll (token TAB tag) or inline (token/TAG).")] = "conll",
     sep: Annotated[str, typer.Option(help="Segmenters: the separator written between words.")] = " ",
-    device: Device = "auto", out: Out = None,
+    errors: Errors = "strict", device: Device = "auto", out: Out = None,
 ) -> None:
     """Tag raw text (stdin → stdout works): segmented lines, or tokens with their tags."""
     from charrnn.inputs import read_stdin, read_text
@@ -140,7 +141,9 @@ def tag_predict(
         raise UserError(f"--input must be raw or conll, not {input_format!r}")
     if output not in ("conll", "inline"):
         raise UserError(f"--output must be conll or inline, not {output!r}")
-    text = read_stdin() if file in (None, "-") else read_text([file])
+    if errors not in ("strict", "replace"):
+        raise UserError(f"--errors must be 'strict' or 'replace', not {errors!r}")
+    text = read_stdin(errors) if file in (None, "-") else read_text([file], errors)
     bundle = load_tagger(run, _root(out), device)
     tag = bundle.meta["tag"]
     if bundle.encoder.level == "char":  # a segmenter: spaces already in the input stay boundaries

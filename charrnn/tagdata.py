@@ -56,7 +56,17 @@ def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
             close()
             continue
         width = max(need, 2 if labelled else 1)
-        if len(cols) < width or (labelled and label_column >= 0 and len(cols) <= label_column):
+        # A column past the line's end: name it, not just "need at least N columns".
+        if labelled and len(cols) >= 2 and not -len(cols) <= label_column < len(cols):
+            raise UserError(f"{path}:{number}: the label column (--label-column {label_column}) "
+                            f"is beyond the line's {len(cols)} columns (0-based: 0 to "
+                            f"{len(cols) - 1}, -1 = the last): check --label-column and --format")
+        beyond = [c for c in features if c >= len(cols)]
+        if len(cols) >= (2 if labelled else 1) and beyond:
+            raise UserError(f"{path}:{number}: feature column {beyond[0]} (--features) is beyond "
+                            f"the line's {len(cols)} column(s) (0-based: 0 to {len(cols) - 1}): "
+                            "check --features and --format")
+        if len(cols) < width:
             raise UserError(f"{path}:{number}: {len(cols)} column(s), need at least {width} "
                             "(token … label): check --format conll, --label-column and --features")
         rows.append(cols)

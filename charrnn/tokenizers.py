@@ -41,10 +41,13 @@ class Tokenizer(Protocol):
 
 
 def _unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
-    shown = ", ".join(repr(u) for u in sorted(set(unknown))[:20])
-    more = f" (and {len(set(unknown)) - 20} more)" if len(set(unknown)) > 20 else ""
+    """`kind` is the singular noun ("character", "word"); repeats are counted once."""
+    distinct = sorted(set(unknown))
+    shown = ", ".join(repr(u) for u in distinct[:20])
+    more = f" (and {len(distinct) - 20} more)" if len(distinct) > 20 else ""
+    noun = kind if len(distinct) == 1 else kind + "s"
     return UserError(
-        f"{len(unknown)} {kind} not in the model's vocabulary: {shown}{more}; "
+        f"{len(distinct)} {noun} not in the model's vocabulary: {shown}{more}; "
         "remove them or pass --unk skip"
     )
 
@@ -92,7 +95,7 @@ class CharTokenizer:
             if unknown == "skip":
                 return ids[~missing]
             bad = [chr(c) for c in _code_points(text)[missing]]
-            raise _unknown_error("characters", bad)
+            raise _unknown_error("character", bad)
         return ids
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -172,7 +175,7 @@ class WordTokenizer:
             if number < len(lines) - 1:
                 ids.append(eos_id)
         if missing:
-            raise _unknown_error("words", missing)
+            raise _unknown_error("word", missing)
         return np.asarray(ids, dtype=np.int64)
 
     def decode(self, ids: Iterable[int]) -> str:

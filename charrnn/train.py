@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from charrnn import checkpoint
 from charrnn.batching import TBPTTStream, oriented
 from charrnn.data import Dataset
-from charrnn.devices import autocast, is_out_of_memory, resolve_device
+from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.evaluate import score_ids
@@ -103,6 +103,18 @@ class TrainConfig:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
+# Settings of how an optimizer computes, not what: they follow this machine, not the checkpoint
+# (a CPU-trained run resumed on CUDA gets the fused kernel, and the other way round).
+KERNEL_KEYS = ("fused", "foreach", "capturable")
+
+
+def _with_kernels(saved: list[dict], current: list[dict]) -> list[dict]:
+    if len(saved) != len(current):
+        return saved  # load_state_dict says what does not fit
+    return [{**old, **{k: new[k] for k in KERNEL_KEYS if k in new}}
+            for old, new in zip(saved, current, strict=True)]
+
+
 def make_optimizer(model: RNNLM, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
     # Weight decay on matrices only: biases and embeddings are not shrunk (as in nanoGPT).
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and not n.startswith("embed")]
@@ -113,10 +125,11 @@ def make_optimizer(model: RNNLM, cfg: TrainConfig, device: torch.device) -> torc
     if cfg.optim == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99), fused=device.type == "cuda")
     if cfg.optim == "adam":
-        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99))
-    if cfg.optim == "rmsprop":  # char-rnn's optimiser (alpha = decay rate 0.95)
+        return torch.optim.Adam(groups, lr=lr, betas=(0.9, 0.99), fused=device.type == "cuda")
+    if cfg.optim == "rmsprop":  # char-rnn's optimiser (alpha = decay rate 0.95); not fused, so
+        # on CUDA the loss scaler reads its overflow flag back once a step
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.95)
-    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9, fused=device.type == "cuda")
 
 
 @dataclass
@@ -149,6 +162,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(self.model, cfg, self.device)
+        self.scaler = loss_scaler(self.device)
         self.stream = TBPTTStream(oriented(dataset.ids("train"), cfg.direction), cfg.batch_size,
                                   cfg.seq_len, self.device, self.dist.rank, self.dist.world)
         self.val_ids = oriented(dataset.ids("val"), cfg.direction)
@@ -229,27 +243,32 @@ class Trainer:
         for name, value in tensors.items():
             if name.startswith("optim."):
                 _, pid, key = name.split(".", 2)
-                state.setdefault(int(pid), {})[key] = value.to(self.device)
+                # As loaded: load_state_dict puts each value where its parameter's policy wants
+                # it (a non-fused Adam keeps `step` on the CPU: on the GPU it would cost a host
+                # sync per parameter per step).
+                state.setdefault(int(pid), {})[key] = value
         try:
-            self.optimizer.load_state_dict({"state": state,
-                                            "param_groups": optim_meta["param_groups"]})
+            self.optimizer.load_state_dict({"state": state, "param_groups": _with_kernels(
+                optim_meta["param_groups"], self.optimizer.param_groups)})
         except (KeyError, ValueError, RuntimeError) as exc:
             raise UserError(f"{ckpt.folder}: optimizer state does not fit this config ({exc})") from exc
+        if self.scaler.is_enabled() and ckpt.meta.get("loss_scale"):
+            self.scaler.load_state_dict(ckpt.meta["loss_scale"])
         carried = state_from_tensors(tensors)
         if carried is not None:  # this rank's rows of the saved B streams
             rows = self.stream.rows
-            self.state = tuple(s[:, rows].to(self.device) for s in carried) \
-                if isinstance(carried, tuple) else carried[:, rows].to(self.device)
+            self.state = tuple(s[:, rows].to(self.device, torch.float32) for s in carried) \
+                if isinstance(carried, tuple) else carried[:, rows].to(self.device, torch.float32)
         try:
             self.progress = Progress(**ckpt.meta["progress"])
             torch.set_rng_state(tensors["rng.cpu"])  # rank 0's (the one saved)
-            if self.dist.rank:  # the other ranks: a stream of their own again
+            if self.device.type == "cuda" and "rng.cuda" in tensors:
+                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+            if self.dist.rank:  # the other ranks: a stream of their own again (CPU and GPU)
                 torch.manual_seed(self.cfg.seed + self.dist.rank + 1_000_003 * self.progress.step)
         except (KeyError, TypeError, RuntimeError) as exc:
             raise UserError(f"{ckpt.folder}: resume state is incomplete ({exc}); resume from the "
                             "run's other checkpoint or start a new run") from exc
-        if self.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
 
     def save(self, name: str, metrics: dict | None = None) -> None:
         optim_state = self.optimizer.state_dict()
@@ -260,6 +279,7 @@ class Trainer:
             "dataset": {"id": self.dataset.id, "level": self.dataset.tokenizer.level,
                         "val_chars": self.dataset.chars("val"), "val_tokens": self.dataset.tokens("val")},
             "metrics": metrics or {}, "saved_at": time.time(),
+            "loss_scale": self.scaler.state_dict(),  # {} where no scaling is done
         }
         tensors = self._resume_tensors()  # a collective under DDP: every rank takes part
         if self.dist.is_main:
@@ -274,7 +294,10 @@ class Trainer:
 
     def evaluate(self) -> dict:
         total, count = score_ids(self.model, self.val_ids, self.device, seq_len=self.cfg.seq_len)
-        val = total / count
+        # Every rank scores the same weights, but kernels need not agree to the last bit: rank 0's
+        # figure decides "improved" and patience everywhere, or the ranks' collectives (saving
+        # best/) would part ways.
+        val = float(self.dist.broadcast(total / count))
         ratio = self.dataset.tokens("val") / max(1, self.dataset.chars("val"))
         return {"val_loss": val, "val_bpc": val * ratio / math.log(2)}
 
@@ -369,13 +392,15 @@ class Trainer:
             logits, state = self.forward(x, self.state)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
         if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         lr = self.lr_now()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)  # skipped (on the device) if a gradient overflowed
+        self.scaler.update()
         self.state = detach_state(state)
         prog.step += 1
         prog.pos += 1
@@ -390,9 +415,9 @@ class Trainer:
         tokens_per_s = steps * self.cfg.batch_size * self.cfg.seq_len / max(seconds, 1e-9)
         eta = None
         if self.max_steps:
-            eta = (self.max_steps - prog.step) * seconds / max(steps, 1)
+            eta = max(0, self.max_steps - prog.step) * seconds / max(steps, 1)
         if self.cfg.max_time:
-            left = self.cfg.max_time - prog.elapsed
+            left = max(0.0, self.cfg.max_time - prog.elapsed)  # the last step may overshoot
             eta = left if eta is None else min(eta, left)
         rec = {"type": "train", "step": prog.step, "epoch": prog.epoch + prog.pos /
                self.stream.steps_per_epoch, "loss": mean, "lr": self.lr_now(),

@@ -78,7 +78,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tiny_run: Path, tmp_path: Pa
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_model", disk_full)
+    monkeypatch.setattr(checkpoint, "save_file", disk_full)
     with pytest.raises(UserError, match="No space left.*previous copy is intact"):
         checkpoint.save(run / "last", model, {"model": {}}, None)
     assert (run / "last" / "model.safetensors").read_bytes() == before
@@ -123,3 +123,30 @@ def test_resume_with_a_different_corpus_is_refused(tiny_run: Path, tmp_path: Pat
     other.write_text("completely different text here\n" * 200)
     result = run_cli("train", other, "--resume", run, ok=False)
     assert "not the one run" in result.output
+
+
+def _cudnn_layout(rnn) -> None:
+    """Make the RNN's weights views into one flat buffer, as `.to("cuda")` does for cuDNN."""
+    import torch
+
+    params = list(rnn._flat_weights)
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    offset = 0
+    for param in params:
+        param.data = flat[offset:offset + param.numel()].view_as(param)
+        offset += param.numel()
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_weights_sharing_one_buffer_save_and_load_back(tmp_path: Path, tie: bool) -> None:
+    import torch
+
+    from charrnn.models import RNNLM, ModelConfig
+
+    model = RNNLM(ModelConfig(vocab_size=11, cell="lstm", layers=2, hidden=8, tie_weights=tie))
+    _cudnn_layout(model.rnn)
+    meta = {"model": model.config.to_json(), "tokenizer": {"level": "char"}, "task": "lm"}
+    checkpoint.save(tmp_path / "best", model, meta, None)
+    loaded = checkpoint.Checkpoint(tmp_path / "best", meta).load_model("cpu")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name

@@ -86,3 +86,19 @@ def test_train_accepts_a_registry_name_with_mirror(shared_corpora: Path, tmp_pat
                   "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--max-steps", "2",
                   "--eval-tokens", "200", "--plain", "--run-name", "ptb").output
     assert "word vocab 10000" in out and "val 73,760" in out
+
+
+def test_a_mirror_folder_that_does_not_exist_is_an_error(shared_corpora: Path,
+                                                          tmp_path: Path) -> None:
+    run_cli("corpus", "get", "tinyshakespeare", "--mirror", shared_corpora)  # now cached
+    missing = tmp_path / "nonexist"
+    for args in (["corpus", "get", "tinyshakespeare"], ["train", "tinyshakespeare", "--plain"]):
+        result = run_cli(*args, "--mirror", missing, ok=False)
+        assert result.exit_code == 2 and f"--mirror {missing} is not a folder" in result.output
+
+
+def test_training_a_language_model_on_a_tagging_corpus_is_refused(tmp_path: Path) -> None:
+    for args in (["train", "conll2000", "--plain"], ["ngram", "train", "conll2000"]):
+        result = run_cli(*args, "--mirror", tmp_path, ok=False)
+        assert result.exit_code == 2 and "conll2000 is a tagging corpus" in result.output
+        assert "charrnn tag train" in result.output

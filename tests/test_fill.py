@@ -219,5 +219,22 @@ def test_train_task_fill_makes_a_fill_run(word_runs: Path) -> None:
     assert json.loads((word_runs / "mask" / "run.json").read_text())["kind"] == "fill"
     result = run_cli("sample", word_runs / "mask", ok=False)
     assert result.exit_code == 2 and "not a language model" in result.output
+    result = run_cli("eval", "mask", "--split", "val", "--out", word_runs, ok=False)
+    assert result.exit_code == 2 and "mask is a fill run: use `charrnn fill eval" in result.output
     bad = run_cli("train", word_runs / "corpus.txt", "--task", "nope", "--out", word_runs, ok=False)
     assert bad.exit_code == 2 and "--task must be lm or fill" in bad.output
+
+
+def test_default_models_skip_an_imported_ngram_run_without_dataset(word_runs: Path,
+                                                                   tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(word_runs / "fwd", root / "fwd")
+    arpa = tmp_path / "foreign.arpa"  # a foreign ARPA file: its run records "dataset": null
+    arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-0.5\t</s>\n0\t<s>\n-0.3\tbuy\n\n"
+                    "\\end\\\n", encoding="utf-8")
+    run_cli("ngram", "import", arpa, "--run-name", "foreign", "--out", root)
+    result = _fill(root, "i want to ___ a new phone")
+    assert list(result["methods"]) == ["forward"]  # the LM alone: the n-gram is not picked
+

@@ -22,6 +22,18 @@ def test_directory_and_glob_expand_to_sorted_text_files(tmp_path: Path) -> None:
     assert read_text([str(folder)]) == "ay\nbee\n"
 
 
+def test_directory_skips_hidden_folders_below_it_but_not_itself(tmp_path: Path) -> None:
+    folder = tmp_path / ".corpus"  # the folder the user named may itself be hidden
+    (folder / ".git" / "hooks").mkdir(parents=True)
+    (folder / "sub").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (folder / ".git" / "hooks" / "pre-commit").write_text("#!/bin/sh\n")
+    (folder / "a.txt").write_text("ay\n")
+    (folder / "sub" / "b.txt").write_text("bee\n")
+    assert [p.relative_to(folder.resolve()).as_posix() for p in expand_inputs([str(folder)])] \
+        == ["a.txt", "sub/b.txt"]
+
+
 def test_files_without_final_newline_are_joined_by_one(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("first")
     (tmp_path / "b.txt").write_text("second")

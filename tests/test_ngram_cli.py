@@ -215,8 +215,42 @@ def test_compare_skips_runs_without_their_dataset(small_text: Path, tmp_path: Pa
     report = json.loads(compare("--json").output)
     assert [r["run"] for r in report["results"]] == ["mine"]
     assert report["skipped"][0]["run"] == "foreign"
+    assert "imported model has no dataset split: use --file" in report["skipped"][0]["reason"]
+    assert "imported and has no dataset split" in user_error("eval", "foreign", "--split", "test")
     with_file = json.loads(compare("--json", "--file", small_text).output)
     assert {r["run"] for r in with_file["results"]} == {"mine", "foreign"}
+
+
+def test_compare_says_fill_and_tagger_runs_are_not_compared(small_text: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "mine")
+    for kind in ("fill", "tagger"):
+        folder = Path(os.environ["CHARRNN_RUNS"]) / kind
+        folder.mkdir()
+        (folder / "run.json").write_text(f'{{"kind": "{kind}", "created": 1}}', encoding="utf-8")
+    reasons = {s["run"]: s["reason"] for s in json.loads(compare("--json").output)["skipped"]}
+    assert reasons["fill"].startswith("fill runs are not compared")
+    assert reasons["tagger"].startswith("tagger runs are not compared")
+
+
+def test_other_run_kinds_name_the_command_that_reads_them(small_text: Path):
+    root = Path(os.environ["CHARRNN_RUNS"])
+    for kind in ("fill", "tagger"):
+        (root / kind).mkdir(parents=True)
+        (root / kind / "run.json").write_text(f'{{"kind": "{kind}", "created": 1}}',
+                                               encoding="utf-8")
+    assert "tagger is a tagger run: use `charrnn tag eval tagger FILE`" in \
+        user_error("eval", "tagger", small_text)
+    assert "use `charrnn tag predict tagger`" in user_error("sample", "tagger")
+    assert "fill is a fill run: use `charrnn fill eval" in user_error("eval", "fill", small_text)
+
+
+def test_existing_run_name_does_not_suggest_resume(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "r")
+    arpa = tmp_path / "r.arpa"
+    ngram("export", "r", "--arpa", arpa)
+    for args in (("train", small_text, "--order", "2"), ("import", arpa)):
+        message = user_error(*args, "--run-name", "r")
+        assert "already exists: pick another --run-name" in message and "--resume" not in message
 
 
 def test_numba_cache_moves_when_the_package_is_read_only(tmp_path: Path, monkeypatch):

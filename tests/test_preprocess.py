@@ -100,3 +100,40 @@ def test_bad_split_fractions_are_user_errors(small_text: Path) -> None:
     result = run_cli("preprocess", small_text, "--out", "x", "--val-frac", "0.6", "--test-frac",
                      "0.5", ok=False)
     assert "must leave some text" in result.output
+
+
+@pytest.mark.parametrize("option", ["--valid", "--test"])
+def test_empty_valid_or_test_file_is_an_error(small_text: Path, tmp_path: Path, option) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = run_cli("preprocess", small_text, option, empty, "--out", tmp_path / "d", ok=False)
+    assert result.exit_code == 2 and f"{option} {empty}: file is empty" in result.output
+    assert not (tmp_path / "d").exists()
+
+
+def test_failed_write_message_follows_the_error_and_the_previous_copy(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    import errno
+
+    from charrnn import fsutil
+
+    real_mkdir = Path.mkdir
+
+    def fail(code: int):
+        def mkdir(self, *args, **kwargs):  # only the temporary folder fails
+            if ".tmp-" not in self.name:
+                return real_mkdir(self, *args, **kwargs)
+            raise OSError(code, "simulated")
+        return mkdir
+
+    monkeypatch.setattr(Path, "mkdir", fail(errno.EACCES))
+    with pytest.raises(UserError) as denied, fsutil.atomic_dir(tmp_path / "new"):
+        pass
+    assert "nothing was written (the folder is not writable" in str(denied.value)
+    assert "disk space" not in str(denied.value) and "previous copy" not in str(denied.value)
+    monkeypatch.undo()
+    (tmp_path / "old").mkdir()
+    monkeypatch.setattr(Path, "mkdir", fail(errno.ENOSPC))
+    with pytest.raises(UserError, match="previous copy is intact .free some disk space"), \
+            fsutil.atomic_dir(tmp_path / "old"):
+        pass

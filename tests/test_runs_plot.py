@@ -35,6 +35,22 @@ def test_runs_lists_each_run_with_its_best_scores(tiny_run: Path, tmp_path: Path
     assert safetensors_params(root / "tiny" / "nope.safetensors") is None
 
 
+def test_runs_prints_numbers_whole_in_80_columns_and_lists_damaged_runs(
+        tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    root = tmp_path / "runs"
+    long_name = "a-very-long-run-name-for-the-big-experiment_2026-11-23_16-49-50"
+    shutil.copytree(tiny_run, root / long_name)
+    (root / "garbage").mkdir()
+    (root / "garbage" / "run.json").write_text("{not json")
+    out = run_cli("runs", "--out", root).output
+    row = summary(root / long_name)
+    assert f"{row['val_loss']:.4f}" in out and f"{row['val_bpc']:.4f}" in out
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+    damaged = next(line for line in out.splitlines() if line.startswith("garbage"))
+    assert "damaged" in damaged and "unreadable" in damaged
+
+
 def test_runs_on_an_empty_root_says_so(tmp_path: Path) -> None:
     out = run_cli("runs", "--out", tmp_path / "empty").output
     assert "no runs under" in out
@@ -55,7 +71,8 @@ def test_plot_errors_are_one_line(tiny_run: Path, tmp_path: Path) -> None:
     bare.mkdir()
     (bare / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
     assert "has no metrics yet" in run_cli("plot", bare, ok=False).output
-    assert ".png" in run_cli("plot", tiny_run, "--png", tmp_path / "x.pdf", ok=False).output
+    assert f"--png {tmp_path / 'x.pdf'} must be a .png file" in \
+        run_cli("plot", tiny_run, "--png", tmp_path / "x.pdf", ok=False).output
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tiny_run: Path, tmp_path: Path,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from charrnn.sample import SampleOptions, filter_logits
-from helpers import run_cli
+from helpers import SMALL_LINES, TINY, run_cli
 
 
 def test_same_seed_same_text_and_other_seed_other_text(tiny_run: Path) -> None:
@@ -63,6 +63,36 @@ def test_num_samples_gives_that_many_samples(tiny_run: Path) -> None:
     out = run_cli("sample", tiny_run, "--prime", "X" if False else "the", "--length", "5",
                   "--num-samples", "3", "--seed", "1").output
     assert out.count("the") >= 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--beam", "5", "--num-samples", "2"], "--beam finds the one most likely text"),
+        (["--greedy", "--beam", "3"], "give --greedy or --beam, not both"),
+        (["--greedy", "--temp", "0.5"], "--greedy ignores --temp"),
+        (["--greedy", "--top-k", "3", "--top-p", "0.9"], "--greedy ignores --top-k / --top-p"),
+        (["--beam", "2", "--temp", "0.7"], "--beam ignores --temp"),
+    ],
+)
+def test_conflicting_decoding_options_are_errors(tiny_run: Path, args, message) -> None:
+    result = run_cli("sample", tiny_run, *args, "--length", "5", ok=False)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_default_temperature_does_not_conflict_with_greedy(tiny_run: Path) -> None:
+    run_cli("sample", tiny_run, "--greedy", "--temp", "1.0", "--length", "5")
+
+
+def test_word_level_sample_separates_the_prime_from_the_first_word(tmp_path: Path) -> None:
+    corpus = tmp_path / "words.txt"
+    corpus.write_text(" ".join(SMALL_LINES * 30) + "\n", encoding="utf-8")  # one line: few <eos>
+    run_cli("train", corpus, "--level", "word", *TINY, "--max-steps", "20", "--run-name", "w")
+    vocab = set(" ".join(SMALL_LINES).split())
+    for extra in ([], ["--num-samples", "3"]):  # streamed, and decoded after a batch
+        out = run_cli("sample", "w", "--prime", "the quick", "--length", "8", "--seed", "3",
+                      *extra).output
+        assert out.startswith("the quick") and set(out.split()) <= vocab, out
 
 
 def test_top_k_and_top_p_filters_keep_the_right_tokens() -> None:

@@ -123,6 +123,8 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
     assert spaced.strip() == "我们/喜/欢/学习"  # a space in the input is always a boundary
     result = json.loads(run_cli("tag", "eval", "seg", corpus, "--json").output)
     assert result["score"] == "word" and result["f1"] > 0.95
+    lm_eval = run_cli("eval", "seg", corpus, ok=False)  # not "N characters not in the vocabulary"
+    assert lm_eval.exit_code == 2 and "seg is a tagger run: use `charrnn tag eval" in lm_eval.output
 
 
 @pytest.mark.parametrize(
@@ -150,6 +152,34 @@ def test_sample_refuses_a_tagger_checkpoint(chunker) -> None:
     root, _ = chunker
     result = run_cli("sample", root / "chunk" / "best", ok=False)
     assert result.exit_code == 2 and "not a language model" in result.output
+
+
+def test_lm_eval_commands_send_a_tagger_run_to_tag_eval(chunker) -> None:
+    root, test = chunker
+    for args in (["eval", "chunk", "--split", "test"], ["eval", root / "chunk" / "best", test],
+                 ["ngram", "eval", "chunk", test]):
+        result = run_cli(*args, "--out", root, ok=False)
+        assert result.exit_code == 2, result.output
+        assert "chunk is a tagger run: use `charrnn tag eval chunk FILE`" in result.output
+
+
+def test_predict_offers_and_accepts_errors_replace(chunker, tmp_path: Path) -> None:
+    root, _ = chunker
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"caf\xe9 NN\nthe DT\n")
+    args = ("tag", "predict", "chunk", latin1, "--input", "conll", "--out", root)
+    refused = run_cli(*args, ok=False)
+    assert refused.exit_code == 2 and "--errors replace" in refused.output
+    out = run_cli(*args, "--errors", "replace").output
+    assert out.startswith("caf\ufffd\t")
+
+
+def test_label_or_feature_column_beyond_the_file_is_named(tmp_path: Path) -> None:
+    train = _conll(tmp_path / "train.txt", 5, 0)
+    result = run_cli("tag", "train", train, "--label-column", "7", "--quiet", ok=False)
+    assert "the label column (--label-column 7) is beyond the line's 3 columns" in result.output
+    result = run_cli("tag", "train", train, "--features", "4", "--quiet", ok=False)
+    assert "feature column 4 (--features) is beyond the line's 3 column(s)" in result.output
 
 
 def test_predict_refuses_binary_or_non_utf8_stdin(chunker) -> None:

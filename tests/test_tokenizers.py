@@ -28,6 +28,29 @@ def test_char_unknown_characters_error_lists_them_or_skip() -> None:
     assert tok.decode(tok.encode("abz", unknown="skip").tolist()) == "ab"
 
 
+def test_unknown_error_counts_distinct_items_with_the_right_plural() -> None:
+    tok = CharTokenizer.build(["e "])
+    with pytest.raises(UserError, match=r"^3 characters not in .*'h', 'l', 'o';"):
+        tok.encode("hello")
+    with pytest.raises(UserError, match=r"^1 character not in .*'z';"):
+        tok.encode("zz ee z")
+    words = WordTokenizer.build(["a b\n"])
+    with pytest.raises(UserError, match=r"^1 word not in .*'hello';"):
+        words.encode("hello a hello", unknown="error")
+
+
+def test_word_stream_after_a_prime_puts_a_space_before_the_next_word() -> None:
+    from charrnn.sample import primed_decoder
+
+    tok = WordTokenizer.build(["the company said bread\n"])
+    prime = tok.encode("the company said").tolist()
+    decoder, shown = primed_decoder(tok, prime, True)
+    assert shown + decoder.feed(tok.index["bread"]) == "the company said bread"
+    chars = CharTokenizer.build(["ab"])  # chars: no separator added
+    decoder, shown = primed_decoder(chars, [0], True)
+    assert shown + decoder.feed(1) == "ab"
+
+
 def test_char_lower_option() -> None:
     tok = CharTokenizer.build(["ABC abc"], lower=True)
     assert tok.vocab_size == 4 and tok.decode(tok.encode("CAB").tolist()) == "cab"
@@ -89,6 +112,16 @@ def test_subword_round_trip_property(subword, text: str) -> None:
 @given(st.lists(st.text(st.characters(exclude_categories=("Cs", "Zs", "Cc", "Zl", "Zp")),
                         min_size=1, max_size=8), min_size=1, max_size=20))
 def test_word_round_trip_up_to_whitespace_property(words: list[str]) -> None:
+    """Special tokens excluded: a literal `<eos>` in the text is a line end (PTB's convention)."""
+    words = [w for w in words if w not in ("<eos>", "<unk>")] or ["x"]
     text = " ".join(words) + "\n"
     tok = WordTokenizer.build([text])
     assert tok.decode(tok.encode(text).tolist()).split() == text.split()
+
+
+def test_subword_stream_after_a_prime_continues_the_text_unchanged(subword) -> None:
+    from charrnn.sample import primed_decoder
+
+    ids = subword.encode("the quick brown fox").tolist()
+    decoder, shown = primed_decoder(subword, ids[:2], True)
+    assert shown + "".join(decoder.feed(i) for i in ids[2:]) == "the quick brown fox"

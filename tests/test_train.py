@@ -191,6 +191,59 @@ def test_awd_regularisers_resume_exactly(small_text, tmp_path) -> None:
         assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_resume_on_cpu_of_a_half_precision_carried_state(small_text, tmp_path, cell) -> None:
+    """A CUDA run under autocast carries the RNN's state in half precision; resumed on a CPU the
+    float32 RNN must get float32 (it refused half before)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    run_cli("train", small_text, *TINY, "--cell", cell, "--max-steps", "12", "--run-name", "gpu")
+    path = tmp_path / "runs/gpu/last/state.safetensors"
+    tensors = load_file(path)
+    tensors = {k: v.half() if k.startswith("state.") else v for k, v in tensors.items()}
+    save_file(tensors, str(path))
+    run_cli("train", "--resume", "gpu", "--max-steps", "20", "--device", "cpu", "--plain")
+    after = load_file(path)
+    assert after["state.h"].dtype == torch.float32
+    assert max(_train_losses(tmp_path / "runs/gpu")) == 20
+
+
+def test_loss_scaling_path_trains_saves_and_resumes(small_text, tmp_path, monkeypatch) -> None:
+    """The CUDA path's dynamic loss scaling (GradScaler), run on the CPU: power-of-two scales
+    are undone exactly, so the loss curve is the unscaled one; the scale is saved with the
+    checkpoint and restored on resume."""
+    import torch
+
+    from charrnn import train
+
+    scalers = []
+
+    def enabled_scaler(device):
+        scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=5))
+        return scalers[-1]
+
+    args = [small_text, *TINY, "--max-steps", "30", "--log-every", "1"]
+    run_cli("train", *args, "--run-name", "plain")
+    monkeypatch.setattr(train, "loss_scaler", enabled_scaler)
+    run_cli("train", *args, "--run-name", "scaled")
+    plain, scaled = _train_losses(tmp_path / "runs/plain"), _train_losses(tmp_path / "runs/scaled")
+    assert scaled == pytest.approx(plain, rel=1e-6)
+    saved = json.loads((tmp_path / "runs/scaled/last/checkpoint.json").read_text())["loss_scale"]
+    assert saved["scale"] == scalers[0].get_scale() and saved["scale"] > 2.0**10  # it grew
+    run_cli("train", "--resume", "scaled", "--max-steps", "32", "--plain")
+    assert scalers[1].get_scale() >= saved["scale"]
+
+
+def test_optimizer_kernel_settings_follow_the_machine_not_the_checkpoint() -> None:
+    from charrnn.train import _with_kernels
+
+    saved = [{"lr": 0.1, "fused": True, "foreach": None, "weight_decay": 0.1}]
+    current = [{"lr": 0.5, "fused": None, "foreach": None, "weight_decay": 0.0}]
+    assert _with_kernels(saved, current) == [{"lr": 0.1, "fused": None, "foreach": None,
+                                              "weight_decay": 0.1}]
+
+
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_last_and_matches(small_text, tmp_path) -> None:
     common = [str(small_text), *TINY, "--max-steps", "400", "--log-every", "1", "--save-every",
@@ -241,3 +294,21 @@ def test_backward_lm_reads_text_right_to_left(small_text, tmp_path) -> None:
     out = run_cli("sample", "back", "--prime", "the end", "--length", "12", "--seed", "1").output
     assert out.rstrip("\n").endswith("the end") and len(out.rstrip("\n")) >= len("the end") + 12
     assert "--direction must be" in run_cli("train", small_text, "--direction", "up", ok=False).output
+
+
+def test_resume_refuses_a_typed_change_of_model_options(small_text, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--max-steps", "10", "--run-name", "r")
+    result = run_cli("train", "--resume", "r", "--hidden", "64", "--max-steps", "20", ok=False)
+    assert "--hidden 64 (the run has 32)" in result.output and result.exit_code == 2
+    # the same value, or a budget option, is fine
+    run_cli("train", "--resume", "r", "--hidden", "32", "--max-steps", "12", "--plain")
+
+
+def test_resume_of_a_tagger_run_is_a_clear_error(tmp_path) -> None:
+    from test_tagger import TAG_TINY, _conll
+
+    train = _conll(tmp_path / "train.txt", 40, 0)
+    run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--epochs", "1",
+            "--run-name", "chunk")
+    result = run_cli("train", "--resume", "chunk", "--max-steps", "5", ok=False)
+    assert "chunk is a tag run" in result.output and result.exit_code == 2

@@ -254,3 +254,11 @@ def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
     text = preview_text(model, torch.device("cpu"), ckpt.tokenizer, tokens=50)
     assert torch.equal(before, torch.get_rng_state()) and model.training
     assert len(text) == 50 and text == preview_text(model, torch.device("cpu"), ckpt.tokenizer, 50)
+
+
+def test_eta_of_a_run_past_its_max_time_shows_zero_not_negative() -> None:
+    from charrnn.progress import fmt_duration, fmt_train
+
+    assert fmt_duration(-4.19) == "0m00s"
+    rec = {"step": 10, "epoch": 0.5, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 1e3, "eta": -4.19}
+    assert fmt_train(rec).endswith("eta 0m00s")

@@ -150,7 +150,7 @@ def sample(
 
     if unk not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
-    _, model = load_run(run, _root(out))
+    _, model = load_run(run, _root(out), "sample")
     for piece in stream_text(model, length, temp, prime, seed, unk):
         sys.stdout.write(piece)
         sys.stdout.flush()

@@ -43,6 +43,16 @@ def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> d
             "sample_tokens_per_s": sampling_speed(spec, root, tokens=300)}
 
 
+def _not_compared(kind: str | None, info: dict, file: str | None) -> str | None:
+    """Why a run is left out before it is read, or None."""
+    if kind in ("fill", "tagger"):
+        use = "charrnn fill eval" if kind == "fill" else "charrnn tag eval"
+        return f"{kind} runs are not compared (score them with `{use}`)"
+    if kind == "ngram" and file is None and not info.get("dataset"):
+        return "imported model has no dataset split: use --file FILE to score every run on it"
+    return None
+
+
 def compare(specs: list[str] | None, root: Path, split: str = "test",
             file: str | None = None, unk: str = "error") -> dict:
     """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}."""
@@ -55,10 +65,12 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     rows, skipped = [], []
     for folder in folders:
         spec = str(folder)
-        kind = runs.run_info(folder).get("kind")
+        info = runs.run_info(folder)
+        kind = info.get("kind")
         row_of = {"ngram": _ngram_row, "rnn": _rnn_row}.get(kind)
-        if row_of is None:
-            skipped.append({"run": folder.name, "reason": f"unknown run kind {kind!r}"})
+        reason = _not_compared(kind, info, file)
+        if row_of is None or reason:
+            skipped.append({"run": folder.name, "reason": reason or f"unknown run kind {kind!r}"})
             continue
         try:
             row = row_of(spec, root, file, split, unk)

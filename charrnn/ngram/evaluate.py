@@ -9,20 +9,18 @@ from charrnn.errors import UserError
 from charrnn.ngram.model import NGramModel, load, summarize
 
 
-def resolve(spec: str | None, root: Path) -> Path:
-    """RUN → the n-gram run folder (an RNN run is refused with the command to use instead)."""
+def resolve(spec: str | None, root: Path, action: str = "eval") -> Path:
+    """RUN → the n-gram run folder (another kind is refused with the command to use instead;
+    action: "eval" or "sample")."""
     folder = runs.resolve_run(spec, root, kind="ngram")
-    kind = runs.run_info(folder).get("kind")
-    if kind != "ngram":
-        raise UserError(f"{folder} is a {kind} run, not an n-gram run: use `charrnn eval` / "
-                        "`charrnn sample` for it")
+    runs.check_kind(folder, runs.run_info(folder).get("kind"), "ngram", action)
     if not (folder / "model").is_dir():
         raise UserError(f"n-gram run {folder} has no model/ folder: train it again")
     return folder
 
 
-def load_run(spec: str | None, root: Path) -> tuple[Path, NGramModel]:
-    folder = resolve(spec, root)
+def load_run(spec: str | None, root: Path, action: str = "eval") -> tuple[Path, NGramModel]:
+    folder = resolve(spec, root, action)
     return folder, load(folder / "model")
 
 

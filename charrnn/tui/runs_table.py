@@ -11,6 +11,10 @@ from rich.table import Table
 from charrnn import runs
 from charrnn.runstats import summary
 
+HEADERS = ("name", "kind", "created", "steps", "val loss", "bpc", "level", "params")
+NUMERIC = {"steps", "val loss", "bpc", "params"}  # printed whole: other columns fold instead
+MIN_TEXT = 4  # the narrowest a folding column gets
+
 
 def _size(count: int | None, unit: str) -> str:
     """3.3M (parameters) or 1.2M n-grams."""
@@ -24,40 +28,61 @@ def _size(count: int | None, unit: str) -> str:
     return text if unit == "params" else f"{text} {unit}"
 
 
-def runs_table(root: Path) -> Table | None:
-    folders = runs.list_runs(root)
-    if not folders:
-        return None
-    table = Table(title=f"runs under {root}", title_justify="left")
-    table.add_column("name", style="bold", no_wrap=True)
-    table.add_column("kind")
-    table.add_column("created", no_wrap=True)
-    table.add_column("steps", justify="right")
-    table.add_column("val loss", justify="right")
-    table.add_column("bpc", justify="right")
-    table.add_column("level")
-    table.add_column("params", justify="right")
-    rows = [summary(folder) for folder in folders]
-    best_bpc = min((r["val_bpc"] for r in rows if r["val_bpc"] is not None), default=None)
-    for row in rows:
-        created = (time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"]))
-                   if isinstance(row["created"], (int, float)) else "—")
-        bpc = "—" if row["val_bpc"] is None else f"{row['val_bpc']:.4f}"
-        if row["val_bpc"] is not None and row["val_bpc"] == best_bpc:
-            bpc = f"[green]{bpc}[/green]"  # the best bits/char (comparable across levels)
-        table.add_row(
-            row["name"], row["kind"], created,
+def _cells(row: dict) -> list[str]:
+    created = (time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"]))
+               if isinstance(row["created"], (int, float)) else "—")
+    bpc = "—" if row["val_bpc"] is None else f"{row['val_bpc']:.4f}"
+    return [row["name"], row["kind"], created,
             "—" if row["steps"] is None else f"{row['steps']:,}",
             "—" if row["val_loss"] is None else f"{row['val_loss']:.4f}",
-            bpc, row["level"] or "—", _size(row["params"], row["size_unit"]),
-        )
+            bpc, row["level"] or "—", _size(row["params"], row["size_unit"])]
+
+
+def _text_caps(rows: list[list[str]], width: int) -> dict[str, int]:
+    """Widest each text column may be so that the numeric columns fit whole in `width`:
+    the room left after them, shared out (narrow columns keep their natural width)."""
+    natural = {h: max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)}
+    room = width - sum(natural[h] for h in NUMERIC) - 2 * (len(HEADERS) - 1)  # column gaps
+    texts = sorted((h for h in HEADERS if h not in NUMERIC), key=natural.get)
+    caps = {}
+    for index, name in enumerate(texts):  # water-filling: the widest gets what is left
+        share = max(MIN_TEXT, room // (len(texts) - index))
+        caps[name] = min(natural[name], share)
+        room -= caps[name]
+    return caps
+
+
+def runs_table(root: Path, width: int = 80) -> Table | None:
+    folders = runs.list_runs(root)
+    damaged = runs.damaged_runs(root)
+    if not folders and not damaged:
+        return None
+    summaries = [summary(folder) for folder in folders]
+    best_bpc = min((r["val_bpc"] for r in summaries if r["val_bpc"] is not None), default=None)
+    rows = [_cells(r) for r in summaries]
+    # A run.json that is not JSON: one row saying so, rather than a run that silently vanishes.
+    rows += [[folder.name, "damaged", f"unreadable {runs.RUN_FILE}", "—", "—", "—", "—", "—"]
+             for folder in damaged]
+    caps = _text_caps(rows, width)
+    table = Table(title=f"runs under {root}", title_justify="left", box=None, pad_edge=False,
+                  padding=(0, 1), header_style="bold underline")
+    for name in HEADERS:
+        if name in NUMERIC:
+            table.add_column(name, justify="right", no_wrap=True)
+        else:
+            table.add_column(name, overflow="fold", max_width=caps[name],
+                             style="bold" if name == "name" else None)
+    for cells in rows:
+        if best_bpc is not None and cells[5] == f"{best_bpc:.4f}":
+            cells = [*cells[:5], f"[green]{cells[5]}[/green]", *cells[6:]]  # best bits/char
+        table.add_row(*cells)
     return table
 
 
 def print_runs(root: Path, console: Console | None = None) -> int:
     """Print the table (or a one-line note when there is no run); the number of runs."""
     console = console or Console()
-    table = runs_table(root)
+    table = runs_table(root, console.width)
     if table is None:
         console.print(f"no runs under {root} (train one with `charrnn train`, or pass --out)",
                       markup=False)

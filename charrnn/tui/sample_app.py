@@ -24,7 +24,7 @@ from rich.live import Live
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
-from charrnn.sample import SampleOptions, Sampler, encode_prime
+from charrnn.sample import SampleOptions, Sampler, encode_prime, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.widgets import bucket
@@ -91,7 +91,8 @@ class _Session:
                  run_name: str) -> None:
         self.model, self.device, self.tokenizer, self.opts = model, device, tokenizer, opts
         self.prime_ids, self.hold, self.run_name = prime_ids, hold, run_name
-        self.prime_text = tokenizer.decode(prime_ids) if show_prime else ""
+        self.show_prime = show_prime
+        self.prime_text = primed_decoder(tokenizer, prime_ids, show_prime)[1]
         self.console, self.keys = console, keys
         self.view = SampleView(info, opts)
         self.seed = opts.seed if opts.seed is not None else random.randrange(1 << 31)
@@ -105,7 +106,7 @@ class _Session:
     def start_sample(self) -> None:
         self.opts.seed = self.seed  # the one options object: the temperature survives restarts
         self.stream = Sampler(self.model, self.device, self.opts).stream(self.prime_ids)
-        self.decoder = self.tokenizer.stream_decoder()
+        self.decoder = primed_decoder(self.tokenizer, self.prime_ids, self.show_prime)[0]
         self.parts = [self.prime_text]
         self.view.restart(self.prime_text, self.seed, self.opts.length)
         self.rate_window.clear()
