@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+from shared_corpora import SHAKESPEARE as CORPUS
 
 
 def make_corpus(path: Path, megabytes: int, seed: int = 0) -> int:

@@ -30,9 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared_corpora import SHAKESPEARE as CORPUS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
 KENLM_PPL = {("char", 3): 7.8398, ("char", 5): 4.8941, ("char", 7): 4.6370, ("char", 10): 4.6475,
              ("word", 3): 130.350, ("word", 5): 130.184}
 LMPLZ_SECONDS = {("char", 3): 0.14, ("char", 5): 0.24, ("char", 7): 0.56, ("char", 10): 1.42}

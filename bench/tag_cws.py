@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+from shared_corpora import CORPORA
 
 
 def main() -> None:

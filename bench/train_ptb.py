@@ -15,7 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+from shared_corpora import CORPORA
+
 DEFAULTS = ["--level", "word", "--hidden", "256", "--layers", "2", "--dropout", "0.3",
             "--tie-weights", "--seq-len", "35", "--batch-size", "32", "--lr", "2e-3",
             "--weight-decay", "0.1"]

@@ -18,8 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CORPUS = HERE.parent.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+from shared_corpora import SHAKESPEARE as CORPUS
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+from shared_corpora import SHAKESPEARE as CORPUS
 
 
 class PlainLM(nn.Module):

@@ -146,13 +146,14 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn
 
     `kind` is the run kind picked when no RUN is given (the newest run of that kind).
     """
-    if spec is not None:
-        path = Path(spec)
+    # A path as given, then the same path under the runs root ("myrun/last" names that folder).
+    for path in (Path(spec), root / spec) if spec is not None else ():
         if path.is_file():
             if path.name in (WEIGHTS, META):
                 return open_checkpoint(path.parent)
             _refuse_non_checkpoint(path)
-        if (path / META).is_file() or (path.name in ("best", "last") and path.parent.is_dir()):
+        in_run = path.name in ("best", "last") and (path.parent / runs.RUN_FILE).is_file()
+        if (path / META).is_file() or in_run:  # in_run: open_checkpoint recovers a half swap
             return open_checkpoint(path)
     folder = runs.resolve_run(spec, root, kind=kind)
     order = ("best", "last") if prefer == "best" else ("last", "best")

@@ -9,7 +9,9 @@ import pytest
 
 from helpers import SMALL_LINES, TINY, run_cli
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "corpora"
+# ../shared/corpora beside the checkout, or a copy named by $CHARRNN_SHARED_CORPORA (bench/gpu_suite.sh)
+SHARED = Path(os.environ.get("CHARRNN_SHARED_CORPORA")
+              or Path(__file__).resolve().parents[1].parent / "shared" / "corpora")
 
 
 @pytest.fixture(scope="session")

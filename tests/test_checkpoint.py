@@ -104,6 +104,21 @@ def test_interrupted_swap_is_recovered(tiny_run: Path, tmp_path: Path) -> None:
     assert ckpt.folder == run / "best" and (run / "best" / "model.safetensors").is_file()
 
 
+def test_checkpoint_named_relative_to_the_runs_root_is_that_checkpoint(tiny_run: Path) -> None:
+    # cwd is the test's temp folder: "tiny/last" exists only under the runs root
+    root = tiny_run.parent
+    assert checkpoint.resolve("tiny/last", root, prefer="best").folder == tiny_run / "last"
+    assert checkpoint.resolve("tiny/best", root, prefer="last").folder == tiny_run / "best"
+    assert checkpoint.resolve("tiny", root, prefer="last").folder == tiny_run / "last"
+
+
+def test_interrupted_swap_under_the_runs_root_is_recovered(tiny_run: Path, tmp_path: Path) -> None:
+    root = tmp_path / "elsewhere"  # not under the cwd: found only through the runs root
+    run = shutil.copytree(tiny_run, root / "copy")
+    os.replace(run / "last", run / "last.old")  # a crash between the two renames
+    assert checkpoint.resolve("copy/last", root, prefer="best").folder == root / "copy" / "last"
+
+
 def test_atomic_dir_removes_temp_on_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), fsutil.atomic_dir(tmp_path / "x") as tmp:
         (tmp / "f").write_text("partial")
