@@ -59,8 +59,10 @@ class Checkpoint:
     def load_into(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
         """Load the weights into an already built module (of whatever task) and move it."""
         try:
+            # Read on the CPU (the module is built there), then one move: reading straight onto
+            # a GPU would copy every weight there, back into the CPU module, and there again.
             missing, unexpected = load_model(model, self.folder / WEIGHTS, strict=False,
-                                             device=str(device))
+                                             device="cpu")
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
             other = "last" if self.folder.name == "best" else "best"
             what = "does not match its config" if "size mismatch" in str(exc) \

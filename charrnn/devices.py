@@ -18,7 +18,7 @@ def resolve_device(name: str) -> torch.device:
         raise UserError(f"--device must be one of {', '.join(DEVICES)} (cuda:N too), not {name!r}")
     if kind == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return cuda_device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -29,11 +29,30 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
-        return device
+        return cuda_device(device)
     if kind == "mps" and not (getattr(torch.backends, "mps", None)
                               and torch.backends.mps.is_available()):
         raise UserError("--device mps was asked for, but Apple MPS is not available: use cpu")
     return torch.device(name)
+
+
+def cuda_device(device: torch.device | str) -> torch.device:
+    """A CUDA device with its index: plain "cuda" means the current GPU. torch.cuda.set_device and
+    others refuse a device without an index (ValueError), so every CUDA device we hand out has one."""
+    device = torch.device(device)
+    if device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def host_to_device(array, device: torch.device) -> torch.Tensor:
+    """A host array (numpy or CPU tensor) on `device`. On CUDA through pinned memory and without
+    blocking: a copy from pageable memory waits for all the GPU's queued work, a sync per batch.
+    (The caching host allocator keeps the pinned block until the copy has run.)"""
+    tensor = torch.as_tensor(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

@@ -24,7 +24,9 @@ class Dist:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.enabled = self.world > 1
+        # Under torchrun even one process joins a process group (as nanoGPT does): the DDP path
+        # is then the same whatever the count, and one GPU can exercise NCCL.
+        self.enabled = self.world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
         self.device = torch.device("cpu")
 
     @property

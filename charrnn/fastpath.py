@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from charrnn.devices import cuda_device
 from charrnn.models import RNNLM, State
 
 
@@ -149,6 +150,7 @@ class CUDAGraphStepper:
     """
 
     def __init__(self, model: RNNLM, device: torch.device, batch: int = 1) -> None:
+        device = cuda_device(device)  # library callers may pass plain "cuda"
         self.model, self.device, self.batch = model.eval(), device, batch
         # Replays and captures run on the current device: make it this one (`cuda:1` …), and
         # capture on our own stream, not the default capture stream of whichever GPU made it.
@@ -205,11 +207,15 @@ class CUDAGraphStepper:
 Stepper = ModuleStepper | FusedCPUStepper | CUDAGraphStepper
 
 
-def make_stepper(model: RNNLM, device: torch.device, batch: int = 1) -> Stepper:
-    """The fastest step this device has: fused on CPU, a CUDA graph on CUDA, the module elsewhere."""
+def make_stepper(model: RNNLM, device: torch.device, batch: int = 1, graphs: bool = True) -> Stepper:
+    """The fastest step this device has: fused on CPU, a CUDA graph on CUDA, the module elsewhere.
+
+    graphs=False: no CUDA graph, for a few hundred tokens in the middle of training (a capture
+    synchronizes and empties the allocator's caches, which training would then fill again).
+    """
     if device.type == "cpu":
         return FusedCPUStepper(model)
-    if device.type == "cuda":
+    if device.type == "cuda" and graphs:
         try:
             return CUDAGraphStepper(model, device, batch)
         except RuntimeError:  # capture unsupported here (old driver, debug mode …): stay correct

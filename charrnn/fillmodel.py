@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn import checkpoint, data, runs
-from charrnn.devices import resolve_device
+from charrnn.devices import host_to_device, resolve_device
 from charrnn.errors import UserError
 from charrnn.models import CELLS
 from charrnn.tagger import BiRNN
@@ -71,10 +71,17 @@ class FillModel(nn.Module):
     def hidden(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.drop(self.encoder(self.drop(self.embed(ids)), lengths))
 
-    def masked_log_probs(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """log p over the vocabulary at every <mask> of ids (rows in reading order): (M, V)."""
+    def masked_log_probs(self, ids: torch.Tensor, lengths: torch.Tensor | None = None,
+                         positions: torch.Tensor | None = None) -> torch.Tensor:
+        """log p over the vocabulary at every <mask> of ids (rows in reading order): (M, V).
+        `positions`, the masks' flat indices when the caller knows them, avoids the boolean
+        indexing that waits for the GPU (training knows them: it placed the masks)."""
         out = self.hidden(ids, lengths)
-        return F.log_softmax(self.head(out[ids == self.config.mask_id]).float(), dim=-1)
+        if positions is None:
+            picked = out[ids == self.config.mask_id]
+        else:
+            picked = out.flatten(0, 1).index_select(0, positions)
+        return F.log_softmax(self.head(picked).float(), dim=-1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -139,14 +146,14 @@ def train_fill_job(task: str, inputs: list[str], popts: data.PreprocessOptions, 
         val_batch = _masked(_windows(val_ids, starts, length), rng, fcfg.mask_id, device)
 
     def loss(b: dict) -> torch.Tensor:
-        return F.nll_loss(model.masked_log_probs(b["input"]), b["target"])
+        return F.nll_loss(model.masked_log_probs(b["input"], positions=b["where"]), b["target"])
 
     @torch.inference_mode()
     def evaluate() -> dict:
         if val_batch is None:
             return {}
         model.eval()
-        log_probs = model.masked_log_probs(val_batch["input"])
+        log_probs = model.masked_log_probs(val_batch["input"], positions=val_batch["where"])
         return {"val_loss": float(F.nll_loss(log_probs, val_batch["target"])),
                 "val_accuracy": float((log_probs.argmax(-1) == val_batch["target"]).float().mean())}
 
@@ -177,8 +184,8 @@ def train_fill_job(task: str, inputs: list[str], popts: data.PreprocessOptions, 
 def _masked(windows: np.ndarray, rng: np.random.Generator, mask_id: int, device: torch.device) -> dict:
     hide = mask_spans(*windows.shape, rng)
     inputs = np.where(hide, mask_id, windows)
-    return {"input": torch.from_numpy(inputs).to(device),
-            "target": torch.from_numpy(windows[hide]).to(device)}
+    return {"input": host_to_device(inputs, device), "target": host_to_device(windows[hide], device),
+            "where": host_to_device(np.flatnonzero(hide), device)}  # row-major, as windows[hide]
 
 
 def load_fill_model(ckpt: checkpoint.Checkpoint, device: torch.device) -> FillModel:

@@ -85,11 +85,12 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
         trainer = Trainer(dataset, cfg, run_dir, plain=plain, dist=dist)
         splits = dataset.meta["splits"]
+        processes = f" × {dist.world} process{'es' if dist.world > 1 else ''} (DDP)"
         trainer.reporter.message(
             f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
             f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
             f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
-            f"{trainer.device}" + (f" × {dist.world} processes (DDP)" if dist.enabled else ""))
+            f"{trainer.device}" + (processes if dist.enabled else ""))
     result = trainer.run()
     trainer.reporter.message(_summary(result))
     return result

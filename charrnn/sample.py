@@ -85,10 +85,11 @@ def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
 class Sampler:
     """Generates token ids from a model, one step at a time (the TUI drives the same object)."""
 
-    def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions) -> None:
+    def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions,
+                 graphs: bool = True) -> None:
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
-        self.model, self.device, self.opts = model.eval(), device, opts
+        self.model, self.device, self.opts, self.graphs = model.eval(), device, opts, graphs
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(opts.seed if opts.seed is not None else
                                    int(time.time_ns() % (1 << 62)))
@@ -107,7 +108,7 @@ class Sampler:
 
         Options are read at every step, so a caller (the TUI) may change the temperature live.
         """
-        stepper = make_stepper(self.model, self.device)
+        stepper = make_stepper(self.model, self.device, graphs=self.graphs)
         logits = stepper.prime(prime_ids)
         while True:
             tokens, probs = self._draw(logits)
@@ -122,7 +123,7 @@ class Sampler:
         One step advances every stream (a batched matrix product, or one CUDA-graph replay);
         the tokens stay on the device and come back once, at the end.
         """
-        stepper = make_stepper(self.model, self.device, streams)
+        stepper = make_stepper(self.model, self.device, streams, self.graphs)
         logits = stepper.prime(prime_ids, streams)
         out = torch.empty(streams, length, dtype=torch.long, device=self.device)
         for i in range(length):
@@ -224,20 +225,17 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
 
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],
                  num_samples: int, collect: Callable[[list[int]], None]) -> None:
-    """Sample `num_samples` id sequences without decoding them: side by side in one batch, or
-    one after the other (seeds seed, seed+1, …) for beam search."""
-    if num_samples > 1 and not opts.beam:
+    """Sample `num_samples` id sequences without decoding them: side by side in one batch (the
+    tokens stay on the device until the end, even for one), or one after the other (seeds seed,
+    seed+1, …) for beam search."""
+    if not opts.beam:
         for ids in Sampler(model, device, opts).sample_batch(prime_ids, num_samples, opts.length):
             collect(ids)
         return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, device, SampleOptions(**{**opts.__dict__, "seed": seed}))
-        if opts.beam:
-            collect(sampler.beam_search(prime_ids, opts.beam, opts.length))
-        else:
-            stream = sampler.stream(prime_ids)
-            collect([next(stream)[0] for _ in range(opts.length)])
+        collect(sampler.beam_search(prime_ids, opts.beam, opts.length))
 
 
 def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu") -> float:

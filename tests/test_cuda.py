@@ -40,7 +40,7 @@ def test_cuda_run_trains_saves_resumes_and_its_checkpoint_serves_the_cpu(small_t
     assert state["loss_scale"]["scale"] > 0  # fp16 autocast runs with dynamic loss scaling
     cpu = json.loads(run_cli("eval", "whole", "--split", "val", "--device", "cpu", "--json").output)
     gpu = json.loads(run_cli("eval", "whole", "--split", "val", "--device", "cuda", "--json").output)
-    assert cpu["nats_per_token"] == pytest.approx(gpu["nats_per_token"], rel=1e-3)
+    assert cpu["nats_per_token"] == pytest.approx(gpu["nats_per_token"], rel=5e-3)  # fp16 on GPU
     text = run_cli("sample", "whole", "--device", "cpu", "--seed", "1", "--length", "40").output
     assert len(text) >= 40
 
@@ -93,9 +93,9 @@ def test_cuda_tagger_and_fill_model(tmp_path):
     assert result
 
 
-def test_torchrun_launch_on_the_gpu(small_text, tmp_path):
-    """One process under torchrun (a second rank on the same GPU is refused by NCCL, so the
-    multi-rank path needs a machine with several GPUs)."""
+def test_torchrun_on_one_gpu_trains_through_nccl_and_ddp(small_text, tmp_path):
+    """One process under torchrun joins an NCCL process group and trains through DDP (a second
+    rank on the same GPU is refused by NCCL, so more ranks need a machine with several GPUs)."""
     env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "1",
@@ -103,4 +103,5 @@ def test_torchrun_launch_on_the_gpu(small_text, tmp_path):
          str(small_text), *TINY, "--device", "cuda", "--max-steps", "10", "--run-name", "tr"],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "× 1 process (DDP)" in proc.stdout
     assert (tmp_path / "runs/tr/last/model.safetensors").is_file()

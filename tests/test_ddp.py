@@ -17,10 +17,10 @@ COMMON = [*TINY, "--batch-size", "4", "--dropout", "0", "--log-every", "1", "--w
           "--min-lr-ratio", "1", "--eval-every", "5"]
 
 
-def _torchrun(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def _torchrun(tmp_path: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
          "--master_port", str(29500 + os.getpid() % 1000), "-m", "charrnn", "train", *args],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -47,3 +47,14 @@ def test_two_process_ddp_matches_one_process_and_resumes_at_another_size(small_t
     resumed = _losses(tmp_path / "runs/ddp")
     for step in range(11, 21):
         assert resumed[step] == pytest.approx(single[step], rel=1e-4), step
+
+
+def test_one_process_under_torchrun_trains_through_ddp_like_a_plain_run(small_text, tmp_path):
+    run_cli("train", small_text, *COMMON, "--max-steps", "8", "--run-name", "single")
+    proc = _torchrun(tmp_path, str(small_text), *COMMON, "--max-steps", "8", "--run-name", "one",
+                     processes=1)
+    assert "× 1 process (DDP)" in proc.stdout
+    single, one = _losses(tmp_path / "runs/single"), _losses(tmp_path / "runs/one")
+    assert sorted(one) == list(range(1, 9))
+    for step in range(1, 9):
+        assert one[step] == pytest.approx(single[step], rel=1e-5), step

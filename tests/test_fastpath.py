@@ -50,7 +50,8 @@ def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
     model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
     used = []
     real = sample.make_stepper
-    monkeypatch.setattr(sample, "make_stepper", lambda m, d, b=1: used.append(real(m, d, b)) or used[-1])
+    monkeypatch.setattr(sample, "make_stepper",
+                        lambda m, d, b=1, graphs=True: used.append(real(m, d, b)) or used[-1])
     stream = sample.Sampler(model, torch.device("cpu"), sample.SampleOptions(seed=1)).stream([0])
     [next(stream) for _ in range(5)]
     assert isinstance(used[0], FusedCPUStepper)
@@ -67,6 +68,55 @@ def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> Non
     stepper = fastpath.make_stepper(model, torch.device("cuda"))
     assert isinstance(stepper, ModuleStepper)
     assert isinstance(fastpath.make_stepper(model, torch.device("cpu")), FusedCPUStepper)
+
+
+def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:
+    from charrnn import fastpath, sample
+    from charrnn.tokenizers import CharTokenizer
+    from charrnn.tui.preview import preview_text
+
+    captured, asked = [], []
+    monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", lambda *a, **k: captured.append(a))
+    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
+    assert isinstance(fastpath.make_stepper(model, torch.device("cuda"), graphs=False), ModuleStepper)
+    assert captured == []
+    real = sample.make_stepper
+    monkeypatch.setattr(sample, "make_stepper",
+                        lambda m, d, b=1, graphs=True: asked.append(graphs) or real(m, d, b, graphs))
+    tokenizer = CharTokenizer.build(["abcdefgh\n"])
+    preview_text(RNNLM(ModelConfig(tokenizer.vocab_size, "gru", layers=1, hidden=8)),
+                 torch.device("cpu"), tokenizer, tokens=5)
+    assert asked == [False]
+
+
+def test_graph_stepper_gives_set_device_an_indexed_device(monkeypatch) -> None:
+    """torch.cuda.set_device refuses plain "cuda" with a ValueError, which no fallback catches:
+    every GPU sample crashed. Checked on the CPU up to the first CUDA call."""
+    from charrnn import fastpath
+
+    seen = []
+
+    def set_device(device):
+        seen.append(device)
+        torch.cuda._utils._get_device_index(device)  # what the real one does first
+        raise RuntimeError("no GPU here: stop before the first CUDA call")
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
+    assert isinstance(fastpath.make_stepper(model, torch.device("cuda")), ModuleStepper)
+    assert seen == [torch.device("cuda", 0)]
+
+
+@pytest.mark.parametrize("name", ["cuda", "auto", "cuda:1"])
+def test_resolved_cuda_device_always_has_an_index(monkeypatch, name: str) -> None:
+    from charrnn.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    expected = 1 if name == "cuda:1" else 0
+    assert resolve_device(name) == torch.device("cuda", expected)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

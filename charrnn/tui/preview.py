@@ -21,8 +21,9 @@ def preview_text(model: RNNLM, device: torch.device, tokenizer, tokens: int | No
     count = tokens or TOKENS.get(tokenizer.level, 100)
     was_training = model.training
     try:
+        # No CUDA graph: capturing one mid-training would empty the allocator's caches.
         sampler = Sampler(model, device, SampleOptions(length=count, temperature=temperature,
-                                                       seed=seed))
+                                                       seed=seed), graphs=False)
         stream = sampler.stream(encode_prime(tokenizer, None, "error")[0])
         ids = [next(stream)[0] for _ in range(count)]
     finally:
