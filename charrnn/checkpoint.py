@@ -64,25 +64,39 @@ class Checkpoint:
             missing, unexpected = load_model(model, self.folder / WEIGHTS, strict=False,
                                              device="cpu")
         except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-            other = "last" if self.folder.name == "best" else "best"
             what = "does not match its config" if "size mismatch" in str(exc) \
                 else "is truncated or corrupt"
             detail = " ".join(str(exc).split())  # PyTorch's message spans lines: keep one
-            raise UserError(f"{self.folder / WEIGHTS} {what} ({detail[:160]}); use the run's "
-                            f"other checkpoint ({self.run_folder}/{other})") from exc
+            raise UserError(f"{self.folder / WEIGHTS} {what} ({detail[:160]})"
+                            f"{_other_checkpoint(self.folder)}") from exc
         if missing or unexpected:
             raise UserError(f"{self.folder / WEIGHTS} does not match its config (missing "
-                            f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+                            f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
+                            f"{_other_checkpoint(self.folder)}")
         return model.to(device)
 
     def load_state(self) -> dict[str, torch.Tensor]:
+        """The resume state (optimizer moments, RNG, carried hidden state) of `--resume`."""
         path = self.folder / STATE
         if not path.is_file():
-            raise UserError(f"{self.folder} has no resume state ({STATE}): resume from last/")
+            raise UserError(f"{self.folder} has no resume state ({STATE} is missing): "
+                            f"{self._without_state()}")
         try:
             return load_file(path)
         except (SafetensorError, OSError) as exc:
-            raise UserError(f"{path} is truncated or corrupt ({exc})") from exc
+            raise UserError(f"{path} is truncated or corrupt ({exc}): "
+                            f"{self._without_state()}") from exc
+
+    def _without_state(self) -> str:
+        """What to do when this checkpoint cannot be resumed: the sibling checkpoint when it has
+        a resume state (it goes back to its own step), else a new run."""
+        other = _sibling(self.folder)
+        if other is not None and (other / STATE).is_file() and (other / META).is_file():
+            return (f"continue from the run's other checkpoint instead (--resume {other}; it "
+                    "restarts from its own step)")
+        return (f"training cannot continue from it, but its weights can still be sampled and "
+                f"evaluated (charrnn sample {self.folder}, charrnn eval {self.folder}); to train "
+                "further, train a new run")
 
 
 def save(folder: Path, model: RNNLM, meta: dict, state: dict[str, torch.Tensor] | None) -> None:
@@ -126,9 +140,28 @@ def _refuse_non_checkpoint(path: Path) -> None:
                     "checkpoint folder (with checkpoint.json)")
 
 
+def _sibling(folder: Path) -> Path | None:
+    """<run>/last for <run>/best and the other way round; None for other folders."""
+    if folder.name not in ("best", "last"):
+        return None
+    return folder.with_name("last" if folder.name == "best" else "best")
+
+
+def _other_checkpoint(folder: Path) -> str:
+    """'; use the run's other checkpoint (…)' when a damaged best/ or last/ has a sibling that
+    looks whole; '' otherwise (pointing at a missing folder would send the user in a circle)."""
+    other = _sibling(folder)
+    if other is None or not ((other / META).is_file() and (other / WEIGHTS).is_file()):
+        return ""
+    return f"; use the run's other checkpoint ({other})"
+
+
 def open_checkpoint(folder: Path) -> Checkpoint:
     fsutil.recover_dir(folder)
-    meta = fsutil.read_json(folder / META, f"checkpoint {folder}")
+    try:
+        meta = fsutil.read_json(folder / META, f"checkpoint {folder}")
+    except UserError as exc:
+        raise UserError(f"{exc}{_other_checkpoint(folder)}") from exc
     if meta.get("format") != FORMAT:
         raise UserError(f"{folder / META} is not a charrnn checkpoint (format "
                         f"{meta.get('format')!r})")
@@ -137,9 +170,11 @@ def open_checkpoint(folder: Path) -> Checkpoint:
                         f"reads version {VERSION}: upgrade charrnn or retrain")
     for key in ("model", "tokenizer"):
         if not isinstance(meta.get(key), dict):
-            raise UserError(f"{folder / META} lacks its {key!r} section: the checkpoint is corrupt")
+            raise UserError(f"{folder / META} lacks its {key!r} section: the checkpoint is "
+                            f"corrupt{_other_checkpoint(folder)}")
     if not (folder / WEIGHTS).is_file():
-        raise UserError(f"{folder} is missing {WEIGHTS}: the checkpoint is incomplete")
+        raise UserError(f"{folder} is missing {WEIGHTS}: the checkpoint is "
+                        f"incomplete{_other_checkpoint(folder)}")
     return Checkpoint(folder, meta)
 
 
@@ -148,6 +183,8 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn
 
     `kind` is the run kind picked when no RUN is given (the newest run of that kind).
     """
+    if prefer not in ("best", "last"):
+        raise UserError(f"--checkpoint must be best or last, not {prefer!r}")
     # A path as given, then the same path under the runs root ("myrun/last" names that folder).
     for path in (Path(spec), root / spec) if spec is not None else ():
         if path.is_file():
@@ -167,5 +204,5 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn
     info = runs.run_info(folder)
     if info.get("kind") == "ngram":
         raise UserError(f"{folder} is a {info.get('kind')} run: use `charrnn ngram ...` for it")
-    raise UserError(f"run {folder} has no checkpoint yet (no best/ or last/): train longer")
+    raise UserError(runs.no_checkpoint_message(folder))
 

@@ -17,8 +17,8 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn import cli_options as opt
+from charrnn.cli_errors import EXIT_BROKEN_PIPE, report_errors, silence_stdout, stdout_is_devnull
 from charrnn.cli_errors import debug as _debug
-from charrnn.cli_errors import report_errors
 from charrnn.errors import UserError
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ def _root(out: str | None) -> Path:
 @app.command()
 @report_errors
 def preprocess(
+    ctx: typer.Context,
     inputs: Annotated[list[str], typer.Argument(help="Text files, directories or globs.")],
     out: Annotated[str, typer.Option("--out", help="Dataset folder to write.")],
     level: opt.Level = "char", lower: opt.Lower = False, val_frac: opt.ValFrac = 0.05,
@@ -66,6 +67,7 @@ def preprocess(
 
     popts = opt.preprocess_options(level, lower, val_frac, test_frac, valid, test, errors,
                                    pattern, min_count, max_vocab, vocab_size, subword_model)
+    popts.typed = opt.typed_params(ctx)
     dataset = run_preprocess(inputs, Path(out), popts)
     splits = dataset.meta["splits"]
     typer.echo(f"{dataset.root}: {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size}, "
@@ -126,6 +128,8 @@ def train(
 
     popts = opt.preprocess_options(level, lower, val_frac, test_frac, valid, test, errors,
                                    pattern, min_count, max_vocab, vocab_size, subword_model)
+    typed = opt.typed_params(ctx)
+    popts.typed = typed
     cfg = TrainConfig(cell, layers, hidden, emb, dropout, tie_weights, seq_len, batch_size, optim,
                       lr, weight_decay, grad_clip, warmup, min_lr_ratio, max_steps, max_time,
                       epochs, eval_every, eval_seconds, eval_tokens, save_every, patience,
@@ -133,10 +137,7 @@ def train(
                       locked_dropout=locked_dropout, embed_drop=embed_drop)
     overrides = {"max_steps": max_steps, "max_time": max_time, "epochs": epochs,
                  "patience": patience, "device": device if device != "auto" else None}
-    if resume is not None:  # the options typed on this command line, so that --resume can
-        # refuse a change it would otherwise ignore
-        typed = {name for name in ctx.params
-                 if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"}
+    if resume is not None:  # so that --resume can refuse a change it would otherwise ignore
         overrides["typed"] = {k: v for k, v in asdict(cfg).items() if k in typed}
     if task != "lm":
         from charrnn.fillmodel import train_fill_job
@@ -179,6 +180,9 @@ def sample(
 
     if unk not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
+    if checkpoint_name not in ("best", "last"):  # resolve() takes anything else for "last"
+        raise UserError(f"--checkpoint must be best or last, not {checkpoint_name!r} (or give "
+                        "the checkpoint folder as RUN, e.g. my-run/last)")
     if prime is not None and prime_file is not None:
         raise UserError("give --prime or --prime-file, not both")
     if prime_file is not None:
@@ -211,6 +215,7 @@ def eval_command(
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
     from charrnn.evaluate import evaluate_run
+    from charrnn.scores import describe
 
     if unk not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
@@ -223,9 +228,7 @@ def eval_command(
     if json_out:
         typer.echo(json.dumps(result, indent=1))
     else:
-        typer.echo(f"{result['run']} on {result['source']}: {result['tokens']:,} tokens, "
-                   f"{result['nats_per_token']:.4f} nats/token, perplexity "
-                   f"{result['perplexity']:.3f}, {result['bits_per_char']:.4f} bits/char")
+        typer.echo(describe(result))
 
 
 def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | None]:
@@ -337,6 +340,13 @@ def main() -> None:
     except KeyboardInterrupt:
         print("charrnn: interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `charrnn --help | head -1`: before any command's own handling
+        silence_stdout()
+        sys.exit(EXIT_BROKEN_PIPE)
+    except SystemExit as exc:  # Rich met the closed pipe first (see cli_errors.report_errors)
+        if exc.code == 1 and stdout_is_devnull():
+            sys.exit(EXIT_BROKEN_PIPE)
+        raise
     except Exception as exc:  # a bug, not a user mistake: keep it short unless debugging
         if _debug():
             raise

@@ -1,22 +1,48 @@
 """The CLI's error contract, shared by every command group (main app, ngram, tag, fill).
 
 A UserError becomes `charrnn: error: …` on stderr and exit code 2; an OSError (the disk, the
-permissions) the same with the file named; Ctrl-C exit code 130. CHARRNN_DEBUG=1 re-raises, so
-the traceback shows.
+permissions) the same with the file named; Ctrl-C exit code 130. A closed stdout (`| head`) ends
+the command quietly with 141 (128 + SIGPIPE), as a Unix tool killed by SIGPIPE would.
+CHARRNN_DEBUG=1 re-raises, so the traceback shows.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import sys
 
 import typer
 
 from charrnn.errors import UserError
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` ending cmd
+
 
 def debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
+
+
+def silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null once its reader is gone: what is still buffered
+    then goes nowhere, instead of failing again at every write and once more at interpreter exit
+    ("Exception ignored … BrokenPipeError"). Python's documented remedy for SIGPIPE."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # not a real file (a test runner's buffer)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
+def stdout_is_devnull() -> bool:
+    try:
+        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def report_errors(func):
@@ -34,6 +60,14 @@ def report_errors(func):
         except KeyboardInterrupt:
             typer.echo("charrnn: interrupted", err=True)
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # the reader of stdout left (`| head`): nobody to tell, stop
+            silence_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+        except SystemExit as exc:  # Rich met the closed pipe first (Console.on_broken_pipe points
+            # stdout at /dev/null and exits 1): the same case, the same exit code
+            if exc.code == 1 and stdout_is_devnull():
+                raise typer.Exit(EXIT_BROKEN_PIPE) from None
+            raise
         except OSError as exc:  # the disk or the permissions, not a bug: say which file
             if debug():
                 raise

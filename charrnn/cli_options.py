@@ -27,6 +27,13 @@ Mirror = Annotated[Optional[str], typer.Option("--mirror", help="Folder with loc
 Out = Annotated[Optional[str], typer.Option("--out", help="Runs root folder (default ./checkpoints or $CHARRNN_RUNS).")]
 
 
+def typed_params(ctx: typer.Context) -> frozenset[str]:
+    """The options typed on this command line (not defaults): a dataset folder or a resumed
+    run refuses a typed option it would otherwise ignore."""
+    return frozenset(name for name in ctx.params
+                     if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE")
+
+
 def preprocess_options(level: str, lower: bool, val_frac: float, test_frac: float,
                        valid: list[str] | None, test: list[str] | None, errors: str,
                        pattern: str | None, min_count: int, max_vocab: int | None,

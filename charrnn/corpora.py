@@ -8,7 +8,6 @@ char-rnn "Linux source" demo, in Python).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from charrnn import fsutil
 from charrnn.errors import UserError
+from charrnn.inputs import file_sha256
 
 DEFAULT_NAME = "python-help"
 
@@ -79,14 +79,6 @@ def lookup(name: str) -> dict:
     return entries[name]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def get(name: str, mirror: str | None = None, allow_unverified: bool = False) -> dict[str, Path]:
     """Fetch a registry corpus (mirror folder or network), verify, cache; return role → path."""
     entry = lookup(name)
@@ -102,9 +94,9 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
         if expected is None and not allow_unverified:
             raise UserError(f"corpus {name!r} has no sha256 in the registry yet: pass "
                             "--allow-unverified to fetch it anyway (the hash seen is printed)")
-        if not (target.is_file() and (expected is None or _sha256(target) == expected)):
+        if not (target.is_file() and (expected is None or file_sha256(target) == expected)):
             _fetch(spec, target, mirror)
-            seen = _sha256(target)
+            seen = file_sha256(target)
             if expected is not None and seen != expected:
                 target.unlink()
                 raise UserError(f"{spec['name']} of corpus {name!r} failed its sha256 check "
@@ -167,26 +159,37 @@ def _extract(archive: Path, member_name: str, tmp: Path) -> None:
 
 
 def resolve_inputs(inputs: list[str], opts, mirror: str | None = None) -> list[str]:
-    """Corpus arguments → paths: registry names become their files (their valid/test files the
-    splits of `opts`, a PreprocessOptions); no input is the embedded default corpus."""
+    """Corpus arguments → paths: registry names become their files; no input is the embedded
+    default corpus. A registry corpus also sets `opts` (a PreprocessOptions) where the user gave
+    nothing: its level, and its valid/test files as the splits."""
     if mirror is not None:
         _check_mirror(mirror, "--mirror")
     if not inputs:
         return [str(default_corpus())]
     resolved: list[str] = []
     names = registry()
+    given = opts.given()
+    levels: dict[str, str] = {}
     for spec in inputs:
         if not Path(spec).exists() and spec in names:
-            if names[spec].get("level") == "tagging":  # labelled columns, not running text
+            level = names[spec].get("level")
+            if level == "tagging":  # labelled columns, not running text
                 raise UserError(f"{spec} is a tagging corpus (labelled columns), not text for a "
                                 f"language model: train a tagger with `charrnn tag train` on "
                                 f"its files (`charrnn corpus get {spec}` prints their paths)")
             files = get(spec, mirror)
             resolved.append(str(files["main"]))
-            if "valid" in files and not opts.valid:
+            if level in ("char", "word", "subword"):
+                levels[spec] = level
+            if "valid" in files and not opts.valid and "val_frac" not in given:
                 opts.valid = [str(files["valid"])]
-            if "test" in files and not opts.test:
+            if "test" in files and not opts.test and "test_frac" not in given:
                 opts.test = [str(files["test"])]
         else:
             resolved.append(spec)
+    if levels and "level" not in given:  # the level `charrnn corpus list` shows
+        if len(set(levels.values())) > 1:
+            shown = ", ".join(f"{name} ({level})" for name, level in levels.items())
+            raise UserError(f"these corpora have different token levels: {shown}; pass --level")
+        opts.level = next(iter(levels.values()))
     return resolved

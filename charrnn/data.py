@@ -10,22 +10,24 @@ A dataset is a folder:
 The corpus is read three times as a stream (count characters, build the vocabulary, encode), so
 peak memory is a few chunks plus the vocabulary, whatever the corpus size. Splits are cut by
 character position, as nanoGPT cuts tiny Shakespeare 90/10; word and subword cuts move forward to
-the next line break so that no word is split.
+the next line break so that no word is split, or where none comes soon (one long line: text8), to
+the next whitespace; a split that was asked for is never left empty.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from charrnn import fsutil
 from charrnn.errors import UserError
-from charrnn.inputs import TextSource, expand_inputs
+from charrnn.inputs import CONVERT_OR_REPLACE, TextSource, expand_inputs, file_sha256
 from charrnn.tokenizers import (
     CharTokenizer,
     SubwordTokenizer,
@@ -53,6 +55,24 @@ class PreprocessOptions:
     max_vocab: int | None = None
     vocab_size: int = 2000  # subword level
     subword_model: str = "bpe"
+    # The fields above that the user typed (the CLI fills this in from click); None: not known,
+    # so every field that differs from its default counts as typed. Not part of any key.
+    typed: frozenset[str] | None = None
+
+    def given(self) -> set[str]:
+        """The options the user asked for: a dataset folder or a registry corpus must obey them
+        or refuse them, and may fill in the rest."""
+        names = {f.name for f in fields(self)} - {"typed"}
+        if self.typed is not None:
+            return set(self.typed) & names
+        default = PreprocessOptions()
+        return {name for name in names if getattr(self, name) != getattr(default, name)}
+
+    def as_json(self) -> dict:
+        """The options as recorded in meta.json (what was typed is no property of a dataset)."""
+        out = asdict(self)
+        out.pop("typed")
+        return out
 
     def validate(self) -> None:
         if self.level not in LEVELS:
@@ -66,6 +86,11 @@ class PreprocessOptions:
             raise UserError(f"--min-count must be ≥ 1, got {self.min_count}")
         if self.max_vocab is not None and self.max_vocab < 3:
             raise UserError(f"--max-vocab must be ≥ 3, got {self.max_vocab}")
+        given = self.given()
+        for files, frac, split in (("valid", "val_frac", "validation"), ("test", "test_frac", "test")):
+            if getattr(self, files) and frac in given:  # the file wins: the fraction would be ignored
+                raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
+                                f"{split} split is the --{files} file; drop one of the two")
 
     def tokenizer_options(self) -> dict:
         """The options that change what the ids mean (part of the cache key)."""
@@ -121,21 +146,38 @@ class Dataset:
         return np.memmap(path, dtype=self.dtype, mode="r", shape=(count,))
 
 
+_WHITESPACE = re.compile(r"\s")
+
+
+def _snap(chunk: str, cut: int, end: int) -> int:
+    """Where a word or subword split starts: after the first line break in chunk[cut - 1:end]
+    (a cut just after one stays), else after the first whitespace there, else at `cut` itself
+    (cutting one word beats an empty split)."""
+    newline = chunk.find("\n", max(0, cut - 1), end)
+    if newline >= 0:
+        return newline + 1
+    space = _WHITESPACE.search(chunk, max(0, cut - 1), end)
+    return space.end() if space else cut
+
+
 def _split_pieces(
-    source: TextSource, bounds: tuple[int, int], snap: bool
+    source: TextSource, bounds: tuple[int, int], total: int, snap: bool
 ) -> Iterator[tuple[int, str]]:
     """Yield (split index, text) pieces; split 0 ends at bounds[0], split 1 at bounds[1].
 
-    With `snap`, a cut moves forward to just after the next newline inside the same chunk.
+    With `snap`, a cut moves forward (see `_snap`) but never by more than half of the split that
+    follows it, so that split keeps at least half its size; a split asked to be empty stays empty.
     """
+    ends = (*bounds, total)
     position, split = 0, 0
     for chunk in source.chunks():
-        start = 0
-        while split < 2 and position + len(chunk) - start > bounds[split]:
-            cut = start + max(0, bounds[split] - position)
-            if snap:
-                newline = chunk.find("\n", cut)
-                cut = len(chunk) if newline < 0 else newline + 1
+        start, base = 0, position  # base: the position of chunk[0]
+        while split < 2 and base + len(chunk) > bounds[split]:
+            cut = max(start, bounds[split] - base)
+            if snap and bounds[split] > position:
+                following = next((e for e in ends[split + 1:] if e > bounds[split]), total)
+                reach = bounds[split] + (following - bounds[split]) // 2  # < following
+                cut = _snap(chunk, cut, min(len(chunk), reach - base))
             if cut > start:
                 yield split, chunk[start:cut]
                 position += cut - start
@@ -164,8 +206,12 @@ class _Plan:
 
     def __init__(self, inputs: list[str], opts: PreprocessOptions) -> None:
         self.opts = opts
-        self.main = TextSource(expand_inputs(inputs), opts.errors)
-        self.extra = {name: TextSource(expand_inputs(files), opts.errors)
+        _refuse_datasets(inputs, "", "train on it directly with `charrnn train {spec}`")
+        for option, files in (("--valid", opts.valid), ("--test", opts.test)):
+            _refuse_datasets(files, f"{option} ", "give the text file instead")
+        self.specs = [*inputs, *opts.valid, *opts.test]
+        self.main = self._source(inputs)
+        self.extra = {name: self._source(files)
                       for name, files in (("val", opts.valid), ("test", opts.test)) if files}
         self.total = _char_count(self.main)
         if self.total == 0:
@@ -180,12 +226,39 @@ class _Plan:
         val_frac = 0.0 if "val" in self.extra else opts.val_frac
         test_frac = 0.0 if "test" in self.extra else opts.test_frac
         self.bounds = (int(self.total * (1 - val_frac - test_frac)), int(self.total * (1 - test_frac)))
+        for option, frac, size in (("--val-frac", val_frac, self.bounds[1] - self.bounds[0]),
+                                   ("--test-frac", test_frac, self.total - self.bounds[1])):
+            if frac > 0 and size == 0:
+                raise UserError(f"{option} {frac} of {self.total:,} characters is not one "
+                                f"character: give a larger {option} or more text")
         self.rule = {"main": "contiguous tail by characters", "val_frac": val_frac,
                      "test_frac": test_frac, "val_files": opts.valid, "test_files": opts.test,
                      "cut_at_line_break": opts.level != "char"}
+        if opts.level != "char":  # part of the cache key: these cuts differ from the old ones
+            self.rule["cut_fallback"] = "next whitespace, else the character (within half a split)"
+
+    def _source(self, specs: list[str]) -> TextSource:
+        files = expand_inputs(specs)
+        for path in files:  # a folder of texts that also holds a dataset: its meta.json is no text
+            if path.name == "meta.json" and _is_built_dataset(path.parent):
+                raise UserError(f"{path.parent} is a preprocessed dataset inside the input: give "
+                                "the text files only, or move the dataset folder out")
+        return TextSource(files, self.opts.errors, CONVERT_OR_REPLACE)
+
+    def files(self) -> list[Path]:
+        return [path for source in (self.main, *self.extra.values()) for path in source.files]
+
+    def asked(self, split: str) -> bool:
+        """Whether the user asked for text in this split (so an empty one is an error)."""
+        if split == "train":
+            return True
+        files, frac = (self.opts.valid, self.opts.val_frac) if split == "val" else \
+            (self.opts.test, self.opts.test_frac)
+        return bool(files) or frac > 0
 
     def pieces(self) -> Iterator[tuple[str, str]]:
-        for index, text in _split_pieces(self.main, self.bounds, snap=self.opts.level != "char"):
+        for index, text in _split_pieces(self.main, self.bounds, self.total,
+                                         snap=self.opts.level != "char"):
             yield SPLITS[index], text
         for name, source in self.extra.items():
             for text in source.chunks():
@@ -203,10 +276,12 @@ class _Plan:
         for role, source in (("main", self.main), *self.extra.items()):
             for path in source.files:
                 out.append({"role": role, "path": str(path), "bytes": path.stat().st_size,
-                            "sha256": TextSource([path]).sha256()})
+                            "sha256": file_sha256(path)})  # what `sha256sum` and the registry say
         return out
 
     def content_hash(self) -> str:
+        # Over all files in order with separators (TextSource.sha256), not the per-file hashes:
+        # the cache key, unchanged so that existing datasets are found again.
         parts = [self.main.sha256()] + [f"{k}:{s.sha256()}" for k, s in self.extra.items()]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
@@ -222,6 +297,8 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions) -> 
     """Stream `inputs` into a dataset folder (`out`, or the cache keyed by content + options)."""
     opts.validate()
     plan = _Plan(inputs, opts)
+    if out is not None:
+        _check_out(Path(out), plan)
     ident = dataset_id(plan)
     if out is None:
         out = fsutil.cache_dir() / "datasets" / ident
@@ -229,8 +306,6 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions) -> 
         if (out / "meta.json").exists():
             return Dataset(out)
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / "meta.json").exists():
-        raise UserError(f"{out} exists and is not a charrnn dataset: choose an empty or new --out")
     tokenizer = _build_tokenizer(opts, plan.vocabulary_text())
     dtype = smallest_dtype(tokenizer.vocab_size)
     counts = {name: {"tokens": 0, "chars": 0} for name in SPLITS}
@@ -245,13 +320,57 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions) -> 
         finally:
             for handle in handles.values():
                 handle.close()
+        _refuse_empty_splits(plan, counts)  # inside atomic_dir: nothing is written
         meta = {"format": FORMAT, "version": VERSION, "id": ident, "dtype": dtype.name,
                 "tokenizer": tokenizer.to_json(), "vocab_size": tokenizer.vocab_size,
                 "splits": counts, "split_rule": plan.rule, "sources": plan.sources(),
-                "options": asdict(opts)}
+                "options": opts.as_json()}
         fsutil.write_json_atomic(tmp / "meta.json", meta)
     _remember(ident, out)
     return Dataset(out)
+
+
+def _is_built_dataset(folder: Path) -> bool:
+    return (folder / "meta.json").is_file() and (folder / "train.bin").is_file()
+
+
+def _refuse_datasets(specs: list[str], option: str, advice: str) -> None:
+    """A dataset folder given as text would be read as its meta.json: say what it is instead."""
+    for spec in specs:
+        if _is_built_dataset(Path(spec).expanduser()):
+            raise UserError(f"{option}{spec} is already a preprocessed dataset (meta.json, "
+                            f"train.bin): {advice.format(spec=spec)}")
+
+
+def _check_out(out: Path, plan: _Plan) -> None:
+    """--out must be a folder that holds no input and lies in no input folder: the dataset
+    replaces it whole, and a dataset among the inputs would be read as text next time."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is an existing file, not a folder: a dataset is a folder "
+                        "(meta.json, train.bin, ...); give a new or empty folder (nothing was "
+                        "written)")
+    target = out.expanduser().resolve()
+    for path in plan.files():
+        if path == target or target in path.parents:
+            raise UserError(f"--out {out} holds the input {path}: the dataset would replace its "
+                            "own text; give another --out folder (nothing was written)")
+    for spec in plan.specs:
+        folder = Path(spec).expanduser()
+        if folder.is_dir() and folder.resolve() in target.parents:
+            raise UserError(f"--out {out} is inside the input folder {spec}: the dataset would "
+                            "be read as text the next time; give an --out folder outside it")
+    if out.exists() and any(out.iterdir()) and not (out / "meta.json").exists():
+        raise UserError(f"{out} exists and is not a charrnn dataset: choose an empty or new --out")
+
+
+def _refuse_empty_splits(plan: _Plan, counts: dict) -> None:
+    """A split the user asked for that holds no token would silently never be evaluated."""
+    pattern = " (or a --pattern that matches its text)" if plan.opts.pattern else ""
+    for split in SPLITS:
+        if plan.asked(split) and counts[split]["tokens"] == 0:
+            raise UserError(f"the {split} split came out empty ({counts[split]['chars']:,} "
+                            f"characters, no {plan.opts.level} token): give more text, a larger "
+                            f"fraction or a separate --valid / --test file{pattern}")
 
 
 def _index_path() -> Path:
@@ -302,23 +421,47 @@ def prepare(inputs: list[str], opts: PreprocessOptions) -> Dataset:
     """What `train` and `ngram train` call: a dataset folder as is, or raw text via the cache."""
     if len(inputs) == 1 and is_dataset_dir(inputs[0]):
         dataset = Dataset(Path(inputs[0]))
-        level = dataset.tokenizer.level
-        if opts.level != PreprocessOptions.level and opts.level != level:
-            raise UserError(f"{inputs[0]} is a {level}-level dataset, used as it is, but --level "
-                            f"{opts.level} was given: drop --level, or give the raw text")
+        _refuse_options(inputs[0], dataset, opts)
         return dataset
     return preprocess(inputs, None, opts)
 
 
+def _flag(name: str, value) -> str:
+    flag = f"--{name.replace('_', '-')}"
+    if value is None:
+        return f"no {flag}"
+    if isinstance(value, bool):
+        return flag if value else f"no {flag}"
+    if isinstance(value, list):
+        return " ".join(f"{flag} {v}" for v in value) or f"no {flag}"
+    return f"{flag} {value}"
+
+
+def _refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions) -> None:
+    """A dataset folder is used as it is: a preprocess option the user gave that it was not made
+    with would be silently ignored, so it is an error naming what the dataset has instead."""
+    saved = {**dataset.meta.get("options", {}), "level": dataset.tokenizer.level}
+    clashes = [name for name in sorted(opts.given()) if getattr(opts, name) != saved.get(name)]
+    if clashes:
+        given = "; ".join(f"{_flag(n, getattr(opts, n))} does not apply (it was made with "
+                          f"{_flag(n, saved.get(n))})" for n in clashes)
+        again = " ".join(_flag(n, getattr(opts, n)) for n in clashes)
+        raise UserError(f"{folder} is a preprocessed {dataset.tokenizer.level}-level dataset: "
+                        f"{given}; preprocess the text again with {again}, or drop "
+                        f"{'it' if len(clashes) == 1 else 'them'}")
+
+
 def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None,
-                 unknown: str, errors: str, again: str) -> tuple[np.ndarray, int, str]:
+                 unknown: str, errors: str, again: str,
+                 fix: str = CONVERT_OR_REPLACE) -> tuple[np.ndarray, int, str]:
     """What `eval` scores a model on: (ids, characters, source) of FILE, or of a split (default
     test) of the dataset the model was trained on, looked up by id. `again` is the command that
-    scores a FILE instead, for the message when that dataset is gone."""
+    scores a FILE instead, for the message when that dataset is gone; `fix` the advice on invalid
+    UTF-8 (inputs.CONVERT_UTF8 for a command without --errors, as `compare --file`)."""
     from charrnn.inputs import read_text
 
     if file is not None:
-        text = read_text([file], errors)
+        text = read_text([file], errors, fix)
         ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
         return ids, len(text), str(file)
     split = split or "test"

@@ -74,5 +74,12 @@ def loss_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
 
 
+# How allocators word "no memory": CUDA's OutOfMemoryError, and the CPU allocator's RuntimeError
+# ("DefaultCPUAllocator: can't allocate memory" on Linux, "not enough memory" on Windows).
+_OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory",
+              "not enough memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or any(w in text for w in _OOM_WORDS)

@@ -7,7 +7,6 @@ stands for all N tokens.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from charrnn.batching import oriented
 from charrnn.devices import autocast, resolve_device
 from charrnn.errors import UserError
 from charrnn.models import RNNLM
+from charrnn.scores import scored, too_short
 
 
 @torch.inference_mode()
@@ -64,17 +64,6 @@ def _select_row(state, index: int):
     return state[:, index : index + 1].contiguous()
 
 
-def summarize(total_nats: float, n_predicted: int, n_tokens: int, n_chars: int) -> dict:
-    per_token = total_nats / n_predicted
-    return {
-        "tokens": n_tokens,
-        "chars": n_chars,
-        "nats_per_token": per_token,
-        "perplexity": math.exp(min(per_token, 700.0)),
-        "bits_per_char": per_token * n_tokens / math.log(2) / max(1, n_chars),
-    }
-
-
 def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
     """RUN → its checkpoint, refusing other run kinds first (a tagger's tokenizer or an n-gram
     run would otherwise fail with a misleading message)."""
@@ -95,15 +84,15 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     ckpt = _lm_checkpoint(spec, root)
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
-    ids, n_chars, source = data.scoring_text(
-        tokenizer, (ckpt.meta.get("dataset") or {}).get("id", ""), file, split, unknown, errors,
-        f"charrnn eval {ckpt.run_folder.name}")
-    if file is None and len(ids) < 2:
-        raise UserError(f"the {split or 'test'} split of this run's dataset is empty: use "
-                        "--split val, or preprocess with --test-frac > 0 / --test FILE")
+    dataset_id = (ckpt.meta.get("dataset") or {}).get("id", "")
+    again = f"charrnn eval {ckpt.run_folder.name}"
+    ids, n_chars, source = data.scoring_text(tokenizer, dataset_id, file, split, unknown, errors,
+                                             again)
+    if len(ids) < 2:
+        raise too_short(ids, file, split, dataset_id, again)
     model = ckpt.load_model(dev)
     total, predicted = score_ids(model, oriented(ids, model.config.direction), dev)
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "rnn", "checkpoint": str(ckpt.folder),
-            "source": source, **summarize(total, predicted, len(ids), n_chars),
+            "source": source, **scored(total, predicted, ids, n_chars, tokenizer, unknown),
             "params": model.num_parameters(), "train_seconds": progress.get("elapsed")}

@@ -174,7 +174,10 @@ def method_family(families: dict[str, Family], method: str) -> Family:
 
 
 def available_methods(families: dict[str, Family]) -> list[str]:
-    """The methods these models allow, best first within the RNNs, then the n-gram."""
+    """The methods these models allow, best first within the RNNs, then the n-gram.
+
+    Not `left`: it is the char-rnn baseline that ignores the text after the blank, which
+    `forward` reads the same LM's candidates against; it runs when asked for (--method left)."""
     out = []
     rnn = families.get("rnn")
     if rnn is not None and (rnn.bwd is not None or rnn.mask is not None):
@@ -206,8 +209,8 @@ def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[st
             continue
         ckpt = source
         if rnn_tokenizer is not None and ckpt.meta["tokenizer"] != rnn_tokenizer:
-            raise UserError(f"{spec} uses another tokenizer than the other RNN models: fill "
-                            "combines models trained on the same corpus with the same options")
+            first = next(s for r, (s, _) in roles.items() if r != "ngram")
+            raise UserError(_vocabularies_differ(first, spec))
         rnn_tokenizer = ckpt.meta["tokenizer"]
         banned = Family.banned_ids(ckpt.tokenizer)
         if role == "mask":
@@ -225,7 +228,22 @@ def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[st
     if "ngram" in roles:
         scorer = roles["ngram"][1]
         families["ngram"] = Family(scorer.model.tokenizer, ngram=scorer, names=names)
+        rnn = families.get("rnn")
+        if rnn is not None and not _same_vocabulary(rnn.tokenizer, scorer.model.tokenizer):
+            # Otherwise the first character one of them lacks reads as a typo in the text.
+            rnn_spec = next(s for r, (s, _) in roles.items() if r != "ngram")
+            raise UserError(_vocabularies_differ(rnn_spec, roles["ngram"][0]))
     return families
+
+
+def _same_vocabulary(a, b) -> bool:
+    return a.level == b.level and a.token_strings() == b.token_strings()
+
+
+def _vocabularies_differ(first: str, second: str) -> str:
+    return (f"the models' vocabularies differ: {first} and {second} were trained on different "
+            "corpora or with different --level/tokenizer options, and fill combines its models "
+            "on one text: give runs trained on the same corpus with the same options")
 
 
 def _resolve_specs(specs: list[str], root: Path):

@@ -103,11 +103,10 @@ class Repl:
         if name in ("q", "quit", "exit"):
             return False
         if name in ("k", "top-k"):
-            try:
-                self.opts.top_k = int(arg)
-                self.opts.validate()
-            except ValueError:
-                raise UserError(f":k takes a number ≥ 1, not {arg!r}") from None
+            # Checked before it is set: a refused value must leave the old k working.
+            if not arg.strip().isdigit() or int(arg) < 1:
+                raise UserError(f":k takes a number ≥ 1, not {arg!r}")
+            self.opts.top_k = int(arg)
             self.console.print(f"top-k {self.opts.top_k}")
         elif name == "method":
             if arg not in METHODS or arg == "ngram":

@@ -42,15 +42,25 @@ def _units(text: str, unit: str, segmented: bool) -> tuple[str, list[tuple[int, 
     return text, [m.span() for m in re.finditer(pattern, text)]
 
 
-def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = False,
-               context: int = 100, seed: int = 0) -> list[tuple[Template, str]]:
+def check_options(blanks: int, unit: str, context: int) -> None:
+    """Before any model loads: a bad value should not wait for the models."""
     if unit not in UNITS:
         raise UserError(f"--unit must be word or char, not {unit!r}")
     if blanks < 1:
         raise UserError(f"--blanks must be ≥ 1, got {blanks}")
+    if context < 1:  # with no context every case is the same guess: nothing is measured
+        raise UserError(f"--context must be ≥ 1 character (each side of a blank), got {context}")
+
+
+def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = False,
+               context: int = 100, seed: int = 0, source: str = "the text"
+               ) -> list[tuple[Template, str]]:
+    check_options(blanks, unit, context)
     text, spans = _units(text, unit, segmented)
     if not spans:
-        raise UserError("the file has no words or characters to hide")
+        what = "words" if unit == "word" else "characters"
+        raise UserError(f"{source} has no {what} to hide (it is empty or only whitespace): give "
+                        "a held-out text file")
     chosen = random.Random(seed).sample(spans, min(blanks, len(spans)))
     cases = []
     for start, end in chosen:
@@ -88,7 +98,7 @@ def evaluate(cases: list[tuple[Template, str]], families: dict[str, Family], met
 def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list[str],
               opts: FillOptions, unit: str = "word", segmented: bool = False, context: int = 100,
               seed: int = 0, quiet: bool = False) -> dict:
-    cases = make_cases(read_text([file]), blanks, unit, segmented, context, seed)
+    cases = make_cases(read_text([file]), blanks, unit, segmented, context, seed, source=file)
     say = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     return {"file": file, "unit": unit, "segmented": segmented, "blanks": len(cases),
             "context_chars": context, "seed": seed,

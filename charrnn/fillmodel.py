@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn import checkpoint, data, runs
-from charrnn.devices import host_to_device, resolve_device
+from charrnn.devices import host_to_device, is_out_of_memory, resolve_device
 from charrnn.errors import UserError
 from charrnn.models import CELLS
 from charrnn.tagger import BiRNN
 from charrnn.tagtrain import Budget, Loop, fit
+from charrnn.train import require_fits, too_big
 
 MASK_RATE = 0.2  # share of window tokens hidden per training example
 MAX_SPAN = 10
@@ -126,10 +127,16 @@ def train_fill_job(task: str, inputs: list[str], popts: data.PreprocessOptions, 
         raise UserError(f"the training split has {len(train_ids):,} tokens, fewer than one window "
                         f"of --seq-len {length}: use a smaller --seq-len or more text")
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
     fcfg = FillConfig(dataset.tokenizer.vocab_size, cfg.cell, cfg.layers, cfg.hidden, cfg.emb,
                       cfg.dropout)
-    model = FillModel(fcfg).to(device)
+    params = require_fits(lambda: FillModel(fcfg), device)  # before the run folder exists
+    torch.manual_seed(cfg.seed)
+    try:
+        model = FillModel(fcfg).to(device)
+    except RuntimeError as exc:
+        if is_out_of_memory(exc):
+            raise too_big(params, device) from exc
+        raise
     info = {"task": "fill", "dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                                         "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
     run_dir = runs.new_run_dir(root, run_name, "fill", info)
@@ -175,7 +182,8 @@ def train_fill_job(task: str, inputs: list[str], popts: data.PreprocessOptions, 
                  cfg.eval_every, log)
     result["run"] = str(run_dir)
     best = result.get("best")
-    log(f"done at step {result['step']}"
+    verb = "stopped" if result["outcome"] == "interrupted" else "done"
+    log(f"{verb} at step {result['step']}"
         + (f", best val {best:.4f} nats/masked token" if best is not None and math.isfinite(best)
            else "") + f"; run folder {run_dir}")
     return result

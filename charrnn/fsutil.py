@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from charrnn.errors import UserError
@@ -129,6 +129,49 @@ def write_json_atomic(path: Path, data: object) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise UserError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+def refuse_overwrite(path: Path, ours: Callable[[Path], bool], what: str, option: str) -> None:
+    """Refuse to replace an existing file unless it is an earlier output of the same kind
+    (`ours(path)`): a typo in an output path must not destroy a corpus or a photo. An empty file
+    holds nothing to lose, so it may be replaced."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: give a file path for {what}")
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        mine = ours(path)
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({exc.strerror or exc}) to check that it is {what} "
+                        f"before replacing it: pick another {option} path") from exc
+    if not mine:
+        raise UserError(f"{path} already exists and is not {what}: charrnn will not overwrite it; "
+                        f"pick another {option} path, or remove the file first")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed over `path` (a reader, or a
+    crash, sees the old file or the new one, never half of one); on error it is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}"
+                        f"{'' if not path.exists() else '; the previous file is intact'}") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def read_json(path: Path, what: str) -> dict:

@@ -20,6 +20,10 @@ from pathlib import Path
 from charrnn.errors import UserError
 
 CHUNK_BYTES = 1 << 22  # 4 MiB of bytes per read: big enough for numpy, small for memory
+# What to do about invalid UTF-8. Only commands with an --errors option may suggest it; the
+# others get advice they can follow (callers pass the one that fits).
+CONVERT_UTF8 = "convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8 {path} > {utf8})"
+CONVERT_OR_REPLACE = CONVERT_UTF8 + ", or pass --errors replace to go on"
 TEXT_SUFFIXES_SKIPPED = {".bin", ".npy", ".safetensors", ".pt", ".pth", ".zip", ".gz", ".bz2"}
 
 
@@ -76,6 +80,7 @@ class TextSource:
 
     files: list[Path]
     errors: str = "strict"  # or "replace": invalid bytes become U+FFFD
+    fix: str = CONVERT_UTF8  # the advice on invalid UTF-8 ({path}: the file, {utf8}: a new name)
 
     def __post_init__(self) -> None:
         if self.errors not in ("strict", "replace"):
@@ -125,7 +130,7 @@ class TextSource:
                 except UnicodeDecodeError as exc:
                     raise UserError(
                         f"{path}: invalid UTF-8 at byte offset {offset + exc.start}: "
-                        "convert the file to UTF-8, or pass --errors replace to go on"
+                        + self.fix.format(path=path, utf8=f"{path.stem}.utf8{path.suffix}")
                     ) from exc
                 if final:
                     return
@@ -136,7 +141,8 @@ class TextSource:
         return "".join(self.chunks())
 
     def sha256(self) -> str:
-        """A content hash over all files, in order: the cache key of preprocessed datasets."""
+        """A content hash over all files, in order, each followed by a separator: the cache key of
+        preprocessed datasets. Not a file's sha256 (that is `file_sha256`)."""
         digest = hashlib.sha256()
         for path in self.files:
             with open(path, "rb") as handle:
@@ -146,6 +152,15 @@ class TextSource:
         return digest.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, as `sha256sum` prints it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(CHUNK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _refuse_binary(path: Path, head: bytes) -> None:
     """A NUL byte in the first block means this is not text (UTF-8 text never contains NUL)."""
     if b"\0" in head[:8192]:
@@ -153,17 +168,20 @@ def _refuse_binary(path: Path, head: bytes) -> None:
         raise UserError(f"{path} looks like {kind}, not UTF-8 text: give a text corpus")
 
 
-def read_text(specs: Iterable[str], errors: str = "strict") -> str:
-    """Read small inputs whole (used for prime files and eval files)."""
-    return TextSource(expand_inputs(specs), errors).text()
+def read_text(specs: Iterable[str], errors: str = "strict", fix: str = CONVERT_UTF8) -> str:
+    """Read small inputs whole (used for prime files and eval files). `fix` is the advice on
+    invalid UTF-8: CONVERT_OR_REPLACE from a command that has --errors, else CONVERT_UTF8."""
+    return TextSource(expand_inputs(specs), errors, fix).text()
 
 
-def read_stdin(errors: str = "strict") -> str:
-    """Standard input as UTF-8 text, refused like a file when it is binary or not UTF-8."""
+def read_stdin(errors: str = "strict", can_replace: bool = False) -> str:
+    """Standard input as UTF-8 text, refused like a file when it is binary or not UTF-8.
+    `can_replace`: the calling command has --errors, so the message may suggest it."""
     data = sys.stdin.buffer.read()
     _refuse_binary(Path("<stdin>"), data)
     try:
         return data.decode("utf-8", errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise UserError(f"<stdin>: invalid UTF-8 at byte offset {exc.start}: send UTF-8 text, "
-                        "or pass --errors replace to go on") from exc
+        advice = ", or pass --errors replace to go on" if can_replace else " (e.g. through iconv)"
+        raise UserError(f"<stdin>: invalid UTF-8 at byte offset {exc.start}: send UTF-8 "
+                        f"text{advice}") from exc

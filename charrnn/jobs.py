@@ -6,6 +6,7 @@ corpus (`tinyshakespeare`, `ptb`, …); no input means the embedded default corp
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from charrnn.corpora import resolve_inputs
 from charrnn.devices import resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
-from charrnn.train import TrainConfig, Trainer
+from charrnn.models import RNNLM
+from charrnn.train import TrainConfig, Trainer, require_fits
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 
@@ -42,13 +44,17 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         if ckpt.task != "lm":
             raise UserError(f"{resume} is a {ckpt.task} run: `charrnn train --resume` continues "
                             "language models only; train a new one instead")
+        if run_name is not None and run_name != ckpt.run_folder.name:
+            raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
+                            f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
+                            "new run")
         saved = TrainConfig.from_json(ckpt.meta.get("train", {}))
         overrides = dict(overrides or {})
         _refuse_changes(saved, overrides.pop("typed", {}), ckpt.run_folder.name)
         cfg = replace(saved, **{k: v for k, v in overrides.items()
                                 if k in BUDGET_FIELDS and v is not None})
     dist.check_batch(cfg.batch_size)
-    dist.start(resolve_device(cfg.device))
+    device = dist.start(resolve_device(cfg.device))
 
     def prepare() -> data.Dataset:
         # Under torchrun rank 0 preprocesses first; the others then find it in the cache.
@@ -80,7 +86,8 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         dataset = prepare()
         info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                             "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
-        cfg.model_config(dataset.tokenizer.vocab_size)  # validate before creating the folder
+        model_config = cfg.model_config(dataset.tokenizer.vocab_size)  # validated, and the
+        require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
         run_dir = runs.new_run_dir(root, run_name, "rnn", info) if dist.is_main else None
         run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
         trainer = Trainer(dataset, cfg, run_dir, plain=plain, dist=dist)
@@ -93,6 +100,11 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
             f"{trainer.device}" + (processes if dist.enabled else ""))
     result = trainer.run()
     trainer.reporter.message(_summary(result))
+    if trainer.reader_gone:  # `charrnn train … | head`: saved and stopped; stdout is gone, so
+        # stderr says how to go on, and the CLI ends as a closed pipe does (exit 141)
+        print(f"charrnn: stdout was closed: stopped at step {result['step']} with last/ saved; "
+              f"continue with: charrnn train --resume {result['run']}", file=sys.stderr)
+        raise BrokenPipeError("stdout was closed during training (the run is saved)")
     return result
 
 

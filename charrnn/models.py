@@ -58,6 +58,7 @@ class ModelConfig:
         if self.emb < 0:
             raise UserError(f"--emb must be ≥ 0 (0 = same as --hidden), got {self.emb}")
         for name in ("dropout", "weight_drop", "embed_drop"):
+            # Written so that NaN fails too (every comparison with NaN is False).
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), "
                                 f"got {getattr(self, name)}")

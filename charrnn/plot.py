@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charrnn import runs
+from charrnn import fsutil, runs
 from charrnn.errors import UserError
 from charrnn.runstats import read_metrics
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _pyplot():
@@ -32,6 +34,7 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     curves = []
     for spec in specs:
         folder = runs.resolve_run(spec, root)
+        _refuse_other_kinds(folder)
         train, evals = read_metrics(folder)
         if not train and not evals:
             raise UserError(f"run {folder.name} has no metrics yet ({folder / 'metrics.jsonl'}): "
@@ -39,6 +42,8 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
         curves.append((folder.name, train, evals))
     if out.suffix.lower() != ".png":
         raise UserError(f"--png {out} must be a .png file: e.g. --png {out.with_suffix('.png')}")
+    # Before drawing: a mistyped --png must not replace a photo or a document, only our own plot.
+    fsutil.refuse_overwrite(out, _is_png, "a PNG image", "--png")
     plt = _pyplot()
     fig, (ax_loss, ax_bpc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -62,10 +67,30 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=110)
-    except OSError as exc:
-        raise UserError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        with fsutil.atomic_file(out) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")  # the temp name has no .png suffix
     finally:
         plt.close(fig)
     return out
+
+
+def _is_png(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(PNG_MAGIC)) == PNG_MAGIC
+
+
+# Kinds of run that record no training curves, and what scores them instead.
+_NO_CURVES = {
+    "ngram": ("an n-gram run (counted, not trained step by step)",
+              "compare it with `charrnn compare {run}` or score it with `charrnn ngram eval {run}`"),
+    "tagger": ("a tagger run", "score it with `charrnn tag eval {run} FILE`"),
+    "fill": ("a fill-model run", "score it with `charrnn fill eval FILE -m {run}`"),
+}
+
+
+def _refuse_other_kinds(folder: Path) -> None:
+    kind = runs.run_info(folder).get("kind")
+    if kind in _NO_CURVES:
+        what, instead = _NO_CURVES[kind]
+        raise UserError(f"{folder.name} is {what}: plot draws RNN training curves, which only "
+                        f"`charrnn train` records; {instead.format(run=folder.name)}")

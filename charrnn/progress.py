@@ -1,17 +1,59 @@
-"""How training reports itself: a Rich progress display in a terminal, plain lines otherwise.
+"""How training reports itself (a Rich progress display in a terminal, plain lines otherwise) and
+how it is told to stop (Ctrl-C, SIGTERM, SIGHUP, a closed stdout).
 
 Every record also goes to <run>/metrics.jsonl, so curves can be plotted after the fact.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from charrnn.cli_errors import silence_stdout
 from charrnn.errors import UserError
+
+# Each means "stop now, keep the work": Ctrl-C, a polite kill (SIGTERM: systemd, Slurm, docker
+# stop) and the terminal going away (SIGHUP: a closed window, a dropped ssh session).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
+                     if hasattr(signal, name))  # no SIGHUP on Windows
+STOPPING = "stopping: saving last/ (Ctrl-C again to abort without saving)"
+
+
+class StopFlag:
+    """While installed, the first Ctrl-C, SIGTERM or SIGHUP only sets `requested`: the training
+    loop finishes its step, saves and stops. A second Ctrl-C raises KeyboardInterrupt (abort
+    without saving). Signals that arrive outside the loop keep their usual effect."""
+
+    def __init__(self, say: Callable[[str], None] = lambda _: None) -> None:
+        self.requested = False
+        self.say = say
+        self._saved: dict = {}
+
+    def _handle(self, signum, frame) -> None:  # noqa: ARG002
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        try:
+            self.say(STOPPING)
+        except OSError:  # the terminal may be gone (SIGHUP): saving matters, the line does not
+            pass
+
+    def install(self) -> None:
+        try:
+            for sig in STOP_SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread (e.g. inside a test runner thread)
+            pass
+
+    def restore(self) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved.clear()
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -43,18 +85,41 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+def is_reader_gone(exc: OSError) -> bool:
+    """Whether a failed write means nobody reads any more: EPIPE (a closed pipe: `| head`) or EIO
+    (a hung-up terminal), rather than a problem to report (a full disk)."""
+    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EIO
+
+
 class PlainReporter:
+    """Plain lines. When the reader goes away (`charrnn train … | head`, a hung-up terminal), it
+    falls silent and says so in `reader_gone`: the trainer then stops and saves, rather than die
+    with the work since the last checkpoint."""
+
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stdout
+        self.reader_gone = False
+
+    def _print(self, line: str) -> None:
+        if self.reader_gone:
+            return
+        try:
+            print(line, file=self.stream, flush=True)
+        except OSError as exc:
+            if not is_reader_gone(exc):
+                raise
+            self.reader_gone = True
+            if self.stream is sys.stdout:
+                silence_stdout()  # what is still buffered must not fail again at exit
 
     def train(self, rec: dict) -> None:
-        print(fmt_train(rec), file=self.stream, flush=True)
+        self._print(fmt_train(rec))
 
     def eval(self, rec: dict) -> None:
-        print(fmt_eval(rec), file=self.stream, flush=True)
+        self._print(fmt_eval(rec))
 
     def message(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        self._print(text)
 
     def close(self) -> None:
         pass
@@ -62,6 +127,8 @@ class PlainReporter:
 
 class SilentReporter:
     """What ranks other than 0 report under DDP: nothing."""
+
+    reader_gone = False
 
     def train(self, rec: dict) -> None:
         pass

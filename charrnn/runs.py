@@ -34,6 +34,9 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
     folder, n = root / base, 1
     while folder.exists():
         if name is not None:
+            if not _has_output(folder):  # a start that failed before its first save: --resume
+                # would only say "no checkpoint", so name the way out
+                raise UserError(no_checkpoint_message(folder, "already exists but"))
             # Only RNN language model runs can be continued (n-gram, tagger, fill: no --resume).
             resume = f", or continue it with --resume {name}" if kind == "rnn" else ""
             raise UserError(f"run {folder} already exists: pick another --run-name{resume}")
@@ -122,6 +125,15 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
             return candidate.parent
     raise UserError(f"run {spec!r} not found (looked for a folder with {RUN_FILE} at {spec} and "
                     f"{root / spec}): list runs with `ls {root}`")
+
+
+def no_checkpoint_message(folder: Path, verb: str = "") -> str:
+    """What to say about a run folder without any checkpoint or model (training stopped, or
+    failed, before its first save; or is still before it)."""
+    return (f"run {folder} {verb + ' ' if verb else ''}has no checkpoint (no best/, last/ or "
+            "model/): its training stopped before the first save, or has not reached it yet. "
+            f"If it is not training now, delete it (rm -r {folder}) or pick another --run-name, "
+            "and train again")
 
 
 def _has_output(folder: Path) -> bool:

@@ -21,6 +21,10 @@ from charrnn.errors import UserError
 from charrnn.fastpath import make_stepper
 from charrnn.models import RNNLM
 
+# Printed between the samples of --num-samples N, so that where one ends is plain (nanoGPT prints
+# this line; not after the last sample, so one sample's output is the text alone).
+SEPARATOR = "\n" + "-" * 15 + "\n"
+
 
 @dataclass
 class SampleOptions:
@@ -66,6 +70,8 @@ class SampleOptions:
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.beam is not None and self.beam < 1:
             raise UserError(f"--beam must be ≥ 1, got {self.beam}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:  # torch takes 64-bit seeds
+            raise UserError(f"--seed must be in [0, 2**63), got {self.seed}")
 
 
 def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
@@ -203,7 +209,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
             # Decoded as one sequence, so the tokenizer puts its separator (a word level space)
             # between the prime and the generated text.
             write(tokenizer.decode(ids[::-1] + shown) if backward else tokenizer.decode(shown + ids))
-            write("\n" if index < num_samples - 1 else "")
+            write(SEPARATOR if index < num_samples - 1 else "")
         return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
@@ -220,7 +226,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
                 write(decoder.feed(token))
         if hasattr(decoder, "flush"):
             write(decoder.flush())
-        write("\n" if index < num_samples - 1 else "")
+        write(SEPARATOR if index < num_samples - 1 else "")
 
 
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],

@@ -40,10 +40,26 @@ def _features(spec: str | None) -> list[int]:
     if not spec:
         return []
     try:
-        return [int(x) for x in spec.split(",") if x.strip()]
+        columns = [int(x) for x in spec.split(",") if x.strip()]
     except ValueError as exc:
         raise UserError(f"--features must be column numbers separated by commas (e.g. 1), "
                         f"not {spec!r}") from exc
+    if 0 in columns:
+        raise UserError("--features 0: column 0 is the token itself, which the tagger reads "
+                        "anyway; name the extra columns (0-based, e.g. 1 for the POS tag)")
+    return columns
+
+
+def _check_tag_train_sizes(bigram_emb: int, char_filters: int, min_count: int,
+                           eval_every: int | None) -> None:
+    """Sizes the model and loop would take without complaint, or fail on deep inside torch."""
+    for name, value, least in (("--bigram-emb", bigram_emb, 0), ("--char-filters", char_filters, 0),
+                               ("--min-count", min_count, 1)):
+        if value < least:
+            raise UserError(f"{name} must be ≥ {least}, got {value}")
+    if eval_every is not None and eval_every < 1:
+        raise UserError(f"--eval-every must be ≥ 1 step (leave it out to evaluate every epoch), "
+                        f"got {eval_every}")
 
 
 # ---- tag ---------------------------------------------------------------------------------------
@@ -80,6 +96,7 @@ def tag_train(
     """Train a bidirectional RNN sequence labeller (best checkpoint kept by validation score)."""
     from charrnn.tagtrain import TagTrainConfig, train_tagger
 
+    _check_tag_train_sizes(bigram_emb, char_filters, min_count, eval_every)
     cfg = TagTrainConfig(format=format, label_column=label_column, features=_features(features),
                          cell=cell, layers=layers, hidden=hidden, emb=emb, dropout=dropout,
                          bigram_emb=bigram_emb, char_filters=char_filters, min_count=min_count,
@@ -133,8 +150,8 @@ def tag_predict(
     errors: Errors = "strict", device: Device = "auto", out: Out = None,
 ) -> None:
     """Tag raw text (stdin → stdout works): segmented lines, or tokens with their tags."""
-    from charrnn.inputs import read_stdin, read_text
-    from charrnn.tagdata import Sentence, read_conll, words_from_tags
+    from charrnn.inputs import CONVERT_OR_REPLACE, read_stdin, read_text
+    from charrnn.tagdata import Sentence, join_clusters, read_conll, words_from_tags
     from charrnn.tagtrain import load_tagger
 
     if input_format not in ("raw", "conll"):
@@ -143,7 +160,9 @@ def tag_predict(
         raise UserError(f"--output must be conll or inline, not {output!r}")
     if errors not in ("strict", "replace"):
         raise UserError(f"--errors must be 'strict' or 'replace', not {errors!r}")
-    text = read_stdin(errors) if file in (None, "-") else read_text([file], errors)
+    # This command has --errors, so invalid UTF-8 may suggest it.
+    text = read_stdin(errors, can_replace=True) if file in (None, "-") \
+        else read_text([file], errors, CONVERT_OR_REPLACE)
     bundle = load_tagger(run, _root(out), device)
     tag = bundle.meta["tag"]
     if bundle.encoder.level == "char":  # a segmenter: spaces already in the input stay boundaries
@@ -153,7 +172,8 @@ def tag_predict(
         pieces = [line.split() for line in lines]
         sents = [Sentence([c for p in ps for c in p]) for ps in pieces]
         for ps, s, tags in zip(pieces, sents, bundle.predict(sents), strict=True):
-            words = [w for chunk in _split_at(words_from_tags(s.tokens, tags), ps) for w in chunk]
+            found = join_clusters(words_from_tags(s.tokens, tags))  # never cut inside a grapheme
+            words = [w for chunk in _split_at(found, ps) for w in chunk]
             typer.echo(sep.join(words))
         return
     if tag["features"] and input_format != "conll":
@@ -227,7 +247,7 @@ MaxLen = Annotated[Optional[int], typer.Option(help="Longest fill of an unknown-
 Beam = Annotated[int, typer.Option(help="Beam width of each proposal search.")]
 Candidates = Annotated[int, typer.Option(help="Candidates rescored per blank, from each proposing model.")]
 MaskWeight = Annotated[float, typer.Option(help="Weight of the fill model (--task fill) in the rescoring, next to 1 per LM; 0: it only proposes candidates (best for a briefly trained fill model).")]
-Method = Annotated[Optional[list[str]], typer.Option("--method", help="left, forward, bidirectional or ngram; repeat it (default: every method the models allow).")]
+Method = Annotated[Optional[list[str]], typer.Option("--method", help="left, forward, bidirectional or ngram; repeat it (default: every method the models allow except left, the left-context-only baseline: ask for it with --method left).")]
 
 
 def _fill_options(top_k: int, max_len: int | None, unk: str, beam: int, candidates: int,
@@ -268,7 +288,7 @@ def fill_command(
     unk: Annotated[str, typer.Option("--unk", help="Characters a char model does not know: error or skip.")] = "error",
     device: Device = "auto", out: Out = None,
 ) -> None:
-    """Fill the blanks of TEXT with every method the models allow (top-k, normalised probabilities)."""
+    """Fill the blanks of TEXT with every method the models allow but the left-only baseline (top-k, normalised probabilities)."""
     from charrnn.fill import fill_text, load_families
 
     if (text is None) == (not interactive):
@@ -320,8 +340,9 @@ def fill_eval_command(
 ) -> None:
     """Hide random words or characters of FILE; top-1 / top-5 accuracy of every method."""
     from charrnn.fill import load_families
-    from charrnn.filleval import fill_eval
+    from charrnn.filleval import check_options, fill_eval
 
+    check_options(blanks, unit, context)
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
     families = load_families(list(model or []), _root(out), device)
     result = fill_eval(file, blanks, families, _methods(method, families), opts, unit, segmented,

@@ -14,6 +14,7 @@ all it needs to read new text.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,7 +62,7 @@ def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
             raise UserError(f"{path}:{number}: the label column (--label-column {label_column}) "
                             f"is beyond the line's {len(cols)} columns (0-based: 0 to "
                             f"{len(cols) - 1}, -1 = the last): check --label-column and --format")
-        beyond = [c for c in features if c >= len(cols)]
+        beyond = [c for c in features if not -len(cols) <= c < len(cols)]
         if len(cols) >= (2 if labelled else 1) and beyond:
             raise UserError(f"{path}:{number}: feature column {beyond[0]} (--features) is beyond "
                             f"the line's {len(cols)} column(s) (0-based: 0 to {len(cols) - 1}): "
@@ -69,12 +70,27 @@ def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
         if len(cols) < width:
             raise UserError(f"{path}:{number}: {len(cols)} column(s), need at least {width} "
                             "(token … label): check --format conll, --label-column and --features")
+        if labelled:
+            _refuse_label_as_feature(path, number, len(cols), label_column, features)
         rows.append(cols)
     close()
     if not sentences:
         raise UserError(f"{path} holds no sentences: expected one token per line, blank lines "
                         "between sentences")
     return sentences
+
+
+def _refuse_label_as_feature(path: str, number: int, width: int, label_column: int,
+                             features: Sequence[int]) -> None:
+    """A feature column that is the label column would hand the answer to the tagger as an
+    input (perfect validation scores, useless on unlabelled text): refuse it, naming both."""
+    label = label_column % width  # -1 = the last column of this line
+    for c in features:
+        if c % width == label:
+            raise UserError(f"{path}:{number}: feature column {c} (--features) is the label column "
+                            f"(--label-column {label_column} = column {label} of this line's "
+                            f"{width}): the label cannot also be an input; drop it from --features "
+                            "or choose another --label-column")
 
 
 def _sentence_from_rows(rows: list[list[str]], label_column: int, features: Sequence[int],
@@ -104,6 +120,29 @@ def words_from_tags(chars: Sequence[str], tags: Sequence[str]) -> list[str]:
     if current:
         words.append(current)
     return words
+
+
+ZWJ = "\u200d"  # zero-width joiner: 👩 ZWJ 💻 is one emoji
+
+
+def _extends_cluster(char: str) -> bool:
+    """Whether `char` belongs to the character before it on screen: a combining mark (é as e +
+    U+0301, a virama, a variation selector) or an emoji skin-tone modifier."""
+    return (unicodedata.combining(char) != 0 or unicodedata.category(char).startswith("M")
+            or char == ZWJ or "\U0001F3FB" <= char <= "\U0001F3FF")
+
+
+def join_clusters(words: Sequence[str]) -> list[str]:
+    """Glue back a word that starts inside the previous word's last character (a combining mark,
+    or after a zero-width joiner): the tagger labels code points, but a reader sees graphemes,
+    and `e ́` or `👩 ‍💻` would be a cut no one asked for."""
+    out: list[str] = []
+    for word in words:
+        if out and word and (_extends_cluster(word[0]) or out[-1].endswith(ZWJ)):
+            out[-1] += word
+        else:
+            out.append(word)
+    return out
 
 
 def read_segmented(path: str, text: str | None = None) -> list[Sentence]:

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +28,7 @@ from torch import nn
 from charrnn import checkpoint, runs, tagscore
 from charrnn.devices import host_to_device, resolve_device
 from charrnn.errors import UserError
+from charrnn.progress import StopFlag, is_reader_gone
 from charrnn.tagdata import UNK, Encoder, Sentence, read_data, words_from_tags
 from charrnn.tagger import Tagger, TaggerConfig, allowed_transitions, viterbi
 
@@ -72,7 +75,10 @@ def make_adamw(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.
 def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_clip: float = 5.0,
         warmup: int = 100, eval_every: int | None = None,
         log: Callable[[str], None] = lambda _: None) -> dict:
-    """Train until the first budget runs out; evaluate every epoch (or `eval_every` steps)."""
+    """Train until the first budget runs out; evaluate every epoch (or `eval_every` steps).
+
+    Ctrl-C, SIGTERM or SIGHUP (and a `log` whose reader is gone) finish the step, evaluate, save
+    last/ (best/ if better) and return the outcome "interrupted"; a second Ctrl-C aborts."""
     optimizer = make_adamw(loop.model, lr, weight_decay)
     if budget.epochs is None and budget.max_steps is None and budget.max_time is None:
         budget = Budget(epochs=DEFAULT_EPOCHS)
@@ -83,6 +89,20 @@ def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_
     eval_every = eval_every or loop.steps_per_epoch
     step, started, best, best_metrics = 0, time.time(), None, {}
     loss_sum, loss_n, outcome = 0.0, 0, "finished"
+    closed: list[OSError] = []  # what `log` raised once its reader left (`| head`, a hangup)
+
+    def say(line: str) -> None:
+        if closed:
+            return
+        try:
+            log(line)
+        except OSError as exc:  # nobody reads: stop and save, the work must not go with it
+            if not is_reader_gone(exc):
+                raise
+            closed.append(exc)
+            stop.requested = True
+
+    stop = StopFlag(say)
 
     def fraction() -> float:
         done = (step - warmup) / max(1, total - warmup) if total else 0.0
@@ -110,10 +130,11 @@ def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_
             best, best_metrics = value, metrics
             loop.save("best", metrics, progress)
         shown = " ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        log(f"eval step {step} epoch {progress['epoch']:.2f}: {shown}{' *' if improved else ''}")
+        say(f"eval step {step} epoch {progress['epoch']:.2f}: {shown}{' *' if improved else ''}")
 
+    stop.install()
     try:
-        while not spent():
+        while not spent() and not stop.requested:
             epoch, pos = divmod(step, loop.steps_per_epoch)
             batch = loop.batch(epoch, pos)
             loop.model.train()
@@ -131,15 +152,22 @@ def fit(loop: Loop, budget: Budget, lr: float, weight_decay: float = 0.01, grad_
             # summed on the device and read back every 50 steps: no host sync per step on CUDA
             loss_sum, loss_n = loss_sum + loss.detach().float(), loss_n + 1
             if step % 50 == 0:
-                log(f"step {step}{'/' + str(total) if total else ''} loss {float(loss_sum) / loss_n:.4f} "
+                say(f"step {step}{'/' + str(total) if total else ''} loss {float(loss_sum) / loss_n:.4f} "
                     f"lr {lr * scale:.2e} {time.time() - started:.0f}s")
                 loss_sum, loss_n = 0.0, 0
-            if step % eval_every == 0 and not spent():
+            if step % eval_every == 0 and not spent() and not stop.requested:
                 evaluate_and_save()
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-    if step != evaluated_at:  # the last step's evaluation is the final one
-        evaluate_and_save()
+        if stop.requested:
+            outcome = "interrupted"
+        if step != evaluated_at:  # the last step's evaluation is the final one
+            evaluate_and_save()
+    finally:
+        stop.restore()
+    if closed:  # saved: now end as a closed pipe does (the CLI exits 141, quietly but for this)
+        with contextlib.suppress(OSError):
+            print(f"charrnn: output closed: stopped at step {step} with last/ saved",
+                  file=sys.stderr)
+        raise closed[0]
     return {"outcome": outcome, "step": step, "elapsed": time.time() - started,
             "best": best, **{f"best_{k}": v for k, v in best_metrics.items()}}
 
@@ -177,6 +205,8 @@ class TagTrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if not 0 <= self.seed < 2**63:  # torch takes 64-bit seeds
+            raise UserError(f"--seed must be in [0, 2**63), got {self.seed}")
         if not 0 <= self.val_frac < 1:
             raise UserError(f"--val-frac must be in [0, 1), got {self.val_frac}")
         if not self.lr > 0:
@@ -351,6 +381,11 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
                  Budget(cfg.epochs, cfg.max_steps, cfg.max_time), cfg.lr, cfg.weight_decay,
                  cfg.grad_clip, cfg.warmup, cfg.eval_every, log)
     result["run"] = str(run_dir)
+    if result["outcome"] == "interrupted":
+        # Saved; now the interruption goes on to the CLI, which exits 130 as `charrnn train` does
+        # (the --test scoring is skipped: the user asked to stop).
+        log(f"stopped at step {result['step']}; checkpoints saved in {run_dir}")
+        raise KeyboardInterrupt
     if test_sents is not None:
         best = load_tagger(str(run_dir), root, cfg.device)
         result["test"] = best.score(test_sents)

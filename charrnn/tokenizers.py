@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -156,7 +156,11 @@ class WordTokenizer:
     def split(self, line: str) -> list[str]:
         if self.lower:
             line = line.lower()
-        return self._regex.findall(line) if self._regex else line.split()
+        if self._regex is None:
+            return line.split()
+        # group(0), not findall: a pattern with groups would give tuples; empty matches (`x*`
+        # between the x's) are no token at all.
+        return [m.group(0) for m in self._regex.finditer(line) if m.end() > m.start()]
 
     def encode(self, text: str, unknown: str = "map") -> np.ndarray:
         ids: list[int] = []
@@ -216,6 +220,50 @@ class _WordStream:
         return text
 
 
+# sentencepiece's trainer skips every sentence longer than this (in UTF-8 bytes), and fails with
+# no sentences left when a text is one long line (text8): long lines reach it in pieces.
+MAX_SENTENCE_BYTES = 1 << 16
+
+
+def _sentence_pieces(line: str, max_bytes: int) -> Iterator[str]:
+    """`line` cut into pieces of fewer than `max_bytes` UTF-8 bytes, each ending after a whitespace
+    where there is one (a word is never cut unless it alone is that long). Training only: encoding
+    reads whole lines, so no text is lost or changed."""
+    if len(line) < max_bytes // 4 or len(line.encode("utf-8")) < max_bytes:
+        yield line
+        return
+    width = max_bytes // 4 - 1  # characters: at most 4 bytes each, so below max_bytes
+    start = 0
+    while len(line) - start > width:
+        space = max(line.rfind(" ", start, start + width), line.rfind("\t", start, start + width))
+        end = space + 1 if space >= start else start + width
+        yield line[start:end]
+        start = end
+    if start < len(line):
+        yield line[start:]
+
+
+def _training_error(message: str, vocab_size: int) -> UserError:
+    """sentencepiece's failure as a UserError: its reason, or for the sizes it names, the
+    --vocab-size that works (sentencepiece counts without our newline id, hence the +1)."""
+    reason = message.split("] ", 1)[1].strip() if "] " in message else message.strip()
+    needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", reason)
+    if needed:
+        least = int(needed.group(1)) + 1
+        return UserError(f"--vocab-size {vocab_size} is too small for this text: its characters "
+                         f"and the 256 byte pieces need at least {least}; pass --vocab-size "
+                         f"{least} or more (or use --level char)")
+    most = re.search(r"too high.*<= (\d+)", reason)
+    if most:
+        return UserError(f"--vocab-size {vocab_size} is too large for this text: pass --vocab-size "
+                         f"{int(most.group(1)) + 1} or less, or give more text")
+    if "!sentences_.empty()" in message:
+        reason = "the training text holds nothing but line breaks: give more text"
+    elif not reason or reason.endswith("]"):  # a bare check, no explanation: show the check
+        reason = message.strip()
+    return UserError(f"sentencepiece could not train a subword model: {reason}")
+
+
 class SubwordTokenizer:
     """sentencepiece over lines; the newline is our own extra id (sentencepiece works per line).
 
@@ -247,7 +295,8 @@ class SubwordTokenizer:
         if vocab_size < 260:
             raise UserError(f"--vocab-size {vocab_size} is too small: subword needs at least 260 "
                             "(256 byte pieces for unseen characters, plus specials)")
-        lines = (line for chunk in chunks for line in chunk.split("\n") if line)
+        lines = (piece for chunk in chunks for line in chunk.split("\n") if line
+                 for piece in _sentence_pieces(line, MAX_SENTENCE_BYTES))
         model = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
@@ -256,12 +305,11 @@ class SubwordTokenizer:
                 byte_fallback=True, normalization_rule_name="identity",
                 remove_extra_whitespaces=False, add_dummy_prefix=False,
                 split_digits=True, hard_vocab_limit=False, input_sentence_size=max_sentences,
-                shuffle_input_sentence=True, max_sentence_length=1 << 16,
+                shuffle_input_sentence=True, max_sentence_length=MAX_SENTENCE_BYTES,
                 bos_id=-1, eos_id=-1, unk_id=0, minloglevel=2, num_threads=2,
             )
         except RuntimeError as exc:
-            reason = str(exc).split("] ")[-1].strip()
-            raise UserError(f"sentencepiece could not train a subword model: {reason}") from exc
+            raise _training_error(str(exc), vocab_size) from exc
         return cls(model.getvalue())
 
     def encode(self, text: str, unknown: str = "map") -> np.ndarray:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import math
-import signal
+import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,13 +31,17 @@ from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.evaluate import score_ids
 from charrnn.models import RNNLM, ModelConfig, detach_state, state_from_tensors, state_tensors
-from charrnn.progress import MetricsLog, Reporter, SilentReporter, make_reporter
+from charrnn.progress import MetricsLog, Reporter, SilentReporter, StopFlag, make_reporter
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 # Peak learning rates of the defaults (a 2×256 GRU, 32 streams × 64 steps): bench/train_shakespeare.py
 DEFAULT_LR = {"adamw": 6e-3, "adam": 6e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DEFAULT_MAX_STEPS = 3000
 MAX_NAN_RETRIES = 5
+MAX_SEED = 2**63  # torch takes seeds below 2**64: room for the seeds derived by adding to it
+# Bytes per parameter to train: float32 weights, gradients and two AdamW moments (the rollback
+# snapshot and activations come on top), so a model above this certainly does not fit.
+TRAIN_BYTES_PER_PARAM = 16
 
 
 @dataclass
@@ -84,10 +89,13 @@ class TrainConfig:
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise UserError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
         for name in ("weight_decay", "grad_clip", "warmup"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be ≥ 0, got {getattr(self, name)}")
+            value = getattr(self, name)  # `nan < 0` is false: test for what is allowed instead
+            if not (value >= 0 and math.isfinite(value)):
+                raise UserError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0 <= self.seed < MAX_SEED:
+            raise UserError(f"--seed must be in [0, 2**63), got {self.seed}")
 
     @property
     def base_lr(self) -> float:
@@ -132,6 +140,38 @@ def make_optimizer(model: RNNLM, cfg: TrainConfig, device: torch.device) -> torc
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, fused=device.type == "cuda")
 
 
+def device_memory(device: torch.device) -> int | None:
+    """The device's total memory in bytes, or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+            return None
+    return None
+
+
+def too_big(params: int, device: torch.device, total: int | None = None) -> UserError:
+    have = f" ({total / 1e9:,.1f} GB)" if total else ""
+    return UserError(f"the model ({params:,} parameters, ~{params * TRAIN_BYTES_PER_PARAM / 1e9:,.1f} "
+                     f"GB to train) does not fit in memory on {device}{have}: use a smaller "
+                     "--hidden, --layers or --emb")
+
+
+def require_fits(build: Callable[[], torch.nn.Module], device: torch.device) -> int:
+    """The parameter count of the model `build` makes, refused with a clear error when training it
+    cannot fit in the device's memory. Counted on the meta device (nothing allocated): a CPU
+    allocation of terabytes fails with an allocator error, and a merely too large one may succeed
+    through overcommit and end at the OOM killer."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build().parameters())
+    total = device_memory(device)
+    if total is not None and params * TRAIN_BYTES_PER_PARAM > total:
+        raise too_big(params, device, total)
+    return params
+
+
 @dataclass
 class Progress:
     step: int = 0
@@ -153,15 +193,22 @@ class Trainer:
         self.dist.check_batch(cfg.batch_size)
         self.device = self.dist.start(resolve_device(cfg.device))
         self.local_batch = cfg.batch_size // self.dist.world
+        model_config = cfg.model_config(dataset.tokenizer.vocab_size)
+        params = require_fits(lambda: RNNLM(model_config), self.device)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.model = RNNLM(cfg.model_config(dataset.tokenizer.vocab_size)).to(self.device)
+        try:
+            self.model = RNNLM(model_config).to(self.device)
+            self.optimizer = make_optimizer(self.model, cfg, self.device)
+        except RuntimeError as exc:  # fits on paper, but not beside what else is in memory
+            if is_out_of_memory(exc):
+                raise too_big(params, self.device) from exc
+            raise
         # ...then a stream of its own per rank, so ranks draw different dropout masks.
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.forward = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = make_optimizer(self.model, cfg, self.device)
         self.scaler = loss_scaler(self.device)
         self.stream = TBPTTStream(oriented(dataset.ids("train"), cfg.direction), cfg.batch_size,
                                   cfg.seq_len, self.device, self.dist.rank, self.dist.world)
@@ -177,7 +224,20 @@ class Trainer:
                                   enabled=main)
         self.reporter = (reporter or make_reporter(self.max_steps, plain, preview=self.preview)) \
             if main else SilentReporter()
-        self.stop_requested = False
+        self.stop = StopFlag(lambda text: self.reporter.message(text))
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop.requested
+
+    @stop_requested.setter
+    def stop_requested(self, value: bool) -> None:
+        self.stop.requested = value
+
+    @property
+    def reader_gone(self) -> bool:
+        """The reporter's reader went away (a closed pipe): stop as on SIGTERM."""
+        return bool(getattr(self.reporter, "reader_gone", False))
 
     # ---- budget and schedule -------------------------------------------------------------
     @property
@@ -312,8 +372,8 @@ class Trainer:
         window_steps, window_start, last_eval_at = 0, time.time(), prog.elapsed
         started, elapsed_at_start = time.time(), prog.elapsed
         outcome, last_eval = "finished", {}
-        handlers = _install_stop_handlers(self)
         single = not self.dist.enabled
+        self.stop.install()
         try:
             while not self._budget_spent():
                 loss_sum += self._step()
@@ -331,9 +391,12 @@ class Trainer:
                 if not single:
                     prog.elapsed = self.dist.max(elapsed_at_start + time.time() - started)
                     self.stop_requested = self.dist.any(self.stop_requested)
+                # Read once: a request that lands after this point (a signal, a closed pipe) is
+                # acted on at the next sync point, so the stop always comes with its save.
+                stopping = self.stop_requested
                 eval_due = has_val and (prog.step % cfg.eval_every == 0 or (
                     cfg.eval_seconds is not None and prog.elapsed - last_eval_at >= cfg.eval_seconds))
-                final = self._budget_spent() or self.stop_requested
+                final = self._budget_spent() or stopping
                 mean = self.dist.mean(loss_sum / window_steps).item()  # the only host sync
                 if not math.isfinite(mean):
                     nan_retries += 1
@@ -341,15 +404,18 @@ class Trainer:
                         raise UserError(f"training diverged: the loss was not finite {nan_retries} "
                                         "times in a row even after halving the learning rate; "
                                         "lower --lr or --grad-clip, or check the data")
+                    bad_step = prog.step
                     self._rollback(snapshot)
-                    self.reporter.message(f"warning: non-finite loss before step {prog.step}: "
-                                          f"rolled back, learning rate ×{prog.lr_scale:g}")
-                    prog = self.progress
+                    prog = self.progress  # the snapshot's, with the halved scale
+                    self.reporter.message(f"warning: non-finite loss before step {bad_step}: rolled "
+                                          f"back to step {prog.step}, learning rate ×{prog.lr_scale:g}")
                     loss_sum.zero_()
                     window_steps, window_start = 0, time.time()
                     continue
                 nan_retries = 0
                 self._log(mean, window_steps, time.time() - window_start)
+                if self.reader_gone:
+                    self.stop_requested = True
                 snapshot = self._snapshot()
                 loss_sum.zero_()
                 window_steps, window_start = 0, time.time()
@@ -362,7 +428,7 @@ class Trainer:
                     self.reporter.message(f"early stop: no val improvement in {cfg.patience} evals")
                     outcome = "early-stopped"
                     break
-                if self.stop_requested:
+                if stopping:
                     outcome = "interrupted"
                     break
         except RuntimeError as exc:
@@ -372,7 +438,7 @@ class Trainer:
                                 "--seq-len or --hidden") from exc
             raise
         finally:
-            _restore_handlers(handlers)
+            self.stop.restore()
             self.reporter.close()
             self.dist.stop()
         return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
@@ -436,32 +502,11 @@ class Trainer:
             prog.evals_since_best += 1
         rec = {"type": "eval", "step": prog.step, "elapsed": prog.elapsed, "best": improved, **result}
         self.metrics.write(rec)
-        self.reporter.eval(rec)
         # last/ first: if the process dies between the two, best/ is the older, still-valid one.
+        # Both before the report, which may fail (a terminal hung up) and must not cost the save.
         self.save("last", result)
         if improved:
             self.save("best", result)
+        self.reporter.eval(rec)
         return result
 
-
-def _install_stop_handlers(trainer: Trainer) -> dict:
-    """First Ctrl-C (or SIGTERM): finish the step, save last/, stop. Second Ctrl-C: abort."""
-
-    def request_stop(signum, frame):  # noqa: ARG001
-        if trainer.stop_requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-        trainer.reporter.message("stopping: saving last/ (Ctrl-C again to abort without saving)")
-
-    saved = {}
-    try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            saved[sig] = signal.signal(sig, request_stop)
-    except ValueError:  # not the main thread (e.g. inside a test runner thread)
-        pass
-    return saved
-
-
-def _restore_handlers(saved: dict) -> None:
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)

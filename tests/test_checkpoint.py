@@ -165,3 +165,38 @@ def test_weights_sharing_one_buffer_save_and_load_back(tmp_path: Path, tie: bool
     loaded = checkpoint.Checkpoint(tmp_path / "best", meta).load_model("cpu")
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_sample_checkpoint_must_be_best_or_last(tiny_run: Path) -> None:
+    result = run_cli("sample", tiny_run, "--checkpoint", "middle", "--length", "5", ok=False)
+    assert result.exit_code == 2 and "--checkpoint must be best or last, not 'middle'" in result.output
+    run_cli("sample", tiny_run, "--checkpoint", "last", "--length", "5", "--plain")
+
+
+def test_damaged_best_checkpoint_points_to_last(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    (run / "best" / "checkpoint.json").write_text('{"format": "charrnn-ch')
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert "not readable JSON" in result.output and f"other checkpoint ({run}/last)" in result.output
+    shutil.rmtree(run)
+    run = _copy(tiny_run, tmp_path)
+    (run / "best" / "model.safetensors").unlink()
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert "missing model.safetensors" in result.output
+    assert f"other checkpoint ({run}/last)" in result.output
+    shutil.rmtree(run / "last")  # no other checkpoint: nothing to point to
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert "missing model.safetensors" in result.output and "other checkpoint" not in result.output
+
+
+def test_resume_without_resume_state_says_what_is_missing_and_what_to_do(tiny_run: Path,
+                                                                         tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    (run / "last" / "state.safetensors").unlink()
+    message = run_cli("train", "--resume", run, ok=False).output
+    assert f"{run / 'last'} has no resume state (state.safetensors is missing)" in message
+    assert f"--resume {run / 'best'}" in message and "resume from last/" not in message
+    (run / "best" / "state.safetensors").unlink()
+    message = run_cli("train", "--resume", run, ok=False).output
+    assert "charrnn sample" in message and "train a new run" in message
+    assert "--resume" not in message

@@ -102,3 +102,32 @@ def test_training_a_language_model_on_a_tagging_corpus_is_refused(tmp_path: Path
         result = run_cli(*args, "--mirror", tmp_path, ok=False)
         assert result.exit_code == 2 and "conll2000 is a tagging corpus" in result.output
         assert "charrnn tag train" in result.output
+
+
+def test_registry_corpus_takes_the_registry_level_unless_level_is_typed(shared_corpora: Path) -> None:
+    from charrnn.data import PreprocessOptions
+
+    opts = PreprocessOptions()  # nothing typed: ptb is word level with its own valid/test files
+    paths = corpora.resolve_inputs(["ptb"], opts, str(shared_corpora))
+    assert opts.level == "word" and Path(paths[0]).name == "ptb.train.txt"
+    assert Path(opts.valid[0]).name == "ptb.valid.txt" and Path(opts.test[0]).name == "ptb.test.txt"
+    typed = PreprocessOptions(level="char", typed=frozenset({"level"}))  # `--level char` typed
+    corpora.resolve_inputs(["ptb"], typed, str(shared_corpora))
+    assert typed.level == "char"
+    frac = PreprocessOptions(val_frac=0.1)  # a typed --val-frac cuts val from the tail instead
+    corpora.resolve_inputs(["ptb"], frac, str(shared_corpora))
+    assert frac.valid == [] and Path(frac.test[0]).name == "ptb.test.txt"
+    both = PreprocessOptions()
+    with pytest.raises(UserError, match=r"ptb \(word\), tinyshakespeare \(char\); pass --level"):
+        corpora.resolve_inputs(["ptb", "tinyshakespeare"], both, str(shared_corpora))
+
+
+def test_train_on_a_registry_name_without_level_uses_its_level(shared_corpora: Path) -> None:
+    out = run_cli("train", "ptb", "--mirror", shared_corpora, "--hidden", "16", "--layers", "1",
+                  "--batch-size", "4", "--seq-len", "8", "--max-steps", "2", "--eval-tokens",
+                  "200", "--plain", "--run-name", "ptb").output
+    assert "word vocab 10000" in out and "val 73,760" in out
+    typed = run_cli("train", "ptb", "--mirror", shared_corpora, "--level", "char", "--hidden", "16",
+                    "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--max-steps", "2",
+                    "--eval-tokens", "200", "--plain", "--run-name", "ptb-char").output
+    assert "char vocab 50" in typed  # typed, even though char is the default value

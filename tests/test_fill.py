@@ -50,7 +50,10 @@ def word_runs(tmp_path_factory: pytest.TempPathFactory, module_cache) -> Path:
     root = tmp_path_factory.mktemp("fill-word")
     corpus = _corpus(root / "corpus.txt", ["i want to buy a new phone"] * 3 + [
         "i want to sell a old car", "you want to buy a new car", "we want to sell a old phone"], 40)
-    for name, extra in (("fwd", []), ("bwd", ["--direction", "backward"]), ("mask", ["--task", "fill"])):
+    # The masked model learns the both-sided cue more slowly than the LMs learn theirs.
+    models = (("fwd", []), ("bwd", ["--direction", "backward"]),
+              ("mask", ["--task", "fill", "--max-steps", "400"]))
+    for name, extra in models:
         run_cli("train", corpus, "--level", "word", *LM_TINY, *extra, "--out", root, "--run-name", name)
     run_cli("ngram", "train", corpus, "--level", "word", "--order", "3", "--val-frac", "0.1",
             "--test-frac", "0", "--out", root, "--run-name", "ngram")
@@ -238,3 +241,57 @@ def test_default_models_skip_an_imported_ngram_run_without_dataset(word_runs: Pa
     result = _fill(root, "i want to ___ a new phone")
     assert list(result["methods"]) == ["forward"]  # the LM alone: the n-gram is not picked
 
+
+
+# ---- option values and the "where" of errors ---------------------------------------------------------
+@pytest.mark.parametrize(("args", "message"), [
+    (["--context", "-5"], "--context must be ≥ 1"),
+    (["--context", "0"], "--context must be ≥ 1"),
+    (["--blanks", "0"], "--blanks must be ≥ 1"),
+    (["--max-len", "0"], "--max-len must be between 1 and 64"),
+    (["--beam", "0"], "--beam and --candidates must be ≥ 1"),
+])
+def test_fill_eval_refuses_option_values_out_of_range(word_runs: Path, tmp_path: Path, args,
+                                                      message) -> None:
+    held_out = tmp_path / "held.txt"
+    held_out.write_text("i want to sell a old car\n")
+    result = run_cli("fill", "eval", held_out, *args, "-m", "fwd", "--quiet", "--out", word_runs,
+                     ok=False)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_fill_eval_of_a_file_without_words_names_the_file(word_runs: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "emptyf.txt"
+    empty.write_text(" \n\n")
+    result = run_cli("fill", "eval", empty, "-m", "fwd", "--quiet", "--out", word_runs, ok=False)
+    assert result.exit_code == 2 and f"{empty} has no words to hide" in result.output
+
+
+def test_fill_with_models_of_different_corpora_names_the_runs(word_runs: Path, zh_runs: Path,
+                                                              tmp_path: Path) -> None:
+    other = str(zh_runs / "bwd")
+    result = run_cli("fill", "i want to ___ a old car", "-m", "fwd", "-m", other,
+                     "--out", word_runs, ok=False)
+    assert result.exit_code == 2 and "vocabularies differ" in result.output
+    assert "fwd" in result.output and other in result.output
+    run_cli("ngram", "train", zh_runs / "corpus.txt", "--order", "2", "--out", tmp_path,
+            "--run-name", "zhkn")
+    kn = str(tmp_path / "zhkn")
+    result = run_cli("fill", "i want to ___ a old car", "-m", "fwd", "-m", kn, "--out", word_runs,
+                     ok=False)
+    assert result.exit_code == 2 and "vocabularies differ" in result.output
+    assert "fwd" in result.output and kn in result.output and "not in the model" not in result.output
+
+
+def test_interactive_top_k_zero_is_refused_and_the_old_k_kept(word_runs: Path) -> None:
+    lines = ":k 2\n:k 0\ni want to ___ a old car\n:q\n"
+    out = run_cli("fill", "-i", "-m", "fwd", "--out", word_runs, input=lines).output
+    assert ":k takes a number ≥ 1, not '0'" in out and "--top-k must be" not in out
+    assert "sell" in out or "buy" in out
+
+
+def test_method_help_says_left_is_asked_for_not_default() -> None:
+    from charrnn.tag_cli import Method
+
+    text = Method.__metadata__[0].help
+    assert "left" in text and "--method left" in text and "every method the models allow)" not in text

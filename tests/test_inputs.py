@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from charrnn.errors import UserError
-from charrnn.inputs import TextSource, expand_inputs, read_text
+from charrnn.inputs import CONVERT_OR_REPLACE, TextSource, expand_inputs, read_text
 from helpers import run_cli
 
 
@@ -44,8 +44,32 @@ def test_invalid_utf8_names_file_and_byte_offset(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"hello w\xc3rld\n")
     with pytest.raises(UserError, match=r"bad\.txt: invalid UTF-8 at byte offset 7.*--errors replace"):
-        read_text([str(bad)])
+        read_text([str(bad)], fix=CONVERT_OR_REPLACE)
     assert read_text([str(bad)], errors="replace") == "hello w\ufffdrld\n"
+
+
+def test_invalid_utf8_advice_without_errors_option_says_how_to_convert(tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"byte offset 3: convert it to UTF-8 \(e\.g\. iconv") as err:
+        read_text([str(bad)])
+    assert "--errors" not in str(err.value)
+    # commands without --errors: `sample --prime-file` (read before any run is looked up)
+    result = run_cli("sample", "--prime-file", bad, ok=False)
+    assert result.exit_code == 2 and "iconv -f latin1 -t utf-8" in result.output
+    assert "--errors" not in result.output
+    # commands with --errors keep suggesting it: preprocess and eval FILE
+    result = run_cli("preprocess", bad, "--out", tmp_path / "d", ok=False)
+    assert "iconv" in result.output and "--errors replace" in result.output
+
+
+def test_fill_eval_on_a_non_utf8_file_does_not_suggest_errors_option(tiny_run: Path,
+                                                                      tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
+    result = run_cli("fill", "eval", bad, "-m", tiny_run, ok=False)
+    assert result.exit_code == 2 and "convert it to UTF-8" in result.output
+    assert "--errors" not in result.output
 
 
 def test_invalid_utf8_offset_counts_across_chunks(tmp_path: Path, monkeypatch) -> None:

@@ -56,3 +56,23 @@ def test_embed_drop_removes_whole_token_types() -> None:
 def test_regulariser_rates_outside_0_1_are_user_errors(field: str) -> None:
     with pytest.raises(UserError, match=field.replace("_", "-")):
         ModelConfig(10, **{field: 1.0})
+
+
+@pytest.mark.parametrize("field", ["dropout", "weight_drop", "embed_drop"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_regulariser_rates_that_are_not_finite_are_user_errors(field: str, value: float) -> None:
+    with pytest.raises(UserError, match=field.replace("_", "-")):
+        ModelConfig(10, **{field: value})
+
+
+@pytest.mark.parametrize("message", [
+    "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: you "
+    "tried to allocate 400000000000 bytes. Error code 12 (Cannot allocate memory)",
+    "DefaultCPUAllocator: not enough memory: you tried to allocate 400000000000 bytes.",
+    "CUDA out of memory. Tried to allocate 2.00 GiB",
+])
+def test_is_out_of_memory_recognises_cpu_and_gpu_allocators(message: str) -> None:
+    from charrnn.devices import is_out_of_memory
+
+    assert is_out_of_memory(RuntimeError(message))
+    assert not is_out_of_memory(RuntimeError("size mismatch for head.weight"))

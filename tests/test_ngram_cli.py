@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from charrnn.errors import UserError
 from charrnn.ngram.cli import compare_cmd, ngram_app
+from helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_FIELDS = {"run", "kind", "source", "tokens", "chars", "nats_per_token", "perplexity",
-               "bits_per_char"}
+               "bits_per_char", "unknown_tokens", "unknown_rate", "skipped_chars"}
 
 
 def ngram(*args, ok: bool = True):
@@ -283,3 +285,54 @@ def test_a_dataset_of_another_level_is_refused(small_text: Path, tmp_path: Path)
     done = CliRunner().invoke(app, ["preprocess", str(small_text), "--out", str(tmp_path / "ds")])
     assert done.exit_code == 0, done.output
     assert "char-level dataset" in str(user_error("train", tmp_path / "ds", "--level", "word"))
+
+
+# ---- export never destroys a file it did not write ---------------------------------------------
+def test_export_refuses_to_overwrite_a_file_that_is_not_arpa(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    precious = tmp_path / "precious.txt"
+    precious.write_text("my only copy of the corpus\n", encoding="utf-8")
+    result = run_cli("ngram", "export", "kn", "--arpa", precious, ok=False)
+    assert result.exit_code == 2 and str(precious) in result.output
+    assert "not an ARPA file" in result.output and "pick another --arpa path" in result.output
+    assert precious.read_text(encoding="utf-8") == "my only copy of the corpus\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".precious")] == []
+
+
+def test_export_replaces_an_earlier_arpa_file(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    ours, foreign = tmp_path / "ours.arpa", tmp_path / "kenlm.arpa"
+    run_cli("ngram", "export", "kn", "--arpa", ours)
+    first = ours.read_text(encoding="utf-8")
+    run_cli("ngram", "export", "kn", "--arpa", ours)  # re-exporting over our own output is fine
+    assert ours.read_text(encoding="utf-8") == first
+    foreign.write_text("\n\\data\\\nngram 1=1\n\n\\1-grams:\n-1\t</s>\n\n\\end\\\n")  # lmplz style
+    run_cli("ngram", "export", "kn", "--arpa", foreign)
+    assert foreign.read_text(encoding="utf-8") == first
+
+
+def test_a_failed_export_keeps_the_previous_arpa_file(small_text: Path, tmp_path: Path,
+                                                      monkeypatch):
+    from charrnn.ngram import arpa as arpa_module
+    from charrnn.ngram.evaluate import load_run
+
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    _, model = load_run("kn", Path(os.environ["CHARRNN_RUNS"]))
+    path = tmp_path / "out" / "model.arpa"
+    path.parent.mkdir()
+    arpa_module.export_arpa(model, path)
+    before = path.read_bytes()
+
+    def disk_full(values):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(arpa_module, "_log10_text", disk_full)
+    with pytest.raises(UserError, match="No space left"):
+        arpa_module.export_arpa(model, path)
+    assert path.read_bytes() == before and [p.name for p in path.parent.iterdir()] == ["model.arpa"]
+
+
+def test_export_of_an_rnn_run_says_export_is_for_ngram_runs(tiny_run: Path, tmp_path: Path):
+    result = run_cli("ngram", "export", tiny_run, "--arpa", tmp_path / "x.arpa", ok=False)
+    assert result.exit_code == 2 and "export applies to n-gram runs only" in result.output
+    assert "charrnn eval" not in result.output and not (tmp_path / "x.arpa").exists()

@@ -137,3 +137,137 @@ def test_failed_write_message_follows_the_error_and_the_previous_copy(tmp_path: 
     with pytest.raises(UserError, match="previous copy is intact .free some disk space"), \
             fsutil.atomic_dir(tmp_path / "old"):
         pass
+
+
+def test_preprocess_refuses_a_dataset_folder_as_input(small_text: Path, tmp_path: Path) -> None:
+    ds = tmp_path / "data" / "shakespeare"
+    run_cli("preprocess", small_text, "--out", ds)
+    before = {p.name: p.read_bytes() for p in ds.iterdir()}
+    for out in (tmp_path / "data" / "other", ds):  # a new folder, and the dataset itself
+        result = run_cli("preprocess", ds, "--out", out, ok=False)
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
+        assert (f"{ds} is already a preprocessed dataset (meta.json, train.bin): train on it "
+                f"directly with `charrnn train {ds}`") in result.output
+    assert not (tmp_path / "data" / "other").exists()
+    assert {p.name: p.read_bytes() for p in ds.iterdir()} == before
+    result = run_cli("preprocess", tmp_path / "data", "--out", tmp_path / "x", ok=False)
+    assert f"{ds.resolve()} is a preprocessed dataset inside the input" in result.output
+
+
+def test_preprocess_refuses_an_existing_file_as_out(small_text: Path, tmp_path: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    result = run_cli("preprocess", small_text, "--out", precious, ok=False)
+    assert result.exit_code == 2
+    assert f"--out {precious} is an existing file, not a folder" in result.output
+    assert "give a new or empty folder" in result.output
+    assert precious.read_text() == "keep me\n"
+
+
+def test_preprocess_out_may_not_hold_an_input_or_lie_in_an_input_folder(tmp_path: Path) -> None:
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text("some text here\n" * 50)
+    result = run_cli("preprocess", texts / "a.txt", "--out", texts, ok=False)
+    assert f"--out {texts} holds the input" in result.output
+    result = run_cli("preprocess", texts, "--out", texts / "ds", ok=False)
+    assert f"--out {texts / 'ds'} is inside the input folder {texts}" in result.output
+    assert [p.name for p in texts.iterdir()] == ["a.txt"]
+
+
+def test_meta_sha256_is_the_sha256_of_the_file_bytes(small_text: Path, tmp_path: Path) -> None:
+    import hashlib
+
+    ds = preprocess([str(small_text)], tmp_path / "ds", PreprocessOptions())
+    assert ds.meta["sources"][0]["sha256"] == hashlib.sha256(small_text.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("level", ["word", "subword"])
+def test_splits_of_text_without_line_breaks_are_cut_at_whitespace(tmp_path: Path,
+                                                                  level: str) -> None:
+    from helpers import SMALL_LINES
+
+    one = tmp_path / "one.txt"
+    one.write_text(" ".join(SMALL_LINES * 150))  # one line, no line break at all (~34 KB)
+    opts = PreprocessOptions(level=level, vocab_size=300)
+    ds = preprocess([str(one)], tmp_path / "ds", opts)
+    text = one.read_text()
+    start = 0
+    for split in ("train", "val", "test"):
+        piece = text[start: start + ds.chars(split)]
+        assert ds.tokens(split) > 0 and ds.chars(split) > 0.5 * 0.05 * len(text)
+        assert piece.endswith(" ") or split == "test"  # cut after a whitespace, not in a word
+        if level == "subword":
+            assert ds.tokenizer.decode(ds.ids(split).tolist()) == piece
+        start += ds.chars(split)
+    assert start == len(text)
+
+
+def test_word_cut_moves_to_a_near_line_break_but_keeps_half_the_next_split(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c d e f g h\n" * 10 + "word " * 400 + "\n")  # a long last line
+    ds = preprocess([str(corpus)], tmp_path / "ds", PreprocessOptions(level="word"))
+    total = len(corpus.read_text())
+    assert ds.chars("val") >= int(0.05 * total) // 2 and ds.chars("test") > 0
+    assert ds.chars("train") + ds.chars("val") + ds.chars("test") == total
+
+
+def test_valid_file_takes_no_line_of_the_corpus(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"w{i % 7} w{i % 3} end\n" for i in range(100)))
+    valid = tmp_path / "v.txt"
+    valid.write_text("w1 w2 end\n")
+    ds = preprocess([str(corpus)], tmp_path / "ds",
+                    PreprocessOptions(level="word", valid=[str(valid)]))
+    assert ds.chars("val") == 10 and ds.tokens("val") == 4
+    assert ds.chars("train") + ds.chars("test") == 1000
+
+
+def test_a_requested_split_too_small_for_one_character_is_an_error(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("tiny text\n")
+    with pytest.raises(UserError, match=r"--val-frac 0.05 of 10 characters is not one character"):
+        preprocess([str(corpus)], tmp_path / "ds", PreprocessOptions(level="word"))
+    assert not (tmp_path / "ds").exists()
+
+
+def test_word_split_of_whitespace_only_is_an_error_not_an_empty_split(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("word " * 200 + " " * 200)
+    with pytest.raises(UserError, match="the val split came out empty"):
+        preprocess([str(corpus)], tmp_path / "ds", PreprocessOptions(level="word"))
+    assert not (tmp_path / "ds").exists()
+
+
+def test_val_frac_with_a_valid_file_is_refused(small_text: Path, tmp_path: Path) -> None:
+    result = run_cli("preprocess", small_text, "--valid", small_text, "--val-frac", "0.2",
+                     "--out", tmp_path / "d", ok=False)
+    assert "--val-frac does not apply with --valid" in result.output
+    typed = PreprocessOptions(valid=[str(small_text)], typed=frozenset({"val_frac", "valid"}))
+    with pytest.raises(UserError, match="--val-frac does not apply with --valid"):
+        typed.validate()  # the default value, typed, is refused as well
+
+
+def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path: Path) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("".join(f"w{i % 7} w{i % 3} end\n" for i in range(100)))
+    ds = tmp_path / "ptb"
+    preprocess([str(corpus)], ds, PreprocessOptions(level="word"))
+    typed = PreprocessOptions(level="char", typed=frozenset({"level"}))
+    with pytest.raises(UserError, match=(
+            f"^{ds} is a preprocessed word-level dataset: --level char does not apply "
+            r"\(it was made with --level word\); preprocess the text again with --level char")):
+        prepare([str(ds)], typed)
+    same = PreprocessOptions(level="word", val_frac=0.05, typed=frozenset({"level", "val_frac"}))
+    assert prepare([str(ds)], same).root == ds  # typed, but what the dataset has: fine
+    other = tmp_path / "other.txt"
+    other.write_text("w1 w2\n")
+    result = run_cli("train", ds, "--valid", other, "--plain", ok=False)
+    assert result.exit_code == 2 and f"--valid {other} does not apply" in result.output
+    result = run_cli("train", ds, "--min-count", "2", "--plain", ok=False)
+    assert "--min-count 2 does not apply (it was made with --min-count 1)" in result.output
+    # typed on the command line, even though char is the default value
+    result = run_cli("train", ds, "--level", "char", "--plain", ok=False)
+    assert "is a preprocessed word-level dataset: --level char does not apply" in result.output
+    result = run_cli("ngram", "train", ds, "--level", "char", ok=False)
+    assert "is a preprocessed word-level dataset: --level char does not apply" in result.output

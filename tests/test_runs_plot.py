@@ -82,3 +82,44 @@ def test_plot_without_matplotlib_says_how_to_install_it(tiny_run: Path, tmp_path
     assert result.exit_code == 2
     assert "pip install 'charrnn[plot]'" in result.output
     assert not (tmp_path / "c.png").exists()
+
+
+def test_plot_refuses_to_overwrite_a_file_that_is_not_a_png(tiny_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(b"\xff\xd8\xff\xe0 a JPEG with the wrong name")
+    result = run_cli("plot", tiny_run, "--png", photo, ok=False)
+    assert result.exit_code == 2 and str(photo) in result.output
+    assert "not a PNG image" in result.output and "pick another --png path" in result.output
+    assert photo.read_bytes() == b"\xff\xd8\xff\xe0 a JPEG with the wrong name"
+    curves = tmp_path / "curves.png"
+    run_cli("plot", tiny_run, "--png", curves)
+    run_cli("plot", tiny_run, "--png", curves)  # re-plotting over our own PNG is fine
+    assert curves.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png") == ["curves.png",
+                                                                                  "holiday.png"]
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_plot_of_an_ngram_run_says_plot_draws_rnn_training_curves(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    (root / "kn").mkdir(parents=True)
+    (root / "kn" / "run.json").write_text(json.dumps({"kind": "ngram", "created": 1.0}))
+    result = run_cli("plot", "kn", "--out", root, ok=False)
+    assert result.exit_code == 2 and "plot draws RNN training curves" in result.output
+    assert "charrnn compare" in result.output and "charrnn ngram eval kn" in result.output
+    assert "--log-every" not in result.output
+
+
+def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_text: Path,
+                                                                       tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    failed = root / "m7"  # what a training that failed before its first checkpoint leaves
+    failed.mkdir(parents=True)
+    (failed / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
+    again = run_cli("train", small_text, "--run-name", "m7", "--out", root, "--max-steps", "1",
+                    ok=False).output
+    assert "no checkpoint" in again and f"rm -r {failed}" in again and "--resume" not in again
+    resume = run_cli("train", "--resume", "m7", "--out", root, ok=False).output
+    assert "no checkpoint" in resume and f"rm -r {failed}" in resume
+    assert "train longer" not in resume

@@ -199,3 +199,47 @@ def test_tag_train_refuses_data_too_small_to_learn_from(tmp_path: Path) -> None:
     same.write_text("a X O\nb X O\n\nc X O\n\nd X O\n", encoding="utf-8")
     result = run_cli("tag", "train", same, "--format", "conll", "--quiet", ok=False)
     assert result.exit_code == 2 and "single label" in result.output
+
+
+def test_features_that_are_the_label_column_are_refused(tmp_path: Path) -> None:
+    train = _conll(tmp_path / "train.txt", 5, 0)  # columns: 0 word, 1 POS, 2 chunk label
+    for args in (["--features", "2"], ["--features", "1,-1"],
+                 ["--features", "1", "--label-column", "1"]):
+        result = run_cli("tag", "train", train, *args, "--quiet", ok=False)
+        assert result.exit_code == 2 and "is the label column" in result.output, args
+        assert "--features" in result.output and "--label-column" in result.output
+    result = run_cli("tag", "train", train, "--features", "0", "--quiet", ok=False)
+    assert result.exit_code == 2 and "column 0 is the token itself" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--format", "segmented", "--bigram-emb", "-1"], "--bigram-emb must be ≥ 0"),
+    (["--char-filters", "-3"], "--char-filters must be ≥ 0"),
+    (["--min-count", "0"], "--min-count must be ≥ 1"),
+    (["--eval-every", "-2"], "--eval-every must be ≥ 1"),
+])
+def test_negative_tag_train_sizes_are_one_line_errors(tmp_path: Path, args, message) -> None:
+    train = _conll(tmp_path / "train.txt", 5, 0)
+    result = run_cli("tag", "train", train, *args, "--quiet", ok=False)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+class _EveryCharAWord:
+    """A segmenter that cuts after every character (the worst case for combining marks)."""
+
+    meta = {"tag": {"features": [], "format": "segmented", "label_column": -1}}
+
+    class encoder:  # noqa: N801 - stands in for the Encoder attribute
+        level = "char"
+
+    def predict(self, sentences):
+        return [["S"] * len(s.tokens) for s in sentences]
+
+
+def test_segmenter_keeps_combining_marks_and_joiners_with_their_base(monkeypatch) -> None:
+    from charrnn import tagtrain
+
+    monkeypatch.setattr(tagtrain, "load_tagger", lambda *args, **kwargs: _EveryCharAWord())
+    text = "cafe\u0301 \U0001F469\u200d\U0001F4BBok\u0915\u094d\n"
+    out = run_cli("tag", "predict", "seg", "--sep", "|", input=text).output
+    assert out == "c|a|f|e\u0301|\U0001F469\u200d\U0001F4BB|o|k|\u0915\u094d\n"

@@ -125,3 +125,58 @@ def test_subword_stream_after_a_prime_continues_the_text_unchanged(subword) -> N
     ids = subword.encode("the quick brown fox").tolist()
     decoder, shown = primed_decoder(subword, ids[:2], True)
     assert shown + "".join(decoder.feed(i) for i in ids[2:]) == "the quick brown fox"
+
+
+def test_word_pattern_that_can_match_empty_gives_no_empty_token() -> None:
+    tok = WordTokenizer.build(["xx a xxx b x\n"], pattern="x*")
+    assert "" not in tok.token_strings()
+    assert tok.token_strings()[2:] == ["x", "xx", "xxx"]
+    assert tok.decode(tok.encode("xx a x\n").tolist()) == "xx x\n"
+    grouped = WordTokenizer.build(["don't stop\n"], pattern=r"(\w)\w*")  # whole match, not group
+    assert grouped.token_strings()[2:] == ["don", "stop", "t"]
+
+
+def test_subword_trains_on_one_line_longer_than_sentencepiece_takes() -> None:
+    from charrnn.tokenizers import MAX_SENTENCE_BYTES
+
+    words = "the quick brown fox jumps over the lazy dog and then some ünïcödé words 你好 ".split()
+    line = " ".join(words[i * 7 % len(words)] for i in range(60_000))  # one line, ~300 KB
+    assert len(line.encode()) > 4 * MAX_SENTENCE_BYTES and "\n" not in line
+    tok = SubwordTokenizer.train([line + "\n"], vocab_size=400)
+    ids = tok.encode(line + "\n")
+    assert tok.decode(ids.tolist()) == line + "\n" and len(ids) < len(line) / 2
+
+
+def test_sentence_pieces_stay_below_the_byte_limit_and_cut_after_whitespace() -> None:
+    from charrnn.tokenizers import _sentence_pieces
+
+    line = "ab " * 50 + "x" * 70 + " é" * 40
+    pieces = list(_sentence_pieces(line, 64))
+    assert "".join(pieces) == line
+    assert all(len(p.encode()) < 64 for p in pieces)
+    assert all(p.endswith(" ") or len(p) == 64 // 4 - 1 for p in pieces[:-1])  # words whole unless too long
+
+
+def test_sentencepiece_failure_message_carries_its_reason() -> None:
+    from charrnn.tokenizers import _training_error
+
+    with pytest.raises(UserError, match=r"could not train a subword model: \S"):
+        SubwordTokenizer.train(["\n\n\n"], vocab_size=400)
+    bare = _training_error("INTERNAL: src/x.cc(12) [!pieces.empty()] ", 2000)
+    assert str(bare).endswith("src/x.cc(12) [!pieces.empty()]")
+
+
+def test_subword_vocab_size_too_large_names_the_vocab_size_that_works() -> None:
+    from charrnn.tokenizers import _training_error
+
+    text = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 80)) + " abc def\n"
+    with pytest.raises(UserError) as err:
+        SubwordTokenizer.train([text * 3], vocab_size=300)
+    message = str(err.value)
+    assert "character_coverage" not in message
+    least = int(message.split("pass --vocab-size ")[1].split()[0])
+    assert message.startswith("--vocab-size 300 is too small for this text") and least > 300
+    assert SubwordTokenizer.train([text * 3], vocab_size=least).vocab_size == least
+    high = _training_error("INTERNAL: t.cc(1) [x] Vocabulary size is too high (3000). Please set "
+                           "it to a value <= 1234.", 3001)
+    assert "pass --vocab-size 1235 or less" in str(high)

@@ -81,6 +81,11 @@ def test_corpus_too_short_for_one_batch_says_how_short(tmp_path: Path) -> None:
         (["--lr", "nan"], "--lr must be a positive number"),
         (["--optim", "lion"], "--optim must be one of"),
         (["--device", "tpu"], "--device must be one of"),
+        (["--seed", "99999999999999999999"], "--seed must be in [0, 2**63)"),
+        (["--seed", "-1"], "--seed must be in [0, 2**63)"),
+        (["--grad-clip", "nan"], "--grad-clip must be a finite number ≥ 0"),
+        (["--grad-clip", "inf"], "--grad-clip must be a finite number ≥ 0"),
+        (["--weight-decay", "nan"], "--weight-decay must be a finite number ≥ 0"),
     ],
 )
 def test_nonsense_options_are_one_line_errors(small_text, args, message) -> None:
@@ -109,7 +114,7 @@ def test_warmup_then_cosine_schedule(small_text, tmp_path) -> None:
     assert lrs[4] == pytest.approx(0.1)
 
 
-def test_nan_loss_rolls_back_halves_lr_and_goes_on(small_text, tmp_path, monkeypatch) -> None:
+def _run_with_one_nan(small_text, tmp_path, monkeypatch) -> tuple[Trainer, dict, list[str]]:
     ds = prepare([str(small_text)], PreprocessOptions())
     cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=30, log_every=5,
                       eval_every=10, warmup=1)
@@ -128,11 +133,62 @@ def test_nan_loss_rolls_back_halves_lr_and_goes_on(small_text, tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "_step", poisoned)
     messages = []
     trainer.reporter.message = messages.append
-    result = trainer.run()
+    return trainer, trainer.run(), messages
+
+
+def test_nan_loss_rolls_back_halves_lr_and_goes_on(small_text, tmp_path, monkeypatch) -> None:
+    trainer, result, messages = _run_with_one_nan(small_text, tmp_path, monkeypatch)
     assert result["outcome"] == "finished" and result["step"] == 30
     assert any("rolled back" in m for m in messages)
     assert trainer.progress.lr_scale == 0.5
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def test_nan_rollback_message_shows_the_halved_learning_rate(small_text, tmp_path, monkeypatch) -> None:
+    _, _, messages = _run_with_one_nan(small_text, tmp_path, monkeypatch)
+    (warning,) = [m for m in messages if "rolled back" in m]
+    assert warning.endswith("learning rate ×0.5") and "before step 15" in warning, warning
+
+
+def test_stop_requested_while_logging_still_saves_last(small_text, tmp_path) -> None:
+    """A request that lands after the step's sync point (a signal during logging, a closed
+    stdout) must stop the run at the next step with last/ saved, not skip the save."""
+    ds = prepare([str(small_text)], PreprocessOptions())
+    cfg = TrainConfig(hidden=8, layers=1, batch_size=2, seq_len=8, max_steps=1000, log_every=5,
+                      eval_every=1000, warmup=1)
+    trainer = Trainer(ds, cfg, tmp_path, plain=True)
+    trainer.reporter.train = lambda rec: setattr(trainer, "stop_requested", True)
+    result = trainer.run()
+    assert result["outcome"] == "interrupted" and result["step"] == 6
+    assert json.loads((tmp_path / "last/checkpoint.json").read_text())["progress"]["step"] == 6
+
+
+def test_model_too_big_for_memory_is_refused_before_the_run_folder(small_text, tmp_path) -> None:
+    result = run_cli("train", small_text, *TINY, "--hidden", "10000000", "--run-name", "huge", ok=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "does not fit in memory on cpu" in result.output and "smaller --hidden" in result.output
+    assert "600,000,370,000,031 parameters" in result.output  # 1×10M GRU, tied, vocab 31
+    assert not (tmp_path / "runs/huge").exists()
+
+
+def test_out_of_memory_while_allocating_the_model_is_a_user_error(small_text, monkeypatch) -> None:
+    from charrnn import train
+
+    def oom(*args):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train, "make_optimizer", oom)
+    result = run_cli("train", small_text, *TINY, "--max-steps", "2", ok=False)
+    assert result.exit_code == 2 and "does not fit in memory on cpu" in result.output
+
+
+def test_cpu_allocator_failure_is_the_same_user_error(small_text, monkeypatch) -> None:
+    """Where the memory cannot be told beforehand, the allocation itself fails: the same advice."""
+    from charrnn import train
+
+    monkeypatch.setattr(train, "device_memory", lambda device: None)
+    result = run_cli("train", small_text, *TINY, "--hidden", "3000000", "--emb", "1", ok=False)
+    assert result.exit_code == 2 and "does not fit in memory on cpu" in result.output
 
 
 def test_patience_stops_early(small_text, tmp_path) -> None:
@@ -304,6 +360,14 @@ def test_resume_refuses_a_typed_change_of_model_options(small_text, tmp_path) ->
     run_cli("train", "--resume", "r", "--hidden", "32", "--max-steps", "12", "--plain")
 
 
+def test_resume_refuses_a_different_run_name(small_text, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--max-steps", "5", "--run-name", "part")
+    result = run_cli("train", "--resume", "part", "--run-name", "other", "--max-steps", "8", ok=False)
+    assert result.exit_code == 2 and "--run-name other: a resumed run keeps its folder" in result.output
+    assert not (tmp_path / "runs/other").exists()
+    run_cli("train", "--resume", "part", "--run-name", "part", "--max-steps", "8", "--plain")
+
+
 def test_resume_of_a_tagger_run_is_a_clear_error(tmp_path) -> None:
     from test_tagger import TAG_TINY, _conll
 
@@ -312,3 +376,28 @@ def test_resume_of_a_tagger_run_is_a_clear_error(tmp_path) -> None:
             "--run-name", "chunk")
     result = run_cli("train", "--resume", "chunk", "--max-steps", "5", ok=False)
     assert "chunk is a tag run" in result.output and result.exit_code == 2
+
+
+def test_tag_train_seed_out_of_range_is_refused() -> None:
+    from charrnn.errors import UserError
+    from charrnn.tagtrain import TagTrainConfig
+
+    with pytest.raises(UserError, match=r"--seed must be in \[0, 2\*\*63\)"):
+        TagTrainConfig(seed=2**64)
+
+
+# ---- sample options met by a new user (beside the training ones above) --------------------------
+def test_num_samples_are_separated_by_a_line_and_one_sample_has_none(tiny_run) -> None:
+    from charrnn.sample import SEPARATOR
+
+    many = run_cli("sample", tiny_run, "--length", "20", "--num-samples", "3", "--seed", "1").output
+    parts = many.split(SEPARATOR)
+    assert len(parts) == 3 and all(len(p.strip("\n")) >= 10 for p in parts), many
+    assert many.count("-" * 15) == 2 and not many.rstrip("\n").endswith("-")
+    one = run_cli("sample", tiny_run, "--length", "20", "--seed", "1", "--plain").output
+    assert "-" * 15 not in one and one.endswith("\n")
+
+
+def test_sample_seed_out_of_range_is_a_one_line_error(tiny_run) -> None:
+    result = run_cli("sample", tiny_run, "--seed", "99999999999999999999", ok=False)
+    assert result.exit_code == 2 and "--seed must be in [0, 2**63)" in result.output

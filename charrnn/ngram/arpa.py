@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
+from charrnn import fsutil
 from charrnn.errors import UserError
 from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
 from charrnn.ngram.model import MAX_ORDER, NGramModel
@@ -60,7 +62,19 @@ def word_strings(model: NGramModel) -> list[str]:
 # -- export ---------------------------------------------------------------------------------
 
 def export_arpa(model: NGramModel, path: Path) -> dict:
-    """Write `model` as an ARPA file; returns {"ngrams": [...per order], "path": ...}."""
+    """Write `model` as an ARPA file; returns {"ngrams": [...per order], "path": ...}.
+
+    An existing file is replaced only when it is an ARPA file already (an earlier export), and
+    atomically: a typo in --arpa must not destroy a corpus, nor a failed write the old model."""
+    path = Path(path)
+    fsutil.refuse_overwrite(path, looks_like_arpa, "an ARPA file", "--arpa")
+    with fsutil.atomic_file(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+            counts = _write_arpa(model, handle)
+    return {"path": str(path), "ngrams": counts}
+
+
+def _write_arpa(model: NGramModel, handle: TextIO) -> list[int]:
     names = np.array(word_strings(model), dtype=object)
     extra = [] if model.lines else ["</s>", "<unk>"]
     off = model.offsets
@@ -68,32 +82,45 @@ def export_arpa(model: NGramModel, path: Path) -> dict:
                                               "tokenizer", "discounts", "prune", "dataset")}
     counts = [int(off[n] - off[n - 1]) for n in range(1, model.order + 1)]
     counts[0] += len(extra)
-    try:
-        handle = open(path, "w", encoding="utf-8", newline="\n")
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror}") from exc
-    with handle:
-        handle.write(HEADER + json.dumps(header, ensure_ascii=False) + "\n")
-        handle.write("# Smoothing: interpolated modified Kneser-Ney (charrnn)\n\n\\data\\\n")
-        handle.writelines(f"ngram {n}={c}\n" for n, c in enumerate(counts, 1))
-        text = names
-        for n in range(1, model.order + 1):
-            nodes = slice(int(off[n - 1]), int(off[n]))
-            if n > 1:
-                suffix = model.suffix[nodes].astype(np.int64) - off[n - 2]
-                text = names[model.word[nodes]] + " " + text[suffix]
-            logp = _log10_text(model.logp[nodes])
-            handle.write(f"\n\\{n}-grams:\n")
-            if n == 1:
-                tail = "\t0" if model.order > 1 else ""
-                handle.writelines(f"{MISSING_LOG10:.1f}\t{w}{tail}\n" for w in extra)
-            if n < model.order:
-                backoff = _log10_text(model.backoff[nodes])
-                handle.writelines(f"{p}\t{w}\t{b}\n" for p, w, b in zip(logp, text, backoff, strict=True))
-            else:
-                handle.writelines(f"{p}\t{w}\n" for p, w in zip(logp, text, strict=True))
-        handle.write("\n\\end\\\n")
-    return {"path": str(path), "ngrams": counts}
+    handle.write(HEADER + json.dumps(header, ensure_ascii=False) + "\n")
+    handle.write("# Smoothing: interpolated modified Kneser-Ney (charrnn)\n\n\\data\\\n")
+    handle.writelines(f"ngram {n}={c}\n" for n, c in enumerate(counts, 1))
+    text = names
+    for n in range(1, model.order + 1):
+        nodes = slice(int(off[n - 1]), int(off[n]))
+        if n > 1:
+            suffix = model.suffix[nodes].astype(np.int64) - off[n - 2]
+            text = names[model.word[nodes]] + " " + text[suffix]
+        logp = _log10_text(model.logp[nodes])
+        handle.write(f"\n\\{n}-grams:\n")
+        if n == 1:
+            tail = "\t0" if model.order > 1 else ""
+            handle.writelines(f"{MISSING_LOG10:.1f}\t{w}{tail}\n" for w in extra)
+        if n < model.order:
+            backoff = _log10_text(model.backoff[nodes])
+            handle.writelines(f"{p}\t{w}\t{b}\n" for p, w, b in zip(logp, text, backoff, strict=True))
+        else:
+            handle.writelines(f"{p}\t{w}\n" for p, w in zip(logp, text, strict=True))
+    handle.write("\n\\end\\\n")
+    return counts
+
+
+def looks_like_arpa(path: Path, max_lines: int = 10_000) -> bool:
+    """Whether a file is an ARPA model: `\\data\\` is its first line after blank lines and `#`
+    comments (our own export starts with comment lines, lmplz's with a blank line). Read in
+    bounded pieces, so a large binary file costs one small read."""
+    with open(path, "rb") as handle:
+        for _ in range(max_lines):
+            line = handle.readline(1 << 16)
+            if not line:
+                return False
+            if line.startswith(b"#"):
+                while line and not line.endswith(b"\n"):  # our header line can be long
+                    line = handle.readline(1 << 16)
+                continue
+            if line.strip():
+                return line.strip() == b"\\data\\"
+    return False
 
 
 def _log10_text(values: np.ndarray) -> list[str]:

@@ -34,6 +34,7 @@ def _root(out: str | None) -> Path:
 
 @command(ngram_app)
 def train(
+    ctx: typer.Context,
     inputs: Annotated[Optional[list[str]], typer.Argument(
         help="Corpus: files, folders, globs, a dataset folder or a registry name "
              "(none: the embedded default corpus).")] = None,
@@ -67,6 +68,7 @@ def train(
 
     popts = opt.preprocess_options(level, lower, val_frac, test_frac, valid, test, errors,
                                    pattern, min_count, max_vocab, vocab_size, subword_model)
+    popts.typed = opt.typed_params(ctx)
     if order is not None:
         check_order(order)
     parse_prune(prune, order or MAX_ORDER)  # fail before a long preprocess
@@ -105,6 +107,7 @@ def eval_cmd(
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
     from charrnn.ngram.evaluate import evaluate_ngram
+    from charrnn.scores import describe
 
     root = _root(out)
     run, file = _run_and_file(list(targets or []), root)
@@ -112,9 +115,7 @@ def eval_cmd(
     if json_out:
         typer.echo(json.dumps(result, indent=1))
     else:
-        typer.echo(f"{result['run']} on {result['source']}: {result['tokens']:,} tokens, "
-                   f"{result['nats_per_token']:.4f} nats/token, perplexity "
-                   f"{result['perplexity']:.3f}, {result['bits_per_char']:.4f} bits/char")
+        typer.echo(describe(result))
 
 
 def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | None]:
@@ -164,10 +165,18 @@ def export(
     out: opt.Out = None,
 ) -> None:
     """Write a model as a standard ARPA file (log10 probabilities, back-off weights)."""
+    from charrnn import runs
     from charrnn.ngram.arpa import export_arpa
     from charrnn.ngram.evaluate import load_run
 
-    _, model = load_run(run, _root(out))
+    root = _root(out)
+    folder = runs.resolve_run(run, root, kind="ngram")
+    kind = runs.run_info(folder).get("kind")
+    if kind != "ngram":  # load_run would send an RNN run to `charrnn eval`: not what was asked
+        raise UserError(f"{folder.name} is not an n-gram run (its kind is {kind!r}): export "
+                        "applies to n-gram runs only (an RNN has no ARPA form); give a run made "
+                        "by `charrnn ngram train` or `charrnn ngram import`")
+    _, model = load_run(str(folder), root)
     info = export_arpa(model, Path(arpa))
     typer.echo(f"{info['path']}: " + ", ".join(f"{c:,} {n}-grams"
                                                for n, c in enumerate(info["ngrams"], 1)))

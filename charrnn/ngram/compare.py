@@ -58,6 +58,10 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}."""
     if split not in ("train", "val", "test"):
         raise UserError(f"--split must be train, val or test, not {split!r}")
+    if file is not None:  # once, here: not the same error again for every run
+        from charrnn.inputs import read_text
+
+        read_text([file], "strict")
     folders = [runs.resolve_run(s, root) for s in specs] if specs else runs.list_runs(root)
     if not folders:
         raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
@@ -79,16 +83,29 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
             continue
         rows.append({"run": folder.name, **{k: v for k, v in row.items() if k != "run"}})
     if not rows:
-        reasons = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
-        raise UserError(f"no run could be evaluated ({reasons})")
+        reasons = {s["reason"] for s in skipped}
+        if len(reasons) == 1 and len(skipped) > 1:
+            raise UserError(f"no run could be evaluated: {reasons.pop()} (all {len(skipped)} runs)")
+        listed = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
+        raise UserError(f"no run could be evaluated ({listed})")
     rows.sort(key=lambda r: r["bits_per_char"])
-    datasets = {r.get("dataset") for r in rows}
-    note = None
-    if file is None and len(datasets) > 1:
-        note = (f"these runs come from {len(datasets)} different datasets, so their "
-                f"{split} texts may differ; pass --file to score all of them on one text")
     return {"source": file or f"split:{split}", "results": rows, "skipped": skipped,
-            "note": note}
+            "note": _note(rows, file, split)}
+
+
+def _note(rows: list[dict], file: str | None, split: str) -> str | None:
+    """What the table cannot show: texts that differ, scores that <unk> flatters."""
+    said = []
+    datasets = {r.get("dataset") for r in rows}
+    if file is None and len(datasets) > 1:
+        said.append(f"these runs come from {len(datasets)} different datasets, so their {split} "
+                    "texts may differ; pass --file to score all of them on one text")
+    flattered = [f"{r['run']} {100 * r['unknown_rate']:.1f}%" for r in rows if r.get("unknown_tokens")]
+    if flattered:
+        said.append("<unk> tokens (" + ", ".join(flattered) + ") get one probability for every "
+                    "unknown word, so those rows score better than they predict; compare on text "
+                    "their vocabularies cover")
+    return "; ".join(said) or None
 
 
 def _fmt_seconds(value) -> str:
@@ -126,9 +143,12 @@ def render(report: dict) -> None:
     worst = max(r["bits_per_char"] for r in rows) or 1.0
     table = Table(title=f"on {report['source']}, best first (bits/char: lower is better)",
                   box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+    show_unk = any(r.get("unknown_tokens") for r in rows)  # a column only when it says something
     for name, justify in (("#", "right"), ("run", "left"), ("model", "left"),
                           ("bits/char", "right"), ("ppl", "right"), ("size", "right"),
-                          ("train", "right"), ("tok/s", "right"), ("", "left")):
+                          ("unk", "right"), ("train", "right"), ("tok/s", "right"), ("", "left")):
+        if name == "unk" and not show_unk:
+            continue
         table.add_column(name, justify=justify, no_wrap=name not in ("run", "model"),
                          min_width={"run": 6, "model": 11}.get(name))
     for rank, row in enumerate(rows, 1):
@@ -136,8 +156,9 @@ def render(report: dict) -> None:
         model = (f"{level} {row['order']}-gram" if row["kind"] == "ngram"
                  else f"{level} {row.get('cell') or 'rnn'}")
         bar = "█" * max(1, round(BAR_WIDTH * row["bits_per_char"] / worst))
+        unk = [f"{100 * row['unknown_rate']:.1f}%" if row.get("unknown_tokens") else "-"]
         table.add_row(str(rank), row["run"], model, f"{row['bits_per_char']:.4f}",
-                      f"{row['perplexity']:.2f}", _fmt_size(row),
+                      f"{row['perplexity']:.2f}", _fmt_size(row), *(unk if show_unk else []),
                       _fmt_seconds(row.get("train_seconds")),
                       _compact(row.get("sample_tokens_per_s")),
                       f"[green]{bar}[/green]" if rank == 1 else bar)

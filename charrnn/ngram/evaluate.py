@@ -6,7 +6,8 @@ from pathlib import Path
 
 from charrnn import runs
 from charrnn.errors import UserError
-from charrnn.ngram.model import NGramModel, load, summarize
+from charrnn.ngram.model import NGramModel, load
+from charrnn.scores import scored, too_short
 
 
 def resolve(spec: str | None, root: Path, action: str = "eval") -> Path:
@@ -37,12 +38,10 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
     ident = (model.meta.get("dataset") or {}).get("id", "")
-    ids, chars, source = data.scoring_text(tokenizer, ident, file, split, unknown, errors,
-                                           f"charrnn ngram eval {folder.name}")
-    total, scored = model.score_ids(ids)
-    if scored < 1:
-        where = "the file" if file is not None else f"the {split or 'test'} split"
-        raise UserError(f"{where} has too few tokens to score: give a longer text"
-                        + ("" if file is not None else " or another --split"))
+    again = f"charrnn ngram eval {folder.name}"
+    ids, chars, source = data.scoring_text(tokenizer, ident, file, split, unknown, errors, again)
+    total, predicted = model.score_ids(ids)
+    if predicted < 1:
+        raise too_short(ids, file, split, ident, again)
     return {"run": folder.name, "kind": "ngram", "source": source,
-            **summarize(total, scored, len(ids), chars)}
+            **scored(total, predicted, ids, chars, tokenizer, unknown)}

@@ -15,7 +15,6 @@ vocab_size + 1 (lmplz's vocabulary: it has probability mass but is never in the 
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,13 +209,3 @@ def assemble(meta: dict, logp: list[np.ndarray], backoff: list[np.ndarray],
     return NGramModel(meta, np.concatenate(logp).astype(np.float32),
                       np.concatenate(backoff).astype(np.float32), word,
                       suffix.astype(np.int32), prefix.astype(np.int32))
-
-
-def summarize(total_nats: float, scored: int, tokens: int, chars: int) -> dict:
-    """The numbers `charrnn eval` reports (same formula, so RNN and n-gram rows compare)."""
-    if scored < 1:
-        raise UserError("nothing to score: the text needs at least 2 tokens")
-    per_token = total_nats / scored
-    return {"tokens": tokens, "chars": chars, "nats_per_token": per_token,
-            "perplexity": math.exp(min(per_token, 700.0)),
-            "bits_per_char": per_token * tokens / math.log(2) / max(1, chars)}

@@ -1,0 +1,81 @@
+"""What a score says about itself: `<unk>` shares, skipped characters, and texts too short to score
+(eval, ngram eval and compare report them the same way)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from helpers import SMALL_LINES, TINY, run_cli
+
+
+@pytest.fixture(scope="module")
+def word_root(tmp_path_factory: pytest.TempPathFactory, session_cache: Path) -> Path:
+    """A word RNN and a word 3-gram trained on the small text, no test split."""
+    root = tmp_path_factory.mktemp("scores")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(SMALL_LINES * 40) + "\n", encoding="utf-8")
+    common = ["--level", "word", "--val-frac", "0.1", "--test-frac", "0", "--out", root]
+    with pytest.MonkeyPatch.context() as env:  # the session's cache, where the tests look
+        env.setenv("CHARRNN_CACHE", str(session_cache))
+        run_cli("train", corpus, *common, *TINY, "--max-steps", "20", "--run-name", "rnn")
+        run_cli("ngram", "train", corpus, *common, "--order", "3", "--run-name", "tri")
+    return root
+
+
+def _unknown_text(tmp_path: Path) -> Path:
+    path = tmp_path / "other.txt"  # zebra, purple and cat are not in the vocabulary
+    path.write_text("the quick zebra jumps over a purple cat\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", [["eval", "rnn"], ["ngram", "eval", "tri"]])
+def test_unknown_words_are_counted_and_said_to_flatter_the_score(word_root, tmp_path, command):
+    text = _unknown_text(tmp_path)
+    result = json.loads(run_cli(*command, text, "--json", "--out", word_root).output)
+    assert result["unknown_tokens"] == 3 and result["unknown_rate"] == pytest.approx(3 / 9)  # + <eos>
+    line = run_cli(*command, text, "--out", word_root).output
+    assert "3 tokens (33.3%) are <unk>" in line and "optimistic" in line and line.count("\n") == 1
+
+
+def test_characters_skipped_by_unk_skip_are_not_counted(tiny_run: Path, tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox ☃☃☃☃ jumps over the lazy dog.\n", encoding="utf-8")
+    result = json.loads(run_cli("eval", tiny_run, text, "--unk", "skip", "--json").output)
+    assert result["skipped_chars"] == 4 and result["chars"] == len(text.read_text())
+    expected = result["nats_per_token"] * result["tokens"] / math.log(2) / (result["chars"] - 4)
+    assert result["bits_per_char"] == pytest.approx(expected)
+    assert "4 characters outside the vocabulary skipped" in run_cli(
+        "eval", tiny_run, text, "--unk", "skip").output
+
+
+def test_an_empty_file_is_named_in_the_error(tiny_run: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    result = run_cli("eval", tiny_run, empty, ok=False)
+    assert result.exit_code == 2 and "empty.txt has 0 token(s)" in result.output
+
+
+def test_an_empty_split_points_to_a_split_that_has_text(word_root: Path) -> None:
+    for command in (["eval", "rnn"], ["ngram", "eval", "tri"]):
+        result = run_cli(*command, "--split", "test", "--out", word_root, ok=False)
+        assert "the test split of this run's dataset is empty" in result.output
+        assert "--split train or --split val" in result.output, result.output
+
+
+def test_compare_with_a_missing_file_is_one_short_error(word_root: Path) -> None:
+    result = run_cli("compare", "--file", "nope.txt", "--out", word_root, ok=False)
+    assert result.exit_code == 2 and result.output.count("nope.txt") == 1
+    assert len(result.output) < 300
+
+
+def test_compare_shows_and_explains_unknown_shares(word_root: Path, tmp_path: Path) -> None:
+    text = _unknown_text(tmp_path)
+    report = json.loads(run_cli("compare", "--file", text, "--json", "--out", word_root).output)
+    assert {r["run"]: r["unknown_tokens"] for r in report["results"]} == {"rnn": 3, "tri": 3}
+    assert "<unk> tokens (" in report["note"] and "rnn 33.3%" in report["note"]
+    table = run_cli("compare", "--file", text, "--out", word_root).output
+    assert "unk" in table and "33.3%" in table

@@ -1,0 +1,146 @@
+"""Signals and closed pipes, in real processes: training of every kind stops after saving (Ctrl-C,
+SIGTERM, SIGHUP, a closed stdout), and every command ends quietly with 141 when its reader
+leaves, as Unix tools do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_tagger import TAG_TINY, _conll
+
+from helpers import TINY, run_cli
+
+EXIT_BROKEN_PIPE = 141
+LOUD = [arg for arg in TAG_TINY if arg != "--quiet"]  # the progress lines tell when to signal
+
+
+def _charrnn(tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
+    return subprocess.Popen([sys.executable, "-m", "charrnn", *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_line(stream, start: str, timeout: float = 120) -> str:
+    """Read `stream` until a line starting with `start` (training has reached its loop)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if line.startswith(start):
+            return line
+    raise AssertionError(f"no line starting with {start!r}")
+
+
+def _wait_for_metrics(run: Path) -> None:
+    metrics, deadline = run / "metrics.jsonl", time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.stat().st_size > 0):
+        time.sleep(0.05)
+
+
+def _saved_step(run: Path) -> int:
+    return json.loads((run / "last/checkpoint.json").read_text())["progress"]["step"]
+
+
+def _quiet(stderr: str) -> bool:
+    return not any(word in stderr for word in ("Traceback", "Exception ignored", "error"))
+
+
+@pytest.mark.slow
+def test_sighup_stops_lm_training_after_saving_last(small_text, tmp_path) -> None:
+    proc = _charrnn(tmp_path, "train", small_text, *TINY, "--max-steps", "100000", "--run-name", "h")
+    _wait_for_metrics(tmp_path / "runs/h")
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume with --resume" in out and "Traceback" not in err
+    assert _saved_step(tmp_path / "runs/h") > 0
+
+
+@pytest.mark.slow
+def test_closed_stdout_stops_lm_training_after_saving_last_and_exits_141(small_text, tmp_path) -> None:
+    proc = _charrnn(tmp_path, "train", small_text, *TINY, "--max-steps", "100000", "--run-name", "p")
+    _wait_for_line(proc.stdout, "run ")  # `| head -1`: one line read, then the pipe closes
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE, err
+    assert _quiet(err) and "charrnn train --resume" in err
+    step = _saved_step(tmp_path / "runs/p")
+    assert step > 0
+    run_cli("train", "--resume", "p", "--max-steps", str(step + 5), "--plain")
+    assert _saved_step(tmp_path / "runs/p") == step + 5
+
+
+def test_closed_stdout_ends_sample_quietly_with_141(tiny_run, tmp_path) -> None:
+    proc = _charrnn(tmp_path, "sample", tiny_run, "--length", "100000", "--plain")
+    assert len(proc.stdout.read(100)) == 100  # `| head -c 100`
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE and err == "", err
+
+
+def _with_reader_gone(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run with a stdout pipe whose reader closed before the start (`cmd | true`, where `true`
+    has exited): the first write fails, however short the output is."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
+    try:
+        return subprocess.run([sys.executable, "-m", "charrnn", *map(str, args)], env=env,
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("args", [["corpus", "list"], ["--help"], ["sample", "--help"]])
+def test_closed_stdout_ends_rich_output_quietly_with_141(tmp_path, args) -> None:
+    # Rich tables and Typer's Rich help meet the closed pipe inside Rich, which exits 1 itself
+    proc = _with_reader_gone(tmp_path, *args)
+    assert proc.returncode == EXIT_BROKEN_PIPE and proc.stderr == "", proc.stderr
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_signal_stops_tag_training_after_saving_and_exits_130(tmp_path, sig) -> None:
+    train = _conll(tmp_path / "train.txt", 200, 0)
+    proc = _charrnn(tmp_path, "tag", "train", train, "--format", "conll", *LOUD,
+                    "--max-steps", "100000", "--eval-every", "10", "--run-name", "t")
+    first = int(_wait_for_line(proc.stderr, "eval step").split()[2])
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopping: saving last/" in err and "Traceback" not in err
+    assert _saved_step(tmp_path / "runs/t") >= first
+    assert (tmp_path / "runs/t/best/checkpoint.json").is_file()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_fill_training_after_saving_and_exits_130(small_text, tmp_path) -> None:
+    proc = _charrnn(tmp_path, "train", small_text, "--task", "fill", *TINY, "--max-steps", "100000",
+                    "--run-name", "f")
+    first = int(_wait_for_line(proc.stdout, "eval step").split()[2])
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "stopped at step" in out and "Traceback" not in err
+    assert _saved_step(tmp_path / "runs/f") >= first
+
+
+@pytest.mark.slow
+def test_closed_stdout_stops_fill_training_after_saving_and_exits_141(small_text, tmp_path) -> None:
+    proc = _charrnn(tmp_path, "train", small_text, "--task", "fill", *TINY, "--max-steps", "100000",
+                    "--run-name", "f")
+    _wait_for_line(proc.stdout, "run ")
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE, err
+    assert _quiet(err)
+    assert _saved_step(tmp_path / "runs/f") > 0
