@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -83,3 +85,53 @@ _OOM_WORDS = ("out of memory", "can't allocate memory", "cannot allocate memory"
 def is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, torch.OutOfMemoryError) or any(w in text for w in _OOM_WORDS)
+
+
+# ---- will the model fit? ---------------------------------------------------------------------
+# Bytes per parameter to train: float32 weights, gradients and two AdamW moments (the rollback
+# snapshot and activations come on top), so a model above this certainly does not fit.
+TRAIN_BYTES_PER_PARAM = 16
+
+
+def device_memory(device: torch.device) -> int | None:
+    """The device's total memory in bytes, or None where it cannot be told."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[1]
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+            return None
+    return None
+
+
+def too_big(params: int, device: torch.device, total: int | None = None) -> UserError:
+    have = f" ({total / 1e9:,.1f} GB)" if total else ""
+    return UserError(f"the model ({params:,} parameters, ~{params * TRAIN_BYTES_PER_PARAM / 1e9:,.1f} "
+                     f"GB to train) does not fit in memory on {device}{have}: use a smaller "
+                     "--hidden, --layers or --emb")
+
+
+def require_fits(build: Callable[[], torch.nn.Module], device: torch.device) -> int:
+    """The parameter count of the model `build` makes, refused with a clear error when training it
+    cannot fit in the device's memory. Counted on the meta device (nothing allocated): a CPU
+    allocation of terabytes fails with an allocator error, and a merely too large one may succeed
+    through overcommit and end at the OOM killer."""
+    with torch.device("meta"):
+        params = sum(p.numel() for p in build().parameters())
+    total = device_memory(device)
+    if total is not None and params * TRAIN_BYTES_PER_PARAM > total:
+        raise too_big(params, device, total)
+    return params
+
+
+@contextlib.contextmanager
+def out_of_memory_is_too_big(params: int, device: torch.device) -> Iterator[None]:
+    """Building the model and its optimizer: a model that fits on paper may still not fit beside
+    what else is in memory; that allocation failure gets the same advice as require_fits."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if is_out_of_memory(exc):
+            raise too_big(params, device) from exc
+        raise

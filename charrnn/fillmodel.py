@@ -22,12 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from charrnn import checkpoint, data, runs
-from charrnn.devices import host_to_device, is_out_of_memory, resolve_device
+from charrnn.devices import (
+    host_to_device,
+    out_of_memory_is_too_big,
+    require_fits,
+    resolve_device,
+)
 from charrnn.errors import UserError
 from charrnn.models import CELLS
 from charrnn.tagger import BiRNN
 from charrnn.tagtrain import Budget, Loop, fit
-from charrnn.train import require_fits, too_big
 
 MASK_RATE = 0.2  # share of window tokens hidden per training example
 MAX_SPAN = 10
@@ -131,12 +135,8 @@ def train_fill_job(task: str, inputs: list[str], popts: data.PreprocessOptions, 
                       cfg.dropout)
     params = require_fits(lambda: FillModel(fcfg), device)  # before the run folder exists
     torch.manual_seed(cfg.seed)
-    try:
+    with out_of_memory_is_too_big(params, device):
         model = FillModel(fcfg).to(device)
-    except RuntimeError as exc:
-        if is_out_of_memory(exc):
-            raise too_big(params, device) from exc
-        raise
     info = {"task": "fill", "dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                                         "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
     run_dir = runs.new_run_dir(root, run_name, "fill", info)

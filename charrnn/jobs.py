@@ -12,11 +12,11 @@ from pathlib import Path
 
 from charrnn import checkpoint, data, runs
 from charrnn.corpora import resolve_inputs
-from charrnn.devices import resolve_device
+from charrnn.devices import require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.models import RNNLM
-from charrnn.train import TrainConfig, Trainer, require_fits
+from charrnn.train import TrainConfig, Trainer
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 

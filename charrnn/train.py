@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -26,7 +24,14 @@ from torch.nn.parallel import DistributedDataParallel
 from charrnn import checkpoint
 from charrnn.batching import TBPTTStream, oriented
 from charrnn.data import Dataset
-from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_device
+from charrnn.devices import (
+    autocast,
+    is_out_of_memory,
+    loss_scaler,
+    out_of_memory_is_too_big,
+    require_fits,
+    resolve_device,
+)
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.evaluate import score_ids
@@ -39,9 +44,6 @@ DEFAULT_LR = {"adamw": 6e-3, "adam": 6e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DEFAULT_MAX_STEPS = 3000
 MAX_NAN_RETRIES = 5
 MAX_SEED = 2**63  # torch takes seeds below 2**64: room for the seeds derived by adding to it
-# Bytes per parameter to train: float32 weights, gradients and two AdamW moments (the rollback
-# snapshot and activations come on top), so a model above this certainly does not fit.
-TRAIN_BYTES_PER_PARAM = 16
 
 
 @dataclass
@@ -140,38 +142,6 @@ def make_optimizer(model: RNNLM, cfg: TrainConfig, device: torch.device) -> torc
     return torch.optim.SGD(groups, lr=lr, momentum=0.9, fused=device.type == "cuda")
 
 
-def device_memory(device: torch.device) -> int | None:
-    """The device's total memory in bytes, or None where it cannot be told."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[1]
-    if device.type == "cpu":
-        try:
-            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
-            return None
-    return None
-
-
-def too_big(params: int, device: torch.device, total: int | None = None) -> UserError:
-    have = f" ({total / 1e9:,.1f} GB)" if total else ""
-    return UserError(f"the model ({params:,} parameters, ~{params * TRAIN_BYTES_PER_PARAM / 1e9:,.1f} "
-                     f"GB to train) does not fit in memory on {device}{have}: use a smaller "
-                     "--hidden, --layers or --emb")
-
-
-def require_fits(build: Callable[[], torch.nn.Module], device: torch.device) -> int:
-    """The parameter count of the model `build` makes, refused with a clear error when training it
-    cannot fit in the device's memory. Counted on the meta device (nothing allocated): a CPU
-    allocation of terabytes fails with an allocator error, and a merely too large one may succeed
-    through overcommit and end at the OOM killer."""
-    with torch.device("meta"):
-        params = sum(p.numel() for p in build().parameters())
-    total = device_memory(device)
-    if total is not None and params * TRAIN_BYTES_PER_PARAM > total:
-        raise too_big(params, device, total)
-    return params
-
-
 @dataclass
 class Progress:
     step: int = 0
@@ -196,13 +166,9 @@ class Trainer:
         model_config = cfg.model_config(dataset.tokenizer.vocab_size)
         params = require_fits(lambda: RNNLM(model_config), self.device)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        try:
+        with out_of_memory_is_too_big(params, self.device):
             self.model = RNNLM(model_config).to(self.device)
             self.optimizer = make_optimizer(self.model, cfg, self.device)
-        except RuntimeError as exc:  # fits on paper, but not beside what else is in memory
-            if is_out_of_memory(exc):
-                raise too_big(params, self.device) from exc
-            raise
         # ...then a stream of its own per rank, so ranks draw different dropout masks.
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.forward = self.model

@@ -184,9 +184,9 @@ def test_out_of_memory_while_allocating_the_model_is_a_user_error(small_text, mo
 
 def test_cpu_allocator_failure_is_the_same_user_error(small_text, monkeypatch) -> None:
     """Where the memory cannot be told beforehand, the allocation itself fails: the same advice."""
-    from charrnn import train
+    from charrnn import devices
 
-    monkeypatch.setattr(train, "device_memory", lambda device: None)
+    monkeypatch.setattr(devices, "device_memory", lambda device: None)
     result = run_cli("train", small_text, *TINY, "--hidden", "3000000", "--emb", "1", ok=False)
     assert result.exit_code == 2 and "does not fit in memory on cpu" in result.output
 
