@@ -184,7 +184,8 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn
     `kind` is the run kind picked when no RUN is given (the newest run of that kind).
     """
     if prefer not in ("best", "last"):
-        raise UserError(f"--checkpoint must be best or last, not {prefer!r}")
+        raise UserError(f"--checkpoint must be best or last, not {prefer!r} (or give the "
+                        "checkpoint folder as RUN, e.g. my-run/last)")
     # A path as given, then the same path under the runs root ("myrun/last" names that folder).
     for path in (Path(spec), root / spec) if spec is not None else ():
         if path.is_file():

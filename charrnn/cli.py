@@ -17,9 +17,10 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn import cli_options as opt
-from charrnn.cli_errors import EXIT_BROKEN_PIPE, report_errors, silence_stdout, stdout_is_devnull
 from charrnn.cli_errors import debug as _debug
+from charrnn.cli_errors import report_errors
 from charrnn.errors import UserError
+from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
 
 app = typer.Typer(
     name="charrnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -180,9 +181,6 @@ def sample(
 
     if unk not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
-    if checkpoint_name not in ("best", "last"):  # resolve() takes anything else for "last"
-        raise UserError(f"--checkpoint must be best or last, not {checkpoint_name!r} (or give "
-                        "the checkpoint folder as RUN, e.g. my-run/last)")
     if prime is not None and prime_file is not None:
         raise UserError("give --prime or --prime-file, not both")
     if prime_file is not None:

@@ -10,39 +10,15 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 
 import typer
 
 from charrnn.errors import UserError
-
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cmd | head` ending cmd
+from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
 
 
 def debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
-
-
-def silence_stdout() -> None:
-    """Point stdout's file descriptor at /dev/null once its reader is gone: what is still buffered
-    then goes nowhere, instead of failing again at every write and once more at interpreter exit
-    ("Exception ignored … BrokenPipeError"). Python's documented remedy for SIGPIPE."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, ValueError, OSError):  # not a real file (a test runner's buffer)
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-
-
-def stdout_is_devnull() -> bool:
-    try:
-        return os.path.samestat(os.fstat(sys.stdout.fileno()), os.stat(os.devnull))
-    except (AttributeError, ValueError, OSError):
-        return False
 
 
 def report_errors(func):

@@ -14,6 +14,15 @@ class UserError(Exception):
     exit_code = 2
 
 
+MAX_SEED = 2**63  # torch takes seeds below 2**64: room for the seeds derived by adding to it
+
+
+def check_seed(seed: int | None) -> None:
+    """--seed, wherever it is taken (train, sample, tag train)."""
+    if seed is not None and not 0 <= seed < MAX_SEED:
+        raise UserError(f"--seed must be in [0, 2**63), got {seed}")
+
+
 def require(condition: bool, message: str) -> None:
     """Raise `UserError(message)` unless `condition` holds."""
     if not condition:

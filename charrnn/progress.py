@@ -6,7 +6,6 @@ Every record also goes to <run>/metrics.jsonl, so curves can be plotted after th
 
 from __future__ import annotations
 
-import errno
 import json
 import signal
 import sys
@@ -14,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from charrnn.cli_errors import silence_stdout
 from charrnn.errors import UserError
+from charrnn.pipes import is_reader_gone, silence_stdout
 
 # Each means "stop now, keep the work": Ctrl-C, a polite kill (SIGTERM: systemd, Slurm, docker
 # stop) and the terminal going away (SIGHUP: a closed window, a dropped ssh session).
@@ -83,12 +82,6 @@ class Reporter(Protocol):
     def eval(self, rec: dict) -> None: ...
     def message(self, text: str) -> None: ...
     def close(self) -> None: ...
-
-
-def is_reader_gone(exc: OSError) -> bool:
-    """Whether a failed write means nobody reads any more: EPIPE (a closed pipe: `| head`) or EIO
-    (a hung-up terminal), rather than a problem to report (a full disk)."""
-    return isinstance(exc, BrokenPipeError) or exc.errno == errno.EIO
 
 
 class PlainReporter:

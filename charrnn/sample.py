@@ -17,7 +17,7 @@ import torch
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
-from charrnn.errors import UserError
+from charrnn.errors import UserError, check_seed
 from charrnn.fastpath import make_stepper
 from charrnn.models import RNNLM
 
@@ -70,8 +70,7 @@ class SampleOptions:
             raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
         if self.beam is not None and self.beam < 1:
             raise UserError(f"--beam must be ≥ 1, got {self.beam}")
-        if self.seed is not None and not 0 <= self.seed < 2**63:  # torch takes 64-bit seeds
-            raise UserError(f"--seed must be in [0, 2**63), got {self.seed}")
+        check_seed(self.seed)
 
 
 def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:

@@ -27,8 +27,9 @@ from torch import nn
 
 from charrnn import checkpoint, runs, tagscore
 from charrnn.devices import host_to_device, resolve_device
-from charrnn.errors import UserError
-from charrnn.progress import StopFlag, is_reader_gone
+from charrnn.errors import UserError, check_seed
+from charrnn.pipes import is_reader_gone
+from charrnn.progress import StopFlag
 from charrnn.tagdata import UNK, Encoder, Sentence, read_data, words_from_tags
 from charrnn.tagger import Tagger, TaggerConfig, allowed_transitions, viterbi
 
@@ -205,8 +206,7 @@ class TagTrainConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be ≥ 1, got {self.batch_size}")
-        if not 0 <= self.seed < 2**63:  # torch takes 64-bit seeds
-            raise UserError(f"--seed must be in [0, 2**63), got {self.seed}")
+        check_seed(self.seed)
         if not 0 <= self.val_frac < 1:
             raise UserError(f"--val-frac must be in [0, 1), got {self.val_frac}")
         if not self.lr > 0:

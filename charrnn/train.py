@@ -33,7 +33,7 @@ from charrnn.devices import (
     resolve_device,
 )
 from charrnn.distributed import Dist
-from charrnn.errors import UserError
+from charrnn.errors import UserError, check_seed
 from charrnn.evaluate import score_ids
 from charrnn.models import RNNLM, ModelConfig, detach_state, state_from_tensors, state_tensors
 from charrnn.progress import MetricsLog, Reporter, SilentReporter, StopFlag, make_reporter
@@ -43,7 +43,6 @@ OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 DEFAULT_LR = {"adamw": 6e-3, "adam": 6e-3, "rmsprop": 2e-3, "sgd": 1.0}
 DEFAULT_MAX_STEPS = 3000
 MAX_NAN_RETRIES = 5
-MAX_SEED = 2**63  # torch takes seeds below 2**64: room for the seeds derived by adding to it
 
 
 @dataclass
@@ -96,8 +95,7 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be a finite number ≥ 0, got {value}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
-        if not 0 <= self.seed < MAX_SEED:
-            raise UserError(f"--seed must be in [0, 2**63), got {self.seed}")
+        check_seed(self.seed)
 
     @property
     def base_lr(self) -> float:
