@@ -96,7 +96,7 @@ def main() -> None:
     import torch
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     runner, failures, tried = CliRunner(), [], 0
     for name, argv in bad_inputs(work, work / "runs" / "killed"):

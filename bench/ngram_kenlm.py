@@ -109,7 +109,7 @@ ENTRY_POINTS = {
     "python -m charrnn ngram train": PEAK + "import runpy; sys.argv[0] = 'charrnn'\n"
                                             "runpy.run_module('charrnn', run_name='__main__')",
     # The n-gram app alone, for a checkout whose top-level CLI does not import right now.
-    "ngram_app() train": PEAK + "from charrnn.ngram.cli import ngram_app; ngram_app()",
+    "ngram_app() train": PEAK + "from charrnn.cli.ngram import ngram_app; ngram_app()",
 }
 
 

@@ -16,8 +16,8 @@ import time
 
 import torch
 
-from charrnn.models import RNNLM, ModelConfig
-from charrnn.sample import SampleOptions, Sampler
+from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.sample import SampleOptions, Sampler
 
 
 @torch.inference_mode()

@@ -35,7 +35,7 @@ def main() -> None:
         sys.exit(f"missing corpus {train}")
     import torch
 
-    from charrnn.tagtrain import TagTrainConfig, train_tagger
+    from charrnn.tag.train import TagTrainConfig, train_tagger
 
     torch.set_num_threads(args.threads)
     cfg = TagTrainConfig(format="segmented", cell=args.cell, hidden=args.hidden, emb=100,

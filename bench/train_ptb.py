@@ -35,7 +35,7 @@ def main() -> None:
     os.environ.setdefault("CHARRNN_CACHE", str(work / "cache"))
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     runner = CliRunner()
     argv = ["train", str(files[0]), "--valid", str(files[1]), "--test", str(files[2]),

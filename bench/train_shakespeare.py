@@ -34,7 +34,7 @@ def main() -> None:
     os.environ.setdefault("CHARRNN_CACHE", str(work / "cache"))
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     argv = ["train", args.corpus, "--val-frac", "0.1", "--test-frac", "0", "--max-time",
             str(args.budget), "--device", args.device, "--out", str(work / "runs"),

@@ -73,7 +73,7 @@ def plain_steps(ids: torch.Tensor, args, device: torch.device, steps: int):
 
 def charrnn_steps(args, device: torch.device, steps: int, work: Path):
     from charrnn import data
-    from charrnn.train import TrainConfig, Trainer
+    from charrnn.lm.train import TrainConfig, Trainer
 
     dataset = data.preprocess([str(args.corpus)], work / "ds", data.PreprocessOptions(
         val_frac=0.1, test_frac=0.0))

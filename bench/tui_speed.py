@@ -30,8 +30,8 @@ import torch
 from rich.console import Console
 
 from charrnn import checkpoint
-from charrnn.models import RNNLM, ModelConfig
-from charrnn.sample import SampleOptions, generate
+from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.sample import SampleOptions, generate
 from charrnn.tokenizers import CharTokenizer
 from charrnn.tui.keys import NoKeys
 from charrnn.tui.sample_app import FPS, live_sample

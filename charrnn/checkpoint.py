@@ -21,7 +21,7 @@ from safetensors.torch import load_file, load_model, save_file
 
 from charrnn import fsutil, runs
 from charrnn.errors import UserError
-from charrnn.models import RNNLM, ModelConfig
+from charrnn.lm.model import RNNLM, ModelConfig
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
 FORMAT, VERSION = "charrnn-checkpoint", 1

@@ -19,7 +19,7 @@ def run_cli(*args: str, ok: bool | None = True, input: str | bytes | None = None
     is None."""
     from typer.testing import CliRunner
 
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     result = CliRunner().invoke(app, [str(a) for a in args], input=input)
     if ok is True:

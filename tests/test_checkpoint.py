@@ -156,7 +156,7 @@ def _cudnn_layout(rnn) -> None:
 def test_weights_sharing_one_buffer_save_and_load_back(tmp_path: Path, tie: bool) -> None:
     import torch
 
-    from charrnn.models import RNNLM, ModelConfig
+    from charrnn.lm.model import RNNLM, ModelConfig
 
     model = RNNLM(ModelConfig(vocab_size=11, cell="lstm", layers=2, hidden=8, tie_weights=tie))
     _cudnn_layout(model.rnn)

@@ -21,7 +21,7 @@ def _charrnn(*args: str, env: dict | None = None) -> subprocess.CompletedProcess
 
 
 def test_help_lists_commands_without_importing_torch() -> None:
-    code = ("import sys\nfrom typer.testing import CliRunner\nfrom charrnn.cli import app\n"
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom charrnn.cli.app import app\n"
             "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0\n"
             "print('torch' in sys.modules)\nprint(r.output)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout

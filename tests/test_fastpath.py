@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charrnn.fastpath import FusedCPUStepper, ModuleStepper
-from charrnn.models import RNNLM, ModelConfig
+from charrnn.lm.fastpath import FusedCPUStepper, ModuleStepper
+from charrnn.lm.model import RNNLM, ModelConfig
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -33,7 +33,7 @@ def test_batched_fused_step_matches_module_forward_row_by_row(cell: str) -> None
 
 
 def test_batched_greedy_sampling_gives_the_single_stream_text_in_every_row() -> None:
-    from charrnn import sample
+    from charrnn.lm import sample
 
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(20, "lstm", layers=2, hidden=16))
@@ -45,7 +45,7 @@ def test_batched_greedy_sampling_gives_the_single_stream_text_in_every_row() -> 
 
 
 def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
-    from charrnn import sample
+    from charrnn.lm import sample
 
     model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
     used = []
@@ -58,7 +58,7 @@ def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
 
 
 def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> None:
-    from charrnn import fastpath
+    from charrnn.lm import fastpath
 
     def no_capture(self, model, device, batch=1):
         raise RuntimeError("CUDA graphs are not supported here")
@@ -71,9 +71,9 @@ def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> Non
 
 
 def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:
-    from charrnn import fastpath, sample
+    from charrnn.lm import fastpath, sample
+    from charrnn.lm.preview import preview_text
     from charrnn.tokenizers import CharTokenizer
-    from charrnn.tui.preview import preview_text
 
     captured, asked = [], []
     monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", lambda *a, **k: captured.append(a))
@@ -92,7 +92,7 @@ def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:
 def test_graph_stepper_gives_set_device_an_indexed_device(monkeypatch) -> None:
     """torch.cuda.set_device refuses plain "cuda" with a ValueError, which no fallback catches:
     every GPU sample crashed. Checked on the CPU up to the first CUDA call."""
-    from charrnn import fastpath
+    from charrnn.lm import fastpath
 
     seen = []
 
@@ -122,7 +122,7 @@ def test_resolved_cuda_device_always_has_an_index(monkeypatch, name: str) -> Non
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_cuda_graph_step_matches_module_forward(cell: str) -> None:
-    from charrnn.fastpath import CUDAGraphStepper
+    from charrnn.lm.fastpath import CUDAGraphStepper
 
     device = torch.device("cuda")
     model = RNNLM(ModelConfig(50, cell, layers=2, hidden=32)).to(device).eval()

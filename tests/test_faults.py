@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 
 from charrnn import checkpoint
 from charrnn.errors import UserError
-from charrnn.models import RNNLM, ModelConfig
-from charrnn.sample import SampleOptions, Sampler
-from charrnn.train import Trainer
+from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.sample import SampleOptions, Sampler
+from charrnn.lm.train import Trainer
 from faults import checkpoint_problems, kill_cycle
 from helpers import TINY, run_cli
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charrnn.errors import UserError
-from charrnn.fill import FillOptions, escape, fill_template, load_families, parse
-from charrnn.fillsearch import SearchOptions
+from charrnn.fill.engine import FillOptions, escape, fill_template, load_families, parse
+from charrnn.fill.search import SearchOptions
 from helpers import run_cli
 
 LM_TINY = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
@@ -291,7 +291,7 @@ def test_interactive_top_k_zero_is_refused_and_the_old_k_kept(word_runs: Path) -
 
 
 def test_method_help_says_left_is_asked_for_not_default() -> None:
-    from charrnn.tag_cli import Method
+    from charrnn.cli.tag import Method
 
     text = Method.__metadata__[0].help
     assert "left" in text and "--method left" in text and "every method the models allow)" not in text

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from charrnn.errors import UserError
-from charrnn.models import RNNLM, ModelConfig
+from charrnn.lm.model import RNNLM, ModelConfig
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

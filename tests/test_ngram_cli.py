@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from charrnn.cli.ngram import compare_cmd, ngram_app
 from charrnn.errors import UserError
-from charrnn.ngram.cli import compare_cmd, ngram_app
 from helpers import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_damaged_model_files_are_refused(small_text: Path, damage: str):
     assert "corrupt" in str(user_error("eval", "d", small_text))
 
 
-@pytest.mark.parametrize("entry", ["charrnn.cli:app", "charrnn.ngram.cli:ngram_app"])
+@pytest.mark.parametrize("entry", ["charrnn.cli.app:app", "charrnn.cli.ngram:ngram_app"])
 def test_ngram_commands_never_import_torch(small_text: Path, tmp_path: Path, entry: str):
     """The commands as `charrnn ngram ...` runs them (and the n-gram app alone), fresh process."""
     module, name = entry.split(":")
@@ -155,7 +155,7 @@ import sys
 import typer
 from typer.testing import CliRunner
 from {module} import {name} as app
-from charrnn.ngram.cli import compare_cmd
+from charrnn.cli.ngram import compare_cmd
 runner = CliRunner()
 text, arpa = {str(small_text)!r}, {str(tmp_path / 'x.arpa')!r}
 prefix = {prefix!r}
@@ -280,7 +280,7 @@ def test_long_samples_stream_in_chunks_and_stay_deterministic(small_text: Path):
 
 
 def test_a_dataset_of_another_level_is_refused(small_text: Path, tmp_path: Path):
-    from charrnn.cli import app
+    from charrnn.cli.app import app
 
     done = CliRunner().invoke(app, ["preprocess", str(small_text), "--out", str(tmp_path / "ds")])
     assert done.exit_code == 0, done.output

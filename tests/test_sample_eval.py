@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from charrnn.sample import SEPARATOR, SampleOptions, filter_logits
+from charrnn.lm.sample import SEPARATOR, SampleOptions, filter_logits
 from helpers import SMALL_LINES, TINY, run_cli
 
 

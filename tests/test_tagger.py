@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from charrnn.errors import UserError
-from charrnn.tagdata import bmes, read_conll, words_from_tags
-from charrnn.tagscore import chunk_f1, chunks, word_f1
+from charrnn.tag.data import bmes, read_conll, words_from_tags
+from charrnn.tag.score import chunk_f1, chunks, word_f1
 from helpers import run_cli
 
 TAG_TINY = ["--hidden", "32", "--emb", "16", "--batch-size", "8", "--quiet", "--seed", "1"]
@@ -237,7 +237,7 @@ class _EveryCharAWord:
 
 
 def test_segmenter_keeps_combining_marks_and_joiners_with_their_base(monkeypatch) -> None:
-    from charrnn import tagtrain
+    from charrnn.tag import train as tagtrain
 
     monkeypatch.setattr(tagtrain, "load_tagger", lambda *args, **kwargs: _EveryCharAWord())
     text = "cafe\u0301 \U0001F469\u200d\U0001F4BBok\u0915\u094d\n"

@@ -40,7 +40,7 @@ def test_unknown_error_counts_distinct_items_with_the_right_plural() -> None:
 
 
 def test_word_stream_after_a_prime_puts_a_space_before_the_next_word() -> None:
-    from charrnn.sample import primed_decoder
+    from charrnn.lm.sample import primed_decoder
 
     tok = WordTokenizer.build(["the company said bread\n"])
     prime = tok.encode("the company said").tolist()
@@ -120,7 +120,7 @@ def test_word_round_trip_up_to_whitespace_property(words: list[str]) -> None:
 
 
 def test_subword_stream_after_a_prime_continues_the_text_unchanged(subword) -> None:
-    from charrnn.sample import primed_decoder
+    from charrnn.lm.sample import primed_decoder
 
     ids = subword.encode("the quick brown fox").tolist()
     decoder, shown = primed_decoder(subword, ids[:2], True)

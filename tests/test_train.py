@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from charrnn.data import PreprocessOptions, prepare
-from charrnn.train import TrainConfig, Trainer
+from charrnn.lm.train import TrainConfig, Trainer
 from helpers import TINY, run_cli
 
 
@@ -172,7 +172,7 @@ def test_model_too_big_for_memory_is_refused_before_the_run_folder(small_text, t
 
 
 def test_out_of_memory_while_allocating_the_model_is_a_user_error(small_text, monkeypatch) -> None:
-    from charrnn import train
+    from charrnn.lm import train
 
     def oom(*args):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -271,7 +271,7 @@ def test_loss_scaling_path_trains_saves_and_resumes(small_text, tmp_path, monkey
     checkpoint and restored on resume."""
     import torch
 
-    from charrnn import train
+    from charrnn.lm import train
 
     scalers = []
 
@@ -292,7 +292,7 @@ def test_loss_scaling_path_trains_saves_and_resumes(small_text, tmp_path, monkey
 
 
 def test_optimizer_kernel_settings_follow_the_machine_not_the_checkpoint() -> None:
-    from charrnn.train import _with_kernels
+    from charrnn.lm.train import _with_kernels
 
     saved = [{"lr": 0.1, "fused": True, "foreach": None, "weight_decay": 0.1}]
     current = [{"lr": 0.5, "fused": None, "foreach": None, "weight_decay": 0.0}]
@@ -380,7 +380,7 @@ def test_resume_of_a_tagger_run_is_a_clear_error(tmp_path) -> None:
 
 def test_tag_train_seed_out_of_range_is_refused() -> None:
     from charrnn.errors import UserError
-    from charrnn.tagtrain import TagTrainConfig
+    from charrnn.tag.train import TagTrainConfig
 
     with pytest.raises(UserError, match=r"--seed must be in \[0, 2\*\*63\)"):
         TagTrainConfig(seed=2**64)
@@ -388,7 +388,7 @@ def test_tag_train_seed_out_of_range_is_refused() -> None:
 
 # ---- sample options met by a new user (beside the training ones above) --------------------------
 def test_num_samples_are_separated_by_a_line_and_one_sample_has_none(tiny_run) -> None:
-    from charrnn.sample import SEPARATOR
+    from charrnn.lm.sample import SEPARATOR
 
     many = run_cli("sample", tiny_run, "--length", "20", "--num-samples", "3", "--seed", "1").output
     parts = many.split(SEPARATOR)

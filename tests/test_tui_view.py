@@ -16,8 +16,8 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from charrnn import checkpoint
-from charrnn.models import RNNLM, ModelConfig
-from charrnn.sample import SampleOptions
+from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.sample import SampleOptions
 from charrnn.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer
 from charrnn.tui.keys import NoKeys
 from charrnn.tui.sample_app import live_sample
@@ -246,7 +246,7 @@ def test_train_view_draws_progress_curves_and_the_sample() -> None:
 
 
 def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
-    from charrnn.tui.preview import preview_text
+    from charrnn.lm.preview import preview_text
 
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
     model = ckpt.load_model("cpu").train()
@@ -257,7 +257,7 @@ def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
 
 
 def test_eta_of_a_run_past_its_max_time_shows_zero_not_negative() -> None:
-    from charrnn.progress import fmt_duration, fmt_train
+    from charrnn.training.progress import fmt_duration, fmt_train
 
     assert fmt_duration(-4.19) == "0m00s"
     rec = {"step": 10, "epoch": 0.5, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 1e3, "eta": -4.19}

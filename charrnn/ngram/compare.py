@@ -31,8 +31,8 @@ def _ngram_row(spec: str, root: Path, file: str | None, split: str, unk: str) ->
 
 
 def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> dict:
-    from charrnn.evaluate import evaluate_run
-    from charrnn.sample import sampling_speed
+    from charrnn.lm.evaluate import evaluate_run
+    from charrnn.lm.sample import sampling_speed
 
     result = evaluate_run(spec, root, file, None if file else split, unknown=unk)
     info = runs.run_info(runs.resolve_run(spec, root))

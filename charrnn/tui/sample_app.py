@@ -24,7 +24,7 @@ from rich.live import Live
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
-from charrnn.sample import SampleOptions, Sampler, encode_prime, primed_decoder
+from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.widgets import bucket

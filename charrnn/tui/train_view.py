@@ -25,7 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from charrnn.progress import fmt_duration, fmt_eval
+from charrnn.training.progress import fmt_duration, fmt_eval
 from charrnn.tui.widgets import LineChart
 
 CHART_HEIGHT = 10

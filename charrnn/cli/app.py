@@ -16,9 +16,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn import cli_options as opt
-from charrnn.cli_errors import debug as _debug
-from charrnn.cli_errors import report_errors
+from charrnn.cli import options as opt
+from charrnn.cli.errors import debug as _debug
+from charrnn.cli.errors import report_errors
 from charrnn.errors import UserError
 from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
 
@@ -124,8 +124,8 @@ def train(
     subword_model: opt.SubwordModel = "bpe",
 ) -> None:
     """Train an RNN language model (raw text is preprocessed and cached automatically)."""
-    from charrnn.jobs import train_job
-    from charrnn.train import TrainConfig
+    from charrnn.lm.job import train_job
+    from charrnn.lm.train import TrainConfig
 
     popts = opt.preprocess_options(level, lower, val_frac, test_frac, valid, test, errors,
                                    pattern, min_count, max_vocab, vocab_size, subword_model)
@@ -141,7 +141,7 @@ def train(
     if resume is not None:  # so that --resume can refuse a change it would otherwise ignore
         overrides["typed"] = {k: v for k, v in asdict(cfg).items() if k in typed}
     if task != "lm":
-        from charrnn.fillmodel import train_fill_job
+        from charrnn.fill.model import train_fill_job
 
         result = train_fill_job(task, list(inputs or []), popts, cfg, _root(out), run_name, resume,
                                 mirror, plain=plain)
@@ -177,7 +177,7 @@ def sample(
     """Generate text from a trained model, streamed as it is produced."""
     from charrnn import checkpoint, tui
     from charrnn.inputs import read_text
-    from charrnn.sample import SampleOptions, generate
+    from charrnn.lm.sample import SampleOptions, generate
 
     if unk not in ("error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
@@ -212,7 +212,7 @@ def eval_command(
     errors: opt.Errors = "strict", out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
-    from charrnn.evaluate import evaluate_run
+    from charrnn.lm.evaluate import evaluate_run
     from charrnn.scores import describe
 
     if unk not in ("error", "skip"):
@@ -301,9 +301,9 @@ def plot(
 
 def _mount_subcommands() -> None:
     """`charrnn ngram …` and `compare` (torch-free), `charrnn tag …` and `charrnn fill …`
-    (charrnn.tag_cli imports typer only); their commands report errors as every command does."""
-    from charrnn.ngram.cli import compare_cmd, ngram_app
-    from charrnn.tag_cli import fill_app, tag_app
+    (charrnn.cli.tag imports typer only); their commands report errors as every command does."""
+    from charrnn.cli.ngram import compare_cmd, ngram_app
+    from charrnn.cli.tag import fill_app, tag_app
 
     app.add_typer(ngram_app, name="ngram", help="N-gram baselines (modified Kneser-Ney).")
     app.command("compare")(report_errors(compare_cmd))

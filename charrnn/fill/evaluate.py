@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 from charrnn.errors import UserError
-from charrnn.fill import Blank, Family, FillOptions, Template, fill_template
+from charrnn.fill.engine import Blank, Family, FillOptions, Template, fill_template
 from charrnn.inputs import read_text
 
 UNITS = ("word", "char")

@@ -15,8 +15,8 @@ from charrnn.corpora import resolve_inputs
 from charrnn.devices import require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
-from charrnn.models import RNNLM
-from charrnn.train import TrainConfig, Trainer
+from charrnn.lm.model import RNNLM
+from charrnn.lm.train import TrainConfig, Trainer
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 

@@ -2,7 +2,7 @@
 
 Cheap to import: numpy-, numba- and torch-heavy modules are imported inside the commands, and
 no n-gram command ever imports torch. User mistakes raise UserError, which each command turns
-into a one-line message and exit code 2 (charrnn.cli_errors).
+into a one-line message and exit code 2 (charrnn.cli.errors).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from charrnn import cli_options as opt
-from charrnn.cli_errors import command
+from charrnn.cli import options as opt
+from charrnn.cli.errors import command
 from charrnn.errors import UserError
 
 ngram_app = typer.Typer(no_args_is_help=True, add_completion=False,

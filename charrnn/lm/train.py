@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from charrnn import checkpoint
-from charrnn.batching import TBPTTStream, oriented
 from charrnn.data import Dataset
 from charrnn.devices import (
     autocast,
@@ -34,9 +33,10 @@ from charrnn.devices import (
 )
 from charrnn.distributed import Dist
 from charrnn.errors import UserError, check_seed
-from charrnn.evaluate import score_ids
-from charrnn.models import RNNLM, ModelConfig, detach_state, state_from_tensors, state_tensors
-from charrnn.progress import MetricsLog, Reporter, SilentReporter, StopFlag, make_reporter
+from charrnn.lm.batching import TBPTTStream, oriented
+from charrnn.lm.evaluate import score_ids
+from charrnn.lm.model import RNNLM, ModelConfig, detach_state, state_from_tensors, state_tensors
+from charrnn.training.progress import MetricsLog, Reporter, SilentReporter, StopFlag, make_reporter
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
 # Peak learning rates of the defaults (a 2×256 GRU, 32 streams × 64 steps): bench/train_shakespeare.py
@@ -312,7 +312,7 @@ class Trainer:
     # ---- the loop -----------------------------------------------------------------------------
     def preview(self) -> str:
         """A short sample from the current weights (the live view shows one at each eval)."""
-        from charrnn.tui.preview import preview_text
+        from charrnn.lm.preview import preview_text
 
         return preview_text(self.model, self.device, self.dataset.tokenizer)
 

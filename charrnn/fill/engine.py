@@ -12,7 +12,7 @@ Methods (what `--method` and `charrnn fill eval` name):
     forward        forward-LM beam, each candidate rescored with the text after the blank
     bidirectional  proposals from the forward LM, the backward LM and the masked BiRNN, rescored
                    by both LMs together, and by the masked model with --mask-weight > 0
-                   (charrnn.fillsearch explains the scores)
+                   (charrnn.fill.search explains the scores)
     ngram          the n-gram baseline: its own beam, rescored with the text after the blank
 
 Text outside the blanks is never changed: a result is the literal pieces with fills between them.
@@ -192,8 +192,8 @@ def available_methods(families: dict[str, Family]) -> list[str]:
 def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[str, Family]:
     """--model RUN … → {"rnn": Family, "ngram": Family}; no RUN: the newest runs on one corpus."""
     from charrnn.devices import resolve_device
-    from charrnn.fillmodel import load_fill_model
-    from charrnn.fillsearch import LMScorer, MaskScorer, NGramScorer
+    from charrnn.fill.model import load_fill_model
+    from charrnn.fill.search import LMScorer, MaskScorer, NGramScorer
 
     dev = resolve_device(device)
     roles: dict[str, tuple[str, object]] = {}
@@ -310,7 +310,7 @@ def _dataset_id(info: dict) -> str | None:
 
 # ---- filling ------------------------------------------------------------------------------------
 def _options(opts: FillOptions):
-    from charrnn.fillsearch import SearchOptions
+    from charrnn.fill.search import SearchOptions
 
     return opts.search or SearchOptions()
 
@@ -318,7 +318,7 @@ def _options(opts: FillOptions):
 def blank_candidates(fam: Family, method: str, left: list[int], right: list[int], lmin: int,
                      lmax: int, opts: FillOptions) -> tuple[list[tuple[int, ...]], np.ndarray]:
     """Candidates for one blank between token contexts, with normalised log-probabilities."""
-    from charrnn.fillsearch import MaskScorer, combine, log_softmax, merge
+    from charrnn.fill.search import MaskScorer, combine, log_softmax, merge
 
     so = _options(opts)
     ctx_l, ctx_r = left[-so.context :], right[: so.context]

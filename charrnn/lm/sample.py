@@ -18,8 +18,8 @@ import torch
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
 from charrnn.errors import UserError, check_seed
-from charrnn.fastpath import make_stepper
-from charrnn.models import RNNLM
+from charrnn.lm.fastpath import make_stepper
+from charrnn.lm.model import RNNLM
 
 # Printed between the samples of --num-samples N, so that where one ends is plain (nanoGPT prints
 # this line; not after the last sample, so one sample's output is the text alone).

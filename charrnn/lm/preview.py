@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from charrnn.models import RNNLM
-from charrnn.sample import SampleOptions, Sampler, encode_prime
+from charrnn.lm.model import RNNLM
+from charrnn.lm.sample import SampleOptions, Sampler, encode_prime
 
 TOKENS = {"char": 240, "word": 50, "subword": 80}
 

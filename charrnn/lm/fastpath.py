@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from charrnn.devices import cuda_device
-from charrnn.models import RNNLM, State
+from charrnn.lm.model import RNNLM, State
 
 
 def _rows(state: State, batch: int) -> State:

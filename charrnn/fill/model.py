@@ -3,7 +3,7 @@
     windows of the corpus ─ some tokens and spans → <mask> (one <mask> per hidden token, so the
     model knows the span's length) ─ Embedding ─ BiRNN ─ Linear → the hidden tokens
 
-Trained with the tagger's loop (charrnn.tagtrain.fit) on random windows of the same cached
+Trained with the tagger's loop (charrnn.tag.train.fit) on random windows of the same cached
 datasets the LMs use; the loss is cross-entropy on masked positions only. Checkpoints are the
 usual safetensors + checkpoint.json folders, with "task": "fill", in a run of kind "fill".
 """
@@ -29,9 +29,9 @@ from charrnn.devices import (
     resolve_device,
 )
 from charrnn.errors import UserError
-from charrnn.models import CELLS
-from charrnn.tagger import BiRNN
-from charrnn.tagtrain import Budget, Loop, fit
+from charrnn.lm.model import CELLS
+from charrnn.tag.model import BiRNN
+from charrnn.tag.train import Budget, Loop, fit
 
 MASK_RATE = 0.2  # share of window tokens hidden per training example
 MAX_SPAN = 10

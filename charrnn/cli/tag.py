@@ -20,8 +20,8 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
-from charrnn.cli_errors import command
-from charrnn.cli_options import Errors
+from charrnn.cli.errors import command
+from charrnn.cli.options import Errors
 from charrnn.errors import UserError
 
 tag_app = typer.Typer(no_args_is_help=True, help="Bidirectional RNN taggers: chunking, segmentation.")
@@ -94,7 +94,7 @@ def tag_train(
     out: Out = None,
 ) -> None:
     """Train a bidirectional RNN sequence labeller (best checkpoint kept by validation score)."""
-    from charrnn.tagtrain import TagTrainConfig, train_tagger
+    from charrnn.tag.train import TagTrainConfig, train_tagger
 
     _check_tag_train_sizes(bigram_emb, char_filters, min_count, eval_every)
     cfg = TagTrainConfig(format=format, label_column=label_column, features=_features(features),
@@ -130,8 +130,8 @@ def tag_eval(
     device: Device = "auto", out: Out = None,
 ) -> None:
     """Token accuracy and the standard score: conlleval chunk F1, or SIGHAN word P/R/F1."""
-    from charrnn.tagdata import read_data
-    from charrnn.tagtrain import load_tagger
+    from charrnn.tag.data import read_data
+    from charrnn.tag.train import load_tagger
 
     bundle = load_tagger(run, _root(out), device)
     tag = bundle.meta["tag"]
@@ -151,8 +151,8 @@ def tag_predict(
 ) -> None:
     """Tag raw text (stdin → stdout works): segmented lines, or tokens with their tags."""
     from charrnn.inputs import CONVERT_OR_REPLACE, read_stdin, read_text
-    from charrnn.tagdata import Sentence, join_clusters, read_conll, words_from_tags
-    from charrnn.tagtrain import load_tagger
+    from charrnn.tag.data import Sentence, join_clusters, read_conll, words_from_tags
+    from charrnn.tag.train import load_tagger
 
     if input_format not in ("raw", "conll"):
         raise UserError(f"--input must be raw or conll, not {input_format!r}")
@@ -252,8 +252,8 @@ Method = Annotated[Optional[list[str]], typer.Option("--method", help="left, for
 
 def _fill_options(top_k: int, max_len: int | None, unk: str, beam: int, candidates: int,
                   mask_weight: float):
-    from charrnn.fill import FillOptions
-    from charrnn.fillsearch import SearchOptions
+    from charrnn.fill.engine import FillOptions
+    from charrnn.fill.search import SearchOptions
 
     if beam < 1 or candidates < 1:
         raise UserError("--beam and --candidates must be ≥ 1")
@@ -266,7 +266,7 @@ def _fill_options(top_k: int, max_len: int | None, unk: str, beam: int, candidat
 
 
 def _methods(asked: list[str] | None, families) -> list[str]:
-    from charrnn.fill import available_methods, method_family
+    from charrnn.fill.engine import available_methods, method_family
 
     methods = list(asked or available_methods(families))
     for m in methods:
@@ -289,7 +289,7 @@ def fill_command(
     device: Device = "auto", out: Out = None,
 ) -> None:
     """Fill the blanks of TEXT with every method the models allow but the left-only baseline (top-k, normalised probabilities)."""
-    from charrnn.fill import fill_text, load_families
+    from charrnn.fill.engine import fill_text, load_families
 
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
@@ -297,7 +297,7 @@ def fill_command(
     root = _root(out)
     families = load_families(list(model or []), root, device)
     if interactive:
-        from charrnn.fill_repl import Repl
+        from charrnn.tui.fill_repl import Repl
 
         asked = method[0] if method else None
         Repl(families, lambda specs: load_families(specs, root, device), list(model or []), opts,
@@ -311,8 +311,8 @@ def fill_command(
         return
     from rich.console import Console
 
-    from charrnn.fill import parse
-    from charrnn.fill_repl import render
+    from charrnn.fill.engine import parse
+    from charrnn.tui.fill_repl import render
 
     console = Console(highlight=False, soft_wrap=True)
     template = parse(text)
@@ -339,8 +339,8 @@ def fill_eval_command(
     device: Device = "auto", out: Out = None,
 ) -> None:
     """Hide random words or characters of FILE; top-1 / top-5 accuracy of every method."""
-    from charrnn.fill import load_families
-    from charrnn.filleval import check_options, fill_eval
+    from charrnn.fill.engine import load_families
+    from charrnn.fill.evaluate import check_options, fill_eval
 
     check_options(blanks, unit, context)
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from charrnn import checkpoint, data, runs
-from charrnn.batching import oriented
 from charrnn.devices import autocast, resolve_device
 from charrnn.errors import UserError
-from charrnn.models import RNNLM
+from charrnn.lm.batching import oriented
+from charrnn.lm.model import RNNLM
 from charrnn.scores import scored, too_short
 
 

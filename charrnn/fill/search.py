@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn.models import RNNLM
+from charrnn.lm.model import RNNLM
 
 Candidate = tuple[int, ...]
 NEG = float("-inf")
@@ -124,7 +124,7 @@ class LMScorer:
 
 
 class MaskScorer:
-    """The masked BiRNN (charrnn.fillmodel): per-position distributions for each blank length."""
+    """The masked BiRNN (charrnn.fill.model): per-position distributions for each blank length."""
 
     def __init__(self, model, device: torch.device, banned: Sequence[int]) -> None:
         self.model, self.device = model.eval(), device

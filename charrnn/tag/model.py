@@ -7,7 +7,7 @@
 
 The char CNN gives every word, seen or not, a vector from its spelling, so unseen words still get
 sensible tags. Padded batches are packed, so the backward direction of a short sentence never reads
-padding. `BiRNN` is shared with the masked fill model (charrnn.fillmodel).
+padding. `BiRNN` is shared with the masked fill model (charrnn.fill.model).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from charrnn.errors import UserError
-from charrnn.models import CELLS
+from charrnn.lm.model import CELLS
 
 
 class BiRNN(nn.Module):

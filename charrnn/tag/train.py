@@ -6,7 +6,7 @@
     score it (F1 for chunks and segmentation, accuracy otherwise), write last/ and, when it
     improved, best/ — atomic safetensors + checkpoint.json folders with "task": "tag".
 
-`fit` is the small generic loop; the masked fill model (charrnn.fillmodel) trains with it too.
+`fit` is the small generic loop; the masked fill model (charrnn.fill.model) trains with it too.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charrnn import checkpoint, runs, tagscore
+from charrnn import checkpoint, runs
 from charrnn.devices import host_to_device, resolve_device
 from charrnn.errors import UserError, check_seed
 from charrnn.pipes import is_reader_gone
-from charrnn.progress import StopFlag
-from charrnn.tagdata import UNK, Encoder, Sentence, read_data, words_from_tags
-from charrnn.tagger import Tagger, TaggerConfig, allowed_transitions, viterbi
+from charrnn.tag import score as tagscore
+from charrnn.tag.data import UNK, Encoder, Sentence, read_data, words_from_tags
+from charrnn.tag.model import Tagger, TaggerConfig, allowed_transitions, viterbi
+from charrnn.training.progress import StopFlag
 
 DEFAULT_EPOCHS = 10
 
