@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
 
 

@@ -30,7 +30,8 @@ import torch
 from rich.console import Console
 
 from charrnn import checkpoint
-from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, generate
 from charrnn.tokenizers import CharTokenizer
 from charrnn.tui.keys import NoKeys

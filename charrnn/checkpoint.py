@@ -12,19 +12,26 @@ checkpoint whole. File names inside a folder are fixed: nothing in the metadata 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file
 
 from charrnn import fsutil, runs
+from charrnn.configs import typed_config
+from charrnn.devices import LOAD_BYTES_PER_PARAM, require_fits
 from charrnn.errors import UserError
-from charrnn.lm.model import RNNLM, ModelConfig
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
+C = TypeVar("C")
+M = TypeVar("M", bound=torch.nn.Module)
+
 FORMAT, VERSION = "charrnn-checkpoint", 1
+TASKS = {"lm": "a language model", "tag": "a tagger", "fill": "a fill model"}
 META, WEIGHTS, STATE = "checkpoint.json", "model.safetensors", "state.safetensors"
 
 
@@ -33,12 +40,26 @@ class Checkpoint:
     folder: Path
     meta: dict
 
-    @property
-    def model_config(self) -> ModelConfig:
-        if self.task != "lm":
-            raise UserError(f"{self.folder} holds a {self.task} model, not a language model: use "
-                            f"`charrnn {self.task}` with it")
-        return ModelConfig.from_json(self.meta["model"])
+    def config(self, config_type: type[C], section: str = "model") -> C:
+        """A section of checkpoint.json as its config, every field's type and range checked."""
+        return typed_config(config_type, self.meta.get(section), f"{self.folder / META} [{section}]")
+
+    def build(self, config_type: type[C], model_type: Callable[[C], M],
+              device: torch.device | str = "cpu") -> M:
+        """The model this checkpoint describes, with its weights, on `device`. The config is
+        checked first, and the model's size against the device's memory, before anything is
+        allocated: a damaged checkpoint.json claiming a huge model is one clear error."""
+        config = self.config(config_type)
+        require_fits(lambda: model_type(config), torch.device(device), LOAD_BYTES_PER_PARAM,
+                     f"{self.folder / META} claims a model this size: the checkpoint is damaged, "
+                     "or was made on a machine with more memory")
+        return self.load_into(model_type(config), device)
+
+    def require_task(self, task: str, use: str) -> None:
+        """Refuse a checkpoint of another task, naming what to use it with."""
+        if self.task != task:
+            raise UserError(f"{self.folder} holds {TASKS.get(self.task, repr(self.task))}, not "
+                            f"{TASKS[task]}: {use}")
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -52,9 +73,6 @@ class Checkpoint:
     def task(self) -> str:
         """"lm" for language models; "tag" and "fill" for the models of charrnn.tagger/fillmodel."""
         return str(self.meta.get("task", "lm"))
-
-    def load_model(self, device: torch.device | str = "cpu") -> RNNLM:
-        return self.load_into(RNNLM(self.model_config), device)
 
     def load_into(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
         """Load the weights into an already built module (of whatever task) and move it."""
@@ -99,17 +117,36 @@ class Checkpoint:
                 "further, train a new run")
 
 
-def save(folder: Path, model: RNNLM, meta: dict, state: dict[str, torch.Tensor] | None) -> None:
+@dataclass
+class Captured:
+    """A checkpoint's contents copied off the live model (host memory), ready to be written."""
+
+    weights: dict[str, torch.Tensor]
+    meta: dict
+    state: dict[str, torch.Tensor] | None
+
+
+def capture(model: torch.nn.Module, meta: dict, state: dict[str, torch.Tensor] | None) -> Captured:
+    tensors = None if state is None else {
+        k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+    return Captured(_cpu_weights(model), meta, tensors)
+
+
+def write(folder: Path, captured: Captured) -> None:
     """Write a checkpoint folder atomically (the previous one stays whole until the swap)."""
     with fsutil.atomic_dir(folder) as tmp:
         try:
-            save_file(_cpu_weights(model), str(tmp / WEIGHTS))
-            if state is not None:
-                tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-                save_file(tensors, str(tmp / STATE))
+            save_file(captured.weights, str(tmp / WEIGHTS))
+            if captured.state is not None:
+                save_file(captured.state, str(tmp / STATE))
         except SafetensorError as exc:  # e.g. "No space left on device": an I/O failure
             raise OSError(str(exc).split(": ", 1)[-1]) from exc
-        fsutil.write_json_atomic(tmp / META, {"format": FORMAT, "version": VERSION, **meta})
+        fsutil.write_json_atomic(tmp / META, {"format": FORMAT, "version": VERSION, **captured.meta})
+
+
+def save(folder: Path, model: torch.nn.Module, meta: dict,
+         state: dict[str, torch.Tensor] | None) -> None:
+    write(folder, capture(model, meta, state))
 
 
 def _cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -178,7 +215,7 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(folder, meta)
 
 
-def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "rnn") -> Checkpoint:
+def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm") -> Checkpoint:
     """RUN (name / run folder / checkpoint folder / file) → an open checkpoint.
 
     `kind` is the run kind picked when no RUN is given (the newest run of that kind).

@@ -89,8 +89,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 # ---- will the model fit? ---------------------------------------------------------------------
 # Bytes per parameter to train: float32 weights, gradients and two AdamW moments (the rollback
-# snapshot and activations come on top), so a model above this certainly does not fit.
+# snapshot and activations come on top), so a model above this certainly does not fit. To load one
+# for sampling or scoring: its float32 weights.
 TRAIN_BYTES_PER_PARAM = 16
+LOAD_BYTES_PER_PARAM = 4
 
 
 def device_memory(device: torch.device) -> int | None:
@@ -105,23 +107,36 @@ def device_memory(device: torch.device) -> int | None:
     return None
 
 
-def too_big(params: int, device: torch.device, total: int | None = None) -> UserError:
+def too_big(params: int | None, device: torch.device, total: int | None = None,
+            per_param: int = TRAIN_BYTES_PER_PARAM, advice: str | None = None) -> UserError:
     have = f" ({total / 1e9:,.1f} GB)" if total else ""
-    return UserError(f"the model ({params:,} parameters, ~{params * TRAIN_BYTES_PER_PARAM / 1e9:,.1f} "
-                     f"GB to train) does not fit in memory on {device}{have}: use a smaller "
-                     "--hidden, --layers or --emb")
+    size = ("more parameters than can be counted" if params is None else
+            f"{params:,} parameters, ~{params * per_param / 1e9:,.1f} GB to "
+            f"{'train' if per_param == TRAIN_BYTES_PER_PARAM else 'load'}")
+    return UserError(f"the model ({size}) does not fit in memory on {device}{have}: "
+                     f"{advice or 'use a smaller --hidden, --layers or --emb'}")
 
 
-def require_fits(build: Callable[[], torch.nn.Module], device: torch.device) -> int:
-    """The parameter count of the model `build` makes, refused with a clear error when training it
-    cannot fit in the device's memory. Counted on the meta device (nothing allocated): a CPU
-    allocation of terabytes fails with an allocator error, and a merely too large one may succeed
-    through overcommit and end at the OOM killer."""
-    with torch.device("meta"):
-        params = sum(p.numel() for p in build().parameters())
+def count_parameters(build: Callable[[], torch.nn.Module]) -> int | None:
+    """The parameter count of the model `build` makes, counted on the meta device (nothing is
+    allocated); None when its sizes overflow even that (a hidden size of 10^12)."""
+    try:
+        with torch.device("meta"):
+            return sum(p.numel() for p in build().parameters())
+    except (RuntimeError, OverflowError):  # "Storage size calculation overflowed"
+        return None
+
+
+def require_fits(build: Callable[[], torch.nn.Module], device: torch.device,
+                 per_param: int = TRAIN_BYTES_PER_PARAM, advice: str | None = None) -> int:
+    """The parameter count of the model `build` makes, refused with a clear error when it cannot
+    fit in the device's memory (training it: 16 bytes a parameter; loading it: 4). Counted on the
+    meta device: a CPU allocation of terabytes fails with an allocator error, and a merely too
+    large one may succeed through overcommit and end at the OOM killer."""
+    params = count_parameters(build)
     total = device_memory(device)
-    if total is not None and params * TRAIN_BYTES_PER_PARAM > total:
-        raise too_big(params, device, total)
+    if params is None or (total is not None and params * per_param > total):
+        raise too_big(params, device, total, per_param, advice)
     return params
 
 

@@ -83,7 +83,7 @@ def _is_png(path: Path) -> bool:
 _NO_CURVES = {
     "ngram": ("an n-gram run (counted, not trained step by step)",
               "compare it with `charrnn compare {run}` or score it with `charrnn ngram eval {run}`"),
-    "tagger": ("a tagger run", "score it with `charrnn tag eval {run} FILE`"),
+    "tag": ("a tagger run", "score it with `charrnn tag eval {run} FILE`"),
     "fill": ("a fill-model run", "score it with `charrnn fill eval FILE -m {run}`"),
 }
 

@@ -1,7 +1,7 @@
 """Run folders: where training output lives and how a RUN argument is found.
 
     checkpoints/<run-name>/        (root: --out, or $CHARRNN_RUNS, or ./checkpoints)
-        run.json                   kind ("rnn" or "ngram"), created, dataset id, config
+        run.json                   kind (lm, tag, fill or ngram), created, dataset id, config
         metrics.jsonl              one JSON object per log/eval line
         best/  last/               RNN checkpoints (see checkpoint.py)
         model/                     n-gram model arrays (see charrnn/ngram)
@@ -20,6 +20,16 @@ from charrnn import fsutil
 from charrnn.errors import UserError
 
 RUN_FILE = "run.json"
+# The run kinds, named as checkpoints name their task; run.json files written before 0.2 said
+# "rnn" and "tagger", which still open.
+KINDS = ("lm", "tag", "fill", "ngram")
+OLD_KINDS = {"rnn": "lm", "tagger": "tag"}
+KIND_NAMES = {"lm": "language model", "tag": "tagger", "fill": "fill-model", "ngram": "n-gram"}
+
+
+def kind_name(kind: object) -> object:
+    """A run kind as this version names it (an old name is mapped; anything else kept)."""
+    return OLD_KINDS.get(kind, kind) if isinstance(kind, str) else kind
 
 
 def runs_root(out: str | Path | None = None) -> Path:
@@ -28,7 +38,7 @@ def runs_root(out: str | Path | None = None) -> Path:
 
 def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = None) -> Path:
     """Create a fresh run folder; the default name is a readable timestamp (made unique)."""
-    base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + ("" if kind == "rnn" else f"_{kind}")
+    base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + ("" if kind == "lm" else f"_{kind}")
     if name is not None and (not name or "/" in name or name.startswith(".")):
         raise UserError(f"--run-name {name!r} must be a plain folder name")
     folder, n = root / base, 1
@@ -37,8 +47,8 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
             if not _has_output(folder):  # a start that failed before its first save: --resume
                 # would only say "no checkpoint", so name the way out
                 raise UserError(no_checkpoint_message(folder, "already exists but"))
-            # Only RNN language model runs can be continued (n-gram, tagger, fill: no --resume).
-            resume = f", or continue it with --resume {name}" if kind == "rnn" else ""
+            # Only language model runs can be continued (n-gram, tagger, fill: no --resume).
+            resume = f", or continue it with --resume {name}" if kind == "lm" else ""
             raise UserError(f"run {folder} already exists: pick another --run-name{resume}")
         n += 1
         folder = root / f"{base}-{n}"
@@ -53,12 +63,11 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
 
 # What reads each run kind, for "eval" and for "sample" (a wrong kind names the right command).
 _KIND_COMMANDS = {
-    "rnn": ("an RNN", "charrnn eval {run}", "charrnn sample {run}"),
+    "lm": ("a language model", "charrnn eval {run}", "charrnn sample {run}"),
     "ngram": ("an n-gram", "charrnn ngram eval {run}", "charrnn ngram sample {run}"),
-    "tagger": ("a tagger", "charrnn tag eval {run} FILE", "charrnn tag predict {run}"),
+    "tag": ("a tagger", "charrnn tag eval {run} FILE", "charrnn tag predict {run}"),
     "fill": ("a fill", "charrnn fill eval FILE -m {run}", "charrnn fill TEXT -m {run}"),
 }
-TASK_KINDS = {"lm": "rnn", "tag": "tagger", "fill": "fill"}  # checkpoint "task" → run kind
 
 
 def check_kind(folder: Path, kind: str | None, wanted: str, action: str) -> None:
@@ -75,7 +84,10 @@ def check_kind(folder: Path, kind: str | None, wanted: str, action: str) -> None
 
 
 def run_info(folder: Path) -> dict:
-    return fsutil.read_json(folder / RUN_FILE, f"run {folder}")
+    info = fsutil.read_json(folder / RUN_FILE, f"run {folder}")
+    if "kind" in info:
+        info["kind"] = kind_name(info["kind"])
+    return info
 
 
 def list_runs(root: Path, kind: str | None = None) -> list[Path]:
@@ -114,7 +126,7 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
     if spec is None:
         runs = [r for r in list_runs(root, kind) if _has_output(r)]
         if not runs:
-            what = f"{kind} " if kind else ""
+            what = f"{KIND_NAMES.get(kind, kind)} " if kind else ""
             raise UserError(f"no {what}runs under {root}: train one first (charrnn train), or "
                             "name a run / pass --out")
         return runs[-1]

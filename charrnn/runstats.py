@@ -65,7 +65,7 @@ def safetensors_params(path: Path) -> int | None:
 def summary(folder: Path) -> dict:
     """One row of `charrnn runs`: name, kind, created, steps, best val loss/bpc, level, size."""
     info = _json(folder / runs.RUN_FILE)
-    kind = info.get("kind", "?")
+    kind = runs.kind_name(info.get("kind", "?"))
     row = {"name": folder.name, "kind": kind, "created": info.get("created"), "steps": None,
            "val_loss": None, "val_bpc": None,
            "level": (info.get("dataset") or {}).get("level"), "params": None, "size_unit": "params"}

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from charrnn.lm.model import load_lm
+
 # Save every step and evaluate often, so that kills land in steps, evals and checkpoint writes.
 KILL_ARGS = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
              "--log-every", "1", "--save-every", "1", "--eval-every", "3", "--plain",
@@ -30,7 +32,7 @@ def checkpoint_problems(run: Path) -> list[str]:
             continue
         try:
             ckpt = checkpoint.open_checkpoint(folder)
-            ckpt.load_model("cpu")
+            load_lm(ckpt, "cpu")
             ckpt.load_state()
         except UserError as exc:
             problems.append(f"{name}: {exc}")

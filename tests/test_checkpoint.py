@@ -12,6 +12,7 @@ import pytest
 
 from charrnn import checkpoint, fsutil
 from charrnn.errors import UserError
+from charrnn.lm.model import load_lm
 from helpers import run_cli
 
 
@@ -24,7 +25,7 @@ def _copy(run: Path, tmp_path: Path) -> Path:
 def test_checkpoint_is_self_describing(tiny_run: Path) -> None:
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
     assert ckpt.folder.name == "best"
-    model = ckpt.load_model("cpu")
+    model = load_lm(ckpt, "cpu")
     assert model.config.hidden == 32 and ckpt.tokenizer.vocab_size == model.config.vocab_size
 
 
@@ -73,7 +74,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tiny_run: Path, tmp_path: Pa
     run = _copy(tiny_run, tmp_path)
     before = (run / "last" / "model.safetensors").read_bytes()
     ckpt = checkpoint.resolve(str(run), run.parent, prefer="last")
-    model = ckpt.load_model()
+    model = load_lm(ckpt)
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
@@ -92,7 +93,7 @@ def test_read_only_run_folder_is_a_clear_error(tiny_run: Path, tmp_path: Path) -
     run.chmod(0o500)
     try:
         with pytest.raises(UserError, match="could not write"):
-            checkpoint.save(run / "last", ckpt.load_model(), {"model": {}}, None)
+            checkpoint.save(run / "last", load_lm(ckpt), {"model": {}}, None)
     finally:
         run.chmod(0o700)
 
@@ -129,7 +130,7 @@ def test_atomic_dir_removes_temp_on_error(tmp_path: Path) -> None:
 def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("sample", "no-such-run", ok=False)
     assert "run 'no-such-run' not found" in result.output
-    assert "no rnn runs under" in run_cli("sample", ok=False).output
+    assert "no language model runs under" in run_cli("sample", ok=False).output
 
 
 def test_resume_with_a_different_corpus_is_refused(tiny_run: Path, tmp_path: Path) -> None:
@@ -162,14 +163,13 @@ def test_weights_sharing_one_buffer_save_and_load_back(tmp_path: Path, tie: bool
     _cudnn_layout(model.rnn)
     meta = {"model": model.config.to_json(), "tokenizer": {"level": "char"}, "task": "lm"}
     checkpoint.save(tmp_path / "best", model, meta, None)
-    loaded = checkpoint.Checkpoint(tmp_path / "best", meta).load_model("cpu")
+    loaded = load_lm(checkpoint.Checkpoint(tmp_path / "best", meta), "cpu")
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
 
 
 def test_sample_checkpoint_must_be_best_or_last(tiny_run: Path) -> None:
-    result = run_cli("sample", tiny_run, "--checkpoint", "middle", "--length", "5", ok=False)
-    assert result.exit_code == 2 and "--checkpoint must be best or last, not 'middle'" in result.output
+    # (a value other than best or last: tests/test_cli_main.py)
     run_cli("sample", tiny_run, "--checkpoint", "last", "--length", "5", "--plain")
 
 
@@ -200,3 +200,72 @@ def test_resume_without_resume_state_says_what_is_missing_and_what_to_do(tiny_ru
     message = run_cli("train", "--resume", run, ok=False).output
     assert "charrnn sample" in message and "train a new run" in message
     assert "--resume" not in message
+
+
+# ---- a damaged or hostile checkpoint.json: one line, exit 2, before anything is built -----------
+def _edit_meta(run: Path, section: str, **changes) -> None:
+    for name in ("best", "last"):
+        path = run / name / "checkpoint.json"
+        meta = json.loads(path.read_text())
+        meta[section].update(changes)
+        path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"hidden": 10**12}, "does not fit in memory"),  # overflowed torch's size computation
+    ({"hidden": 30_000, "layers": 4}, "does not fit in memory on cpu"),  # ~tens of GB
+    ({"hidden": "32"}, "hidden must be int, not '32'"),
+    ({"hidden": True}, "hidden must be int, not True"),
+    ({"dropout": 7.5}, "--dropout must be in [0, 1), got 7.5"),
+    ({"cell": "transformer"}, "--cell must be one of"),
+    ({"vocab_size": -1}, "--vocab-size must be ≥ 1"),
+])
+def test_a_checkpoint_claiming_an_impossible_model_is_one_line(tiny_run: Path, tmp_path: Path,
+                                                               changes: dict, message: str) -> None:
+    run = _copy(tiny_run, tmp_path)
+    _edit_meta(run, "model", **changes)
+    for args in (["sample", run, "--length", "5", "--plain"], ["eval", run, "--split", "val"]):
+        result = run_cli(*args, ok=False)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, result.output
+        assert lines[0].startswith("charrnn: error: ") and message in lines[0], lines[0]
+    assert "checkpoint.json" in lines[0]
+
+
+def test_a_damaged_train_section_is_refused_on_resume(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    _edit_meta(run, "train", batch_size="4")
+    result = run_cli("train", "--resume", run, ok=False)
+    assert result.exit_code == 2 and "batch_size must be int, not '4'" in result.output
+
+
+def test_hostile_tagger_and_fill_checkpoints_are_refused_too(tmp_path: Path) -> None:
+    from charrnn import checkpoint
+    from charrnn.fill.config import FillConfig
+    from charrnn.fill.model import FillModel
+    from charrnn.tag.config import TaggerConfig
+    from charrnn.tag.model import Tagger
+
+    for config, model in ((FillConfig, FillModel), (TaggerConfig, Tagger)):
+        meta = {"task": "x", "tokenizer": {}, "model": {"vocab_size": 5, "level": "word",
+                                                        "n_tokens": 5, "n_labels": 3,
+                                                        "hidden": 10**9}}
+        ckpt = checkpoint.Checkpoint(tmp_path, meta)
+        with pytest.raises(UserError, match="does not fit in memory"):
+            ckpt.build(config, model)
+        meta["model"]["hidden"] = -4
+        with pytest.raises(UserError, match="--hidden must be ≥ 1"):
+            ckpt.build(config, model)
+
+
+def test_run_folders_of_before_the_rename_still_open(tiny_run: Path, tmp_path: Path) -> None:
+    """run.json said "rnn" for language models (and "tagger" for taggers) before 0.2."""
+    run = _copy(tiny_run, tmp_path)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "kind": "rnn"}))
+    assert run_cli("sample", "copy", "--out", tmp_path, "--length", "5", "--plain").output.strip()
+    scored = json.loads(run_cli("eval", "copy", "--out", tmp_path, "--split", "val", "--json").output)
+    assert scored["kind"] == "lm"
+    run_cli("train", "--resume", run, "--max-steps", "44", "--plain")
+    assert "copy" in run_cli("runs", "--out", tmp_path).output
+    assert run_cli("sample", "--out", tmp_path, "--length", "5", "--plain").exit_code == 0

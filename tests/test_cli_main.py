@@ -19,6 +19,19 @@ def _charrnn(*args: str) -> subprocess.CompletedProcess:
     (["train", "--foo"], "No such option: --foo"),
     (["preprocess", "x.txt"], "Missing option '--out'"),
     (["ngram", "sample", "kn", "--top-p", "0.9"], "No such option: --top-p"),
+    # Fixed sets of choices: Typer refuses anything else, naming the choices.
+    (["train", "--cell", "tcn"], "Invalid value for '--cell': 'tcn' is not one of 'rnn', 'lstm', 'gru'"),
+    (["train", "--optim", "lion"], "Invalid value for '--optim'"),
+    (["train", "--direction", "up"], "'up' is not one of 'forward', 'backward'"),
+    (["train", "--task", "tag"], "Invalid value for '--task'"),
+    (["tag", "train", "x.txt", "--format", "xml"], "'xml' is not one of 'conll', 'segmented'"),
+    (["tag", "train", "x.txt", "--cell", "tcn"], "Invalid value for '--cell'"),
+    (["fill", "a ___", "--method", "sideways"], "Invalid value for '--method'"),
+    (["sample", "--unk", "drop"], "'drop' is not one of 'error', 'skip'"),
+    (["eval", "--split", "dev"], "Invalid value for '--split'"),
+    (["ngram", "eval", "--split", "dev"], "'dev' is not one of 'train', 'val', 'test'"),
+    (["ngram", "train", "x.txt", "--level", "morse"], "'morse' is not one of 'char', 'word', 'subword'"),
+    (["sample", "--checkpoint", "middle"], "'middle' is not one of 'best', 'last'"),
 ])
 def test_command_line_typos_are_one_line_errors(args: list[str], message: str) -> None:
     result = _charrnn(*args)

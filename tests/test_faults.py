@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from charrnn import checkpoint
 from charrnn.errors import UserError
-from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
-from charrnn.lm.train import Trainer
+from charrnn.training.loop import Loop
 from faults import checkpoint_problems, kill_cycle
 from helpers import TINY, run_cli
 
@@ -86,7 +87,7 @@ def test_out_of_memory_gives_advice(small_text: Path, monkeypatch) -> None:
     def oom(self):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(Trainer, "_step", oom)
+    monkeypatch.setattr(Loop, "step", oom)
     result = run_cli("train", small_text, *TINY, "--max-steps", "5", ok=False)
     assert result.exit_code == 2
     assert "out of memory" in result.output and "smaller --batch-size" in result.output

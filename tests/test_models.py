@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from charrnn.errors import UserError
-from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.model import RNNLM
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -83,7 +83,6 @@ def test_word_lines_and_prune(small_text: Path):
     ["train", "{text}", "--prune", "1 0"],
     ["train", "{text}", "--prune", "many"],
     ["train", "{missing}"],
-    ["train", "{text}", "--level", "morse"],
     ["eval", "nope", "{text}"],
     ["eval", "--json"],
     ["sample", "nope"],
@@ -98,7 +97,6 @@ def test_bad_input_is_a_user_error(small_text: Path, tmp_path: Path, args: list[
 def test_bad_input_on_a_trained_run(small_text: Path, tmp_path: Path):
     ngram("train", small_text, "--order", "2", "--run-name", "r")
     user_error("eval", "r", small_text, "--split", "test")
-    user_error("eval", "r", "--split", "dev")
     user_error("sample", "r", "--temp", "0")
     user_error("sample", "r", "--length", "0")
     user_error("sample", "r", "--prime", "λ")
@@ -201,9 +199,9 @@ def test_compare_rnn_and_ngram(tiny_run: Path, small_text: Path):
     ngram("train", small_text, "--order", "3", "--run-name", "tri")
     report = json.loads(compare(str(tiny_run), "tri", "--json", "--file", small_text).output)
     kinds = {r["kind"]: r for r in report["results"]}
-    assert set(kinds) == {"rnn", "ngram"} and not report["skipped"]
-    assert kinds["rnn"]["size_unit"] == "params" and kinds["rnn"]["size"] > 0
-    assert kinds["rnn"]["chars"] == kinds["ngram"]["chars"] == len(small_text.read_text())
+    assert set(kinds) == {"lm", "ngram"} and not report["skipped"]
+    assert kinds["lm"]["size_unit"] == "params" and kinds["lm"]["size"] > 0
+    assert kinds["lm"]["chars"] == kinds["ngram"]["chars"] == len(small_text.read_text())
     table = compare(str(tiny_run), "tri")
     assert table.exit_code == 0 and "tiny" in table.output and "3-gram" in table.output
 

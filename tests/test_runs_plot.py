@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from charrnn.lm.model import load_lm
 from charrnn.runstats import read_metrics, safetensors_params, summary
 from helpers import run_cli
 
@@ -22,15 +23,16 @@ def test_runs_lists_each_run_with_its_best_scores(tiny_run: Path, tmp_path: Path
     (root / "not-a-run").mkdir()
     out = run_cli("runs", "--out", root).output
     assert "tiny" in out and "broken" in out and "not-a-run" not in out
+    assert summary(broken)["kind"] == "lm"  # a run.json of before 0.2 ("rnn") reads as today's
     row = summary(root / "tiny")
     _train, evals = read_metrics(root / "tiny")
     best = min(evals, key=lambda r: r["val_loss"])
-    assert row["steps"] == 40 and row["level"] == "char" and row["kind"] == "rnn"
+    assert row["steps"] == 40 and row["level"] == "char" and row["kind"] == "lm"
     assert row["val_loss"] == best["val_loss"] and row["val_bpc"] == best["val_bpc"]
     assert f"{best['val_loss']:.4f}" in out and f"{best['val_bpc']:.4f}" in out
     from charrnn import checkpoint
 
-    model = checkpoint.resolve(str(root / "tiny"), root).load_model()
+    model = load_lm(checkpoint.resolve(str(root / "tiny"), root))
     assert row["params"] == sum(p.numel() for p in model.parameters())
     assert safetensors_params(root / "tiny" / "nope.safetensors") is None
 

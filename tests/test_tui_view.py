@@ -16,7 +16,7 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from charrnn import checkpoint
-from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.model import RNNLM, ModelConfig, load_lm
 from charrnn.lm.sample import SampleOptions
 from charrnn.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer
 from charrnn.tui.keys import NoKeys
@@ -249,7 +249,7 @@ def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
     from charrnn.lm.preview import preview_text
 
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
-    model = ckpt.load_model("cpu").train()
+    model = load_lm(ckpt, "cpu").train()
     before = torch.get_rng_state()
     text = preview_text(model, torch.device("cpu"), ckpt.tokenizer, tokens=50)
     assert torch.equal(before, torch.get_rng_state()) and model.training
@@ -257,7 +257,7 @@ def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
 
 
 def test_eta_of_a_run_past_its_max_time_shows_zero_not_negative() -> None:
-    from charrnn.training.progress import fmt_duration, fmt_train
+    from charrnn.training.reporters import fmt_duration, fmt_train
 
     assert fmt_duration(-4.19) == "0m00s"
     rec = {"step": 10, "epoch": 0.5, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 1e3, "eta": -4.19}

@@ -1,4 +1,4 @@
-"""The CLI's error contract, shared by every command group (main app, ngram, tag, fill).
+"""The CLI's error contract, one ladder for every command and for the entry point.
 
 A UserError becomes `charrnn: error: …` on stderr and exit code 2; an OSError (the disk, the
 permissions) the same with the file named; Ctrl-C exit code 130. A closed stdout (`| head`) ends
@@ -10,46 +10,60 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 
 import typer
 
 from charrnn.errors import UserError
 from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
 
+INTERRUPTED = 130
+
 
 def debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 
 
+def say(line: str) -> None:
+    print(f"charrnn: {line}", file=sys.stderr)
+
+
+def exit_code(exc: BaseException) -> int | None:
+    """Report `exc` the charrnn way and return the exit code; None for what is not ours to
+    report (a bug, or a SystemExit that is not a closed pipe): the caller re-raises it."""
+    if isinstance(exc, KeyboardInterrupt):
+        say("interrupted")
+        return INTERRUPTED
+    if isinstance(exc, BrokenPipeError):  # the reader of stdout left: nobody to tell, stop
+        silence_stdout()
+        return EXIT_BROKEN_PIPE
+    if isinstance(exc, SystemExit):  # Rich met the closed pipe first (Console.on_broken_pipe
+        # points stdout at /dev/null and exits 1): the same case, the same exit code
+        return EXIT_BROKEN_PIPE if exc.code == 1 and stdout_is_devnull() else None
+    if debug():
+        return None
+    if isinstance(exc, UserError):
+        say(f"error: {exc}")
+        return exc.exit_code
+    if isinstance(exc, OSError):  # the disk or the permissions, not a bug: say which file
+        where = f" ({exc.filename})" if exc.filename else ""
+        say(f"error: {exc.strerror or exc}{where}")
+        return 2
+    return None
+
+
 def report_errors(func):
-    """Wrap a command: user mistakes become one line and exit code 2."""
+    """Wrap a command: user mistakes become one line and their exit code."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except UserError as exc:
-            if debug():
+        except (UserError, KeyboardInterrupt, OSError, SystemExit) as exc:
+            code = exit_code(exc)
+            if code is None:
                 raise
-            typer.echo(f"charrnn: error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("charrnn: interrupted", err=True)
-            raise typer.Exit(130) from None
-        except BrokenPipeError:  # the reader of stdout left (`| head`): nobody to tell, stop
-            silence_stdout()
-            raise typer.Exit(EXIT_BROKEN_PIPE) from None
-        except SystemExit as exc:  # Rich met the closed pipe first (Console.on_broken_pipe points
-            # stdout at /dev/null and exits 1): the same case, the same exit code
-            if exc.code == 1 and stdout_is_devnull():
-                raise typer.Exit(EXIT_BROKEN_PIPE) from None
-            raise
-        except OSError as exc:  # the disk or the permissions, not a bug: say which file
-            if debug():
-                raise
-            where = f" ({exc.filename})" if exc.filename else ""
-            typer.echo(f"charrnn: error: {exc.strerror or exc}{where}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(code) from None
 
     return wrapper
 
@@ -62,3 +76,9 @@ def command(app: typer.Typer, *args, **kwargs):
         return func
 
     return register
+
+
+def exit_after(result: dict) -> None:
+    """A training run that was interrupted (Ctrl-C, SIGTERM, SIGHUP) has saved: exit 130."""
+    if result.get("outcome") == "interrupted":
+        raise typer.Exit(INTERRUPTED)

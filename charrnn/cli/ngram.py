@@ -1,13 +1,11 @@
 """`charrnn ngram train|eval|sample|export|import` and `charrnn compare`.
 
 Cheap to import: numpy-, numba- and torch-heavy modules are imported inside the commands, and
-no n-gram command ever imports torch. User mistakes raise UserError, which each command turns
-into a one-line message and exit code 2 (charrnn.cli.errors).
+no n-gram command ever imports torch.
 """
 
 from __future__ import annotations
 
-import glob
 import json
 import sys
 from pathlib import Path
@@ -19,6 +17,8 @@ from charrnn.cli import options as opt
 from charrnn.cli.errors import command
 from charrnn.errors import UserError
 
+P = opt.P
+
 ngram_app = typer.Typer(no_args_is_help=True, add_completion=False,
                         pretty_exceptions_enable=False,
                         help="N-gram baselines: interpolated modified Kneser-Ney, as KenLM's lmplz.")
@@ -26,13 +26,8 @@ ngram_app = typer.Typer(no_args_is_help=True, add_completion=False,
 Run = Annotated[Optional[str], typer.Argument(help="Run name or folder (default: newest n-gram run).")]
 
 
-def _root(out: str | None) -> Path:
-    from charrnn.runs import runs_root
-
-    return runs_root(out)
-
-
 @command(ngram_app)
+@opt.with_preprocess_options
 def train(
     ctx: typer.Context,
     inputs: Annotated[Optional[list[str]], typer.Argument(
@@ -50,14 +45,9 @@ def train(
         "--discount-fallback/--no-discount-fallback",
         help="Use discounts 0.5, 1, 1.5 for an order whose estimates fail (lmplz "
              "--discount_fallback; character unigrams need it).")] = True,
-    run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,
+    run_name: opt.RunName = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
     out: opt.Out = None, mirror: opt.Mirror = None,
-    level: opt.Level = "char", lower: opt.Lower = False, val_frac: opt.ValFrac = 0.05,
-    test_frac: opt.TestFrac = 0.05, valid: opt.Valid = None, test: opt.Test = None,
-    errors: opt.Errors = "strict", pattern: opt.Pattern = None, min_count: opt.MinCount = 1,
-    max_vocab: opt.MaxVocab = None, vocab_size: opt.VocabSize = 2000,
-    subword_model: opt.SubwordModel = "bpe",
 ) -> None:
     """Count n-grams of a corpus and store a modified Kneser-Ney model in a run folder."""
     from charrnn import data
@@ -66,9 +56,7 @@ def train(
     from charrnn.ngram.kneser_ney import parse_prune
     from charrnn.ngram.model import MAX_ORDER
 
-    popts = opt.preprocess_options(level, lower, val_frac, test_frac, valid, test, errors,
-                                   pattern, min_count, max_vocab, vocab_size, subword_model)
-    popts.typed = opt.typed_params(ctx)
+    popts = opt.preprocess_options(ctx.params, opt.typed_params(ctx))
     if order is not None:
         check_order(order)
     parse_prune(prune, order or MAX_ORDER)  # fail before a long preprocess
@@ -76,7 +64,7 @@ def train(
     order = order or DEFAULT_ORDER[dataset.tokenizer.level]
     thresholds = parse_prune(prune, order)
     folder, model = train_run(dataset, order, lines, thresholds, discount_fallback,
-                              _root(out), run_name)
+                              opt.root(out), run_name)
     meta = model.meta
     summary = {"run": folder.name, "path": str(folder), "order": order, "mode": meta["mode"],
                "level": dataset.tokenizer.level, "train_tokens": meta["train_tokens"],
@@ -98,39 +86,22 @@ def train(
 def eval_cmd(
     targets: Annotated[Optional[list[str]], typer.Argument(
         help="[RUN] [FILE]: an n-gram run (default: newest) and/or a text file to score.")] = None,
-    split: Annotated[Optional[str], typer.Option(
+    split: Annotated[Optional[opt.SplitChoice], typer.Option(
         help="train, val or test split of the run's dataset.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    unk: Annotated[str, typer.Option(
-        "--unk", help="Characters outside the vocabulary: error or skip.")] = "error",
-    errors: opt.Errors = "strict", out: opt.Out = None,
+    json_out: opt.Json = False, unk: opt.Unk = "error", errors: opt.Errors = "strict",
+    out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
     from charrnn.ngram.evaluate import evaluate_ngram
     from charrnn.scores import describe
 
-    root = _root(out)
-    run, file = _run_and_file(list(targets or []), root)
-    result = evaluate_ngram(run, root, file, split, unk, errors)
+    root = opt.root(out)
+    run, file = opt.run_and_file(list(targets or []), root, "ngram eval")
+    result = evaluate_ngram(run, root, file, opt.plain(split), opt.plain(unk), opt.plain(errors))
     if json_out:
         typer.echo(json.dumps(result, indent=1))
     else:
         typer.echo(describe(result))
-
-
-def _run_and_file(targets: list[str], root: Path) -> tuple[str | None, str | None]:
-    if len(targets) > 2:
-        raise UserError("eval takes at most a RUN and a FILE")
-    if len(targets) == 2:
-        return targets[0], targets[1]
-    if len(targets) == 1:
-        target = Path(targets[0])
-        is_run = (root / targets[0] / "run.json").is_file() or (target / "run.json").is_file()
-        if not is_run and not target.expanduser().exists() and not glob.has_magic(targets[0]):
-            raise UserError(f"{targets[0]!r} is neither a run under {root} nor a file: check "
-                            "the name (charrnn runs lists the runs)")
-        return (targets[0], None) if is_run else (None, targets[0])
-    return None, None
 
 
 @command(ngram_app)
@@ -141,18 +112,14 @@ def sample(
         "--temp", help="Temperature (> 0): below 1 is safer, above wilder.")] = 1.0,
     prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = None,
-    unk: Annotated[str, typer.Option(
-        "--unk", help="Prime tokens outside the vocabulary: error or skip.")] = "error",
-    out: opt.Out = None,
+    unk: opt.Unk = "error", out: opt.Out = None,
 ) -> None:
     """Generate text from an n-gram model."""
     from charrnn.ngram.evaluate import load_run
     from charrnn.ngram.sample import stream_text
 
-    if unk not in ("error", "skip"):
-        raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
-    _, model = load_run(run, _root(out), "sample")
-    for piece in stream_text(model, length, temp, prime, seed, unk):
+    _, model = load_run(run, opt.root(out), "sample")
+    for piece in stream_text(model, length, temp, prime, seed, opt.plain(unk)):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -169,7 +136,7 @@ def export(
     from charrnn.ngram.arpa import export_arpa
     from charrnn.ngram.evaluate import load_run
 
-    root = _root(out)
+    root = opt.root(out)
     folder = runs.resolve_run(run, root, kind="ngram")
     kind = runs.run_info(folder).get("kind")
     if kind != "ngram":  # load_run would send an RNN run to `charrnn eval`: not what was asked
@@ -185,8 +152,7 @@ def export(
 @command(ngram_app, "import")
 def import_cmd(
     file: Annotated[str, typer.Argument(help="ARPA file (ours, KenLM's, SRILM's, ...).")],
-    run_name: Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")] = None,
-    out: opt.Out = None,
+    run_name: opt.RunName = None, out: opt.Out = None,
 ) -> None:
     """Read an ARPA file into a new n-gram run (evaluate it with a FILE, sample from it)."""
     from charrnn import runs
@@ -198,7 +164,7 @@ def import_cmd(
     model = import_arpa(path)
     info = {"imported_from": str(path.resolve()), "config": {"order": model.order},
             "dataset": model.meta.get("dataset")}
-    folder = runs.new_run_dir(_root(out), run_name, "ngram", info)
+    folder = runs.new_run_dir(opt.root(out), run_name, "ngram", info)
     model.save(folder / "model")
     typer.echo(f"run {folder} | {model.tokenizer.level} {model.order}-gram "
                f"({model.meta['mode']}) | {model.num_ngrams:,} n-grams")
@@ -207,20 +173,18 @@ def import_cmd(
 def compare_cmd(
     runs: Annotated[Optional[list[str]], typer.Argument(
         help="Runs to compare, RNN and n-gram (default: every run under the root).")] = None,
-    split: Annotated[str, typer.Option(help="Split of each run's dataset: train, val or test.")] = "test",
+    split: Annotated[opt.SplitChoice, typer.Option(help="Split of each run's dataset: train, val or test.")] = "test",
     file: Annotated[Optional[str], typer.Option(
         "--file", help="Score every run on this text file instead.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    unk: Annotated[str, typer.Option(
+    json_out: opt.Json = False,
+    unk: Annotated[opt.UnkChoice, typer.Option(
         "--unk", help="Text outside a model's vocabulary: error (that run is skipped) or skip.")] = "error",
     out: opt.Out = None,
 ) -> None:
     """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""
     from charrnn.ngram.compare import compare, render
 
-    if unk not in ("error", "skip"):
-        raise UserError(f"--unk must be 'error' or 'skip', not {unk!r}")
-    report = compare(list(runs or []), _root(out), split, file, unk)
+    report = compare(list(runs or []), opt.root(out), opt.plain(split), file, opt.plain(unk))
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:

@@ -1,46 +1,194 @@
-"""Typer option declarations shared by several commands (preprocess, train, ngram train, …).
+"""Every command-line option declared once, with its default taken from the config dataclasses.
 
-Declared once here so that every command spells, documents and validates them the same way.
+Fixed sets of choices are enums (Typer refuses anything else in one line); configs are built by
+keyword from the parsed options (`config_from`), so a default lives in one place: the dataclass.
+Only typer, the torch-free config modules and `data` are imported here: `charrnn --help` and the
+n-gram commands never load torch.
 """
 
 from __future__ import annotations
 
+import functools
+import glob
+import inspect
+import typing
+from dataclasses import MISSING, fields
+from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from charrnn.data import PreprocessOptions
+from charrnn.data import LEVELS, SPLITS, PreprocessOptions
+from charrnn.errors import UserError
+from charrnn.lm.config import CELLS, DIRECTIONS, TrainConfig
+from charrnn.tag.config import FORMATS, TagTrainConfig
+from charrnn.training.config import OPTIMIZERS, option
 
-Level = Annotated[str, typer.Option("--level", help="Token level: char, word or subword.")]
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """An enum of string choices, as Typer wants them (the member is its own value)."""
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+
+
+CellChoice = choices("CellChoice", CELLS)
+OptimChoice = choices("OptimChoice", OPTIMIZERS)
+DirectionChoice = choices("DirectionChoice", DIRECTIONS)
+TaskChoice = choices("TaskChoice", ("lm", "fill"))
+LevelChoice = choices("LevelChoice", LEVELS)
+SubwordChoice = choices("SubwordChoice", ("bpe", "unigram"))
+ErrorsChoice = choices("ErrorsChoice", ("strict", "replace"))
+UnkChoice = choices("UnkChoice", ("error", "skip"))
+SplitChoice = choices("SplitChoice", SPLITS)
+CheckpointChoice = choices("CheckpointChoice", ("best", "last"))
+FormatChoice = choices("FormatChoice", FORMATS)
+
+
+def plain(value: object) -> object:
+    """An option's value as the library takes it (an enum member → its string)."""
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def default(cls: type, name: str) -> object:
+    """A config field's default (the one source of every option default)."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            return f.default_factory()  # type: ignore[misc]
+    raise KeyError(name)
+
+
+def config_from(cls: type, params: dict):
+    """`cls(**…)` from the parsed options that are its fields, by keyword."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: plain(v) for k, v in params.items() if k in names})
+
+
+def typed_params(ctx: typer.Context) -> frozenset[str]:
+    """The options typed on this command line (not defaults): an option that does not apply is
+    refused only when typed, and a dataset folder or a resumed run refuses one it would ignore."""
+    return frozenset(name for name in ctx.params
+                     if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE")
+
+
+def refuse_inapplicable(typed: frozenset[str], cls: type, others: set[str], what: str) -> None:
+    """A typed option that is neither a field of `cls` nor in `others` does not apply to `what`:
+    an error naming it, never silently ignored."""
+    names = {f.name for f in fields(cls)} | others
+    stray = sorted(option(n) for n in typed if n not in names)
+    if stray:
+        raise UserError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to "
+                        f"{what}: drop {'it' if len(stray) == 1 else 'them'}")
+
+
+def root(out: str | None) -> Path:
+    from charrnn.runs import runs_root
+
+    return runs_root(out)
+
+
+def run_and_file(targets: list[str], runs_root: Path, command: str) -> tuple[str | None, str | None]:
+    """[RUN] [FILE] of the eval commands: one argument is a run if a run folder has that name
+    (under the root, or as a path), else a file."""
+    if len(targets) > 2:
+        raise UserError(f"{command} takes at most a RUN and a FILE")
+    if len(targets) == 2:
+        return targets[0], targets[1]
+    if len(targets) == 1:
+        target = Path(targets[0])
+        is_run = (runs_root / targets[0]).is_dir() or (target.is_dir() and (
+            (target / "run.json").exists() or (target / "checkpoint.json").exists()))
+        if not is_run and not target.expanduser().exists() and not glob.has_magic(targets[0]):
+            raise UserError(f"{targets[0]!r} is neither a run under {runs_root} nor a file: check "
+                            "the name (charrnn runs lists the runs)")
+        return (targets[0], None) if is_run else (None, targets[0])
+    return None, None
+
+
+# ---- options several commands share ----------------------------------------------------------
+P = PreprocessOptions
+Level = Annotated[LevelChoice, typer.Option("--level", help="Token level: char, word or subword.")]
 Lower = Annotated[bool, typer.Option("--lower", help="Lower-case the text first.")]
 ValFrac = Annotated[float, typer.Option("--val-frac", help="Fraction of the corpus tail held out for validation.")]
 TestFrac = Annotated[float, typer.Option("--test-frac", help="Fraction of the corpus tail held out for test (after val).")]
 Valid = Annotated[Optional[list[str]], typer.Option("--valid", help="Validation file(s) instead of a tail fraction.")]
 Test = Annotated[Optional[list[str]], typer.Option("--test", help="Test file(s) instead of a tail fraction.")]
-Errors = Annotated[str, typer.Option("--errors", help="Invalid UTF-8: 'strict' (stop) or 'replace' (U+FFFD).")]
+Errors = Annotated[ErrorsChoice, typer.Option("--errors", help="Invalid UTF-8: 'strict' (stop) or 'replace' (U+FFFD).")]
 Pattern = Annotated[Optional[str], typer.Option("--pattern", help="Word level: regex matching one token (default: split on whitespace).")]
 MinCount = Annotated[int, typer.Option("--min-count", help="Word level: words seen fewer times become <unk>.")]
 MaxVocab = Annotated[Optional[int], typer.Option("--max-vocab", help="Word level: keep at most this many words (with specials).")]
 VocabSize = Annotated[int, typer.Option("--vocab-size", help="Subword level: sentencepiece vocabulary size.")]
-SubwordModel = Annotated[str, typer.Option("--subword-model", help="Subword level: bpe or unigram.")]
+SubwordModel = Annotated[SubwordChoice, typer.Option("--subword-model", help="Subword level: bpe or unigram.")]
 Mirror = Annotated[Optional[str], typer.Option("--mirror", help="Folder with local copies of registry corpora (or $CHARRNN_MIRROR).")]
 Out = Annotated[Optional[str], typer.Option("--out", help="Runs root folder (default ./checkpoints or $CHARRNN_RUNS).")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda (cuda:N) or mps.")]
+Unk = Annotated[UnkChoice, typer.Option("--unk", help="Text outside the model's vocabulary: error, or skip it.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+RunName = Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")]
+Seed = Annotated[int, typer.Option(help="Random seed.")]
+Plain = Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")]
+Inputs = Annotated[Optional[list[str]], typer.Argument(
+    help="Corpus: files, directories, globs, a dataset folder or a registry name. None: the "
+         "embedded default corpus.")]
+
+# The options of `preprocess`, which `train` and `ngram train` take too (they preprocess raw text).
+PREPROCESS_PARAMS = (("level", Level), ("lower", Lower), ("val_frac", ValFrac),
+                     ("test_frac", TestFrac), ("valid", Valid), ("test", Test), ("errors", Errors),
+                     ("pattern", Pattern), ("min_count", MinCount), ("max_vocab", MaxVocab),
+                     ("vocab_size", VocabSize), ("subword_model", SubwordModel))
+PREPROCESS_FIELDS = {name for name, _ in PREPROCESS_PARAMS}
 
 
-def typed_params(ctx: typer.Context) -> frozenset[str]:
-    """The options typed on this command line (not defaults): a dataset folder or a resumed
-    run refuses a typed option it would otherwise ignore."""
-    return frozenset(name for name in ctx.params
-                     if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE")
+def with_preprocess_options(command):
+    """The command with the preprocess options appended to its parameters (declared once, here);
+    it reads them from ctx.params (`preprocess_options`), so they are not passed to it."""
+    hints = typing.get_type_hints(command, include_extras=True)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation))
+           for p in inspect.signature(command).parameters.values()]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                               default=None if name in ("valid", "test") else default(P, name))
+             for name, annotation in PREPROCESS_PARAMS]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        return command(*args, **{k: v for k, v in kwargs.items() if k not in PREPROCESS_FIELDS})
+
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return wrapper
 
 
-def preprocess_options(level: str, lower: bool, val_frac: float, test_frac: float,
-                       valid: list[str] | None, test: list[str] | None, errors: str,
-                       pattern: str | None, min_count: int, max_vocab: int | None,
-                       vocab_size: int, subword_model: str) -> PreprocessOptions:
-    opts = PreprocessOptions(level=level, lower=lower, val_frac=val_frac, test_frac=test_frac,
-                             valid=list(valid or []), test=list(test or []), errors=errors,
-                             pattern=pattern, min_count=min_count, max_vocab=max_vocab,
-                             vocab_size=vocab_size, subword_model=subword_model)
+def preprocess_options(params: dict, typed: frozenset[str]) -> PreprocessOptions:
+    """The preprocess options among a command's parsed options, validated."""
+    opts = config_from(PreprocessOptions, {**params, "valid": list(params.get("valid") or []),
+                                           "test": list(params.get("test") or [])})
+    opts.typed = typed
     opts.validate()
     return opts
+
+
+# ---- optimisation and budget: every training command (train, tag train) ----------------------
+L, T = TrainConfig, TagTrainConfig
+Optim = Annotated[OptimChoice, typer.Option(help="The optimizer.")]
+Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer: adamw/adam 6e-3, rmsprop 2e-3, sgd 1; taggers adamw 4e-3).")]
+Momentum = Annotated[float, typer.Option(help="sgd and rmsprop: momentum (0: plain SGD).")]
+WeightDecay = Annotated[float, typer.Option(help="Weight decay on matrices (not biases or embeddings).")]
+GradClip = Annotated[float, typer.Option(help="Clip the gradient norm (0: off).")]
+Warmup = Annotated[int, typer.Option(help="Linear warmup steps.")]
+MinLrRatio = Annotated[float, typer.Option(help="Cosine floor as a fraction of --lr.")]
+MaxSteps = Annotated[Optional[int], typer.Option(help="Stop after this many steps.")]
+MaxTime = Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")]
+Epochs = Annotated[Optional[float], typer.Option(help="Stop after this many epochs.")]
+EvalSeconds = Annotated[Optional[float], typer.Option(help="Also evaluate every N seconds.")]
+SaveEvery = Annotated[Optional[int], typer.Option(help="Save last/ every N steps (besides evals).")]
+Patience = Annotated[Optional[int], typer.Option(help="Stop after N evals without improvement.")]
+LogEvery = Annotated[int, typer.Option(help="Read the loss back (and log) every N steps.")]
+Cell = Annotated[CellChoice, typer.Option(help="rnn, lstm or gru.")]
+Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.")]
+Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of the RNN (and between layers).")]
+BatchSize = Annotated[int, typer.Option(help="Parallel streams (LM) or sentences (tagger) per step.")]

@@ -16,7 +16,10 @@ import time
 from collections.abc import Callable
 
 from charrnn.errors import UserError
-from charrnn.fill.engine import Blank, Family, FillOptions, Template, fill_template
+from charrnn.fill.config import FillOptions
+from charrnn.fill.engine import fill_template
+from charrnn.fill.families import Family
+from charrnn.fill.syntax import Blank, Template
 from charrnn.inputs import read_text
 
 UNITS = ("word", "char")

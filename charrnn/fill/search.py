@@ -23,38 +23,16 @@ Shakespeare's validation text, while the forward + backward LM product made it b
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from charrnn.lm.model import RNNLM
+from charrnn.lm.state import repeat_rows, select_rows
 
 Candidate = tuple[int, ...]
 NEG = float("-inf")
-
-
-@dataclass
-class SearchOptions:
-    beam: int = 16  # beam width of every proposal search
-    candidates: int = 48  # candidates rescored per blank, from each proposer (forward, backward, masked)
-    context: int = 64  # tokens of conditioning context read on each side
-    lookahead: int = 24  # tokens on the far side of the blank scored with each candidate
-    enumerate_below: int = 256  # one-token blanks: try the whole vocabulary when it is this small
-    mask_weight: float = 0.0  # the masked model's weight in the mean of log scores (an LM: 1)
-
-
-def _select(state, index: torch.Tensor):
-    if isinstance(state, tuple):
-        return tuple(s[:, index] for s in state)
-    return state[:, index]
-
-
-def _expand(state, n: int):
-    if isinstance(state, tuple):
-        return tuple(s.expand(-1, n, -1).contiguous() for s in state)
-    return state.expand(-1, n, -1).contiguous()
 
 
 class LMScorer:
@@ -95,7 +73,7 @@ class LMScorer:
             if step + 1 >= lmin:
                 found += list(zip(beams, scores.tolist(), strict=True))
             if step + 1 < lmax:
-                state = _select(state, rows)
+                state = select_rows(state, rows)
                 logits, state = self.model(tokens[:, None], state)
                 log_p = F.log_softmax(logits[:, -1].float(), -1)
         return found
@@ -116,7 +94,7 @@ class LMScorer:
             ids, real = ids.to(self.device), real.to(self.device)
             total = first[ids[:, 0]]
             if width > 1:
-                logits, _ = self.model(ids[:, :-1], _expand(state, len(part)))
+                logits, _ = self.model(ids[:, :-1], repeat_rows(state, len(part)))
                 lp = F.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
                 total = total + (lp * real[:, 1:]).sum(1)
             out[lo : lo + len(part)] = total.double().cpu().numpy()

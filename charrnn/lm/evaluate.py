@@ -17,7 +17,8 @@ from charrnn import checkpoint, data, runs
 from charrnn.devices import autocast, resolve_device
 from charrnn.errors import UserError
 from charrnn.lm.batching import oriented
-from charrnn.lm.model import RNNLM
+from charrnn.lm.model import RNNLM, load_lm
+from charrnn.lm.state import select_rows
 from charrnn.scores import scored, too_short
 
 
@@ -42,7 +43,7 @@ def score_ids(model: RNNLM, ids: np.ndarray, device: torch.device, streams: int 
         total += nll
     rest = n_targets - streams * row
     if rest:  # the tail continues the last row, with its hidden state
-        tail_state = _select_row(state, streams - 1) if state is not None else None
+        tail_state = select_rows(state, slice(streams - 1, streams)) if state is not None else None
         x = ids_t[streams * row : n_targets].view(1, -1).to(device)
         y = ids_t[streams * row + 1 :].view(1, -1).to(device)
         total += _nll(model, x, y, tail_state, device)[0]
@@ -58,23 +59,17 @@ def _nll(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state, device: torch.de
     return nll.double(), state
 
 
-def _select_row(state, index: int):
-    if isinstance(state, tuple):
-        return tuple(s[:, index : index + 1].contiguous() for s in state)
-    return state[:, index : index + 1].contiguous()
-
-
 def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
     """RUN → its checkpoint, refusing other run kinds first (a tagger's tokenizer or an n-gram
     run would otherwise fail with a misleading message)."""
     try:
-        folder = runs.resolve_run(spec, root, kind="rnn")
+        folder = runs.resolve_run(spec, root, kind="lm")
     except UserError:
         folder = None  # a checkpoint path outside a run: checkpoint.resolve reports it
     if folder is not None:
-        runs.check_kind(folder, runs.run_info(folder).get("kind"), "rnn", "eval")
+        runs.check_kind(folder, runs.run_info(folder).get("kind"), "lm", "eval")
     ckpt = checkpoint.resolve(spec, root)
-    runs.check_kind(ckpt.run_folder, runs.TASK_KINDS.get(ckpt.task, ckpt.task), "rnn", "eval")
+    runs.check_kind(ckpt.run_folder, ckpt.task, "lm", "eval")
     return ckpt
 
 
@@ -90,9 +85,9 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
                                              again)
     if len(ids) < 2:
         raise too_short(ids, file, split, dataset_id, again)
-    model = ckpt.load_model(dev)
+    model = load_lm(ckpt, dev)
     total, predicted = score_ids(model, oriented(ids, model.config.direction), dev)
     progress = ckpt.meta.get("progress", {})
-    return {"run": ckpt.run_folder.name, "kind": "rnn", "checkpoint": str(ckpt.folder),
+    return {"run": ckpt.run_folder.name, "kind": "lm", "checkpoint": str(ckpt.folder),
             "source": source, **scored(total, predicted, ids, n_chars, tokenizer, unknown),
             "params": model.num_parameters(), "train_seconds": progress.get("elapsed")}

@@ -6,17 +6,19 @@ corpus (`tinyshakespeare`, `ptb`, …); no input means the embedded default corp
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from charrnn import checkpoint, data, runs
+from charrnn.configs import typed_config
 from charrnn.corpora import resolve_inputs
 from charrnn.devices import require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
+from charrnn.lm.config import TrainConfig
 from charrnn.lm.model import RNNLM
-from charrnn.lm.train import TrainConfig, Trainer
+from charrnn.lm.train import Trainer
+from charrnn.training.reporters import Reporter
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 
@@ -33,26 +35,22 @@ def _refuse_changes(saved: TrainConfig, typed: dict, run: str) -> None:
                         f"{'; '.join(changed)}. Only {may} may change; start a new run for the rest")
 
 
+def _saved_config(ckpt: checkpoint.Checkpoint) -> TrainConfig:
+    train = dict(ckpt.meta.get("train") or {})
+    if train.get("optim") == "sgd":  # runs made before --momentum: their SGD had momentum 0.9
+        train.setdefault("momentum", 0.9)
+    return typed_config(TrainConfig, train, f"{ckpt.folder / checkpoint.META} [train]")
+
+
 def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
               root: Path, run_name: str | None = None, resume: str | None = None,
               overrides: dict | None = None, mirror: str | None = None,
-              plain: bool | None = None) -> dict:
+              reporter: Reporter | None = None) -> dict:
+    """`charrnn train` (or `--resume`): the run's result; the reporter gets its progress."""
     dist = Dist()
     ckpt = None
     if resume is not None:
-        ckpt = checkpoint.resolve(resume, root, prefer="last")
-        if ckpt.task != "lm":
-            raise UserError(f"{resume} is a {ckpt.task} run: `charrnn train --resume` continues "
-                            "language models only; train a new one instead")
-        if run_name is not None and run_name != ckpt.run_folder.name:
-            raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
-                            f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
-                            "new run")
-        saved = TrainConfig.from_json(ckpt.meta.get("train", {}))
-        overrides = dict(overrides or {})
-        _refuse_changes(saved, overrides.pop("typed", {}), ckpt.run_folder.name)
-        cfg = replace(saved, **{k: v for k, v in overrides.items()
-                                if k in BUDGET_FIELDS and v is not None})
+        ckpt, cfg = _resumed_config(resume, root, run_name, overrides or {})
     dist.check_batch(cfg.batch_size)
     device = dist.start(resolve_device(cfg.device))
 
@@ -66,46 +64,71 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         return dataset
 
     if ckpt is not None:
-        wanted = ckpt.meta.get("dataset", {}).get("id", "")
-        if inputs:
-            dataset = prepare()
-            if dataset.id != wanted:
-                raise UserError(f"the given corpus is not the one run {ckpt.run_folder.name} was "
-                                "trained on (its dataset id differs): resume without a corpus, or "
-                                "with the same corpus and options")
-        else:
-            dataset = data.find_dataset(wanted)
-            if dataset is None:
-                raise UserError(f"run {ckpt.run_folder.name}'s dataset ({wanted}) is no longer in "
-                                "the cache: pass the same corpus and options again to --resume")
-        _check_tokenizer(dataset, ckpt)
-        run_dir = ckpt.run_folder
-        trainer = Trainer(dataset, cfg, run_dir, resume=ckpt, plain=plain, dist=dist)
-        trainer.reporter.message(f"resuming {run_dir} at step {trainer.progress.step}")
+        dataset = _resumed_dataset(ckpt, prepare if inputs else None)
+        trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter, dist=dist)
+        trainer.reporter.message(f"resuming {ckpt.run_folder} at step {trainer.progress.step}")
     else:
-        dataset = prepare()
-        info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
-                            "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
-        model_config = cfg.model_config(dataset.tokenizer.vocab_size)  # validated, and the
-        require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
-        run_dir = runs.new_run_dir(root, run_name, "rnn", info) if dist.is_main else None
-        run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
-        trainer = Trainer(dataset, cfg, run_dir, plain=plain, dist=dist)
-        splits = dataset.meta["splits"]
-        processes = f" × {dist.world} process{'es' if dist.world > 1 else ''} (DDP)"
-        trainer.reporter.message(
-            f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
-            f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
-            f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
-            f"{trainer.device}" + (processes if dist.enabled else ""))
+        trainer = _new_run(prepare(), cfg, root, run_name, device, reporter, dist)
     result = trainer.run()
     trainer.reporter.message(_summary(result))
-    if trainer.reader_gone:  # `charrnn train … | head`: saved and stopped; stdout is gone, so
-        # stderr says how to go on, and the CLI ends as a closed pipe does (exit 141)
-        print(f"charrnn: stdout was closed: stopped at step {result['step']} with last/ saved; "
-              f"continue with: charrnn train --resume {result['run']}", file=sys.stderr)
-        raise BrokenPipeError("stdout was closed during training (the run is saved)")
+    trainer.loop.end_if_reader_gone(result, f"charrnn train --resume {result['run']}")
     return result
+
+
+def _resumed_config(resume: str, root: Path, run_name: str | None, overrides: dict
+                    ) -> tuple[checkpoint.Checkpoint, TrainConfig]:
+    """The run's last checkpoint and its own config, with the budget options typed now."""
+    ckpt = checkpoint.resolve(resume, root, prefer="last")
+    if ckpt.task != "lm":
+        raise UserError(f"{resume} is a {ckpt.task} run: `charrnn train --resume` continues "
+                        "language models only; train a new one instead")
+    if run_name is not None and run_name != ckpt.run_folder.name:
+        raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
+                        f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
+                        "new run")
+    saved = _saved_config(ckpt)
+    overrides = dict(overrides)
+    _refuse_changes(saved, overrides.pop("typed", {}), ckpt.run_folder.name)
+    return ckpt, replace(saved, **{k: v for k, v in overrides.items()
+                                   if k in BUDGET_FIELDS and v is not None})
+
+
+def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
+    """The dataset the run trained on: the corpus given again (it must be the same), or the
+    cached one."""
+    wanted = ckpt.meta.get("dataset", {}).get("id", "")
+    if prepare is not None:
+        dataset = prepare()
+        if dataset.id != wanted:
+            raise UserError(f"the given corpus is not the one run {ckpt.run_folder.name} was "
+                            "trained on (its dataset id differs): resume without a corpus, or "
+                            "with the same corpus and options")
+    else:
+        dataset = data.find_dataset(wanted)
+        if dataset is None:
+            raise UserError(f"run {ckpt.run_folder.name}'s dataset ({wanted}) is no longer in "
+                            "the cache: pass the same corpus and options again to --resume")
+    _check_tokenizer(dataset, ckpt)
+    return dataset
+
+
+def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str | None,
+             device, reporter: Reporter | None, dist: Dist) -> Trainer:
+    info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
+                        "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
+    model_config = cfg.model_config(dataset.tokenizer.vocab_size)  # validated, and the
+    require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
+    run_dir = runs.new_run_dir(root, run_name, "lm", info) if dist.is_main else None
+    run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
+    trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist)
+    splits = dataset.meta["splits"]
+    processes = f" × {dist.world} process{'es' if dist.world > 1 else ''} (DDP)"
+    trainer.reporter.message(
+        f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
+        f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
+        f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
+        f"{trainer.device}" + (processes if dist.enabled else ""))
+    return trainer
 
 
 def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None:

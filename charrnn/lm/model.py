@@ -19,61 +19,18 @@ Regularisers of AWD-LSTM (Merity et al. 2018), each an option that is off at 0:
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from charrnn.errors import UserError
+from charrnn.checkpoint import Checkpoint
+from charrnn.lm import state as states
+from charrnn.lm.config import ModelConfig
+from charrnn.lm.state import State
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-DIRECTIONS = ("forward", "backward")
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-
-
-@dataclass
-class ModelConfig:
-    vocab_size: int
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 256
-    emb: int = 0  # 0: same as hidden
-    dropout: float = 0.1
-    tie_weights: bool = False
-    direction: str = "forward"  # "backward": trained on reversed text (right-to-left context)
-    weight_drop: float = 0.0  # DropConnect on the recurrent matrices (weight_hh)
-    locked_dropout: bool = False  # one input/output dropout mask per window, shared over time
-    embed_drop: float = 0.0  # drop whole embedding rows (token types) per window
-
-    def __post_init__(self) -> None:
-        if self.direction not in DIRECTIONS:
-            raise UserError(f"--direction must be forward or backward, not {self.direction!r}")
-        if self.cell not in CELLS:
-            raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        for name in ("layers", "hidden", "vocab_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(self, name)}")
-        if self.emb < 0:
-            raise UserError(f"--emb must be ≥ 0 (0 = same as --hidden), got {self.emb}")
-        for name in ("dropout", "weight_drop", "embed_drop"):
-            # Written so that NaN fails too (every comparison with NaN is False).
-            if not 0 <= getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be in [0, 1), "
-                                f"got {getattr(self, name)}")
-
-    @property
-    def emb_size(self) -> int:
-        return self.emb or self.hidden
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> ModelConfig:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**known)
 
 
 class RNNLM(nn.Module):
@@ -142,32 +99,19 @@ class RNNLM(nn.Module):
             return functional_call(self.rnn, dropped, (x, state))
 
     def initial_state(self, batch: int, device: torch.device | str) -> State:
-        shape = (self.config.layers, batch, self.config.hidden)
-        zeros = torch.zeros(shape, device=device)
-        return (zeros, zeros.clone()) if self.config.cell == "lstm" else zeros
+        cfg = self.config
+        return states.zeros(cfg.cell, cfg.layers, batch, cfg.hidden, device)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
-def detach_state(state: State) -> State:
-    """Cut the graph between TBPTT windows while keeping the values, in float32: under CUDA
-    autocast the RNN hands back a half-precision state, which must not reach a checkpoint (a CPU
-    resume would feed it to a float32 RNN) nor lose precision window after window."""
-    if isinstance(state, tuple):
-        return tuple(s.detach().float() for s in state)  # type: ignore[return-value]
-    return state.detach().float()
+def lm_config(ckpt: Checkpoint) -> ModelConfig:
+    """A language model checkpoint's config (checked); another task's checkpoint is refused."""
+    ckpt.require_task("lm", f"use `charrnn {ckpt.task}` with it")
+    return ckpt.config(ModelConfig)
 
 
-def state_tensors(state: State) -> dict[str, torch.Tensor]:
-    if isinstance(state, tuple):
-        return {"state.h": state[0], "state.c": state[1]}
-    return {"state.h": state}
-
-
-def state_from_tensors(tensors: dict[str, torch.Tensor]) -> State | None:
-    if "state.h" not in tensors:
-        return None
-    if "state.c" in tensors:
-        return tensors["state.h"], tensors["state.c"]
-    return tensors["state.h"]
+def load_lm(ckpt: Checkpoint, device: torch.device | str = "cpu") -> RNNLM:
+    ckpt.require_task("lm", f"use `charrnn {ckpt.task}` with it")
+    return ckpt.build(ModelConfig, RNNLM, device)

@@ -7,70 +7,23 @@ same text on the same device.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
-from charrnn.errors import UserError, check_seed
+from charrnn.errors import UserError
+from charrnn.lm.config import SampleOptions
 from charrnn.lm.fastpath import make_stepper
-from charrnn.lm.model import RNNLM
+from charrnn.lm.model import RNNLM, load_lm
+from charrnn.lm.state import select_rows
 
 # Printed between the samples of --num-samples N, so that where one ends is plain (nanoGPT prints
 # this line; not after the last sample, so one sample's output is the text alone).
 SEPARATOR = "\n" + "-" * 15 + "\n"
-
-
-@dataclass
-class SampleOptions:
-    length: int = 500
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
-    greedy: bool = False
-    beam: int | None = None
-    seed: int | None = None
-
-    def validate(self) -> None:
-        self.check_ranges()
-        self.check_combination()
-
-    def check_combination(self, num_samples: int = 1) -> None:
-        """Refuse options that another option would silently ignore. Defaults (temperature 1,
-        no top-k / top-p) never conflict, so only values the user gave are refused."""
-        if self.greedy and self.beam is not None:
-            raise UserError("give --greedy or --beam, not both (--beam 1 is greedy decoding)")
-        shaping = [name for name, given in (("--temp", self.temperature != 1.0),
-                                            ("--top-k", self.top_k is not None),
-                                            ("--top-p", self.top_p is not None)) if given]
-        mode = ("--greedy", "always takes the most likely token") if self.greedy else \
-            ("--beam", "searches the most likely text") if self.beam is not None else None
-        if mode and shaping:
-            given = " / ".join(shaping)
-            raise UserError(f"{mode[0]} ignores {given} (it {mode[1]}): drop {given}, or drop "
-                            f"{mode[0]} to sample")
-        if self.beam is not None and num_samples > 1:
-            raise UserError("--beam finds the one most likely text, so --num-samples "
-                            f"{num_samples} would print it {num_samples} times: drop one of them")
-
-    def check_ranges(self) -> None:
-        if self.length < 1:
-            raise UserError(f"--length must be ≥ 1, got {self.length}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UserError(f"--temp must be a positive number, got {self.temperature}; "
-                            "use --greedy for argmax decoding")
-        if self.top_k is not None and self.top_k < 1:
-            raise UserError(f"--top-k must be ≥ 1, got {self.top_k}")
-        if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.beam is not None and self.beam < 1:
-            raise UserError(f"--beam must be ≥ 1, got {self.beam}")
-        check_seed(self.seed)
 
 
 def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
@@ -152,16 +105,10 @@ class Sampler:
             token = top.indices % log_probs.size(-1)
             scores = top.values
             history = torch.cat([history[beam_index], token[:, None]], dim=1)
-            state = _select(state, beam_index)
+            state = select_rows(state, beam_index)
             logits, state = self.model(token[:, None], state)
             log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
         return history[0].tolist()
-
-
-def _select(state, index: torch.Tensor):
-    if isinstance(state, tuple):
-        return tuple(s[:, index] for s in state)
-    return state[:, index]
 
 
 def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int], bool]:
@@ -195,7 +142,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
-    model = ckpt.load_model(dev)
+    model = load_lm(ckpt, dev)
     backward = model.config.direction == "backward"
     if backward or (num_samples > 1 and not opts.beam):
         # A right-to-left model generates what comes *before* the prime: collect, then reverse.
@@ -247,7 +194,7 @@ def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str 
     """Tokens per second of plain sampling (used by `charrnn compare`)."""
     ckpt = checkpoint.resolve(spec, root)
     dev = resolve_device(device)
-    sampler = Sampler(ckpt.load_model(dev), dev, SampleOptions(seed=0))
+    sampler = Sampler(load_lm(ckpt, dev), dev, SampleOptions(seed=0))
     stream = sampler.stream(encode_prime(ckpt.tokenizer, None, "error")[0])
     next(stream)
     start = time.perf_counter()

@@ -45,9 +45,10 @@ def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> d
 
 def _not_compared(kind: str | None, info: dict, file: str | None) -> str | None:
     """Why a run is left out before it is read, or None."""
-    if kind in ("fill", "tagger"):
+    if kind in ("fill", "tag"):
         use = "charrnn fill eval" if kind == "fill" else "charrnn tag eval"
-        return f"{kind} runs are not compared (score them with `{use}`)"
+        what = "fill" if kind == "fill" else "tagger"
+        return f"{what} runs are not compared (score them with `{use}`)"
     if kind == "ngram" and file is None and not info.get("dataset"):
         return "imported model has no dataset split: use --file FILE to score every run on it"
     return None
@@ -71,7 +72,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         spec = str(folder)
         info = runs.run_info(folder)
         kind = info.get("kind")
-        row_of = {"ngram": _ngram_row, "rnn": _rnn_row}.get(kind)
+        row_of = {"ngram": _ngram_row, "lm": _rnn_row}.get(kind)
         reason = _not_compared(kind, info, file)
         if row_of is None or reason:
             skipped.append({"run": folder.name, "reason": reason or f"unknown run kind {kind!r}"})

@@ -12,14 +12,12 @@ padding. `BiRNN` is shared with the masked fill model (charrnn.fill.model).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from charrnn.errors import UserError
 from charrnn.lm.model import CELLS
+from charrnn.tag.config import TaggerConfig
 
 
 class BiRNN(nn.Module):
@@ -36,46 +34,16 @@ class BiRNN(nn.Module):
                         param[hidden : 2 * hidden].fill_(1.0)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """`lengths` (on the CPU): rows longest first, as tag.train.collate makes them, pack
+        without reordering; in any other order PyTorch sorts them, and on CUDA copies the order
+        to the device from pageable memory, a host sync per batch."""
         if lengths is None or bool((lengths == x.size(1)).all()):
             return self.rnn(x)[0]
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = lengths.cpu()  # a no-op for collate's lengths
+        longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=longest_first)
         out, _ = self.rnn(packed)
         return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]
-
-
-@dataclass
-class TaggerConfig:
-    level: str  # "char" or "word"
-    n_tokens: int
-    n_labels: int
-    cell: str = "lstm"
-    layers: int = 1
-    hidden: int = 200
-    emb: int = 100
-    dropout: float = 0.3
-    n_bigrams: int = 0
-    bigram_emb: int = 64
-    n_chars: int = 0
-    char_emb: int = 32
-    char_filters: int = 64
-    feature_sizes: list[int] = field(default_factory=list)
-    feature_emb: int = 32
-
-    def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {self.cell!r}")
-        for name in ("layers", "hidden", "emb"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name} must be ≥ 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> TaggerConfig:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 class CharCNN(nn.Module):

@@ -10,7 +10,7 @@ Pure Python, no torch: the CLI and the tests use it directly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 
 def _split(tag: str) -> tuple[str, str]:
@@ -71,13 +71,7 @@ def accuracy(gold: Iterable[Sequence[str]], pred: Iterable[Sequence[str]]) -> fl
 
 def chunk_f1(gold: Iterable[Sequence[str]], pred: Iterable[Sequence[str]]) -> dict[str, float]:
     """conlleval over sentences: chunk precision, recall, F1 (and the counts behind them)."""
-    correct = n_pred = n_gold = 0
-    for g, p in zip(gold, pred, strict=True):
-        gold_chunks, pred_chunks = chunks(g), chunks(p)
-        correct += len(gold_chunks & pred_chunks)
-        n_pred += len(pred_chunks)
-        n_gold += len(gold_chunks)
-    return {**prf(correct, n_pred, n_gold), "correct": correct, "predicted": n_pred, "gold": n_gold}
+    return _overlap(gold, pred, chunks)
 
 
 def spans(words: Sequence[str]) -> set[tuple[int, int]]:
@@ -90,12 +84,18 @@ def spans(words: Sequence[str]) -> set[tuple[int, int]]:
 
 def word_f1(gold: Iterable[Sequence[str]], pred: Iterable[Sequence[str]]) -> dict[str, float]:
     """SIGHAN scoring: words as character spans of each sentence."""
+    return _overlap(gold, pred, spans)
+
+
+def _overlap(gold: Iterable[Sequence[str]], pred: Iterable[Sequence[str]],
+             units: Callable[[Sequence[str]], set]) -> dict[str, float]:
+    """Precision, recall and F1 of the units (chunks, word spans) both sides agree on."""
     correct = n_pred = n_gold = 0
     for g, p in zip(gold, pred, strict=True):
-        gold_spans, pred_spans = spans(g), spans(p)
-        correct += len(gold_spans & pred_spans)
-        n_pred += len(pred_spans)
-        n_gold += len(gold_spans)
+        gold_units, pred_units = units(g), units(p)
+        correct += len(gold_units & pred_units)
+        n_pred += len(pred_units)
+        n_gold += len(gold_units)
     return {**prf(correct, n_pred, n_gold), "correct": correct, "predicted": n_pred, "gold": n_gold}
 
 

@@ -6,8 +6,8 @@
     sample_view.py  the sampling screen: text, top-5 candidates, entropy, speed, settings
     sample_app.py   the sampling loop: drives the same Sampler as plain output, bounded redraws
     train_view.py   the training reporter: progress, ETA, loss curves, a sample at each eval
-    preview.py      a short sample from a model being trained
     runs_table.py   `charrnn runs`
+    fill_repl.py    `charrnn fill -i`: the Rich prompt
 """
 
 from __future__ import annotations

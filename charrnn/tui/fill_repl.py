@@ -23,7 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from charrnn.errors import UserError
-from charrnn.fill.engine import METHODS, Family, FillOptions, available_methods, fill_template, parse
+from charrnn.fill.config import FillOptions
+from charrnn.fill.engine import fill_template
+from charrnn.fill.families import METHODS, Family, available_methods
+from charrnn.fill.syntax import parse
 
 HELP = (":k N  top-k fills  ·  :method NAME  (left, forward, bidirectional)  ·  :model RUN  add "
         "a model  ·  :models  ·  :help  ·  :q or Ctrl-D to leave")
@@ -111,7 +114,7 @@ class Repl:
         elif name == "method":
             if arg not in METHODS or arg == "ngram":
                 raise UserError(f":method takes left, forward or bidirectional, not {arg!r}")
-            from charrnn.fill.engine import method_family
+            from charrnn.fill.families import method_family
 
             method_family(self.families, arg)  # says what is missing, if anything
             self.method = arg

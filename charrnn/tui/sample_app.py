@@ -24,6 +24,7 @@ from rich.live import Live
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
+from charrnn.lm.model import lm_config, load_lm
 from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
@@ -52,7 +53,7 @@ class LiveResult:
 
 
 def describe(ckpt: checkpoint.Checkpoint, params: int) -> ViewInfo:
-    cfg, tokenizer = ckpt.model_config, ckpt.tokenizer
+    cfg, tokenizer = lm_config(ckpt), ckpt.tokenizer
     size = f"{params / 1e6:.1f}M" if params >= 1e5 else f"{params / 1e3:.0f}k"
     model = f"{cfg.cell} {cfg.layers}×{cfg.hidden} {tokenizer.level} {size}"
     where = f"{ckpt.run_folder.name}/{ckpt.folder.name}"
@@ -70,7 +71,7 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
-    model = ckpt.load_model(dev)
+    model = load_lm(ckpt, dev)
     info = describe(ckpt, sum(p.numel() for p in model.parameters()))
     session = _Session(model, dev, tokenizer, opts, prime_ids, show_prime, info,
                        console or Console(), keys if keys is not None else RawKeys(), hold,

@@ -25,7 +25,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from charrnn.training.progress import fmt_duration, fmt_eval
+from charrnn.training.reporters import fmt_duration, fmt_eval
 from charrnn.tui.widgets import LineChart
 
 CHART_HEIGHT = 10
@@ -33,7 +33,7 @@ SAMPLE_LINES = 4
 
 
 class LiveTrainReporter:
-    def __init__(self, total_steps: int | None, preview: Callable[[], str] | None = None,
+    def __init__(self, total_steps: int | None = None, preview: Callable[[], str] | None = None,
                  console: Console | None = None, refresh_per_second: float = 2) -> None:
         self.total, self.preview = total_steps, preview
         self.console = console or Console()
@@ -46,13 +46,21 @@ class LiveTrainReporter:
         self.sample: tuple[int, str] | None = None
         self.live = Live(console=self.console, get_renderable=self.render,
                          refresh_per_second=refresh_per_second, transient=False)
-        self.closed = False
-        self.live.start()
-        # Live hides the cursor: if training dies before close() (an error between building the
-        # trainer and running it), still give the terminal back at exit.
-        atexit.register(self.close)
+        self.started = self.closed = False
 
     # ---- Reporter -----------------------------------------------------------------------------
+    def start(self, preview: Callable[[], str] | None) -> None:
+        """The loop begins: the live block appears (messages before it print as lines), with a
+        sample of the model at each evaluation when it has one."""
+        if preview is not None:
+            self.preview = preview
+        if not self.started:
+            self.started = True
+            self.live.start()
+            # Live hides the cursor: if the process dies before close(), still give the
+            # terminal back at exit.
+            atexit.register(self.close)
+
     def train(self, rec: dict) -> None:
         self.train_points.append((rec["step"], rec["loss"]))
         self.last, self.last_time = rec, time.time()
@@ -60,7 +68,8 @@ class LiveTrainReporter:
             self.total = rec["max_steps"]
 
     def eval(self, rec: dict) -> None:
-        self.val_points.append((rec["step"], rec["val_loss"]))
+        if "val_loss" in rec:
+            self.val_points.append((rec["step"], rec["val_loss"]))
         self.last_eval = rec
         if rec.get("best") or not self.best:
             self.best = rec
@@ -70,13 +79,14 @@ class LiveTrainReporter:
                 self.sample = (rec["step"], self.preview())
             except Exception as exc:  # a preview must never stop training
                 self.sample = (rec["step"], f"(no sample: {type(exc).__name__}: {exc})")
-        self.live.refresh()
+        if self.started:
+            self.live.refresh()
 
     def message(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)
 
     def close(self) -> None:
-        if not self.closed:
+        if self.started and not self.closed:
             self.closed = True
             self.live.stop()
             atexit.unregister(self.close)

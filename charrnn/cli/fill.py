@@ -1,0 +1,148 @@
+"""`charrnn fill TEXT`, `fill -i` and `fill eval`: fill in the blank with the trained models.
+
+    charrnn fill "TEXT" [--model RUN ...] [--top-k 5] [--json]     (default command of `fill`)
+    charrnn fill -i [--model RUN ...]                                (interactive)
+    charrnn fill eval FILE --blanks N [--model RUN ...]              (top-1 / top-5 accuracy)
+
+Defaults come from fill.config (FillOptions, SearchOptions).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+from typer.core import TyperGroup
+
+from charrnn.cli import options as opt
+from charrnn.cli.errors import command
+from charrnn.errors import UserError
+from charrnn.fill.config import FillOptions, SearchOptions
+from charrnn.fill.families import METHODS
+
+
+class _FillGroup(TyperGroup):
+    """`charrnn fill TEXT …` runs the `text` command; `charrnn fill eval …` the evaluation."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["text", *args]
+        return super().parse_args(ctx, args)
+
+
+fill_app = typer.Typer(
+    cls=_FillGroup, no_args_is_help=True,
+    help='Fill in the blanks: charrnn fill "I want to ___ a new phone" · charrnn fill -i · '
+         "charrnn fill eval FILE --blanks N. Blanks: ___ any length, {N} or ___{N} N tokens, "
+         "{M,N} between M and N; \\_ is a literal underscore.")
+
+F, S = FillOptions, SearchOptions
+Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A forward LM, backward LM (--direction backward), fill model (--task fill) or n-gram run; repeat it. Default: the newest LM run and the newest runs of the other kinds on the same corpus.")]
+MaxLen = Annotated[Optional[int], typer.Option(help="Longest fill of an unknown-length blank, in tokens (default: char 10, subword 4, word 3).")]
+TopK = Annotated[int, typer.Option(help="Fills to show.")]
+Beam = Annotated[int, typer.Option(help="Beam width of each proposal search.")]
+Candidates = Annotated[int, typer.Option(help="Candidates rescored per blank, from each proposing model.")]
+MaskWeight = Annotated[float, typer.Option(help="Weight of the fill model (--task fill) in the rescoring, next to 1 per LM; 0: it only proposes candidates (best for a briefly trained fill model).")]
+UnitChoice = opt.choices("UnitChoice", ("word", "char"))
+MethodChoice = opt.choices("MethodChoice", METHODS)
+Method = Annotated[Optional[list[MethodChoice]], typer.Option("--method", help="left, forward, bidirectional or ngram; repeat it (default: every method the models allow except left, the left-context-only baseline: ask for it with --method left).")]
+
+
+def _fill_options(top_k: int, max_len: int | None, unk, beam: int, candidates: int,
+                  mask_weight: float) -> FillOptions:
+    search = SearchOptions(beam=beam, candidates=candidates, mask_weight=mask_weight)
+    opts = FillOptions(top_k, max_len, opt.plain(unk), search=search)
+    opts.validate()
+    return opts
+
+
+def _methods(asked: list | None, families) -> list[str]:
+    from charrnn.fill.families import available_methods, method_family
+
+    methods = opt.plain(list(asked or [])) or available_methods(families)
+    for m in methods:
+        method_family(families, m)
+    if not methods:
+        raise UserError("these models allow no fill method: give a forward or backward LM, a fill "
+                        "model or an n-gram run")
+    return methods
+
+
+@command(fill_app, "text")
+def fill_command(
+    text: Annotated[Optional[str], typer.Argument(help="Text with blanks, e.g. 'I want to ___ a new phone'.")] = None,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="A prompt: type sentences, see the fills (Ctrl-D or :q to leave).")] = False,
+    model: Models = None, top_k: TopK = F.top_k, method: Method = None,
+    max_len: MaxLen = F.max_len, beam: Beam = S.beam, candidates: Candidates = S.candidates,
+    mask_weight: MaskWeight = S.mask_weight, json_out: opt.Json = False,
+    unk: Annotated[opt.UnkChoice, typer.Option("--unk", help="Characters a char model does not know: error or skip.")] = F.unknown,
+    device: opt.Device = "auto", out: opt.Out = None,
+) -> None:
+    """Fill the blanks of TEXT with every method the models allow but the left-only baseline (top-k, normalised probabilities)."""
+    from charrnn.fill.engine import fill_text
+    from charrnn.fill.families import load_families
+
+    if (text is None) == (not interactive):
+        raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
+    opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
+    root = opt.root(out)
+    families = load_families(list(model or []), root, device)
+    if interactive:
+        from charrnn.tui.fill_repl import Repl
+
+        asked = opt.plain(method[0]) if method else None
+        Repl(families, lambda specs: load_families(specs, root, device), list(model or []), opts,
+             asked).run()
+        return
+    methods = _methods(method, families)
+    result = fill_text(text, families, methods, opts)
+    result["models"] = next(iter(families.values())).names
+    if json_out:
+        typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    from charrnn.fill.syntax import parse
+    from charrnn.tui.fill_repl import render
+
+    console = Console(highlight=False, soft_wrap=True)
+    template = parse(text)
+    for name, fills in result["methods"].items():
+        console.print(f"{name}:" if fills else f"{name}: no fill found")
+        for rank, fill in enumerate(fills, 1):
+            line = render(template, fill["fills"])
+            console.print(f"  {rank}. {fill['prob']:6.1%}  {' | '.join(fill['fills'])}  →  ", end="")
+            console.print(line)
+
+
+@command(fill_app, "eval")
+def fill_eval_command(
+    file: Annotated[str, typer.Argument(help="Held-out text to cut blanks from.")],
+    blanks: Annotated[int, typer.Option(help="How many blanks (each a separate case).")] = 200,
+    unit: Annotated[UnitChoice, typer.Option(help="word (unknown-length blanks) or char (one-token blanks).")] = "word",
+    segmented: Annotated[bool, typer.Option("--segmented", help="FILE has words separated by spaces (e.g. zh_seg_test.txt): they are the units; the models read the text without the spaces.")] = False,
+    context: Annotated[int, typer.Option(help="Characters of context on each side.")] = 100,
+    seed: Annotated[int, typer.Option(help="Which blanks are picked.")] = 0,
+    model: Models = None, method: Method = None, max_len: MaxLen = F.max_len, beam: Beam = S.beam,
+    candidates: Candidates = S.candidates, mask_weight: MaskWeight = S.mask_weight,
+    json_out: opt.Json = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
+    device: opt.Device = "auto", out: opt.Out = None,
+) -> None:
+    """Hide random words or characters of FILE; top-1 / top-5 accuracy of every method."""
+    from charrnn.fill.evaluate import check_options, fill_eval
+    from charrnn.fill.families import load_families
+
+    unit = opt.plain(unit)
+    check_options(blanks, unit, context)
+    opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
+    families = load_families(list(model or []), opt.root(out), device)
+    result = fill_eval(file, blanks, families, _methods(method, families), opts, unit, segmented,
+                       context, seed, quiet)
+    if json_out:
+        typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
+        return
+    typer.echo(f"{file}: {result['blanks']} {unit} blanks, {context} characters of context")
+    for name, r in result["methods"].items():
+        typer.echo(f"  {name:14} top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}  ({r['seconds']:.0f}s)")

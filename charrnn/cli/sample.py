@@ -1,0 +1,57 @@
+"""`charrnn sample`: text from a trained model, streamed as it is produced (a live view in a
+terminal, plain text in a pipe)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from charrnn.cli import options as opt
+from charrnn.errors import UserError
+from charrnn.lm.config import SampleOptions as S
+
+
+def sample(
+    run: Annotated[Optional[str], typer.Argument(help="Run name, run folder or checkpoint (default: newest run).")] = None,
+    temp: Annotated[float, typer.Option("--temp", help="Softmax temperature (> 0).")] = S.temperature,
+    top_k: Annotated[Optional[int], typer.Option(help="Sample from the K most likely tokens.")] = S.top_k,
+    top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling: smallest set with mass ≥ P.")] = S.top_p,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token.")] = S.greedy,
+    beam: Annotated[Optional[int], typer.Option(help="Beam search with N beams (most likely text).")] = S.beam,
+    length: Annotated[int, typer.Option(help="Tokens to generate.")] = S.length,
+    prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
+    prime_file: Annotated[Optional[str], typer.Option(help="Read the prime from a file.")] = None,
+    num_samples: Annotated[int, typer.Option(help="Independent samples, generated side by side (one batch) from --seed.")] = 1,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = S.seed,
+    unk: opt.Unk = "error", device: opt.Device = "auto",
+    checkpoint_name: Annotated[opt.CheckpointChoice, typer.Option("--checkpoint", help="best or last.")] = "best",
+    plain: Annotated[bool, typer.Option("--plain", help="Plain streaming text (what a pipe gets).")] = False,
+    out: opt.Out = None,
+) -> None:
+    """Generate text from a trained model, streamed as it is produced."""
+    from charrnn import checkpoint, tui
+    from charrnn.inputs import read_text
+    from charrnn.lm.model import lm_config
+    from charrnn.lm.sample import generate
+
+    if prime is not None and prime_file is not None:
+        raise UserError("give --prime or --prime-file, not both")
+    if prime_file is not None:
+        prime = read_text([prime_file])
+    opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
+             beam=beam, seed=seed)
+    opts.validate()
+    ckpt = checkpoint.resolve(run, opt.root(out), prefer=opt.plain(checkpoint_name))
+    unk = opt.plain(unk)
+    if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
+        tui.live_sample(ckpt, opts, prime, device, unk)  # a terminal: the live view
+        return
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    generate(ckpt, opts, prime, num_samples, write, device, unk)
+    write("\n")

@@ -1,0 +1,60 @@
+"""Configs read back from JSON (checkpoint.json, run.json): every field checked against its type
+before the dataclass checks its range, so a damaged or hostile file is one clear error, never a
+model of absurd size or a crash deep inside torch. Torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, fields
+from typing import TypeVar
+
+from charrnn.errors import UserError
+
+T = TypeVar("T")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_TYPES = {
+    "int": _is_int,
+    "float": lambda v: _is_int(v) or isinstance(v, float),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+    "list[int]": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+}
+
+
+def typed_config(cls: type[T], data: object, where: str) -> T:
+    """`cls(**data)` for the fields `cls` knows, after checking each value's type; fields `data`
+    lacks take their defaults (older files), a missing required field is an error."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where} is not a JSON object: the file is damaged")
+    known = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise UserError(f"{where} lacks {f.name!r}: the file is damaged")
+            continue
+        value, annotation = data[f.name], str(f.type)
+        optional = annotation.endswith(" | None")
+        check = _TYPES.get(annotation.removesuffix(" | None"))
+        if check is not None and not (check(value) or (optional and value is None)):
+            raise UserError(f"{where}: {f.name} must be {annotation}, not {value!r}: the file is "
+                            "damaged")
+        known[f.name] = value
+    try:
+        return cls(**known)
+    except UserError as exc:  # a value out of range: say where it came from
+        raise UserError(f"{where}: {exc}: the file is damaged") from exc
+
+
+class JsonConfig:
+    """A config dataclass as checkpoint.json holds it (`typed_config` reads one back checked)."""
+
+    def to_json(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_json(cls, data: dict):
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})  # type: ignore[attr-defined]

@@ -1,0 +1,206 @@
+"""The models taking part in a fill, grouped by vocabulary, and the methods they allow.
+
+    --model RUN …   a forward LM, a backward LM (--direction backward), a masked fill model
+                    (--task fill) and an n-gram run; without --model, the newest LM run and the
+                    newest run of every other role on the same dataset
+
+A `Family` is the models that share one tokenizer: the RNN side (forward, backward, masked) and,
+on its own tokenizer, the n-gram.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from charrnn.errors import UserError
+
+METHODS = ("left", "forward", "bidirectional", "ngram")
+DEFAULT_MAX_LEN = {"char": 10, "subword": 4, "word": 3}
+
+
+class Family:
+    """Models that share one tokenizer: forward/backward LMs and the masked model, or an n-gram."""
+
+    def __init__(self, tokenizer, fwd=None, bwd=None, mask=None, ngram=None, names=None) -> None:
+        self.tokenizer, self.fwd, self.bwd, self.mask, self.ngram = tokenizer, fwd, bwd, mask, ngram
+        self.names = names or {}
+        self.line_break = tokenizer.line_break_id()
+
+    @staticmethod
+    def banned_ids(tokenizer) -> list[int]:
+        """Tokens a fill may not contain: the line break, <unk>, sentencepiece's unknown."""
+        banned = [tokenizer.line_break_id()]
+        if tokenizer.level == "word":
+            banned.append(tokenizer.index.get("<unk>"))
+        if tokenizer.level == "subword":
+            banned += [i for i in range(tokenizer.newline_id) if tokenizer.sp.is_unknown(i)]
+        return [b for b in banned if b is not None]
+
+    def encode(self, text: str, unknown: str) -> list[int]:
+        tok = self.tokenizer
+        policy = unknown if tok.level == "char" else "map"
+        return tok.encode(text, unknown=policy).tolist() if text else []
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    def default_max_len(self) -> int:
+        return DEFAULT_MAX_LEN[self.tokenizer.level]
+
+
+def method_family(families: dict[str, Family], method: str) -> Family:
+    """The family a method runs on, or a UserError saying which model is missing."""
+    rnn, ngram = families.get("rnn"), families.get("ngram")
+    if method == "ngram":
+        if ngram is None:
+            raise UserError("the ngram method needs an n-gram run: add --model NGRAM_RUN "
+                            "(charrnn ngram train CORPUS)")
+        return ngram
+    if method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if rnn is None:
+        raise UserError(f"the {method} method needs RNN models: give --model RUN")
+    if method in ("left", "forward") and rnn.fwd is None:
+        raise UserError(f"the {method} method needs a forward LM: add --model RUN (charrnn train)")
+    if method == "bidirectional" and rnn.bwd is None and rnn.mask is None:
+        raise UserError("the bidirectional method needs a backward LM (charrnn train --direction "
+                        "backward) or a fill model (charrnn train --task fill): add --model RUN")
+    return rnn
+
+
+def available_methods(families: dict[str, Family]) -> list[str]:
+    """The methods these models allow, best first within the RNNs, then the n-gram.
+
+    Not `left`: it is the char-rnn baseline that ignores the text after the blank, which
+    `forward` reads the same LM's candidates against; it runs when asked for (--method left)."""
+    out = []
+    rnn = families.get("rnn")
+    if rnn is not None and (rnn.bwd is not None or rnn.mask is not None):
+        out.append("bidirectional")
+    if rnn is not None and rnn.fwd is not None:
+        out.append("forward")
+    if "ngram" in families:
+        out.append("ngram")
+    return out
+
+
+def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[str, Family]:
+    """--model RUN … → {"rnn": Family, "ngram": Family}; no RUN: the newest runs on one corpus."""
+    from charrnn.devices import resolve_device
+    from charrnn.fill.model import load_fill_model
+    from charrnn.fill.search import LMScorer, MaskScorer, NGramScorer
+    from charrnn.lm.model import load_lm
+
+    dev = resolve_device(device)
+    roles: dict[str, tuple[str, object]] = {}
+    rnn_tokenizer = None
+    for spec, role, source in _resolve_specs(specs, root):
+        if role in roles:
+            raise UserError(f"two {role} models given ({roles[role][0]} and {spec}): give one of each")
+        if role == "ngram":
+            from charrnn.ngram.model import load as load_ngram
+
+            model = load_ngram(source / "model")
+            roles[role] = (spec, NGramScorer(model, Family.banned_ids(model.tokenizer)))
+            continue
+        ckpt = source
+        if rnn_tokenizer is not None and ckpt.meta["tokenizer"] != rnn_tokenizer:
+            first = next(s for r, (s, _) in roles.items() if r != "ngram")
+            raise UserError(_vocabularies_differ(first, spec))
+        rnn_tokenizer = ckpt.meta["tokenizer"]
+        banned = Family.banned_ids(ckpt.tokenizer)
+        if role == "mask":
+            roles[role] = (spec, MaskScorer(load_fill_model(ckpt, dev), dev, banned))
+        else:
+            roles[role] = (spec, LMScorer(load_lm(ckpt, dev), dev, banned))
+    families = {}
+    names = {role: spec for role, (spec, _) in roles.items()}
+    if rnn_tokenizer is not None:
+        from charrnn.tokenizers import tokenizer_from_json
+
+        families["rnn"] = Family(tokenizer_from_json(rnn_tokenizer),
+                                 *(roles.get(r, (None, None))[1] for r in ("fwd", "bwd", "mask")),
+                                 names=names)
+    if "ngram" in roles:
+        scorer = roles["ngram"][1]
+        families["ngram"] = Family(scorer.model.tokenizer, ngram=scorer, names=names)
+        rnn = families.get("rnn")
+        if rnn is not None and not _same_vocabulary(rnn.tokenizer, scorer.model.tokenizer):
+            # Otherwise the first character one of them lacks reads as a typo in the text.
+            rnn_spec = next(s for r, (s, _) in roles.items() if r != "ngram")
+            raise UserError(_vocabularies_differ(rnn_spec, roles["ngram"][0]))
+    return families
+
+
+def _same_vocabulary(a, b) -> bool:
+    return a.level == b.level and a.token_strings() == b.token_strings()
+
+
+def _vocabularies_differ(first: str, second: str) -> str:
+    return (f"the models' vocabularies differ: {first} and {second} were trained on different "
+            "corpora or with different --level/tokenizer options, and fill combines its models "
+            "on one text: give runs trained on the same corpus with the same options")
+
+
+def _resolve_specs(specs: list[str], root: Path):
+    """Yield (spec, role, source) with role fwd | bwd | mask | ngram."""
+    from charrnn import checkpoint, runs
+
+    if not specs:
+        yield from _default_models(root)
+        return
+    for spec in specs:
+        try:
+            folder = runs.resolve_run(spec, root)
+            kind = runs.run_info(folder).get("kind")
+        except UserError:
+            folder, kind = None, None
+        if kind == "ngram":
+            yield spec, "ngram", folder
+            continue
+        if kind == "tag":
+            raise UserError(f"{spec} is a tagger run: fill takes language models, fill models and "
+                            "n-gram runs")
+        ckpt = checkpoint.resolve(spec, root, kind=kind or "lm")
+        yield spec, _role(ckpt, spec), ckpt
+
+
+def _role(ckpt, spec: str) -> str:
+    if ckpt.task == "fill":
+        return "mask"
+    if ckpt.task != "lm":
+        raise UserError(f"{spec} holds a {ckpt.task} model: fill takes language models, fill "
+                        "models and n-gram runs")
+    from charrnn.lm.model import lm_config
+
+    return "bwd" if lm_config(ckpt).direction == "backward" else "fwd"
+
+
+def _default_models(root: Path):
+    """The newest language model run, plus the newest run of every other role on the same dataset."""
+    from charrnn import checkpoint, runs
+
+    newest = runs.resolve_run(None, root, kind="lm")
+    dataset = _dataset_id(runs.run_info(newest))
+    picked: dict[str, tuple] = {}
+    for folder in reversed(runs.list_runs(root)):
+        info = runs.run_info(folder)
+        kind = info.get("kind")
+        if kind not in ("lm", "fill", "ngram") or _dataset_id(info) != dataset:
+            continue
+        if kind == "ngram":
+            if (folder / "model" / "model.json").is_file():
+                picked.setdefault("ngram", (folder.name, "ngram", folder))
+            continue
+        try:
+            ckpt = checkpoint.resolve(str(folder), root)
+        except UserError:
+            continue
+        role = _role(ckpt, folder.name)
+        picked.setdefault(role, (folder.name, role, ckpt))
+    yield from picked.values()
+
+
+def _dataset_id(info: dict) -> str | None:
+    # Imported n-gram runs store "dataset": null (an ARPA file has no split of ours).
+    return (info.get("dataset") or {}).get("id")

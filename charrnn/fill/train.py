@@ -1,0 +1,113 @@
+"""`charrnn train --task fill`: the masked BiRNN of charrnn.fill.model on the shared loop.
+
+    random windows of the cached dataset (the one an LM would use) ─ spans → <mask> ─ BiRNN ─
+    cross-entropy on the masked positions ─ (the loop: optimizer, clipping, schedule, saving)
+
+Each step's windows and masks are a function of (seed, epoch, step), so a run is reproducible;
+validation is 64 fixed windows of the val split. Checkpoints are the usual safetensors +
+checkpoint.json folders, with "task": "fill", in a run of kind "fill".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charrnn import data, runs
+from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
+from charrnn.errors import UserError
+from charrnn.fill.config import FillTrainConfig
+from charrnn.fill.model import FillModel, masked_batch, windows_at
+from charrnn.training.loop import Loop, StatelessTask
+from charrnn.training.reporters import Reporter
+
+VAL_WINDOWS = 64
+
+
+class FillTask(StatelessTask):
+    """The fill model's side of the loop: masked windows, masked-token loss and accuracy."""
+
+    metric, higher_is_better = "val_loss", False
+
+    def __init__(self, dataset: data.Dataset, cfg: FillTrainConfig, model: FillModel,
+                 device: torch.device) -> None:
+        self.dataset, self.cfg, self.model, self.device = dataset, cfg, model, device
+        self.train_ids, val_ids = dataset.ids("train"), dataset.ids("val")
+        length = cfg.seq_len
+        if len(self.train_ids) < length + 1:
+            raise UserError(f"the training split has {len(self.train_ids):,} tokens, fewer than "
+                            f"one window of --seq-len {length}: use a smaller --seq-len or more text")
+        self.steps_per_epoch = max(1, len(self.train_ids) // (cfg.batch_size * length))
+        self.val_batch = None
+        if len(val_ids) > length:
+            rng = np.random.default_rng([cfg.seed, 1 << 20])
+            starts = np.linspace(0, len(val_ids) - length - 1, VAL_WINDOWS).astype(np.int64)
+            self.val_batch = masked_batch(windows_at(val_ids, starts, length), rng,
+                                          model.config.mask_id, device)
+        self.has_validation = self.val_batch is not None
+
+    def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, epoch, pos])  # a function of the step: reproducible
+        starts = rng.integers(0, len(self.train_ids) - cfg.seq_len, size=cfg.batch_size)
+        b = masked_batch(windows_at(self.train_ids, starts, cfg.seq_len), rng,
+                         self.model.config.mask_id, self.device)
+        log_probs = self.model.masked_log_probs(b["input"], positions=b["where"])
+        return F.nll_loss(log_probs, b["target"]), cfg.batch_size * cfg.seq_len
+
+    @torch.inference_mode()
+    def evaluate(self) -> dict:
+        b = self.val_batch
+        if b is None:
+            return {}
+        self.model.eval()
+        log_probs = self.model.masked_log_probs(b["input"], positions=b["where"])
+        return {"val_loss": float(F.nll_loss(log_probs, b["target"])),
+                "val_accuracy": float((log_probs.argmax(-1) == b["target"]).float().mean())}
+
+    def checkpoint_meta(self) -> dict:
+        ds = self.dataset
+        return {"task": "fill", "model": self.model.config.to_json(),
+                "tokenizer": ds.tokenizer.to_json(),
+                "dataset": {"id": ds.id, "level": ds.tokenizer.level}}
+
+    def out_of_memory(self) -> str:
+        cfg = self.cfg
+        return (f"batch {cfg.batch_size}×{cfg.seq_len}, hidden {cfg.hidden}: use a smaller "
+                "--batch-size, --seq-len or --hidden")
+
+
+def train_fill_job(inputs: list[str], popts: data.PreprocessOptions, cfg: FillTrainConfig,
+                   root: Path, run_name: str | None = None, mirror: str | None = None,
+                   reporter: Reporter | None = None) -> dict:
+    """The masked BiRNN on the same cached dataset an LM would use; the run's result."""
+    from charrnn.corpora import resolve_inputs
+
+    dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+    device = resolve_device(cfg.device)
+    fcfg = cfg.model_config(dataset.tokenizer.vocab_size)
+    params = require_fits(lambda: FillModel(fcfg), device)  # before the run folder exists
+    torch.manual_seed(cfg.seed)
+    with out_of_memory_is_too_big(params, device):
+        model = FillModel(fcfg).to(device)
+        task = FillTask(dataset, cfg, model, device)
+    info = {"task": "fill", "dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
+                                        "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
+    run_dir = runs.new_run_dir(root, run_name, "fill", info)
+    with out_of_memory_is_too_big(params, device):
+        loop = Loop(task, cfg, run_dir, device, reporter=reporter)
+    loop.reporter.message(
+        f"run {run_dir} | fill model | {dataset.tokenizer.level} vocab {fcfg.vocab_size} | "
+        f"{fcfg.cell} {fcfg.layers}×{fcfg.hidden} bidirectional, {params:,} params | {device}")
+    result = loop.run()
+    best = result.get("best_val")
+    verb = "stopped" if result["outcome"] == "interrupted" else "done"
+    loop.reporter.message(f"{verb} at step {result['step']}"
+                          + (f", best val {best:.4f} nats/masked token" if best is not None else "")
+                          + f"; run folder {run_dir}")
+    loop.end_if_reader_gone(result)
+    return result

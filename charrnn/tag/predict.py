@@ -1,0 +1,111 @@
+"""A trained tagger at work: decode sentences with constrained Viterbi, score labelled ones.
+
+    sentences ─ Encoder ─ batches of similar length ─ Tagger ─ log-softmax ─ Viterbi under the
+    label scheme's hard constraints (B/M/E/S order; IOB2's I-X only after B-X or I-X) ─ labels
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charrnn import checkpoint
+from charrnn.devices import host_to_device, resolve_device
+from charrnn.tag import score as tagscore
+from charrnn.tag.config import TaggerConfig
+from charrnn.tag.data import Encoder, Sentence, words_from_tags
+from charrnn.tag.model import Tagger, viterbi
+
+
+def collate(items: Sequence[dict[str, np.ndarray]], device: torch.device) -> dict:
+    """Pad encoded sentences into one batch (0 = padding everywhere), longest first, so that the
+    BiRNN packs them without reordering; "order" maps each row back to its place in `items`."""
+    order = sorted(range(len(items)), key=lambda i: -len(items[i]["tokens"]))
+    items = [items[i] for i in order]
+    lengths = [len(it["tokens"]) for it in items]
+    width = max(lengths)
+    out: dict = {"lengths": torch.tensor(lengths), "order": order}
+    for key, first in items[0].items():
+        grid = np.zeros((len(items), width, *first.shape[1:]), dtype=np.int64)
+        for i, it in enumerate(items):
+            grid[i, : len(it[key])] = it[key]
+        out[key] = host_to_device(grid, device)
+    return out
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """Batches of sentences of similar length (little padding); shuffled when rng is given."""
+    order = list(range(len(lengths)))
+    if rng is not None:  # sort within shuffled pools, so batches differ from epoch to epoch
+        rng.shuffle(order)
+        pool = batch_size * 50
+        order = [i for lo in range(0, len(order), pool)
+                 for i in sorted(order[lo : lo + pool], key=lengths.__getitem__)]
+    else:
+        order.sort(key=lengths.__getitem__)
+    batches = [order[lo : lo + batch_size] for lo in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+@dataclass
+class TaggerBundle:
+    """A loaded tagger with what it needs to read text and decode."""
+
+    model: Tagger
+    encoder: Encoder
+    meta: dict
+    device: torch.device
+
+    @property
+    def constraints(self) -> torch.Tensor | None:
+        ok = self.meta["tag"].get("constraints")
+        return None if ok is None else torch.tensor(ok, dtype=torch.bool)
+
+    @torch.inference_mode()
+    def predict(self, sentences: Sequence[Sentence], batch_size: int = 64) -> list[list[str]]:
+        self.model.eval()
+        encoded = [self.encoder.encode(Sentence(s.tokens, None, s.features)) for s in sentences]
+        out: list[list[str]] = [[] for _ in sentences]
+        ok = self.constraints
+        for index in length_batches([len(e["tokens"]) for e in encoded], batch_size, None):
+            index = [i for i in index if len(encoded[i]["tokens"])]  # empty lines: no labels
+            if not index:
+                continue
+            batch = collate([encoded[i] for i in index], self.device)
+            log_probs = F.log_softmax(self.model(batch).float(), -1).cpu()
+            for row, path in zip(batch["order"], viterbi(log_probs, batch["lengths"], ok),
+                                 strict=True):
+                out[index[row]] = [self.encoder.labels[j] for j in path]
+        return out
+
+    def score(self, sentences: Sequence[Sentence]) -> dict:
+        """Token accuracy plus the task's standard score on labelled sentences."""
+        pred = self.predict(sentences)
+        gold = [s.labels or [] for s in sentences]
+        result: dict = {"sentences": len(sentences), "tokens": sum(map(len, gold)),
+                        "accuracy": tagscore.accuracy(gold, pred)}
+        if self.encoder.level == "char" and set(self.encoder.labels) <= set("BMES"):
+            result["score"] = "word"
+            result.update(tagscore.word_f1(
+                [words_from_tags(s.tokens, g) for s, g in zip(sentences, gold, strict=True)],
+                [words_from_tags(s.tokens, p) for s, p in zip(sentences, pred, strict=True)]))
+        elif tagscore.is_chunk_tagset(self.encoder.labels):
+            result["score"] = "chunk"
+            result.update(tagscore.chunk_f1(gold, pred))
+        return result
+
+
+def load_tagger(spec: str | None, root: Path, device: str = "auto") -> TaggerBundle:
+    ckpt = checkpoint.resolve(spec, root, kind="tag")
+    ckpt.require_task("tag", "train one with `charrnn tag train`")
+    dev = resolve_device(device)
+    model = ckpt.build(TaggerConfig, Tagger, dev)
+    return TaggerBundle(model.eval(), Encoder.from_json(ckpt.meta["tokenizer"]), ckpt.meta, dev)

@@ -1,0 +1,113 @@
+"""What every training loop takes (optimisation, budget, evaluation, seed, device), validated once.
+
+Each task's config extends `LoopConfig` with its own model and data fields (lm.config.TrainConfig,
+tag.config.TagTrainConfig, fill.config.FillTrainConfig); the CLI takes its defaults from them.
+Torch-free, so `charrnn --help` can read the defaults without importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from charrnn.errors import UserError, check_seed
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
+
+
+def option(name: str) -> str:
+    """A field's command-line spelling: max_steps → --max-steps."""
+    return "--" + name.replace("_", "-")
+
+
+def require_positive(cfg: object, names: tuple[str, ...]) -> None:
+    """Each named field is None or a finite number > 0."""
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UserError(f"{option(name)} must be a positive number, got {value}")
+
+
+def require_at_least(cfg: object, least: int | float, names: tuple[str, ...]) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not value >= least:  # `nan >= x` is false: what is allowed is tested, so NaN fails
+            raise UserError(f"{option(name)} must be ≥ {least}, got {value}")
+
+
+def require_fraction(cfg: object, names: tuple[str, ...]) -> None:
+    """Each named field in [0, 1) (dropout rates)."""
+    for name in names:
+        value = getattr(cfg, name)
+        if not 0 <= value < 1:
+            raise UserError(f"{option(name)} must be in [0, 1), got {value}")
+
+
+@dataclass
+class LoopConfig:
+    optim: str = "adamw"
+    lr: float | None = None  # peak learning rate; None: the optimizer's default (DEFAULT_LR)
+    momentum: float = 0.0  # sgd and rmsprop only: SGD is plain SGD unless a momentum is given
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0  # 0: no clipping
+    warmup: int = 100
+    min_lr_ratio: float = 0.1  # the cosine's floor, as a fraction of the peak
+    max_steps: int | None = None
+    max_time: float | None = None
+    epochs: float | None = None
+    eval_every: int | None = 250  # None: once an epoch
+    eval_seconds: float | None = None
+    save_every: int | None = None
+    patience: int | None = None
+    log_every: int = 50
+    seed: int = 1337
+    device: str = "auto"
+
+    # Peak learning rates when --lr is not given (the LM defaults: bench/train_shakespeare.py).
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 6e-3, "adam": 6e-3, "rmsprop": 2e-3,
+                                              "sgd": 1.0}
+    DEFAULT_MAX_STEPS: ClassVar[int | None] = 3000  # the budget when none is given …
+    DEFAULT_EPOCHS: ClassVar[float | None] = None  # … or this many epochs
+
+    def __post_init__(self) -> None:
+        if self.optim not in OPTIMIZERS:
+            raise UserError(f"--optim must be one of {', '.join(OPTIMIZERS)}, not {self.optim!r}")
+        require_positive(self, ("lr", "max_steps", "max_time", "epochs", "eval_every",
+                                "eval_seconds", "save_every", "patience"))
+        require_at_least(self, 1, ("log_every",))
+        for name in ("weight_decay", "grad_clip", "warmup", "momentum"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise UserError(f"{option(name)} must be a finite number ≥ 0, got {value}")
+        if self.momentum and self.optim not in MOMENTUM_OPTIMIZERS:
+            raise UserError(f"--momentum applies to sgd and rmsprop, not {self.optim} (whose "
+                            "momentum is fixed by its betas): drop --momentum or use --optim sgd")
+        if not self.momentum < 1:
+            raise UserError(f"--momentum must be below 1, got {self.momentum}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+        check_seed(self.seed)
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else self.DEFAULT_LR[self.optim]
+
+    def total_steps(self, steps_per_epoch: int) -> int | None:
+        """The step budget: --max-steps and --epochs, whichever ends first; with no budget at
+        all, the config's default. None: only --max-time bounds the run."""
+        epochs = self.epochs
+        if self.max_steps is None and self.max_time is None and epochs is None:
+            if self.DEFAULT_MAX_STEPS is not None:
+                return self.DEFAULT_MAX_STEPS
+            epochs = self.DEFAULT_EPOCHS
+        by_epochs = math.ceil(epochs * steps_per_epoch) if epochs is not None else None
+        if by_epochs is None:
+            return self.max_steps
+        return min(by_epochs, self.max_steps) if self.max_steps else by_epochs
+
+    @classmethod
+    def from_json(cls, data: dict):
+        """The config a checkpoint recorded (fields it lacks take today's defaults)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -1,0 +1,42 @@
+"""metrics.jsonl: every train and eval record of a run, one JSON object a line, for plots later."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from charrnn.errors import UserError
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl; on resume, records after the resumed step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True) -> None:
+        self.path, self.enabled = path, enabled
+        if enabled and resume_step is not None and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and _step_of(line) <= resume_step]
+            tmp = path.with_name(path.name + ".tmp")
+            try:
+                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+                tmp.replace(path)
+            except OSError as exc:
+                raise UserError(f"cannot update {path}: {exc.strerror or exc}; the run folder "
+                                "must be writable to resume") from exc
+
+    def write(self, rec: dict) -> None:
+        if not self.enabled:
+            return
+        try:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(rec) + "\n")
+        except OSError as exc:
+            raise UserError(f"could not append to {self.path}: {exc.strerror or exc}; the "
+                            "checkpoints are intact (free some disk space, then --resume)") from exc
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # a torn last line from a crash: drop it

@@ -1,0 +1,70 @@
+"""Optimizers by name, with one rule for weight decay, and what of their state follows the machine.
+
+Weight decay applies to matrices only: biases, norms and embedding tables are not shrunk (as in
+nanoGPT; the rows of rare tokens would only shrink). A tied output matrix is the embedding, so it
+is not decayed either.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from charrnn.training.config import LoopConfig
+
+# Settings of how an optimizer computes, not what: they follow this machine, not the checkpoint
+# (a CPU-trained run resumed on CUDA gets the fused kernel, and the other way round).
+KERNEL_KEYS = ("fused", "foreach", "capturable")
+BETAS = (0.9, 0.99)
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    params = list(model.parameters())  # tied parameters once
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in tables]
+    keep = [p for p in params if not (p.dim() >= 2 and id(p) not in tables)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: LoopConfig, device: torch.device) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.weight_decay)
+    fused = device.type == "cuda"
+    lr = cfg.base_lr
+    if cfg.optim == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=BETAS, fused=fused)
+    if cfg.optim == "adam":
+        return torch.optim.Adam(groups, lr=lr, betas=BETAS, fused=fused)
+    if cfg.optim == "rmsprop":  # char-rnn's optimiser (alpha = decay rate 0.95); not fused, so
+        # on CUDA the loss scaler reads its overflow flag back once a step
+        return torch.optim.RMSprop(groups, lr=lr, alpha=0.95, momentum=cfg.momentum)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, fused=fused)
+
+
+def with_kernels(saved: list[dict], current: list[dict]) -> list[dict]:
+    """Saved parameter groups with this machine's kernel settings."""
+    if len(saved) != len(current):
+        return saved  # load_state_dict says what does not fit
+    return [{**old, **{k: new[k] for k in KERNEL_KEYS if k in new}}
+            for old, new in zip(saved, current, strict=True)]
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimizer's per-parameter state as flat named tensors (safetensors holds no dicts)."""
+    return {f"optim.{pid}.{key}": torch.as_tensor(value)
+            for pid, entry in optimizer.state_dict()["state"].items()
+            for key, value in entry.items()}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                   param_groups_saved: list[dict]) -> None:
+    """The inverse of optimizer_tensors (raises KeyError/ValueError/RuntimeError on a misfit)."""
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            # As loaded: load_state_dict puts each value where its parameter's policy wants it (a
+            # non-fused Adam keeps `step` on the CPU: on the GPU it would cost a host sync per
+            # parameter per step).
+            state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": with_kernels(
+        param_groups_saved, optimizer.param_groups)})

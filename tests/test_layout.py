@@ -1,0 +1,143 @@
+"""The shape of the package: one source for every default, no import circles, a library that never
+reaches up into the command line or the terminal views."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+import typer
+
+from charrnn.cli import app
+from charrnn.cli.options import plain
+from charrnn.data import PreprocessOptions
+from charrnn.fill.config import FillOptions, FillTrainConfig, SearchOptions
+from charrnn.lm.config import SampleOptions, TrainConfig
+from charrnn.tag.config import TagTrainConfig
+
+PACKAGE = Path(__file__).resolve().parents[1] / "charrnn"
+# Where an option's name differs from its field's, and options named like a field they are not
+# (fill eval's --context counts characters of the held-out text, the search's tokens).
+RENAMED = {"temp": "temperature", "unk": "unknown"}
+NOT_FIELDS = {("fill", "eval"): {"context"}}
+
+
+def _command(*path: str):
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]
+    return command
+
+
+def _defaults(cls: type) -> dict:
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+@pytest.mark.parametrize(("path", "configs"), [
+    (("train",), (TrainConfig, PreprocessOptions)),
+    (("preprocess",), (PreprocessOptions,)),
+    (("ngram", "train"), (PreprocessOptions,)),
+    (("tag", "train"), (TagTrainConfig,)),
+    (("sample",), (SampleOptions,)),
+    (("fill", "text"), (FillOptions, SearchOptions)),
+    (("fill", "eval"), (SearchOptions,)),
+])
+def test_option_defaults_are_the_config_defaults(path, configs) -> None:
+    compared = 0
+    for param in _command(*path).params:
+        name = RENAMED.get(param.name, param.name)
+        if name in NOT_FIELDS.get(path, ()):
+            continue
+        for cls in configs:
+            fields_ = _defaults(cls)
+            if name in fields_:
+                assert plain(param.default) == fields_[name], (path, param.name, cls.__name__)
+                compared += 1
+    assert compared >= 3, path
+
+
+def test_train_and_fill_share_their_defaults() -> None:
+    """One `train` command line serves both tasks: what they share defaults the same."""
+    lm, fill = _defaults(TrainConfig), _defaults(FillTrainConfig)
+    assert all(lm[name] == value for name, value in fill.items()), \
+        {n: (lm[n], v) for n, v in fill.items() if lm[n] != v}
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(module imported, at module level?) for every import of a file; `from pkg import mod`
+    counts as an import of pkg.mod alone."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(node) for node in tree.body}
+    typing_only = {id(n) for node in tree.body if isinstance(node, ast.If)
+                   and getattr(node.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(node)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:  # annotations only: never runs
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            subs = [s for s in subs if _is_module(s)]
+            out += [(n, id(node) in top) for n in subs or [node.module]]
+        elif isinstance(node, ast.Import):
+            out += [(a.name, id(node) in top) for a in node.names]
+    return out
+
+
+def _is_module(name: str) -> bool:
+    path = PACKAGE.parent.joinpath(*name.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _library_files() -> list[Path]:
+    """Everything but the command line, the views and `python -m charrnn` (the entry point)."""
+    return [p for p in PACKAGE.rglob("*.py")
+            if p.relative_to(PACKAGE).parts[0] not in ("cli", "tui", "__main__.py")]
+
+
+def test_the_library_never_imports_typer_or_the_views() -> None:
+    offenders = [(_module(p), name) for p in _library_files() for name, _ in _imports(p)
+                 if name.split(".")[0] == "typer" or name.startswith(("charrnn.tui", "charrnn.cli"))]
+    assert offenders == []
+
+
+def test_no_import_circles() -> None:
+    """Not even through the imports a function makes when it runs (lazy ones)."""
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {m: {n for n, _ in _imports(p) if n in modules and n != m} for m, p in modules.items()}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack = [(start, [start])]
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    return [*trail, nxt]
+                if nxt not in trail:
+                    stack.append((nxt, [*trail, nxt]))
+        return None
+
+    for module in sorted(graph):
+        assert cycle_from(module) is None, cycle_from(module)
+
+
+def test_import_floors_stay_few() -> None:
+    """The longest chain of module-level imports inside charrnn (a module's floor)."""
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {m: {n for n, top in _imports(p) if top and n in modules and n != m}
+             for m, p in modules.items()}
+    floor: dict[str, int] = {}
+
+    def depth(module: str) -> int:
+        if module not in floor:
+            floor[module] = 0
+            floor[module] = 1 + max((depth(n) for n in graph[module]), default=0)
+        return floor[module]
+
+    assert max(map(depth, graph)) <= 10

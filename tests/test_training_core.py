@@ -1,0 +1,140 @@
+"""The training loop every task shares (charrnn.training): each option means the same for every
+task, an option that does not apply is refused, rollbacks stay rollbacks, figures count training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn.data import PreprocessOptions, prepare
+from charrnn.lm.config import TrainConfig
+from charrnn.lm.train import Trainer
+from charrnn.training.loop import Loop
+from helpers import TINY, run_cli
+
+FILL = ["--task", "fill", "--hidden", "16", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
+        "--plain", "--warmup", "2", "--eval-every", "10"]
+
+
+def _records(run: Path, kind: str) -> list[dict]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def _param_groups(run: Path) -> list[dict]:
+    return json.loads((run / "last/checkpoint.json").read_text())["optimizer"]["param_groups"]
+
+
+def test_fill_with_optim_sgd_trains_with_plain_sgd(small_text: Path, tmp_path: Path) -> None:
+    run_cli("train", small_text, *FILL, "--optim", "sgd", "--max-steps", "4", "--run-name", "f")
+    groups = _param_groups(tmp_path / "runs/f")
+    assert all("momentum" in g and g["momentum"] == 0 and "betas" not in g for g in groups)
+    assert max(r["lr"] for r in _records(tmp_path / "runs/f", "train")) <= 1.0  # sgd's default
+
+
+def test_sgd_momentum_is_asked_for_not_assumed(small_text: Path, tmp_path: Path) -> None:
+    run_cli("train", small_text, *TINY, "--optim", "sgd", "--max-steps", "4", "--run-name", "p")
+    run_cli("train", small_text, *TINY, "--optim", "sgd", "--momentum", "0.9", "--max-steps", "4",
+            "--run-name", "m")
+    assert {g["momentum"] for g in _param_groups(tmp_path / "runs/p")} == {0}
+    assert {g["momentum"] for g in _param_groups(tmp_path / "runs/m")} == {0.9}
+    refused = run_cli("train", small_text, *TINY, "--momentum", "0.9", ok=False)
+    assert refused.exit_code == 2 and "--momentum applies to sgd and rmsprop" in refused.output
+
+
+@pytest.mark.parametrize("task", [[], FILL])
+def test_grad_clip_zero_means_no_clipping(small_text: Path, monkeypatch, task) -> None:
+    calls = []
+    real = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    base = TINY if not task else []
+    run_cli("train", small_text, *base, *task, "--max-steps", "3", "--grad-clip", "0")
+    assert calls == []
+    run_cli("train", small_text, *base, *task, "--max-steps", "3")
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("option", [["--tie-weights"], ["--no-tie-weights"], ["--weight-drop", "0.2"],
+                                    ["--locked-dropout"], ["--embed-drop", "0.1"],
+                                    ["--direction", "backward"], ["--eval-tokens", "100"]])
+def test_lm_only_options_are_refused_for_fill(small_text: Path, tmp_path: Path, option) -> None:
+    result = run_cli("train", small_text, *FILL, *option, "--run-name", "x", ok=False)
+    name = option[0].replace("--no-", "--")
+    assert result.exit_code == 2 and f"{name} does not apply to --task fill" in result.output
+    assert not (tmp_path / "runs/x").exists()
+
+
+def test_fill_honours_log_every_min_lr_ratio_and_patience(small_text: Path, tmp_path: Path) -> None:
+    run_cli("train", small_text, *FILL, "--max-steps", "21", "--log-every", "7", "--min-lr-ratio",
+            "1", "--eval-every", "1000", "--run-name", "a")
+    train = _records(tmp_path / "runs/a", "train")
+    assert [r["step"] for r in train] == [7, 14, 21]
+    assert {round(r["lr"], 9) for r in train} == {round(train[0]["lr"], 9)}  # a flat floor
+    run_cli("train", small_text, *FILL, "--max-steps", "2000", "--eval-every", "2", "--patience",
+            "1", "--optim", "sgd", "--lr", "5", "--run-name", "p")
+    assert _records(tmp_path / "runs/p", "eval")[-1]["step"] < 2000
+
+
+def _trainer(small_text: Path, tmp_path: Path, **cfg) -> Trainer:
+    ds = prepare([str(small_text)], PreprocessOptions())
+    base = {"hidden": 16, "layers": 1, "batch_size": 4, "seq_len": 16, "warmup": 1, "log_every": 5}
+    return Trainer(ds, TrainConfig(**{**base, **cfg}), tmp_path)
+
+
+def test_two_non_finite_windows_in_a_row_both_roll_back(small_text, tmp_path, monkeypatch) -> None:
+    """After a rollback the optimizer must not share tensors with the snapshot: RMSprop's moments,
+    poisoned in place by the second bad window, would otherwise be "restored" poisoned, and the
+    run would die although halving the learning rate fixes it."""
+    trainer = _trainer(small_text, tmp_path, optim="rmsprop", max_steps=30, eval_every=10)
+    real_step, calls = Loop.step, {"n": 0}
+
+    def poisoned(self):
+        calls["n"] += 1
+        if calls["n"] in (7, 12):  # a bad gradient in two windows one after the other
+            for p in self.task.model.parameters():
+                p.register_hook(lambda g: g * float("nan")) if p.requires_grad else None
+            loss = real_step(self)
+            for p in self.task.model.parameters():
+                p._backward_hooks.clear() if p._backward_hooks else None
+            return loss
+        return real_step(self)
+
+    monkeypatch.setattr(Loop, "step", poisoned)
+    messages = []
+    trainer.reporter.message = messages.append
+    result = trainer.run()
+    assert result["outcome"] == "finished" and result["step"] == 30
+    assert sum("rolled back" in m for m in messages) == 2
+    assert trainer.progress.lr_scale == 0.25
+    for state in trainer.loop.optimizer.state.values():
+        assert all(torch.isfinite(v).all() for v in state.values() if torch.is_tensor(v))
+
+
+def test_tokens_per_second_counts_training_time_only(small_text, tmp_path, monkeypatch) -> None:
+    """An evaluation that takes a second must not show up in the next window's tokens/s."""
+    import time
+
+    trainer = _trainer(small_text, tmp_path, max_steps=20, log_every=10, eval_every=10)
+    real_eval = trainer.task.evaluate
+    monkeypatch.setattr(trainer.task, "evaluate", lambda: time.sleep(1.0) or real_eval())
+    trainer.run()
+    first, second = (r["tokens_per_s"] for r in _records(tmp_path, "train"))
+    assert second > 0.5 * first  # with the second spent evaluating inside it: ~10× slower
+
+
+def test_checkpoint_writes_wait_when_they_would_take_over_the_run(small_text, tmp_path) -> None:
+    """A save that took long delays the next one (never more than a tenth of the time writing);
+    the best weights wait in memory and are written at the end."""
+    trainer = _trainer(small_text, tmp_path, max_steps=30, log_every=5, eval_every=5)
+    trainer.loop.saves.record(3600.0)  # as if the last write had taken an hour
+    writes = []
+    real_save = trainer.loop.save
+    trainer.loop.save = lambda name, *a, **k: writes.append(name) or real_save(name, *a, **k)
+    result = trainer.run()
+    assert writes == ["last", "best"]  # once, at the end: not at the five evaluations before
+    best = json.loads((tmp_path / "best/checkpoint.json").read_text())
+    assert best["metrics"]["val_loss"] == pytest.approx(result["best_val"])
