@@ -33,7 +33,9 @@ def main() -> None:
         sys.exit(f"missing corpus {train}")
     import torch
 
-    from charrnn.tag.train import TagTrainConfig, train_tagger
+    from charrnn.tag.config import TagTrainConfig
+    from charrnn.tag.train import train_tagger
+    from charrnn.training.reporters import PlainReporter, fmt_eval
 
     torch.set_num_threads(args.threads)
     cfg = TagTrainConfig(format="conll", label_column=-1, features=[] if args.no_pos else [1],
@@ -41,22 +43,23 @@ def main() -> None:
                          batch_size=64, lr=4e-3, max_time=args.budget, val_frac=0.05,
                          device=args.device)
     work = Path(tempfile.mkdtemp(prefix="charrnn-bench-chunk-"))
-    evals = []
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-        if line.startswith("eval"):
-            evals.append(line)
+    class Lines(PlainReporter):  # progress on stderr, eval lines kept for the JSON
+        def eval(self, rec: dict) -> None:
+            super().eval(rec)
+            evals.append(fmt_eval(rec))
 
+    evals: list[str] = []
     started = time.time()
-    result = train_tagger(str(train), cfg, work / "runs", "chunk", test=str(test), log=log)
+    result = train_tagger(str(train), cfg, work / "runs", "chunk", test=str(test),
+                          reporter=Lines(sys.stderr))
     t = result["test"]
     print(json.dumps({
         "bench": "tag_chunk", "corpus": "CoNLL-2000 (conll2000_train → conll2000_test)",
         "inputs": "words" if args.no_pos else "words + POS",
         "test_f1": round(t["f1"], 4), "test_precision": round(t["precision"], 4),
         "test_recall": round(t["recall"], 4), "test_accuracy": round(t["accuracy"], 4),
-        "bar_f1": 0.92, "passed": t["f1"] >= 0.92, "best_val_f1": round(result["best"], 4),
+        "bar_f1": 0.92, "passed": t["f1"] >= 0.92, "best_val_f1": round(result["best_val"], 4),
         "steps": result["step"], "train_s": round(result["elapsed"], 1),
         "wall_s": round(time.time() - started, 1), "threads": args.threads,
         "device": args.device, "evals": evals,

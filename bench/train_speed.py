@@ -5,7 +5,7 @@
 
 The reference is the obvious loop: nn.Embedding → nn.LSTM → nn.Linear, cross-entropy, backward,
 AdamW (fused on CUDA) with bf16 autocast on CUDA, batches already on the device. charrnn's side is
-`Trainer._step` (the whole step: batch from the memmap stream, autocast, clipping, schedule,
+`Loop.step` (the whole step: batch from the memmap stream, autocast, clipping, schedule,
 carried state, and on CUDA float16 autocast with loss scaling: the cuDNN RNN runs in float16 under
 the reference's bf16 autocast too), on the same tiny Shakespeare ids. Both run in this process,
 alternating, so the ratio holds on a noisy machine. Prints JSON.
@@ -73,14 +73,15 @@ def plain_steps(ids: torch.Tensor, args, device: torch.device, steps: int):
 
 def charrnn_steps(args, device: torch.device, steps: int, work: Path):
     from charrnn import data
-    from charrnn.lm.train import TrainConfig, Trainer
+    from charrnn.lm.config import TrainConfig
+    from charrnn.lm.train import Trainer
 
     dataset = data.preprocess([str(args.corpus)], work / "ds", data.PreprocessOptions(
         val_frac=0.1, test_frac=0.0))
     cfg = TrainConfig(cell=args.cell, layers=args.layers, hidden=args.hidden, dropout=0.0,
                       tie_weights=False, seq_len=args.seq_len, batch_size=args.batch_size,
                       device=str(device), max_steps=10**9, warmup=0)
-    trainer = Trainer(dataset, cfg, work / "run", plain=True)
+    trainer = Trainer(dataset, cfg, work / "run")
     ids = torch.from_numpy(dataset.ids("train").astype("int64"))
 
     def run():
@@ -88,7 +89,7 @@ def charrnn_steps(args, device: torch.device, steps: int, work: Path):
             sync(device)
             start = time.perf_counter()
             for _ in range(steps):
-                trainer._step()
+                trainer.loop.step()
             sync(device)
             yield time.perf_counter() - start
 
