@@ -1,33 +1,61 @@
 #!/usr/bin/env bash
-# The GPU checks and figures of the foundation and performance issues, as one prepared run for a
-# lent GPU machine (device time is short: every part has a time limit and writes its result as
-# soon as it has one, so a part that fails or runs out leaves the others' figures).
+# The GPU checks and figures of issue 15, as two prepared calls for a lent GPU machine, planned to
+# fit one 15-minute lease with a 1–2 minute machine start per call:
+#
+#   call1  (≤ 7 min, deadline 420 s)  machine and versions, tests/test_cuda.py + tests/test_fastpath.py
+#          (junit XML, pytest's exit status), training tokens/s vs a plain cuDNN + bf16 + fused AdamW
+#          loop, sampling 1 and 64 streams, the cost of --weight-drop
+#   call2  (≤ 4 min, deadline 240 s)  tiny Shakespeare best val in 120 s of training (recipe A)
 #
 # Here, once: copy the real corpora into the checkout (the device tool carries only the checkout):
-#     bash bench/gpu_suite.sh prepare                # → .gpu/corpora (git-ignored)
-# There (device tool: run, carry [".gpu"], timeout_s 600), one part per call or several in one:
-#     bash bench/gpu_suite.sh core                   # CUDA tests, training + sampling speed (~3 min)
-#     bash bench/gpu_suite.sh shakespeare [SECONDS]  # two GPU recipes, 120 s each by default
-#     bash bench/gpu_suite.sh ptb [SECONDS]          # PTB word level, test perplexity (300 s)
-# Results: $OUT/results.jsonl (one JSON object per bench) and $OUT/log.txt (everything else).
-# Runs on the machine's own python3 and packages (no install: nothing can be fetched there).
+#     bash bench/gpu_suite.sh prepare                  # → .gpu/corpora (git-ignored, ~6 MB)
+# There (device tool `run`, carry [".gpu"]), from the repository root, $OUT an empty folder:
+#     bash bench/gpu_suite.sh call1                    # timeout_s 450
+#     bash bench/gpu_suite.sh call2                    # timeout_s 270
+#     bash bench/gpu_suite.sh PART...                  # single parts, e.g. a rerun of what failed:
+#                                                      # env tests train_speed sample_speed weight_drop
+#                                                      # shakespeare_a shakespeare_b ptb
+# Every part runs under its own time limit (SIGINT, then SIGKILL 20 s later) and writes its line to
+# $OUT/results.jsonl as soon as it ends; the call's DEADLINE (seconds from the start) cuts the
+# limits of the parts that come late, and a part with too little time left gets a "not_run" line, so
+# a call ends inside its timeout_s whatever happens. $OUT also gets log.txt (every part's stderr,
+# pytest's output) and pytest.xml: three files (the tool brings back at most 8).
+# Runs on the machine's own python3 and packages (torch 2.11 there): PYTHONPATH=., no install.
+# On a CPU, with tiny sizes (this checks the script, not the figures; ~1 minute for both calls):
+#     T="--hidden 32 --layers 1 --batch-size 4 --seq-len 16 --steps 2 --rounds 1"
+#     DEVICE=cpu PYTHON=.venv/bin/python TRAIN_SPEED_ARGS="$T" WEIGHT_DROP_ARGS="$T" \
+#       SAMPLE_SPEED_ARGS="--tokens 200 --streams 4" bash bench/gpu_suite.sh call1
+#     DEVICE=cpu PYTHON=.venv/bin/python SHAKESPEARE_BUDGET=5 \
+#       SHAKESPEARE_ARGS="--hidden 32 --layers 1 --batch-size 8 --seq-len 32" bash bench/gpu_suite.sh call2
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
 if [[ "${1:-}" == prepare ]]; then
   mkdir -p .gpu/corpora
-  cp ../shared/corpora/{tinyshakespeare,ptb.train,ptb.valid,ptb.test}.txt .gpu/corpora/
+  cp ../shared/corpora/{tinyshakespeare,ptb.train,ptb.valid,ptb.test}.txt .gpu/corpora/ || exit
   du -sh .gpu
   exit 0
+fi
+if [[ $# -eq 0 ]]; then
+  echo "usage: bash bench/gpu_suite.sh prepare | call1 | call2 | PART..." >&2
+  exit 2
 fi
 
 OUT=${OUT:-/tmp/charrnn-gpu-suite}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl LOG=$OUT/log.txt
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/charrnn-suite.XXXXXX")  # parts' stdout: not under $OUT
 export PYTHONPATH=$REPO PYTHONUNBUFFERED=1 CHARRNN_SHARED_CORPORA=${CHARRNN_SHARED_CORPORA:-$REPO/.gpu/corpora}
 PY=${PYTHON:-python3}
-DEVICE=${DEVICE:-cuda}  # DEVICE=cpu with short budgets checks this script itself on a CPU
+DEVICE=${DEVICE:-cuda}  # DEVICE=cpu with tiny sizes checks this script on a CPU
+STARTED=$(date +%s)
+GRACE=20  # seconds between a part's SIGINT and its SIGKILL
+case "$1" in
+  call1) DEADLINE=${DEADLINE:-420} ;;
+  call2) DEADLINE=${DEADLINE:-240} ;;
+  *) DEADLINE=${DEADLINE:-570} ;;
+esac
 
 # The GPU recipes (none measured yet on a GPU): big cuDNN LSTMs, heavy dropout, AdamW + cosine.
 SHAKESPEARE_A=(--cell lstm --layers 3 --hidden 1024 --dropout 0.4 --seq-len 128 --batch-size 64
@@ -37,59 +65,102 @@ SHAKESPEARE_B=(--cell lstm --layers 3 --hidden 1536 --dropout 0.5 --seq-len 128 
 PTB=(--cell lstm --layers 2 --hidden 1500 --dropout 0.65 --tie-weights --seq-len 35
      --batch-size 64 --lr 1e-3 --weight-decay 0.01 --warmup 300 --min-lr-ratio 0.02)
 
-# bench NAME SECONDS CMD...: run CMD under a time limit; its JSON (on stdout) becomes one line of
-# results.jsonl tagged with NAME, or a line saying how it failed.
-bench() {
-  local name=$1 limit=$2 started rc
-  shift 2
-  echo "== $name (limit ${limit}s): $*" | tee -a "$LOG"
-  started=$(date +%s)
-  timeout "$limit" "$@" >"$OUT/$name.out" 2>>"$LOG"
-  rc=$?
-  "$PY" - "$name" "$rc" "$(($(date +%s) - started))" "$OUT/$name.out" >>"$RESULTS" <<'EOF'
-import json, sys
-name, rc, wall, path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-text = open(path, encoding="utf-8", errors="replace").read()
-try:
-    result = json.loads(text)
-except ValueError:
-    result = {"output_tail": text[-2000:]}
-print(json.dumps({"name": name, "rc": rc, "wall_s": wall, **result}))
-EOF
-  rm -f "$OUT/$name.out"
+# limit_for WANT: WANT seconds, or less when the call's deadline is nearer (room left for the kill
+# grace and the record).
+limit_for() {
+  local want=$1 left
+  left=$((DEADLINE - ($(date +%s) - STARTED) - GRACE - 5))
+  echo $((left < want ? left : want))
+}
+
+# record KIND NAME RC WALL LIMIT FILE...: one line in results.jsonl, even if python fails there.
+record() {
+  local line
+  if line=$("$PY" bench/gpu_results.py "$@" 2>>"$LOG") && [[ -n $line ]]; then
+    echo "$line" >>"$RESULTS"
+  else
+    printf '{"name": "%s", "rc": %s, "part_s": %s, "limit_s": %s, "error": "%s"}\n' "$2" "$3" "$4" \
+      "$5" "bench/gpu_results.py could not record it: see log.txt" >>"$RESULTS"
+  fi
   tail -n 1 "$RESULTS"
 }
 
-core() {
-  { nvidia-smi -L; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
-"cudnn", torch.backends.cudnn.version(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
-  } 2>&1 | tee -a "$LOG"
-  echo "== tests" | tee -a "$LOG"
-  timeout 240 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py tests/test_fastpath.py 2>&1 \
-    | tee -a "$LOG" | tail -n 3
-  # shellcheck disable=SC2086  # TRAIN_SPEED_ARGS: smaller sizes for a CPU check of this script
-  bench train_speed 120 "$PY" bench/train_speed.py --device "$DEVICE" ${TRAIN_SPEED_ARGS:-}
-  bench sample_speed 150 "$PY" bench/sample_speed.py --device "$DEVICE" --tokens "${TOKENS:-20000}"
+# run_part NAME WANT KIND CMD...: CMD under its limit; stdout and stderr kept in $WORK, stderr
+# (or all of pytest's output) copied to the log.
+# KIND bench: CMD prints one JSON object; KIND pytest: CMD writes $OUT/pytest.xml.
+run_part() {
+  local name=$1 want=$2 kind=$3 limit started rc
+  shift 3
+  limit=$(limit_for "$want")
+  if ((limit < 15)); then
+    printf '{"name": "%s", "not_run": "%s s left of the call'\''s %s s deadline"}\n' "$name" \
+      "$((DEADLINE - ($(date +%s) - STARTED)))" "$DEADLINE" | tee -a "$RESULTS"
+    return 0
+  fi
+  echo "== $name (limit ${limit}s): $*" | tee -a "$LOG"
+  started=$(date +%s)
+  if [[ $kind == pytest ]]; then
+    rm -f "$OUT/pytest.xml"
+    timeout -s INT -k "$GRACE" "$limit" "$@" >"$WORK/$name.out" 2>&1
+    rc=$?
+    cat "$WORK/$name.out" >>"$LOG"
+    record pytest "$name" "$rc" "$(($(date +%s) - started))" "$limit" "$OUT/pytest.xml" "$WORK/$name.out"
+  else
+    timeout -s INT -k "$GRACE" "$limit" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err"
+    rc=$?
+    cat "$WORK/$name.err" >>"$LOG"
+    record bench "$name" "$rc" "$(($(date +%s) - started))" "$limit" "$WORK/$name.out" "$WORK/$name.err"
+  fi
 }
 
-shakespeare() {
-  local budget=${1:-120}
-  bench shakespeare_a $((budget + 90)) "$PY" bench/train_shakespeare.py --budget "$budget" \
-    --device "$DEVICE" -- "${SHAKESPEARE_A[@]}"
-  bench shakespeare_b $((budget + 90)) "$PY" bench/train_shakespeare.py --budget "$budget" \
-    --device "$DEVICE" -- "${SHAKESPEARE_B[@]}"
+part() {
+  local recipe budget timeout_opt=()
+  case "$1" in
+    env) run_part env 20 bench "$PY" bench/gpu_results.py env ;;
+    tests)
+      # pytest-timeout (on the machine): one hung test fails alone instead of taking the part
+      "$PY" -c 'import pytest_timeout' 2>/dev/null && timeout_opt=(--timeout 120)
+      run_part tests 160 pytest "$PY" -m pytest -q -p no:cacheprovider -rfE --durations=10 \
+        --junitxml="$OUT/pytest.xml" ${timeout_opt[@]+"${timeout_opt[@]}"} \
+        tests/test_cuda.py tests/test_fastpath.py ;;
+    # shellcheck disable=SC2086  # *_ARGS: extra options, word-split (tiny sizes for a CPU check)
+    train_speed) run_part train_speed 60 bench "$PY" bench/train_speed.py --device "$DEVICE" \
+      ${TRAIN_SPEED_ARGS:-} ;;
+    # shellcheck disable=SC2086
+    sample_speed) run_part sample_speed 75 bench "$PY" bench/sample_speed.py --device "$DEVICE" \
+      ${SAMPLE_SPEED_ARGS:---tokens 10000} ;;
+    # shellcheck disable=SC2086
+    weight_drop) run_part weight_drop 50 bench "$PY" bench/weight_drop_speed.py --device "$DEVICE" \
+      ${WEIGHT_DROP_ARGS:-} ;;
+    shakespeare_a | shakespeare_b)
+      budget=${SHAKESPEARE_BUDGET:-120}
+      if [[ -n ${SHAKESPEARE_ARGS:-} ]]; then
+        read -ra recipe <<<"$SHAKESPEARE_ARGS"
+      elif [[ $1 == shakespeare_a ]]; then
+        recipe=("${SHAKESPEARE_A[@]}")
+      else
+        recipe=("${SHAKESPEARE_B[@]}")
+      fi
+      run_part "$1" $((budget + 80)) bench "$PY" bench/train_shakespeare.py --budget "$budget" \
+        --device "$DEVICE" -- "${recipe[@]}" ;;
+    ptb)
+      budget=${PTB_BUDGET:-300}
+      if [[ -n ${PTB_ARGS:-} ]]; then read -ra recipe <<<"$PTB_ARGS"; else recipe=("${PTB[@]}"); fi
+      run_part ptb $((budget + 120)) bench "$PY" bench/train_ptb.py --budget "$budget" \
+        --device "$DEVICE" -- "${recipe[@]}" ;;
+    *) echo "unknown part $1" | tee -a "$LOG" >&2 ;;
+  esac
 }
 
-ptb() {
-  local budget=${1:-300}
-  bench ptb $((budget + 120)) "$PY" bench/train_ptb.py --budget "$budget" --device "$DEVICE" \
-    -- "${PTB[@]}"
-}
-
-case "${1:-}" in
-  core) core ;;
-  shakespeare) shakespeare "${2:-120}" ;;
-  ptb) ptb "${2:-300}" ;;
-  all) core; shakespeare 120 ;;
-  *) echo "usage: bash bench/gpu_suite.sh prepare|core|shakespeare [S]|ptb [S]|all" >&2; exit 2 ;;
+case "$1" in
+  call1) parts=(env tests train_speed sample_speed weight_drop) ;;
+  call2) parts=(env shakespeare_a) ;;
+  *) parts=("$@") ;;
 esac
+echo "== $(date -u +%FT%TZ) $* on $(hostname): deadline ${DEADLINE}s, device $DEVICE" | tee -a "$LOG"
+for name in "${parts[@]}"; do
+  part "$name"
+done
+echo "== summary ($(($(date +%s) - STARTED)) s)" | tee -a "$LOG"
+"$PY" bench/gpu_results.py summary "$RESULTS" 2>>"$LOG" | tee -a "$LOG"
+rm -rf "$WORK"

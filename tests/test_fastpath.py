@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from charrnn.lm.config import ModelConfig
 from charrnn.lm.fastpath import FusedCPUStepper, ModuleStepper
-from charrnn.lm.model import RNNLM, ModelConfig
+from charrnn.lm.model import RNNLM
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -68,6 +69,79 @@ def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> Non
     stepper = fastpath.make_stepper(model, torch.device("cuda"))
     assert isinstance(stepper, ModuleStepper)
     assert isinstance(fastpath.make_stepper(model, torch.device("cpu")), FusedCPUStepper)
+
+
+def test_cuda_graph_fallback_says_so_once_on_stderr(monkeypatch, capsys) -> None:
+    """The fallback is slower, not wrong: one line on stderr per process, with the reason."""
+    from charrnn.lm import fastpath
+
+    def no_capture(self, model, device, batch=1):
+        try:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing\n"
+                               "CUDA kernel errors might be asynchronously reported")
+        except RuntimeError as exc:  # what capture_end raises after a refused kernel says less
+            raise RuntimeError("CUDA error: operation failed due to a previous error") from exc
+
+    monkeypatch.setattr(fastpath, "_graphs_off_said", False, raising=False)
+    monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", no_capture)
+    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
+    for _ in range(3):
+        assert isinstance(fastpath.make_stepper(model, torch.device("cuda", 0)), ModuleStepper)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "CUDA-graph sampling is off" in lines[0], lines
+    assert "RuntimeError: CUDA error: operation not permitted when stream is capturing" in lines[0]
+
+
+class _FakeStream:
+    """Just enough of torch.cuda.Stream for torch's own StreamContext and torch.cuda.graph."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.device = name, torch.device("cuda", 0)
+
+    def wait_stream(self, other) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return f"<stream {self.name}>"
+
+
+@pytest.mark.parametrize("fails_in", ["capture_begin", "capture_end"])
+def test_failed_cuda_graph_capture_restores_the_current_stream(monkeypatch, capsys, fails_in) -> None:
+    """torch.cuda.graph (the real one) makes the side stream current on enter and ends the capture
+    before restoring it on exit: a capture_begin or capture_end that raises left the side stream
+    current for the rest of the process. The CUDA calls below it are faked (streams, graph, device);
+    the model itself runs on the CPU."""
+    from charrnn.lm import fastpath
+
+    default = _FakeStream("default")
+    current = {"stream": default}
+
+    class FakeGraph:
+        def capture_begin(self, *pool, **options) -> None:
+            if fails_in == "capture_begin":
+                raise RuntimeError("CUDA error: capture not supported")
+
+        def capture_end(self) -> None:
+            if fails_in == "capture_end":
+                raise RuntimeError("CUDA error: operation failed due to a previous error")
+
+    monkeypatch.setattr(fastpath, "_graphs_off_said", False, raising=False)
+    monkeypatch.setattr(fastpath, "cuda_device", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    monkeypatch.setattr(torch._C, "_host_emptyCache", lambda: None, raising=False)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: _FakeStream("side"))
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current["stream"])
+    monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: current.update(stream=stream))
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
+    model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
+    stepper = fastpath.make_stepper(model, torch.device("cuda", 0))
+    assert isinstance(stepper, ModuleStepper)
+    assert current["stream"] is default
+    assert "CUDA-graph sampling is off" in capsys.readouterr().err
 
 
 def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:

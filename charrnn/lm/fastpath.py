@@ -14,23 +14,22 @@ sampling, B = --num-samples for batched sampling.
 
 It gives the same logits as `RNNLM.forward` (tested), several times faster. On CUDA the
 `CUDAGraphStepper` captures one step (embedding → cuDNN RNN → head) in a CUDA graph and replays it,
-so a token costs one graph launch instead of dozens of kernel launches; if capture fails it falls
-back to the `ModuleStepper`, which calls the model itself (also what MPS uses).
+so a token costs one graph launch instead of dozens of kernel launches; if capture fails it says
+so once on stderr and falls back to the `ModuleStepper`, which calls the model itself (also what
+MPS uses).
 """
 
 from __future__ import annotations
 
+import contextlib
+import sys
+
 import torch
 
 from charrnn.devices import cuda_device
-from charrnn.lm.model import RNNLM, State
-
-
-def _rows(state: State, batch: int) -> State:
-    """A primed state (layers, 1, H) repeated for `batch` streams."""
-    if isinstance(state, tuple):
-        return tuple(s.expand(-1, batch, -1).contiguous() for s in state)  # type: ignore[return-value]
-    return state.expand(-1, batch, -1).contiguous()
+from charrnn.lm import state as states
+from charrnn.lm.model import RNNLM
+from charrnn.lm.state import State
 
 
 class ModuleStepper:
@@ -44,7 +43,7 @@ class ModuleStepper:
     def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
         """Run the prime once; every one of `batch` streams continues from it. → (batch, V)."""
         logits, state = self.model(torch.tensor([ids], device=self.device))
-        self.state = _rows(state, batch)
+        self.state = states.repeat_rows(state, batch)
         return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
@@ -87,11 +86,8 @@ class FusedCPUStepper:
     @torch.inference_mode()
     def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
         logits, state = self.model(torch.tensor([ids]))
-        state = _rows(state, batch)
-        if isinstance(state, tuple):
-            self.h, self.c = list(state[0]), list(state[1])
-        else:
-            self.h = list(state)
+        h, c = states.parts(states.repeat_rows(state, batch))
+        self.h, self.c = list(h), list(c) if c is not None else []
         return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
@@ -155,29 +151,28 @@ class CUDAGraphStepper:
         # Replays and captures run on the current device: make it this one (`cuda:1` …), and
         # capture on our own stream, not the default capture stream of whichever GPU made it.
         torch.cuda.set_device(device)
-        cfg = model.config
-        shape = (cfg.layers, batch, cfg.hidden)
         self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        self.h = torch.zeros(shape, device=device)
-        self.c = torch.zeros(shape, device=device) if cfg.cell == "lstm" else None
+        self.state = model.initial_state(batch, device)  # the graph's static state, kept in place
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), torch.inference_mode():
             for _ in range(3):  # warm up cuDNN and the allocator outside the capture
                 self._body()
-        torch.cuda.current_stream(device).wait_stream(side)
+        current = torch.cuda.current_stream(device)
+        current.wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode(), torch.cuda.graph(self.graph, stream=side):
-            self.logits = self._body()
+        try:
+            with torch.inference_mode(), torch.cuda.graph(self.graph, stream=side):
+                self.logits = self._body()
+        finally:
+            # torch.cuda.graph makes `side` current on enter and ends the capture on exit before
+            # it restores the stream: when capture_begin or capture_end raises, `side` stays the
+            # current stream, and every later kernel of this process would queue there.
+            torch.cuda.set_stream(current)
 
     def _body(self) -> torch.Tensor:
-        state = (self.h, self.c) if self.c is not None else self.h
-        logits, new_state = self.model(self.tokens, state)
-        if self.c is not None:
-            self.h.copy_(new_state[0])
-            self.c.copy_(new_state[1])
-        else:
-            self.h.copy_(new_state)
+        logits, new_state = self.model(self.tokens, self.state)
+        states.copy_into(self.state, new_state)
         return logits[:, -1]
 
     @torch.inference_mode()
@@ -185,12 +180,7 @@ class CUDAGraphStepper:
         if batch != self.batch:
             raise ValueError(f"this graph was captured for {self.batch} streams, not {batch}")
         logits, state = self.model(torch.tensor([ids], device=self.device))
-        state = _rows(state, batch)
-        if self.c is not None:
-            self.h.copy_(state[0])
-            self.c.copy_(state[1])
-        else:
-            self.h.copy_(state)
+        states.copy_into(self.state, states.repeat_rows(state, batch))
         return logits[:, -1].expand(batch, -1)
 
     @torch.inference_mode()
@@ -218,6 +208,30 @@ def make_stepper(model: RNNLM, device: torch.device, batch: int = 1, graphs: boo
     if device.type == "cuda" and graphs:
         try:
             return CUDAGraphStepper(model, device, batch)
-        except RuntimeError:  # capture unsupported here (old driver, debug mode …): stay correct
+        except RuntimeError as exc:  # capture unsupported here (old driver, debug mode …)
+            _say_graphs_off(exc)
             return ModuleStepper(model, device)
     return ModuleStepper(model, device)
+
+
+_graphs_off_said = False
+
+
+def _say_graphs_off(exc: BaseException) -> None:
+    """One line on stderr, once per process: sampling stays correct without the graph, only
+    slower, and the user should know why (the first error of the chain: a kernel refused during
+    the capture makes capture_end fail too, and that second error says less)."""
+    global _graphs_off_said
+    if _graphs_off_said:
+        return
+    _graphs_off_said = True
+    for _ in range(8):
+        first = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+        if first is None:
+            break
+        exc = first
+    lines = str(exc).strip().splitlines()
+    why = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+    with contextlib.suppress(OSError):
+        print(f"charrnn: CUDA-graph sampling is off ({why}); the model is stepped without a "
+              "graph, slower", file=sys.stderr, flush=True)

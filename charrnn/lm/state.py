@@ -21,6 +21,13 @@ def map_state(fn: Callable[[torch.Tensor], torch.Tensor], state: State) -> State
     return fn(state)
 
 
+def parts(state: State) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(h, c) of an LSTM, (h, None) of the other cells."""
+    if isinstance(state, tuple):
+        return state
+    return state, None
+
+
 def zeros(cell: str, layers: int, batch: int, hidden: int, device: torch.device | str) -> State:
     h = torch.zeros(layers, batch, hidden, device=device)
     return (h, h.clone()) if cell == "lstm" else h
