@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from charrnn.errors import UserError
+from charrnn.training.config import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -57,23 +58,58 @@ def host_to_device(array, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
-def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
-    """float16 autocast on CUDA; full precision elsewhere.
+def cpu_bf16() -> str | None:
+    """What lets this CPU multiply in bfloat16 fast (AMX or AVX512-BF16), or None."""
+    cpu = getattr(torch, "cpu", None)
+    for name, what in (("_is_amx_tile_supported", "AMX"),
+                       ("_is_avx512_bf16_supported", "AVX512-BF16")):
+        check = getattr(cpu, name, None)
+        try:
+            if check is not None and check():
+                return what
+        except RuntimeError:  # a build without the probe
+            continue
+    return None
 
-    float16, not bfloat16: under any CUDA autocast PyTorch runs the cuDNN RNN kernel in float16
-    (aten/src/ATen/cudnn/AutocastRNN.cpp casts to kHalf whatever dtype was asked for), so the
-    recurrence is float16 either way. Naming it keeps the rest consistent and tells training to
-    scale the loss (`loss_scaler`), so that small gradients are not flushed to zero in float16.
-    """
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+
+def resolve_precision(name: str, device: torch.device) -> tuple[str, str]:
+    """(the precision training computes in: fp32 | bf16 | fp16, why) for --precision on this device.
+
+    CPU: bf16 autocast where the CPU multiplies bfloat16 natively (AMX, AVX512-BF16), fp32 elsewhere.
+    CUDA: float16 autocast with loss scaling (PyTorch runs cuDNN RNNs in float16 under any autocast,
+    aten/src/ATen/cudnn/AutocastRNN.cpp), or fp32. Master weights, optimizer state and the loss
+    stay float32 in every case."""
+    if name not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    if device.type == "cuda":
+        if name == "bf16":
+            raise UserError("--precision bf16 does not apply on CUDA: PyTorch runs cuDNN RNNs in "
+                            "float16 under any autocast, which charrnn pairs with loss scaling "
+                            "(--precision auto); use auto or fp32")
+        return ("fp32", "asked for") if name == "fp32" else ("fp16", "CUDA: float16 autocast")
+    if device.type != "cpu" or name == "fp32":
+        return "fp32", "asked for" if name == "fp32" else f"{device.type}: float32"
+    fast = cpu_bf16()
+    if name == "bf16":
+        return "bf16", "asked for" + ("" if fast else " (this CPU has no native bfloat16: slower)")
+    return ("bf16", f"auto: this CPU has {fast}") if fast else ("fp32", "auto: no bf16 on this CPU")
 
 
-def loss_scaler(device: torch.device) -> torch.amp.GradScaler:
-    """PyTorch's dynamic loss scaling where autocast computes in float16 (CUDA); a no-op elsewhere.
-    With a fused optimizer it adds no host sync: the skip-on-overflow check stays on the GPU."""
-    return torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str = "fp32") -> contextlib.AbstractContextManager:
+    """The autocast region of a precision from resolve_precision ("fp32": none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=_DTYPES[precision])
+
+
+def loss_scaler(device: torch.device, precision: str = "fp32") -> torch.amp.GradScaler:
+    """PyTorch's dynamic loss scaling where autocast computes in float16 (CUDA): small gradients
+    are not flushed to zero. A no-op elsewhere (bfloat16 has float32's range). With a fused
+    optimizer it adds no host sync: the skip-on-overflow check stays on the GPU."""
+    return torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
 
 # How allocators word "no memory": CUDA's OutOfMemoryError, and the CPU allocator's RuntimeError

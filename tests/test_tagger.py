@@ -130,7 +130,7 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--features", "x"], "--features must be column numbers"),
+        (["--features", "x"], "--features must be whole numbers"),
         (["--epochs", "0"], "--epochs must be a positive number"),
     ],
 )

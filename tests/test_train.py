@@ -275,7 +275,7 @@ def test_loss_scaling_path_trains_saves_and_resumes(small_text, tmp_path, monkey
 
     scalers = []
 
-    def enabled_scaler(device):
+    def enabled_scaler(device, precision="fp32"):
         scalers.append(torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=5))
         return scalers[-1]
 

@@ -18,6 +18,7 @@ def eval_command(
     targets: Targets = None,
     split: Annotated[Optional[opt.SplitChoice], typer.Option(help="train, val or test split of the run's dataset.")] = None,
     json_out: opt.Json = False, unk: opt.Unk = "error", device: opt.Device = "auto",
+    precision: Annotated[opt.PrecisionChoice, typer.Option(help="What scoring computes in: fp32 (the default: figures that compare), bf16 (faster on CPUs with AMX or AVX512-BF16) or auto.")] = "fp32",
     errors: opt.Errors = "strict", out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
@@ -29,5 +30,5 @@ def eval_command(
     if file is not None and split is not None:
         raise UserError("give a FILE or --split, not both")
     result = evaluate_run(run, root, file, opt.plain(split), device, opt.plain(unk),
-                          opt.plain(errors))
+                          opt.plain(errors), opt.plain(precision))
     typer.echo(json.dumps(result, indent=1) if json_out else describe(result))

@@ -21,9 +21,9 @@ import typer
 
 from charrnn.data import LEVELS, SPLITS, PreprocessOptions
 from charrnn.errors import UserError
-from charrnn.lm.config import CELLS, DIRECTIONS, TrainConfig
+from charrnn.lm.config import CELLS, DIRECTIONS, SOFTMAXES, TrainConfig
 from charrnn.tag.config import FORMATS, TagTrainConfig
-from charrnn.training.config import OPTIMIZERS, option
+from charrnn.training.config import OPTIMIZERS, PRECISIONS, option
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -42,6 +42,8 @@ UnkChoice = choices("UnkChoice", ("error", "skip"))
 SplitChoice = choices("SplitChoice", SPLITS)
 CheckpointChoice = choices("CheckpointChoice", ("best", "last"))
 FormatChoice = choices("FormatChoice", FORMATS)
+PrecisionChoice = choices("PrecisionChoice", PRECISIONS)
+SoftmaxChoice = choices("SoftmaxChoice", SOFTMAXES)
 
 
 def plain(value: object) -> object:
@@ -67,6 +69,17 @@ def config_from(cls: type, params: dict):
     """`cls(**…)` from the parsed options that are its fields, by keyword."""
     names = {f.name for f in fields(cls)}
     return cls(**{k: plain(v) for k, v in params.items() if k in names})
+
+
+def int_list(spec: str | None, option_name: str) -> list[int]:
+    """'2000,6000' → [2000, 6000] ('' or None: [])."""
+    if not spec:
+        return []
+    try:
+        return [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError as exc:
+        raise UserError(f"{option_name} must be whole numbers separated by commas (e.g. 1), "
+                        f"not {spec!r}") from exc
 
 
 def typed_params(ctx: typer.Context) -> frozenset[str]:
@@ -188,6 +201,7 @@ EvalSeconds = Annotated[Optional[float], typer.Option(help="Also evaluate every 
 SaveEvery = Annotated[Optional[int], typer.Option(help="Save last/ every N steps (besides evals).")]
 Patience = Annotated[Optional[int], typer.Option(help="Stop after N evals without improvement.")]
 LogEvery = Annotated[int, typer.Option(help="Read the loss back (and log) every N steps.")]
+Precision = Annotated[PrecisionChoice, typer.Option(help="What training computes in: auto (bf16 autocast on CPUs with AMX or AVX512-BF16, float16 with loss scaling on CUDA, else fp32), fp32 or bf16 (CPU). Weights, optimizer state and the loss stay fp32.")]
 Cell = Annotated[CellChoice, typer.Option(help="rnn, lstm or gru.")]
 Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.")]
 Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of the RNN (and between layers).")]

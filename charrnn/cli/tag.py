@@ -26,13 +26,7 @@ OutputChoice = opt.choices("OutputChoice", ("conll", "inline"))
 
 
 def _features(spec: str | None) -> list[int]:
-    if not spec:
-        return []
-    try:
-        columns = [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError as exc:
-        raise UserError(f"--features must be column numbers separated by commas (e.g. 1), "
-                        f"not {spec!r}") from exc
+    columns = opt.int_list(spec, "--features")
     if 0 in columns:
         raise UserError("--features 0: column 0 is the token itself, which the tagger reads "
                         "anyway; name the extra columns (0-based, e.g. 1 for the POS tag)")
@@ -69,7 +63,8 @@ def tag_train(
     eval_every: Annotated[Optional[int], typer.Option(help="Evaluate every N steps (default: every epoch).")] = T.eval_every,
     eval_seconds: opt.EvalSeconds = T.eval_seconds, save_every: opt.SaveEvery = T.save_every,
     patience: opt.Patience = T.patience, log_every: opt.LogEvery = T.log_every,
-    seed: opt.Seed = T.seed, device: opt.Device = T.device, run_name: opt.RunName = None,
+    seed: opt.Seed = T.seed, device: opt.Device = T.device, precision: opt.Precision = T.precision,
+    run_name: opt.RunName = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
     out: opt.Out = None,

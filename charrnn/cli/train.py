@@ -61,6 +61,9 @@ def train(
     eval_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on at most N val tokens.")] = L.eval_tokens,
     save_every: opt.SaveEvery = L.save_every, patience: opt.Patience = L.patience,
     log_every: opt.LogEvery = L.log_every, seed: opt.Seed = L.seed, device: opt.Device = L.device,
+    precision: opt.Precision = L.precision,
+    softmax: Annotated[opt.SoftmaxChoice, typer.Option(help="Output layer: full, adaptive (Grave et al. 2017: the vocabulary in frequency clusters; exact probabilities, a fraction of the cost for word vocabularies) or auto (adaptive from 5,000 tokens on a CPU).")] = L.softmax,
+    cutoffs: Annotated[Optional[str], typer.Option(help="Adaptive softmax cluster bounds in frequency ranks, e.g. 2000,6000 (default: where the head covers 85% and the first tail 97% of the training tokens).")] = None,
     direction: Annotated[opt.DirectionChoice, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = L.direction,
     task: Annotated[opt.TaskChoice, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",
     run_name: opt.RunName = None,
@@ -76,7 +79,7 @@ def train(
     from charrnn.lm.config import TrainConfig
     from charrnn.lm.job import BUDGET_FIELDS, train_job
 
-    cfg = opt.config_from(TrainConfig, params)
+    cfg = opt.config_from(TrainConfig, {**params, "cutoffs": opt.int_list(cutoffs, "--cutoffs")})
     overrides = {k: opt.plain(params[k]) for k in BUDGET_FIELDS}
     overrides["device"] = None if device == "auto" else device
     if resume is not None:  # so that --resume can refuse a change it would otherwise ignore

@@ -5,7 +5,7 @@ defaults from here."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from charrnn.configs import JsonConfig
 from charrnn.errors import UserError, check_seed
@@ -13,6 +13,7 @@ from charrnn.training.config import LoopConfig, require_at_least, require_fracti
 
 CELLS = ("rnn", "lstm", "gru")
 DIRECTIONS = ("forward", "backward")
+SOFTMAXES = ("auto", "full", "adaptive")
 
 
 def check_cell(cell: str) -> None:
@@ -51,12 +52,24 @@ class ModelConfig(RecurrentShape):
     weight_drop: float = 0.0  # DropConnect on the recurrent matrices (weight_hh)
     locked_dropout: bool = False  # one input/output dropout mask per window, shared over time
     embed_drop: float = 0.0  # drop whole embedding rows (token types) per window
+    softmax: str = "full"  # or "adaptive" (charrnn.lm.softmax)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive: cluster bounds in frequency ranks
+    div_value: float = 4.0  # adaptive: each tail reads d / div_value^k dimensions
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
             raise UserError(f"--direction must be forward or backward, not {self.direction!r}")
         super().__post_init__()
         require_fraction(self, ("weight_drop", "embed_drop"))
+        if self.softmax not in ("full", "adaptive"):
+            raise UserError(f"softmax must be full or adaptive, not {self.softmax!r}")
+        if self.softmax == "adaptive":
+            cuts = self.cutoffs
+            if not cuts or cuts != sorted(set(cuts)) or cuts[0] < 1 or cuts[-1] >= self.vocab_size:
+                raise UserError(f"--cutoffs must rise strictly between 1 and the vocabulary size "
+                                f"{self.vocab_size} (exclusive), got {cuts}")
+            if not self.div_value > 1:
+                raise UserError(f"div_value must be > 1, got {self.div_value}")
 
 
 @dataclass
@@ -77,17 +90,26 @@ class TrainConfig(LoopConfig):
     seq_len: int = 64
     batch_size: int = 32
     eval_tokens: int | None = None
+    softmax: str = "auto"  # full | adaptive | auto (adaptive for big vocabularies on a CPU)
+    cutoffs: list[int] = field(default_factory=list)  # adaptive: [] = from the frequencies
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_at_least(self, 1, ("seq_len", "batch_size"))
         if self.eval_tokens is not None and not self.eval_tokens >= 1:
             raise UserError(f"--eval-tokens must be a positive number, got {self.eval_tokens}")
+        if self.softmax not in SOFTMAXES:
+            raise UserError(f"--softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")
+        if self.cutoffs and self.softmax == "full":
+            raise UserError("--cutoffs applies to --softmax adaptive (or auto), not full")
 
-    def model_config(self, vocab_size: int) -> ModelConfig:
+    def model_config(self, vocab_size: int, softmax: str = "full",
+                     cutoffs: list[int] | None = None) -> ModelConfig:
+        """The model of this config; `softmax` and `cutoffs` as resolved for the data and device
+        (lm.train.model_config_for)."""
         return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.emb,
                            self.dropout, self.tie_weights, self.direction, self.weight_drop,
-                           self.locked_dropout, self.embed_drop)
+                           self.locked_dropout, self.embed_drop, softmax, list(cutoffs or []))
 
 
 @dataclass

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charrnn import checkpoint, data, runs
-from charrnn.devices import autocast, resolve_device
+from charrnn.devices import autocast, resolve_device, resolve_precision
 from charrnn.errors import UserError
 from charrnn.lm.batching import oriented
 from charrnn.lm.model import RNNLM, load_lm
@@ -22,10 +21,22 @@ from charrnn.lm.state import select_rows
 from charrnn.scores import scored, too_short
 
 
-@torch.inference_mode()
 def score_ids(model: RNNLM, ids: np.ndarray, device: torch.device, streams: int = 32,
-              seq_len: int = 256) -> tuple[float, int]:
+              seq_len: int = 256, precision: str = "fp32") -> tuple[float, int]:
     """Sum of -log p (nats) over ids[1:], reading `streams` contiguous rows with carried state."""
+    nll = token_nll(model, ids, device, streams, seq_len, precision)
+    return float(nll.sum(dtype=np.float64)), len(nll)
+
+
+@torch.inference_mode()
+def token_nll(model: RNNLM, ids: np.ndarray, device: torch.device, streams: int = 32,
+              seq_len: int = 256, precision: str = "fp32") -> np.ndarray:
+    """-log p of each of ids[1:] (float32, in order). The text is read as `streams` contiguous
+    rows side by side, each with its carried state, and the rest continues the last row:
+
+        ids   a b c d e f g h i j k      rows ┌ a b c d ┐ → targets b c d e
+                                              └ e f g h ┘ → targets f g h i,   then i j → j k
+    """
     n_targets = len(ids) - 1
     if n_targets < 1:
         raise UserError(f"need at least 2 tokens to evaluate, got {len(ids)}")
@@ -34,29 +45,29 @@ def score_ids(model: RNNLM, ids: np.ndarray, device: torch.device, streams: int 
     ids_t = torch.from_numpy(np.asarray(ids).astype(np.int64))
     streams = max(1, min(streams, n_targets // max(1, seq_len)))
     row = n_targets // streams
+    out = np.empty(n_targets, dtype=np.float32)
+    grid = out[: streams * row].reshape(streams, row)
     xs = ids_t[: streams * row].view(streams, row).to(device)
     ys = ids_t[1 : streams * row + 1].view(streams, row).to(device)
-    total = torch.zeros((), dtype=torch.float64, device=device)
     state = None
     for lo in range(0, row, seq_len):
-        nll, state = _nll(model, xs[:, lo : lo + seq_len], ys[:, lo : lo + seq_len], state, device)
-        total += nll
-    rest = n_targets - streams * row
-    if rest:  # the tail continues the last row, with its hidden state
+        nll, state = _nll(model, xs[:, lo : lo + seq_len], ys[:, lo : lo + seq_len], state,
+                          device, precision)
+        grid[:, lo : lo + seq_len] = nll.view(streams, -1).cpu().numpy()
+    if n_targets > streams * row:  # the tail continues the last row, with its hidden state
         tail_state = select_rows(state, slice(streams - 1, streams)) if state is not None else None
         x = ids_t[streams * row : n_targets].view(1, -1).to(device)
         y = ids_t[streams * row + 1 :].view(1, -1).to(device)
-        total += _nll(model, x, y, tail_state, device)[0]
+        out[streams * row :] = _nll(model, x, y, tail_state, device, precision)[0].cpu().numpy()
     model.train(was_training)
-    return float(total), n_targets
+    return out
 
 
-def _nll(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state, device: torch.device):
-    with autocast(device):
-        logits, state = model(x, state)
-    nll = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1),
-                          reduction="sum")
-    return nll.double(), state
+def _nll(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state, device: torch.device,
+         precision: str):
+    with autocast(device, precision):
+        nll, state = model(x, state, y)
+    return nll.float(), state
 
 
 def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
@@ -74,10 +85,14 @@ def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
 
 
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
-                 device: str = "auto", unknown: str = "error", errors: str = "strict") -> dict:
-    """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset."""
+                 device: str = "auto", unknown: str = "error", errors: str = "strict",
+                 precision: str = "fp32") -> dict:
+    """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset. float32 by
+    default whatever the run trained in, so that figures compare (bf16 rounds each logit to ~3
+    significant digits)."""
     ckpt = _lm_checkpoint(spec, root)
     dev = resolve_device(device)
+    computed, _ = resolve_precision(precision, dev)
     tokenizer = ckpt.tokenizer
     dataset_id = (ckpt.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn eval {ckpt.run_folder.name}"
@@ -86,8 +101,10 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     if len(ids) < 2:
         raise too_short(ids, file, split, dataset_id, again)
     model = load_lm(ckpt, dev)
-    total, predicted = score_ids(model, oriented(ids, model.config.direction), dev)
+    total, predicted = score_ids(model, oriented(ids, model.config.direction), dev,
+                                 precision=computed)
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "lm", "checkpoint": str(ckpt.folder),
             "source": source, **scored(total, predicted, ids, n_chars, tokenizer, unknown),
-            "params": model.num_parameters(), "train_seconds": progress.get("elapsed")}
+            "params": model.num_parameters(), "train_seconds": progress.get("elapsed"),
+            "precision": computed}

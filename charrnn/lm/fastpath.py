@@ -78,8 +78,10 @@ class FusedCPUStepper:
             proj = model.proj
             self.proj = (proj.weight.detach(), proj.bias.detach()) \
                 if isinstance(proj, torch.nn.Linear) else None
-            self.head_weight = model.head.weight.detach()
-            self.head_bias = model.head.bias.detach()
+            self.adaptive = model.adaptive  # its head is called as a module: a few products
+            if not self.adaptive:
+                self.head_weight = model.head.weight.detach()
+                self.head_bias = model.head.bias.detach()
         self.h: list[torch.Tensor] = []
         self.c: list[torch.Tensor] = []
 
@@ -128,6 +130,8 @@ class FusedCPUStepper:
             x = h
         if self.proj is not None:
             x = _affine(self.proj[1], self.proj[0], x)
+        if self.adaptive:
+            return self.model.head.log_prob(x.view(-1, x.size(-1))).view(*x.shape[:-1], -1)
         return _affine(self.head_bias, self.head_weight, x)
 
 

@@ -17,7 +17,7 @@ from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.lm.config import TrainConfig
 from charrnn.lm.model import RNNLM
-from charrnn.lm.train import Trainer
+from charrnn.lm.train import Trainer, model_config_for
 from charrnn.training.reporters import Reporter
 
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
@@ -66,7 +66,8 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
     if ckpt is not None:
         dataset = _resumed_dataset(ckpt, prepare if inputs else None)
         trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter, dist=dist)
-        trainer.reporter.message(f"resuming {ckpt.run_folder} at step {trainer.progress.step}")
+        trainer.reporter.message(f"resuming {ckpt.run_folder} at step {trainer.progress.step} | "
+                                 f"{_computes(trainer)}")
     else:
         trainer = _new_run(prepare(), cfg, root, run_name, device, reporter, dist)
     result = trainer.run()
@@ -116,8 +117,8 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
              device, reporter: Reporter | None, dist: Dist) -> Trainer:
     info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                         "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
-    model_config = cfg.model_config(dataset.tokenizer.vocab_size)  # validated, and the
-    require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
+    model_config, _ = model_config_for(cfg, dataset, device)  # validated, and the size
+    require_fits(lambda: RNNLM(model_config), device)  # checked, before the folder exists
     run_dir = runs.new_run_dir(root, run_name, "lm", info) if dist.is_main else None
     run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
     trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist)
@@ -127,8 +128,16 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
         f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
         f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
         f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
-        f"{trainer.device}" + (processes if dist.enabled else ""))
+        f"{trainer.device}" + (processes if dist.enabled else "") + f" | {_computes(trainer)}")
     return trainer
+
+
+def _computes(trainer: Trainer) -> str:
+    """What the run computes in, and why: the precision, and the softmax with its clusters."""
+    config, loop = trainer.model.config, trainer.loop
+    head = (f"adaptive softmax {config.cutoffs}" if config.softmax == "adaptive"
+            else "full softmax")
+    return f"{loop.precision} ({loop.precision_why}), {head}"
 
 
 def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None:

@@ -2,6 +2,12 @@
 
     ids (B, T) ─ Embedding ─ dropout ─ nn.LSTM|GRU|RNN (layers, dropout between) ─ dropout
                ─ [Linear hidden→emb when tied and sizes differ] ─ Linear → logits (B, T, V)
+                                                          or the adaptive softmax → log p (B, T, V)
+
+`model(ids, state)` gives scores whose softmax is the model's distribution (logits of a full
+softmax, exact log-probabilities of the adaptive one); `model(ids, state, targets)` gives each
+target's -log p instead, which is what training and scoring read (the adaptive softmax then skips
+the tails no target falls in).
 
 The recurrent core is PyTorch's own module, so CUDA runs cuDNN's fused kernels. The hidden state is
 returned and fed back by the caller: that is what makes truncated BPTT stateful.
@@ -28,6 +34,7 @@ from torch.func import functional_call
 from charrnn.checkpoint import Checkpoint
 from charrnn.lm import state as states
 from charrnn.lm.config import ModelConfig
+from charrnn.lm.softmax import AdaptiveSoftmax
 from charrnn.lm.state import State
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -49,14 +56,21 @@ class RNNLM(nn.Module):
         if config.tie_weights and config.hidden != emb:
             self.proj = nn.Linear(config.hidden, emb)
             out_size = emb
-        self.head = nn.Linear(out_size, config.vocab_size)
-        if config.tie_weights:
-            self.head.weight = self.embed.weight  # Press & Wolf 2017: one matrix in and out
+        self.adaptive = config.softmax == "adaptive"
+        if self.adaptive:  # tied: the head's shortlist rows are embedding rows
+            self.head: nn.Module = AdaptiveSoftmax(out_size, config.vocab_size, config.cutoffs,
+                                                   config.div_value,
+                                                   self.embed if config.tie_weights else None)
+        else:
+            self.head = nn.Linear(out_size, config.vocab_size)
+            if config.tie_weights:
+                self.head.weight = self.embed.weight  # Press & Wolf 2017: one matrix in and out
         self._init_weights()
 
     def _init_weights(self) -> None:
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
-        nn.init.zeros_(self.head.bias)
+        if not self.adaptive:
+            nn.init.zeros_(self.head.bias)
         if self.config.cell == "lstm":  # forget-gate bias 1 (Jozefowicz et al. 2015)
             for name, param in self.rnn.named_parameters():
                 if name.startswith("bias_ih"):
@@ -64,11 +78,28 @@ class RNNLM(nn.Module):
                     with torch.no_grad():
                         param[hidden : 2 * hidden].fill_(1.0)
 
-    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+    def forward(self, ids: torch.Tensor, state: State | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+        """(scores (B, T, V), state); with targets (B, T): (-log p of each target (B·T,), state)."""
         x = self._dropout(self._embed(ids))
         out, state = self._recurrent(x, state)
-        logits = self.head(self.proj(self._dropout(out)))
-        return logits, state
+        features = self.proj(self._dropout(out))
+        if targets is not None:
+            return self.nll(features, targets), state
+        return self.scores(features), state
+
+    def scores(self, features: torch.Tensor) -> torch.Tensor:
+        """(…, d) → (…, V): logits, or the adaptive softmax's log-probabilities."""
+        if not self.adaptive:
+            return self.head(features)
+        flat = features.reshape(-1, features.size(-1))
+        return self.head.log_prob(flat).view(*features.shape[:-1], -1)
+
+    def nll(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        flat, targets = features.reshape(-1, features.size(-1)), targets.reshape(-1)
+        if self.adaptive:
+            return self.head.nll(flat, targets)
+        return F.cross_entropy(self.head(flat).float(), targets, reduction="none")
 
     def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         p = self.config.embed_drop

@@ -14,8 +14,8 @@ import copy
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -25,9 +25,10 @@ from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_devi
 from charrnn.distributed import Dist
 from charrnn.lm import state as states
 from charrnn.lm.batching import TBPTTStream, oriented
-from charrnn.lm.config import TrainConfig
+from charrnn.lm.config import ModelConfig, TrainConfig
 from charrnn.lm.evaluate import score_ids
-from charrnn.lm.model import RNNLM
+from charrnn.lm.model import RNNLM, lm_config
+from charrnn.lm.softmax import cutoffs_from_counts, frequency_order, resolve_softmax
 from charrnn.training.loop import Loop
 from charrnn.training.reporters import Reporter
 
@@ -36,6 +37,7 @@ class LMTask:
     """The LM's side of the loop: TBPTT batches, carried state, validation in bits/char."""
 
     metric, higher_is_better, resumable = "val_loss", False, True
+    precision = "fp32"
 
     def __init__(self, dataset: Dataset, cfg: TrainConfig, model: RNNLM, forward: nn.Module,
                  device: torch.device, dist: Dist) -> None:
@@ -54,9 +56,8 @@ class LMTask:
 
     def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
         x, y = self.stream.batch_at(epoch, pos)
-        logits, self.next_state = self.forward(x, self.state)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        return loss, self.cfg.batch_size * self.cfg.seq_len  # every rank's tokens
+        nll, self.next_state = self.forward(x, self.state, y)
+        return nll.mean(), self.cfg.batch_size * self.cfg.seq_len  # every rank's tokens
 
     def after_step(self, new_epoch: bool) -> None:
         if new_epoch:  # a new epoch reads from a new offset: fresh state
@@ -66,7 +67,8 @@ class LMTask:
         self.next_state = None
 
     def evaluate(self) -> dict:
-        total, count = score_ids(self.model, self.val_ids, self.device, seq_len=self.cfg.seq_len)
+        total, count = score_ids(self.model, self.val_ids, self.device, seq_len=self.cfg.seq_len,
+                                 precision=self.precision)
         # Every rank scores the same weights, but kernels need not agree to the last bit: rank 0's
         # figure decides "improved" and patience everywhere, or the ranks' collectives (saving
         # best/) would part ways.
@@ -109,8 +111,22 @@ class LMTask:
         return preview_text(self.model, self.device, self.dataset.tokenizer)
 
 
+def model_config_for(cfg: TrainConfig, dataset: Dataset, device: torch.device
+                     ) -> tuple[ModelConfig, np.ndarray]:
+    """The model a new run builds (the softmax resolved for this vocabulary and device, adaptive
+    cut-offs from the training frequencies), and the token counts of the training split."""
+    vocab = dataset.tokenizer.vocab_size
+    counts = np.bincount(np.asarray(dataset.ids("train")), minlength=vocab)[:vocab]
+    softmax = resolve_softmax(cfg.softmax, vocab, device)
+    cutoffs = (cfg.cutoffs or cutoffs_from_counts(counts)) if softmax == "adaptive" else []
+    if softmax == "adaptive" and not cutoffs:  # a vocabulary too small to cut
+        softmax = "full"
+    return cfg.model_config(vocab, softmax, cutoffs), counts
+
+
 class Trainer:
-    """A language model, its task and its loop, built for one run (new or resumed)."""
+    """A language model, its task and its loop, built for one run (new or resumed: a resumed run
+    builds the model its checkpoint describes)."""
 
     def __init__(self, dataset: Dataset, cfg: TrainConfig, run_dir: Path,
                  resume: checkpoint.Checkpoint | None = None, reporter: Reporter | None = None,
@@ -119,11 +135,16 @@ class Trainer:
         self.dist = dist or Dist()
         self.dist.check_batch(cfg.batch_size)
         self.device = self.dist.start(resolve_device(cfg.device))
-        model_config = cfg.model_config(dataset.tokenizer.vocab_size)
+        model_config, counts = model_config_for(cfg, dataset, self.device)
+        if resume is not None:
+            model_config = lm_config(resume)
         params = require_fits(lambda: RNNLM(model_config), self.device)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         with out_of_memory_is_too_big(params, self.device):
-            self.model = RNNLM(model_config).to(self.device)
+            self.model = RNNLM(model_config)
+            if self.model.adaptive:
+                self.model.head.set_order(frequency_order(counts))
+            self.model.to(self.device)
             forward: nn.Module = self.model
             if self.dist.enabled:
                 ids = [self.device.index] if self.device.type == "cuda" else None

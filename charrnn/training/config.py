@@ -14,6 +14,7 @@ from typing import ClassVar
 from charrnn.errors import UserError, check_seed
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+PRECISIONS = ("auto", "fp32", "bf16")
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
 
@@ -64,6 +65,7 @@ class LoopConfig:
     log_every: int = 50
     seed: int = 1337
     device: str = "auto"
+    precision: str = "auto"  # fp32 | bf16 | auto (devices.resolve_precision)
 
     # Peak learning rates when --lr is not given (the LM defaults: bench/train_shakespeare.py).
     DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 6e-3, "adam": 6e-3, "rmsprop": 2e-3,
@@ -86,6 +88,9 @@ class LoopConfig:
                             "momentum is fixed by its betas): drop --momentum or use --optim sgd")
         if not self.momentum < 1:
             raise UserError(f"--momentum must be below 1, got {self.momentum}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not "
+                            f"{self.precision!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         check_seed(self.seed)

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from charrnn import checkpoint
-from charrnn.devices import autocast, is_out_of_memory, loss_scaler
+from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_precision
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.training.config import LoopConfig
@@ -59,6 +59,7 @@ class Task(Protocol):
     metric: str  # the evaluation metric that picks best/
     higher_is_better: bool
     resumable: bool  # whether checkpoints hold what --resume needs
+    precision: str  # what the loop computes in (fp32 | bf16 | fp16): set by the loop
 
     def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
         """One step's forward pass: the loss (on the device) and the tokens it read."""
@@ -90,6 +91,7 @@ class StatelessTask:
     own to save, snapshot or restore, nothing to do after a step."""
 
     resumable = False
+    precision = "fp32"
 
     def after_step(self, new_epoch: bool) -> None:
         pass
@@ -112,8 +114,10 @@ class Loop:
                  dist: Dist | None = None, reporter: Reporter | None = None) -> None:
         self.task, self.cfg, self.run_dir, self.device = task, cfg, run_dir, device
         self.dist = dist or Dist()
+        self.precision, self.precision_why = resolve_precision(cfg.precision, device)
+        task.precision = self.precision  # its evaluation computes in it too
         self.optimizer = make_optimizer(task.model, cfg, device)
-        self.scaler = loss_scaler(device)
+        self.scaler = loss_scaler(device, self.precision)
         self.schedule = Schedule(cfg.base_lr, cfg.warmup, cfg.min_lr_ratio,
                                  cfg.total_steps(task.steps_per_epoch), cfg.max_time)
         self.progress = Progress()
@@ -143,7 +147,7 @@ class Loop:
     def step(self) -> torch.Tensor:
         prog, task = self.progress, self.task
         task.model.train()
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             loss, tokens = task.loss(prog.epoch, prog.pos)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
