@@ -44,9 +44,15 @@ def summarize(total_nats: float, scored: int, tokens: int, chars: int, unknown_t
 
 def describe(result: dict) -> str:
     """The one-line human form of a score."""
-    line = (f"{result['run']} on {result['source']}: {result['tokens']:,} tokens, "
+    mix = result.get("mix")
+    who = result["run"] if not mix else (f"{result['run']} ⊕ {mix['ngram']} (λ {mix['weight']:.3f}"
+                                         f"{', tuned on val' if mix['tuned_on'] == 'val' else ''})")
+    line = (f"{who} on {result['source']}: {result['tokens']:,} tokens, "
             f"{result['nats_per_token']:.4f} nats/token, perplexity {result['perplexity']:.3f}, "
             f"{result['bits_per_char']:.4f} bits/char")
+    if mix:
+        line += (f" (alone: the RNN {mix['lm_perplexity']:.3f}, the n-gram "
+                 f"{mix['ngram_perplexity']:.3f})")
     return line + "".join(f"; {caveat}" for caveat in caveats(result))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import RNNLM
-from charrnn.lm.softmax import AdaptiveSoftmax, cutoffs_from_counts, frequency_order
+from charrnn.lm.softmax import cutoffs_from_counts, frequency_order
 from helpers import SMALL_LINES, TINY, run_cli
 
 WORDS = ["--level", "word", "--softmax", "adaptive", "--cutoffs", "8,20"]
@@ -107,3 +108,89 @@ def test_bf16_training_resumes_exactly(words: Path, tmp_path: Path) -> None:
 
     whole, cut = losses("whole"), losses("cut")
     assert all(cut[s] == pytest.approx(whole[s], rel=1e-6) for s in range(9, 21))
+
+
+# ---- RNN ⊕ n-gram, and per-line scores ----------------------------------------------------------
+@pytest.fixture
+def pair(words: Path, tmp_path: Path) -> Path:
+    """A word LM and a word 3-gram (--lines) counted on the same dataset."""
+    run_cli("train", words, *TINY, "--level", "word", "--max-steps", "30", "--run-name", "lm")
+    run_cli("ngram", "train", words, "--level", "word", "--order", "3", "--lines",
+            "--run-name", "kn")
+    return tmp_path / "runs"
+
+
+def test_mixture_weight_is_tuned_on_val_stored_and_beats_or_ties_both(pair: Path) -> None:
+    lm = json.loads(run_cli("eval", "lm", "--split", "test", "--json").output)
+    mixed = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    mix = mixed["mix"]
+    assert mix["tuned_on"] == "val" and 0 < mix["weight"] < 1 and mixed["kind"] == "mix"
+    assert mix["lm_perplexity"] == pytest.approx(lm["perplexity"], rel=1e-6)
+    assert mixed["perplexity"] <= min(mix["lm_perplexity"], mix["ngram_perplexity"]) * 1.05
+    stored = json.loads((pair / "lm/mixes.json").read_text())
+    assert [v["weight"] for v in stored.values()] == [pytest.approx(mix["weight"])]
+    given = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--mix-weight",
+                               "1", "--json").output)
+    assert given["perplexity"] == pytest.approx(lm["perplexity"], rel=1e-6)  # λ 1: the RNN alone
+
+
+def test_mixing_needs_the_same_tokenizer(pair: Path, words: Path) -> None:
+    run_cli("ngram", "train", words, "--order", "3", "--run-name", "chars")  # char level
+    result = run_cli("eval", "lm", "--mix", "chars", ok=False)
+    assert result.exit_code == 2 and "--mix chars: its tokenizer (char level" in result.output
+    refused = run_cli("eval", "lm", "--mix-weight", "0.5", ok=False)
+    assert "--mix-weight applies with --mix" in refused.output
+
+
+def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:
+    for mode in ([], ["--num-samples", "3"], ["--beam", "2"], ["--greedy"]):
+        out = run_cli("sample", "lm", "--mix", "kn", "--length", "6", "--seed", "2", *mode).output
+        assert out.strip(), mode
+    first = run_cli("sample", "lm", "--mix", "kn", "--length", "12", "--seed", "4").output
+    assert first == run_cli("sample", "lm", "--mix", "kn", "--length", "12", "--seed", "4").output
+    filled = json.loads(run_cli("fill", "the quick brown ___ jumps", "-m", "lm", "--mix", "kn",
+                                "--json").output)
+    assert "lm⊕kn" in filled["models"].values()
+    assert filled["methods"]["forward"][0]["fills"]
+
+
+def test_compare_adds_a_row_for_the_pair(pair: Path) -> None:
+    report = json.loads(run_cli("compare", "--json").output)
+    kinds = {r["run"]: r["kind"] for r in report["results"]}
+    assert kinds == {"lm": "lm", "kn": "ngram", "lm ⊕ kn": "mix"}
+    assert {r["run"] for r in json.loads(run_cli("compare", "--no-mix", "--json").output)
+            ["results"]} == {"lm", "kn"}
+
+
+def test_line_scores_add_up_to_the_models_own_scores(pair: Path, words: Path, tmp_path) -> None:
+    text = tmp_path / "lines.txt"
+    text.write_text("the quick brown fox\nto be or not to be\nzyzzyva quick\n", encoding="utf-8")
+    lines = [json.loads(x) for x in run_cli("score", "kn", text, "--json").output.splitlines()]
+    total = lines.pop()["total"]
+    assert [r["line"] for r in lines] == [1, 2, 3] and lines[2]["oov"] == 1
+    ngram = json.loads(run_cli("ngram", "eval", "kn", text, "--json").output)
+    assert total["tokens"] == ngram["tokens"] == 15  # 12 words + 3 line breaks (</s>)
+    assert total["log10"] * math.log(10) == pytest.approx(-ngram["nats_per_token"] * 15, rel=1e-6)
+    rnn = [json.loads(x) for x in run_cli("score", "lm", text, "--json").output.splitlines()]
+    assert rnn[-1]["total"]["tokens"] == 15 and all(r["log10"] < 0 for r in rnn[:-1])
+    piped = run_cli("score", "lm", "-", "--sort", input=text.read_text()).stdout.splitlines()
+    assert [float(x.split("\t")[0]) for x in piped] == pytest.approx(sorted(
+        (r["log10"] for r in rnn[:-1]), reverse=True), abs=1e-4)
+    mixed = run_cli("score", "lm", text, "--mix", "kn", "--json").output.splitlines()
+    assert len(mixed) == 4
+
+
+def test_a_line_the_rnn_scores_equals_its_own_token_probabilities(pair: Path) -> None:
+    from charrnn import checkpoint
+    from charrnn.lm.model import load_lm
+    from charrnn.runs import runs_root
+
+    ckpt = checkpoint.resolve("lm", runs_root())
+    model = load_lm(ckpt).eval()
+    tok = ckpt.tokenizer
+    ids = [tok.line_break_id(), *tok.encode("the quick brown fox").tolist(), tok.line_break_id()]
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([ids[:-1]]))
+    expected = torch.log_softmax(logits[0].float(), -1).gather(1, torch.tensor(ids[1:])[:, None])
+    out = run_cli("score", "lm", "-", input="the quick brown fox\n").stdout
+    assert float(out.split("\t")[0]) == pytest.approx(float(expected.sum()) / math.log(10), rel=1e-5)

@@ -38,6 +38,7 @@ def _options(version: Annotated[bool, typer.Option(
 
 for name, func in (("preprocess", train.preprocess), ("train", train.train),
                    ("sample", sample.sample), ("eval", evaluate.eval_command),
+                   ("score", evaluate.score_command),
                    ("runs", runs.runs_command), ("plot", runs.plot),
                    ("compare", ngram.compare_cmd)):
     app.command(name)(report_errors(func))

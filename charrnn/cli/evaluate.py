@@ -19,6 +19,7 @@ def eval_command(
     split: Annotated[Optional[opt.SplitChoice], typer.Option(help="train, val or test split of the run's dataset.")] = None,
     json_out: opt.Json = False, unk: opt.Unk = "error", device: opt.Device = "auto",
     precision: Annotated[opt.PrecisionChoice, typer.Option(help="What scoring computes in: fp32 (the default: figures that compare), bf16 (faster on CPUs with AMX or AVX512-BF16) or auto.")] = "fp32",
+    mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
     errors: opt.Errors = "strict", out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
@@ -29,6 +30,35 @@ def eval_command(
     run, file = opt.run_and_file(list(targets or []), root, "eval")
     if file is not None and split is not None:
         raise UserError("give a FILE or --split, not both")
+    if mix_weight is not None and mix is None:
+        raise UserError("--mix-weight applies with --mix NGRAM_RUN")
     result = evaluate_run(run, root, file, opt.plain(split), device, opt.plain(unk),
-                          opt.plain(errors), opt.plain(precision))
+                          opt.plain(errors), opt.plain(precision), mix, mix_weight)
     typer.echo(json.dumps(result, indent=1) if json_out else describe(result))
+
+
+def score_command(
+    run: Annotated[str, typer.Argument(help="A language model or n-gram run (name, folder or checkpoint).")],
+    file: Annotated[Optional[str], typer.Argument(help="Lines to score (default or '-': stdin).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON lines: one object a line, then the totals.")] = False,
+    sort: Annotated[bool, typer.Option("--sort", help="Best line first (rescoring an n-best list; holds the scores in memory).")] = False,
+    unk: opt.Unk = "error", device: opt.Device = "auto",
+    precision: Annotated[opt.PrecisionChoice, typer.Option(help="fp32 (the default), bf16 or auto.")] = "fp32",
+    mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
+    errors: opt.Errors = "strict", out: opt.Out = None,
+) -> None:
+    """Score each line: total log10 probability, tokens, OOVs, perplexity (as KenLM's query)."""
+    from charrnn.linescore import Totals, format_line, open_scorer, read_lines, score_lines
+
+    scorer = open_scorer(run, opt.root(out), device, opt.plain(unk), opt.plain(precision), mix,
+                         mix_weight)
+    totals = Totals()
+    scores = (totals.add(s) for s in score_lines(scorer, read_lines(file, opt.plain(errors))))
+    if sort:
+        scores = iter(sorted(scores, key=lambda s: -s.log10))
+    for s in scores:
+        typer.echo(json.dumps(s.to_json(), ensure_ascii=False) if json_out else format_line(s))
+    if json_out:
+        typer.echo(json.dumps({"total": totals.to_json()}))
+    else:
+        typer.echo(totals.describe(), err=True)

@@ -77,6 +77,8 @@ def fill_command(
     max_len: MaxLen = F.max_len, beam: Beam = S.beam, candidates: Candidates = S.candidates,
     mask_weight: MaskWeight = S.mask_weight, json_out: opt.Json = False,
     unk: Annotated[opt.UnkChoice, typer.Option("--unk", help="Characters a char model does not know: error or skip.")] = F.unknown,
+    mix: Annotated[Optional[str], typer.Option("--mix", help="Rescore the forward LM's candidates with its per-token mixture with this n-gram run (same dataset).")] = None,
+    mix_weight: opt.MixWeight = None,
     device: opt.Device = "auto", out: opt.Out = None,
 ) -> None:
     """Fill the blanks of TEXT with every method the models allow but the left-only baseline (top-k, normalised probabilities)."""
@@ -87,12 +89,13 @@ def fill_command(
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
-    families = load_families(list(model or []), root, device)
+    families = load_families(list(model or []), root, device, mix, mix_weight)
     if interactive:
         from charrnn.tui.fill_repl import Repl
 
         asked = opt.plain(method[0]) if method else None
-        Repl(families, lambda specs: load_families(specs, root, device), list(model or []), opts,
+        Repl(families, lambda specs: load_families(specs, root, device, mix, mix_weight),
+             list(model or []), opts,
              asked).run()
         return
     methods = _methods(method, families)

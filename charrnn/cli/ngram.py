@@ -179,12 +179,13 @@ def compare_cmd(
     json_out: opt.Json = False,
     unk: Annotated[opt.UnkChoice, typer.Option(
         "--unk", help="Text outside a model's vocabulary: error (that run is skipped) or skip.")] = "error",
+    mix: Annotated[bool, typer.Option("--mix/--no-mix", help="Add a row for each RNN ⊕ n-gram pair counted on one dataset (λ tuned on its validation split).")] = True,
     out: opt.Out = None,
 ) -> None:
     """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""
     from charrnn.ngram.compare import compare, render
 
-    report = compare(list(runs or []), opt.root(out), opt.plain(split), file, opt.plain(unk))
+    report = compare(list(runs or []), opt.root(out), opt.plain(split), file, opt.plain(unk), mix)
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:

@@ -142,6 +142,8 @@ Out = Annotated[Optional[str], typer.Option("--out", help="Runs root folder (def
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda (cuda:N) or mps.")]
 Unk = Annotated[UnkChoice, typer.Option("--unk", help="Text outside the model's vocabulary: error, or skip it.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Mix = Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram.")]
+MixWeight = Annotated[Optional[float], typer.Option(help="λ of --mix, the RNN's share (default: tuned on the validation split by EM, and remembered for the checkpoint).")]
 RunName = Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
 Plain = Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")]

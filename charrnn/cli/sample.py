@@ -26,6 +26,7 @@ def sample(
     num_samples: Annotated[int, typer.Option(help="Independent samples, generated side by side (one batch) from --seed.")] = 1,
     seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = S.seed,
     unk: opt.Unk = "error", device: opt.Device = "auto",
+    mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
     checkpoint_name: Annotated[opt.CheckpointChoice, typer.Option("--checkpoint", help="best or last.")] = "best",
     plain: Annotated[bool, typer.Option("--plain", help="Plain streaming text (what a pipe gets).")] = False,
     out: opt.Out = None,
@@ -43,15 +44,16 @@ def sample(
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
              beam=beam, seed=seed)
     opts.validate()
-    ckpt = checkpoint.resolve(run, opt.root(out), prefer=opt.plain(checkpoint_name))
-    unk = opt.plain(unk)
+    root = opt.root(out)
+    ckpt = checkpoint.resolve(run, root, prefer=opt.plain(checkpoint_name))
+    unk, mixing = opt.plain(unk), {"mix": mix, "mix_weight": mix_weight, "root": root}
     if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
-        tui.live_sample(ckpt, opts, prime, device, unk)  # a terminal: the live view
+        tui.live_sample(ckpt, opts, prime, device, unk, **mixing)  # a terminal: the live view
         return
 
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    generate(ckpt, opts, prime, num_samples, write, device, unk)
+    generate(ckpt, opts, prime, num_samples, write, device, unk, **mixing)
     write("\n")

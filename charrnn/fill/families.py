@@ -84,8 +84,10 @@ def available_methods(families: dict[str, Family]) -> list[str]:
     return out
 
 
-def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[str, Family]:
-    """--model RUN … → {"rnn": Family, "ngram": Family}; no RUN: the newest runs on one corpus."""
+def load_families(specs: list[str], root: Path, device: str = "auto", mix: str | None = None,
+                  mix_weight: float | None = None) -> dict[str, Family]:
+    """--model RUN … → {"rnn": Family, "ngram": Family}; no RUN: the newest runs on one corpus.
+    With `mix` (an n-gram run), the forward LM rescores with its per-token mixture."""
     from charrnn.devices import resolve_device
     from charrnn.fill.model import load_fill_model
     from charrnn.fill.search import LMScorer, MaskScorer, NGramScorer
@@ -93,6 +95,7 @@ def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[st
 
     dev = resolve_device(device)
     roles: dict[str, tuple[str, object]] = {}
+    fwd_ckpt = None
     rnn_tokenizer = None
     for spec, role, source in _resolve_specs(specs, root):
         if role in roles:
@@ -113,6 +116,10 @@ def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[st
             roles[role] = (spec, MaskScorer(load_fill_model(ckpt, dev), dev, banned))
         else:
             roles[role] = (spec, LMScorer(load_lm(ckpt, dev), dev, banned))
+            if role == "fwd":
+                fwd_ckpt = ckpt
+    if mix is not None or mix_weight is not None:
+        roles = _mixed(roles, fwd_ckpt if "fwd" in roles else None, dev, mix, mix_weight, root)
     families = {}
     names = {role: spec for role, (spec, _) in roles.items()}
     if rnn_tokenizer is not None:
@@ -130,6 +137,18 @@ def load_families(specs: list[str], root: Path, device: str = "auto") -> dict[st
             rnn_spec = next(s for r, (s, _) in roles.items() if r != "ngram")
             raise UserError(_vocabularies_differ(rnn_spec, roles["ngram"][0]))
     return families
+
+
+def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, root: Path) -> dict:
+    from charrnn.fill.search import MixedLMScorer
+    from charrnn.lm.sample import mixture_of
+
+    if ckpt is None:
+        raise UserError("--mix mixes the forward LM with an n-gram: give a forward LM "
+                        "(-m RUN, trained with charrnn train)")
+    spec, scorer = roles["fwd"]
+    mixture = mixture_of(ckpt, scorer.model, device, mix, weight, root)
+    return {**roles, "fwd": (f"{spec}⊕{mixture.name}", MixedLMScorer(scorer, mixture))}
 
 
 def _same_vocabulary(a, b) -> bool:

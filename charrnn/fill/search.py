@@ -82,23 +82,46 @@ class LMScorer:
     def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
                 chunk: int = 256) -> np.ndarray:
         """log P(continuation | context) for each (all non-empty), batched."""
-        state, first = self.prime(context)
         out = np.empty(len(continuations))
         for lo in range(0, len(continuations), chunk):
             part = continuations[lo : lo + chunk]
-            width = max(map(len, part))
-            ids = torch.zeros(len(part), width, dtype=torch.long)
-            for i, seq in enumerate(part):
-                ids[i, : len(seq)] = torch.tensor(seq)
-            real = torch.arange(width)[None] < torch.tensor([len(s) for s in part])[:, None]
-            ids, real = ids.to(self.device), real.to(self.device)
-            total = first[ids[:, 0]]
-            if width > 1:
-                logits, _ = self.model(ids[:, :-1], repeat_rows(state, len(part)))
-                lp = F.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
-                total = total + (lp * real[:, 1:]).sum(1)
-            out[lo : lo + len(part)] = total.double().cpu().numpy()
+            out[lo : lo + len(part)] = [lp.sum() for lp in self.token_logps(context, part)]
         return out
+
+    @torch.inference_mode()
+    def token_logps(self, context: Sequence[int], part: Sequence[Sequence[int]]
+                    ) -> list[np.ndarray]:
+        """ln p of each token of each continuation, read as one batch after the context."""
+        state, first = self.prime(context)
+        width = max(map(len, part))
+        ids = torch.zeros(len(part), width, dtype=torch.long)
+        for i, seq in enumerate(part):
+            ids[i, : len(seq)] = torch.tensor(seq)
+        ids = ids.to(self.device)
+        lp = first[ids[:, 0]][:, None]
+        if width > 1:
+            logits, _ = self.model(ids[:, :-1], repeat_rows(state, len(part)))
+            rest = F.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
+            lp = torch.cat([lp, rest], dim=1)
+        lp = lp.double().cpu().numpy()
+        return [lp[i, : len(seq)] for i, seq in enumerate(part)]
+
+
+class MixedLMScorer(LMScorer):
+    """The forward LM mixed per token with an n-gram on its tokenizer (`fill --mix`): the
+    rescoring reads ln(λ·p_rnn + (1−λ)·p_ngram) of every token; proposals stay the RNN's."""
+
+    def __init__(self, base: LMScorer, mixture) -> None:
+        self.__dict__.update(base.__dict__)
+        self.mixture = mixture
+
+    def token_logps(self, context: Sequence[int], part: Sequence[Sequence[int]]
+                    ) -> list[np.ndarray]:
+        from charrnn.lm.mix import mixed_logp
+
+        rnn = super().token_logps(context, part)
+        ngram = self.mixture.ngram.continuation_logps(context, part)
+        return [mixed_logp(r, n, self.mixture.weight) for r, n in zip(rnn, ngram, strict=True)]
 
 
 class MaskScorer:

@@ -7,6 +7,7 @@ stands for all N tokens.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +87,11 @@ def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
 
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
                  device: str = "auto", unknown: str = "error", errors: str = "strict",
-                 precision: str = "fp32") -> dict:
-    """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset. float32 by
-    default whatever the run trained in, so that figures compare (bf16 rounds each logit to ~3
-    significant digits)."""
+                 precision: str = "fp32", mix: str | None = None,
+                 mix_weight: float | None = None) -> dict:
+    """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset (with `mix`,
+    its interpolation with that n-gram run). float32 by default whatever the run trained in, so
+    that figures compare (bf16 rounds each logit to ~3 significant digits)."""
     ckpt = _lm_checkpoint(spec, root)
     dev = resolve_device(device)
     computed, _ = resolve_precision(precision, dev)
@@ -101,10 +103,30 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     if len(ids) < 2:
         raise too_short(ids, file, split, dataset_id, again)
     model = load_lm(ckpt, dev)
-    total, predicted = score_ids(model, oriented(ids, model.config.direction), dev,
-                                 precision=computed)
+
+    def rnn_logp(ids: np.ndarray) -> np.ndarray:
+        return -token_nll(model, oriented(ids, model.config.direction), dev, precision=computed)
+
+    extra: dict = {}
+    if mix is None:
+        total, predicted = score_ids(model, oriented(ids, model.config.direction), dev,
+                                     precision=computed)
+    else:
+        total, predicted, extra = _mixed_total(ckpt, rnn_logp, ids, mix, root, mix_weight)
     progress = ckpt.meta.get("progress", {})
-    return {"run": ckpt.run_folder.name, "kind": "lm", "checkpoint": str(ckpt.folder),
-            "source": source, **scored(total, predicted, ids, n_chars, tokenizer, unknown),
+    return {"run": ckpt.run_folder.name, "kind": "lm" if mix is None else "mix",
+            "checkpoint": str(ckpt.folder), "source": source,
+            **scored(total, predicted, ids, n_chars, tokenizer, unknown),
             "params": model.num_parameters(), "train_seconds": progress.get("elapsed"),
-            "precision": computed}
+            "precision": computed, **extra}
+
+
+def _mixed_total(ckpt: checkpoint.Checkpoint, rnn_logp, ids: np.ndarray, spec: str, root: Path,
+                 weight: float | None) -> tuple[float, int, dict]:
+    from charrnn.lm.mix import mixed_logp, mixture_for
+
+    mixture = mixture_for(ckpt, rnn_logp, spec, root, weight)
+    rnn, ngram = rnn_logp(ids), mixture.ngram.logp_after_first(ids)
+    mixed = mixed_logp(rnn, ngram, mixture.weight)
+    sides = {"lm_perplexity": math.exp(-rnn.mean()), "ngram_perplexity": math.exp(-ngram.mean())}
+    return -float(mixed.sum()), len(mixed), {"mix": {**mixture.describe(), **sides}}

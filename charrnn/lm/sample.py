@@ -18,6 +18,7 @@ from charrnn.devices import resolve_device
 from charrnn.errors import UserError
 from charrnn.lm.config import SampleOptions
 from charrnn.lm.fastpath import make_stepper
+from charrnn.lm.mix import Mixture, NGramSide
 from charrnn.lm.model import RNNLM, load_lm
 from charrnn.lm.state import select_rows
 
@@ -44,10 +45,11 @@ class Sampler:
     """Generates token ids from a model, one step at a time (the TUI drives the same object)."""
 
     def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions,
-                 graphs: bool = True) -> None:
+                 graphs: bool = True, mixture: Mixture | None = None) -> None:
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
         self.model, self.device, self.opts, self.graphs = model.eval(), device, opts, graphs
+        self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(opts.seed if opts.seed is not None else
                                    int(time.time_ns() % (1 << 62)))
@@ -67,12 +69,18 @@ class Sampler:
         Options are read at every step, so a caller (the TUI) may change the temperature live.
         """
         stepper = make_stepper(self.model, self.device, graphs=self.graphs)
+        side = self._ngram_side(prime_ids, 1)
         logits = stepper.prime(prime_ids)
         while True:
-            tokens, probs = self._draw(logits)
+            tokens, probs = self._draw(side.mix(logits) if side else logits)
             token = int(tokens[0])  # the host needs it anyway, to write it
+            if side:
+                side.advance([token])
             yield token, probs[0]
             logits = stepper.step(token)[None]
+
+    def _ngram_side(self, prime_ids: list[int], streams: int) -> NGramSide | None:
+        return NGramSide(self.mixture, prime_ids, streams) if self.mixture else None
 
     @torch.inference_mode()
     def sample_batch(self, prime_ids: list[int], streams: int, length: int) -> list[list[int]]:
@@ -82,11 +90,14 @@ class Sampler:
         the tokens stay on the device and come back once, at the end.
         """
         stepper = make_stepper(self.model, self.device, streams, self.graphs)
+        side = self._ngram_side(prime_ids, streams)  # its states live on the host
         logits = stepper.prime(prime_ids, streams)
         out = torch.empty(streams, length, dtype=torch.long, device=self.device)
         for i in range(length):
-            tokens, _ = self._draw(logits)
+            tokens, _ = self._draw(side.mix(logits) if side else logits)
             out[:, i] = tokens
+            if side:
+                side.advance(tokens)
             logits = stepper.step(tokens)
         return out.tolist()
 
@@ -94,8 +105,10 @@ class Sampler:
     def beam_search(self, prime_ids: list[int], width: int, length: int) -> list[int]:
         """The most probable continuation of `length` tokens found with `width` beams."""
         ids = torch.tensor([prime_ids], dtype=torch.long, device=self.device)
+        side = self._ngram_side(prime_ids, 1)
         logits, state = self.model(ids)
-        log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)  # (1, V)
+        logits = logits[:, -1]
+        log_probs = torch.log_softmax((side.mix(logits) if side else logits).float(), dim=-1)
         scores = torch.zeros(1, device=self.device)
         history = torch.zeros(1, 0, dtype=torch.long, device=self.device)
         for _ in range(length):
@@ -107,7 +120,12 @@ class Sampler:
             history = torch.cat([history[beam_index], token[:, None]], dim=1)
             state = select_rows(state, beam_index)
             logits, state = self.model(token[:, None], state)
-            log_probs = torch.log_softmax(logits[:, -1].float(), dim=-1)
+            logits = logits[:, -1]
+            if side:
+                side.reorder(beam_index)
+                side.advance(token)
+                logits = side.mix(logits)
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
         return history[0].tolist()
 
 
@@ -131,9 +149,23 @@ def primed_decoder(tokenizer, prime_ids: list[int], show_prime: bool):
     return decoder, "".join(decoder.feed(int(i)) for i in prime_ids)
 
 
+def mixture_of(ckpt: checkpoint.Checkpoint, model: RNNLM, device: torch.device,
+               spec: str | None, weight: float | None, root: Path | None) -> Mixture | None:
+    """`--mix NGRAM_RUN [--mix-weight W]` of a loaded model (None without --mix)."""
+    if spec is None:
+        if weight is not None:
+            raise UserError("--mix-weight applies with --mix NGRAM_RUN")
+        return None
+    from charrnn.lm.evaluate import token_nll
+    from charrnn.lm.mix import mixture_for
+
+    return mixture_for(ckpt, lambda ids: -token_nll(model, ids, device), spec, root, weight)
+
+
 def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
              num_samples: int, write: Callable[[str], None], device: str = "auto",
-             unknown: str = "error") -> None:
+             unknown: str = "error", mix: str | None = None, mix_weight: float | None = None,
+             root: Path | None = None) -> None:
     """`charrnn sample` (plain): stream each sample's text to `write` as tokens arrive."""
     opts.validate()
     if num_samples < 1:
@@ -143,13 +175,14 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     model = load_lm(ckpt, dev)
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
     backward = model.config.direction == "backward"
     if backward or (num_samples > 1 and not opts.beam):
         # A right-to-left model generates what comes *before* the prime: collect, then reverse.
         # Several samples are generated side by side, then printed in turn.
         collected: list[list[int]] = []
         generate_ids(model, dev, opts, prime_ids[::-1] if backward else prime_ids, num_samples,
-                     collected.append)
+                     collected.append, mixture)
         shown = prime_ids if show_prime else []
         for index, ids in enumerate(collected):
             # Decoded as one sequence, so the tokenizer puts its separator (a word level space)
@@ -159,7 +192,8 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
-        sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}))
+        sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}),
+                          mixture=mixture)
         decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
         write(shown)
         if opts.beam:
@@ -176,17 +210,20 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
 
 
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],
-                 num_samples: int, collect: Callable[[list[int]], None]) -> None:
+                 num_samples: int, collect: Callable[[list[int]], None],
+                 mixture: Mixture | None = None) -> None:
     """Sample `num_samples` id sequences without decoding them: side by side in one batch (the
     tokens stay on the device until the end, even for one), or one after the other (seeds seed,
     seed+1, …) for beam search."""
     if not opts.beam:
-        for ids in Sampler(model, device, opts).sample_batch(prime_ids, num_samples, opts.length):
+        sampler = Sampler(model, device, opts, mixture=mixture)
+        for ids in sampler.sample_batch(prime_ids, num_samples, opts.length):
             collect(ids)
         return
     for index in range(num_samples):
         seed = None if opts.seed is None else opts.seed + index
-        sampler = Sampler(model, device, SampleOptions(**{**opts.__dict__, "seed": seed}))
+        sampler = Sampler(model, device, SampleOptions(**{**opts.__dict__, "seed": seed}),
+                          mixture=mixture)
         collect(sampler.beam_search(prime_ids, opts.beam, opts.length))
 
 

@@ -38,6 +38,7 @@ def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> d
     info = runs.run_info(runs.resolve_run(spec, root))
     return {**result, "level": (info.get("dataset") or {}).get("level"),
             "cell": (info.get("config") or {}).get("cell"),
+            "direction": (info.get("config") or {}).get("direction"),
             "size": result.get("params"), "size_unit": "params",
             "dataset": (info.get("dataset") or {}).get("id"),
             "sample_tokens_per_s": sampling_speed(spec, root, tokens=300)}
@@ -54,9 +55,37 @@ def _not_compared(kind: str | None, info: dict, file: str | None) -> str | None:
     return None
 
 
+def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: str,
+              skipped: list[dict]) -> list[dict]:
+    """RNN ⊕ n-gram (λ tuned on the validation split) for each LM and n-gram pair counted on
+    one dataset, forward LMs only."""
+    from charrnn.lm.evaluate import evaluate_run
+
+    out = []
+    for lm in (r for r in rows if r["kind"] == "lm" and r.get("direction") != "backward"):
+        for ngram in (r for r in rows if r["kind"] == "ngram"):
+            if not lm.get("dataset") or lm["dataset"] != ngram.get("dataset"):
+                continue
+            name = f"{lm['run']} ⊕ {ngram['run']}"
+            try:
+                result = evaluate_run(lm["path"], root, file, None if file else split, unknown=unk,
+                                      mix=ngram["path"])
+            except UserError as exc:
+                skipped.append({"run": name, "reason": str(exc)})
+                continue
+            seconds = [x for x in (lm.get("train_seconds"), ngram.get("train_seconds")) if x]
+            out.append({**result, "run": name, "level": lm.get("level"), "cell": lm.get("cell"),
+                        "order": ngram.get("order"), "size": lm.get("size"),
+                        "size_unit": "params", "dataset": lm["dataset"],
+                        "train_seconds": sum(seconds) if seconds else None,
+                        "sample_tokens_per_s": None})
+    return out
+
+
 def compare(specs: list[str] | None, root: Path, split: str = "test",
-            file: str | None = None, unk: str = "error") -> dict:
-    """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}."""
+            file: str | None = None, unk: str = "error", mix: bool = True) -> dict:
+    """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}; with
+    `mix`, a row for each RNN ⊕ n-gram pair on one dataset too."""
     if split not in ("train", "val", "test"):
         raise UserError(f"--split must be train, val or test, not {split!r}")
     if file is not None:  # once, here: not the same error again for every run
@@ -82,13 +111,16 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         except UserError as exc:
             skipped.append({"run": folder.name, "reason": str(exc)})
             continue
-        rows.append({"run": folder.name, **{k: v for k, v in row.items() if k != "run"}})
+        rows.append({"run": folder.name, "path": spec,
+                     **{k: v for k, v in row.items() if k != "run"}})
     if not rows:
         reasons = {s["reason"] for s in skipped}
         if len(reasons) == 1 and len(skipped) > 1:
             raise UserError(f"no run could be evaluated: {reasons.pop()} (all {len(skipped)} runs)")
         listed = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
         raise UserError(f"no run could be evaluated ({listed})")
+    if mix:
+        rows += _mix_rows(rows, root, file, split, unk, skipped)
     rows.sort(key=lambda r: r["bits_per_char"])
     return {"source": file or f"split:{split}", "results": rows, "skipped": skipped,
             "note": _note(rows, file, split)}
@@ -154,8 +186,9 @@ def render(report: dict) -> None:
                          min_width={"run": 6, "model": 11}.get(name))
     for rank, row in enumerate(rows, 1):
         level = row.get("level") or ""
-        model = (f"{level} {row['order']}-gram" if row["kind"] == "ngram"
-                 else f"{level} {row.get('cell') or 'rnn'}")
+        model = {"ngram": f"{level} {row.get('order')}-gram",
+                 "mix": f"{level} {row.get('cell') or 'rnn'} ⊕ {row.get('order')}-gram"}.get(
+            row["kind"], f"{level} {row.get('cell') or 'rnn'}")
         bar = "█" * max(1, round(BAR_WIDTH * row["bits_per_char"] / worst))
         unk = [f"{100 * row['unknown_rate']:.1f}%" if row.get("unknown_tokens") else "-"]
         table.add_row(str(rank), row["run"], model, f"{row['bits_per_char']:.4f}",

@@ -150,6 +150,60 @@ class NGramModel:
         state = state_after(np.asarray(history, dtype=np.int32), bos, top, *tables)
         return distribution(state, self.words, bos, *tables, np.empty(self.words))
 
+    def logp_after_first(self, ids: np.ndarray) -> np.ndarray:
+        """ln p of ids[1:], one per token, as an RNN scores them (its first token is context):
+        in --lines mode every token of a line is scored from `<s>` and the line break is
+        `</s>`, so the scored tokens are the text's own, one for one."""
+        out = self.token_logprobs(ids)
+        return out[1:] if self.lines else out
+
+    # -- streams of states (sampling side by side, mixtures) ------------------------------
+    def start_states(self, history: np.ndarray, streams: int) -> np.ndarray:
+        """`streams` copies of the state after reading tokenizer ids `history` (a --lines model
+        after a line break, or with no history, starts at `<s>`)."""
+        from charrnn.ngram.query import state_after
+
+        _, bos, top, *tables = self._kernel_args()
+        history = np.asarray(history, dtype=np.int32)
+        if self.lines:
+            breaks = np.flatnonzero(history == self.line_break)
+            history = np.concatenate([[bos], history[breaks[-1] + 1 :] if breaks.size else history])
+        elif history.size == 0:
+            history = np.array([bos], np.int32)
+        state = state_after(history.astype(np.int32), bos, top, *tables)
+        return np.full(streams, state, dtype=np.int64)
+
+    def next_distributions(self, states: np.ndarray) -> np.ndarray:
+        """p(x | state) over the tokenizer's ids for each state: (B, vocab_size)."""
+        from charrnn.ngram.query import distributions
+
+        _, bos, top, *tables = self._kernel_args()
+        out = np.empty((len(states), self.words), np.float64)
+        return distributions(np.asarray(states, np.int64), self.words, bos, *tables, out)[
+            :, : self.vocab_size]
+
+    def advance(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        from charrnn.ngram.query import advance
+
+        _, bos, top, *tables = self._kernel_args()
+        line_break = -1 if self.line_break is None else self.line_break
+        return advance(np.asarray(states, np.int64), np.asarray(tokens, np.int64), line_break,
+                       self.lines, bos, top, *tables)
+
+    def continuation_logps(self, history, continuations) -> list[np.ndarray]:
+        """ln p of each token of each continuation (tokenizer ids), all after `history`."""
+        from charrnn.ngram.query import continuation_logps
+
+        _, bos, top, *tables = self._kernel_args()
+        state = self.start_states(np.asarray(history), 1)[0]
+        lengths = np.array([len(c) for c in continuations], np.int64)
+        seqs = np.zeros((len(continuations), max(1, int(lengths.max(initial=1)))), np.int32)
+        for i, cont in enumerate(continuations):
+            seqs[i, : len(cont)] = cont
+        line_break = -1 if self.line_break is None else self.line_break
+        out = continuation_logps(state, seqs, lengths, line_break, self.lines, bos, top, *tables)
+        return [out[i, :n] for i, n in enumerate(lengths)]
+
     # -- storage ----------------------------------------------------------------------------
     def save(self, folder: Path) -> None:
         """Write model/ atomically (a reader sees the old model or the new one)."""

@@ -192,3 +192,38 @@ def distribution(state, words, bos, rec, recf, ext, extf, out):
             out[x] = np.exp(np.float64(recf[x, 2]) + acc)
     out[bos] = 0.0
     return out
+
+
+@njit(parallel=True)
+def distributions(states, words, bos, rec, recf, ext, extf, out):
+    """p(x | state) for a batch of states (B,) into out (B, words): streams sampled side by side."""
+    for b in prange(states.shape[0]):
+        distribution(states[b], words, bos, rec, recf, ext, extf, out[b])
+    return out
+
+
+@njit
+def advance(states, tokens, line_break, lines, bos, top, rec, recf, ext, extf):
+    """Each state after reading its token; after a line break a --lines model starts a new
+    sentence (its context is <s>)."""
+    out = np.empty(states.shape[0], np.int64)
+    for b in range(states.shape[0]):
+        if lines and tokens[b] == line_break:
+            out[b] = np.int64(bos)
+        else:
+            out[b] = step(states[b], tokens[b], rec, recf, ext, extf, bos, top)[1]
+    return out
+
+
+@njit(parallel=True)
+def continuation_logps(state, seqs, lengths, line_break, lines, bos, top, rec, recf, ext, extf):
+    """ln p of each token of each sequence (rows of `seqs`, padded), all read after one state."""
+    out = np.zeros(seqs.shape, np.float64)
+    for i in prange(seqs.shape[0]):
+        s = np.int64(state)
+        for j in range(lengths[i]):
+            w = seqs[i, j]
+            lp, nxt = step(s, w, rec, recf, ext, extf, bos, top)
+            out[i, j] = lp
+            s = np.int64(bos) if lines and w == line_break else nxt
+    return out

@@ -25,7 +25,7 @@ from rich.live import Live
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
 from charrnn.lm.model import lm_config, load_lm
-from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, primed_decoder
+from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, mixture_of, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.widgets import bucket
@@ -65,17 +65,21 @@ def describe(ckpt: checkpoint.Checkpoint, params: int) -> ViewInfo:
 
 def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
                 device: str = "auto", unknown: str = "error", *, console: Console | None = None,
-                keys=None, hold: bool = True) -> LiveResult:
+                keys=None, hold: bool = True, mix: str | None = None,
+                mix_weight: float | None = None, root: Path | None = None) -> LiveResult:
     """Run the live view until q (or, with hold=False, until `opts.length` tokens are out)."""
     opts.validate()
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     model = load_lm(ckpt, dev)
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
     info = describe(ckpt, sum(p.numel() for p in model.parameters()))
+    if mixture is not None:
+        info.model += f" ⊕ {mixture.name} (λ {mixture.weight:.2f})"
     session = _Session(model, dev, tokenizer, opts, prime_ids, show_prime, info,
                        console or Console(), keys if keys is not None else RawKeys(), hold,
-                       ckpt.run_folder.name)
+                       ckpt.run_folder.name, mixture)
     try:
         return session.run()
     finally:
@@ -89,8 +93,9 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
 class _Session:
     def __init__(self, model, device, tokenizer, opts: SampleOptions, prime_ids: list[int],
                  show_prime: bool, info: ViewInfo, console: Console, keys, hold: bool,
-                 run_name: str) -> None:
+                 run_name: str, mixture=None) -> None:
         self.model, self.device, self.tokenizer, self.opts = model, device, tokenizer, opts
+        self.mixture = mixture
         self.prime_ids, self.hold, self.run_name = prime_ids, hold, run_name
         self.show_prime = show_prime
         self.prime_text = primed_decoder(tokenizer, prime_ids, show_prime)[1]
@@ -106,7 +111,8 @@ class _Session:
 
     def start_sample(self) -> None:
         self.opts.seed = self.seed  # the one options object: the temperature survives restarts
-        self.stream = Sampler(self.model, self.device, self.opts).stream(self.prime_ids)
+        self.stream = Sampler(self.model, self.device, self.opts,
+                              mixture=self.mixture).stream(self.prime_ids)
         self.decoder = primed_decoder(self.tokenizer, self.prime_ids, self.show_prime)[0]
         self.parts = [self.prime_text]
         self.view.restart(self.prime_text, self.seed, self.opts.length)

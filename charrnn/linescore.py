@@ -1,0 +1,223 @@
+"""`charrnn score`: every line's log-probability, as KenLM's `query` reports sentences.
+
+    line ─ tokenizer ─ t₁ … tₙ ─ the model reads them after a line break and predicts t₁ … tₙ and
+    the closing line break (a --lines n-gram: from <s>, with </s>) ─ Σ log10 p, tokens, OOVs
+
+Lines are independent (an n-best list is scored hypothesis by hypothesis), read a batch at a
+time, so a file of any size streams through in bounded memory (`--sort` holds the scores).
+Works for language model runs, n-gram runs, and a language model mixed with an n-gram (--mix).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import runs
+from charrnn.errors import UserError
+from charrnn.scores import UNK
+
+BATCH_LINES = 256
+LN10 = math.log(10)
+
+
+@dataclass
+class LineScore:
+    line: int  # 1-based
+    text: str
+    log10: float  # of the whole line, its closing line break included
+    tokens: int  # scored tokens (the line break included)
+    oov: int  # <unk> tokens, or characters --unk skip dropped
+    oov_log10: float  # the part of log10 the <unk> tokens took
+
+    @property
+    def perplexity(self) -> float:
+        return 10 ** (-self.log10 / max(1, self.tokens))
+
+    def to_json(self) -> dict:
+        return {"line": self.line, "log10": self.log10, "tokens": self.tokens, "oov": self.oov,
+                "perplexity": self.perplexity, "text": self.text}
+
+
+def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
+    """The lines of FILE (or stdin for None / '-'), decoded one at a time; a line that is not
+    UTF-8 is an error naming it (--errors replace goes on)."""
+    name = "<stdin>" if file in (None, "-") else file
+    if name == "<stdin>":
+        raw = sys.stdin.buffer
+    else:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            raise UserError(f"{file} does not exist or is not a file: give a text file or - "
+                            "for standard input")
+        raw = open(path, "rb")  # noqa: SIM115 - closed below, after the last line
+    try:
+        for number, data in enumerate(raw, 1):
+            try:
+                line = data.decode("utf-8", errors=errors)
+            except UnicodeDecodeError as exc:
+                raise UserError(f"{name}: line {number} is not UTF-8 (byte {exc.start} of the "
+                                "line): convert the file, or pass --errors replace") from exc
+            yield line.removesuffix("\n").removesuffix("\r").removeprefix("\ufeff" * (number == 1))
+    finally:
+        if raw is not sys.stdin.buffer:
+            raw.close()
+
+
+class Scorer:
+    """Turns batches of lines into per-token ln p; the kinds below differ in the model only."""
+
+    def __init__(self, tokenizer, unknown: str) -> None:
+        self.tokenizer, self.unknown = tokenizer, unknown
+        self.line_break = tokenizer.line_break_id()
+        strings = tokenizer.token_strings()
+        self.unk = strings.index(UNK) if UNK in strings else None
+
+    def encode(self, number: int, text: str) -> np.ndarray:
+        policy = self.unknown if self.tokenizer.level == "char" else "map"
+        try:
+            ids = self.tokenizer.encode(text, unknown=policy) if text else np.zeros(0, np.int64)
+        except UserError as exc:
+            raise UserError(f"line {number}: {exc}") from exc
+        tail = [self.line_break] if self.line_break is not None else []
+        return np.concatenate([np.asarray(ids, np.int64), np.asarray(tail, np.int64)])
+
+    def token_logps(self, lines: list[np.ndarray]) -> list[np.ndarray]:
+        """ln p of each token of each line (each read from a line start)."""
+        raise NotImplementedError
+
+    def score(self, numbered: list[tuple[int, str]]) -> list[LineScore]:
+        encoded = [self.encode(n, text) for n, text in numbered]
+        out = []
+        for (number, text), ids, lp in zip(numbered, encoded, self.token_logps(encoded),
+                                          strict=True):
+            unknown = ids == self.unk if self.unk is not None else np.zeros(len(ids), bool)
+            skipped = max(0, len(text) - (len(ids) - 1)) if (
+                self.tokenizer.level == "char" and self.unknown == "skip") else 0
+            out.append(LineScore(number, text, float(lp.sum()) / LN10, len(ids),
+                                 int(unknown.sum()) + skipped, float(lp[unknown].sum()) / LN10))
+        return out
+
+
+class NGramScorer(Scorer):
+    def __init__(self, model, unknown: str) -> None:
+        super().__init__(model.tokenizer, unknown)
+        self.model = model
+
+    def token_logps(self, lines: list[np.ndarray]) -> list[np.ndarray]:
+        start = [] if self.line_break is None else [self.line_break]
+        return [self.model.continuation_logps(start, [ids])[0] for ids in lines]
+
+
+class RNNScorer(Scorer):
+    def __init__(self, ckpt, model, device, unknown: str, precision: str, mixture=None) -> None:
+        super().__init__(ckpt.tokenizer, unknown)
+        self.model, self.device, self.precision, self.mixture = model, device, precision, mixture
+        self.start = self.line_break if self.line_break is not None else 0
+
+    def token_logps(self, lines: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        from charrnn.devices import autocast
+
+        width = max(map(len, lines))
+        x = torch.full((len(lines), width), self.start, dtype=torch.long)
+        y = torch.zeros((len(lines), width), dtype=torch.long)
+        for row, ids in enumerate(lines):
+            x[row, 1 : len(ids)] = torch.from_numpy(ids[:-1])
+            y[row, : len(ids)] = torch.from_numpy(ids)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            nll, _ = self.model(x.to(self.device), None, y.to(self.device))
+        lp = (-nll.float()).view(len(lines), width).cpu().numpy().astype(np.float64)
+        rnn = [lp[row, : len(ids)] for row, ids in enumerate(lines)]
+        if self.mixture is None:
+            return rnn
+        from charrnn.lm.mix import mixed_logp
+
+        start = [self.start]
+        ngram = [self.mixture.ngram.continuation_logps(start, [ids])[0] for ids in lines]
+        return [mixed_logp(r, n, self.mixture.weight) for r, n in zip(rnn, ngram, strict=True)]
+
+
+def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str = "error",
+                precision: str = "fp32", mix: str | None = None,
+                mix_weight: float | None = None) -> Scorer:
+    """The scorer of RUN: a language model (optionally mixed) or an n-gram run."""
+    folder = runs.resolve_run(spec, root)
+    if runs.run_info(folder).get("kind") == "ngram":
+        if mix is not None or mix_weight is not None:
+            raise UserError(f"--mix applies to a language model run; {folder.name} is an n-gram run")
+        from charrnn.ngram.evaluate import load_run
+
+        return NGramScorer(load_run(spec, root)[1], unknown)
+    from charrnn import checkpoint
+    from charrnn.devices import resolve_device, resolve_precision
+    from charrnn.lm.model import load_lm
+    from charrnn.lm.sample import mixture_of
+
+    ckpt = checkpoint.resolve(spec, root)
+    runs.check_kind(ckpt.run_folder, ckpt.task, "lm", "eval")
+    dev = resolve_device(device)
+    model = load_lm(ckpt, dev).eval()
+    if model.config.direction == "backward":
+        raise UserError(f"{ckpt.run_folder.name} reads right to left: score lines with a forward LM")
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
+    return RNNScorer(ckpt, model, dev, unknown, resolve_precision(precision, dev)[0], mixture)
+
+
+def score_lines(scorer: Scorer, lines: Iterable[str]) -> Iterator[LineScore]:
+    """Scores in input order, computed a batch of lines at a time (longest lines together)."""
+    batch: list[tuple[int, str]] = []
+    for number, text in enumerate(lines, 1):
+        batch.append((number, text))
+        if len(batch) == BATCH_LINES:
+            yield from _scored(scorer, batch)
+            batch = []
+    if batch:
+        yield from _scored(scorer, batch)
+
+
+def _scored(scorer: Scorer, batch: list[tuple[int, str]]) -> list[LineScore]:
+    by_length = sorted(batch, key=lambda item: len(item[1]))
+    done = {}
+    for lo in range(0, len(by_length), 32):  # padding stays small inside each group
+        for result in scorer.score(by_length[lo : lo + 32]):
+            done[result.line] = result
+    return [done[number] for number, _ in batch]
+
+
+class Totals:
+    """The whole input's figures, added up line by line (nothing is kept)."""
+
+    def __init__(self) -> None:
+        self.lines = self.tokens = self.oov = 0
+        self.log10 = self.oov_log10 = 0.0
+
+    def add(self, s: LineScore) -> LineScore:
+        self.lines, self.tokens, self.oov = self.lines + 1, self.tokens + s.tokens, self.oov + s.oov
+        self.log10, self.oov_log10 = self.log10 + s.log10, self.oov_log10 + s.oov_log10
+        return s
+
+    def to_json(self) -> dict:
+        if self.tokens == 0:
+            raise UserError("no line to score: the input is empty")
+        known = max(1, self.tokens - self.oov)
+        return {"lines": self.lines, "tokens": self.tokens, "oov": self.oov, "log10": self.log10,
+                "perplexity": 10 ** (-self.log10 / self.tokens),
+                "perplexity_excluding_oov": 10 ** (-(self.log10 - self.oov_log10) / known)}
+
+    def describe(self) -> str:
+        r = self.to_json()
+        return (f"{r['lines']:,} lines, {r['tokens']:,} tokens, {r['oov']:,} OOV: total log10 "
+                f"{r['log10']:.2f}, perplexity {r['perplexity']:.3f} "
+                f"({r['perplexity_excluding_oov']:.3f} excluding OOVs)")
+
+
+def format_line(s: LineScore) -> str:
+    """log10 TAB tokens TAB OOVs TAB perplexity TAB the line (sortable, and the text comes last)."""
+    return f"{s.log10:.4f}\t{s.tokens}\t{s.oov}\t{s.perplexity:.2f}\t{s.text}"
