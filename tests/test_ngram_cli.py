@@ -199,7 +199,7 @@ def test_compare_rnn_and_ngram(tiny_run: Path, small_text: Path):
     ngram("train", small_text, "--order", "3", "--run-name", "tri")
     report = json.loads(compare(str(tiny_run), "tri", "--json", "--file", small_text).output)
     kinds = {r["kind"]: r for r in report["results"]}
-    assert set(kinds) == {"lm", "ngram"} and not report["skipped"]
+    assert set(kinds) == {"lm", "ngram", "mix"} and not report["skipped"]  # one dataset: a pair
     assert kinds["lm"]["size_unit"] == "params" and kinds["lm"]["size"] > 0
     assert kinds["lm"]["chars"] == kinds["ngram"]["chars"] == len(small_text.read_text())
     table = compare(str(tiny_run), "tri")

@@ -74,7 +74,8 @@ def test_compare_with_a_missing_file_is_one_short_error(word_root: Path) -> None
 
 def test_compare_shows_and_explains_unknown_shares(word_root: Path, tmp_path: Path) -> None:
     text = _unknown_text(tmp_path)
-    report = json.loads(run_cli("compare", "--file", text, "--json", "--out", word_root).output)
+    report = json.loads(run_cli("compare", "--file", text, "--json", "--no-mix", "--out",
+                                word_root).output)
     assert {r["run"]: r["unknown_tokens"] for r in report["results"]} == {"rnn": 3, "tri": 3}
     assert "<unk> tokens (" in report["note"] and "rnn 33.3%" in report["note"]
     table = run_cli("compare", "--file", text, "--out", word_root).output

@@ -63,7 +63,7 @@ def train(
     log_every: opt.LogEvery = L.log_every, seed: opt.Seed = L.seed, device: opt.Device = L.device,
     precision: opt.Precision = L.precision,
     softmax: Annotated[opt.SoftmaxChoice, typer.Option(help="Output layer: full, adaptive (Grave et al. 2017: the vocabulary in frequency clusters; exact probabilities, a fraction of the cost for word vocabularies) or auto (adaptive from 5,000 tokens on a CPU).")] = L.softmax,
-    cutoffs: Annotated[Optional[str], typer.Option(help="Adaptive softmax cluster bounds in frequency ranks, e.g. 2000,6000 (default: where the head covers 85% and the first tail 97% of the training tokens).")] = None,
+    cutoffs: Annotated[Optional[str], typer.Option(help="Adaptive softmax cluster bounds in frequency ranks, e.g. 2000,6000 (default: where the head covers 87% and the first tail 97% of the training tokens).")] = None,
     direction: Annotated[opt.DirectionChoice, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = L.direction,
     task: Annotated[opt.TaskChoice, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",
     run_name: opt.RunName = None,
@@ -85,7 +85,7 @@ def train(
     if resume is not None:  # so that --resume can refuse a change it would otherwise ignore
         overrides["typed"] = {k: getattr(cfg, k) for k in typed if hasattr(cfg, k)}
     exit_after(train_job(list(inputs or []), popts, cfg, opt.root(out), run_name, resume,
-                         overrides, mirror, reporter=training_reporter(plain)))
+                         overrides, mirror, reporter=training_reporter(plain), typed=typed))
 
 
 def _train_fill(params: dict, typed: frozenset[str], popts) -> dict:

@@ -5,7 +5,7 @@ defaults from here."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from charrnn.configs import JsonConfig
 from charrnn.errors import UserError, check_seed
@@ -110,6 +110,25 @@ class TrainConfig(LoopConfig):
         return ModelConfig(vocab_size, self.cell, self.layers, self.hidden, self.emb,
                            self.dropout, self.tie_weights, self.direction, self.weight_drop,
                            self.locked_dropout, self.embed_drop, softmax, list(cutoffs or []))
+
+
+# The best 10-minute CPU recipe measured on word-level Penn Treebank (bench/train_ptb.py), which
+# `charrnn train` takes at word level for every one of these options not typed (the defaults of
+# TrainConfig are char level's, measured on tiny Shakespeare).
+WORD_RECIPE = {"cell": "lstm", "tie_weights": False, "locked_dropout": True, "dropout": 0.2,
+               "seq_len": 35, "lr": 3e-3, "weight_decay": 0.1, "grad_clip": 0.25,
+               "eval_every": 1000}
+
+
+def recipe_for(cfg: TrainConfig, level: str, typed: frozenset[str] | None = None) -> TrainConfig:
+    """`cfg` with the word recipe where the level is word and the option was not typed (without
+    `typed`, as from the library: where the field still has its default)."""
+    if level != "word":
+        return cfg
+    defaults = TrainConfig()
+    given = typed if typed is not None else {
+        k for k in WORD_RECIPE if getattr(cfg, k) != getattr(defaults, k)}
+    return replace(cfg, **{k: v for k, v in WORD_RECIPE.items() if k not in given})
 
 
 @dataclass

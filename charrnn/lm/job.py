@@ -15,7 +15,7 @@ from charrnn.corpora import resolve_inputs
 from charrnn.devices import require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
-from charrnn.lm.config import TrainConfig
+from charrnn.lm.config import TrainConfig, recipe_for
 from charrnn.lm.model import RNNLM
 from charrnn.lm.train import Trainer, model_config_for
 from charrnn.training.reporters import Reporter
@@ -45,8 +45,9 @@ def _saved_config(ckpt: checkpoint.Checkpoint) -> TrainConfig:
 def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
               root: Path, run_name: str | None = None, resume: str | None = None,
               overrides: dict | None = None, mirror: str | None = None,
-              reporter: Reporter | None = None) -> dict:
-    """`charrnn train` (or `--resume`): the run's result; the reporter gets its progress."""
+              reporter: Reporter | None = None, typed: frozenset[str] | None = None) -> dict:
+    """`charrnn train` (or `--resume`): the run's result; the reporter gets its progress.
+    A new word-level run takes the word recipe for the options not `typed` (lm.config)."""
     dist = Dist()
     ckpt = None
     if resume is not None:
@@ -69,7 +70,9 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         trainer.reporter.message(f"resuming {ckpt.run_folder} at step {trainer.progress.step} | "
                                  f"{_computes(trainer)}")
     else:
-        trainer = _new_run(prepare(), cfg, root, run_name, device, reporter, dist)
+        dataset = prepare()
+        cfg = recipe_for(cfg, dataset.tokenizer.level, typed)
+        trainer = _new_run(dataset, cfg, root, run_name, device, reporter, dist)
     result = trainer.run()
     trainer.reporter.message(_summary(result))
     trainer.loop.end_if_reader_gone(result, f"charrnn train --resume {result['run']}")

@@ -59,26 +59,25 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
               skipped: list[dict]) -> list[dict]:
     """RNN ⊕ n-gram (λ tuned on the validation split) for each LM and n-gram pair counted on
     one dataset, forward LMs only."""
-    from charrnn.lm.evaluate import evaluate_run
-
+    pairs = [(lm, ngram) for lm in rows if lm["kind"] == "lm" and lm.get("direction") != "backward"
+             for ngram in rows if ngram["kind"] == "ngram"
+             and lm.get("dataset") and lm["dataset"] == ngram.get("dataset")]
     out = []
-    for lm in (r for r in rows if r["kind"] == "lm" and r.get("direction") != "backward"):
-        for ngram in (r for r in rows if r["kind"] == "ngram"):
-            if not lm.get("dataset") or lm["dataset"] != ngram.get("dataset"):
-                continue
-            name = f"{lm['run']} ⊕ {ngram['run']}"
-            try:
-                result = evaluate_run(lm["path"], root, file, None if file else split, unknown=unk,
-                                      mix=ngram["path"])
-            except UserError as exc:
-                skipped.append({"run": name, "reason": str(exc)})
-                continue
-            seconds = [x for x in (lm.get("train_seconds"), ngram.get("train_seconds")) if x]
-            out.append({**result, "run": name, "level": lm.get("level"), "cell": lm.get("cell"),
-                        "order": ngram.get("order"), "size": lm.get("size"),
-                        "size_unit": "params", "dataset": lm["dataset"],
-                        "train_seconds": sum(seconds) if seconds else None,
-                        "sample_tokens_per_s": None})
+    for lm, ngram in pairs:
+        from charrnn.lm.evaluate import evaluate_run  # torch: only when there is a pair
+
+        name = f"{lm['run']} ⊕ {ngram['run']}"
+        try:
+            result = evaluate_run(lm["path"], root, file, None if file else split, unknown=unk,
+                                  mix=ngram["path"])
+        except UserError as exc:
+            skipped.append({"run": name, "reason": str(exc)})
+            continue
+        seconds = [x for x in (lm.get("train_seconds"), ngram.get("train_seconds")) if x]
+        out.append({**result, "run": name, "level": lm.get("level"), "cell": lm.get("cell"),
+                    "order": ngram.get("order"), "size": lm.get("size"), "size_unit": "params",
+                    "dataset": lm["dataset"], "train_seconds": sum(seconds) if seconds else None,
+                    "sample_tokens_per_s": None})
     return out
 
 
