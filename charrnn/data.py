@@ -286,34 +286,50 @@ class _Plan:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
-def dataset_id(plan: _Plan) -> str:
+@dataclass
+class GivenTokenizer:
+    """Preprocess with a tokenizer made from another one (fine-tuning: the parent run's), not
+    learnt from the text: `build(vocabulary text)` makes it, `key` names it in the cache key,
+    `unknown` is how text it lacks is encoded (map to <unk>, skip)."""
+
+    build: object  # Callable[[Iterator[str]], Tokenizer]
+    key: dict
+    unknown: str = "map"
+
+
+def dataset_id(plan: _Plan, given: GivenTokenizer | None = None) -> str:
     opts = plan.opts
     key = {"content": plan.content_hash(), "tokenizer": opts.tokenizer_options(),
            "rule": plan.rule, "errors": opts.errors, "version": VERSION}
+    if given is not None:
+        key["tokenizer"] = given.key
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions) -> Dataset:
+def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
+               given: GivenTokenizer | None = None) -> Dataset:
     """Stream `inputs` into a dataset folder (`out`, or the cache keyed by content + options)."""
     opts.validate()
     plan = _Plan(inputs, opts)
     if out is not None:
         _check_out(Path(out), plan)
-    ident = dataset_id(plan)
+    ident = dataset_id(plan, given)
     if out is None:
         out = fsutil.cache_dir() / "datasets" / ident
         fsutil.recover_dir(out)
         if (out / "meta.json").exists():
             return Dataset(out)
     out = Path(out)
-    tokenizer = _build_tokenizer(opts, plan.vocabulary_text())
+    tokenizer = (given.build(plan.vocabulary_text()) if given is not None
+                 else _build_tokenizer(opts, plan.vocabulary_text()))
+    unknown = given.unknown if given is not None else "map"
     dtype = smallest_dtype(tokenizer.vocab_size)
     counts = {name: {"tokens": 0, "chars": 0} for name in SPLITS}
     with fsutil.atomic_dir(out) as tmp:
         handles = {name: open(tmp / f"{name}.bin", "wb") for name in SPLITS}
         try:
             for split, text in plan.pieces():
-                ids = tokenizer.encode(text, unknown="map")
+                ids = tokenizer.encode(text, unknown=unknown)
                 handles[split].write(ids.astype(dtype).tobytes())
                 counts[split]["tokens"] += len(ids)
                 counts[split]["chars"] += len(text)
@@ -417,13 +433,17 @@ def is_dataset_dir(path: str | Path) -> bool:
     return (Path(path) / "meta.json").is_file()
 
 
-def prepare(inputs: list[str], opts: PreprocessOptions) -> Dataset:
+def prepare(inputs: list[str], opts: PreprocessOptions,
+            given: GivenTokenizer | None = None) -> Dataset:
     """What `train` and `ngram train` call: a dataset folder as is, or raw text via the cache."""
     if len(inputs) == 1 and is_dataset_dir(inputs[0]):
+        if given is not None:
+            raise UserError(f"{inputs[0]} is a preprocessed dataset with a tokenizer of its own: "
+                            "to fine-tune, give the text files (they are read with the run's)")
         dataset = Dataset(Path(inputs[0]))
         _refuse_options(inputs[0], dataset, opts)
         return dataset
-    return preprocess(inputs, None, opts)
+    return preprocess(inputs, None, opts, given)
 
 
 def _flag(name: str, value) -> str:

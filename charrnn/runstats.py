@@ -66,7 +66,9 @@ def summary(folder: Path) -> dict:
     """One row of `charrnn runs`: name, kind, created, steps, best val loss/bpc, level, size."""
     info = _json(folder / runs.RUN_FILE)
     kind = runs.kind_name(info.get("kind", "?"))
-    row = {"name": folder.name, "kind": kind, "created": info.get("created"), "steps": None,
+    parent = (info.get("init_from") or {}).get("run")
+    row = {"name": folder.name, "kind": f"{kind} ← {parent}" if parent else kind,
+           "parent": parent, "created": info.get("created"), "steps": None,
            "val_loss": None, "val_bpc": None,
            "level": (info.get("dataset") or {}).get("level"), "params": None, "size_unit": "params"}
     if kind == "ngram":

@@ -68,9 +68,11 @@ def test_word_and_subword_levels_train_sample_and_eval(shakespeare, tmp_path, le
 def test_corpus_too_short_for_one_batch_says_how_short(tmp_path: Path) -> None:
     corpus = tmp_path / "short.txt"
     corpus.write_text("tiny corpus\n" * 5)
-    result = run_cli("train", corpus, "--batch-size", "64", "--seq-len", "128", ok=False)
+    result = run_cli("train", corpus, "--batch-size", "64", "--seq-len", "128", "--run-name",
+                     "short", ok=False)
     assert result.exit_code == 2
     assert "too few for one batch of 64×128" in result.output and "--batch-size" in result.output
+    assert not (tmp_path / "runs/short").exists()  # refused before the run folder is made
 
 
 @pytest.mark.parametrize(

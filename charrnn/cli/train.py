@@ -18,6 +18,8 @@ from charrnn.errors import UserError
 L, P = opt.L, opt.P
 # What `train` takes besides the configs' fields (and the preprocess options).
 RUN_OPTIONS = {"inputs", "task", "run_name", "resume", "plain", "out", "mirror"}
+FINETUNE_OPTIONS = ("unk", "grow_vocab")  # only with --init-from
+FineTuneUnk = opt.choices("FineTuneUnk", ("add", "skip", "error"))
 
 
 @opt.with_preprocess_options
@@ -68,6 +70,9 @@ def train(
     task: Annotated[opt.TaskChoice, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",
     run_name: opt.RunName = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/.")] = None,
+    init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: a new run whose model, weights and tokenizer start from RUN (or RUN/best, RUN/last); a fresh optimizer and schedule, peak lr a third of the optimizer's default unless --lr is given.")] = None,
+    unk: Annotated[FineTuneUnk, typer.Option("--unk", help="--init-from: characters the model never saw are added to its vocabulary (add), dropped (skip) or refused (error); unknown words become <unk> (add) unless --grow-vocab.")] = "add",
+    grow_vocab: Annotated[int, typer.Option(help="--init-from, word level: add the N most frequent new words to the vocabulary.")] = 0,
     plain: opt.Plain = False, out: opt.Out = None, mirror: opt.Mirror = None,
 ) -> None:
     """Train an RNN language model (raw text is preprocessed and cached automatically)."""
@@ -84,8 +89,11 @@ def train(
     overrides["device"] = None if device == "auto" else device
     if resume is not None:  # so that --resume can refuse a change it would otherwise ignore
         overrides["typed"] = {k: getattr(cfg, k) for k in typed if hasattr(cfg, k)}
+    if init_from is None:
+        opt.refuse_inapplicable(typed & set(FINETUNE_OPTIONS), TrainConfig, set(), "a run without --init-from")
     exit_after(train_job(list(inputs or []), popts, cfg, opt.root(out), run_name, resume,
-                         overrides, mirror, reporter=training_reporter(plain), typed=typed))
+                         overrides, mirror, reporter=training_reporter(plain), typed=typed,
+                         init_from=init_from, unknown=opt.plain(unk), grow_vocab=grow_vocab))
 
 
 def _train_fill(params: dict, typed: frozenset[str], popts) -> dict:

@@ -36,15 +36,21 @@ class TBPTTStream:
             raise UserError(f"--batch-size {batch} must be divisible by the {world} processes")
         self.ids, self.batch, self.seq_len, self.device = ids, batch, seq_len, device
         self.rows = slice(rank * batch // world, (rank + 1) * batch // world)
-        self.row_len = (len(ids) - seq_len) // batch
-        if self.row_len < seq_len + 1:
-            need = batch * (2 * seq_len + 1)
-            raise UserError(
-                f"the training split has {len(ids):,} tokens, too few for one batch of "
-                f"{batch}×{seq_len} (need ≥ {need:,}): use a smaller --batch-size or --seq-len, "
-                "or more text")
+        self.row_len = self.check(len(ids), batch, seq_len)
         self.steps_per_epoch = (self.row_len - 1) // seq_len
         self._epoch, self._grid = -1, None
+
+    @staticmethod
+    def check(tokens: int, batch: int, seq_len: int) -> int:
+        """The length of each of the `batch` rows, refused when it is less than one window."""
+        row_len = (tokens - seq_len) // batch
+        if row_len < seq_len + 1:
+            need = batch * (2 * seq_len + 1)
+            raise UserError(
+                f"the training split has {tokens:,} tokens, too few for one batch of "
+                f"{batch}×{seq_len} (need ≥ {need:,}): use a smaller --batch-size or --seq-len, "
+                "or more text")
+        return row_len
 
     def offset(self, epoch: int) -> int:
         return (epoch * 7919) % self.seq_len  # a fixed pseudo-random shift per epoch

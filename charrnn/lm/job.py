@@ -15,6 +15,8 @@ from charrnn.corpora import resolve_inputs
 from charrnn.devices import require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
+from charrnn.lm import finetune
+from charrnn.lm.batching import TBPTTStream
 from charrnn.lm.config import TrainConfig, recipe_for
 from charrnn.lm.model import RNNLM
 from charrnn.lm.train import Trainer, model_config_for
@@ -45,13 +47,24 @@ def _saved_config(ckpt: checkpoint.Checkpoint) -> TrainConfig:
 def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
               root: Path, run_name: str | None = None, resume: str | None = None,
               overrides: dict | None = None, mirror: str | None = None,
-              reporter: Reporter | None = None, typed: frozenset[str] | None = None) -> dict:
-    """`charrnn train` (or `--resume`): the run's result; the reporter gets its progress.
-    A new word-level run takes the word recipe for the options not `typed` (lm.config)."""
+              reporter: Reporter | None = None, typed: frozenset[str] | None = None,
+              init_from: str | None = None, unknown: str = "add", grow_vocab: int = 0) -> dict:
+    """`charrnn train` (or `--resume`, or `--init-from RUN`): the run's result; the reporter gets
+    its progress. A new word-level run takes the word recipe for the options not `typed`
+    (lm.config); a fine-tuned one its parent's model and tokenizer (lm.finetune)."""
     dist = Dist()
-    ckpt = None
+    ckpt, parent, given = None, None, None
+    if resume is not None and init_from is not None:
+        raise UserError("--init-from starts a new run from a trained one and --resume continues a "
+                        "run: give one of them")
     if resume is not None:
         ckpt, cfg = _resumed_config(resume, root, run_name, overrides or {})
+    if init_from is not None:
+        parent = finetune.open_parent(init_from, root)
+        finetune.refuse_clashes(parent, cfg, popts.level, typed or frozenset())
+        given = finetune.given_tokenizer(parent, unknown, grow_vocab)
+        popts = replace(popts, level=parent.tokenizer.level)
+        cfg = finetune.finetune_config(cfg, parent, typed or frozenset())
     dist.check_batch(cfg.batch_size)
     device = dist.start(resolve_device(cfg.device))
 
@@ -59,7 +72,7 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         # Under torchrun rank 0 preprocesses first; the others then find it in the cache.
         if not dist.is_main:
             dist.barrier()
-        dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+        dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts, given)
         if dist.is_main:
             dist.barrier()
         return dataset
@@ -71,8 +84,12 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
                                  f"{_computes(trainer)}")
     else:
         dataset = prepare()
-        cfg = recipe_for(cfg, dataset.tokenizer.level, typed)
-        trainer = _new_run(dataset, cfg, root, run_name, device, reporter, dist)
+        start = None
+        if parent is not None:
+            start = finetune.grown_model(parent, dataset.tokenizer.vocab_size, cfg)
+        else:
+            cfg = recipe_for(cfg, dataset.tokenizer.level, typed)
+        trainer = _new_run(dataset, cfg, root, run_name, device, reporter, dist, start, parent)
     result = trainer.run()
     trainer.reporter.message(_summary(result))
     trainer.loop.end_if_reader_gone(result, f"charrnn train --resume {result['run']}")
@@ -117,14 +134,23 @@ def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
 
 
 def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str | None,
-             device, reporter: Reporter | None, dist: Dist) -> Trainer:
+             device, reporter: Reporter | None, dist: Dist, start=None,
+             parent: finetune.Parent | None = None) -> Trainer:
     info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                         "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
-    model_config, _ = model_config_for(cfg, dataset, device)  # validated, and the size
-    require_fits(lambda: RNNLM(model_config), device)  # checked, before the folder exists
+    model_config = start[0] if start else model_config_for(cfg, dataset, device)[0]  # validated,
+    require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
+    TBPTTStream.check(dataset.tokens("train"), cfg.batch_size, cfg.seq_len)  # and the text
+    added = model_config.vocab_size - parent.config.vocab_size if parent else 0
+    if parent is not None:
+        info["init_from"] = parent.record(added)
     run_dir = runs.new_run_dir(root, run_name, "lm", info) if dist.is_main else None
     run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
-    trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist)
+    trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist, start=start)
+    if parent is not None:
+        trainer.reporter.message(
+            f"fine-tuning {parent.name}: {added:,} token(s) added to its vocabulary "
+            f"({parent.config.vocab_size:,} → {model_config.vocab_size:,}), peak lr {cfg.base_lr:g}")
     splits = dataset.meta["splits"]
     processes = f" × {dist.world} process{'es' if dist.world > 1 else ''} (DDP)"
     trainer.reporter.message(

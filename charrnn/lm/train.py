@@ -130,7 +130,9 @@ class Trainer:
 
     def __init__(self, dataset: Dataset, cfg: TrainConfig, run_dir: Path,
                  resume: checkpoint.Checkpoint | None = None, reporter: Reporter | None = None,
-                 dist: Dist | None = None) -> None:
+                 dist: Dist | None = None,
+                 start: tuple[ModelConfig, dict[str, torch.Tensor]] | None = None) -> None:
+        """`start`: the model and weights a fine-tuned run begins from (lm.finetune)."""
         self.dataset, self.cfg, self.run_dir = dataset, cfg, run_dir
         self.dist = dist or Dist()
         self.dist.check_batch(cfg.batch_size)
@@ -138,11 +140,15 @@ class Trainer:
         model_config, counts = model_config_for(cfg, dataset, self.device)
         if resume is not None:
             model_config = lm_config(resume)
+        elif start is not None:
+            model_config = start[0]
         params = require_fits(lambda: RNNLM(model_config), self.device)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         with out_of_memory_is_too_big(params, self.device):
             self.model = RNNLM(model_config)
-            if self.model.adaptive:
+            if start is not None:  # its buffers carry the parent's frequency order too
+                self.model.load_state_dict(start[1])
+            elif self.model.adaptive:
                 self.model.head.set_order(frequency_order(counts))
             self.model.to(self.device)
             forward: nn.Module = self.model

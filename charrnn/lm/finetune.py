@@ -1,0 +1,174 @@
+"""Fine-tuning: a new run whose weights start from a trained one (`train NEWTEXT --init-from RUN`).
+
+    RUN/best ─ its tokenizer reads NEWTEXT: characters it never saw are added (--unk skip drops
+               them, --unk error refuses them); words it never saw are <unk> (--grow-vocab N adds
+               the N most frequent); subword pieces stay (byte fallback: nothing is unknown)
+             ─ its model, grown by a row per added token: every old row stays bit-identical;
+               a new embedding or output row is the mean of the old ones and a new output bias
+               the smallest old one, so a new token starts as an unremarkable rare one
+             ─ a new run: optimizer, schedule and budget start fresh, the peak lr a third of
+               the optimizer's default unless --lr is typed; run.json records the parent
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from charrnn import checkpoint, runs
+from charrnn.data import GivenTokenizer
+from charrnn.errors import UserError
+from charrnn.lm.config import ModelConfig, TrainConfig
+from charrnn.lm.model import RNNLM, lm_config, load_lm
+from charrnn.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
+
+SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax", "cutoffs")
+REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_drop")
+TOKENIZER_OPTIONS = ("level", "lower", "pattern", "min_count", "max_vocab", "vocab_size",
+                     "subword_model")
+LR_SCALE = 1 / 3  # fine-tuning's default peak lr, as a share of the optimizer's default
+UNKNOWN = ("add", "skip", "error")
+
+
+@dataclass
+class Parent:
+    ckpt: checkpoint.Checkpoint
+    config: ModelConfig
+    tokenizer: Tokenizer
+
+    @property
+    def name(self) -> str:
+        return f"{self.ckpt.run_folder.name}/{self.ckpt.folder.name}"
+
+    def record(self, added: int) -> dict:
+        """What run.json says of the parent."""
+        return {"run": self.ckpt.run_folder.name, "checkpoint": self.ckpt.folder.name,
+                "path": str(self.ckpt.folder), "step": self.ckpt.meta.get("progress", {}).get("step"),
+                "added_tokens": added}
+
+
+def open_parent(spec: str, root: Path) -> Parent:
+    """RUN[/best|/last] of --init-from: a language model, its config checked."""
+    try:
+        kind = runs.run_info(runs.resolve_run(spec, root)).get("kind")
+    except UserError:
+        kind = None  # a checkpoint folder outside a run: checkpoint.resolve says what is wrong
+    if kind not in (None, "lm"):
+        raise UserError(f"--init-from {spec} is {runs.KIND_NAMES.get(kind, kind)} run: "
+                        "fine-tuning starts from a language model (a run of charrnn train)")
+    ckpt = checkpoint.resolve(spec, root)
+    ckpt.require_task("lm", "fine-tuning starts from a language model (a run of charrnn train)")
+    return Parent(ckpt, lm_config(ckpt), ckpt.tokenizer)
+
+
+def refuse_clashes(parent: Parent, cfg: TrainConfig, level: str, typed: frozenset[str]) -> None:
+    """The model's shape and tokenizer come from the parent: typed options that say otherwise
+    are errors naming them (a typed value equal to the parent's is fine)."""
+    clashes = [f"--{k.replace('_', '-')} {getattr(cfg, k)} (it has {getattr(parent.config, k)})"
+               for k in SHAPE if k in typed and getattr(cfg, k) != getattr(parent.config, k)]
+    if "level" in typed and level != parent.tokenizer.level:
+        clashes.append(f"--level {level} (it reads {parent.tokenizer.level} tokens)")
+    if clashes:
+        raise UserError(f"--init-from {parent.name}: the model keeps its shape and tokenizer, and "
+                        f"{'; '.join(clashes)}; drop them, or train a new model")
+    options = [f"--{k.replace('_', '-')}" for k in TOKENIZER_OPTIONS if k in typed and k != "level"]
+    if options:
+        raise UserError(f"{', '.join(options)} do not apply with --init-from: the text is read "
+                        f"with {parent.name}'s {parent.tokenizer.level} tokenizer")
+
+
+def finetune_config(cfg: TrainConfig, parent: Parent, typed: frozenset[str]) -> TrainConfig:
+    """The new run's config: the parent's shape and regularisers (unless typed), a fresh
+    optimisation with a lower peak lr (unless --lr is typed)."""
+    shape = {k: getattr(parent.config, k) for k in SHAPE}
+    shape.update({k: getattr(parent.config, k) for k in REGULARISERS if k not in typed})
+    lr = cfg.lr if "lr" in typed else cfg.DEFAULT_LR[cfg.optim] * LR_SCALE
+    return replace(cfg, **shape, lr=lr)
+
+
+def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
+    """How NEWTEXT is tokenized: the parent's tokenizer, grown as asked (see the module)."""
+    if unknown not in UNKNOWN:
+        raise UserError(f"--unk must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+    base = parent.tokenizer
+    if grow and base.level != "word":
+        raise UserError(f"--grow-vocab applies to word-level runs; {parent.name} is {base.level} "
+                        "level (" + ("characters it never saw are added anyway" if base.level ==
+                                     "char" else "subword pieces cover any text") + ")")
+    if grow < 0:
+        raise UserError(f"--grow-vocab must be ≥ 0, got {grow}")
+
+    def build(text: Iterator[str]) -> Tokenizer:
+        if base.level == "char":
+            return _grown_chars(base, text, unknown)
+        if base.level == "word":
+            return _grown_words(base, text, unknown, grow)
+        return base
+
+    digest = hashlib.sha256(json.dumps(base.to_json(), sort_keys=True).encode()).hexdigest()
+    mode = "skip" if unknown == "skip" else "map"
+    return GivenTokenizer(build, {"base": digest[:24], "unknown": unknown, "grow": grow}, mode)
+
+
+def _grown_chars(base: CharTokenizer, text: Iterator[str], unknown: str) -> CharTokenizer:
+    seen: set[str] = set()
+    for chunk in text:
+        seen.update(chunk.lower() if base.lower else chunk)
+    new = sorted(seen - set(base.chars))
+    if new and unknown == "error":
+        shown = ", ".join(repr(c) for c in new[:10])
+        raise UserError(f"the new text has {len(new)} character(s) the model never saw ({shown}): "
+                        "drop --unk error to add them, or --unk skip to drop them")
+    return base if unknown == "skip" or not new else CharTokenizer(base.chars + new, base.lower)
+
+
+def _grown_words(base: WordTokenizer, text: Iterator[str], unknown: str, grow: int) -> WordTokenizer:
+    counts: Counter[str] = Counter()
+    for chunk in text:
+        for line in chunk.splitlines():
+            counts.update(w for w in base.split(line) if w not in base.index)
+    if counts and unknown == "error":
+        raise UserError(f"the new text has {len(counts):,} word(s) the model never saw (e.g. "
+                        f"{next(iter(counts))!r}): drop --unk error (they become <unk>), or "
+                        "--grow-vocab N to add the N most frequent")
+    new = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:grow]]
+    return WordTokenizer(base.words + new, base.pattern, base.lower) if new else base
+
+
+def grown_model(parent: Parent, vocab: int, cfg: TrainConfig) -> tuple[ModelConfig, dict]:
+    """The parent's model with rows for tokens vocab_old … vocab-1 (and the regularisers of
+    `cfg`): its config and its weights (a state dict on the CPU)."""
+    old = load_lm(parent.ckpt, "cpu")
+    config = replace(parent.config, vocab_size=vocab,
+                     **{k: getattr(cfg, k) for k in REGULARISERS})
+    state = {k: v.clone() for k, v in old.state_dict().items()}
+    added = vocab - parent.config.vocab_size
+    if added > 0:
+        for name, tensor in list(state.items()):
+            state[name] = _grow(name, tensor, old, added)
+    with torch.device("meta"):  # the grown shapes must be what the config builds
+        expected = {k: v.shape for k, v in RNNLM(config).state_dict().items()}
+    if {k: v.shape for k, v in state.items()} != expected:
+        raise UserError(f"{parent.name}: its weights do not match its config; use the run's "
+                        "other checkpoint")
+    return config, state
+
+
+def _grow(name: str, tensor: torch.Tensor, old: RNNLM, added: int) -> torch.Tensor:
+    vocab = old.config.vocab_size
+    last_tail = f"head.tails.{len(old.config.cutoffs) - 1}.1." if old.adaptive else None
+    if name in ("head.order", "head.rank"):  # new tokens rank last: the last tail holds them
+        return torch.cat([tensor, torch.arange(vocab, vocab + added)])
+    grows = name in ("embed.weight", "head.weight", "head.bias") or (
+        last_tail is not None and name.startswith(last_tail))
+    if not grows:
+        return tensor
+    fill = tensor.min(0, keepdim=True).values if name.endswith("bias") else \
+        tensor.mean(0, keepdim=True)
+    return torch.cat([tensor, fill.expand(added, *tensor.shape[1:])])

@@ -1,0 +1,156 @@
+"""Fine-tuning (`charrnn train NEWTEXT --init-from RUN`): a new run from a trained one."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from charrnn import checkpoint
+from charrnn.lm import finetune
+from charrnn.lm.config import TrainConfig
+from charrnn.lm.model import load_lm
+from helpers import SMALL_LINES, TINY, run_cli
+
+
+@pytest.fixture
+def code(tmp_path: Path) -> Path:
+    """Text full of characters English prose lacks: digits, brackets, operators."""
+    rng = random.Random(0)
+    path = tmp_path / "code.txt"
+    path.write_text("".join(f"x[{i}] = ({rng.randint(0, 99)} + {rng.randint(0, 9)}) * 7;\n"
+                            for i in range(300)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def parent(small_text: Path, tmp_path: Path) -> Path:
+    run_cli("train", small_text, *TINY, "--max-steps", "20", "--run-name", "parent")
+    return tmp_path / "runs" / "parent"
+
+
+def _train_lines(run: Path) -> dict[int, float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["type"] == "train"}
+
+
+@pytest.mark.parametrize("model", [["--cell", "lstm"], ["--no-tie-weights", "--cell", "rnn"],
+                                   ["--level", "word", "--softmax", "adaptive", "--cutoffs", "5,12",
+                                    "--no-tie-weights"],
+                                   ["--direction", "backward"]])
+def test_growth_keeps_every_old_row_bit_identical(small_text: Path, tmp_path: Path, model) -> None:
+    run_cli("train", small_text, *TINY, *model, "--max-steps", "4", "--run-name", "p")
+    parent = finetune.open_parent("p", tmp_path / "runs")
+    old = load_lm(parent.ckpt)
+    config, state = finetune.grown_model(parent, parent.config.vocab_size + 3, TrainConfig())
+    assert config.vocab_size == old.config.vocab_size + 3
+    vocab = old.config.vocab_size
+    for name, before in old.state_dict().items():
+        after = state[name]
+        if after.shape == before.shape:
+            assert torch.equal(after, before), name
+        else:  # a grown vocabulary: the old rows come first, untouched
+            assert after.shape[0] == before.shape[0] + 3 and torch.equal(after[: len(before)], before)
+    if old.adaptive:
+        assert state["head.order"][vocab:].tolist() == [vocab, vocab + 1, vocab + 2]
+
+
+def test_new_characters_are_added_and_the_fine_tuned_run_is_an_ordinary_run(
+        parent: Path, code: Path, tmp_path: Path) -> None:
+    args = [code, "--init-from", "parent", *TINY, "--log-every", "1", "--min-lr-ratio", "1"]
+    out = run_cli("train", *args, "--max-steps", "20", "--run-name", "child").output
+    added = sorted(set(code.read_text()) - set("\n".join(SMALL_LINES)))
+    assert f"{len(added)} token(s) added to its vocabulary" in out
+    info = json.loads((tmp_path / "runs/child/run.json").read_text())
+    assert info["init_from"]["run"] == "parent" and info["init_from"]["added_tokens"] == len(added)
+    assert "lm ← parent" in run_cli("runs").output
+    assert set(run_cli("sample", "child", "--length", "200", "--seed", "1").output) - set(
+        "\n".join(SMALL_LINES))  # it writes characters the parent could not
+    assert json.loads(run_cli("eval", "child", "--split", "val", "--json").output)["perplexity"] > 1
+    run_cli("train", *args, "--max-steps", "8", "--run-name", "cut")
+    run_cli("train", "--resume", "cut", "--max-steps", "20", "--plain")
+    whole, cut = _train_lines(tmp_path / "runs/child"), _train_lines(tmp_path / "runs/cut")
+    assert all(cut[s] == pytest.approx(whole[s], rel=1e-6) for s in range(9, 21))
+
+
+def test_unknown_characters_can_be_dropped_or_refused(parent: Path, code: Path, tmp_path) -> None:
+    run_cli("train", code, "--init-from", "parent", *TINY, "--unk", "skip", "--max-steps", "2",
+            "--run-name", "skip")
+    meta = json.loads((tmp_path / "runs/skip/best/checkpoint.json").read_text())
+    old = json.loads((parent / "best/checkpoint.json").read_text())
+    assert meta["tokenizer"] == old["tokenizer"]  # nothing added
+    refused = run_cli("train", code, "--init-from", "parent", *TINY, "--unk", "error",
+                      "--run-name", "e", ok=False)
+    assert refused.exit_code == 2 and "character(s) the model never saw" in refused.output
+    assert not (tmp_path / "runs/e").exists()
+
+
+def test_new_words_are_unk_unless_the_vocabulary_grows(small_text: Path, tmp_path: Path) -> None:
+    run_cli("train", small_text, *TINY, "--level", "word", "--max-steps", "4", "--run-name", "w")
+    new = tmp_path / "new.txt"
+    new.write_text("the zebra jumps over the zebra and the yak\n" * 60, encoding="utf-8")
+    run_cli("train", new, "--init-from", "w", *TINY, "--max-steps", "2", "--run-name", "same")
+    run_cli("train", new, "--init-from", "w", *TINY, "--grow-vocab", "1", "--max-steps", "2",
+            "--run-name", "grown")
+
+    def words(run: str) -> list[str]:
+        return checkpoint.resolve(run, tmp_path / "runs").tokenizer.token_strings()
+
+    assert words("same") == words("w")
+    assert words("grown") == [*words("w"), "zebra"]  # the most frequent new word
+
+
+def test_subword_runs_keep_their_sentencepiece_model(small_text: Path, code: Path, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--level", "subword", "--vocab-size", "300",
+            "--max-steps", "2", "--run-name", "sp")
+    run_cli("train", code, "--init-from", "sp", *TINY, "--max-steps", "2", "--run-name", "sp2")
+    tokenizers = [json.loads((tmp_path / f"runs/{r}/best/checkpoint.json").read_text())["tokenizer"]
+                  for r in ("sp", "sp2")]
+    assert tokenizers[0] == tokenizers[1]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--hidden", "64"], "--hidden 64 (it has 32)"),
+    (["--cell", "gru", "--min-count", "2"], "--min-count do not apply with --init-from"),
+    (["--level", "word"], "--level word (it reads char tokens)"),
+    (["--grow-vocab", "5"], "--grow-vocab applies to word-level runs"),
+    (["--resume", "parent"], "give one of them"),
+])
+def test_fine_tuning_refuses_what_it_cannot_honour(parent: Path, code: Path, tmp_path: Path,
+                                                   extra, message) -> None:
+    result = run_cli("train", code, "--init-from", "parent", *TINY, *extra, "--run-name", "x",
+                     ok=False)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "runs/x").exists()
+
+
+def test_what_is_not_a_language_model_is_refused(parent: Path, small_text: Path, code: Path,
+                                                 tmp_path: Path) -> None:
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "kn")
+    run_cli("train", small_text, "--task", "fill", "--hidden", "16", "--layers", "1",
+            "--batch-size", "4", "--seq-len", "16", "--max-steps", "2", "--plain",
+            "--run-name", "mask")
+    for spec, message in (("kn", "--init-from kn is n-gram run"),
+                          ("mask", "--init-from mask is fill-model run"),
+                          ("nope", "run 'nope' not found")):
+        result = run_cli("train", code, "--init-from", spec, *TINY, "--run-name", "x", ok=False)
+        assert result.exit_code == 2 and message in result.output, result.output
+    (parent / "best/model.safetensors").write_bytes(b"not a model")
+    damaged = run_cli("train", code, "--init-from", "parent/best", *TINY, "--run-name", "x", ok=False)
+    assert damaged.exit_code == 2 and "truncated or corrupt" in damaged.output
+    assert not (tmp_path / "runs/x").exists()
+
+
+def test_empty_or_too_short_new_text_is_refused(parent: Path, tmp_path: Path) -> None:
+    empty, short = tmp_path / "empty.txt", tmp_path / "short.txt"
+    empty.write_text("", encoding="utf-8")
+    short.write_text("the end\n" * 9, encoding="utf-8")
+    for text, message in ((empty, "input is empty"), (short, "too few for one batch")):
+        result = run_cli("train", text, "--init-from", "parent", *TINY, "--run-name", "x", ok=False)
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "runs/x").exists()
+    unk = run_cli("train", short, *TINY, "--unk", "skip", ok=False)
+    assert unk.exit_code == 2 and "--unk does not apply to a run without --init-from" in unk.output
