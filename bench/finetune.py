@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from harness import cli, scratch
 from shared_corpora import SHAKESPEARE
 
 
@@ -31,19 +29,8 @@ def main() -> None:
     extra = [a for a in extra if a != "--"]
     if not SHAKESPEARE.is_file():
         sys.exit(f"missing {SHAKESPEARE}")
-    work = Path(tempfile.mkdtemp(prefix="charrnn-finetune-"))
-    os.environ.setdefault("CHARRNN_CACHE", str(work / "cache"))
-    from typer.testing import CliRunner
-
-    from charrnn.cli.app import app
-
-    runner = CliRunner()
-
-    def run(*argv: str) -> str:
-        result = runner.invoke(app, [*argv, "--out", str(work / "runs")])
-        if result.exit_code != 0:
-            sys.exit(result.output)
-        return result.stdout
+    work = scratch("charrnn-finetune-")
+    run = cli(work)
 
     budget = ["--max-time", str(args.budget), "--eval-seconds", str(max(5.0, args.budget / 6)),
               "--device", args.device, "--plain", *extra]

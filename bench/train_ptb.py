@@ -18,10 +18,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from harness import cli, scratch
 from shared_corpora import CORPORA
 
 REFERENCE = ["--cell", "lstm", "--layers", "2", "--hidden", "200", "--emb", "200", "--tie-weights",
@@ -41,19 +40,8 @@ def main() -> None:
     files = [CORPORA / f"ptb.{s}.txt" for s in ("train", "valid", "test")]
     if not all(f.is_file() for f in files):
         sys.exit(f"missing PTB files under {CORPORA}")
-    work = Path(tempfile.mkdtemp(prefix="charrnn-ptb-"))
-    os.environ.setdefault("CHARRNN_CACHE", str(work / "cache"))
-    from typer.testing import CliRunner
-
-    from charrnn.cli.app import app
-
-    runner = CliRunner()
-
-    def run(*argv: str) -> str:
-        result = runner.invoke(app, [*argv, "--out", str(work / "runs")])
-        if result.exit_code != 0:
-            sys.exit(result.output)
-        return result.stdout
+    work = scratch("charrnn-ptb-")
+    run = cli(work)
 
     data = [str(files[0]), "--valid", str(files[1]), "--test", str(files[2]), "--level", "word"]
     started = time.time()

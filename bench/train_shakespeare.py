@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from harness import cli, scratch
 from shared_corpora import SHAKESPEARE as CORPUS
 
 
@@ -30,22 +29,14 @@ def main() -> None:
     extra = [a for a in extra if a != "--"]
     if not Path(args.corpus).is_file():
         sys.exit(f"missing corpus {args.corpus}")
-    work = Path(tempfile.mkdtemp(prefix="charrnn-bench-"))
-    os.environ.setdefault("CHARRNN_CACHE", str(work / "cache"))
-    from typer.testing import CliRunner
-
-    from charrnn.cli.app import app
-
-    argv = ["train", args.corpus, "--val-frac", "0.1", "--test-frac", "0", "--max-time",
-            str(args.budget), "--device", args.device, "--out", str(work / "runs"),
-            "--run-name", "bench", "--plain", "--eval-seconds", str(max(10.0, args.budget / 12)),
-            "--eval-every", "1000000000",  # evaluations by the clock only: ~12 in the budget
-            *extra]
+    work = scratch("charrnn-bench-")
     started = time.time()
-    result = CliRunner().invoke(app, argv)
+    cli(work)("train", args.corpus, "--val-frac", "0.1", "--test-frac", "0", "--max-time",
+              str(args.budget), "--device", args.device, "--run-name", "bench", "--plain",
+              "--eval-seconds", str(max(10.0, args.budget / 12)),
+              "--eval-every", "1000000000",  # evaluations by the clock only: ~12 in the budget
+              *extra)
     wall = time.time() - started
-    if result.exit_code != 0:
-        sys.exit(result.output)
     run = work / "runs" / "bench"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["type"] == "eval"]

@@ -132,8 +132,8 @@ def test_checkpoint_writes_wait_when_they_would_take_over_the_run(small_text, tm
     trainer = _trainer(small_text, tmp_path, max_steps=30, log_every=5, eval_every=5)
     trainer.loop.saves.record(3600.0)  # as if the last write had taken an hour
     writes = []
-    real_save = trainer.loop.save
-    trainer.loop.save = lambda name, *a, **k: writes.append(name) or real_save(name, *a, **k)
+    real_write = trainer.loop.write
+    trainer.loop.write = lambda name, *a, **k: writes.append(name) or real_write(name, *a, **k)
     result = trainer.run()
     assert writes == ["last", "best"]  # once, at the end: not at the five evaluations before
     best = json.loads((tmp_path / "best/checkpoint.json").read_text())

@@ -67,6 +67,7 @@ class TagTrainConfig(LoopConfig):
     val_frac: float = 0.05
     grad_clip: float = 5.0
     eval_every: int | None = None  # once an epoch
+    precision: str = "fp32"  # the bars of bench/tag_*.py were measured so; auto: bf16 on a CPU
 
     DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 4e-3, "adam": 4e-3, "rmsprop": 2e-3,
                                               "sgd": 1.0}

@@ -201,11 +201,15 @@ class Loop:
             return None
         return checkpoint.capture(self.task.model, meta, tensors)
 
-    def save(self, name: str, metrics: dict | None = None,
-             captured: checkpoint.Captured | None = None) -> None:
-        """Write best/ or last/ (rank 0), from the live model or from an earlier capture."""
+    def save(self, name: str, metrics: dict | None = None) -> None:
+        """Write best/ or last/ from the live model (every rank takes part; rank 0 writes)."""
         started = time.time()
-        captured = captured or self.capture(metrics or {})
+        self.write(name, self.capture(metrics or {}), started)
+
+    def write(self, name: str, captured: checkpoint.Captured | None,
+              started: float | None = None) -> None:
+        """Write an earlier capture (rank 0's; None on the other ranks: nothing to do)."""
+        started = time.time() if started is None else started
         if captured is not None:
             checkpoint.write(self.run_dir / name, captured)
             self.saves.record(time.time() - started)

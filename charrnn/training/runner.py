@@ -43,7 +43,8 @@ class Runner:
                              time.time())
         self.last_eval_at = loop.progress.elapsed
         self.last_eval: dict = {}
-        self.pending_best = None  # a best/ kept in memory until writing it is due
+        self.pending_best = None  # a best/ kept in memory until writing it is due (rank 0)
+        self.pending = False  # whether there is one (known on every rank)
         self.retries = 0
 
     def run(self) -> dict:
@@ -163,12 +164,12 @@ class Runner:
         due = bool(loop.dist.broadcast(must or loop.saves.due()))
         if not due:
             if better:
-                self.pending_best = loop.capture(metrics)
+                self.pending_best, self.pending = loop.capture(metrics), True
             return
         loop.save("last", metrics)
         if better:
             loop.save("best", metrics)
-            self.pending_best = None
-        elif self.pending_best is not None:
-            loop.save("best", captured=self.pending_best)
-            self.pending_best = None
+            self.pending_best, self.pending = None, False
+        elif self.pending:  # every rank alike: only rank 0 holds the capture itself
+            loop.write("best", self.pending_best)
+            self.pending_best, self.pending = None, False
