@@ -114,7 +114,7 @@ def test_subword_runs_keep_their_sentencepiece_model(small_text: Path, code: Pat
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--hidden", "64"], "--hidden 64 (it has 32)"),
-    (["--cell", "gru", "--min-count", "2"], "--min-count do not apply with --init-from"),
+    (["--cell", "lstm", "--min-count", "2"], "--min-count do not apply with --init-from"),
     (["--level", "word"], "--level word (it reads char tokens)"),
     (["--grow-vocab", "5"], "--grow-vocab applies to word-level runs"),
     (["--resume", "parent"], "give one of them"),

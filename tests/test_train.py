@@ -169,7 +169,7 @@ def test_model_too_big_for_memory_is_refused_before_the_run_folder(small_text, t
     result = run_cli("train", small_text, *TINY, "--hidden", "10000000", "--run-name", "huge", ok=False)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "does not fit in memory on cpu" in result.output and "smaller --hidden" in result.output
-    assert "600,000,370,000,031 parameters" in result.output  # 1×10M GRU, tied, vocab 31
+    assert "800,000,390,000,031 parameters" in result.output  # 1×10M LSTM, tied, vocab 31
     assert not (tmp_path / "runs/huge").exists()
 
 

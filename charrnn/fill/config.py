@@ -25,11 +25,11 @@ class FillConfig(RecurrentShape):
 
 @dataclass
 class FillTrainConfig(LoopConfig):
-    cell: str = "gru"
+    cell: str = "lstm"
     layers: int = 2
-    hidden: int = 256
+    hidden: int = 512
     emb: int = 0
-    dropout: float = 0.2
+    dropout: float = 0.25
     seq_len: int = 64  # the window a training example is cut from
     batch_size: int = 32
 

@@ -68,7 +68,7 @@ class LoopConfig:
     precision: str = "auto"  # fp32 | bf16 | auto (devices.resolve_precision)
 
     # Peak learning rates when --lr is not given (the LM defaults: bench/train_shakespeare.py).
-    DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 6e-3, "adam": 6e-3, "rmsprop": 2e-3,
+    DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 4e-3, "adam": 4e-3, "rmsprop": 2e-3,
                                               "sgd": 1.0}
     DEFAULT_MAX_STEPS: ClassVar[int | None] = 3000  # the budget when none is given …
     DEFAULT_EPOCHS: ClassVar[float | None] = None  # … or this many epochs

@@ -7,6 +7,8 @@ is not decayed either.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -27,8 +29,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: nn.Module, cfg: LoopConfig, device: torch.device) -> torch.optim.Optimizer:
+    """The optimizer `cfg.optim` names, fused where PyTorch has the kernel (CUDA, and the CPU since
+    torch 2.4: one loop over all parameters instead of one small op each, ~20% of a word-level
+    CPU step)."""
     groups = param_groups(model, cfg.weight_decay)
-    fused = device.type == "cuda"
+    fused = _fused_on(device.type)
     lr = cfg.base_lr
     if cfg.optim == "adamw":
         return torch.optim.AdamW(groups, lr=lr, betas=BETAS, fused=fused)
@@ -68,3 +73,17 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
             state.setdefault(int(pid), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": with_kernels(
         param_groups_saved, optimizer.param_groups)})
+
+
+@functools.cache
+def _fused_on(device_type: str) -> bool:
+    """Whether this torch has fused Adam/AdamW/SGD kernels for the device (CPU: torch >= 2.4)."""
+    if device_type != "cpu":
+        return device_type == "cuda"
+    probe = torch.zeros(1, requires_grad=True)
+    try:
+        torch.optim.SGD([probe], lr=0.1, fused=True)
+        torch.optim.AdamW([probe], lr=0.1, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return False
+    return True
