@@ -103,6 +103,16 @@ def test_new_words_are_unk_unless_the_vocabulary_grows(small_text: Path, tmp_pat
     assert words("grown") == [*words("w"), "zebra"]  # the most frequent new word
 
 
+def test_a_word_level_child_takes_the_word_recipe_under_its_parents_shape(small_text: Path,
+                                                                           tmp_path: Path) -> None:
+    run_cli("train", small_text, *TINY, "--level", "word", "--tie-weights", "--dropout", "0.1",
+            "--max-steps", "2", "--run-name", "w")
+    run_cli("train", small_text, "--init-from", "w", *TINY, "--max-steps", "2", "--run-name", "c")
+    child = json.loads((tmp_path / "runs/c/run.json").read_text())["config"]
+    assert (child["grad_clip"], child["weight_decay"], child["lr"]) == (0.25, 0.1, 4e-3)
+    assert child["tie_weights"] is True and child["dropout"] == 0.1  # the parent's, not the recipe's
+
+
 def test_subword_runs_keep_their_sentencepiece_model(small_text: Path, code: Path, tmp_path) -> None:
     run_cli("train", small_text, *TINY, "--level", "subword", "--vocab-size", "300",
             "--max-steps", "2", "--run-name", "sp")

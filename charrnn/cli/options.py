@@ -190,7 +190,7 @@ def preprocess_options(params: dict, typed: frozenset[str]) -> PreprocessOptions
 # ---- optimisation and budget: every training command (train, tag train) ----------------------
 L, T = TrainConfig, TagTrainConfig
 Optim = Annotated[OptimChoice, typer.Option(help="The optimizer.")]
-Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer: adamw/adam 4e-3, rmsprop 2e-3, sgd 1; word level 4e-3; fine-tuning a third of these).")]
+Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer: adamw/adam 4e-3, rmsprop 2e-3, sgd 1; word level 4e-3).")]
 Momentum = Annotated[float, typer.Option(help="sgd and rmsprop: momentum (0: plain SGD).")]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay on matrices (not biases or embeddings).")]
 GradClip = Annotated[float, typer.Option(help="Clip the gradient norm (0: off).")]

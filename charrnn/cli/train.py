@@ -70,7 +70,7 @@ def train(
     task: Annotated[opt.TaskChoice, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",
     run_name: opt.RunName = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/.")] = None,
-    init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: a new run whose model, weights and tokenizer start from RUN (or RUN/best, RUN/last); a fresh optimizer and schedule, peak lr a third of the optimizer's default unless --lr is given.")] = None,
+    init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: a new run whose model, weights and tokenizer start from RUN (or RUN/best, RUN/last); a fresh optimizer, schedule and peak lr, as a new run's.")] = None,
     unk: Annotated[FineTuneUnk, typer.Option("--unk", help="--init-from: characters the model never saw are added to its vocabulary (add), dropped (skip) or refused (error); unknown words become <unk> (add) unless --grow-vocab.")] = "add",
     grow_vocab: Annotated[int, typer.Option(help="--init-from, word level: add the N most frequent new words to the vocabulary.")] = 0,
     plain: opt.Plain = False, out: opt.Out = None, mirror: opt.Mirror = None,

@@ -64,8 +64,9 @@ def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig
         finetune.refuse_clashes(parent, cfg, popts.level, typed or frozenset())
         given = finetune.given_tokenizer(parent, unknown, grow_vocab)
         popts = replace(popts, level=parent.tokenizer.level)
-        cfg = finetune.finetune_config(cfg, parent, typed or frozenset())
-    dist.check_batch(cfg.batch_size)
+        # the word recipe too, but the parent's shape and regularisers over it
+        cfg = finetune.finetune_config(recipe_for(cfg, parent.tokenizer.level, typed), parent,
+                                       typed or frozenset())
     device = dist.start(resolve_device(cfg.device))
 
     def prepare() -> data.Dataset:
@@ -141,6 +142,7 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
     model_config = start[0] if start else model_config_for(cfg, dataset, device)[0]  # validated,
     require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
     TBPTTStream.check(dataset.tokens("train"), cfg.batch_size, cfg.seq_len)  # and the text
+    dist.check_batch(cfg.batch_size)  # as the recipe made it, before the folder exists
     added = model_config.vocab_size - parent.config.vocab_size if parent else 0
     if parent is not None:
         info["init_from"] = parent.record(added)
