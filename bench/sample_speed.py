@@ -1,6 +1,7 @@
 """Sampling speed: charrnn's Sampler against a plain eager PyTorch loop, 1 and 64 streams.
 
     python bench/sample_speed.py [--tokens 2000] [--streams 64] [--device cpu|cuda]
+    python bench/sample_speed.py --word      # vocabulary 10,000: adaptive vs full softmax
 
 The reference loop is the obvious one (embedding → nn.LSTM → linear → softmax → multinomial per
 token, in torch.inference_mode) and runs in the same process on the same weights, so the ratio
@@ -60,13 +61,42 @@ def charrnn_sampler(model: RNNLM, tokens: int, device: torch.device) -> float:
     return tokens / (time.perf_counter() - start)
 
 
+def word_rows(args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """Word level: charrnn's sampler over a 10,000-word vocabulary with the adaptive softmax
+    (exact distribution: head + every tail) against the full softmax, alternated rounds."""
+    models = {}
+    for softmax, cutoffs in (("full", []), ("adaptive", [2000, 6000])):
+        torch.manual_seed(0)
+        models[softmax] = RNNLM(ModelConfig(10000, "lstm", 2, 512, dropout=0.0, softmax=softmax,
+                                            cutoffs=cutoffs)).to(device).eval()
+    rows = []
+    for streams, tokens in ((1, args.tokens), (args.streams, max(50, args.tokens // 4))):
+        best = {name: 0.0 for name in models}
+        for _ in range(3):
+            for name, model in models.items():
+                rate = (charrnn_sampler(model, tokens, device) if streams == 1
+                        else charrnn_batch(model, tokens, device, streams))
+                best[name] = max(best[name], rate)
+        rows.append({"model": "lstm 2x512, vocab 10000", "streams": streams,
+                     "full_tokens_per_s": round(best["full"]),
+                     "adaptive_tokens_per_s": round(best["adaptive"]),
+                     "adaptive_over_full": round(best["adaptive"] / best["full"], 2)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--streams", type=int, default=64)
+    parser.add_argument("--word", action="store_true", help="adaptive vs full softmax, 10k words")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.word:
+        print(json.dumps({"bench": "sample_speed_word", "device": str(device),
+                          "threads": torch.get_num_threads(), "rows": word_rows(args, device)},
+                         indent=1))
+        return
     rows = []
     for hidden in (256, 512):
         torch.manual_seed(0)

@@ -96,7 +96,9 @@ class AdaptiveSoftmax(nn.Module):
         tied = self._tied
         shortlist = (tied.weight.index_select(0, self.order[: self.shortlist_size])
                      if tied is not None else self.shortlist)
-        return F.linear(x, torch.cat([shortlist, self.cluster]), self.head_bias)
+        # Two products and their outputs joined, not one over joined weights: that would copy the
+        # shortlist's matrix at every call (a sampling step's dearest op).
+        return torch.cat([F.linear(x, shortlist), F.linear(x, self.cluster)], -1) + self.head_bias
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """(N, d) → (N, V): the exact log-probabilities, in token-id order."""
