@@ -241,6 +241,6 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
             return open_checkpoint(folder / name)
     info = runs.run_info(folder)
     if info.get("kind") == "ngram":
-        raise UserError(f"{folder} is a {info.get('kind')} run: use `charrnn ngram ...` for it")
+        raise UserError(f"{folder} is {runs.a_kind('ngram')} run: use `charrnn ngram ...` for it")
     raise UserError(runs.no_checkpoint_message(folder))
 

@@ -33,6 +33,7 @@ from charrnn.tokenizers import (
     SubwordTokenizer,
     Tokenizer,
     WordTokenizer,
+    skipped_chars,
     tokenizer_from_json,
 )
 
@@ -130,6 +131,14 @@ class Dataset:
 
     def chars(self, split: str) -> int:
         return int(self.meta["splits"][split]["chars"])
+
+    def skipped_chars(self, split: str) -> int:
+        """Characters of the split's text that `--unk skip` left out of its ids."""
+        return int(self.meta["splits"][split].get("skipped_chars", 0))
+
+    def counted_chars(self, split: str) -> int:
+        """The characters its ids stand for: what bits per character divides by."""
+        return self.chars(split) - self.skipped_chars(split)
 
     def ids(self, split: str) -> np.ndarray:
         """The split's token ids as a read-only memmap (an empty array for an empty split)."""
@@ -324,7 +333,7 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
                  else _build_tokenizer(opts, plan.vocabulary_text()))
     unknown = given.unknown if given is not None else "map"
     dtype = smallest_dtype(tokenizer.vocab_size)
-    counts = {name: {"tokens": 0, "chars": 0} for name in SPLITS}
+    counts = {name: {"tokens": 0, "chars": 0, "skipped_chars": 0} for name in SPLITS}
     with fsutil.atomic_dir(out) as tmp:
         handles = {name: open(tmp / f"{name}.bin", "wb") for name in SPLITS}
         try:
@@ -333,6 +342,8 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
                 handles[split].write(ids.astype(dtype).tobytes())
                 counts[split]["tokens"] += len(ids)
                 counts[split]["chars"] += len(text)
+                if unknown == "skip":
+                    counts[split]["skipped_chars"] += skipped_chars(tokenizer, text, ids)
         finally:
             for handle in handles.values():
                 handle.close()
@@ -473,8 +484,9 @@ def _refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions) -> N
 
 def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None,
                  unknown: str, errors: str, again: str,
-                 fix: str = CONVERT_OR_REPLACE) -> tuple[np.ndarray, int, str]:
-    """What `eval` scores a model on: (ids, characters, source) of FILE, or of a split (default
+                 fix: str = CONVERT_OR_REPLACE) -> tuple[np.ndarray, int, str, int]:
+    """What `eval` scores a model on: (ids, characters, source, characters skipped by --unk
+    skip) of FILE, or of a split (default
     test) of the dataset the model was trained on, looked up by id. `again` is the command that
     scores a FILE instead, for the message when that dataset is gone; `fix` the advice on invalid
     UTF-8 (inputs.CONVERT_UTF8 for a command without --errors, as `compare --file`)."""
@@ -482,8 +494,10 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
 
     if file is not None:
         text = read_text([file], errors, fix)
-        ids = tokenizer.encode(text, unknown=unknown if tokenizer.level == "char" else "map")
-        return ids, len(text), str(file)
+        unknown = unknown if tokenizer.level == "char" else "map"
+        ids = tokenizer.encode(text, unknown=unknown)
+        return ids, len(text), str(file), (skipped_chars(tokenizer, text, ids)
+                                           if unknown == "skip" else 0)
     split = split or "test"
     if split not in SPLITS:
         raise UserError(f"--split must be train, val or test, not {split!r}")
@@ -494,4 +508,4 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
     if dataset is None:
         raise UserError(f"the dataset this run was trained on is not in the cache any more: "
                         f"pass a FILE to evaluate on ({again} FILE)")
-    return dataset.ids(split), dataset.chars(split), f"split:{split}"
+    return dataset.ids(split), dataset.chars(split), f"split:{split}", dataset.skipped_chars(split)

@@ -150,8 +150,13 @@ def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str = "err
     """The scorer of RUN: a language model (optionally mixed) or an n-gram run."""
     folder = runs.resolve_run(spec, root)
     if runs.run_info(folder).get("kind") == "ngram":
-        if mix is not None or mix_weight is not None:
-            raise UserError(f"--mix applies to a language model run; {folder.name} is an n-gram run")
+        given = [name for name, value, default in (
+            ("--mix", mix, None), ("--mix-weight", mix_weight, None), ("--device", device, "auto"),
+            ("--precision", precision, "fp32")) if value != default]
+        if given:
+            raise UserError(f"{', '.join(given)} apply to language model runs; {folder.name} is "
+                            "an n-gram run (scored on the CPU, in float64): drop "
+                            f"{'it' if len(given) == 1 else 'them'}")
         from charrnn.ngram.evaluate import load_run
 
         return NGramScorer(load_run(spec, root)[1], unknown)

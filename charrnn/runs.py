@@ -27,6 +27,12 @@ OLD_KINDS = {"rnn": "lm", "tagger": "tag"}
 KIND_NAMES = {"lm": "language model", "tag": "tagger", "fill": "fill-model", "ngram": "n-gram"}
 
 
+def a_kind(kind: object) -> str:
+    """'a tagger', 'an n-gram', … : a run kind in words, for messages."""
+    what = str(KIND_NAMES.get(kind_name(kind), kind))  # type: ignore[arg-type]
+    return f"{'an' if what.startswith(('a', 'e', 'i', 'o', 'u', 'n-')) else 'a'} {what}"
+
+
 def kind_name(kind: object) -> object:
     """A run kind as this version names it (an old name is mapped; anything else kept)."""
     return OLD_KINDS.get(kind, kind) if isinstance(kind, str) else kind
@@ -136,7 +142,7 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
         if (candidate.parent / RUN_FILE).is_file() and candidate.is_dir():
             return candidate.parent
     raise UserError(f"run {spec!r} not found (looked for a folder with {RUN_FILE} at {spec} and "
-                    f"{root / spec}): list runs with `ls {root}`")
+                    f"{root / spec}): list them with `charrnn runs --out {root}`")
 
 
 def no_checkpoint_message(folder: Path, verb: str = "") -> str:

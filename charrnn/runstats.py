@@ -43,7 +43,8 @@ def _json(path: Path) -> dict:
 
 
 def safetensors_params(path: Path) -> int | None:
-    """Parameter count from a safetensors header (8-byte length + JSON), without loading it."""
+    """Parameter count from a safetensors header (8-byte length + JSON), without loading it:
+    floating-point tensors only (integer ones are buffers, as the adaptive softmax's order)."""
     try:
         with open(path, "rb") as handle:
             (size,) = struct.unpack("<Q", handle.read(8))
@@ -54,7 +55,8 @@ def safetensors_params(path: Path) -> int | None:
         return None
     total = 0
     for name, entry in header.items():
-        if name != "__metadata__" and isinstance(entry, dict):
+        if name != "__metadata__" and isinstance(entry, dict) and \
+                str(entry.get("dtype", "F")).startswith(("F", "BF")):
             count = 1
             for dim in entry.get("shape", []):
                 count *= int(dim)

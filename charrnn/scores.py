@@ -69,10 +69,9 @@ def caveats(result: dict) -> list[str]:
 
 
 def scored(total_nats: float, predicted: int, ids: np.ndarray, chars: int, tokenizer,
-           unknown: str) -> dict:
-    """summarize() with the caveats counted: `<unk>` ids, and characters `--unk skip` dropped
-    (char level: one id per character, so the shortfall is what was skipped)."""
-    skipped = max(0, chars - len(ids)) if unknown == "skip" and tokenizer.level == "char" else 0
+           skipped: int) -> dict:
+    """summarize() with the caveats counted: `<unk>` ids, and the characters `--unk skip` dropped
+    (data.scoring_text says how many)."""
     return summarize(total_nats, predicted, len(ids), chars, unknown_count(tokenizer, ids), skipped)
 
 

@@ -114,6 +114,18 @@ class CharTokenizer:
         return {"level": "char", "chars": "".join(self.chars), "lower": self.lower}
 
 
+def skipped_chars(tokenizer: Tokenizer, text: str, ids: np.ndarray) -> int:
+    """How many characters of `text` encoding it with unknown="skip" dropped (`ids` is that
+    encoding): characters are one id each; words count the letters of the unknown ones; subword
+    pieces never skip (byte fallback)."""
+    if tokenizer.level == "char":
+        return max(0, len(text) - len(ids))
+    if tokenizer.level == "word":
+        return sum(len(word) for line in text.split("\n") for word in tokenizer.split(line)
+                   if word not in tokenizer.index)
+    return 0
+
+
 def _code_points(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
 

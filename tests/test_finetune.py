@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -76,6 +77,19 @@ def test_new_characters_are_added_and_the_fine_tuned_run_is_an_ordinary_run(
     assert all(cut[s] == pytest.approx(whole[s], rel=1e-6) for s in range(9, 21))
 
 
+def test_bits_per_char_of_a_skipping_run_count_only_the_characters_kept(parent: Path, code: Path,
+                                                                         tmp_path) -> None:
+    run_cli("train", code, "--init-from", "parent", *TINY, "--unk", "skip", "--max-steps", "2",
+            "--run-name", "skip")
+    score = json.loads(run_cli("eval", "skip", "--split", "val", "--json").output)
+    kept = score["tokens"]  # one id per character kept
+    assert score["skipped_chars"] == score["chars"] - kept > 0
+    bits = score["nats_per_token"] * score["tokens"] / math.log(2)
+    assert score["bits_per_char"] == pytest.approx(bits / kept)
+    assert "characters outside the vocabulary skipped" in run_cli("eval", "skip", "--split",
+                                                                  "val").output
+
+
 def test_unknown_characters_can_be_dropped_or_refused(parent: Path, code: Path, tmp_path) -> None:
     run_cli("train", code, "--init-from", "parent", *TINY, "--unk", "skip", "--max-steps", "2",
             "--run-name", "skip")
@@ -120,11 +134,43 @@ def test_subword_runs_keep_their_sentencepiece_model(small_text: Path, code: Pat
     tokenizers = [json.loads((tmp_path / f"runs/{r}/best/checkpoint.json").read_text())["tokenizer"]
                   for r in ("sp", "sp2")]
     assert tokenizers[0] == tokenizers[1]
+    refused = run_cli("train", code, "--init-from", "sp", *TINY, "--unk", "skip", ok=False)
+    assert refused.exit_code == 2 and "nothing is unknown; drop --unk" in refused.output
+
+
+def test_typed_shape_options_that_match_the_parent_in_effect_are_accepted(parent: Path,
+                                                                          code: Path) -> None:
+    # the parent's emb 0 is its hidden size (32); --softmax auto leaves the choice to the parent
+    run_cli("train", code, "--init-from", "parent", *TINY, "--emb", "32", "--softmax", "auto",
+            "--tie-weights", "--max-steps", "2", "--run-name", "same")
+    refused = run_cli("train", code, "--init-from", "parent", *TINY, "--no-tie-weights", ok=False)
+    assert "--no-tie-weights (it has --tie-weights)" in refused.output
+
+
+def test_a_resumed_run_refuses_what_it_would_ignore(parent: Path, code: Path) -> None:
+    run_cli("train", code, "--init-from", "parent", *TINY, "--max-steps", "2", "--run-name", "c")
+    for extra, said in ((["--unk", "skip"], "--unk: a resumed run keeps the tokenizer"),
+                        (["--level", "word"], "--level: a resumed run reads its own dataset"),
+                        (["--lr", "1e-3"], "--lr 0.001 (the run has 0.004)")):
+        result = run_cli("train", "--resume", "c", *extra, ok=False)
+        assert result.exit_code == 2 and said in result.output, result.output
+    run_cli("train", "--resume", "c", "--lr", "4e-3", "--max-steps", "3")  # its own lr, typed
+
+
+def test_unk_error_counts_the_words_left_after_growing(small_text: Path, tmp_path: Path) -> None:
+    run_cli("train", small_text, *TINY, "--level", "word", "--max-steps", "2", "--run-name", "w")
+    new = tmp_path / "new.txt"
+    new.write_text("zebra zebra yak the\n" * 20, encoding="utf-8")
+    refused = run_cli("train", new, "--init-from", "w", *TINY, "--grow-vocab", "1", "--unk",
+                      "error", ok=False)
+    assert "1 word(s) the model never saw after --grow-vocab 1 (e.g. 'yak')" in refused.output
+    run_cli("train", new, "--init-from", "w", *TINY, "--grow-vocab", "2", "--unk", "error",
+            "--max-steps", "2", "--run-name", "g")
 
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--hidden", "64"], "--hidden 64 (it has 32)"),
-    (["--cell", "lstm", "--min-count", "2"], "--min-count do not apply with --init-from"),
+    (["--cell", "lstm", "--min-count", "2"], "--min-count does not apply with --init-from"),
     (["--level", "word"], "--level word (it reads char tokens)"),
     (["--grow-vocab", "5"], "--grow-vocab applies to word-level runs"),
     (["--resume", "parent"], "give one of them"),
@@ -143,8 +189,8 @@ def test_what_is_not_a_language_model_is_refused(parent: Path, small_text: Path,
     run_cli("train", small_text, "--task", "fill", "--hidden", "16", "--layers", "1",
             "--batch-size", "4", "--seq-len", "16", "--max-steps", "2", "--plain",
             "--run-name", "mask")
-    for spec, message in (("kn", "--init-from kn is n-gram run"),
-                          ("mask", "--init-from mask is fill-model run"),
+    for spec, message in (("kn", "--init-from kn is an n-gram run"),
+                          ("mask", "--init-from mask is a fill-model run"),
                           ("nope", "run 'nope' not found")):
         result = run_cli("train", code, "--init-from", spec, *TINY, "--run-name", "x", ok=False)
         assert result.exit_code == 2 and message in result.output, result.output

@@ -376,7 +376,7 @@ def test_resume_of_a_tagger_run_is_a_clear_error(tmp_path) -> None:
     run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--epochs", "1",
             "--run-name", "chunk")
     result = run_cli("train", "--resume", "chunk", "--max-steps", "5", ok=False)
-    assert "chunk is a tag run" in result.output and result.exit_code == 2
+    assert "chunk is a tagger run" in result.output and result.exit_code == 2
 
 
 def test_tag_train_seed_out_of_range_is_refused() -> None:

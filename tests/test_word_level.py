@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,9 @@ def test_adaptive_word_run_trains_samples_scores_and_resumes(words: Path, tmp_pa
         assert run_cli("sample", "a", "--length", "8", "--seed", "1", *mode).output.strip()
     scored = json.loads(run_cli("eval", "a", "--split", "val", "--json").output)
     assert scored["precision"] == "fp32" and scored["perplexity"] > 1
+    from charrnn.runstats import summary
+
+    assert summary(tmp_path / "runs/a")["params"] == scored["params"]  # not the order buffers
     filled = json.loads(run_cli("fill", "the quick ___ fox", "-m", "a", "--json").output)
     assert filled["methods"]["forward"] and sum(f["prob"] for f in filled["methods"]["forward"]) <= 1
     run_cli("train", "--resume", "a", "--max-steps", "30", "--plain")
@@ -94,6 +98,16 @@ def test_the_run_header_says_what_precision_was_chosen(words: Path) -> None:
     assert expected in out
     assert "fp32 (asked for)" in run_cli("train", words, *TINY, "--max-steps", "2", "--precision",
                                          "fp32").output
+    gru = run_cli("train", words, *TINY, "--cell", "gru", "--max-steps", "2", "--precision",
+                  "bf16").output
+    assert "bf16 (asked for; the GRU recurrence stays float32 on the CPU" in gru
+
+
+def test_train_help_says_what_word_level_takes_instead() -> None:
+    from charrnn.lm.config import WORD_RECIPE
+
+    shown = " ".join(run_cli("train", "--help").output.split())
+    assert f"--batch-size {WORD_RECIPE['batch_size']}," in shown and "--no-tie-weights" in shown
 
 
 def test_bf16_training_resumes_exactly(words: Path, tmp_path: Path) -> None:
@@ -108,6 +122,14 @@ def test_bf16_training_resumes_exactly(words: Path, tmp_path: Path) -> None:
 
     whole, cut = losses("whole"), losses("cut")
     assert all(cut[s] == pytest.approx(whole[s], rel=1e-6) for s in range(9, 21))
+
+
+def test_cutoffs_that_auto_would_not_use_are_refused(small_text: Path, tmp_path: Path) -> None:
+    result = run_cli("train", small_text, *TINY, "--cutoffs", "5,10", "--run-name", "c", ok=False)
+    assert result.exit_code == 2 and "--softmax auto chose the full softmax" in result.output
+    assert not (tmp_path / "runs/c").exists()
+    comma = run_cli("train", small_text, *TINY, "--softmax", "adaptive", "--cutoffs", ",", ok=False)
+    assert comma.exit_code == 2 and "(e.g. 2000,6000), not ','" in comma.output
 
 
 # ---- RNN ⊕ n-gram, and per-line scores ----------------------------------------------------------
@@ -134,6 +156,25 @@ def test_mixture_weight_is_tuned_on_val_stored_and_beats_or_ties_both(pair: Path
     assert given["perplexity"] == pytest.approx(lm["perplexity"], rel=1e-6)  # λ 1: the RNN alone
 
 
+def test_an_ngram_built_again_under_the_same_name_is_tuned_again(pair: Path, words: Path) -> None:
+    first = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    shutil.rmtree(pair / "kn")
+    run_cli("ngram", "train", words, "--level", "word", "--order", "1", "--lines", "--run-name", "kn")
+    again = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    assert again["mix"]["weight"] != pytest.approx(first["mix"]["weight"])
+    assert len(json.loads((pair / "lm/mixes.json").read_text())) == 2
+
+
+def test_mix_takes_an_ngram_and_an_ngram_takes_no_lm_options(pair: Path, words: Path) -> None:
+    result = run_cli("eval", "lm", "--mix", "lm", ok=False)
+    assert result.exit_code == 2 and "--mix lm is a language model run: --mix takes an n-gram" \
+        in result.output
+    for extra in (["--device", "cpu"], ["--precision", "bf16"], ["--mix-weight", "0.3"]):
+        result = run_cli("score", "kn", words, *extra, ok=False)
+        assert result.exit_code == 2 and "apply to language model runs; kn is an n-gram run" \
+            in result.output, result.output
+
+
 def test_mixing_needs_the_same_tokenizer(pair: Path, words: Path) -> None:
     run_cli("ngram", "train", words, "--order", "3", "--run-name", "chars")  # char level
     result = run_cli("eval", "lm", "--mix", "chars", ok=False)
@@ -152,6 +193,14 @@ def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:
                                 "--json").output)
     assert "lm⊕kn" in filled["models"].values()
     assert filled["methods"]["forward"][0]["fills"]
+    left = run_cli("fill", "the quick ___ fox", "-m", "lm", "--mix", "kn", "--method", "left",
+                   ok=False)
+    assert left.exit_code == 2 and "--method left reads only the text before it" in left.output
+
+
+def test_a_word_prime_reads_unknown_words_as_unk(pair: Path) -> None:
+    out = run_cli("sample", "lm", "--prime", "the zyzzyva quick", "--length", "4", "--seed", "1")
+    assert out.output.startswith("the <unk> quick")
 
 
 def test_compare_adds_a_row_for_the_pair(pair: Path) -> None:

@@ -87,6 +87,10 @@ def fill_command(
 
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
+    if mix is not None and "left" in opt.plain(list(method or [])):
+        raise UserError("--mix rescores candidates with the text after the blank, and --method "
+                        "left reads only the text before it: choose forward or bidirectional, "
+                        "or drop --mix")
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)

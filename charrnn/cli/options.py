@@ -71,15 +71,18 @@ def config_from(cls: type, params: dict):
     return cls(**{k: plain(v) for k, v in params.items() if k in names})
 
 
-def int_list(spec: str | None, option_name: str) -> list[int]:
-    """'2000,6000' → [2000, 6000] ('' or None: [])."""
-    if not spec:
+def int_list(spec: str | None, option_name: str, example: str) -> list[int]:
+    """'2000,6000' → [2000, 6000] (None or '': []; ',' is an error)."""
+    if spec is None or not spec.strip():
         return []
     try:
-        return [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError as exc:
-        raise UserError(f"{option_name} must be whole numbers separated by commas (e.g. 1), "
-                        f"not {spec!r}") from exc
+        values = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise UserError(f"{option_name} must be whole numbers separated by commas (e.g. "
+                        f"{example}), not {spec!r}")
+    return values
 
 
 def typed_params(ctx: typer.Context) -> frozenset[str]:

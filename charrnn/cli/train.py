@@ -84,16 +84,47 @@ def train(
     from charrnn.lm.config import TrainConfig
     from charrnn.lm.job import BUDGET_FIELDS, train_job
 
-    cfg = opt.config_from(TrainConfig, {**params, "cutoffs": opt.int_list(cutoffs, "--cutoffs")})
+    cfg = opt.config_from(TrainConfig, {**params, "cutoffs": opt.int_list(cutoffs, "--cutoffs", "2000,6000")})
     overrides = {k: opt.plain(params[k]) for k in BUDGET_FIELDS}
     overrides["device"] = None if device == "auto" else device
     if resume is not None:  # so that --resume can refuse a change it would otherwise ignore
         overrides["typed"] = {k: getattr(cfg, k) for k in typed if hasattr(cfg, k)}
-    if init_from is None:
+        _refuse_on_resume(typed, bool(inputs))
+    elif init_from is None:
         opt.refuse_inapplicable(typed & set(FINETUNE_OPTIONS), TrainConfig, set(), "a run without --init-from")
     exit_after(train_job(list(inputs or []), popts, cfg, opt.root(out), run_name, resume,
                          overrides, mirror, reporter=training_reporter(plain), typed=typed,
                          init_from=init_from, unknown=opt.plain(unk), grow_vocab=grow_vocab))
+
+
+def _refuse_on_resume(typed: frozenset[str], corpus: bool) -> None:
+    """What a resumed run cannot take: a tokenizer choice of --init-from (it has its tokenizer),
+    or preprocess options without the corpus they would read (with it, the dataset must be the
+    run's own: data checks that)."""
+    finetune = sorted(typed & set(FINETUNE_OPTIONS))
+    if finetune:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in finetune)
+        raise UserError(f"{names}: a resumed run keeps the tokenizer it started with; drop "
+                        f"{'it' if len(finetune) == 1 else 'them'}")
+    reading = sorted(typed & (opt.PREPROCESS_FIELDS | {"mirror"}))
+    if reading and not corpus:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in reading)
+        raise UserError(f"{names}: a resumed run reads its own dataset, so without a corpus these "
+                        "say nothing; drop them (or give the run's corpus with the options it "
+                        "was made with)")
+
+
+def _with_word_recipe(doc: str) -> str:
+    """train's help: the defaults shown are char level's, and word level's differ (one source)."""
+    from charrnn.lm.config import WORD_RECIPE
+
+    said = ", ".join(f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else
+                     f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in WORD_RECIPE.items())
+    return (f"{doc}\n\nThe defaults shown are char level's. At word level an option not typed "
+            f"takes the word recipe: {said}.")
+
+
+train.__doc__ = _with_word_recipe(train.__doc__ or "")
 
 
 def _train_fill(params: dict, typed: frozenset[str], popts) -> dict:

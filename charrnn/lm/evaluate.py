@@ -98,7 +98,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     tokenizer = ckpt.tokenizer
     dataset_id = (ckpt.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn eval {ckpt.run_folder.name}"
-    ids, n_chars, source = data.scoring_text(tokenizer, dataset_id, file, split, unknown, errors,
+    ids, n_chars, source, skipped = data.scoring_text(tokenizer, dataset_id, file, split, unknown, errors,
                                              again)
     if len(ids) < 2:
         raise too_short(ids, file, split, dataset_id, again)
@@ -116,7 +116,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "lm" if mix is None else "mix",
             "checkpoint": str(ckpt.folder), "source": source,
-            **scored(total, predicted, ids, n_chars, tokenizer, unknown),
+            **scored(total, predicted, ids, n_chars, tokenizer, skipped),
             "params": model.num_parameters(), "train_seconds": progress.get("elapsed"),
             "precision": computed, **extra}
 

@@ -48,7 +48,8 @@ class Parent:
     def record(self, added: int) -> dict:
         """What run.json says of the parent."""
         return {"run": self.ckpt.run_folder.name, "checkpoint": self.ckpt.folder.name,
-                "path": str(self.ckpt.folder), "step": self.ckpt.meta.get("progress", {}).get("step"),
+                "path": str(self.ckpt.folder.resolve()),
+                "step": self.ckpt.meta.get("progress", {}).get("step"),
                 "added_tokens": added}
 
 
@@ -59,7 +60,7 @@ def open_parent(spec: str, root: Path) -> Parent:
     except UserError:
         kind = None  # a checkpoint folder outside a run: checkpoint.resolve says what is wrong
     if kind not in (None, "lm"):
-        raise UserError(f"--init-from {spec} is {runs.KIND_NAMES.get(kind, kind)} run: "
+        raise UserError(f"--init-from {spec} is {runs.a_kind(kind)} run: "
                         "fine-tuning starts from a language model (a run of charrnn train)")
     ckpt = checkpoint.resolve(spec, root)
     ckpt.require_task("lm", "fine-tuning starts from a language model (a run of charrnn train)")
@@ -69,17 +70,38 @@ def open_parent(spec: str, root: Path) -> Parent:
 def refuse_clashes(parent: Parent, cfg: TrainConfig, level: str, typed: frozenset[str]) -> None:
     """The model's shape and tokenizer come from the parent: typed options that say otherwise
     are errors naming them (a typed value equal to the parent's is fine)."""
-    clashes = [f"--{k.replace('_', '-')} {getattr(cfg, k)} (it has {getattr(parent.config, k)})"
-               for k in SHAPE if k in typed and getattr(cfg, k) != getattr(parent.config, k)]
+    clashes = [_clash(k, getattr(cfg, k), _in_effect(parent.config, k))
+               for k in SHAPE if k in typed and _differs(k, getattr(cfg, k), parent.config)]
     if "level" in typed and level != parent.tokenizer.level:
         clashes.append(f"--level {level} (it reads {parent.tokenizer.level} tokens)")
     if clashes:
-        raise UserError(f"--init-from {parent.name}: the model keeps its shape and tokenizer, and "
-                        f"{'; '.join(clashes)}; drop them, or train a new model")
+        raise UserError(f"--init-from {parent.name} keeps that model's shape and tokenizer, but "
+                        f"{'; '.join(clashes)}: drop {'it' if len(clashes) == 1 else 'them'}, "
+                        "or train a new model")
     options = [f"--{k.replace('_', '-')}" for k in TOKENIZER_OPTIONS if k in typed and k != "level"]
     if options:
-        raise UserError(f"{', '.join(options)} do not apply with --init-from: the text is read "
-                        f"with {parent.name}'s {parent.tokenizer.level} tokenizer")
+        raise UserError(f"{', '.join(options)} {'does' if len(options) == 1 else 'do'} not apply "
+                        f"with --init-from: the text is read with {parent.name}'s "
+                        f"{parent.tokenizer.level} tokenizer")
+
+
+def _in_effect(config: ModelConfig, key: str):
+    return (config.emb or config.hidden) if key == "emb" else getattr(config, key)
+
+
+def _differs(key: str, typed, config: ModelConfig) -> bool:
+    """Whether a typed shape option says otherwise than the parent (emb 0 is the hidden size;
+    --softmax auto leaves the choice to the parent)."""
+    if key == "softmax" and typed == "auto":
+        return False
+    return (typed or config.hidden if key == "emb" else typed) != _in_effect(config, key)
+
+
+def _clash(key: str, typed, has) -> str:
+    if isinstance(typed, bool):
+        return f"--{'' if typed else 'no-'}{key.replace('_', '-')} (it has " \
+               f"--{'' if has else 'no-'}{key.replace('_', '-')})"
+    return f"--{key.replace('_', '-')} {typed} (it has {has})"
 
 
 def finetune_config(cfg: TrainConfig, parent: Parent, typed: frozenset[str]) -> TrainConfig:
@@ -102,6 +124,9 @@ def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
                                      "char" else "subword pieces cover any text") + ")")
     if grow < 0:
         raise UserError(f"--grow-vocab must be ≥ 0, got {grow}")
+    if unknown != "add" and base.level == "subword":
+        raise UserError(f"--unk {unknown}: {parent.name} is subword level, whose pieces cover any "
+                        "text (byte fallback), so nothing is unknown; drop --unk")
 
     def build(text: Iterator[str]) -> Tokenizer:
         if base.level == "char":
@@ -132,11 +157,13 @@ def _grown_words(base: WordTokenizer, text: Iterator[str], unknown: str, grow: i
     for chunk in text:
         for line in chunk.splitlines():
             counts.update(w for w in base.split(line) if w not in base.index)
-    if counts and unknown == "error":
-        raise UserError(f"the new text has {len(counts):,} word(s) the model never saw (e.g. "
-                        f"{next(iter(counts))!r}): drop --unk error (they become <unk>), or "
+    ranked = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    new, left = ranked[:grow], ranked[grow:]
+    if left and unknown == "error":
+        grown = f" after --grow-vocab {grow}" if grow else ""
+        raise UserError(f"the new text has {len(left):,} word(s) the model never saw{grown} (e.g. "
+                        f"{left[0]!r}): drop --unk error (they become <unk>), or give a larger "
                         "--grow-vocab N to add the N most frequent")
-    new = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:grow]]
     return WordTokenizer(base.words + new, base.pattern, base.lower) if new else base
 
 

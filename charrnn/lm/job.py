@@ -25,12 +25,18 @@ from charrnn.training.reporters import Reporter
 BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
 
 
-def _refuse_changes(saved: TrainConfig, typed: dict, run: str) -> None:
+def _refuse_changes(saved: TrainConfig, model: dict, typed: dict, run: str) -> None:
     """An option typed with --resume that would change the model, data or optimisation is an
-    error (it would be ignored: the run goes on with its own)."""
-    changed = [f"--{k.replace('_', '-')} {v} (the run has {getattr(saved, k)})"
-               for k, v in typed.items()
-               if k not in BUDGET_FIELDS and hasattr(saved, k) and getattr(saved, k) != v]
+    error (it would be ignored: the run goes on with its own). Compared with what the run used:
+    its lr after the optimizer's default, its model's softmax and cut-offs."""
+    used = {"lr": saved.base_lr, "softmax": model.get("softmax"), "cutoffs": model.get("cutoffs")}
+
+    def has(k: str):
+        return used[k] if k in used else getattr(saved, k)
+
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {has(k)})" for k, v in typed.items()
+               if k not in BUDGET_FIELDS and hasattr(saved, k) and has(k) != v
+               and not (k == "softmax" and v == "auto")]
     if changed:
         may = ", ".join(f"--{f.replace('_', '-')}" for f in BUDGET_FIELDS)
         raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
@@ -102,7 +108,7 @@ def _resumed_config(resume: str, root: Path, run_name: str | None, overrides: di
     """The run's last checkpoint and its own config, with the budget options typed now."""
     ckpt = checkpoint.resolve(resume, root, prefer="last")
     if ckpt.task != "lm":
-        raise UserError(f"{resume} is a {ckpt.task} run: `charrnn train --resume` continues "
+        raise UserError(f"{resume} is {runs.a_kind(ckpt.task)} run: `charrnn train --resume` continues "
                         "language models only; train a new one instead")
     if run_name is not None and run_name != ckpt.run_folder.name:
         raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
@@ -110,7 +116,8 @@ def _resumed_config(resume: str, root: Path, run_name: str | None, overrides: di
                         "new run")
     saved = _saved_config(ckpt)
     overrides = dict(overrides)
-    _refuse_changes(saved, overrides.pop("typed", {}), ckpt.run_folder.name)
+    _refuse_changes(saved, ckpt.meta.get("model") or {}, overrides.pop("typed", {}),
+                    ckpt.run_folder.name)
     return ckpt, replace(saved, **{k: v for k, v in overrides.items()
                                    if k in BUDGET_FIELDS and v is not None})
 
@@ -150,9 +157,12 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
     run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
     trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist, start=start)
     if parent is not None:
+        skipped = sum(dataset.skipped_chars(s) for s in data.SPLITS)
         trainer.reporter.message(
             f"fine-tuning {parent.name}: {added:,} token(s) added to its vocabulary "
-            f"({parent.config.vocab_size:,} → {model_config.vocab_size:,}), peak lr {cfg.base_lr:g}")
+            f"({parent.config.vocab_size:,} → {model_config.vocab_size:,}), "
+            + (f"{skipped:,} character(s) of the new text skipped (--unk skip), " if skipped else "")
+            + f"peak lr {cfg.base_lr:g}")
     splits = dataset.meta["splits"]
     processes = f" × {dist.world} process{'es' if dist.world > 1 else ''} (DDP)"
     trainer.reporter.message(
@@ -168,7 +178,12 @@ def _computes(trainer: Trainer) -> str:
     config, loop = trainer.model.config, trainer.loop
     head = (f"adaptive softmax {config.cutoffs}" if config.softmax == "adaptive"
             else "full softmax")
-    return f"{loop.precision} ({loop.precision_why}), {head}"
+    why = loop.precision_why
+    if loop.precision == "bf16" and trainer.device.type == "cpu" and config.cell != "lstm":
+        # PyTorch's CPU autocast has a bf16 kernel for nn.LSTM (oneDNN), none for GRU / RNN
+        why += f"; the {config.cell.upper()} recurrence stays float32 on the CPU, the layers " \
+               "around it bf16"
+    return f"{loop.precision} ({why}), {head}"
 
 
 def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None:

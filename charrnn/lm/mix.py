@@ -12,6 +12,8 @@ remembered in <run>/mixes.json for that checkpoint, and reported with every figu
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import checkpoint, data, fsutil
+from charrnn import checkpoint, data, fsutil, runs
 from charrnn.errors import UserError
 from charrnn.ngram.model import NGramModel
 
@@ -41,6 +43,10 @@ def load_ngram_for(ckpt: checkpoint.Checkpoint, spec: str, root: Path) -> tuple[
     """The n-gram run `spec`, refused unless it reads the RNN's tokens id for id."""
     from charrnn.ngram.evaluate import load_run
 
+    kind = runs.run_info(runs.resolve_run(spec, root, kind="ngram")).get("kind")
+    if kind != "ngram":
+        raise UserError(f"--mix {spec} is {runs.a_kind(kind)} run: --mix takes an n-gram run "
+                        "counted on the same dataset (charrnn ngram train with its corpus)")
     folder, model = load_run(spec, root)
     if model.meta.get("tokenizer") != ckpt.meta.get("tokenizer"):
         rnn = (ckpt.meta.get("dataset") or {}).get("level", "?")
@@ -76,8 +82,12 @@ def tune_weight(rnn: np.ndarray, ngram: np.ndarray, rounds: int = 200, tol: floa
     return weight
 
 
-def _cache_key(ckpt: checkpoint.Checkpoint, ngram_name: str) -> str:
-    return f"{ngram_name}@{ckpt.folder.name}:{ckpt.meta.get('saved_at', 0)}"
+def _cache_key(ckpt: checkpoint.Checkpoint, ngram_name: str, ngram: NGramModel) -> str:
+    """This checkpoint (by its save time) with this n-gram (by name and by what its build wrote,
+    times included: an n-gram built again under the same name is tuned again)."""
+    built = hashlib.sha256(json.dumps(ngram.meta, sort_keys=True, default=str).encode())
+    return (f"{ngram_name}#{built.hexdigest()[:12]}@{ckpt.folder.name}:"
+            f"{ckpt.meta.get('saved_at', 0)}")
 
 
 def mixture_for(ckpt: checkpoint.Checkpoint, rnn_logp_of, spec: str, root: Path,
@@ -95,7 +105,7 @@ def mixture_for(ckpt: checkpoint.Checkpoint, rnn_logp_of, spec: str, root: Path,
         return Mixture(model, name, float(weight), "given")
     cache = ckpt.run_folder / MIXES
     known = _read_cache(cache)
-    key = _cache_key(ckpt, name)
+    key = _cache_key(ckpt, name, model)
     if key in known:
         return Mixture(model, name, float(known[key]["weight"]), "val")
     ids = _validation_ids(ckpt)

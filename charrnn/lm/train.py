@@ -23,12 +23,18 @@ from charrnn import checkpoint
 from charrnn.data import Dataset
 from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.distributed import Dist
+from charrnn.errors import UserError
 from charrnn.lm import state as states
 from charrnn.lm.batching import TBPTTStream, oriented
 from charrnn.lm.config import ModelConfig, TrainConfig
 from charrnn.lm.evaluate import score_ids
 from charrnn.lm.model import RNNLM, lm_config
-from charrnn.lm.softmax import cutoffs_from_counts, frequency_order, resolve_softmax
+from charrnn.lm.softmax import (
+    ADAPTIVE_FROM,
+    cutoffs_from_counts,
+    frequency_order,
+    resolve_softmax,
+)
 from charrnn.training.loop import Loop
 from charrnn.training.reporters import Reporter
 
@@ -73,7 +79,7 @@ class LMTask:
         # figure decides "improved" and patience everywhere, or the ranks' collectives (saving
         # best/) would part ways.
         val = float(self.dist.broadcast(total / count))
-        ratio = self.dataset.tokens("val") / max(1, self.dataset.chars("val"))
+        ratio = self.dataset.tokens("val") / max(1, self.dataset.counted_chars("val"))
         return {"val_loss": val, "val_bpc": val * ratio / math.log(2)}
 
     def checkpoint_meta(self) -> dict:
@@ -81,7 +87,7 @@ class LMTask:
         return {"task": "lm", "model": self.model.config.to_json(),
                 "tokenizer": ds.tokenizer.to_json(),
                 "dataset": {"id": ds.id, "level": ds.tokenizer.level,
-                            "val_chars": ds.chars("val"), "val_tokens": ds.tokens("val")}}
+                            "val_chars": ds.counted_chars("val"), "val_tokens": ds.tokens("val")}}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         # The checkpoint holds all B streams, whatever the world size (a collective under DDP).
@@ -118,6 +124,11 @@ def model_config_for(cfg: TrainConfig, dataset: Dataset, device: torch.device
     vocab = dataset.tokenizer.vocab_size
     counts = np.bincount(np.asarray(dataset.ids("train")), minlength=vocab)[:vocab]
     softmax = resolve_softmax(cfg.softmax, vocab, device)
+    if cfg.cutoffs and softmax == "full":
+        raise UserError(f"--cutoffs {','.join(map(str, cfg.cutoffs))}: --softmax auto chose the "
+                        f"full softmax here ({vocab:,} tokens on {device.type}; auto is adaptive "
+                        f"from {ADAPTIVE_FROM:,} on a CPU): type --softmax adaptive to use them, "
+                        "or drop them")
     cutoffs = (cfg.cutoffs or cutoffs_from_counts(counts)) if softmax == "adaptive" else []
     if softmax == "adaptive" and not cutoffs:  # a vocabulary too small to cut
         softmax = "full"

@@ -39,9 +39,9 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
     tokenizer = model.tokenizer
     ident = (model.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn ngram eval {folder.name}"
-    ids, chars, source = data.scoring_text(tokenizer, ident, file, split, unknown, errors, again)
+    ids, chars, source, skipped = data.scoring_text(tokenizer, ident, file, split, unknown, errors, again)
     total, predicted = model.score_ids(ids)
     if predicted < 1:
         raise too_short(ids, file, split, ident, again)
     return {"run": folder.name, "kind": "ngram", "source": source,
-            **scored(total, predicted, ids, chars, tokenizer, unknown)}
+            **scored(total, predicted, ids, chars, tokenizer, skipped)}
