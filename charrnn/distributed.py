@@ -48,8 +48,13 @@ class Dist:
         self.device = device
         return device
 
-    def stop(self) -> None:
+    def stop(self, synchronize: bool = False) -> None:
+        """Leave the process group; after a run that ended normally, all ranks together (a rank
+        that tears its gloo connections down while a peer still talks to it can abort at exit:
+        "terminate called without an active exception")."""
         if self.enabled and dist.is_initialized():
+            if synchronize:
+                dist.barrier()
             dist.destroy_process_group()
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:

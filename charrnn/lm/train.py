@@ -185,6 +185,9 @@ class Trainer:
 
     def run(self) -> dict:
         try:
-            return self.loop.run()
-        finally:
-            self.dist.stop()
+            result = self.loop.run()
+        except BaseException:
+            self.dist.stop()  # no barrier: the other ranks may never reach it
+            raise
+        self.dist.stop(synchronize=True)
+        return result
