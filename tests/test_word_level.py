@@ -193,6 +193,8 @@ def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:
                                 "--json").output)
     assert "lm⊕kn" in filled["models"].values()
     assert filled["methods"]["forward"][0]["fills"]
+    plain = run_cli("fill", "the quick brown ___ jumps", "-m", "lm", "--mix", "kn").output
+    assert "forward (lm⊕kn):" in plain
     left = run_cli("fill", "the quick ___ fox", "-m", "lm", "--mix", "kn", "--method", "left",
                    ok=False)
     assert left.exit_code == 2 and "--method left reads only the text before it" in left.output

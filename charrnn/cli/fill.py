@@ -115,8 +115,10 @@ def fill_command(
 
     console = Console(highlight=False, soft_wrap=True)
     template = parse(text)
+    mixed = result["models"].get("fwd", "") if "⊕" in result["models"].get("fwd", "") else ""
     for name, fills in result["methods"].items():
-        console.print(f"{name}:" if fills else f"{name}: no fill found")
+        label = f"{name} ({mixed})" if mixed and name in ("forward", "bidirectional") else name
+        console.print(f"{label}:" if fills else f"{label}: no fill found")
         for rank, fill in enumerate(fills, 1):
             line = render(template, fill["fills"])
             console.print(f"  {rank}. {fill['prob']:6.1%}  {' | '.join(fill['fills'])}  →  ", end="")
