@@ -134,3 +134,13 @@ def test_eval_on_a_file_scores_that_text(tiny_run: Path, tmp_path: Path) -> None
 def test_eval_text_output_is_one_readable_line(tiny_run: Path) -> None:
     out = run_cli("eval", tiny_run, "--split", "test").output
     assert "perplexity" in out and "bits/char" in out and len(out.strip().splitlines()) == 1
+
+
+def test_the_logged_val_loss_is_what_eval_gives_for_the_checkpoint(small_text: Path,
+                                                                  tmp_path: Path) -> None:
+    run_cli("train", small_text, *TINY, "--precision", "fp32", "--max-steps", "10",
+            "--run-name", "v")
+    lines = (tmp_path / "runs/v/metrics.jsonl").read_text().splitlines()
+    logged = min(r["val_loss"] for r in map(json.loads, lines) if r["type"] == "eval")
+    scored = json.loads(run_cli("eval", "v", "--split", "val", "--json").output)
+    assert scored["nats_per_token"] == pytest.approx(logged, rel=1e-5)

@@ -73,8 +73,9 @@ class LMTask:
         self.next_state = None
 
     def evaluate(self) -> dict:
-        total, count = score_ids(self.model, self.val_ids, self.device, seq_len=self.cfg.seq_len,
-                                 precision=self.precision)
+        # The rows `charrnn eval` reads (not --seq-len ones: on a small split more rows would mean
+        # more cold starts, and the log would disagree with eval of the same checkpoint)
+        total, count = score_ids(self.model, self.val_ids, self.device, precision=self.precision)
         # Every rank scores the same weights, but kernels need not agree to the last bit: rank 0's
         # figure decides "improved" and patience everywhere, or the ranks' collectives (saving
         # best/) would part ways.
