@@ -21,6 +21,7 @@ import numpy as np
 from charrnn import runs
 from charrnn.errors import UserError
 from charrnn.scores import UNK
+from charrnn.tokenizers import skipped_chars
 
 BATCH_LINES = 256
 LN10 = math.log(10)
@@ -97,7 +98,8 @@ class Scorer:
         for (number, text), ids, lp in zip(numbered, encoded, self.token_logps(encoded),
                                           strict=True):
             unknown = ids == self.unk if self.unk is not None else np.zeros(len(ids), bool)
-            skipped = max(0, len(text) - (len(ids) - 1)) if (
+            kept = ids[: len(ids) - (self.line_break is not None)]  # without the closing break
+            skipped = skipped_chars(self.tokenizer, text, kept) if (
                 self.tokenizer.level == "char" and self.unknown == "skip") else 0
             out.append(LineScore(number, text, float(lp.sum()) / LN10, len(ids),
                                  int(unknown.sum()) + skipped, float(lp[unknown].sum()) / LN10))
@@ -111,7 +113,7 @@ class NGramScorer(Scorer):
 
     def token_logps(self, lines: list[np.ndarray]) -> list[np.ndarray]:
         start = [] if self.line_break is None else [self.line_break]
-        return [self.model.continuation_logps(start, [ids])[0] for ids in lines]
+        return self.model.continuation_logps(start, lines)
 
 
 class RNNScorer(Scorer):
@@ -140,7 +142,7 @@ class RNNScorer(Scorer):
         from charrnn.lm.mix import mixed_logp
 
         start = [self.start]
-        ngram = [self.mixture.ngram.continuation_logps(start, [ids])[0] for ids in lines]
+        ngram = self.mixture.ngram.continuation_logps(start, lines)
         return [mixed_logp(r, n, self.mixture.weight) for r, n in zip(rnn, ngram, strict=True)]
 
 

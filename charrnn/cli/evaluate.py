@@ -30,8 +30,6 @@ def eval_command(
     run, file = opt.run_and_file(list(targets or []), root, "eval")
     if file is not None and split is not None:
         raise UserError("give a FILE or --split, not both")
-    if mix_weight is not None and mix is None:
-        raise UserError("--mix-weight applies with --mix NGRAM_RUN")
     result = evaluate_run(run, root, file, opt.plain(split), device, opt.plain(unk),
                           opt.plain(errors), opt.plain(precision), mix, mix_weight)
     typer.echo(json.dumps(result, indent=1) if json_out else describe(result))

@@ -87,10 +87,6 @@ def fill_command(
 
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
-    if mix is not None and "left" in opt.plain(list(method or [])):
-        raise UserError("--mix rescores candidates with the text after the blank, and --method "
-                        "left reads only the text before it: choose forward or bidirectional, "
-                        "or drop --mix")
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
@@ -115,7 +111,7 @@ def fill_command(
 
     console = Console(highlight=False, soft_wrap=True)
     template = parse(text)
-    mixed = result["models"].get("fwd", "") if "⊕" in result["models"].get("fwd", "") else ""
+    mixed = result["models"].get("fwd", "") if mix else ""
     for name, fills in result["methods"].items():
         label = f"{name} ({mixed})" if mixed and name in ("forward", "bidirectional") else name
         console.print(f"{label}:" if fills else f"{label}: no fill found")

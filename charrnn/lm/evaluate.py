@@ -46,22 +46,21 @@ def token_nll(model: RNNLM, ids: np.ndarray, device: torch.device, streams: int 
     ids_t = torch.from_numpy(np.asarray(ids).astype(np.int64))
     streams = max(1, min(streams, n_targets // max(1, seq_len)))
     row = n_targets // streams
-    out = np.empty(n_targets, dtype=np.float32)
-    grid = out[: streams * row].reshape(streams, row)
     xs = ids_t[: streams * row].view(streams, row).to(device)
     ys = ids_t[1 : streams * row + 1].view(streams, row).to(device)
-    state = None
+    windows, state = [], None  # on the device: one copy to the host at the end
     for lo in range(0, row, seq_len):
         nll, state = _nll(model, xs[:, lo : lo + seq_len], ys[:, lo : lo + seq_len], state,
                           device, precision)
-        grid[:, lo : lo + seq_len] = nll.view(streams, -1).cpu().numpy()
+        windows.append(nll.view(streams, -1))
+    parts = [torch.cat(windows, dim=1).reshape(-1)]
     if n_targets > streams * row:  # the tail continues the last row, with its hidden state
         tail_state = select_rows(state, slice(streams - 1, streams)) if state is not None else None
         x = ids_t[streams * row : n_targets].view(1, -1).to(device)
         y = ids_t[streams * row + 1 :].view(1, -1).to(device)
-        out[streams * row :] = _nll(model, x, y, tail_state, device, precision)[0].cpu().numpy()
+        parts.append(_nll(model, x, y, tail_state, device, precision)[0])
     model.train(was_training)
-    return out
+    return torch.cat(parts).cpu().numpy()
 
 
 def _nll(model: RNNLM, x: torch.Tensor, y: torch.Tensor, state, device: torch.device,
@@ -92,6 +91,8 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset (with `mix`,
     its interpolation with that n-gram run). float32 by default whatever the run trained in, so
     that figures compare (bf16 rounds each logit to ~3 significant digits)."""
+    if mix is None and mix_weight is not None:
+        raise UserError("--mix-weight applies with --mix NGRAM_RUN")
     ckpt = _lm_checkpoint(spec, root)
     dev = resolve_device(device)
     computed, _ = resolve_precision(precision, dev)

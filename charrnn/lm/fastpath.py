@@ -131,7 +131,7 @@ class FusedCPUStepper:
         if self.proj is not None:
             x = _affine(self.proj[1], self.proj[0], x)
         if self.adaptive:
-            return self.model.head.log_prob(x.view(-1, x.size(-1))).view(*x.shape[:-1], -1)
+            return self.model.scores(x)
         return _affine(self.head_bias, self.head_weight, x)
 
 

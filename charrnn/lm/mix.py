@@ -152,8 +152,8 @@ class NGramSide:
 
         weight = self.mixture.weight
         rnn = torch.softmax(scores.float().reshape(len(self.states), -1), dim=-1)
-        ngram = torch.from_numpy(self.ngram.next_distributions(self.states)).to(rnn.device)
-        mixed = weight * rnn + (1 - weight) * ngram.to(rnn.dtype)
+        ngram = torch.from_numpy(self.ngram.next_distributions(self.states).astype(np.float32))
+        mixed = weight * rnn + (1 - weight) * ngram.to(rnn.device)
         return torch.log(mixed.clamp_min(1e-30)).view_as(scores)
 
     def advance(self, tokens) -> None:

@@ -87,7 +87,8 @@ class Sampler:
         """`streams` independent continuations of the prime, generated side by side.
 
         One step advances every stream (a batched matrix product, or one CUDA-graph replay);
-        the tokens stay on the device and come back once, at the end.
+        the tokens stay on the device and come back once, at the end (with --mix they visit
+        the host each step: the n-gram's states live there).
         """
         stepper = make_stepper(self.model, self.device, streams, self.graphs)
         side = self._ngram_side(prime_ids, streams)  # its states live on the host

@@ -149,18 +149,20 @@ class Trainer:
         self.dist = dist or Dist()
         self.dist.check_batch(cfg.batch_size)
         self.device = self.dist.start(resolve_device(cfg.device))
-        model_config, counts = model_config_for(cfg, dataset, self.device)
-        if resume is not None:
+        counts = None  # a new model's training frequencies (its adaptive order)
+        if resume is not None:  # the model its checkpoint describes, whatever auto says here
             model_config = lm_config(resume)
         elif start is not None:
             model_config = start[0]
+        else:
+            model_config, counts = model_config_for(cfg, dataset, self.device)
         params = require_fits(lambda: RNNLM(model_config), self.device)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         with out_of_memory_is_too_big(params, self.device):
             self.model = RNNLM(model_config)
             if start is not None:  # its buffers carry the parent's frequency order too
                 self.model.load_state_dict(start[1])
-            elif self.model.adaptive:
+            elif self.model.adaptive and counts is not None:
                 self.model.head.set_order(frequency_order(counts))
             self.model.to(self.device)
             forward: nn.Module = self.model
