@@ -14,6 +14,14 @@ model (each for the given seconds) and a modified Kneser-Ney n-gram, then runs
 
 Prints one JSON object with top-1 / top-5 of every method, the settings and the time taken. The
 issue's bar: bidirectional > forward > n-gram.
+
+    python bench/fill_eval.py --only reviews --group-budget 1200 --blanks 200
+
+`reviews` is the everyday-Chinese set-up of `charrnn fill train` (issue 22): one command trains
+the group on zh_reviews.txt + the SXU news with its spaces removed within --group-budget seconds,
+then `charrnn fill eval` hides characters and words (cut by longest match against the SXU
+lexicon) of the reviews' held-out tail: the group's methods (each LM mixed with the n-gram of its
+direction), and the RNNs alone beside them (-m fwd -m bwd -m mask).
 """
 
 from __future__ import annotations
@@ -60,16 +68,44 @@ def train_models(train: Path, root: Path, budget: float, mask_budget: float, env
     return seconds
 
 
-def evaluate(test: Path, root: Path, blanks: int, env: dict, extra: list[str]) -> dict:
-    out = charrnn(["fill", "eval", test, "--blanks", blanks, "-m", "fwd", "-m", "bwd", "-m", "mask",
-                   "-m", "ngram", "--json", "--quiet", "--device", "cpu", "--out", root, *extra],
-                  env, capture=True)
+def evaluate(test: Path, root: Path, blanks: int, env: dict, extra: list[str],
+             models: list[str] | None = None) -> dict:
+    if models is None:
+        models = ["-m", "fwd", "-m", "bwd", "-m", "mask", "-m", "ngram"]
+    out = charrnn(["fill", "eval", test, "--blanks", blanks, *models, "--json", "--quiet",
+                   "--device", "cpu", "--out", root, *extra], env, capture=True)
     return json.loads(out)
 
 
 def verdict(methods: dict) -> dict:
     b, f, n = (methods[m] for m in ("bidirectional", "forward", "ngram"))
     return {k: b[k] > f[k] > n[k] for k in ("top1", "top5")}
+
+
+def reviews(work: Path, budget: float, blanks: int, env: dict) -> dict:
+    """`fill train` on reviews + news, then `fill eval` on the reviews' held-out tail."""
+    news = work / "news.txt"
+    lines = (CORPORA / "zh_seg_train.txt").read_text(encoding="utf-8").split("\n")
+    news.write_text("\n".join("".join(x.split()) for x in lines), encoding="utf-8")
+    root = work / "reviews"
+    started = time.time()
+    if not (root / "zh" / "group.json").is_file():
+        charrnn(["fill", "train", CORPORA / "zh_reviews.txt", news, "--max-time", budget,
+                 "--out", root, "--run-name", "zh", "--plain"], env)
+    group = json.loads((root / "zh" / "group.json").read_text(encoding="utf-8"))
+    held = root / "zh" / "heldout" / "01_zh_reviews.txt"
+    rnn_only = [a for r in ("fwd", "bwd", "mask") for a in ("-m", f"zh-{r}")]
+    out = {"train_wall_s": round(time.time() - started, 1), "spent_s": group["spent_s"],
+           "stages": {s["role"]: {"run": s["run"], "budget_s": s.get("budget_s"),
+                                  "used_s": s.get("used_s")} for s in group["stages"]},
+           "mix": group["mix"], "heldout": str(held)}
+    for unit, extra in (("char", ["--unit", "char"]),
+                        ("word", ["--unit", "word", "--lexicon", CORPORA / "zh_seg_train.txt"])):
+        grouped = evaluate(held, root, blanks, env, extra, models=[])
+        alone = evaluate(held, root, blanks, env, extra, models=rnn_only)
+        out[unit] = {**grouped["methods"],
+                     **{f"{m} (RNNs alone)": r for m, r in alone["methods"].items()}}
+    return out
 
 
 def main() -> None:
@@ -82,7 +118,9 @@ def main() -> None:
     parser.add_argument("--work", default=None,
                         help="work folder; the models of an earlier run there are reused")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--only", choices=("shakespeare", "zh"), default=None)
+    parser.add_argument("--only", choices=("shakespeare", "zh", "reviews"), default=None)
+    parser.add_argument("--group-budget", type=float, default=1200.0,
+                        help="seconds of `fill train` for --only reviews")
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="charrnn-bench-fill-"))
     env = {**os.environ, "CHARRNN_CACHE": str(work / "cache"), "OMP_NUM_THREADS": str(args.threads),
@@ -91,6 +129,8 @@ def main() -> None:
                     "budgets_s": {"lm": args.budget, "zh_lm": args.zh_budget,
                                   "fill_model": args.mask_budget}}
     started = time.time()
+    if args.only == "reviews":
+        report["reviews"] = reviews(work, args.group_budget, args.blanks, env)
     if args.only in (None, "shakespeare"):
         text = (CORPORA / "tinyshakespeare.txt").read_text(encoding="utf-8")
         cut = text.index("\n", int(len(text) * 0.9)) + 1

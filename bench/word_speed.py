@@ -23,11 +23,15 @@ from shared_corpora import CORPORA
 
 
 def trainer(dataset, args, precision: str, softmax: str, work: Path):
-    from charrnn.lm.config import TrainConfig, recipe_for
-    from charrnn.lm.train import Trainer
+    from dataclasses import replace
 
-    cfg = recipe_for(TrainConfig(hidden=args.hidden, layers=args.layers, batch_size=args.batch_size,
-                                 max_steps=10**9, precision=precision, softmax=softmax), "word")
+    from charrnn.lm.config import TrainConfig
+    from charrnn.lm.train import Trainer
+    from charrnn.plan import rules
+
+    word, _ = rules.recipe(rules.Situation(level="word"), frozenset())  # the word recipe's step
+    cfg = replace(TrainConfig(**word), hidden=args.hidden, layers=args.layers,
+                  batch_size=args.batch_size, max_steps=10**9, precision=precision, softmax=softmax)
     return Trainer(dataset, cfg, work / f"{precision}-{softmax}")
 
 

@@ -19,11 +19,11 @@ from typing import TypeVar
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file
+from safetensors.torch import load_file, save_file
 
-from charrnn import fsutil, runs
+from charrnn import fsutil, runs, weights
 from charrnn.configs import typed_config
-from charrnn.devices import LOAD_BYTES_PER_PARAM, require_fits
+from charrnn.devices import require_loadable
 from charrnn.errors import UserError
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -46,14 +46,24 @@ class Checkpoint:
 
     def build(self, config_type: type[C], model_type: Callable[[C], M],
               device: torch.device | str = "cpu") -> M:
-        """The model this checkpoint describes, with its weights, on `device`. The config is
-        checked first, and the model's size against the device's memory, before anything is
-        allocated: a damaged checkpoint.json claiming a huge model is one clear error."""
+        """The model this checkpoint describes, with its weights, on `device`. Before anything is
+        allocated, the config is checked, the model's size against the memory it will occupy
+        (device and host), and the weights file's names and shapes against the config: a damaged
+        or hostile checkpoint.json claiming a huge model is one clear error, at once."""
         config = self.config(config_type)
-        require_fits(lambda: model_type(config), torch.device(device), LOAD_BYTES_PER_PARAM,
-                     f"{self.folder / META} claims a model this size: the checkpoint is damaged, "
-                     "or was made on a machine with more memory")
-        return self.load_into(model_type(config), device)
+        device = torch.device(device)
+        skeleton = require_loadable(lambda: model_type(config), device,
+                                    f"{self.folder / META} claims a model this size: the checkpoint "
+                                    "is damaged, or was made on a machine with more memory")
+        self.check_weights(skeleton)
+        with torch.device(device):  # built where it runs: no host copy of a GPU model
+            model = model_type(config)
+        return self.load_into(model, device)
+
+    def check_weights(self, model: torch.nn.Module) -> None:
+        """Refuse a weights file whose tensors are not `model`'s (which may be on the meta device):
+        read from the header alone."""
+        self._weights(weights.check, model)
 
     def require_task(self, task: str, use: str) -> None:
         """Refuse a checkpoint of another task, naming what to use it with."""
@@ -74,24 +84,27 @@ class Checkpoint:
         """"lm" for language models; "tag" and "fill" for the models of charrnn.tagger/fillmodel."""
         return str(self.meta.get("task", "lm"))
 
-    def load_into(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> torch.nn.Module:
-        """Load the weights into an already built module (of whatever task) and move it."""
+    def load_into(self, model: M, device: torch.device | str | None = None) -> M:
+        """Copy the weights into an already built module (of whatever task), in place: its memory
+        layout stays (on CUDA, cuDNN's flat RNN buffer); then move it to `device` if given."""
+        self._weights(weights.load, model)
+        return model if device is None else model.to(device)
+
+    def _weights(self, action: Callable[[Path, torch.nn.Module], None], model: torch.nn.Module) -> None:
+        """Run a weights action with its failures said for what they are: a damaged file, a file
+        that does not fit the config, or one that cannot be read."""
+        path = self.folder / WEIGHTS
         try:
-            # Read on the CPU (the module is built there), then one move: reading straight onto
-            # a GPU would copy every weight there, back into the CPU module, and there again.
-            missing, unexpected = load_model(model, self.folder / WEIGHTS, strict=False,
-                                             device="cpu")
-        except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
-            what = "does not match its config" if "size mismatch" in str(exc) \
-                else "is truncated or corrupt"
-            detail = " ".join(str(exc).split())  # PyTorch's message spans lines: keep one
-            raise UserError(f"{self.folder / WEIGHTS} {what} ({detail[:160]})"
+            action(path, model)
+        except weights.Mismatch as exc:
+            raise UserError(f"{path} does not match its config ({exc})"
                             f"{_other_checkpoint(self.folder)}") from exc
-        if missing or unexpected:
-            raise UserError(f"{self.folder / WEIGHTS} does not match its config (missing "
-                            f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})"
-                            f"{_other_checkpoint(self.folder)}")
-        return model.to(device)
+        except SafetensorError as exc:
+            raise UserError(f"{path} is truncated or corrupt ({_one_line(exc)})"
+                            f"{_other_checkpoint(self.folder)}") from exc
+        except OSError as exc:
+            raise UserError(f"{path} cannot be read ({exc.strerror or exc}): check the file's "
+                            "permissions and the disk") from exc
 
     def load_state(self) -> dict[str, torch.Tensor]:
         """The resume state (optimizer moments, RNG, carried hidden state) of `--resume`."""
@@ -101,9 +114,12 @@ class Checkpoint:
                             f"{self._without_state()}")
         try:
             return load_file(path)
-        except (SafetensorError, OSError) as exc:
-            raise UserError(f"{path} is truncated or corrupt ({exc}): "
+        except SafetensorError as exc:
+            raise UserError(f"{path} is truncated or corrupt ({_one_line(exc)}): "
                             f"{self._without_state()}") from exc
+        except OSError as exc:
+            raise UserError(f"{path} cannot be read ({exc.strerror or exc}): check the file's "
+                            "permissions and the disk") from exc
 
     def _without_state(self) -> str:
         """What to do when this checkpoint cannot be resumed: the sibling checkpoint when it has
@@ -129,7 +145,7 @@ class Captured:
 def capture(model: torch.nn.Module, meta: dict, state: dict[str, torch.Tensor] | None) -> Captured:
     tensors = None if state is None else {
         k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
-    return Captured(_cpu_weights(model), meta, tensors)
+    return Captured(weights.cpu_copies(model), meta, tensors)
 
 
 def write(folder: Path, captured: Captured) -> None:
@@ -149,22 +165,8 @@ def save(folder: Path, model: torch.nn.Module, meta: dict,
     write(folder, capture(model, meta, state))
 
 
-def _cpu_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The state dict as CPU tensors of their own, tied weights once (the first name wins, as
-    safetensors' `load_model` expects).
-
-    Not `save_model(model)`: on CUDA the RNN's weights are views into one cuDNN buffer, and
-    safetensors refuses tensors that share storage without covering it all.
-    """
-    weights: dict[str, torch.Tensor] = {}
-    seen: set[tuple[int, tuple[int, ...], tuple[int, ...]]] = set()
-    for name, tensor in model.state_dict().items():
-        key = (tensor.data_ptr(), tuple(tensor.shape), tuple(tensor.stride()))
-        if key in seen:  # a tied weight: the same memory under a second name
-            continue
-        seen.add(key)
-        weights[name] = tensor.detach().to("cpu", copy=True).contiguous()
-    return weights
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:160]  # the library's message may span lines
 
 
 def _refuse_non_checkpoint(path: Path) -> None:

@@ -15,6 +15,7 @@ import sysconfig
 import tempfile
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn import fsutil
@@ -94,15 +95,22 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
         if expected is None and not allow_unverified:
             raise UserError(f"corpus {name!r} has no sha256 in the registry yet: pass "
                             "--allow-unverified to fetch it anyway (the hash seen is printed)")
-        if not (target.is_file() and (expected is None or file_sha256(target) == expected)):
-            _fetch(spec, target, mirror)
-            seen = file_sha256(target)
-            if expected is not None and seen != expected:
-                target.unlink()
-                raise UserError(f"{spec['name']} of corpus {name!r} failed its sha256 check "
-                                f"(expected {expected}, got {seen}); it was not used")
+        _fetch_checked(spec, target, mirror, f"{spec['name']} of corpus {name!r}")
         out[spec["role"]] = target
     return out
+
+
+def _fetch_checked(spec: dict, target: Path, mirror: str | None, what: str) -> None:
+    """`target` as the registry describes it: cached, or fetched and its sha256 checked."""
+    expected = spec.get("sha256")
+    if target.is_file() and (expected is None or file_sha256(target) == expected):
+        return
+    _fetch(spec, target, mirror)
+    seen = file_sha256(target)
+    if expected is not None and seen != expected:
+        target.unlink()
+        raise UserError(f"{what} failed its sha256 check (expected {expected}, got {seen}); it "
+                        "was not used")
 
 
 def _check_mirror(mirror: str, where: str) -> None:
@@ -114,7 +122,9 @@ def _check_mirror(mirror: str, where: str) -> None:
 def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    if mirror:
+    if "derive" in spec and not (mirror and (Path(mirror) / spec["name"]).is_file()):
+        _derive(spec, target, tmp, mirror)
+    elif mirror:
         for candidate in (Path(mirror) / spec["name"], Path(mirror) / spec.get("archive", "")):
             if candidate.is_file() and candidate.name:
                 source = candidate
@@ -129,6 +139,27 @@ def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
     else:
         _download(spec, tmp)
     os.replace(tmp, target)
+
+
+def _derive(spec: dict, target: Path, tmp: Path, mirror: str | None) -> None:
+    """A file the registry makes from published sources (each fetched and sha256-checked first):
+    `alternate_lines` takes the sources' non-empty lines in turn (CR dropped, each stripped), the
+    longer one's rest at the end, and drops exact repeats (the first kept)."""
+    if spec["derive"] != "alternate_lines":
+        raise UserError(f"{spec['name']}: unknown derivation {spec['derive']!r} in the registry "
+                        "(a newer charrnn may know it)")
+    sources = []
+    for source in spec["sources"]:
+        path = target.with_name(source["name"])
+        _fetch_checked(source, path, mirror, f"{source['name']} (a source of {spec['name']})")
+        text = path.read_bytes().decode("utf-8").replace("\r", "")
+        sources.append([line.strip() for line in text.split("\n") if line.strip()])
+    lines: dict[str, None] = {}
+    for row in range(max(map(len, sources))):
+        for source in sources:
+            if row < len(source):
+                lines.setdefault(source[row], None)
+    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
 
 
 def _download(spec: dict, tmp: Path) -> None:
@@ -158,38 +189,67 @@ def _extract(archive: Path, member_name: str, tmp: Path) -> None:
         raise UserError(f"{archive} is not a valid zip archive: {exc}") from exc
 
 
-def resolve_inputs(inputs: list[str], opts, mirror: str | None = None) -> list[str]:
+def resolve_inputs(inputs: list[str], opts, mirror: str | None = None,
+                   final: bool = False) -> list[str]:
     """Corpus arguments → paths: registry names become their files; no input is the embedded
-    default corpus. A registry corpus also sets `opts` (a PreprocessOptions) where the user gave
-    nothing: its level, and its valid/test files as the splits."""
+    default corpus. Unless the options are `final` (a plan chose them: charrnn.plan), a registry
+    corpus also sets `opts` (a PreprocessOptions) where they hold their defaults: its level, and
+    its valid/test files as the splits."""
     if mirror is not None:
         _check_mirror(mirror, "--mirror")
     if not inputs:
         return [str(default_corpus())]
-    resolved: list[str] = []
-    names = registry()
-    given = opts.given()
-    levels: dict[str, str] = {}
-    for spec in inputs:
-        if not Path(spec).exists() and spec in names:
-            level = names[spec].get("level")
-            if level == "tagging":  # labelled columns, not running text
-                raise UserError(f"{spec} is a tagging corpus (labelled columns), not text for a "
-                                f"language model: train a tagger with `charrnn tag train` on "
-                                f"its files (`charrnn corpus get {spec}` prints their paths)")
-            files = get(spec, mirror)
-            resolved.append(str(files["main"]))
-            if level in ("char", "word", "subword"):
-                levels[spec] = level
-            if "valid" in files and not opts.valid and "val_frac" not in given:
-                opts.valid = [str(files["valid"])]
-            if "test" in files and not opts.test and "test_frac" not in given:
-                opts.test = [str(files["test"])]
-        else:
-            resolved.append(spec)
-    if levels and "level" not in given:  # the level `charrnn corpus list` shows
-        if len(set(levels.values())) > 1:
-            shown = ", ".join(f"{name} ({level})" for name, level in levels.items())
+    found = _registry_files(inputs, mirror)
+    if not final:
+        given = opts.given()
+        if found.levels and "level" not in given:
+            opts.level = found.level()
+        for split, frac in (("valid", "val_frac"), ("test", "test_frac")):
+            if split in found.splits and not getattr(opts, split) and frac not in given:
+                setattr(opts, split, found.splits[split])
+    return found.paths
+
+
+@dataclass
+class RegistryFiles:
+    """What the registry corpora among some inputs bring: the inputs as paths, each corpus's
+    token level, and the first validation / test files named."""
+
+    paths: list[str]
+    levels: dict[str, str]
+    splits: dict[str, list[str]]
+
+    def level(self) -> str:
+        """The one token level of the registry corpora (an error when they differ)."""
+        if len(set(self.levels.values())) > 1:
+            shown = ", ".join(f"{name} ({level})" for name, level in self.levels.items())
             raise UserError(f"these corpora have different token levels: {shown}; pass --level")
-        opts.level = next(iter(levels.values()))
-    return resolved
+        return next(iter(self.levels.values()))
+
+
+def registry_files(inputs: list[str], mirror: str | None = None) -> RegistryFiles:
+    if mirror is not None:
+        _check_mirror(mirror, "--mirror")
+    return _registry_files(inputs, mirror)
+
+
+def _registry_files(inputs: list[str], mirror: str | None) -> RegistryFiles:
+    found = RegistryFiles([], {}, {})
+    names = registry()
+    for spec in inputs:
+        if Path(spec).exists() or spec not in names:
+            found.paths.append(spec)
+            continue
+        level = names[spec].get("level")
+        if level == "tagging":  # labelled columns, not running text
+            raise UserError(f"{spec} is a tagging corpus (labelled columns), not text for a "
+                            f"language model: train a tagger with `charrnn tag train` on "
+                            f"its files (`charrnn corpus get {spec}` prints their paths)")
+        files = get(spec, mirror)
+        found.paths.append(str(files["main"]))
+        if level in ("char", "word", "subword"):  # the level `charrnn corpus list` shows
+            found.levels[spec] = level
+        for split in ("valid", "test"):
+            if split in files:
+                found.splits.setdefault(split, [str(files[split])])
+    return found

@@ -56,24 +56,23 @@ class PreprocessOptions:
     max_vocab: int | None = None
     vocab_size: int = 2000  # subword level
     subword_model: str = "bpe"
-    # The fields above that the user typed (the CLI fills this in from click); None: not known,
-    # so every field that differs from its default counts as typed. Not part of any key.
-    typed: frozenset[str] | None = None
-
     def given(self) -> set[str]:
-        """The options the user asked for: a dataset folder or a registry corpus must obey them
-        or refuse them, and may fill in the rest."""
-        names = {f.name for f in fields(self)} - {"typed"}
-        if self.typed is not None:
-            return set(self.typed) & names
+        """The options set to other than their defaults: a dataset folder must obey them or
+        refuse them (and a registry corpus fills in the others), when the library is called
+        directly; a command line's plan decides by what was typed (charrnn.plan.preprocess)."""
         default = PreprocessOptions()
-        return {name for name in names if getattr(self, name) != getattr(default, name)}
+        return {f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
 
     def as_json(self) -> dict:
-        """The options as recorded in meta.json (what was typed is no property of a dataset)."""
-        out = asdict(self)
-        out.pop("typed")
-        return out
+        """The options as recorded in meta.json."""
+        return asdict(self)
+
+    @classmethod
+    def of_dataset(cls, dataset: Dataset) -> PreprocessOptions:
+        """The options a dataset folder was made with."""
+        names = {f.name for f in fields(cls)}
+        saved = {k: v for k, v in dataset.meta.get("options", {}).items() if k in names}
+        return cls(**{**saved, "level": dataset.tokenizer.level})
 
     def validate(self) -> None:
         if self.level not in LEVELS:
@@ -452,7 +451,7 @@ def prepare(inputs: list[str], opts: PreprocessOptions,
             raise UserError(f"{inputs[0]} is a preprocessed dataset with a tokenizer of its own: "
                             "to fine-tune, give the text files (they are read with the run's)")
         dataset = Dataset(Path(inputs[0]))
-        _refuse_options(inputs[0], dataset, opts)
+        refuse_options(inputs[0], dataset, opts)
         return dataset
     return preprocess(inputs, None, opts, given)
 
@@ -468,11 +467,14 @@ def _flag(name: str, value) -> str:
     return f"{flag} {value}"
 
 
-def _refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions) -> None:
-    """A dataset folder is used as it is: a preprocess option the user gave that it was not made
-    with would be silently ignored, so it is an error naming what the dataset has instead."""
+def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
+                   names: set[str] | frozenset[str] | None = None) -> None:
+    """A dataset folder is used as it is: a preprocess option asked for (`names`; by default the
+    ones set to other than their defaults) that it was not made with would be silently ignored,
+    so it is an error naming what the dataset has instead."""
     saved = {**dataset.meta.get("options", {}), "level": dataset.tokenizer.level}
-    clashes = [name for name in sorted(opts.given()) if getattr(opts, name) != saved.get(name)]
+    asked = opts.given() if names is None else names
+    clashes = [name for name in sorted(asked) if getattr(opts, name) != saved.get(name)]
     if clashes:
         given = "; ".join(f"{_flag(n, getattr(opts, n))} does not apply (it was made with "
                           f"{_flag(n, saved.get(n))})" for n in clashes)

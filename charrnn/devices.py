@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 import torch
 
 from charrnn.errors import UserError
-from charrnn.training.config import PRECISIONS
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -58,41 +57,23 @@ def host_to_device(array, device: torch.device) -> torch.Tensor:
     return tensor.to(device)
 
 
-def cpu_bf16() -> str | None:
-    """What lets this CPU multiply in bfloat16 fast (AMX or AVX512-BF16), or None."""
-    cpu = getattr(torch, "cpu", None)
-    for name, what in (("_is_amx_tile_supported", "AMX"),
-                       ("_is_avx512_bf16_supported", "AVX512-BF16")):
-        check = getattr(cpu, name, None)
-        try:
-            if check is not None and check():
-                return what
-        except RuntimeError:  # a build without the probe
-            continue
-    return None
-
-
 def resolve_precision(name: str, device: torch.device) -> tuple[str, str]:
-    """(the precision training computes in: fp32 | bf16 | fp16, why) for --precision on this device.
+    """(the precision training computes in: fp32 | bf16 | fp16, why) for a precision name.
 
-    CPU: bf16 autocast where the CPU multiplies bfloat16 natively (AMX, AVX512-BF16), fp32 elsewhere.
     CUDA: float16 autocast with loss scaling (PyTorch runs cuDNN RNNs in float16 under any autocast,
-    aten/src/ATen/cudnn/AutocastRNN.cpp), or fp32. Master weights, optimizer state and the loss
-    stay float32 in every case."""
-    if name not in PRECISIONS:
-        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not {name!r}")
+    aten/src/ATen/cudnn/AutocastRNN.cpp), or fp32. CPU: what was asked; `auto` reaching the library
+    undecided is float32 — the command line decides it by measuring the model on this machine
+    (charrnn.plan.measured), never by CPU flags. Master weights, optimizer state and the loss stay
+    float32 in every case."""
     if device.type == "cuda":
         if name == "bf16":
             raise UserError("--precision bf16 does not apply on CUDA: PyTorch runs cuDNN RNNs in "
                             "float16 under any autocast, which charrnn pairs with loss scaling "
                             "(--precision auto); use auto or fp32")
         return ("fp32", "asked for") if name == "fp32" else ("fp16", "CUDA: float16 autocast")
-    if device.type != "cpu" or name == "fp32":
-        return "fp32", "asked for" if name == "fp32" else f"{device.type}: float32"
-    fast = cpu_bf16()
-    if name == "bf16":
-        return "bf16", "asked for" + ("" if fast else " (this CPU has no native bfloat16: slower)")
-    return ("bf16", f"auto: this CPU has {fast}") if fast else ("fp32", "auto: no bf16 on this CPU")
+    if name == "auto":
+        return "fp32", f"{device.type}: float32"
+    return name, "asked for"
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -153,27 +134,58 @@ def too_big(params: int | None, device: torch.device, total: int | None = None,
                      f"{advice or 'use a smaller --hidden, --layers or --emb'}")
 
 
-def count_parameters(build: Callable[[], torch.nn.Module]) -> int | None:
-    """The parameter count of the model `build` makes, counted on the meta device (nothing is
-    allocated); None when its sizes overflow even that (a hidden size of 10^12)."""
+def skeleton(build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:
+    """The module `build` makes, on the meta device (shapes only, nothing allocated); None when
+    its sizes overflow even that (a hidden size of 10^12)."""
     try:
         with torch.device("meta"):
-            return sum(p.numel() for p in build().parameters())
+            return build()
     except (RuntimeError, OverflowError):  # "Storage size calculation overflowed"
         return None
+
+
+def count_parameters(build: Callable[[], torch.nn.Module]) -> int | None:
+    """The parameter count of the model `build` makes, counted on the meta device."""
+    model = skeleton(build)
+    return None if model is None else sum(p.numel() for p in model.parameters())
 
 
 def require_fits(build: Callable[[], torch.nn.Module], device: torch.device,
                  per_param: int = TRAIN_BYTES_PER_PARAM, advice: str | None = None) -> int:
     """The parameter count of the model `build` makes, refused with a clear error when it cannot
-    fit in the device's memory (training it: 16 bytes a parameter; loading it: 4). Counted on the
-    meta device: a CPU allocation of terabytes fails with an allocator error, and a merely too
-    large one may succeed through overcommit and end at the OOM killer."""
+    fit in the device's memory (training it: 16 bytes a parameter; loading it: 4), nor, when it is
+    built on the host first and then moved to a GPU, in the host's (4). Counted on the meta device:
+    a CPU allocation of terabytes fails with an allocator error, and a merely too large one may
+    succeed through overcommit and end at the OOM killer."""
     params = count_parameters(build)
+    _require_bytes(params, per_param, device, advice)
+    if device.type != "cpu":
+        _require_bytes(params, LOAD_BYTES_PER_PARAM, torch.device("cpu"), advice)
+    assert params is not None  # _require_bytes refuses None
+    return params
+
+
+def require_loadable(build: Callable[[], torch.nn.Module], device: torch.device,
+                     advice: str) -> torch.nn.Module:
+    """The model `build` makes, on the meta device, once it is sure to fit where a checkpoint
+    loads it: its weights on `device` (built there), and on the host the largest tensor (the
+    loader reads one tensor at a time)."""
+    model = skeleton(build)
+    tensors = [] if model is None else list(model.state_dict().values())
+    params = None if model is None else sum(t.numel() for t in tensors)
+    _require_bytes(params, LOAD_BYTES_PER_PARAM, device, advice)
+    if device.type != "cpu" and tensors:
+        largest = max(t.numel() for t in tensors)
+        _require_bytes(largest, LOAD_BYTES_PER_PARAM, torch.device("cpu"), advice)
+    assert model is not None
+    return model
+
+
+def _require_bytes(params: int | None, per_param: int, device: torch.device,
+                   advice: str | None) -> None:
     total = device_memory(device)
     if params is None or (total is not None and params * per_param > total):
         raise too_big(params, device, total, per_param, advice)
-    return params
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 
 import torch
 import torch.distributed as dist
@@ -45,8 +46,24 @@ class Dist:
             # corpus takes longer than the default 10-minute collective timeout.
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                     timeout=datetime.timedelta(minutes=COLLECTIVE_TIMEOUT_MIN))
+            if device.type == "cuda":
+                self._refuse_shared_gpus(device)
         self.device = device
         return device
+
+    def _refuse_shared_gpus(self, device: torch.device) -> None:
+        """NCCL runs one process per GPU; two ranks on one GPU fail at the first collective with
+        NCCL's own words. The ranks compare their GPUs first, over gloo (which talks through the
+        host, so it works whatever the GPUs are), and every rank says the same line."""
+        props = torch.cuda.get_device_properties(device)
+        mine = (socket.gethostname(), str(getattr(props, "uuid", device)))
+        everyone: list = [None] * self.world
+        dist.all_gather_object(everyone, mine, group=dist.new_group(backend="gloo"))
+        clash = shared_gpu(everyone)
+        if clash is not None:
+            dist.destroy_process_group()
+            raise UserError(shared_gpu_message(clash, everyone[clash[0]][0],
+                                               torch.cuda.device_count()))
 
     def stop(self, synchronize: bool = False) -> None:
         """Leave the process group; after a run that ended normally, all ranks together (a rank
@@ -97,3 +114,19 @@ class Dist:
     def check_batch(self, batch: int) -> None:
         if batch % self.world:
             raise UserError(f"--batch-size {batch} must be divisible by the {self.world} processes")
+
+
+def shared_gpu(identities: list[tuple[str, str]]) -> tuple[int, int] | None:
+    """The first two ranks whose (host, GPU) is the same, or None when every rank has its own."""
+    first: dict[tuple[str, str], int] = {}
+    for rank, identity in enumerate(map(tuple, identities)):
+        if identity in first:
+            return first[identity], rank
+        first[identity] = rank
+    return None
+
+
+def shared_gpu_message(ranks: tuple[int, int], host: str, gpus: int) -> str:
+    return (f"ranks {ranks[0]} and {ranks[1]} of this torchrun job would share one GPU on {host} "
+            f"(it has {gpus}): NCCL runs one process per GPU, so start at most "
+            f"--nproc_per_node {gpus} there, or train on CPU processes with --device cpu (gloo)")

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from charrnn import fsutil
+from charrnn import fsutil, runlock
 from charrnn.errors import UserError
 
 RUN_FILE = "run.json"
@@ -148,10 +148,13 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
 def no_checkpoint_message(folder: Path, verb: str = "") -> str:
     """What to say about a run folder without any checkpoint or model (training stopped, or
     failed, before its first save; or is still before it)."""
-    return (f"run {folder} {verb + ' ' if verb else ''}has no checkpoint (no best/, last/ or "
-            "model/): its training stopped before the first save, or has not reached it yet. "
-            f"If it is not training now, delete it (rm -r {folder}) or pick another --run-name, "
-            "and train again")
+    what = f"run {folder} {verb + ' ' if verb else ''}has no checkpoint (no best/, last/ or model/)"
+    training = runlock.holder(folder)
+    if training is not None:
+        return (f"{what} yet: process {training.get('pid', '?')} is training it and has not "
+                "reached its first save; wait for it")
+    return (f"{what}: its training stopped before the first save. Delete it (rm -r {folder}) or "
+            "pick another --run-name, and train again")
 
 
 def _has_output(folder: Path) -> bool:

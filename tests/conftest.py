@@ -1,4 +1,10 @@
-"""Shared fixtures: every test gets its own cache and runs root, and the real corpora when present."""
+"""Shared fixtures: every test gets its own cache and runs root, and the real corpora when present.
+
+Devices: a test sees no GPU — in this process and in the processes it starts (torchrun,
+`python -m charrnn`) — unless it is marked `cuda`; a `cuda` test runs where a GPU is and skips
+elsewhere, saying why. So `--device auto` means the CPU in every unmarked test, on any machine,
+and what a test asserts does not change with the machine it runs on.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,29 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import SMALL_LINES, TINY, run_cli
 
 # ../shared/corpora beside the checkout, or a copy named by $CHARRNN_SHARED_CORPORA (bench/gpu_suite.sh)
 SHARED = Path(os.environ.get("CHARRNN_SHARED_CORPORA")
               or Path(__file__).resolve().parents[1].parent / "shared" / "corpora")
+# Asked once, before any test hides the GPU: CUDA reads CUDA_VISIBLE_DEVICES when it starts.
+GPU = torch.cuda.is_available()
+
+
+@pytest.fixture(autouse=True)
+def devices_seen(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Threads: what the test process has, never a measurement (its verdict would follow the load).
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS",
+                                                         str(torch.get_num_threads())))
+    if request.node.get_closest_marker("cuda") is not None:
+        if not GPU:
+            pytest.skip("needs a CUDA GPU (none here, or a CPU-only torch build)")
+        return
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # the processes a test starts
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # and this one
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
 
 
 @pytest.fixture(scope="session")

@@ -27,3 +27,22 @@ def run_cli(*args: str, ok: bool | None = True, input: str | bytes | None = None
     elif ok is False:
         assert result.exit_code != 0, result.output
     return result
+
+
+def flatten_like_cudnn(rnn) -> None:
+    """Make an RNN module's weights views of one flat buffer, as cuDNN's `flatten_parameters`
+    does on CUDA (tests/test_cudnn_layout.py puts it in that method's place on the CPU).
+
+        flat [ weight_ih_l0 | weight_hh_l0 | bias_ih_l0 | bias_hh_l0 | weight_ih_l1 | … ]
+    """
+    import torch
+    from torch import nn
+
+    weights = [getattr(rnn, name, None) for name in rnn._flat_weights_names]
+    if not all(isinstance(w, nn.Parameter) for w in weights):  # weight drop swaps in copies
+        return
+    flat = torch.cat([w.detach().reshape(-1) for w in weights])
+    offset = 0
+    for weight in weights:
+        weight.data = flat[offset : offset + weight.numel()].view_as(weight)
+        offset += weight.numel()

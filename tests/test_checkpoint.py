@@ -13,7 +13,7 @@ import pytest
 from charrnn import checkpoint, fsutil
 from charrnn.errors import UserError
 from charrnn.lm.model import load_lm
-from helpers import run_cli
+from helpers import flatten_like_cudnn, run_cli
 
 
 def _copy(run: Path, tmp_path: Path) -> Path:
@@ -48,6 +48,58 @@ def test_truncated_weights_are_reported(tiny_run: Path, tmp_path: Path) -> None:
     weights.write_bytes(weights.read_bytes()[:100])
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert "truncated or corrupt" in result.output and result.exit_code == 2
+
+
+def test_weights_of_another_shape_are_a_mismatch_not_corruption(tiny_run: Path, tmp_path: Path) -> None:
+    run = _copy(tiny_run, tmp_path)
+    _edit_meta(run, "model", hidden=48)  # the file holds a 32-wide model
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert result.exit_code == 2 and "corrupt" not in result.output, result.output
+    assert "does not match its config (embed.weight is " in result.output
+    assert "rnn.weight_ih_l0 is 128×32 in the file, 192×48 by the config" in result.output
+
+
+def test_unreadable_weights_say_so_not_corruption(tiny_run: Path, monkeypatch) -> None:
+    from charrnn import weights
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(weights, "safe_open", denied)
+    result = run_cli("sample", tiny_run, "--length", "5", ok=False)
+    assert result.exit_code == 2 and "cannot be read (Permission denied)" in result.output
+    assert "corrupt" not in result.output
+
+
+def test_a_huge_claimed_model_is_refused_from_the_weights_header_before_it_is_built(
+        tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """The H200 case: a config claiming 28.8 billion parameters fits a 141 GB device on paper.
+    Building it would allocate ~115 GB on the host (here: an allocator error, 'out of memory');
+    the weights file's header says at once that it is not this model."""
+    import torch
+
+    from charrnn import devices
+    from charrnn.lm.model import RNNLM
+
+    monkeypatch.setattr(devices, "device_memory", lambda device: 1 << 40)
+    real_init = RNNLM.__init__
+
+    def shapes_only(self, config) -> None:  # a regression fails here, not at the OOM killer
+        assert config.hidden < 30_000 or torch.get_default_device().type == "meta", "built it"
+        real_init(self, config)
+
+    monkeypatch.setattr(RNNLM, "__init__", shapes_only)
+    run = _copy(tiny_run, tmp_path)
+    _edit_meta(run, "model", hidden=30_000, layers=4)
+    commands = (["sample", run, "--length", "5", "--plain"], ["eval", run, "--split", "val"],
+                ["train", "--resume", run, "--max-steps", "50"],
+                ["train", tmp_path / "small.txt", "--init-from", run, "--max-steps", "2"])
+    (tmp_path / "small.txt").write_text("some new text to fine-tune on\n" * 50)
+    for args in commands:
+        result = run_cli(*args, ok=False)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1, (args, result.output)
+        assert "does not match its config" in lines[0] and "by the config" in lines[0], lines[0]
 
 
 @pytest.mark.parametrize(("key", "value", "message"), [
@@ -141,18 +193,6 @@ def test_resume_with_a_different_corpus_is_refused(tiny_run: Path, tmp_path: Pat
     assert "not the one run" in result.output
 
 
-def _cudnn_layout(rnn) -> None:
-    """Make the RNN's weights views into one flat buffer, as `.to("cuda")` does for cuDNN."""
-    import torch
-
-    params = list(rnn._flat_weights)
-    flat = torch.cat([p.detach().reshape(-1) for p in params])
-    offset = 0
-    for param in params:
-        param.data = flat[offset:offset + param.numel()].view_as(param)
-        offset += param.numel()
-
-
 @pytest.mark.parametrize("tie", [False, True])
 def test_weights_sharing_one_buffer_save_and_load_back(tmp_path: Path, tie: bool) -> None:
     import torch
@@ -160,12 +200,18 @@ def test_weights_sharing_one_buffer_save_and_load_back(tmp_path: Path, tie: bool
     from charrnn.lm.model import RNNLM, ModelConfig
 
     model = RNNLM(ModelConfig(vocab_size=11, cell="lstm", layers=2, hidden=8, tie_weights=tie))
-    _cudnn_layout(model.rnn)
+    flatten_like_cudnn(model.rnn)
     meta = {"model": model.config.to_json(), "tokenizer": {"level": "char"}, "task": "lm"}
     checkpoint.save(tmp_path / "best", model, meta, None)
     loaded = load_lm(checkpoint.Checkpoint(tmp_path / "best", meta), "cpu")
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
+    into = RNNLM(model.config)  # and into a module in that layout (a resumed run on CUDA)
+    flatten_like_cudnn(into.rnn)
+    checkpoint.Checkpoint(tmp_path / "best", meta).load_into(into)
+    assert len({w.untyped_storage().data_ptr() for w in into.rnn._flat_weights}) == 1
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, into.state_dict()[name]), name
 
 
 def test_sample_checkpoint_must_be_best_or_last(tiny_run: Path) -> None:

@@ -111,9 +111,11 @@ def test_registry_corpus_takes_the_registry_level_unless_level_is_typed(shared_c
     paths = corpora.resolve_inputs(["ptb"], opts, str(shared_corpora))
     assert opts.level == "word" and Path(paths[0]).name == "ptb.train.txt"
     assert Path(opts.valid[0]).name == "ptb.valid.txt" and Path(opts.test[0]).name == "ptb.test.txt"
-    typed = PreprocessOptions(level="char", typed=frozenset({"level"}))  # `--level char` typed
-    corpora.resolve_inputs(["ptb"], typed, str(shared_corpora))
-    assert typed.level == "char"
+    chosen = PreprocessOptions(level="char")  # options a plan chose (`--level char` typed)
+    corpora.resolve_inputs(["ptb"], chosen, str(shared_corpora), final=True)
+    assert chosen.level == "char" and chosen.valid == []
+    assert "char vocab" in run_cli("train", "ptb", "--mirror", shared_corpora, "--level", "char",
+                                   "--hidden", "16", "--max-steps", "1", "--plain").output
     frac = PreprocessOptions(val_frac=0.1)  # a typed --val-frac cuts val from the tail instead
     corpora.resolve_inputs(["ptb"], frac, str(shared_corpora))
     assert frac.valid == [] and Path(frac.test[0]).name == "ptb.test.txt"
@@ -131,3 +133,43 @@ def test_train_on_a_registry_name_without_level_uses_its_level(shared_corpora: P
                     "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--max-steps", "2",
                     "--eval-tokens", "200", "--plain", "--run-name", "ptb-char").output
     assert "char vocab 50" in typed  # typed, even though char is the default value
+
+
+def test_zh_reviews_comes_from_the_mirror_sha256_checked(shared_corpora: Path) -> None:
+    out = run_cli("corpus", "get", "zh-reviews", "--mirror", shared_corpora).output
+    path = Path(dict(line.split("\t") for line in out.strip().splitlines())["main"])
+    assert path.name == "zh_reviews.txt"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == \
+        corpora.lookup("zh-reviews")["files"][0]["sha256"]
+    assert "zh-reviews" in run_cli("corpus", "list").output
+
+
+def _derived_entry(tmp_path: Path, pos: str, neg: str) -> tuple[dict, Path]:
+    """A registry entry made like zh-reviews from two small source files in a mirror."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "pos.txt").write_text(pos, encoding="utf-8")
+    (mirror / "neg.txt").write_text(neg, encoding="utf-8")
+    sha = {name: hashlib.sha256((mirror / name).read_bytes()).hexdigest()
+           for name in ("pos.txt", "neg.txt")}
+    expected = "好\n差\n不错\n太差了\n还行\n"
+    entry = {"level": "char", "files": [{
+        "name": "mixed.txt", "role": "main", "derive": "alternate_lines",
+        "sha256": hashlib.sha256(expected.encode()).hexdigest(),
+        "sources": [{"name": n, "sha256": sha[n], "url": f"https://example.invalid/{n}"}
+                    for n in ("pos.txt", "neg.txt")]}]}
+    return entry, mirror
+
+
+def test_a_derived_corpus_is_made_from_its_checked_sources(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lines taken in turn, CR dropped, stripped, empty lines and repeats dropped (first kept).
+    entry, mirror = _derived_entry(tmp_path, "好\r\n\n不错\n 还行 \n好\n", "差\n太差了\n")
+    monkeypatch.setattr(corpora, "registry", lambda: {"mixed": entry})
+    path = corpora.get("mixed", str(mirror))["main"]
+    assert path.read_text(encoding="utf-8") == "好\n差\n不错\n太差了\n还行\n"
+    (mirror / "neg.txt").write_text("changed\n", encoding="utf-8")  # a source that is not the one
+    path.unlink()
+    (path.parent / "neg.txt").unlink()
+    with pytest.raises(UserError, match=r"neg.txt \(a source of mixed.txt\) failed its sha256"):
+        corpora.get("mixed", str(mirror))

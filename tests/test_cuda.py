@@ -13,11 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from helpers import SMALL_LINES, TINY, run_cli
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+pytestmark = pytest.mark.cuda
 
 
 def _records(run: Path, kind: str) -> list[dict]:
@@ -112,3 +111,19 @@ def test_torchrun_on_one_gpu_trains_through_nccl_and_ddp(small_text, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "× 1 process (DDP)" in proc.stdout
     assert (tmp_path / "runs/tr/last/model.safetensors").is_file()
+
+
+def test_more_torchrun_ranks_than_gpus_is_one_clear_line(small_text, tmp_path):
+    import torch
+
+    ranks = torch.cuda.device_count() + 1
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(ranks),
+         "--master_port", str(29700 + os.getpid() % 1000), "-m", "charrnn", "train",
+         str(small_text), *TINY, "--device", "cuda", "--max-steps", "5", "--run-name", "two"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    # (torchrun adds its own report of a failed child; the rank's own words are one line)
+    assert "charrnn: error: ranks 0 and " in proc.stderr and "would share one GPU" in proc.stderr
+    assert "Duplicate GPU" not in proc.stderr, proc.stderr

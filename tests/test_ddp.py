@@ -59,3 +59,12 @@ def test_one_process_under_torchrun_trains_through_ddp_like_a_plain_run(small_te
     assert sorted(one) == list(range(1, 9))
     for step in range(1, 9):
         assert one[step] == pytest.approx(single[step], rel=1e-5), step
+
+
+def test_two_ranks_on_one_gpu_are_found_before_nccl_and_said_in_one_line() -> None:
+    from charrnn.distributed import shared_gpu, shared_gpu_message
+
+    assert shared_gpu([("a", "GPU-1"), ("a", "GPU-2"), ("b", "GPU-1")]) is None
+    assert shared_gpu([("a", "GPU-1"), ("a", "GPU-2"), ("a", "GPU-1")]) == (0, 2)
+    message = shared_gpu_message((0, 1), "box", 1)
+    assert "\n" not in message and "--nproc_per_node 1" in message and "--device cpu" in message

@@ -51,31 +51,39 @@ def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
     model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
     used = []
     real = sample.make_stepper
-    monkeypatch.setattr(sample, "make_stepper",
-                        lambda m, d, b=1, graphs=True: used.append(real(m, d, b)) or used[-1])
+    monkeypatch.setattr(sample, "make_stepper", lambda m, d: used.append(real(m, d)) or used[-1])
     stream = sample.Sampler(model, torch.device("cpu"), sample.SampleOptions(seed=1)).stream([0])
     [next(stream) for _ in range(5)]
     assert isinstance(used[0], FusedCPUStepper)
 
 
-def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> None:
-    from charrnn.lm import fastpath
+def _engine(device: str, graphs: bool = True):
+    """The chunk engine the sampler would pick for `device` (a CPU generator: the CUDA parts that
+    run are faked or refused before they touch a GPU)."""
+    from charrnn.lm import sample
 
-    def no_capture(self, model, device, batch=1):
+    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
+    return sample.make_engine(model, torch.device(device), sample.SampleOptions(seed=0), 1,
+                              torch.Generator(), 8, graphs=graphs)
+
+
+def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> None:
+    from charrnn.lm import chunks, cudagraph
+
+    def no_capture(self, *args, **kwargs):
         raise RuntimeError("CUDA graphs are not supported here")
 
-    monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", no_capture)
-    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
-    stepper = fastpath.make_stepper(model, torch.device("cuda"))
-    assert isinstance(stepper, ModuleStepper)
-    assert isinstance(fastpath.make_stepper(model, torch.device("cpu")), FusedCPUStepper)
+    monkeypatch.setattr(cudagraph.GraphEngine, "__init__", no_capture)
+    engine = _engine("cuda")
+    assert isinstance(engine, chunks.StepEngine) and isinstance(engine.stepper, ModuleStepper)
+    assert isinstance(_engine("cpu").stepper, FusedCPUStepper)
 
 
 def test_cuda_graph_fallback_says_so_once_on_stderr(monkeypatch, capsys) -> None:
     """The fallback is slower, not wrong: one line on stderr per process, with the reason."""
-    from charrnn.lm import fastpath
+    from charrnn.lm import cudagraph, fastpath
 
-    def no_capture(self, model, device, batch=1):
+    def no_capture(self, *args, **kwargs):
         try:
             raise RuntimeError("CUDA error: operation not permitted when stream is capturing\n"
                                "CUDA kernel errors might be asynchronously reported")
@@ -83,10 +91,9 @@ def test_cuda_graph_fallback_says_so_once_on_stderr(monkeypatch, capsys) -> None
             raise RuntimeError("CUDA error: operation failed due to a previous error") from exc
 
     monkeypatch.setattr(fastpath, "_graphs_off_said", False, raising=False)
-    monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", no_capture)
-    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
+    monkeypatch.setattr(cudagraph.GraphEngine, "__init__", no_capture)
     for _ in range(3):
-        assert isinstance(fastpath.make_stepper(model, torch.device("cuda", 0)), ModuleStepper)
+        assert isinstance(_engine("cuda:0").stepper, ModuleStepper)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and "CUDA-graph sampling is off" in lines[0], lines
     assert "RuntimeError: CUDA error: operation not permitted when stream is capturing" in lines[0]
@@ -110,13 +117,17 @@ def test_failed_cuda_graph_capture_restores_the_current_stream(monkeypatch, caps
     """torch.cuda.graph (the real one) makes the side stream current on enter and ends the capture
     before restoring it on exit: a capture_begin or capture_end that raises left the side stream
     current for the rest of the process. The CUDA calls below it are faked (streams, graph, device);
-    the model itself runs on the CPU."""
-    from charrnn.lm import fastpath
+    the model itself (and the chunk's warm-up) runs on the CPU."""
+    from charrnn.lm import cudagraph, fastpath
 
     default = _FakeStream("default")
     current = {"stream": default}
+    registered = []
 
     class FakeGraph:
+        def register_generator_state(self, generator) -> None:
+            registered.append(generator)
+
         def capture_begin(self, *pool, **options) -> None:
             if fails_in == "capture_begin":
                 raise RuntimeError("CUDA error: capture not supported")
@@ -126,7 +137,7 @@ def test_failed_cuda_graph_capture_restores_the_current_stream(monkeypatch, caps
                 raise RuntimeError("CUDA error: operation failed due to a previous error")
 
     monkeypatch.setattr(fastpath, "_graphs_off_said", False, raising=False)
-    monkeypatch.setattr(fastpath, "cuda_device", lambda device: torch.device("cpu"))
+    monkeypatch.setattr(cudagraph, "cuda_device", lambda device: torch.device("cpu"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
@@ -137,37 +148,34 @@ def test_failed_cuda_graph_capture_restores_the_current_stream(monkeypatch, caps
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: current["stream"])
     monkeypatch.setattr(torch.cuda, "set_stream", lambda stream: current.update(stream=stream))
     monkeypatch.setattr(torch.cuda, "CUDAGraph", FakeGraph)
-    model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
-    stepper = fastpath.make_stepper(model, torch.device("cuda", 0))
-    assert isinstance(stepper, ModuleStepper)
+    engine = _engine("cuda:0")
+    assert isinstance(engine.stepper, ModuleStepper)
     assert current["stream"] is default
+    assert len(registered) == 1  # the sampler's own generator, registered before the capture
     assert "CUDA-graph sampling is off" in capsys.readouterr().err
 
 
 def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:
-    from charrnn.lm import fastpath, sample
+    from charrnn.lm import cudagraph, sample
     from charrnn.lm.preview import preview_text
     from charrnn.tokenizers import CharTokenizer
 
     captured, asked = [], []
-    monkeypatch.setattr(fastpath.CUDAGraphStepper, "__init__", lambda *a, **k: captured.append(a))
-    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
-    assert isinstance(fastpath.make_stepper(model, torch.device("cuda"), graphs=False), ModuleStepper)
+    monkeypatch.setattr(cudagraph.GraphEngine, "__init__", lambda *a, **k: captured.append(a))
+    assert isinstance(_engine("cuda", graphs=False).stepper, ModuleStepper)
     assert captured == []
-    real = sample.make_stepper
-    monkeypatch.setattr(sample, "make_stepper",
-                        lambda m, d, b=1, graphs=True: asked.append(graphs) or real(m, d, b, graphs))
+    real = sample.make_engine
+    monkeypatch.setattr(sample, "make_engine",
+                        lambda *a, **k: asked.append(a[-1]) or real(*a, **k))
     tokenizer = CharTokenizer.build(["abcdefgh\n"])
     preview_text(RNNLM(ModelConfig(tokenizer.vocab_size, "gru", layers=1, hidden=8)),
                  torch.device("cpu"), tokenizer, tokens=5)
     assert asked == [False]
 
 
-def test_graph_stepper_gives_set_device_an_indexed_device(monkeypatch) -> None:
+def test_graph_engine_gives_set_device_an_indexed_device(monkeypatch) -> None:
     """torch.cuda.set_device refuses plain "cuda" with a ValueError, which no fallback catches:
     every GPU sample crashed. Checked on the CPU up to the first CUDA call."""
-    from charrnn.lm import fastpath
-
     seen = []
 
     def set_device(device):
@@ -177,8 +185,7 @@ def test_graph_stepper_gives_set_device_an_indexed_device(monkeypatch) -> None:
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "set_device", set_device)
-    model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
-    assert isinstance(fastpath.make_stepper(model, torch.device("cuda")), ModuleStepper)
+    assert isinstance(_engine("cuda").stepper, ModuleStepper)
     assert seen == [torch.device("cuda", 0)]
 
 
@@ -191,19 +198,3 @@ def test_resolved_cuda_device_always_has_an_index(monkeypatch, name: str) -> Non
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     expected = 1 if name == "cuda:1" else 0
     assert resolve_device(name) == torch.device("cuda", expected)
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_cuda_graph_step_matches_module_forward(cell: str) -> None:
-    from charrnn.lm.fastpath import CUDAGraphStepper
-
-    device = torch.device("cuda")
-    model = RNNLM(ModelConfig(50, cell, layers=2, hidden=32)).to(device).eval()
-    for batch in (1, 8):
-        graph, plain = CUDAGraphStepper(model, device, batch), ModuleStepper(model, device)
-        torch.testing.assert_close(graph.prime([1, 2, 3], batch), plain.prime([1, 2, 3], batch))
-        for token in (4, 0, 49, 7):
-            step = torch.full((batch,), token, device=device)
-            torch.testing.assert_close(graph.step(step).clone(), plain.step(step), atol=1e-4,
-                                       rtol=1e-4)

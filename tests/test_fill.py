@@ -190,6 +190,8 @@ def test_interactive_prompt(word_runs: Path) -> None:
     out = result.output
     assert "sell" in out and "top-k 2" in out and "fwd" in out and "bwd" in out
     assert "unknown command :bogus" in out and "method forward" in out and "ngram" in out
+    # Under each table: how long each method took, and which models answered.
+    assert "bidirectional " in out and " s · ngram " in out and "models: fwd fwd, bwd bwd, ngram ngram" in out
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -294,3 +296,50 @@ def test_method_help_says_left_is_asked_for_not_default() -> None:
 
     text = Method.__metadata__[0].help
     assert "left" in text and "--method left" in text and "every method the models allow)" not in text
+
+
+# ---- the end of the text, and what a word is ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def zh_period_ngram(tmp_path_factory: pytest.TempPathFactory, module_cache) -> Path:
+    """Every line ends with 。: a text typed without it still ends there, at a boundary."""
+    root = tmp_path_factory.mktemp("fill-period")
+    corpus = _corpus(root / "corpus.txt", ["他很喜欢它。", "她很喜欢它。", "我很喜欢这本书。",
+                                           "这本书很好。"], 30)
+    run_cli("ngram", "train", corpus, "--order", "3", "--val-frac", "0.1", "--test-frac", "0",
+            "--out", root, "--run-name", "kn")
+    return root
+
+
+def test_a_blank_at_the_end_of_the_text_is_followed_by_a_boundary(zh_period_ngram: Path) -> None:
+    # Read as "它 then the line ends" the n-gram would rather put 。 in the blank; the text
+    # stopping there means a boundary (。 too) comes next, so the word itself wins.
+    result = _fill(zh_period_ngram, "他很喜欢{1}", "-m", "kn", "--top-k", "3")
+    assert result["methods"]["ngram"][0]["fills"] == ["它"]
+
+
+def test_an_unknown_length_fill_neither_starts_nor_ends_with_punctuation(zh_period_ngram: Path
+                                                                          ) -> None:
+    result = _fill(zh_period_ngram, "我很喜欢__", "-m", "kn", "--top-k", "5")
+    fills = [f["fills"][0] for f in result["methods"]["ngram"]]
+    assert fills[0] in ("它", "这本书") and not any(f[0] in "。\n" or f[-1] in "。\n" for f in fills)
+    exact = _fill(zh_period_ngram, "这本书很{2}", "-m", "kn", "--top-k", "5")  # asked for 2 tokens
+    assert any(f["fills"][0].endswith("。") for f in exact["methods"]["ngram"])
+
+
+def test_fill_eval_cuts_unsegmented_chinese_into_lexicon_words(zh_runs: Path, tmp_path: Path
+                                                                ) -> None:
+    from charrnn.fill.evaluate import longest_match
+
+    assert longest_match("我打算卖一辆旧汽车。", {"打算", "汽车", "一辆"}) == \
+        "我  打算  卖  一辆  旧  汽车  。"
+    lexicon = tmp_path / "seg.txt"
+    lexicon.write_text("我  打算  买  一  部  新  手机\n", encoding="utf-8")
+    held_out = tmp_path / "held.txt"
+    held_out.write_text("我打算卖一辆旧汽车。\n我打算买一部新手机。\n", encoding="utf-8")
+    result = json.loads(run_cli("fill", "eval", held_out, "--blanks", "50", "--lexicon", lexicon,
+                                "--json", "--quiet", "--out", zh_runs).output)
+    # 8 + 7 words by longest match (卖辆旧汽车: not in the lexicon, one character each); no 。
+    assert result["blanks"] == 15 and result["lexicon"] == str(lexicon)
+    refused = run_cli("fill", "eval", held_out, "--unit", "char", "--lexicon", lexicon,
+                      "--out", zh_runs, ok=False)
+    assert refused.exit_code == 2 and "--lexicon cuts an unsegmented FILE" in refused.output

@@ -4,6 +4,7 @@ reaches up into the command line or the terminal views."""
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import MISSING, fields
 from pathlib import Path
 
@@ -141,3 +142,62 @@ def test_import_floors_stay_few() -> None:
         return floor[module]
 
     assert max(map(depth, graph)) <= 10
+
+
+def test_every_function_fits_on_a_screen() -> None:
+    """No function or method of the package over 60 lines (signature and docstring included)."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 60:
+                    long.append((_module(path), node.name, lines))
+    assert long == []
+
+
+def _unit(module: str) -> str:
+    """A module's part of the package: charrnn.lm.train → charrnn.lm; charrnn.data → itself."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_no_import_circles_between_parts_of_the_package() -> None:
+    """Packages too, not only modules: a part that reaches another part that reaches back is one
+    tangle, whatever the modules inside. Lazy imports count."""
+    modules = {_module(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        graph.setdefault(_unit(module), set()).update(
+            _unit(n) for n, _ in _imports(path) if n in modules and _unit(n) != _unit(module))
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph.get(node, ()))
+        return False
+
+    circles = sorted((a, b) for a in graph for b in graph[a] if a < b and reaches(b, a))
+    assert circles == []
+
+
+def test_the_readme_layout_names_every_part_of_the_tree() -> None:
+    """Each package and each module of the README's Layout section is there, and the section
+    names every package, every module of charrnn/ itself, and every module of a package."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", layout))
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] in ("__init__", "__main__", "_jit"):
+            continue
+        if len(parts) == 2 and f"charrnn/{parts[0]}/" not in layout:
+            missing.append(f"charrnn/{parts[0]}/")
+        if parts[-1] not in words:
+            missing.append("/".join(parts))
+    assert sorted(set(missing)) == []

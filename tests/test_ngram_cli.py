@@ -266,7 +266,7 @@ def test_numba_cache_moves_when_the_package_is_read_only(tmp_path: Path, monkeyp
 
 
 def test_long_samples_stream_in_chunks_and_stay_deterministic(small_text: Path):
-    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.runs import load_run
     from charrnn.ngram.sample import CHUNK, sample_ids
 
     ngram("train", small_text, "--order", "3", "--run-name", "long")
@@ -312,7 +312,7 @@ def test_export_replaces_an_earlier_arpa_file(small_text: Path, tmp_path: Path):
 def test_a_failed_export_keeps_the_previous_arpa_file(small_text: Path, tmp_path: Path,
                                                       monkeypatch):
     from charrnn.ngram import arpa as arpa_module
-    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.runs import load_run
 
     ngram("train", small_text, "--order", "2", "--run-name", "kn")
     _, model = load_run("kn", Path(os.environ["CHARRNN_RUNS"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -243,9 +244,13 @@ def test_val_frac_with_a_valid_file_is_refused(small_text: Path, tmp_path: Path)
     result = run_cli("preprocess", small_text, "--valid", small_text, "--val-frac", "0.2",
                      "--out", tmp_path / "d", ok=False)
     assert "--val-frac does not apply with --valid" in result.output
-    typed = PreprocessOptions(valid=[str(small_text)], typed=frozenset({"val_frac", "valid"}))
+    from charrnn.plan.preprocess import preprocess_options
+    from charrnn.plan.request import Request
+
+    values = {**asdict(PreprocessOptions()), "valid": [str(small_text)]}
     with pytest.raises(UserError, match="--val-frac does not apply with --valid"):
-        typed.validate()  # the default value, typed, is refused as well
+        # the default value, typed, is refused as well
+        preprocess_options(Request.of(values, {"val_frac", "valid"}))
 
 
 def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path: Path) -> None:
@@ -253,13 +258,12 @@ def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path
     corpus.write_text("".join(f"w{i % 7} w{i % 3} end\n" for i in range(100)))
     ds = tmp_path / "ptb"
     preprocess([str(corpus)], ds, PreprocessOptions(level="word"))
-    typed = PreprocessOptions(level="char", typed=frozenset({"level"}))
     with pytest.raises(UserError, match=(
-            f"^{ds} is a preprocessed word-level dataset: --level char does not apply "
-            r"\(it was made with --level word\); preprocess the text again with --level char")):
-        prepare([str(ds)], typed)
-    same = PreprocessOptions(level="word", val_frac=0.05, typed=frozenset({"level", "val_frac"}))
-    assert prepare([str(ds)], same).root == ds  # typed, but what the dataset has: fine
+            f"^{ds} is a preprocessed word-level dataset: --level subword does not apply "
+            r"\(it was made with --level word\); preprocess the text again with --level subword")):
+        prepare([str(ds)], PreprocessOptions(level="subword"))
+    same = PreprocessOptions(level="word", val_frac=0.05)
+    assert prepare([str(ds)], same).root == ds  # what the dataset has: fine
     other = tmp_path / "other.txt"
     other.write_text("w1 w2\n")
     result = run_cli("train", ds, "--valid", other, "--plain", ok=False)

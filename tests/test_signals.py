@@ -144,3 +144,29 @@ def test_closed_stdout_stops_fill_training_after_saving_and_exits_141(small_text
     assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE, err
     assert _quiet(err)
     assert _saved_step(tmp_path / "runs/f") > 0
+
+
+def _wait_for_checkpoint(run: Path) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "last/checkpoint.json").is_file():
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_a_run_in_training_has_one_writer_and_readers_are_never_blocked(small_text, tmp_path) -> None:
+    proc = _charrnn(tmp_path, "train", small_text, *TINY, "--max-steps", "100000", "--run-name", "w")
+    try:
+        _wait_for_checkpoint(tmp_path / "runs/w")
+        second = run_cli("train", "--resume", "w", "--max-steps", "5", ok=False)
+        lines = second.output.strip().splitlines()
+        assert second.exit_code == 2 and len(lines) == 1, second.output
+        assert f"run w is being trained by process {proc.pid}" in lines[0]
+        assert run_cli("sample", "w", "--length", "5", "--plain").output  # readers go on
+        assert "w" in run_cli("runs").output
+        assert json.loads(run_cli("eval", "w", "--split", "val", "--json").output)["bits_per_char"]
+    finally:
+        proc.kill()  # SIGKILL: nothing is released by the process itself
+        proc.communicate()
+    step = _saved_step(tmp_path / "runs/w")
+    run_cli("train", "--resume", "w", "--max-steps", str(step + 2), "--plain")  # no stale lock
+    assert _saved_step(tmp_path / "runs/w") == step + 2

@@ -274,14 +274,14 @@ def test_the_birnn_packs_sorted_batches_without_reordering(monkeypatch) -> None:
     import numpy as np
     import torch
 
-    from charrnn.tag import model as tagmodel
+    from charrnn.rnn import layers
     from charrnn.tag.predict import collate
 
     seen = []
-    real = tagmodel.pack_padded_sequence
-    monkeypatch.setattr(tagmodel, "pack_padded_sequence",
+    real = layers.pack_padded_sequence
+    monkeypatch.setattr(layers, "pack_padded_sequence",
                         lambda *a, **k: seen.append(k["enforce_sorted"]) or real(*a, **k))
-    rnn = tagmodel.BiRNN("lstm", 4, 3, 1, 0.0)
+    rnn = layers.BiRNN("lstm", 4, 3, 1, 0.0)
     batch = collate([{"tokens": np.ones(n, dtype=np.int64)} for n in (2, 5, 3)], torch.device("cpu"))
     rnn(torch.randn(3, 5, 4), batch["lengths"])
     rnn(torch.randn(3, 5, 4), torch.tensor([2, 5, 3]))  # unsorted (the fill scorer): PyTorch sorts

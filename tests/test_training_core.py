@@ -138,3 +138,24 @@ def test_checkpoint_writes_wait_when_they_would_take_over_the_run(small_text, tm
     assert writes == ["last", "best"]  # once, at the end: not at the five evaluations before
     best = json.loads((tmp_path / "best/checkpoint.json").read_text())
     assert best["metrics"]["val_loss"] == pytest.approx(result["best_val"])
+
+
+def test_rprop_trains_resumes_exactly_and_refuses_what_it_ignores(small_text: Path,
+                                                                  tmp_path: Path) -> None:
+    args = [small_text, *TINY, "--optim", "rprop", "--log-every", "1", "--min-lr-ratio", "1",
+            "--precision", "fp32", "--batch-size", "8"]
+    run_cli("train", *args, "--max-steps", "24", "--run-name", "whole")
+    run_cli("train", *args, "--max-steps", "10", "--run-name", "cut")
+    run_cli("train", "--resume", "cut", "--max-steps", "24", "--plain")
+    whole = {r["step"]: r["loss"] for r in _records(tmp_path / "runs/whole", "train")}
+    cut = {r["step"]: r["loss"] for r in _records(tmp_path / "runs/cut", "train")}
+    assert whole[24] < whole[1] - 0.2  # it learns
+    assert all(cut[s] == pytest.approx(whole[s], rel=1e-6) for s in range(11, 25))
+    groups = _param_groups(tmp_path / "runs/whole")
+    assert {g["weight_decay"] for g in groups} == {0.0} and all("etas" in g for g in groups)
+    for option in ("--weight-decay", "--grad-clip"):
+        refused = run_cli("train", *args, option, "0.1", ok=False)
+        assert refused.exit_code == 2 and f"{option} does not apply to --optim rprop" in \
+            refused.output
+    run_cli("train", small_text, *FILL, "--optim", "rprop", "--max-steps", "3", "--run-name", "f")
+    assert {g["weight_decay"] for g in _param_groups(tmp_path / "runs/f")} == {0.0}

@@ -110,6 +110,13 @@ def test_buckets_sparkline_and_chart() -> None:
     assert all(cell_len(line) <= 50 for line in lines)
 
 
+def _stats_rows(probs_rows: torch.Tensor, ids: torch.Tensor) -> list[list[float]]:
+    """What a chunk carries per token for the view (decode.token_stats, as the engine packs it)."""
+    from charrnn.lm.decode import token_stats
+
+    return token_stats(probs_rows.log(), ids).tolist()
+
+
 @pytest.mark.parametrize("width", [120, 80, 64, 40])
 def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
     names = ["你", "好", "\n", " ", "[bold]x", "<unk>", "▁the", "<0xE4>"]
@@ -117,10 +124,9 @@ def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
                       SampleOptions(temperature=0.7, top_k=5))
     view.restart("[red]prime ", 3, 100)
     generator = torch.Generator().manual_seed(0)
-    for _ in range(60):
-        probs = torch.softmax(torch.randn(len(names), generator=generator), 0)
-        token = int(torch.multinomial(probs, 1, generator=generator))
-        view.record(token, probs, names[token])
+    probs = torch.softmax(torch.randn(60, len(names), generator=generator), -1)
+    ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
+    view.record(ids.tolist(), [names[i] for i in ids.tolist()], _stats_rows(probs, ids))
     view.flush()
     lines = screen_lines(view.render(width), width, 30)
     assert len(lines) == 30 and all(cell_len(line) == width for line in lines), lines
@@ -130,32 +136,30 @@ def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
         assert "top-5 candidates" in text and "tok/s" in text and "0.70" in text
 
 
-def test_a_large_vocabulary_keeps_recorded_work_bounded_and_exact() -> None:
-    """30k-word vocabularies must not pile up full distributions between frames."""
-    from charrnn.tui.sample_view import REDUCE_EVERY
-
+def test_the_view_keeps_numbers_not_distributions_and_shows_them_exactly() -> None:
+    """A 30k-word vocabulary: the chunk brings a dozen numbers a token, the view keeps those."""
     vocab = 30_000
     view = SampleView(ViewInfo("lstm", "run/best", [f"w{i}" for i in range(vocab)]),
                       SampleOptions())
     view.restart("", 0, 10**6)
     generator = torch.Generator().manual_seed(0)
-    expected = []
-    for _ in range(3 * REDUCE_EVERY + 7):
-        probs = torch.softmax(3 * torch.randn(vocab, generator=generator), 0)
-        token = int(torch.multinomial(probs, 1, generator=generator))
-        view.record(token, probs, "x")
-        assert len(view.pending_probs) < REDUCE_EVERY
-        expected.append(float(-(probs * probs.log()).sum()) / math.log(2))
+    for _ in range(3):
+        probs = torch.softmax(3 * torch.randn(64, vocab, generator=generator), -1)
+        ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        view.record(ids.tolist(), ["x"] * 64, _stats_rows(probs, ids))
     view.flush()
-    assert list(view.entropies) == pytest.approx(expected[-len(view.entropies):], rel=1e-4)
-    assert view.candidates[0][1] == pytest.approx(float(probs.max()))
-    assert view.chosen_p == pytest.approx(float(probs[token]))
+    assert not any(isinstance(v, torch.Tensor) for v in vars(view).values())
+    entropy = float(-(probs[-1] * probs[-1].log()).sum()) / math.log(2)
+    assert view.entropies[-1] == pytest.approx(entropy, rel=1e-4)
+    assert view.candidates[0] == (int(probs[-1].argmax()), pytest.approx(float(probs[-1].max())))
+    assert view.chosen_p == pytest.approx(float(probs[-1, ids[-1]]))
+    assert view.generated == 192 and not view.pending_text
 
 
 def test_a_narrow_terminal_still_shows_temperature_speed_and_status() -> None:
     view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions(temperature=0.7))
     view.restart("", 0, 100)
-    view.record(0, torch.tensor([0.9, 0.1]), "a")
+    view.record([0], ["a"], _stats_rows(torch.tensor([[0.9, 0.1]]), torch.tensor([0])))
     view.flush()
     view.status = "saved 12 characters"
     lines = screen_lines(view.render(50), 50, 20)
@@ -193,6 +197,17 @@ def test_live_view_samples_the_same_text_as_plain(tiny_run: Path) -> None:
     assert result.tokens == 300
     assert result.text == plain.rstrip("\n")
     assert result.tokens_per_s > 0
+
+
+def test_more_continues_with_the_surplus_of_the_last_chunk(tiny_run: Path) -> None:
+    """--length 40 with 32-token chunks: 40 shown, 24 drawn ahead; 'more' shows them first,
+    so the text is the one a single --length 80 run gives."""
+    plain = run_cli("sample", tiny_run, "--seed", "2", "--length", "80", "--plain").output
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    keys = ScriptedKeys(*[""] * 5, " ", *[""] * 5, "q")
+    result = live_sample(ckpt, SampleOptions(length=40, seed=2), None, "cpu", console=console(),
+                         keys=keys)
+    assert result.tokens == 80 and result.text == plain.rstrip("\n")
 
 
 def test_keys_change_temperature_restart_save_and_quit(tiny_run: Path, tmp_path: Path) -> None:

@@ -90,28 +90,64 @@ def test_full_and_adaptive_choose_by_vocabulary_and_device(words: Path) -> None:
     assert bad.exit_code == 2 and "--cutoffs must rise strictly" in bad.output
 
 
-def test_the_run_header_says_what_precision_was_chosen(words: Path) -> None:
-    from charrnn.devices import cpu_bf16
+def _measured(monkeypatch, seconds: dict, unavailable: dict | None = None) -> list:
+    """This machine's measurement, as given: what the plan decides from it is then the test's."""
+    from charrnn.lm import speed
 
+    calls: list = []
+
+    def measure(config, batch, candidates):
+        calls.append(candidates)
+        return speed.Measurement({k: v for k, v in seconds.items() if k in candidates},
+                                   {k: v for k, v in (unavailable or {}).items() if k in candidates})
+
+    monkeypatch.setattr(speed, "measure", measure)
+    return calls
+
+
+def test_precision_auto_is_the_measured_faster_and_the_header_says_by_how_much(
+        words: Path, monkeypatch) -> None:
+    _measured(monkeypatch, {"fp32 full": 2.0, "bf16 full": 1.0})  # (a GRU: bf16 runs on any CPU)
+    out = run_cli("train", words, *TINY, "--cell", "gru", "--max-steps", "2").output
+    assert "bf16 (machine: fp32 ran 0.50× the speed of bf16 on this model's step here" in out
+    _measured(monkeypatch, {"fp32 full": 1.0, "bf16 full": 2.0})
     out = run_cli("train", words, *TINY, "--max-steps", "2").output
-    expected = f"bf16 (auto: this CPU has {cpu_bf16()})" if cpu_bf16() else "fp32 (auto: no bf16"
-    assert expected in out
-    assert "fp32 (asked for)" in run_cli("train", words, *TINY, "--max-steps", "2", "--precision",
-                                         "fp32").output
+    assert "fp32 (machine: bf16 ran 0.50× the speed of fp32 on this model's step here)" in out
+    _measured(monkeypatch, {"fp32 full": 1.0}, {"bf16 full": "could not create a primitive"})
+    out = run_cli("train", words, *TINY, "--max-steps", "2").output
+    assert "fp32 (machine: bf16 cannot run here (could not create a primitive))" in out
+    _measured(monkeypatch, {"fp32 full": 1.0, "bf16 full": 0.95})  # within noise: exact fp32
+    assert "fp32 (machine: bf16 ran 1.05× the speed of fp32" in run_cli(
+        "train", words, *TINY, "--max-steps", "2").output
+
+
+def test_typed_precision_is_kept_and_one_this_cpu_cannot_run_is_refused(words: Path,
+                                                                        monkeypatch) -> None:
+    calls = _measured(monkeypatch, {"fp32 full": 1.0, "bf16 full": 0.5})
+    assert "fp32 (typed)" in run_cli("train", words, *TINY, "--max-steps", "2", "--precision",
+                                     "fp32").output
+    assert calls == []  # nothing left to measure
     gru = run_cli("train", words, *TINY, "--cell", "gru", "--max-steps", "2", "--precision",
                   "bf16").output
-    assert "bf16 (asked for; the GRU recurrence stays float32 on the CPU" in gru
+    assert "bf16 (typed; the GRU recurrence stays float32 on the CPU" in gru
+    _measured(monkeypatch, {}, {"bf16 full": "could not create a primitive descriptor"})
+    refused = run_cli("train", words, *TINY, "--precision", "bf16", "--max-steps", "2", ok=False)
+    assert refused.exit_code == 2 and "cannot train this model in bf16: could not create" in \
+        refused.output and "--precision fp32" in refused.output
 
 
 def test_train_help_says_what_word_level_takes_instead() -> None:
-    from charrnn.lm.config import WORD_RECIPE
+    from charrnn.plan.rules import RECIPES
 
     shown = " ".join(run_cli("train", "--help").output.split())
-    assert f"--batch-size {WORD_RECIPE['batch_size']}," in shown and "--no-tie-weights" in shown
+    word = next(r for r in RECIPES if r.name.startswith("word level"))
+    assert f"--batch-size {word.values['batch_size']}," in shown and "--no-tie-weights" in shown
 
 
 def test_bf16_training_resumes_exactly(words: Path, tmp_path: Path) -> None:
-    args = [words, *TINY, "--precision", "bf16", "--log-every", "1", "--min-lr-ratio", "1"]
+    # a GRU: its bf16 layers run on any CPU (oneDNN's bf16 LSTM needs AVX512 or better)
+    args = [words, *TINY, "--cell", "gru", "--precision", "bf16", "--log-every", "1",
+            "--min-lr-ratio", "1"]
     run_cli("train", *args, "--max-steps", "20", "--run-name", "whole")
     run_cli("train", *args, "--max-steps", "8", "--run-name", "cut")
     run_cli("train", "--resume", "cut", "--max-steps", "20", "--plain")

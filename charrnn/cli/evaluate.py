@@ -18,13 +18,13 @@ def eval_command(
     targets: Targets = None,
     split: Annotated[Optional[opt.SplitChoice], typer.Option(help="train, val or test split of the run's dataset.")] = None,
     json_out: opt.Json = False, unk: opt.Unk = "error", device: opt.Device = "auto",
-    precision: Annotated[opt.PrecisionChoice, typer.Option(help="What scoring computes in: fp32 (the default: figures that compare), bf16 (faster on CPUs with AMX or AVX512-BF16) or auto.")] = "fp32",
+    precision: Annotated[opt.PrecisionChoice, typer.Option(help="What scoring computes in: fp32 (the default: figures that compare), bf16 (faster on CPUs that multiply it natively) or auto (fp32 on a CPU, float16 on CUDA).")] = "fp32",
     mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
     errors: opt.Errors = "strict", out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
-    from charrnn.lm.evaluate import evaluate_run
-    from charrnn.scores import describe
+    from charrnn.evaluation.lm import evaluate_run
+    from charrnn.evaluation.scores import describe
 
     root = opt.root(out)
     run, file = opt.run_and_file(list(targets or []), root, "eval")
@@ -46,7 +46,7 @@ def score_command(
     errors: opt.Errors = "strict", out: opt.Out = None,
 ) -> None:
     """Score each line: total log10 probability, tokens, OOVs, perplexity (as KenLM's query)."""
-    from charrnn.linescore import Totals, format_line, open_scorer, read_lines, score_lines
+    from charrnn.evaluation.linescore import Totals, format_line, open_scorer, read_lines, score_lines
 
     scorer = open_scorer(run, opt.root(out), device, opt.plain(unk), opt.plain(precision), mix,
                          mix_weight)

@@ -34,7 +34,7 @@ class _FillGroup(TyperGroup):
 fill_app = typer.Typer(
     cls=_FillGroup, no_args_is_help=True,
     help='Fill in the blanks: charrnn fill "I want to ___ a new phone" · charrnn fill -i · '
-         "charrnn fill eval FILE --blanks N. Blanks: ___ any length, {N} or ___{N} N tokens, "
+         "charrnn fill eval FILE --blanks N · charrnn fill train CORPUS... Blanks: ___ any length, {N} or ___{N} N tokens, "
          "{M,N} between M and N; \\_ is a literal underscore.")
 
 F, S = FillOptions, SearchOptions
@@ -121,12 +121,72 @@ def fill_command(
             console.print(line)
 
 
+@command(fill_app, "train")
+def fill_train_command(
+    inputs: Annotated[Optional[list[str]], typer.Argument(help="Corpus: text files, folders, globs or registry names (e.g. zh-reviews); several are one corpus.")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Seconds for everything together (default 1200; with --resume: the group's own).")] = None,
+    run_name: Annotated[Optional[str], typer.Option(help="Name of the group (its runs are NAME-ngram, NAME-fwd, NAME-bwd, NAME-mask; default: a timestamp).")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the fill group GROUP where it stopped.")] = None,
+    plain: opt.Plain = False, device: opt.Device = "auto", out: opt.Out = None,
+    mirror: opt.Mirror = None,
+) -> None:
+    """Train every model `charrnn fill` uses (an n-gram both ways, forward and backward LMs, the fill model) within one time budget; `charrnn fill` then finds them without -m."""
+    import sys
+
+    from charrnn.cli.errors import exit_after
+    from charrnn.fill import group, train_group
+
+    root = opt.root(out)
+    if resume is not None:
+        for given, option in ((inputs, "a corpus"), (max_time, "--max-time"),
+                              (run_name, "--run-name"), (mirror, "--mirror")):
+            if given:
+                raise UserError(f"--resume {resume}: a resumed group keeps its own text, budget "
+                                f"and name; drop {option}")
+        folder = group.resolve(resume, root)
+    else:
+        budget = train_group.MAX_TIME if max_time is None else max_time
+        folder = train_group.start(list(inputs or []), budget, root, run_name, mirror)
+    say = typer.echo
+    live = not plain and sys.stdout.isatty()
+    result = train_group.run(folder, _stage_reporters(folder.name, live, say), say, device)
+    if result["outcome"] == "interrupted":
+        say(f"stopped; left: {', '.join(result['left'])}. Continue with "
+            f"`charrnn fill train --resume {folder.name}`" + (f" --out {out}" if out else ""))
+    else:
+        weights = ", ".join(f"{k} λ {v}" for k, v in result["mix"].items())
+        skipped = f"; skipped: {', '.join(result['left'])}" if result["left"] else ""
+        say(f"fill group {folder} ready in {result['spent_s']:.0f} s"
+            + (f" (mixtures with the n-gram: {weights})" if weights else "") + skipped
+            + ". `charrnn fill TEXT` uses it" + (f" (with --out {out})" if out else ""))
+    exit_after(result)
+
+
+def _stage_reporters(name: str, live: bool, say):
+    """(group record, stage) → the reporter of that stage's training, after a line naming it."""
+    from charrnn.fill.group import ROLES
+    from charrnn.training.reporters import PlainReporter
+
+    def reporter(info: dict, stage: dict):
+        number = info["stages"].index(stage) + 1
+        budget = f", {stage['budget_s']:.0f} s" if stage.get("budget_s") else ""
+        say(f"[{number}/{len(info['stages'])}] {ROLES[stage['role']]}: run {stage['run']}{budget}")
+        if not live:
+            return PlainReporter()
+        from charrnn.tui.fill_train_view import FillTrainView
+
+        return FillTrainView(name, info)
+
+    return reporter
+
+
 @command(fill_app, "eval")
 def fill_eval_command(
     file: Annotated[str, typer.Argument(help="Held-out text to cut blanks from.")],
     blanks: Annotated[int, typer.Option(help="How many blanks (each a separate case).")] = 200,
     unit: Annotated[UnitChoice, typer.Option(help="word (unknown-length blanks) or char (one-token blanks).")] = "word",
     segmented: Annotated[bool, typer.Option("--segmented", help="FILE has words separated by spaces (e.g. zh_seg_test.txt): they are the units; the models read the text without the spaces.")] = False,
+    lexicon: Annotated[Optional[str], typer.Option(help="Unsegmented Chinese FILE: cut it into words by longest match against the words of this space-segmented text (e.g. zh_seg_train.txt).")] = None,
     context: Annotated[int, typer.Option(help="Characters of context on each side.")] = 100,
     seed: Annotated[int, typer.Option(help="Which blanks are picked.")] = 0,
     model: Models = None, method: Method = None, max_len: MaxLen = F.max_len, beam: Beam = S.beam,
@@ -141,10 +201,13 @@ def fill_eval_command(
 
     unit = opt.plain(unit)
     check_options(blanks, unit, context)
+    if lexicon is not None and (segmented or unit != "word"):
+        raise UserError("--lexicon cuts an unsegmented FILE into words: it applies with --unit "
+                        "word and without --segmented")
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
     families = load_families(list(model or []), opt.root(out), device)
     result = fill_eval(file, blanks, families, _methods(method, families), opts, unit, segmented,
-                       context, seed, quiet)
+                       context, seed, quiet, lexicon)
     if json_out:
         typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return

@@ -56,11 +56,11 @@ def train(
     from charrnn.ngram.kneser_ney import parse_prune
     from charrnn.ngram.model import MAX_ORDER
 
-    popts = opt.preprocess_options(ctx.params, opt.typed_params(ctx))
+    popts = opt.preprocess_options(ctx, list(inputs or []), mirror)
     if order is not None:
         check_order(order)
     parse_prune(prune, order or MAX_ORDER)  # fail before a long preprocess
-    dataset = data.prepare(resolve_inputs(list(inputs or []), popts, mirror), popts)
+    dataset = data.prepare(resolve_inputs(list(inputs or []), popts, mirror, final=True), popts)
     order = order or DEFAULT_ORDER[dataset.tokenizer.level]
     thresholds = parse_prune(prune, order)
     folder, model = train_run(dataset, order, lines, thresholds, discount_fallback,
@@ -92,8 +92,8 @@ def eval_cmd(
     out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
-    from charrnn.ngram.evaluate import evaluate_ngram
-    from charrnn.scores import describe
+    from charrnn.evaluation.ngram import evaluate_ngram
+    from charrnn.evaluation.scores import describe
 
     root = opt.root(out)
     run, file = opt.run_and_file(list(targets or []), root, "ngram eval")
@@ -115,7 +115,7 @@ def sample(
     unk: opt.Unk = "error", out: opt.Out = None,
 ) -> None:
     """Generate text from an n-gram model."""
-    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.runs import load_run
     from charrnn.ngram.sample import stream_text
 
     _, model = load_run(run, opt.root(out), "sample")
@@ -134,7 +134,7 @@ def export(
     """Write a model as a standard ARPA file (log10 probabilities, back-off weights)."""
     from charrnn import runs
     from charrnn.ngram.arpa import export_arpa
-    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.runs import load_run
 
     root = opt.root(out)
     folder = runs.resolve_run(run, root, kind="ngram")
@@ -183,7 +183,7 @@ def compare_cmd(
     out: opt.Out = None,
 ) -> None:
     """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""
-    from charrnn.ngram.compare import compare, render
+    from charrnn.evaluation.compare import compare, render
 
     report = compare(list(runs or []), opt.root(out), opt.plain(split), file, opt.plain(unk), mix)
     if json_out:

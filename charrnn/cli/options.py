@@ -21,7 +21,8 @@ import typer
 
 from charrnn.data import LEVELS, SPLITS, PreprocessOptions
 from charrnn.errors import UserError
-from charrnn.lm.config import CELLS, DIRECTIONS, SOFTMAXES, TrainConfig
+from charrnn.lm.config import DIRECTIONS, SOFTMAXES, TrainConfig
+from charrnn.rnn.shape import CELLS
 from charrnn.tag.config import FORMATS, TagTrainConfig
 from charrnn.training.config import OPTIMIZERS, PRECISIONS, option
 
@@ -181,19 +182,27 @@ def with_preprocess_options(command):
     return wrapper
 
 
-def preprocess_options(params: dict, typed: frozenset[str]) -> PreprocessOptions:
-    """The preprocess options among a command's parsed options, validated."""
-    opts = config_from(PreprocessOptions, {**params, "valid": list(params.get("valid") or []),
-                                           "test": list(params.get("test") or [])})
-    opts.typed = typed
-    opts.validate()
-    return opts
+def request(ctx: typer.Context, **parsed):
+    """The command line as a plan reads it: every option's value (with `parsed` replacing the
+    raw text of options parsed here), and which options were typed."""
+    from charrnn.plan.request import Request
+
+    return Request.of({**ctx.params, **parsed}, typed_params(ctx))
+
+
+def preprocess_options(ctx: typer.Context, inputs: list[str] | None = None,
+                       mirror: str | None = None) -> PreprocessOptions:
+    """The preprocess options a command's corpus takes, as its plan resolves them (typed ones
+    kept; a registry corpus's or a dataset folder's own for the rest)."""
+    from charrnn.plan.preprocess import preprocess_options as planned
+
+    return planned(request(ctx), inputs, mirror)
 
 
 # ---- optimisation and budget: every training command (train, tag train) ----------------------
 L, T = TrainConfig, TagTrainConfig
-Optim = Annotated[OptimChoice, typer.Option(help="The optimizer.")]
-Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer: adamw/adam 4e-3, rmsprop 2e-3, sgd 1; word level 4e-3).")]
+Optim = Annotated[OptimChoice, typer.Option(help="The optimizer (rprop: resilient backpropagation, a full-batch method: each weight steps by the sign of its gradient; full batch when --batch-size × --seq-len covers the training text).")]
+Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer: adamw/adam 4e-3, rmsprop 2e-3, sgd 1; rprop: each weight's initial step, 1e-3).")]
 Momentum = Annotated[float, typer.Option(help="sgd and rmsprop: momentum (0: plain SGD).")]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay on matrices (not biases or embeddings).")]
 GradClip = Annotated[float, typer.Option(help="Clip the gradient norm (0: off).")]
@@ -206,7 +215,8 @@ EvalSeconds = Annotated[Optional[float], typer.Option(help="Also evaluate every 
 SaveEvery = Annotated[Optional[int], typer.Option(help="Save last/ every N steps (besides evals).")]
 Patience = Annotated[Optional[int], typer.Option(help="Stop after N evals without improvement.")]
 LogEvery = Annotated[int, typer.Option(help="Read the loss back (and log) every N steps.")]
-Precision = Annotated[PrecisionChoice, typer.Option(help="What training computes in: auto (bf16 autocast on CPUs with AMX or AVX512-BF16, float16 with loss scaling on CUDA, else fp32), fp32 or bf16 (CPU). Weights, optimizer state and the loss stay fp32.")]
+Precision = Annotated[PrecisionChoice, typer.Option(help="What training computes in: auto (on a CPU, bf16 autocast only where a measured step of this model runs clearly faster in it, else fp32; float16 with loss scaling on CUDA), fp32 or bf16 (CPU). Weights, optimizer state and the loss stay fp32.")]
+Threads = Annotated[int, typer.Option(help="CPU threads (0: auto — every core this process may use, unless one thread measured faster on this model here and now; with OMP_NUM_THREADS set, torch's count as it says).")]
 Cell = Annotated[CellChoice, typer.Option(help="rnn, lstm or gru.")]
 Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.")]
 Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of the RNN (and between layers).")]

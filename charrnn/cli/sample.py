@@ -24,9 +24,10 @@ def sample(
     prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
     prime_file: Annotated[Optional[str], typer.Option(help="Read the prime from a file.")] = None,
     num_samples: Annotated[int, typer.Option(help="Independent samples, generated side by side (one batch) from --seed.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = S.seed,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text (on the same device and version).")] = S.seed,
     unk: opt.Unk = "error", device: opt.Device = "auto",
-    mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
+    mix: Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram. Sampling with it stays per token (each step visits the host, where the n-gram's states live), so it is slower than without.")] = None,
+    mix_weight: opt.MixWeight = None,
     checkpoint_name: Annotated[opt.CheckpointChoice, typer.Option("--checkpoint", help="best or last.")] = "best",
     plain: Annotated[bool, typer.Option("--plain", help="Plain streaming text (what a pipe gets).")] = False,
     out: opt.Out = None,
@@ -46,14 +47,20 @@ def sample(
     opts.validate()
     root = opt.root(out)
     ckpt = checkpoint.resolve(run, root, prefer=opt.plain(checkpoint_name))
-    unk, mixing = opt.plain(unk), {"mix": mix, "mix_weight": mix_weight, "root": root}
+    unk = opt.plain(unk)
     if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
-        tui.live_sample(ckpt, opts, prime, device, unk, **mixing)  # a terminal: the live view
+        tui.live_sample(ckpt, opts, prime, device, unk, mix=mix, mix_weight=mix_weight,
+                        root=root)  # a terminal: the live view
         return
+
+    def mixing(model, dev):  # the loaded model's --mix mixture, or None
+        from charrnn.evaluation.mix import mixture_of
+
+        return mixture_of(ckpt, model, dev, mix, mix_weight, root)
 
     def write(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    generate(ckpt, opts, prime, num_samples, write, device, unk, **mixing)
+    generate(ckpt, opts, prime, num_samples, write, device, unk, mixing)
     write("\n")

@@ -76,7 +76,7 @@ def tag_train(
     from charrnn.tag.train import train_tagger
     from charrnn.training.reporters import PlainReporter, SilentReporter
 
-    cfg = opt.config_from(TagTrainConfig, {**ctx.params, "features": _features(features)})
+    cfg = _planned(opt.request(ctx, features=_features(features)), TagTrainConfig)
     reporter = SilentReporter() if quiet else PlainReporter(sys.stderr)
     result = train_tagger(data, cfg, opt.root(out), run_name, valid, test, reporter)
     if json_out:
@@ -86,6 +86,16 @@ def tag_train(
         if "test" in result:
             typer.echo(_score_line(f"test {test}", result["test"]))
     exit_after(result)
+
+
+def _planned(request, config_type):
+    """The tagger's config: what was typed, the situation's recipe (rules.py: rprop's), defaults."""
+    from charrnn.plan import rules
+
+    situation = rules.Situation(task="tag", optim=str(request["optim"]))
+    rules.refuse_inapplicable(request.typed, situation)
+    values, _ = rules.recipe(situation, request.typed)
+    return config_type(**{**request.fields_of(config_type), **values})
 
 
 def _score_line(source: str, r: dict) -> str:

@@ -16,9 +16,6 @@ from charrnn.cli.errors import exit_after
 from charrnn.errors import UserError
 
 L, P = opt.L, opt.P
-# What `train` takes besides the configs' fields (and the preprocess options).
-RUN_OPTIONS = {"inputs", "task", "run_name", "resume", "plain", "out", "mirror"}
-FINETUNE_OPTIONS = ("unk", "grow_vocab")  # only with --init-from
 FineTuneUnk = opt.choices("FineTuneUnk", ("add", "skip", "error"))
 
 
@@ -31,7 +28,7 @@ def preprocess(
     """Tokenize a corpus into train/val/test id files (numpy memmap) plus meta.json."""
     from charrnn.data import preprocess as run_preprocess
 
-    popts = opt.preprocess_options(ctx.params, opt.typed_params(ctx))
+    popts = opt.preprocess_options(ctx, inputs)
     dataset = run_preprocess(inputs, Path(out), popts)
     splits = dataset.meta["splits"]
     typer.echo(f"{dataset.root}: {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size}, "
@@ -63,7 +60,7 @@ def train(
     eval_tokens: Annotated[Optional[int], typer.Option(help="Evaluate on at most N val tokens.")] = L.eval_tokens,
     save_every: opt.SaveEvery = L.save_every, patience: opt.Patience = L.patience,
     log_every: opt.LogEvery = L.log_every, seed: opt.Seed = L.seed, device: opt.Device = L.device,
-    precision: opt.Precision = L.precision,
+    precision: opt.Precision = L.precision, threads: opt.Threads = L.threads,
     softmax: Annotated[opt.SoftmaxChoice, typer.Option(help="Output layer: full, adaptive (Grave et al. 2017: the vocabulary in frequency clusters; exact probabilities, a fraction of the cost for word vocabularies) or auto (adaptive from 5,000 tokens on a CPU).")] = L.softmax,
     cutoffs: Annotated[Optional[str], typer.Option(help="Adaptive softmax cluster bounds in frequency ranks, e.g. 2000,6000 (default: where the head covers 87% and the first tail 97% of the training tokens).")] = None,
     direction: Annotated[opt.DirectionChoice, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = L.direction,
@@ -76,69 +73,43 @@ def train(
     plain: opt.Plain = False, out: opt.Out = None, mirror: opt.Mirror = None,
 ) -> None:
     """Train an RNN language model (raw text is preprocessed and cached automatically)."""
-    params, typed = ctx.params, opt.typed_params(ctx)
-    popts = opt.preprocess_options(params, typed)
+    request = opt.request(ctx, cutoffs=opt.int_list(cutoffs, "--cutoffs", "2000,6000"))
     if opt.plain(task) == "fill":
-        exit_after(_train_fill(params, typed, popts))
+        exit_after(_train_fill(request))
         return
-    from charrnn.lm.config import TrainConfig
-    from charrnn.lm.job import BUDGET_FIELDS, train_job
+    from charrnn.plan.train import run
 
-    cfg = opt.config_from(TrainConfig, {**params, "cutoffs": opt.int_list(cutoffs, "--cutoffs", "2000,6000")})
-    overrides = {k: opt.plain(params[k]) for k in BUDGET_FIELDS}
-    overrides["device"] = None if device == "auto" else device
-    if resume is not None:  # so that --resume can refuse a change it would otherwise ignore
-        overrides["typed"] = {k: getattr(cfg, k) for k in typed if hasattr(cfg, k)}
-        _refuse_on_resume(typed, bool(inputs))
-    elif init_from is None:
-        opt.refuse_inapplicable(typed & set(FINETUNE_OPTIONS), TrainConfig, set(), "a run without --init-from")
-    exit_after(train_job(list(inputs or []), popts, cfg, opt.root(out), run_name, resume,
-                         overrides, mirror, reporter=training_reporter(plain), typed=typed,
-                         init_from=init_from, unknown=opt.plain(unk), grow_vocab=grow_vocab))
+    exit_after(run(request, training_reporter(plain)))
 
 
-def _refuse_on_resume(typed: frozenset[str], corpus: bool) -> None:
-    """What a resumed run cannot take: a tokenizer choice of --init-from (it has its tokenizer),
-    or preprocess options without the corpus they would read (with it, the dataset must be the
-    run's own: data checks that)."""
-    finetune = sorted(typed & set(FINETUNE_OPTIONS))
-    if finetune:
-        names = ", ".join(f"--{k.replace('_', '-')}" for k in finetune)
-        raise UserError(f"{names}: a resumed run keeps the tokenizer it started with; drop "
-                        f"{'it' if len(finetune) == 1 else 'them'}")
-    reading = sorted(typed & (opt.PREPROCESS_FIELDS | {"mirror"}))
-    if reading and not corpus:
-        names = ", ".join(f"--{k.replace('_', '-')}" for k in reading)
-        raise UserError(f"{names}: a resumed run reads its own dataset, so without a corpus these "
-                        "say nothing; drop them (or give the run's corpus with the options it "
-                        "was made with)")
+def _with_rules(doc: str) -> str:
+    """train's help: the defaults shown are the dataclasses'; the situations' recipes and where
+    each option applies come from the plan's one table."""
+    from charrnn.plan.rules import help_text
+
+    return f"{doc}\n\n{help_text()}"
 
 
-def _with_word_recipe(doc: str) -> str:
-    """train's help: the defaults shown are char level's, and word level's differ (one source)."""
-    from charrnn.lm.config import WORD_RECIPE
-
-    said = ", ".join(f"--{k.replace('_', '-')} {v}" if not isinstance(v, bool) else
-                     f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in WORD_RECIPE.items())
-    return (f"{doc}\n\nThe defaults shown are char level's. At word level an option not typed "
-            f"takes the word recipe: {said}.")
+train.__doc__ = _with_rules(train.__doc__ or "")
 
 
-train.__doc__ = _with_word_recipe(train.__doc__ or "")
-
-
-def _train_fill(params: dict, typed: frozenset[str], popts) -> dict:
+def _train_fill(request) -> dict:
     from charrnn.fill.config import FillTrainConfig
     from charrnn.fill.train import train_fill_job
+    from charrnn.plan import rules
+    from charrnn.plan.preprocess import preprocess_options
 
-    if params["resume"] is not None:
+    if request["resume"] is not None:
         raise UserError("--resume continues language models only; train the fill model again "
                         "(it keeps its best checkpoint by validation loss)")
-    opt.refuse_inapplicable(typed, FillTrainConfig, RUN_OPTIONS | opt.PREPROCESS_FIELDS,
-                            "--task fill (the masked bidirectional model)")
-    cfg = opt.config_from(FillTrainConfig, params)
-    return train_fill_job(list(params["inputs"] or []), popts, cfg, opt.root(params["out"]),
-                          params["run_name"], params["mirror"], training_reporter(True))
+    situation = rules.Situation(task="fill", optim=str(request["optim"]))
+    rules.refuse_inapplicable(request.typed, situation)
+    inputs = list(request["inputs"] or [])
+    popts = preprocess_options(request, inputs, request["mirror"])
+    recipe, _ = rules.recipe(situation, request.typed)
+    cfg = FillTrainConfig(**{**request.fields_of(FillTrainConfig), **recipe})
+    return train_fill_job(inputs, popts, cfg, opt.root(request["out"]), request["run_name"],
+                          request["mirror"], training_reporter(True))
 
 
 def training_reporter(plain: bool):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from charrnn.errors import UserError
-from charrnn.lm.config import RecurrentShape, check_cell
+from charrnn.rnn.shape import RecurrentShape, check_cell
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
 

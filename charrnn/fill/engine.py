@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.fill.config import FillOptions
+from charrnn.fill.config import FillOptions, SearchOptions
 from charrnn.fill.families import Family, method_family
 from charrnn.fill.syntax import Template, parse
 
@@ -33,61 +33,148 @@ class Fill:
         return {"text": template.render(self.fills), "fills": self.fills, "prob": self.prob}
 
 
+@dataclass
+class Sides:
+    """What the models read around one blank (token ids of the family's tokenizer)."""
+
+    start_l: list[int]  # the forward models' context (a line break where there is none)
+    starts_r: list[tuple[float, list[int]]]  # the backward models' contexts, log-weighted
+    look_l: list[int]  # scored with each candidate: the far side for the backward models
+    look_r: list[int]  # … and for the forward ones
+    end: list[int] | None  # tokens one of which follows look_r (the text stops there)
+
+
 def blank_candidates(fam: Family, method: str, left: list[int], right: list[int], lmin: int,
-                     lmax: int, opts: FillOptions) -> tuple[list[tuple[int, ...]], np.ndarray]:
-    """Candidates for one blank between token contexts, with normalised log-probabilities."""
-    from charrnn.fill.search import MaskScorer, combine, log_softmax, merge
+                     lmax: int, opts: FillOptions, text_ends: bool = False,
+                     words: bool = False) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """Candidates for one blank between token contexts, with normalised log-probabilities.
+    `text_ends`: nothing follows `right` (the user's text stops there, at a boundary).
+    `words`: a blank of unknown length holds words, so a fill neither starts nor ends with a
+    punctuation mark, a line break or a space (the text around it has those)."""
+    from charrnn.fill.search import MaskScorer, combine, log_softmax
 
     so = opts.search
     ctx_l, ctx_r = left[-so.context :], right[: so.context]
-    look_l, look_r = left[-so.lookahead :], right[: so.lookahead]
     lb = fam.line_break if fam.line_break is not None else 0
-    start_l = ctx_l or [lb]  # an LM needs something to read: a line break stands for "start"
-    start_r = ctx_r[::-1] or [lb]
-    vocab = fam.tokenizer.vocab_size
-    enumerate_all = lmin == lmax == 1 and vocab <= so.enumerate_below
+    # The text stopping after `right` means a boundary comes next: a line break, or a mark such
+    # as 。 or ! the user did not type (summed over them, so "净" is not beaten by "净。").
+    sides = Sides(ctx_l or [lb], [(0.0, ctx_r[::-1] or [lb])], left[-so.lookahead :],
+                  right[: so.lookahead],
+                  fam.boundary if text_ends and len(right) <= so.lookahead else None)
+    if method == "bidirectional" and fam.bwd is not None and text_ends and len(right) <= so.context:
+        sides.starts_r = _backward_starts(fam, ctx_r)
     if method == "left":
-        found = fam.fwd.beam(start_l, lmin, lmax, max(so.beam, so.candidates))
-        cands = [c for c, _ in found]
-        return cands, log_softmax(np.array([s for _, s in found]))
-    lengths = list(range(lmin, lmax + 1))
+        found = fam.fwd.beam(sides.start_l, lmin, lmax, max(so.beam, so.candidates))
+        return [c for c, _ in found], log_softmax(np.array([s for _, s in found]))
     marg = None
     if method == "bidirectional" and fam.mask is not None:
-        marg = fam.mask.marginals(ctx_l, ctx_r, lengths)
-    if enumerate_all:
-        banned = set(Family.banned_ids(fam.tokenizer))
-        cands = [(t,) for t in range(vocab) if t not in banned]
-    else:
-        sources = []
-        if method == "ngram":
-            sources.append(fam.ngram.beam(ctx_l, lmin, lmax, so.beam))
-        if method in ("forward", "bidirectional") and fam.fwd is not None:
-            sources.append(fam.fwd.beam(start_l, lmin, lmax, so.beam))
-        if method == "bidirectional" and fam.bwd is not None:
-            sources.append([(c[::-1], s) for c, s in fam.bwd.beam(start_r, lmin, lmax, so.beam)])
-        if marg is not None:
-            sources.append(MaskScorer.beam(marg, so.beam))
-        # Every proposer keeps its full share: a second proposer must add recall, not cut
-        # into the first one's candidates.
-        cands = merge(sources, so.candidates * len(sources))
+        marg = fam.mask.marginals(ctx_l, ctx_r, list(range(lmin, lmax + 1)))
+    cands = _proposals(fam, method, sides, lmin, lmax, so, marg)
+    if words:
+        edges = set(fam.boundary) | set(fam.spaces)
+        cands = [c for c in cands if c[0] not in edges and c[-1] not in edges]
+    if method != "ngram" and "fwd" in fam.proposers and len(cands) > so.candidates:
+        cands = _shortlist(fam, cands, sides, so.candidates)
     if not cands:
         return [], np.zeros(0)
-    lm_scores = []
-    if method == "ngram":
-        lm_scores.append(fam.ngram.rescore(ctx_l, [[*c, *look_r] for c in cands]))
-    else:
-        if fam.fwd is not None:
-            lm_scores.append(fam.fwd.rescore(start_l, [[*c, *look_r] for c in cands]))
-        if method == "bidirectional" and fam.bwd is not None:
-            lm_scores.append(fam.bwd.rescore(start_r, [[*c[::-1], *look_l[::-1]] for c in cands]))
+    lm_scores = _rescored(fam, method, cands, sides)
     mask_scores = MaskScorer.score(marg, cands) if marg is not None else None
-    lengths_arr = np.array([len(c) for c in cands])
-    return cands, combine(lm_scores, mask_scores, lengths_arr, so.mask_weight)
+    lengths = np.array([len(c) for c in cands])
+    return cands, combine(lm_scores, mask_scores, lengths, so.mask_weight)
+
+
+def _proposals(fam: Family, method: str, sides: Sides, lmin: int, lmax: int,
+               so: SearchOptions, marg: dict | None) -> list[tuple[int, ...]]:
+    """Candidates from every search the method has: beams from the left, from the right (read
+    backwards) and the masked model's; a one-token blank on a small vocabulary: every token."""
+    from charrnn.fill.search import MaskScorer, merge
+
+    vocab = fam.tokenizer.vocab_size
+    if lmin == lmax == 1 and vocab <= so.enumerate_below:
+        banned = set(Family.banned_ids(fam.tokenizer))
+        return [(t,) for t in range(vocab) if t not in banned]
+    sources = []
+    if method == "ngram":
+        sources.append(fam.ngram.beam(sides.start_l, lmin, lmax, so.beam))
+    forward = [fam.fwd, fam.proposers.get("fwd")] if fam.fwd is not None else []
+    backward = [fam.bwd, fam.proposers.get("bwd")] if fam.bwd is not None else []
+    if method in ("forward", "bidirectional"):
+        sources += [f.beam(sides.start_l, lmin, lmax, so.beam) for f in forward if f is not None]
+    if method == "bidirectional":
+        best_start = max(sides.starts_r)[1]
+        sources += [[(c[::-1], s) for c, s in b.beam(best_start, lmin, lmax, so.beam)]
+                    for b in backward if b is not None]
+    if marg is not None:
+        sources.append(MaskScorer.beam(marg, so.beam))
+    # Every proposer keeps its full share: a second proposer must add recall, not cut into the
+    # first one's candidates.
+    return merge(sources, so.candidates * len(sources))
+
+
+def _rescored(fam: Family, method: str, cands: list, sides: Sides) -> list[np.ndarray]:
+    """Each model's log P(candidate together with the text on the far side)."""
+    forward = [[*c, *sides.look_r] for c in cands]
+    if method == "ngram":
+        return [fam.ngram.rescore(sides.start_l, forward, sides.end)]
+    scores = []
+    if fam.fwd is not None:
+        scores.append(fam.fwd.rescore(sides.start_l, forward, sides.end))
+    if method == "bidirectional" and fam.bwd is not None:
+        backward = [[*c[::-1], *sides.look_l[::-1]] for c in cands]
+        scores.append(np.logaddexp.reduce(
+            [weight + fam.bwd.rescore(start, backward) for weight, start in sides.starts_r],
+            axis=0))
+    return scores
+
+
+def _shortlist(fam: Family, cands: list, sides: Sides, keep: int) -> list[tuple[int, ...]]:
+    """A fill group's first pass: its n-grams (fast) rank every candidate both ways, and the
+    mixed LMs then rescore only the best `keep` of them (n-best rescoring)."""
+    from charrnn.fill.search import log_softmax
+
+    scores = [log_softmax(fam.proposers["fwd"].rescore(
+        sides.start_l, [[*c, *sides.look_r] for c in cands], sides.end))]
+    if "bwd" in fam.proposers:
+        backward = [[*c[::-1], *sides.look_l[::-1]] for c in cands]
+        scores.append(log_softmax(fam.proposers["bwd"].rescore(max(sides.starts_r)[1], backward)))
+    order = np.argsort(-np.mean(scores, axis=0), kind="stable")[:keep]
+    return [cands[i] for i in sorted(order)]
+
+
+def _backward_starts(fam: Family, ctx_r: list[int], marks: int = 2) -> list[tuple[float, list[int]]]:
+    """Where the backward LM starts reading when the text ends after `ctx_r`: the line's end,
+    and perhaps one of the `marks` likeliest boundary marks the user did not type; with the log
+    probability of each start and of `ctx_r` read from it."""
+    lb = fam.line_break
+    first = fam.bwd.next_logp([lb])
+    ranked = sorted((e for e in fam.boundary if e != lb), key=lambda e: -first[e])[:marks]
+    options = [[lb], *([lb, e] for e in ranked)]
+    reversed_r = ctx_r[::-1]
+    if reversed_r:
+        weights = fam.bwd.rescore([lb], [[*o[1:], *reversed_r] for o in options])
+    else:
+        weights = np.array([0.0, *(first[e] for e in ranked)])
+    return [(float(w), [*o, *reversed_r]) for w, o in zip(weights, options, strict=True)]
 
 
 def fill_template(template: Template, families: dict[str, Family], method: str,
                   opts: FillOptions) -> list[Fill]:
     """The top-k joint fills of every blank, left to right (a beam over blanks)."""
+    import torch
+
+    # A fill's batches are small (one row to a few hundred): a second thread costs a barrier
+    # per product, and on a busy machine, where it is descheduled, stalls each of them (one
+    # fill on 2 busy cores: 2.3 s with two threads, 0.5–0.8 s with one).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fill_template(template, families, method, opts)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fill_template(template: Template, families: dict[str, Family], method: str,
+                   opts: FillOptions) -> list[Fill]:
     opts.validate()
     fam = method_family(families, method)
     default_max = opts.max_len or fam.default_max_len()
@@ -98,15 +185,15 @@ def fill_template(template: Template, families: dict[str, Family], method: str,
     for k, blank in enumerate(template.blanks):
         lmin, lmax = blank.bounds(default_max)
         right = fam.encode(template.pieces[k + 1], opts.unknown)
-        if wrap and k == n - 1:
-            right.append(fam.line_break)
+        text_ends = wrap and k == n - 1
         grown = []
         for fills, score in partial:
             prefix = "".join(p + f for p, f in zip(template.pieces, fills, strict=False))
             left = fam.encode(prefix + template.pieces[k], opts.unknown)
             if wrap:
                 left.insert(0, fam.line_break)
-            cands, log_p = blank_candidates(fam, method, left, right, lmin, lmax, opts)
+            cands, log_p = blank_candidates(fam, method, left, right, lmin, lmax, opts, text_ends,
+                                            words=blank.max_len is None)
             for c, lp in zip(cands, log_p, strict=True):
                 grown.append(([*fills, fam.decode(c)], score + float(lp)))
         merged: dict[tuple[str, ...], float] = {}

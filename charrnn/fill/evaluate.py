@@ -4,7 +4,8 @@ Each case is one blank cut from FILE with up to `context` characters of text on 
 whitespace where there is any, so word models never see half a word). A word becomes an
 unknown-length blank (the method must find the length too), a character a one-token blank.
 `segmented` reads FILE as words separated by spaces (zh_seg_*.txt): the words are the units and
-the text the models see has the spaces removed. The same cases go to every method.
+the text the models see has the spaces removed; `lexicon` (a space-segmented text) cuts an
+unsegmented FILE into words by longest match first. The same cases go to every method.
 """
 
 from __future__ import annotations
@@ -25,6 +26,33 @@ from charrnn.inputs import read_text
 UNITS = ("word", "char")
 
 
+def lexicon_words(path: str) -> set[str]:
+    """The words of a space-segmented text (zh_seg_train.txt): a lexicon for `longest_match`."""
+    words = set(read_text([path]).split())
+    if not words:
+        raise UserError(f"{path} has no words: --lexicon takes a text of space-separated words")
+    return words
+
+
+def longest_match(text: str, words: set[str]) -> str:
+    """Unsegmented text → words separated by spaces, each the longest lexicon word starting there
+    (forward maximum matching, the classic dictionary segmenter); a character no word starts
+    with is a word of its own. Existing whitespace stays a boundary."""
+    longest = max(map(len, words), default=1)
+    out_lines = []
+    for line in text.split("\n"):
+        pieces = []
+        for chunk in line.split():
+            pos = 0
+            while pos < len(chunk):
+                size = next((n for n in range(min(longest, len(chunk) - pos), 1, -1)
+                             if chunk[pos : pos + n] in words), 1)
+                pieces.append(chunk[pos : pos + size])
+                pos += size
+        out_lines.append("  ".join(pieces))
+    return "\n".join(out_lines)
+
+
 def _units(text: str, unit: str, segmented: bool) -> tuple[str, list[tuple[int, int]]]:
     """(the text the models read, spans of the units that may be hidden)."""
     if segmented:
@@ -33,7 +61,8 @@ def _units(text: str, unit: str, segmented: bool) -> tuple[str, list[tuple[int, 
             joined = ""
             for word in line.split():
                 if unit == "word":
-                    spans.append((pos + len(joined), pos + len(joined) + len(word)))
+                    if re.search(r"\w", word):  # punctuation is no word
+                        spans.append((pos + len(joined), pos + len(joined) + len(word)))
                 else:
                     spans += [(pos + len(joined) + i, pos + len(joined) + i + 1)
                               for i in range(len(word))]
@@ -100,10 +129,13 @@ def evaluate(cases: list[tuple[Template, str]], families: dict[str, Family], met
 
 def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list[str],
               opts: FillOptions, unit: str = "word", segmented: bool = False, context: int = 100,
-              seed: int = 0, quiet: bool = False) -> dict:
-    cases = make_cases(read_text([file]), blanks, unit, segmented, context, seed, source=file)
+              seed: int = 0, quiet: bool = False, lexicon: str | None = None) -> dict:
+    text = read_text([file])
+    if lexicon is not None:  # unsegmented Chinese: its words by longest match
+        text, segmented = longest_match(text, lexicon_words(lexicon)), True
+    cases = make_cases(text, blanks, unit, segmented, context, seed, source=file)
     say = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     return {"file": file, "unit": unit, "segmented": segmented, "blanks": len(cases),
-            "context_chars": context, "seed": seed,
+            "context_chars": context, "seed": seed, "lexicon": lexicon,
             "models": next(iter(families.values())).names if families else {},
             "methods": evaluate(cases, families, methods, opts, say)}

@@ -21,10 +21,27 @@ DEFAULT_MAX_LEN = {"char": 10, "subword": 4, "word": 3}
 class Family:
     """Models that share one tokenizer: forward/backward LMs and the masked model, or an n-gram."""
 
-    def __init__(self, tokenizer, fwd=None, bwd=None, mask=None, ngram=None, names=None) -> None:
+    def __init__(self, tokenizer, fwd=None, bwd=None, mask=None, ngram=None, names=None,
+                 proposers=None) -> None:
         self.tokenizer, self.fwd, self.bwd, self.mask, self.ngram = tokenizer, fwd, bwd, mask, ngram
         self.names = names or {}
+        # Extra candidate searches of a fill group: its n-grams, {"fwd": …, "bwd": …}.
+        self.proposers = proposers or {}
         self.line_break = tokenizer.line_break_id()
+        self.boundary = self.boundary_ids(tokenizer)
+        self.spaces = [i for i, s in enumerate(tokenizer.token_strings()) if s and not s.strip()]
+
+    @staticmethod
+    def boundary_ids(tokenizer) -> list[int]:
+        """Tokens that end a stretch of text: the line break, punctuation marks and symbols
+        (Unicode P* and S*: 。，！？）~ .,!?…), what may follow a text where the user stopped
+        typing, and what a word does not start or end with."""
+        import unicodedata
+
+        marks = [i for i, s in enumerate(tokenizer.token_strings())
+                 if s.strip() and all(unicodedata.category(ch)[0] in "PS" for ch in s.strip())]
+        lb = tokenizer.line_break_id()
+        return sorted(set(marks) | ({lb} if lb is not None else set()))
 
     @staticmethod
     def banned_ids(tokenizer) -> list[int]:
@@ -98,6 +115,7 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
     from charrnn.lm.model import load_lm
 
     dev = resolve_device(device)
+    specs, grouped = _group_members(specs, root)
     roles: dict[str, tuple[str, object]] = {}
     fwd_ckpt = None
     rnn_tokenizer = None
@@ -124,6 +142,9 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
                 fwd_ckpt = ckpt
     if mix is not None or mix_weight is not None:
         roles = _mixed(roles, fwd_ckpt if "fwd" in roles else None, dev, mix, mix_weight, root)
+    proposers = {}
+    if grouped is not None and mix is None and "ngram" in roles:
+        roles, proposers = _group_mixtures(roles, grouped)
     families = {}
     names = {role: spec for role, (spec, _) in roles.items()}
     if rnn_tokenizer is not None:
@@ -131,7 +152,7 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
 
         families["rnn"] = Family(tokenizer_from_json(rnn_tokenizer),
                                  *(roles.get(r, (None, None))[1] for r in ("fwd", "bwd", "mask")),
-                                 names=names)
+                                 names=names, proposers=proposers)
     if "ngram" in roles:
         scorer = roles["ngram"][1]
         families["ngram"] = Family(scorer.model.tokenizer, ngram=scorer, names=names)
@@ -144,8 +165,8 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
 
 
 def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, root: Path) -> dict:
+    from charrnn.evaluation.mix import mixture_of
     from charrnn.fill.search import MixedLMScorer
-    from charrnn.lm.sample import mixture_of
 
     if ckpt is None:
         raise UserError("--mix mixes the forward LM with an n-gram: give a forward LM "
@@ -153,6 +174,62 @@ def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, roo
     spec, scorer = roles["fwd"]
     mixture = mixture_of(ckpt, scorer.model, device, mix, weight, root)
     return {**roles, "fwd": (f"{spec}⊕{mixture.name}", MixedLMScorer(scorer, mixture))}
+
+
+def _group_members(specs: list[str], root: Path) -> tuple[list[str], Path | None]:
+    """A fill group (`charrnn fill train`) as its member runs: the one named, or without
+    --model the newest group under the root; other specs as they are."""
+    from charrnn.fill import group
+
+    if not specs:
+        newest = group.newest(root)
+        if newest is None:
+            return specs, None
+        return _member_specs(newest, root), newest
+    folders = [group.resolve(s, root) if group.is_group(Path(s)) or group.is_group(root / s)
+               else None for s in specs]
+    named = [f for f in folders if f is not None]
+    if not named:
+        return specs, None
+    if len(specs) > 1:
+        raise UserError(f"{named[0].name} is a fill group (its models together): give it alone "
+                        "with -m, or its runs one by one")
+    return _member_specs(named[0], root), named[0]
+
+
+def _member_specs(folder: Path, root: Path) -> list[str]:
+    """The group's runs as RUN arguments: their names where they sit under the root."""
+    from charrnn.fill import group
+
+    return [run.name if run.parent.resolve() == root.resolve() else str(run)
+            for _, run in group.members(folder)]
+
+
+def _group_mixtures(roles: dict, folder: Path) -> tuple[dict, dict]:
+    """A group's LMs each mixed per token with the n-gram of its direction (λ tuned on the
+    held-out text when the group was trained), and its n-grams as extra proposers."""
+    from charrnn.evaluation.mix import Mixture
+    from charrnn.fill import group
+    from charrnn.fill.search import MixedLMScorer, NGramScorer
+    from charrnn.ngram.model import load as load_ngram
+
+    spec, forward = roles["ngram"]
+    weights = group.read(folder).get("mix") or {}
+    backward = dict(group.members(folder))["ngram"] / "backward"
+    models = {"fwd": (forward.model, spec),
+              "bwd": (load_ngram(backward), f"{spec}/backward")
+              if (backward / "model.json").is_file() else None}
+    proposers, out = {}, dict(roles)
+    for role, found in models.items():
+        if found is None:
+            continue
+        model, name = found
+        proposers[role] = NGramScorer(model, forward.banned)
+        if role in roles and role in weights:
+            run, scorer = roles[role]
+            mixture = Mixture(model, name, float(weights[role]), "val")
+            out[role] = (f"{run}⊕{name}", MixedLMScorer(scorer, mixture))
+    return out, proposers
 
 
 def _same_vocabulary(a, b) -> bool:

@@ -17,7 +17,7 @@ from torch import nn
 from charrnn import checkpoint
 from charrnn.devices import host_to_device
 from charrnn.fill.config import FillConfig
-from charrnn.tag.model import BiRNN
+from charrnn.rnn.layers import BiRNN
 
 MASK_RATE = 0.2  # share of window tokens hidden per training example
 MAX_SPAN = 10

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn.lm.model import RNNLM
-from charrnn.lm.state import repeat_rows, select_rows
+from charrnn.rnn.state import repeat_rows, select_rows
 
 Candidate = tuple[int, ...]
 NEG = float("-inf")
@@ -53,6 +53,10 @@ class LMScorer:
             self._primed = (key, state, F.log_softmax(logits[0, -1].float(), -1))
         return self._primed[1], self._primed[2]
 
+    def next_logp(self, context: Sequence[int]) -> np.ndarray:
+        """ln p of each token right after `context`."""
+        return self.prime(context)[1].double().cpu().numpy()
+
     @torch.inference_mode()
     def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int
              ) -> list[tuple[Candidate, float]]:
@@ -65,7 +69,7 @@ class LMScorer:
         for step in range(lmax):
             log_p[:, self.banned] = NEG
             total = (scores[:, None] + log_p).reshape(-1)
-            top = torch.topk(total, min(width, int(torch.isfinite(total).sum())))
+            top = torch.topk(total, min(width, total.numel()))  # -inf ones dropped at the end
             vocab = log_p.size(-1)
             rows, tokens = top.indices // vocab, top.indices % vocab
             beams = [beams[r] + (t,) for r, t in zip(rows.tolist(), tokens.tolist(), strict=True)]
@@ -76,35 +80,47 @@ class LMScorer:
                 state = select_rows(state, rows)
                 logits, state = self.model(tokens[:, None], state)
                 log_p = F.log_softmax(logits[:, -1].float(), -1)
-        return found
+        return [(cand, score) for cand, score in found if score > NEG]
 
     @torch.inference_mode()
     def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
-                chunk: int = 256) -> np.ndarray:
-        """log P(continuation | context) for each (all non-empty), batched."""
+                end: Sequence[int] | None = None, chunk: int = 256) -> np.ndarray:
+        """log P(continuation | context) for each (all non-empty), batched; with `end`, times
+        P(one of the `end` tokens comes next): the text stops there, at a boundary."""
         out = np.empty(len(continuations))
         for lo in range(0, len(continuations), chunk):
             part = continuations[lo : lo + chunk]
-            out[lo : lo + len(part)] = [lp.sum() for lp in self.token_logps(context, part)]
+            out[lo : lo + len(part)] = [lp.sum() for lp in self.token_logps(context, part, end)]
         return out
 
     @torch.inference_mode()
-    def token_logps(self, context: Sequence[int], part: Sequence[Sequence[int]]
-                    ) -> list[np.ndarray]:
-        """ln p of each token of each continuation, read as one batch after the context."""
+    def token_logps(self, context: Sequence[int], part: Sequence[Sequence[int]],
+                    end: Sequence[int] | None = None) -> list[np.ndarray]:
+        """ln p of each token of each continuation, read as one batch after the context; with
+        `end`, one more entry: ln Σ p(e) over the end tokens after the whole continuation."""
         state, first = self.prime(context)
-        width = max(map(len, part))
+        lengths = torch.tensor([len(seq) for seq in part])
+        width = int(lengths.max())
         ids = torch.zeros(len(part), width, dtype=torch.long)
         for i, seq in enumerate(part):
             ids[i, : len(seq)] = torch.tensor(seq)
         ids = ids.to(self.device)
         lp = first[ids[:, 0]][:, None]
-        if width > 1:
-            logits, _ = self.model(ids[:, :-1], repeat_rows(state, len(part)))
-            rest = F.log_softmax(logits.float(), -1).gather(-1, ids[:, 1:, None])[..., 0]
-            lp = torch.cat([lp, rest], dim=1)
+        read = ids if end else ids[:, :-1]  # the last token is read only to score what follows
+        if read.size(1):
+            features, _ = self.model.features(read, repeat_rows(state, len(part)))
+            if width > 1:
+                rest = -self.model.nll(features[:, : width - 1], ids[:, 1:]).float()
+                lp = torch.cat([lp, rest.view(len(part), width - 1)], dim=1)
+            if end:
+                last = features[torch.arange(len(part)), (lengths - 1).to(self.device)]
+                log_p = F.log_softmax(self.model.scores(last).float(), -1)
+                ends = torch.logsumexp(log_p[:, list(end)], -1)
         lp = lp.double().cpu().numpy()
-        return [lp[i, : len(seq)] for i, seq in enumerate(part)]
+        out = [lp[i, : len(seq)] for i, seq in enumerate(part)]
+        if end:
+            out = [np.append(row, e) for row, e in zip(out, ends.double().cpu().numpy(), strict=True)]
+        return out
 
 
 class MixedLMScorer(LMScorer):
@@ -115,13 +131,26 @@ class MixedLMScorer(LMScorer):
         self.__dict__.update(base.__dict__)
         self.mixture = mixture
 
-    def token_logps(self, context: Sequence[int], part: Sequence[Sequence[int]]
-                    ) -> list[np.ndarray]:
-        from charrnn.lm.mix import mixed_logp
+    def token_logps(self, context: Sequence[int], part: Sequence[Sequence[int]],
+                    end: Sequence[int] | None = None) -> list[np.ndarray]:
+        from charrnn.evaluation.mix import mixed_logp
 
-        rnn = super().token_logps(context, part)
-        ngram = self.mixture.ngram.continuation_logps(context, part)
+        rnn = super().token_logps(context, part, end)
+        ngram = ngram_token_logps(self.mixture.ngram, context, part, end)
         return [mixed_logp(r, n, self.mixture.weight) for r, n in zip(rnn, ngram, strict=True)]
+
+
+def ngram_token_logps(model, context: Sequence[int], part: Sequence[Sequence[int]],
+                      end: Sequence[int] | None = None) -> list[np.ndarray]:
+    """An n-gram's LMScorer.token_logps: ln p of each token after `context` (+ the end term)."""
+    rows = model.continuation_logps(context, part)
+    if not end:
+        return rows
+    # The state after each continuation, then the end tokens' share of what comes next.
+    states = np.concatenate([model.start_states(np.asarray([*context, *seq]), 1) for seq in part])
+    with np.errstate(divide="ignore"):
+        ends = np.log(model.next_distributions(states)[:, list(end)].sum(axis=1))
+    return [np.append(row, e) for row, e in zip(rows, ends, strict=True)]
 
 
 class MaskScorer:
@@ -193,6 +222,10 @@ class NGramScorer:
         log_p[self.banned] = NEG
         return log_p
 
+    def next_logp(self, context: Sequence[int]) -> np.ndarray:
+        with np.errstate(divide="ignore"):
+            return np.log(self.model.distribution(self._history(context))[: self.vocab])
+
     def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int
              ) -> list[tuple[Candidate, float]]:
         beams: list[tuple[Candidate, float]] = [((), 0.0)]
@@ -209,15 +242,10 @@ class NGramScorer:
                 found += beams
         return found
 
-    def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]]) -> np.ndarray:
-        # The stream mode leaves the very first token unscored; --lines models score them all.
-        offset = 0 if self.model.lines else 1
-        start = len(context)
-        out = np.empty(len(continuations))
-        for i, cont in enumerate(continuations):
-            log_p = self.model.token_logprobs(np.asarray([*context, *cont], dtype=np.int64))
-            out[i] = float(np.sum(log_p[start - offset :]))
-        return out
+    def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
+                end: Sequence[int] | None = None) -> np.ndarray:
+        rows = ngram_token_logps(self.model, context, continuations, end)
+        return np.array([row.sum() for row in rows])
 
 
 def merge(sources: Sequence[list[tuple[Candidate, float]]], limit: int) -> list[Candidate]:

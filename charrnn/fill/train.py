@@ -87,7 +87,7 @@ def train_fill_job(inputs: list[str], popts: data.PreprocessOptions, cfg: FillTr
     """The masked BiRNN on the same cached dataset an LM would use; the run's result."""
     from charrnn.corpora import resolve_inputs
 
-    dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts)
+    dataset = data.prepare(resolve_inputs(inputs, popts, mirror, final=True), popts)
     device = resolve_device(cfg.device)
     fcfg = cfg.model_config(dataset.tokenizer.vocab_size)
     params = require_fits(lambda: FillModel(fcfg), device)  # before the run folder exists

@@ -2,12 +2,18 @@
 
     config.py    ModelConfig, TrainConfig, SampleOptions (torch-free: the CLI's defaults)
     model.py     RNNLM (rnn / lstm / gru, tied, AWD regularisers); loading a checkpoint
-    state.py     the carried recurrent state (LSTM pair or one tensor), in one place
+    softmax.py   the adaptive softmax (frequency clusters, exact probabilities)
     batching.py  stateful truncated-BPTT batch streams
     train.py     LMTask on the shared loop (carried state, DDP), Trainer
-    job.py       `charrnn train`: inputs → dataset → run folder → Trainer, --resume
-    sample.py    temperature / top-k / top-p / greedy / beam decoding
-    fastpath.py  decoding steps: fused CPU step, CUDA-graph step, the module
-    evaluate.py  scoring a text (carried state, streams)
+    job.py       `charrnn train`: TrainJob, the steps a plan drives (device, dataset, measurements,
+                 run folder and its lock, Trainer), --resume, --init-from
+    finetune.py  a parent run grown for new text (--init-from)
+    speed.py     one training step timed per setting on this machine (precision, softmax, threads)
+    sample.py    the Sampler: plain, batched, beam decoding; `charrnn sample`'s generate
+    decode.py    one step's maths: temperature, top-k / top-p, Gumbel-max, per-token stats
+    chunks.py    K tokens per call: Chunk, TokenStream (exact lengths, surplus), the CPU engine
+    cudagraph.py K steps captured in one CUDA graph, double-buffered to pinned memory
+    fastpath.py  decoding steps driven from Python: fused CPU step, the module
+    scoring.py   -log p of each token of a text (carried state, streams)
     preview.py   a short sample of a model being trained
 """

@@ -5,42 +5,16 @@ defaults from here."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from charrnn.configs import JsonConfig
 from charrnn.errors import UserError, check_seed
+from charrnn.rnn.shape import RecurrentShape
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
-CELLS = ("rnn", "lstm", "gru")
 DIRECTIONS = ("forward", "backward")
 SOFTMAXES = ("auto", "full", "adaptive")
-
-
-def check_cell(cell: str) -> None:
-    if cell not in CELLS:
-        raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {cell!r}")
-
-
-@dataclass
-class RecurrentShape(JsonConfig):
-    """What every recurrent model here has: a vocabulary, a cell, stacked layers, sizes, dropout."""
-
-    vocab_size: int
-    cell: str = "lstm"
-    layers: int = 2
-    hidden: int = 256
-    emb: int = 0  # 0: same as hidden
-    dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        check_cell(self.cell)
-        require_at_least(self, 1, ("layers", "hidden", "vocab_size"))
-        require_at_least(self, 0, ("emb",))
-        require_fraction(self, ("dropout",))
-
-    @property
-    def emb_size(self) -> int:
-        return self.emb or self.hidden
+# What a fine-tuned run keeps of its parent unless typed: the regularisers (its shape it keeps).
+REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_drop")
 
 
 @dataclass
@@ -114,23 +88,14 @@ class TrainConfig(LoopConfig):
                            self.locked_dropout, self.embed_drop, softmax, list(cutoffs or []))
 
 
-# The best 10-minute CPU recipe measured on word-level Penn Treebank (bench/train_ptb.py), which
-# `charrnn train` takes at word level for every one of these options not typed (the defaults of
-# TrainConfig are char level's, measured on tiny Shakespeare).
-WORD_RECIPE = {"cell": "lstm", "tie_weights": False, "locked_dropout": True, "dropout": 0.2,
-               "seq_len": 35, "batch_size": 64, "lr": 4e-3, "weight_decay": 0.1,
-               "grad_clip": 0.25, "eval_every": 1000}
+@dataclass
+class DataFacts:
+    """What a new language model's config depends on in its data (a plan decides by them)."""
 
-
-def recipe_for(cfg: TrainConfig, level: str, typed: frozenset[str] | None = None) -> TrainConfig:
-    """`cfg` with the word recipe where the level is word and the option was not typed (without
-    `typed`, as from the library: where the field still has its default)."""
-    if level != "word":
-        return cfg
-    defaults = TrainConfig()
-    given = typed if typed is not None else {
-        k for k in WORD_RECIPE if getattr(cfg, k) != getattr(defaults, k)}
-    return replace(cfg, **{k: v for k, v in WORD_RECIPE.items() if k not in given})
+    level: str
+    vocab: int
+    train_tokens: int
+    cutoffs: list[int]  # the adaptive softmax's clusters by the training frequencies
 
 
 @dataclass

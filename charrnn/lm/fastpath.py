@@ -1,4 +1,4 @@
-"""Fast decoding steps (one token per stream per call).
+"""Decoding steps driven from Python (one token per stream per call).
 
 Sampling feeds one token at a time, so a step is dominated by per-call overhead, not arithmetic:
 `nn.LSTM` on a (1, 1) input goes through the generic sequence kernel every time. On the CPU the
@@ -12,11 +12,10 @@ Sampling feeds one token at a time, so a step is dominated by per-call overhead,
 Every stepper works on B streams at once (rows), primed from one prompt: B = 1 for streamed
 sampling, B = --num-samples for batched sampling.
 
-It gives the same logits as `RNNLM.forward` (tested), several times faster. On CUDA the
-`CUDAGraphStepper` captures one step (embedding → cuDNN RNN → head) in a CUDA graph and replays it,
-so a token costs one graph launch instead of dozens of kernel launches; if capture fails it says
-so once on stderr and falls back to the `ModuleStepper`, which calls the model itself (also what
-MPS uses).
+It gives the same logits as `RNNLM.forward` (tested), several times faster. The `ModuleStepper`
+calls the model itself (MPS; CUDA where a graph cannot be captured, says so once on stderr, and
+--mix, whose n-gram needs the host every step). A stepper can `snapshot()` its state and
+`restore()` it: a chunk that stops mid-way rewinds to its start and steps the kept tokens again.
 """
 
 from __future__ import annotations
@@ -26,10 +25,9 @@ import sys
 
 import torch
 
-from charrnn.devices import cuda_device
-from charrnn.lm import state as states
 from charrnn.lm.model import RNNLM
-from charrnn.lm.state import State
+from charrnn.rnn import state as states
+from charrnn.rnn.state import State
 
 
 class ModuleStepper:
@@ -54,6 +52,12 @@ class ModuleStepper:
             return logits[0, -1]
         logits, self.state = self.model(tokens.to(self.device).view(-1, 1), self.state)
         return logits[:, -1]
+
+    def snapshot(self) -> State | None:
+        return self.state  # every step makes a new state: a reference keeps this one
+
+    def restore(self, state: State | None) -> None:
+        self.state = state
 
 
 class FusedCPUStepper:
@@ -82,6 +86,7 @@ class FusedCPUStepper:
             if not self.adaptive:
                 self.head_weight = model.head.weight.detach()
                 self.head_bias = model.head.bias.detach()
+        self.g_gate = slice(2 * cfg.hidden, 3 * cfg.hidden)  # the cell input's rows
         self.h: list[torch.Tensor] = []
         self.c: list[torch.Tensor] = []
 
@@ -92,10 +97,17 @@ class FusedCPUStepper:
         self.h, self.c = list(h), list(c) if c is not None else []
         return logits[:, -1].expand(batch, -1)
 
-    @torch.inference_mode()
+    def snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        return list(self.h), list(self.c)  # a step replaces tensors, never writes into them
+
+    def restore(self, state: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
+        self.h, self.c = list(state[0]), list(state[1])
+
     def step(self, tokens: int | torch.Tensor) -> torch.Tensor:
         """One token (the streamed case: vectors, BLAS matrix-vector calls) → logits (V,); or
-        tokens (B,) → logits (B, V) (rows, matrix-matrix calls). The maths is the same."""
+        tokens (B,) → logits (B, V) (rows, matrix-matrix calls). The maths is the same. No
+        inference-mode guard of its own (entering one costs as much as a small kernel): the
+        weights are detached copies, and the sampler runs it inside its own."""
         if isinstance(tokens, int) and self.h[0].dim() == 2:  # primed as one row: use vectors
             self.h = [h[0] for h in self.h]
             self.c = [c[0] for c in self.c]
@@ -109,7 +121,7 @@ class FusedCPUStepper:
                 # One sigmoid over all four gates (g's is unused), as few kernel calls as can be:
                 # a step is a few matrix-vector products and many tiny calls.
                 i, f, _, o = torch.sigmoid(gates).chunk(4, dim=-1)
-                g = torch.tanh(gates.chunk(4, dim=-1)[2])
+                g = torch.tanh(gates[..., self.g_gate])
                 c = torch.addcmul(f * self.c[layer], i, g)
                 h = o * torch.tanh(c)
                 self.c[layer] = c
@@ -142,86 +154,21 @@ def _affine(bias: torch.Tensor, weight: torch.Tensor, x: torch.Tensor) -> torch.
     return torch.addmm(bias, x, weight.t())
 
 
-class CUDAGraphStepper:
-    """One recurrent step of B streams captured in a CUDA graph; it updates the state in place.
-
-    The tokens stay on the GPU from one step to the next, so B streams can be sampled without a
-    host round trip per token.
-    """
-
-    def __init__(self, model: RNNLM, device: torch.device, batch: int = 1) -> None:
-        device = cuda_device(device)  # library callers may pass plain "cuda"
-        self.model, self.device, self.batch = model.eval(), device, batch
-        # Replays and captures run on the current device: make it this one (`cuda:1` …), and
-        # capture on our own stream, not the default capture stream of whichever GPU made it.
-        torch.cuda.set_device(device)
-        self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=device)
-        self.state = model.initial_state(batch, device)  # the graph's static state, kept in place
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side), torch.inference_mode():
-            for _ in range(3):  # warm up cuDNN and the allocator outside the capture
-                self._body()
-        current = torch.cuda.current_stream(device)
-        current.wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.inference_mode(), torch.cuda.graph(self.graph, stream=side):
-                self.logits = self._body()
-        finally:
-            # torch.cuda.graph makes `side` current on enter and ends the capture on exit before
-            # it restores the stream: when capture_begin or capture_end raises, `side` stays the
-            # current stream, and every later kernel of this process would queue there.
-            torch.cuda.set_stream(current)
-
-    def _body(self) -> torch.Tensor:
-        logits, new_state = self.model(self.tokens, self.state)
-        states.copy_into(self.state, new_state)
-        return logits[:, -1]
-
-    @torch.inference_mode()
-    def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
-        if batch != self.batch:
-            raise ValueError(f"this graph was captured for {self.batch} streams, not {batch}")
-        logits, state = self.model(torch.tensor([ids], device=self.device))
-        states.copy_into(self.state, states.repeat_rows(state, batch))
-        return logits[:, -1].expand(batch, -1)
-
-    @torch.inference_mode()
-    def step(self, tokens: int | torch.Tensor) -> torch.Tensor:
-        if isinstance(tokens, int):
-            self.tokens.fill_(tokens)
-            self.graph.replay()
-            return self.logits[0]
-        self.tokens.copy_(tokens.view(-1, 1), non_blocking=True)
-        self.graph.replay()
-        return self.logits
+Stepper = ModuleStepper | FusedCPUStepper
 
 
-Stepper = ModuleStepper | FusedCPUStepper | CUDAGraphStepper
-
-
-def make_stepper(model: RNNLM, device: torch.device, batch: int = 1, graphs: bool = True) -> Stepper:
-    """The fastest step this device has: fused on CPU, a CUDA graph on CUDA, the module elsewhere.
-
-    graphs=False: no CUDA graph, for a few hundred tokens in the middle of training (a capture
-    synchronizes and empties the allocator's caches, which training would then fill again).
-    """
+def make_stepper(model: RNNLM, device: torch.device) -> Stepper:
+    """The fastest Python-driven step this device has: fused on the CPU, the module elsewhere
+    (CUDA's fast path is a whole chunk in one graph: cudagraph.py)."""
     if device.type == "cpu":
         return FusedCPUStepper(model)
-    if device.type == "cuda" and graphs:
-        try:
-            return CUDAGraphStepper(model, device, batch)
-        except RuntimeError as exc:  # capture unsupported here (old driver, debug mode …)
-            _say_graphs_off(exc)
-            return ModuleStepper(model, device)
     return ModuleStepper(model, device)
 
 
 _graphs_off_said = False
 
 
-def _say_graphs_off(exc: BaseException) -> None:
+def say_graphs_off(exc: BaseException) -> None:
     """One line on stderr, once per process: sampling stays correct without the graph, only
     slower, and the user should know why (the first error of the chain: a kernel refused during
     the capture makes capture_end fail too, and that second error says less)."""

@@ -23,15 +23,12 @@ import torch
 
 from charrnn import checkpoint, runs
 from charrnn.data import GivenTokenizer
+from charrnn.devices import require_loadable
 from charrnn.errors import UserError
-from charrnn.lm.config import ModelConfig, TrainConfig
+from charrnn.lm.config import REGULARISERS, ModelConfig, TrainConfig
 from charrnn.lm.model import RNNLM, lm_config, load_lm
 from charrnn.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 
-SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax", "cutoffs")
-REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_drop")
-TOKENIZER_OPTIONS = ("level", "lower", "pattern", "min_count", "max_vocab", "vocab_size",
-                     "subword_model")
 UNKNOWN = ("add", "skip", "error")
 
 
@@ -64,53 +61,12 @@ def open_parent(spec: str, root: Path) -> Parent:
                         "fine-tuning starts from a language model (a run of charrnn train)")
     ckpt = checkpoint.resolve(spec, root)
     ckpt.require_task("lm", "fine-tuning starts from a language model (a run of charrnn train)")
-    return Parent(ckpt, lm_config(ckpt), ckpt.tokenizer)
-
-
-def refuse_clashes(parent: Parent, cfg: TrainConfig, level: str, typed: frozenset[str]) -> None:
-    """The model's shape and tokenizer come from the parent: typed options that say otherwise
-    are errors naming them (a typed value equal to the parent's is fine)."""
-    clashes = [_clash(k, getattr(cfg, k), _in_effect(parent.config, k))
-               for k in SHAPE if k in typed and _differs(k, getattr(cfg, k), parent.config)]
-    if "level" in typed and level != parent.tokenizer.level:
-        clashes.append(f"--level {level} (it reads {parent.tokenizer.level} tokens)")
-    if clashes:
-        raise UserError(f"--init-from {parent.name} keeps that model's shape and tokenizer, but "
-                        f"{'; '.join(clashes)}: drop {'it' if len(clashes) == 1 else 'them'}, "
-                        "or train a new model")
-    options = [f"--{k.replace('_', '-')}" for k in TOKENIZER_OPTIONS if k in typed and k != "level"]
-    if options:
-        raise UserError(f"{', '.join(options)} {'does' if len(options) == 1 else 'do'} not apply "
-                        f"with --init-from: the text is read with {parent.name}'s "
-                        f"{parent.tokenizer.level} tokenizer")
-
-
-def _in_effect(config: ModelConfig, key: str):
-    return (config.emb or config.hidden) if key == "emb" else getattr(config, key)
-
-
-def _differs(key: str, typed, config: ModelConfig) -> bool:
-    """Whether a typed shape option says otherwise than the parent (emb 0 is the hidden size;
-    --softmax auto leaves the choice to the parent)."""
-    if key == "softmax" and typed == "auto":
-        return False
-    return (typed or config.hidden if key == "emb" else typed) != _in_effect(config, key)
-
-
-def _clash(key: str, typed, has) -> str:
-    if isinstance(typed, bool):
-        return f"--{'' if typed else 'no-'}{key.replace('_', '-')} (it has " \
-               f"--{'' if has else 'no-'}{key.replace('_', '-')})"
-    return f"--{key.replace('_', '-')} {typed} (it has {has})"
-
-
-def finetune_config(cfg: TrainConfig, parent: Parent, typed: frozenset[str]) -> TrainConfig:
-    """The new run's config: the parent's shape and regularisers (unless typed); the optimisation
-    is a new run's (at 1/3 and 1/2 of the default lr the child trained on new text for 60 s
-    scored worse than at the default, and worse than a model from scratch)."""
-    shape = {k: getattr(parent.config, k) for k in SHAPE}
-    shape.update({k: getattr(parent.config, k) for k in REGULARISERS if k not in typed})
-    return replace(cfg, **shape)
+    config = lm_config(ckpt)
+    # Its size and its weights file checked now, before anything is built from its config.
+    ckpt.check_weights(require_loadable(lambda: RNNLM(config), torch.device("cpu"),
+                                        f"{ckpt.folder / checkpoint.META} claims a model this "
+                                        "size: the checkpoint is damaged"))
+    return Parent(ckpt, config, ckpt.tokenizer)
 
 
 def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:

@@ -1,46 +1,163 @@
-"""The `train` job: inputs → dataset → run folder → Trainer. Usable without the CLI.
+"""The `train` job of a language model: the device, the dataset, the run folder, the Trainer.
 
-Inputs may be files, directories, globs, a preprocessed dataset folder, or the name of a registry
-corpus (`tinyshakespeare`, `ptb`, …); no input means the embedded default corpus.
+    TrainJob(root)                    the runs root; the process group and device on open_device
+      .open_resumed(RUN) / .open_parent(RUN)    the run continued, or fine-tuned from
+      .prepare(inputs, options)       the dataset (rank 0 first under torchrun; the others find
+                                      it in the cache)
+      .facts(dataset), .measure(…)    what a plan decides by: level, size, measured speeds
+      .start(dataset, config) / .resume(checkpoint, config)    the run, with its one writer lock
+
+A plan (charrnn.plan.train) drives it for the command line with resolved configs; `train_job`
+drives it for library callers. Inputs may be files, directories, globs, a preprocessed dataset
+folder, or the name of a registry corpus; no input means the embedded default corpus.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from charrnn import checkpoint, data, runs
+import numpy as np
+import torch
+
+from charrnn import checkpoint, data, runlock, runs
 from charrnn.configs import typed_config
 from charrnn.corpora import resolve_inputs
-from charrnn.devices import require_fits, resolve_device
+from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.lm import finetune
 from charrnn.lm.batching import TBPTTStream
-from charrnn.lm.config import TrainConfig, recipe_for
+from charrnn.lm.config import DataFacts, ModelConfig, TrainConfig
 from charrnn.lm.model import RNNLM
+from charrnn.lm.softmax import cutoffs_from_counts
 from charrnn.lm.train import Trainer, model_config_for
 from charrnn.training.reporters import Reporter
 
-BUDGET_FIELDS = ("max_steps", "max_time", "epochs", "patience", "device")
+
+class TrainJob:
+    def __init__(self, root: Path, mirror: str | None = None) -> None:
+        self.root, self.mirror, self.dist = Path(root), mirror, Dist()
+        self.device: torch.device | None = None
+
+    def open_device(self, name: str) -> torch.device:
+        self.device = self.dist.start(resolve_device(name))
+        return self.device
+
+    @property
+    def cores(self) -> int:
+        """The CPU cores a thread count may be measured over: none for one process of several,
+        nor where OMP_NUM_THREADS says how many threads torch is to use (the user chose)."""
+        from charrnn.lm.speed import cores
+
+        chosen = self.dist.enabled or "OMP_NUM_THREADS" in os.environ
+        return 1 if chosen or self.device_type != "cpu" else cores()
+
+    @property
+    def device_type(self) -> str:
+        assert self.device is not None, "open_device first"
+        return self.device.type
+
+    def open_resumed(self, spec: str, run_name: str | None = None
+                     ) -> tuple[checkpoint.Checkpoint, TrainConfig]:
+        """The run's last checkpoint, and the config it trained with."""
+        ckpt = checkpoint.resolve(spec, self.root, prefer="last")
+        if ckpt.task != "lm":
+            raise UserError(f"{spec} is {runs.a_kind(ckpt.task)} run: `charrnn train --resume` "
+                            "continues language models only; train a new one instead")
+        if run_name is not None and run_name != ckpt.run_folder.name:
+            raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
+                            f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
+                            "new run")
+        return ckpt, _saved_config(ckpt)
+
+    def open_parent(self, spec: str) -> finetune.Parent:
+        return finetune.open_parent(spec, self.root)
+
+    def prepare(self, inputs: list[str], popts: data.PreprocessOptions,
+                given: data.GivenTokenizer | None = None) -> data.Dataset:
+        """The dataset of `inputs` with final options (rank 0 preprocesses first under DDP)."""
+        if not self.dist.is_main:
+            self.dist.barrier()
+        dataset = data.prepare(resolve_inputs(inputs, popts, self.mirror, final=True), popts,
+                               given)
+        if self.dist.is_main:
+            self.dist.barrier()
+        return dataset
+
+    def facts(self, dataset: data.Dataset) -> DataFacts:
+        vocab = dataset.tokenizer.vocab_size
+        counts = np.bincount(np.asarray(dataset.ids("train")), minlength=vocab)[:vocab]
+        return DataFacts(dataset.tokenizer.level, vocab, dataset.tokens("train"),
+                         cutoffs_from_counts(counts) if vocab > 2 else [])
+
+    def measure(self, config: ModelConfig, batch: int, candidates: dict):
+        """This machine's time per training step of `config` in each candidate setting: rank 0
+        measures, every rank takes its answer (so all ranks decide alike)."""
+        from charrnn.lm import speed
+
+        params = require_fits(lambda: RNNLM(config), self.device)  # no trial of what cannot fit
+        measured = None
+        if self.dist.is_main:
+            with out_of_memory_is_too_big(params, torch.device("cpu")):
+                measured = speed.measure(config, batch, candidates)
+        return self.dist.broadcast(measured)
+
+    def start(self, dataset: data.Dataset, cfg: TrainConfig, run_name: str | None = None,
+              sources: dict[str, str] | None = None, reporter: Reporter | None = None,
+              parent: finetune.Parent | None = None) -> dict:
+        """A new run (fine-tuned from `parent` when given)."""
+        with contextlib.ExitStack() as held:
+            start = None
+            if parent is not None:
+                start = finetune.grown_model(parent, dataset.tokenizer.vocab_size, cfg)
+            trainer = _new_run(dataset, cfg, self.root, run_name, self.device, reporter, self.dist,
+                               start, parent, held, sources or {})
+            return _finish(trainer)
+
+    def resume(self, ckpt: checkpoint.Checkpoint, cfg: TrainConfig, inputs: list[str],
+               popts: data.PreprocessOptions | None, reporter: Reporter | None = None) -> dict:
+        """Continue `ckpt`'s run exactly (its dataset: the corpus given again, or the cache)."""
+        with contextlib.ExitStack() as held:  # the run folder, as its one writer (rank 0 writes)
+            if self.dist.is_main:
+                held.enter_context(runlock.writer(ckpt.run_folder))
+            prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
+            dataset = _resumed_dataset(ckpt, prepare)
+            trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
+                              dist=self.dist)
+            trainer.reporter.message(f"resuming {ckpt.run_folder} at step "
+                                     f"{trainer.progress.step} | {_computes(trainer, {})}")
+            return _finish(trainer)
 
 
-def _refuse_changes(saved: TrainConfig, model: dict, typed: dict, run: str) -> None:
-    """An option typed with --resume that would change the model, data or optimisation is an
-    error (it would be ignored: the run goes on with its own). Compared with what the run used:
-    its lr after the optimizer's default, its model's softmax and cut-offs."""
-    used = {"lr": saved.base_lr, "softmax": model.get("softmax"), "cutoffs": model.get("cutoffs")}
+def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig, root: Path,
+              run_name: str | None = None, resume: str | None = None,
+              overrides: dict | None = None, mirror: str | None = None,
+              reporter: Reporter | None = None) -> dict:
+    """A language model run for library callers: a new run of `cfg` as it is (no recipe; `auto`
+    precision and softmax by the library's rules), or `resume` continued with `overrides` of its
+    budget (max_steps, max_time, epochs, patience, device)."""
+    job = TrainJob(root, mirror)
+    if resume is not None:
+        ckpt, saved = job.open_resumed(resume, run_name)
+        budget = {k: v for k, v in (overrides or {}).items() if k in BUDGET and v is not None}
+        saved = replace(saved, **budget)
+        job.open_device(saved.device)
+        return job.resume(ckpt, saved, inputs, popts, reporter)
+    job.open_device(cfg.device)
+    return job.start(job.prepare(inputs, popts), cfg, run_name, reporter=reporter)
 
-    def has(k: str):
-        return used[k] if k in used else getattr(saved, k)
 
-    changed = [f"--{k.replace('_', '-')} {v} (the run has {has(k)})" for k, v in typed.items()
-               if k not in BUDGET_FIELDS and hasattr(saved, k) and has(k) != v
-               and not (k == "softmax" and v == "auto")]
-    if changed:
-        may = ", ".join(f"--{f.replace('_', '-')}" for f in BUDGET_FIELDS)
-        raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
-                        f"{'; '.join(changed)}. Only {may} may change; start a new run for the rest")
+BUDGET = ("max_steps", "max_time", "epochs", "patience", "device", "threads")
+
+
+def _finish(trainer: Trainer) -> dict:
+    result = trainer.run()
+    trainer.reporter.message(_summary(result))
+    trainer.loop.end_if_reader_gone(result, f"charrnn train --resume {result['run']}")
+    return result
 
 
 def _saved_config(ckpt: checkpoint.Checkpoint) -> TrainConfig:
@@ -48,78 +165,6 @@ def _saved_config(ckpt: checkpoint.Checkpoint) -> TrainConfig:
     if train.get("optim") == "sgd":  # runs made before --momentum: their SGD had momentum 0.9
         train.setdefault("momentum", 0.9)
     return typed_config(TrainConfig, train, f"{ckpt.folder / checkpoint.META} [train]")
-
-
-def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
-              root: Path, run_name: str | None = None, resume: str | None = None,
-              overrides: dict | None = None, mirror: str | None = None,
-              reporter: Reporter | None = None, typed: frozenset[str] | None = None,
-              init_from: str | None = None, unknown: str = "add", grow_vocab: int = 0) -> dict:
-    """`charrnn train` (or `--resume`, or `--init-from RUN`): the run's result; the reporter gets
-    its progress. A new word-level run takes the word recipe for the options not `typed`
-    (lm.config); a fine-tuned one its parent's model and tokenizer (lm.finetune)."""
-    dist = Dist()
-    ckpt, parent, given = None, None, None
-    if resume is not None and init_from is not None:
-        raise UserError("--init-from starts a new run from a trained one and --resume continues a "
-                        "run: give one of them")
-    if resume is not None:
-        ckpt, cfg = _resumed_config(resume, root, run_name, overrides or {})
-    if init_from is not None:
-        parent = finetune.open_parent(init_from, root)
-        finetune.refuse_clashes(parent, cfg, popts.level, typed or frozenset())
-        given = finetune.given_tokenizer(parent, unknown, grow_vocab)
-        popts = replace(popts, level=parent.tokenizer.level)
-        # the word recipe too, but the parent's shape and regularisers over it
-        cfg = finetune.finetune_config(recipe_for(cfg, parent.tokenizer.level, typed), parent,
-                                       typed or frozenset())
-    device = dist.start(resolve_device(cfg.device))
-
-    def prepare() -> data.Dataset:
-        # Under torchrun rank 0 preprocesses first; the others then find it in the cache.
-        if not dist.is_main:
-            dist.barrier()
-        dataset = data.prepare(resolve_inputs(inputs, popts, mirror), popts, given)
-        if dist.is_main:
-            dist.barrier()
-        return dataset
-
-    if ckpt is not None:
-        dataset = _resumed_dataset(ckpt, prepare if inputs else None)
-        trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter, dist=dist)
-        trainer.reporter.message(f"resuming {ckpt.run_folder} at step {trainer.progress.step} | "
-                                 f"{_computes(trainer)}")
-    else:
-        dataset = prepare()
-        start = None
-        if parent is not None:
-            start = finetune.grown_model(parent, dataset.tokenizer.vocab_size, cfg)
-        else:
-            cfg = recipe_for(cfg, dataset.tokenizer.level, typed)
-        trainer = _new_run(dataset, cfg, root, run_name, device, reporter, dist, start, parent)
-    result = trainer.run()
-    trainer.reporter.message(_summary(result))
-    trainer.loop.end_if_reader_gone(result, f"charrnn train --resume {result['run']}")
-    return result
-
-
-def _resumed_config(resume: str, root: Path, run_name: str | None, overrides: dict
-                    ) -> tuple[checkpoint.Checkpoint, TrainConfig]:
-    """The run's last checkpoint and its own config, with the budget options typed now."""
-    ckpt = checkpoint.resolve(resume, root, prefer="last")
-    if ckpt.task != "lm":
-        raise UserError(f"{resume} is {runs.a_kind(ckpt.task)} run: `charrnn train --resume` continues "
-                        "language models only; train a new one instead")
-    if run_name is not None and run_name != ckpt.run_folder.name:
-        raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
-                        f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
-                        "new run")
-    saved = _saved_config(ckpt)
-    overrides = dict(overrides)
-    _refuse_changes(saved, ckpt.meta.get("model") or {}, overrides.pop("typed", {}),
-                    ckpt.run_folder.name)
-    return ckpt, replace(saved, **{k: v for k, v in overrides.items()
-                                   if k in BUDGET_FIELDS and v is not None})
 
 
 def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
@@ -142,10 +187,11 @@ def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
 
 
 def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str | None,
-             device, reporter: Reporter | None, dist: Dist, start=None,
-             parent: finetune.Parent | None = None) -> Trainer:
+             device, reporter: Reporter | None, dist: Dist, start, parent: finetune.Parent | None,
+             held: contextlib.ExitStack, sources: dict[str, str]) -> Trainer:
     info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
-                        "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
+                        "splits": dataset.meta["splits"]}, "config": asdict(cfg),
+            "sources": sources}
     model_config = start[0] if start else model_config_for(cfg, dataset, device)[0]  # validated,
     require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
     TBPTTStream.check(dataset.tokens("train"), cfg.batch_size, cfg.seq_len)  # and the text
@@ -154,6 +200,8 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
     if parent is not None:
         info["init_from"] = parent.record(added)
     run_dir = runs.new_run_dir(root, run_name, "lm", info) if dist.is_main else None
+    if run_dir is not None:
+        held.enter_context(runlock.writer(run_dir))
     run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
     trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist, start=start)
     if parent is not None:
@@ -169,21 +217,38 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
         f"run {run_dir} | {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size} | "
         f"train {splits['train']['tokens']:,} val {splits['val']['tokens']:,} tokens | "
         f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
-        f"{trainer.device}" + (processes if dist.enabled else "") + f" | {_computes(trainer)}")
+        f"{trainer.device}" + (processes if dist.enabled else "")
+        + f" | {_computes(trainer, sources)}")
+    settings = _settings(cfg, sources)
+    if settings:
+        trainer.reporter.message(f"settings: {settings}")
     return trainer
 
 
-def _computes(trainer: Trainer) -> str:
+def _computes(trainer: Trainer, sources: dict[str, str]) -> str:
     """What the run computes in, and why: the precision, and the softmax with its clusters."""
     config, loop = trainer.model.config, trainer.loop
     head = (f"adaptive softmax {config.cutoffs}" if config.softmax == "adaptive"
             else "full softmax")
-    why = loop.precision_why
+    why = sources.get("precision", loop.precision_why)
     if loop.precision == "bf16" and trainer.device.type == "cpu" and config.cell != "lstm":
         # PyTorch's CPU autocast has a bf16 kernel for nn.LSTM (oneDNN), none for GRU / RNN
         why += f"; the {config.cell.upper()} recurrence stays float32 on the CPU, the layers " \
                "around it bf16"
     return f"{loop.precision} ({why}), {head}"
+
+
+def _settings(cfg: TrainConfig, sources: dict[str, str]) -> str:
+    """Each value the plan chose or was typed, with where it came from, grouped by source."""
+    by_source: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        if name in ("precision",):  # said with what the run computes in
+            continue
+        value = getattr(cfg, name, None)
+        shown = (f"--{'' if value else 'no-'}{name.replace('_', '-')}" if isinstance(value, bool)
+                 else f"{name.replace('_', '-')} {value}")
+        by_source.setdefault(source, []).append(shown)
+    return "; ".join(f"{', '.join(names)} ({source})" for source, names in by_source.items())
 
 
 def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None:

@@ -32,12 +32,11 @@ from torch import nn
 from torch.func import functional_call
 
 from charrnn.checkpoint import Checkpoint
-from charrnn.lm import state as states
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.softmax import AdaptiveSoftmax
-from charrnn.lm.state import State
-
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+from charrnn.rnn import state as states
+from charrnn.rnn.layers import CELLS, forget_bias_one
+from charrnn.rnn.state import State
 
 
 class RNNLM(nn.Module):
@@ -45,7 +44,7 @@ class RNNLM(nn.Module):
         super().__init__()
         self.config = config
         emb = config.emb_size
-        self.embed = nn.Embedding(config.vocab_size, emb)
+        self.embed = _embedding(config.vocab_size, emb)
         self.drop = nn.Dropout(config.dropout)
         self.rnn = CELLS[config.cell](
             emb, config.hidden, num_layers=config.layers, batch_first=True,
@@ -71,22 +70,24 @@ class RNNLM(nn.Module):
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
         if not self.adaptive:
             nn.init.zeros_(self.head.bias)
-        if self.config.cell == "lstm":  # forget-gate bias 1 (Jozefowicz et al. 2015)
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    hidden = self.config.hidden
-                    with torch.no_grad():
-                        param[hidden : 2 * hidden].fill_(1.0)
+        if self.config.cell == "lstm":
+            forget_bias_one(self.rnn, self.config.hidden)
 
     def forward(self, ids: torch.Tensor, state: State | None = None,
                 targets: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
         """(scores (B, T, V), state); with targets (B, T): (-log p of each target (B·T,), state)."""
-        x = self._dropout(self._embed(ids))
-        out, state = self._recurrent(x, state)
-        features = self.proj(self._dropout(out))
+        features, state = self.features(ids, state)
         if targets is not None:
             return self.nll(features, targets), state
         return self.scores(features), state
+
+    def features(self, ids: torch.Tensor, state: State | None = None
+                 ) -> tuple[torch.Tensor, State]:
+        """(B, T) ids → (what the output layer reads (B, T, d), state): `scores` and `nll` of
+        chosen positions only cost less than scores everywhere (fill's rescoring)."""
+        x = self._dropout(self._embed(ids))
+        out, state = self._recurrent(x, state)
+        return self.proj(self._dropout(out)), state
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """(…, d) → (…, V): logits, or the adaptive softmax's log-probabilities."""
@@ -135,6 +136,16 @@ class RNNLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _embedding(vocab: int, dim: int) -> nn.Embedding:
+    """nn.Embedding; on the meta device (the size check before a checkpoint loads) without its
+    normal_ init, which _init_weights replaces anyway: torch runs normal_ on meta tensors through
+    a Python reference that imports torch._dynamo, two seconds of `charrnn sample`'s start-up.
+    Elsewhere it draws as before, so a seed builds the same weights."""
+    if torch.get_default_device().type == "meta":
+        return nn.Embedding(vocab, dim, _weight=torch.empty(vocab, dim))
+    return nn.Embedding(vocab, dim)
 
 
 def lm_config(ckpt: Checkpoint) -> ModelConfig:

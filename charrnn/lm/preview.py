@@ -24,8 +24,8 @@ def preview_text(model: RNNLM, device: torch.device, tokenizer, tokens: int | No
         # No CUDA graph: capturing one mid-training would empty the allocator's caches.
         sampler = Sampler(model, device, SampleOptions(length=count, temperature=temperature,
                                                        seed=seed), graphs=False)
-        stream = sampler.stream(encode_prime(tokenizer, None, "error")[0])
-        ids = [next(stream)[0] for _ in range(count)]
+        prime = encode_prime(tokenizer, None, "error")[0]
+        ids = sampler.tokens(prime).take_all(count)[0].tolist()
     finally:
         model.train(was_training)
     if model.config.direction == "backward":

@@ -1,8 +1,9 @@
 """Decoding: temperature, top-k, top-p (nucleus), greedy and beam search, streamed as it goes.
 
 The prime is run through the model in one call; then each step feeds one token back with the
-carried hidden state. Sampling draws from a seeded torch.Generator, so the same seed gives the
-same text on the same device.
+carried hidden state, K steps per call (chunks.py; on CUDA one graph replay, cudagraph.py), and
+the caller reads the tokens a chunk at a time. Sampling is Gumbel-max with noise from a seeded
+torch.Generator (decode.py), so the same seed gives the same text on the same device and version.
 """
 
 from __future__ import annotations
@@ -10,97 +11,95 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
 from charrnn.errors import UserError
+from charrnn.lm.chunks import Engine, StepEngine, TokenStream
 from charrnn.lm.config import SampleOptions
-from charrnn.lm.fastpath import make_stepper
-from charrnn.lm.mix import Mixture, NGramSide
+from charrnn.lm.decode import shape_scores
+from charrnn.lm.fastpath import make_stepper, say_graphs_off
 from charrnn.lm.model import RNNLM, load_lm
-from charrnn.lm.state import select_rows
+from charrnn.rnn.state import select_rows
+
+if TYPE_CHECKING:
+    from charrnn.evaluation.mix import Mixture, NGramSide
 
 # Printed between the samples of --num-samples N, so that where one ends is plain (nanoGPT prints
 # this line; not after the last sample, so one sample's output is the text alone).
 SEPARATOR = "\n" + "-" * 15 + "\n"
+CPU_CHUNK, CUDA_CHUNK = 32, 64  # tokens per chunk (sampling_speed measures the CPU's choice)
 
 
 def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
     """Temperature, then top-k, then top-p; masked entries become -inf. logits: (B, V)."""
-    logits = logits.float() / opts.temperature
-    if opts.top_k is not None and opts.top_k < logits.size(-1):
-        kth = torch.topk(logits, opts.top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if opts.top_p is not None and opts.top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(-1)
-        drop = cumulative - torch.softmax(sorted_logits, dim=-1) >= opts.top_p  # keep ≥ 1 token
-        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
-    return logits
+    return shape_scores(logits, 1.0 / opts.temperature, opts.top_k, opts.top_p)
+
+
+class Token(NamedTuple):
+    """One generated token of a stream; p and entropy (bits) of the distribution it was drawn
+    from when asked for (stats=True), else None."""
+
+    id: int
+    p: float | None = None
+    entropy: float | None = None
+
+
+def chunk_size(device: torch.device) -> int:
+    """Tokens per chunk: on CUDA enough to hide a host round trip behind a graph replay; on the
+    CPU enough to make the per-chunk work (noise, stats, one write) negligible."""
+    return CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
 
 
 class Sampler:
-    """Generates token ids from a model, one step at a time (the TUI drives the same object)."""
+    """Generates token ids from a model, a chunk of K tokens at a time (the TUI drives the same
+    object). `tokens()` is the interface every sampling mode reads; `stream()` one token at a
+    time over it."""
 
     def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions,
-                 graphs: bool = True, mixture: Mixture | None = None) -> None:
+                 graphs: bool = True, mixture: Mixture | None = None,
+                 chunk: int | None = None) -> None:
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
         self.model, self.device, self.opts, self.graphs = model.eval(), device, opts, graphs
         self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
+        self.chunk = chunk or chunk_size(device)
+        self.seed = opts.seed if opts.seed is not None else int(time.time_ns() % (1 << 62))
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(opts.seed if opts.seed is not None else
-                                   int(time.time_ns() % (1 << 62)))
-
-    def _draw(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """logits (B, V) → (tokens (B,), the distributions they were drawn from (B, V))."""
-        if self.opts.greedy:
-            probs = torch.softmax(logits.float(), dim=-1)
-            return probs.argmax(dim=-1), probs
-        probs = torch.softmax(filter_logits(logits, self.opts), dim=-1)
-        return torch.multinomial(probs, 1, generator=self.generator).view(-1), probs
 
     @torch.inference_mode()
-    def stream(self, prime_ids: list[int]) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield (token id, probabilities over the vocabulary it was drawn from), forever.
-
-        Options are read at every step, so a caller (the TUI) may change the temperature live.
-        """
-        stepper = make_stepper(self.model, self.device, graphs=self.graphs)
-        side = self._ngram_side(prime_ids, 1)
-        logits = stepper.prime(prime_ids)
-        while True:
-            tokens, probs = self._draw(side.mix(logits) if side else logits)
-            token = int(tokens[0])  # the host needs it anyway, to write it
-            if side:
-                side.advance([token])
-            yield token, probs[0]
-            logits = stepper.step(token)[None]
+    def tokens(self, prime_ids: list[int], streams: int = 1, stats: bool = False) -> TokenStream:
+        """`streams` continuations of the prime, read K tokens at a time (TokenStream.take)."""
+        side = self._ngram_side(prime_ids, streams)
+        engine = make_engine(self.model, self.device, self.opts, streams, self.generator,
+                             self.chunk, stats, side, self.graphs)
+        # Seeded after the engine is built: a CUDA graph's warm-up draws from the generator.
+        self.generator.manual_seed(self.seed)
+        engine.prime(prime_ids)
+        return TokenStream(engine, self.opts)
 
     def _ngram_side(self, prime_ids: list[int], streams: int) -> NGramSide | None:
-        return NGramSide(self.mixture, prime_ids, streams) if self.mixture else None
+        return None if self.mixture is None else self.mixture.side(prime_ids, streams)
 
-    @torch.inference_mode()
+    def stream(self, prime_ids: list[int], stats: bool = False) -> Iterator[Token]:
+        """One stream's tokens one at a time, forever (read a chunk at a time underneath)."""
+        tokens = self.tokens(prime_ids, 1, stats)
+        while True:
+            chunk = tokens.take(tokens.engine.k)
+            ids = chunk.ids[0].tolist()
+            if chunk.stats is None:
+                yield from (Token(i) for i in ids)
+            else:
+                figures = chunk.stats[0, :, :2].tolist()
+                yield from (Token(i, p, h) for i, (p, h) in zip(ids, figures, strict=True))
+
     def sample_batch(self, prime_ids: list[int], streams: int, length: int) -> list[list[int]]:
-        """`streams` independent continuations of the prime, generated side by side.
-
-        One step advances every stream (a batched matrix product, or one CUDA-graph replay);
-        the tokens stay on the device and come back once, at the end (with --mix they visit
-        the host each step: the n-gram's states live there).
-        """
-        stepper = make_stepper(self.model, self.device, streams, self.graphs)
-        side = self._ngram_side(prime_ids, streams)  # its states live on the host
-        logits = stepper.prime(prime_ids, streams)
-        out = torch.empty(streams, length, dtype=torch.long, device=self.device)
-        for i in range(length):
-            tokens, _ = self._draw(side.mix(logits) if side else logits)
-            out[:, i] = tokens
-            if side:
-                side.advance(tokens)
-            logits = stepper.step(tokens)
-        return out.tolist()
+        """`streams` independent continuations of the prime, generated side by side: one step
+        advances every stream (a batched matrix product, or K steps in one CUDA-graph replay)."""
+        return self.tokens(prime_ids, streams).take_all(length).tolist()
 
     @torch.inference_mode()
     def beam_search(self, prime_ids: list[int], width: int, length: int) -> list[int]:
@@ -127,7 +126,27 @@ class Sampler:
                 side.advance(token)
                 logits = side.mix(logits)
             log_probs = torch.log_softmax(logits.float(), dim=-1)
+        if torch.isnan(scores[0]):  # one read at the end: NaN spreads to every later score
+            raise UserError("the model's probabilities are NaN: the checkpoint's weights hold "
+                            "NaN or inf (a run that diverged?); sample another checkpoint "
+                            "(--checkpoint best|last) or train again")
         return history[0].tolist()
+
+
+def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams: int,
+                generator: torch.Generator, k: int, stats: bool = False,
+                side: NGramSide | None = None, graphs: bool = True) -> Engine:
+    """The fastest chunk engine here: K steps in one CUDA graph on CUDA (unless graphs=False,
+    or --mix, whose n-gram needs the host each step); the fused step on the CPU; the module."""
+    if device.type == "cuda" and graphs and side is None:
+        from charrnn.lm.cudagraph import GraphEngine  # only where CUDA is
+
+        try:
+            return GraphEngine(model, device, opts, streams, generator, k, stats)
+        except RuntimeError as exc:  # capture unsupported here (old driver, debug mode …)
+            say_graphs_off(exc)
+    return StepEngine(make_stepper(model, device), device, opts, streams, generator, k, stats,
+                      side)
 
 
 def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int], bool]:
@@ -152,24 +171,12 @@ def primed_decoder(tokenizer, prime_ids: list[int], show_prime: bool):
     return decoder, "".join(decoder.feed(int(i)) for i in prime_ids)
 
 
-def mixture_of(ckpt: checkpoint.Checkpoint, model: RNNLM, device: torch.device,
-               spec: str | None, weight: float | None, root: Path | None) -> Mixture | None:
-    """`--mix NGRAM_RUN [--mix-weight W]` of a loaded model (None without --mix)."""
-    if spec is None:
-        if weight is not None:
-            raise UserError("--mix-weight applies with --mix NGRAM_RUN")
-        return None
-    from charrnn.lm.evaluate import token_nll
-    from charrnn.lm.mix import mixture_for
-
-    return mixture_for(ckpt, lambda ids: -token_nll(model, ids, device), spec, root, weight)
-
-
 def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
              num_samples: int, write: Callable[[str], None], device: str = "auto",
-             unknown: str = "error", mix: str | None = None, mix_weight: float | None = None,
-             root: Path | None = None) -> None:
-    """`charrnn sample` (plain): stream each sample's text to `write` as tokens arrive."""
+             unknown: str = "error",
+             mixing: Callable[[RNNLM, torch.device], Mixture | None] | None = None) -> None:
+    """`charrnn sample` (plain): stream each sample's text to `write` as tokens arrive. `mixing`
+    makes the loaded model's --mix mixture (charrnn.evaluation.mix.mixture_of)."""
     opts.validate()
     if num_samples < 1:
         raise UserError(f"--num-samples must be ≥ 1, got {num_samples}")
@@ -178,7 +185,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     model = load_lm(ckpt, dev)
-    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
+    mixture = mixing(model, dev) if mixing is not None else None
     backward = model.config.direction == "backward"
     if backward or (num_samples > 1 and not opts.beam):
         # A right-to-left model generates what comes *before* the prime: collect, then reverse.
@@ -193,31 +200,35 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
             write(tokenizer.decode(ids[::-1] + shown) if backward else tokenizer.decode(shown + ids))
             write(SEPARATOR if index < num_samples - 1 else "")
         return
-    for index in range(num_samples):
+    for index in range(num_samples):  # one stream, or beam search (seeds seed, seed+1, …)
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}),
                           mixture=mixture)
         decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
         write(shown)
         if opts.beam:
-            for token in sampler.beam_search(prime_ids, opts.beam, opts.length):
-                write(decoder.feed(token))
+            write("".join(map(decoder.feed, sampler.beam_search(prime_ids, opts.beam,
+                                                                opts.length))))
         else:
-            stream = sampler.stream(prime_ids)
-            for _ in range(opts.length):
-                token, _probs = next(stream)
-                write(decoder.feed(token))
+            stream_text(sampler.tokens(prime_ids), decoder, opts.length, write)
         if hasattr(decoder, "flush"):
             write(decoder.flush())
         write(SEPARATOR if index < num_samples - 1 else "")
 
 
+def stream_text(tokens: TokenStream, decoder, length: int, write: Callable[[str], None]) -> None:
+    """Exactly `length` tokens of one stream, decoded and written a chunk at a time."""
+    while length > 0:
+        ids = tokens.take(length).ids[0].tolist()
+        write("".join(map(decoder.feed, ids)))
+        length -= len(ids)
+
+
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],
                  num_samples: int, collect: Callable[[list[int]], None],
                  mixture: Mixture | None = None) -> None:
-    """Sample `num_samples` id sequences without decoding them: side by side in one batch (the
-    tokens stay on the device until the end, even for one), or one after the other (seeds seed,
-    seed+1, …) for beam search."""
+    """Sample `num_samples` id sequences without decoding them: side by side in one batch (even
+    one), or one after the other (seeds seed, seed+1, …) for beam search."""
     if not opts.beam:
         sampler = Sampler(model, device, opts, mixture=mixture)
         for ids in sampler.sample_batch(prime_ids, num_samples, opts.length):
@@ -236,13 +247,11 @@ def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str 
     ckpt = checkpoint.resolve(spec, root)
     dev = resolve_device(device)
     sampler = Sampler(load_lm(ckpt, dev), dev, SampleOptions(seed=0))
-    stream = sampler.stream(encode_prime(ckpt.tokenizer, None, "error")[0])
-    for _ in range(20):
-        next(stream)
+    stream = sampler.tokens(encode_prime(ckpt.tokenizer, None, "error")[0])
+    stream.take_all(sampler.chunk)
     window, best = max(1, tokens // 3), 0.0
     for _ in range(3):
         start = time.perf_counter()
-        for _ in range(window):
-            next(stream)
+        stream.take_all(window)
         best = max(best, window / (time.perf_counter() - start))
     return best

@@ -21,20 +21,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from charrnn import checkpoint
 from charrnn.data import Dataset
-from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
+from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device, skeleton
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
-from charrnn.lm import state as states
 from charrnn.lm.batching import TBPTTStream, oriented
 from charrnn.lm.config import ModelConfig, TrainConfig
-from charrnn.lm.evaluate import score_ids
 from charrnn.lm.model import RNNLM, lm_config
+from charrnn.lm.scoring import score_ids
 from charrnn.lm.softmax import (
     ADAPTIVE_FROM,
     cutoffs_from_counts,
     frequency_order,
     resolve_softmax,
 )
+from charrnn.rnn import state as states
 from charrnn.training.loop import Loop
 from charrnn.training.reporters import Reporter
 
@@ -157,14 +157,11 @@ class Trainer:
         else:
             model_config, counts = model_config_for(cfg, dataset, self.device)
         params = require_fits(lambda: RNNLM(model_config), self.device)
+        if resume is not None:  # its weights file must be this model's, before anything is built
+            resume.check_weights(skeleton(lambda: RNNLM(model_config)))
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         with out_of_memory_is_too_big(params, self.device):
-            self.model = RNNLM(model_config)
-            if start is not None:  # its buffers carry the parent's frequency order too
-                self.model.load_state_dict(start[1])
-            elif self.model.adaptive and counts is not None:
-                self.model.head.set_order(frequency_order(counts))
-            self.model.to(self.device)
+            self.model = self._model(model_config, start, counts, resume is not None)
             forward: nn.Module = self.model
             if self.dist.enabled:
                 ids = [self.device.index] if self.device.type == "cuda" else None
@@ -177,6 +174,20 @@ class Trainer:
             self.loop.restore_from(resume)
             if self.dist.rank:  # the other ranks: a stream of their own again (CPU and GPU)
                 torch.manual_seed(cfg.seed + self.dist.rank + 1_000_003 * self.progress.step)
+
+    def _model(self, config: ModelConfig, start: tuple[ModelConfig, dict] | None,
+               counts: np.ndarray | None, resumed: bool) -> RNNLM:
+        """A new model's initial weights are drawn on the host (the same on every device); a
+        resumed one's are overwritten by its checkpoint, so it is built where it trains."""
+        if resumed:
+            with torch.device(self.device):
+                return RNNLM(config)
+        model = RNNLM(config)
+        if start is not None:  # its buffers carry the parent's frequency order too
+            model.load_state_dict(start[1])
+        elif model.adaptive and counts is not None:
+            model.head.set_order(frequency_order(counts))
+        return model.to(self.device)
 
     @property
     def progress(self):

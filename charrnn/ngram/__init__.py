@@ -8,10 +8,11 @@
     arpa.py        ARPA export/import (log10 probabilities and back-off weights)
     arpa_tables.py ARPA n-grams → our tables (missing contexts/suffixes become blanks)
     build.py       dataset → model → run folder
-    evaluate.py    nats/token, perplexity, bits/char (the same fields as `charrnn eval`)
+    runs.py        RUN → the n-gram run folder and its model
     sample.py      text generation
-    compare.py     `charrnn compare`: every run, RNN and n-gram, on the same text
-    cli.py         the `charrnn ngram ...` commands
+
+Their evaluation (`ngram eval`, `compare`, mixtures) is charrnn.evaluation's; the commands are
+charrnn.cli.ngram's.
 
 Nothing here imports torch, so the n-gram commands start fast.
 """

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from charrnn.configs import JsonConfig
 from charrnn.errors import UserError
-from charrnn.lm.config import check_cell
+from charrnn.rnn.shape import check_cell
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
 FORMATS = ("conll", "segmented")
@@ -70,7 +70,7 @@ class TagTrainConfig(LoopConfig):
     precision: str = "fp32"  # the bars of bench/tag_*.py were measured so; auto: bf16 on a CPU
 
     DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 4e-3, "adam": 4e-3, "rmsprop": 2e-3,
-                                              "sgd": 1.0}
+                                              "sgd": 1.0, "rprop": 1e-3}
     DEFAULT_MAX_STEPS: ClassVar[int | None] = None
     DEFAULT_EPOCHS: ClassVar[float | None] = 10
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charrnn import runs
+from charrnn import runlock, runs
 from charrnn.devices import host_to_device, out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.errors import UserError
 from charrnn.tag import score as tagscore
@@ -145,7 +145,8 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
         f"{len(bundle.encoder.tokens):,} tokens, {len(labels)} labels | {mcfg.cell} "
         f"{mcfg.layers}×{mcfg.hidden} bidirectional, {bundle.model.num_parameters():,} params | "
         f"{bundle.device}")
-    result = loop.run()
+    with runlock.writer(run_dir):
+        result = loop.run()
     verb = "stopped" if result["outcome"] == "interrupted" else "done"
     loop.reporter.message(f"{verb} at step {result['step']}; checkpoints in {run_dir}")
     loop.end_if_reader_gone(result)

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from charrnn.errors import UserError, check_seed
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop", "rprop")
 PRECISIONS = ("auto", "fp32", "bf16")
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
@@ -66,10 +66,13 @@ class LoopConfig:
     seed: int = 1337
     device: str = "auto"
     precision: str = "auto"  # fp32 | bf16 | auto (devices.resolve_precision)
+    threads: int = 0  # CPU threads of the run; 0: torch's default (every core this process may
+    # use), unless a plan measured fewer to be faster (charrnn.plan.measured)
 
     # Peak learning rates when --lr is not given (the LM defaults: bench/train_shakespeare.py).
+    # rprop: the initial step of every weight (each then grows ×1.2 or shrinks ×0.5 by the sign).
     DEFAULT_LR: ClassVar[dict[str, float]] = {"adamw": 4e-3, "adam": 4e-3, "rmsprop": 2e-3,
-                                              "sgd": 1.0}
+                                              "sgd": 1.0, "rprop": 1e-3}
     DEFAULT_MAX_STEPS: ClassVar[int | None] = 3000  # the budget when none is given …
     DEFAULT_EPOCHS: ClassVar[float | None] = None  # … or this many epochs
 
@@ -79,6 +82,7 @@ class LoopConfig:
         require_positive(self, ("lr", "max_steps", "max_time", "epochs", "eval_every",
                                 "eval_seconds", "save_every", "patience"))
         require_at_least(self, 1, ("log_every",))
+        require_at_least(self, 0, ("threads",))
         for name in ("weight_decay", "grad_clip", "warmup", "momentum"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -33,80 +33,13 @@ from charrnn.training.config import LoopConfig
 from charrnn.training.metrics import MetricsLog
 from charrnn.training.optim import load_optimizer, make_optimizer, optimizer_tensors
 from charrnn.training.reporters import PlainReporter, Reporter, SilentReporter
-from charrnn.training.runner import Runner
 from charrnn.training.saving import SaveClock
 from charrnn.training.schedule import Schedule
 from charrnn.training.stop import StopFlag
+from charrnn.training.task import Progress, StatelessTask, Task, Window
 
-
-@dataclass
-class Progress:
-    step: int = 0
-    epoch: int = 0
-    pos: int = 0  # step within the epoch
-    elapsed: float = 0.0
-    tokens: int = 0
-    best_val: float | None = None  # the best value of the task's metric so far
-    evals_since_best: int = 0
-    lr_scale: float = 1.0
-
-
-class Task(Protocol):
-    """What one kind of training supplies to the loop."""
-
-    model: nn.Module  # the module trained and saved (never a DDP wrapper)
-    steps_per_epoch: int
-    metric: str  # the evaluation metric that picks best/
-    higher_is_better: bool
-    resumable: bool  # whether checkpoints hold what --resume needs
-    precision: str  # what the loop computes in (fp32 | bf16 | fp16): set by the loop
-
-    def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
-        """One step's forward pass: the loss (on the device) and the tokens it read."""
-
-    def after_step(self, new_epoch: bool) -> None:
-        """After the optimizer step (the LM detaches its carried state, or starts afresh)."""
-
-    def evaluate(self) -> dict:
-        """Validation metrics ({} when there is nothing to validate on)."""
-
-    def checkpoint_meta(self) -> dict:
-        """The task's sections of checkpoint.json (model, tokenizer, dataset, task …)."""
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """The task's own resume state (the LM's carried hidden state)."""
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
-
-    def snapshot(self) -> object: ...
-
-    def restore(self, snap: object) -> None: ...
-
-    def out_of_memory(self) -> str:
-        """What to make smaller when a step ran out of memory."""
-
-
-class StatelessTask:
-    """What a task carries nothing between steps has (a tagger, the fill model): no state of its
-    own to save, snapshot or restore, nothing to do after a step."""
-
-    resumable = False
-    precision = "fp32"
-
-    def after_step(self, new_epoch: bool) -> None:
-        pass
-
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        return {}
-
-    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
-        pass
-
-    def snapshot(self) -> None:
-        return None
-
-    def restore(self, snap: None) -> None:
-        pass
+__all__ = ["Loop", "Progress", "StatelessTask", "Task"]  # what the tasks import from here
+MAX_NAN_RETRIES = 5
 
 
 class Loop:
@@ -241,15 +174,158 @@ class Loop:
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> dict:
         self.stop.install()
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
         try:
-            return Runner(self).run()
+            return self._windows()
         except RuntimeError as exc:
             if is_out_of_memory(exc):
                 raise UserError(f"out of memory on {self.device}: {self.task.out_of_memory()}") from exc
             raise
         finally:
+            torch.set_num_threads(threads)  # the process's own again (a library caller's)
             self.stop.restore()
             self.reporter.close()
+
+    # ---- the windows between sync points ----------------------------------------------------
+    def _start_windows(self) -> None:
+        """The run's bookkeeping, from where it starts (after a resume's restore)."""
+        self.has_val = self.task.has_validation
+        self.eval_every = self.cfg.eval_every or self.task.steps_per_epoch
+        self.window = Window(torch.zeros((), device=self.device), 0, self.progress.tokens,
+                             time.time())
+        self.last_eval_at = self.progress.elapsed
+        self.last_eval: dict = {}
+        self.pending_best: checkpoint.Captured | None = None  # a best/ kept in memory until
+        self.pending = False  # writing it is due (rank 0); whether there is one (every rank)
+        self.retries = 0
+
+    def _windows(self) -> dict:
+        """Steps in windows between sync points; at each: log, evaluate, save, stop."""
+        self._start_windows()
+        if not self.has_val:
+            self.reporter.message("note: no validation data, so no evaluation and no best/ "
+                                  "(use --val-frac or --valid FILE)")
+        self.reporter.start(getattr(self.task, "preview", None))
+        snapshot, outcome = self.snapshot(), "finished"
+        started, elapsed_at_start = time.time(), self.progress.elapsed
+        single = not self.dist.enabled
+        while not self.budget_spent():
+            self.window.loss += self.step()
+            self.window.steps += 1
+            if single:
+                self.progress.elapsed = elapsed_at_start + time.time() - started
+            if not self._is_sync_point(single):
+                continue
+            if not single:
+                self.progress.elapsed = self.dist.max(elapsed_at_start + time.time() - started)
+                self.stop.requested = self.dist.any(self.stop.requested)
+            # Read once: a request that lands after this point (a signal, a closed pipe) is acted
+            # on at the next sync point, so the stop always comes with its save.
+            stopping = self.stop.requested
+            mean = self.dist.mean(self.window.loss / self.window.steps).item()  # the host sync
+            if not math.isfinite(mean):
+                self._roll_back(snapshot)
+                continue
+            self.retries = 0
+            self._log(mean)
+            if self.reader_gone:
+                self.stop.requested = True
+            snapshot = self.snapshot()
+            outcome = self._after_sync(self.budget_spent() or stopping, stopping)
+            self.window.reset(self.progress.tokens)
+            if outcome != "finished":
+                break
+        prog = self.progress
+        return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
+                "elapsed": prog.elapsed, "run": str(self.run_dir), **self.last_eval}
+
+    def _is_sync_point(self, single: bool) -> bool:
+        """Under DDP only step counts decide, so that every rank reaches the same points; a single
+        process also stops for the clock and for Ctrl-C."""
+        cfg, step = self.cfg, self.progress.step
+        if (step % cfg.log_every == 0 or (self.has_val and step % self.eval_every == 0)
+                or (cfg.save_every is not None and step % cfg.save_every == 0)
+                or self.budget_spent()):
+            return True
+        return single and (self.stop.requested or self._eval_due())
+
+    def _eval_due(self) -> bool:
+        prog, cfg = self.progress, self.cfg
+        return self.has_val and (prog.step % self.eval_every == 0 or (
+            cfg.eval_seconds is not None and prog.elapsed - self.last_eval_at >= cfg.eval_seconds))
+
+    def _after_sync(self, final: bool, stopping: bool) -> str:
+        """Evaluate and save what is due; the run's outcome so far."""
+        cfg = self.cfg
+        save_due = cfg.save_every is not None and self.progress.step % cfg.save_every == 0
+        if self._eval_due() or (final and self.has_val):
+            self.last_eval = self._evaluate_and_save(final)
+            self.last_eval_at = self.progress.elapsed
+        elif save_due or final:
+            self._save(self.last_eval, False, True)
+        if cfg.patience and self.progress.evals_since_best >= cfg.patience:
+            self.reporter.message(f"early stop: no val improvement in {cfg.patience} evals")
+            return "early-stopped"
+        return "interrupted" if stopping else "finished"
+
+    def _roll_back(self, snapshot: dict) -> None:
+        self.retries += 1
+        if self.retries > MAX_NAN_RETRIES:
+            raise UserError(f"training diverged: the loss was not finite {self.retries} times in "
+                            "a row even after halving the learning rate; lower --lr or "
+                            "--grad-clip, or check the data")
+        bad_step = self.progress.step
+        self.rollback(snapshot)
+        self.reporter.message(f"warning: non-finite loss before step {bad_step}: rolled back to "
+                              f"step {self.progress.step}, learning rate ×{self.progress.lr_scale:g}")
+        self.window.reset(self.progress.tokens)
+
+    def _log(self, mean: float) -> None:
+        prog, window = self.progress, self.window
+        seconds = max(time.time() - window.start, 1e-9)
+        rec = {"type": "train", "step": prog.step,
+               "epoch": prog.epoch + prog.pos / self.task.steps_per_epoch, "loss": mean,
+               "lr": self.lr_now(), "tokens_per_s": (prog.tokens - window.tokens) / seconds,
+               "elapsed": prog.elapsed,
+               "eta": self.schedule.eta(prog.step, prog.elapsed, seconds / max(window.steps, 1)),
+               "max_steps": self.max_steps}
+        self.metrics.write(rec)
+        self.reporter.train(rec)
+
+    def _evaluate_and_save(self, final: bool) -> dict:
+        prog, task = self.progress, self.task
+        result = task.evaluate()
+        value = result.get(task.metric)
+        better = value is not None and math.isfinite(value) and (prog.best_val is None or (
+            value > prog.best_val if task.higher_is_better else value < prog.best_val))
+        if better:
+            prog.best_val, prog.evals_since_best = value, 0
+        else:
+            prog.evals_since_best += 1
+        rec = {"type": "eval", "step": prog.step, "elapsed": prog.elapsed, "best": better, **result}
+        self.metrics.write(rec)
+        # Saved before the report, which may fail (a terminal hung up) and must not cost the save.
+        self._save(result, better, final)
+        self.reporter.eval(rec)
+        return result
+
+    def _save(self, metrics: dict, better: bool, must: bool) -> None:
+        """last/ first: if the process dies between the two, best/ is the older, still-valid one.
+        Rank 0's clock decides whether writing is due, for every rank (captures are collective)."""
+        due = bool(self.dist.broadcast(must or self.saves.due()))
+        if not due:
+            if better:
+                self.pending_best, self.pending = self.capture(metrics), True
+            return
+        self.save("last", metrics)
+        if better:
+            self.save("best", metrics)
+            self.pending_best, self.pending = None, False
+        elif self.pending:  # every rank alike: only rank 0 holds the capture itself
+            self.write("best", self.pending_best)
+            self.pending_best, self.pending = None, False
 
     def end_if_reader_gone(self, result: dict, resume: str | None = None) -> None:
         """`charrnn train … | head`: the run stopped and saved; stdout is gone, so stderr says so

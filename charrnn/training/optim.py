@@ -18,6 +18,15 @@ from charrnn.training.config import LoopConfig
 # (a CPU-trained run resumed on CUDA gets the fused kernel, and the other way round).
 KERNEL_KEYS = ("fused", "foreach", "capturable")
 BETAS = (0.9, 0.99)
+# Rprop (Riedmiller & Braun 1993) moves each weight by a step of its own, grown ×1.2 while its
+# gradient keeps its sign and halved when the sign flips; the gradient's size is never used, so
+# weight decay and clipping change nothing (the plan refuses them). It is a full-batch method: a
+# sign flip means "stepped over a minimum" only when each gradient is the whole objective's, which
+# holds when one step covers the training text (--batch-size × --seq-len ≥ its tokens, the small
+# corpora of the tutorials that use it); on smaller batches it follows each batch's noisy sign and
+# its steps shrink. Steps stay within [1e-6, 0.05]: a weight of an RNN moved by 50 (torch's
+# default bound) saturates every gate.
+RPROP_STEPS = (1e-6, 0.05)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -39,6 +48,8 @@ def make_optimizer(model: nn.Module, cfg: LoopConfig, device: torch.device) -> t
         return torch.optim.AdamW(groups, lr=lr, betas=BETAS, fused=fused)
     if cfg.optim == "adam":
         return torch.optim.Adam(groups, lr=lr, betas=BETAS, fused=fused)
+    if cfg.optim == "rprop":  # resilient backpropagation: see RPROP_STEPS
+        return torch.optim.Rprop(groups, lr=lr, etas=(0.5, 1.2), step_sizes=RPROP_STEPS)
     if cfg.optim == "rmsprop":  # char-rnn's optimiser (alpha = decay rate 0.95); not fused, so
         # on CUDA the loss scaler reads its overflow flag back once a step
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.95, momentum=cfg.momentum)

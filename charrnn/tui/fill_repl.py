@@ -3,8 +3,10 @@
     fill> I want to ___ a new phone
     ┌ bidirectional ─────────────────────┬ ngram ─────────────────────────────┐
     │ 1  62.1%  I want to buy a new phone │ 1  40.2%  I want to get a new phone │ …
+    bidirectional 0.41 s · ngram 0.05 s  ·  models: fwd RUN, bwd RUN, ngram RUN
 
-The RNN method and the n-gram baseline are shown side by side. History is kept with Python's
+The RNN method and the n-gram baseline are shown side by side, then how long each took and
+which models answered. History is kept with Python's
 readline (arrow keys, saved in the cache folder). Commands start with a colon:
 
     :k N / :top-k N     how many fills to show        :model RUN   add or replace a model
@@ -15,6 +17,7 @@ readline (arrow keys, saved in the cache folder). Commands start with a colon:
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,10 +86,12 @@ class Repl:
     def show(self, line: str) -> None:
         template = parse(line)
         table = Table(show_lines=False, expand=False)
-        results = []
+        results, took = [], []
         for method in self.columns():
             table.add_column(method, overflow="fold")
+            started = time.perf_counter()
             results.append(fill_template(template, self.families, method, self.opts))
+            took.append(f"{method} {time.perf_counter() - started:.2f} s")
         for rank in range(self.opts.top_k):
             row = []
             for fills in results:
@@ -98,6 +103,15 @@ class Repl:
             if any(cell.plain for cell in row):
                 table.add_row(*row)
         self.console.print(table)
+        self.console.print(Text(f"{' · '.join(took)}  ·  models: {self.answered()}", style="dim"))
+
+    def answered(self) -> str:
+        """The models behind the columns: 'fwd RUN⊕NGRAM, bwd RUN, ngram RUN'."""
+        names = next(iter(self.families.values())).names if self.families else {}
+        used = {"bidirectional": ("fwd", "bwd", "mask"), "forward": ("fwd",), "left": ("fwd",)}
+        roles = [r for r in used.get(self.method or "", ()) if r in names]
+        roles += ["ngram"] if "ngram" in self.families and "ngram" in names else []
+        return ", ".join(f"{role} {names[role]}" for role in roles) or "none"
 
     def command(self, line: str) -> bool:
         """Handle a :command; False means leave."""

@@ -1,8 +1,10 @@
 """`charrnn sample` in a terminal: the generation loop with the live view and the keys.
 
-The loop drives the same `Sampler` as plain streaming. Per token it only decodes and records;
-the screen is redrawn at most FPS times a second, and never more often than keeps the drawing
-under MAX_VIEW_SHARE of the time (a slow terminal lowers the frame rate, not the sampling rate).
+The loop drives the same `Sampler` as plain streaming, a chunk of tokens at a time, each with its
+probability, entropy and top alternatives computed inside the chunk; per chunk it only decodes
+and records, and looks at the keyboard. The screen is redrawn at most FPS times a second, and
+never more often than keeps the drawing under MAX_VIEW_SHARE of the time (a slow terminal lowers
+the frame rate, not the sampling rate).
 Leaving the loop in any way (q, Ctrl-C, SIGTERM, an error) restores the terminal: the key reader
 and Rich's Live (alternate screen, hidden cursor) are context managers.
 """
@@ -24,8 +26,9 @@ from rich.live import Live
 
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
+from charrnn.evaluation.mix import mixture_of
 from charrnn.lm.model import lm_config, load_lm
-from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, mixture_of, primed_decoder
+from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.widgets import bucket
@@ -33,7 +36,6 @@ from charrnn.tui.widgets import bucket
 FPS = 15
 MAX_VIEW_SHARE = 0.05
 MAX_FRAME_GAP = 0.5  # seconds: a slow frame lowers the frame rate, but never below 2 a second
-KEY_POLL_EVERY = 32  # tokens between looks at the keyboard when no frame is due
 IDLE_POLL = 0.1  # seconds between looks at the keyboard while paused or done
 TEMP_STEP, TEMP_MIN, TEMP_MAX = 0.1, 0.1, 5.0
 _ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?")  # arrows, F-keys: ignored
@@ -44,7 +46,7 @@ class LiveResult:
     text: str = ""
     tokens: int = 0  # generated over the whole session (all restarts)
     seconds: float = 0.0  # time spent generating (pauses excluded), frames included
-    view_seconds: float = 0.0  # of which: the view's frames (tensor stats, layout, drawing)
+    view_seconds: float = 0.0  # of which: the view's frames (text folding, layout, drawing)
     saved: list[Path] = field(default_factory=list)
 
     @property
@@ -111,8 +113,8 @@ class _Session:
 
     def start_sample(self) -> None:
         self.opts.seed = self.seed  # the one options object: the temperature survives restarts
-        self.stream = Sampler(self.model, self.device, self.opts,
-                              mixture=self.mixture).stream(self.prime_ids)
+        self.tokens = Sampler(self.model, self.device, self.opts,
+                              mixture=self.mixture).tokens(self.prime_ids, stats=True)
         self.decoder = primed_decoder(self.tokenizer, self.prime_ids, self.show_prime)[0]
         self.parts = [self.prime_text]
         self.view.restart(self.prime_text, self.seed, self.opts.length)
@@ -138,17 +140,11 @@ class _Session:
         while True:
             running = not view.paused and view.generated < view.target
             if running:
-                token, probs = next(self.stream)
-                text = self.decoder.feed(token)
-                view.record(token, probs, text)
-                self.parts.append(text)
+                self._next_chunk()
                 done = view.generated >= view.target
-                pressed = ""
-                if not done and clock() < self.next_frame:
-                    # The common case: no frame due, next token; a key press gets one at once.
-                    if view.generated % KEY_POLL_EVERY or not (pressed := self.keys.read(0.0)):
-                        continue
-                pressed += self.keys.read(0.0)
+                pressed = self.keys.read(0.0)
+                if not done and not pressed and clock() < self.next_frame:
+                    continue  # the common case: no frame due, next chunk; a key gets one at once
                 if done:  # the last token always gets a frame
                     self._finish_sample()
             else:  # paused or done: redraw only for a key or a resize
@@ -165,18 +161,27 @@ class _Session:
                 break
             cpu = time.thread_time()
             view.flush()
-            tensors = time.thread_time() - cpu  # CPU time: a descheduled moment is not its cost
+            folding = time.thread_time() - cpu  # CPU time: a descheduled moment is not its cost
             drawn = clock()
             live.update(view.render(self.console.width), refresh=True)
             drawing = clock() - drawn  # wall time: a slow terminal's blocked writes count
             if running:
                 self.result.view_seconds += clock() - now
             # The frame's cost sets the next gap, capped so keys and the screen stay responsive.
-            spent = tensors + drawing
+            spent = folding + drawing
             self.next_frame = now + min(MAX_FRAME_GAP, max(interval, spent / MAX_VIEW_SHARE))
             if not self.hold and view.generated >= view.target:
                 break
         self.result.tokens = self.tokens_before + view.generated
+
+    def _next_chunk(self) -> None:
+        """The next tokens up to the target (a chunk's surplus waits for 'more')."""
+        view = self.view
+        chunk = self.tokens.take(view.target - view.generated)
+        ids = chunk.ids[0].tolist()
+        texts = [self.decoder.feed(token) for token in ids]
+        view.record(ids, texts, chunk.stats[0].tolist())
+        self.parts.extend(texts)
 
     def _finish_sample(self) -> None:
         tail = self.decoder.flush() if hasattr(self.decoder, "flush") else ""

@@ -1,11 +1,11 @@
 """What the sampling view shows, and how it is laid out.
 
-Per token the loop only records (id, probability tensor, decoded text) — no tensor work, no
-host sync. Every REDUCE_EVERY tokens the recorded distributions are reduced on the device to
-what the view keeps of them (the sampled token's probability and the entropy: two numbers a
-token), so memory and a frame's work stay bounded whatever the vocabulary size and however far
-apart frames are. `flush()`, once per frame, reduces the rest, moves everything to the host in
-one transfer, and takes the top-5 of the newest step.
+The sampler hands the loop a chunk of tokens at a time, with what the view needs of each already
+computed inside the chunk (decode.token_stats): the chosen token's probability, the entropy and
+the top-5 alternatives, a dozen numbers a token. `record()` keeps them as plain floats (no
+distribution, no tensor: memory and a frame's work stay bounded whatever the vocabulary size);
+`flush()`, once per frame, folds the pending text into the text flow, coloured by probability,
+and shows the top-5 of the newest token.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-import torch
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.panel import Panel
 from rich.segment import Segment
@@ -22,13 +21,12 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
+from charrnn.lm.decode import TOP
 from charrnn.tui.textflow import TextFlow
 from charrnn.tui.widgets import BUCKET_STYLES, PRIME_STYLE, bar, bucket, fit, legend, sparkline, token_label
 
 SIDE_WIDTH = 40
 PRIME = len(BUCKET_STYLES)  # style index of the prime in the text flow
-CANDIDATES = 5
-REDUCE_EVERY = 128  # distributions held before they are reduced to two numbers each
 NARROW = SIDE_WIDTH + 30  # below this width the side panel is hidden: the footer says more
 
 
@@ -46,11 +44,9 @@ class SampleView:
     info: ViewInfo
     opts: object  # SampleOptions: read live, so +/- show at once
     flow: TextFlow = field(default_factory=lambda: TextFlow([*BUCKET_STYLES, PRIME_STYLE]))
-    pending_ids: list[int] = field(default_factory=list)
-    pending_probs: list[torch.Tensor] = field(default_factory=list)
     pending_text: list[str] = field(default_factory=list)
-    reduced: list[torch.Tensor] = field(default_factory=list)  # (2, n): chosen p, entropy
-    newest: torch.Tensor | None = None  # the latest full distribution (for the top-5)
+    pending_p: list[float] = field(default_factory=list)  # the chosen token's probability
+    newest: list[float] | None = None  # the newest token's stats row (for the top-5)
     entropies: deque = field(default_factory=lambda: deque(maxlen=SIDE_WIDTH))
     candidates: list[tuple[int, float]] = field(default_factory=list)
     chosen: int | None = None
@@ -65,59 +61,34 @@ class SampleView:
     # ---- data ---------------------------------------------------------------------------------
     def restart(self, prime_text: str, seed: int | None, target: int) -> None:
         self.flow.clear()
-        self.pending_ids.clear()
-        self.pending_probs.clear()
         self.pending_text.clear()
-        self.reduced.clear()
+        self.pending_p.clear()
         self.newest = None
         self.entropies.clear()
         self.candidates, self.chosen, self.generated = [], None, 0
         self.seed, self.target = seed, target
         self.flow.add(prime_text, PRIME)
 
-    def record(self, token: int, probs: torch.Tensor, text: str) -> None:
-        """Per token: three appends (and, every REDUCE_EVERY tokens, one device reduction)."""
-        self.pending_ids.append(token)
-        self.pending_probs.append(probs)
-        self.pending_text.append(text)
-        self.generated += 1
-        if len(self.pending_probs) >= REDUCE_EVERY:
-            self._reduce()
-
-    def _reduce(self) -> None:
-        """Recorded distributions → (chosen p, entropy) per token, on the device (no sync)."""
-        if not self.pending_probs:
-            return
-        probs = torch.stack(self.pending_probs).float()
-        first = len(self.pending_ids) - len(self.pending_probs)
-        ids = torch.tensor(self.pending_ids[first:], device=probs.device)
-        chosen = probs.gather(1, ids[:, None])[:, 0]
-        # Filtered-out tokens have p = 0 exactly; clamp so 0·log 0 counts as 0, not NaN.
-        # (natural log, then bits: log2 is ~40× slower than log in CPU builds of torch)
-        entropy = (probs * probs.clamp_min(1e-30).log()).sum(1) * (-1 / math.log(2))
-        self.reduced.append(torch.stack([chosen, entropy]))
-        self.newest = probs[-1]
-        self.pending_probs.clear()
+    def record(self, ids: list[int], texts: list[str], stats: list[list[float]]) -> None:
+        """A chunk of tokens: ids, decoded texts, and per token (chosen p, entropy in bits, the
+        top-5 probabilities, their ids), as decode.token_stats packs them."""
+        self.pending_text.extend(texts)
+        self.pending_p.extend(row[0] for row in stats)
+        self.entropies.extend(row[1] for row in stats)
+        self.generated += len(ids)
+        self.chosen, self.newest = ids[-1], stats[-1]
 
     def flush(self) -> None:
-        if not self.pending_ids:
-            return
-        self._reduce()
-        top = torch.topk(self.newest, min(CANDIDATES, self.newest.numel()))
-        reduced = torch.cat(self.reduced, dim=1)
-        # One transfer for all of it (a single sync on a GPU).
-        packed = torch.cat([reduced.reshape(-1), top.values, top.indices.to(reduced.dtype)]).tolist()
-        n, k = len(self.pending_ids), top.values.numel()
-        chosen_p, entropies = packed[:n], packed[n:2 * n]
-        values, indices = packed[2 * n:2 * n + k], packed[2 * n + k:]
-        for text, p in zip(self.pending_text, chosen_p, strict=True):
+        for text, p in zip(self.pending_text, self.pending_p, strict=True):
             self.flow.add(text, bucket(p))
-        self.entropies.extend(entropies)
-        self.candidates = [(int(i), v) for i, v in zip(indices, values, strict=True)]
-        self.chosen, self.chosen_p = self.pending_ids[-1], chosen_p[-1]
-        self.pending_ids.clear()
         self.pending_text.clear()
-        self.reduced.clear()
+        self.pending_p.clear()
+        if self.newest is not None:
+            row = self.newest
+            self.chosen_p = row[0]
+            top = (len(row) - 2) // 2  # TOP, or the vocabulary size when smaller
+            self.candidates = [(int(i), v) for i, v in zip(row[2 + top:], row[2:2 + top],
+                                                             strict=True)]
 
     # ---- rendering ----------------------------------------------------------------------------
     def render(self, width: int | None = None) -> Frame:  # noqa: ARG002 (sized at render time)
@@ -159,7 +130,7 @@ class SampleView:
         stats.add_row("seed", str(self.seed))
         stats.add_row("model", fit(self.info.model, value_w))
         stats.add_row("checkpoint", fit(self.info.checkpoint, value_w))
-        return Group(Text("top-5 candidates", style="bold"), rows, Text(""), stats)
+        return Group(Text(f"top-{TOP} candidates", style="bold"), rows, Text(""), stats)
 
     def _footer(self, width: int) -> Group:
         space = "more" if self.generated >= self.target else ("resume" if self.paused else "pause")

@@ -35,13 +35,18 @@ class Mixture:
     weight: float  # λ, the RNN's share
     tuned_on: str  # "val" (EM on the validation split) or "given" (--mix-weight)
 
+    def side(self, history: list[int], streams: int) -> NGramSide:
+        """The n-gram's side of sampling `streams` streams after `history` (lm.sample calls it:
+        the sampler knows a mixture only by this method)."""
+        return NGramSide(self, history, streams)
+
     def describe(self) -> dict:
         return {"ngram": self.name, "weight": self.weight, "tuned_on": self.tuned_on}
 
 
 def load_ngram_for(ckpt: checkpoint.Checkpoint, spec: str, root: Path) -> tuple[NGramModel, str]:
     """The n-gram run `spec`, refused unless it reads the RNN's tokens id for id."""
-    from charrnn.ngram.evaluate import load_run
+    from charrnn.ngram.runs import load_run
 
     kind = runs.run_info(runs.resolve_run(spec, root, kind="ngram")).get("kind")
     if kind != "ngram":
@@ -163,3 +168,15 @@ class NGramSide:
     def reorder(self, index) -> None:
         """Keep the streams `index` picks (a beam's survivors), in that order."""
         self.states = self.states[np.asarray(index.cpu() if hasattr(index, "cpu") else index)]
+
+
+def mixture_of(ckpt: checkpoint.Checkpoint, model, device, spec: str | None,
+               weight: float | None, root: Path | None) -> Mixture | None:
+    """`--mix NGRAM_RUN [--mix-weight W]` of a loaded language model (None without --mix)."""
+    if spec is None:
+        if weight is not None:
+            raise UserError("--mix-weight applies with --mix NGRAM_RUN")
+        return None
+    from charrnn.lm.scoring import token_nll
+
+    return mixture_for(ckpt, lambda ids: -token_nll(model, ids, device), spec, root, weight)

@@ -18,7 +18,8 @@ BAR_WIDTH = 8
 
 
 def _ngram_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> dict:
-    from charrnn.ngram.evaluate import evaluate_ngram, load_run
+    from charrnn.evaluation.ngram import evaluate_ngram
+    from charrnn.ngram.runs import load_run
     from charrnn.ngram.sample import sampling_speed
 
     result = evaluate_ngram(spec, root, file, None if file else split, unk)
@@ -31,7 +32,7 @@ def _ngram_row(spec: str, root: Path, file: str | None, split: str, unk: str) ->
 
 
 def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> dict:
-    from charrnn.lm.evaluate import evaluate_run
+    from charrnn.evaluation.lm import evaluate_run
     from charrnn.lm.sample import sampling_speed
 
     result = evaluate_run(spec, root, file, None if file else split, unknown=unk)
@@ -64,7 +65,7 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
              and lm.get("dataset") and lm["dataset"] == ngram.get("dataset")]
     out = []
     for lm, ngram in pairs:
-        from charrnn.lm.evaluate import evaluate_run  # torch: only when there is a pair
+        from charrnn.evaluation.lm import evaluate_run  # torch: only when there is a pair
 
         name = f"{lm['run']} ⊕ {ngram['run']}"
         try:

@@ -20,7 +20,7 @@ import numpy as np
 
 from charrnn import runs
 from charrnn.errors import UserError
-from charrnn.scores import UNK
+from charrnn.evaluation.scores import UNK
 from charrnn.tokenizers import skipped_chars
 
 BATCH_LINES = 256
@@ -139,7 +139,7 @@ class RNNScorer(Scorer):
         rnn = [lp[row, : len(ids)] for row, ids in enumerate(lines)]
         if self.mixture is None:
             return rnn
-        from charrnn.lm.mix import mixed_logp
+        from charrnn.evaluation.mix import mixed_logp
 
         start = [self.start]
         ngram = self.mixture.ngram.continuation_logps(start, lines)
@@ -159,13 +159,13 @@ def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str = "err
             raise UserError(f"{', '.join(given)} apply to language model runs; {folder.name} is "
                             "an n-gram run (scored on the CPU, in float64): drop "
                             f"{'it' if len(given) == 1 else 'them'}")
-        from charrnn.ngram.evaluate import load_run
+        from charrnn.ngram.runs import load_run
 
         return NGramScorer(load_run(spec, root)[1], unknown)
     from charrnn import checkpoint
     from charrnn.devices import resolve_device, resolve_precision
+    from charrnn.evaluation.mix import mixture_of
     from charrnn.lm.model import load_lm
-    from charrnn.lm.sample import mixture_of
 
     ckpt = checkpoint.resolve(spec, root)
     runs.check_kind(ckpt.run_folder, ckpt.task, "lm", "eval")

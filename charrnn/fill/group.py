@@ -1,0 +1,121 @@
+"""A fill group: the runs `charrnn fill train` made for `charrnn fill`, found together.
+
+    <root>/<group>/group.json       the stages, their budgets and state, the mixture weights
+    <root>/<group>/train/NAME.txt   the head of each corpus file (what every model trains on)
+    <root>/<group>/heldout/NAME.txt its tail (every model's validation text; `fill eval` reads it)
+    <root>/<group>-ngram/           ordinary runs: an n-gram (with backward/, the same counts
+    <root>/<group>-fwd/ -bwd/       right to left), forward and backward LMs and the fill model;
+    <root>/<group>-mask/            `charrnn runs`, sample, eval … take them as any run
+
+group.json is rewritten atomically at every change of stage, so a run killed at any moment leaves
+a group that `charrnn fill train --resume GROUP` continues. Torch-free.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from charrnn import fsutil, runs
+from charrnn.errors import UserError
+
+FILE, FORMAT, VERSION = "group.json", "charrnn-fill-group", 1
+ROLES = {"ngram": "n-gram", "fwd": "forward LM", "bwd": "backward LM", "mask": "fill model"}
+
+
+def group_dir(root: Path, name: str) -> Path:
+    return root / name
+
+
+def is_group(folder: Path) -> bool:
+    return (folder / FILE).is_file()
+
+
+def read(folder: Path) -> dict:
+    info = fsutil.read_json(folder / FILE, f"fill group {folder}")
+    if info.get("format") != FORMAT or not isinstance(info.get("stages"), list):
+        raise UserError(f"{folder / FILE} is not a fill group (charrnn fill train writes them)")
+    return info
+
+
+def write(folder: Path, info: dict) -> None:
+    fsutil.write_json_atomic(folder / FILE, info)
+
+
+def create(root: Path, name: str | None) -> Path:
+    """A new group folder (the default name a timestamp); its members' names are checked free."""
+    base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + "_fill"
+    if not base or "/" in base or base.startswith("."):
+        raise UserError(f"--run-name {base!r} must be a plain folder name")
+    taken = [p for p in (root / base, *(root / f"{base}-{r}" for r in ROLES)) if p.exists()]
+    if taken:
+        if name is None:  # two groups started in the same second
+            return create(root, f"{base}-{time.time_ns() % 10_000}")
+        raise UserError(f"{taken[0]} already exists: pick another --run-name, or continue that "
+                        f"group with --resume {base}")
+    folder = root / base
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {folder}: {exc.strerror}") from exc
+    return folder
+
+
+def resolve(spec: str, root: Path) -> Path:
+    """A GROUP argument (a name under the root or a folder) → its folder."""
+    for candidate in (Path(spec), root / spec):
+        if is_group(candidate):
+            return candidate
+    raise UserError(f"fill group {spec!r} not found (looked for {FILE} in {spec} and "
+                    f"{root / spec}): `charrnn fill train CORPUS` makes one")
+
+
+def newest(root: Path) -> Path | None:
+    """The newest group under the root with at least one trained member, or None."""
+    found = []
+    if root.is_dir():
+        for folder in root.iterdir():
+            if not is_group(folder):
+                continue
+            try:
+                info = read(folder)
+            except UserError:
+                continue
+            if any(stage.get("state") == "done" for stage in info["stages"]):
+                found.append((float(info.get("created", 0)), folder.name, folder))
+    return max(found)[2] if found else None
+
+
+def members(folder: Path) -> list[tuple[str, Path]]:
+    """(role, run folder) of the group's finished stages, in stage order."""
+    root = folder.parent
+    out = []
+    for stage in read(folder)["stages"]:
+        run = root / stage["run"]
+        if stage.get("state") == "done" and (run / runs.RUN_FILE).is_file():
+            out.append((stage["role"], run))
+    return out
+
+
+def split_text(text: str, fraction: float) -> tuple[str, str]:
+    """(head, tail): the tail is the last `fraction` of the characters, from a line start (the
+    last line break before the cut), so no line is split; one long line is cut where it is."""
+    cut = int(len(text) * (1 - fraction))
+    line_start = text.rfind("\n", 0, cut) + 1
+    if line_start > len(text) // 2:
+        cut = line_start
+    return text[:cut], text[cut:]
+
+
+def left_to_do(info: dict) -> list[str]:
+    """What is not done, in words: 'backward LM (312 s of 480 s left)'."""
+    out = []
+    for stage in info["stages"]:
+        if stage.get("state") == "done":
+            continue
+        what = ROLES[stage["role"]]
+        budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)
+        if budget:
+            what += f" ({max(0.0, budget - used):.0f} s of {budget:.0f} s left)"
+        out.append(what)
+    return out

@@ -1,0 +1,213 @@
+"""`charrnn fill train CORPUS...`: every model `charrnn fill` uses, trained within one budget.
+
+    corpus files ─ head / tail of each (group.split_text) ─ one char dataset, the tails its
+    validation split
+      1 n-gram        seconds: modified Kneser-Ney, and backward/ (the same text right to left)
+      2 forward LM    ┐ each a share (SHARES) of what is left of --max-time when it starts,
+      3 backward LM   │ so the whole stays within it
+      4 fill model    ┘
+      5 mixtures      each LM with the n-gram of its direction, λ tuned on the held-out text (EM)
+
+Every stage is an ordinary run (charrnn.lm.job.train_job, charrnn.fill.train, charrnn.ngram);
+group.json records where each stands, so an interrupted group resumes (`--resume GROUP`): a
+stopped LM continues from its last/ within its own budget, a stopped fill model or n-gram starts
+again. The settings below are the ones measured best on this task (README, "Fill in the blank").
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import data
+from charrnn.errors import UserError
+from charrnn.fill import group
+from charrnn.fill.config import FillTrainConfig
+from charrnn.lm.config import TrainConfig
+
+MAX_TIME = 1200.0  # seconds for everything, when none is given
+HELDOUT = 0.02  # the tail of each file kept out of training (validation, `fill eval`)
+NGRAM_ORDER = 5
+SHARES = {"fwd": 0.45, "bwd": 0.45, "mask": 0.1}  # of the time left after the n-gram
+MIN_STAGE_S = 20.0  # a stage given less is skipped (said so)
+RESERVE_S = 15.0  # for the last evaluation and save of a stage, and the mixtures at the end
+MIX_TOKENS = 20_000  # held-out tokens the mixture weights are tuned on
+LM = TrainConfig(cell="lstm", layers=1, hidden=256, dropout=0.1, batch_size=128, seq_len=32,
+                 lr=1e-2, warmup=30, eval_every=10**9, eval_tokens=20_000)
+FILL = FillTrainConfig(cell="lstm", layers=1, hidden=256, dropout=0.1, batch_size=64,
+                       seq_len=64, lr=1e-2, warmup=30, eval_every=10**9)
+
+Reporters = Callable[[dict, dict], object]  # (group info, stage) → a training Reporter
+
+
+def train_lm(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig, root: Path,
+             run_name: str, resume: bool, reporter) -> dict:
+    """The one call of charrnn.lm.job.train_job that `fill train` makes (a new run, or its own
+    stopped run continued within the same --max-time)."""
+    from charrnn.lm.job import train_job
+
+    if resume:
+        return train_job(inputs, popts, cfg, root, resume=run_name,
+                         overrides={"max_time": cfg.max_time}, reporter=reporter)
+    return train_job(inputs, popts, cfg, root, run_name, reporter=reporter)
+
+
+def start(inputs: list[str], max_time: float, root: Path, name: str | None,
+          mirror: str | None = None) -> Path:
+    """A new group: the corpus split into train/ and heldout/ text, the stages planned."""
+    from charrnn.corpora import resolve_inputs
+    from charrnn.inputs import expand_inputs, read_text
+
+    if not inputs:
+        raise UserError("give the corpus: one or more text files (or a registry name, e.g. "
+                        "zh-reviews)")
+    if not max_time > 0:
+        raise UserError(f"--max-time must be a positive number of seconds, got {max_time}")
+    files = expand_inputs(resolve_inputs(inputs, data.PreprocessOptions(), mirror))
+    texts = [(path, read_text([str(path)])) for path in files]
+    folder = group.create(root, name)
+    for sub in ("train", "heldout"):
+        (folder / sub).mkdir()
+    for index, (path, text) in enumerate(texts):
+        head, tail = group.split_text(text, HELDOUT)
+        target = f"{index + 1:02d}_{path.stem}.txt"  # two inputs may share a name
+        (folder / "train" / target).write_text(head, encoding="utf-8")
+        (folder / "heldout" / target).write_text(tail, encoding="utf-8")
+    stages = [{"role": role, "run": f"{folder.name}-{role}", "state": "pending"}
+              for role in group.ROLES]
+    group.write(folder, {"format": group.FORMAT, "version": group.VERSION,
+                         "created": time.time(), "inputs": [str(p) for p in files],
+                         "max_time": max_time, "spent_s": 0.0, "stages": stages, "mix": {}})
+    return folder
+
+
+def popts_of(folder: Path) -> tuple[list[str], data.PreprocessOptions]:
+    """The group's training files and preprocess options (the held-out tails: validation)."""
+    train = sorted(str(p) for p in (folder / "train").glob("*.txt"))
+    heldout = sorted(str(p) for p in (folder / "heldout").glob("*.txt"))
+    return train, data.PreprocessOptions(valid=heldout, test_frac=0.0)
+
+
+def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
+        device: str = "auto") -> dict:
+    """Train the group's stages that are not done, within what is left of its budget."""
+    info = group.read(folder)
+    deadline = time.time() + max(0.0, info["max_time"] - info["spent_s"])
+    inputs, popts = popts_of(folder)
+    for stage in info["stages"]:
+        if stage["state"] == "done":
+            continue
+        budget = _budget(info, stage, deadline)
+        if stage["role"] != "ngram" and budget < MIN_STAGE_S:
+            say(f"{group.ROLES[stage['role']]}: skipped, {budget:.0f} s of the budget left")
+            stage["state"] = "skipped"
+            continue
+        began = time.time()
+        stage.update(state="running", budget_s=round(budget, 1), started=began)
+        group.write(folder, info)
+        try:
+            outcome = _run_stage(folder, stage, inputs, popts, reporters(info, stage), device)
+        except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
+            outcome = "interrupted"
+        if stage["role"] == "ngram":
+            say(f"n-gram: order {NGRAM_ORDER}, both ways, in {time.time() - began:.0f} s; run "
+                f"{stage['run']}")
+        info["spent_s"] += time.time() - began
+        stage["used_s"] = round(stage.get("used_s", 0.0) + time.time() - began, 1)
+        stage["state"] = "done" if outcome != "interrupted" else "stopped"
+        group.write(folder, info)
+        if outcome == "interrupted":
+            return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(info)}
+    info["mix"] = mixture_weights(folder, device)
+    group.write(folder, info)
+    return {"outcome": "done", "group": str(folder), "left": group.left_to_do(info),
+            "spent_s": round(info["spent_s"], 1), "mix": info["mix"]}
+
+
+def _budget(info: dict, stage: dict, deadline: float) -> float:
+    """A stage's seconds: its planned share of what is left (a stopped LM keeps its budget)."""
+    if stage["role"] == "ngram":
+        return 0.0
+    if stage["state"] in ("running", "stopped") and stage.get("budget_s"):
+        return stage["budget_s"]
+    left = [s["role"] for s in info["stages"] if s["state"] != "done" and s["role"] in SHARES]
+    share = SHARES[stage["role"]] / sum(SHARES[r] for r in left)
+    return max(0.0, (deadline - time.time() - RESERVE_S * len(left)) * share)
+
+
+def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
+               device: str) -> str:
+    root, role = folder.parent, stage["role"]
+    if role == "ngram":
+        build_ngrams(inputs, popts, root, stage)
+        return "done"
+    resumable = role in ("fwd", "bwd") and (root / stage["run"] / "last").is_dir()
+    if not resumable and (root / stage["run"]).exists():  # a start that never saved, or a
+        stage["run"] = _next_name(root, stage["run"])  # fill model: trained again, anew
+    if role == "mask":
+        from charrnn.fill.train import train_fill_job
+
+        cfg = replace(FILL, max_time=stage["budget_s"], device=device,
+                      eval_seconds=max(30.0, stage["budget_s"] / 3))
+        return train_fill_job(inputs, popts, cfg, root, stage["run"], reporter=reporter)["outcome"]
+    cfg = replace(LM, max_time=stage["budget_s"], device=device,
+                  direction="backward" if role == "bwd" else "forward",
+                  eval_seconds=max(30.0, stage["budget_s"] / 3))
+    return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter)["outcome"]
+
+
+def _next_name(root: Path, name: str) -> str:
+    base, n = name, 2
+    while (root / f"{base}-{n}").exists():
+        n += 1
+    return f"{base}-{n}"
+
+
+def build_ngrams(inputs: list[str], popts, root: Path, stage: dict) -> None:
+    """The n-gram run, and in its backward/ the same counts of the text read right to left."""
+    from charrnn.ngram.build import build_model, train_run
+
+    if (root / stage["run"]).exists():
+        stage["run"] = _next_name(root, stage["run"])
+    dataset = data.prepare(inputs, popts)
+    prune = [0] * NGRAM_ORDER
+    folder, model = train_run(dataset, NGRAM_ORDER, False, prune, True, root, stage["run"])
+    reversed_ids = np.ascontiguousarray(np.asarray(dataset.ids("train"))[::-1])
+    backward = build_model(reversed_ids, dataset.tokenizer, NGRAM_ORDER, False, prune, True,
+                           {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level},
+                            "direction": "backward"})
+    backward.save(folder / "backward")
+
+
+def mixture_weights(folder: Path, device: str) -> dict:
+    """λ (the RNN's share) of each LM with the n-gram of its direction, tuned by EM on the
+    held-out text: {"fwd": λ, "bwd": λ} for the LMs the group has."""
+    from charrnn import checkpoint
+    from charrnn.devices import resolve_device
+    from charrnn.evaluation.mix import tune_weight
+    from charrnn.lm.model import load_lm
+    from charrnn.lm.scoring import token_nll
+    from charrnn.ngram.model import load as load_ngram
+
+    runs = dict(group.members(folder))
+    if "ngram" not in runs:
+        return {}
+    dev = resolve_device(device)
+    weights = {}
+    for role, sub in (("fwd", "model"), ("bwd", "backward")):
+        if role not in runs:
+            continue
+        ckpt = checkpoint.resolve(str(runs[role]), folder.parent)
+        dataset = data.find_dataset(ckpt.meta["dataset"]["id"])
+        if dataset is None:  # the cache was cleared: the group's own text makes it again
+            dataset = data.prepare(*popts_of(folder))
+        ids = np.asarray(dataset.ids("val"))[:MIX_TOKENS]
+        ids = ids[::-1].copy() if role == "bwd" else ids
+        rnn = -token_nll(load_lm(ckpt, dev), ids, dev)
+        ngram = load_ngram(runs["ngram"] / sub).logp_after_first(ids)
+        weights[role] = round(tune_weight(rnn, ngram), 4)
+    return weights

@@ -1,0 +1,179 @@
+"""How fast this machine trains a language model, in each setting: measured, never read from CPU flags.
+
+CPU flags mislead: an Intel Xeon that reports AVX512-BF16 without AMX multiplies bfloat16 at half
+its float32 speed, a Zen 4 at 2.8 times it. So `--precision auto` (and `--softmax auto` at word
+level) time the real thing, briefly:
+
+    for each candidate setting (fp32 / bf16 autocast; full / adaptive softmax):
+        build the run's model (its cell, sizes, vocabulary, tying) in that setting
+        one training step on (batch, a few time steps): forward, loss, backward
+    alternate the candidates, keep each one's fastest round; stop early once one is clearly
+    behind → seconds per step for each, and the ratios
+
+A few rounds of a short window take a fraction of a second; the answer is cached per machine
+(CPU model and cores), torch version and shape in <cache>/machine/, so the next run of that shape
+reads it. Only the CPU is measured: on CUDA charrnn trains under float16 autocast (cuDNN's RNNs run
+in float16 under any autocast) and with the full softmax.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from charrnn import fsutil
+from charrnn.devices import autocast
+
+BF16_HOPELESS = 0.5  # bf16 matrix products below this share of fp32's: no bf16 model can win
+WINDOW_STEPS = 4  # time steps of the measured window: enough for the recurrence to count
+# Rounds of every candidate, alternated; each keeps its fastest (another process taking the cores
+# slows some rounds, never speeds one up). From the third round on, a candidate whose fastest is
+# this much slower than the best is dropped: its verdict will not change.
+ROUNDS, SETTLED, CLEARLY_BEHIND = 6, 3, 1.6
+
+
+@dataclass
+class Measurement:
+    """Seconds of one training step (the measured window) per candidate, and the candidates this
+    machine cannot run at all, with why (oneDNN has no bf16 LSTM kernel for a CPU without AVX512,
+    say)."""
+
+    seconds: dict[str, float]
+    unavailable: dict[str, str] = field(default_factory=dict)
+    cached: bool = False
+
+    def fastest(self) -> str:
+        return min(self.seconds, key=self.seconds.__getitem__)
+
+    def ratio(self, slow: str, fast: str) -> float:
+        """How many times faster `fast` ran than `slow` (e.g. 0.5: at half the speed)."""
+        return self.seconds[slow] / self.seconds[fast]
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it (lscpu's 'Model name'), and the cores this process has."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{name} × {cores()}"
+
+
+def measure(config, batch: int, candidates: dict[str, tuple]) -> Measurement:
+    """Time one training step of the LM `config` (a ModelConfig; its softmax and cut-offs are
+    each candidate's) on `batch` streams, per candidate {name: (precision, softmax[, threads])}.
+    Cached, except a comparison of thread counts: what other processes take of the cores now
+    decides that one, so it is measured each time."""
+    if any(len(c) > 2 for c in candidates.values()):
+        return _time_candidates(config, batch, candidates)
+    key = _key(config, batch, candidates)
+    path = fsutil.cache_dir() / "machine" / f"{key}.json"
+    try:
+        saved = json.loads(path.read_text())
+        return Measurement(saved["seconds"], saved["unavailable"], cached=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    measured = _time_candidates(config, batch, candidates)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.write_json_atomic(path, {"cpu": cpu_name(), "torch": torch.__version__,
+                                        "batch": batch, "seconds": measured.seconds,
+                                        "unavailable": measured.unavailable})
+    except Exception:  # a read-only cache only costs the next run its measurement again
+        pass
+    return measured
+
+
+def _key(config, batch: int, candidates: dict) -> str:
+    shape = {k: v for k, v in config.to_json().items()
+             if k not in ("dropout", "weight_drop", "embed_drop", "locked_dropout")}
+    text = json.dumps([cpu_name(), torch.__version__, torch.get_num_threads(), shape, batch,
+                       sorted(candidates.items())], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _time_candidates(config, batch: int, candidates: dict[str, tuple]) -> Measurement:
+    from charrnn.lm.model import RNNLM  # the real model: what is timed is what will train
+
+    cpu = torch.device("cpu")
+    steps, unavailable = {}, {}
+    gate = bf16_matmul_speed() if any(c[0] == "bf16" for c in candidates.values()) else 1.0
+    for name, (precision, softmax, *threads) in candidates.items():
+        if precision == "bf16" and gate < BF16_HOPELESS and len(candidates) > 1:
+            # no bf16 arithmetic in this CPU: a bf16 model step would take seconds to time
+            unavailable[name] = f"this CPU multiplies bfloat16 at {gate:.2f}× its float32 speed"
+            continue
+        model = RNNLM(replace(config, softmax=softmax, cutoffs=config.cutoffs if
+                              softmax == "adaptive" else [], dropout=0.0))
+        steps[name] = _step(model, batch, precision, cpu, threads[0] if threads else 0)
+        try:  # a first, untimed call: allocations, oneDNN's kernel choice
+            steps[name]()
+        except RuntimeError as exc:  # e.g. "could not create a primitive descriptor"
+            unavailable[name] = " ".join(str(exc).split())[:200]
+            del steps[name]
+    best: dict[str, float] = {}
+    for round_ in range(1, ROUNDS + 1 if steps else 0):
+        for name in list(steps):
+            started = time.perf_counter()
+            steps[name]()
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - started)
+        fastest = min(best.values())
+        if round_ >= SETTLED:
+            for name in [n for n in steps if best[n] > CLEARLY_BEHIND * fastest]:
+                del steps[name]
+        if len(steps) == 1:
+            break
+    return Measurement(best, unavailable)
+
+
+def _step(model, batch: int, precision: str, device: torch.device, threads: int = 0):
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(model.config.vocab_size, (batch, WINDOW_STEPS + 1), generator=generator)
+    inputs, targets = ids[:, :-1], ids[:, 1:]
+
+    def run() -> None:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            with autocast(device, precision):
+                loss = model(inputs, None, targets)[0].mean()
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+        finally:
+            torch.set_num_threads(before)
+
+    return run
+
+
+def cores() -> int:
+    """The cores this process may run on (what torch's default thread count is)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bf16_matmul_speed() -> float:
+    """bf16 matrix-product speed as a share of fp32's on this CPU, in tens of milliseconds: CPUs
+    without bf16 arithmetic emulate it at a few percent of fp32, and are not timed further."""
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(128, 512, generator=generator)
+    b = torch.randn(512, 512, generator=generator)
+    best = {}
+    for dtype in (torch.float32, torch.bfloat16, torch.float32, torch.bfloat16, torch.float32,
+                  torch.bfloat16):
+        x, y = a.to(dtype), b.to(dtype)
+        started = time.perf_counter()
+        x @ y
+        best[dtype] = min(best.get(dtype, float("inf")), time.perf_counter() - started)
+        if dtype == torch.bfloat16 and best[dtype] > 10 * best[torch.float32]:
+            break  # hopeless already: no need to wait for more emulated products
+    return best[torch.float32] / best[torch.bfloat16]

@@ -1,0 +1,134 @@
+"""`--precision auto` and `--softmax auto`, decided by measuring this model on this machine.
+
+    CPU:  one training step of the run's own model (cell, sizes, vocabulary, batch), timed in
+          each setting the plan leaves open (machine.py; cached per machine and shape):
+              precision  fp32 │ bf16 autocast        → bf16 only when it is ≥ 10% faster
+              softmax    full │ adaptive (word level) → adaptive only when it is ≥ 10% faster
+          a setting this CPU cannot run (oneDNN has no bf16 LSTM kernel without AVX512) is out
+    CUDA: float16 autocast with loss scaling (cuDNN's RNNs run in float16 under any autocast) and
+          the full softmax (the product is cheap there; the adaptive one reads each tail apart)
+
+The source of each choice says the measured ratio, so the run header shows it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from charrnn.errors import UserError
+
+CLEARLY_FASTER = 1.10  # a measured lead below this is noise: keep the exact / simpler choice
+ADAPTIVE_MIN_VOCAB = 2000  # below this the full softmax is a small part of a step: not measured
+# The shape whose bf16 speed tells a "bf16-fast" CPU (the char recipe that bf16 made affordable).
+BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
+
+
+def measured_choices(resolved, facts, job, typed: frozenset[str]):
+    """`resolved` (plan.train.Resolved) with precision and softmax decided."""
+    cfg, sources = resolved.config, dict(resolved.sources)
+    if job.device_type != "cpu":
+        softmax = "full" if cfg.softmax == "auto" else cfg.softmax
+        precision = cfg.precision
+        if cfg.softmax == "auto":
+            sources["softmax"] = f"rule: {job.device_type}: the full softmax"
+        if cfg.precision == "auto" and job.device_type == "cuda":
+            sources["precision"] = "rule: CUDA: float16 autocast with loss scaling"
+        return type(resolved)(replace(cfg, softmax=softmax, cutoffs=_cutoffs(cfg, softmax)),
+                              sources)
+    precisions = ["fp32", "bf16"] if cfg.precision == "auto" else [cfg.precision]
+    softmaxes = _softmax_candidates(cfg, facts)
+    if cfg.softmax == "auto" and len(softmaxes) == 1:
+        sources["softmax"] = f"rule: {facts.vocab:,} tokens: the full softmax"
+    if len(precisions) * len(softmaxes) == 1 and precisions != ["bf16"]:
+        cfg = replace(cfg, precision=precisions[0], softmax=softmaxes[0],
+                      cutoffs=_cutoffs(cfg, softmaxes[0]))
+        return type(resolved)(_threads(cfg, facts, job, typed, sources), sources)
+    cutoffs = list(cfg.cutoffs or facts.cutoffs)
+    model = cfg.model_config(facts.vocab, "full", cutoffs)
+    candidates = {f"{p} {s}": (p, s) for p in precisions for s in softmaxes}
+    measurement = job.measure(model, cfg.batch_size, candidates)
+    if not measurement.seconds:
+        raise UserError(f"this CPU cannot train this model in {precisions[0]}: "
+                        f"{next(iter(measurement.unavailable.values()))}; use --precision fp32")
+    precision, softmax = _pick(measurement, precisions, softmaxes)
+    for name, chosen, other in (("precision", precision, precisions),
+                                ("softmax", softmax, softmaxes)):
+        if len(other) > 1:
+            sources[name] = "machine: " + _why(measurement, name, chosen, precision, softmax)
+    if cfg.cutoffs and softmax == "full" and cfg.softmax == "auto":
+        raise UserError(f"--cutoffs {','.join(map(str, cfg.cutoffs))}: --softmax auto chose the "
+                        f"full softmax here ({sources['softmax']}): type --softmax adaptive to "
+                        "use them, or drop them")
+    cfg = replace(cfg, precision=precision, softmax=softmax,
+                  cutoffs=cutoffs if softmax == "adaptive" else [])
+    return type(resolved)(_threads(cfg, facts, job, typed, sources), sources)
+
+
+def _threads(cfg, facts, job, typed: frozenset[str], sources: dict[str, str]):
+    """`--threads 0` (auto): every core, unless one thread trains this model clearly faster
+    here and now (small models, or cores other processes are busy on). Measured each run."""
+    if "threads" in typed or cfg.threads or getattr(job, "cores", 1) < 2:
+        return cfg
+    model = cfg.model_config(facts.vocab, cfg.softmax, cfg.cutoffs)
+    all_cores = f"{job.cores} threads"
+    measurement = job.measure(model, cfg.batch_size, {
+        all_cores: (cfg.precision, cfg.softmax, job.cores),
+        "1 thread": (cfg.precision, cfg.softmax, 1)})
+    one, many = measurement.seconds.get("1 thread"), measurement.seconds.get(all_cores)
+    if one is None or many is None or one * CLEARLY_FASTER >= many:
+        return cfg
+    sources["threads"] = (f"machine: {job.cores} threads ran {one / many:.2f}× the speed of one "
+                          "on this model's step, now")
+    return replace(cfg, threads=1)
+
+
+def _softmax_candidates(cfg, facts) -> list[str]:
+    if cfg.softmax != "auto":
+        return [cfg.softmax]
+    if facts.vocab < ADAPTIVE_MIN_VOCAB or not (cfg.cutoffs or facts.cutoffs):
+        return ["full"]
+    return ["full", "adaptive"]
+
+
+def _cutoffs(cfg, softmax: str) -> list[int]:
+    return list(cfg.cutoffs) if softmax == "adaptive" else []
+
+
+def _pick(measurement, precisions: list[str], softmaxes: list[str]) -> tuple[str, str]:
+    """The measured choice, preferring fp32 and the full softmax unless clearly slower."""
+    seconds = measurement.seconds
+    best = (precisions[0], softmaxes[0])
+    for p in precisions:
+        for s in softmaxes:
+            here, current = seconds.get(f"{p} {s}"), seconds.get(f"{best[0]} {best[1]}")
+            if here is not None and (current is None or here * CLEARLY_FASTER < current):
+                best = (p, s)
+    return best
+
+
+def _why(measurement, name: str, chosen: str, precision: str, softmax: str) -> str:
+    """'bf16 ran 0.48× the speed of fp32 on this model here' and the like."""
+    seconds, cut = measurement.seconds, measurement.unavailable
+    other = {"precision": {"fp32": "bf16", "bf16": "fp32"},
+             "softmax": {"full": "adaptive", "adaptive": "full"}}[name][chosen]
+    mine = f"{chosen} {softmax}" if name == "precision" else f"{precision} {chosen}"
+    theirs = f"{other} {softmax}" if name == "precision" else f"{precision} {other}"
+    if theirs in cut:
+        return f"{other} cannot run here ({cut[theirs][:80]})"
+    if theirs not in seconds or mine not in seconds:
+        return f"{chosen}, the faster in a measurement of this model's step"
+    ratio = seconds[mine] / seconds[theirs]
+    return (f"{other} ran {ratio:.2f}× the speed of {chosen} on this model's step here"
+            + (" (cached)" if measurement.cached else ""))
+
+
+def bf16_fast(job, facts) -> bool:
+    """Whether this CPU trains the bf16 reference model clearly faster in bf16 than in fp32."""
+    from charrnn.lm.config import ModelConfig
+
+    shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
+    model = ModelConfig(vocab_size=max(facts.vocab, 2), tie_weights=True, **shape)
+    measurement = job.measure(model, BF16_REFERENCE["batch"],
+                              {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")})
+    fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
+    return bool(fp32 and bf16 and bf16 * CLEARLY_FASTER < fp32)

@@ -1,0 +1,59 @@
+"""The preprocessing of a command that reads a corpus (`preprocess`, `train`, `ngram train`).
+
+    typed options  ─ kept, always; a typed --val-frac beside a --valid file is refused
+    registry corpus ─ its level and its valid / test files, for what was not typed
+    dataset folder  ─ its own options; a typed one it was not made with is refused
+    the rest        ─ the defaults (data.PreprocessOptions)
+
+The result is final: the library uses it as it is (corpora.resolve_inputs(final=True)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+from charrnn.data import PreprocessOptions
+from charrnn.errors import UserError
+from charrnn.plan.request import Request
+
+
+def preprocess_options(request: Request, inputs: list[str] | None = None,
+                       mirror: str | None = None) -> PreprocessOptions:
+    """The options preprocessing `inputs` takes (without inputs: the typed ones and defaults)."""
+    values = request.fields_of(PreprocessOptions)
+    values.update(valid=list(values.get("valid") or []), test=list(values.get("test") or []))
+    opts = PreprocessOptions(**values)
+    typed = request.typed & {f.name for f in fields(PreprocessOptions)}
+    for files, frac, split in (("valid", "val_frac", "validation"), ("test", "test_frac", "test")):
+        if getattr(opts, files) and frac in typed:  # the file wins: the fraction would be ignored
+            raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
+                            f"{split} split is the --{files} file; drop one of the two")
+    opts.validate()
+    if inputs:
+        _registry_defaults(opts, typed, inputs, mirror)
+        opts = _dataset_folder(opts, typed, inputs)
+    return opts
+
+
+def _registry_defaults(opts: PreprocessOptions, typed: frozenset[str], inputs: list[str],
+                       mirror: str | None) -> None:
+    from charrnn.corpora import registry_files
+
+    found = registry_files(inputs, mirror)
+    if found.levels and "level" not in typed:
+        opts.level = found.level()
+    for split, frac in (("valid", "val_frac"), ("test", "test_frac")):
+        if split in found.splits and not getattr(opts, split) and frac not in typed:
+            setattr(opts, split, found.splits[split])
+
+
+def _dataset_folder(opts: PreprocessOptions, typed: frozenset[str],
+                    inputs: list[str]) -> PreprocessOptions:
+    from charrnn import data
+
+    if not (len(inputs) == 1 and data.is_dataset_dir(inputs[0])):
+        return opts
+    dataset = data.Dataset(Path(inputs[0]))
+    data.refuse_options(inputs[0], dataset, opts, typed)
+    return PreprocessOptions.of_dataset(dataset)

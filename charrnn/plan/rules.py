@@ -1,0 +1,179 @@
+"""The one table: where each option applies, and what each situation's defaults are, and why.
+
+    APPLIES   option(s) ── apply when ──→ a condition on the situation, in words for the message
+    RECIPES   situation ── defaults ────→ values for every option not typed, with the measurement
+                                          that chose them (command, figure, date, machine)
+
+A typed option whose condition is false is refused, naming the condition; a recipe fills in what
+was not typed, later recipes refining earlier ones. `charrnn train --help` prints both tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+
+from charrnn.errors import UserError
+from charrnn.fill.config import FillTrainConfig
+from charrnn.lm.config import TrainConfig
+from charrnn.training.config import option
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the defaults and the applicability of options depend on."""
+
+    mode: str = "new"  # new | resume | finetune
+    task: str = "lm"  # lm | fill
+    level: str = "char"  # char | word | subword
+    device: str = "cpu"  # cpu | cuda | mps
+    cpu_bf16_fast: bool = False  # measured: bf16 autocast trains this model faster than fp32
+    corpus_given: bool = True
+    optim: str = "adamw"
+    softmax: str = "auto"
+    epochs_in_budget: float | None = None  # CUDA: passes over the training text the budget allows
+
+
+@dataclass(frozen=True)
+class Applies:
+    options: tuple[str, ...]
+    when: Callable[[Situation], bool]
+    condition: str  # where they apply, for --help
+    refusal: str  # what follows the options' names in the error: why not, and what to do
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    when: Callable[[Situation], bool]
+    values: Mapping[str, object]
+    because: str
+
+
+# Options of a language model only: --task fill refuses them (the options it shares it takes).
+LM_ONLY = tuple(sorted({f.name for f in fields(TrainConfig)} - {f.name for f in fields(FillTrainConfig)}
+                       | {"init_from", "unk", "grow_vocab"}))
+PREPROCESS = ("level", "lower", "val_frac", "test_frac", "valid", "test", "errors", "pattern",
+              "min_count", "max_vocab", "vocab_size", "subword_model")
+# What a resumed run may change: its budget and where it runs; the rest is the run's own.
+BUDGET = ("max_steps", "max_time", "epochs", "patience", "device", "threads")
+
+APPLIES: tuple[Applies, ...] = (
+    Applies(("unk", "grow_vocab"), lambda s: s.mode != "resume", "not to a resumed run",
+            ": a resumed run keeps the tokenizer it started with; drop it"),
+    Applies(("unk", "grow_vocab"), lambda s: s.mode != "new", "with --init-from",
+            " does not apply to a run without --init-from: drop it"),
+    Applies((*PREPROCESS, "mirror"), lambda s: s.mode != "resume" or s.corpus_given,
+            "to a resumed run only with its corpus",
+            ": a resumed run reads its own dataset, so without a corpus these say nothing; drop "
+            "them (or give the run's corpus with the options it was made with)"),
+    Applies(("cutoffs",), lambda s: s.softmax != "full", "with --softmax adaptive or auto",
+            " applies to --softmax adaptive (or auto), not full"),
+    Applies(("weight_decay", "grad_clip"), lambda s: s.optim != "rprop", "not with --optim rprop",
+            " does not apply to --optim rprop: it steps by the sign of each gradient, so a decay "
+            "term or a clipped norm changes nothing; drop it"),
+    Applies(LM_ONLY, lambda s: s.task != "fill", "to language models, not to --task fill",
+            " does not apply to --task fill (the masked bidirectional model): drop it"),
+)
+
+# What an H200 trains at (a 3×512 LSTM, 128×256 under float16: bench/train_speed.py, 1.11 M
+# tokens/s; ../shared/gpu-runs): how many passes over a corpus a --max-time allows on CUDA.
+CUDA_TOKENS_PER_S = 350_000.0  # tiny Shakespeare's 3×1024 recipe ran at 350k tokens/s there
+
+# Measured on 2 cores unless said; each figure is in the README's Benchmarks.
+CHAR_CPU_BF16 = "bench/train_shakespeare.py --budget 600, Zen 4 (bf16 2.8× fp32), 2026-12-02: 1.4163"
+CHAR_CPU_FP32 = "bench/train_shakespeare.py --budget 600, AMD EPYC (no bf16), 2026-12-04: PENDING"
+WORD_CPU = "bench/train_ptb.py --budget 600, 2026-12-02: test ppl 97.27, with KN5 87.55"
+GPU_RUNS = "one H200, ../shared/gpu-runs, 2026-12-04"
+MANY_PASSES = 8  # CUDA: a budget reading the training text more often than this overfits a big
+# model (tiny Shakespeare, 3×1024 LSTM, dropout 0.4: best val 1.4047 at 60 s = 21 passes, then
+# worse to 1.4285 at 120 s), so the recipe regularises harder and stops at a plateau
+
+
+def _lm(level: str, device: str) -> Callable[[Situation], bool]:
+    def when(s: Situation) -> bool:
+        return s.task == "lm" and (s.level == "word") == (level == "word") and s.device == device
+    return when
+
+
+def _many_passes(s: Situation) -> bool:
+    return s.epochs_in_budget is not None and s.epochs_in_budget > MANY_PASSES
+
+
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("char level on a CPU where bf16 is fast",
+           lambda s: _lm("char", "cpu")(s) and s.cpu_bf16_fast, {},
+           f"the defaults shown: {CHAR_CPU_BF16} nats/char"),
+    Recipe("char level on a CPU where fp32 is the faster",
+           lambda s: _lm("char", "cpu")(s) and not s.cpu_bf16_fast,
+           {"hidden": 384}, CHAR_CPU_FP32),
+    Recipe("word level off CUDA", lambda s: s.task == "lm" and s.level == "word"
+           and s.device != "cuda",
+           {"cell": "lstm", "tie_weights": False, "locked_dropout": True, "dropout": 0.2,
+            "seq_len": 35, "batch_size": 64, "lr": 4e-3, "weight_decay": 0.1, "grad_clip": 0.25,
+            "eval_every": 1000}, WORD_CPU),
+    Recipe("char level on CUDA", _lm("char", "cuda"),
+           {"cell": "lstm", "layers": 3, "hidden": 1024, "tie_weights": False, "dropout": 0.25,
+            "seq_len": 128, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.1, "warmup": 200,
+            "min_lr_ratio": 0.02},
+           f"{GPU_RUNS}: this model at dropout 0.4 reached 1.4047 nats/char on tiny Shakespeare "
+           "in 60 s, 350k tokens/s; for corpora read fewer times, less dropout (not measured yet)"),
+    Recipe(f"char level on CUDA, over {MANY_PASSES} passes in the budget",
+           lambda s: _lm("char", "cuda")(s) and _many_passes(s),
+           {"dropout": 0.5, "locked_dropout": True, "weight_drop": 0.2, "patience": 8},
+           f"{GPU_RUNS}: at dropout 0.4 the best val came at 60 s of 120 and got worse after; "
+           "derived, waiting for a GPU to measure (bench/gpu_suite.sh recipes)"),
+    Recipe("word level on CUDA", _lm("word", "cuda"),
+           {"layers": 2, "hidden": 1500, "tie_weights": True, "locked_dropout": False,
+            "dropout": 0.65, "seq_len": 35, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.01,
+            "warmup": 300, "min_lr_ratio": 0.02, "eval_every": 500},
+           f"{GPU_RUNS}: PTB in 140 s, test ppl 85.38 alone, 77.37 with KN5, 257k tokens/s"),
+    Recipe(f"word level on CUDA, over {MANY_PASSES} passes in the budget",
+           lambda s: _lm("word", "cuda")(s) and _many_passes(s),
+           {"locked_dropout": True, "dropout": 0.5, "weight_drop": 0.3, "embed_drop": 0.1,
+            "patience": 8},
+           f"{GPU_RUNS}: 140 s were 38 passes over PTB and still improving; AWD-LSTM's "
+           "regularisers for the longer budget; derived, waiting for a GPU to measure"),
+    Recipe("--optim rprop", lambda s: s.optim == "rprop", {"weight_decay": 0.0, "grad_clip": 0.0},
+           "rprop steps by the sign of each gradient: a decay term or a clipped norm would change "
+           "nothing"),
+)
+
+
+def refuse_inapplicable(typed: frozenset[str], situation: Situation) -> None:
+    """A typed option whose condition does not hold here: an error saying why."""
+    for rule in APPLIES:
+        stray = [option(n) for n in rule.options if n in typed]
+        if stray and not rule.when(situation):
+            raise UserError(f"{', '.join(stray)}{rule.refusal}")
+
+
+def recipe(situation: Situation, typed: frozenset[str]) -> tuple[dict[str, object], dict[str, str]]:
+    """The values of every matching recipe for the options not typed (later recipes win), and
+    for each the recipe it came from."""
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for entry in RECIPES:
+        if entry.when(situation):
+            for name, value in entry.values.items():
+                if name not in typed:
+                    values[name], sources[name] = value, f"recipe: {entry.name}"
+    return values, sources
+
+
+def help_text() -> str:
+    """Both tables, for `charrnn train --help`."""
+    lines = ["Defaults by situation (an option typed always wins):"]
+    for entry in RECIPES:
+        said = ", ".join(_spelled(k, v) for k, v in entry.values.items()) or "as shown below"
+        lines.append(f"  {entry.name}: {said} ({entry.because}).")
+    lines.append("Options that apply only in some situations:")
+    for rule in APPLIES:
+        lines.append(f"  {', '.join(option(n) for n in rule.options)}: {rule.condition}.")
+    return "\n\n".join(lines)
+
+
+def _spelled(name: str, value: object) -> str:
+    if isinstance(value, bool):
+        return option(name) if value else f"--no-{name.replace('_', '-')}"
+    return f"{option(name)} {value}"

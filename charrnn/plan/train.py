@@ -1,0 +1,203 @@
+"""`charrnn train` of a language model, planned: the mode, the preprocessing, the full config.
+
+    new       dataclass defaults ← the situation's recipes (rules.py) ← what was typed; then
+              `--precision`, `--softmax` and `--threads` auto measured on this model (measured.py)
+    resume    the run's own config; only its budget, device and threads may be typed anew
+    finetune  a new run's recipe, the parent's shape (and its regularisers unless typed)
+
+Each step asks the library job (lm.job.TrainJob) for the facts it needs — the data's level and
+size, the device, the resumed or parent run, this machine's measured speeds — and hands it back
+a resolved TrainConfig with, for every value that is not the dataclass default, where it came
+from ("typed", "recipe: …", "machine: …", "run", "parent").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from charrnn.errors import UserError
+from charrnn.lm.config import REGULARISERS, DataFacts, ModelConfig, TrainConfig
+from charrnn.plan import rules
+from charrnn.plan.measured import measured_choices
+from charrnn.plan.preprocess import preprocess_options
+from charrnn.plan.request import Request
+from charrnn.training.config import option
+
+SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax", "cutoffs")
+TOKENIZER = ("lower", "pattern", "min_count", "max_vocab", "vocab_size", "subword_model")
+
+
+class Job(Protocol):
+    """The library side (lm.job.TrainJob), as the plan drives it."""
+
+    device_type: str
+    cores: int  # CPU cores a thread count may be measured over (1: not measured)
+
+    def measure(self, config: ModelConfig, batch: int, candidates: dict): ...
+
+
+@dataclass
+class Resolved:
+    config: TrainConfig
+    sources: dict[str, str]  # field → where its value came from (what was typed or decided)
+
+
+def mode_of(request: Request) -> str:
+    if request.get("resume") is not None and request.get("init_from") is not None:
+        raise UserError("--init-from starts a new run from a trained one and --resume continues a "
+                        "run: give one of them")
+    return "resume" if request.get("resume") is not None else \
+        "finetune" if request.get("init_from") is not None else "new"
+
+
+def refuse_inapplicable(request: Request, mode: str) -> None:
+    rules.refuse_inapplicable(request.typed, rules.Situation(
+        mode=mode, corpus_given=bool(request.get("inputs")), optim=str(request["optim"]),
+        softmax=str(request["softmax"])))
+
+
+def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
+    """A new run's config: recipe, typed values, measured choices."""
+    return measured_choices(recipe_config(request, facts, job), facts, job, request.typed)
+
+
+def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
+    """The dataclass defaults, the situation's recipes over them, what was typed over those."""
+    values, sources = rules.recipe(situation_of(request, facts, job), request.typed)
+    typed = request.typed_fields(TrainConfig)
+    sources.update({k: "typed" for k in typed})
+    return Resolved(_config(request, {**values, **typed}), sources)
+
+
+def situation_of(request: Request, facts: DataFacts, job: Job) -> rules.Situation:
+    budget = request.get("max_time")
+    situation = rules.Situation(
+        mode="new", level=facts.level, device=job.device_type, optim=str(request["optim"]),
+        softmax=str(request["softmax"]),
+        epochs_in_budget=None if budget is None or job.device_type != "cuda" else
+        rules.CUDA_TOKENS_PER_S * float(budget) / max(1, facts.train_tokens))
+    if job.device_type == "cpu" and any(r.when(replace(situation, cpu_bf16_fast=True)) !=
+                                        r.when(situation) for r in rules.RECIPES):
+        from charrnn.plan.measured import bf16_fast
+
+        # A typed precision picks its own recipe; `auto`, this machine's measured one.
+        fast = request["precision"] == "bf16" if "precision" in request.typed else \
+            bf16_fast(job, facts)
+        situation = replace(situation, cpu_bf16_fast=fast)
+    return situation
+
+
+def _config(request: Request, values: dict[str, object]) -> TrainConfig:
+    base = request.fields_of(TrainConfig)
+    base["cutoffs"] = list(base.get("cutoffs") or [])
+    return TrainConfig(**{**base, **values})
+
+
+def resumed_config(request: Request, saved: TrainConfig, model: dict, run: str) -> Resolved:
+    """The run's own config, with the budget typed now; a typed change to anything else would be
+    ignored, so it is an error naming what the run has."""
+    used = {"lr": saved.base_lr, "softmax": model.get("softmax"), "cutoffs": model.get("cutoffs")}
+    typed = request.typed_fields(TrainConfig)
+    changed = [f"{option(k)} {v} (the run has {used.get(k, getattr(saved, k))})"
+               for k, v in typed.items() if k not in rules.BUDGET
+               and used.get(k, getattr(saved, k)) != v and not (k == "softmax" and v == "auto")]
+    if changed:
+        may = ", ".join(option(f) for f in rules.BUDGET)
+        raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
+                        f"{'; '.join(changed)}. Only {may} may change; start a new run for the rest")
+    budget = {k: v for k, v in typed.items() if k in rules.BUDGET}
+    return Resolved(replace(saved, **budget), {k: "typed" for k in budget})
+
+
+def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, parent_level: str,
+                    job: Job) -> Resolved:
+    """A new run's recipe and optimisation (a lower lr measured worse: bench/finetune.py) with
+    the parent's shape, and its regularisers unless typed; precision measured on that shape."""
+    facts = replace(facts, level=parent_level)
+    unmeasured = recipe_config(request, facts, job)
+    keep = {k: getattr(parent, k) for k in SHAPE}
+    keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
+    sources = {**unmeasured.sources, **{k: "parent" for k in keep if k not in request.typed}}
+    cfg = replace(unmeasured.config, **keep)
+    return measured_choices(Resolved(cfg, sources), facts, job, request.typed)
+
+
+def refuse_clashes(request: Request, parent: ModelConfig, level: str, name: str) -> None:
+    """The shape and tokenizer come from the parent: typed options saying otherwise are errors
+    (a typed value equal to the parent's is fine)."""
+    clashes = [_clash(k, request[k], _in_effect(parent, k)) for k in SHAPE
+               if k in request.typed and _differs(k, request[k], parent)]
+    if "level" in request.typed and request["level"] != level:
+        clashes.append(f"--level {request['level']} (it reads {level} tokens)")
+    if clashes:
+        raise UserError(f"--init-from {name} keeps that model's shape and tokenizer, but "
+                        f"{'; '.join(clashes)}: drop {'it' if len(clashes) == 1 else 'them'}, "
+                        "or train a new model")
+    tokenizer = [option(k) for k in TOKENIZER if k in request.typed]
+    if tokenizer:
+        raise UserError(f"{', '.join(tokenizer)} {'does' if len(tokenizer) == 1 else 'do'} not "
+                        f"apply with --init-from: the text is read with {name}'s {level} tokenizer")
+
+
+def _in_effect(config: ModelConfig, key: str):
+    return (config.emb or config.hidden) if key == "emb" else getattr(config, key)
+
+
+def _differs(key: str, typed, config: ModelConfig) -> bool:
+    """Whether a typed shape option says otherwise than the parent (emb 0 is the hidden size;
+    --softmax auto leaves the choice to the parent)."""
+    if key == "softmax" and typed == "auto":
+        return False
+    if key == "cutoffs":
+        return bool(typed) and list(typed) != list(config.cutoffs)
+    return (typed or config.hidden if key == "emb" else typed) != _in_effect(config, key)
+
+
+def _clash(key: str, typed, has) -> str:
+    if isinstance(typed, bool):
+        return f"--{'' if typed else 'no-'}{key.replace('_', '-')} (it has " \
+               f"--{'' if has else 'no-'}{key.replace('_', '-')})"
+    return f"{option(key)} {typed} (it has {has})"
+
+
+def run(request: Request, reporter=None) -> dict:
+    """`charrnn train` of a language model: each decision planned, each step run by the library
+    (lm.job.TrainJob), which never sees what was typed."""
+    from charrnn.lm.job import TrainJob
+    from charrnn.runs import runs_root
+
+    mode = mode_of(request)
+    refuse_inapplicable(request, mode)
+    inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
+    job = TrainJob(runs_root(request.get("out")), mirror)
+    if mode == "resume":
+        ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
+        resolved = resumed_config(request, saved, ckpt.meta.get("model") or {},
+                                  ckpt.run_folder.name)
+        job.open_device(resolved.config.device)
+        popts = preprocess_options(request, inputs, mirror) if inputs else None
+        return job.resume(ckpt, resolved.config, inputs, popts, reporter)
+    if mode == "finetune":
+        return _finetune(request, job, inputs, mirror, reporter)
+    popts = preprocess_options(request, inputs, mirror)
+    job.open_device(str(request["device"]))
+    dataset = job.prepare(inputs, popts)
+    resolved = new_config(request, job.facts(dataset), job)
+    return job.start(dataset, resolved.config, request.get("run_name"), resolved.sources,
+                     reporter)
+
+
+def _finetune(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
+    from charrnn.lm import finetune
+
+    parent = job.open_parent(str(request["init_from"]))
+    level = parent.tokenizer.level
+    refuse_clashes(request, parent.config, level, parent.name)
+    given = finetune.given_tokenizer(parent, str(request["unk"]), int(request["grow_vocab"]))
+    popts = replace(preprocess_options(request, inputs, mirror), level=level)
+    job.open_device(str(request["device"]))
+    dataset = job.prepare(inputs, popts, given)
+    resolved = finetune_config(request, job.facts(dataset), parent.config, level, job)
+    return job.start(dataset, resolved.config, request.get("run_name"), resolved.sources,
+                     reporter, parent)

@@ -1,0 +1,45 @@
+"""The recurrent layers the models share: PyTorch's own cells (so CUDA runs cuDNN's fused kernels)
+and a stacked bidirectional encoder over padded batches (the taggers and the masked fill model).
+
+    (B, T, in) ─ nn.LSTM|GRU|RNN, forward ─┐
+               ─ the same, backward ──────┴→ concatenated (B, T, 2·hidden)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def forget_bias_one(rnn: nn.RNNBase, hidden: int) -> None:
+    """An LSTM's forget-gate biases at 1 (Jozefowicz et al. 2015): it starts out remembering."""
+    for name, param in rnn.named_parameters():
+        if name.startswith("bias_ih"):
+            with torch.no_grad():
+                param[hidden : 2 * hidden].fill_(1.0)
+
+
+class BiRNN(nn.Module):
+    """Stacked bidirectional nn.RNN/LSTM/GRU over (B, T, in) → (B, T, 2·hidden)."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.rnn = CELLS[cell](input_size, hidden, num_layers=layers, batch_first=True,
+                               bidirectional=True, dropout=dropout if layers > 1 else 0.0)
+        if cell == "lstm":  # as the LMs do
+            forget_bias_one(self.rnn, hidden)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """`lengths` (on the CPU): rows longest first, as tag.train.collate makes them, pack
+        without reordering; in any other order PyTorch sorts them, and on CUDA copies the order
+        to the device from pageable memory, a host sync per batch."""
+        if lengths is None or bool((lengths == x.size(1)).all()):
+            return self.rnn(x)[0]
+        lengths = lengths.cpu()  # a no-op for collate's lengths
+        longest_first = bool((lengths[:-1] >= lengths[1:]).all())
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=longest_first)
+        out, _ = self.rnn(packed)
+        return pad_packed_sequence(out, batch_first=True, total_length=x.size(1))[0]

@@ -1,0 +1,39 @@
+"""What every recurrent model here has (torch-free): a vocabulary, a cell, stacked layers, sizes,
+dropout — the part of a config that language models, taggers and the fill model share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from charrnn.configs import JsonConfig
+from charrnn.errors import UserError
+from charrnn.training.config import require_at_least, require_fraction
+
+CELLS = ("rnn", "lstm", "gru")
+
+
+def check_cell(cell: str) -> None:
+    if cell not in CELLS:
+        raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {cell!r}")
+
+
+@dataclass
+class RecurrentShape(JsonConfig):
+    """What every recurrent model here has: a vocabulary, a cell, stacked layers, sizes, dropout."""
+
+    vocab_size: int
+    cell: str = "lstm"
+    layers: int = 2
+    hidden: int = 256
+    emb: int = 0  # 0: same as hidden
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_cell(self.cell)
+        require_at_least(self, 1, ("layers", "hidden", "vocab_size"))
+        require_at_least(self, 0, ("emb",))
+        require_fraction(self, ("dropout",))
+
+    @property
+    def emb_size(self) -> int:
+        return self.emb or self.hidden

@@ -1,0 +1,101 @@
+"""What the training loop (loop.py) asks of a task, and the state it keeps of a run.
+
+    Task           one kind of training: the LM's carried TBPTT state and DDP wrapper, the
+                   tagger's sentence batches, the fill model's masked windows
+    StatelessTask  what a task that carries nothing between steps has (a tagger, the fill model)
+    Progress       where a run is: steps, epoch and position, time, tokens, the best metric
+    Window         the steps since the last sync point (their summed loss stays on the device)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    epoch: int = 0
+    pos: int = 0  # step within the epoch
+    elapsed: float = 0.0
+    tokens: int = 0
+    best_val: float | None = None  # the best value of the task's metric so far
+    evals_since_best: int = 0
+    lr_scale: float = 1.0
+
+
+class Task(Protocol):
+    """What one kind of training supplies to the loop."""
+
+    model: nn.Module  # the module trained and saved (never a DDP wrapper)
+    steps_per_epoch: int
+    metric: str  # the evaluation metric that picks best/
+    higher_is_better: bool
+    resumable: bool  # whether checkpoints hold what --resume needs
+    precision: str  # what the loop computes in (fp32 | bf16 | fp16): set by the loop
+
+    def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
+        """One step's forward pass: the loss (on the device) and the tokens it read."""
+
+    def after_step(self, new_epoch: bool) -> None:
+        """After the optimizer step (the LM detaches its carried state, or starts afresh)."""
+
+    def evaluate(self) -> dict:
+        """Validation metrics ({} when there is nothing to validate on)."""
+
+    def checkpoint_meta(self) -> dict:
+        """The task's sections of checkpoint.json (model, tokenizer, dataset, task …)."""
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """The task's own resume state (the LM's carried hidden state)."""
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None: ...
+
+    def snapshot(self) -> object: ...
+
+    def restore(self, snap: object) -> None: ...
+
+    def out_of_memory(self) -> str:
+        """What to make smaller when a step ran out of memory."""
+
+
+class StatelessTask:
+    """What a task carries nothing between steps has (a tagger, the fill model): no state of its
+    own to save, snapshot or restore, nothing to do after a step."""
+
+    resumable = False
+    precision = "fp32"
+
+    def after_step(self, new_epoch: bool) -> None:
+        pass
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def snapshot(self) -> None:
+        return None
+
+    def restore(self, snap: None) -> None:
+        pass
+
+
+@dataclass
+class Window:
+    """The steps since the last sync point."""
+
+    loss: torch.Tensor
+    steps: int = 0
+    tokens: int = 0
+    start: float = 0.0
+
+    def reset(self, tokens: int) -> None:
+        self.loss.zero_()
+        self.steps, self.tokens, self.start = 0, tokens, time.time()

@@ -1,0 +1,157 @@
+"""`charrnn fill train`: one command trains the fill group, `charrnn fill` finds it, an
+interrupted group resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from charrnn.fill import group, train_group
+from charrnn.training.reporters import PlainReporter
+from helpers import run_cli
+
+LINES_A = ["我打算买一部新手机。", "我打算卖一辆旧汽车。", "他很喜欢它。"]
+LINES_B = ["她很喜欢这本书。", "我打算买一本新书。"]
+
+
+@pytest.fixture
+def small_stages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The group's models at a size that trains in a second (the stages and budget as they are)."""
+    tiny = {"hidden": 32, "batch_size": 4, "seq_len": 16, "max_steps": 30, "warmup": 5,
+            "log_every": 10}
+    monkeypatch.setattr(train_group, "LM", replace(train_group.LM, **tiny))
+    monkeypatch.setattr(train_group, "FILL", replace(train_group.FILL, **tiny))
+    monkeypatch.setattr(train_group, "NGRAM_ORDER", 3)
+
+
+def _corpora(folder: Path) -> list[Path]:
+    rng, out = random.Random(0), []
+    for name, lines, count in (("a.txt", LINES_A, 300), ("b.txt", LINES_B, 200)):
+        path = folder / name
+        path.write_text("".join(rng.choice(lines) + "\n" for _ in range(count)), encoding="utf-8")
+        out.append(path)
+    return out
+
+
+def test_fill_train_makes_a_group_that_fill_finds_without_model(small_stages, tmp_path: Path
+                                                                 ) -> None:
+    a, b = _corpora(tmp_path)
+    out = run_cli("fill", "train", a, b, "--max-time", "120", "--plain", "--run-name", "g").output
+    root = tmp_path / "runs"
+    for role, kind in (("ngram", "ngram"), ("fwd", "lm"), ("bwd", "lm"), ("mask", "fill")):
+        assert json.loads((root / f"g-{role}" / "run.json").read_text())["kind"] == kind
+        assert f"run g-{role}" in out
+    assert (root / "g-ngram" / "backward" / "model.json").is_file()
+    info = group.read(root / "g")
+    assert [s["state"] for s in info["stages"]] == ["done"] * 4 and set(info["mix"]) == {"fwd", "bwd"}
+    assert info["spent_s"] <= 120
+    # The held-out tail of each file: whole lines, kept out of training.
+    for index, path in enumerate((a, b)):
+        held = (root / "g" / "heldout" / f"{index + 1:02d}_{path.stem}.txt").read_text()
+        train = (root / "g" / "train" / f"{index + 1:02d}_{path.stem}.txt").read_text()
+        assert train + held == path.read_text() and held.endswith("\n") and train.endswith("\n")
+    result = json.loads(run_cli("fill", "我打算__一辆旧汽车", "--json").output)
+    assert result["models"]["fwd"].startswith("g-fwd⊕g-ngram")
+    assert result["models"]["bwd"].startswith("g-bwd⊕g-ngram/backward")
+    assert result["models"]["mask"] == "g-mask" and result["models"]["ngram"] == "g-ngram"
+    assert run_cli("fill", "我打算__一辆旧汽车", "-m", "g", "--json").output == \
+        run_cli("fill", "我打算__一辆旧汽车", "--json").output
+    mixed = run_cli("fill", "我打算__一辆旧汽车", "-m", "g", "-m", "g-fwd", ok=False)
+    assert mixed.exit_code == 2 and "g is a fill group" in mixed.output
+    held = root / "g" / "heldout" / "01_a.txt"
+    scores = json.loads(run_cli("fill", "eval", held, "--blanks", "5", "--unit", "char", "--json",
+                                "--quiet").output)
+    assert set(scores["methods"]) == {"bidirectional", "forward", "ngram"}
+
+
+def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: Path) -> None:
+    a, b = _corpora(tmp_path)
+    root = tmp_path / "runs"
+    folder = train_group.start([str(a), str(b)], 120.0, root, "g")
+
+    class CtrlC(PlainReporter):  # one Ctrl-C while the backward LM trains
+        sent = False
+
+        def train(self, rec: dict) -> None:
+            super().train(rec)
+            if not CtrlC.sent:
+                CtrlC.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+    said: list[str] = []
+    result = train_group.run(folder, lambda info, stage: CtrlC() if stage["role"] == "bwd"
+                             else PlainReporter(), said.append)
+    assert result["outcome"] == "interrupted"
+    assert result["left"][0].startswith("backward LM") and result["left"][1] == "fill model"
+    states = {s["role"]: s["state"] for s in group.read(folder)["stages"]}
+    assert states == {"ngram": "done", "fwd": "done", "bwd": "stopped", "mask": "pending"}
+    stopped = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
+    result = train_group.run(folder, lambda info, stage: PlainReporter(), said.append)
+    assert result["outcome"] == "done" and not result["left"]
+    resumed = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
+    assert resumed["progress"]["step"] > stopped["progress"]["step"]  # the same run, continued
+    assert not (root / "g-bwd-2").exists()
+
+
+def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
+        small_stages, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, root, "g")
+    info = group.read(folder)
+    info["stages"][0]["state"] = "running"  # SIGKILL during the n-gram: its folder half made
+    (root / "g-ngram").mkdir()
+    group.write(folder, info)
+    result = train_group.run(folder, lambda info, stage: PlainReporter(), lambda line: None)
+    assert result["outcome"] == "done"
+    assert group.read(folder)["stages"][0]["run"] == "g-ngram-2"
+    assert dict(group.members(folder))["ngram"] == root / "g-ngram-2"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "give the corpus"),
+    (["a.txt", "--max-time", "0"], "--max-time must be a positive number"),
+    (["--resume", "nosuch"], "fill group 'nosuch' not found"),
+    (["a.txt", "--resume", "g"], "drop a corpus"),
+])
+def test_fill_train_refuses_bad_input_in_one_line(tmp_path: Path, args, message) -> None:
+    (tmp_path / "a.txt").write_text("我打算买一部新手机。\n" * 50, encoding="utf-8")
+    result = run_cli("fill", "train", *args, "--plain", ok=False)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_taken_group_name_is_refused_before_anything_trains(small_stages, tmp_path: Path
+                                                               ) -> None:
+    a, _ = _corpora(tmp_path)
+    (tmp_path / "runs" / "g-fwd").mkdir(parents=True)
+    result = run_cli("fill", "train", a, "--run-name", "g", "--plain", ok=False)
+    assert result.exit_code == 2 and "already exists" in result.output
+    assert not (tmp_path / "runs" / "g").exists()
+
+
+def test_the_live_view_shows_every_stage_above_the_training_view() -> None:
+    import io
+
+    from rich.console import Console
+
+    from charrnn.tui.fill_train_view import FillTrainView
+
+    info = {"max_time": 1200.0, "spent_s": 30.0, "stages": [
+        {"role": "ngram", "run": "g-ngram", "state": "done", "used_s": 9.0},
+        {"role": "fwd", "run": "g-fwd", "state": "running", "budget_s": 500.0},
+        {"role": "bwd", "run": "g-bwd", "state": "pending"},
+        {"role": "mask", "run": "g-mask", "state": "pending"}]}
+    console = Console(file=io.StringIO(), width=100, height=40)
+    view = FillTrainView("g", info, console=console)
+    view.train({"step": 10, "epoch": 0.1, "loss": 5.5, "lr": 1e-2, "tokens_per_s": 4000.0,
+                "elapsed": 30.0, "eta": 400.0})
+    console.print(view.render())
+    text = console.file.getvalue()
+    assert "fill group g · 0m30s of 20m00s spent" in text and "done in 0m09s" in text
+    assert "▶  forward LM   g-fwd" in text and "budget 8m20s" in text and "fill model" in text
+    assert "loss 5.5000" in text  # the training view of the running stage below

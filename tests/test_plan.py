@@ -1,0 +1,141 @@
+"""The plan layer: one table of rules, recipes by situation, measured choices — decided without
+torch from a request and facts, so every situation (a GPU, a bf16-fast CPU) is checked here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+
+from charrnn.errors import UserError
+from charrnn.lm.config import DataFacts, TrainConfig
+from charrnn.lm.speed import Measurement
+from charrnn.plan import rules
+from charrnn.plan.request import Request
+from charrnn.plan.train import new_config, resumed_config
+
+OPTIONS = {**asdict(TrainConfig()), "inputs": ["c.txt"], "resume": None, "init_from": None,
+           "unk": "add", "grow_vocab": 0, "run_name": None}
+CHARS = DataFacts("char", 65, 1_000_000, [10, 30])
+WORDS = DataFacts("word", 10_000, 929_589, [2000, 6000])
+
+
+class FakeJob:
+    """A machine whose measured seconds per step the test sets (candidate → seconds)."""
+
+    def __init__(self, device: str = "cpu", seconds: dict | None = None,
+                 unavailable: dict | None = None) -> None:
+        self.device_type, self.calls = device, []
+        self.seconds, self.unavailable = seconds or {}, unavailable or {}
+
+    def measure(self, config, batch, candidates) -> Measurement:
+        self.calls.append((config, batch, dict(candidates)))
+        return Measurement({k: v for k, v in self.seconds.items() if k in candidates},
+                           {k: v for k, v in self.unavailable.items() if k in candidates})
+
+
+def _request(**typed) -> Request:
+    return Request.of({**OPTIONS, **typed}, set(typed))
+
+
+def test_word_level_takes_its_recipe_for_what_was_not_typed_and_says_so() -> None:
+    resolved = new_config(_request(lr=1e-3), WORDS, FakeJob(seconds={"fp32 full": 1.0}))
+    cfg, sources = resolved.config, resolved.sources
+    assert (cfg.batch_size, cfg.seq_len, cfg.tie_weights, cfg.lr) == (64, 35, False, 1e-3)
+    assert sources["batch_size"] == "recipe: word level off CUDA" and sources["lr"] == "typed"
+
+
+def test_a_faster_adaptive_softmax_is_chosen_only_when_clearly_faster() -> None:
+    fast = FakeJob(seconds={"fp32 full": 1.0, "fp32 adaptive": 0.5})
+    cfg = new_config(_request(precision="fp32"), WORDS, fast).config
+    assert (cfg.softmax, cfg.cutoffs) == ("adaptive", [2000, 6000])
+    close = FakeJob(seconds={"fp32 full": 1.0, "fp32 adaptive": 0.95})
+    resolved = new_config(_request(precision="fp32"), WORDS, close)
+    assert (resolved.config.softmax, resolved.config.cutoffs) == ("full", [])
+    assert "adaptive ran 1.05× the speed of full" in resolved.sources["softmax"]
+
+
+def test_precision_auto_follows_the_measurement_not_the_cpu_flags() -> None:
+    measured = {"fp32 full": 1.0, "bf16 full": 0.4, "fp32 adaptive": 0.5, "bf16 adaptive": 0.2}
+    cfg = new_config(_request(), WORDS, FakeJob(seconds=measured)).config
+    assert (cfg.precision, cfg.softmax) == ("bf16", "adaptive")
+    slow = {**measured, "bf16 full": 2.0, "bf16 adaptive": 1.0}
+    cfg = new_config(_request(), WORDS, FakeJob(seconds=slow)).config
+    assert (cfg.precision, cfg.softmax) == ("fp32", "adaptive")
+
+
+def test_a_bf16_fast_cpu_gets_the_bf16_char_recipe_and_another_the_fp32_one() -> None:
+    bf16 = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.4})
+    fp32 = FakeJob(seconds={"fp32 full": 1.0}, unavailable={"bf16 full": "no kernel"})
+    on_bf16, on_fp32 = new_config(_request(), CHARS, bf16), new_config(_request(), CHARS, fp32)
+    assert on_bf16.config.precision == "bf16" and on_fp32.config.precision == "fp32"
+    fp32_recipe = next(r for r in rules.RECIPES if "fp32" in r.name and "char" in r.name)
+    for name, value in fp32_recipe.values.items():
+        assert getattr(on_fp32.config, name) == value, name
+        assert on_fp32.sources[name] == f"recipe: {fp32_recipe.name}"
+    assert (on_bf16.config.cell, on_bf16.config.hidden) == ("lstm", 512)  # the dataclass's
+
+
+def test_cuda_recipes_scale_with_the_passes_a_budget_allows_and_never_measure() -> None:
+    gpu, big = FakeJob("cuda"), DataFacts("char", 300, 500_000_000, [])
+    short = new_config(_request(max_time=600.0), big, gpu).config  # 0.4 passes
+    long = new_config(_request(max_time=120.0), CHARS, gpu).config  # 42 passes
+    assert gpu.calls == [] and short.precision == "auto" and short.softmax == "full"
+    assert long.dropout > short.dropout  # many passes over a small corpus: more regularisation
+    word = new_config(_request(max_time=300.0), WORDS, gpu)
+    assert word.config.softmax == "full" and word.sources["hidden"].startswith("recipe: word")
+
+
+def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
+    cases = [
+        (rules.Situation(mode="resume"), "unk", "a resumed run keeps the tokenizer"),
+        (rules.Situation(mode="new"), "grow_vocab", "does not apply to a run without --init-from"),
+        (rules.Situation(mode="resume", corpus_given=False), "min_count",
+         "a resumed run reads its own dataset"),
+        (rules.Situation(softmax="full"), "cutoffs", "applies to --softmax adaptive"),
+        (rules.Situation(optim="rprop"), "weight_decay", "does not apply to --optim rprop"),
+        (rules.Situation(task="fill"), "tie_weights", "does not apply to --task fill"),
+    ]
+    assert len(cases) == len(rules.APPLIES)
+    for situation, name, said in cases:
+        with pytest.raises(UserError, match=said):
+            rules.refuse_inapplicable(frozenset({name}), situation)
+    for rule in rules.APPLIES:  # and where they apply, nothing is refused
+        rules.refuse_inapplicable(frozenset(rule.options), rules.Situation(mode="finetune"))
+
+
+def test_rprop_takes_no_weight_decay_nor_clipping_by_default() -> None:
+    cfg = new_config(_request(optim="rprop", precision="fp32"), CHARS, FakeJob()).config
+    assert (cfg.weight_decay, cfg.grad_clip, cfg.base_lr) == (0.0, 0.0, 1e-3)
+
+
+def test_a_resumed_run_takes_a_new_budget_and_refuses_other_changes() -> None:
+    saved = TrainConfig(hidden=64, max_steps=100)
+    resolved = resumed_config(_request(max_steps=300), saved, {}, "r")
+    assert resolved.config.max_steps == 300 and resolved.config.hidden == 64
+    with pytest.raises(UserError, match=r"--hidden 128 \(the run has 64\)"):
+        resumed_config(_request(hidden=128), saved, {}, "r")
+    assert resumed_config(_request(hidden=64), saved, {}, "r").config.hidden == 64
+
+
+def test_train_help_reads_the_table() -> None:
+    text = rules.help_text()
+    for entry in rules.RECIPES:
+        assert entry.name in text
+    for rule in rules.APPLIES:
+        assert rule.condition in text
+
+
+def test_one_thread_is_chosen_only_when_measured_clearly_faster_and_typed_threads_stay() -> None:
+    busy = FakeJob(seconds={"fp32 full": 1.0, "1 thread": 0.5, "2 threads": 1.0})
+    busy.cores = 2
+    resolved = new_config(_request(precision="fp32"), CHARS, busy)
+    assert resolved.config.threads == 1 and "2 threads ran 0.50× the speed of one" in \
+        resolved.sources["threads"]
+    quiet = FakeJob(seconds={"fp32 full": 1.0, "1 thread": 0.95, "2 threads": 1.0})
+    quiet.cores = 2
+    assert new_config(_request(precision="fp32"), CHARS, quiet).config.threads == 0
+    typed = FakeJob(seconds={"1 thread": 0.1, "2 threads": 1.0})
+    typed.cores = 2
+    assert new_config(_request(precision="fp32", threads=2), CHARS, typed).config.threads == 2
+    assert typed.calls == []
