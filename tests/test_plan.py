@@ -139,3 +139,11 @@ def test_one_thread_is_chosen_only_when_measured_clearly_faster_and_typed_thread
     typed.cores = 2
     assert new_config(_request(precision="fp32", threads=2), CHARS, typed).config.threads == 2
     assert typed.calls == []
+
+
+def test_a_typed_adaptive_softmax_gets_the_frequency_cutoffs() -> None:
+    job = FakeJob(seconds={"2 threads": 1.0, "1 thread": 1.0})
+    job.cores = 2
+    cfg = new_config(_request(precision="fp32", softmax="adaptive"), WORDS, job).config
+    assert (cfg.softmax, cfg.cutoffs) == ("adaptive", [2000, 6000])
+    assert job.calls[0][0].cutoffs == [2000, 6000]  # what was measured is what will train

@@ -33,7 +33,7 @@ def measured_choices(resolved, facts, job, typed: frozenset[str]):
             sources["softmax"] = f"rule: {job.device_type}: the full softmax"
         if cfg.precision == "auto" and job.device_type == "cuda":
             sources["precision"] = "rule: CUDA: float16 autocast with loss scaling"
-        return type(resolved)(replace(cfg, softmax=softmax, cutoffs=_cutoffs(cfg, softmax)),
+        return type(resolved)(replace(cfg, softmax=softmax, cutoffs=_cutoffs(cfg, facts, softmax)),
                               sources)
     precisions = ["fp32", "bf16"] if cfg.precision == "auto" else [cfg.precision]
     softmaxes = _softmax_candidates(cfg, facts)
@@ -41,7 +41,7 @@ def measured_choices(resolved, facts, job, typed: frozenset[str]):
         sources["softmax"] = f"rule: {facts.vocab:,} tokens: the full softmax"
     if len(precisions) * len(softmaxes) == 1 and precisions != ["bf16"]:
         cfg = replace(cfg, precision=precisions[0], softmax=softmaxes[0],
-                      cutoffs=_cutoffs(cfg, softmaxes[0]))
+                      cutoffs=_cutoffs(cfg, facts, softmaxes[0]))
         return type(resolved)(_threads(cfg, facts, job, typed, sources), sources)
     cutoffs = list(cfg.cutoffs or facts.cutoffs)
     model = cfg.model_config(facts.vocab, "full", cutoffs)
@@ -90,8 +90,9 @@ def _softmax_candidates(cfg, facts) -> list[str]:
     return ["full", "adaptive"]
 
 
-def _cutoffs(cfg, softmax: str) -> list[int]:
-    return list(cfg.cutoffs) if softmax == "adaptive" else []
+def _cutoffs(cfg, facts, softmax: str) -> list[int]:
+    """The adaptive softmax's clusters: typed, else by the training frequencies; none for full."""
+    return list(cfg.cutoffs or facts.cutoffs) if softmax == "adaptive" else []
 
 
 def _pick(measurement, precisions: list[str], softmaxes: list[str]) -> tuple[str, str]:
