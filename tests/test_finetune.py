@@ -151,10 +151,10 @@ def test_a_resumed_run_refuses_what_it_would_ignore(parent: Path, code: Path) ->
     run_cli("train", code, "--init-from", "parent", *TINY, "--max-steps", "2", "--run-name", "c")
     for extra, said in ((["--unk", "skip"], "--unk: a resumed run keeps the tokenizer"),
                         (["--level", "word"], "--level: a resumed run reads its own dataset"),
-                        (["--lr", "1e-3"], "--lr 0.001 (the run has 0.004)")):
+                        (["--lr", "1e-3"], "--lr 0.001 (the run has 0.006)")):
         result = run_cli("train", "--resume", "c", *extra, ok=False)
         assert result.exit_code == 2 and said in result.output, result.output
-    run_cli("train", "--resume", "c", "--lr", "4e-3", "--max-steps", "3")  # its own lr, typed
+    run_cli("train", "--resume", "c", "--lr", "6e-3", "--max-steps", "3")  # its own lr, typed
 
 
 def test_unk_error_counts_the_words_left_after_growing(small_text: Path, tmp_path: Path) -> None:
@@ -170,7 +170,7 @@ def test_unk_error_counts_the_words_left_after_growing(small_text: Path, tmp_pat
 
 @pytest.mark.parametrize(("extra", "message"), [
     (["--hidden", "64"], "--hidden 64 (it has 32)"),
-    (["--cell", "lstm", "--min-count", "2"], "--min-count does not apply with --init-from"),
+    (["--hidden", "32", "--min-count", "2"], "--min-count does not apply with --init-from"),
     (["--level", "word"], "--level word (it reads char tokens)"),
     (["--grow-vocab", "5"], "--grow-vocab applies to word-level runs"),
     (["--resume", "parent"], "give one of them"),

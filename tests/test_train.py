@@ -166,7 +166,8 @@ def test_stop_requested_while_logging_still_saves_last(small_text, tmp_path) -> 
 
 
 def test_model_too_big_for_memory_is_refused_before_the_run_folder(small_text, tmp_path) -> None:
-    result = run_cli("train", small_text, *TINY, "--hidden", "10000000", "--run-name", "huge", ok=False)
+    result = run_cli("train", small_text, *TINY, "--cell", "lstm", "--hidden", "10000000",
+                     "--run-name", "huge", ok=False)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "does not fit in memory on cpu" in result.output and "smaller --hidden" in result.output
     assert "800,000,390,000,031 parameters" in result.output  # 1×10M LSTM, tied, vocab 31
@@ -195,7 +196,7 @@ def test_cpu_allocator_failure_is_the_same_user_error(small_text, monkeypatch) -
 
 def test_patience_stops_early(small_text, tmp_path) -> None:
     run_cli("train", small_text, *TINY, "--max-steps", "400", "--eval-every", "5", "--patience",
-            "1", "--lr", "0.5", "--optim", "sgd", "--run-name", "p")
+            "1", "--lr", "0.5", "--optim", "sgd", "--cell", "lstm", "--run-name", "p")
     steps = [r["step"] for r in _records(tmp_path / "runs" / "p", "train")]
     assert steps[-1] < 400
 

@@ -159,3 +159,24 @@ def test_rprop_trains_resumes_exactly_and_refuses_what_it_ignores(small_text: Pa
             refused.output
     run_cli("train", small_text, *FILL, "--optim", "rprop", "--max-steps", "3", "--run-name", "f")
     assert {g["weight_decay"] for g in _param_groups(tmp_path / "runs/f")} == {0.0}
+
+
+def test_a_backward_lm_with_eval_tokens_validates_on_the_same_text_as_a_forward_one() -> None:
+    import numpy as np
+
+    from charrnn.lm.model import RNNLM
+    from charrnn.lm.train import LMTask
+
+    class Split:  # the two splits LMTask reads; val: ids 0..399, each once
+        def ids(self, name: str) -> np.ndarray:
+            return np.arange(400, dtype=np.int32) if name == "val" else np.zeros(2000, np.int32)
+
+    cpu = torch.device("cpu")
+    val = {}
+    for direction in ("forward", "backward"):
+        cfg = TrainConfig(direction=direction, eval_tokens=99, batch_size=2, seq_len=8, hidden=8)
+        model = RNNLM(cfg.model_config(400, "full", []))
+        task = LMTask(Split(), cfg, model, model, cpu, type("Dist", (), {"rank": 0, "world": 1})())
+        val[direction] = np.asarray(task.val_ids)
+    assert sorted(val["forward"].tolist()) == sorted(val["backward"].tolist())
+    assert val["backward"].tolist() == val["forward"][::-1].tolist()

@@ -15,7 +15,6 @@ folder, or the name of a registry corpus; no input means the embedded default co
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -45,15 +44,6 @@ class TrainJob:
     def open_device(self, name: str) -> torch.device:
         self.device = self.dist.start(resolve_device(name))
         return self.device
-
-    @property
-    def cores(self) -> int:
-        """The CPU cores a thread count may be measured over: none for one process of several,
-        nor where OMP_NUM_THREADS says how many threads torch is to use (the user chose)."""
-        from charrnn.lm.speed import cores
-
-        chosen = self.dist.enabled or "OMP_NUM_THREADS" in os.environ
-        return 1 if chosen or self.device_type != "cpu" else cores()
 
     @property
     def device_type(self) -> str:

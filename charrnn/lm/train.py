@@ -52,9 +52,10 @@ class LMTask:
         self.stream = TBPTTStream(oriented(dataset.ids("train"), cfg.direction), cfg.batch_size,
                                   cfg.seq_len, device, dist.rank, dist.world)
         self.steps_per_epoch = self.stream.steps_per_epoch
-        self.val_ids = oriented(dataset.ids("val"), cfg.direction)
-        if cfg.eval_tokens is not None:
-            self.val_ids = self.val_ids[: cfg.eval_tokens + 1]
+        val = dataset.ids("val")
+        if cfg.eval_tokens is not None:  # the same text whichever way the model reads it
+            val = val[: cfg.eval_tokens + 1]
+        self.val_ids = oriented(val, cfg.direction)
         self.has_validation = len(self.val_ids) >= 2
         self.local_batch = cfg.batch_size // dist.world
         self.state = model.initial_state(self.local_batch, device)

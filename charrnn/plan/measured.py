@@ -23,7 +23,7 @@ ADAPTIVE_MIN_VOCAB = 2000  # below this the full softmax is a small part of a st
 BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
 
 
-def measured_choices(resolved, facts, job, typed: frozenset[str]):
+def measured_choices(resolved, facts, job):
     """`resolved` (plan.train.Resolved) with precision and softmax decided."""
     cfg, sources = resolved.config, dict(resolved.sources)
     if job.device_type != "cpu":
@@ -42,7 +42,7 @@ def measured_choices(resolved, facts, job, typed: frozenset[str]):
     if len(precisions) * len(softmaxes) == 1 and precisions != ["bf16"]:
         cfg = replace(cfg, precision=precisions[0], softmax=softmaxes[0],
                       cutoffs=_cutoffs(cfg, facts, softmaxes[0]))
-        return type(resolved)(_threads(cfg, facts, job, typed, sources), sources)
+        return type(resolved)(cfg, sources)
     cutoffs = list(cfg.cutoffs or facts.cutoffs)
     model = cfg.model_config(facts.vocab, "full", cutoffs)
     candidates = {f"{p} {s}": (p, s) for p in precisions for s in softmaxes}
@@ -61,25 +61,7 @@ def measured_choices(resolved, facts, job, typed: frozenset[str]):
                         "use them, or drop them")
     cfg = replace(cfg, precision=precision, softmax=softmax,
                   cutoffs=cutoffs if softmax == "adaptive" else [])
-    return type(resolved)(_threads(cfg, facts, job, typed, sources), sources)
-
-
-def _threads(cfg, facts, job, typed: frozenset[str], sources: dict[str, str]):
-    """`--threads 0` (auto): every core, unless one thread trains this model clearly faster
-    here and now (small models, or cores other processes are busy on). Measured each run."""
-    if "threads" in typed or cfg.threads or getattr(job, "cores", 1) < 2:
-        return cfg
-    model = cfg.model_config(facts.vocab, cfg.softmax, cfg.cutoffs)
-    all_cores = f"{job.cores} threads"
-    measurement = job.measure(model, cfg.batch_size, {
-        all_cores: (cfg.precision, cfg.softmax, job.cores),
-        "1 thread": (cfg.precision, cfg.softmax, 1)})
-    one, many = measurement.seconds.get("1 thread"), measurement.seconds.get(all_cores)
-    if one is None or many is None or one * CLEARLY_FASTER >= many:
-        return cfg
-    sources["threads"] = (f"machine: {job.cores} threads ran {one / many:.2f}× the speed of one "
-                          "on this model's step, now")
-    return replace(cfg, threads=1)
+    return type(resolved)(cfg, sources)
 
 
 def _softmax_candidates(cfg, facts) -> list[str]:

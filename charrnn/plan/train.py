@@ -1,7 +1,7 @@
 """`charrnn train` of a language model, planned: the mode, the preprocessing, the full config.
 
     new       dataclass defaults ← the situation's recipes (rules.py) ← what was typed; then
-              `--precision`, `--softmax` and `--threads` auto measured on this model (measured.py)
+              `--precision` and `--softmax` auto measured on this model (measured.py)
     resume    the run's own config; only its budget, device and threads may be typed anew
     finetune  a new run's recipe, the parent's shape (and its regularisers unless typed)
 
@@ -59,7 +59,7 @@ def refuse_inapplicable(request: Request, mode: str) -> None:
 
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
-    return measured_choices(recipe_config(request, facts, job), facts, job, request.typed)
+    return measured_choices(recipe_config(request, facts, job), facts, job)
 
 
 def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
@@ -120,7 +120,7 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
     sources = {**unmeasured.sources, **{k: "parent" for k in keep if k not in request.typed}}
     cfg = replace(unmeasured.config, **keep)
-    return measured_choices(Resolved(cfg, sources), facts, job, request.typed)
+    return measured_choices(Resolved(cfg, sources), facts, job)
 
 
 def refuse_clashes(request: Request, parent: ModelConfig, level: str, name: str) -> None:
