@@ -76,6 +76,18 @@ def test_a_bf16_fast_cpu_gets_the_bf16_char_recipe_and_another_the_fp32_one() ->
     assert (on_bf16.config.cell, on_bf16.config.hidden) == ("lstm", 512)  # the dataclass's
 
 
+def test_a_cpu_where_fp32_is_faster_trains_the_smaller_word_model() -> None:
+    bf16 = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.4, "fp32 adaptive": 1.0,
+                            "bf16 adaptive": 0.4})
+    fp32 = FakeJob(seconds={"fp32 full": 1.0, "fp32 adaptive": 0.5},
+                   unavailable={"bf16 full": "no kernel", "bf16 adaptive": "no kernel"})
+    on_bf16, on_fp32 = new_config(_request(), WORDS, bf16), new_config(_request(), WORDS, fp32)
+    assert on_fp32.config.hidden == 256 and on_bf16.config.hidden == 512
+    assert on_fp32.sources["hidden"] == "recipe: word level on a CPU where fp32 is the faster"
+    assert on_fp32.config.batch_size == 64  # the rest of the word recipe stays
+    assert new_config(_request(hidden=384), WORDS, fp32).config.hidden == 384
+
+
 def test_cuda_recipes_scale_with_the_passes_a_budget_allows_and_never_measure() -> None:
     gpu, big = FakeJob("cuda"), DataFacts("char", 300, 500_000_000, [])
     short = new_config(_request(max_time=600.0), big, gpu).config  # 0.4 passes

@@ -88,6 +88,9 @@ CHAR_CPU_FP32 = ("bench/train_shakespeare.py --budget 600, AMD EPYC Zen 1 (no bf
                  "1.486 nats/char; 300-s screens there: this 1.623, 2×256 LSTM 1.678, 3×256 GRU "
                  "1.822, and the 2×512 LSTM above trains a few steps a minute")
 WORD_CPU = "bench/train_ptb.py --budget 600, 2026-12-02: test ppl 97.27, with KN5 87.55"
+WORD_CPU_FP32 = ("bench/train_ptb.py --budget 600, AMD EPYC Zen 1 (no bf16), 2026-12-04: test ppl "
+                 "147.66, with KN5 112.69 (6.2k tok/s); at the 2×512 it has elsewhere: 230.53 "
+                 "and 130.20 (1.7k tok/s, a third of an epoch)")
 GPU_RUNS = "one H200, ../shared/gpu-runs, 2026-12-04"
 MANY_PASSES = 8  # CUDA: a budget reading the training text more often than this overfits a big
 # model (tiny Shakespeare, 3×1024 LSTM, dropout 0.4: best val 1.4047 at 60 s = 21 passes, then
@@ -116,6 +119,9 @@ RECIPES: tuple[Recipe, ...] = (
            {"cell": "lstm", "tie_weights": False, "locked_dropout": True, "dropout": 0.2,
             "seq_len": 35, "batch_size": 64, "lr": 4e-3, "weight_decay": 0.1, "grad_clip": 0.25,
             "eval_every": 1000}, WORD_CPU),
+    Recipe("word level on a CPU where fp32 is the faster",
+           lambda s: _lm("word", "cpu")(s) and not s.cpu_bf16_fast, {"hidden": 256},
+           WORD_CPU_FP32),
     Recipe("char level on CUDA", _lm("char", "cuda"),
            {"cell": "lstm", "layers": 3, "hidden": 1024, "tie_weights": False, "dropout": 0.25,
             "seq_len": 128, "batch_size": 64, "lr": 2e-3, "weight_decay": 0.1, "warmup": 200,
