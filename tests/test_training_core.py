@@ -120,10 +120,12 @@ def test_tokens_per_second_counts_training_time_only(small_text, tmp_path, monke
 
     trainer = _trainer(small_text, tmp_path, max_steps=20, log_every=10, eval_every=10)
     real_eval = trainer.task.evaluate
-    monkeypatch.setattr(trainer.task, "evaluate", lambda: time.sleep(1.0) or real_eval())
+    monkeypatch.setattr(trainer.task, "evaluate", lambda: time.sleep(3.0) or real_eval())
     trainer.run()
     first, second = (r["tokens_per_s"] for r in _records(tmp_path, "train"))
-    assert second > 0.5 * first  # with the second spent evaluating inside it: ~10× slower
+    # Ten tiny steps take well under a second, so with the 3 s of evaluation counted the second
+    # window would read ≥ 4× slower; one window to the next varies by up to 2× on a busy machine.
+    assert second > 0.25 * first
 
 
 def test_checkpoint_writes_wait_when_they_would_take_over_the_run(small_text, tmp_path) -> None:
