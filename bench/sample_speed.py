@@ -8,7 +8,9 @@ References, in the same process on the same weights (so the ratios hold on a noi
 - graph (CUDA only): the loop of ../shared/gpu-runs/ref_sample_graph.py — embedding → nn.LSTM →
   linear → temperature → Gumbel-max, one token captured in a CUDA graph, replayed with no host
   read inside the loop (its figure on an H200: 25,190 tok/s at batch 1).
-One stream is what `charrnn sample` streams (the ids reach the host, a chunk at a time);
+One stream is what `charrnn sample` streams (the ids reach the host, a chunk at a time; on the
+CPU the compiled kernel after its take-over, `charrnn_numpy` the NumPy step of a stream's first
+1,024 tokens, `charrnn_pytorch` the PyTorch step of several streams, cpustream.py);
 `--streams` rows are `--num-samples N` (tokens/s counts every stream). `stats_over_plain` is the
 live view's share: the same stream with the per-token probability, entropy and top-5 computed
 inside the chunks. The bars of issue 21 (CUDA, 2×512): ≥ 25,000 tok/s one stream, ≥ 1,200,000
@@ -23,6 +25,7 @@ import time
 
 import torch
 
+from charrnn.lm import cpustream
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
@@ -86,12 +89,14 @@ def graph_reference(model: RNNLM, tokens: int, device: torch.device, streams: in
 
 
 def charrnn_rate(model: RNNLM, tokens: int, device: torch.device, streams: int = 1,
-                 chunk: int | None = None, stats: bool = False) -> float:
-    """Steady state: the stream is set up (on CUDA: the graph captured) and one chunk drawn
-    before the clock starts; the clock stops when the last ids are on the host."""
-    sampler = Sampler(model, device, SampleOptions(seed=0), chunk=chunk)
+                 chunk: int | None = None, stats: bool = False, compiled: bool = True) -> float:
+    """Steady state: the stream is set up (on CUDA: the graph captured; one CPU stream: the
+    compiled kernel has taken over) and one chunk drawn before the clock starts; the clock stops
+    when the last ids are on the host. compiled=False: the Python-driven step throughout."""
+    sampler = Sampler(model, device, SampleOptions(seed=0), chunk=chunk, compiled=compiled)
     stream = sampler.tokens([0], streams, stats)
-    stream.take_all(sampler.chunk)
+    kernel = compiled and device.type == "cpu" and streams == 1
+    stream.take_all(sampler.chunk + (min(cpustream.TAKE_OVER, 10**6) if kernel else 0))
     _sync(device)
     start = time.perf_counter()
     stream.take_all(tokens)
@@ -104,14 +109,23 @@ def measure(key: str, model: RNNLM, tokens: int, device: torch.device, streams: 
         return eager_reference(model, tokens, device, streams)
     if key == "graph_ref":
         return graph_reference(model, tokens, device, streams)
-    return charrnn_rate(model, tokens, device, streams, chunk, stats=key == "charrnn_stats")
+    if key == "charrnn_numpy":  # the engine of a stream's first TAKE_OVER tokens
+        take_over, cpustream.TAKE_OVER = cpustream.TAKE_OVER, 10**9
+        try:
+            return charrnn_rate(model, tokens, device, streams, chunk)
+        finally:
+            cpustream.TAKE_OVER = take_over
+    return charrnn_rate(model, tokens, device, streams, chunk, stats=key == "charrnn_stats",
+                        compiled=key != "charrnn_pytorch")
 
 
 def rows_for(model: RNNLM, name: str, args: argparse.Namespace, device: torch.device) -> list:
     rows = []
     for streams, tokens in ((1, args.tokens), (args.streams, max(64, args.tokens // 4))):
         keys = ["eager", "charrnn"] + (["charrnn_stats"] if streams == 1 else []) + \
-            (["graph_ref"] if device.type == "cuda" else [])
+            (["graph_ref"] if device.type == "cuda" else []) + \
+            (["charrnn_numpy", "charrnn_pytorch"] if device.type == "cpu" and streams == 1
+             else [])
         rates = dict.fromkeys(keys, 0.0)
         for _ in range(args.rounds):  # alternated rounds, best of each
             for key in keys:
@@ -122,6 +136,10 @@ def rows_for(model: RNNLM, name: str, args: argparse.Namespace, device: torch.de
                "speedup_over_eager": round(rates["charrnn"] / rates["eager"], 2)}
         if "graph_ref" in rates:
             row["over_graph_ref"] = round(rates["charrnn"] / rates["graph_ref"], 3)
+        if "charrnn_pytorch" in rates:
+            row["kernel_over_pytorch"] = round(rates["charrnn"] / rates["charrnn_pytorch"], 2)
+            row["numpy_over_pytorch"] = round(rates["charrnn_numpy"] / rates["charrnn_pytorch"],
+                                              2)
         if "charrnn_stats" in rates:
             row["stats_over_plain"] = round(rates["charrnn_stats"] / rates["charrnn"], 3)
         bar = BARS.get(device.type, {}).get(streams)

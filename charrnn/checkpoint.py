@@ -15,20 +15,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from charrnn import fsutil, runs, weights
 from charrnn.configs import typed_config
-from charrnn.devices import require_loadable
 from charrnn.errors import UserError
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
-C = TypeVar("C")
-M = TypeVar("M", bound=torch.nn.Module)
+if TYPE_CHECKING:  # torch is imported where a model is built or saved: reading a checkpoint's
+    import torch  # JSON and header (`charrnn sample` on a CPU, cpusample.py) goes without it
+
+C, T = TypeVar("C"), TypeVar("T")
+M = TypeVar("M", bound="torch.nn.Module")
 
 FORMAT, VERSION = "charrnn-checkpoint", 1
 TASKS = {"lm": "a language model", "tag": "a tagger", "fill": "a fill model"}
@@ -50,6 +50,10 @@ class Checkpoint:
         allocated, the config is checked, the model's size against the memory it will occupy
         (device and host), and the weights file's names and shapes against the config: a damaged
         or hostile checkpoint.json claiming a huge model is one clear error, at once."""
+        import torch
+
+        from charrnn.devices import require_loadable
+
         config = self.config(config_type)
         device = torch.device(device)
         skeleton = require_loadable(lambda: model_type(config), device,
@@ -91,11 +95,15 @@ class Checkpoint:
         return model if device is None else model.to(device)
 
     def _weights(self, action: Callable[[Path, torch.nn.Module], None], model: torch.nn.Module) -> None:
-        """Run a weights action with its failures said for what they are: a damaged file, a file
+        """Run a weights action on this checkpoint's module (`read_weights`)."""
+        self.read_weights(lambda path: action(path, model))
+
+    def read_weights(self, action: Callable[[Path], T]) -> T:
+        """action(the weights file), its failures said for what they are: a damaged file, a file
         that does not fit the config, or one that cannot be read."""
         path = self.folder / WEIGHTS
         try:
-            action(path, model)
+            return action(path)
         except weights.Mismatch as exc:
             raise UserError(f"{path} does not match its config ({exc})"
                             f"{_other_checkpoint(self.folder)}") from exc
@@ -112,6 +120,8 @@ class Checkpoint:
         if not path.is_file():
             raise UserError(f"{self.folder} has no resume state ({STATE} is missing): "
                             f"{self._without_state()}")
+        from safetensors.torch import load_file
+
         try:
             return load_file(path)
         except SafetensorError as exc:
@@ -150,6 +160,8 @@ def capture(model: torch.nn.Module, meta: dict, state: dict[str, torch.Tensor] |
 
 def write(folder: Path, captured: Captured) -> None:
     """Write a checkpoint folder atomically (the previous one stays whole until the swap)."""
+    from safetensors.torch import save_file
+
     with fsutil.atomic_dir(folder) as tmp:
         try:
             save_file(captured.weights, str(tmp / WEIGHTS))

@@ -20,9 +20,12 @@ Parameters, so they are saved (and loaded) one by one.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from safetensors import SafetensorError, safe_open
+
+if TYPE_CHECKING:  # nothing here calls torch but `load`: check_shapes serves a torch-free reader
+    import torch
 
 Shapes = dict[str, tuple[int, ...]]
 
@@ -53,7 +56,7 @@ def cpu_copies(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def file_shapes(path: Path) -> Shapes:
     """Names and shapes from the header alone (SafetensorError for a damaged file)."""
-    with safe_open(str(path), "pt", device="cpu") as handle:
+    with safe_open(str(path), "numpy") as handle:  # the header only: any framework reads it
         return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
 
 
@@ -61,13 +64,18 @@ def check(path: Path, model: torch.nn.Module) -> None:
     """Mismatch unless the file holds exactly the module's tensors, shape for shape (a module
     built on the meta device will do: only names and shapes are compared)."""
     wanted, aliases = layout(model)
+    check_shapes(path, {name: tuple(t.shape) for name, t in wanted.items()}, aliases)
+
+
+def check_shapes(path: Path, wanted: Shapes, aliases: dict[str, str]) -> None:
+    """`check` against names and shapes (each tied alias → the name it is saved under)."""
     saved = file_shapes(path)
     problems = [_saved_as(name, aliases, saved) for name in aliases]
     problems = [p for p in problems if p]
     missing = [n for n in wanted if n not in saved]
     unexpected = [n for n in saved if n not in wanted and n not in aliases]
-    shapes = [f"{n} is {_dims(saved[n])} in the file, {_dims(t.shape)} by the config"
-              for n, t in wanted.items() if n in saved and tuple(t.shape) != saved[n]]
+    shapes = [f"{n} is {_dims(saved[n])} in the file, {_dims(shape)} by the config"
+              for n, shape in wanted.items() if n in saved and tuple(shape) != saved[n]]
     if missing:
         problems.append(f"missing {', '.join(missing[:3])}" + (" …" if len(missing) > 3 else ""))
     if unexpected:
@@ -90,6 +98,8 @@ def _dims(shape) -> str:
 def load(path: Path, model: torch.nn.Module) -> None:
     """Copy the file's tensors into the module's own (after `check`), one tensor at a time: the
     host holds one tensor, never the whole model, whatever device the module is on."""
+    import torch
+
     check(path, model)
     wanted, _ = layout(model)
     with safe_open(str(path), "pt", device="cpu") as handle, torch.no_grad():
@@ -97,4 +107,5 @@ def load(path: Path, model: torch.nn.Module) -> None:
             target.copy_(handle.get_tensor(name))
 
 
-__all__ = ["Mismatch", "SafetensorError", "check", "cpu_copies", "file_shapes", "layout", "load"]
+__all__ = ["Mismatch", "SafetensorError", "check", "check_shapes", "cpu_copies", "file_shapes",
+           "layout", "load"]

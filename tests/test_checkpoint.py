@@ -132,7 +132,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tiny_run: Path, tmp_path: Pa
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", disk_full)
+    monkeypatch.setattr("safetensors.torch.save_file", disk_full)  # read when a write begins
     with pytest.raises(UserError, match="No space left.*previous copy is intact"):
         checkpoint.save(run / "last", model, {"model": {}}, None)
     assert (run / "last" / "model.safetensors").read_bytes() == before
@@ -275,7 +275,12 @@ def test_a_checkpoint_claiming_an_impossible_model_is_one_line(tiny_run: Path, t
         result = run_cli(*args, ok=False)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1, result.output
-        assert lines[0].startswith("charrnn: error: ") and message in lines[0], lines[0]
+        said = message
+        if args[0] == "sample" and "fit in memory" in message:
+            # Sampled on a CPU without torch: the file's shapes are checked against the config
+            # first, and nothing is ever allocated by the config's word.
+            said = "model.safetensors does not match its config (embed.weight is 31×32 in the file"
+        assert lines[0].startswith("charrnn: error: ") and said in lines[0], lines[0]
     assert "checkpoint.json" in lines[0]
 
 

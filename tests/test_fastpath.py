@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from charrnn.lm.config import ModelConfig
+from charrnn.lm.cpustream import CPUStream
 from charrnn.lm.fastpath import FusedCPUStepper, ModuleStepper
 from charrnn.lm.model import RNNLM
 
@@ -45,26 +46,27 @@ def test_batched_greedy_sampling_gives_the_single_stream_text_in_every_row() -> 
     assert rows == [expected] * 3
 
 
-def test_sampler_uses_the_fused_path_on_cpu(monkeypatch) -> None:
+def test_the_pytorch_engine_uses_the_fused_step_on_cpu(monkeypatch) -> None:
     from charrnn.lm import sample
 
     model = RNNLM(ModelConfig(10, "lstm", layers=1, hidden=8))
     used = []
     real = sample.make_stepper
     monkeypatch.setattr(sample, "make_stepper", lambda m, d: used.append(real(m, d)) or used[-1])
-    stream = sample.Sampler(model, torch.device("cpu"), sample.SampleOptions(seed=1)).stream([0])
+    stream = sample.Sampler(model, torch.device("cpu"), sample.SampleOptions(seed=1),
+                            compiled=False).stream([0])
     [next(stream) for _ in range(5)]
     assert isinstance(used[0], FusedCPUStepper)
 
 
-def _engine(device: str, graphs: bool = True):
+def _engine(device: str, compiled: bool = True):
     """The chunk engine the sampler would pick for `device` (a CPU generator: the CUDA parts that
     run are faked or refused before they touch a GPU)."""
     from charrnn.lm import sample
 
     model = RNNLM(ModelConfig(10, "gru", layers=1, hidden=8))
     return sample.make_engine(model, torch.device(device), sample.SampleOptions(seed=0), 1,
-                              torch.Generator(), 8, graphs=graphs)
+                              torch.Generator(), 8, compiled=compiled)
 
 
 def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> None:
@@ -76,7 +78,8 @@ def test_cuda_graph_capture_failure_falls_back_to_the_module(monkeypatch) -> Non
     monkeypatch.setattr(cudagraph.GraphEngine, "__init__", no_capture)
     engine = _engine("cuda")
     assert isinstance(engine, chunks.StepEngine) and isinstance(engine.stepper, ModuleStepper)
-    assert isinstance(_engine("cpu").stepper, FusedCPUStepper)
+    assert isinstance(_engine("cpu"), CPUStream)  # one CPU stream: NumPy and the kernel
+    assert isinstance(_engine("cpu", compiled=False).stepper, FusedCPUStepper)
 
 
 def test_cuda_graph_fallback_says_so_once_on_stderr(monkeypatch, capsys) -> None:
@@ -162,7 +165,7 @@ def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:
 
     captured, asked = [], []
     monkeypatch.setattr(cudagraph.GraphEngine, "__init__", lambda *a, **k: captured.append(a))
-    assert isinstance(_engine("cuda", graphs=False).stepper, ModuleStepper)
+    assert isinstance(_engine("cuda", compiled=False).stepper, ModuleStepper)
     assert captured == []
     real = sample.make_engine
     monkeypatch.setattr(sample, "make_engine",

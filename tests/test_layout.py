@@ -194,7 +194,7 @@ def test_the_readme_layout_names_every_part_of_the_tree() -> None:
     missing = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE).with_suffix("").parts
-        if parts[-1] in ("__init__", "__main__", "_jit"):
+        if parts[-1] in ("__init__", "__main__"):
             continue
         if len(parts) == 2 and f"charrnn/{parts[0]}/" not in layout:
             missing.append(f"charrnn/{parts[0]}/")

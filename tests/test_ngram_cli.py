@@ -254,7 +254,7 @@ def test_existing_run_name_does_not_suggest_resume(small_text: Path, tmp_path: P
 
 
 def test_numba_cache_moves_when_the_package_is_read_only(tmp_path: Path, monkeypatch):
-    from charrnn.ngram import _jit
+    from charrnn import jit as _jit
 
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))

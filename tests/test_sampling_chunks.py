@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from charrnn.errors import UserError
-from charrnn.lm.chunks import TokenStream
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.decode import checked, gumbel_noise, pick, shape_scores, token_stats
 from charrnn.lm.fastpath import ModuleStepper
 from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
+from charrnn.lm.tokenstream import TokenStream
 from helpers import run_cli
 
 CPU = torch.device("cpu")
@@ -113,7 +113,8 @@ def test_a_stop_mid_chunk_leaves_the_state_of_the_tokens_handed_out() -> None:
     reference.prime([1, 2])
     for token in handed:
         scores = reference.step(token)
-    torch.testing.assert_close(stream.engine.scores, scores, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.as_tensor(stream.engine.scores), scores, atol=1e-5,
+                               rtol=1e-5)
     after = stream.take(100)
     assert len(after) == 16  # a new chunk from there, not the forgotten surplus
 
@@ -137,7 +138,8 @@ def test_the_live_views_stats_come_with_the_tokens() -> None:
     stream = Sampler(model(), CPU, SampleOptions(seed=3, top_k=4), chunk=8).tokens([1], stats=True)
     chunk = stream.take(10)
     assert chunk.stats.shape == (1, 8, 12)
-    p, top_ids = chunk.stats[0, :, 0], chunk.stats[0, :, 7:].long()
+    stats = torch.as_tensor(chunk.stats)
+    p, top_ids = stats[0, :, 0], stats[0, :, 7:].long()
     assert ((p > 0) & (p <= 1)).all()
     assert all(token in row for token, row in zip(chunk.ids[0].tolist(), top_ids.tolist(),
                                                   strict=True))  # top-4: the draw is among them

@@ -35,8 +35,8 @@ def sample(
     """Generate text from a trained model, streamed as it is produced."""
     from charrnn import checkpoint, tui
     from charrnn.inputs import read_text
-    from charrnn.lm.model import lm_config
-    from charrnn.lm.sample import generate
+    from charrnn.lm import plain as plain_text
+    from charrnn.lm.config import lm_config
 
     if prime is not None and prime_file is not None:
         raise UserError("give --prime or --prime-file, not both")
@@ -62,5 +62,11 @@ def sample(
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    generate(ckpt, opts, prime, num_samples, write, device, unk, mixing)
+    mixing_asked = mix is not None or mix_weight is not None  # (a weight alone: its error)
+    if plain_text.without_torch(lm_config(ckpt), opts, num_samples, device, mixing_asked):
+        plain_text.generate_on_cpu(ckpt, opts, prime, write, unk)
+    else:
+        from charrnn.lm.sample import generate
+
+        generate(ckpt, opts, prime, num_samples, write, device, unk, mixing)
     write("\n")

@@ -271,7 +271,7 @@ def _role(ckpt, spec: str) -> str:
     if ckpt.task != "lm":
         raise UserError(f"{spec} holds a {ckpt.task} model: fill takes language models, fill "
                         "models and n-gram runs")
-    from charrnn.lm.model import lm_config
+    from charrnn.lm.config import lm_config
 
     return "bwd" if lm_config(ckpt).direction == "backward" else "fwd"
 

@@ -10,8 +10,12 @@
     finetune.py  a parent run grown for new text (--init-from)
     speed.py     one training step timed per setting on this machine (precision, softmax, threads)
     sample.py    the Sampler: plain, batched, beam decoding; `charrnn sample`'s generate
+    plain.py     prime and text; `charrnn sample --plain` of one CPU stream without torch
     decode.py    one step's maths: temperature, top-k / top-p, Gumbel-max, per-token stats
-    chunks.py    K tokens per call: Chunk, TokenStream (exact lengths, surplus), the CPU engine
+    tokenstream.py  K tokens per call: Chunk, TokenStream (exact lengths, surplus), torch-free
+    chunks.py    the PyTorch engine: K Python-driven steps per call
+    cpustream.py one CPU stream without torch: weights via NumPy, cpustep.py (NumPy) for the
+                 first 1,024 tokens, then cpukernel.py (K steps compiled by Numba)
     cudagraph.py K steps captured in one CUDA graph, double-buffered to pinned memory
     fastpath.py  decoding steps driven from Python: fused CPU step, the module
     scoring.py   -log p of each token of a text (carried state, streams)

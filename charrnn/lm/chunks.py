@@ -1,17 +1,13 @@
-"""Tokens K at a time: the chunk interface every sampling mode reads, and its CPU engine.
+"""The PyTorch chunk engine: K steps of a Python-driven step per call (tokenstream.py reads it).
 
-    engine.run()  ──▶ Chunk: ids (B, K) on the host [+ per-token stats (B, K, S)]
-         ▲                │
-         │ rewind(j)      ▼
-    TokenStream.take(n) ─ hands out ≤ n tokens: the last chunk's surplus first, else a new chunk
-    TokenStream.stop()  ─ forgets the surplus: the carried state is as if sampling had stopped
-                          after the last token handed out
+    StepEngine.run() ── K × (shape, Gumbel-max draw, step) ──▶ Chunk: ids (B, K) [+ stats]
 
-An engine makes K tokens per call: `StepEngine` (here) steps a model K times in a Python loop
-(the fused CPU step; the module itself on other devices, and wherever --mix needs the host each
-step); `GraphEngine` (cudagraph.py) replays K steps captured in one CUDA graph. Both draw with
-the same functions (decode.py), so what the CPU tests prove of the chunk logic (exact lengths,
-the surplus, a stop mid-chunk, NaN rows) holds for the graph too.
+It steps the fused CPU step for several streams (--num-samples), the adaptive softmax, --mix
+(whose n-gram needs the host each step) and the training preview; the module itself on devices
+other than the CPU where no CUDA graph is. `GraphEngine` (cudagraph.py) replays K steps captured
+in one CUDA graph; both draw with the same functions (decode.py), so what the CPU tests prove of
+the chunk logic (exact lengths, the surplus, a stop mid-chunk, NaN rows) holds for the graph
+too. One CPU stream of a full-softmax model has its own engine (cpustream.py).
 
 Seeds: the Gumbel noise of a chunk is drawn from the sampler's generator as one (K, B, V) block.
 On the CPU that block is the same sequence of numbers as K draws of (B, V), so a seed gives the
@@ -21,45 +17,11 @@ numbers than a lone stream does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 import torch
 
-from charrnn.errors import UserError
 from charrnn.lm.config import SampleOptions
 from charrnn.lm.decode import checked, gumbel_noise, pick, shape_scores, token_stats
-
-
-@dataclass
-class Chunk:
-    """Tokens of B streams: ids (B, n) int64 on the host; with stats, per token (B, n, S) floats:
-    chosen p, entropy in bits, the top-5 probabilities and their ids (decode.token_stats)."""
-
-    ids: torch.Tensor
-    stats: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.ids.size(1)
-
-    def split(self, n: int) -> tuple[Chunk, Chunk]:
-        """(the first n tokens of every stream, the rest)."""
-        def cut(part: slice) -> Chunk:
-            return Chunk(self.ids[:, part], None if self.stats is None else self.stats[:, part])
-
-        return cut(slice(0, n)), cut(slice(n, None))
-
-
-class Engine(Protocol):
-    k: int  # tokens per chunk
-
-    def prime(self, ids: list[int]) -> None: ...
-
-    def run(self) -> Chunk: ...
-
-    def rewind(self, kept: int) -> None: ...
-
-    def set_temperature(self, temperature: float) -> None: ...
+from charrnn.lm.tokenstream import Chunk
 
 
 class StepEngine:
@@ -157,62 +119,3 @@ class StepEngine:
                 self.side.advance([token] if self.single else tokens)
             self.scores = self.stepper.step(token)
         self.start = None
-
-
-class TokenStream:
-    """Exactly as many tokens as asked for, from an engine that makes K at a time."""
-
-    def __init__(self, engine: Engine, opts: SampleOptions) -> None:
-        self.engine, self.opts = engine, opts
-        self.temperature = opts.temperature
-        engine.set_temperature(opts.temperature)
-        self.surplus: Chunk | None = None
-        self.handed: int | None = None  # tokens of the engine's last chunk handed out
-        self.position = 0  # tokens handed out per stream
-        self.error: UserError | None = None
-
-    def take(self, n: int) -> Chunk:
-        """Up to n (≥ 1) next tokens of every stream. Options are read at each call: a new
-        temperature (the live view's +/-) drops the surplus drawn at the old one."""
-        if self.opts.temperature != self.temperature:
-            self.stop()
-            self.temperature = self.opts.temperature
-            self.engine.set_temperature(self.temperature)
-        if not self.surplus:
-            if self.error is not None:
-                raise self.error
-            self.surplus, self.handed = self._checked(self.engine.run()), 0
-        head, self.surplus = self.surplus.split(n)
-        self.handed += len(head)
-        self.position += len(head)
-        return head
-
-    def take_all(self, n: int) -> torch.Tensor:
-        """Exactly n next tokens of every stream: ids (B, n)."""
-        parts = []
-        while n > 0:
-            parts.append(self.take(n).ids)
-            n -= parts[-1].size(1)
-        return torch.cat(parts, 1)
-
-    def stop(self) -> None:
-        """Forget the surplus: the engine's state becomes what it would be had sampling stopped
-        after the last token handed out (an engine that runs ahead forgets that too)."""
-        if self.handed is not None:
-            self.engine.rewind(self.handed)
-        self.surplus, self.handed = None, None
-
-    def _checked(self, chunk: Chunk) -> Chunk:
-        """The chunk up to its first row without a distribution; the error is raised when the
-        tokens before it have been handed out."""
-        bad = (chunk.ids < 0).any(0).nonzero()
-        if len(bad) == 0:
-            return chunk
-        at = int(bad[0])
-        self.error = UserError(
-            f"the model's probabilities are NaN at generated token {self.position + at + 1:,}: "
-            "the checkpoint's weights hold NaN or inf (a run that diverged?); sample another "
-            "checkpoint (--checkpoint best|last) or train again")
-        if at == 0:
-            raise self.error
-        return chunk.split(at)[0]

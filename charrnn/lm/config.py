@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from charrnn.errors import UserError, check_seed
 from charrnn.rnn.shape import RecurrentShape
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
+
+if TYPE_CHECKING:
+    from charrnn.checkpoint import Checkpoint
 
 DIRECTIONS = ("forward", "backward")
 SOFTMAXES = ("auto", "full", "adaptive")
@@ -143,3 +147,9 @@ class SampleOptions:
         if self.beam is not None and self.beam < 1:
             raise UserError(f"--beam must be ≥ 1, got {self.beam}")
         check_seed(self.seed)
+
+
+def lm_config(ckpt: Checkpoint) -> ModelConfig:
+    """A language model checkpoint's config (checked); another task's checkpoint is refused."""
+    ckpt.require_task("lm", f"use `charrnn {ckpt.task}` with it")
+    return ckpt.config(ModelConfig)

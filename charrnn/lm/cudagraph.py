@@ -23,10 +23,10 @@ from collections import deque
 import torch
 
 from charrnn.devices import cuda_device
-from charrnn.lm.chunks import Chunk
 from charrnn.lm.config import SampleOptions
 from charrnn.lm.decode import TOP, checked, gumbel_noise, pick, shape_scores, token_stats
 from charrnn.lm.model import RNNLM
+from charrnn.lm.tokenstream import Chunk
 from charrnn.rnn import state as states
 
 

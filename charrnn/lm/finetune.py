@@ -25,8 +25,8 @@ from charrnn import checkpoint, runs
 from charrnn.data import GivenTokenizer
 from charrnn.devices import require_loadable
 from charrnn.errors import UserError
-from charrnn.lm.config import REGULARISERS, ModelConfig, TrainConfig
-from charrnn.lm.model import RNNLM, lm_config, load_lm
+from charrnn.lm.config import REGULARISERS, ModelConfig, TrainConfig, lm_config
+from charrnn.lm.model import RNNLM, load_lm
 from charrnn.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 
 UNKNOWN = ("add", "skip", "error")

@@ -148,12 +148,6 @@ def _embedding(vocab: int, dim: int) -> nn.Embedding:
     return nn.Embedding(vocab, dim)
 
 
-def lm_config(ckpt: Checkpoint) -> ModelConfig:
-    """A language model checkpoint's config (checked); another task's checkpoint is refused."""
-    ckpt.require_task("lm", f"use `charrnn {ckpt.task}` with it")
-    return ckpt.config(ModelConfig)
-
-
 def load_lm(ckpt: Checkpoint, device: torch.device | str = "cpu") -> RNNLM:
     ckpt.require_task("lm", f"use `charrnn {ckpt.task}` with it")
     return ckpt.build(ModelConfig, RNNLM, device)

@@ -21,9 +21,10 @@ def preview_text(model: RNNLM, device: torch.device, tokenizer, tokens: int | No
     count = tokens or TOKENS.get(tokenizer.level, 100)
     was_training = model.training
     try:
-        # No CUDA graph: capturing one mid-training would empty the allocator's caches.
+        # Nothing compiled: capturing a CUDA graph mid-training would empty the allocator's
+        # caches, and the CPU kernel's first compile would stall training for seconds.
         sampler = Sampler(model, device, SampleOptions(length=count, temperature=temperature,
-                                                       seed=seed), graphs=False)
+                                                       seed=seed), compiled=False)
         prime = encode_prime(tokenizer, None, "error")[0]
         ids = sampler.tokens(prime).take_all(count)[0].tolist()
     finally:

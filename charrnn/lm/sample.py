@@ -18,20 +18,20 @@ import torch
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
 from charrnn.errors import UserError
-from charrnn.lm.chunks import Engine, StepEngine, TokenStream
+from charrnn.lm import cpustream
+from charrnn.lm.chunks import StepEngine
 from charrnn.lm.config import SampleOptions
 from charrnn.lm.decode import shape_scores
 from charrnn.lm.fastpath import make_stepper, say_graphs_off
 from charrnn.lm.model import RNNLM, load_lm
+from charrnn.lm.plain import SEPARATOR, encode_prime, primed_decoder, seed_of, stream_text
+from charrnn.lm.tokenstream import Engine, TokenStream
 from charrnn.rnn.state import select_rows
 
 if TYPE_CHECKING:
     from charrnn.evaluation.mix import Mixture, NGramSide
 
-# Printed between the samples of --num-samples N, so that where one ends is plain (nanoGPT prints
-# this line; not after the last sample, so one sample's output is the text alone).
-SEPARATOR = "\n" + "-" * 15 + "\n"
-CPU_CHUNK, CUDA_CHUNK = 32, 64  # tokens per chunk (sampling_speed measures the CPU's choice)
+CUDA_CHUNK = 64  # tokens per chunk on CUDA (the CPU's: cpustream.CPU_CHUNK)
 
 
 def filter_logits(logits: torch.Tensor, opts: SampleOptions) -> torch.Tensor:
@@ -51,7 +51,7 @@ class Token(NamedTuple):
 def chunk_size(device: torch.device) -> int:
     """Tokens per chunk: on CUDA enough to hide a host round trip behind a graph replay; on the
     CPU enough to make the per-chunk work (noise, stats, one write) negligible."""
-    return CUDA_CHUNK if device.type == "cuda" else CPU_CHUNK
+    return CUDA_CHUNK if device.type == "cuda" else cpustream.CPU_CHUNK
 
 
 class Sampler:
@@ -60,14 +60,15 @@ class Sampler:
     time over it."""
 
     def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions,
-                 graphs: bool = True, mixture: Mixture | None = None,
+                 compiled: bool = True, mixture: Mixture | None = None,
                  chunk: int | None = None) -> None:
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
-        self.model, self.device, self.opts, self.graphs = model.eval(), device, opts, graphs
+        self.model, self.device, self.opts = model.eval(), device, opts
+        self.compiled = compiled  # False: no CUDA graph, no CPU kernel (make_engine)
         self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
         self.chunk = chunk or chunk_size(device)
-        self.seed = opts.seed if opts.seed is not None else int(time.time_ns() % (1 << 62))
+        self.seed = seed_of(opts)
         self.generator = torch.Generator(device=device)
 
     @torch.inference_mode()
@@ -75,7 +76,7 @@ class Sampler:
         """`streams` continuations of the prime, read K tokens at a time (TokenStream.take)."""
         side = self._ngram_side(prime_ids, streams)
         engine = make_engine(self.model, self.device, self.opts, streams, self.generator,
-                             self.chunk, stats, side, self.graphs)
+                             self.chunk, stats, side, self.compiled, self.seed)
         # Seeded after the engine is built: a CUDA graph's warm-up draws from the generator.
         self.generator.manual_seed(self.seed)
         engine.prime(prime_ids)
@@ -135,10 +136,17 @@ class Sampler:
 
 def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams: int,
                 generator: torch.Generator, k: int, stats: bool = False,
-                side: NGramSide | None = None, graphs: bool = True) -> Engine:
-    """The fastest chunk engine here: K steps in one CUDA graph on CUDA (unless graphs=False,
-    or --mix, whose n-gram needs the host each step); the fused step on the CPU; the module."""
-    if device.type == "cuda" and graphs and side is None:
+                side: NGramSide | None = None, compiled: bool = True,
+                seed: int = 0) -> Engine:
+    """The fastest chunk engine here: K steps in one CUDA graph on CUDA; one stream of a
+    full-softmax model on the CPU in NumPy and a compiled kernel (cpustream.py, its noise seeded
+    with `seed`); else the fused step on the CPU, the module elsewhere. compiled=False (the
+    training preview), or --mix, whose n-gram needs the host each step, keep to the
+    Python-driven step."""
+    compiled = compiled and side is None
+    if device.type == "cpu" and compiled and streams == 1 and cpustream.eligible(model.config):
+        return cpustream.CPUStream(cpustream.Weights.of(model), opts, k, stats, seed)
+    if device.type == "cuda" and compiled:
         from charrnn.lm.cudagraph import GraphEngine  # only where CUDA is
 
         try:
@@ -147,28 +155,6 @@ def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams
             say_graphs_off(exc)
     return StepEngine(make_stepper(model, device), device, opts, streams, generator, k, stats,
                       side)
-
-
-def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int], bool]:
-    """The prime's ids, and whether it is shown (an empty prime starts at a line break). Words the
-    model lacks are its <unk>, as eval, score and fill read them (unless --unk skip)."""
-    if prime:
-        policy = "skip" if unknown == "skip" else "error" if tokenizer.level == "char" else "map"
-        ids = tokenizer.encode(prime, unknown=policy).tolist()
-        if ids:
-            return ids, True
-        raise UserError("the prime has no token the model knows: give another --prime")
-    start = tokenizer.line_break_id()
-    return [start if start is not None else 0], False
-
-
-def primed_decoder(tokenizer, prime_ids: list[int], show_prime: bool):
-    """(a stream decoder that has read the prime, the prime's text): the first generated token
-    then decodes as a continuation (a word after the prime gets its space)."""
-    decoder = tokenizer.stream_decoder()
-    if not show_prime:  # a line-break start: the decoder is at a line start already
-        return decoder, ""
-    return decoder, "".join(decoder.feed(int(i)) for i in prime_ids)
 
 
 def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
@@ -214,14 +200,6 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         if hasattr(decoder, "flush"):
             write(decoder.flush())
         write(SEPARATOR if index < num_samples - 1 else "")
-
-
-def stream_text(tokens: TokenStream, decoder, length: int, write: Callable[[str], None]) -> None:
-    """Exactly `length` tokens of one stream, decoded and written a chunk at a time."""
-    while length > 0:
-        ids = tokens.take(length).ids[0].tolist()
-        write("".join(map(decoder.feed, ids)))
-        length -= len(ids)
 
 
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],

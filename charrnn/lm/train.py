@@ -25,8 +25,8 @@ from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_devi
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
 from charrnn.lm.batching import TBPTTStream, oriented
-from charrnn.lm.config import ModelConfig, TrainConfig
-from charrnn.lm.model import RNNLM, lm_config
+from charrnn.lm.config import ModelConfig, TrainConfig, lm_config
+from charrnn.lm.model import RNNLM
 from charrnn.lm.scoring import score_ids
 from charrnn.lm.softmax import (
     ADAPTIVE_FROM,

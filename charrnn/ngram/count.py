@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.ngram._jit import njit
+from charrnn.jit import njit
 
 
 @dataclass

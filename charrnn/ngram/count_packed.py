@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charrnn.ngram._jit import njit
+from charrnn.jit import njit
 from charrnn.ngram.count import Order
 
 CHUNK = 1 << 22  # tokens per chunk: 32 MiB of keys

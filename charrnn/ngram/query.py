@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from charrnn.ngram._jit import njit, prange
+from charrnn.jit import njit, prange
 
 
 @njit

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from charrnn.errors import UserError
-from charrnn.ngram._jit import njit
+from charrnn.jit import njit
 from charrnn.ngram.model import NGramModel
 from charrnn.ngram.query import distribution, state_after, step
 

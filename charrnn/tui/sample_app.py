@@ -27,7 +27,8 @@ from rich.live import Live
 from charrnn import checkpoint
 from charrnn.devices import resolve_device
 from charrnn.evaluation.mix import mixture_of
-from charrnn.lm.model import lm_config, load_lm
+from charrnn.lm.config import lm_config
+from charrnn.lm.model import load_lm
 from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo

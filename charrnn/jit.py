@@ -1,4 +1,5 @@
-"""numba's `njit(cache=True)`, made to work wherever charrnn is installed.
+"""numba's `njit(cache=True)`, made to work wherever charrnn is installed (the n-gram counts and
+queries, the CPU sampling kernel).
 
 numba caches compiled kernels next to the source file. When the package folder is read-only
 (a system-wide install, a container image) we point NUMBA_CACHE_DIR at charrnn's own cache

@@ -1,0 +1,262 @@
+"""One stream sampled on the CPU without PyTorch: NumPy steps the first 1,024 tokens, Numba the rest.
+
+    model.safetensors ─ safetensors.numpy ─┐        (or a loaded RNNLM's tensors: Weights.of)
+                                           ▼
+    Weights: the layer-0 table (embedding · W_ih0ᵀ + b_ih0), W_ih / W_hh / biases per layer,
+             projection, head ── as cpukernel.run_chunk takes them
+                                           ▼
+    CPUStream.run() → ids (n,) [+ stats (n, S)], K tokens a call:
+        tokens 0 … 1,023   NumPy, one vectorised step a token (no compiler loaded: start-up and
+                           the default --length of 500 stay light)
+        tokens 1,024 …     cpukernel.run_chunk, K steps a compiled call (3–5× NumPy's tokens/s)
+
+Loading the kernel costs about a second per process (importing numba, LLVM's start, the cached
+kernel; its first compile after an install ~15 s, cached), which a sample makes up after a
+few thousand tokens: hence the switch point. Chunks start at multiples of K (unless the live
+view stops one), so the switch is at a fixed place and the text does not depend on --length.
+
+Seeds: the Gumbel noise is NumPy's PCG64 seeded with the seed, one (K, V) block a chunk — the
+same numbers as K draws of V, so the text does not depend on K. NumPy and the kernel compute
+the same float32 maths in another order: they draw the same token unless two tie to within
+rounding. If the kernel cannot be had, one line on stderr says so and NumPy goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from charrnn.lm import cpustep
+from charrnn.lm.config import ModelConfig, SampleOptions
+from charrnn.lm.tokenstream import Chunk
+
+TAKE_OVER = 1024  # tokens of a stream stepped by NumPy before the kernel takes over
+CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
+TOP = cpustep.TOP
+TINY = np.finfo(np.float32).tiny  # E = 0 would make the noise +inf (decode.TINY)
+PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (tests turn it off)
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}  # cpukernel's RNN, LSTM, GRU
+
+
+def eligible(config: ModelConfig) -> bool:
+    """Full-softmax heads (the adaptive softmax's clusters stay with PyTorch)."""
+    return config.softmax != "adaptive"
+
+
+class Weights:
+    """The arrays of one model as the step and the kernel read them (float32, contiguous)."""
+
+    def __init__(self, config: ModelConfig, tensors: dict[str, np.ndarray]) -> None:
+        def get(name: str) -> np.ndarray:
+            return np.ascontiguousarray(tensors[name], dtype=np.float32)
+
+        self.config, layers = config, range(config.layers)
+        self.w_ih = [get(f"rnn.weight_ih_l{i}") for i in layers]
+        self.w_hh = [get(f"rnn.weight_hh_l{i}") for i in layers]
+        self.b_ih = [get(f"rnn.bias_ih_l{i}") for i in layers]
+        self.b_hh = [get(f"rnn.bias_hh_l{i}") for i in layers]
+        self.table = get("embed.weight") @ self.w_ih[0].T + self.b_ih[0]
+        self.proj = (get("proj.weight"), get("proj.bias")) if "proj.weight" in tensors else None
+        head = "embed.weight" if config.tie_weights else "head.weight"
+        self.head_w, self.head_b = get(head), get("head.bias")
+
+    @classmethod
+    def of(cls, model) -> Weights:
+        """A loaded RNNLM's weights (the live view and the Sampler, which have one)."""
+        return cls(model.config, {name: tensor.detach().float().cpu().numpy()
+                                  for name, tensor in model.state_dict().items()})
+
+    @classmethod
+    def from_file(cls, path: Path, config: ModelConfig) -> Weights:
+        """model.safetensors read with NumPy, its names and shapes checked first (header only)."""
+        from safetensors.numpy import load_file
+
+        from charrnn import weights
+
+        wanted, aliases = expected_shapes(config)
+        weights.check_shapes(path, wanted, aliases)
+        return cls(config, load_file(str(path)))
+
+    def kernel_args(self) -> tuple:
+        """cpukernel.run_chunk's weight arguments."""
+        cfg = self.config
+        w_ih = np.stack(self.w_ih[1:]) if cfg.layers > 1 else \
+            np.zeros((0, *self.w_hh[0].shape), np.float32)
+        proj = self.proj or (np.zeros((0, cfg.hidden), np.float32), np.zeros(0, np.float32))
+        return (CELL_CODES[cfg.cell], self.table, w_ih, np.stack(self.b_ih),
+                np.stack(self.w_hh), np.stack(self.b_hh), *proj, self.head_w, self.head_b)
+
+
+def expected_shapes(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """(name → shape of each tensor saved, tied alias → its saved name): RNNLM's layout for a
+    full-softmax config (tests/test_cpustream.py holds the two together)."""
+    gates, hidden, emb = GATES[config.cell] * config.hidden, config.hidden, config.emb_size
+    shapes: dict[str, tuple[int, ...]] = {"embed.weight": (config.vocab_size, emb)}
+    for i in range(config.layers):
+        shapes |= {f"rnn.weight_ih_l{i}": (gates, emb if i == 0 else hidden),
+                   f"rnn.weight_hh_l{i}": (gates, hidden),
+                   f"rnn.bias_ih_l{i}": (gates,), f"rnn.bias_hh_l{i}": (gates,)}
+    projected = config.tie_weights and hidden != emb
+    if projected:
+        shapes |= {"proj.weight": (emb, hidden), "proj.bias": (emb,)}
+    if not config.tie_weights:
+        shapes["head.weight"] = (config.vocab_size, hidden)
+    shapes["head.bias"] = (config.vocab_size,)
+    return shapes, ({"head.weight": "embed.weight"} if config.tie_weights else {})
+
+
+class CPUStream:
+    """tokenstream.Engine for one stream, in NumPy arrays: run() → Chunk of ids (1, n) [+ stats
+    (1, n, S)]; n < K only where a row had no distribution (the ids end with its -1)."""
+
+    def __init__(self, weights: Weights, opts: SampleOptions, k: int, stats: bool,
+                 seed: int) -> None:
+        self.weights, self.opts, self.k, self.stats = weights, opts, k, stats
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        self.inv_temp = 1.0
+        self.kernel = self.kernel_args = None
+        self.broken = False  # the kernel could not be loaded
+        self.position = 0  # tokens drawn so far (after a rewind: those kept)
+        self.start: tuple | None = None  # (state copies, noise) before the last chunk
+        self.ahead = None  # the next chunk being drawn in a worker thread (a Future)
+        self.behind: tuple | None = None  # (the handed chunk's start, the RNG before the next)
+
+    def set_temperature(self, temperature: float) -> None:
+        self.inv_temp = 1.0 if self.opts.greedy else 1.0 / temperature
+
+    def prime(self, ids: list[int]) -> None:
+        self._discard_ahead()
+        cfg = self.weights.config
+        self.h = np.zeros((cfg.layers, cfg.hidden), np.float32)
+        self.c = np.zeros_like(self.h)
+        for token in ids:
+            self.scores = cpustep.step(self.weights, self.h, self.c, token)
+        self.position, self.start = 0, None
+
+    def run(self) -> Chunk:
+        """The next chunk; once the kernel has taken over, the one after it is drawn at once in
+        a worker thread (the kernel releases the GIL), so decoding, writing and the live view's
+        drawing overlap the sampling on a second core."""
+        chunk = self._ahead_result() if self.ahead is not None else self._draw()
+        if PREFETCH and self.kernel is not None and len(chunk) == self.k \
+                and self.position + self.k > TAKE_OVER:
+            self.behind = (self.start, self.rng.bit_generator.state)
+            self.ahead = _worker().submit(self._draw)
+        return chunk
+
+    def _ahead_result(self) -> Chunk:
+        chunk, self.ahead = self.ahead.result(), None
+        return chunk
+
+    def _discard_ahead(self) -> None:
+        """Forget the chunk drawn ahead: its start state back, its noise not drawn."""
+        if self.ahead is None:
+            return
+        self._ahead_result()
+        (self.h, self.c, self.scores), _ = self.start
+        self.start, self.rng.bit_generator.state = self.behind
+        self.position -= self.k
+
+    def _draw(self) -> Chunk:
+        vocab = self.scores.shape[0]
+        noise = None if self.opts.greedy else -np.log(np.maximum(
+            self.rng.standard_exponential((self.k, vocab), dtype=np.float32), TINY))
+        self.start = ((self.h.copy(), self.c.copy(), self.scores.copy()), noise)
+        width = 2 + 2 * min(TOP, vocab)
+        stats = np.zeros((self.k if self.stats else 0, width), np.float32)
+        self.position += self.k
+        if self.position > TAKE_OVER and self._kernel_ready():
+            ids = np.empty(self.k, np.int64)
+            self._kernel_call(noise, ids, stats)
+        else:
+            ids = self._numpy_steps(noise, self.k, stats)
+        good = int(np.argmax(ids < 0)) + 1 if (ids < 0).any() else len(ids)
+        return Chunk(ids[None, :good], stats[None, :good] if self.stats else None)
+
+    def rewind(self, kept: int) -> None:
+        """The state after the first `kept` tokens of the last chunk: its start state, then the
+        same steps again (the same noise, so the same tokens)."""
+        self._discard_ahead()
+        if self.start is None or kept >= self.k:
+            self.start = None
+            return
+        (h, c, scores), noise = self.start
+        self.h, self.c, self.scores = h.copy(), c.copy(), scores.copy()
+        self.position += kept - self.k
+        part = None if noise is None else noise[:kept]
+        if self.kernel is not None and self.position + self.k - kept > TAKE_OVER:
+            self._kernel_call(part if part is not None else np.empty((kept, 0), np.float32),
+                              np.empty(kept, np.int64), np.empty((0, 0), np.float32))
+        else:
+            self._numpy_steps(part, kept, np.empty((0, 0), np.float32))
+        self.start = None
+
+    def _shaping(self) -> tuple[float, int, float]:
+        opts = self.opts
+        return (1.0, 0, 0.0) if opts.greedy else (self.inv_temp, opts.top_k or 0,
+                                                  opts.top_p or 0.0)
+
+    def _numpy_steps(self, noise: np.ndarray | None, n: int, stats: np.ndarray) -> np.ndarray:
+        ids = np.full(n, -1, np.int64)
+        shaping = self._shaping()
+        for i in range(n):
+            shaped = cpustep.shape(self.scores, *shaping)
+            token = cpustep.pick(shaped, None if noise is None else noise[i])
+            ids[i] = token
+            if token < 0:
+                break
+            if stats.shape[0]:
+                stats[i] = cpustep.stats(shaped, token, stats.shape[1])
+            self.scores = cpustep.step(self.weights, self.h, self.c, token)
+        return ids
+
+    def _kernel_ready(self) -> bool:
+        """Load the kernel once (a call of zero steps: the same types, so the same compiled
+        code); False, said once on stderr, where it cannot be had."""
+        if self.kernel is None and not self.broken:
+            try:
+                from charrnn.lm import cpukernel
+
+                self.kernel, self.kernel_args = cpukernel, self.weights.kernel_args()
+                vocab = self.scores.shape[0]
+                self._kernel_call(np.empty((0, vocab), np.float32), np.empty(0, np.int64),
+                                  np.empty((0, 2 + 2 * min(TOP, vocab)), np.float32))
+            except Exception as exc:  # noqa: BLE001  (numba missing or refusing: slower only)
+                self.kernel, self.broken = None, True
+                _say_kernel_off(exc)
+        return self.kernel is not None
+
+    def _kernel_call(self, noise: np.ndarray | None, ids: np.ndarray, stats: np.ndarray) -> None:
+        noise = np.empty((len(ids), 0), np.float32) if noise is None else noise
+        inv_temp, top_k, top_p = self._shaping()
+        self.kernel.run_chunk(*self.kernel_args, self.h, self.c, self.scores, noise,
+                              np.float32(inv_temp), top_k, top_p, self.opts.greedy, ids, stats)
+
+
+_kernel_off_said = False
+_pool = None
+
+
+def _worker():
+    """One thread for every stream's chunks drawn ahead (made at the first)."""
+    global _pool
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-sample")
+    return _pool
+
+
+def _say_kernel_off(exc: BaseException) -> None:
+    global _kernel_off_said
+    if _kernel_off_said:
+        return
+    _kernel_off_said = True
+    with contextlib.suppress(OSError):
+        print(f"charrnn: the compiled CPU sampling step is off ({type(exc).__name__}: "
+              f"{str(exc).strip()[:200]}); NumPy steps the model, slower", file=sys.stderr,
+              flush=True)
