@@ -95,8 +95,9 @@ def charrnn_rate(model: RNNLM, tokens: int, device: torch.device, streams: int =
     when the last ids are on the host. compiled=False: the Python-driven step throughout."""
     sampler = Sampler(model, device, SampleOptions(seed=0), chunk=chunk, compiled=compiled)
     stream = sampler.tokens([0], streams, stats)
-    kernel = compiled and device.type == "cpu" and streams == 1
-    stream.take_all(sampler.chunk + (min(cpustream.TAKE_OVER, 10**6) if kernel else 0))
+    past_take_over = compiled and device.type == "cpu" and streams == 1 \
+        and cpustream.TAKE_OVER < 10**6  # (not while charrnn_numpy keeps the kernel off)
+    stream.take_all(sampler.chunk + (cpustream.TAKE_OVER if past_take_over else 0))
     _sync(device)
     start = time.perf_counter()
     stream.take_all(tokens)

@@ -138,19 +138,23 @@ class CPUStream:
         self.position, self.start = 0, None
 
     def run(self) -> Chunk:
-        """The next chunk; once the kernel has taken over, the one after it is drawn at once in
-        a worker thread (the kernel releases the GIL), so decoding, writing and the live view's
-        drawing overlap the sampling on a second core."""
+        """The next chunk; once the kernel has taken over, the one after it is started at once
+        in a worker thread (its noise drawn here: the worker only runs the kernel, which
+        releases the GIL), so decoding, writing and the live view's drawing overlap the sampling
+        on a second core."""
         chunk = self._ahead_result() if self.ahead is not None else self._draw()
         if PREFETCH and self.kernel is not None and len(chunk) == self.k \
                 and self.position + self.k > TAKE_OVER:
             self.behind = (self.start, self.rng.bit_generator.state)
-            self.ahead = _worker().submit(self._draw)
+            noise, ids, stats = self._prepare()
+            self.ahead = (_worker().submit(self._kernel_call, noise, ids, stats), ids, stats)
         return chunk
 
     def _ahead_result(self) -> Chunk:
-        chunk, self.ahead = self.ahead.result(), None
-        return chunk
+        future, ids, stats = self.ahead
+        future.result()
+        self.ahead = None
+        return self._chunk(ids, stats)
 
     def _discard_ahead(self) -> None:
         """Forget the chunk drawn ahead: its start state back, its noise not drawn."""
@@ -161,19 +165,26 @@ class CPUStream:
         self.start, self.rng.bit_generator.state = self.behind
         self.position -= self.k
 
-    def _draw(self) -> Chunk:
+    def _prepare(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """A chunk's noise and output arrays; its start state kept for a rewind."""
         vocab = self.scores.shape[0]
         noise = None if self.opts.greedy else -np.log(np.maximum(
             self.rng.standard_exponential((self.k, vocab), dtype=np.float32), TINY))
         self.start = ((self.h.copy(), self.c.copy(), self.scores.copy()), noise)
-        width = 2 + 2 * min(TOP, vocab)
-        stats = np.zeros((self.k if self.stats else 0, width), np.float32)
         self.position += self.k
+        stats = np.zeros((self.k if self.stats else 0, 2 + 2 * min(TOP, vocab)), np.float32)
+        return noise, np.empty(self.k, np.int64), stats
+
+    def _draw(self) -> Chunk:
+        noise, ids, stats = self._prepare()
         if self.position > TAKE_OVER and self._kernel_ready():
-            ids = np.empty(self.k, np.int64)
             self._kernel_call(noise, ids, stats)
         else:
-            ids = self._numpy_steps(noise, self.k, stats)
+            ids[:] = self._numpy_steps(noise, self.k, stats)
+        return self._chunk(ids, stats)
+
+    def _chunk(self, ids: np.ndarray, stats: np.ndarray) -> Chunk:
+        """The tokens up to the first row without a distribution (its -1 included)."""
         good = int(np.argmax(ids < 0)) + 1 if (ids < 0).any() else len(ids)
         return Chunk(ids[None, :good], stats[None, :good] if self.stats else None)
 

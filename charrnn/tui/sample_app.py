@@ -29,7 +29,7 @@ from charrnn.devices import resolve_device
 from charrnn.evaluation.mix import mixture_of
 from charrnn.lm.config import lm_config
 from charrnn.lm.model import load_lm
-from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, primed_decoder
+from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, live_chunk_size, primed_decoder
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.widgets import bucket
@@ -114,8 +114,9 @@ class _Session:
 
     def start_sample(self) -> None:
         self.opts.seed = self.seed  # the one options object: the temperature survives restarts
-        self.tokens = Sampler(self.model, self.device, self.opts,
-                              mixture=self.mixture).tokens(self.prime_ids, stats=True)
+        self.tokens = Sampler(self.model, self.device, self.opts, mixture=self.mixture,
+                              chunk=live_chunk_size(self.device)).tokens(self.prime_ids,
+                                                                         stats=True)
         self.decoder = primed_decoder(self.tokenizer, self.prime_ids, self.show_prime)[0]
         self.parts = [self.prime_text]
         self.view.restart(self.prime_text, self.seed, self.opts.length)
