@@ -200,8 +200,7 @@ class CPUStream:
         self.position += kept - self.k
         part = None if noise is None else noise[:kept]
         if self.kernel is not None and self.position + self.k - kept > TAKE_OVER:
-            self._kernel_call(part if part is not None else np.empty((kept, 0), np.float32),
-                              np.empty(kept, np.int64), np.empty((0, 0), np.float32))
+            self._kernel_call(part, np.empty(kept, np.int64), np.empty((0, 0), np.float32))
         else:
             self._numpy_steps(part, kept, np.empty((0, 0), np.float32))
         self.start = None
