@@ -11,11 +11,11 @@ step, for a stream with state h[l] (and c[l] for an LSTM):
     all layers:  gh = W_hhₗ · h[l] + b_hhₗ         → PyTorch's gate equations (i f g o / r z n)
     output:      logits = head(proj(h[top]))       → × 1/T → top-k → top-p → + Gumbel noise → argmax
 
-The Gumbel noise is drawn by the caller from the sampler's torch.Generator, as the other engines
-draw it (decode.py), and the top-k / top-p masks keep what decode.shape_scores keeps, so a seed
-means the same thing here; only the order of floating-point sums differs from PyTorch's, so on a
-near tie the drawn token may differ. A row with no distribution (NaN, +inf, all masked) ends
-the chunk with id -1, as decode.checked marks it.
+The Gumbel noise is drawn by the caller (cpustream.py, NumPy's PCG64), and the maths is
+cpustep.py's — the top-k / top-p masks keep what decode.shape_scores keeps — so NumPy's step
+and this kernel draw the same tokens from the same noise; only the order of floating-point sums
+differs, so on a near tie the drawn token may differ. A row with no distribution (NaN, +inf,
+all masked) ends the chunk with id -1, as decode.checked marks it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Decoding: temperature, top-k, top-p (nucleus), greedy and beam search, streamed as it goes.
 
 The prime is run through the model in one call; then each step feeds one token back with the
-carried hidden state, K steps per call (chunks.py; on CUDA one graph replay, cudagraph.py), and
-the caller reads the tokens a chunk at a time. Sampling is Gumbel-max with noise from a seeded
-torch.Generator (decode.py), so the same seed gives the same text on the same device and version.
+carried hidden state, K steps per call (chunks.py; on CUDA one graph replay, cudagraph.py; one
+CPU stream in NumPy and a compiled kernel, cpustream.py), and the caller reads the tokens a
+chunk at a time. Sampling is Gumbel-max with noise from a seeded generator (a torch.Generator,
+decode.py; NumPy's PCG64 for the CPU stream), so the same seed gives the same text on the same
+device and version.
 """
 
 from __future__ import annotations
