@@ -25,11 +25,9 @@ import math
 import numpy as np
 
 from charrnn.jit import njit
+from charrnn.lm.cpustep import CELL_CODES
 
-RNN, LSTM, GRU = 0, 1, 2
-CELL_CODES = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-TOP = 5  # alternatives per token in the stats (decode.TOP)
-STATS = 2 + 2 * TOP  # chosen p, entropy in bits, top probabilities, their ids
+RNN, LSTM, GRU = CELL_CODES["rnn"], CELL_CODES["lstm"], CELL_CODES["gru"]
 
 
 @njit(fastmath={"reassoc", "contract"})
@@ -179,9 +177,9 @@ def _stats(shaped, token, out):
 def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_b,
               h, c, scores, noise, inv_temp, top_k, top_p, greedy, ids, stats):
     """K = len(ids) steps from `scores` (the distribution of the next token) and state h, c;
-    all of them updated in place to the state after the chunk. ids (K,) and stats (K, STATS)
-    or (0, STATS) are written; the number of good tokens is returned (K, or the index of the
-    first -1)."""
+    all of them updated in place to the state after the chunk. ids (K,) and stats (K, S) or
+    (0, S) are written (S: cpustep.stats_width); the number of good tokens is returned (K, or
+    the index of the first -1)."""
     gi = np.empty(w_hh.shape[1], np.float32)
     gh = np.empty(w_hh.shape[1], np.float32)
     shaped = np.empty(scores.shape[0], np.float32)

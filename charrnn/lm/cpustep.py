@@ -13,6 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 TOP = 5  # alternatives per token for the live view (decode.TOP)
+CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}  # how the compiled kernel is told the cell
+
+
+def stats_width(vocab: int) -> int:
+    """Floats per token of the live view's stats: chosen p, entropy, top probabilities, ids."""
+    return 2 + 2 * min(TOP, vocab)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

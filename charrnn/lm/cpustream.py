@@ -35,11 +35,9 @@ from charrnn.lm.tokenstream import Chunk
 
 TAKE_OVER = 1024  # tokens of a stream stepped by NumPy before the kernel takes over
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
-TOP = cpustep.TOP
 TINY = np.finfo(np.float32).tiny  # E = 0 would make the noise +inf (decode.TINY)
 PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (tests turn it off)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}  # cpukernel's RNN, LSTM, GRU
 
 
 def eligible(config: ModelConfig) -> bool:
@@ -87,7 +85,7 @@ class Weights:
         w_ih = np.stack(self.w_ih[1:]) if cfg.layers > 1 else \
             np.zeros((0, *self.w_hh[0].shape), np.float32)
         proj = self.proj or (np.zeros((0, cfg.hidden), np.float32), np.zeros(0, np.float32))
-        return (CELL_CODES[cfg.cell], self.table, w_ih, np.stack(self.b_ih),
+        return (cpustep.CELL_CODES[cfg.cell], self.table, w_ih, np.stack(self.b_ih),
                 np.stack(self.w_hh), np.stack(self.b_hh), *proj, self.head_w, self.head_b)
 
 
@@ -172,7 +170,7 @@ class CPUStream:
             self.rng.standard_exponential((self.k, vocab), dtype=np.float32), TINY))
         self.start = ((self.h.copy(), self.c.copy(), self.scores.copy()), noise)
         self.position += self.k
-        stats = np.zeros((self.k if self.stats else 0, 2 + 2 * min(TOP, vocab)), np.float32)
+        stats = np.zeros((self.k if self.stats else 0, cpustep.stats_width(vocab)), np.float32)
         return noise, np.empty(self.k, np.int64), stats
 
     def _draw(self) -> Chunk:
@@ -234,7 +232,7 @@ class CPUStream:
                 self.kernel, self.kernel_args = cpukernel, self.weights.kernel_args()
                 vocab = self.scores.shape[0]
                 self._kernel_call(np.empty((0, vocab), np.float32), np.empty(0, np.int64),
-                                  np.empty((0, 2 + 2 * min(TOP, vocab)), np.float32))
+                                  np.empty((0, cpustep.stats_width(vocab)), np.float32))
             except Exception as exc:  # noqa: BLE001  (numba missing or refusing: slower only)
                 self.kernel, self.broken = None, True
                 _say_kernel_off(exc)
