@@ -9,8 +9,10 @@ References, in the same process on the same weights (so the ratios hold on a noi
   linear → temperature → Gumbel-max, one token captured in a CUDA graph, replayed with no host
   read inside the loop (its figure on an H200: 25,190 tok/s at batch 1).
 One stream is what `charrnn sample` streams (the ids reach the host, a chunk at a time; on the
-CPU the compiled kernel after its take-over, `charrnn_numpy` the NumPy step of a stream's first
-1,024 tokens, `charrnn_pytorch` the PyTorch step of several streams, cpustream.py);
+CPU the compiled kernel after its take-over, on the lanes cpulanes.py chooses — measuring both
+kinds as it goes — `charrnn_one_lane` the kernel on one core with the next chunk drawn ahead,
+`charrnn_numpy` the NumPy step of a stream's first 1,024 tokens, `charrnn_pytorch` the PyTorch
+step of several streams, cpustream.py);
 `--streams` rows are `--num-samples N` (tokens/s counts every stream). `stats_over_plain` is the
 live view's share: the same stream with the per-token probability, entropy and top-5 computed
 inside the chunks. The bars of issue 21 (CUDA, 2×512): ≥ 25,000 tok/s one stream, ≥ 1,200,000
@@ -22,10 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from unittest import mock
 
 import torch
 
-from charrnn.lm import cpustream
+from charrnn.lm import cpulanes, cpustream
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
@@ -111,11 +114,11 @@ def measure(key: str, model: RNNLM, tokens: int, device: torch.device, streams: 
     if key == "graph_ref":
         return graph_reference(model, tokens, device, streams)
     if key == "charrnn_numpy":  # the engine of a stream's first TAKE_OVER tokens
-        take_over, cpustream.TAKE_OVER = cpustream.TAKE_OVER, 10**9
-        try:
+        with mock.patch.object(cpustream, "TAKE_OVER", 10**9):
             return charrnn_rate(model, tokens, device, streams, chunk)
-        finally:
-            cpustream.TAKE_OVER = take_over
+    if key == "charrnn_one_lane":  # the kernel on one core, the next chunk drawn ahead
+        with mock.patch.object(cpulanes.LaneChoice, "lanes", lambda self: 1):
+            return charrnn_rate(model, tokens, device, streams, chunk)
     return charrnn_rate(model, tokens, device, streams, chunk, stats=key == "charrnn_stats",
                         compiled=key != "charrnn_pytorch")
 
@@ -125,8 +128,8 @@ def rows_for(model: RNNLM, name: str, args: argparse.Namespace, device: torch.de
     for streams, tokens in ((1, args.tokens), (args.streams, max(64, args.tokens // 4))):
         keys = ["eager", "charrnn"] + (["charrnn_stats"] if streams == 1 else []) + \
             (["graph_ref"] if device.type == "cuda" else []) + \
-            (["charrnn_numpy", "charrnn_pytorch"] if device.type == "cpu" and streams == 1
-             else [])
+            (["charrnn_one_lane", "charrnn_numpy", "charrnn_pytorch"]
+             if device.type == "cpu" and streams == 1 else [])
         rates = dict.fromkeys(keys, 0.0)
         for _ in range(args.rounds):  # alternated rounds, best of each
             for key in keys:
@@ -141,6 +144,7 @@ def rows_for(model: RNNLM, name: str, args: argparse.Namespace, device: torch.de
             row["kernel_over_pytorch"] = round(rates["charrnn"] / rates["charrnn_pytorch"], 2)
             row["numpy_over_pytorch"] = round(rates["charrnn_numpy"] / rates["charrnn_pytorch"],
                                               2)
+            row["chosen_lanes_over_one"] = round(rates["charrnn"] / rates["charrnn_one_lane"], 2)
         if "charrnn_stats" in rates:
             row["stats_over_plain"] = round(rates["charrnn_stats"] / rates["charrnn"], 3)
         bar = BARS.get(device.type, {}).get(streams)

@@ -54,3 +54,38 @@ def njit(*args, **kwargs):
 
 
 prange = numba.prange
+
+
+# Two threads that split one kernel's work meet at barriers (cpukernel.py): each publishes how
+# far it has come with a release store and waits with acquire loads. Plain array reads would not
+# do: the compiler may keep the value in a register and spin forever.
+
+from numba.core import cgutils, types  # noqa: E402
+from numba.extending import intrinsic  # noqa: E402
+
+
+def _element(context, builder, array_type, array, index):
+    ary = context.make_array(array_type)(context, builder, array)
+    return cgutils.get_item_pointer(context, builder, array_type, ary, [index])
+
+
+@intrinsic
+def load_acquire(typingctx, array, index):
+    """array[index] (an int64 array), read as another thread last published it."""
+
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_element(context, builder, sig.args[0], *args), "acquire", 8)
+
+    return types.int64(array, index), codegen
+
+
+@intrinsic
+def store_release(typingctx, array, index, value):
+    """array[index] = value (int64), visible to another thread with everything written before."""
+
+    def codegen(context, builder, sig, args):
+        pointer = _element(context, builder, sig.args[0], args[0], args[1])
+        builder.store_atomic(args[2], pointer, "release", 8)
+        return context.get_dummy_value()
+
+    return types.void(array, index, value), codegen

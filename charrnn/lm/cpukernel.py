@@ -16,6 +16,17 @@ cpustep.py's — the top-k / top-p masks keep what decode.shape_scores keeps —
 and this kernel draw the same tokens from the same noise; only the order of floating-point sums
 differs, so on a near tie the drawn token may differ. A row with no distribution (NaN, +inf,
 all masked) ends the chunk with id -1, as decode.checked marks it.
+
+A step reads every weight once (3 MB for a 2×256 LSTM): one core's cache bandwidth bounds it.
+Two threads, "lanes", can make one chunk together (cpulanes.py decides when): each takes half
+of every product's rows, then both meet where the next product reads the whole of the last:
+
+    lane 0:  layer 0, rows 0…H/2 of each gate ┐   layer 1 (its rows) ┐   head ┐   draw → token
+    lane 1:  layer 0, rows H/2…H of each gate ┴ ◆ layer 1 (its rows) ┴ ◆ head ┴ ◆ draw → token
+                                                ◆ meet (a counter each; spin until the other's)
+
+Both draw each token from the whole scores with the same noise, so they agree on it without
+meeting again; 1.5× one lane's tokens/s on the 2-core AMD EPYC measured (bench/sample_speed.py).
 """
 
 from __future__ import annotations
@@ -24,18 +35,21 @@ import math
 
 import numpy as np
 
-from charrnn.jit import njit
+from charrnn.jit import load_acquire, njit, store_release
 from charrnn.lm.cpustep import CELL_CODES
 
 RNN, LSTM, GRU = CELL_CODES["rnn"], CELL_CODES["lstm"], CELL_CODES["gru"]
+SYNC_STRIDE = 16  # int64s between the lanes' counters: one 128-byte line each, not shared
 
 
 @njit(fastmath={"reassoc", "contract"})
-def _affine(out, bias, weight, x):
-    """out = weight · x + bias, four rows at a time: each x[col] loaded once feeds four sums
-    (1.2–1.5× the one-row loop measured; the product is memory-bound beyond that)."""
-    rows, cols = weight.shape
-    for row in range(0, rows - 3, 4):
+def _affine(out, bias, weight, x, lo, hi):
+    """out[r] = weight[r] · x + bias[r] for rows lo ≤ r < hi, four rows at a time: each x[col]
+    loaded once feeds four sums (1.2–1.5× the one-row loop measured; the product is memory-bound
+    beyond that). A row's sum is the same whichever block it falls in, so a lane's share of the
+    rows (lo a multiple of 4) gives each row the bits one lane would."""
+    cols, row = weight.shape[1], lo
+    while row + 4 <= hi:
         s0 = s1 = s2 = s3 = np.float32(0.0)
         for col in range(cols):
             value = x[col]
@@ -45,11 +59,12 @@ def _affine(out, bias, weight, x):
             s3 += weight[row + 3, col] * value
         out[row], out[row + 1] = s0 + bias[row], s1 + bias[row + 1]
         out[row + 2], out[row + 3] = s2 + bias[row + 2], s3 + bias[row + 3]
-    for row in range(rows - rows % 4, rows):
+        row += 4
+    for rest in range(row, hi):
         total = np.float32(0.0)
         for col in range(cols):
-            total += weight[row, col] * x[col]
-        out[row] = total + bias[row]
+            total += weight[rest, col] * x[col]
+        out[rest] = total + bias[rest]
 
 
 @njit(fastmath={"reassoc", "contract"})
@@ -66,31 +81,57 @@ def _tanh(x):
 
 
 @njit
-def _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, h, c, gi, gh):
-    """Every layer's state after `token` (h and c updated in place); the top layer's h."""
+def _share(n, lane, lanes):
+    """(lo, hi): this lane's rows of n, cut at multiples of 4 (_affine's blocks)."""
+    lo = n * lane // lanes // 4 * 4
+    return lo, (n if lane == lanes - 1 else n * (lane + 1) // lanes // 4 * 4)
+
+
+@njit
+def _meet(sync, lane, lanes, count):
+    """Wait until the other lane has come as far (count: barriers passed so far, + 1)."""
+    if lanes == 1:
+        return count
+    count += 1
+    store_release(sync, lane * SYNC_STRIDE, count)
+    other = (1 - lane) * SYNC_STRIDE
+    while load_acquire(sync, other) < count:
+        pass
+    return count
+
+
+@njit
+def _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, h, c, new_h, gi, gh,
+                    lane, lanes, sync, count):  # noqa: PLR0913
+    """This lane's units of every layer after `token`: read h, write new_h and c; the lanes meet
+    after each layer (the next reads all of it). Returns the barriers passed."""
     size = h.shape[1]
+    lo, hi = _share(size, lane, lanes)
     for layer in range(h.shape[0]):
-        if layer == 0:
-            gi[:] = table[token]
-        else:
-            _affine(gi, b_ih[layer], w_ih[layer - 1], h[layer - 1])
-        _affine(gh, b_hh[layer], w_hh[layer], h[layer])
-        for j in range(size):
+        for gate in range(w_hh.shape[1] // size):
+            first, last = gate * size + lo, gate * size + hi
+            if layer == 0:
+                gi[first:last] = table[token, first:last]
+            else:
+                _affine(gi, b_ih[layer], w_ih[layer - 1], new_h[layer - 1], first, last)
+            _affine(gh, b_hh[layer], w_hh[layer], h[layer], first, last)
+        for j in range(lo, hi):
             if cell == LSTM:
                 i = _sigmoid(gi[j] + gh[j])
                 f = _sigmoid(gi[size + j] + gh[size + j])
                 g = _tanh(gi[2 * size + j] + gh[2 * size + j])
                 o = _sigmoid(gi[3 * size + j] + gh[3 * size + j])
                 c[layer, j] = f * c[layer, j] + i * g
-                h[layer, j] = o * _tanh(c[layer, j])
+                new_h[layer, j] = o * _tanh(c[layer, j])
             elif cell == GRU:
                 r = _sigmoid(gi[j] + gh[j])
                 z = _sigmoid(gi[size + j] + gh[size + j])
                 n = _tanh(gi[2 * size + j] + r * gh[2 * size + j])
-                h[layer, j] = n + z * (h[layer, j] - n)
+                new_h[layer, j] = n + z * (h[layer, j] - n)
             else:
-                h[layer, j] = _tanh(gi[j] + gh[j])
-    return h[h.shape[0] - 1]
+                new_h[layer, j] = _tanh(gi[j] + gh[j])
+        count = _meet(sync, lane, lanes, count)
+    return count
 
 
 @njit
@@ -173,30 +214,59 @@ def _stats(shaped, token, out):
         probs[index] = -1.0
 
 
+@njit
+def _head(proj_w, proj_b, head_w, head_b, top, projected, scores, lane, lanes, sync, count):
+    """This lane's rows of the scores (after its rows of the projection, where there is one),
+    the lanes meeting after each. Returns the barriers passed."""
+    if proj_w.shape[0]:
+        lo, hi = _share(proj_w.shape[0], lane, lanes)
+        _affine(projected, proj_b, proj_w, top, lo, hi)
+        count = _meet(sync, lane, lanes, count)
+        top = projected
+    lo, hi = _share(head_w.shape[0], lane, lanes)
+    _affine(scores, head_b, head_w, top, lo, hi)
+    return _meet(sync, lane, lanes, count)
+
+
 @njit(nogil=True)  # it touches no Python object: a worker thread runs it beside the caller
 def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_b,
-              h, c, scores, noise, inv_temp, top_k, top_p, greedy, ids, stats):
+              h, c, scores, noise, inv_temp, top_k, top_p, greedy, ids, stats,
+              lane, lanes, spare, projected, sync):
     """K = len(ids) steps from `scores` (the distribution of the next token) and state h, c;
     all of them updated in place to the state after the chunk. ids (K,) and stats (K, S) or
     (0, S) are written (S: cpustep.stats_width); the number of good tokens is returned (K, or
-    the index of the first -1)."""
+    the index of the first -1).
+
+    Lanes: `lanes` threads (1 or 2) make the same chunk together, each called with its `lane`
+    and the same arrays (spare: h's shape, projected: (E,), sync: zeros (2·SYNC_STRIDE,) int64).
+    Each computes its share of every product's rows and meets the other where a product needs
+    the whole of the last; both draw every token from the whole scores, so they agree on it
+    without meeting again. The state alternates between h and spare a step, so no lane
+    overwrites what the other still reads; lane 0 writes the ids, the lanes a step's stats in
+    turn."""
     gi = np.empty(w_hh.shape[1], np.float32)
     gh = np.empty(w_hh.shape[1], np.float32)
     shaped = np.empty(scores.shape[0], np.float32)
-    projected = np.empty(proj_w.shape[0], np.float32)
     order = np.empty(scores.shape[0], np.int64)
+    states, count, done = (h, spare), 0, ids.shape[0]
     for step in range(ids.shape[0]):
         _shape(scores, inv_temp, top_k, top_p, shaped, order)
         token, _ = _pick(shaped, noise[step], greedy)
-        ids[step] = token
+        if lane == 0:
+            ids[step] = token
         if token < 0:
-            ids[step:] = -1
-            return step
-        if stats.shape[0]:
+            if lane == 0:
+                ids[step:] = -1
+            done = step
+            break
+        if stats.shape[0] and step % lanes == lane:  # the lanes take turns
             _stats(shaped, token, stats[step])
-        top = _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, h, c, gi, gh)
-        if proj_w.shape[0]:
-            _affine(projected, proj_b, proj_w, top)
-            top = projected
-        _affine(scores, head_b, head_w, top)
-    return ids.shape[0]
+        old, new = states[step % 2], states[(step + 1) % 2]
+        count = _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, old, c, new, gi, gh,
+                                lane, lanes, sync, count)
+        count = _head(proj_w, proj_b, head_w, head_b, new[new.shape[0] - 1], projected, scores,
+                      lane, lanes, sync, count)
+    if done % 2:  # the state is in spare: each lane copies its own units back
+        lo, hi = _share(h.shape[1], lane, lanes)
+        h[:, lo:hi] = spare[:, lo:hi]
+    return done

@@ -76,12 +76,15 @@ def pick(shaped: np.ndarray, noise: np.ndarray | None) -> int:
     return token if np.isfinite(values[token]) and not np.isnan(values).any() else -1
 
 
-def stats(shaped: np.ndarray, token: int, width: int) -> np.ndarray:
-    """(chosen p, entropy in bits, the top probabilities, their ids), `width` = 2 + 2·top."""
-    probs = np.exp(shaped.astype(np.float64) - shaped.max())
-    probs /= probs.sum()
-    top = (width - 2) // 2
-    best = np.argsort(-probs, kind="stable")[:top]
-    nonzero = probs[probs > 0]
-    entropy = -(nonzero * np.log(nonzero)).sum() / np.log(2.0)
-    return np.concatenate([[probs[token], entropy], probs[best], best]).astype(np.float32)
+def stats(shaped: np.ndarray, tokens: np.ndarray, width: int) -> np.ndarray:
+    """Per row of shaped (n, V) and its chosen id: (chosen p, entropy in bits, the top
+    probabilities, their ids), `width` = 2 + 2·top. A chunk's rows at once: one call per
+    token cost the live view a tenth of its time."""
+    probs = np.exp(shaped.astype(np.float64) - shaped.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    best = np.argsort(-probs, axis=1, kind="stable")[:, :(width - 2) // 2]
+    logs = np.log(probs, out=np.zeros_like(probs), where=probs > 0)
+    entropy = -(probs * logs).sum(axis=1) / np.log(2.0)
+    chosen = np.take_along_axis(probs, tokens[:, None], 1)[:, 0]
+    return np.column_stack([chosen, entropy, np.take_along_axis(probs, best, 1),
+                            best]).astype(np.float32)

@@ -8,7 +8,8 @@
     CPUStream.run() → ids (n,) [+ stats (n, S)], K tokens a call:
         tokens 0 … 1,023   NumPy, one vectorised step a token (no compiler loaded: start-up and
                            the default --length of 500 stay light)
-        tokens 1,024 …     cpukernel.run_chunk, K steps a compiled call (3–5× NumPy's tokens/s)
+        tokens 1,024 …     cpukernel.run_chunk, K steps a compiled call (3–5× NumPy's tokens/s),
+                           on one core or two (cpulanes.py measures which is faster)
 
 Loading the kernel costs about a second per process (importing numba, LLVM's start, the cached
 kernel; its first compile after an install ~15 s, cached), which a sample makes up after a
@@ -25,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from charrnn.lm import cpustep
+from charrnn.cores import usable_cores
+from charrnn.lm import cpulanes, cpustep
 from charrnn.lm.config import ModelConfig, SampleOptions
 from charrnn.lm.tokenstream import Chunk
 
@@ -122,12 +125,15 @@ class CPUStream:
         self.start: tuple | None = None  # (state copies, noise) before the last chunk
         self.ahead = None  # the next chunk being drawn in a worker thread (a Future)
         self.behind: tuple | None = None  # (the handed chunk's start, the RNG before the next)
+        self.choice = cpulanes.LaneChoice(usable_cores())
+        self.lanes_next: int | None = None  # the kind of the next chunk, where chosen already
 
     def set_temperature(self, temperature: float) -> None:
         self.inv_temp = 1.0 if self.opts.greedy else 1.0 / temperature
 
     def prime(self, ids: list[int]) -> None:
         self._discard_ahead()
+        self.choice.reset()
         cfg = self.weights.config
         self.h = np.zeros((cfg.layers, cfg.hidden), np.float32)
         self.c = np.zeros_like(self.h)
@@ -136,23 +142,28 @@ class CPUStream:
         self.position, self.start = 0, None
 
     def run(self) -> Chunk:
-        """The next chunk; once the kernel has taken over, the one after it is started at once
-        in a worker thread (its noise drawn here: the worker only runs the kernel, which
-        releases the GIL), so decoding, writing and the live view's drawing overlap the sampling
-        on a second core."""
-        chunk = self._ahead_result() if self.ahead is not None else self._draw()
-        if PREFETCH and self.kernel is not None and len(chunk) == self.k \
+        """The next chunk. Once the kernel has taken over, each chunk is made by one lane or
+        two (cpulanes.py chooses, measuring); after one made by one lane, the next is started
+        at once in a worker thread (its noise drawn here: the worker only runs the kernel,
+        which releases the GIL), so decoding, writing and the live view's drawing overlap the
+        sampling on a second core."""
+        chunk, lanes = self._ahead_result() if self.ahead is not None else self._draw()
+        if lanes:
+            self.choice.handed(lanes, time.perf_counter())
+        if self.kernel is not None and len(chunk) == self.k \
                 and self.position + self.k > TAKE_OVER:
-            self.behind = (self.start, self.rng.bit_generator.state)
-            noise, ids, stats = self._prepare()
-            self.ahead = (_worker().submit(self._kernel_call, noise, ids, stats), ids, stats)
+            self.lanes_next = self.choice.lanes()
+            if PREFETCH and self.lanes_next == 1:
+                self.behind = (self.start, self.rng.bit_generator.state)
+                noise, ids, stats = self._prepare()
+                self.ahead = (_worker().submit(self._kernel_call, noise, ids, stats), ids, stats)
         return chunk
 
-    def _ahead_result(self) -> Chunk:
+    def _ahead_result(self) -> tuple[Chunk, int]:
         future, ids, stats = self.ahead
         future.result()
         self.ahead = None
-        return self._chunk(ids, stats)
+        return self._chunk(ids, stats), 1
 
     def _discard_ahead(self) -> None:
         """Forget the chunk drawn ahead: its start state back, its noise not drawn."""
@@ -173,13 +184,16 @@ class CPUStream:
         stats = np.zeros((self.k if self.stats else 0, cpustep.stats_width(vocab)), np.float32)
         return noise, np.empty(self.k, np.int64), stats
 
-    def _draw(self) -> Chunk:
+    def _draw(self) -> tuple[Chunk, int]:
+        """The next chunk made here, and its lanes (0: NumPy's)."""
         noise, ids, stats = self._prepare()
+        lanes = 0
         if self.position > TAKE_OVER and self._kernel_ready():
-            self._kernel_call(noise, ids, stats)
+            lanes, self.lanes_next = self.lanes_next or self.choice.lanes(), None
+            self._kernel_call(noise, ids, stats, lanes)
         else:
             ids[:] = self._numpy_steps(noise, self.k, stats)
-        return self._chunk(ids, stats)
+        return self._chunk(ids, stats), lanes
 
     def _chunk(self, ids: np.ndarray, stats: np.ndarray) -> Chunk:
         """The tokens up to the first row without a distribution (its -1 included)."""
@@ -190,6 +204,7 @@ class CPUStream:
         """The state after the first `kept` tokens of the last chunk: its start state, then the
         same steps again (the same noise, so the same tokens)."""
         self._discard_ahead()
+        self.choice.reset()
         if self.start is None or kept >= self.k:
             self.start = None
             return
@@ -210,39 +225,56 @@ class CPUStream:
 
     def _numpy_steps(self, noise: np.ndarray | None, n: int, stats: np.ndarray) -> np.ndarray:
         ids = np.full(n, -1, np.int64)
-        shaping = self._shaping()
+        shaping, shaped = self._shaping(), np.empty((n, self.scores.shape[0]), np.float32)
+        good = 0
         for i in range(n):
-            shaped = cpustep.shape(self.scores, *shaping)
-            token = cpustep.pick(shaped, None if noise is None else noise[i])
-            ids[i] = token
-            if token < 0:
+            shaped[i] = cpustep.shape(self.scores, *shaping)
+            ids[i] = cpustep.pick(shaped[i], None if noise is None else noise[i])
+            if ids[i] < 0:
                 break
-            if stats.shape[0]:
-                stats[i] = cpustep.stats(shaped, token, stats.shape[1])
-            self.scores = cpustep.step(self.weights, self.h, self.c, token)
+            good = i + 1
+            self.scores = cpustep.step(self.weights, self.h, self.c, ids[i])
+        if stats.shape[0] and good:
+            stats[:good] = cpustep.stats(shaped[:good], ids[:good], stats.shape[1])
         return ids
 
     def _kernel_ready(self) -> bool:
-        """Load the kernel once (a call of zero steps: the same types, so the same compiled
-        code); False, said once on stderr, where it cannot be had."""
+        """Whether the kernel is loaded, loading it once (not in a worker thread while NumPy
+        steps: importing holds the GIL, measured 3× slower NumPy steps and no gain); False,
+        said once on stderr, where it cannot be had."""
         if self.kernel is None and not self.broken:
             try:
-                from charrnn.lm import cpukernel
-
-                self.kernel, self.kernel_args = cpukernel, self.weights.kernel_args()
-                vocab = self.scores.shape[0]
-                self._kernel_call(np.empty((0, vocab), np.float32), np.empty(0, np.int64),
-                                  np.empty((0, cpustep.stats_width(vocab)), np.float32))
+                self.kernel, self.kernel_args, self.scratch = _load_kernel(self.weights,
+                                                                           self.opts.greedy)
             except Exception as exc:  # noqa: BLE001  (numba missing or refusing: slower only)
-                self.kernel, self.broken = None, True
+                self.broken = True
                 _say_kernel_off(exc)
         return self.kernel is not None
 
-    def _kernel_call(self, noise: np.ndarray | None, ids: np.ndarray, stats: np.ndarray) -> None:
+    def _kernel_call(self, noise: np.ndarray | None, ids: np.ndarray, stats: np.ndarray,
+                     lanes: int = 1) -> None:
         noise = np.empty((len(ids), 0), np.float32) if noise is None else noise
         inv_temp, top_k, top_p = self._shaping()
-        self.kernel.run_chunk(*self.kernel_args, self.h, self.c, self.scores, noise,
-                              np.float32(inv_temp), top_k, top_p, self.opts.greedy, ids, stats)
+        args = (*self.kernel_args, self.h, self.c, self.scores, noise, np.float32(inv_temp),
+                top_k, top_p, self.opts.greedy, ids, stats)
+        cpulanes.run(self.kernel.run_chunk, args, lanes, self.scratch,
+                     2 * self.kernel.SYNC_STRIDE)
+
+
+def _load_kernel(weights: Weights, greedy: bool) -> tuple:
+    """(cpukernel, its weight arguments, the lanes' scratch), its compiled code loaded by a
+    call of zero steps (the types of every call the stream makes, so the code they run)."""
+    from charrnn.lm import cpukernel
+
+    args = weights.kernel_args()
+    cfg, vocab = weights.config, weights.head_b.shape[0]
+    h = np.zeros((cfg.layers, cfg.hidden), np.float32)
+    scratch = (np.zeros_like(h), np.zeros(args[6].shape[0], np.float32))  # proj_w's rows
+    nothing = (np.empty((0, vocab), np.float32), np.float32(1.0), 0, 0.0, greedy,
+               np.empty(0, np.int64), np.empty((0, cpustep.stats_width(vocab)), np.float32))
+    cpulanes.run(cpukernel.run_chunk, (*args, h, np.zeros_like(h), np.zeros(vocab, np.float32),
+                                       *nothing), 1, scratch, 2 * cpukernel.SYNC_STRIDE)
+    return cpukernel, args, scratch
 
 
 _kernel_off_said = False

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from charrnn import fsutil
+from charrnn.cores import usable_cores
 from charrnn.devices import autocast
 
 BF16_HOPELESS = 0.5  # bf16 matrix products below this share of fp32's: no bf16 model can win
@@ -67,7 +67,7 @@ def cpu_name() -> str:
                     break
     except OSError:
         pass
-    return f"{name} × {cores()}"
+    return f"{name} × {usable_cores()}"
 
 
 def measure(config, batch: int, candidates: dict[str, tuple]) -> Measurement:
@@ -149,11 +149,6 @@ def _step(model, batch: int, precision: str, device: torch.device):
         model.zero_grad(set_to_none=True)
 
     return run
-
-
-def cores() -> int:
-    """The cores this process may run on (what torch's default thread count is)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def bf16_matmul_speed() -> float:

@@ -15,13 +15,13 @@ vocab_size + 1 (lmplz's vocabulary: it has probability mass but is never in the 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from charrnn import fsutil
+from charrnn.cores import usable_cores
 from charrnn.errors import UserError
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
@@ -126,8 +126,7 @@ class NGramModel:
 
         seq, first = self.stream(ids)
         if threads is None:
-            threads = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                       else os.cpu_count() or 1)
+            threads = usable_cores()
         if threads <= 1 or seq.size < PARALLEL_MIN:
             total, scored = score_serial(seq, first, *self._kernel_args())
         else:

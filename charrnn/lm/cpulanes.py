@@ -1,0 +1,79 @@
+"""How many threads make one CPU stream's chunks: one lane, or two that split every product.
+
+Two lanes (cpukernel.run_chunk) each take half of every product's rows and meet where the next
+product reads the whole of the last; on two free cores a 2×256 LSTM's chunk then takes about
+0.6 of one lane's time. But the second lane costs the caller its core: with one lane the next
+chunk is drawn ahead in a worker while the caller writes or draws this one (cpustream.PREFETCH),
+with two the caller waits for each. Which is faster depends on the machine, its load, the model
+and what the caller does between chunks, so it is measured as the caller sees it — seconds from
+one chunk handed to the next — in blocks of each kind, and measured again from time to time:
+
+    chunks:  1 1 1 1 │ 2 2 2 2 │ the faster … (REPROBE) │ the other ×4 │ the faster …
+             probe     probe                             again: the machine may be busier now
+
+The text does not depend on the choice: each row's sum has the same bits either way (tested).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+BLOCK = 4  # chunks per measured block of one kind
+REPROBE = 256  # chunks between two measurements of the kind not in use
+
+_second_lane: ThreadPoolExecutor | None = None
+
+
+class LaneChoice:
+    """lanes() for each chunk started, in order; handed(lanes) when a chunk reaches the caller
+    (its seconds since the last one are the cost of that chunk's kind); reset() after a stop."""
+
+    def __init__(self, cores: int) -> None:
+        self.cores, self.started, self.last = cores, 0, None
+        self.seconds: dict[int, deque[float]] = {1: deque(maxlen=BLOCK), 2: deque(maxlen=BLOCK)}
+
+    def lanes(self) -> int:
+        if self.cores < 2:
+            return 1
+        n, self.started = self.started, self.started + 1
+        if n < 2 * BLOCK:
+            return 1 + n // BLOCK
+        best = self.best()
+        return 3 - best if n % REPROBE < BLOCK else best
+
+    def best(self) -> int:
+        """The kind whose last block handed chunks faster (1 until both are measured)."""
+        one, two = (statistics.median(self.seconds[k]) if self.seconds[k] else float("inf")
+                    for k in (1, 2))
+        return 2 if two < one else 1
+
+    def handed(self, lanes: int, now: float) -> None:
+        if self.last is not None:
+            self.seconds[lanes].append(now - self.last)
+        self.last = now
+
+    def reset(self) -> None:
+        """A stop or a new prime: the next interval would include a pause, not a chunk."""
+        self.last = None
+
+
+def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np.ndarray],
+        sync_size: int) -> None:
+    """kernel(*args, lane, lanes, *scratch, sync): lane 1 in a worker thread, lane 0 here."""
+    global _second_lane
+    sync = np.zeros(sync_size, np.int64)
+    if lanes == 1:
+        kernel(*args, 0, 1, *scratch, sync)
+        return
+    if _second_lane is None:
+        _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-lane")
+    other = _second_lane.submit(kernel, *args, 1, 2, *scratch, sync)
+    try:
+        kernel(*args, 0, 2, *scratch, sync)
+    finally:
+        other.result()
