@@ -4,9 +4,10 @@
                               [--device cpu|cuda]
 
 A randomly initialised 2-layer LSTM char model (vocab 65) is saved as a real checkpoint, then
-sampled through the two code paths `charrnn sample` takes: `sample.generate` writing to
-/dev/null (plain) and `tui.live_sample` rendering every frame with Rich into a 120×40 terminal
-console that writes to /dev/null (all the drawing is done; only the bytes are dropped). Both
+sampled through the two code paths `charrnn sample` takes: the plain one writing to /dev/null
+(on a CPU `plain.generate_on_cpu`, else `sample.generate`) and `tui.live_sample` rendering every
+frame with Rich into a 120×40 terminal console that writes to /dev/null (all the drawing is
+done; only the bytes are dropped). Both
 read the sampler a chunk at a time; the live view's chunks also carry each token's probability,
 entropy and top-5 (computed inside the chunk), which is part of what the ratio measures. Issue
 21's bars: the live view at least as fast as plain on the CPU, ≥ 0.9× on CUDA.
@@ -34,8 +35,9 @@ import torch
 from rich.console import Console
 
 from charrnn import checkpoint
-from charrnn.lm.config import ModelConfig
+from charrnn.lm.config import ModelConfig, lm_config
 from charrnn.lm.model import RNNLM
+from charrnn.lm.plain import generate_on_cpu, without_torch
 from charrnn.lm.sample import SampleOptions, generate
 from charrnn.tokenizers import CharTokenizer
 from charrnn.tui.keys import NoKeys
@@ -62,8 +64,12 @@ def plain_rate(ckpt: checkpoint.Checkpoint, tokens: int, device: str) -> float:
             sink.write(text)
             sink.flush()
 
+        opts = SampleOptions(length=tokens, seed=0)
         start = time.perf_counter()
-        generate(ckpt, SampleOptions(length=tokens, seed=0), None, 1, write, device)
+        if without_torch(lm_config(ckpt), opts, 1, device, False):  # as `charrnn sample`
+            generate_on_cpu(ckpt, opts, None, write)
+        else:
+            generate(ckpt, opts, None, 1, write, device)
         return tokens / (time.perf_counter() - start)
 
 

@@ -16,6 +16,7 @@ from charrnn.errors import UserError
 from charrnn.lm import cpustream
 from charrnn.lm.cpulanes import BLOCK, REPROBE, LaneChoice
 from charrnn.lm.sample import SampleOptions, Sampler
+from charrnn.lm.tokenstream import TokenStream
 
 
 def always(monkeypatch, lanes: int) -> None:
@@ -35,6 +36,27 @@ def test_two_lanes_draw_the_bits_one_lane_draws(shape, opts, monkeypatch) -> Non
     assert ids.shape[1] > 90 and np.array_equal(ids, ids2) and np.array_equal(stats, stats2)
     for name in ("h", "c", "scores"):
         assert np.array_equal(getattr(one, name), getattr(two, name)), name
+
+
+def test_a_chunk_run_ahead_while_the_caller_draws_changes_no_token(monkeypatch) -> None:
+    """The live view asks for the next chunk ahead of a frame: drawn on one lane in the worker
+    where two lanes were chosen, forgotten by a stop or a new temperature, never measured."""
+    net, opts = model(), OPTIONS[1]
+    always(monkeypatch, 2)
+    expected = session(net, opts, ALL_KERNEL, monkeypatch)
+    started = []
+    take = TokenStream.take
+
+    def take_after_running_ahead(self, n):
+        if self.engine.ahead is None and self.engine.lanes_next == 2:
+            started.append(self.position)
+        self.run_ahead()
+        return take(self, n)
+
+    monkeypatch.setattr(TokenStream, "take", take_after_running_ahead)
+    ids, stats, engine = session(net, opts, ALL_KERNEL, monkeypatch)
+    assert len(started) >= 3 and not engine.choice.seconds[1]
+    assert np.array_equal(ids, expected[0]) and np.array_equal(stats, expected[1])
 
 
 def test_two_lanes_meet_their_end_together_on_nan(monkeypatch) -> None:

@@ -187,3 +187,20 @@ def test_a_weights_file_that_does_not_fit_is_one_error_line(tiny_run: Path, tmp_
     assert result.exit_code == 2
     assert "does not match its config (embed.weight is 7×8 in the file" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_longer_sample_begins_with_the_shorter_one(tiny_run: Path, monkeypatch) -> None:
+    """A stream the kernel will reach is read in longer chunks (chunk_for): the text is the
+    same, so `--length 200` is the start of `--length 600`, which the kernel reaches."""
+    from charrnn.lm.plain import generate_on_cpu
+
+    monkeypatch.setattr(cpustream, "TAKE_OVER", 256)
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run)
+    texts = []
+    for length in (200, 600):
+        assert cpustream.chunk_for(length) == (cpustream.CPU_CHUNK if length == 200
+                                               else cpustream.LONG_CHUNK)
+        parts: list[str] = []
+        generate_on_cpu(ckpt, SampleOptions(length=length, seed=5), None, parts.append)
+        texts.append("".join(parts))
+    assert len(texts[1]) >= 600 and texts[1].startswith(texts[0])

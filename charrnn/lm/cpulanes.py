@@ -16,17 +16,15 @@ The text does not depend on the choice: each row's sum has the same bits either 
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 BLOCK = 4  # chunks per measured block of one kind
 REPROBE = 256  # chunks between two measurements of the kind not in use
 
-_second_lane: ThreadPoolExecutor | None = None
+_second_lane = None  # the worker thread of every stream's lane 1 (made at the first)
 
 
 class LaneChoice:
@@ -48,18 +46,27 @@ class LaneChoice:
 
     def best(self) -> int:
         """The kind whose last block handed chunks faster (1 until both are measured)."""
-        one, two = (statistics.median(self.seconds[k]) if self.seconds[k] else float("inf")
-                    for k in (1, 2))
+        one, two = (_median(self.seconds[k]) for k in (1, 2))
         return 2 if two < one else 1
 
     def handed(self, lanes: int, now: float) -> None:
-        if self.last is not None:
+        """A chunk of `lanes` reached the caller at `now` (lanes 0: not one to measure)."""
+        if lanes and self.last is not None:
             self.seconds[lanes].append(now - self.last)
         self.last = now
 
     def reset(self) -> None:
         """A stop or a new prime: the next interval would include a pause, not a chunk."""
         self.last = None
+
+
+def _median(values: deque[float]) -> float:
+    """(statistics.median, whose import costs the start-up 8 ms); inf for none."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if not ordered:
+        return float("inf")
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np.ndarray],
@@ -71,6 +78,8 @@ def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np
         kernel(*args, 0, 1, *scratch, sync)
         return
     if _second_lane is None:
+        from concurrent.futures import ThreadPoolExecutor  # (12 ms: not for short samples)
+
         _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-lane")
     other = _second_lane.submit(kernel, *args, 1, 2, *scratch, sync)
     try:

@@ -38,9 +38,16 @@ from charrnn.lm.tokenstream import Chunk
 
 TAKE_OVER = 1024  # tokens of a stream stepped by NumPy before the kernel takes over
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
+LONG_CHUNK = 128  # a stream the kernel will draw: 32-token chunks cost two lanes 10–15% (a thread
+#                   woken a chunk; bench figures in the README); its first token 50 ms later
 TINY = np.finfo(np.float32).tiny  # E = 0 would make the noise +inf (decode.TINY)
 PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (tests turn it off)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def chunk_for(length: int) -> int:
+    """Tokens per chunk for a stream of `length` tokens (the text is the same for any)."""
+    return LONG_CHUNK if length > TAKE_OVER else CPU_CHUNK
 
 
 def eligible(config: ModelConfig) -> bool:
@@ -134,6 +141,7 @@ class CPUStream:
     def prime(self, ids: list[int]) -> None:
         self._discard_ahead()
         self.choice.reset()
+        self.lanes_next = None
         cfg = self.weights.config
         self.h = np.zeros((cfg.layers, cfg.hidden), np.float32)
         self.c = np.zeros_like(self.h)
@@ -148,22 +156,33 @@ class CPUStream:
         which releases the GIL), so decoding, writing and the live view's drawing overlap the
         sampling on a second core."""
         chunk, lanes = self._ahead_result() if self.ahead is not None else self._draw()
-        if lanes:
-            self.choice.handed(lanes, time.perf_counter())
+        self.choice.handed(lanes, time.perf_counter())
         if self.kernel is not None and len(chunk) == self.k \
                 and self.position + self.k > TAKE_OVER:
             self.lanes_next = self.choice.lanes()
             if PREFETCH and self.lanes_next == 1:
-                self.behind = (self.start, self.rng.bit_generator.state)
-                noise, ids, stats = self._prepare()
-                self.ahead = (_worker().submit(self._kernel_call, noise, ids, stats), ids, stats)
+                self._start_ahead(measured=True)
         return chunk
 
+    def run_ahead(self) -> None:
+        """The caller is about to be busy (the live view drawing a frame): start the next chunk
+        now on one lane in the worker, where two lanes would have waited for the caller. Not
+        measured for the choice of lanes: the caller's pause is not that chunk's cost."""
+        if PREFETCH and self.ahead is None and self.lanes_next == 2:
+            self._start_ahead(measured=False)
+
+    def _start_ahead(self, measured: bool) -> None:
+        self.behind = (self.start, self.rng.bit_generator.state)
+        noise, ids, stats = self._prepare()
+        self.ahead = (_worker().submit(self._kernel_call, noise, ids, stats), ids, stats,
+                      1 if measured else 0)
+
     def _ahead_result(self) -> tuple[Chunk, int]:
-        future, ids, stats = self.ahead
+        """The chunk started ahead, and its lanes as measured (0: not measured)."""
+        future, ids, stats, lanes = self.ahead
         future.result()
         self.ahead = None
-        return self._chunk(ids, stats), 1
+        return self._chunk(ids, stats), lanes
 
     def _discard_ahead(self) -> None:
         """Forget the chunk drawn ahead: its start state back, its noise not drawn."""
@@ -205,6 +224,7 @@ class CPUStream:
         same steps again (the same noise, so the same tokens)."""
         self._discard_ahead()
         self.choice.reset()
+        self.lanes_next = None  # chosen again: the stream may be back before the take-over
         if self.start is None or kept >= self.k:
             self.start = None
             return

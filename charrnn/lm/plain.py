@@ -89,7 +89,8 @@ def generate_on_cpu(ckpt, opts: SampleOptions, prime: str | None,
     config, tokenizer = lm_config(ckpt), ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     weights = ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
-    engine = cpustream.CPUStream(weights, opts, cpustream.CPU_CHUNK, False, seed_of(opts))
+    engine = cpustream.CPUStream(weights, opts, cpustream.chunk_for(opts.length), False,
+                                 seed_of(opts))
     engine.prime(prime_ids)
     decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
     write(shown)

@@ -50,17 +50,19 @@ class Token(NamedTuple):
     entropy: float | None = None
 
 
-def chunk_size(device: torch.device) -> int:
+def chunk_size(device: torch.device, length: int = 0) -> int:
     """Tokens per chunk: on CUDA enough to hide a host round trip behind a graph replay; on the
-    CPU enough to make the per-chunk work (noise, stats, one write) negligible."""
-    return CUDA_CHUNK if device.type == "cuda" else cpustream.CPU_CHUNK
+    CPU enough to make the per-chunk work (noise, stats, one write) negligible for a sample of
+    `length` tokens (cpustream.chunk_for)."""
+    return CUDA_CHUNK if device.type == "cuda" else cpustream.chunk_for(length)
 
 
 def live_chunk_size(device: torch.device) -> int:
-    """The live view's chunk: on the CPU 4× the plain one, so that the chunk drawn ahead in a
-    worker thread (cpustream) lasts as long as a frame takes to draw (~15 ms of Rich on a 2-core
-    AMD EPYC, 60–100 tokens of the kernel); the text is the same (the noise is chunk-size free)."""
-    return chunk_size(device) * (4 if device.type == "cpu" else 1)
+    """The live view's chunk: on the CPU a long stream's (cpustream.LONG_CHUNK), so that the
+    chunk drawn ahead in a worker thread lasts as long as a frame takes to draw (~15 ms of Rich
+    on a 2-core AMD EPYC, 60–100 tokens of the kernel); the text is the same (the noise is
+    chunk-size free)."""
+    return cpustream.LONG_CHUNK if device.type == "cpu" else chunk_size(device)
 
 
 class Sampler:
@@ -76,7 +78,7 @@ class Sampler:
         self.model, self.device, self.opts = model.eval(), device, opts
         self.compiled = compiled  # False: no CUDA graph, no CPU kernel (make_engine)
         self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
-        self.chunk = chunk or chunk_size(device)
+        self.chunk = chunk or chunk_size(device, opts.length)
         self.seed = seed_of(opts)
         self.generator = torch.Generator(device=device)
 

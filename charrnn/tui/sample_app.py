@@ -161,6 +161,8 @@ class _Session:
             self._measure(now, running)
             if not self._handle(pressed):
                 break
+            if running and view.generated < view.target:
+                self.tokens.run_ahead()  # the next chunk is drawn while this frame is
             cpu = time.thread_time()
             view.flush()
             folding = time.thread_time() - cpu  # CPU time: a descheduled moment is not its cost
