@@ -64,6 +64,12 @@ from numba.core import cgutils, types  # noqa: E402
 from numba.extending import intrinsic  # noqa: E402
 
 
+def _counters(array) -> bool:
+    """Whether `array` is what the barriers count in: a 1-D int64 array (else no signature,
+    so a misuse is a typing error, not wrong code)."""
+    return isinstance(array, types.Array) and array.ndim == 1 and array.dtype == types.int64
+
+
 def _element(context, builder, array_type, array, index):
     ary = context.make_array(array_type)(context, builder, array)
     return cgutils.get_item_pointer(context, builder, array_type, ary, [index])
@@ -76,7 +82,9 @@ def load_acquire(typingctx, array, index):
     def codegen(context, builder, sig, args):
         return builder.load_atomic(_element(context, builder, sig.args[0], *args), "acquire", 8)
 
-    return types.int64(array, index), codegen
+    if _counters(array) and isinstance(index, types.Integer):
+        return types.int64(array, index), codegen
+    return None
 
 
 @intrinsic
@@ -85,7 +93,10 @@ def store_release(typingctx, array, index, value):
 
     def codegen(context, builder, sig, args):
         pointer = _element(context, builder, sig.args[0], args[0], args[1])
-        builder.store_atomic(args[2], pointer, "release", 8)
+        value = context.cast(builder, args[2], sig.args[2], types.int64)
+        builder.store_atomic(value, pointer, "release", 8)
         return context.get_dummy_value()
 
-    return types.void(array, index, value), codegen
+    if _counters(array) and isinstance(index, types.Integer) and isinstance(value, types.Integer):
+        return types.void(array, index, value), codegen
+    return None

@@ -102,7 +102,7 @@ def _meet(sync, lane, lanes, count):
 
 @njit
 def _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, h, c, new_h, gi, gh,
-                    lane, lanes, sync, count):  # noqa: PLR0913
+                    lane, lanes, sync, count):
     """This lane's units of every layer after `token`: read h, write new_h and c; the lanes meet
     after each layer (the next reads all of it). Returns the barriers passed."""
     size = h.shape[1]
@@ -242,8 +242,7 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
     Each computes its share of every product's rows and meets the other where a product needs
     the whole of the last; both draw every token from the whole scores, so they agree on it
     without meeting again. The state alternates between h and spare a step, so no lane
-    overwrites what the other still reads; lane 0 writes the ids, the lanes a step's stats in
-    turn."""
+    overwrites what the other still reads; lane 0 writes ids and stats."""
     gi = np.empty(w_hh.shape[1], np.float32)
     gh = np.empty(w_hh.shape[1], np.float32)
     shaped = np.empty(scores.shape[0], np.float32)
@@ -259,7 +258,7 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
                 ids[step:] = -1
             done = step
             break
-        if stats.shape[0] and step % lanes == lane:  # the lanes take turns
+        if lane == 0 and stats.shape[0]:
             _stats(shaped, token, stats[step])
         old, new = states[step % 2], states[(step + 1) % 2]
         count = _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, old, c, new, gi, gh,

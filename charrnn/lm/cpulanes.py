@@ -16,6 +16,7 @@ The text does not depend on the choice: each row's sum has the same bits either 
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable
 
@@ -24,7 +25,11 @@ import numpy as np
 BLOCK = 4  # chunks per measured block of one kind
 REPROBE = 256  # chunks between two measurements of the kind not in use
 
-_second_lane = None  # the worker thread of every stream's lane 1 (made at the first)
+RELEASED = 2**62  # a lane's counter past every meeting: the other then runs through alone
+PAUSE = 8.0  # an interval this many times the faster kind's median is a pause, not a chunk
+
+_second_lane = None
+_two_lanes = threading.Lock()
 
 
 class LaneChoice:
@@ -50,9 +55,13 @@ class LaneChoice:
         return 2 if two < one else 1
 
     def handed(self, lanes: int, now: float) -> None:
-        """A chunk of `lanes` reached the caller at `now` (lanes 0: not one to measure)."""
+        """A chunk of `lanes` reached the caller at `now` (lanes 0: not one to measure). An
+        interval far longer than either kind takes is the caller pausing (the live view's
+        space bar), not the chunk: it is not counted."""
         if lanes and self.last is not None:
-            self.seconds[lanes].append(now - self.last)
+            interval = now - self.last
+            if interval < PAUSE * min(_median(self.seconds[1]), _median(self.seconds[2])):
+                self.seconds[lanes].append(interval)
         self.last = now
 
     def reset(self) -> None:
@@ -70,19 +79,44 @@ def _median(values: deque[float]) -> float:
 
 
 def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np.ndarray],
-        sync_size: int) -> None:
-    """kernel(*args, lane, lanes, *scratch, sync): lane 1 in a worker thread, lane 0 here."""
-    global _second_lane
-    sync = np.zeros(sync_size, np.int64)
-    if lanes == 1:
+        stride: int) -> None:
+    """kernel(*args, lane, lanes, *scratch, sync): lane 1 in a worker thread, lane 0 here. One
+    stream at a time has two lanes (another meanwhile gets one: three spinning threads on two
+    cores would wait a time slice at each meeting)."""
+    sync = np.zeros(2 * stride, np.int64)
+    if lanes == 1 or not _two_lanes.acquire(blocking=False):
         kernel(*args, 0, 1, *scratch, sync)
         return
+    try:
+        other = None
+        try:
+            other = _worker().submit(_lane_one, kernel, args, scratch, sync, stride)
+            kernel(*args, 0, 2, *scratch, sync)
+        except BaseException:  # a Ctrl-C before lane 0 got to the kernel: free lane 1
+            sync[0] = RELEASED
+            raise
+        finally:
+            if other is not None:
+                other.result()
+    finally:
+        _two_lanes.release()
+
+
+def _lane_one(kernel: Callable, args: tuple, scratch: tuple, sync: np.ndarray,
+              stride: int) -> None:
+    try:
+        kernel(*args, 1, 2, *scratch, sync)
+    except BaseException:  # lane 0 must not wait for ever at its next meeting
+        sync[stride] = RELEASED
+        raise
+
+
+def _worker():
+    """The thread of every stream's lane 1 (made at the first; its import costs 12 ms, which
+    samples short enough never to reach the kernel do not pay)."""
+    global _second_lane
     if _second_lane is None:
-        from concurrent.futures import ThreadPoolExecutor  # (12 ms: not for short samples)
+        from concurrent.futures import ThreadPoolExecutor
 
         _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-lane")
-    other = _second_lane.submit(kernel, *args, 1, 2, *scratch, sync)
-    try:
-        kernel(*args, 0, 2, *scratch, sync)
-    finally:
-        other.result()
+    return _second_lane

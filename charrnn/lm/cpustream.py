@@ -127,12 +127,13 @@ class CPUStream:
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.inv_temp = 1.0
         self.kernel = self.kernel_args = None
+        self.scratch: tuple[np.ndarray, np.ndarray] | None = None  # the lanes' shared arrays
         self.broken = False  # the kernel could not be loaded
         self.position = 0  # tokens drawn so far (after a rewind: those kept)
         self.start: tuple | None = None  # (state copies, noise) before the last chunk
         self.ahead = None  # the next chunk being drawn in a worker thread (a Future)
         self.behind: tuple | None = None  # (the handed chunk's start, the RNG before the next)
-        self.choice = cpulanes.LaneChoice(usable_cores())
+        self.choice = cpulanes.LaneChoice(usable_cores(whole=True))
         self.lanes_next: int | None = None  # the kind of the next chunk, where chosen already
 
     def set_temperature(self, temperature: float) -> None:
@@ -168,7 +169,9 @@ class CPUStream:
         """The caller is about to be busy (the live view drawing a frame): start the next chunk
         now on one lane in the worker, where two lanes would have waited for the caller. Not
         measured for the choice of lanes: the caller's pause is not that chunk's cost."""
-        if PREFETCH and self.ahead is None and self.lanes_next == 2:
+        if self.ahead is not None:  # one lane's, under way: as unmeasured, the same reason
+            self.ahead = (*self.ahead[:3], 0)
+        elif PREFETCH and self.lanes_next == 2:
             self._start_ahead(measured=False)
 
     def _start_ahead(self, measured: bool) -> None:
@@ -244,18 +247,19 @@ class CPUStream:
                                                   opts.top_p or 0.0)
 
     def _numpy_steps(self, noise: np.ndarray | None, n: int, stats: np.ndarray) -> np.ndarray:
-        ids = np.full(n, -1, np.int64)
-        shaping, shaped = self._shaping(), np.empty((n, self.scores.shape[0]), np.float32)
-        good = 0
+        ids, good = np.full(n, -1, np.int64), 0
+        shaping, rows = self._shaping(), []  # the shaped rows, kept for the stats only
         for i in range(n):
-            shaped[i] = cpustep.shape(self.scores, *shaping)
-            ids[i] = cpustep.pick(shaped[i], None if noise is None else noise[i])
+            shaped = cpustep.shape(self.scores, *shaping)
+            ids[i] = cpustep.pick(shaped, None if noise is None else noise[i])
             if ids[i] < 0:
                 break
             good = i + 1
+            if stats.shape[0]:
+                rows.append(shaped)
             self.scores = cpustep.step(self.weights, self.h, self.c, ids[i])
-        if stats.shape[0] and good:
-            stats[:good] = cpustep.stats(shaped[:good], ids[:good], stats.shape[1])
+        if rows:
+            stats[:good] = cpustep.stats(np.stack(rows), ids[:good], stats.shape[1])
         return ids
 
     def _kernel_ready(self) -> bool:
@@ -266,6 +270,7 @@ class CPUStream:
             try:
                 self.kernel, self.kernel_args, self.scratch = _load_kernel(self.weights,
                                                                            self.opts.greedy)
+                self.choice.reset()  # the load is not the first kernel chunk's cost
             except Exception as exc:  # noqa: BLE001  (numba missing or refusing: slower only)
                 self.broken = True
                 _say_kernel_off(exc)
@@ -277,8 +282,7 @@ class CPUStream:
         inv_temp, top_k, top_p = self._shaping()
         args = (*self.kernel_args, self.h, self.c, self.scores, noise, np.float32(inv_temp),
                 top_k, top_p, self.opts.greedy, ids, stats)
-        cpulanes.run(self.kernel.run_chunk, args, lanes, self.scratch,
-                     2 * self.kernel.SYNC_STRIDE)
+        cpulanes.run(self.kernel.run_chunk, args, lanes, self.scratch, self.kernel.SYNC_STRIDE)
 
 
 def _load_kernel(weights: Weights, greedy: bool) -> tuple:
@@ -289,11 +293,12 @@ def _load_kernel(weights: Weights, greedy: bool) -> tuple:
     args = weights.kernel_args()
     cfg, vocab = weights.config, weights.head_b.shape[0]
     h = np.zeros((cfg.layers, cfg.hidden), np.float32)
-    scratch = (np.zeros_like(h), np.zeros(args[6].shape[0], np.float32))  # proj_w's rows
+    projected = weights.proj[0].shape[0] if weights.proj else 0
+    scratch = (np.zeros_like(h), np.zeros(projected, np.float32))
     nothing = (np.empty((0, vocab), np.float32), np.float32(1.0), 0, 0.0, greedy,
                np.empty(0, np.int64), np.empty((0, cpustep.stats_width(vocab)), np.float32))
     cpulanes.run(cpukernel.run_chunk, (*args, h, np.zeros_like(h), np.zeros(vocab, np.float32),
-                                       *nothing), 1, scratch, 2 * cpukernel.SYNC_STRIDE)
+                                       *nothing), 1, scratch, cpukernel.SYNC_STRIDE)
     return cpukernel, args, scratch
 
 

@@ -161,7 +161,7 @@ class _Session:
             self._measure(now, running)
             if not self._handle(pressed):
                 break
-            if running and view.generated < view.target:
+            if not view.paused and view.generated < view.target:  # (a key may have paused)
                 self.tokens.run_ahead()  # the next chunk is drawn while this frame is
             cpu = time.thread_time()
             view.flush()
