@@ -28,7 +28,7 @@ REPROBE = 256  # chunks between two measurements of the kind not in use
 RELEASED = 2**62  # a lane's counter past every meeting: the other then runs through alone
 PAUSE = 8.0  # an interval this many times the faster kind's median is a pause, not a chunk
 
-_second_lane = None
+_workers: dict[str, object] = {}  # worker(name)
 _two_lanes = threading.Lock()
 
 
@@ -90,7 +90,7 @@ def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np
     try:
         other = None
         try:
-            other = _worker().submit(_lane_one, kernel, args, scratch, sync, stride)
+            other = worker("charrnn-lane").submit(_lane_one, kernel, args, scratch, sync, stride)
             kernel(*args, 0, 2, *scratch, sync)
         except BaseException:  # a Ctrl-C before lane 0 got to the kernel: free lane 1
             sync[0] = RELEASED
@@ -111,12 +111,13 @@ def _lane_one(kernel: Callable, args: tuple, scratch: tuple, sync: np.ndarray,
         raise
 
 
-def _worker():
-    """The thread of every stream's lane 1 (made at the first; its import costs 12 ms, which
-    samples short enough never to reach the kernel do not pay)."""
-    global _second_lane
-    if _second_lane is None:
+def worker(name: str):
+    """A pool of one thread, made at its first use (the import costs 12 ms, which samples too
+    short to reach the kernel do not pay): "charrnn-lane" runs every stream's lane 1,
+    "charrnn-sample" the chunks drawn ahead (cpustream) — two threads, so that a lane never
+    queues behind a chunk drawn ahead."""
+    if name not in _workers:
         from concurrent.futures import ThreadPoolExecutor
 
-        _second_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-lane")
-    return _second_lane
+        _workers[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+    return _workers[name]

@@ -177,8 +177,8 @@ class CPUStream:
     def _start_ahead(self, measured: bool) -> None:
         self.behind = (self.start, self.rng.bit_generator.state)
         noise, ids, stats = self._prepare()
-        self.ahead = (_worker().submit(self._kernel_call, noise, ids, stats), ids, stats,
-                      1 if measured else 0)
+        future = cpulanes.worker("charrnn-sample").submit(self._kernel_call, noise, ids, stats)
+        self.ahead = (future, ids, stats, 1 if measured else 0)
 
     def _ahead_result(self) -> tuple[Chunk, int]:
         """The chunk started ahead, and its lanes as measured (0: not measured)."""
@@ -303,17 +303,6 @@ def _load_kernel(weights: Weights, greedy: bool) -> tuple:
 
 
 _kernel_off_said = False
-_pool = None
-
-
-def _worker():
-    """One thread for every stream's chunks drawn ahead (made at the first)."""
-    global _pool
-    if _pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="charrnn-sample")
-    return _pool
 
 
 def _say_kernel_off(exc: BaseException) -> None:
