@@ -1,6 +1,7 @@
 """One CPU stream without torch (charrnn/lm/cpustream.py, cpustep.py, cpukernel.py, plain.py):
 NumPy and the compiled kernel draw the same tokens for every cell and option, the kernel takes
-over at a fixed place, stops rewind in both, NaN, the fall-back without the kernel, weights read
+over at a fixed place (from the first token where a known length pays for its load), stops
+rewind in both, NaN, the fall-back without the kernel, weights read
 from the file, and `charrnn sample --plain` on a CPU never importing torch."""
 
 from __future__ import annotations
@@ -190,17 +191,74 @@ def test_a_weights_file_that_does_not_fit_is_one_error_line(tiny_run: Path, tmp_
 
 
 def test_a_longer_sample_begins_with_the_shorter_one(tiny_run: Path, monkeypatch) -> None:
-    """A stream the kernel will reach is read in longer chunks (chunk_for): the text is the
-    same, so `--length 200` is the start of `--length 600`, which the kernel reaches."""
+    """A sample the kernel draws from its first token is read in longer chunks: the text is
+    NumPy's, so `--length 200` (NumPy's) is the start of `--length 600` (the kernel's)."""
     from charrnn.lm.plain import generate_on_cpu
 
-    monkeypatch.setattr(cpustream, "TAKE_OVER", 256)
+    monkeypatch.setattr(cpustream, "KERNEL_PAYS", 256)
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run)
-    texts = []
+    texts, kernels = [], []
     for length in (200, 600):
-        assert cpustream.chunk_for(length) == (cpustream.CPU_CHUNK if length == 200
-                                               else cpustream.LONG_CHUNK)
         parts: list[str] = []
+        engines = spy_engines(monkeypatch)
         generate_on_cpu(ckpt, SampleOptions(length=length, seed=5), None, parts.append)
         texts.append("".join(parts))
+        kernels.append(engines[0].kernel is not None)
+        assert engines[0].k == (cpustream.CPU_CHUNK if length == 200 else cpustream.LONG_CHUNK)
+    assert kernels == [False, True]
     assert len(texts[1]) >= 600 and texts[1].startswith(texts[0])
+
+
+def spy_engines(monkeypatch) -> list[cpustream.CPUStream]:
+    """The CPUStreams built from now on, as they are built."""
+    built: list[cpustream.CPUStream] = []
+    real = cpustream.CPUStream.__init__
+
+    def init(self, *args, **kwargs) -> None:
+        real(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(cpustream.CPUStream, "__init__", init)
+    return built
+
+
+@pytest.mark.parametrize("length", [1, 500, 1024, 1100, 2500])
+def test_a_plain_sample_numpy_draws_faster_never_loads_the_kernel(tiny_run: Path, monkeypatch,
+                                                                   length: int) -> None:
+    """Up to KERNEL_PAYS tokens NumPy is quicker than loading the kernel: it draws them all
+    (before, a sample of 1,100 tokens paid the load for its last 76)."""
+    from charrnn.lm.plain import generate_on_cpu
+
+    monkeypatch.setattr(cpustream, "_load_kernel", lambda *a: pytest.fail("kernel loaded"))
+    engines = spy_engines(monkeypatch)
+    text: list[str] = []
+    generate_on_cpu(checkpoint.resolve(str(tiny_run), tiny_run),
+                    SampleOptions(length=length, seed=2), None, text.append)
+    assert len("".join(text)) >= length and engines[0].take_over == cpustream.NEVER
+
+
+def test_a_plain_sample_longer_than_kernel_pays_is_the_kernels_from_its_first_token(
+        tiny_run: Path, monkeypatch) -> None:
+    """Its length is known and the load is paid anyway, so no token is left to NumPy's slower
+    steps."""
+    from charrnn.lm.plain import generate_on_cpu
+
+    numpy_tokens: list[int] = []
+    real_steps = cpustream.CPUStream._numpy_steps
+    monkeypatch.setattr(cpustream.CPUStream, "_numpy_steps", lambda self, noise, n, stats: (
+        numpy_tokens.append(n), real_steps(self, noise, n, stats))[1])
+    engines = spy_engines(monkeypatch)
+    generate_on_cpu(checkpoint.resolve(str(tiny_run), tiny_run),
+                    SampleOptions(length=cpustream.KERNEL_PAYS + 1, seed=2), None, lambda _: None)
+    assert engines[0].kernel is not None and engines[0].take_over == 0
+    assert numpy_tokens == []
+
+
+@pytest.mark.parametrize("length, take_over", [(500, "TAKE_OVER"), (2500, "TAKE_OVER"),
+                                               (2501, 0)])
+def test_a_stream_that_may_be_read_further_keeps_numpy_until_the_take_over(length, take_over):
+    """The live view and the Sampler may read past --length ("more"): up to KERNEL_PAYS they
+    step NumPy for TAKE_OVER tokens, so a short look never pays the load; beyond it the kernel
+    draws from the first token, as for --plain."""
+    engine = Sampler(model(), CPU, SampleOptions(length=length)).tokens([1]).engine
+    assert engine.take_over == (cpustream.TAKE_OVER if take_over == "TAKE_OVER" else take_over)

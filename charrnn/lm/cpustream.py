@@ -1,25 +1,31 @@
-"""One stream sampled on the CPU without PyTorch: NumPy steps the first 1,024 tokens, Numba the rest.
+"""One stream sampled on the CPU without PyTorch: NumPy steps, then a Numba kernel.
 
     model.safetensors ─ safetensors.numpy ─┐        (or a loaded RNNLM's tensors: Weights.of)
                                            ▼
     Weights: the layer-0 table (embedding · W_ih0ᵀ + b_ih0), W_ih / W_hh / biases per layer,
              projection, head ── as cpukernel.run_chunk takes them
                                            ▼
-    CPUStream.run() → ids (n,) [+ stats (n, S)], K tokens a call:
-        tokens 0 … 1,023   NumPy, one vectorised step a token (no compiler loaded: start-up and
-                           the default --length of 500 stay light)
-        tokens 1,024 …     cpukernel.run_chunk, K steps a compiled call (3–5× NumPy's tokens/s),
-                           on one core or two (cpulanes.py measures which is faster)
+    CPUStream.run() → ids (n,) [+ stats (n, S)], K tokens a call, each chunk by one of:
+        cpustep     NumPy, one vectorised step a token (no compiler loaded)
+        cpukernel   run_chunk, K steps a compiled call (3–5× NumPy's tokens/s), on one core
+                    or two (cpulanes.py measures which is faster)
 
-Loading the kernel costs about a second per process (importing numba, LLVM's start, the cached
-kernel; its first compile after an install ~15 s, cached), which a sample makes up after a
-few thousand tokens: hence the switch point. Chunks start at multiples of K (unless the live
-view stops one), so the switch is at a fixed place and the text does not depend on --length.
+Loading the kernel costs 0.7–1 s per process (importing numba, LLVM's start, the cached kernel;
+its first compile after an install ~15 s, cached). Where the kernel takes over (`take_over`):
+    length above KERNEL_PAYS (2,500)      token 0: the load is paid anyway, and every token
+                                          the kernel makes instead of NumPy saves time
+    --plain --length up to it             never: NumPy is quicker for all of them
+    up to it, perhaps read further        token 1,024: NumPy until then, so short and stopped
+      (the live view, the Sampler)        streams never pay the load, long ones pay it once
+Chunks start at multiples of K (unless the live view stops one), so the switch is at a chunk's
+start.
 
 Seeds: the Gumbel noise is NumPy's PCG64 seeded with the seed, one (K, V) block a chunk — the
 same numbers as K draws of V, so the text does not depend on K. NumPy and the kernel compute
 the same float32 maths in another order: they draw the same token unless two tie to within
-rounding. If the kernel cannot be had, one line on stderr says so and NumPy goes on.
+rounding, so a seed's text is the same for any --length unless such a tie falls where one
+length's stream is NumPy's and the other's the kernel's. If the kernel cannot be had, one line
+on stderr says so and NumPy goes on.
 """
 
 from __future__ import annotations
@@ -36,7 +42,9 @@ from charrnn.lm import cpulanes, cpustep
 from charrnn.lm.config import ModelConfig, SampleOptions
 from charrnn.lm.tokenstream import Chunk
 
-TAKE_OVER = 1024  # tokens of a stream stepped by NumPy before the kernel takes over
+TAKE_OVER = 1024  # tokens of a stream of unknown length stepped by NumPy before the kernel
+KERNEL_PAYS = 2_500  # a known length above which loading the kernel first is quicker: NumPy
+#                      ~2,900 tok/s, the kernel ~13,000 after a 0.7-s load (2×256 LSTM, Zen 1)
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
 LONG_CHUNK = 128  # a stream the kernel will draw: 32-token chunks cost two lanes 10–15% (a thread
 #                   woken a chunk; bench figures in the README); its first token 50 ms later
@@ -45,9 +53,21 @@ PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-def chunk_for(length: int) -> int:
-    """Tokens per chunk for a stream of `length` tokens (the text is the same for any)."""
-    return LONG_CHUNK if length > TAKE_OVER else CPU_CHUNK
+NEVER = 2**62  # a take-over no stream reaches
+
+
+def take_over_for(length: int, more: bool = False) -> int:
+    """The token from which the kernel draws a stream read for `length` tokens (`more`: and
+    perhaps further, as the live view's "more" and the library's Sampler may)."""
+    if length > KERNEL_PAYS:
+        return 0
+    return TAKE_OVER if more else NEVER
+
+
+def chunk_for(length: int, take_over: int | None = None) -> int:
+    """Tokens per chunk for a stream of `length` tokens whose kernel draws from `take_over`
+    (TAKE_OVER where not given); the text is the same for any."""
+    return LONG_CHUNK if length > (TAKE_OVER if take_over is None else take_over) else CPU_CHUNK
 
 
 def eligible(config: ModelConfig) -> bool:
@@ -122,8 +142,11 @@ class CPUStream:
     (1, n, S)]; n < K only where a row had no distribution (the ids end with its -1)."""
 
     def __init__(self, weights: Weights, opts: SampleOptions, k: int, stats: bool,
-                 seed: int) -> None:
+                 seed: int, take_over: int | None = None) -> None:
+        """`take_over`: the token from which the kernel draws (take_over_for; TAKE_OVER where
+        the length is not known)."""
         self.weights, self.opts, self.k, self.stats = weights, opts, k, stats
+        self.take_over = TAKE_OVER if take_over is None else take_over
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.inv_temp = 1.0
         self.kernel = self.kernel_args = None
@@ -159,7 +182,7 @@ class CPUStream:
         chunk, lanes = self._ahead_result() if self.ahead is not None else self._draw()
         self.choice.handed(lanes, time.perf_counter())
         if self.kernel is not None and len(chunk) == self.k \
-                and self.position + self.k > TAKE_OVER:
+                and self.position + self.k > self.take_over:
             self.lanes_next = self.choice.lanes()
             if PREFETCH and self.lanes_next == 1:
                 self._start_ahead(measured=True)
@@ -210,7 +233,7 @@ class CPUStream:
         """The next chunk made here, and its lanes (0: NumPy's)."""
         noise, ids, stats = self._prepare()
         lanes = 0
-        if self.position > TAKE_OVER and self._kernel_ready():
+        if self.position > self.take_over and self._kernel_ready():
             lanes, self.lanes_next = self.lanes_next or self.choice.lanes(), None
             self._kernel_call(noise, ids, stats, lanes)
         else:
@@ -235,7 +258,7 @@ class CPUStream:
         self.h, self.c, self.scores = h.copy(), c.copy(), scores.copy()
         self.position += kept - self.k
         part = None if noise is None else noise[:kept]
-        if self.kernel is not None and self.position + self.k - kept > TAKE_OVER:
+        if self.kernel is not None and self.position + self.k - kept > self.take_over:
             self._kernel_call(part, np.empty(kept, np.int64), np.empty((0, 0), np.float32))
         else:
             self._numpy_steps(part, kept, np.empty((0, 0), np.float32))

@@ -156,7 +156,8 @@ def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams
     Python-driven step."""
     compiled = compiled and side is None
     if device.type == "cpu" and compiled and streams == 1 and cpustream.eligible(model.config):
-        return cpustream.CPUStream(cpustream.Weights.of(model), opts, k, stats, seed)
+        return cpustream.CPUStream(cpustream.Weights.of(model), opts, k, stats, seed,
+                                   cpustream.take_over_for(opts.length, more=True))
     if device.type == "cuda" and compiled:
         from charrnn.lm.cudagraph import GraphEngine  # only where CUDA is
 
