@@ -12,7 +12,7 @@ from charrnn.lm.config import DataFacts, TrainConfig
 from charrnn.lm.speed import Measurement
 from charrnn.plan import rules
 from charrnn.plan.request import Request
-from charrnn.plan.train import new_config, resumed_config
+from charrnn.plan.train import new_config, passes_in_budget, resumed_config
 
 OPTIONS = {**asdict(TrainConfig()), "inputs": ["c.txt"], "resume": None, "init_from": None,
            "unk": "add", "grow_vocab": 0, "run_name": None}
@@ -96,6 +96,35 @@ def test_cuda_recipes_scale_with_the_passes_a_budget_allows_and_never_measure() 
     assert long.dropout > short.dropout  # many passes over a small corpus: more regularisation
     word = new_config(_request(max_time=300.0), WORDS, gpu)
     assert word.config.softmax == "full" and word.sources["hidden"].startswith("recipe: word")
+
+
+def test_the_passes_a_budget_allows_are_the_least_of_its_bounds() -> None:
+    def passes(tokens: int = 204_800, device: str = "cpu", **given) -> float | None:
+        return passes_in_budget(TrainConfig(**given), tokens, device)  # 32×64 = 2,048 a step
+
+    assert passes(epochs=3.0) == 3.0
+    assert passes(max_steps=100) == pytest.approx(1.0)
+    assert passes(max_steps=100, epochs=0.5) == pytest.approx(0.5)
+    assert passes(max_time=60.0) == pytest.approx(rules.TOKENS_PER_S["cpu"] * 60 / 204_800)
+    assert passes() == pytest.approx(TrainConfig.DEFAULT_MAX_STEPS / 100)  # no budget typed
+    assert passes(max_time=60.0, device="mps") is None  # a time, at a rate not known
+
+
+def test_a_small_corpus_on_a_cpu_gets_the_many_pass_recipes_and_tiny_shakespeare_does_not(
+        ) -> None:
+    fp32 = FakeJob(seconds={"fp32 full": 1.0}, unavailable={"bf16 full": "no kernel"})
+    small = DataFacts("char", 65, 100_000, [10, 30])
+    some = new_config(_request(max_time=300.0), small, fp32)  # 18 passes
+    most = new_config(_request(), small, fp32)  # the default 3,000 steps: 61 passes
+    assert (some.config.dropout, some.config.patience) == (0.3, 4)
+    assert (most.config.dropout, most.config.patience) == (0.5, 4)
+    assert some.sources["dropout"] == "recipe: char level on a CPU, over 8 passes in the budget"
+    assert most.sources["dropout"] == "recipe: char level on a CPU, over 20 passes in the budget"
+    assert most.sources["patience"] == some.sources["dropout"]
+    assert new_config(_request(dropout=0.2), small, fp32).config.dropout == 0.2
+    for request in (_request(), _request(max_time=600.0)):  # 6.1 and 3.6 passes: the recipe
+        cfg = new_config(request, CHARS, fp32).config
+        assert (cfg.dropout, cfg.patience) == (0.1, None)
 
 
 def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:

@@ -31,7 +31,8 @@ class Situation:
     corpus_given: bool = True
     optim: str = "adamw"
     softmax: str = "auto"
-    epochs_in_budget: float | None = None  # CUDA: passes over the training text the budget allows
+    epochs_in_budget: float | None = None  # passes over the training text the budget allows
+    #                                        (plan.train.passes_in_budget)
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,12 @@ APPLIES: tuple[Applies, ...] = (
             " does not apply to --task fill (the masked bidirectional model): drop it"),
 )
 
-# What an H200 trains at (a 3×512 LSTM, 128×256 under float16: bench/train_speed.py, 1.11 M
-# tokens/s; ../shared/gpu-runs): how many passes over a corpus a --max-time allows on CUDA.
-CUDA_TOKENS_PER_S = 350_000.0  # tiny Shakespeare's 3×1024 recipe ran at 350k tokens/s there
+# What a device class trains at, for how many passes over a corpus a --max-time allows. CUDA:
+# an H200 (a 3×512 LSTM, 128×256 under float16: bench/train_speed.py, 1.11 M tokens/s;
+# ../shared/gpu-runs), where tiny Shakespeare's 3×1024 recipe ran at 350k tokens/s. CPU: the
+# fp32 char recipe (2×256 GRU) at 6,100–6,700 tokens/s on 2 AMD EPYC Zen 1 cores; a faster CPU
+# makes more passes than counted, so its many-pass recipe comes later than it could.
+TOKENS_PER_S = {"cuda": 350_000.0, "cpu": 6_000.0}
 
 LR_MEASURED_WITH = ("adamw", "adam")  # the optimizers every recipe's lr was measured with
 
@@ -91,6 +95,10 @@ WORD_CPU = "bench/train_ptb.py --budget 600, 2026-12-02: test ppl 97.27, with KN
 WORD_CPU_FP32 = ("bench/train_ptb.py --budget 600, AMD EPYC Zen 1 (no bf16), 2026-12-04: test ppl "
                  "147.66, with KN5 112.69 (6.2k tok/s); at the 2×512 it has elsewhere: 230.53 "
                  "and 130.20 (1.7k tok/s, a third of an epoch)")
+CHAR_CPU_PASSES = ("bench/train_shakespeare.py --corpus (tiny Shakespeare's first 110 kB), AMD EPYC "
+                   "Zen 1, 2026-12-05: dropout 0.1 / 0.3 / 0.5 in 240 s (14 passes) 1.5765 / "
+                   "1.5568 / 1.5974 nats/char; in 480 s (28 passes) 1.6141 / 1.5812 / 1.5520, "
+                   "where 0.1's best came at a third of the run, 0.22 better than its end")
 GPU_RUNS = "one H200, ../shared/gpu-runs, 2026-12-04"
 MANY_PASSES = 8  # CUDA: a budget reading the training text more often than this overfits a big
 # model (tiny Shakespeare, 3×1024 LSTM, dropout 0.4: best val 1.4047 at 60 s = 21 passes, then
@@ -103,17 +111,29 @@ def _lm(level: str, device: str) -> Callable[[Situation], bool]:
     return when
 
 
-def _many_passes(s: Situation) -> bool:
-    return s.epochs_in_budget is not None and s.epochs_in_budget > MANY_PASSES
+MOST_PASSES = 20  # CPU: beyond this the char recipe's dropout is raised again (CHAR_CPU_PASSES)
+
+
+def _many_passes(s: Situation, passes: float = MANY_PASSES) -> bool:
+    return s.epochs_in_budget is not None and s.epochs_in_budget > passes
+
+
+def _fp32_cpu_char(s: Situation) -> bool:
+    return _lm("char", "cpu")(s) and not s.cpu_bf16_fast
 
 
 RECIPES: tuple[Recipe, ...] = (
     Recipe("char level on a CPU where bf16 is fast",
            lambda s: _lm("char", "cpu")(s) and s.cpu_bf16_fast, {},
            f"the defaults shown: {CHAR_CPU_BF16} nats/char"),
-    Recipe("char level on a CPU where fp32 is the faster",
-           lambda s: _lm("char", "cpu")(s) and not s.cpu_bf16_fast,
+    Recipe("char level on a CPU where fp32 is the faster", _fp32_cpu_char,
            {"cell": "gru", "hidden": 256, "dropout": 0.1, "lr": 6e-3}, CHAR_CPU_FP32),
+    Recipe(f"char level on a CPU, over {MANY_PASSES} passes in the budget",
+           lambda s: _fp32_cpu_char(s) and _many_passes(s), {"dropout": 0.3, "patience": 4},
+           f"{CHAR_CPU_PASSES}; patience: 4 evaluations without a better val end the run"),
+    Recipe(f"char level on a CPU, over {MOST_PASSES} passes in the budget",
+           lambda s: _fp32_cpu_char(s) and _many_passes(s, MOST_PASSES), {"dropout": 0.5},
+           CHAR_CPU_PASSES),
     Recipe("word level off CUDA", lambda s: s.task == "lm" and s.level == "word"
            and s.device != "cuda",
            {"cell": "lstm", "tie_weights": False, "locked_dropout": True, "dropout": 0.2,

@@ -13,6 +13,7 @@ from ("typed", "recipe: …", "machine: …", "run", "parent").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -63,20 +64,36 @@ def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
 
 
 def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
-    """The dataclass defaults, the situation's recipes over them, what was typed over those."""
-    values, sources = rules.recipe(situation_of(request, facts, job), request.typed)
-    typed = request.typed_fields(TrainConfig)
+    """The dataclass defaults, the situation's recipes over them, what was typed over those.
+    The passes over the text are counted with the batch the recipes give, then the recipes are
+    read again knowing them (a budget of many passes adds its regularisers)."""
+    situation, typed = situation_of(request, facts, job), request.typed_fields(TrainConfig)
+    first, _ = rules.recipe(situation, request.typed)
+    passes = passes_in_budget(_config(request, {**first, **typed}), facts.train_tokens,
+                              job.device_type)
+    values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.typed)
     sources.update({k: "typed" for k in typed})
     return Resolved(_config(request, {**values, **typed}), sources)
 
 
+def passes_in_budget(cfg: TrainConfig, train_tokens: int, device: str) -> float | None:
+    """Passes over the training text the run's budget allows: the least of --epochs, its steps
+    (--max-steps, or the default budget when none is given) and --max-time at the device class's
+    rate (rules.TOKENS_PER_S); None where only a time bounds it on a device of unknown rate."""
+    per_step = cfg.batch_size * cfg.seq_len
+    per_epoch = max(1.0, train_tokens / per_step)
+    steps = cfg.total_steps(math.ceil(per_epoch))
+    bounds = [steps / per_epoch] if steps is not None else []
+    rate = rules.TOKENS_PER_S.get(device)
+    if cfg.max_time is not None and rate is not None:
+        bounds.append(rate * cfg.max_time / max(1, train_tokens))
+    return min(bounds) if bounds else None
+
+
 def situation_of(request: Request, facts: DataFacts, job: Job) -> rules.Situation:
-    budget = request.get("max_time")
     situation = rules.Situation(
         mode="new", level=facts.level, device=job.device_type, optim=str(request["optim"]),
-        softmax=str(request["softmax"]),
-        epochs_in_budget=None if budget is None or job.device_type != "cuda" else
-        rules.CUDA_TOKENS_PER_S * float(budget) / max(1, facts.train_tokens))
+        softmax=str(request["softmax"]))
     if job.device_type == "cpu" and any(r.when(replace(situation, cpu_bf16_fast=True)) !=
                                         r.when(situation) for r in rules.RECIPES):
         from charrnn.plan.measured import bf16_fast
