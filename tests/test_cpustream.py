@@ -197,15 +197,13 @@ def test_a_longer_sample_begins_with_the_shorter_one(tiny_run: Path, monkeypatch
 
     monkeypatch.setattr(cpustream, "KERNEL_PAYS", 256)
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run)
-    texts, kernels = [], []
+    texts, engines = [], spy_engines(monkeypatch)
     for length in (200, 600):
         parts: list[str] = []
-        engines = spy_engines(monkeypatch)
         generate_on_cpu(ckpt, SampleOptions(length=length, seed=5), None, parts.append)
         texts.append("".join(parts))
-        kernels.append(engines[0].kernel is not None)
-        assert engines[0].k == (cpustream.CPU_CHUNK if length == 200 else cpustream.LONG_CHUNK)
-    assert kernels == [False, True]
+    assert [e.kernel is not None for e in engines] == [False, True]
+    assert [e.k for e in engines] == [cpustream.CPU_CHUNK, cpustream.LONG_CHUNK]
     assert len(texts[1]) >= 600 and texts[1].startswith(texts[0])
 
 
@@ -254,11 +252,28 @@ def test_a_plain_sample_longer_than_kernel_pays_is_the_kernels_from_its_first_to
     assert numpy_tokens == []
 
 
-@pytest.mark.parametrize("length, take_over", [(500, "TAKE_OVER"), (2500, "TAKE_OVER"),
-                                               (2501, 0)])
-def test_a_stream_that_may_be_read_further_keeps_numpy_until_the_take_over(length, take_over):
+@pytest.mark.parametrize("length, take_over, chunk", [
+    (500, "TAKE_OVER", cpustream.CPU_CHUNK), (2500, "TAKE_OVER", cpustream.LONG_CHUNK),
+    (2501, 0, cpustream.LONG_CHUNK)])
+def test_a_stream_that_may_be_read_further_keeps_numpy_until_the_take_over(length, take_over,
+                                                                           chunk) -> None:
     """The live view and the Sampler may read past --length ("more"): up to KERNEL_PAYS they
     step NumPy for TAKE_OVER tokens, so a short look never pays the load; beyond it the kernel
     draws from the first token, as for --plain."""
     engine = Sampler(model(), CPU, SampleOptions(length=length)).tokens([1]).engine
     assert engine.take_over == (cpustream.TAKE_OVER if take_over == "TAKE_OVER" else take_over)
+    assert engine.k == chunk
+
+
+def test_the_pytorch_paths_exact_sample_never_loads_the_kernel_where_numpy_is_quicker(
+        tiny_run: Path, monkeypatch) -> None:
+    """`sample.generate` (a backward model, or --device auto where a GPU device node exists)
+    reads exactly --length tokens, as --plain does: 1,100 of them are NumPy's throughout."""
+    from charrnn.lm.sample import generate
+
+    monkeypatch.setattr(cpustream, "_load_kernel", lambda *a: pytest.fail("kernel loaded"))
+    engines = spy_engines(monkeypatch)
+    text: list[str] = []
+    generate(checkpoint.resolve(str(tiny_run), tiny_run), SampleOptions(length=1100, seed=2),
+             None, 1, text.append, "cpu")
+    assert len("".join(text)) >= 1100 and engines[0].take_over == cpustream.NEVER

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
@@ -168,8 +170,8 @@ def test_training_preview_never_captures_a_cuda_graph(monkeypatch) -> None:
     assert isinstance(_engine("cuda", compiled=False).stepper, ModuleStepper)
     assert captured == []
     real = sample.make_engine
-    monkeypatch.setattr(sample, "make_engine",
-                        lambda *a, **k: asked.append(a[-1]) or real(*a, **k))
+    monkeypatch.setattr(sample, "make_engine", lambda *a, **k: asked.append(
+        inspect.signature(real).bind(*a, **k).arguments["compiled"]) or real(*a, **k))
     tokenizer = CharTokenizer.build(["abcdefgh\n"])
     preview_text(RNNLM(ModelConfig(tokenizer.vocab_size, "gru", layers=1, hidden=8)),
                  torch.device("cpu"), tokenizer, tokens=5)

@@ -96,6 +96,10 @@ def test_cuda_recipes_scale_with_the_passes_a_budget_allows_and_never_measure() 
     assert long.dropout > short.dropout  # many passes over a small corpus: more regularisation
     word = new_config(_request(max_time=300.0), WORDS, gpu)
     assert word.config.softmax == "full" and word.sources["hidden"].startswith("recipe: word")
+    # No budget typed: the default 3,000 steps of the CUDA recipe's 64×128 tokens are 24.6
+    # passes over a million characters, 0.05 over 500 million.
+    assert new_config(_request(), CHARS, gpu).config.patience == 8
+    assert new_config(_request(), big, gpu).config.patience is None
 
 
 def test_the_passes_a_budget_allows_are_the_least_of_its_bounds() -> None:

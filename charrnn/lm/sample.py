@@ -50,11 +50,13 @@ class Token(NamedTuple):
     entropy: float | None = None
 
 
-def chunk_size(device: torch.device, length: int = 0) -> int:
+def chunk_size(device: torch.device, length: int = 0, exact: bool = False) -> int:
     """Tokens per chunk: on CUDA enough to hide a host round trip behind a graph replay; on the
     CPU enough to make the per-chunk work (noise, stats, one write) negligible for a sample of
-    `length` tokens (cpustream.chunk_for)."""
-    return CUDA_CHUNK if device.type == "cuda" else cpustream.chunk_for(length)
+    `length` tokens (`exact`: no more are read; cpustream.chunk_for)."""
+    if device.type == "cuda":
+        return CUDA_CHUNK
+    return cpustream.chunk_for(length, cpustream.take_over_for(length, more=not exact))
 
 
 def live_chunk_size(device: torch.device) -> int:
@@ -72,13 +74,17 @@ class Sampler:
 
     def __init__(self, model: RNNLM, device: torch.device, opts: SampleOptions,
                  compiled: bool = True, mixture: Mixture | None = None,
-                 chunk: int | None = None) -> None:
+                 chunk: int | None = None, exact: bool = False) -> None:
+        """`exact`: exactly opts.length tokens will be read (`charrnn sample`'s text), so a
+        short sample is NumPy's throughout on the CPU; else the live view's "more" or a
+        library caller may read on (cpustream.take_over_for)."""
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
         self.model, self.device, self.opts = model.eval(), device, opts
         self.compiled = compiled  # False: no CUDA graph, no CPU kernel (make_engine)
         self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
-        self.chunk = chunk or chunk_size(device, opts.length)
+        self.take_over = cpustream.take_over_for(opts.length, more=not exact)
+        self.chunk = chunk or chunk_size(device, opts.length, exact)
         self.seed = seed_of(opts)
         self.generator = torch.Generator(device=device)
 
@@ -87,7 +93,7 @@ class Sampler:
         """`streams` continuations of the prime, read K tokens at a time (TokenStream.take)."""
         side = self._ngram_side(prime_ids, streams)
         engine = make_engine(self.model, self.device, self.opts, streams, self.generator,
-                             self.chunk, stats, side, self.compiled, self.seed)
+                             self.chunk, stats, side, self.compiled, self.seed, self.take_over)
         # Seeded after the engine is built: a CUDA graph's warm-up draws from the generator.
         self.generator.manual_seed(self.seed)
         engine.prime(prime_ids)
@@ -148,16 +154,16 @@ class Sampler:
 def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams: int,
                 generator: torch.Generator, k: int, stats: bool = False,
                 side: NGramSide | None = None, compiled: bool = True,
-                seed: int = 0) -> Engine:
+                seed: int = 0, take_over: int | None = None) -> Engine:
     """The fastest chunk engine here: K steps in one CUDA graph on CUDA; one stream of a
     full-softmax model on the CPU in NumPy and a compiled kernel (cpustream.py, its noise seeded
-    with `seed`); else the fused step on the CPU, the module elsewhere. compiled=False (the
-    training preview), or --mix, whose n-gram needs the host each step, keep to the
-    Python-driven step."""
+    with `seed`, the kernel drawing from token `take_over`, TAKE_OVER where not given); else
+    the fused step on the CPU, the module elsewhere. compiled=False (the training preview), or
+    --mix, whose n-gram needs the host each step, keep to the Python-driven step."""
     compiled = compiled and side is None
     if device.type == "cpu" and compiled and streams == 1 and cpustream.eligible(model.config):
         return cpustream.CPUStream(cpustream.Weights.of(model), opts, k, stats, seed,
-                                   cpustream.take_over_for(opts.length, more=True))
+                                   take_over)
     if device.type == "cuda" and compiled:
         from charrnn.lm.cudagraph import GraphEngine  # only where CUDA is
 
@@ -201,7 +207,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     for index in range(num_samples):  # one stream, or beam search (seeds seed, seed+1, …)
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}),
-                          mixture=mixture)
+                          mixture=mixture, exact=True)
         decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
         write(shown)
         if opts.beam:
@@ -220,7 +226,7 @@ def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_
     """Sample `num_samples` id sequences without decoding them: side by side in one batch (even
     one), or one after the other (seeds seed, seed+1, …) for beam search."""
     if not opts.beam:
-        sampler = Sampler(model, device, opts, mixture=mixture)
+        sampler = Sampler(model, device, opts, mixture=mixture, exact=True)
         for ids in sampler.sample_batch(prime_ids, num_samples, opts.length):
             collect(ids)
         return

@@ -80,8 +80,9 @@ APPLIES: tuple[Applies, ...] = (
 # What a device class trains at, for how many passes over a corpus a --max-time allows. CUDA:
 # an H200 (a 3×512 LSTM, 128×256 under float16: bench/train_speed.py, 1.11 M tokens/s;
 # ../shared/gpu-runs), where tiny Shakespeare's 3×1024 recipe ran at 350k tokens/s. CPU: the
-# fp32 char recipe (2×256 GRU) at 6,100–6,700 tokens/s on 2 AMD EPYC Zen 1 cores; a faster CPU
-# makes more passes than counted, so its many-pass recipe comes later than it could.
+# fp32 char recipe (2×256 GRU) at 6,100–6,700 tokens/s on 2 AMD EPYC Zen 1 cores, whatever
+# model is trained: a faster CPU or a smaller model makes more passes than counted (its
+# many-pass recipe comes later than it could), a bigger model typed with --max-time fewer.
 TOKENS_PER_S = {"cuda": 350_000.0, "cpu": 6_000.0}
 
 LR_MEASURED_WITH = ("adamw", "adam")  # the optimizers every recipe's lr was measured with
@@ -100,9 +101,10 @@ CHAR_CPU_PASSES = ("bench/train_shakespeare.py --corpus (tiny Shakespeare's firs
                    "1.5568 / 1.5974 nats/char; in 480 s (28 passes) 1.6141 / 1.5812 / 1.5520, "
                    "where 0.1's best came at a third of the run, 0.22 better than its end")
 GPU_RUNS = "one H200, ../shared/gpu-runs, 2026-12-04"
-MANY_PASSES = 8  # CUDA: a budget reading the training text more often than this overfits a big
-# model (tiny Shakespeare, 3×1024 LSTM, dropout 0.4: best val 1.4047 at 60 s = 21 passes, then
-# worse to 1.4285 at 120 s), so the recipe regularises harder and stops at a plateau
+MANY_PASSES = 8  # a budget reading the training text more often than this overfits: on CUDA a
+# big model (tiny Shakespeare, 3×1024 LSTM, dropout 0.4: best val 1.4047 at 60 s = 21 passes,
+# then worse to 1.4285 at 120 s), on a CPU the 2×256 GRU (CHAR_CPU_PASSES), so the recipes
+# regularise harder and stop at a plateau
 
 
 def _lm(level: str, device: str) -> Callable[[Situation], bool]:
@@ -130,7 +132,8 @@ RECIPES: tuple[Recipe, ...] = (
            {"cell": "gru", "hidden": 256, "dropout": 0.1, "lr": 6e-3}, CHAR_CPU_FP32),
     Recipe(f"char level on a CPU, over {MANY_PASSES} passes in the budget",
            lambda s: _fp32_cpu_char(s) and _many_passes(s), {"dropout": 0.3, "patience": 4},
-           f"{CHAR_CPU_PASSES}; patience: 4 evaluations without a better val end the run"),
+           f"{CHAR_CPU_PASSES}; patience derived: 4 evaluations without a better val end the "
+           "run"),
     Recipe(f"char level on a CPU, over {MOST_PASSES} passes in the budget",
            lambda s: _fp32_cpu_char(s) and _many_passes(s, MOST_PASSES), {"dropout": 0.5},
            CHAR_CPU_PASSES),
