@@ -43,6 +43,7 @@ from charrnn.lm.config import ModelConfig, SampleOptions
 from charrnn.lm.tokenstream import Chunk
 
 TAKE_OVER = 1024  # tokens of a stream of unknown length stepped by NumPy before the kernel
+NEVER = 2**62  # a take-over no stream reaches
 KERNEL_PAYS = 2_500  # a known length above which loading the kernel first is quicker: NumPy
 #                      ~2,900 tok/s, the kernel ~13,000 after a 0.7-s load (2×256 LSTM, Zen 1)
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
@@ -53,21 +54,12 @@ PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-NEVER = 2**62  # a take-over no stream reaches
-
-
-def take_over_for(length: int, more: bool = False) -> int:
-    """The token from which the kernel draws a stream read for `length` tokens (`more`: and
-    perhaps further, as the live view's "more" and the library's Sampler may)."""
-    if length > KERNEL_PAYS:
-        return 0
-    return TAKE_OVER if more else NEVER
-
-
-def chunk_for(length: int, take_over: int | None = None) -> int:
-    """Tokens per chunk for a stream of `length` tokens whose kernel draws from `take_over`
-    (TAKE_OVER where not given); the text is the same for any."""
-    return LONG_CHUNK if length > (TAKE_OVER if take_over is None else take_over) else CPU_CHUNK
+def schedule(length: int, more: bool = False) -> tuple[int, int]:
+    """(the token from which the kernel draws, tokens per chunk) for a stream read for `length`
+    tokens (`more`: and perhaps further, as the live view's "more" and the library's Sampler
+    may): longer chunks where the kernel draws; the text is the same for any."""
+    take_over = 0 if length > KERNEL_PAYS else TAKE_OVER if more else NEVER
+    return take_over, LONG_CHUNK if length > take_over else CPU_CHUNK
 
 
 def eligible(config: ModelConfig) -> bool:
@@ -143,8 +135,8 @@ class CPUStream:
 
     def __init__(self, weights: Weights, opts: SampleOptions, k: int, stats: bool,
                  seed: int, take_over: int | None = None) -> None:
-        """`take_over`: the token from which the kernel draws (take_over_for; TAKE_OVER where
-        the length is not known)."""
+        """`take_over`: the token from which the kernel draws (schedule; TAKE_OVER where the
+        length is not known)."""
         self.weights, self.opts, self.k, self.stats = weights, opts, k, stats
         self.take_over = TAKE_OVER if take_over is None else take_over
         self.rng = np.random.Generator(np.random.PCG64(seed))

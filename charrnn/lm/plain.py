@@ -89,9 +89,8 @@ def generate_on_cpu(ckpt, opts: SampleOptions, prime: str | None,
     config, tokenizer = lm_config(ckpt), ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
     weights = ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
-    take_over = cpustream.take_over_for(opts.length)  # the length is known: no stop comes early
-    engine = cpustream.CPUStream(weights, opts, cpustream.chunk_for(opts.length, take_over),
-                                 False, seed_of(opts), take_over)
+    take_over, k = cpustream.schedule(opts.length)  # the length is known: no stop comes early
+    engine = cpustream.CPUStream(weights, opts, k, False, seed_of(opts), take_over)
     engine.prime(prime_ids)
     decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
     write(shown)

@@ -50,13 +50,11 @@ class Token(NamedTuple):
     entropy: float | None = None
 
 
-def chunk_size(device: torch.device, length: int = 0, exact: bool = False) -> int:
+def chunk_size(device: torch.device) -> int:
     """Tokens per chunk: on CUDA enough to hide a host round trip behind a graph replay; on the
-    CPU enough to make the per-chunk work (noise, stats, one write) negligible for a sample of
-    `length` tokens (`exact`: no more are read; cpustream.chunk_for)."""
-    if device.type == "cuda":
-        return CUDA_CHUNK
-    return cpustream.chunk_for(length, cpustream.take_over_for(length, more=not exact))
+    CPU enough to make the per-chunk work (noise, stats, one write) negligible (a stream the
+    kernel draws takes longer ones: cpustream.schedule)."""
+    return CUDA_CHUNK if device.type == "cuda" else cpustream.CPU_CHUNK
 
 
 def live_chunk_size(device: torch.device) -> int:
@@ -77,14 +75,14 @@ class Sampler:
                  chunk: int | None = None, exact: bool = False) -> None:
         """`exact`: exactly opts.length tokens will be read (`charrnn sample`'s text), so a
         short sample is NumPy's throughout on the CPU; else the live view's "more" or a
-        library caller may read on (cpustream.take_over_for)."""
+        library caller may read on (cpustream.schedule)."""
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
         self.model, self.device, self.opts = model.eval(), device, opts
         self.compiled = compiled  # False: no CUDA graph, no CPU kernel (make_engine)
         self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
-        self.take_over = cpustream.take_over_for(opts.length, more=not exact)
-        self.chunk = chunk or chunk_size(device, opts.length, exact)
+        self.take_over, cpu_chunk = cpustream.schedule(opts.length, more=not exact)
+        self.chunk = chunk or (cpu_chunk if device.type == "cpu" else chunk_size(device))
         self.seed = seed_of(opts)
         self.generator = torch.Generator(device=device)
 
