@@ -46,3 +46,14 @@ def flatten_like_cudnn(rnn) -> None:
     for weight in weights:
         weight.data = flat[offset : offset + weight.numel()].view_as(weight)
         offset += weight.numel()
+
+
+def modules_loaded_by(code: str, *modules: str) -> tuple[str, list[bool]]:
+    """Run `code` in a new Python: (its stdout, whether each module was imported by its end)."""
+    import subprocess
+    import sys
+
+    probe = f"\nimport sys\nprint(*[m in sys.modules for m in {list(modules)!r}], file=sys.stderr)\n"
+    result = subprocess.run([sys.executable, "-c", code + probe], capture_output=True, text=True,
+                            check=True)
+    return result.stdout, [word == "True" for word in result.stderr.split()[-len(modules):]]

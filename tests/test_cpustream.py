@@ -6,8 +6,6 @@ from the file, and `charrnn sample --plain` on a CPU never importing torch."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,7 @@ from charrnn.lm.chunks import StepEngine
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
-from helpers import run_cli
+from helpers import modules_loaded_by, run_cli
 
 CPU = torch.device("cpu")
 OPTIONS = [dict(seed=4), dict(seed=4, temperature=0.7, top_k=5), dict(seed=4, top_p=0.8),
@@ -143,10 +141,12 @@ def test_adaptive_heads_many_streams_and_the_preview_keep_the_pytorch_engine() -
 @pytest.mark.parametrize("config", [ModelConfig(30, "lstm", 2, 24, 12, tie_weights=True),
                                     ModelConfig(30, "gru", 1, 24, 0, tie_weights=False),
                                     ModelConfig(30, "rnn", 3, 16, 16, tie_weights=True)])
-def test_the_expected_shapes_are_the_models_layout(config) -> None:
+def test_the_expected_shapes_and_the_parameter_count_are_the_models(config) -> None:
     saved, aliases = weights.layout(RNNLM(config))
     assert cpustream.expected_shapes(config) == (
         {name: tuple(t.shape) for name, t in saved.items()}, aliases)
+
+    assert cpustream.parameter_count(config) == sum(p.numel() for p in RNNLM(config).parameters())
 
 
 def test_weights_read_from_the_file_are_the_models(tmp_path: Path) -> None:
@@ -162,17 +162,15 @@ def test_plain_sampling_on_a_cpu_never_imports_torch(tiny_run: Path) -> None:
     code = ("import sys\nfrom charrnn.cli import main\n"
             f"sys.argv = ['charrnn', 'sample', {str(tiny_run)!r}, '--length', '40', '--plain',"
             " '--seed', '3', '--device', 'cpu']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'numba' in sys.modules, file=sys.stderr)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
-    assert result.stderr.strip().splitlines()[-1] == "False False"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n")
+    stdout, loaded = modules_loaded_by(code, "torch", "numba")
+    assert loaded == [False, False]
     from charrnn.lm.sample import generate  # the PyTorch path, whose Sampler has the same engine
 
     text: list[str] = []
     generate(checkpoint.resolve(str(tiny_run), tiny_run), SampleOptions(length=40, seed=3),
              None, 1, text.append, "cpu")
-    assert result.stdout == "".join(text) + "\n" and len(result.stdout) > 40
+    assert stdout == "".join(text) + "\n" and len(stdout) > 40
 
 
 def test_a_weights_file_that_does_not_fit_is_one_error_line(tiny_run: Path, tmp_path) -> None:

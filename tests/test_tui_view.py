@@ -16,16 +16,17 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from charrnn import checkpoint
+from charrnn.errors import UserError
 from charrnn.lm.model import RNNLM, ModelConfig, load_lm
 from charrnn.lm.sample import SampleOptions
 from charrnn.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer
 from charrnn.tui.keys import NoKeys
-from charrnn.tui.sample_app import live_sample
+from charrnn.tui.sample_app import live_sample, open_streams
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.textflow import TextFlow
 from charrnn.tui.train_view import LiveTrainReporter
 from charrnn.tui.widgets import BUCKET_STYLES, LineChart, bucket, sparkline
-from helpers import SMALL_LINES, run_cli
+from helpers import SMALL_LINES, modules_loaded_by, run_cli
 
 CJK = "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"
 
@@ -197,6 +198,35 @@ def test_live_view_samples_the_same_text_as_plain(tiny_run: Path) -> None:
     assert result.tokens == 300
     assert result.text == plain.rstrip("\n")
     assert result.tokens_per_s > 0
+
+
+def test_the_live_view_of_a_model_plain_samples_without_torch_never_imports_it(
+        tiny_run: Path) -> None:
+    """A forward full-softmax model on a CPU: the view reads the weights with NumPy, as plain
+    output does (the same engine, so the same text), and skips torch's seconds of import."""
+    code = ("import io\nfrom pathlib import Path\nfrom rich.console import Console\n"
+            "from charrnn import checkpoint\nfrom charrnn.lm.config import SampleOptions\n"
+            "from charrnn.tui.keys import NoKeys\nfrom charrnn.tui.sample_app import live_sample\n"
+            f"ckpt = checkpoint.resolve({str(tiny_run)!r}, Path({str(tiny_run.parent)!r}))\n"
+            "con = Console(file=io.StringIO(), force_terminal=True, width=100, height=30)\n"
+            "r = live_sample(ckpt, SampleOptions(length=300, temperature=0.8, seed=5), 'the',"
+            " 'cpu', console=con, keys=NoKeys(), hold=False)\n"
+            "print(r.text, end='')\n")
+    stdout, (torch_loaded,) = modules_loaded_by(code, "torch")
+    assert not torch_loaded
+    plain = run_cli("sample", tiny_run, "--prime", "the", "--seed", "5", "--length", "300",
+                    "--temp", "0.8", "--plain").output
+    assert stdout == plain.rstrip("\n") and len(stdout) > 300
+
+
+def test_the_live_view_shows_the_models_size_and_refuses_a_weight_without_mix(
+        tiny_run: Path) -> None:
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    with pytest.raises(UserError, match="--mix-weight applies with --mix"):
+        open_streams(ckpt, SampleOptions(length=10), "cpu", None, 0.5, tiny_run.parent)
+    streams, info = open_streams(ckpt, SampleOptions(length=10), "cpu", None, None, None)
+    model = load_lm(ckpt, torch.device("cpu"))
+    assert f"{sum(p.numel() for p in model.parameters()) / 1e3:.0f}k" in info.model
 
 
 def test_more_continues_with_the_surplus_of_the_last_chunk(tiny_run: Path) -> None:

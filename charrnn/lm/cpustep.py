@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-TOP = 5  # alternatives per token for the live view (decode.TOP)
+TOP = 5  # alternatives per token for the live view (here: torch-free, as the view is)
 CELL_CODES = {"rnn": 0, "lstm": 1, "gru": 2}  # how the compiled kernel is told the cell
 
 

@@ -129,6 +129,12 @@ def expected_shapes(config: ModelConfig) -> tuple[dict[str, tuple[int, ...]], di
     return shapes, ({"head.weight": "embed.weight"} if config.tie_weights else {})
 
 
+def parameter_count(config: ModelConfig) -> int:
+    """The model's parameters, from its layout alone (a tied head counted once, as PyTorch's
+    model.parameters() does)."""
+    return sum(int(np.prod(shape)) for shape in expected_shapes(config)[0].values())
+
+
 class CPUStream:
     """tokenstream.Engine for one stream, in NumPy arrays: run() → Chunk of ids (1, n) [+ stats
     (1, n, S)]; n < K only where a row had no distribution (the ids end with its -1)."""

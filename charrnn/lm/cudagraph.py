@@ -24,7 +24,8 @@ import torch
 
 from charrnn.devices import cuda_device
 from charrnn.lm.config import SampleOptions
-from charrnn.lm.decode import TOP, checked, gumbel_noise, pick, shape_scores, token_stats
+from charrnn.lm.cpustep import stats_width
+from charrnn.lm.decode import checked, gumbel_noise, pick, shape_scores, token_stats
 from charrnn.lm.model import RNNLM
 from charrnn.lm.tokenstream import Chunk
 from charrnn.rnn import state as states
@@ -47,7 +48,7 @@ class GraphEngine:
         self.ids = torch.zeros(k, streams, dtype=torch.long, device=device)
         self.shaped = torch.zeros(k, streams, vocab, device=device) if stats else None
         self.out_ids = torch.zeros(streams, k, dtype=torch.long, device=device)
-        width = 2 + 2 * min(TOP, vocab)  # floats per token of decode.token_stats
+        width = stats_width(vocab)  # floats per token of decode.token_stats
         self.out_stats = torch.zeros(streams, k, width, device=device) if stats else None
         self.graph = self._capture()
         # Two of everything the host reads, so chunk i+1 can run while chunk i is decoded.

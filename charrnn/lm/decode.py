@@ -23,7 +23,8 @@ import math
 
 import torch
 
-TOP = 5  # alternatives kept per token for the live view
+from charrnn.lm.cpustep import TOP  # alternatives kept per token for the live view
+
 TINY = torch.finfo(torch.float32).tiny  # E = 0 would make the noise +inf, and -inf + inf NaN
 
 

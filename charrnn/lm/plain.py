@@ -3,9 +3,10 @@
     prime text ─ encode_prime ─▶ ids ─ engine (tokenstream.Engine) ─▶ chunks ─ stream_text ─▶ text
                                         │
           CPU, one forward stream, full softmax:  cpustream.CPUStream over model.safetensors read
-          with NumPy — the engine the Sampler gives one CPU stream too, so the same seed gives the
-          same text either way; PyTorch is never imported, which is most of a start-up (importing
-          torch alone took 2.6 s of the 2.8 s of `--length 1` on a 2-core AMD EPYC)
+          with NumPy (cpu_tokens; the live view's streams too) — the engine the Sampler gives one
+          CPU stream, so the same seed gives the same text either way; PyTorch is never
+          imported, which is most of a start-up (importing torch alone took 2.6 s of the 2.8 s
+          of `--length 1` on a 2-core AMD EPYC)
           anything else (a GPU, --num-samples, --beam, --mix, the adaptive softmax, a backward
           model, whose text is collected then reversed): sample.generate, with PyTorch
 """
@@ -79,21 +80,36 @@ def accelerator_visible() -> bool:
     return sys.platform == "darwin" or any(os.path.exists(node) for node in nodes)
 
 
+def read_cpu_weights(ckpt):
+    """The checkpoint's weights as the CPU stream reads them (NumPy, no torch)."""
+    from charrnn.lm import cpustream
+
+    config = lm_config(ckpt)
+    return ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
+
+
+def cpu_tokens(weights, opts: SampleOptions, prime_ids: list[int], *, stats: bool = False,
+               more: bool = False, chunk: int | None = None) -> TokenStream:
+    """One forward stream's tokens after the prime, from NumPy and the kernel (cpustream.schedule
+    says which draws where): `more` where the reader may go past opts.length (the live view's
+    "more"), `chunk` a fixed chunk size (the text does not depend on it)."""
+    from charrnn.lm import cpustream
+
+    take_over, k = cpustream.schedule(opts.length, more)
+    engine = cpustream.CPUStream(weights, opts, chunk or k, stats, seed_of(opts), take_over)
+    engine.prime(prime_ids)
+    return TokenStream(engine, opts)
+
+
 def generate_on_cpu(ckpt, opts: SampleOptions, prime: str | None,
                     write: Callable[[str], None], unknown: str = "error") -> None:
     """One forward stream's text, streamed to `write` (sample.generate's output, without torch)."""
-    from charrnn.lm import cpustream
-
     opts.validate()
     opts.check_combination(1)
-    config, tokenizer = lm_config(ckpt), ckpt.tokenizer
-    prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
-    weights = ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
-    take_over, k = cpustream.schedule(opts.length)  # the length is known: no stop comes early
-    engine = cpustream.CPUStream(weights, opts, k, False, seed_of(opts), take_over)
-    engine.prime(prime_ids)
-    decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
+    prime_ids, show_prime = encode_prime(ckpt.tokenizer, prime, unknown)
+    tokens = cpu_tokens(read_cpu_weights(ckpt), opts, prime_ids)  # exactly --length is read
+    decoder, shown = primed_decoder(ckpt.tokenizer, prime_ids, show_prime)
     write(shown)
-    stream_text(TokenStream(engine, opts), decoder, opts.length, write)
+    stream_text(tokens, decoder, opts.length, write)
     if hasattr(decoder, "flush"):
         write(decoder.flush())

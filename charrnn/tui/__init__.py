@@ -4,7 +4,8 @@
     textflow.py     generated text folded into lines once per token, by terminal cell width
     widgets.py      probability colours and legend, bars, sparklines, a braille line chart
     sample_view.py  the sampling screen: text, top-5 candidates, entropy, speed, settings
-    sample_app.py   the sampling loop: drives the same Sampler as plain output, bounded redraws
+    sample_app.py   the sampling loop: the same engine as plain output (no torch where it has
+                    none), bounded redraws
     train_view.py   the training reporter: progress, ETA, loss curves, a sample at each eval
     runs_table.py   `charrnn runs`
     fill_repl.py    `charrnn fill -i`: the Rich prompt

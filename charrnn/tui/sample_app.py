@@ -1,7 +1,8 @@
 """`charrnn sample` in a terminal: the generation loop with the live view and the keys.
 
-The loop drives the same `Sampler` as plain streaming, a chunk of tokens at a time, each with its
-probability, entropy and top alternatives computed inside the chunk; per chunk it only decodes
+The loop reads the same engine as plain streaming (`open_streams`: one forward stream on a CPU
+without PyTorch, as `sample --plain`; else the `Sampler`), a chunk of tokens at a time, each with
+its probability, entropy and top alternatives computed inside the chunk; per chunk it only decodes
 and records, and looks at the keyboard. The screen is redrawn at most FPS times a second, and
 never more often than keeps the drawing under MAX_VIEW_SHARE of the time (a slow terminal lowers
 the frame rate, not the sampling rate).
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +27,9 @@ from rich.console import Console
 from rich.live import Live
 
 from charrnn import checkpoint
-from charrnn.devices import resolve_device
-from charrnn.evaluation.mix import mixture_of
-from charrnn.lm.config import lm_config
-from charrnn.lm.model import load_lm
-from charrnn.lm.sample import SampleOptions, Sampler, encode_prime, live_chunk_size, primed_decoder
+from charrnn.lm.config import SampleOptions, lm_config
+from charrnn.lm.plain import encode_prime, primed_decoder
+from charrnn.lm.tokenstream import TokenStream
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.widgets import bucket
@@ -66,23 +66,58 @@ def describe(ckpt: checkpoint.Checkpoint, params: int) -> ViewInfo:
     return ViewInfo(model, where + detail, tokenizer.token_strings())
 
 
+Streams = Callable[[list[int]], TokenStream]  # prime ids → a new stream (opts.seed read then)
+
+
+def open_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
+                 mix: str | None, mix_weight: float | None,
+                 root: Path | None) -> tuple[Streams, ViewInfo]:
+    """What makes the view's streams, and the facts it shows: where plain output would sample
+    without PyTorch (one forward stream on a CPU), so does the view — the same engine, and no
+    torch import (seconds of start-up); else the Sampler over the loaded model."""
+    from charrnn.lm import plain
+
+    config = lm_config(ckpt)
+    if plain.without_torch(config, opts, 1, device, mix is not None or mix_weight is not None):
+        from charrnn.lm import cpustream
+
+        weights = plain.read_cpu_weights(ckpt)
+        return (lambda prime_ids: plain.cpu_tokens(weights, opts, prime_ids, stats=True,
+                                                   more=True, chunk=cpustream.LONG_CHUNK),
+                describe(ckpt, cpustream.parameter_count(config)))
+    return _torch_streams(ckpt, opts, device, mix, mix_weight, root)
+
+
+def _torch_streams(ckpt, opts, device, mix, mix_weight, root) -> tuple[Streams, ViewInfo]:
+    from charrnn.devices import resolve_device
+    from charrnn.evaluation.mix import mixture_of
+    from charrnn.lm.model import load_lm
+    from charrnn.lm.sample import Sampler, live_chunk_size
+
+    dev = resolve_device(device)
+    model = load_lm(ckpt, dev)
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
+    info = describe(ckpt, sum(p.numel() for p in model.parameters()))
+    if mixture is not None:
+        info.model += f" ⊕ {mixture.name} (λ {mixture.weight:.2f})"
+
+    def streams(prime_ids: list[int]) -> TokenStream:
+        sampler = Sampler(model, dev, opts, mixture=mixture, chunk=live_chunk_size(dev))
+        return sampler.tokens(prime_ids, stats=True)
+    return streams, info
+
+
 def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
                 device: str = "auto", unknown: str = "error", *, console: Console | None = None,
                 keys=None, hold: bool = True, mix: str | None = None,
                 mix_weight: float | None = None, root: Path | None = None) -> LiveResult:
     """Run the live view until q (or, with hold=False, until `opts.length` tokens are out)."""
     opts.validate()
-    dev = resolve_device(device)
-    tokenizer = ckpt.tokenizer
-    prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
-    model = load_lm(ckpt, dev)
-    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
-    info = describe(ckpt, sum(p.numel() for p in model.parameters()))
-    if mixture is not None:
-        info.model += f" ⊕ {mixture.name} (λ {mixture.weight:.2f})"
-    session = _Session(model, dev, tokenizer, opts, prime_ids, show_prime, info,
+    prime_ids, show_prime = encode_prime(ckpt.tokenizer, prime, unknown)
+    streams, info = open_streams(ckpt, opts, device, mix, mix_weight, root)
+    session = _Session(streams, ckpt.tokenizer, opts, prime_ids, show_prime, info,
                        console or Console(), keys if keys is not None else RawKeys(), hold,
-                       ckpt.run_folder.name, mixture)
+                       ckpt.run_folder.name)
     try:
         return session.run()
     finally:
@@ -94,11 +129,10 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
 
 
 class _Session:
-    def __init__(self, model, device, tokenizer, opts: SampleOptions, prime_ids: list[int],
+    def __init__(self, streams: Streams, tokenizer, opts: SampleOptions, prime_ids: list[int],
                  show_prime: bool, info: ViewInfo, console: Console, keys, hold: bool,
-                 run_name: str, mixture=None) -> None:
-        self.model, self.device, self.tokenizer, self.opts = model, device, tokenizer, opts
-        self.mixture = mixture
+                 run_name: str) -> None:
+        self.streams, self.tokenizer, self.opts = streams, tokenizer, opts
         self.prime_ids, self.hold, self.run_name = prime_ids, hold, run_name
         self.show_prime = show_prime
         self.prime_text = primed_decoder(tokenizer, prime_ids, show_prime)[1]
@@ -114,9 +148,7 @@ class _Session:
 
     def start_sample(self) -> None:
         self.opts.seed = self.seed  # the one options object: the temperature survives restarts
-        self.tokens = Sampler(self.model, self.device, self.opts, mixture=self.mixture,
-                              chunk=live_chunk_size(self.device)).tokens(self.prime_ids,
-                                                                         stats=True)
+        self.tokens = self.streams(self.prime_ids)
         self.decoder = primed_decoder(self.tokenizer, self.prime_ids, self.show_prime)[0]
         self.parts = [self.prime_text]
         self.view.restart(self.prime_text, self.seed, self.opts.length)

@@ -21,7 +21,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from charrnn.lm.decode import TOP
+from charrnn.lm.cpustep import TOP
 from charrnn.tui.textflow import TextFlow
 from charrnn.tui.widgets import BUCKET_STYLES, PRIME_STYLE, bar, bucket, fit, legend, sparkline, token_label
 
