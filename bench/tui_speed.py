@@ -88,13 +88,14 @@ def tui_rate(ckpt: checkpoint.Checkpoint, tokens: int,
 
 
 class _FrameCounter:
-    """A file that drops the bytes but counts the frames (each redraw homes the cursor)."""
+    """A file that drops the bytes but counts the frames (each redraw first moves the cursor
+    home: `ESC [H` from Live, `ESC [1;1H` from Console.update_screen_lines)."""
 
     def __init__(self, sink) -> None:
         self.sink, self.frames = sink, 0
 
     def write(self, text: str) -> int:
-        self.frames += text.count("\x1b[H")
+        self.frames += text.count("\x1b[H") + text.count("\x1b[1;1H")
         return self.sink.write(text)
 
     def flush(self) -> None:

@@ -129,7 +129,7 @@ def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
     ids = torch.multinomial(probs, 1, generator=generator)[:, 0]
     view.record(ids.tolist(), [names[i] for i in ids.tolist()], _stats_rows(probs, ids))
     view.flush()
-    lines = screen_lines(view.render(width), width, 30)
+    lines = screen_lines(view.render(), width, 30)
     assert len(lines) == 30 and all(cell_len(line) == width for line in lines), lines
     text = "\n".join(lines)
     assert "[red]prime" in text and "space pause" in text  # text is text, never markup
@@ -163,7 +163,7 @@ def test_a_narrow_terminal_still_shows_temperature_speed_and_status() -> None:
     view.record([0], ["a"], _stats_rows(torch.tensor([[0.9, 0.1]]), torch.tensor([0])))
     view.flush()
     view.status = "saved 12 characters"
-    lines = screen_lines(view.render(50), 50, 20)
+    lines = screen_lines(view.render(), 50, 20)
     footer = "\n".join(lines[-3:])
     assert "temp 0.70" in footer and "tok/s" in footer and "saved 12" in footer
     assert "q quit" in footer and all(cell_len(line) == 50 for line in lines)

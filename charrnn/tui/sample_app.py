@@ -7,7 +7,7 @@ and records, and looks at the keyboard. The screen is redrawn at most FPS times 
 never more often than keeps the drawing under MAX_VIEW_SHARE of the time (a slow terminal lowers
 the frame rate, not the sampling rate).
 Leaving the loop in any way (q, Ctrl-C, SIGTERM, an error) restores the terminal: the key reader
-and Rich's Live (alternate screen, hidden cursor) are context managers.
+and the console's alternate screen (cursor hidden) are context managers.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.live import Live
 
 from charrnn import checkpoint
 from charrnn.lm.config import SampleOptions, lm_config
@@ -158,17 +157,18 @@ class _Session:
     def run(self) -> LiveResult:
         handlers = self._install_signals()
         try:
-            with self.keys, Live(console=self.console, screen=True, auto_refresh=False,
-                                 redirect_stdout=False, redirect_stderr=False) as live:
+            # The alternate screen, cursor hidden; each frame rewrites its lines in place
+            # (Console.update_screen_lines: Live would crop every segment twice more).
+            with self.keys, self.console.screen(hide_cursor=True):
                 self.start_sample()
-                self._loop(live)
+                self._loop()
         finally:
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
             self.result.text = "".join(self.parts)
         return self.result
 
-    def _loop(self, live: Live) -> None:
+    def _loop(self) -> None:
         view, clock, interval = self.view, time.perf_counter, 1.0 / FPS
         last = clock()
         while True:
@@ -199,7 +199,8 @@ class _Session:
             view.flush()
             folding = time.thread_time() - cpu  # CPU time: a descheduled moment is not its cost
             drawn = clock()
-            live.update(view.render(self.console.width), refresh=True)
+            width, height = self.console.size
+            self.console.update_screen_lines(view.render().lines(self.console, width, height))
             drawing = clock() - drawn  # wall time: a slow terminal's blocked writes count
             if running:
                 self.result.view_seconds += clock() - now
