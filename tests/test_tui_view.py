@@ -131,6 +131,8 @@ def test_sample_view_fills_the_screen_exactly_at_any_width(width: int) -> None:
     view.flush()
     lines = screen_lines(view.render(), width, 30)
     assert len(lines) == 30 and all(cell_len(line) == width for line in lines), lines
+    written = view.render().lines(console(width, 30), width, 30)  # what the loop writes in place
+    assert [sum(s.cell_length for s in row) for row in written] == [width] * 30
     text = "\n".join(lines)
     assert "[red]prime" in text and "space pause" in text  # text is text, never markup
     if width >= 70:
