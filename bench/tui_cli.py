@@ -32,7 +32,7 @@ import termios
 import time
 from pathlib import Path
 
-from sample_cli import make_run
+from sample_cli import REPO, make_run
 
 DONE = "· done".encode()  # the view's title once the last token is on screen
 
@@ -45,7 +45,7 @@ def command(run: Path, length: int, device: str, plain: bool) -> list[str]:
 def plain_wall(run: Path, length: int, device: str, env: dict) -> float:
     start = time.perf_counter()
     out = subprocess.run(command(run, length, device, True), capture_output=True, env=env,
-                         check=False)
+                         cwd=run.parent, check=False)
     seconds = time.perf_counter() - start
     if out.returncode != 0 or len(out.stdout) < length:
         sys.exit(out.stderr.decode(errors="replace"))
@@ -59,15 +59,22 @@ def live_wall(run: Path, length: int, device: str, env: dict, timeout: float = 1
     env = {**env, "TERM": "xterm-256color"}
     start = time.perf_counter()
     proc = subprocess.Popen(command(run, length, device, False), stdin=follower,
-                            stdout=follower, stderr=follower, env=env, close_fds=True)
+                            stdout=follower, stderr=follower, env=env, cwd=run.parent,
+                            close_fds=True)
     os.close(follower)
-    seen, seconds = b"", None
+    seen, seconds, screen = b"", None, b""
     try:
         while seconds is None and time.perf_counter() - start < timeout:
             if select.select([leader], [], [], 1.0)[0]:
-                seen = seen[-64:] + os.read(leader, 1 << 16)
+                try:
+                    block = os.read(leader, 1 << 16)
+                except OSError:  # the child is gone: its last words are in `screen`
+                    break
+                seen, screen = seen[-64:] + block, (screen + block)[-2000:]
                 if DONE in seen:
                     seconds = time.perf_counter() - start
+            elif proc.poll() is not None:
+                break
         os.write(leader, b"q")
         deadline = time.perf_counter() + 10
         while proc.poll() is None and time.perf_counter() < deadline:  # drain until it exits
@@ -81,7 +88,8 @@ def live_wall(run: Path, length: int, device: str, env: dict, timeout: float = 1
         proc.wait()
         os.close(leader)
     if seconds is None:
-        sys.exit(f"the live view never showed done in {timeout:.0f} s")
+        sys.exit(f"the live view never showed done (exit {proc.returncode}): "
+                 f"{screen.decode(errors='replace')[-500:]}")
     return seconds
 
 
@@ -100,7 +108,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference", type=Path, help="another checkout, timed alternately")
     args = parser.parse_args()
-    sides = {"this": dict(os.environ)}
+    # Each side's code by PYTHONPATH, the processes started outside any checkout (`-m` puts
+    # the working folder first on sys.path).
+    sides = {"this": {**os.environ, "PYTHONPATH": str(REPO)}}
     if args.reference:
         sides["reference"] = {**os.environ, "PYTHONPATH": str(args.reference.resolve())}
     results: dict[str, list] = {side: [] for side in sides}

@@ -21,7 +21,7 @@ from charrnn.lm.model import RNNLM, ModelConfig, load_lm
 from charrnn.lm.sample import SampleOptions
 from charrnn.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer
 from charrnn.tui.keys import NoKeys
-from charrnn.tui.sample_app import live_sample, open_streams
+from charrnn.tui.sample_app import live_sample, stream_maker
 from charrnn.tui.sample_view import SampleView, ViewInfo
 from charrnn.tui.textflow import TextFlow
 from charrnn.tui.train_view import LiveTrainReporter
@@ -52,9 +52,9 @@ class ScriptedKeys(NoKeys):
         return self.presses.pop(0) if self.presses else ""
 
 
-def make_ckpt(folder: Path, tokenizer, hidden: int = 16) -> checkpoint.Checkpoint:
+def make_ckpt(folder: Path, tokenizer, hidden: int = 16, **model) -> checkpoint.Checkpoint:
     torch.manual_seed(0)
-    config = ModelConfig(tokenizer.vocab_size, "lstm", 1, hidden, dropout=0.0)
+    config = ModelConfig(tokenizer.vocab_size, "lstm", 1, hidden, dropout=0.0, **model)
     meta = {"model": config.to_json(), "tokenizer": tokenizer.to_json(), "progress": {"step": 7},
             "metrics": {"val_loss": 1.5}}
     checkpoint.save(folder / "run" / "best", RNNLM(config), meta, None)
@@ -225,14 +225,50 @@ def test_the_live_view_shows_the_models_size_and_refuses_a_weight_without_mix(
         tiny_run: Path) -> None:
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
     with pytest.raises(UserError, match="--mix-weight applies with --mix"):
-        open_streams(ckpt, SampleOptions(length=10), "cpu", None, 0.5, tiny_run.parent)
-    streams, info = open_streams(ckpt, SampleOptions(length=10), "cpu", None, None, None)
+        stream_maker(ckpt, SampleOptions(length=10), "cpu", None, 0.5, tiny_run.parent)
+    _, info = stream_maker(ckpt, SampleOptions(length=10), "cpu", None, None, None)
     model = load_lm(ckpt, torch.device("cpu"))
     assert f"{sum(p.numel() for p in model.parameters()) / 1e3:.0f}k" in info.model
 
 
+def test_the_live_view_of_an_adaptive_softmax_model_samples_with_pytorch_as_plain_does(
+        tmp_path: Path) -> None:
+    tokenizer = tokenizers()["word"]()
+    ckpt = make_ckpt(tmp_path, tokenizer, softmax="adaptive", cutoffs=[tokenizer.vocab_size // 2])
+    plain = run_cli("sample", ckpt.folder, "--seed", "4", "--length", "60", "--plain",
+                    "--prime", "the", "--device", "cpu").output
+    result = live_sample(ckpt, SampleOptions(length=60, seed=4), "the", "cpu", console=console(),
+                         keys=NoKeys(), hold=False)
+    assert result.tokens == 60 and result.text == plain.rstrip("\n")
+
+
+def test_the_live_view_on_a_console_that_is_no_terminal_is_one_error(tiny_run: Path) -> None:
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    with pytest.raises(UserError, match="--plain"):
+        live_sample(ckpt, SampleOptions(length=10), None, "cpu",
+                    console=Console(file=io.StringIO()), keys=NoKeys(), hold=False)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_rich_would_not_draw_on_gets_plain_output(monkeypatch) -> None:
+    from charrnn.tui import live_capable
+
+    monkeypatch.setattr("sys.stdin", _Terminal())
+    monkeypatch.setattr("sys.stdout", _Terminal())
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for name in ("TTY_COMPATIBLE", "FORCE_COLOR", "NO_COLOR", "TTY_INTERACTIVE"):
+        monkeypatch.delenv(name, raising=False)
+    assert live_capable()
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")  # Rich: not a terminal, so no alternate screen
+    assert not live_capable()
+
+
 def test_more_continues_with_the_surplus_of_the_last_chunk(tiny_run: Path) -> None:
-    """--length 40 with 32-token chunks: 40 shown, 24 drawn ahead; 'more' shows them first,
+    """--length 40 with 128-token chunks: 40 shown, 88 drawn ahead; 'more' shows them first,
     so the text is the one a single --length 80 run gives."""
     plain = run_cli("sample", tiny_run, "--seed", "2", "--length", "80", "--plain").output
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)

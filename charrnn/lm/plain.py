@@ -18,10 +18,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from charrnn.errors import UserError
 from charrnn.lm.config import ModelConfig, SampleOptions, lm_config
 from charrnn.lm.tokenstream import TokenStream
+
+if TYPE_CHECKING:
+    from charrnn.lm import cpustream
 
 # Printed between the samples of --num-samples N, so that where one ends is plain (nanoGPT prints
 # this line; not after the last sample, so one sample's output is the text alone).
@@ -80,7 +84,7 @@ def accelerator_visible() -> bool:
     return sys.platform == "darwin" or any(os.path.exists(node) for node in nodes)
 
 
-def read_cpu_weights(ckpt):
+def read_cpu_weights(ckpt) -> cpustream.Weights:
     """The checkpoint's weights as the CPU stream reads them (NumPy, no torch)."""
     from charrnn.lm import cpustream
 
@@ -88,7 +92,7 @@ def read_cpu_weights(ckpt):
     return ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
 
 
-def cpu_tokens(weights, opts: SampleOptions, prime_ids: list[int], *, stats: bool = False,
+def cpu_tokens(weights: cpustream.Weights, opts: SampleOptions, prime_ids: list[int], *, stats: bool = False,
                more: bool = False, chunk: int | None = None) -> TokenStream:
     """One forward stream's tokens after the prime, from NumPy and the kernel (cpustream.schedule
     says which draws where): `more` where the reader may go past opts.length (the live view's

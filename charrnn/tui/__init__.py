@@ -27,9 +27,13 @@ def live_capable() -> bool:
     if os.environ.get("TERM", "") in ("dumb", "unknown"):  # no cursor moves: plain text
         return False
     try:
-        return sys.stdin.isatty() and sys.stdout.isatty()
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            return False
     except (AttributeError, ValueError):
         return False
+    from rich.console import Console
+
+    return Console().is_terminal  # TTY_COMPATIBLE=0 and the like: Rich writes no screen
 
 
 def use_live_view(plain: bool, beam: int | None, num_samples: int, direction: str) -> bool:

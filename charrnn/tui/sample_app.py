@@ -1,6 +1,6 @@
 """`charrnn sample` in a terminal: the generation loop with the live view and the keys.
 
-The loop reads the same engine as plain streaming (`open_streams`: one forward stream on a CPU
+The loop reads the same engine as plain streaming (`stream_maker`: one forward stream on a CPU
 without PyTorch, as `sample --plain`; else the `Sampler`), a chunk of tokens at a time, each with
 its probability, entropy and top alternatives computed inside the chunk; per chunk it only decodes
 and records, and looks at the keyboard. The screen is redrawn at most FPS times a second, and
@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from charrnn import checkpoint
+from charrnn.errors import UserError
 from charrnn.lm.config import SampleOptions, lm_config
 from charrnn.lm.plain import encode_prime, primed_decoder
 from charrnn.lm.tokenstream import TokenStream
@@ -65,12 +66,12 @@ def describe(ckpt: checkpoint.Checkpoint, params: int) -> ViewInfo:
     return ViewInfo(model, where + detail, tokenizer.token_strings())
 
 
-Streams = Callable[[list[int]], TokenStream]  # prime ids → a new stream (opts.seed read then)
+StreamMaker = Callable[[list[int]], TokenStream]  # prime ids → a new stream (reads opts.seed)
 
 
-def open_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
+def stream_maker(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
                  mix: str | None, mix_weight: float | None,
-                 root: Path | None) -> tuple[Streams, ViewInfo]:
+                 root: Path | None) -> tuple[StreamMaker, ViewInfo]:
     """What makes the view's streams, and the facts it shows: where plain output would sample
     without PyTorch (one forward stream on a CPU), so does the view — the same engine, and no
     torch import (seconds of start-up); else the Sampler over the loaded model."""
@@ -81,13 +82,17 @@ def open_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
         from charrnn.lm import cpustream
 
         weights = plain.read_cpu_weights(ckpt)
+        # Long chunks, as the Sampler gives the view on a CPU (sample.live_chunk_size): the one
+        # drawn ahead while a frame is drawn lasts about as long as the frame.
         return (lambda prime_ids: plain.cpu_tokens(weights, opts, prime_ids, stats=True,
                                                    more=True, chunk=cpustream.LONG_CHUNK),
                 describe(ckpt, cpustream.parameter_count(config)))
     return _torch_streams(ckpt, opts, device, mix, mix_weight, root)
 
 
-def _torch_streams(ckpt, opts, device, mix, mix_weight, root) -> tuple[Streams, ViewInfo]:
+def _torch_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
+                   mix: str | None, mix_weight: float | None,
+                   root: Path | None) -> tuple[StreamMaker, ViewInfo]:
     from charrnn.devices import resolve_device
     from charrnn.evaluation.mix import mixture_of
     from charrnn.lm.model import load_lm
@@ -113,7 +118,7 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
     """Run the live view until q (or, with hold=False, until `opts.length` tokens are out)."""
     opts.validate()
     prime_ids, show_prime = encode_prime(ckpt.tokenizer, prime, unknown)
-    streams, info = open_streams(ckpt, opts, device, mix, mix_weight, root)
+    streams, info = stream_maker(ckpt, opts, device, mix, mix_weight, root)
     session = _Session(streams, ckpt.tokenizer, opts, prime_ids, show_prime, info,
                        console or Console(), keys if keys is not None else RawKeys(), hold,
                        ckpt.run_folder.name)
@@ -128,7 +133,7 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
 
 
 class _Session:
-    def __init__(self, streams: Streams, tokenizer, opts: SampleOptions, prime_ids: list[int],
+    def __init__(self, streams: StreamMaker, tokenizer, opts: SampleOptions, prime_ids: list[int],
                  show_prime: bool, info: ViewInfo, console: Console, keys, hold: bool,
                  run_name: str) -> None:
         self.streams, self.tokenizer, self.opts = streams, tokenizer, opts
@@ -155,6 +160,8 @@ class _Session:
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> LiveResult:
+        if not self.console.is_terminal:  # no alternate screen to draw the frames on
+            raise UserError("the live view needs a terminal that Rich can draw on: use --plain")
         handlers = self._install_signals()
         try:
             # The alternate screen, cursor hidden; each frame rewrites its lines in place
