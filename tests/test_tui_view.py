@@ -111,6 +111,36 @@ def test_buckets_sparkline_and_chart() -> None:
     assert all(cell_len(line) <= 50 for line in lines)
 
 
+@pytest.mark.parametrize("in_order", [True, False])
+def test_a_long_runs_chart_draws_a_few_points_a_column_spanning_all_of_them(in_order) -> None:
+    """20,000 logged losses: the path keeps at most 4 of each run of points in one dot column,
+    in their order, reaching that run's least and greatest row (so the same dots are drawn)."""
+    from itertools import takewhile
+
+    import numpy as np
+
+    from charrnn.tui.widgets import _dot_path
+
+    rng = np.random.default_rng(0)
+    steps = np.arange(20_000.0) if in_order else rng.permutation(20_000).astype(float)
+    xy = np.stack([steps, 3 / np.sqrt(steps + 1) + 1 + rng.normal(0, 0.05, 20_000)], axis=1)
+    bounds = (*[float(v) for v in (xy[:, 0].min(), xy[:, 0].max())],
+              *[float(v) for v in (xy[:, 1].min(), xy[:, 1].max())])
+    path = _dot_path(xy, bounds, 233, 39)
+    px = np.rint((xy[:, 0] - bounds[0]) / (bounds[1] - bounds[0]) * 233).astype(int)
+    py = np.rint((bounds[3] - xy[:, 1]) / (bounds[3] - bounds[2]) * 39).astype(int)
+    runs = np.split(np.arange(len(px)), np.flatnonzero(px[1:] != px[:-1]) + 1)
+    assert len(path) <= 4 * len(runs) and (in_order or len(runs) > 10_000)
+    at = 0
+    for run in runs:  # the path visits the runs in order, each run's points within it
+        kept = list(takewhile(lambda p, column=px[run[0]]: p[0] == column, path[at:at + 4]))
+        at += len(kept)
+        assert 2 <= len(kept) + (len(run) == 1) <= 4
+        assert kept[0] == (px[run[0]], py[run[0]]) and kept[-1] == (px[run[-1]], py[run[-1]])
+        assert {min(r for _, r in kept), max(r for _, r in kept)} == {py[run].min(), py[run].max()}
+    assert at == len(path)
+
+
 def _stats_rows(probs_rows: torch.Tensor, ids: torch.Tensor) -> list[list[float]]:
     """What a chunk carries per token for the view (decode.token_stats, as the engine packs it)."""
     from charrnn.lm.decode import token_stats
