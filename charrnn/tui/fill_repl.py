@@ -113,9 +113,11 @@ class Repl:
         from charrnn.fill.families import method_family
 
         for method in self.columns():
-            family = method_family(self.families, method)
-            edge = family.line_break if family.line_break is not None else 0
-            blank_candidates(family, method, [edge], [edge], 1, 2, self.opts)
+            # Only a head start: what cannot fill here says so in the answer it concerns.
+            with contextlib.suppress(UserError):
+                family = method_family(self.families, method)
+                edge = family.line_break if family.line_break is not None else 0
+                blank_candidates(family, method, [edge], [edge], 1, 2, self.opts)
 
     def answered(self) -> str:
         """The models behind the columns: 'fwd RUN⊕NGRAM, bwd RUN, ngram RUN'."""
