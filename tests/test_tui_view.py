@@ -358,6 +358,32 @@ def test_train_view_draws_progress_curves_and_the_sample() -> None:
     assert "a message" in con.file.getvalue()
 
 
+def test_a_nan_or_infinite_loss_leaves_the_chart_of_the_finite_ones() -> None:
+    finite = [(0, 3.0), (10, 2.0), (20, 1.5)]
+    want = screen_lines(LineChart([("train", finite, "cyan"), ("val", [(10, 2.2)], "magenta")],
+                                  height=5), 50, 10)
+    for bad in (math.nan, math.inf, -math.inf):
+        chart = LineChart([("train", finite, "cyan"), ("val", [(10, 2.2), (20, bad)], "magenta")],
+                          height=5)
+        assert screen_lines(chart, 50, 10) == want, bad
+    assert "no data yet" in screen_lines(LineChart([]), 50, 3)[0]
+
+
+def test_a_diverged_evaluation_does_not_stop_the_training_view() -> None:
+    """A NaN val loss is logged (the run goes on from its last good state): the view draws."""
+    reporter = LiveTrainReporter(100, console=console(100, 40), refresh_per_second=20)
+    try:
+        for step in (10, 20):
+            reporter.train({"step": step, "epoch": 0.1, "loss": 3.0, "lr": 1e-3,
+                            "tokens_per_s": 1e4, "elapsed": 1.0, "eta": 1.0, "max_steps": 100})
+            reporter.eval({"step": step, "val_loss": 2.5 if step == 10 else math.nan,
+                           "val_bpc": 2.0, "best": step == 10, "elapsed": 1.0})
+        text = "\n".join(screen_lines(reporter.render(), 100, 40))
+    finally:
+        reporter.close()
+    assert "loss (nats/token)" in text and "2.500" in text
+
+
 def test_preview_leaves_training_rng_and_mode_alone(tiny_run: Path) -> None:
     from charrnn.lm.preview import preview_text
 

@@ -15,6 +15,8 @@ normalised over the candidates found.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,15 +162,21 @@ def _backward_starts(fam: Family, ctx_r: list[int], marks: int = 2) -> list[tupl
 def fill_template(template: Template, families: dict[str, Family], method: str,
                   opts: FillOptions) -> list[Fill]:
     """The top-k joint fills of every blank, left to right (a beam over blanks)."""
+    with one_thread():
+        return _fill_template(template, families, method, opts)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """PyTorch on one thread meanwhile. A fill's batches are small (one row to a few hundred): a
+    second thread costs a barrier per product, and on a busy machine, where it is descheduled,
+    stalls each of them (one fill on 2 busy cores: 2.3 s with two threads, 0.5–0.8 s with one)."""
     import torch
 
-    # A fill's batches are small (one row to a few hundred): a second thread costs a barrier
-    # per product, and on a busy machine, where it is descheduled, stalls each of them (one
-    # fill on 2 busy cores: 2.3 s with two threads, 0.5–0.8 s with one).
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _fill_template(template, families, method, opts)
+        yield
     finally:
         torch.set_num_threads(threads)
 

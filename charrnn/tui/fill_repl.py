@@ -109,15 +109,17 @@ class Repl:
         """One blank filled by every column's models before the first prompt, from token ids
         (no text to tokenize): the n-gram query tables are built and the compiled kernels
         loaded here, not inside the first answer (2-3 s on a 2-core AMD EPYC)."""
-        from charrnn.fill.engine import blank_candidates
+        from charrnn.fill.engine import blank_candidates, one_thread
         from charrnn.fill.families import method_family
 
-        for method in self.columns():
-            # Only a head start: what cannot fill here says so in the answer it concerns.
-            with contextlib.suppress(UserError):
-                family = method_family(self.families, method)
-                edge = family.line_break if family.line_break is not None else 0
-                blank_candidates(family, method, [edge], [edge], 1, 2, self.opts)
+        # Only a head start: Ctrl-C skips it, and what cannot fill says so in its answer.
+        with (self.console.status("loading the models' tables and kernels…"), one_thread(),
+              contextlib.suppress(KeyboardInterrupt)):
+            for method in self.columns():
+                with contextlib.suppress(UserError):
+                    family = method_family(self.families, method)
+                    edge = family.line_break if family.line_break is not None else 0
+                    blank_candidates(family, method, [edge], [edge], 1, 2, self.opts)
 
     def answered(self) -> str:
         """The models behind the columns: 'fwd RUN⊕NGRAM, bwd RUN, ngram RUN'."""
@@ -169,8 +171,7 @@ class Repl:
 
     def run(self, read: Callable[[str], str] = input) -> None:
         save = _setup_readline() if read is input else (lambda: None)
-        with self.console.status("loading the models' tables and kernels…"):
-            self.warm_up()
+        self.warm_up()
         self.console.print(f"blanks: ___ (any length), {{N}} (N tokens)  ·  {HELP}")
         try:
             while True:

@@ -95,7 +95,9 @@ class LineChart:
         import numpy as np
 
         arrays = [np.asarray(pts, dtype=float).reshape(-1, 2) for _, pts, _ in self.series]
-        points = np.concatenate(arrays)
+        # A diverged evaluation logs a NaN loss: the chart shows the finite points around it.
+        arrays = [xy[np.isfinite(xy).all(axis=1)] for xy in arrays]
+        points = np.concatenate(arrays) if arrays else np.empty((0, 2))
         if not len(points):
             yield Text("(no data yet)", style="dim")
             return
