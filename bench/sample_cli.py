@@ -53,7 +53,9 @@ def wall(run: Path, length: int, device: str, env: dict) -> float:
     command = [sys.executable, "-m", "charrnn", "sample", str(run), "--length", str(length),
                "--plain", "--device", device, "--seed", "1"]
     start = time.perf_counter()
-    out = subprocess.run(command, capture_output=True, env=env, check=False)
+    # Started beside the run, outside any checkout: `-m` puts the working folder first on
+    # sys.path, ahead of PYTHONPATH, which says whose code runs.
+    out = subprocess.run(command, capture_output=True, env=env, cwd=run.parent, check=False)
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(out.stderr.decode(errors="replace"))

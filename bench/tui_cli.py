@@ -33,23 +33,14 @@ import time
 from pathlib import Path
 
 from sample_cli import REPO, make_run
+from sample_cli import wall as plain_wall  # --plain to a pipe: the process's wall time
 
 DONE = "· done".encode()  # the view's title once the last token is on screen
 
 
-def command(run: Path, length: int, device: str, plain: bool) -> list[str]:
+def live_command(run: Path, length: int, device: str) -> list[str]:
     return [sys.executable, "-m", "charrnn", "sample", str(run), "--length", str(length),
-            "--device", device, "--seed", "1", *(["--plain"] if plain else [])]
-
-
-def plain_wall(run: Path, length: int, device: str, env: dict) -> float:
-    start = time.perf_counter()
-    out = subprocess.run(command(run, length, device, True), capture_output=True, env=env,
-                         cwd=run.parent, check=False)
-    seconds = time.perf_counter() - start
-    if out.returncode != 0 or len(out.stdout) < length:
-        sys.exit(out.stderr.decode(errors="replace"))
-    return seconds
+            "--device", device, "--seed", "1"]
 
 
 def live_wall(run: Path, length: int, device: str, env: dict, timeout: float = 120.0) -> float:
@@ -58,7 +49,7 @@ def live_wall(run: Path, length: int, device: str, env: dict, timeout: float = 1
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
     env = {**env, "TERM": "xterm-256color"}
     start = time.perf_counter()
-    proc = subprocess.Popen(command(run, length, device, False), stdin=follower,
+    proc = subprocess.Popen(live_command(run, length, device), stdin=follower,
                             stdout=follower, stderr=follower, env=env, cwd=run.parent,
                             close_fds=True)
     os.close(follower)

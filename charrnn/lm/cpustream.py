@@ -49,6 +49,8 @@ KERNEL_PAYS = 2_500  # a known length above which loading the kernel first is qu
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
 LONG_CHUNK = 128  # a stream the kernel will draw: 32-token chunks cost two lanes 10–15% (a thread
 #                   woken a chunk; bench figures in the README); its first token 50 ms later
+LIVE_CHUNK = LONG_CHUNK  # the live view's, whatever the length: the chunk drawn ahead while a
+#                         frame is drawn (~6 ms at 120×40) lasts about as long as the frame
 TINY = np.finfo(np.float32).tiny  # E = 0 would make the noise +inf (decode.TINY)
 PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (tests turn it off)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

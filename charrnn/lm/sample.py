@@ -58,11 +58,9 @@ def chunk_size(device: torch.device) -> int:
 
 
 def live_chunk_size(device: torch.device) -> int:
-    """The live view's chunk where it samples with PyTorch's models: on the CPU a long stream's
-    (cpustream.LONG_CHUNK, as its torch-free path), so that the chunk drawn ahead in a worker
-    thread lasts about as long as a frame takes to draw (~6 ms at 120×40 on a 2-core AMD EPYC,
-    60–100 tokens of the kernel); the text is the same (the noise is chunk-size free)."""
-    return cpustream.LONG_CHUNK if device.type == "cpu" else chunk_size(device)
+    """The live view's chunk where it samples with PyTorch's models (cpustream.LIVE_CHUNK on
+    the CPU, as on its torch-free path); the text is the same (the noise is chunk-size free)."""
+    return cpustream.LIVE_CHUNK if device.type == "cpu" else chunk_size(device)
 
 
 class Sampler:

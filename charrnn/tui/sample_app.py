@@ -82,10 +82,8 @@ def stream_maker(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
         from charrnn.lm import cpustream
 
         weights = plain.read_cpu_weights(ckpt)
-        # Long chunks, as the Sampler gives the view on a CPU (sample.live_chunk_size): the one
-        # drawn ahead while a frame is drawn lasts about as long as the frame.
         return (lambda prime_ids: plain.cpu_tokens(weights, opts, prime_ids, stats=True,
-                                                   more=True, chunk=cpustream.LONG_CHUNK),
+                                                   more=True, chunk=cpustream.LIVE_CHUNK),
                 describe(ckpt, cpustream.parameter_count(config)))
     return _torch_streams(ckpt, opts, device, mix, mix_weight, root)
 
