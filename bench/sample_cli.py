@@ -81,7 +81,8 @@ def main() -> None:
         run = make_run(Path(tmp), hidden)
         startup_run = run if args.startup_hidden == hidden else make_run(Path(tmp),
                                                                           args.startup_hidden)
-        wall(run, args.short, args.device, env)  # warm-up: the OS's file cache
+        wall(run, args.long, args.device, env)  # warm-up: the OS's file cache, and the CPU
+        #                                         kernel's machine code, made at its first use
         long, short, startup = [], [], []
         for _ in range(args.rounds):
             long.append(wall(run, args.long, args.device, env))

@@ -11,8 +11,8 @@ References, in the same process on the same weights (so the ratios hold on a noi
 One stream is what `charrnn sample` streams (the ids reach the host, a chunk at a time; on the
 CPU the compiled kernel after its take-over, on the lanes cpulanes.py chooses — measuring both
 kinds as it goes — `charrnn_one_lane` the kernel on one core with the next chunk drawn ahead,
-`charrnn_numpy` the NumPy step of a stream's first 1,024 tokens (and of `--plain` samples of
-up to 2,500), `charrnn_pytorch` the PyTorch
+`charrnn_numpy` the NumPy step of a stream's first 512 tokens (and of `--plain` samples of
+up to 600), `charrnn_pytorch` the PyTorch
 step of several streams, cpustream.py);
 `--streams` rows are `--num-samples N` (tokens/s counts every stream). `stats_over_plain` is the
 live view's share: the same stream with the per-token probability, entropy and top-5 computed

@@ -54,6 +54,7 @@ def njit(*args, **kwargs):
 
 
 prange = numba.prange
+carray = numba.carray
 
 
 # Two threads that split one kernel's work meet at barriers (cpukernel.py): each publishes how

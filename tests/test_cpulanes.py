@@ -120,10 +120,10 @@ def lane_call(net, lane_zero):
             np.empty(16, np.int64), np.empty((0, 12), np.float32))
 
     def kernel(*whole):
-        lane = whole[-5]
-        return (lane_zero if lane == 0 else loaded.run_chunk)(*whole)
+        lane = whole[-7]
+        return (lane_zero if lane == 0 else loaded)(*whole)
 
-    return lambda: cpulanes.run(kernel, call, 2, scratch, loaded.SYNC_STRIDE)
+    return lambda: cpulanes.run(kernel, call, 2, scratch)
 
 
 def test_a_lane_interrupted_before_the_kernel_frees_the_other(monkeypatch) -> None:

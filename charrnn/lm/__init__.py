@@ -15,8 +15,10 @@
     tokenstream.py  K tokens per call: Chunk, TokenStream (exact lengths, surplus), torch-free
     chunks.py    the PyTorch engine: K Python-driven steps per call
     cpustream.py one CPU stream without torch: weights via NumPy, cpustep.py (NumPy) for
-                 short samples and a stream's first 1,024 tokens, cpukernel.py (K steps
-                 compiled by Numba) for the rest, on one or two cores (cpulanes.py: measured)
+                 short samples and a stream's first 512 tokens, cpukernel.py (K steps
+                 compiled by Numba; machinecode.py keeps its machine code and loads it
+                 without numba, kernelargs.py packs its arguments) for the rest, on one or
+                 two cores (cpulanes.py: measured)
     cudagraph.py K steps captured in one CUDA graph, double-buffered to pinned memory
     fastpath.py  decoding steps driven from Python: fused CPU step, the module
     scoring.py   -log p of each token of a text (carried state, streams)

@@ -27,6 +27,11 @@ of every product's rows, then both meet where the next product reads the whole o
 
 Both draw each token from the whole scores with the same noise, so they agree on it without
 meeting again; 1.5× one lane's tokens/s on the 2-core AMD EPYC measured (bench/sample_speed.py).
+
+What runs is c_entry — run_chunk as a C function of three tables — as machine code that
+machinecode.py keeps and loads without importing numba. So run_chunk allocates nothing (the
+caller gives each lane its room) and calls none of NumPy's reductions (numba's versions call its
+runtime, which only numba's import provides): loops instead.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ import math
 
 import numpy as np
 
-from charrnn.jit import load_acquire, njit, store_release
+from charrnn.jit import carray, load_acquire, njit, store_release
+from charrnn.lm.cpulanes import SYNC_STRIDE
 from charrnn.lm.cpustep import CELL_CODES
+from charrnn.lm.kernelargs import AT, PTR
 
 RNN, LSTM, GRU = CELL_CODES["rnn"], CELL_CODES["lstm"], CELL_CODES["gru"]
-SYNC_STRIDE = 16  # int64s between the lanes' counters: one 128-byte line each, not shared
 
 
 @njit(fastmath={"reassoc", "contract"})
@@ -196,10 +202,18 @@ def _pick(shaped, noise, greedy):
 
 
 @njit
-def _stats(shaped, token, out):
-    """decode.token_stats for one row: chosen p, entropy in bits, top probabilities and ids."""
-    probs = np.exp(shaped - np.max(shaped))
-    probs /= probs.sum()
+def _stats(shaped, token, out, probs):
+    """decode.token_stats for one row: chosen p, entropy in bits, top probabilities and ids
+    (probs: the row's room, (V,)). Loops, not NumPy's reductions, which call numba's runtime."""
+    top_score = -np.inf
+    for v in range(shaped.shape[0]):
+        top_score = max(top_score, shaped[v])
+    total = np.float32(0.0)
+    for v in range(shaped.shape[0]):
+        probs[v] = np.exp(shaped[v] - top_score)
+        total += probs[v]
+    for v in range(shaped.shape[0]):
+        probs[v] /= total
     out[0] = probs[token]
     entropy = 0.0
     for p in probs:
@@ -208,7 +222,10 @@ def _stats(shaped, token, out):
     out[1] = entropy / math.log(2.0)
     top = (out.shape[0] - 2) // 2  # TOP, or V where the vocabulary is smaller
     for rank in range(top):  # the largest left, `top` times: O(top·V), no sort
-        index = np.argmax(probs)
+        index = 0
+        for v in range(1, probs.shape[0]):
+            if probs[v] > probs[index]:
+                index = v
         out[2 + rank] = probs[index]
         out[2 + top + rank] = index
         probs[index] = -1.0
@@ -231,22 +248,26 @@ def _head(proj_w, proj_b, head_w, head_b, top, projected, scores, lane, lanes, s
 @njit(nogil=True)  # it touches no Python object: a worker thread runs it beside the caller
 def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_b,
               h, c, scores, noise, inv_temp, top_k, top_p, greedy, ids, stats,
-              lane, lanes, spare, projected, sync):
+              lane, lanes, spare, projected, work, orders, sync):
     """K = len(ids) steps from `scores` (the distribution of the next token) and state h, c;
     all of them updated in place to the state after the chunk. ids (K,) and stats (K, S) or
     (0, S) are written (S: cpustep.stats_width); the number of good tokens is returned (K, or
     the index of the first -1).
 
     Lanes: `lanes` threads (1 or 2) make the same chunk together, each called with its `lane`
-    and the same arrays (spare: h's shape, projected: (E,), sync: zeros (2·SYNC_STRIDE,) int64).
+    and the same arrays (spare: h's shape, projected: (E,), sync: zeros (2·cpulanes.SYNC_STRIDE,) int64).
     Each computes its share of every product's rows and meets the other where a product needs
     the whole of the last; both draw every token from the whole scores, so they agree on it
     without meeting again. The state alternates between h and spare a step, so no lane
-    overwrites what the other still reads; lane 0 writes ids and stats."""
-    gi = np.empty(w_hh.shape[1], np.float32)
-    gh = np.empty(w_hh.shape[1], np.float32)
-    shaped = np.empty(scores.shape[0], np.float32)
-    order = np.empty(scores.shape[0], np.int64)
+    overwrites what the other still reads; lane 0 writes ids and stats.
+
+    Nothing is allocated (so the machine code needs no numba runtime: machinecode.py): each
+    lane works in its row of work (2, WORK_ROW(G, V)) float32 and orders (2, V) int64."""
+    gates, vocab = w_hh.shape[1], scores.shape[0]
+    mine = work[lane]
+    gi, gh = mine[:gates], mine[gates:2 * gates]
+    shaped, probs = mine[2 * gates:2 * gates + vocab], mine[2 * gates + vocab:2 * (gates + vocab)]
+    order = orders[lane]
     states, count, done = (h, spare), 0, ids.shape[0]
     for step in range(ids.shape[0]):
         _shape(scores, inv_temp, top_k, top_p, shaped, order)
@@ -259,7 +280,7 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
             done = step
             break
         if lane == 0 and stats.shape[0]:
-            _stats(shaped, token, stats[step])
+            _stats(shaped, token, stats[step], probs)
         old, new = states[step % 2], states[(step + 1) % 2]
         count = _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, old, c, new, gi, gh,
                                 lane, lanes, sync, count)
@@ -269,3 +290,48 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
         lo, hi = _share(h.shape[1], lane, lanes)
         h[:, lo:hi] = spare[:, lo:hi]
     return done
+
+
+# run_chunk as a C function, for machinecode.py: every argument read from three tables (kernelargs
+# .pack fills them in run_chunk's order; AT says where each argument's value or shape starts, PTR
+# which pointer is an array's). Defined here, compiled only where machine code is made.
+
+
+@njit
+def _vector(p, d, i, dtype):
+    """run_chunk's argument i, a 1-D array (p: the pointers, d: the ints)."""
+    return carray(p[PTR[i]], (d[AT[i]],), dtype)
+
+
+@njit
+def _matrix(p, d, i, dtype):
+    return carray(p[PTR[i]], (d[AT[i]], d[AT[i] + 1]), dtype)
+
+
+@njit
+def _stack(p, d, i, dtype):
+    return carray(p[PTR[i]], (d[AT[i]], d[AT[i] + 1], d[AT[i] + 2]), dtype)
+
+
+def _entry(p, d, x):
+    f, i = np.float32, np.int64
+    return run_chunk(
+        d[AT[0]], _matrix(p, d, 1, f), _stack(p, d, 2, f), _matrix(p, d, 3, f),
+        _stack(p, d, 4, f), _matrix(p, d, 5, f), _matrix(p, d, 6, f), _vector(p, d, 7, f),
+        _matrix(p, d, 8, f), _vector(p, d, 9, f), _matrix(p, d, 10, f), _matrix(p, d, 11, f),
+        _vector(p, d, 12, f), _matrix(p, d, 13, f), np.float32(x[AT[14]]), d[AT[15]], x[AT[16]],
+        d[AT[17]] != 0, _vector(p, d, 18, i), _matrix(p, d, 19, f), d[AT[20]], d[AT[21]],
+        _matrix(p, d, 22, f), _vector(p, d, 23, f), _matrix(p, d, 24, f), _matrix(p, d, 25, i),
+        _vector(p, d, 26, i))
+
+
+def c_entry():
+    """_entry compiled as a C function int64(void **pointers, int64 *ints, float64 *floats)
+    with numba's error model "numpy" (no exception raised for a division): seconds of
+    compiling, once per machine and version (machinecode.py keeps its machine code)."""
+    import numba
+    from numba import types
+
+    signature = types.int64(types.CPointer(types.voidptr), types.CPointer(types.int64),
+                            types.CPointer(types.float64))
+    return numba.cfunc(signature, error_model="numpy")(_entry)

@@ -25,6 +25,7 @@ import numpy as np
 BLOCK = 4  # chunks per measured block of one kind
 REPROBE = 256  # chunks between two measurements of the kind not in use
 
+SYNC_STRIDE = 16  # int64s between the lanes' counters (cpukernel._meet): one 128-byte line each
 RELEASED = 2**62  # a lane's counter past every meeting: the other then runs through alone
 PAUSE = 8.0  # an interval this many times the faster kind's median is a pause, not a chunk
 
@@ -78,19 +79,18 @@ def _median(values: deque[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np.ndarray],
-        stride: int) -> None:
+def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, ...]) -> None:
     """kernel(*args, lane, lanes, *scratch, sync): lane 1 in a worker thread, lane 0 here. One
     stream at a time has two lanes (another meanwhile gets one: three spinning threads on two
     cores would wait a time slice at each meeting)."""
-    sync = np.zeros(2 * stride, np.int64)
+    sync = np.zeros(2 * SYNC_STRIDE, np.int64)
     if lanes == 1 or not _two_lanes.acquire(blocking=False):
         kernel(*args, 0, 1, *scratch, sync)
         return
     try:
         other = None
         try:
-            other = worker("charrnn-lane").submit(_lane_one, kernel, args, scratch, sync, stride)
+            other = worker("charrnn-lane").submit(_lane_one, kernel, args, scratch, sync)
             kernel(*args, 0, 2, *scratch, sync)
         except BaseException:  # a Ctrl-C before lane 0 got to the kernel: free lane 1
             sync[0] = RELEASED
@@ -102,12 +102,11 @@ def run(kernel: Callable, args: tuple, lanes: int, scratch: tuple[np.ndarray, np
         _two_lanes.release()
 
 
-def _lane_one(kernel: Callable, args: tuple, scratch: tuple, sync: np.ndarray,
-              stride: int) -> None:
+def _lane_one(kernel: Callable, args: tuple, scratch: tuple, sync: np.ndarray) -> None:
     try:
         kernel(*args, 1, 2, *scratch, sync)
     except BaseException:  # lane 0 must not wait for ever at its next meeting
-        sync[stride] = RELEASED
+        sync[SYNC_STRIDE] = RELEASED
         raise
 
 

@@ -10,12 +10,14 @@
         cpukernel   run_chunk, K steps a compiled call (3–5× NumPy's tokens/s), on one core
                     or two (cpulanes.py measures which is faster)
 
-Loading the kernel costs 0.7–1 s per process (importing numba, LLVM's start, the cached kernel;
-its first compile after an install ~15 s, cached). Where the kernel takes over (`take_over`):
-    length above KERNEL_PAYS (2,500)      token 0: the load is paid anyway, and every token
+Loading the kernel costs ~0.15 s per process: its machine code, kept in the cache folder, read by
+llvmlite (machinecode.py; numba is not imported); making that code, once per machine and
+version, is numba's compile (4.5 s, 22 s without numba's own cache). Where the kernel takes
+over (`take_over`):
+    length above KERNEL_PAYS (600)        token 0: the load is paid anyway, and every token
                                           the kernel makes instead of NumPy saves time
     --plain --length up to it             never: NumPy is quicker for all of them
-    up to it, perhaps read further        token 1,024: NumPy until then, so short and stopped
+    up to it, perhaps read further        token 512: NumPy until then, so short and stopped
       (the live view, the Sampler)        streams never pay the load, long ones pay it once
 Chunks start at multiples of K (unless the live view stops one), so the switch is at a chunk's
 start.
@@ -42,10 +44,11 @@ from charrnn.lm import cpulanes, cpustep
 from charrnn.lm.config import ModelConfig, SampleOptions
 from charrnn.lm.tokenstream import Chunk
 
-TAKE_OVER = 1024  # tokens of a stream of unknown length stepped by NumPy before the kernel
+TAKE_OVER = 512  # tokens of a stream of unknown length stepped by NumPy before the kernel
 NEVER = 2**62  # a take-over no stream reaches
-KERNEL_PAYS = 2_500  # a known length above which loading the kernel first is quicker: NumPy
-#                      ~2,900 tok/s, the kernel ~13,000 after a 0.7-s load (2×256 LSTM, Zen 1)
+KERNEL_PAYS = 600  # a known length above which loading the kernel first is quicker: the whole
+#                    `sample --plain` took the same either way at 600 tokens, 0.95 vs 1.18 s at
+#                    1,000 (2×256 LSTM, 2-core AMD EPYC, medians of 5; NumPy ~2,900 tok/s)
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
 LONG_CHUNK = 128  # a stream the kernel will draw: 32-token chunks cost two lanes 10–15% (a thread
 #                   woken a chunk; bench figures in the README); its first token 50 ms later
@@ -150,7 +153,7 @@ class CPUStream:
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self.inv_temp = 1.0
         self.kernel = self.kernel_args = None
-        self.scratch: tuple[np.ndarray, np.ndarray] | None = None  # the lanes' shared arrays
+        self.scratch: tuple[np.ndarray, ...] | None = None  # the lanes' shared arrays
         self.broken = False  # the kernel could not be loaded
         self.position = 0  # tokens drawn so far (after a rewind: those kept)
         self.start: tuple | None = None  # (state copies, noise) before the last chunk
@@ -296,7 +299,8 @@ class CPUStream:
                 self.choice.reset()  # the load is not the first kernel chunk's cost
             except Exception as exc:  # noqa: BLE001  (numba missing or refusing: slower only)
                 self.broken = True
-                _say_kernel_off(exc)
+                _say_once("the compiled CPU sampling step is off", exc,
+                          "NumPy steps the model, slower")
         return self.kernel is not None
 
     def _kernel_call(self, noise: np.ndarray | None, ids: np.ndarray, stats: np.ndarray,
@@ -305,35 +309,53 @@ class CPUStream:
         inv_temp, top_k, top_p = self._shaping()
         args = (*self.kernel_args, self.h, self.c, self.scores, noise, np.float32(inv_temp),
                 top_k, top_p, self.opts.greedy, ids, stats)
-        cpulanes.run(self.kernel.run_chunk, args, lanes, self.scratch, self.kernel.SYNC_STRIDE)
+        cpulanes.run(self.kernel, args, lanes, self.scratch)
 
 
 def _load_kernel(weights: Weights, greedy: bool) -> tuple:
-    """(cpukernel, its weight arguments, the lanes' scratch), its compiled code loaded by a
-    call of zero steps (the types of every call the stream makes, so the code they run)."""
-    from charrnn.lm import cpukernel
+    """(run_chunk, its weight arguments, the lanes' scratch), its code loaded by a call of zero
+    steps (the types of every call the stream makes, so the code they run): the kernel's kept
+    machine code (machinecode.py), or numba's dispatcher where that cannot be had."""
+    try:
+        from charrnn.lm import machinecode
 
+        run_chunk = machinecode.kernel()
+    except Exception as exc:  # noqa: BLE001  (a refusing LLVM, no cache folder: numba's own way)
+        from charrnn.lm import cpukernel  # where numba cannot run either, NumPy steps
+
+        _say_once("the sampling kernel's machine code is not kept", exc,
+                  "numba loads the kernel, 1 s slower to start")
+        run_chunk = cpukernel.run_chunk
     args = weights.kernel_args()
     cfg, vocab = weights.config, weights.head_b.shape[0]
     h = np.zeros((cfg.layers, cfg.hidden), np.float32)
-    projected = weights.proj[0].shape[0] if weights.proj else 0
-    scratch = (np.zeros_like(h), np.zeros(projected, np.float32))
+    scratch = lane_scratch(weights)
     nothing = (np.empty((0, vocab), np.float32), np.float32(1.0), 0, 0.0, greedy,
                np.empty(0, np.int64), np.empty((0, cpustep.stats_width(vocab)), np.float32))
-    cpulanes.run(cpukernel.run_chunk, (*args, h, np.zeros_like(h), np.zeros(vocab, np.float32),
-                                       *nothing), 1, scratch, cpukernel.SYNC_STRIDE)
-    return cpukernel, args, scratch
+    cpulanes.run(run_chunk, (*args, h, np.zeros_like(h), np.zeros(vocab, np.float32), *nothing),
+                 1, scratch)
+    return run_chunk, args, scratch
 
 
-_kernel_off_said = False
+def lane_scratch(weights: Weights) -> tuple[np.ndarray, ...]:
+    """run_chunk's arrays after lane and lanes, but for sync: spare (the state's shape), the
+    projection's output, and each lane's room (gi, gh, the shaped scores, the probabilities;
+    the order of the scores)."""
+    cfg, vocab = weights.config, weights.head_b.shape[0]
+    gates = GATES[cfg.cell] * cfg.hidden
+    projected = weights.proj[0].shape[0] if weights.proj else 0
+    return (np.zeros((cfg.layers, cfg.hidden), np.float32), np.zeros(projected, np.float32),
+            np.zeros((2, 2 * (gates + vocab)), np.float32), np.zeros((2, vocab), np.int64))
 
 
-def _say_kernel_off(exc: BaseException) -> None:
-    global _kernel_off_said
-    if _kernel_off_said:
+_said: set[str] = set()
+
+
+def _say_once(what: str, exc: BaseException, instead: str) -> None:
+    """One line on stderr, once a process: what is off, why, what runs instead."""
+    if what in _said:
         return
-    _kernel_off_said = True
+    _said.add(what)
     with contextlib.suppress(OSError):
-        print(f"charrnn: the compiled CPU sampling step is off ({type(exc).__name__}: "
-              f"{str(exc).strip()[:200]}); NumPy steps the model, slower", file=sys.stderr,
-              flush=True)
+        print(f"charrnn: {what} ({type(exc).__name__}: {str(exc).strip()[:200]}); {instead}",
+              file=sys.stderr, flush=True)

@@ -1,0 +1,131 @@
+"""The CPU sampling kernel's kept machine code (charrnn/lm/machinecode.py): the same bits as numba's
+dispatcher for every cell and option, a process that finds it never imports numba, a broken file
+is made again, the file is named by the CPU, numba's runtime calls become traps, and without it
+numba runs the kernel (one line says so)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from charrnn.lm import cpustep, cpustream, kernelargs, machinecode
+from charrnn.lm.config import ModelConfig
+from helpers import modules_loaded_by
+
+SHAPES = [("lstm", 0, True), ("gru", 0, False), ("rnn", 0, True), ("lstm", 12, True)]
+OPTIONS = [(1.0, 0, 0.0, False), (1.4, 5, 0.0, False), (0.8, 0, 0.7, False),
+           (1.0, 0, 0.0, True)]  # (1/T, top-k, top-p, greedy)
+
+
+def weights(cell: str, emb: int, tied: bool, vocab: int = 30) -> cpustream.Weights:
+    config = ModelConfig(vocab, cell, layers=2, hidden=24, emb=emb, tie_weights=tied)
+    rng = np.random.default_rng(3)
+    shapes, _ = cpustream.expected_shapes(config)
+    return cpustream.Weights(config, {name: rng.standard_normal(shape).astype(np.float32) * 0.3
+                                      for name, shape in shapes.items()})
+
+
+def arguments(w: cpustream.Weights, option: tuple, steps: int = 40) -> tuple:
+    """run_chunk's arguments for one lane's chunk of `steps` tokens from a random state."""
+    inv_temp, top_k, top_p, greedy = option
+    cfg, vocab = w.config, w.head_b.shape[0]
+    rng = np.random.default_rng(9)
+    h = rng.standard_normal((cfg.layers, cfg.hidden)).astype(np.float32)
+    c, scores = h.copy() * 0.5, rng.standard_normal(vocab).astype(np.float32)
+    noise = np.empty((steps, 0), np.float32) if greedy else \
+        rng.gumbel(size=(steps, vocab)).astype(np.float32)
+    ids, stats = np.empty(steps, np.int64), np.zeros((steps, cpustep.stats_width(vocab)),
+                                                     np.float32)
+    return (*w.kernel_args(), h, c, scores, noise, np.float32(inv_temp), top_k, top_p, greedy,
+            ids, stats, 0, 1, *cpustream.lane_scratch(w), np.zeros(32, np.int64))
+
+
+def chunk(run_chunk, w: cpustream.Weights, option: tuple, steps: int = 40) -> list[np.ndarray]:
+    """Every array one call of `run_chunk` writes: ids, stats, h, c, scores."""
+    args = arguments(w, option, steps)
+    assert run_chunk(*args) == steps
+    h, c, scores, _, _, _, _, _, ids, stats = args[10:20]
+    return [ids, stats, h, c, scores]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-emb{s[1]}-tied{s[2]}")
+@pytest.mark.parametrize("option", OPTIONS, ids=["plain", "temp-topk", "topp", "greedy"])
+def test_the_kept_machine_code_writes_the_bits_numbas_dispatcher_writes(shape, option) -> None:
+    from charrnn.lm import cpukernel
+
+    w = weights(*shape)
+    kept, numba_s = chunk(machinecode.kernel(), w, option), chunk(cpukernel.run_chunk, w, option)
+    for got, want in zip(kept, numba_s, strict=True):
+        assert got.tobytes() == want.tobytes()
+
+
+def test_a_process_that_finds_the_machine_code_never_imports_numba(tiny_run) -> None:
+    machinecode.kernel()  # made here if this session has not yet
+    code = (f"import sys\nfrom charrnn.cli import main\nsys.argv = ['charrnn', 'sample', "
+            f"{str(tiny_run)!r}, '--length', '{cpustream.KERNEL_PAYS + 50}', '--plain', "
+            f"'--device', 'cpu', '--seed', '3']\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"from charrnn.lm import cpustream\nprint('kernel', cpustream._said)\n")
+    out, (numba, torch, llvmlite) = modules_loaded_by(code, "numba", "torch", "llvmlite")
+    assert "kernel set()" in out  # nothing said: the kernel ran
+    assert llvmlite and not numba and not torch
+
+
+def test_a_broken_kept_object_is_made_again(monkeypatch) -> None:
+    machinecode.kernel()
+    llvm = machinecode._llvm()
+    path = machinecode._folder() / f"{machinecode._key(llvm)}.o"
+    path.write_bytes(b"\x7fELF not an object")
+    monkeypatch.setattr(machinecode, "_loaded", {})
+    w = weights("gru", 0, False)
+    from charrnn.lm import cpukernel
+
+    assert [a.tobytes() for a in chunk(machinecode.kernel(), w, OPTIONS[1])] == \
+        [a.tobytes() for a in chunk(cpukernel.run_chunk, w, OPTIONS[1])]
+    assert path.read_bytes()[:4] == b"\x7fELF" and b"not an object" not in path.read_bytes()
+
+
+def test_the_file_is_named_by_the_cpu_it_was_made_for(monkeypatch) -> None:
+    llvm = machinecode._llvm()
+    here = machinecode._key(llvm)
+    monkeypatch.setattr(llvm, "get_host_cpu_name", lambda: "another-cpu")
+    assert machinecode._key(llvm) != here and here.startswith("run_chunk-")
+
+
+def test_numbas_runtime_functions_become_traps_and_the_rest_stays() -> None:
+    llvm = machinecode._llvm()
+    ir = ("declare i32 @numba_gil_ensure() local_unnamed_addr\n"
+          "declare void @NRT_decref(ptr)\n"
+          "declare ptr @PyUnicode_FromString(ptr)\n"
+          "define i32 @f(ptr %s) {\n  %a = call i32 @numba_gil_ensure()\n"
+          "  call void @NRT_decref(ptr %s)\n  %u = call ptr @PyUnicode_FromString(ptr %s)\n"
+          "  ret i32 %a\n}\n")
+    module = llvm.parse_assembly(machinecode.trap_runtime(ir))
+    module.verify()
+    declared = {f.name for f in module.functions if f.is_declaration}
+    assert declared == {"PyUnicode_FromString", "llvm.trap"}
+
+
+def test_without_the_machine_code_numba_runs_the_kernel_and_one_line_says_so(
+        monkeypatch, capsys) -> None:
+    from charrnn.lm import cpukernel
+
+    def refuse():
+        raise RuntimeError("no object here")
+
+    monkeypatch.setattr(machinecode, "kernel", refuse)
+    monkeypatch.setattr(cpustream, "_said", set())
+    w = weights("lstm", 0, True)
+    for _ in range(2):
+        run_chunk, _, _ = cpustream._load_kernel(w, False)
+        assert run_chunk is cpukernel.run_chunk
+    err = capsys.readouterr().err
+    assert err.count("machine code is not kept (RuntimeError: no object here)") == 1
+
+
+def test_an_array_of_another_dtype_is_refused_not_misread() -> None:
+    """numba's dispatcher would compile a float64 version; the kept code reads float32."""
+    w = weights("lstm", 0, True)
+    args = list(arguments(w, OPTIONS[0]))
+    args[1] = args[1].astype(np.float64)  # the layer-0 table
+    with pytest.raises(TypeError, match="table must be a C-contiguous 2-D"):
+        kernelargs.pack(tuple(args))
