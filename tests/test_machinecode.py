@@ -1,24 +1,27 @@
 """The CPU sampling kernel's kept machine code (charrnn/lm/machinecode.py): the same bits as numba's
-dispatcher for every cell and option, a process that finds it never imports numba, a broken file
-is made again, the file is named by the CPU, numba's runtime calls become traps, and without it
-numba runs the kernel (one line says so)."""
+dispatcher for every cell and option (two lanes, a NaN row), a process that finds it never
+imports numba, a broken file is made again, a failed make is not tried again, the file is named
+by the CPU, numba's runtime calls become traps, a function the process lacks is refused before
+a call, and without the code numba runs the kernel (one line says so)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from charrnn.lm import cpustep, cpustream, kernelargs, machinecode
+from charrnn.lm import cpulanes, cpustep, cpustream, kernelargs, machinecode
 from charrnn.lm.config import ModelConfig
 from helpers import modules_loaded_by
 
-SHAPES = [("lstm", 0, True), ("gru", 0, False), ("rnn", 0, True), ("lstm", 12, True)]
+SHAPES = [("lstm", 0, True), ("gru", 0, False), ("rnn", 0, True), ("lstm", 12, True),
+          ("gru", 0, True, 1, 9)]  # one layer, a size that is no multiple of _affine's 4 rows
 OPTIONS = [(1.0, 0, 0.0, False), (1.4, 5, 0.0, False), (0.8, 0, 0.7, False),
            (1.0, 0, 0.0, True)]  # (1/T, top-k, top-p, greedy)
 
 
-def weights(cell: str, emb: int, tied: bool, vocab: int = 30) -> cpustream.Weights:
-    config = ModelConfig(vocab, cell, layers=2, hidden=24, emb=emb, tie_weights=tied)
+def weights(cell: str, emb: int, tied: bool, layers: int = 2, hidden: int = 24,
+            vocab: int = 30) -> cpustream.Weights:
+    config = ModelConfig(vocab, cell, layers=layers, hidden=hidden, emb=emb, tie_weights=tied)
     rng = np.random.default_rng(3)
     shapes, _ = cpustream.expected_shapes(config)
     return cpustream.Weights(config, {name: rng.standard_normal(shape).astype(np.float32) * 0.3
@@ -40,23 +43,39 @@ def arguments(w: cpustream.Weights, option: tuple, steps: int = 40) -> tuple:
             ids, stats, 0, 1, *cpustream.lane_scratch(w), np.zeros(32, np.int64))
 
 
-def chunk(run_chunk, w: cpustream.Weights, option: tuple, steps: int = 40) -> list[np.ndarray]:
-    """Every array one call of `run_chunk` writes: ids, stats, h, c, scores."""
+def chunk(run_chunk, w: cpustream.Weights, option: tuple, lanes: int = 1,
+          steps: int = 40) -> list[np.ndarray]:
+    """Every array a chunk of `run_chunk` on `lanes` lanes writes: ids, stats, h, c, scores."""
     args = arguments(w, option, steps)
-    assert run_chunk(*args) == steps
+    cpulanes.run(run_chunk, args[:20], lanes, args[22:-1])
     h, c, scores, _, _, _, _, _, ids, stats = args[10:20]
     return [ids, stats, h, c, scores]
 
 
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}-emb{s[1]}-tied{s[2]}")
-@pytest.mark.parametrize("option", OPTIONS, ids=["plain", "temp-topk", "topp", "greedy"])
-def test_the_kept_machine_code_writes_the_bits_numbas_dispatcher_writes(shape, option) -> None:
+def same_bits(w: cpustream.Weights, option: tuple, lanes: int = 1) -> bool:
     from charrnn.lm import cpukernel
 
-    w = weights(*shape)
-    kept, numba_s = chunk(machinecode.kernel(), w, option), chunk(cpukernel.run_chunk, w, option)
-    for got, want in zip(kept, numba_s, strict=True):
-        assert got.tobytes() == want.tobytes()
+    kept, numba_s = (chunk(k, w, option, lanes) for k in (machinecode.kernel(),
+                                                          cpukernel.run_chunk))
+    return all(a.tobytes() == b.tobytes() for a, b in zip(kept, numba_s, strict=True))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "-".join(map(str, s)))
+@pytest.mark.parametrize("option", OPTIONS, ids=["plain", "temp-topk", "topp", "greedy"])
+def test_the_kept_machine_code_writes_the_bits_numbas_dispatcher_writes(shape, option) -> None:
+    assert same_bits(weights(*shape), option)
+
+
+@pytest.mark.parametrize("shape", SHAPES[::2], ids=lambda s: "-".join(map(str, s)))
+def test_two_lanes_of_the_kept_code_write_the_bits_of_two_of_numbas(shape) -> None:
+    assert same_bits(weights(*shape), OPTIONS[1], lanes=2)
+
+
+def test_a_row_without_a_distribution_ends_the_chunk_as_in_numbas() -> None:
+    w = weights("lstm", 0, True)
+    w.head_b[3] = np.nan  # every row after the first
+    ids = chunk(machinecode.kernel(), w, OPTIONS[0])[0]
+    assert ids[0] >= 0 and (ids[1:] == -1).all() and same_bits(w, OPTIONS[0])
 
 
 def test_a_process_that_finds_the_machine_code_never_imports_numba(tiny_run) -> None:
@@ -75,13 +94,32 @@ def test_a_broken_kept_object_is_made_again(monkeypatch) -> None:
     llvm = machinecode._llvm()
     path = machinecode._folder() / f"{machinecode._key(llvm)}.o"
     path.write_bytes(b"\x7fELF not an object")
-    monkeypatch.setattr(machinecode, "_loaded", {})
-    w = weights("gru", 0, False)
-    from charrnn.lm import cpukernel
-
-    assert [a.tobytes() for a in chunk(machinecode.kernel(), w, OPTIONS[1])] == \
-        [a.tobytes() for a in chunk(cpukernel.run_chunk, w, OPTIONS[1])]
+    monkeypatch.setattr(machinecode, "_kernel", None)
+    assert same_bits(weights("gru", 0, False), OPTIONS[1])
     assert path.read_bytes()[:4] == b"\x7fELF" and b"not an object" not in path.read_bytes()
+
+
+def test_a_make_that_failed_is_not_tried_in_every_process(monkeypatch, tmp_path) -> None:
+    def broken(llvm):
+        raise ValueError("this LLVM reads no such IR")
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
+    monkeypatch.setattr(machinecode, "_make", broken)
+    with pytest.raises(ValueError, match="no such IR"):
+        machinecode._load()
+    monkeypatch.setattr(machinecode, "_make", lambda llvm: pytest.fail("made again"))
+    with pytest.raises(RuntimeError, match="making it failed before .*no such IR"):
+        machinecode._load()
+
+
+def test_a_function_this_process_lacks_is_refused_before_any_call() -> None:
+    """(numba's vector maths library, say, which only numba's import loads): a call would jump
+    to address 0."""
+    llvm = machinecode._llvm()
+    meta, code = machinecode._make(llvm)
+    with pytest.raises(RuntimeError, match="lacks __svml_expf8"):
+        machinecode._link(llvm, code, {**meta, "externals": ["__svml_expf8"]})
+    assert machinecode._link(llvm, code, meta)
 
 
 def test_the_file_is_named_by_the_cpu_it_was_made_for(monkeypatch) -> None:
@@ -93,11 +131,11 @@ def test_the_file_is_named_by_the_cpu_it_was_made_for(monkeypatch) -> None:
 
 def test_numbas_runtime_functions_become_traps_and_the_rest_stays() -> None:
     llvm = machinecode._llvm()
-    ir = ("declare i32 @numba_gil_ensure() local_unnamed_addr\n"
-          "declare void @NRT_decref(ptr)\n"
-          "declare ptr @PyUnicode_FromString(ptr)\n"
-          "define i32 @f(ptr %s) {\n  %a = call i32 @numba_gil_ensure()\n"
-          "  call void @NRT_decref(ptr %s)\n  %u = call ptr @PyUnicode_FromString(ptr %s)\n"
+    ir = ("declare i32 @numba_gil_ensure() local_unnamed_addr\n"  # no pointers: any LLVM reads it
+          "declare void @NRT_decref(i64)\n"
+          "declare i64 @PyUnicode_FromString(i64)\n"
+          "define i32 @f(i64 %s) {\n  %a = call i32 @numba_gil_ensure()\n"
+          "  call void @NRT_decref(i64 %s)\n  %u = call i64 @PyUnicode_FromString(i64 %s)\n"
           "  ret i32 %a\n}\n")
     module = llvm.parse_assembly(machinecode.trap_runtime(ir))
     module.verify()
@@ -119,7 +157,7 @@ def test_without_the_machine_code_numba_runs_the_kernel_and_one_line_says_so(
         run_chunk, _, _ = cpustream._load_kernel(w, False)
         assert run_chunk is cpukernel.run_chunk
     err = capsys.readouterr().err
-    assert err.count("machine code is not kept (RuntimeError: no object here)") == 1
+    assert err.count("kept machine code is off (RuntimeError: no object here)") == 1
 
 
 def test_an_array_of_another_dtype_is_refused_not_misread() -> None:

@@ -298,37 +298,39 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
 
 
 @njit
-def _vector(p, d, i, dtype):
-    """run_chunk's argument i, a 1-D array (p: the pointers, d: the ints)."""
-    return carray(p[PTR[i]], (d[AT[i]],), dtype)
+def _vector(pointers, ints, i, dtype):
+    """run_chunk's argument i, a 1-D array, from the tables."""
+    return carray(pointers[PTR[i]], (ints[AT[i]],), dtype)
 
 
 @njit
-def _matrix(p, d, i, dtype):
-    return carray(p[PTR[i]], (d[AT[i]], d[AT[i] + 1]), dtype)
+def _matrix(pointers, ints, i, dtype):
+    return carray(pointers[PTR[i]], (ints[AT[i]], ints[AT[i] + 1]), dtype)
 
 
 @njit
-def _stack(p, d, i, dtype):
-    return carray(p[PTR[i]], (d[AT[i]], d[AT[i] + 1], d[AT[i] + 2]), dtype)
+def _stack(pointers, ints, i, dtype):
+    return carray(pointers[PTR[i]], (ints[AT[i]], ints[AT[i] + 1], ints[AT[i] + 2]), dtype)
 
 
-def _entry(p, d, x):
-    f, i = np.float32, np.int64
+def _entry(pointers, ints, floats):
+    """run_chunk(*its 27 arguments, read from the tables in its order)."""
+    p, d, f32, i64 = pointers, ints, np.float32, np.int64
     return run_chunk(
-        d[AT[0]], _matrix(p, d, 1, f), _stack(p, d, 2, f), _matrix(p, d, 3, f),
-        _stack(p, d, 4, f), _matrix(p, d, 5, f), _matrix(p, d, 6, f), _vector(p, d, 7, f),
-        _matrix(p, d, 8, f), _vector(p, d, 9, f), _matrix(p, d, 10, f), _matrix(p, d, 11, f),
-        _vector(p, d, 12, f), _matrix(p, d, 13, f), np.float32(x[AT[14]]), d[AT[15]], x[AT[16]],
-        d[AT[17]] != 0, _vector(p, d, 18, i), _matrix(p, d, 19, f), d[AT[20]], d[AT[21]],
-        _matrix(p, d, 22, f), _vector(p, d, 23, f), _matrix(p, d, 24, f), _matrix(p, d, 25, i),
-        _vector(p, d, 26, i))
+        d[AT[0]], _matrix(p, d, 1, f32), _stack(p, d, 2, f32), _matrix(p, d, 3, f32),
+        _stack(p, d, 4, f32), _matrix(p, d, 5, f32), _matrix(p, d, 6, f32), _vector(p, d, 7, f32),
+        _matrix(p, d, 8, f32), _vector(p, d, 9, f32), _matrix(p, d, 10, f32),
+        _matrix(p, d, 11, f32), _vector(p, d, 12, f32), _matrix(p, d, 13, f32),
+        np.float32(floats[AT[14]]), d[AT[15]], floats[AT[16]], d[AT[17]] != 0,
+        _vector(p, d, 18, i64), _matrix(p, d, 19, f32), d[AT[20]], d[AT[21]],
+        _matrix(p, d, 22, f32), _vector(p, d, 23, f32), _matrix(p, d, 24, f32),
+        _matrix(p, d, 25, i64), _vector(p, d, 26, i64))
 
 
 def c_entry():
-    """_entry compiled as a C function int64(void **pointers, int64 *ints, float64 *floats)
-    with numba's error model "numpy" (no exception raised for a division): seconds of
-    compiling, once per machine and version (machinecode.py keeps its machine code)."""
+    """_entry compiled as a C function int64(void **pointers, int64 *ints, float64 *floats):
+    seconds of compiling, once per machine and version (machinecode.py keeps its machine code).
+    Error model "numpy": no division raises (none in run_chunk can fail either way)."""
     import numba
     from numba import types
 

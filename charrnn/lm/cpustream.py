@@ -323,7 +323,7 @@ def _load_kernel(weights: Weights, greedy: bool) -> tuple:
     except Exception as exc:  # noqa: BLE001  (a refusing LLVM, no cache folder: numba's own way)
         from charrnn.lm import cpukernel  # where numba cannot run either, NumPy steps
 
-        _say_once("the sampling kernel's machine code is not kept", exc,
+        _say_once("the sampling kernel's kept machine code is off", exc,
                   "numba loads the kernel, 1 s slower to start")
         run_chunk = cpukernel.run_chunk
     args = weights.kernel_args()

@@ -3,80 +3,85 @@
     first use (this machine, these versions):
         numba compiles cpukernel.c_entry ─▶ LLVM IR ─▶ llvmlite: object code ─▶ <cache>/kernels/
     every use:
-        llvmlite loads the object (~0.2 s) ─▶ a C function run(pointers, ints, floats)
-                                            ─▶ Kernel(*run_chunk's arguments) packs the tables
+        llvmlite links the object (0.1–0.15 s) ─▶ a C function f(pointers, ints, floats)
+                                                ─▶ Kernel(*run_chunk's arguments) packs them
 
 Why: importing numba and loading its cached run_chunk took 0.85–1.0 s of every long `charrnn
 sample` (2-core AMD EPYC; numba's own cache loads every registry of its compiler first), ~a third
-of 20,000 tokens' time; llvmlite (numba's own LLVM binding, installed with it) loads the same code
-in ~0.2 s. The code is numba's, compiled from the same IR: the same maths as cpukernel.run_chunk
-called through numba (tested token for token). run_chunk allocates nothing and raises nothing, so
-numba's runtime functions, which its IR names only on error paths, become traps here (a call
-would be a bug: the process stops, as on a bad pointer).
+of 20,000 tokens' time; llvmlite (numba's own LLVM binding, installed with it) links the same
+code in a tenth of that. The code is numba's, from the same IR: it writes the bits
+cpukernel.run_chunk writes through numba (tested). run_chunk allocates nothing and raises
+nothing, so numba's runtime functions, which its IR names only on error paths, become traps here
+(a call would be a bug: the process stops, as on a bad pointer). Any other function the code
+calls must be in this process (checked before the first call: numba's vector maths library,
+where it uses one, is loaded only by numba).
 
-The file is named by what made it: the kernel's sources, numba's and llvmlite's versions, the CPU
-(name and features: code for this CPU may not run on another) — a change of any makes a new one.
-Written atomically; one that does not load is made again; where none can be made, numba's
-dispatcher runs the kernel as before (cpustream falls back to NumPy only where numba cannot).
+The files (<key>.o and <key>.json) are named by what made them: the kernel's sources, numba's
+and llvmlite's versions, NUMBA_* settings, the CPU (name and features: code for this CPU may not
+run on another). Written atomically; a file that is not the one written is made again; where the
+code cannot be made (<key>.failed says why, so it is not tried in every process), kept or
+linked, numba's dispatcher runs the kernel as before (and NumPy where numba cannot).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
+import importlib.util
 import json
 import os
 import re
 import threading
-from importlib import metadata
 from pathlib import Path
 
 from charrnn.lm import kernelargs
 
 TRAPPED = re.compile(r'^declare (.*?@"?(?:NRT_|numba_)[\w.$]*"?\(.*\).*)$', re.M)
-SOURCES = ("cpukernel.py", "kernelargs.py", "machinecode.py", "../jit.py")
+SOURCES = ("cpukernel.py", "kernelargs.py", "machinecode.py", "cpulanes.py", "cpustep.py",
+           "../jit.py")  # everything compiled into the code (constants included)
 
 
 class Kernel:
-    """cpukernel.run_chunk's signature over the loaded C function (a ctypes call, which lets go
-    of the GIL, as the numba dispatcher's nogil does)."""
+    """cpukernel.run_chunk's signature over the linked C function (a ctypes call, which lets go
+    of the GIL, as the numba dispatcher's nogil does); `engine` holds the code."""
 
-    def __init__(self, function) -> None:
-        self.function = function
+    def __init__(self, function, engine) -> None:
+        self.function, self.engine = function, engine
 
     def __call__(self, *args) -> int:
         return self.function(*kernelargs.pack(args))
 
 
 _lock = threading.Lock()
-_loaded: dict[str, object] = {}  # "kernel": the Kernel, "engine": what keeps its code alive
+_kernel: Kernel | None = None
 
 
 def kernel() -> Kernel:
     """The kernel from its machine code (made first where there is none); raises where it
     cannot be had (cpustream then runs numba's dispatcher)."""
+    global _kernel
     with _lock:
-        if "kernel" not in _loaded:
-            _loaded["kernel"] = _load()
-        return _loaded["kernel"]
+        if _kernel is None:
+            _kernel = _load()
+        return _kernel
 
 
 def _load() -> Kernel:
     llvm = _llvm()
-    folder = _folder()
-    name = _key(llvm)
-    meta_path, object_path = folder / f"{name}.json", folder / f"{name}.o"
+    key = _key(llvm)
+    paths = {kind: _folder() / f"{key}.{kind}" for kind in ("o", "json", "failed")}
+    if paths["failed"].exists():
+        raise RuntimeError(f"making it failed before ({paths['failed']}: "
+                           f"{paths['failed'].read_text(errors='replace')[:160]})")
     try:
-        meta = json.loads(meta_path.read_text())
-        code = object_path.read_bytes()
+        meta = json.loads(paths["json"].read_text())
+        code = paths["o"].read_bytes()
         if hashlib.sha256(code).hexdigest() != meta["sha256"]:
             raise ValueError("the object is not the one written")
     except (OSError, ValueError, KeyError, TypeError):
-        folder.mkdir(parents=True, exist_ok=True)
-        if not os.access(folder, os.W_OK):  # made here, it could not be kept: numba's way then
-            raise PermissionError(f"cannot write {folder}") from None
-        meta, code = _make(llvm, meta_path, object_path)
-    return Kernel(_link(llvm, code, meta))
+        meta, code = _make_kept(llvm, paths)
+    return _link(llvm, code, meta)
 
 
 def _llvm():
@@ -103,35 +108,71 @@ def _key(llvm) -> str:
 
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for source in SOURCES:
-        digest.update((here / source).read_bytes())
-    for part in (metadata.version("numba"), llvmlite.__version__, llvm.get_process_triple(),
-                 llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()):
+    for source in (*(here / name for name in SOURCES), _numba_version_file()):
+        digest.update(source.read_bytes())
+    settings = sorted(f"{k}={v}" for k, v in os.environ.items()
+                      if k.startswith("NUMBA_") and k != "NUMBA_CACHE_DIR")
+    for part in (llvmlite.__version__, llvm.get_process_triple(), llvm.get_host_cpu_name(),
+                 _features(llvm), *settings):
         digest.update(part.encode() + b"\0")
     return f"run_chunk-{digest.hexdigest()[:20]}"
+
+
+def _numba_version_file() -> Path:
+    """numba/_version.py, found without importing numba (importlib.metadata costs 0.1 s)."""
+    spec = importlib.util.find_spec("numba")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("numba is not installed")
+    return Path(spec.origin).parent / "_version.py"
+
+
+def _features(llvm) -> str:
+    try:
+        return llvm.get_host_cpu_features().flatten()
+    except RuntimeError:  # LLVM cannot tell on this platform: its defaults for the CPU, as numba
+        return ""
 
 
 def _target_machine(llvm):
     target = llvm.Target.from_triple(llvm.get_process_triple())
     return target.create_target_machine(cpu=llvm.get_host_cpu_name(), opt=3,
-                                        features=llvm.get_host_cpu_features().flatten(),
-                                        codemodel="jitdefault")
+                                        features=_features(llvm), codemodel="jitdefault")
 
 
-def _make(llvm, meta_path: Path, object_path: Path) -> tuple[dict, bytes]:
-    """Compile the entry with numba, trap its runtime calls, emit and save the object code."""
+def _make_kept(llvm, paths: dict[str, Path]) -> tuple[dict, bytes]:
+    """_make, its files written; a failure to make is written down, not tried again."""
     from charrnn.fsutil import atomic_file
+
+    folder = paths["o"].parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):  # made here, it could not be kept: numba's way then
+        raise PermissionError(f"cannot write {folder}")
+    try:
+        meta, code = _make(llvm)
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            paths["failed"].write_text(f"{type(exc).__name__}: {exc}")
+        raise
+    for path, data in ((paths["o"], code), (paths["json"], json.dumps(meta).encode())):
+        with atomic_file(path) as tmp:
+            tmp.write_bytes(data)
+    return meta, code
+
+
+def _make(llvm) -> tuple[dict, bytes]:
+    """Compile the entry with numba, trap its runtime calls, emit the object code; the meta
+    names the entry, the object's digest and the functions and data it needs from the process."""
     from charrnn.lm import cpukernel
 
     entry = cpukernel.c_entry()
     module = llvm.parse_assembly(trap_runtime(entry.inspect_llvm()))
     module.verify()
     code = _target_machine(llvm).emit_object(module)
-    meta = {"symbol": entry.native_name, "sha256": hashlib.sha256(code).hexdigest()}
-    for path, data in ((object_path, code), (meta_path, json.dumps(meta).encode())):
-        with atomic_file(path) as tmp:
-            tmp.write_bytes(data)
-    return meta, code
+    externals = sorted({f.name for f in module.functions
+                        if f.is_declaration and not f.name.startswith("llvm.")}
+                       | {g.name for g in module.global_variables if g.is_declaration})
+    return {"symbol": entry.native_name, "sha256": hashlib.sha256(code).hexdigest(),
+            "externals": externals}, code
 
 
 def trap_runtime(ir: str) -> str:
@@ -143,15 +184,18 @@ def trap_runtime(ir: str) -> str:
     return defined
 
 
-def _link(llvm, code: bytes, meta: dict):
-    """The C function in `code`, linked into this process by LLVM's MCJIT (kept alive here)."""
+def _link(llvm, code: bytes, meta: dict) -> Kernel:
+    """The C function in `code`, linked into this process by LLVM's MCJIT. A function the code
+    calls that this process lacks would be a jump to address 0: refused first."""
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine(llvm))
+    missing = [name for name in meta["externals"] if not llvm.address_of_symbol(name)]
+    if missing:
+        raise RuntimeError(f"this process lacks {', '.join(missing[:3])}, which the code calls")
     engine.add_object_file(llvm.ObjectFileRef.from_data(code))
     engine.finalize_object()
     address = engine.get_function_address(meta["symbol"])
     if not address:
         raise RuntimeError(f"{meta['symbol']} is not in the kernel's object code")
-    _loaded["engine"] = engine
     prototype = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p,
                                  ctypes.c_void_p)
-    return prototype(address)
+    return Kernel(prototype(address), engine)
