@@ -215,10 +215,10 @@ def _stats(shaped, token, out, probs):
     for v in range(shaped.shape[0]):
         probs[v] /= total
     out[0] = probs[token]
-    entropy = 0.0
-    for p in probs:
-        if p > 0:
-            entropy -= p * math.log(p)
+    entropy = math.log(total)  # −Σ p·log p = log Z − Σ p·(s − max): one log, not V of them
+    for v in range(shaped.shape[0]):
+        if probs[v] > 0:
+            entropy -= probs[v] * (shaped[v] - top_score)
     out[1] = entropy / math.log(2.0)
     top = (out.shape[0] - 2) // 2  # TOP, or V where the vocabulary is smaller
     for rank in range(top):  # the largest left, `top` times: O(top·V), no sort
