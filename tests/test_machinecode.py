@@ -99,7 +99,8 @@ def test_a_broken_kept_object_is_made_again(monkeypatch) -> None:
     assert path.read_bytes()[:4] == b"\x7fELF" and b"not an object" not in path.read_bytes()
 
 
-def test_a_make_that_failed_is_not_tried_in_every_process(monkeypatch, tmp_path) -> None:
+def test_a_make_that_failed_is_not_tried_in_every_process(monkeypatch, tmp_path,
+                                                            capsys) -> None:
     def broken(llvm):
         raise ValueError("this LLVM reads no such IR")
 
@@ -107,6 +108,7 @@ def test_a_make_that_failed_is_not_tried_in_every_process(monkeypatch, tmp_path)
     monkeypatch.setattr(machinecode, "_make", broken)
     with pytest.raises(ValueError, match="no such IR"):
         machinecode._load()
+    assert "compiling the CPU sampling kernel, once" in capsys.readouterr().err  # not silent
     monkeypatch.setattr(machinecode, "_make", lambda llvm: pytest.fail("made again"))
     with pytest.raises(RuntimeError, match="making it failed before .*no such IR"):
         machinecode._load()

@@ -32,6 +32,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -147,6 +148,9 @@ def _make_kept(llvm, paths: dict[str, Path]) -> tuple[dict, bytes]:
     folder.mkdir(parents=True, exist_ok=True)
     if not os.access(folder, os.W_OK):  # made here, it could not be kept: numba's way then
         raise PermissionError(f"cannot write {folder}")
+    with contextlib.suppress(OSError):  # seconds of silence otherwise, before the first token
+        print("charrnn: compiling the CPU sampling kernel, once for this machine (5-25 s)",
+              file=sys.stderr, flush=True)
     try:
         meta, code = _make(llvm)
     except Exception as exc:
