@@ -187,7 +187,7 @@ def test_running_ahead_waits_where_a_chunk_has_tokens_left_or_the_engine_cannot(
 @pytest.mark.parametrize("chunk", [cpustream.CPU_CHUNK, cpustream.LONG_CHUNK])
 def test_every_chunk_size_meets_the_take_over_at_a_chunks_start(chunk) -> None:
     """The kernel takes over where a chunk starts whatever its size, so the live view's and the
-    Sampler's text is the same for `--length` 1,000 (32-token chunks) and 2,000 (128)."""
+    Sampler's text is the same for `--length` 500 (32-token chunks) and 600 (128)."""
     assert cpustream.TAKE_OVER % chunk == 0
 
 

@@ -30,8 +30,8 @@ meeting again; 1.5× one lane's tokens/s on the 2-core AMD EPYC measured (bench/
 
 What runs is c_entry — run_chunk as a C function of three tables — as machine code that
 machinecode.py keeps and loads without importing numba. So run_chunk allocates nothing (the
-caller gives each lane its room) and calls none of NumPy's reductions (numba's versions call its
-runtime, which only numba's import provides): loops instead.
+caller gives each lane its room) and neither NumPy's reductions nor slice copies (numba's
+versions call its runtime, which only numba's import provides): loops instead.
 """
 
 from __future__ import annotations
@@ -117,7 +117,8 @@ def _recurrent_step(cell, token, table, w_ih, b_ih, w_hh, b_hh, h, c, new_h, gi,
         for gate in range(w_hh.shape[1] // size):
             first, last = gate * size + lo, gate * size + hi
             if layer == 0:
-                gi[first:last] = table[token, first:last]
+                for j in range(first, last):  # (a slice copy may allocate: numba's runtime)
+                    gi[j] = table[token, j]
             else:
                 _affine(gi, b_ih[layer], w_ih[layer - 1], new_h[layer - 1], first, last)
             _affine(gh, b_hh[layer], w_hh[layer], h[layer], first, last)
@@ -205,7 +206,7 @@ def _pick(shaped, noise, greedy):
 def _stats(shaped, token, out, probs):
     """decode.token_stats for one row: chosen p, entropy in bits, top probabilities and ids
     (probs: the row's room, (V,)). Loops, not NumPy's reductions, which call numba's runtime."""
-    top_score = -np.inf
+    top_score = np.float32(-np.inf)
     for v in range(shaped.shape[0]):
         top_score = max(top_score, shaped[v])
     total = np.float32(0.0)
@@ -262,7 +263,7 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
     overwrites what the other still reads; lane 0 writes ids and stats.
 
     Nothing is allocated (so the machine code needs no numba runtime: machinecode.py): each
-    lane works in its row of work (2, WORK_ROW(G, V)) float32 and orders (2, V) int64."""
+    lane works in its row of work (2, 2·(G + V)) float32 and orders (2, V) int64."""
     gates, vocab = w_hh.shape[1], scores.shape[0]
     mine = work[lane]
     gi, gh = mine[:gates], mine[gates:2 * gates]
@@ -276,7 +277,8 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
             ids[step] = token
         if token < 0:
             if lane == 0:
-                ids[step:] = -1
+                for rest in range(step, ids.shape[0]):
+                    ids[rest] = -1
             done = step
             break
         if lane == 0 and stats.shape[0]:
@@ -288,7 +290,9 @@ def run_chunk(cell, table, w_ih, b_ih, w_hh, b_hh, proj_w, proj_b, head_w, head_
                       lane, lanes, sync, count)
     if done % 2:  # the state is in spare: each lane copies its own units back
         lo, hi = _share(h.shape[1], lane, lanes)
-        h[:, lo:hi] = spare[:, lo:hi]
+        for layer in range(h.shape[0]):
+            for j in range(lo, hi):
+                h[layer, j] = spare[layer, j]
     return done
 
 
@@ -330,7 +334,7 @@ def _entry(pointers, ints, floats):
 def c_entry():
     """_entry compiled as a C function int64(void **pointers, int64 *ints, float64 *floats):
     seconds of compiling, once per machine and version (machinecode.py keeps its machine code).
-    Error model "numpy": no division raises (none in run_chunk can fail either way)."""
+    Error model "numpy" for the entry itself; run_chunk has no division that could raise."""
     import numba
     from numba import types
 

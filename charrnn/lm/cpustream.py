@@ -26,8 +26,9 @@ Seeds: the Gumbel noise is NumPy's PCG64 seeded with the seed, one (K, V) block 
 same numbers as K draws of V, so the text does not depend on K. NumPy and the kernel compute
 the same float32 maths in another order: they draw the same token unless two tie to within
 rounding, so a seed's text is the same for any --length unless such a tie falls where one
-length's stream is NumPy's and the other's the kernel's. If the kernel cannot be had, one line
-on stderr says so and NumPy goes on.
+length's stream is NumPy's and the other's the kernel's. If the kept machine code cannot be
+had, one line on stderr says so and numba's dispatcher runs the kernel (1 s to load); if numba
+cannot either, another says so and NumPy goes on.
 """
 
 from __future__ import annotations

@@ -13,14 +13,15 @@ code in a tenth of that. The code is numba's, from the same IR: it writes the bi
 cpukernel.run_chunk writes through numba (tested). run_chunk allocates nothing and raises
 nothing, so numba's runtime functions, which its IR names only on error paths, become traps here
 (a call would be a bug: the process stops, as on a bad pointer). Any other function the code
-calls must be in this process (checked before the first call: numba's vector maths library,
-where it uses one, is loaded only by numba).
+declares must be in this process: checked before the first call (numba's vector maths library,
+where numba's code uses one, is loaded as numba's import does).
 
-The files (<key>.o and <key>.json) are named by what made them: the kernel's sources, numba's
-and llvmlite's versions, NUMBA_* settings, the CPU (name and features: code for this CPU may not
-run on another). Written atomically; a file that is not the one written is made again; where the
-code cannot be made (<key>.failed says why, so it is not tried in every process), kept or
-linked, numba's dispatcher runs the kernel as before (and NumPy where numba cannot).
+The files (<key>.o and <key>.json) are named by what made them: the kernel's sources, Python's,
+numba's and llvmlite's versions, NUMBA_* settings, the CPU (name and features: code for this CPU
+may not run on another). Written atomically; a file that is not the one written is made again;
+where the code cannot be made (<key>.failed says why, so it is not tried in every process;
+removing it tries again) or linked, numba's dispatcher runs the kernel as before (and NumPy
+where numba cannot); where it cannot be written, this process runs it all the same.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ import sys
 import threading
 from pathlib import Path
 
+from charrnn.errors import UserError
 from charrnn.lm import kernelargs
 
 TRAPPED = re.compile(r'^declare (.*?@"?(?:NRT_|numba_)[\w.$]*"?\(.*\).*)$', re.M)
 SOURCES = ("cpukernel.py", "kernelargs.py", "machinecode.py", "cpulanes.py", "cpustep.py",
            "../jit.py")  # everything compiled into the code (constants included)
+RUNTIME_ONLY = {"NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS", "NUMBA_THREADING_LAYER"}  # not in the code
+SVML = {"linux": "libsvml.so", "darwin": "libsvml.dylib", "win32": "svml_dispmd"}
 
 
 class Kernel:
@@ -72,15 +76,15 @@ def _load() -> Kernel:
     llvm = _llvm()
     key = _key(llvm)
     paths = {kind: _folder() / f"{key}.{kind}" for kind in ("o", "json", "failed")}
-    if paths["failed"].exists():
-        raise RuntimeError(f"making it failed before ({paths['failed']}: "
-                           f"{paths['failed'].read_text(errors='replace')[:160]})")
     try:
         meta = json.loads(paths["json"].read_text())
         code = paths["o"].read_bytes()
         if hashlib.sha256(code).hexdigest() != meta["sha256"]:
             raise ValueError("the object is not the one written")
     except (OSError, ValueError, KeyError, TypeError):
+        if paths["failed"].exists():  # (removing it tries again)
+            raise RuntimeError(f"making it failed before ({paths['failed']}: "
+                               f"{paths['failed'].read_text(errors='replace')[:160]})") from None
         meta, code = _make_kept(llvm, paths)
     return _link(llvm, code, meta)
 
@@ -112,9 +116,9 @@ def _key(llvm) -> str:
     for source in (*(here / name for name in SOURCES), _numba_version_file()):
         digest.update(source.read_bytes())
     settings = sorted(f"{k}={v}" for k, v in os.environ.items()
-                      if k.startswith("NUMBA_") and k != "NUMBA_CACHE_DIR")
-    for part in (llvmlite.__version__, llvm.get_process_triple(), llvm.get_host_cpu_name(),
-                 _features(llvm), *settings):
+                      if k.startswith("NUMBA_") and k not in RUNTIME_ONLY)
+    for part in (sys.version, llvmlite.__version__, llvm.get_process_triple(),
+                 llvm.get_host_cpu_name(), _features(llvm), *settings):
         digest.update(part.encode() + b"\0")
     return f"run_chunk-{digest.hexdigest()[:20]}"
 
@@ -157,9 +161,13 @@ def _make_kept(llvm, paths: dict[str, Path]) -> tuple[dict, bytes]:
         with contextlib.suppress(OSError):
             paths["failed"].write_text(f"{type(exc).__name__}: {exc}")
         raise
-    for path, data in ((paths["o"], code), (paths["json"], json.dumps(meta).encode())):
-        with atomic_file(path) as tmp:
-            tmp.write_bytes(data)
+    try:
+        for path, data in ((paths["o"], code), (paths["json"], json.dumps(meta).encode())):
+            with atomic_file(path) as tmp:
+                tmp.write_bytes(data)
+    except UserError as exc:  # a full disk, say: this process runs it all the same
+        with contextlib.suppress(OSError):
+            print(f"charrnn: {exc}: the kernel will be compiled again next time", file=sys.stderr)
     return meta, code
 
 
@@ -190,8 +198,12 @@ def trap_runtime(ir: str) -> str:
 
 def _link(llvm, code: bytes, meta: dict) -> Kernel:
     """The C function in `code`, linked into this process by LLVM's MCJIT. A function the code
-    calls that this process lacks would be a jump to address 0: refused first."""
+    declares that this process lacks would be a jump to address 0: refused first (the C
+    library's, which LLVM adds for exp or memcpy, are in every Python process)."""
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine(llvm))
+    if any(name.startswith("__svml_") for name in meta["externals"]):
+        with contextlib.suppress(Exception):  # numba's import loads it: so does its code's use
+            llvm.load_library_permanently(SVML.get(sys.platform, "libsvml.so"))
     missing = [name for name in meta["externals"] if not llvm.address_of_symbol(name)]
     if missing:
         raise RuntimeError(f"this process lacks {', '.join(missing[:3])}, which the code calls")
