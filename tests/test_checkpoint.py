@@ -56,8 +56,11 @@ def test_weights_of_another_shape_are_a_mismatch_not_corruption(tiny_run: Path, 
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert result.exit_code == 2 and "corrupt" not in result.output, result.output
     assert "does not match its config (embed.weight is " in result.output
-    # a GRU (the fp32 recipe every test machine gets): 3 gates
-    assert "rnn.weight_ih_l0 is 96×32 in the file, 144×48 by the config" in result.output
+    # the cell is the machine's recipe (a GRU where bf16 is slow, an LSTM where it pays)
+    cell = json.loads((run / "best" / "checkpoint.json").read_text())["model"]["cell"]
+    gates = {"rnn": 1, "gru": 3, "lstm": 4}[cell]
+    assert (f"rnn.weight_ih_l0 is {gates * 32}×32 in the file, {gates * 48}×48 by the config"
+            in result.output), result.output
 
 
 def test_unreadable_weights_say_so_not_corruption(tiny_run: Path, monkeypatch) -> None:
