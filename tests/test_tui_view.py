@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.cells import cell_len
 from rich.console import Console
 
@@ -99,6 +101,71 @@ def test_text_flow_refolds_on_resize_and_keeps_the_tail() -> None:
     assert all(cell_len(line) <= 4 for line in narrow)
     wide = [line.rstrip() for line in screen_lines(flow, 30, 4)]
     assert wide[:3] == ["line 497", "line 498", "line 499"]
+
+
+def _folded(flow: TextFlow) -> tuple:
+    return list(flow.lines), list(flow.widths), flow.used, flow.brk
+
+
+PIECES = st.lists(st.tuples(st.text(st.sampled_from("ab  xyz\n你\u0301\t"), max_size=40)
+                            | st.sampled_from(["supercalifragilistic", " " * 12, "a b c d "]),
+                            st.integers(0, 4)), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(PIECES, st.integers(1, 24), st.integers(1, 24))
+def test_narrow_text_placed_whole_folds_as_a_character_at_a_time(pieces, width, resized) -> None:
+    from charrnn.tui.textflow import visible
+
+    placed = TextFlow(list(BUCKET_STYLES))
+    placed.tail(width, 1)  # folding at this width from here on
+    for text, style in pieces:
+        placed.add(text, style)
+    for shown_width, flow in ((width, placed), (resized, None)):
+        if flow is None:  # a resize: the kept pieces re-folded at the new width
+            placed.tail(shown_width, 1)
+        by_char = TextFlow(list(BUCKET_STYLES))
+        by_char.width = shown_width
+        for text, style in pieces:
+            if text:
+                by_char._fold_chars(visible(text), style)
+        assert _folded(placed) == _folded(by_char)
+
+
+def test_a_frames_runs_of_one_colour_fold_as_its_tokens_one_by_one() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    names = ["the", " ", "king", "\n", "你", "a", "  ", "b"]
+    view = SampleView(ViewInfo("lstm", "run/best", names), SampleOptions())
+    view.restart("prime ", 1, 10_000)
+    view.flow.tail(37, 1)
+    expected = TextFlow(view.flow.styles)
+    expected.tail(37, 1)
+    expected.add("prime ", len(BUCKET_STYLES))
+    for size in (1, 7, 128, 300):
+        p = rng.choice([0.05, 0.2, 0.3, 0.6, 0.9], size).astype(np.float32)
+        p[::5] = rng.random(size)[::5].astype(np.float32)
+        ids = rng.integers(0, len(names), size)
+        stats = np.zeros((size, 12), np.float32)
+        stats[:, 0] = p
+        view.record(ids.tolist(), [names[i] for i in ids], stats)
+        for token, chosen in zip(ids.tolist(), p.tolist(), strict=True):
+            expected.add(names[token], bucket(chosen))
+    view.flush()
+    assert _folded(view.flow) == _folded(expected) and len(view.flow.lines) > 20
+    assert len(view.flow.pieces) < len(expected.pieces)  # runs, not tokens
+
+
+def test_the_history_a_resize_refolds_is_bounded_by_characters() -> None:
+    from charrnn.tui.textflow import REFOLD_CHARS
+
+    flow = TextFlow(list(BUCKET_STYLES))
+    for index in range(5_000):
+        flow.add(f"{index:09d} " * 10, index % 5)  # 100 characters a piece
+    assert REFOLD_CHARS <= flow.piece_chars < REFOLD_CHARS + 100
+    assert flow.piece_chars == sum(len(text) for text, _ in flow.pieces)
+    assert screen_lines(flow, 20, 3)[-1].rstrip() == "000004999 000004999"
 
 
 def test_buckets_sparkline_and_chart() -> None:

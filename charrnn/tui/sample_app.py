@@ -222,7 +222,7 @@ class _Session:
         chunk = self.tokens.take(view.target - view.generated)
         ids = chunk.ids[0].tolist()
         texts = [self.decoder.feed(token) for token in ids]
-        view.record(ids, texts, chunk.stats[0].tolist())
+        view.record(ids, texts, chunk.stats[0])
         self.parts.extend(texts)
 
     def _finish_sample(self) -> None:

@@ -2,10 +2,15 @@
 
 The sampler hands the loop a chunk of tokens at a time, with what the view needs of each already
 computed inside the chunk (decode.token_stats): the chosen token's probability, the entropy and
-the top-5 alternatives, a dozen numbers a token. `record()` keeps them as plain floats (no
-distribution, no tensor: memory and a frame's work stay bounded whatever the vocabulary size);
-`flush()`, once per frame, folds the pending text into the text flow, coloured by probability,
-and shows the top-5 of the newest token.
+the top-5 alternatives, a dozen numbers a token. `record()` keeps of them what a frame shows —
+the chosen probabilities (an array a chunk), the last SIDE_WIDTH entropies, the newest token's
+row — and no distribution or tensor: memory and a frame's work stay bounded whatever the
+vocabulary size. `flush()`, once per frame, colours the pending tokens by probability (one NumPy
+pass), joins each run of one colour and folds it into the text flow, and shows the top-5 of the
+newest token:
+
+    texts  "T" "h" "e" " " "k" "i" "n" "g"     p  .9 .9 .6 .9 .3 .3 .3 .9
+    runs   "Th"        "e"  " " "kin"  "g"         bold green · green · bold green · yellow · …
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import pairwise
 
+import numpy as np
 from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.segment import Segment
 from rich.style import Style
@@ -21,7 +28,17 @@ from rich.text import Text
 
 from charrnn.lm.cpustep import TOP
 from charrnn.tui.textflow import TextFlow
-from charrnn.tui.widgets import BUCKET_STYLES, PRIME_STYLE, bar, bucket, fit, legend, sparkline, token_label
+from charrnn.tui.widgets import (
+    BUCKET_STYLES,
+    PRIME_STYLE,
+    bar,
+    bucket,
+    buckets,
+    fit,
+    legend,
+    sparkline,
+    token_label,
+)
 
 SIDE_WIDTH = 40
 PRIME = len(BUCKET_STYLES)  # style index of the prime in the text flow
@@ -44,7 +61,7 @@ class SampleView:
     opts: object  # SampleOptions: read live, so +/- show at once
     flow: TextFlow = field(default_factory=lambda: TextFlow([*BUCKET_STYLES, PRIME_STYLE]))
     pending_text: list[str] = field(default_factory=list)
-    pending_p: list[float] = field(default_factory=list)  # the chosen token's probability
+    pending_p: list[np.ndarray] = field(default_factory=list)  # chosen tokens' p, by chunk
     newest: list[float] | None = None  # the newest token's stats row (for the top-5)
     entropies: deque = field(default_factory=lambda: deque(maxlen=SIDE_WIDTH))
     candidates: list[tuple[int, float]] = field(default_factory=list)
@@ -68,18 +85,22 @@ class SampleView:
         self.seed, self.target = seed, target
         self.flow.add(prime_text, PRIME)
 
-    def record(self, ids: list[int], texts: list[str], stats: list[list[float]]) -> None:
+    def record(self, ids: list[int], texts: list[str], stats) -> None:
         """A chunk of tokens: ids, decoded texts, and per token (chosen p, entropy in bits, the
-        top-5 probabilities, their ids), as decode.token_stats packs them."""
+        top-5 probabilities, their ids), as decode.token_stats packs them (an array (n, S))."""
+        rows = np.asarray(stats)
         self.pending_text.extend(texts)
-        self.pending_p.extend(row[0] for row in stats)
-        self.entropies.extend(row[1] for row in stats)
+        self.pending_p.append(rows[:, 0])
+        self.entropies.extend(rows[-SIDE_WIDTH:, 1].tolist())
         self.generated += len(ids)
-        self.chosen, self.newest = ids[-1], stats[-1]
+        self.chosen, self.newest = ids[-1], rows[-1].tolist()
 
     def flush(self) -> None:
-        for text, p in zip(self.pending_text, self.pending_p, strict=True):
-            self.flow.add(text, bucket(p))
+        if self.pending_text:
+            styles = buckets(np.concatenate(self.pending_p))
+            cuts = [0, *(np.flatnonzero(styles[1:] != styles[:-1]) + 1).tolist(), len(styles)]
+            for start, end in pairwise(cuts):  # each run of one colour folded at once
+                self.flow.add("".join(self.pending_text[start:end]), int(styles[start]))
         self.pending_text.clear()
         self.pending_p.clear()
         if self.newest is not None:

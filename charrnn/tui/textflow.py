@@ -5,6 +5,13 @@ lines once, when it arrives: word wrap by terminal cell width (CJK and other wid
 take two cells, combining marks none; a word longer than the line, or CJK text, breaks
 anywhere). A resize re-folds the recent tail at the new width. Rendering yields only the last
 `height` lines as Segments, so a frame costs the same at token 100 and at token 100,000.
+
+Folding is the view's work per character, so a stretch of printable ASCII between line breaks
+(one cell a character) is placed whole where it fits the line, and only the character that
+wraps goes through the loop: the same lines, a Python step per line instead of per character.
+
+    "the quick brown fox"  at 8 cells:  "the quic" placed, 'k' wraps (its word carried down),
+                                        "k brown" … placed, and so on
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from rich.segment import Segment
 from rich.style import Style
 
 MAX_LINES = 400  # kept folded; more than any terminal shows
-REFOLD_SEGMENTS = 20_000  # how much history a resize re-folds
+REFOLD_CHARS = 40_000  # how much history a resize re-folds (MAX_LINES of 100 cells)
 
 
 def visible(text: str) -> str:
@@ -42,12 +49,14 @@ class TextFlow:
 
     def __init__(self, styles: list[Style]) -> None:
         self.styles = styles
-        self.pieces: deque[tuple[str, int]] = deque(maxlen=REFOLD_SEGMENTS)
+        self.pieces: deque[tuple[str, int]] = deque()  # the last REFOLD_CHARS or more
+        self.piece_chars = 0  # characters in pieces
         self.width = 0
         self._reset()
 
     def clear(self) -> None:
         self.pieces.clear()
+        self.piece_chars = 0
         self._reset()
 
     def _reset(self) -> None:
@@ -61,12 +70,54 @@ class TextFlow:
             return
         text = visible(text)
         self.pieces.append((text, style))
+        self.piece_chars += len(text)
+        while self.piece_chars - len(self.pieces[0][0]) >= REFOLD_CHARS:
+            self.piece_chars -= len(self.pieces.popleft()[0])
         if self.width:
             self._fold(text, style)
 
     def _fold(self, text: str, style: int) -> None:
         """Word wrap by cells: a line breaks after its last space, or anywhere in a word longer
         than the line (and anywhere in CJK text, which has no spaces)."""
+        if not text.isascii():
+            self._fold_chars(text, style)
+            return
+        for index, part in enumerate(text.split("\n")):
+            if index:
+                self._fold_chars("\n", style)
+            if part.isprintable():
+                self._fold_narrow(part, style)
+            else:
+                self._fold_chars(part, style)
+
+    def _fold_narrow(self, text: str, style: int) -> None:
+        """Printable ASCII: what fits the line is placed whole, the char that wraps it folded."""
+        while text:
+            room = max(0, self.width - self.used)
+            if len(text) <= room:
+                self._place(text, style)
+                return
+            if room:
+                self._place(text[:room], style)
+            self._fold_chars(text[room], style)
+            text = text[room + 1:]
+
+    def _place(self, text: str, style: int) -> None:
+        """Printable ASCII that fits the last line: appended, its last space the line's break."""
+        line = self.lines[-1]
+        if line and line[-1][1] == style:
+            line[-1][0] += text
+        else:
+            line.append([text, style])
+        space = text.rfind(" ")
+        if space >= 0:  # after it, in the span: as _fold_chars records a space
+            self.brk = (len(line) - 1, len(line[-1][0]) - (len(text) - 1 - space),
+                        self.used + space + 1)
+        self.used += len(text)
+        self.widths[-1] = self.used
+
+    def _fold_chars(self, text: str, style: int) -> None:
+        """The fold a character at a time (any text)."""
         line, used, width, brk = self.lines[-1], self.used, self.width, self.brk
         for char in text:
             if char == "\n":

@@ -28,6 +28,16 @@ def bucket(p: float) -> int:
     return len(BUCKETS) - 1
 
 
+def buckets(probabilities):
+    """bucket() of each of an array's probabilities, as an int array (a frame's at once: a NumPy
+    pass, not a Python call a token). The thresholds fall, so the bucket is how many are unmet."""
+    import numpy as np
+
+    thresholds = np.array([threshold for threshold, _ in BUCKETS[:-1]], dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)[:, None]
+    return np.count_nonzero(~(p >= thresholds), axis=1)
+
+
 def legend(compact: bool = False) -> Text:
     """The colour key; compact: thresholds only, for narrow terminals."""
     text = Text("p " if compact else "p(token): ", style="dim")
