@@ -76,6 +76,32 @@ def test_a_bf16_fast_cpu_gets_the_bf16_char_recipe_and_another_the_fp32_one() ->
     assert (on_bf16.config.cell, on_bf16.config.hidden) == ("lstm", 512)  # the dataclass's
 
 
+@pytest.mark.parametrize(("bf16_seconds", "recipe"), [(0.93, "bf16"), (1.0, "bf16"), (1.05, "fp32")])
+def test_the_char_recipe_follows_whichever_precision_steps_faster_with_no_margin(
+        bf16_seconds: float, recipe: str) -> None:
+    """A lead too small to change a measured precision (CLEARLY_FASTER) still picks the recipe:
+    neither recipe is the exact one to keep; the bf16 recipe then trains in bf16."""
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": bf16_seconds})
+    resolved = new_config(_request(), CHARS, job)
+    name = f"char level on a CPU where {'bf16 is fast' if recipe == 'bf16' else 'fp32 is the faster'}"
+    assert resolved.sources["cell" if recipe == "fp32" else "precision"] == f"recipe: {name}"
+    assert resolved.config.cell == ("lstm" if recipe == "bf16" else "gru")
+    assert resolved.config.precision == ("bf16" if recipe == "bf16" else "fp32")
+
+
+def test_a_fine_tune_measures_the_parents_precision_instead_of_taking_the_recipes() -> None:
+    from charrnn.lm.config import ModelConfig
+    from charrnn.plan.train import finetune_config
+
+    parent = ModelConfig(65, "gru", 2, 256, dropout=0.1)
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.95})  # bf16 "fast", not clearly
+    resolved = finetune_config(_request(), CHARS, parent, "char", job)
+    assert resolved.config.precision == "fp32"
+    assert resolved.sources["precision"].startswith("machine: ")
+    typed = finetune_config(_request(precision="bf16"), CHARS, parent, "char", job)
+    assert typed.config.precision == "bf16" and typed.sources["precision"] == "typed"
+
+
 def test_a_cpu_where_fp32_is_faster_trains_the_smaller_word_model() -> None:
     bf16 = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.4, "fp32 adaptive": 1.0,
                             "bf16 adaptive": 0.4})

@@ -21,6 +21,10 @@ CLEARLY_FASTER = 1.10  # a measured lead below this is noise: keep the exact / s
 ADAPTIVE_MIN_VOCAB = 2000  # below this the full softmax is a small part of a step: not measured
 # The shape whose bf16 speed tells a "bf16-fast" CPU (the char recipe that bf16 made affordable).
 BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
+# Which recipe, not which precision: no side is the exact one to keep, so no noise margin. A Zen 4
+# (2026-12-05) stepped the reference 1.08× faster in bf16, and there the bf16 recipe reached
+# 1.4232 nats/char in 10 minutes against the fp32 recipe's 1.4468; a Zen 1 measured 0.03×.
+BF16_RECIPE_LEAD = 1.0
 
 
 def measured_choices(resolved, facts, job):
@@ -106,7 +110,7 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str) -> s
 
 
 def bf16_fast(job, facts) -> bool:
-    """Whether this CPU trains the bf16 reference model clearly faster in bf16 than in fp32."""
+    """Whether this CPU trains the bf16 reference model at least as fast in bf16 as in fp32."""
     from charrnn.lm.config import ModelConfig
 
     shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
@@ -114,4 +118,4 @@ def bf16_fast(job, facts) -> bool:
     measurement = job.measure(model, BF16_REFERENCE["batch"],
                               {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")})
     fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
-    return bool(fp32 and bf16 and bf16 * CLEARLY_FASTER < fp32)
+    return bool(fp32 and bf16 and bf16 * BF16_RECIPE_LEAD <= fp32)

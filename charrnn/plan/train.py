@@ -137,6 +137,9 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
     sources = {**unmeasured.sources, **{k: "parent" for k in keep if k not in request.typed}}
     cfg = replace(unmeasured.config, **keep)
+    if "precision" not in request.typed:  # a recipe's precision is for its model: measure this one
+        cfg = replace(cfg, precision=request["precision"])
+        sources.pop("precision", None)
     return measured_choices(Resolved(cfg, sources), facts, job)
 
 
