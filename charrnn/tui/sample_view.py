@@ -99,8 +99,9 @@ class SampleView:
         if self.pending_text:
             styles = buckets(np.concatenate(self.pending_p))
             cuts = [0, *(np.flatnonzero(styles[1:] != styles[:-1]) + 1).tolist(), len(styles)]
-            for start, end in pairwise(cuts):  # each run of one colour folded at once
-                self.flow.add("".join(self.pending_text[start:end]), int(styles[start]))
+            texts, colours = self.pending_text, styles.tolist()
+            self.flow.add_many([("".join(texts[start:end]), colours[start])  # a run of one colour
+                                for start, end in pairwise(cuts)])
         self.pending_text.clear()
         self.pending_p.clear()
         if self.newest is not None:

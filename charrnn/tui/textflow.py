@@ -66,19 +66,25 @@ class TextFlow:
         self.brk: tuple[int, int, int] | None = None  # last space on the line: span, offset, cells
 
     def add(self, text: str, style: int) -> None:
-        if not text:
-            return
-        text = visible(text)
-        self.pieces.append((text, style))
-        self.piece_chars += len(text)
-        while self.piece_chars - len(self.pieces[0][0]) >= REFOLD_CHARS:
+        self.add_many([(text, style)])
+
+    def add_many(self, pieces: list[tuple[str, int]]) -> None:
+        """Pieces of (text, style) in order: a frame's runs of one colour each."""
+        kept = [(visible(text), style) for text, style in pieces if text]
+        self.pieces.extend(kept)
+        self.piece_chars += sum(len(text) for text, _ in kept)
+        while self.pieces and self.piece_chars - len(self.pieces[0][0]) >= REFOLD_CHARS:
             self.piece_chars -= len(self.pieces.popleft()[0])
         if self.width:
-            self._fold(text, style)
+            for text, style in kept:
+                self._fold(text, style)
 
     def _fold(self, text: str, style: int) -> None:
         """Word wrap by cells: a line breaks after its last space, or anywhere in a word longer
         than the line (and anywhere in CJK text, which has no spaces)."""
+        if text.isascii() and text.isprintable():  # the common case: no line break
+            self._fold_narrow(text, style)
+            return
         if not text.isascii():
             self._fold_chars(text, style)
             return
@@ -93,10 +99,11 @@ class TextFlow:
     def _fold_narrow(self, text: str, style: int) -> None:
         """Printable ASCII: what fits the line is placed whole, the char that wraps it folded."""
         while text:
-            room = max(0, self.width - self.used)
+            room = self.width - self.used
             if len(text) <= room:
                 self._place(text, style)
                 return
+            room = max(0, room)
             if room:
                 self._place(text[:room], style)
             self._fold_chars(text[room], style)
