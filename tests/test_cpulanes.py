@@ -18,7 +18,7 @@ from charrnn.cores import usable_cores
 from charrnn.errors import UserError
 from charrnn.lm import cpulanes, cpustream
 from charrnn.lm.config import ModelConfig
-from charrnn.lm.cpulanes import BLOCK, REPROBE, LaneChoice
+from charrnn.lm.cpulanes import BLOCK, FIRST_REPROBE, REPROBE, LaneChoice
 from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
 from charrnn.lm.tokenstream import TokenStream
@@ -203,16 +203,29 @@ def kinds(choice: LaneChoice, chunks: int, seconds: dict[int, float]) -> list[in
 
 
 def test_both_kinds_are_measured_then_the_faster_is_used() -> None:
-    chosen = kinds(LaneChoice(cores=2), REPROBE + 2 * BLOCK, {1: 1.0, 2: 0.6})
+    chosen = kinds(LaneChoice(cores=2), 2 * REPROBE + 2 * BLOCK, {1: 1.0, 2: 0.6})
     assert chosen[:2 * BLOCK] == [1] * BLOCK + [2] * BLOCK
-    assert set(chosen[2 * BLOCK:REPROBE]) == {2}
-    assert chosen[REPROBE:REPROBE + BLOCK] == [1] * BLOCK  # measured again, still slower
-    assert set(chosen[REPROBE + BLOCK:]) == {2}
+    probes = [n for n in range(2 * BLOCK, len(chosen)) if chosen[n] == 1]  # measured again
+    assert probes == [start + i for start in (REPROBE, 2 * REPROBE) for i in range(BLOCK)]
+
+
+def test_two_lanes_slow_at_first_are_taken_once_they_are_fast() -> None:
+    """A core that was idle: two lanes no faster than one for the first probe (close: measured
+    again early), then twice as fast — seen at chunk FIRST_REPROBE, not REPROBE; then no longer
+    close, so not measured again before REPROBE."""
+    choice = LaneChoice(cores=2)
+    first = kinds(choice, FIRST_REPROBE, {1: 1.0, 2: 1.05})
+    assert set(first[2 * BLOCK:]) == {1}
+    later = kinds(choice, REPROBE - FIRST_REPROBE, {1: 1.0, 2: 0.5})
+    assert later[:BLOCK] == [2] * BLOCK and set(later[BLOCK:]) == {2}
 
 
 def test_one_lane_stays_where_two_are_slower_or_one_core_is_free() -> None:
     slower = kinds(LaneChoice(cores=2), REPROBE, {1: 1.0, 2: 1.5})
-    assert set(slower[2 * BLOCK:]) == {1}
+    early = (REPROBE // FIRST_REPROBE).bit_length() - 1  # measured again at 16, 32, 64, 128
+    assert slower.count(2) == BLOCK * (1 + early) and slower[FIRST_REPROBE] == 2
+    close = kinds(LaneChoice(cores=2), REPROBE, {1: 1.0, 2: 0.9})  # two lanes, barely
+    assert close.count(1) == BLOCK * (1 + early) and close[FIRST_REPROBE] == 1
     assert set(kinds(LaneChoice(cores=1), 50, {1: 1.0, 2: 0.1})) == {1}
 
 

@@ -8,8 +8,16 @@ with two the caller waits for each. Which is faster depends on the machine, its 
 and what the caller does between chunks, so it is measured as the caller sees it — seconds from
 one chunk handed to the next — in blocks of each kind, and measured again from time to time:
 
-    chunks:  1 1 1 1 │ 2 2 2 2 │ the faster … (REPROBE) │ the other ×4 │ the faster …
-             probe     probe                             again: the machine may be busier now
+    chunks:  1 1 1 1 │ 2 2 2 2 │ the faster … │ the other ×4 │ the faster … │ the other ×4 │ …
+             probe     probe                    at chunk 16, 32,           every REPROBE:
+                                                64, 128 while one lane     the machine may
+                                                won or the two were close  have changed
+
+Early again where one lane won or the kinds measured close, because a second core that was
+idle can run slow for its first tens of milliseconds of work: on a 2-vCPU Zen 4 (2026-12-05)
+two lanes took 8.3–8.6 ms a 128-token chunk, no faster than one lane, until one stall of
+30–60 ms, then 4.2–4.4 ms for the rest of the stream (the threads on distinct CPUs throughout);
+with only the probe at chunks 4–7, 20,000 tokens kept one lane in half the streams.
 
 The text does not depend on the choice: each row's sum has the same bits either way (tested).
 """
@@ -23,7 +31,9 @@ from collections.abc import Callable
 import numpy as np
 
 BLOCK = 4  # chunks per measured block of one kind
-REPROBE = 256  # chunks between two measurements of the kind not in use
+FIRST_REPROBE = 16  # the kind not in use measured again at this chunk, then at twice that, …
+REPROBE = 256  # … up to here (while in doubt: _doubtful), then once every REPROBE chunks
+CLOSE = 1.25  # medians within this ratio: measured again early
 
 SYNC_STRIDE = 16  # int64s between the lanes' counters (cpukernel._meet): one 128-byte line each
 RELEASED = 2**62  # a lane's counter past every meeting: the other then runs through alone
@@ -39,6 +49,8 @@ class LaneChoice:
 
     def __init__(self, cores: int) -> None:
         self.cores, self.started, self.last = cores, 0, None
+        self.probing: int | None = None  # the kind a block of measurement is of, and its end
+        self.probe_end = 0
         self.seconds: dict[int, deque[float]] = {1: deque(maxlen=BLOCK), 2: deque(maxlen=BLOCK)}
 
     def lanes(self) -> int:
@@ -47,13 +59,23 @@ class LaneChoice:
         n, self.started = self.started, self.started + 1
         if n < 2 * BLOCK:
             return 1 + n // BLOCK
-        best = self.best()
-        return 3 - best if n % REPROBE < BLOCK else best
+        if self.probing is None and _reprobe_at(n) and (n >= REPROBE or self._doubtful()):
+            self.probing, self.probe_end = 3 - self.best(), n + BLOCK
+        if self.probing is not None and n < self.probe_end:  # kept while best() changes
+            return self.probing
+        self.probing = None
+        return self.best()
 
     def best(self) -> int:
         """The kind whose last block handed chunks faster (1 until both are measured)."""
         one, two = (_median(self.seconds[k]) for k in (1, 2))
         return 2 if two < one else 1
+
+    def _doubtful(self) -> bool:
+        """Worth measuring again early: one lane chosen (two may have met a waking core), or
+        the kinds within CLOSE."""
+        one, two = (_median(self.seconds[k]) for k in (1, 2))
+        return one <= two or max(one, two) < CLOSE * min(one, two)
 
     def handed(self, lanes: int, now: float) -> None:
         """A chunk of `lanes` reached the caller at `now` (lanes 0: not one to measure). An
@@ -68,6 +90,14 @@ class LaneChoice:
     def reset(self) -> None:
         """A stop or a new prime: the next interval would include a pause, not a chunk."""
         self.last = None
+
+
+def _reprobe_at(n: int) -> bool:
+    """Whether a measurement of the other kind may start at chunk n: each power of two from
+    FIRST_REPROBE up to REPROBE, then each multiple of REPROBE."""
+    if n >= REPROBE:
+        return n % REPROBE == 0
+    return n >= FIRST_REPROBE and n & (n - 1) == 0
 
 
 def _median(values: deque[float]) -> float:
