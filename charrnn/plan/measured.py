@@ -109,8 +109,9 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str) -> s
             + (" (cached)" if measurement.cached else ""))
 
 
-def bf16_fast(job, facts) -> bool:
-    """Whether this CPU trains the bf16 reference model at least as fast in bf16 as in fp32."""
+def bf16_fast(job, facts) -> tuple[bool, str]:
+    """Whether this CPU steps the bf16 reference model at least as fast in bf16 as in fp32, and
+    the measurement in words (for the source of the recipe's precision)."""
     from charrnn.lm.config import ModelConfig
 
     shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
@@ -118,4 +119,12 @@ def bf16_fast(job, facts) -> bool:
     measurement = job.measure(model, BF16_REFERENCE["batch"],
                               {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")})
     fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
-    return bool(fp32 and bf16 and bf16 * BF16_RECIPE_LEAD <= fp32)
+    fast = bool(fp32 and bf16 and bf16 * BF16_RECIPE_LEAD <= fp32)
+    return fast, _why(measurement, "precision", "bf16" if fast else "fp32", "", "full")
+
+
+def is_bf16_reference(cfg) -> bool:
+    """Whether a TrainConfig's model is the one bf16_fast measured (then its figure is this
+    model's own)."""
+    return (cfg.cell, cfg.layers, cfg.hidden, cfg.emb in (0, cfg.hidden), cfg.tie_weights) == (
+        BF16_REFERENCE["cell"], BF16_REFERENCE["layers"], BF16_REFERENCE["hidden"], True, True)

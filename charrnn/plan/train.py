@@ -67,13 +67,30 @@ def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """The dataclass defaults, the situation's recipes over them, what was typed over those.
     The passes over the text are counted with the batch the recipes give, then the recipes are
     read again knowing them (a budget of many passes adds its regularisers)."""
-    situation, typed = situation_of(request, facts, job), request.typed_fields(TrainConfig)
+    situation, measured = situation_of(request, facts, job)
+    typed = request.typed_fields(TrainConfig)
     first, _ = rules.recipe(situation, request.typed)
     passes = passes_in_budget(_config(request, {**first, **typed}), facts.train_tokens,
                               job.device_type)
     values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.typed)
     sources.update({k: "typed" for k in typed})
-    return Resolved(_config(request, {**values, **typed}), sources)
+    return _recipe_precision(Resolved(_config(request, {**values, **typed}), sources), request,
+                             measured)
+
+
+def _recipe_precision(resolved: Resolved, request: Request, measured: str) -> Resolved:
+    """A recipe's precision is for its own model, the one this machine was measured on: kept
+    where the run trains that model (its source then says the measurement), else measured on
+    the run's own model like any `auto`."""
+    from charrnn.plan.measured import is_bf16_reference
+
+    source = resolved.sources.get("precision", "")
+    if not source.startswith("recipe:"):
+        return resolved
+    if is_bf16_reference(resolved.config):
+        return Resolved(resolved.config, {**resolved.sources, "precision": f"{source}: {measured}"})
+    sources = {k: v for k, v in resolved.sources.items() if k != "precision"}
+    return Resolved(replace(resolved.config, precision=request["precision"]), sources)
 
 
 def passes_in_budget(cfg: TrainConfig, train_tokens: int, device: str) -> float | None:
@@ -90,7 +107,9 @@ def passes_in_budget(cfg: TrainConfig, train_tokens: int, device: str) -> float 
     return min(bounds) if bounds else None
 
 
-def situation_of(request: Request, facts: DataFacts, job: Job) -> rules.Situation:
+def situation_of(request: Request, facts: DataFacts, job: Job) -> tuple[rules.Situation, str]:
+    """The situation, and how bf16's speed was found (where a recipe depends on it)."""
+    measured = ""
     situation = rules.Situation(
         mode="new", level=facts.level, device=job.device_type, optim=str(request["optim"]),
         softmax=str(request["softmax"]))
@@ -99,10 +118,10 @@ def situation_of(request: Request, facts: DataFacts, job: Job) -> rules.Situatio
         from charrnn.plan.measured import bf16_fast
 
         # A typed precision picks its own recipe; `auto`, this machine's measured one.
-        fast = request["precision"] == "bf16" if "precision" in request.typed else \
-            bf16_fast(job, facts)
+        fast, measured = (request["precision"] == "bf16", "typed") \
+            if "precision" in request.typed else bf16_fast(job, facts)
         situation = replace(situation, cpu_bf16_fast=fast)
-    return situation
+    return situation, measured
 
 
 def _config(request: Request, values: dict[str, object]) -> TrainConfig:
