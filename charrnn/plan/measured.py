@@ -4,7 +4,10 @@
           each setting the plan leaves open (machine.py; cached per machine and shape):
               precision  fp32 │ bf16 autocast        → bf16 only when it is ≥ 10% faster
               softmax    full │ adaptive (word level) → adaptive only when it is ≥ 10% faster
-          a setting this CPU cannot run (oneDNN has no bf16 LSTM kernel without AVX512) is out
+          a setting this CPU cannot run (oneDNN has no bf16 LSTM kernel without AVX512) is out;
+          which char recipe (bf16_fast): the 2×512 LSTM's step, bf16 at least as fast as fp32
+          → that recipe, trained in bf16 where the run's model is that one (no margin: neither
+          recipe is the exact choice to keep)
     CUDA: float16 autocast with loss scaling (cuDNN's RNNs run in float16 under any autocast) and
           the full softmax (the product is cheap there; the adaptive one reads each tail apart)
 
