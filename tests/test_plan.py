@@ -98,6 +98,8 @@ def test_the_recipes_precision_is_for_its_model_another_shape_is_measured() -> N
     assert gru.config.precision == "fp32" and gru.sources["precision"].startswith("machine: ")
     wide = new_config(_request(hidden=768), CHARS, job)
     assert wide.config.precision == "fp32" and wide.sources["precision"].startswith("machine: ")
+    batch = new_config(_request(batch_size=64), CHARS, job)  # not the step that was measured
+    assert batch.config.precision == "fp32" and batch.sources["precision"].startswith("machine: ")
     assert new_config(_request(), CHARS, job).config.precision == "bf16"
 
 
@@ -112,6 +114,22 @@ def test_a_fine_tune_measures_the_parents_precision_instead_of_taking_the_recipe
     assert resolved.sources["precision"].startswith("machine: ")
     typed = finetune_config(_request(precision="bf16"), CHARS, parent, "char", job)
     assert typed.config.precision == "bf16" and typed.sources["precision"] == "typed"
+    reference = ModelConfig(65, "lstm", 2, 512, dropout=0.25, tie_weights=True)
+    same = finetune_config(_request(), CHARS, reference, "char", job)  # as a new run of it
+    assert same.config.precision == "bf16" and same.sources["precision"].startswith("recipe: ")
+
+
+def test_word_recipes_keep_the_measured_choices_margin_for_bf16() -> None:
+    slight = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.95, "fp32 adaptive": 1.0,
+                              "bf16 adaptive": 0.95})  # bf16 1.05× faster: within noise
+    assert new_config(_request(), WORDS, slight).config.hidden == 256
+    assert new_config(_request(), CHARS, slight).config.hidden == 512  # the char split has none
+
+
+def test_a_typed_auto_precision_is_measured_like_an_untyped_one() -> None:
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.5})
+    typed, untyped = new_config(_request(precision="auto"), CHARS, job), new_config(_request(), CHARS, job)
+    assert (typed.config.cell, typed.config.precision) == (untyped.config.cell, "bf16") == ("lstm", "bf16")
 
 
 def test_a_cpu_where_fp32_is_faster_trains_the_smaller_word_model() -> None:

@@ -118,8 +118,7 @@ def test_precision_auto_is_the_measured_faster_and_the_header_says_by_how_much(
     assert "fp32 (machine: bf16 cannot run here (could not create a primitive))" in out
     _measured(monkeypatch, {"fp32 full": 1.0, "bf16 full": 0.95})  # within noise: exact fp32
     assert "fp32 (machine: bf16 ran 1.05× the speed of fp32" in run_cli(
-        "train", words, *TINY, "--cell", "gru", "--max-steps", "2").output
-    # (the bf16 recipe's own model takes bf16 from the same lead: tests/test_plan.py)
+        "train", words, *TINY, "--max-steps", "2").output
 
 
 def test_typed_precision_is_kept_and_one_this_cpu_cannot_run_is_refused(words: Path,

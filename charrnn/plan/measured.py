@@ -5,9 +5,9 @@
               precision  fp32 │ bf16 autocast        → bf16 only when it is ≥ 10% faster
               softmax    full │ adaptive (word level) → adaptive only when it is ≥ 10% faster
           a setting this CPU cannot run (oneDNN has no bf16 LSTM kernel without AVX512) is out;
-          which char recipe (bf16_fast): the 2×512 LSTM's step, bf16 at least as fast as fp32
-          → that recipe, trained in bf16 where the run's model is that one (no margin: neither
-          recipe is the exact choice to keep)
+          which CPU recipe (bf16_lead): fp32's time over bf16's on the 2×512 LSTM's step,
+          read by the recipes (rules.py); the char one where bf16 is fast trains that model in
+          bf16, the source saying this measurement
     CUDA: float16 autocast with loss scaling (cuDNN's RNNs run in float16 under any autocast) and
           the full softmax (the product is cheap there; the adaptive one reads each tail apart)
 
@@ -24,10 +24,6 @@ CLEARLY_FASTER = 1.10  # a measured lead below this is noise: keep the exact / s
 ADAPTIVE_MIN_VOCAB = 2000  # below this the full softmax is a small part of a step: not measured
 # The shape whose bf16 speed tells a "bf16-fast" CPU (the char recipe that bf16 made affordable).
 BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
-# Which recipe, not which precision: no side is the exact one to keep, so no noise margin. A Zen 4
-# (2026-12-05) stepped the reference 1.08× faster in bf16, and there the bf16 recipe reached
-# 1.4232 nats/char in 10 minutes against the fp32 recipe's 1.4468; a Zen 1 measured 0.03×.
-BF16_RECIPE_LEAD = 1.0
 
 
 def measured_choices(resolved, facts, job):
@@ -112,9 +108,9 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str) -> s
             + (" (cached)" if measurement.cached else ""))
 
 
-def bf16_fast(job, facts) -> tuple[bool, str]:
-    """Whether this CPU steps the bf16 reference model at least as fast in bf16 as in fp32, and
-    the measurement in words (for the source of the recipe's precision)."""
+def bf16_lead(job, facts) -> tuple[float, str]:
+    """fp32's step time over bf16's on the bf16 reference model (0 where bf16 cannot run), and
+    the measurement in words (for the source of a recipe's precision)."""
     from charrnn.lm.config import ModelConfig
 
     shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
@@ -122,12 +118,13 @@ def bf16_fast(job, facts) -> tuple[bool, str]:
     measurement = job.measure(model, BF16_REFERENCE["batch"],
                               {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")})
     fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
-    fast = bool(fp32 and bf16 and bf16 * BF16_RECIPE_LEAD <= fp32)
-    return fast, _why(measurement, "precision", "bf16" if fast else "fp32", "", "full")
+    lead = fp32 / bf16 if fp32 and bf16 else 0.0
+    return lead, _why(measurement, "precision", "bf16" if lead >= 1 else "fp32", "", "full")
 
 
 def is_bf16_reference(cfg) -> bool:
-    """Whether a TrainConfig's model is the one bf16_fast measured (then its figure is this
-    model's own)."""
-    return (cfg.cell, cfg.layers, cfg.hidden, cfg.emb in (0, cfg.hidden), cfg.tie_weights) == (
-        BF16_REFERENCE["cell"], BF16_REFERENCE["layers"], BF16_REFERENCE["hidden"], True, True)
+    """Whether a TrainConfig trains the step bf16_lead measured (then that figure is its own)."""
+    reference = BF16_REFERENCE
+    return (cfg.cell, cfg.layers, cfg.hidden, cfg.batch_size) == (
+        reference["cell"], reference["layers"], reference["hidden"], reference["batch"]) \
+        and cfg.emb in (0, cfg.hidden) and cfg.tie_weights and not cfg.weight_drop

@@ -74,21 +74,20 @@ def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
                               job.device_type)
     values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.typed)
     sources.update({k: "typed" for k in typed})
-    return _recipe_precision(Resolved(_config(request, {**values, **typed}), sources), request,
-                             measured)
+    if sources.get("precision", "").startswith("recipe:"):  # and the measurement that chose it
+        sources["precision"] += f": {measured}"
+    return _recipe_precision(Resolved(_config(request, {**values, **typed}), sources), request)
 
 
-def _recipe_precision(resolved: Resolved, request: Request, measured: str) -> Resolved:
-    """A recipe's precision is for its own model, the one this machine was measured on: kept
-    where the run trains that model (its source then says the measurement), else measured on
-    the run's own model like any `auto`."""
+def _recipe_precision(resolved: Resolved, request: Request) -> Resolved:
+    """A recipe's precision is for its own model, the step this machine was measured on: kept
+    where the run trains that model, else measured on the run's own like any `auto` (a typed
+    shape, a fine-tune's parent)."""
     from charrnn.plan.measured import is_bf16_reference
 
-    source = resolved.sources.get("precision", "")
-    if not source.startswith("recipe:"):
+    if not resolved.sources.get("precision", "").startswith("recipe:") or \
+            is_bf16_reference(resolved.config):
         return resolved
-    if is_bf16_reference(resolved.config):
-        return Resolved(resolved.config, {**resolved.sources, "precision": f"{source}: {measured}"})
     sources = {k: v for k, v in resolved.sources.items() if k != "precision"}
     return Resolved(replace(resolved.config, precision=request["precision"]), sources)
 
@@ -113,14 +112,16 @@ def situation_of(request: Request, facts: DataFacts, job: Job) -> tuple[rules.Si
     situation = rules.Situation(
         mode="new", level=facts.level, device=job.device_type, optim=str(request["optim"]),
         softmax=str(request["softmax"]))
-    if job.device_type == "cpu" and any(r.when(replace(situation, cpu_bf16_fast=True)) !=
+    if job.device_type == "cpu" and any(r.when(replace(situation, cpu_bf16_lead=math.inf)) !=
                                         r.when(situation) for r in rules.RECIPES):
-        from charrnn.plan.measured import bf16_fast
+        from charrnn.plan.measured import bf16_lead
 
-        # A typed precision picks its own recipe; `auto`, this machine's measured one.
-        fast, measured = (request["precision"] == "bf16", "typed") \
-            if "precision" in request.typed else bf16_fast(job, facts)
-        situation = replace(situation, cpu_bf16_fast=fast)
+        # A typed precision picks its own recipe; `auto`, typed or not, this machine's measured one.
+        if request["precision"] == "auto":
+            lead, measured = bf16_lead(job, facts)
+        else:
+            lead, measured = (math.inf if request["precision"] == "bf16" else 0.0), "typed"
+        situation = replace(situation, cpu_bf16_lead=lead)
     return situation, measured
 
 
@@ -156,10 +157,7 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
     sources = {**unmeasured.sources, **{k: "parent" for k in keep if k not in request.typed}}
     cfg = replace(unmeasured.config, **keep)
-    if "precision" not in request.typed:  # a recipe's precision is for its model: measure this one
-        cfg = replace(cfg, precision=request["precision"])
-        sources.pop("precision", None)
-    return measured_choices(Resolved(cfg, sources), facts, job)
+    return measured_choices(_recipe_precision(Resolved(cfg, sources), request), facts, job)
 
 
 def refuse_clashes(request: Request, parent: ModelConfig, level: str, name: str) -> None:

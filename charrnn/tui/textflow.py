@@ -10,8 +10,9 @@ Folding is the view's work per character, so a stretch of printable ASCII betwee
 (one cell a character) is placed whole where it fits the line, and only the character that
 wraps goes through the loop: the same lines, a Python step per line instead of per character.
 
-    "the quick brown fox"  at 8 cells:  "the quic" placed, 'k' wraps (its word carried down),
-                                        "k brown" … placed, and so on
+    "the quick brown fox"  at 8 cells:  "the quic" placed; 'k' wraps, carrying "quic" down;
+                                        " br" placed; 'o' wraps, carrying "br" down; …
+                                        → "the " / "quick " / "brown " / "fox"
 """
 
 from __future__ import annotations
