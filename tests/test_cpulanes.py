@@ -193,7 +193,7 @@ def test_every_chunk_size_meets_the_take_over_at_a_chunks_start(chunk) -> None:
 
 def kinds(choice: LaneChoice, chunks: int, seconds: dict[int, float]) -> list[int]:
     """The lanes chosen for `chunks` chunks whose kinds take `seconds` each, handed in turn."""
-    chosen, clock = [], 0.0
+    chosen, clock = [], choice.last or 0.0
     for _ in range(chunks):
         lanes = choice.lanes()
         clock += seconds[lanes]
@@ -216,7 +216,6 @@ def test_two_lanes_slow_at_first_are_taken_once_they_are_fast() -> None:
     choice = LaneChoice(cores=2)
     first = kinds(choice, FIRST_REPROBE, {1: 1.0, 2: 1.05})
     assert set(first[2 * BLOCK:]) == {1}
-    choice.reset()  # (kinds' clock starts again at 0)
     later = kinds(choice, REPROBE - FIRST_REPROBE, {1: 1.0, 2: 0.5})
     assert later[:BLOCK] == [2] * BLOCK and set(later[BLOCK:]) == {2}
 
@@ -235,6 +234,18 @@ def test_a_machine_that_got_busy_is_seen_at_the_next_measurement() -> None:
     kinds(choice, REPROBE - 1, {1: 1.0, 2: 0.6})
     later = kinds(choice, REPROBE, {1: 1.0, 2: 3.0})  # the second core taken by something else
     assert set(later[2 * BLOCK:]) == {1}  # the kind in use is measured all the time
+
+
+def test_after_a_pause_slow_two_lanes_are_measured_again_early() -> None:
+    """The live view paused (space): the second core idles, and two lanes, the faster before,
+    run slow for a while after — measured again at 16 chunks after the pause, not at 512."""
+    choice = LaneChoice(cores=2)
+    kinds(choice, 300, {1: 1.0, 2: 0.6})
+    choice.handed(2, choice.last + 60.0)  # a minute's pause
+    slow = kinds(choice, FIRST_REPROBE, {1: 1.0, 2: 1.05})
+    assert slow[-1] == 1  # two lanes looked slower: one taken
+    woken = kinds(choice, 2 * FIRST_REPROBE, {1: 1.0, 2: 0.6})
+    assert set(woken[BLOCK:]) == {2}
 
 
 def test_an_interval_far_longer_than_either_kind_is_a_pause_not_a_chunk() -> None:

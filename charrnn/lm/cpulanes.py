@@ -10,8 +10,10 @@ one chunk handed to the next — in blocks of each kind, and measured again from
 
     chunks:  1 1 1 1 │ 2 2 2 2 │ the faster … │ the other ×4 │ the faster … │ the other ×4 │ …
              probe     probe                    at chunk 16, 32,           every REPROBE:
-                                                64, 128 while one lane     the machine may
-                                                won or the two were close  have changed
+                                                64, 128 (counted again     the machine may
+                                                after a pause) while one   have changed
+                                                lane won or the two were
+                                                close
 
 Early again where one lane won or the kinds measured close, because a second core that was
 idle can run slow for its first tens of milliseconds of work: on a 2-vCPU Zen 4 (2026-12-05)
@@ -49,6 +51,7 @@ class LaneChoice:
 
     def __init__(self, cores: int) -> None:
         self.cores, self.started, self.last = cores, 0, None
+        self.woke = 0  # the chunk count at the stream's start or its last pause (or stop)
         self.probing: int | None = None  # the kind a block of measurement is of, and its end
         self.probe_end = 0
         self.seconds: dict[int, deque[float]] = {1: deque(maxlen=BLOCK), 2: deque(maxlen=BLOCK)}
@@ -59,7 +62,8 @@ class LaneChoice:
         n, self.started = self.started, self.started + 1
         if n < 2 * BLOCK:
             return 1 + n // BLOCK
-        if self.probing is None and _reprobe_at(n) and (n >= REPROBE or self._doubtful()):
+        early = _early(n - self.woke) and self._doubtful()  # a core may still be waking
+        if self.probing is None and (early or n % REPROBE == 0):
             self.probing, self.probe_end = 3 - self.best(), n + BLOCK
         if self.probing is not None and n < self.probe_end:  # kept while best() changes
             return self.probing
@@ -85,19 +89,19 @@ class LaneChoice:
             interval = now - self.last
             if interval < PAUSE * min(_median(self.seconds[1]), _median(self.seconds[2])):
                 self.seconds[lanes].append(interval)
+            else:  # the second core may have idled meanwhile: early measurements again
+                self.woke = self.started
         self.last = now
 
     def reset(self) -> None:
         """A stop or a new prime: the next interval would include a pause, not a chunk."""
-        self.last = None
+        self.last, self.woke = None, self.started
 
 
-def _reprobe_at(n: int) -> bool:
-    """Whether a measurement of the other kind may start at chunk n: each power of two from
-    FIRST_REPROBE up to REPROBE, then each multiple of REPROBE."""
-    if n >= REPROBE:
-        return n % REPROBE == 0
-    return n >= FIRST_REPROBE and n & (n - 1) == 0
+def _early(m: int) -> bool:
+    """Whether the m-th chunk since a start or pause may measure the other kind early: each
+    power of two from FIRST_REPROBE up to REPROBE (then only every REPROBE chunks)."""
+    return FIRST_REPROBE <= m < REPROBE and m & (m - 1) == 0
 
 
 def _median(values: deque[float]) -> float:
