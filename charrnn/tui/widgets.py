@@ -22,15 +22,14 @@ PRIME_STYLE = Style.parse("bold underline")
 
 
 def bucket(p: float) -> int:
-    for index, (threshold, _style) in enumerate(BUCKETS):
-        if p >= threshold:
-            return index
-    return len(BUCKETS) - 1
+    """The colour index of one probability (buckets() of one)."""
+    return int(buckets([p])[0])
 
 
 def buckets(probabilities):
-    """bucket() of each of an array's probabilities, as an int array (a frame's at once: a NumPy
-    pass, not a Python call a token). The thresholds fall, so the bucket is how many are unmet."""
+    """The colour index of each of an array's probabilities, as an int array (a frame's at once:
+    a NumPy pass, not a Python call a token). The thresholds fall, so the index is how many of
+    them are unmet (NaN meets none: the last colour)."""
     import numpy as np
 
     thresholds = np.array([threshold for threshold, _ in BUCKETS[:-1]], dtype=np.float64)
