@@ -21,7 +21,7 @@ from charrnn.lm.config import ModelConfig
 from charrnn.lm.cpulanes import BLOCK, FIRST_REPROBE, REPROBE, LaneChoice
 from charrnn.lm.model import RNNLM
 from charrnn.lm.sample import SampleOptions, Sampler
-from charrnn.lm.tokenstream import TokenStream
+from charrnn.lm.tokenstream import Chunk, TokenStream
 
 # (cell, layers, hidden, emb, vocab): halves not multiples of 4, a lane with no rows of the
 # head (vocab 5 < 8), one layer
@@ -93,6 +93,37 @@ def test_a_chunk_run_ahead_while_the_caller_draws_changes_no_token(monkeypatch) 
     ids, stats, engine = session(net, opts, ALL_KERNEL, monkeypatch)
     assert len(started) >= 3 and not engine.choice.seconds[1]
     assert np.array_equal(ids, expected[0]) and np.array_equal(stats, expected[1])
+
+
+def test_chunks_run_ahead_for_a_frames_time_change_no_token(monkeypatch) -> None:
+    """A chunk run ahead of a frame is as long as one lane takes for the frame (here 3, 6, 9
+    tokens, or a whole chunk where the frame's time is not known): the same text as without
+    frames, through stops and a new temperature."""
+    net, opts = model(), OPTIONS[1]
+    always(monkeypatch, 2)
+    monkeypatch.setattr(cpustream, "AHEAD_STEP", 3)
+    take, sizes = TokenStream.take, set()
+
+    def reading(frames):
+        def take_whole(self, n):  # n tokens, a frame before each chunk where frames are drawn
+            parts = []
+            while n > 0:
+                self.engine.choice.seconds[1].extend([0.016] * BLOCK)  # one lane: 1 token/ms
+                if frames is not None:
+                    self.run_ahead(next(frames))
+                    sizes.add(len(self.engine.ahead[1]) if self.engine.ahead else 0)
+                parts.append(take(self, n))
+                n -= len(parts[-1])
+            return Chunk(np.concatenate([p.ids for p in parts], 1),
+                         np.concatenate([p.stats for p in parts], 1))
+        monkeypatch.setattr(TokenStream, "take", take_whole)
+        return session(net, opts, ALL_KERNEL, monkeypatch)[:2]
+
+    expected = reading(None)
+    ids, stats = reading(itertools.cycle([0.0, 0.006, 0.009, None, 1.0]))
+    assert sizes - {0} == {3, 6, 9, 16}
+    assert ids.shape[1] > 90 and np.array_equal(ids, expected[0])
+    assert np.array_equal(stats, expected[1])
 
 
 def test_two_lanes_meet_their_end_together_on_nan(monkeypatch) -> None:

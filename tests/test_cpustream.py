@@ -74,6 +74,25 @@ def test_drawing_ahead_in_a_thread_changes_no_token(monkeypatch) -> None:
     assert np.array_equal(ahead[0], in_turn[0]) and np.array_equal(ahead[1], in_turn[1])
 
 
+@pytest.mark.parametrize("take_over", [ALL_KERNEL, ALL_NUMPY], ids=["kernel", "numpy"])
+def test_the_text_through_stops_does_not_depend_on_the_chunk_size(take_over,
+                                                                   monkeypatch) -> None:
+    """A stop keeps the noise of the tokens kept and no more: the i-th token draws with the
+    generator's i-th row of noise whatever the chunks were (the live view's chunks drawn ahead
+    of a frame are sized by the frame's time)."""
+    monkeypatch.setattr(cpustream, "TAKE_OVER", take_over)
+    texts = []
+    for chunk in (5, 16, 128):
+        stream = Sampler(model(), CPU, SampleOptions(seed=3), chunk=chunk).tokens([1])
+        parts = [stream.take_all(23)]
+        stream.stop()
+        parts += [stream.take_all(41), stream.take_all(2)]
+        stream.stop()
+        parts.append(stream.take_all(60))
+        texts.append(np.concatenate(parts, 1))
+    assert all(np.array_equal(texts[0], text) for text in texts[1:])
+
+
 @pytest.mark.parametrize("shape", SHAPES[:3], ids=lambda s: s[0])
 def test_numpy_steps_the_models_own_scores(shape) -> None:
     net = model(*shape)

@@ -299,6 +299,24 @@ def test_live_view_samples_the_same_text_as_plain(tiny_run: Path) -> None:
     assert result.tokens_per_s > 0
 
 
+def test_each_frame_runs_the_next_chunk_ahead_for_as_long_as_the_last_frame_took(
+        tiny_run: Path, monkeypatch) -> None:
+    """The chunk drawn on one lane during a frame is sized by the frame's time (cpustream's
+    ahead_tokens): the first frame's is not known yet, every later one is."""
+    from charrnn.lm.tokenstream import TokenStream
+    from charrnn.tui import sample_app
+
+    asked: list[float | None] = []
+    monkeypatch.setattr(TokenStream, "run_ahead", lambda self, seconds=None: asked.append(seconds))
+    monkeypatch.setattr(sample_app, "FPS", 100_000)  # a frame after every chunk
+    monkeypatch.setattr(sample_app, "MAX_VIEW_SHARE", 1.0)
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    live_sample(ckpt, SampleOptions(length=2000, seed=5), "the", "cpu", console=console(),
+                keys=NoKeys(), hold=False)
+    assert len(asked) > 3 and asked[0] is None
+    assert all(isinstance(s, float) and 0 < s < 5 for s in asked[1:]), asked
+
+
 def test_the_live_view_of_a_model_plain_samples_without_torch_never_imports_it(
         tiny_run: Path) -> None:
     """A forward full-softmax model on a CPU: the view reads the weights with NumPy, as plain

@@ -72,13 +72,13 @@ class LaneChoice:
 
     def best(self) -> int:
         """The kind whose last block handed chunks faster (1 until both are measured)."""
-        one, two = (_median(self.seconds[k]) for k in (1, 2))
+        one, two = (median(self.seconds[k]) for k in (1, 2))
         return 2 if two < one else 1
 
     def _doubtful(self) -> bool:
         """Worth measuring again early: one lane chosen (two may have met a waking core), or
         the kinds within CLOSE."""
-        one, two = (_median(self.seconds[k]) for k in (1, 2))
+        one, two = (median(self.seconds[k]) for k in (1, 2))
         return one <= two or max(one, two) < CLOSE * min(one, two)
 
     def handed(self, lanes: int, now: float) -> None:
@@ -87,7 +87,7 @@ class LaneChoice:
         space bar), not the chunk: it is not counted."""
         if lanes and self.last is not None:
             interval = now - self.last
-            if interval < PAUSE * min(_median(self.seconds[1]), _median(self.seconds[2])):
+            if interval < PAUSE * min(median(self.seconds[1]), median(self.seconds[2])):
                 self.seconds[lanes].append(interval)
             else:  # the second core may have idled meanwhile: early measurements again
                 self.woke = self.started
@@ -104,8 +104,9 @@ def _early(m: int) -> bool:
     return FIRST_REPROBE <= m < REPROBE and m & (m - 1) == 0
 
 
-def _median(values: deque[float]) -> float:
-    """(statistics.median, whose import costs the start-up 8 ms); inf for none."""
+def median(values: deque[float]) -> float:
+    """A kind's median seconds a chunk (statistics.median's import costs the start-up 8 ms);
+    inf for none."""
     ordered = sorted(values)
     middle = len(ordered) // 2
     if not ordered:

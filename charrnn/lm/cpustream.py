@@ -20,13 +20,15 @@ over (`take_over`):
     up to it, perhaps read further        token 512: NumPy until then, so short and stopped
       (the live view, the Sampler)        streams never pay the load, long ones pay it once
 Chunks start at multiples of K (unless the live view stops one), so the switch is at a chunk's
-start.
+start; a chunk drawn ahead of a frame, sized by the frame, comes only after it.
 
-Seeds: the Gumbel noise is NumPy's PCG64 seeded with the seed, one (K, V) block a chunk — the
-same numbers as K draws of V, so the text does not depend on K. NumPy and the kernel compute
-the same float32 maths in another order: they draw the same token unless two tie to within
-rounding, so a seed's text is the same for any --length unless such a tie falls where one
-length's stream is NumPy's and the other's the kernel's. If the kept machine code cannot be
+Seeds: the Gumbel noise is NumPy's PCG64 seeded with the seed, one (n, V) block a chunk of n
+tokens — the same numbers as n draws of V — and a stop mid-chunk puts the generator back after
+the kept tokens' rows: the i-th token draws with the i-th row, so the text does not depend on
+the chunk sizes (nor on the frames that size the live view's chunks drawn ahead). NumPy and the
+kernel compute the same float32 maths in another order: they draw the same token unless two tie
+to within rounding, so a seed's text is the same for any --length unless such a tie falls where
+one length's stream is NumPy's and the other's the kernel's. If the kept machine code cannot be
 had, one line on stderr says so and numba's dispatcher runs the kernel (1 s to load); if numba
 cannot either, another says so and NumPy goes on.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +56,23 @@ KERNEL_PAYS = 600  # a known length above which loading the kernel first is quic
 CPU_CHUNK = 32  # tokens per chunk on the CPU: the per-chunk work (noise, one write) is negligible
 LONG_CHUNK = 128  # a stream the kernel will draw: 32-token chunks cost two lanes 10–15% (a thread
 #                   woken a chunk; bench figures in the README); its first token 50 ms later
-LIVE_CHUNK = LONG_CHUNK  # the live view's, whatever the length: the chunk drawn ahead while a
-#                         frame is drawn (~6 ms at 120×40) lasts about as long as the frame
+LIVE_CHUNK = LONG_CHUNK  # the live view's, whatever the length (a chunk drawn ahead of a
+#                         frame is as long as the frame: ahead_tokens)
 TINY = np.finfo(np.float32).tiny  # E = 0 would make the noise +inf (decode.TINY)
+AHEAD_STEP = 8  # tokens: a chunk run ahead of a frame is a multiple of this
 PREFETCH = True  # draw the kernel's next chunk while the caller uses this one (tests turn it off)
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+@dataclass
+class ChunkStart:
+    """What a rewind into a chunk needs: the state and the generator before it, its noise (None:
+    greedy) and its size."""
+
+    state: tuple[np.ndarray, np.ndarray, np.ndarray]  # h, c, scores: copies
+    rng: dict  # the generator's state before the chunk's noise
+    noise: np.ndarray | None
+    n: int
 
 
 def schedule(length: int, more: bool = False) -> tuple[int, int]:
@@ -157,9 +172,9 @@ class CPUStream:
         self.scratch: tuple[np.ndarray, ...] | None = None  # the lanes' shared arrays
         self.broken = False  # the kernel could not be loaded
         self.position = 0  # tokens drawn so far (after a rewind: those kept)
-        self.start: tuple | None = None  # (state copies, noise) before the last chunk
+        self.start: ChunkStart | None = None  # the last chunk's (a rewind's way back)
         self.ahead = None  # the next chunk being drawn in a worker thread (a Future)
-        self.behind: tuple | None = None  # (the handed chunk's start, the RNG before the next)
+        self.behind: ChunkStart | None = None  # the handed chunk's, while one runs ahead
         self.choice = cpulanes.LaneChoice(usable_cores(whole=True))
         self.lanes_next: int | None = None  # the kind of the next chunk, where chosen already
 
@@ -185,25 +200,41 @@ class CPUStream:
         sampling on a second core."""
         chunk, lanes = self._ahead_result() if self.ahead is not None else self._draw()
         self.choice.handed(lanes, time.perf_counter())
-        if self.kernel is not None and len(chunk) == self.k \
+        if self.kernel is not None and len(chunk) == self.start.n \
                 and self.position + self.k > self.take_over:
             self.lanes_next = self.choice.lanes()
             if PREFETCH and self.lanes_next == 1:
                 self._start_ahead(measured=True)
         return chunk
 
-    def run_ahead(self) -> None:
-        """The caller is about to be busy (the live view drawing a frame): start the next chunk
-        now on one lane in the worker, where two lanes would have waited for the caller. Not
-        measured for the choice of lanes: the caller's pause is not that chunk's cost."""
+    def run_ahead(self, seconds: float | None = None) -> None:
+        """The caller is about to be busy for about `seconds` (the live view drawing a frame):
+        start the next chunk now on one lane in the worker, where two lanes would have waited
+        for the caller. Sized to end with the caller's pause (ahead_tokens): a full chunk on one
+        lane outlasts a frame, and the caller would then wait with its core idle. Not measured
+        for the choice of lanes: the caller's pause is not that chunk's cost."""
         if self.ahead is not None:  # one lane's, under way: as unmeasured, the same reason
             self.ahead = (*self.ahead[:3], 0)
         elif PREFETCH and self.lanes_next == 2:
-            self._start_ahead(measured=False)
+            self._start_ahead(measured=False, n=self.ahead_tokens(seconds))
 
-    def _start_ahead(self, measured: bool) -> None:
-        self.behind = (self.start, self.rng.bit_generator.state)
-        noise, ids, stats = self._prepare()
+    def ahead_tokens(self, seconds: float | None) -> int:
+        """Tokens one lane makes in `seconds` (its measured median), a multiple of AHEAD_STEP and
+        at most a chunk, so that two lanes take over as the caller comes back:
+
+            caller  ├─── frame ───┤├── two lanes ──
+            lane 1  ├─ n tokens ──┤
+
+        A whole chunk where the time or one lane's speed is not known yet."""
+        one_lane = cpulanes.median(self.choice.seconds[1])
+        if seconds is None or not np.isfinite(one_lane):
+            return self.k
+        steps = round(seconds * self.k / one_lane / AHEAD_STEP)
+        return int(min(self.k, max(AHEAD_STEP, steps * AHEAD_STEP)))
+
+    def _start_ahead(self, measured: bool, n: int | None = None) -> None:
+        self.behind = self.start
+        noise, ids, stats = self._prepare(n)
         future = cpulanes.worker("charrnn-sample").submit(self._kernel_call, noise, ids, stats)
         self.ahead = (future, ids, stats, 1 if measured else 0)
 
@@ -219,19 +250,23 @@ class CPUStream:
         if self.ahead is None:
             return
         self._ahead_result()
-        (self.h, self.c, self.scores), _ = self.start
-        self.start, self.rng.bit_generator.state = self.behind
-        self.position -= self.k
+        ahead = self.start
+        self.h, self.c, self.scores = ahead.state
+        self.rng.bit_generator.state = ahead.rng
+        self.position -= ahead.n
+        self.start = self.behind
 
-    def _prepare(self) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """A chunk's noise and output arrays; its start state kept for a rewind."""
-        vocab = self.scores.shape[0]
+    def _prepare(self, n: int | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """A chunk's noise and output arrays (n tokens, K unless run ahead); its start state
+        kept for a rewind."""
+        n, vocab = n or self.k, self.scores.shape[0]
+        rng = self.rng.bit_generator.state
         noise = None if self.opts.greedy else -np.log(np.maximum(
-            self.rng.standard_exponential((self.k, vocab), dtype=np.float32), TINY))
-        self.start = ((self.h.copy(), self.c.copy(), self.scores.copy()), noise)
-        self.position += self.k
-        stats = np.zeros((self.k if self.stats else 0, cpustep.stats_width(vocab)), np.float32)
-        return noise, np.empty(self.k, np.int64), stats
+            self.rng.standard_exponential((n, vocab), dtype=np.float32), TINY))
+        self.start = ChunkStart((self.h.copy(), self.c.copy(), self.scores.copy()), rng, noise, n)
+        self.position += n
+        stats = np.zeros((n if self.stats else 0, cpustep.stats_width(vocab)), np.float32)
+        return noise, np.empty(n, np.int64), stats
 
     def _draw(self) -> tuple[Chunk, int]:
         """The next chunk made here, and its lanes (0: NumPy's)."""
@@ -255,18 +290,20 @@ class CPUStream:
         self._discard_ahead()
         self.choice.reset()
         self.lanes_next = None  # chosen again: the stream may be back before the take-over
-        if self.start is None or kept >= self.k:
-            self.start = None
+        start, self.start = self.start, None
+        if start is None or kept >= start.n:
             return
-        (h, c, scores), noise = self.start
+        (h, c, scores), noise = start.state, start.noise
         self.h, self.c, self.scores = h.copy(), c.copy(), scores.copy()
-        self.position += kept - self.k
+        self.position += kept - start.n
         part = None if noise is None else noise[:kept]
-        if self.kernel is not None and self.position + self.k - kept > self.take_over:
+        if noise is not None:  # the generator as if only the kept tokens' noise was drawn
+            self.rng.bit_generator.state = start.rng
+            self.rng.standard_exponential(part.shape, dtype=np.float32)
+        if self.kernel is not None and self.position + start.n - kept > self.take_over:
             self._kernel_call(part, np.empty(kept, np.int64), np.empty((0, 0), np.float32))
         else:
             self._numpy_steps(part, kept, np.empty((0, 0), np.float32))
-        self.start = None
 
     def _shaping(self) -> tuple[float, int, float]:
         opts = self.opts

@@ -84,11 +84,12 @@ class TokenStream:
         self.position += len(head)
         return head
 
-    def run_ahead(self) -> None:
-        """The caller is about to be busy a while (a frame to draw): an engine that can start its
-        next chunk in the background does, where the next take will need one."""
+    def run_ahead(self, seconds: float | None = None) -> None:
+        """The caller is about to be busy about `seconds` (a frame to draw; None: not known): an
+        engine that can start its next chunk in the background does, where the next take will
+        need one."""
         if not self.surplus and self.error is None and hasattr(self.engine, "run_ahead"):
-            self.engine.run_ahead()
+            self.engine.run_ahead(seconds)
 
     def take_all(self, n: int):
         """Exactly n next tokens of every stream: ids (B, n), of the engine's array type."""

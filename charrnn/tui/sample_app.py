@@ -5,7 +5,8 @@ without PyTorch, as `sample --plain`; else the `Sampler`), a chunk of tokens at 
 its probability, entropy and top alternatives computed inside the chunk; per chunk it only decodes
 and records, and looks at the keyboard. The screen is redrawn at most FPS times a second, and
 never more often than keeps the drawing under MAX_VIEW_SHARE of the time (a slow terminal lowers
-the frame rate, not the sampling rate).
+the frame rate, not the sampling rate). While a frame is drawn, the next chunk runs on the other
+core, as many tokens as one lane makes in the last frame's time (cpustream.ahead_tokens).
 Leaving the loop in any way (q, Ctrl-C, SIGTERM, an error) restores the terminal: the key reader
 and the console's alternate screen (cursor hidden) are context managers.
 """
@@ -143,6 +144,7 @@ class _Session:
         self.seed = opts.seed if opts.seed is not None else random.randrange(1 << 31)
         self.result = LiveResult()
         self.next_frame = 0.0
+        self.frame_seconds: float | None = None  # the last frame's, wall time (run_ahead)
         self.dirty = True  # something to show that is not on screen yet
         self.rate_window: deque[tuple[float, int]] = deque()
         self.parts: list[str] = []
@@ -199,7 +201,7 @@ class _Session:
             if not self._handle(pressed):
                 break
             if not view.paused and view.generated < view.target:  # (a key may have paused)
-                self.tokens.run_ahead()  # the next chunk is drawn while this frame is
+                self.tokens.run_ahead(self.frame_seconds)  # drawn while this frame is
             cpu = time.thread_time()
             view.flush()
             folding = time.thread_time() - cpu  # CPU time: a descheduled moment is not its cost
@@ -207,8 +209,9 @@ class _Session:
             width, height = self.console.size
             self.console.update_screen_lines(view.render().lines(self.console, width, height))
             drawing = clock() - drawn  # wall time: a slow terminal's blocked writes count
+            self.frame_seconds = clock() - now
             if running:
-                self.result.view_seconds += clock() - now
+                self.result.view_seconds += self.frame_seconds
             # The frame's cost sets the next gap, capped so keys and the screen stay responsive.
             spent = folding + drawing
             self.next_frame = now + min(MAX_FRAME_GAP, max(interval, spent / MAX_VIEW_SHARE))
