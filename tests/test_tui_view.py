@@ -256,6 +256,23 @@ def test_the_view_keeps_numbers_not_distributions_and_shows_them_exactly() -> No
     assert view.generated == 192 and not view.pending_text
 
 
+def test_the_footer_is_laid_out_again_only_when_what_it_says_changes(monkeypatch) -> None:
+    view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions())
+    view.restart("", 0, 100)
+    con, layouts = console(), []
+    render_lines = Console.render_lines
+    monkeypatch.setattr(Console, "render_lines",
+                        lambda self, *a, **k: layouts.append(1) or render_lines(self, *a, **k))
+    first = view.render().lines(con, 100, 30)
+    view.record([0], ["a"], _stats_rows(torch.tensor([[0.9, 0.1]]), torch.tensor([0])))
+    view.flush()
+    assert view.render().lines(con, 100, 30)[-3:] == first[-3:] and len(layouts) == 1
+    view.status = "temperature 0.90"
+    assert "temperature 0.90" in "".join(s.text for s in view.render().lines(con, 100, 30)[-1])
+    view.render().lines(con, 90, 30)
+    assert len(layouts) == 3
+
+
 def test_a_narrow_terminal_still_shows_temperature_speed_and_status() -> None:
     view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions(temperature=0.7))
     view.restart("", 0, 100)

@@ -73,6 +73,7 @@ class SampleView:
     seed: int | None = None
     paused: bool = False
     status: str = ""
+    footer_drawn: tuple = ((), [])  # (what the footer said, its lines): frames reuse them
 
     # ---- data ---------------------------------------------------------------------------------
     def restart(self, prime_text: str, seed: int | None, target: int) -> None:
@@ -151,6 +152,17 @@ class SampleView:
                     for name, value in figures)
         return rows
 
+    def footer_lines(self, console: Console, options: ConsoleOptions,
+                     width: int) -> list[list[Segment]]:
+        """The footer's lines, laid out again only when what it says changes (Rich's layout of
+        its three lines took a tenth of a frame, and a wide footer changes only with a key)."""
+        footer = self._footer(width)
+        said = (width, *((text.plain, text.style, tuple(text.spans))
+                         for text in footer.renderables))
+        if said != self.footer_drawn[0]:
+            self.footer_drawn = (said, console.render_lines(footer, options, pad=True))
+        return self.footer_drawn[1]
+
     def _footer(self, width: int) -> Group:
         space = "more" if self.generated >= self.target else ("resume" if self.paused else "pause")
         if width >= NARROW:
@@ -210,8 +222,7 @@ class Frame:
         rows = self._text_box(console, width - side_width, body)
         if side is not None:
             rows = [row + side_row for row, side_row in zip(rows, side, strict=True)]
-        footer = console.render_lines(view._footer(width), options.update(height=FOOTER_LINES),
-                                      pad=True)
+        footer = view.footer_lines(console, options.update(height=FOOTER_LINES), width)
         return rows + footer
 
     def _text_box(self, console: Console, width: int, height: int) -> list[list[Segment]]:
