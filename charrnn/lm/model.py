@@ -35,7 +35,7 @@ from charrnn.checkpoint import Checkpoint
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.softmax import AdaptiveSoftmax
 from charrnn.rnn import state as states
-from charrnn.rnn.layers import CELLS, forget_bias_one
+from charrnn.rnn.layers import CELLS, embedding, forget_bias_one
 from charrnn.rnn.state import State
 
 
@@ -44,7 +44,7 @@ class RNNLM(nn.Module):
         super().__init__()
         self.config = config
         emb = config.emb_size
-        self.embed = _embedding(config.vocab_size, emb)
+        self.embed = embedding(config.vocab_size, emb)
         self.drop = nn.Dropout(config.dropout)
         self.rnn = CELLS[config.cell](
             emb, config.hidden, num_layers=config.layers, batch_first=True,
@@ -136,16 +136,6 @@ class RNNLM(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def _embedding(vocab: int, dim: int) -> nn.Embedding:
-    """nn.Embedding; on the meta device (the size check before a checkpoint loads) without its
-    normal_ init, which _init_weights replaces anyway: torch runs normal_ on meta tensors through
-    a Python reference that imports torch._dynamo, two seconds of `charrnn sample`'s start-up.
-    Elsewhere it draws as before, so a seed builds the same weights."""
-    if torch.get_default_device().type == "meta":
-        return nn.Embedding(vocab, dim, _weight=torch.empty(vocab, dim))
-    return nn.Embedding(vocab, dim)
 
 
 def load_lm(ckpt: Checkpoint, device: torch.device | str = "cpu") -> RNNLM:

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from charrnn.rnn.layers import ids_in_order
+
 HEAD_SHARES = (0.87, 0.97)  # training-token shares the head and the first tail reach (PTB:
 # cut-offs 2,000 and 6,000, the usual ones)
 DIV_VALUE = 4.0
@@ -83,8 +85,8 @@ class AdaptiveSoftmax(nn.Module):
             small = max(1, int(d // div_value ** (k + 1)))
             self.tails.append(nn.Sequential(nn.Linear(d, small, bias=False),
                                             nn.Linear(small, self.bounds[k + 2] - self.bounds[k + 1])))
-        self.register_buffer("order", torch.arange(vocab))  # rank → token id
-        self.register_buffer("rank", torch.arange(vocab))  # token id → rank
+        self.register_buffer("order", ids_in_order(vocab))  # rank → token id
+        self.register_buffer("rank", ids_in_order(vocab))  # token id → rank
 
     def set_order(self, order: torch.Tensor) -> None:
         """The vocabulary's frequency order (saved with the weights, as buffers)."""

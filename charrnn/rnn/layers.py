@@ -14,6 +14,27 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def embedding(vocab: int, dim: int, padding_idx: int | None = None) -> nn.Embedding:
+    """nn.Embedding; on the meta device (the size check before a checkpoint loads,
+    devices.skeleton) without its normal_ init, whose values nobody reads there: torch runs
+    normal_ on meta tensors through a Python reference whose first use imports torch._dynamo and
+    sympy, a second of every loading command's start-up. Elsewhere it draws as before, so a seed
+    builds the same weights."""
+    if _on_meta():
+        return nn.Embedding(vocab, dim, padding_idx, _weight=torch.empty(vocab, dim))
+    return nn.Embedding(vocab, dim, padding_idx)
+
+
+def ids_in_order(n: int) -> torch.Tensor:
+    """0, 1, …, n-1 (torch.arange, int64), made without arange on the meta device (there
+    arange has the same first-use import as embedding's normal_)."""
+    return torch.empty(n, dtype=torch.long) if _on_meta() else torch.arange(n)
+
+
+def _on_meta() -> bool:
+    return torch.get_default_device().type == "meta"
+
+
 def forget_bias_one(rnn: nn.RNNBase, hidden: int) -> None:
     """An LSTM's forget-gate biases at 1 (Jozefowicz et al. 2015): it starts out remembering."""
     for name, param in rnn.named_parameters():

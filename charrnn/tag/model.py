@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from charrnn.rnn.layers import BiRNN
+from charrnn.rnn.layers import BiRNN, embedding
 from charrnn.tag.config import TaggerConfig
 
 
@@ -24,7 +24,7 @@ class CharCNN(nn.Module):
 
     def __init__(self, n_chars: int, emb: int, filters: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(n_chars, emb, padding_idx=0)
+        self.embed = embedding(n_chars, emb, padding_idx=0)
         self.conv = nn.Conv1d(emb, filters, kernel_size=3, padding=1)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (B, T, W) → (B, T, filters)
@@ -39,15 +39,15 @@ class Tagger(nn.Module):
     def __init__(self, config: TaggerConfig) -> None:
         super().__init__()
         self.config = c = config
-        self.embed = nn.Embedding(c.n_tokens, c.emb, padding_idx=0)
+        self.embed = embedding(c.n_tokens, c.emb, padding_idx=0)
         size = c.emb
         if c.level == "char" and c.n_bigrams:
-            self.bigrams = nn.Embedding(c.n_bigrams, c.bigram_emb, padding_idx=0)
+            self.bigrams = embedding(c.n_bigrams, c.bigram_emb, padding_idx=0)
             size += 2 * c.bigram_emb
         if c.level == "word" and c.n_chars:
             self.char_cnn = CharCNN(c.n_chars, c.char_emb, c.char_filters)
             size += c.char_filters
-        self.features = nn.ModuleList(nn.Embedding(n, c.feature_emb, padding_idx=0)
+        self.features = nn.ModuleList(embedding(n, c.feature_emb, padding_idx=0)
                                       for n in c.feature_sizes)
         size += c.feature_emb * len(c.feature_sizes)
         self.drop = nn.Dropout(c.dropout)
