@@ -8,6 +8,7 @@ import torch
 from charrnn.errors import UserError
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.model import RNNLM
+from charrnn.rnn.layers import Dropout, dropout
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -27,6 +28,25 @@ def test_weight_drop_masks_the_recurrent_matrices_and_trains_the_originals(cell:
     plain = RNNLM(ModelConfig(20, cell, layers=2, hidden=16, dropout=0.0)).eval()
     plain.load_state_dict(model.state_dict())  # same parameter names: checkpoints interchange
     torch.testing.assert_close(plain(ids)[0], model(ids)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_dropout_zeroes_a_share_p_scales_the_rest_and_passes_gradients_through_its_mask(
+        dtype) -> None:
+    """rnn.layers.dropout (the CPU mask from torch.rand): inverted dropout as F.dropout's, the
+    same mask for the same seed; the Dropout module is the identity in eval mode or at p 0."""
+    x = torch.ones(64, 32, 128, dtype=dtype, requires_grad=True)
+    torch.manual_seed(3)
+    y = dropout(x, 0.25)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.01 and y.dtype == dtype
+    assert torch.all(y[kept] == torch.tensor(1 / 0.75, dtype=dtype))
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x · mask)/dx = mask
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.25), y)
+    module = Dropout(0.25).eval()
+    assert module(x) is x and Dropout(0.0)(x) is x
 
 
 def test_locked_dropout_uses_one_mask_for_every_time_step() -> None:

@@ -17,7 +17,7 @@ from torch import nn
 from charrnn import checkpoint
 from charrnn.devices import host_to_device
 from charrnn.fill.config import FillConfig
-from charrnn.rnn.layers import BiRNN, embedding
+from charrnn.rnn.layers import BiRNN, Dropout, embedding
 
 MASK_RATE = 0.2  # share of window tokens hidden per training example
 MAX_SPAN = 10
@@ -29,7 +29,7 @@ class FillModel(nn.Module):
         self.config = config
         emb = config.emb or config.hidden
         self.embed = embedding(config.vocab_size + 1, emb)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.encoder = BiRNN(config.cell, emb, config.hidden, config.layers, config.dropout)
         self.head = nn.Linear(2 * config.hidden, config.vocab_size)
 

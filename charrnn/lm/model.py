@@ -35,7 +35,7 @@ from charrnn.checkpoint import Checkpoint
 from charrnn.lm.config import ModelConfig
 from charrnn.lm.softmax import AdaptiveSoftmax
 from charrnn.rnn import state as states
-from charrnn.rnn.layers import CELLS, embedding, forget_bias_one
+from charrnn.rnn.layers import CELLS, Dropout, dropout, embedding, forget_bias_one
 from charrnn.rnn.state import State
 
 
@@ -45,7 +45,7 @@ class RNNLM(nn.Module):
         self.config = config
         emb = config.emb_size
         self.embed = embedding(config.vocab_size, emb)
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.rnn = CELLS[config.cell](
             emb, config.hidden, num_layers=config.layers, batch_first=True,
             dropout=config.dropout if config.layers > 1 else 0.0,
@@ -124,7 +124,7 @@ class RNNLM(nn.Module):
             return self.rnn(x, state)
         # The module runs with dropped copies of its weight_hh_l* (gradients reach the originals):
         # RNNBase re-reads assigned weights, so the fused sequence kernel still does all T steps.
-        dropped = {name: F.dropout(weight, p) for name, weight in self.rnn.named_parameters()
+        dropped = {name: dropout(weight, p) for name, weight in self.rnn.named_parameters()
                    if name.startswith("weight_hh")}
         with warnings.catch_warnings():  # cuDNN repacks the non-contiguous weights: expected here
             warnings.filterwarnings("ignore", message="RNN module weights are not part")

@@ -8,6 +8,7 @@ and a stacked bidirectional encoder over padded batches (the taggers and the mas
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -33,6 +34,31 @@ def ids_in_order(n: int) -> torch.Tensor:
 
 def _on_meta() -> bool:
     return torch.get_default_device().type == "meta"
+
+
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Inverted dropout, always on (callers decide when it applies). On the CPU the mask is
+    torch.rand ≥ p: bernoulli_, which F.dropout draws with, took 9.3-9.8 ms for a 32×64×512
+    activation's forward and backward against 3.5-3.9 here (2-core Zen 4), 5% of a 2×512 LSTM
+    char step. CUDA keeps F.dropout's fused kernel."""
+    if x.is_cuda or p <= 0:
+        return F.dropout(x, p)
+    keep = torch.rand(x.shape, device=x.device).ge_(p).mul_(1 / (1 - p))
+    return x * keep.to(x.dtype)
+
+
+class Dropout(nn.Module):
+    """nn.Dropout's place in a model (training only), with `dropout`'s CPU mask."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p) if self.training and self.p > 0 else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 def forget_bias_one(rnn: nn.RNNBase, hidden: int) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from charrnn.rnn.layers import BiRNN, embedding
+from charrnn.rnn.layers import BiRNN, Dropout, embedding
 from charrnn.tag.config import TaggerConfig
 
 
@@ -50,7 +50,7 @@ class Tagger(nn.Module):
         self.features = nn.ModuleList(embedding(n, c.feature_emb, padding_idx=0)
                                       for n in c.feature_sizes)
         size += c.feature_emb * len(c.feature_sizes)
-        self.drop = nn.Dropout(c.dropout)
+        self.drop = Dropout(c.dropout)
         self.encoder = BiRNN(c.cell, size, c.hidden, c.layers, c.dropout)
         self.head = nn.Linear(2 * c.hidden, c.n_labels)
 
