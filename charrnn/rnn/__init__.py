@@ -1,2 +1,3 @@
 """What every recurrent model here is built from: the shape of a config (shape.py, torch-free),
-PyTorch's cells and the bidirectional encoder (layers.py), the carried state (state.py)."""
+PyTorch's cells, the bidirectional encoder, embeddings and dropout (layers.py), the carried
+state (state.py)."""

@@ -1,5 +1,7 @@
 """The recurrent layers the models share: PyTorch's own cells (so CUDA runs cuDNN's fused kernels)
-and a stacked bidirectional encoder over padded batches (the taggers and the masked fill model).
+and a stacked bidirectional encoder over padded batches (the taggers and the masked fill model);
+and the embedding and dropout every model makes the same way (cheap on the meta device, a
+quicker mask on the CPU).
 
     (B, T, in) ─ nn.LSTM|GRU|RNN, forward ─┐
                ─ the same, backward ──────┴→ concatenated (B, T, 2·hidden)
