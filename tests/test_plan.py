@@ -10,7 +10,7 @@ import pytest
 from charrnn.errors import UserError
 from charrnn.lm.config import DataFacts, TrainConfig
 from charrnn.lm.speed import Measurement
-from charrnn.plan import rules
+from charrnn.plan import measured, rules
 from charrnn.plan.request import Request
 from charrnn.plan.train import new_config, passes_in_budget, resumed_config
 
@@ -25,11 +25,12 @@ class FakeJob:
 
     def __init__(self, device: str = "cpu", seconds: dict | None = None,
                  unavailable: dict | None = None) -> None:
-        self.device_type, self.calls = device, []
+        self.device_type, self.calls, self.windows = device, [], []
         self.seconds, self.unavailable = seconds or {}, unavailable or {}
 
-    def measure(self, config, batch, candidates) -> Measurement:
+    def measure(self, config, batch, candidates, window=None) -> Measurement:
         self.calls.append((config, batch, dict(candidates)))
+        self.windows.append(window)
         return Measurement({k: v for k, v in self.seconds.items() if k in candidates},
                            {k: v for k, v in self.unavailable.items() if k in candidates})
 
@@ -90,6 +91,17 @@ def test_the_char_recipe_follows_whichever_precision_steps_faster_with_no_margin
     if recipe == "bf16":  # the measurement that chose it, in the header
         ratio = f"fp32 ran {bf16_seconds:.2f}× the speed of bf16 on this model's step here"
         assert resolved.sources["precision"] == f"recipe: {name}: {ratio}"
+
+
+def test_the_reference_step_that_picks_the_char_recipe_is_timed_on_a_longer_window() -> None:
+    """bf16's lead on the 2×512 LSTM is measured on REFERENCE_WINDOW time steps (on 4, the
+    costs around the recurrence hid it, and one run in a few took the fp32 recipe on a Zen 4)."""
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.9})
+    new_config(_request(), CHARS, job)
+    (reference, _, _), *_ = job.calls  # the recipe is picked first
+    assert (reference.cell, reference.layers, reference.hidden) == ("lstm", 2, 512)
+    assert job.windows[0] == measured.REFERENCE_WINDOW >= 16
+    assert set(job.windows[1:]) <= {None}  # the run's own choices: speed's own window
 
 
 def test_the_recipes_precision_is_for_its_model_another_shape_is_measured() -> None:

@@ -83,16 +83,19 @@ class TrainJob:
         return DataFacts(dataset.tokenizer.level, vocab, dataset.tokens("train"),
                          cutoffs_from_counts(counts) if vocab > 2 else [])
 
-    def measure(self, config: ModelConfig, batch: int, candidates: dict):
-        """This machine's time per training step of `config` in each candidate setting: rank 0
-        measures, every rank takes its answer (so all ranks decide alike)."""
+    def measure(self, config: ModelConfig, batch: int, candidates: dict,
+                window: int | None = None):
+        """This machine's time per training step of `config` in each candidate setting (on
+        `window` time steps; None: speed's own): rank 0 measures, every rank takes its answer
+        (so all ranks decide alike)."""
         from charrnn.lm import speed
 
         params = require_fits(lambda: RNNLM(config), self.device)  # no trial of what cannot fit
         measured = None
         if self.dist.is_main:
             with out_of_memory_is_too_big(params, torch.device("cpu")):
-                measured = speed.measure(config, batch, candidates)
+                measured = speed.measure(config, batch, candidates,
+                                         window or speed.WINDOW_STEPS)
         return self.dist.broadcast(measured)
 
     def start(self, dataset: data.Dataset, cfg: TrainConfig, run_name: str | None = None,

@@ -70,21 +70,23 @@ def cpu_name() -> str:
     return f"{name} × {usable_cores()}"
 
 
-def measure(config, batch: int, candidates: dict[str, tuple]) -> Measurement:
+def measure(config, batch: int, candidates: dict[str, tuple],
+            window: int = WINDOW_STEPS) -> Measurement:
     """Time one training step of the LM `config` (a ModelConfig; its softmax and cut-offs are
-    each candidate's) on `batch` streams, per candidate {name: (precision, softmax)}. Cached.
+    each candidate's) on `batch` streams of `window` time steps, per candidate {name:
+    (precision, softmax)}. Cached.
 
     Not the thread count: timed in one process, switching threads between calls, one thread
     looked faster (1/0.87×) for a 2×256 GRU that trains 1.6× faster on two (AMD EPYC, 2 cores,
     2026-12-04), so `--threads 0` takes every core and a typed --threads decides otherwise."""
-    key = _key(config, batch, candidates)
+    key = _key(config, batch, candidates, window)
     path = fsutil.cache_dir() / "machine" / f"{key}.json"
     try:
         saved = json.loads(path.read_text())
         return Measurement(saved["seconds"], saved["unavailable"], cached=True)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    measured = _time_candidates(config, batch, candidates)
+    measured = _time_candidates(config, batch, candidates, window)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fsutil.write_json_atomic(path, {"cpu": cpu_name(), "torch": torch.__version__,
@@ -95,15 +97,16 @@ def measure(config, batch: int, candidates: dict[str, tuple]) -> Measurement:
     return measured
 
 
-def _key(config, batch: int, candidates: dict) -> str:
+def _key(config, batch: int, candidates: dict, window: int) -> str:
     shape = {k: v for k, v in config.to_json().items()
              if k not in ("dropout", "weight_drop", "embed_drop", "locked_dropout")}
     text = json.dumps([cpu_name(), torch.__version__, torch.get_num_threads(), shape, batch,
-                       sorted(candidates.items())], sort_keys=True)
+                       sorted(candidates.items()), window], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def _time_candidates(config, batch: int, candidates: dict[str, tuple]) -> Measurement:
+def _time_candidates(config, batch: int, candidates: dict[str, tuple],
+                     window: int = WINDOW_STEPS) -> Measurement:
     from charrnn.lm.model import RNNLM  # the real model: what is timed is what will train
 
     cpu = torch.device("cpu")
@@ -116,7 +119,7 @@ def _time_candidates(config, batch: int, candidates: dict[str, tuple]) -> Measur
             continue
         model = RNNLM(replace(config, softmax=softmax, cutoffs=config.cutoffs if
                               softmax == "adaptive" else [], dropout=0.0))
-        steps[name] = _step(model, batch, precision, cpu)
+        steps[name] = _step(model, batch, precision, cpu, window)
         try:  # a first, untimed call: allocations, oneDNN's kernel choice
             steps[name]()
         except RuntimeError as exc:  # e.g. "could not create a primitive descriptor"
@@ -137,9 +140,9 @@ def _time_candidates(config, batch: int, candidates: dict[str, tuple]) -> Measur
     return Measurement(best, unavailable)
 
 
-def _step(model, batch: int, precision: str, device: torch.device):
+def _step(model, batch: int, precision: str, device: torch.device, window: int):
     generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(model.config.vocab_size, (batch, WINDOW_STEPS + 1), generator=generator)
+    ids = torch.randint(model.config.vocab_size, (batch, window + 1), generator=generator)
     inputs, targets = ids[:, :-1], ids[:, 1:]
 
     def run() -> None:

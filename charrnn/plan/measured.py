@@ -24,6 +24,11 @@ CLEARLY_FASTER = 1.10  # a measured lead below this is noise: keep the exact / s
 ADAPTIVE_MIN_VOCAB = 2000  # below this the full softmax is a small part of a step: not measured
 # The shape whose bf16 speed tells a "bf16-fast" CPU (the char recipe that bf16 made affordable).
 BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
+# Its window, in time steps: on a 4-step window (the other measurements') the per-step costs
+# around the recurrence hide bf16's lead. Zen 4, 2026-12-06, 12 measurements each: 4 steps
+# 1.01-1.38× (and one run's below 1.0 gave it the fp32 recipe: 1.4424 nats/char against 1.4133),
+# 16 steps 1.34-1.73×, 64 steps (the recipe's own windows) 1.62-1.73×.
+REFERENCE_WINDOW = 16
 
 
 def measured_choices(resolved, facts, job):
@@ -116,7 +121,8 @@ def bf16_lead(job, facts) -> tuple[float, str]:
     shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
     model = ModelConfig(vocab_size=max(facts.vocab, 2), tie_weights=True, **shape)
     measurement = job.measure(model, BF16_REFERENCE["batch"],
-                              {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")})
+                              {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")},
+                              REFERENCE_WINDOW)
     fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
     lead = fp32 / bf16 if fp32 and bf16 else 0.0
     return lead, _why(measurement, "precision", "bf16" if lead >= 1 else "fp32", "", "full")

@@ -35,7 +35,8 @@ class Job(Protocol):
     device_type: str
     cores: int  # CPU cores a thread count may be measured over (1: not measured)
 
-    def measure(self, config: ModelConfig, batch: int, candidates: dict): ...
+    def measure(self, config: ModelConfig, batch: int, candidates: dict,
+                window: int | None = None): ...
 
 
 @dataclass
