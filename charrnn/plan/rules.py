@@ -92,7 +92,8 @@ LR_MEASURED_WITH = ("adamw", "adam")  # the optimizers every recipe's lr was mea
 # Measured on 2 cores unless said; each figure is in the README's Benchmarks.
 CHAR_CPU_BF16 = ("bench/train_shakespeare.py --budget 600, Zen 4, 2026-12-02: 1.4163; another Zen 4 "
                  "(its 2×512 LSTM step 1.08× faster in bf16), 2026-12-05: 1.4232, where the fp32 "
-                 "recipe reached 1.4468")
+                 "recipe reached 1.4468; 2026-12-06, --as-typed: 1.4133 and 1.4134 (the fp32 "
+                 "recipe there: 1.4424)")
 CHAR_CPU_FP32 = ("bench/train_shakespeare.py --budget 600, AMD EPYC Zen 1 (no bf16), 2026-12-04: "
                  "1.486 nats/char; 300-s screens there: this 1.623, 2×256 LSTM 1.678, 3×256 GRU "
                  "1.822, and the 2×512 LSTM above trains a few steps a minute")
