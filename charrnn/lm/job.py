@@ -94,8 +94,7 @@ class TrainJob:
         measured = None
         if self.dist.is_main:
             with out_of_memory_is_too_big(params, torch.device("cpu")):
-                measured = speed.measure(config, batch, candidates,
-                                         window or speed.WINDOW_STEPS)
+                measured = speed.measure(config, batch, candidates, window)
         return self.dist.broadcast(measured)
 
     def start(self, dataset: data.Dataset, cfg: TrainConfig, run_name: str | None = None,

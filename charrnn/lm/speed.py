@@ -71,14 +71,15 @@ def cpu_name() -> str:
 
 
 def measure(config, batch: int, candidates: dict[str, tuple],
-            window: int = WINDOW_STEPS) -> Measurement:
+            window: int | None = None) -> Measurement:
     """Time one training step of the LM `config` (a ModelConfig; its softmax and cut-offs are
-    each candidate's) on `batch` streams of `window` time steps, per candidate {name:
-    (precision, softmax)}. Cached.
+    each candidate's) on `batch` streams of `window` time steps (None: WINDOW_STEPS), per
+    candidate {name: (precision, softmax)}. Cached.
 
     Not the thread count: timed in one process, switching threads between calls, one thread
     looked faster (1/0.87×) for a 2×256 GRU that trains 1.6× faster on two (AMD EPYC, 2 cores,
     2026-12-04), so `--threads 0` takes every core and a typed --threads decides otherwise."""
+    window = window or WINDOW_STEPS
     key = _key(config, batch, candidates, window)
     path = fsutil.cache_dir() / "machine" / f"{key}.json"
     try:
@@ -106,7 +107,7 @@ def _key(config, batch: int, candidates: dict, window: int) -> str:
 
 
 def _time_candidates(config, batch: int, candidates: dict[str, tuple],
-                     window: int = WINDOW_STEPS) -> Measurement:
+                     window: int) -> Measurement:
     from charrnn.lm.model import RNNLM  # the real model: what is timed is what will train
 
     cpu = torch.device("cpu")

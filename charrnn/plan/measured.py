@@ -27,7 +27,8 @@ BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
 # Its window, in time steps: on a 4-step window (the other measurements') the per-step costs
 # around the recurrence hide bf16's lead. Zen 4, 2026-12-06, 12 measurements each: 4 steps
 # 1.01-1.38× (and one run's below 1.0 gave it the fp32 recipe: 1.4424 nats/char against 1.4133),
-# 16 steps 1.34-1.73×, 64 steps (the recipe's own windows) 1.62-1.73×.
+# 16 steps 1.34-1.73×, 64 steps (the recipe's own windows) 1.62-1.73×. The word recipes' split
+# reads the same lead: no CPU measured so far is near it (Zen 1 and the Xeons have no usable bf16).
 REFERENCE_WINDOW = 16
 
 
