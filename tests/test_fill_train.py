@@ -48,6 +48,9 @@ def test_fill_train_makes_a_group_that_fill_finds_without_model(small_stages, tm
         assert json.loads((root / f"g-{role}" / "run.json").read_text())["kind"] == kind
         assert f"run g-{role}" in out
     assert (root / "g-ngram" / "backward" / "model.json").is_file()
+    for role in ("fwd", "bwd"):  # planned for this machine: precision measured, not assumed
+        sources = json.loads((root / f"g-{role}" / "run.json").read_text())["sources"]
+        assert sources["precision"].startswith("machine: bf16 cannot run here")
     info = group.read(root / "g")
     assert [s["state"] for s in info["stages"]] == ["done"] * 4 and set(info["mix"]) == {"fwd", "bwd"}
     assert info["spent_s"] <= 120

@@ -258,3 +258,46 @@ def test_a_typed_adaptive_softmax_gets_the_frequency_cutoffs() -> None:
     job = FakeJob()
     cfg = new_config(_request(precision="fp32", softmax="adaptive"), WORDS, job).config
     assert (cfg.softmax, cfg.cutoffs) == ("adaptive", [2000, 6000])
+
+
+HANZI = DataFacts("char", 5237, 2_121_544, [720, 1583])
+
+
+def test_a_fill_groups_lm_is_sized_and_measured_for_a_cpu_where_bf16_is_fast() -> None:
+    from charrnn.fill.train_group import LM
+    from charrnn.plan.fill import group_lm
+
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.6, "fp32 adaptive": 0.5,
+                           "bf16 adaptive": 0.3})
+    cfg, sources = group_lm(LM, HANZI, job)
+    assert (cfg.hidden, cfg.precision, cfg.softmax) == (512, "bf16", "adaptive")
+    assert sources["hidden"] == ("recipe: fill group LM on a CPU where bf16 is fast (the 2×512 "
+                                 "LSTM reference step 1.67× faster in bf16 here)")
+    assert "fp32 ran 0.60× the speed of bf16" in sources["precision"]
+    assert job.calls[-1][0].hidden == 512  # the precision measured on the model it trains
+    assert (cfg.layers, cfg.batch_size, cfg.direction) == (LM.layers, LM.batch_size, LM.direction)
+
+
+def test_a_fill_groups_lm_keeps_its_size_where_bf16_is_slow_or_absent() -> None:
+    from charrnn.fill.train_group import LM
+    from charrnn.plan.fill import group_lm
+
+    slow = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 2.0, "fp32 adaptive": 0.5,
+                            "bf16 adaptive": 1.0})
+    cfg, sources = group_lm(LM, HANZI, slow)
+    assert (cfg.hidden, cfg.precision, cfg.softmax) == (LM.hidden, "fp32", "adaptive")
+    assert "hidden" not in sources and "bf16 ran 0.50× the speed of fp32" in sources["precision"]
+    absent = FakeJob(seconds={"fp32 full": 1.0, "fp32 adaptive": 0.5},
+                     unavailable={"bf16 full": "no AVX512", "bf16 adaptive": "no AVX512"})
+    cfg, sources = group_lm(LM, HANZI, absent)
+    assert (cfg.hidden, cfg.precision) == (LM.hidden, "fp32")
+    assert "bf16 cannot run here" in sources["precision"]
+
+
+def test_a_fill_groups_lm_on_cuda_is_not_measured() -> None:
+    from charrnn.fill.train_group import LM
+    from charrnn.plan.fill import group_lm
+
+    job = FakeJob(device="cuda")
+    cfg, sources = group_lm(LM, HANZI, job)
+    assert job.calls == [] and cfg.hidden == LM.hidden and cfg.softmax == "full"

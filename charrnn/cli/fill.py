@@ -135,6 +135,7 @@ def fill_train_command(
 
     from charrnn.cli.errors import exit_after
     from charrnn.fill import group, train_group
+    from charrnn.plan.fill import group_lm
 
     root = opt.root(out)
     if resume is not None:
@@ -149,7 +150,8 @@ def fill_train_command(
         folder = train_group.start(list(inputs or []), budget, root, run_name, mirror)
     say = typer.echo
     live = not plain and sys.stdout.isatty()
-    result = train_group.run(folder, _stage_reporters(folder.name, live, say), say, device)
+    result = train_group.run(folder, _stage_reporters(folder.name, live, say), say, device,
+                             group_lm)
     if result["outcome"] == "interrupted":
         say(f"stopped; left: {', '.join(result['left'])}. Continue with "
             f"`charrnn fill train --resume {folder.name}`" + (f" --out {out}" if out else ""))

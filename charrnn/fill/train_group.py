@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,7 +28,10 @@ from charrnn import data
 from charrnn.errors import UserError
 from charrnn.fill import group
 from charrnn.fill.config import FillTrainConfig
-from charrnn.lm.config import TrainConfig
+from charrnn.lm.config import DataFacts, TrainConfig
+
+if TYPE_CHECKING:
+    from charrnn.lm.job import TrainJob
 
 MAX_TIME = 1200.0  # seconds for everything, when none is given
 HELDOUT = 0.02  # the tail of each file kept out of training (validation, `fill eval`)
@@ -42,18 +46,32 @@ FILL = FillTrainConfig(cell="lstm", layers=1, hidden=256, dropout=0.1, batch_siz
                        seq_len=64, lr=1e-2, warmup=30, eval_every=10**9)
 
 Reporters = Callable[[dict, dict], object]  # (group info, stage) → a training Reporter
+# (the group's LM config, the data's facts, the job that measures) → (the config to train, where
+# its values came from)
+PlanLM = Callable[[TrainConfig, DataFacts, "TrainJob"], tuple[TrainConfig, dict[str, str]]]
+
+
+def as_given(cfg: TrainConfig, facts: DataFacts, job: TrainJob
+             ) -> tuple[TrainConfig, dict[str, str]]:
+    """The library's LM stage: the group's LM as it is (`auto` precision: float32 on a CPU)."""
+    return cfg, {}
 
 
 def train_lm(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig, root: Path,
-             run_name: str, resume: bool, reporter) -> dict:
-    """The one call of charrnn.lm.job.train_job that `fill train` makes (a new run, or its own
-    stopped run continued within the same --max-time)."""
-    from charrnn.lm.job import train_job
+             run_name: str, resume: bool, reporter, plan: PlanLM = as_given) -> dict:
+    """An LM stage of `fill train`: a new run of what `plan` makes of `cfg` on this machine and
+    data (charrnn.plan.fill for the command line), or its own stopped run continued within the
+    same --max-time."""
+    from charrnn.lm.job import TrainJob, train_job
 
     if resume:
         return train_job(inputs, popts, cfg, root, resume=run_name,
                          overrides={"max_time": cfg.max_time}, reporter=reporter)
-    return train_job(inputs, popts, cfg, root, run_name, reporter=reporter)
+    job = TrainJob(root)
+    job.open_device(cfg.device)
+    dataset = job.prepare(inputs, popts)
+    planned, sources = plan(cfg, job.facts(dataset), job)
+    return job.start(dataset, planned, run_name, sources, reporter)
 
 
 def start(inputs: list[str], max_time: float, root: Path, name: str | None,
@@ -93,8 +111,9 @@ def popts_of(folder: Path) -> tuple[list[str], data.PreprocessOptions]:
 
 
 def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
-        device: str = "auto") -> dict:
-    """Train the group's stages that are not done, within what is left of its budget."""
+        device: str = "auto", plan: PlanLM = as_given) -> dict:
+    """Train the group's stages that are not done, within what is left of its budget; each new
+    LM as `plan` makes it for this machine."""
     info = group.read(folder)
     deadline = time.time() + max(0.0, info["max_time"] - info["spent_s"])
     inputs, popts = popts_of(folder)
@@ -110,7 +129,8 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
         stage.update(state="running", budget_s=round(budget, 1), started=began)
         group.write(folder, info)
         try:
-            outcome = _run_stage(folder, stage, inputs, popts, reporters(info, stage), device)
+            outcome = _run_stage(folder, stage, inputs, popts, reporters(info, stage), device,
+                                 plan)
         except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
             outcome = "interrupted"
         if stage["role"] == "ngram":
@@ -140,7 +160,7 @@ def _budget(info: dict, stage: dict, deadline: float) -> float:
 
 
 def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
-               device: str) -> str:
+               device: str, plan: PlanLM) -> str:
     root, role = folder.parent, stage["role"]
     if role == "ngram":
         build_ngrams(inputs, popts, root, stage)
@@ -157,7 +177,7 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
     cfg = replace(LM, max_time=stage["budget_s"], device=device,
                   direction="backward" if role == "bwd" else "forward",
                   eval_seconds=max(30.0, stage["budget_s"] / 3))
-    return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter)["outcome"]
+    return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter, plan)["outcome"]
 
 
 def _next_name(root: Path, name: str) -> str:

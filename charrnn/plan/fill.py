@@ -1,0 +1,47 @@
+"""`charrnn fill train`, planned: each language model of a fill group sized for this machine.
+
+    the group's LM (fill.train_group.LM: the size measured best where fp32 is the faster)
+        ← GROUP_RECIPES: the size where this CPU's bf16 is fast (the reference step's lead,
+          measured.bf16_lead, as for `charrnn train`'s char recipes)
+        ← `precision` and `softmax` auto measured on that model (measured.py)
+        → the library (lm.job.TrainJob) starts the run with it, the header saying why
+
+The group's stages, budget shares and the fill model are the library's (fill.train_group); the
+library alone trains them as they are, in float32 on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from charrnn.lm.config import DataFacts, TrainConfig
+from charrnn.plan.measured import bf16_lead, measured_choices
+from charrnn.plan.rules import CHAR_BF16_LEAD, Recipe, Situation
+from charrnn.plan.train import Job, Resolved
+
+GROUP_LM_BF16 = ("`charrnn fill train zh_reviews.txt news.txt`'s forward LM, 518 s, AMD EPYC Zen 4 "
+                 "(2 cores; the 2×512 reference step 1.92× faster in bf16, this 1×512's own 1.56×), "
+                 "2026-12-06: 1×512 in bf16 "
+                 "3.534 nats/char on the held-out 20,000, the 1×256 (float32, as before) 3.692")
+
+GROUP_RECIPES: tuple[Recipe, ...] = (
+    Recipe("fill group LM on a CPU where bf16 is fast",
+           lambda s: s.device == "cpu" and s.cpu_bf16_lead >= CHAR_BF16_LEAD, {"hidden": 512},
+           GROUP_LM_BF16),
+)
+
+
+def group_lm(cfg: TrainConfig, facts: DataFacts, job: Job) -> tuple[TrainConfig, dict[str, str]]:
+    """A fill group's LM stage for this machine: its recipe, then precision and softmax measured;
+    with where each changed value came from (the run header says it)."""
+    situation = Situation(task="lm", level=facts.level, device=job.device_type)
+    if job.device_type == "cpu":
+        situation = replace(situation, cpu_bf16_lead=bf16_lead(job, facts)[0])
+    values, sources = {}, {}
+    for entry in GROUP_RECIPES:
+        if entry.when(situation):
+            values.update(entry.values)
+            why = f"the 2×512 LSTM reference step {situation.cpu_bf16_lead:.2f}× faster in bf16 here"
+            sources.update({k: f"recipe: {entry.name} ({why})" for k in entry.values})
+    resolved = measured_choices(Resolved(replace(cfg, **values), sources), facts, job)
+    return resolved.config, resolved.sources
