@@ -32,8 +32,9 @@ GROUP_RECIPES: tuple[Recipe, ...] = (
 
 
 def group_lm(cfg: TrainConfig, facts: DataFacts, job: Job) -> tuple[TrainConfig, dict[str, str]]:
-    """A fill group's LM stage for this machine: its recipe, then precision and softmax measured;
-    with where each changed value came from (the run header says it)."""
+    """A fill group's LM stage for this machine: its recipe, then precision and softmax measured
+    (the bigger size only where it trains in bf16); with where each changed value came from (the
+    run header says it)."""
     situation = Situation(task="lm", level=facts.level, device=job.device_type)
     if job.device_type == "cpu":
         situation = replace(situation, cpu_bf16_lead=bf16_lead(job, facts)[0])
@@ -44,4 +45,6 @@ def group_lm(cfg: TrainConfig, facts: DataFacts, job: Job) -> tuple[TrainConfig,
             why = f"the 2×512 LSTM reference step {situation.cpu_bf16_lead:.2f}× faster in bf16 here"
             sources.update({k: f"recipe: {entry.name} ({why})" for k in entry.values})
     resolved = measured_choices(Resolved(replace(cfg, **values), sources), facts, job)
+    if values and resolved.config.precision != "bf16":  # bf16's speed is what made it affordable
+        resolved = measured_choices(Resolved(cfg, {}), facts, job)
     return resolved.config, resolved.sources
