@@ -158,3 +158,29 @@ def test_the_live_view_shows_every_stage_above_the_training_view() -> None:
     assert "fill group g · 0m30s of 20m00s spent" in text and "done in 0m09s" in text
     assert "▶  forward LM   g-fwd" in text and "budget 8m20s" in text and "fill model" in text
     assert "loss 5.5000" in text  # the training view of the running stage below
+
+
+def test_the_live_view_shows_the_fill_models_evaluation() -> None:
+    """The fill model reports its loss per hidden token and the share guessed right, no bits per
+    character: the view shows what it has (it raised KeyError 'val_bpc' at the stage's end)."""
+    import io
+
+    from rich.console import Console
+
+    from charrnn.tui.fill_train_view import FillTrainView
+
+    info = {"max_time": 1200.0, "spent_s": 1100.0, "stages": [
+        {"role": "ngram", "run": "g-ngram", "state": "done", "used_s": 9.0},
+        {"role": "fwd", "run": "g-fwd", "state": "done", "used_s": 500.0},
+        {"role": "bwd", "run": "g-bwd", "state": "done", "used_s": 500.0},
+        {"role": "mask", "run": "g-mask", "state": "running", "budget_s": 100.0}]}
+    console = Console(file=io.StringIO(), width=100, height=40)
+    view = FillTrainView("g", info, console=console)
+    view.train({"step": 10, "epoch": 0.1, "loss": 6.5, "lr": 1e-2, "tokens_per_s": 4000.0,
+                "elapsed": 30.0, "eta": 40.0})
+    view.eval({"step": 10, "elapsed": 31.0, "best": True, "val_loss": 6.0368,
+               "val_accuracy": 0.0803})
+    console.print(view.render())
+    text = console.file.getvalue()
+    assert "val 6.0368 (best 6.0368)" in text and "8.0% right" in text
+    assert "✓  n-gram" in text and "[green]" not in text

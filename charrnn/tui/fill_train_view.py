@@ -17,6 +17,7 @@ from __future__ import annotations
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from charrnn.fill.group import ROLES
 from charrnn.training.reporters import fmt_duration
@@ -37,7 +38,7 @@ def stage_table(info: dict) -> Table:
             what = f"budget {fmt_duration(stage['budget_s'])}"
         else:
             what = ""
-        table.add_row(f"[{style}]{mark}[/]", ROLES[stage["role"]], stage["run"], what)
+        table.add_row(Text(mark, style=style), ROLES[stage["role"]], stage["run"], what)
     return table
 
 

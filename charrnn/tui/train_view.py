@@ -142,10 +142,15 @@ class LiveTrainReporter:
         if not rec:
             return Text("starting…", style="dim")
         text.append("loss ", style="dim").append(f"{rec['loss']:.4f}", style="bold cyan")
-        if ev:
+        if "val_loss" in ev:
             text.append("   val ", style="dim").append(f"{ev['val_loss']:.4f}", style="bold magenta")
-            text.append(f" (best {self.best['val_loss']:.4f})", style="dim")
+            text.append(f" (best {self.best.get('val_loss', ev['val_loss']):.4f})", style="dim")
+        # The task's own figure: bits/char for an LM, the share of hidden tokens guessed right
+        # for the fill model (a tagger reports through plain lines).
+        if "val_bpc" in ev:
             text.append(f"   {ev['val_bpc']:.3f}", style="bold").append(" bpc", style="dim")
+        elif "val_accuracy" in ev:
+            text.append(f"   {ev['val_accuracy']:.1%}", style="bold").append(" right", style="dim")
         text.append("   lr ", style="dim").append(f"{rec['lr']:.2e}")
         text.append(f"   {rec['tokens_per_s'] / 1000:.1f}k", style="bold").append(" tok/s", style="dim")
         text.append("   epoch ", style="dim").append(f"{rec['epoch']:.2f}")
