@@ -7,6 +7,7 @@ import json
 import os
 import random
 import signal
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,8 +111,10 @@ def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
     info["stages"][0]["state"] = "running"  # SIGKILL during the n-gram: its folder half made
     (root / "g-ngram").mkdir()
     group.write(folder, info)
-    result = train_group.run(folder, lambda info, stage: PlainReporter(), lambda line: None)
-    assert result["outcome"] == "done"
+    named = []  # the run each stage's line names: the one that trains
+    result = train_group.run(folder, lambda info, stage: named.append(stage["run"]) or
+                             PlainReporter(), lambda line: None)
+    assert result["outcome"] == "done" and named[0] == "g-ngram-2"
     assert group.read(folder)["stages"][0]["run"] == "g-ngram-2"
     assert dict(group.members(folder))["ngram"] == root / "g-ngram-2"
 
@@ -121,11 +124,17 @@ def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
     (["a.txt", "--max-time", "0"], "--max-time must be a positive number"),
     (["--resume", "nosuch"], "fill group 'nosuch' not found"),
     (["a.txt", "--resume", "g"], "drop a corpus"),
+    (["a.txt", "--max-time", "60"], "--max-time 60 is too short for the group"),
+    (["empty.txt"], "empty.txt: the file is empty"),
+    (["tiny.txt"], "fewer than one batch of the group's LMs"),
 ])
 def test_fill_train_refuses_bad_input_in_one_line(tmp_path: Path, args, message) -> None:
-    (tmp_path / "a.txt").write_text("我打算买一部新手机。\n" * 50, encoding="utf-8")
+    (tmp_path / "a.txt").write_text("我打算买一部新手机。\n" * 500, encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf-8")
+    (tmp_path / "tiny.txt").write_text("我打算买一部新手机。\n" * 20, encoding="utf-8")
     result = run_cli("fill", "train", *args, "--plain", ok=False)
     assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
 def test_a_taken_group_name_is_refused_before_anything_trains(small_stages, tmp_path: Path
@@ -184,3 +193,27 @@ def test_the_live_view_shows_the_fill_models_evaluation() -> None:
     text = console.file.getvalue()
     assert "val 6.0368 (best 6.0368)" in text and "8.0% right" in text
     assert "✓  n-gram" in text and "[green]" not in text
+
+
+def test_a_skipped_stage_leaves_its_share_to_the_stages_after_it() -> None:
+    info = {"stages": [{"role": "ngram", "state": "done"}, {"role": "fwd", "state": "skipped"},
+                       {"role": "bwd", "state": "pending"}, {"role": "mask", "state": "pending"}]}
+    left = 200.0 - 2 * train_group.RESERVE_S
+    budget = train_group._budget(info, info["stages"][2], time.time() + 200.0)
+    assert budget == pytest.approx(left * 0.45 / 0.55, abs=0.5)
+
+
+def test_the_time_a_stage_spends_is_booked_while_it_runs(small_stages, tmp_path: Path) -> None:
+    """A group killed mid-stage (SIGKILL) resumes knowing what it spent up to its last line."""
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, tmp_path / "runs", "g")
+    seen: list[float] = []
+
+    class Watch(PlainReporter):
+        def train(self, rec: dict) -> None:
+            super().train(rec)
+            time.sleep(0.05)
+            seen.append(group.read(folder)["spent_s"])
+
+    train_group.run(folder, lambda info, stage: Watch() if stage["role"] == "fwd"
+                    else PlainReporter(), lambda line: None)
+    assert len(seen) >= 2 and seen[-1] > seen[0] > 0

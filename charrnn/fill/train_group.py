@@ -16,6 +16,7 @@ again. The settings below are the ones measured best on this task (README, "Fill
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -39,6 +40,11 @@ NGRAM_ORDER = 5
 SHARES = {"fwd": 0.45, "bwd": 0.45, "mask": 0.1}  # of the time left after the n-gram
 MIN_STAGE_S = 20.0  # a stage given less is skipped (said so)
 RESERVE_S = 15.0  # for the last evaluation and save of a stage, and the mixtures at the end
+NGRAM_S = 10.0  # what the n-gram of a corpus of a few MB takes, about
+# The least --max-time: the first network's share of what is left after the n-gram and every
+# stage's reserve is MIN_STAGE_S (100 s).
+MIN_TIME = math.ceil((NGRAM_S + RESERVE_S * len(SHARES)
+                      + MIN_STAGE_S * sum(SHARES.values()) / SHARES["fwd"]) / 10) * 10
 MIX_TOKENS = 20_000  # held-out tokens the mixture weights are tuned on
 LM = TrainConfig(cell="lstm", layers=1, hidden=256, dropout=0.1, batch_size=128, seq_len=32,
                  lr=1e-2, warmup=30, eval_every=10**9, eval_tokens=20_000)
@@ -67,10 +73,13 @@ def train_lm(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
     if resume:
         return train_job(inputs, popts, cfg, root, resume=run_name,
                          overrides={"max_time": cfg.max_time}, reporter=reporter)
+    began = time.time()
     job = TrainJob(root)
     job.open_device(cfg.device)
     dataset = job.prepare(inputs, popts)
     planned, sources = plan(cfg, job.facts(dataset), job)
+    if cfg.max_time is not None:  # the stage's budget pays for its measurements (cold: seconds)
+        planned = replace(planned, max_time=max(1.0, cfg.max_time - (time.time() - began)))
     return job.start(dataset, planned, run_name, sources, reporter)
 
 
@@ -85,8 +94,13 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
                         "zh-reviews)")
     if not max_time > 0:
         raise UserError(f"--max-time must be a positive number of seconds, got {max_time}")
+    if max_time < MIN_TIME:
+        raise UserError(f"--max-time {max_time:g} is too short for the group: its networks need at "
+                        f"least {MIN_TIME:.0f} s together (each ≥ {MIN_STAGE_S:.0f} s after the "
+                        "reserves for saving); give more, or train single models with charrnn train")
     files = expand_inputs(resolve_inputs(inputs, data.PreprocessOptions(), mirror))
     texts = [(path, read_text([str(path)])) for path in files]
+    _check_texts(texts)
     folder = group.create(root, name)
     for sub in ("train", "heldout"):
         (folder / sub).mkdir()
@@ -101,6 +115,18 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
                          "created": time.time(), "inputs": [str(p) for p in files],
                          "max_time": max_time, "spent_s": 0.0, "stages": stages, "mix": {}})
     return folder
+
+
+def _check_texts(texts: list[tuple[Path, str]]) -> None:
+    """Refuse, before the group exists, text a stage would fail on half-way."""
+    for path, text in texts:
+        if not text.strip():
+            raise UserError(f"{path}: the file is empty: give text to learn from")
+    need = LM.batch_size * LM.seq_len + 1  # one batch of the LMs, after the held-out tails
+    have = sum(len(group.split_text(text, HELDOUT)[0]) for _, text in texts)
+    if have < need:
+        raise UserError(f"the corpus has {have:,} characters to train on, fewer than one batch "
+                        f"of the group's LMs ({need:,}): give more text")
 
 
 def popts_of(folder: Path) -> tuple[list[str], data.PreprocessOptions]:
@@ -122,24 +148,23 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
             continue
         budget = _budget(info, stage, deadline)
         if stage["role"] != "ngram" and budget < MIN_STAGE_S:
-            say(f"{group.ROLES[stage['role']]}: skipped, {budget:.0f} s of the budget left")
+            say(f"{group.ROLES[stage['role']]}: skipped, its share of the budget left "
+                f"({int(budget)} s) is under {MIN_STAGE_S:.0f} s")
             stage["state"] = "skipped"
             continue
-        began = time.time()
-        stage.update(state="running", budget_s=round(budget, 1), started=began)
-        group.write(folder, info)
+        _name_run(folder.parent, stage)
+        stage.update(state="running", budget_s=round(budget, 1), started=time.time())
+        clock = StageClock(folder, info, stage)
+        clock.book()
         try:
-            outcome = _run_stage(folder, stage, inputs, popts, reporters(info, stage), device,
-                                 plan)
+            outcome = _run_stage(folder, stage, inputs, popts,
+                                 clock.watching(reporters(info, stage)), device, plan)
         except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
             outcome = "interrupted"
         if stage["role"] == "ngram":
-            say(f"n-gram: order {NGRAM_ORDER}, both ways, in {time.time() - began:.0f} s; run "
-                f"{stage['run']}")
-        info["spent_s"] += time.time() - began
-        stage["used_s"] = round(stage.get("used_s", 0.0) + time.time() - began, 1)
+            say(f"n-gram: order {NGRAM_ORDER}, both ways, in {clock.seconds():.0f} s")
         stage["state"] = "done" if outcome != "interrupted" else "stopped"
-        group.write(folder, info)
+        clock.book()
         if outcome == "interrupted":
             return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(info)}
     info["mix"] = mixture_weights(folder, device)
@@ -148,13 +173,63 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
             "spent_s": round(info["spent_s"], 1), "mix": info["mix"]}
 
 
+class StageClock:
+    """The group's record of time spent, kept current while a stage runs: at its start, at each
+    training line of its reporter, at its end. A group killed mid-stage (SIGKILL, power) thus
+    resumes with at most one line's seconds missing from what it spent."""
+
+    def __init__(self, folder: Path, info: dict, stage: dict) -> None:
+        self.folder, self.info, self.stage = folder, info, stage
+        self.began = time.time()
+        self.spent, self.used = info["spent_s"], stage.get("used_s", 0.0)
+
+    def seconds(self) -> float:
+        return time.time() - self.began
+
+    def book(self) -> None:
+        self.info["spent_s"] = self.spent + self.seconds()
+        self.stage["used_s"] = round(self.used + self.seconds(), 1)
+        group.write(self.folder, self.info)
+
+    def watching(self, reporter) -> BookingReporter:
+        return BookingReporter(reporter, self)
+
+
+class BookingReporter:
+    """A stage's training reporter that books the group's time at each training line."""
+
+    def __init__(self, inner, clock: StageClock) -> None:
+        self.inner, self.clock = inner, clock
+
+    @property
+    def reader_gone(self) -> bool:  # what the loop asks of a plain reporter (charrnn.pipes)
+        return bool(getattr(self.inner, "reader_gone", False))
+
+    def start(self, preview) -> None:
+        self.inner.start(preview)
+
+    def train(self, rec: dict) -> None:
+        self.inner.train(rec)
+        self.clock.book()
+
+    def eval(self, rec: dict) -> None:
+        self.inner.eval(rec)
+
+    def message(self, text: str) -> None:
+        self.inner.message(text)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def _budget(info: dict, stage: dict, deadline: float) -> float:
     """A stage's seconds: its planned share of what is left (a stopped LM keeps its budget)."""
     if stage["role"] == "ngram":
         return 0.0
     if stage["state"] in ("running", "stopped") and stage.get("budget_s"):
         return stage["budget_s"]
-    left = [s["role"] for s in info["stages"] if s["state"] != "done" and s["role"] in SHARES]
+    left = [s["role"] for s in info["stages"]  # a skipped stage's share goes to the others
+            if s["state"] not in ("done", "skipped") and s["role"] in SHARES]
     share = SHARES[stage["role"]] / sum(SHARES[r] for r in left)
     return max(0.0, (deadline - time.time() - RESERVE_S * len(left)) * share)
 
@@ -165,9 +240,7 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
     if role == "ngram":
         build_ngrams(inputs, popts, root, stage)
         return "done"
-    resumable = role in ("fwd", "bwd") and (root / stage["run"] / "last").is_dir()
-    if not resumable and (root / stage["run"]).exists():  # a start that never saved, or a
-        stage["run"] = _next_name(root, stage["run"])  # fill model: trained again, anew
+    resumable = _resumable(root, stage)
     if role == "mask":
         from charrnn.fill.train import train_fill_job
 
@@ -178,6 +251,18 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
                   direction="backward" if role == "bwd" else "forward",
                   eval_seconds=max(30.0, stage["budget_s"] / 3))
     return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter, plan)["outcome"]
+
+
+def _resumable(root: Path, stage: dict) -> bool:
+    """Whether the stage's run continues where it stopped (an LM that saved its last/)."""
+    return stage["role"] in ("fwd", "bwd") and (root / stage["run"] / "last").is_dir()
+
+
+def _name_run(root: Path, stage: dict) -> None:
+    """A stage's run that exists and cannot be continued (a start that never saved, a fill model
+    or n-gram stopped half-way) is trained again, anew, under the next free name."""
+    if not _resumable(root, stage) and (root / stage["run"]).exists():
+        stage["run"] = _next_name(root, stage["run"])
 
 
 def _next_name(root: Path, name: str) -> str:
@@ -191,8 +276,6 @@ def build_ngrams(inputs: list[str], popts, root: Path, stage: dict) -> None:
     """The n-gram run, and in its backward/ the same counts of the text read right to left."""
     from charrnn.ngram.build import build_model, train_run
 
-    if (root / stage["run"]).exists():
-        stage["run"] = _next_name(root, stage["run"])
     dataset = data.prepare(inputs, popts)
     prune = [0] * NGRAM_ORDER
     folder, model = train_run(dataset, NGRAM_ORDER, False, prune, True, root, stage["run"])
