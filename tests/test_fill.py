@@ -367,3 +367,15 @@ def test_fill_eval_cuts_unsegmented_chinese_into_lexicon_words(zh_runs: Path, tm
     refused = run_cli("fill", "eval", held_out, "--unit", "char", "--lexicon", lexicon,
                       "--out", zh_runs, ok=False)
     assert refused.exit_code == 2 and "--lexicon cuts an unsegmented FILE" in refused.output
+
+
+
+def test_a_fills_probability_does_not_depend_on_top_k(word_runs: Path) -> None:
+    """Normalised over the candidates found, not over the few shown."""
+    text, models = "we want to ___ a old phone", ["-m", "fwd", "-m", "bwd", "-m", "ngram"]
+    one = _fill(word_runs, text, *models, "--top-k", "1")["methods"]
+    many = _fill(word_runs, text, *models, "--top-k", "20")["methods"]
+    for method in one:
+        assert one[method][0]["fills"] == many[method][0]["fills"]
+        assert one[method][0]["prob"] == pytest.approx(many[method][0]["prob"])
+        assert sum(f["prob"] for f in many[method]) <= 1 + 1e-9

@@ -211,9 +211,10 @@ def _fill_template(template: Template, families: dict[str, Family], method: str,
         partial = sorted(([list(k), s] for k, s in merged.items()), key=lambda x: -x[1])[:keep]
     if not partial or not partial[0][0]:
         return []
-    scores = np.array([s for _, s in partial])
-    probs = np.exp(scores - np.logaddexp.reduce(scores))
-    return [Fill(f, float(p)) for (f, _), p in zip(partial, probs, strict=True)][: opts.top_k]
+    # Each blank's log-probabilities are normalised over its candidates, so a fill's score is
+    # already its share of all the fills found: not renormalised over the few kept (that made a
+    # fill's probability depend on --top-k).
+    return [Fill(f, float(np.exp(s))) for f, s in partial][: opts.top_k]
 
 
 def fill_text(text: str, families: dict[str, Family], methods: list[str], opts: FillOptions
