@@ -268,6 +268,18 @@ def test_fill_eval_of_a_file_without_words_names_the_file(word_runs: Path, tmp_p
     assert result.exit_code == 2 and f"{empty} has no words to hide" in result.output
 
 
+def test_fill_eval_of_unsegmented_chinese_by_words_says_how_to_cut_it(zh_runs: Path,
+                                                                      tmp_path: Path) -> None:
+    held_out = tmp_path / "zh.txt"
+    held_out.write_text("我打算卖一辆旧汽车，我打算买一部新手机。\n" * 3, encoding="utf-8")
+    result = run_cli("fill", "eval", held_out, "--quiet", "--out", zh_runs, ok=False)
+    assert result.exit_code == 2 and "written without spaces between words" in result.output
+    assert "--unit char" in result.output and len(result.output.strip().splitlines()) == 1
+    chars = json.loads(run_cli("fill", "eval", held_out, "--unit", "char", "--blanks", "3",
+                               "--json", "--quiet", "--out", zh_runs).output)
+    assert chars["blanks"] == 3
+
+
 def test_fill_with_models_of_different_corpora_names_the_runs(word_runs: Path, zh_runs: Path,
                                                               tmp_path: Path) -> None:
     other = str(zh_runs / "bwd")

@@ -74,6 +74,17 @@ def _units(text: str, unit: str, segmented: bool) -> tuple[str, list[tuple[int, 
     return text, [m.span() for m in re.finditer(pattern, text)]
 
 
+HAN_KANA = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def _unsegmented(text: str, sample: int = 100_000) -> bool:
+    """Whether most of the text's word characters are ideographs or kana, which are written
+    without spaces between words."""
+    head = text[:sample]
+    letters = len(re.findall(r"\w", head))
+    return letters > 0 and len(HAN_KANA.findall(head)) > letters / 2
+
+
 def check_options(blanks: int, unit: str, context: int) -> None:
     """Before any model loads: a bad value should not wait for the models."""
     if unit not in UNITS:
@@ -88,6 +99,11 @@ def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = Fal
                context: int = 100, seed: int = 0, source: str = "the text"
                ) -> list[tuple[Template, str]]:
     check_options(blanks, unit, context)
+    if unit == "word" and not segmented and _unsegmented(text):
+        raise UserError(f"{source} is written without spaces between words (Chinese, Japanese), "
+                        "so a word blank would hide a whole clause: use --unit char, or --lexicon "
+                        "SEG.txt (its words by longest match), or --segmented for a text whose "
+                        "words are separated by spaces")
     text, spans = _units(text, unit, segmented)
     if not spans:
         what = "words" if unit == "word" else "characters"
