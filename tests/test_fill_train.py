@@ -96,11 +96,16 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     states = {s["role"]: s["state"] for s in group.read(folder)["stages"]}
     assert states == {"ngram": "done", "fwd": "done", "bwd": "stopped", "mask": "pending"}
     stopped = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
+    half = run_cli("fill", "我打算__一辆旧汽车", "--json")  # what is done answers, with a note
+    assert "g-fwd" in json.loads(half.stdout)["models"]["fwd"]
+    assert "note: fill group g is not finished (backward LM, fill model still to train)" in \
+        half.stderr and "charrnn fill train --resume g" in half.stderr
     result = train_group.run(folder, lambda info, stage: PlainReporter(), said.append)
     assert result["outcome"] == "done" and not result["left"]
     resumed = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
     assert resumed["progress"]["step"] > stopped["progress"]["step"]  # the same run, continued
     assert not (root / "g-bwd-2").exists()
+    assert "note:" not in run_cli("fill", "我打算__一辆旧汽车", "--json").stderr
 
 
 def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(

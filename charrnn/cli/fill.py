@@ -69,6 +69,22 @@ def _methods(asked: list | None, families) -> list[str]:
     return methods
 
 
+def _say_if_unfinished(root) -> None:
+    """A note on stderr when the fill group taken without -m (the newest) was stopped half-way:
+    its finished models answer, and the user may not know the rest are missing."""
+    from charrnn.fill import group
+
+    folder = group.newest(root)
+    if folder is None:
+        return
+    left = [group.ROLES[s["role"]] for s in group.read(folder)["stages"]
+            if s.get("state") in ("pending", "running", "stopped")]
+    if left:
+        typer.echo(f"note: fill group {folder.name} is not finished ({', '.join(left)} still to "
+                   f"train): its other models answer; `charrnn fill train --resume "
+                   f"{folder.name}` trains the rest", err=True)
+
+
 @command(fill_app, "text")
 def fill_command(
     text: Annotated[Optional[str], typer.Argument(help="Text with blanks, e.g. 'I want to ___ a new phone'.")] = None,
@@ -90,6 +106,8 @@ def fill_command(
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
+    if not model:
+        _say_if_unfinished(root)
     if interactive:
         from charrnn.tui.fill_repl import Repl
 
