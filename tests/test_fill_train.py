@@ -222,3 +222,12 @@ def test_the_time_a_stage_spends_is_booked_while_it_runs(small_stages, tmp_path:
     train_group.run(folder, lambda info, stage: Watch() if stage["role"] == "fwd"
                     else PlainReporter(), lambda line: None)
     assert len(seen) >= 2 and seen[-1] > seen[0] > 0
+
+
+def test_a_group_with_nothing_trained_yet_says_to_continue_it(tmp_path: Path) -> None:
+    a, b = _corpora(tmp_path)
+    train_group.start([str(a), str(b)], 120.0, tmp_path / "runs", "g")  # killed before a stage
+    result = run_cli("fill", "我打算__一辆旧汽车", "-m", "g", ok=False)
+    assert result.exit_code == 2
+    assert "fill group g has no trained model yet" in result.output
+    assert "charrnn fill train --resume g" in result.output

@@ -271,8 +271,8 @@ def test_a_fill_groups_lm_is_sized_and_measured_for_a_cpu_where_bf16_is_fast() -
                            "bf16 adaptive": 0.3})
     cfg, sources = group_lm(LM, HANZI, job)
     assert (cfg.hidden, cfg.precision, cfg.softmax) == (512, "bf16", "adaptive")
-    assert sources["hidden"] == ("recipe: fill group LM on a CPU where bf16 is fast (the 2×512 "
-                                 "LSTM reference step 1.67× faster in bf16 here)")
+    assert sources["hidden"] == ("recipe: fill group LM on a CPU where bf16 is fast (fp32 ran "
+                                 "0.60× the speed of bf16 on the 2×512 LSTM reference step here)")
     assert "fp32 ran 0.60× the speed of bf16" in sources["precision"]
     assert job.calls[-1][0].hidden == 512  # the precision measured on the model it trains
     assert (cfg.layers, cfg.batch_size, cfg.direction) == (LM.layers, LM.batch_size, LM.direction)

@@ -194,7 +194,11 @@ def _group_members(specs: list[str], root: Path) -> tuple[list[str], Path | None
     if len(specs) > 1:
         raise UserError(f"{named[0].name} is a fill group (its models together): give it alone "
                         "with -m, or its runs one by one")
-    return _member_specs(named[0], root), named[0]
+    members = _member_specs(named[0], root)
+    if not members:
+        raise UserError(f"fill group {named[0].name} has no trained model yet: continue it with "
+                        f"`charrnn fill train --resume {named[0].name}`")
+    return members, named[0]
 
 
 def _member_specs(folder: Path, root: Path) -> list[str]:
