@@ -403,3 +403,11 @@ def test_num_samples_are_separated_by_a_line_and_one_sample_has_none(tiny_run) -
 def test_sample_seed_out_of_range_is_a_one_line_error(tiny_run) -> None:
     result = run_cli("sample", tiny_run, "--seed", "99999999999999999999", ok=False)
     assert result.exit_code == 2 and "--seed must be in [0, 2**63)" in result.output
+
+
+def test_a_resumed_run_says_its_precision_is_its_own_not_asked_for(small_text, tmp_path) -> None:
+    run_cli("train", small_text, *TINY, "--max-steps", "4", "--run-name", "r")
+    first = json.loads((tmp_path / "runs/r/run.json").read_text())["sources"]["precision"]
+    out = run_cli("train", "--resume", "r", "--max-steps", "8", "--plain").output
+    header = next(line for line in out.splitlines() if line.startswith("resuming"))
+    assert f"fp32 (the run's own, {first})" in header and "asked for" not in header

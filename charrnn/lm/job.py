@@ -120,7 +120,8 @@ class TrainJob:
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
             trainer.reporter.message(f"resuming {ckpt.run_folder} at step "
-                                     f"{trainer.progress.step} | {_computes(trainer, {})}")
+                                     f"{trainer.progress.step} | "
+                                     f"{_computes(trainer, _resumed_sources(ckpt, cfg))}")
             return _finish(trainer)
 
 
@@ -241,6 +242,18 @@ def _settings(cfg: TrainConfig, sources: dict[str, str]) -> str:
                  else f"{name.replace('_', '-')} {value}")
         by_source.setdefault(source, []).append(shown)
     return "; ".join(f"{', '.join(names)} ({source})" for source, names in by_source.items())
+
+
+def _resumed_sources(ckpt: checkpoint.Checkpoint, cfg: TrainConfig) -> dict[str, str]:
+    """Why a resumed run computes as it does: what its start decided (a precision the machine
+    chose is not one the user asked for)."""
+    if cfg.precision == "auto":  # decided again by the library's rule
+        return {}
+    try:
+        first = (runs.run_info(ckpt.run_folder).get("sources") or {}).get("precision")
+    except UserError:  # run.json unreadable: the checkpoint alone still resumes
+        first = None
+    return {"precision": f"the run's own{f', {first}' if first else ''}"}
 
 
 def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None:
