@@ -184,14 +184,24 @@ def test_fill_eval_segmented_hides_whole_words(zh_runs: Path, tmp_path: Path) ->
 
 
 def test_interactive_prompt(word_runs: Path) -> None:
-    lines = "i want to ___ a old car\n:k 2\n:models\n:bogus\n:method forward\n{1} want\n:q\n"
+    lines = ("i want to ___ a old car\n:k 2\n:models\n:bogus\n:method ngram\n:method forward\n"
+             "{1} want\n:q\n")
     result = run_cli("fill", "-i", "-m", "fwd", "-m", "bwd", "-m", "ngram", "--out", word_runs,
                      input=lines)
     out = result.output
     assert "sell" in out and "top-k 2" in out and "fwd" in out and "bwd" in out
     assert "unknown command :bogus" in out and "method forward" in out and "ngram" in out
+    assert "the n-gram's column is shown beside it" in out
     # Under each table: how long each method took, and which models answered.
     assert "bidirectional " in out and " s · ngram " in out and "models: fwd fwd, bwd bwd, ngram ngram" in out
+
+
+def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -> None:
+    lines = "我打算___一辆旧飞机\n:unk skip\n我打算___一辆旧飞机\n:q\n"
+    out = " ".join(run_cli("fill", "-i", "--out", zh_runs, input=lines).output.split())
+    assert "not in the model's vocabulary" in out and "type :unk skip" in out
+    assert "--unk skip" not in out and "characters the model does not know: skip" in out
+    assert "卖" in out.split("does not know: skip")[1]  # the second try fills
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -11,7 +11,8 @@ readline (arrow keys, saved in the cache folder). Commands start with a colon:
 
     :k N / :top-k N     how many fills to show        :model RUN   add or replace a model
     :method NAME        the RNN method to show         :models      what is loaded
-    :help               this list                      :q / Ctrl-D  leave
+    :unk skip|error     characters a model lacks       :help        this list
+    :q / Ctrl-D         leave
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from charrnn.fill.families import METHODS, Family, available_methods
 from charrnn.fill.syntax import parse
 
 HELP = (":k N  top-k fills  ·  :method NAME  (left, forward, bidirectional)  ·  :model RUN  add "
-        "a model  ·  :models  ·  :help  ·  :q or Ctrl-D to leave")
+        "a model  ·  :models  ·  :unk skip|error  ·  :help  ·  :q or Ctrl-D to leave")
 HIGHLIGHT = "bold black on bright_green"
 
 
@@ -142,13 +143,21 @@ class Repl:
             self.opts.top_k = int(arg)
             self.console.print(f"top-k {self.opts.top_k}")
         elif name == "method":
-            if arg not in METHODS or arg == "ngram":
+            if arg == "ngram":
+                raise UserError(":method picks the RNN method; the n-gram's column is shown beside "
+                                "it whenever an n-gram is loaded (:models)")
+            if arg not in METHODS:
                 raise UserError(f":method takes left, forward or bidirectional, not {arg!r}")
             from charrnn.fill.families import method_family
 
             method_family(self.families, arg)  # says what is missing, if anything
             self.method = arg
             self.console.print(f"method {arg}")
+        elif name == "unk":
+            if arg not in ("error", "skip"):
+                raise UserError(f":unk takes error or skip, not {arg!r}")
+            self.opts.unknown = arg
+            self.console.print(f"characters the model does not know: {arg}")
         elif name == "model":
             if not arg:
                 raise UserError(":model takes a run name or folder")
@@ -191,7 +200,8 @@ class Repl:
                             break
                     else:
                         self.show(line)
-                except UserError as exc:
-                    self.console.print(Text(f"error: {exc}", style="red"))
+                except UserError as exc:  # the option's prompt command, where one is said
+                    said = str(exc).replace("pass --unk skip", "type :unk skip")
+                    self.console.print(Text(f"error: {said}", style="red"))
         finally:
             save()
