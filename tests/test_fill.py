@@ -285,6 +285,8 @@ def test_fill_eval_of_unsegmented_chinese_by_words_says_how_to_cut_it(zh_runs: P
     result = run_cli("fill", "eval", held_out, "--quiet", "--out", zh_runs, ok=False)
     assert result.exit_code == 2 and "written without spaces between words" in result.output
     assert "--unit char" in result.output and len(result.output.strip().splitlines()) == 1
+    nothing = run_cli("fill", "eval", held_out, "--out", tmp_path / "none", ok=False)
+    assert "written without spaces" in nothing.output  # said before models are looked for
     chars = json.loads(run_cli("fill", "eval", held_out, "--unit", "char", "--blanks", "3",
                                "--json", "--quiet", "--out", zh_runs).output)
     assert chars["blanks"] == 3

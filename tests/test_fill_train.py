@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from charrnn.errors import UserError
 from charrnn.fill import group, train_group
 from charrnn.training.reporters import PlainReporter
 from helpers import run_cli
@@ -104,6 +105,7 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     assert result["outcome"] == "done" and not result["left"]
     resumed = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
     assert resumed["progress"]["step"] > stopped["progress"]["step"]  # the same run, continued
+    assert resumed["train"]["max_time"] == stopped["train"]["max_time"]  # on its own schedule
     assert not (root / "g-bwd-2").exists()
     assert "note:" not in run_cli("fill", "我打算__一辆旧汽车", "--json").stderr
 
@@ -231,3 +233,36 @@ def test_a_group_with_nothing_trained_yet_says_to_continue_it(tmp_path: Path) ->
     assert result.exit_code == 2
     assert "fill group g has no trained model yet" in result.output
     assert "charrnn fill train --resume g" in result.output
+
+
+def test_a_skipped_stage_tried_again_on_resume_shares_with_those_left() -> None:
+    """A group resumed after a stage was skipped tries it again: with what is left, not a
+    division by nothing or a multiple of the budget."""
+    done, now = {"state": "done"}, time.time()
+    info = {"stages": [{"role": "ngram", **done}, {"role": "fwd", **done}, {"role": "bwd", **done},
+                       {"role": "mask", "state": "skipped"}]}
+    assert train_group._budget(info, info["stages"][3], now + 100.0) == pytest.approx(85.0, abs=0.5)
+    info = {"stages": [{"role": "ngram", **done}, {"role": "fwd", "state": "skipped"},
+                       {"role": "bwd", **done}, {"role": "mask", "state": "stopped", "budget_s": 9.0}]}
+    budget = train_group._budget(info, info["stages"][1], now + 100.0)
+    assert budget == pytest.approx(70.0 * 0.45 / 0.55, abs=0.5)
+
+
+def test_the_least_text_a_group_takes_is_one_batch_of_its_lms(tmp_path: Path) -> None:
+    from charrnn.lm.batching import TBPTTStream
+
+    need = TBPTTStream.min_tokens(train_group.LM.batch_size, train_group.LM.seq_len)
+
+    def text_with_head(chars: int) -> str:  # one line: the held-out tail is cut where it falls
+        n = chars
+        while len(group.split_text("字" * n, train_group.HELDOUT)[0]) < chars:
+            n += 1
+        assert len(group.split_text("字" * n, train_group.HELDOUT)[0]) == chars
+        return "字" * n
+
+    with pytest.raises(UserError, match="fewer than one batch"):
+        train_group._check_texts([(tmp_path / "a.txt", text_with_head(need - 1))])
+    train_group._check_texts([(tmp_path / "a.txt", text_with_head(need))])
+    TBPTTStream.check(need, train_group.LM.batch_size, train_group.LM.seq_len)  # the LM agrees
+    with pytest.raises(UserError):
+        TBPTTStream.check(need - 1, train_group.LM.batch_size, train_group.LM.seq_len)

@@ -81,8 +81,8 @@ def _say_if_unfinished(root) -> None:
             if s.get("state") in ("pending", "running", "stopped")]
     if left:
         typer.echo(f"note: fill group {folder.name} is not finished ({', '.join(left)} still to "
-                   f"train): its other models answer; `charrnn fill train --resume "
-                   f"{folder.name}` trains the rest", err=True)
+                   "train): its other models answer; if it is not training now, `charrnn fill "
+                   f"train --resume {folder.name}` trains the rest", err=True)
 
 
 @command(fill_app, "text")
@@ -216,7 +216,7 @@ def fill_eval_command(
     device: opt.Device = "auto", out: opt.Out = None,
 ) -> None:
     """Hide random words or characters of FILE; top-1 / top-5 accuracy of every method."""
-    from charrnn.fill.evaluate import check_options, fill_eval
+    from charrnn.fill.evaluate import cases_of, check_options, fill_eval
     from charrnn.fill.families import load_families
 
     unit = opt.plain(unit)
@@ -225,9 +225,10 @@ def fill_eval_command(
         raise UserError("--lexicon cuts an unsegmented FILE into words: it applies with --unit "
                         "word and without --segmented")
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
+    cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     families = load_families(list(model or []), opt.root(out), device)
     result = fill_eval(file, blanks, families, _methods(method, families), opts, unit, segmented,
-                       context, seed, quiet, lexicon)
+                       context, seed, quiet, lexicon, cases)
     if json_out:
         typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return

@@ -143,13 +143,24 @@ def evaluate(cases: list[tuple[Template, str]], families: dict[str, Family], met
     return results
 
 
-def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list[str],
-              opts: FillOptions, unit: str = "word", segmented: bool = False, context: int = 100,
-              seed: int = 0, quiet: bool = False, lexicon: str | None = None) -> dict:
+def cases_of(file: str, blanks: int, unit: str = "word", segmented: bool = False,
+             context: int = 100, seed: int = 0, lexicon: str | None = None
+             ) -> list[tuple[Template, str]]:
+    """FILE's cases (read before any model loads: a bad file should not wait for them)."""
     text = read_text([file])
     if lexicon is not None:  # unsegmented Chinese: its words by longest match
         text, segmented = longest_match(text, lexicon_words(lexicon)), True
-    cases = make_cases(text, blanks, unit, segmented, context, seed, source=file)
+    return make_cases(text, blanks, unit, segmented, context, seed, source=file)
+
+
+def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list[str],
+              opts: FillOptions, unit: str = "word", segmented: bool = False, context: int = 100,
+              seed: int = 0, quiet: bool = False, lexicon: str | None = None,
+              cases: list[tuple[Template, str]] | None = None) -> dict:
+    """Every method's top-1 / top-5 on FILE's cases (`cases`: cases_of's, when read already)."""
+    if cases is None:
+        cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
+    segmented = segmented or lexicon is not None
     say = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     return {"file": file, "unit": unit, "segmented": segmented, "blanks": len(cases),
             "context_chars": context, "seed": seed, "lexicon": lexicon,

@@ -8,10 +8,13 @@
       4 fill model    ┘
       5 mixtures      each LM with the n-gram of its direction, λ tuned on the held-out text (EM)
 
-Every stage is an ordinary run (charrnn.lm.job.train_job, charrnn.fill.train, charrnn.ngram);
-group.json records where each stands, so an interrupted group resumes (`--resume GROUP`): a
-stopped LM continues from its last/ within its own budget, a stopped fill model or n-gram starts
-again. The settings below are the ones measured best on this task (README, "Fill in the blank").
+Every stage is an ordinary run (charrnn.lm.job.TrainJob, charrnn.fill.train, charrnn.ngram);
+a new LM as the caller's `plan` makes it for the machine (charrnn.plan.fill for the command line;
+as it is for library callers). group.json records where each stands and the time spent, booked
+at each training line, so an interrupted or killed group resumes (`--resume GROUP`) within its
+budget: a stopped LM continues from its last/ on its own schedule, a stopped fill model or n-gram
+starts again. The settings below are the ones measured best on this task (README, "Fill in the
+blank"), where fp32 is the faster (plan.fill sizes the LMs where bf16 is).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from charrnn.lm.config import DataFacts, TrainConfig
 
 if TYPE_CHECKING:
     from charrnn.lm.job import TrainJob
+    from charrnn.training.reporters import Reporter
 
 MAX_TIME = 1200.0  # seconds for everything, when none is given
 HELDOUT = 0.02  # the tail of each file kept out of training (validation, `fill eval`)
@@ -45,6 +49,9 @@ NGRAM_S = 10.0  # what the n-gram of a corpus of a few MB takes, about
 # stage's reserve is MIN_STAGE_S (100 s).
 MIN_TIME = math.ceil((NGRAM_S + RESERVE_S * len(SHARES)
                       + MIN_STAGE_S * sum(SHARES.values()) / SHARES["fwd"]) / 10) * 10
+# ... and the least that trains every stage, the fill model's tenth included (260 s).
+FULL_TIME = math.ceil((NGRAM_S + RESERVE_S * len(SHARES)
+                       + MIN_STAGE_S * sum(SHARES.values()) / min(SHARES.values())) / 10) * 10
 MIX_TOKENS = 20_000  # held-out tokens the mixture weights are tuned on
 LM = TrainConfig(cell="lstm", layers=1, hidden=256, dropout=0.1, batch_size=128, seq_len=32,
                  lr=1e-2, warmup=30, eval_every=10**9, eval_tokens=20_000)
@@ -64,15 +71,14 @@ def as_given(cfg: TrainConfig, facts: DataFacts, job: TrainJob
 
 
 def train_lm(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig, root: Path,
-             run_name: str, resume: bool, reporter, plan: PlanLM = as_given) -> dict:
+             run_name: str, resume: bool, reporter: Reporter, plan: PlanLM = as_given) -> dict:
     """An LM stage of `fill train`: a new run of what `plan` makes of `cfg` on this machine and
     data (charrnn.plan.fill for the command line), or its own stopped run continued within the
     same --max-time."""
     from charrnn.lm.job import TrainJob, train_job
 
-    if resume:
-        return train_job(inputs, popts, cfg, root, resume=run_name,
-                         overrides={"max_time": cfg.max_time}, reporter=reporter)
+    if resume:  # with its own max_time: the stage's budget less what planning it took
+        return train_job(inputs, popts, cfg, root, resume=run_name, reporter=reporter)
     began = time.time()
     job = TrainJob(root)
     job.open_device(cfg.device)
@@ -95,9 +101,10 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
     if not max_time > 0:
         raise UserError(f"--max-time must be a positive number of seconds, got {max_time}")
     if max_time < MIN_TIME:
-        raise UserError(f"--max-time {max_time:g} is too short for the group: its networks need at "
-                        f"least {MIN_TIME:.0f} s together (each ≥ {MIN_STAGE_S:.0f} s after the "
-                        "reserves for saving); give more, or train single models with charrnn train")
+        raise UserError(f"--max-time {max_time:g} is too short for the group: below {MIN_TIME:.0f} s "
+                        f"its first network's share is under {MIN_STAGE_S:.0f} s (the fill "
+                        f"model's, a tenth, reaches it from about {FULL_TIME:.0f} s); give more, or "
+                        "train single models with charrnn train")
     files = expand_inputs(resolve_inputs(inputs, data.PreprocessOptions(), mirror))
     texts = [(path, read_text([str(path)])) for path in files]
     _check_texts(texts)
@@ -122,7 +129,9 @@ def _check_texts(texts: list[tuple[Path, str]]) -> None:
     for path, text in texts:
         if not text.strip():
             raise UserError(f"{path}: the file is empty: give text to learn from")
-    need = LM.batch_size * LM.seq_len + 1  # one batch of the LMs, after the held-out tails
+    from charrnn.lm.batching import TBPTTStream
+
+    need = TBPTTStream.min_tokens(LM.batch_size, LM.seq_len)  # characters: the LMs' tokens
     have = sum(len(group.split_text(text, HELDOUT)[0]) for _, text in texts)
     if have < need:
         raise UserError(f"the corpus has {have:,} characters to train on, fewer than one batch "
@@ -191,21 +200,21 @@ class StageClock:
         self.stage["used_s"] = round(self.used + self.seconds(), 1)
         group.write(self.folder, self.info)
 
-    def watching(self, reporter) -> BookingReporter:
+    def watching(self, reporter: Reporter) -> BookingReporter:
         return BookingReporter(reporter, self)
 
 
 class BookingReporter:
     """A stage's training reporter that books the group's time at each training line."""
 
-    def __init__(self, inner, clock: StageClock) -> None:
+    def __init__(self, inner: Reporter, clock: StageClock) -> None:
         self.inner, self.clock = inner, clock
 
     @property
     def reader_gone(self) -> bool:  # what the loop asks of a plain reporter (charrnn.pipes)
         return bool(getattr(self.inner, "reader_gone", False))
 
-    def start(self, preview) -> None:
+    def start(self, preview: Callable[[], str] | None) -> None:
         self.inner.start(preview)
 
     def train(self, rec: dict) -> None:
@@ -229,7 +238,7 @@ def _budget(info: dict, stage: dict, deadline: float) -> float:
     if stage["state"] in ("running", "stopped") and stage.get("budget_s"):
         return stage["budget_s"]
     left = [s["role"] for s in info["stages"]  # a skipped stage's share goes to the others
-            if s["state"] not in ("done", "skipped") and s["role"] in SHARES]
+            if (s is stage or s["state"] not in ("done", "skipped")) and s["role"] in SHARES]
     share = SHARES[stage["role"]] / sum(SHARES[r] for r in left)
     return max(0.0, (deadline - time.time() - RESERVE_S * len(left)) * share)
 

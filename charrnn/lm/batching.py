@@ -43,14 +43,18 @@ class TBPTTStream:
     @staticmethod
     def check(tokens: int, batch: int, seq_len: int) -> int:
         """The length of each of the `batch` rows, refused when it is less than one window."""
-        row_len = (tokens - seq_len) // batch
-        if row_len < seq_len + 1:
-            need = batch * (2 * seq_len + 1)
+        if tokens < TBPTTStream.min_tokens(batch, seq_len):
             raise UserError(
                 f"the training split has {tokens:,} tokens, too few for one batch of "
-                f"{batch}×{seq_len} (need ≥ {need:,}): use a smaller --batch-size or --seq-len, "
-                "or more text")
-        return row_len
+                f"{batch}×{seq_len} (need ≥ {TBPTTStream.min_tokens(batch, seq_len):,}): use a "
+                "smaller --batch-size or --seq-len, or more text")
+        return (tokens - seq_len) // batch
+
+    @staticmethod
+    def min_tokens(batch: int, seq_len: int) -> int:
+        """The fewest tokens that make `batch` rows of one window (+1 target) each, after the
+        epochs' shifts of up to `seq_len`."""
+        return seq_len + batch * (seq_len + 1)
 
     def offset(self, epoch: int) -> int:
         return (epoch * 7919) % self.seq_len  # a fixed pseudo-random shift per epoch

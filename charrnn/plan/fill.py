@@ -35,16 +35,15 @@ def group_lm(cfg: TrainConfig, facts: DataFacts, job: Job) -> tuple[TrainConfig,
     """A fill group's LM stage for this machine: its recipe, then precision and softmax measured
     (the bigger size only where it trains in bf16); with where each changed value came from (the
     run header says it)."""
-    situation = Situation(task="lm", level=facts.level, device=job.device_type)
+    situation, measured = Situation(task="lm", level=facts.level, device=job.device_type), ""
     if job.device_type == "cpu":
-        situation = replace(situation, cpu_bf16_lead=bf16_lead(job, facts)[0])
+        lead, measured = bf16_lead(job, facts)
+        situation = replace(situation, cpu_bf16_lead=lead)
     values, sources = {}, {}
     for entry in GROUP_RECIPES:
         if entry.when(situation):
             values.update(entry.values)
-            why = (f"fp32 ran {1 / situation.cpu_bf16_lead:.2f}× the speed of bf16 on the "
-                   "2×512 LSTM reference step here")
-            sources.update({k: f"recipe: {entry.name} ({why})" for k in entry.values})
+            sources.update({k: f"recipe: {entry.name}: {measured}" for k in entry.values})
     resolved = measured_choices(Resolved(replace(cfg, **values), sources), facts, job)
     if values and resolved.config.precision != "bf16":  # bf16's speed is what made it affordable
         resolved = measured_choices(Resolved(cfg, {}), facts, job)

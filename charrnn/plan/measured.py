@@ -30,6 +30,7 @@ BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
 # 16 steps 1.34-1.73×, 64 steps (the recipe's own windows) 1.62-1.73×. The word recipes' split
 # reads the same lead: no CPU measured so far is near it (Zen 1 and the Xeons have no usable bf16).
 REFERENCE_WINDOW = 16
+REFERENCE_STEP = "the 2×512 LSTM reference step"  # how a run header names it
 
 
 def measured_choices(resolved, facts, job):
@@ -98,8 +99,9 @@ def _pick(measurement, precisions: list[str], softmaxes: list[str]) -> tuple[str
     return best
 
 
-def _why(measurement, name: str, chosen: str, precision: str, softmax: str) -> str:
-    """'bf16 ran 0.48× the speed of fp32 on this model here' and the like."""
+def _why(measurement, name: str, chosen: str, precision: str, softmax: str,
+         step: str = "this model's step") -> str:
+    """'bf16 ran 0.48× the speed of fp32 on this model's step here' and the like."""
     seconds, cut = measurement.seconds, measurement.unavailable
     other = {"precision": {"fp32": "bf16", "bf16": "fp32"},
              "softmax": {"full": "adaptive", "adaptive": "full"}}[name][chosen]
@@ -108,9 +110,9 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str) -> s
     if theirs in cut:
         return f"{other} cannot run here ({cut[theirs][:80]})"
     if theirs not in seconds or mine not in seconds:
-        return f"{chosen}, the faster in a measurement of this model's step"
+        return f"{chosen}, the faster in a measurement of {step}"
     ratio = seconds[mine] / seconds[theirs]
-    return (f"{other} ran {ratio:.2f}× the speed of {chosen} on this model's step here"
+    return (f"{other} ran {ratio:.2f}× the speed of {chosen} on {step} here"
             + (" (cached)" if measurement.cached else ""))
 
 
@@ -126,7 +128,8 @@ def bf16_lead(job, facts) -> tuple[float, str]:
                               REFERENCE_WINDOW)
     fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
     lead = fp32 / bf16 if fp32 and bf16 else 0.0
-    return lead, _why(measurement, "precision", "bf16" if lead >= 1 else "fp32", "", "full")
+    return lead, _why(measurement, "precision", "bf16" if lead >= 1 else "fp32", "", "full",
+                      REFERENCE_STEP)
 
 
 def is_bf16_reference(cfg) -> bool:
