@@ -45,13 +45,16 @@ SHARES = {"fwd": 0.45, "bwd": 0.45, "mask": 0.1}  # of the time left after the n
 MIN_STAGE_S = 20.0  # a stage given less is skipped (said so)
 RESERVE_S = 15.0  # for the last evaluation and save of a stage, and the mixtures at the end
 NGRAM_S = 10.0  # what the n-gram of a corpus of a few MB takes, about
-# The least --max-time: the first network's share of what is left after the n-gram and every
-# stage's reserve is MIN_STAGE_S (100 s).
-MIN_TIME = math.ceil((NGRAM_S + RESERVE_S * len(SHARES)
-                      + MIN_STAGE_S * sum(SHARES.values()) / SHARES["fwd"]) / 10) * 10
-# ... and the least that trains every stage, the fill model's tenth included (260 s).
-FULL_TIME = math.ceil((NGRAM_S + RESERVE_S * len(SHARES)
-                       + MIN_STAGE_S * sum(SHARES.values()) / min(SHARES.values())) / 10) * 10
+
+
+def _least_time(share: float) -> int:
+    """The --max-time (in tens of seconds) at which a stage of this share gets MIN_STAGE_S."""
+    needed = NGRAM_S + RESERVE_S * len(SHARES) + MIN_STAGE_S * sum(SHARES.values()) / share
+    return math.ceil(needed / 10) * 10
+
+
+MIN_TIME = _least_time(SHARES["fwd"])  # the first network gets MIN_STAGE_S (100 s)
+FULL_TIME = _least_time(min(SHARES.values()))  # ... and every stage, the fill model's tenth (260 s)
 MIX_TOKENS = 20_000  # held-out tokens the mixture weights are tuned on
 LM = TrainConfig(cell="lstm", layers=1, hidden=256, dropout=0.1, batch_size=128, seq_len=32,
                  lr=1e-2, warmup=30, eval_every=10**9, eval_tokens=20_000, patience=3)
@@ -111,13 +114,11 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
                         f"model's, a tenth, reaches it from about {FULL_TIME:.0f} s); give more, or "
                         "train single models with charrnn train")
     files = expand_inputs(resolve_inputs(inputs, data.PreprocessOptions(), mirror))
-    texts = [(path, read_text([str(path)])) for path in files]
-    _check_texts(texts)
+    splits = _check_texts([(path, read_text([str(path)])) for path in files])
     folder = group.create(root, name)
     for sub in ("train", "heldout"):
         (folder / sub).mkdir()
-    for index, (path, text) in enumerate(texts):
-        head, tail = group.split_text(text, HELDOUT)
+    for index, (path, head, tail) in enumerate(splits):
         target = f"{index + 1:02d}_{path.stem}.txt"  # two inputs may share a name
         (folder / "train" / target).write_text(head, encoding="utf-8")
         (folder / "heldout" / target).write_text(tail, encoding="utf-8")
@@ -129,18 +130,21 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
     return folder
 
 
-def _check_texts(texts: list[tuple[Path, str]]) -> None:
-    """Refuse, before the group exists, text a stage would fail on half-way."""
+def _check_texts(texts: list[tuple[Path, str]]) -> list[tuple[Path, str, str]]:
+    """Each file's (path, training head, held-out tail); refused, before the group exists, when
+    a stage would fail on it half-way."""
     for path, text in texts:
         if not text.strip():
             raise UserError(f"{path}: the file is empty: give text to learn from")
     from charrnn.lm.batching import TBPTTStream
 
+    splits = [(path, *group.split_text(text, HELDOUT)) for path, text in texts]
     need = TBPTTStream.min_tokens(LM.batch_size, LM.seq_len)  # characters: the LMs' tokens
-    have = sum(len(group.split_text(text, HELDOUT)[0]) for _, text in texts)
+    have = sum(len(head) for _, head, _ in splits)
     if have < need:
         raise UserError(f"the corpus has {have:,} characters to train on, fewer than one batch "
                         f"of the group's LMs ({need:,}): give more text")
+    return splits
 
 
 def popts_of(folder: Path) -> tuple[list[str], data.PreprocessOptions]:
@@ -172,7 +176,7 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
         clock.book()
         try:
             outcome = _run_stage(folder, stage, inputs, popts,
-                                 clock.watching(reporters(info, stage)), device, plan)
+                                 BookingReporter(reporters(info, stage), clock), device, plan)
         except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
             outcome = "interrupted"
         if stage["role"] == "ngram":
@@ -204,9 +208,6 @@ class StageClock:
         self.info["spent_s"] = self.spent + self.seconds()
         self.stage["used_s"] = round(self.used + self.seconds(), 1)
         group.write(self.folder, self.info)
-
-    def watching(self, reporter: Reporter) -> BookingReporter:
-        return BookingReporter(reporter, self)
 
 
 class BookingReporter:
