@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from charrnn.cli import fill as cli_fill
 from charrnn.errors import UserError
 from charrnn.fill import group, train_group
 from charrnn.training.reporters import PlainReporter
@@ -101,13 +102,28 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     assert "g-fwd" in json.loads(half.stdout)["models"]["fwd"]
     assert "note: fill group g is not finished (backward LM, fill model still to train)" in \
         half.stderr and "charrnn fill train --resume g" in half.stderr
-    result = train_group.run(folder, lambda info, stage: PlainReporter(), said.append)
+    listed = _group_row(run_cli("runs", "--out", root).output)  # with what it has and lacks
+    assert listed[:3] == ["2", "of", "4"] and "backward LM (" in " ".join(listed)
+    lines: list[str] = []
+    result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
+                             lines.append)
     assert result["outcome"] == "done" and not result["left"]
+    assert lines[0].startswith("[3/4] backward LM: run g-bwd, continued: ") and \
+        lines[0].endswith(" s left")  # what its own schedule has left, not its whole budget
+    assert _group_row(run_cli("runs", "--out", root).output)[:3] == ["4", "of", "4"]
     resumed = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
     assert resumed["progress"]["step"] > stopped["progress"]["step"]  # the same run, continued
     assert resumed["train"]["max_time"] == stopped["train"]["max_time"]  # on its own schedule
     assert not (root / "g-bwd-2").exists()
     assert "note:" not in run_cli("fill", "我打算__一辆旧汽车", "--json").stderr
+
+
+def _group_row(listing: str) -> list[str]:
+    """The words of group g's row in `charrnn runs`, after the date and time."""
+    lines = listing.splitlines()
+    title = next(i for i, line in enumerate(lines) if line.startswith("fill groups under"))
+    row = next(line for line in lines[title + 2 :] if line.startswith("g "))
+    return row.split()[3:]
 
 
 def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
@@ -162,7 +178,7 @@ def test_the_live_view_shows_every_stage_above_the_training_view() -> None:
 
     info = {"max_time": 1200.0, "spent_s": 30.0, "stages": [
         {"role": "ngram", "run": "g-ngram", "state": "done", "used_s": 9.0},
-        {"role": "fwd", "run": "g-fwd", "state": "running", "budget_s": 500.0},
+        {"role": "fwd", "run": "g-fwd", "state": "running", "budget_s": 500.0, "used_s": 200.0},
         {"role": "bwd", "run": "g-bwd", "state": "pending"},
         {"role": "mask", "run": "g-mask", "state": "pending"}]}
     console = Console(file=io.StringIO(), width=100, height=40)
@@ -172,7 +188,7 @@ def test_the_live_view_shows_every_stage_above_the_training_view() -> None:
     console.print(view.render())
     text = console.file.getvalue()
     assert "fill group g · 0m30s of 20m00s spent" in text and "done in 0m09s" in text
-    assert "▶  forward LM   g-fwd" in text and "budget 8m20s" in text and "fill model" in text
+    assert "▶  forward LM   g-fwd" in text and "budget 8m20s, 5m00s left" in text and "fill model" in text
     assert "loss 5.5000" in text  # the training view of the running stage below
 
 
@@ -233,6 +249,26 @@ def test_a_group_with_nothing_trained_yet_says_to_continue_it(tmp_path: Path) ->
     assert result.exit_code == 2
     assert "fill group g has no trained model yet" in result.output
     assert "charrnn fill train --resume g" in result.output
+
+
+def test_a_stage_that_starts_anew_gets_a_share_of_what_is_left(small_stages, tmp_path: Path
+                                                               ) -> None:
+    """A fill model stopped half-way trains again from the start: with a share of the group's
+    time left, not its old budget on top of the time it already spent."""
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, tmp_path / "runs", "g")
+    info = group.read(folder)
+    for stage in info["stages"][:3]:
+        stage["state"] = "done"
+    info["stages"][3].update(state="stopped", budget_s=500.0, used_s=190.0)
+    info["spent_s"] = 200.0
+    group.write(folder, info)
+    lines: list[str] = []
+    result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
+                             lines.append)
+    assert result["outcome"] == "done"
+    budget = group.read(folder)["stages"][3]["budget_s"]
+    assert budget == pytest.approx(100.0 - train_group.RESERVE_S, abs=2.0)
+    assert lines[0] == f"[4/4] fill model: run g-mask, {budget:.0f} s"
 
 
 def test_a_skipped_stage_tried_again_on_resume_shares_with_those_left() -> None:

@@ -83,7 +83,10 @@ def test_closed_stdout_ends_sample_quietly_with_141(tiny_run, tmp_path) -> None:
     assert len(proc.stdout.read(100)) == 100  # `| head -c 100`
     proc.stdout.close()
     err = proc.stderr.read()
-    assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE and err == "", err
+    # quiet but for the note of a kernel compiled the first time this session samples (the
+    # order the tests run in decides which test that is)
+    said = [line for line in err.splitlines() if "compiling the CPU sampling kernel" not in line]
+    assert proc.wait(timeout=60) == EXIT_BROKEN_PIPE and said == [], err
 
 
 def _with_reader_gone(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -118,6 +121,7 @@ def test_signal_stops_tag_training_after_saving_and_exits_130(tmp_path, sig) -> 
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopping: saving last/" in err and "Traceback" not in err
+    assert ("Ctrl-C again" in err) == (sig == signal.SIGINT)  # only a Ctrl-C can abort next
     assert _saved_step(tmp_path / "runs/t") >= first
     assert (tmp_path / "runs/t/best/checkpoint.json").is_file()
 

@@ -189,7 +189,9 @@ def _stage_reporters(name: str, live: bool, say):
 
     def reporter(info: dict, stage: dict):
         number = info["stages"].index(stage) + 1
-        budget = f", {stage['budget_s']:.0f} s" if stage.get("budget_s") else ""
+        budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)
+        budget = "" if not budget else f", {budget:.0f} s" if not stage.get("continued") else \
+            f", continued: {max(0.0, budget - used):.0f} s of {budget:.0f} s left"
         say(f"[{number}/{len(info['stages'])}] {ROLES[stage['role']]}: run {stage['run']}{budget}")
         if not live:
             return PlainReporter()

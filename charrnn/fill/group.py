@@ -70,8 +70,8 @@ def resolve(spec: str, root: Path) -> Path:
                     f"{root / spec}): `charrnn fill train CORPUS` makes one")
 
 
-def newest(root: Path) -> Path | None:
-    """The newest group under the root with at least one trained member, or None."""
+def groups(root: Path) -> list[tuple[Path, dict]]:
+    """Every readable group under the root with its record, oldest first."""
     found = []
     if root.is_dir():
         for folder in root.iterdir():
@@ -79,11 +79,17 @@ def newest(root: Path) -> Path | None:
                 continue
             try:
                 info = read(folder)
-            except UserError:
+            except UserError:  # a damaged record: `fill train --resume` says so when asked
                 continue
-            if any(stage.get("state") == "done" for stage in info["stages"]):
-                found.append((float(info.get("created", 0)), folder.name, folder))
-    return max(found)[2] if found else None
+            found.append((float(info.get("created", 0)), folder.name, folder, info))
+    return [(folder, info) for _, _, folder, info in sorted(found)]
+
+
+def newest(root: Path) -> Path | None:
+    """The newest group under the root with at least one trained member, or None."""
+    trained = [folder for folder, info in groups(root)
+               if any(stage.get("state") == "done" for stage in info["stages"])]
+    return trained[-1] if trained else None
 
 
 def members(folder: Path) -> list[tuple[str, Path]]:

@@ -164,6 +164,10 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
     for stage in info["stages"]:
         if stage["state"] == "done":
             continue
+        again = stage["state"] in ("running", "stopped")
+        stage["continued"] = again and _resumable(folder.parent, stage)
+        if again and not stage["continued"]:  # it starts anew: a new share, a new clock
+            stage.update(used_s=0.0, budget_s=None)
         budget = _budget(info, stage, deadline)
         if stage["role"] != "ngram" and budget < MIN_STAGE_S:
             say(f"{group.ROLES[stage['role']]}: skipped, its share of the budget left "
@@ -238,7 +242,8 @@ class BookingReporter:
 
 
 def _budget(info: dict, stage: dict, deadline: float) -> float:
-    """A stage's seconds: its planned share of what is left (a stopped LM keeps its budget)."""
+    """A stage's seconds: its planned share of what is left (an LM that continues keeps its
+    budget, on its own schedule)."""
     if stage["role"] == "ngram":
         return 0.0
     if stage["state"] in ("running", "stopped") and stage.get("budget_s"):

@@ -13,7 +13,17 @@ from collections.abc import Callable
 # stop) and the terminal going away (SIGHUP: a closed window, a dropped ssh session).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP")
                      if hasattr(signal, name))  # no SIGHUP on Windows
-STOPPING = "stopping: saving last/ (Ctrl-C again to abort without saving)"
+STOPPING = "stopping: saving last/"
+AGAIN = " (Ctrl-C again to abort without saving)"  # only a second Ctrl-C aborts
+CAUSE = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "the terminal hung up (SIGHUP)"}
+
+
+def stopping_line(signum: int) -> str:
+    """What the run says when told to stop: a Ctrl-C may abort next, a kill or a hang-up is
+    named (a second one changes nothing)."""
+    if signum == signal.SIGINT:
+        return STOPPING + AGAIN
+    return f"{CAUSE.get(signal.Signals(signum).name, signal.Signals(signum).name)}: {STOPPING}"
 
 
 class StopFlag:
@@ -31,7 +41,7 @@ class StopFlag:
             raise KeyboardInterrupt
         self.requested = True
         try:
-            self.say(STOPPING)
+            self.say(stopping_line(signum))
         except OSError:  # the terminal may be gone (SIGHUP): saving matters, the line does not
             pass
 

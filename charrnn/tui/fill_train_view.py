@@ -2,7 +2,7 @@
 
     ┌ fill group 2026-12-04_19-40-00_fill ── 7m12s of 20m00s ─────────────────────────────┐
     │ ✓ n-gram       …-ngram   done in 9 s                                                  │
-    │ ▶ forward LM   …-fwd     budget 7m31s                                                 │
+    │ ▶ forward LM   …-fwd     budget 7m31s, 4m02s left                                     │
     │ · backward LM  …-bwd                                                                  │
     │ · fill model   …-mask                                                                 │
     └───────────────────────────────────────────────────────────────────────────────────────┘
@@ -34,8 +34,9 @@ def stage_table(info: dict) -> Table:
         state = stage.get("state")
         if state == "done":
             what = f"done in {fmt_duration(stage.get('used_s'))}"
-        elif stage.get("budget_s"):
-            what = f"budget {fmt_duration(stage['budget_s'])}"
+        elif stage.get("budget_s"):  # the time left counting down (booked at each line)
+            left = max(0.0, stage["budget_s"] - stage.get("used_s", 0.0))
+            what = f"budget {fmt_duration(stage['budget_s'])}, {fmt_duration(left)} left"
         else:
             what = ""
         table.add_row(Text(mark, style=style), ROLES[stage["role"]], stage["run"], what)

@@ -1,4 +1,5 @@
-"""`charrnn runs`: every run under the root as a Rich table, oldest first."""
+"""`charrnn runs`: every run under the root as a Rich table, oldest first; then the fill groups
+(`charrnn fill train`), each with what it has trained and what is left."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import runs
+from charrnn.fill import group
 from charrnn.runstats import summary
 
 HEADERS = ("name", "kind", "created", "steps", "val loss", "bpc", "level", "params")
@@ -79,13 +81,40 @@ def runs_table(root: Path, width: int = 80) -> Table | None:
     return table
 
 
+def groups_table(root: Path) -> Table | None:
+    """The fill groups under the root: their stages done, time spent and what is left."""
+    found = group.groups(root)
+    if not found:
+        return None
+    table = Table(title=f"fill groups under {root}", title_justify="left", box=None,
+                  pad_edge=False, padding=(0, 1), header_style="bold underline")
+    table.add_column("group", style="bold", overflow="fold")
+    table.add_column("created", overflow="fold")
+    table.add_column("trained", justify="right", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("left", overflow="fold")
+    for folder, info in found:
+        stages = info["stages"]
+        done = sum(stage.get("state") == "done" for stage in stages)
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("created", 0))))
+        spent = f"{info.get('spent_s', 0):,.0f} of {info.get('max_time', 0):,.0f} s"
+        table.add_row(folder.name, created, f"{done} of {len(stages)}", spent,
+                      ", ".join(group.left_to_do(info)) or "—")
+    return table
+
+
 def print_runs(root: Path, console: Console | None = None) -> int:
-    """Print the table (or a one-line note when there is no run); the number of runs."""
+    """Print the table (or a one-line note when there is no run), then the fill groups; the
+    number of runs."""
     console = console or Console()
     table = runs_table(root, console.width)
     if table is None:
         console.print(f"no runs under {root} (train one with `charrnn train`, or pass --out)",
                       markup=False)
-        return 0
-    console.print(table)
-    return table.row_count
+    else:
+        console.print(table)
+    groups = groups_table(root)
+    if groups is not None:
+        console.print()
+        console.print(groups)
+    return 0 if table is None else table.row_count
