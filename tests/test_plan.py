@@ -300,10 +300,28 @@ def test_a_fill_groups_lm_keeps_its_size_where_bf16_is_slow_or_absent() -> None:
     assert (cfg.hidden, cfg.precision) == (LM.hidden, "fp32") and "hidden" not in sources
 
 
-def test_a_fill_groups_lm_on_cuda_is_not_measured() -> None:
+def test_a_fill_groups_lm_on_cuda_is_charrnn_trains_cuda_recipe_for_its_text_and_budget() -> None:
+    """On CUDA the group's LM is what `charrnn train --device cuda` makes of this text in the
+    stage's budget (here 86 passes: the many-pass regularisers), nothing measured; the group's
+    own budget, direction and evaluation cadence stay."""
+    from dataclasses import replace
+
     from charrnn.fill.train_group import LM
     from charrnn.plan.fill import group_lm
 
     job = FakeJob(device="cuda")
-    cfg, sources = group_lm(LM, HANZI, job)
-    assert job.calls == [] and cfg.hidden == LM.hidden and cfg.softmax == "full"
+    stage = replace(LM, max_time=518.0, direction="backward", eval_seconds=51.8)
+    cfg, sources = group_lm(stage, HANZI, job)
+    assert job.calls == [] and cfg.softmax == "full" and cfg.precision == "auto"
+    assert (cfg.layers, cfg.hidden, cfg.batch_size, cfg.seq_len) == (3, 1024, 64, 128)
+    assert (cfg.dropout, cfg.weight_drop, cfg.locked_dropout) == (0.5, 0.2, True)
+    assert sources["hidden"] == "recipe: char level on CUDA"
+    assert sources["dropout"].startswith("recipe: char level on CUDA, over 8 passes")
+    assert sources["precision"] == "rule: CUDA: float16 autocast with loss scaling"
+    assert (cfg.max_time, cfg.direction, cfg.eval_seconds, cfg.patience, cfg.eval_tokens) == \
+        (518.0, "backward", 51.8, LM.patience, LM.eval_tokens)
+    # Less text than one batch of the recipe's: the group's batch, which the text was checked for.
+    small = DataFacts("char", 3000, 6_000, [])
+    cfg, sources = group_lm(stage, small, job)
+    assert (cfg.hidden, cfg.batch_size, cfg.seq_len) == (1024, LM.batch_size, LM.seq_len)
+    assert "batch_size" not in sources and "seq_len" not in sources

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from charrnn.errors import UserError
+from charrnn.lm.config import tbptt_min_tokens
 
 RESIDENT_LIMIT = 1 << 28  # ids held on the device as int32 below this many tokens
 
@@ -50,11 +51,7 @@ class TBPTTStream:
                 "smaller --batch-size or --seq-len, or more text")
         return (tokens - seq_len) // batch
 
-    @staticmethod
-    def min_tokens(batch: int, seq_len: int) -> int:
-        """The fewest tokens that make `batch` rows of one window (+1 target) each, after the
-        epochs' shifts of up to `seq_len`."""
-        return seq_len + batch * (seq_len + 1)
+    min_tokens = staticmethod(tbptt_min_tokens)
 
     def offset(self, epoch: int) -> int:
         return (epoch * 7919) % self.seq_len  # a fixed pseudo-random shift per epoch

@@ -92,6 +92,12 @@ class TrainConfig(LoopConfig):
                            self.locked_dropout, self.embed_drop, softmax, list(cutoffs or []))
 
 
+def tbptt_min_tokens(batch: int, seq_len: int) -> int:
+    """The fewest training tokens that make `batch` rows of one window (+1 target) each, after
+    the epochs' shifts of up to `seq_len` (lm.batching.TBPTTStream reads them so)."""
+    return seq_len + batch * (seq_len + 1)
+
+
 @dataclass
 class DataFacts:
     """What a new language model's config depends on in its data (a plan decides by them)."""
