@@ -15,7 +15,7 @@ model (each for the given seconds) and a modified Kneser-Ney n-gram, then runs
 Prints one JSON object with top-1 / top-5 of every method, the settings and the time taken. The
 issue's bar: bidirectional > forward > n-gram.
 
-    python bench/fill_eval.py --only reviews --group-budget 1200 --blanks 200
+    python bench/fill_eval.py --only reviews --group-budget 1200 --blanks 200 [--device cuda]
 
 `reviews` is the everyday-Chinese set-up of `charrnn fill train` (issue 22): one command trains
 the group on zh_reviews.txt + the SXU news with its spaces removed within --group-budget seconds,
@@ -69,11 +69,11 @@ def train_models(train: Path, root: Path, budget: float, mask_budget: float, env
 
 
 def evaluate(test: Path, root: Path, blanks: int, env: dict, extra: list[str],
-             models: list[str] | None = None) -> dict:
+             models: list[str] | None = None, device: str = "cpu") -> dict:
     if models is None:
         models = ["-m", "fwd", "-m", "bwd", "-m", "mask", "-m", "ngram"]
     out = charrnn(["fill", "eval", test, "--blanks", blanks, *models, "--json", "--quiet",
-                   "--device", "cpu", "--out", root, *extra], env, capture=True)
+                   "--device", device, "--out", root, *extra], env, capture=True)
     return json.loads(out)
 
 
@@ -82,8 +82,9 @@ def verdict(methods: dict) -> dict:
     return {k: b[k] > f[k] > n[k] for k in ("top1", "top5")}
 
 
-def reviews(work: Path, budget: float, blanks: int, env: dict) -> dict:
-    """`fill train` on reviews + news, then `fill eval` on the reviews' held-out tail."""
+def reviews(work: Path, budget: float, blanks: int, env: dict, device: str = "cpu") -> dict:
+    """`fill train` on reviews + news, then `fill eval` on the reviews' held-out tail (both on
+    `device`)."""
     news = work / "news.txt"
     lines = (CORPORA / "zh_seg_train.txt").read_text(encoding="utf-8").split("\n")
     news.write_text("\n".join("".join(x.split()) for x in lines), encoding="utf-8")
@@ -91,7 +92,7 @@ def reviews(work: Path, budget: float, blanks: int, env: dict) -> dict:
     started = time.time()
     if not (root / "zh" / "group.json").is_file():
         charrnn(["fill", "train", CORPORA / "zh_reviews.txt", news, "--max-time", budget,
-                 "--out", root, "--run-name", "zh", "--plain"], env)
+                 "--out", root, "--run-name", "zh", "--plain", "--device", device], env)
     group = json.loads((root / "zh" / "group.json").read_text(encoding="utf-8"))
     held = root / "zh" / "heldout" / "01_zh_reviews.txt"
     rnn_only = [a for r in ("fwd", "bwd", "mask") for a in ("-m", f"zh-{r}")]
@@ -101,8 +102,8 @@ def reviews(work: Path, budget: float, blanks: int, env: dict) -> dict:
            "mix": group["mix"], "heldout": str(held)}
     for unit, extra in (("char", ["--unit", "char"]),
                         ("word", ["--unit", "word", "--lexicon", CORPORA / "zh_seg_train.txt"])):
-        grouped = evaluate(held, root, blanks, env, extra, models=[])
-        alone = evaluate(held, root, blanks, env, extra, models=rnn_only)
+        grouped = evaluate(held, root, blanks, env, extra, models=[], device=device)
+        alone = evaluate(held, root, blanks, env, extra, models=rnn_only, device=device)
         out[unit] = {**grouped["methods"],
                      **{f"{m} (RNNs alone)": r for m, r in alone["methods"].items()}}
     return out
@@ -121,6 +122,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("shakespeare", "zh", "reviews"), default=None)
     parser.add_argument("--group-budget", type=float, default=1200.0,
                         help="seconds of `fill train` for --only reviews")
+    parser.add_argument("--device", default="cpu",
+                        help="where --only reviews trains and evaluates (cpu, cuda)")
     args = parser.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="charrnn-bench-fill-"))
     env = {**os.environ, "CHARRNN_CACHE": str(work / "cache"), "OMP_NUM_THREADS": str(args.threads),
@@ -130,7 +133,7 @@ def main() -> None:
                                   "fill_model": args.mask_budget}}
     started = time.time()
     if args.only == "reviews":
-        report["reviews"] = reviews(work, args.group_budget, args.blanks, env)
+        report["reviews"] = reviews(work, args.group_budget, args.blanks, env, args.device)
     if args.only in (None, "shakespeare"):
         text = (CORPORA / "tinyshakespeare.txt").read_text(encoding="utf-8")
         cut = text.index("\n", int(len(text) * 0.9)) + 1

@@ -13,9 +13,12 @@
 #   call2  (deadline 150 s; timeout_s 170)  sampling tokens/s, 1 and 64 streams, against the plain
 #          CUDA-graph loop of ../shared/gpu-runs/ref_sample_graph.py on the same weights, and the
 #          whole `charrnn sample` streamed to a pipe (issue 21: ≥ 25,000 / ≥ 1,200,000 tok/s)
+#   fill_reviews  (a part for a later lease, not in the calls: ~6 min) issue 22's `charrnn fill
+#          train` of the reviews + news on CUDA in 240 s (its LMs on the CUDA char recipe), then
+#          `fill eval` of 100 character and 100 word blanks (bench/fill_eval.py --only reviews)
 #
 # Here, once: copy the real corpora into the checkout (the device tool carries only the checkout):
-#     bash bench/gpu_suite.sh prepare                  # → .gpu/corpora (git-ignored, ~6 MB)
+#     bash bench/gpu_suite.sh prepare                  # → .gpu/corpora (git-ignored, ~14 MB)
 # There (device tool `run`, carry [".gpu"]), from the repository root, $OUT an empty folder:
 #     bash bench/gpu_suite.sh call1                    # timeout_s 590
 #     bash bench/gpu_suite.sh call2                    # timeout_s 170
@@ -24,6 +27,7 @@
 #                                                      # sample_cli tui_speed weight_drop
 #                                                      # shakespeare_typed ptb_typed
 #                                                      # shakespeare_a shakespeare_b ptb
+#                                                      # fill_reviews
 # Every part runs under its own time limit (SIGINT, then SIGKILL 20 s later) and writes its line to
 # $OUT/results.jsonl as soon as it ends; the call's DEADLINE (seconds from the start) cuts the
 # limits of the parts that come late, and a part with too little time left gets a "not_run" line, so
@@ -39,7 +43,8 @@ REPO=$PWD
 
 if [[ "${1:-}" == prepare ]]; then
   mkdir -p .gpu/corpora
-  cp ../shared/corpora/{tinyshakespeare,ptb.train,ptb.valid,ptb.test}.txt .gpu/corpora/ || exit
+  cp ../shared/corpora/{tinyshakespeare,ptb.train,ptb.valid,ptb.test,zh_reviews,zh_seg_train}.txt \
+    .gpu/corpora/ || exit
   du -sh .gpu
   exit 0
 fi
@@ -169,6 +174,10 @@ part() {
       if [[ -n ${PTB_ARGS:-} ]]; then read -ra recipe <<<"$PTB_ARGS"; else recipe=("${PTB[@]}"); fi
       run_part ptb $((budget + 120)) bench "$PY" bench/train_ptb.py --budget "$budget" \
         --device "$DEVICE" -- "${recipe[@]}" ;;
+    fill_reviews)  # `charrnn fill train` on CUDA, then `fill eval` there (issue 22)
+      budget=${FILL_BUDGET:-240}
+      run_part "$1" $((budget + 120)) bench "$PY" bench/fill_eval.py --only reviews \
+        --group-budget "$budget" --blanks "${FILL_BLANKS:-100}" --device "$DEVICE" ;;
     *) echo "unknown part $1" | tee -a "$LOG" >&2 ;;
   esac
 }
