@@ -13,7 +13,7 @@
 #   call2  (deadline 150 s; timeout_s 170)  sampling tokens/s, 1 and 64 streams, against the plain
 #          CUDA-graph loop of ../shared/gpu-runs/ref_sample_graph.py on the same weights, and the
 #          whole `charrnn sample` streamed to a pipe (issue 21: ≥ 25,000 / ≥ 1,200,000 tok/s)
-#   fill_reviews  (a part for a later lease, not in the calls: ~6 min) issue 22's `charrnn fill
+#   fill_reviews  (a part for a later lease, not in the calls: ≤ 7 min) issue 22's `charrnn fill
 #          train` of the reviews + news on CUDA in 240 s (its LMs on the CUDA char recipe), then
 #          `fill eval` of 100 character and 100 word blanks (bench/fill_eval.py --only reviews)
 #
@@ -176,7 +176,7 @@ part() {
         --device "$DEVICE" -- "${recipe[@]}" ;;
     fill_reviews)  # `charrnn fill train` on CUDA, then `fill eval` there (issue 22)
       budget=${FILL_BUDGET:-240}
-      run_part "$1" $((budget + 120)) bench "$PY" bench/fill_eval.py --only reviews \
+      run_part "$1" $((budget + 200)) bench "$PY" bench/fill_eval.py --only reviews \
         --group-budget "$budget" --blanks "${FILL_BLANKS:-100}" --device "$DEVICE" ;;
     *) echo "unknown part $1" | tee -a "$LOG" >&2 ;;
   esac

@@ -104,12 +104,18 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
         half.stderr and "charrnn fill train --resume g" in half.stderr
     listed = _group_row(run_cli("runs", "--out", root).output)  # with what it has and lacks
     assert listed[:3] == ["2", "of", "4"] and "backward LM (" in " ".join(listed)
+    info = group.read(folder)  # then killed outright: its time booked after the last save
+    info["stages"][2].update(state="running", used_s=info["stages"][2]["budget_s"])
+    group.write(folder, info)
     lines: list[str] = []
     result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
                              lines.append)
     assert result["outcome"] == "done" and not result["left"]
-    assert lines[0].startswith("[3/4] backward LM: run g-bwd, continued: ") and \
-        lines[0].endswith(" s left")  # what its own schedule has left, not its whole budget
+    # What its own schedule has left as of last/ (where it resumes), not its whole budget or
+    # the time booked after that save.
+    assert lines[0].startswith("[3/4] backward LM: run g-bwd, continued: ")
+    left = stopped["train"]["max_time"] - stopped["progress"]["elapsed"]
+    assert abs(float(lines[0].split("continued: ")[1].split()[0]) - left) <= 1
     assert _group_row(run_cli("runs", "--out", root).output)[:3] == ["4", "of", "4"]
     resumed = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
     assert resumed["progress"]["step"] > stopped["progress"]["step"]  # the same run, continued
@@ -262,6 +268,7 @@ def test_a_stage_that_starts_anew_gets_a_share_of_what_is_left(small_stages, tmp
     info["stages"][3].update(state="stopped", budget_s=500.0, used_s=190.0)
     info["spent_s"] = 200.0
     group.write(folder, info)
+    assert group.left_to_do(folder, info) == ["fill model"]  # no "of 500 s left": it restarts
     lines: list[str] = []
     result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
                              lines.append)
@@ -269,6 +276,41 @@ def test_a_stage_that_starts_anew_gets_a_share_of_what_is_left(small_stages, tmp
     budget = group.read(folder)["stages"][3]["budget_s"]
     assert budget == pytest.approx(100.0 - train_group.RESERVE_S, abs=2.0)
     assert lines[0] == f"[4/4] fill model: run g-mask, {budget:.0f} s"
+
+
+def test_an_lm_killed_before_its_first_save_starts_anew_with_a_share_of_what_is_left(
+        small_stages, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, root, "g")
+    info = group.read(folder)
+    for stage in info["stages"]:
+        stage["state"] = "done"
+    info["stages"][1].update(state="running", budget_s=500.0, used_s=150.0)
+    (root / "g-fwd").mkdir()  # its folder made, no last/ saved yet
+    info["spent_s"] = 200.0
+    group.write(folder, info)
+    lines: list[str] = []
+    train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append), lines.append)
+    stage = group.read(folder)["stages"][1]
+    assert stage["run"] == "g-fwd-2" and stage["state"] == "done"
+    assert stage["budget_s"] == pytest.approx(100.0 - train_group.RESERVE_S, abs=2.0)
+    assert lines[0] == f"[2/4] forward LM: run g-fwd-2, {stage['budget_s']:.0f} s"
+
+
+def test_a_damaged_group_record_is_one_clear_error_and_runs_leaves_it_out(tmp_path: Path
+                                                                          ) -> None:
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, root, "g")
+    info = group.read(folder)
+    info["stages"][1]["role"] = "lm2"  # a later version's stage, or a hand edit
+    group.write(folder, info)
+    with pytest.raises(UserError, match="damaged or from a later version"):
+        group.read(folder)
+    listed = run_cli("runs", "--out", root)
+    assert "Traceback" not in listed.output and "fill groups" not in listed.output
+    info["stages"][1]["role"], info["created"] = "fwd", None
+    group.write(folder, info)
+    assert group.groups(root) == []
 
 
 def test_a_skipped_stage_tried_again_on_resume_shares_with_those_left() -> None:

@@ -182,6 +182,17 @@ def fill_train_command(
     exit_after(result)
 
 
+def _budget_words(stage: dict) -> str:
+    """', 480 s', or for an LM that continues ', continued: 312 s of 480 s left'."""
+    budget_s = stage.get("budget_s")
+    if not budget_s:
+        return ""
+    if not stage.get("continued"):
+        return f", {budget_s:.0f} s"
+    left_s = max(0.0, budget_s - stage.get("used_s", 0.0))
+    return f", continued: {left_s:.0f} s of {budget_s:.0f} s left"
+
+
 def _stage_reporters(name: str, live: bool, say):
     """(group record, stage) → the reporter of that stage's training, after a line naming it."""
     from charrnn.fill.group import ROLES
@@ -189,10 +200,8 @@ def _stage_reporters(name: str, live: bool, say):
 
     def reporter(info: dict, stage: dict):
         number = info["stages"].index(stage) + 1
-        budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)
-        budget = "" if not budget else f", {budget:.0f} s" if not stage.get("continued") else \
-            f", continued: {max(0.0, budget - used):.0f} s of {budget:.0f} s left"
-        say(f"[{number}/{len(info['stages'])}] {ROLES[stage['role']]}: run {stage['run']}{budget}")
+        say(f"[{number}/{len(info['stages'])}] {ROLES[stage['role']]}: run {stage['run']}"
+            f"{_budget_words(stage)}")
         if not live:
             return PlainReporter()
         from charrnn.tui.fill_train_view import FillTrainView

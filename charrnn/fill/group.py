@@ -31,10 +31,21 @@ def is_group(folder: Path) -> bool:
     return (folder / FILE).is_file()
 
 
+STATES = ("pending", "running", "stopped", "skipped", "done")
+
+
 def read(folder: Path) -> dict:
     info = fsutil.read_json(folder / FILE, f"fill group {folder}")
     if info.get("format") != FORMAT or not isinstance(info.get("stages"), list):
         raise UserError(f"{folder / FILE} is not a fill group (charrnn fill train writes them)")
+    # What every reader relies on, checked once: a record damaged or written by a later version
+    # is one clear error (and `charrnn runs` leaves it out), not a crash half-way through a table.
+    numbers = all(isinstance(info.get(k), (int, float)) for k in ("created", "max_time", "spent_s"))
+    stages = all(isinstance(s, dict) and s.get("role") in ROLES and s.get("state") in STATES
+                 and isinstance(s.get("run"), str) for s in info["stages"])
+    if not (numbers and stages):
+        raise UserError(f"{folder / FILE} is damaged or from a later version of charrnn: its "
+                        "stages or times are not what this version reads")
     return info
 
 
@@ -113,15 +124,31 @@ def split_text(text: str, fraction: float) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-def left_to_do(info: dict) -> list[str]:
-    """What is not done, in words: 'backward LM (312 s of 480 s left)'."""
+def continues(root: Path, stage: dict) -> bool:
+    """Whether a stage's run continues where it stopped (an LM that saved its last/); any other
+    unfinished stage starts again."""
+    return stage["role"] in ("fwd", "bwd") and (root / stage["run"] / "last").is_dir()
+
+
+def seconds_left(root: Path, stage: dict) -> float | None:
+    """What a continuing LM's own schedule has left: its budget less the training time its
+    last/ saved (a run killed outright resumes from there), or None where that cannot be read."""
+    try:
+        saved = fsutil.read_json(root / stage["run"] / "last" / "checkpoint.json", "checkpoint")
+        return max(0.0, float(saved["train"]["max_time"]) - float(saved["progress"]["elapsed"]))
+    except (UserError, KeyError, TypeError, ValueError):
+        return None
+
+
+def left_to_do(folder: Path, info: dict) -> list[str]:
+    """What is not done, in words: 'backward LM (312 s of 480 s left)', 'fill model'."""
     out = []
     for stage in info["stages"]:
         if stage.get("state") == "done":
             continue
         what = ROLES[stage["role"]]
         budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)
-        if budget:
+        if budget and continues(folder.parent, stage):
             what += f" ({max(0.0, budget - used):.0f} s of {budget:.0f} s left)"
         out.append(what)
     return out

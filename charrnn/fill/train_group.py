@@ -164,10 +164,7 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
     for stage in info["stages"]:
         if stage["state"] == "done":
             continue
-        again = stage["state"] in ("running", "stopped")
-        stage["continued"] = again and _resumable(folder.parent, stage)
-        if again and not stage["continued"]:  # it starts anew: a new share, a new clock
-            stage.update(used_s=0.0, budget_s=None)
+        _continue_or_restart(folder.parent, stage)
         budget = _budget(info, stage, deadline)
         if stage["role"] != "ngram" and budget < MIN_STAGE_S:
             say(f"{group.ROLES[stage['role']]}: skipped, its share of the budget left "
@@ -188,10 +185,10 @@ def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
         stage["state"] = "done" if outcome != "interrupted" else "stopped"
         clock.book()
         if outcome == "interrupted":
-            return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(info)}
+            return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(folder, info)}
     info["mix"] = mixture_weights(folder, device)
     group.write(folder, info)
-    return {"outcome": "done", "group": str(folder), "left": group.left_to_do(info),
+    return {"outcome": "done", "group": str(folder), "left": group.left_to_do(folder, info),
             "spent_s": round(info["spent_s"], 1), "mix": info["mix"]}
 
 
@@ -260,7 +257,7 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
     if role == "ngram":
         build_ngrams(inputs, popts, root, stage)
         return "done"
-    resumable = _resumable(root, stage)
+    resumable = group.continues(root, stage)
     if role == "mask":
         from charrnn.fill.train import train_fill_job
 
@@ -273,15 +270,23 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
     return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter, plan)["outcome"]
 
 
-def _resumable(root: Path, stage: dict) -> bool:
-    """Whether the stage's run continues where it stopped (an LM that saved its last/)."""
-    return stage["role"] in ("fwd", "bwd") and (root / stage["run"] / "last").is_dir()
+def _continue_or_restart(root: Path, stage: dict) -> None:
+    """A stage that ran before: an LM with a last/ continues, and its time used becomes what its
+    own schedule has used (as of its last save, where a run killed outright resumes); any other
+    starts anew, with a new share of the time left and a new clock."""
+    stage["continued"] = stage["state"] in ("running", "stopped") and group.continues(root, stage)
+    if stage["continued"]:
+        left = group.seconds_left(root, stage)
+        if left is not None and stage.get("budget_s"):
+            stage["used_s"] = round(stage["budget_s"] - left, 1)
+    elif stage["state"] in ("running", "stopped"):
+        stage.update(used_s=0.0, budget_s=None)
 
 
 def _name_run(root: Path, stage: dict) -> None:
     """A stage's run that exists and cannot be continued (a start that never saved, a fill model
     or n-gram stopped half-way) is trained again, anew, under the next free name."""
-    if not _resumable(root, stage) and (root / stage["run"]).exists():
+    if not group.continues(root, stage) and (root / stage["run"]).exists():
         stage["run"] = _next_name(root, stage["run"])
 
 

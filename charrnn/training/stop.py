@@ -19,8 +19,8 @@ CAUSE = {"SIGTERM": "terminated (SIGTERM)", "SIGHUP": "the terminal hung up (SIG
 
 
 def stopping_line(signum: int) -> str:
-    """What the run says when told to stop: a Ctrl-C may abort next, a kill or a hang-up is
-    named (a second one changes nothing)."""
+    """What the run says when told to stop: after a Ctrl-C, a second one aborts; a kill or a
+    hang-up is named, and a second one only says so again."""
     if signum == signal.SIGINT:
         return STOPPING + AGAIN
     return f"{CAUSE.get(signal.Signals(signum).name, signal.Signals(signum).name)}: {STOPPING}"

@@ -99,7 +99,7 @@ def groups_table(root: Path) -> Table | None:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("created", 0))))
         spent = f"{info.get('spent_s', 0):,.0f} of {info.get('max_time', 0):,.0f} s"
         table.add_row(folder.name, created, f"{done} of {len(stages)}", spent,
-                      ", ".join(group.left_to_do(info)) or "—")
+                      ", ".join(group.left_to_do(folder, info)) or "—")
     return table
 
 
