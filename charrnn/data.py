@@ -41,6 +41,10 @@ FORMAT, VERSION = "charrnn-dataset", 1
 SPLITS = ("train", "val", "test")
 LEVELS = ("char", "word", "subword")
 
+# The tokenizer options each level reads (a typed one of another level is refused by the plan).
+LEVEL_OPTIONS = {"char": ("lower",), "word": ("lower", "pattern", "min_count", "max_vocab"),
+                 "subword": ("vocab_size", "subword_model")}
+
 
 @dataclass
 class PreprocessOptions:
@@ -94,9 +98,7 @@ class PreprocessOptions:
 
     def tokenizer_options(self) -> dict:
         """The options that change what the ids mean (part of the cache key)."""
-        keys = {"char": ("lower",), "word": ("lower", "pattern", "min_count", "max_vocab"),
-                "subword": ("vocab_size", "subword_model")}[self.level]
-        return {"level": self.level, **{k: getattr(self, k) for k in keys}}
+        return {"level": self.level, **{k: getattr(self, k) for k in LEVEL_OPTIONS[self.level]}}
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:

@@ -275,3 +275,20 @@ def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path
     assert "is a preprocessed word-level dataset: --level char does not apply" in result.output
     result = run_cli("ngram", "train", ds, "--level", "char", ok=False)
     assert "is a preprocessed word-level dataset: --level char does not apply" in result.output
+
+
+@pytest.mark.parametrize(("command", "args", "message"), [
+    (("preprocess",), ["--max-vocab", "5"], "--max-vocab applies at word level, and this text is "
+                                            "read at char level"),
+    (("train",), ["--max-steps", "1", "--vocab-size", "500"], "--vocab-size applies at subword level"),
+    (("train",), ["--max-steps", "1", "--level", "subword", "--min-count", "3"],
+     "--min-count applies at word level"),
+    (("preprocess",), ["--level", "subword", "--lower"], "--lower applies at char and word level"),
+    (("ngram", "train"), ["--pattern", r"\w+"], "--pattern applies at word level"),
+])
+def test_a_tokenizer_option_of_another_level_is_refused(small_text: Path, tmp_path: Path, command,
+                                                        args, message) -> None:
+    """What the text's level does not read would be ignored (the run made as if not typed)."""
+    result = run_cli(*command, small_text, *args, "--out", tmp_path / "out", ok=False)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()

@@ -30,10 +30,26 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
             raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
                             f"{split} split is the --{files} file; drop one of the two")
     opts.validate()
+    if inputs and _is_dataset_folder(inputs):  # its own options; a typed other one is refused
+        return _dataset_folder(opts, typed, inputs[0])
     if inputs:
         _registry_defaults(opts, typed, inputs, mirror)
-        opts = _dataset_folder(opts, typed, inputs)
+    _refuse_other_levels(opts.level, typed)
     return opts
+
+
+def _refuse_other_levels(level: str, typed: frozenset[str]) -> None:
+    """A typed tokenizer option that the text's level does not read (--max-vocab at char level)
+    would be ignored: an error naming the levels that read it."""
+    from charrnn.data import LEVEL_OPTIONS
+    from charrnn.training.config import option
+
+    for name in sorted(typed & {k for keys in LEVEL_OPTIONS.values() for k in keys}):
+        if name not in LEVEL_OPTIONS[level]:
+            readers = [lv for lv, keys in LEVEL_OPTIONS.items() if name in keys]
+            raise UserError(f"{option(name)} applies at {' and '.join(readers)} level, and this "
+                            f"text is read at {level} level: drop it, or give --level "
+                            f"{readers[0]}")
 
 
 def _registry_defaults(opts: PreprocessOptions, typed: frozenset[str], inputs: list[str],
@@ -48,12 +64,16 @@ def _registry_defaults(opts: PreprocessOptions, typed: frozenset[str], inputs: l
             setattr(opts, split, found.splits[split])
 
 
-def _dataset_folder(opts: PreprocessOptions, typed: frozenset[str],
-                    inputs: list[str]) -> PreprocessOptions:
+def _is_dataset_folder(inputs: list[str]) -> bool:
     from charrnn import data
 
-    if not (len(inputs) == 1 and data.is_dataset_dir(inputs[0])):
-        return opts
-    dataset = data.Dataset(Path(inputs[0]))
-    data.refuse_options(inputs[0], dataset, opts, typed)
+    return len(inputs) == 1 and data.is_dataset_dir(inputs[0])
+
+
+def _dataset_folder(opts: PreprocessOptions, typed: frozenset[str],
+                    folder: str) -> PreprocessOptions:
+    from charrnn import data
+
+    dataset = data.Dataset(Path(folder))
+    data.refuse_options(folder, dataset, opts, typed)
     return PreprocessOptions.of_dataset(dataset)
