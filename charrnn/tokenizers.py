@@ -322,7 +322,12 @@ class SubwordTokenizer:
             )
         except RuntimeError as exc:
             raise _training_error(str(exc), vocab_size) from exc
-        return cls(model.getvalue())
+        made = cls(model.getvalue())
+        if made.vocab_size < vocab_size:  # the limit is soft: the text ran out of pieces first
+            raise UserError(f"--vocab-size {vocab_size} is too large for this text: its "
+                            f"{model_type} model stops at {made.vocab_size} pieces; pass "
+                            f"--vocab-size {made.vocab_size} or less, or give more text")
+        return made
 
     def encode(self, text: str, unknown: str = "map") -> np.ndarray:
         ids: list[int] = []

@@ -77,7 +77,7 @@ def test_word_tokenizer_regex_split() -> None:
 def subword() -> SubwordTokenizer:
     text = ("the quick brown fox jumps over the lazy dog 0123456789\n" * 50
             + "你好世界，我们在这里。\n" * 20)
-    return SubwordTokenizer.train([text], vocab_size=400)
+    return SubwordTokenizer.train([text], vocab_size=380)
 
 
 def test_subword_round_trips_whitespace_newlines_and_unseen_characters(subword) -> None:
@@ -180,3 +180,15 @@ def test_subword_vocab_size_too_large_names_the_vocab_size_that_works() -> None:
     high = _training_error("INTERNAL: t.cc(1) [x] Vocabulary size is too high (3000). Please set "
                            "it to a value <= 1234.", 3001)
     assert "pass --vocab-size 1235 or less" in str(high)
+
+
+@pytest.mark.parametrize("model_type", ["bpe", "unigram"])
+def test_a_vocab_size_the_text_cannot_fill_is_refused_naming_one_it_can(model_type) -> None:
+    """sentencepiece's limit is soft: it stops where the text runs out of pieces. Asked for more,
+    the run would silently get fewer; the error names the most it makes, which then works."""
+    text = "the cat sat on the mat, the dog sat on the log.\n" * 40
+    with pytest.raises(UserError, match="is too large for this text") as err:
+        SubwordTokenizer.train([text], vocab_size=5000, model_type=model_type)
+    most = int(str(err.value).split("pass --vocab-size ")[1].split()[0])
+    assert 260 <= most < 5000
+    assert SubwordTokenizer.train([text], vocab_size=most, model_type=model_type).vocab_size == most
