@@ -411,3 +411,19 @@ def test_a_resumed_run_says_its_precision_is_its_own_not_asked_for(small_text, t
     out = run_cli("train", "--resume", "r", "--max-steps", "8", "--plain").output
     header = next(line for line in out.splitlines() if line.startswith("resuming"))
     assert f"fp32 (the run's own, {first})" in header and "asked for" not in header
+
+
+@pytest.mark.parametrize("option", [["--patience", "3"], ["--eval-every", "5"],
+                                    ["--eval-tokens", "1000"], ["--eval-seconds", "10"]])
+def test_an_evaluation_option_without_validation_data_is_refused(small_text: Path, tmp_path: Path,
+                                                                 option) -> None:
+    """With --val-frac 0 and no --valid nothing is evaluated: the option would do nothing."""
+    at = TINY.index("--eval-every")
+    tiny = TINY[:at] + TINY[at + 2 :]  # only the option under test typed
+    result = run_cli("train", small_text, *tiny, "--max-steps", "4", "--val-frac", "0",
+                     "--test-frac", "0", *option, "--run-name", "r", ok=False)
+    assert result.exit_code == 2
+    assert f"charrnn: error: {option[0]}: the data has no validation split" in result.output
+    assert not (tmp_path / "runs" / "r").exists()
+    run_cli("train", small_text, *tiny, "--max-steps", "4", "--test-frac", "0", *option,
+            "--run-name", "r")

@@ -106,6 +106,7 @@ class DataFacts:
     vocab: int
     train_tokens: int
     cutoffs: list[int]  # the adaptive softmax's clusters by the training frequencies
+    has_validation: bool = True  # a validation split to evaluate on (lm.train: ≥ 2 tokens)
 
 
 @dataclass

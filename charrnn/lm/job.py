@@ -81,7 +81,8 @@ class TrainJob:
         vocab = dataset.tokenizer.vocab_size
         counts = np.bincount(np.asarray(dataset.ids("train")), minlength=vocab)[:vocab]
         return DataFacts(dataset.tokenizer.level, vocab, dataset.tokens("train"),
-                         cutoffs_from_counts(counts) if vocab > 2 else [])
+                         cutoffs_from_counts(counts) if vocab > 2 else [],
+                         has_validation=dataset.tokens("val") >= 2)
 
     def measure(self, config: ModelConfig, batch: int, candidates: dict,
                 window: int | None = None):

@@ -35,6 +35,7 @@ class Situation:
     softmax: str = "auto"
     epochs_in_budget: float | None = None  # passes over the training text the budget allows
     #                                        (plan.train.passes_in_budget)
+    has_validation: bool = True  # the data has a validation split (known once it is prepared)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ LM_ONLY = tuple(sorted({f.name for f in fields(TrainConfig)} - {f.name for f in 
                        | {"init_from", "unk", "grow_vocab"}))
 PREPROCESS = ("level", "lower", "val_frac", "test_frac", "valid", "test", "errors", "pattern",
               "min_count", "max_vocab", "vocab_size", "subword_model")
+EVALUATION = ("eval_every", "eval_tokens", "eval_seconds", "patience")
 # What a resumed run may change: its budget and where it runs; the rest is the run's own.
 BUDGET = ("max_steps", "max_time", "epochs", "patience", "device", "threads")
 
@@ -77,6 +79,9 @@ APPLIES: tuple[Applies, ...] = (
             "term or a clipped norm changes nothing; drop it"),
     Applies(LM_ONLY, lambda s: s.task != "fill", "to language models, not to --task fill",
             " does not apply to --task fill (the masked bidirectional model): drop it"),
+    Applies(EVALUATION, lambda s: s.has_validation, "where the data has a validation split",
+            ": the data has no validation split to evaluate on (--val-frac 0, no --valid): drop "
+            "it, or give --val-frac or --valid FILE"),
 )
 
 # What a device class trains at, for how many passes over a corpus a --max-time allows. CUDA:

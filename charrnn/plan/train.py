@@ -59,8 +59,16 @@ def refuse_inapplicable(request: Request, mode: str) -> None:
         softmax=str(request["softmax"])))
 
 
+def refuse_for_data(request: Request, mode: str, facts: DataFacts) -> None:
+    """What the prepared data decides: options that need a validation split it lacks."""
+    rules.refuse_inapplicable(request.typed, rules.Situation(
+        mode=mode, optim=str(request["optim"]), softmax=str(request["softmax"]),
+        has_validation=facts.has_validation))
+
+
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
+    refuse_for_data(request, "new", facts)
     return measured_choices(recipe_config(request, facts, job), facts, job)
 
 
@@ -153,6 +161,7 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     """A new run's recipe and optimisation (a lower lr measured worse: bench/finetune.py) with
     the parent's shape, and its regularisers unless typed; precision measured on that shape."""
     facts = replace(facts, level=parent_level)
+    refuse_for_data(request, "finetune", facts)
     unmeasured = recipe_config(request, facts, job)
     keep = {k: getattr(parent, k) for k in SHAPE}
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
