@@ -181,6 +181,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:160]  # the library's message may span lines
 
 
+def _named(folder: Path, asked: str | None) -> Checkpoint:
+    """The checkpoint folder RUN names; refused where --checkpoint asks for the run's other one."""
+    if asked is not None and folder.name in ("best", "last") and folder.name != asked:
+        raise UserError(f"{folder} is the run's {folder.name} checkpoint and --checkpoint asks "
+                        f"for {asked}: drop --checkpoint, or give the run (or its {asked}/)")
+    return open_checkpoint(folder)
+
+
 def _refuse_non_checkpoint(path: Path) -> None:
     with open(path, "rb") as handle:
         head = handle.read(8)
@@ -229,11 +237,15 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(folder, meta)
 
 
-def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm") -> Checkpoint:
+def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm",
+            asked: str | None = None) -> Checkpoint:
     """RUN (name / run folder / checkpoint folder / file) → an open checkpoint.
 
-    `kind` is the run kind picked when no RUN is given (the newest run of that kind).
+    `prefer`: which of a run's two is taken first; `asked`: the one the user asked for (that
+    one, and a RUN naming the other is refused). `kind` is the run kind picked when no RUN is
+    given (the newest run of that kind).
     """
+    prefer = asked or prefer
     if prefer not in ("best", "last"):
         raise UserError(f"--checkpoint must be best or last, not {prefer!r} (or give the "
                         "checkpoint folder as RUN, e.g. my-run/last)")
@@ -241,11 +253,11 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
     for path in (Path(spec), root / spec) if spec is not None else ():
         if path.is_file():
             if path.name in (WEIGHTS, META):
-                return open_checkpoint(path.parent)
+                return _named(path.parent, asked)
             _refuse_non_checkpoint(path)
         in_run = path.name in ("best", "last") and (path.parent / runs.RUN_FILE).is_file()
         if (path / META).is_file() or in_run:  # in_run: open_checkpoint recovers a half swap
-            return open_checkpoint(path)
+            return _named(path, asked)
     folder = runs.resolve_run(spec, root, kind=kind)
     order = ("best", "last") if prefer == "best" else ("last", "best")
     for name in order:  # both, before either is read: a crash may have hit either write

@@ -68,7 +68,11 @@ def test_num_samples_gives_that_many_samples(tiny_run: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--beam", "5", "--num-samples", "2"], "--beam finds the one most likely text"),
+        (["--beam", "5", "--num-samples", "2"], "--beam searches the most likely text, so "
+                                                "--num-samples 2 would print the same text 2 times"),
+        (["--greedy", "--num-samples", "3"], "--num-samples 3 would print the same text 3 times"),
+        (["--greedy", "--seed", "3"], "--greedy takes no --seed"),
+        (["--beam", "3", "--seed", "4"], "--beam takes no --seed"),
         (["--greedy", "--beam", "3"], "give --greedy or --beam, not both"),
         (["--greedy", "--temp", "0.5"], "--greedy ignores --temp"),
         (["--greedy", "--top-k", "3", "--top-p", "0.9"], "--greedy ignores --top-k / --top-p"),
@@ -82,6 +86,17 @@ def test_conflicting_decoding_options_are_errors(tiny_run: Path, args, message) 
 
 def test_default_temperature_does_not_conflict_with_greedy(tiny_run: Path) -> None:
     run_cli("sample", tiny_run, "--greedy", "--temp", "1.0", "--length", "5")
+
+
+def test_a_checkpoint_folder_and_checkpoint_asking_for_the_other_one_are_refused(tiny_run: Path
+                                                                                 ) -> None:
+    for folder, asked in (("last", "best"), ("best", "last")):
+        result = run_cli("sample", tiny_run / folder, "--checkpoint", asked, "--length", "5",
+                         "--plain", ok=False)
+        assert result.exit_code == 2
+        assert f"is the run's {folder} checkpoint and --checkpoint asks for {asked}" in result.output
+        run_cli("sample", tiny_run / folder, "--checkpoint", folder, "--length", "5", "--plain")
+        run_cli("sample", tiny_run / folder, "--length", "5", "--plain")
 
 
 def test_word_level_sample_separates_the_prime_from_the_first_word(tmp_path: Path) -> None:

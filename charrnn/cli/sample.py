@@ -28,7 +28,7 @@ def sample(
     unk: opt.Unk = "error", device: opt.Device = "auto",
     mix: Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram. Sampling with it stays per token (each step visits the host, where the n-gram's states live), so it is slower than without.")] = None,
     mix_weight: opt.MixWeight = None,
-    checkpoint_name: Annotated[opt.CheckpointChoice, typer.Option("--checkpoint", help="best or last.")] = "best",
+    checkpoint_name: Annotated[Optional[opt.CheckpointChoice], typer.Option("--checkpoint", help="best or last checkpoint of the run (default: best).")] = None,
     plain: Annotated[bool, typer.Option("--plain", help="Plain streaming text (what a pipe gets).")] = False,
     out: opt.Out = None,
 ) -> None:
@@ -44,9 +44,10 @@ def sample(
         prime = read_text([prime_file])
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
              beam=beam, seed=seed)
-    opts.validate()
+    opts.validate(num_samples)
     root = opt.root(out)
-    ckpt = checkpoint.resolve(run, root, prefer=opt.plain(checkpoint_name))
+    ckpt = checkpoint.resolve(run, root, asked=opt.plain(checkpoint_name)
+                              if checkpoint_name is not None else None)
     unk = opt.plain(unk)
     if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
         tui.live_sample(ckpt, opts, prime, device, unk, mix=mix, mix_weight=mix_weight,

@@ -119,9 +119,9 @@ class SampleOptions:
     beam: int | None = None
     seed: int | None = None
 
-    def validate(self) -> None:
+    def validate(self, num_samples: int = 1) -> None:
         self.check_ranges()
-        self.check_combination()
+        self.check_combination(num_samples)
 
     def check_combination(self, num_samples: int = 1) -> None:
         """Refuse options that another option would silently ignore. Defaults (temperature 1,
@@ -137,9 +137,12 @@ class SampleOptions:
             given = " / ".join(shaping)
             raise UserError(f"{mode[0]} ignores {given} (it {mode[1]}): drop {given}, or drop "
                             f"{mode[0]} to sample")
-        if self.beam is not None and num_samples > 1:
-            raise UserError("--beam finds the one most likely text, so --num-samples "
-                            f"{num_samples} would print it {num_samples} times: drop one of them")
+        if mode and self.seed is not None:
+            raise UserError(f"{mode[0]} takes no --seed (it {mode[1]}: the same text every "
+                            f"time): drop --seed, or drop {mode[0]} to sample")
+        if mode and num_samples > 1:
+            raise UserError(f"{mode[0]} {mode[1]}, so --num-samples {num_samples} would print the "
+                            f"same text {num_samples} times: drop one of them")
 
     def check_ranges(self) -> None:
         if self.length < 1:
