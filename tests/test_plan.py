@@ -209,6 +209,11 @@ def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
         (rules.Situation(softmax="full"), "cutoffs", "applies to --softmax adaptive"),
         (rules.Situation(optim="rprop"), "weight_decay", "does not apply to --optim rprop"),
         (rules.Situation(task="fill"), "tie_weights", "does not apply to --task fill"),
+        (rules.Situation(task="tag", data_format="segmented"), "features",
+         "applies to --format conll"),
+        (rules.Situation(task="tag", data_format="conll"), "bigram_emb",
+         "applies to --format segmented"),
+        (rules.Situation(has_validation=False), "patience", "the data has no validation split"),
     ]
     assert len(cases) == len(rules.APPLIES)
     for situation, name, said in cases:

@@ -72,6 +72,13 @@ def test_compare_with_a_missing_file_is_one_short_error(word_root: Path) -> None
     assert len(result.output) < 300
 
 
+def test_compare_takes_a_file_or_a_split_not_both(word_root: Path, tmp_path: Path) -> None:
+    text = tmp_path / "t.txt"
+    text.write_text("the cat\n")
+    result = run_cli("compare", "--file", text, "--split", "val", "--out", word_root, ok=False)
+    assert result.exit_code == 2 and "give --file or --split, not both" in result.output
+
+
 def test_compare_shows_and_explains_unknown_shares(word_root: Path, tmp_path: Path) -> None:
     text = _unknown_text(tmp_path)
     report = json.loads(run_cli("compare", "--file", text, "--json", "--no-mix", "--out",

@@ -199,6 +199,22 @@ def test_tag_train_refuses_data_too_small_to_learn_from(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "single label" in result.output
 
 
+@pytest.mark.parametrize(("fmt", "args", "message"), [
+    ("segmented", ["--features", "1"], "--features applies to --format conll"),
+    ("segmented", ["--char-filters", "20"], "--char-filters applies to --format conll"),
+    ("segmented", ["--label-column", "2"], "--label-column applies to --format conll"),
+    ("conll", ["--bigram-emb", "16"], "--bigram-emb applies to --format segmented"),
+])
+def test_an_option_of_the_other_data_format_is_refused(tmp_path: Path, fmt, args, message
+                                                       ) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("the DT B-NP\ncat NN I-NP\n\n" * 5 if fmt == "conll" else "我 爱 北京\n" * 5,
+                    encoding="utf-8")
+    result = run_cli("tag", "train", data, "--format", fmt, *args, "--quiet", "--max-steps", "1",
+                     ok=False)
+    assert result.exit_code == 2 and message in result.output
+
+
 def test_features_that_are_the_label_column_are_refused(tmp_path: Path) -> None:
     train = _conll(tmp_path / "train.txt", 5, 0)  # columns: 0 word, 1 POS, 2 chunk label
     for args in (["--features", "2"], ["--features", "1,-1"],

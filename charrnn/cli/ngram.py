@@ -173,7 +173,7 @@ def import_cmd(
 def compare_cmd(
     runs: Annotated[Optional[list[str]], typer.Argument(
         help="Runs to compare, RNN and n-gram (default: every run under the root).")] = None,
-    split: Annotated[opt.SplitChoice, typer.Option(help="Split of each run's dataset: train, val or test.")] = "test",
+    split: Annotated[Optional[opt.SplitChoice], typer.Option(help="Split of each run's dataset: train, val or test (default: test).")] = None,
     file: Annotated[Optional[str], typer.Option(
         "--file", help="Score every run on this text file instead.")] = None,
     json_out: opt.Json = False,
@@ -185,7 +185,10 @@ def compare_cmd(
     """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""
     from charrnn.evaluation.compare import compare, render
 
-    report = compare(list(runs or []), opt.root(out), opt.plain(split), file, opt.plain(unk), mix)
+    if file is not None and split is not None:
+        raise UserError("give --file or --split, not both (a --file replaces every run's split)")
+    report = compare(list(runs or []), opt.root(out), opt.plain(split) if split else "test", file,
+                     opt.plain(unk), mix)
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:

@@ -92,7 +92,8 @@ def _planned(request, config_type):
     """The tagger's config: what was typed, the situation's recipe (rules.py: rprop's), defaults."""
     from charrnn.plan import rules
 
-    situation = rules.Situation(task="tag", optim=str(request["optim"]))
+    situation = rules.Situation(task="tag", optim=str(request["optim"]),
+                                data_format=opt.plain(request["format"]))
     rules.refuse_inapplicable(request.typed, situation)
     values, _ = rules.recipe(situation, request.typed)
     return config_type(**{**request.fields_of(config_type), **values})

@@ -36,6 +36,7 @@ class Situation:
     epochs_in_budget: float | None = None  # passes over the training text the budget allows
     #                                        (plan.train.passes_in_budget)
     has_validation: bool = True  # the data has a validation split (known once it is prepared)
+    data_format: str = ""  # a tagger's: conll | segmented
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,13 @@ APPLIES: tuple[Applies, ...] = (
             "term or a clipped norm changes nothing; drop it"),
     Applies(LM_ONLY, lambda s: s.task != "fill", "to language models, not to --task fill",
             " does not apply to --task fill (the masked bidirectional model): drop it"),
+    Applies(("label_column", "features", "char_emb", "char_filters", "feature_emb"),
+            lambda s: s.data_format != "segmented", "to a tagger of --format conll",
+            " applies to --format conll (columns per token), not segmented text: drop it"),
+    Applies(("bigram_emb",), lambda s: s.data_format != "conll",
+            "to a tagger of --format segmented",
+            " applies to --format segmented (characters of words separated by spaces), not "
+            "conll: drop it"),
     Applies(EVALUATION, lambda s: s.has_validation, "where the data has a validation split",
             ": the data has no validation split to evaluate on (--val-frac 0, no --valid): drop "
             "it, or give --val-frac or --valid FILE"),
