@@ -72,6 +72,18 @@ def zh_runs(tmp_path_factory: pytest.TempPathFactory, module_cache) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def subword_runs(tmp_path_factory: pytest.TempPathFactory, module_cache) -> Path:
+    """Subword LMs both ways, whose pieces carry the space before a word (▁buy)."""
+    root = tmp_path_factory.mktemp("fill-subword")
+    corpus = _corpus(root / "corpus.txt", ["i want to buy a new phone"] * 3 + [
+        "i want to sell a old car", "you want to buy a new car", "we want to sell a old phone"], 40)
+    for name, extra in (("fwd", []), ("bwd", ["--direction", "backward"])):
+        run_cli("train", corpus, "--level", "subword", "--vocab-size", "300", *LM_TINY, *extra,
+                "--out", root, "--run-name", name)
+    return root
+
+
 def _fill(root: Path, text: str, *args: str) -> dict:
     return json.loads(run_cli("fill", text, "--json", "--out", root, *args).output)
 
@@ -121,6 +133,17 @@ def test_several_blanks_are_filled_jointly(word_runs: Path) -> None:
 
 
 # ---- syntax --------------------------------------------------------------------------------------------
+def test_a_subword_word_blank_gets_words_without_a_space_of_their_own(subword_runs: Path) -> None:
+    """sentencepiece's pieces start with the word's space: read as the fill's own, it doubled
+    the space the text already has ("want to  buy")."""
+    result = _fill(subword_runs, "i want to ___ a old car", "--top-k", "10")
+    for fills in result["methods"].values():
+        assert fills
+        for fill in fills:
+            assert fill["fills"][0] == fill["fills"][0].strip() != ""
+            assert "  " not in fill["text"]
+
+
 def test_blank_syntax_lengths() -> None:
     t = parse("a ____ b {3} c __{2,4} d")
     assert t.pieces == ["a ", " b ", " c ", " d"]

@@ -48,11 +48,14 @@ class Sides:
 
 def blank_candidates(fam: Family, method: str, left: list[int], right: list[int], lmin: int,
                      lmax: int, opts: FillOptions, text_ends: bool = False,
-                     words: bool = False) -> tuple[list[tuple[int, ...]], np.ndarray]:
+                     words: bool = False, space_first: bool = False
+                     ) -> tuple[list[tuple[int, ...]], np.ndarray]:
     """Candidates for one blank between token contexts, with normalised log-probabilities.
     `text_ends`: nothing follows `right` (the user's text stops there, at a boundary).
     `words`: a blank of unknown length holds words, so a fill neither starts nor ends with a
-    punctuation mark, a line break or a space (the text around it has those)."""
+    punctuation mark, a line break or a space (the text around it has those).
+    `space_first`: the space before the blank was taken from `left` (`_space_with_fill`), so a
+    fill starts with exactly one space."""
     from charrnn.fill.search import MaskScorer, combine, log_softmax
 
     so = opts.search
@@ -75,6 +78,8 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
     if words:
         edges = set(fam.boundary) | set(fam.spaces)
         cands = [c for c in cands if c[0] not in edges and c[-1] not in edges]
+    if words and fam.tokenizer.level == "subword":  # a piece may carry a space: read the text
+        cands = [c for c in cands if _word_like(fam.decode(c), space_first)]
     if method != "ngram" and "fwd" in fam.proposers and len(cands) > so.candidates:
         cands = _shortlist(fam, cands, sides, so.candidates)
     if not cands:
@@ -83,6 +88,20 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
     mask_scores = MaskScorer.score(marg, cands) if marg is not None else None
     lengths = np.array([len(c) for c in cands])
     return cands, combine(lm_scores, mask_scores, lengths, so.mask_weight)
+
+
+def _word_like(text: str, space_first: bool) -> bool:
+    """A subword fill of a word blank: no space at its end, and one at its start exactly where
+    the space before the blank was given to it."""
+    body = text[1:] if space_first and text.startswith(" ") else text
+    return bool(body) and body == body.strip() and (space_first == text.startswith(" "))
+
+
+def _space_with_fill(fam: Family, words: bool, left_text: str) -> bool:
+    """sentencepiece reads a word with the space before it ("▁lord"): a word blank after a space
+    is read as the fill's space, which the text already shows, rather than a lone "▁" piece the
+    models have rarely seen before a word."""
+    return words and fam.tokenizer.level == "subword" and left_text.endswith(" ")
 
 
 def _proposals(fam: Family, method: str, sides: Sides, lmin: int, lmax: int,
@@ -197,13 +216,15 @@ def _fill_template(template: Template, families: dict[str, Family], method: str,
         grown = []
         for fills, score in partial:
             prefix = "".join(p + f for p, f in zip(template.pieces, fills, strict=False))
-            left = fam.encode(prefix + template.pieces[k], opts.unknown)
+            left_text, words = prefix + template.pieces[k], blank.max_len is None
+            shift = _space_with_fill(fam, words, left_text)
+            left = fam.encode(left_text[:-1] if shift else left_text, opts.unknown)
             if wrap:
                 left.insert(0, fam.line_break)
             cands, log_p = blank_candidates(fam, method, left, right, lmin, lmax, opts, text_ends,
-                                            words=blank.max_len is None)
+                                            words=words, space_first=shift)
             for c, lp in zip(cands, log_p, strict=True):
-                grown.append(([*fills, fam.decode(c)], score + float(lp)))
+                grown.append(([*fills, fam.decode(c)[1 if shift else 0 :]], score + float(lp)))
         merged: dict[tuple[str, ...], float] = {}
         for fills, score in grown:  # two token paths may decode to the same text: add them up
             key = tuple(fills)
