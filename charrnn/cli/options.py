@@ -144,7 +144,7 @@ SubwordModel = Annotated[SubwordChoice, typer.Option("--subword-model", help="Su
 Mirror = Annotated[Optional[str], typer.Option("--mirror", help="Folder with local copies of registry corpora (or $CHARRNN_MIRROR).")]
 Out = Annotated[Optional[str], typer.Option("--out", help="Runs root folder (default ./checkpoints or $CHARRNN_RUNS).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda (cuda:N) or mps.")]
-Unk = Annotated[UnkChoice, typer.Option("--unk", help="Text outside the model's vocabulary: error, or skip it.")]
+Unk = Annotated[UnkChoice, typer.Option("--unk", help="Characters outside a char model's vocabulary: error, or skip them (a word model reads unknown words as its <unk>, as in PTB).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Mix = Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram.")]
 MixWeight = Annotated[Optional[float], typer.Option(help="λ of --mix, the RNN's share (default: tuned on the validation split by EM, and remembered for the checkpoint).")]
