@@ -59,6 +59,16 @@ def test_an_empty_file_is_named_in_the_error(tiny_run: Path, tmp_path: Path) -> 
     assert result.exit_code == 2 and "empty.txt has 0 token(s)" in result.output
 
 
+def test_a_split_of_one_token_is_named_too_short_not_empty(tmp_path: Path) -> None:
+    text = tmp_path / "hw.txt"
+    text.write_text("hello world\n", encoding="utf-8")  # 5% of 12 characters: one test token
+    run_cli("ngram", "train", text, "--order", "2", "--run-name", "hw")
+    result = run_cli("ngram", "eval", "hw", "--split", "test", ok=False)
+    assert result.exit_code == 2
+    assert "the test split of this run's dataset has 1 token: at least 2 are needed" in \
+        result.output and "empty" not in result.output
+
+
 def test_an_empty_split_points_to_a_split_that_has_text(word_root: Path) -> None:
     for command in (["eval", "rnn"], ["ngram", "eval", "tri"]):
         result = run_cli(*command, "--split", "test", "--out", word_root, ok=False)

@@ -87,6 +87,7 @@ def too_short(ids: np.ndarray, file: str | None, split: str | None, dataset_id: 
     dataset = find_dataset(dataset_id)
     others = [s for s in SPLITS if s != split and dataset is not None and dataset.tokens(s) >= 2]
     instead = " or ".join(f"--split {s}" for s in others)
-    return UserError(f"the {split} split of this run's dataset is empty (it was preprocessed "
-                     f"without a {split} part): score {instead + ' or ' if instead else ''}a FILE "
-                     f"({again} FILE)")
+    what = (f"is empty (it was preprocessed without a {split} part)" if not len(ids) else
+            f"has {len(ids)} token: at least 2 are needed to score it")
+    return UserError(f"the {split} split of this run's dataset {what}: score "
+                     f"{instead + ' or ' if instead else ''}a FILE ({again} FILE)")
