@@ -26,8 +26,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for, but CUDA is not available here (no GPU, "
-                            "or a CPU-only torch build): use --device cpu or auto")
+            raise UserError(f"--device {name} was asked for, but CUDA is not available here (no "
+                            "GPU, or a CPU-only torch build): use --device cpu or auto")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")

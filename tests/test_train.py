@@ -98,8 +98,10 @@ def test_nonsense_options_are_one_line_errors(small_text, args, message) -> None
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_asked_for_without_cuda_is_a_clear_error(small_text) -> None:
-    result = run_cli("train", small_text, *TINY, "--device", "cuda", ok=False)
-    assert "CUDA is not available" in result.output and "--device cpu" in result.output
+    for device in ("cuda", "cuda:1"):
+        result = run_cli("train", small_text, *TINY, "--device", device, ok=False)
+        assert f"--device {device} was asked for, but CUDA is not available" in result.output
+        assert "--device cpu" in result.output
 
 
 def test_warmup_then_cosine_schedule(small_text, tmp_path) -> None:

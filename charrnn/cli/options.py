@@ -215,7 +215,7 @@ EvalSeconds = Annotated[Optional[float], typer.Option(help="Also evaluate every 
 SaveEvery = Annotated[Optional[int], typer.Option(help="Save last/ every N steps (besides evals).")]
 Patience = Annotated[Optional[int], typer.Option(help="Stop after N evals without improvement.")]
 LogEvery = Annotated[int, typer.Option(help="Read the loss back (and log) every N steps.")]
-Precision = Annotated[PrecisionChoice, typer.Option(help="What training computes in: auto (on a CPU, bf16 autocast only where a measured step of this model runs clearly faster in it, else fp32 — the char recipe of a CPU where bf16 is fast trains its own model in bf16, see the table below; float16 with loss scaling on CUDA), fp32 or bf16 (CPU). Weights, optimizer state and the loss stay fp32.")]
+Precision = Annotated[PrecisionChoice, typer.Option(help="What training computes in: auto (on a CPU, bf16 autocast only where a measured step of this model runs clearly faster in it, else fp32 — the char recipe of a CPU where bf16 is fast trains its own model in bf16, as `charrnn train --help` lists; float16 with loss scaling on CUDA), fp32 or bf16 (CPU). Weights, optimizer state and the loss stay fp32.")]
 Threads = Annotated[int, typer.Option(help="CPU threads (0: every core this process may use; with OMP_NUM_THREADS set, torch's count as it says).")]
 Cell = Annotated[CellChoice, typer.Option(help="rnn, lstm or gru.")]
 Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.")]
