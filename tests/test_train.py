@@ -429,3 +429,15 @@ def test_an_evaluation_option_without_validation_data_is_refused(small_text: Pat
     assert not (tmp_path / "runs" / "r").exists()
     run_cli("train", small_text, *tiny, "--max-steps", "4", "--test-frac", "0", *option,
             "--run-name", "r")
+
+
+def test_the_fill_model_and_a_tagger_refuse_patience_without_validation_data(small_text: Path,
+                                                                             tmp_path: Path) -> None:
+    result = run_cli("train", small_text, "--task", "fill", "--val-frac", "0", "--test-frac", "0",
+                     "--patience", "3", "--max-steps", "2", "--plain", ok=False)
+    assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
+    conll = tmp_path / "c.txt"
+    conll.write_text("the DT B-NP\ncat NN I-NP\n\n" * 20, encoding="utf-8")
+    result = run_cli("tag", "train", conll, "--format", "conll", "--val-frac", "0", "--patience",
+                     "2", "--max-steps", "2", "--quiet", ok=False)
+    assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output

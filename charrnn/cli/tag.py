@@ -93,7 +93,8 @@ def _planned(request, config_type):
     from charrnn.plan import rules
 
     situation = rules.Situation(task="tag", optim=str(request["optim"]),
-                                data_format=opt.plain(request["format"]))
+                                data_format=opt.plain(request["format"]),
+                                has_validation=bool(request["valid"]) or request["val_frac"] > 0)
     rules.refuse_inapplicable(request.typed, situation)
     values, _ = rules.recipe(situation, request.typed)
     return config_type(**{**request.fields_of(config_type), **values})
