@@ -208,6 +208,7 @@ def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
          "a resumed run reads its own dataset"),
         (rules.Situation(softmax="full"), "cutoffs", "applies to --softmax adaptive"),
         (rules.Situation(optim="rprop"), "weight_decay", "does not apply to --optim rprop"),
+        (rules.Situation(optim="rprop"), "warmup", "reads --lr once, as each weight's first step"),
         (rules.Situation(task="fill"), "tie_weights", "does not apply to --task fill"),
         (rules.Situation(task="tag", data_format="segmented"), "features",
          "applies to --format conll"),
@@ -226,6 +227,7 @@ def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
 def test_rprop_takes_no_weight_decay_nor_clipping_by_default() -> None:
     cfg = new_config(_request(optim="rprop", precision="fp32"), CHARS, FakeJob()).config
     assert (cfg.weight_decay, cfg.grad_clip, cfg.base_lr) == (0.0, 0.0, 1e-3)
+    assert (cfg.warmup, cfg.min_lr_ratio) == (0, 1.0)  # a flat schedule: rprop reads lr once
 
 
 def test_a_recipe_lr_measured_with_adamw_is_not_given_to_another_optimizer() -> None:
@@ -330,3 +332,15 @@ def test_a_fill_groups_lm_on_cuda_is_charrnn_trains_cuda_recipe_for_its_text_and
     cfg, sources = group_lm(stage, small, job)
     assert (cfg.hidden, cfg.batch_size, cfg.seq_len) == (1024, LM.batch_size, LM.seq_len)
     assert "batch_size" not in sources and "seq_len" not in sources
+
+
+def test_typed_cutoffs_are_refused_wherever_auto_takes_the_full_softmax() -> None:
+    """By measurement, by the small-vocabulary rule (a typed precision skips the measurement),
+    and on CUDA: the cut-offs would be dropped."""
+    for request, job in ((_request(precision="fp32", cutoffs=[10, 20]), FakeJob()),
+                         (_request(cutoffs=[10, 20]), FakeJob(device="cuda"))):
+        with pytest.raises(UserError, match="--cutoffs 10,20: --softmax auto chose the full"):
+            new_config(request, CHARS, job)
+    cfg = new_config(_request(precision="fp32", softmax="adaptive", cutoffs=[10, 20]), CHARS,
+                     FakeJob()).config
+    assert cfg.softmax == "adaptive" and cfg.cutoffs == [10, 20]

@@ -144,7 +144,8 @@ def test_checkpoint_writes_wait_when_they_would_take_over_the_run(small_text, tm
 
 def test_rprop_trains_resumes_exactly_and_refuses_what_it_ignores(small_text: Path,
                                                                   tmp_path: Path) -> None:
-    args = [small_text, *TINY, "--optim", "rprop", "--log-every", "1", "--min-lr-ratio", "1",
+    at = TINY.index("--warmup")  # rprop takes no schedule: typed, it is refused (below)
+    args = [small_text, *TINY[:at], *TINY[at + 2 :], "--optim", "rprop", "--log-every", "1",
             "--precision", "fp32", "--batch-size", "8"]
     run_cli("train", *args, "--max-steps", "24", "--run-name", "whole")
     run_cli("train", *args, "--max-steps", "10", "--run-name", "cut")
@@ -155,11 +156,12 @@ def test_rprop_trains_resumes_exactly_and_refuses_what_it_ignores(small_text: Pa
     assert all(cut[s] == pytest.approx(whole[s], rel=1e-6) for s in range(11, 25))
     groups = _param_groups(tmp_path / "runs/whole")
     assert {g["weight_decay"] for g in groups} == {0.0} and all("etas" in g for g in groups)
-    for option in ("--weight-decay", "--grad-clip"):
-        refused = run_cli("train", *args, option, "0.1", ok=False)
+    for option in ("--weight-decay", "--grad-clip", "--warmup", "--min-lr-ratio"):
+        refused = run_cli("train", *args, option, "1" if option == "--warmup" else "0.1", ok=False)
         assert refused.exit_code == 2 and f"{option} does not apply to --optim rprop" in \
             refused.output
-    run_cli("train", small_text, *FILL, "--optim", "rprop", "--max-steps", "3", "--run-name", "f")
+    fill = [a for i, a in enumerate(FILL) if "--warmup" not in FILL[max(0, i - 1) : i + 1]]
+    run_cli("train", small_text, *fill, "--optim", "rprop", "--max-steps", "3", "--run-name", "f")
     assert {g["weight_decay"] for g in _param_groups(tmp_path / "runs/f")} == {0.0}
 
 

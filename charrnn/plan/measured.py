@@ -43,6 +43,7 @@ def measured_choices(resolved, facts, job):
             sources["softmax"] = f"rule: {job.device_type}: the full softmax"
         if cfg.precision == "auto" and job.device_type == "cuda":
             sources["precision"] = "rule: CUDA: float16 autocast with loss scaling"
+        _refuse_dropped_cutoffs(cfg, softmax, sources)
         return type(resolved)(replace(cfg, softmax=softmax, cutoffs=_cutoffs(cfg, facts, softmax)),
                               sources)
     precisions = ["fp32", "bf16"] if cfg.precision == "auto" else [cfg.precision]
@@ -50,6 +51,7 @@ def measured_choices(resolved, facts, job):
     if cfg.softmax == "auto" and len(softmaxes) == 1:
         sources["softmax"] = f"rule: {facts.vocab:,} tokens: the full softmax"
     if len(precisions) * len(softmaxes) == 1 and precisions != ["bf16"]:
+        _refuse_dropped_cutoffs(cfg, softmaxes[0], sources)
         cfg = replace(cfg, precision=precisions[0], softmax=softmaxes[0],
                       cutoffs=_cutoffs(cfg, facts, softmaxes[0]))
         return type(resolved)(cfg, sources)
@@ -65,13 +67,19 @@ def measured_choices(resolved, facts, job):
                                 ("softmax", softmax, softmaxes)):
         if len(other) > 1:
             sources[name] = "machine: " + _why(measurement, name, chosen, precision, softmax)
+    _refuse_dropped_cutoffs(cfg, softmax, sources)
+    cfg = replace(cfg, precision=precision, softmax=softmax,
+                  cutoffs=cutoffs if softmax == "adaptive" else [])
+    return type(resolved)(cfg, sources)
+
+
+def _refuse_dropped_cutoffs(cfg, softmax: str, sources: dict) -> None:
+    """Typed --cutoffs where `auto` chose the full softmax (by rule or measurement): an error,
+    as they would be dropped."""
     if cfg.cutoffs and softmax == "full" and cfg.softmax == "auto":
         raise UserError(f"--cutoffs {','.join(map(str, cfg.cutoffs))}: --softmax auto chose the "
                         f"full softmax here ({sources['softmax']}): type --softmax adaptive to "
                         "use them, or drop them")
-    cfg = replace(cfg, precision=precision, softmax=softmax,
-                  cutoffs=cutoffs if softmax == "adaptive" else [])
-    return type(resolved)(cfg, sources)
 
 
 def _softmax_candidates(cfg, facts) -> list[str]:

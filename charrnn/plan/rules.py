@@ -78,6 +78,9 @@ APPLIES: tuple[Applies, ...] = (
     Applies(("weight_decay", "grad_clip"), lambda s: s.optim != "rprop", "not with --optim rprop",
             " does not apply to --optim rprop: it steps by the sign of each gradient, so a decay "
             "term or a clipped norm changes nothing; drop it"),
+    Applies(("warmup", "min_lr_ratio"), lambda s: s.optim != "rprop", "not with --optim rprop",
+            " does not apply to --optim rprop: it reads --lr once, as each weight's first step, "
+            "and adapts the steps itself after that, so a schedule changes nothing; drop it"),
     Applies(LM_ONLY, lambda s: s.task != "fill", "to language models, not to --task fill",
             " does not apply to --task fill (the masked bidirectional model): drop it"),
     Applies(("label_column", "features", "char_emb", "char_filters", "feature_emb"),
@@ -197,9 +200,11 @@ RECIPES: tuple[Recipe, ...] = (
             "patience": 8},
            f"{GPU_RUNS}: 140 s were 38 passes over PTB and still improving; AWD-LSTM's "
            "regularisers for the longer budget; derived, waiting for a GPU to measure"),
-    Recipe("--optim rprop", lambda s: s.optim == "rprop", {"weight_decay": 0.0, "grad_clip": 0.0},
+    Recipe("--optim rprop", lambda s: s.optim == "rprop",
+           {"weight_decay": 0.0, "grad_clip": 0.0, "warmup": 0, "min_lr_ratio": 1.0},
            "rprop steps by the sign of each gradient: a decay term or a clipped norm would change "
-           "nothing"),
+           "nothing; it reads --lr once, as each weight's first step (torch.optim.Rprop), so the "
+           "schedule is flat: a warm-up would only shrink that first step"),
 )
 
 
