@@ -235,6 +235,9 @@ def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -
     (["a ___", "--method", "ngram", "-m", "fwd"], "needs an n-gram run"),
     (["a ___", "-m", "nosuchrun"], "run 'nosuchrun' not found"),
     (["a ___", "--mask-weight", "-1"], "--mask-weight must be between 0 and 10"),
+    (["-i", "--json"], "--json prints the fills of one TEXT"),
+    (["-i", "--method", "forward", "--method", "ngram"], "the prompt (-i) shows one method"),
+    (["a ___", "--method", "ngram", "--mix", "ngram"], "--method ngram reads no LM"),
 ])
 def test_fill_errors_are_one_line(word_runs: Path, args: list[str], message: str) -> None:
     result = run_cli("fill", *args, "--out", word_runs, ok=False)

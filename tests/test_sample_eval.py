@@ -73,6 +73,8 @@ def test_num_samples_gives_that_many_samples(tiny_run: Path) -> None:
         (["--greedy", "--num-samples", "3"], "--num-samples 3 would print the same text 3 times"),
         (["--greedy", "--seed", "3"], "--greedy takes no --seed"),
         (["--beam", "3", "--seed", "4"], "--beam takes no --seed"),
+        (["--top-k", "1", "--temp", "0.3"], "--top-k 1 ignores --temp"),
+        (["--top-k", "1", "--seed", "9"], "--top-k 1 takes no --seed"),
         (["--greedy", "--beam", "3"], "give --greedy or --beam, not both"),
         (["--greedy", "--temp", "0.5"], "--greedy ignores --temp"),
         (["--greedy", "--top-k", "3", "--top-p", "0.9"], "--greedy ignores --top-k / --top-p"),

@@ -204,12 +204,14 @@ def test_tag_train_refuses_data_too_small_to_learn_from(tmp_path: Path) -> None:
     ("segmented", ["--char-filters", "20"], "--char-filters applies to --format conll"),
     ("segmented", ["--label-column", "2"], "--label-column applies to --format conll"),
     ("conll", ["--bigram-emb", "16"], "--bigram-emb applies to --format segmented"),
+    ("conll", ["--valid", "VALID", "--val-frac", "0.3"], "--val-frac does not apply with --valid"),
 ])
 def test_an_option_of_the_other_data_format_is_refused(tmp_path: Path, fmt, args, message
                                                        ) -> None:
     data = tmp_path / "data.txt"
     data.write_text("the DT B-NP\ncat NN I-NP\n\n" * 5 if fmt == "conll" else "我 爱 北京\n" * 5,
                     encoding="utf-8")
+    args = [str(data) if a == "VALID" else a for a in args]
     result = run_cli("tag", "train", data, "--format", fmt, *args, "--quiet", "--max-steps", "1",
                      ok=False)
     assert result.exit_code == 2 and message in result.output

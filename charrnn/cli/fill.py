@@ -57,6 +57,19 @@ def _fill_options(top_k: int, max_len: int | None, unk, beam: int, candidates: i
     return opts
 
 
+def _refuse_unused(interactive: bool, json_out: bool, methods: list[str], mix, mix_weight) -> None:
+    """Options the asked-for fill would not read: an error, as everywhere."""
+    if interactive and json_out:
+        raise UserError("--json prints the fills of one TEXT; the prompt (-i) shows them as you "
+                        "type: drop one of the two")
+    if interactive and len(methods) > 1:
+        raise UserError("the prompt (-i) shows one method (the n-gram's fills beside it): give "
+                        "one --method, and switch at the prompt with :method NAME")
+    if (mix is not None or mix_weight is not None) and methods and set(methods) == {"ngram"}:
+        raise UserError("--mix mixes the n-gram into the forward LM's scores, and --method ngram "
+                        "reads no LM: drop --mix, or ask for forward or bidirectional")
+
+
 def _methods(asked: list | None, families) -> list[str]:
     from charrnn.fill.families import available_methods, method_family
 
@@ -103,6 +116,7 @@ def fill_command(
 
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
+    _refuse_unused(interactive, json_out, opt.plain(list(method or [])), mix, mix_weight)
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)

@@ -92,6 +92,9 @@ def _planned(request, config_type):
     """The tagger's config: what was typed, the situation's recipe (rules.py: rprop's), defaults."""
     from charrnn.plan import rules
 
+    if request["valid"] and "val_frac" in request.typed:  # the file wins: the fraction unread
+        raise UserError("--val-frac does not apply with --valid: the validation sentences are the "
+                        "--valid file's; drop one of the two")
     situation = rules.Situation(task="tag", optim=str(request["optim"]),
                                 data_format=opt.plain(request["format"]),
                                 has_validation=bool(request["valid"]) or request["val_frac"] > 0)

@@ -128,11 +128,13 @@ class SampleOptions:
         no top-k / top-p) never conflict, so only values the user gave are refused."""
         if self.greedy and self.beam is not None:
             raise UserError("give --greedy or --beam, not both (--beam 1 is greedy decoding)")
+        top1 = self.top_k == 1 and not self.greedy and self.beam is None  # greedy by another name
         shaping = [name for name, given in (("--temp", self.temperature != 1.0),
-                                            ("--top-k", self.top_k is not None),
+                                            ("--top-k", self.top_k is not None and not top1),
                                             ("--top-p", self.top_p is not None)) if given]
         mode = ("--greedy", "always takes the most likely token") if self.greedy else \
-            ("--beam", "searches the most likely text") if self.beam is not None else None
+            ("--beam", "searches the most likely text") if self.beam is not None else \
+            ("--top-k 1", "keeps only the most likely token, as --greedy does") if top1 else None
         if mode and shaping:
             given = " / ".join(shaping)
             raise UserError(f"{mode[0]} ignores {given} (it {mode[1]}): drop {given}, or drop "
