@@ -238,6 +238,8 @@ def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -
     (["-i", "--json"], "--json prints the fills of one TEXT"),
     (["-i", "--method", "forward", "--method", "ngram"], "the prompt (-i) shows one method"),
     (["a ___", "--method", "ngram", "--mix", "ngram"], "--method ngram reads no LM"),
+    (["a ___", "-m", "fwd", "-m", "bwd", "--mask-weight", "1"], "and none is loaded"),
+    (["a ___", "--method", "forward", "--mask-weight", "1"], "which is not asked for"),
 ])
 def test_fill_errors_are_one_line(word_runs: Path, args: list[str], message: str) -> None:
     result = run_cli("fill", *args, "--out", word_runs, ok=False)

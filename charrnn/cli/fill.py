@@ -70,6 +70,18 @@ def _refuse_unused(interactive: bool, json_out: bool, methods: list[str], mix, m
                         "reads no LM: drop --mix, or ask for forward or bidirectional")
 
 
+def _refuse_mask_weight(weight: float, families: dict, methods: list[str]) -> None:
+    """--mask-weight weighs the fill model in the bidirectional method: typed (above 0) where
+    neither is, it would change nothing."""
+    rnn = families.get("rnn")
+    if weight > 0 and (rnn is None or rnn.mask is None):
+        raise UserError("--mask-weight weighs the fill model (charrnn train --task fill), and none "
+                        "is loaded: add -m FILL_RUN, or drop --mask-weight")
+    if weight > 0 and "bidirectional" not in methods:
+        raise UserError("--mask-weight weighs the fill model in the bidirectional method, which "
+                        "is not asked for: add --method bidirectional, or drop --mask-weight")
+
+
 def _methods(asked: list | None, families) -> list[str]:
     from charrnn.fill.families import available_methods, method_family
 
@@ -131,6 +143,7 @@ def fill_command(
              asked).run()
         return
     methods = _methods(method, families)
+    _refuse_mask_weight(mask_weight, families, methods)
     result = fill_text(text, families, methods, opts)
     result["models"] = next(iter(families.values())).names
     if json_out:
@@ -252,7 +265,9 @@ def fill_eval_command(
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
     cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     families = load_families(list(model or []), opt.root(out), device)
-    result = fill_eval(file, blanks, families, _methods(method, families), opts, unit, segmented,
+    methods = _methods(method, families)
+    _refuse_mask_weight(mask_weight, families, methods)
+    result = fill_eval(file, blanks, families, methods, opts, unit, segmented,
                        context, seed, quiet, lexicon, cases)
     if json_out:
         typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
