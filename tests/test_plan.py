@@ -344,3 +344,11 @@ def test_typed_cutoffs_are_refused_wherever_auto_takes_the_full_softmax() -> Non
     cfg = new_config(_request(precision="fp32", softmax="adaptive", cutoffs=[10, 20]), CHARS,
                      FakeJob()).config
     assert cfg.softmax == "adaptive" and cfg.cutoffs == [10, 20]
+
+
+def test_locked_dropout_at_dropout_zero_is_refused() -> None:
+    with pytest.raises(UserError, match="--locked-dropout draws the --dropout mask"):
+        new_config(_request(locked_dropout=True, dropout=0.0, precision="fp32"), CHARS, FakeJob())
+    cfg = new_config(_request(locked_dropout=True, dropout=0.2, precision="fp32"), CHARS,
+                     FakeJob()).config
+    assert cfg.locked_dropout and cfg.dropout == 0.2

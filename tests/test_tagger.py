@@ -205,6 +205,8 @@ def test_tag_train_refuses_data_too_small_to_learn_from(tmp_path: Path) -> None:
     ("segmented", ["--label-column", "2"], "--label-column applies to --format conll"),
     ("conll", ["--bigram-emb", "16"], "--bigram-emb applies to --format segmented"),
     ("conll", ["--valid", "VALID", "--val-frac", "0.3"], "--val-frac does not apply with --valid"),
+    ("conll", ["--feature-emb", "8"], "and none is given: add --features"),
+    ("conll", ["--char-emb", "7", "--char-filters", "0"], "--char-filters 0 turns the CNN off"),
 ])
 def test_an_option_of_the_other_data_format_is_refused(tmp_path: Path, fmt, args, message
                                                        ) -> None:

@@ -92,6 +92,12 @@ def _planned(request, config_type):
     """The tagger's config: what was typed, the situation's recipe (rules.py: rprop's), defaults."""
     from charrnn.plan import rules
 
+    if "feature_emb" in request.typed and not request["features"]:
+        raise UserError("--feature-emb sizes the embeddings of the --features columns, and none "
+                        "is given: add --features, or drop --feature-emb")
+    if "char_emb" in request.typed and request["char_filters"] == 0:
+        raise UserError("--char-emb sizes the char CNN's embeddings, and --char-filters 0 turns "
+                        "the CNN off: drop one of the two")
     if request["valid"] and "val_frac" in request.typed:  # the file wins: the fraction unread
         raise UserError("--val-frac does not apply with --valid: the validation sentences are the "
                         "--valid file's; drop one of the two")

@@ -69,7 +69,16 @@ def refuse_for_data(request: Request, mode: str, facts: DataFacts) -> None:
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
     refuse_for_data(request, "new", facts)
-    return measured_choices(recipe_config(request, facts, job), facts, job)
+    return measured_choices(_refuse_idle(recipe_config(request, facts, job), request), facts, job)
+
+
+def _refuse_idle(resolved: Resolved, request: Request) -> Resolved:
+    """A typed switch whose effect the final values cancel (--locked-dropout at dropout 0)."""
+    cfg = resolved.config
+    if "locked_dropout" in request.typed and cfg.locked_dropout and cfg.dropout == 0:
+        raise UserError("--locked-dropout draws the --dropout mask once per sequence, and the "
+                        "dropout is 0: give --dropout, or drop --locked-dropout")
+    return resolved
 
 
 def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
