@@ -227,6 +227,12 @@ class RegistryFiles:
         return next(iter(self.levels.values()))
 
 
+def names_registry(inputs: list[str]) -> bool:
+    """Whether any input is a registry name (not a path that exists)."""
+    names = registry()
+    return any(not Path(spec).exists() and spec in names for spec in inputs)
+
+
 def registry_files(inputs: list[str], mirror: str | None = None) -> RegistryFiles:
     if mirror is not None:
         _check_mirror(mirror, "--mirror")

@@ -173,3 +173,13 @@ def test_a_derived_corpus_is_made_from_its_checked_sources(tmp_path: Path,
     (path.parent / "neg.txt").unlink()
     with pytest.raises(UserError, match=r"neg.txt \(a source of mixed.txt\) failed its sha256"):
         corpora.get("mixed", str(mirror))
+
+
+@pytest.mark.parametrize("command", [("train", "--max-steps", "1", "--plain"),
+                                     ("ngram", "train"), ("fill", "train")])
+def test_a_mirror_with_no_registry_name_among_the_inputs_is_refused(small_text: Path,
+                                                                    tmp_path: Path, command) -> None:
+    args = [*command[:2], small_text, *command[2:]] if command[0] in ("ngram", "fill") else \
+        [command[0], small_text, *command[1:]]
+    result = run_cli(*args, "--mirror", tmp_path, ok=False)
+    assert result.exit_code == 2 and "no input names one: drop --mirror" in result.output

@@ -161,3 +161,17 @@ def test_the_logged_val_loss_is_what_eval_gives_for_the_checkpoint(small_text: P
     logged = min(r["val_loss"] for r in map(json.loads, lines) if r["type"] == "eval")
     scored = json.loads(run_cli("eval", "v", "--split", "val", "--json").output)
     assert scored["nats_per_token"] == pytest.approx(logged, rel=1e-5)
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "RUN", "--unk", "skip"], ["eval", "RUN", "--split", "val", "--errors", "replace"],
+    ["sample", "RUN", "--unk", "skip", "--length", "5", "--plain"],
+    ["compare", "RUN", "--unk", "skip"],
+])
+def test_options_for_reading_your_text_are_refused_where_there_is_none(tiny_run: Path,
+                                                                       args) -> None:
+    """A run's own split and an unprimed sample read no text of the user's: --unk skip and
+    --errors replace would change nothing."""
+    result = run_cli(*[str(tiny_run) if a == "RUN" else a for a in args], ok=False)
+    assert result.exit_code == 2 and "says how to read your text, and there is none here" in \
+        result.output

@@ -30,6 +30,7 @@ def eval_command(
     run, file = opt.run_and_file(list(targets or []), root, "eval")
     if file is not None and split is not None:
         raise UserError("give a FILE or --split, not both")
+    opt.refuse_text_options(file is not None, unk, errors)
     result = evaluate_run(run, root, file, opt.plain(split), device, opt.plain(unk),
                           opt.plain(errors), opt.plain(precision), mix, mix_weight)
     typer.echo(json.dumps(result, indent=1) if json_out else describe(result))

@@ -192,6 +192,9 @@ def fill_train_command(
         folder = group.resolve(resume, root)
     else:
         budget = train_group.MAX_TIME if max_time is None else max_time
+        from charrnn.plan.preprocess import refuse_idle_mirror
+
+        refuse_idle_mirror(list(inputs or []), mirror)
         folder = train_group.start(list(inputs or []), budget, root, run_name, mirror)
     say = typer.echo
     live = not plain and sys.stdout.isatty()

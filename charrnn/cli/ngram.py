@@ -97,6 +97,7 @@ def eval_cmd(
 
     root = opt.root(out)
     run, file = opt.run_and_file(list(targets or []), root, "ngram eval")
+    opt.refuse_text_options(file is not None, unk, errors)
     result = evaluate_ngram(run, root, file, opt.plain(split), opt.plain(unk), opt.plain(errors))
     if json_out:
         typer.echo(json.dumps(result, indent=1))
@@ -118,6 +119,7 @@ def sample(
     from charrnn.ngram.runs import load_run
     from charrnn.ngram.sample import stream_text
 
+    opt.refuse_text_options(bool(prime), unk, source="a --prime")
     _, model = load_run(run, opt.root(out), "sample")
     for piece in stream_text(model, length, temp, prime, seed, opt.plain(unk)):
         sys.stdout.write(piece)
@@ -187,6 +189,7 @@ def compare_cmd(
 
     if file is not None and split is not None:
         raise UserError("give --file or --split, not both (a --file replaces every run's split)")
+    opt.refuse_text_options(file is not None, unk, source="a --file")
     report = compare(list(runs or []), opt.root(out), opt.plain(split) if split else "test", file,
                      opt.plain(unk), mix)
     if json_out:

@@ -221,3 +221,14 @@ Cell = Annotated[CellChoice, typer.Option(help="rnn, lstm or gru.")]
 Layers = Annotated[int, typer.Option(help="Stacked recurrent layers.")]
 Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of the RNN (and between layers).")]
 BatchSize = Annotated[int, typer.Option(help="Parallel streams (LM) or sentences (tagger) per step.")]
+
+
+def refuse_text_options(text_given: bool, unk: object, errors: object = "strict",
+                        source: str = "a FILE") -> None:
+    """--unk skip and --errors replace say how to read the user's text: where there is none (a
+    run's own split, no --prime), they would change nothing."""
+    for name, value, default in (("--unk", plain(unk), "error"), ("--errors", plain(errors),
+                                                                  "strict")):
+        if not text_given and value != default:
+            raise UserError(f"{name} {value} says how to read your text, and there is none "
+                            f"here: give {source}, or drop {name}")

@@ -42,6 +42,7 @@ def sample(
         raise UserError("give --prime or --prime-file, not both")
     if prime_file is not None:
         prime = read_text([prime_file])
+    opt.refuse_text_options(bool(prime), unk, source="a --prime")
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
              beam=beam, seed=seed)
     opts.validate(num_samples)

@@ -30,12 +30,22 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
             raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
                             f"{split} split is the --{files} file; drop one of the two")
     opts.validate()
+    refuse_idle_mirror(inputs or [], mirror)
     if inputs and _is_dataset_folder(inputs):  # its own options; a typed other one is refused
         return _dataset_folder(opts, typed, inputs[0])
     if inputs:
         _registry_defaults(opts, typed, inputs, mirror)
     _refuse_other_levels(opts.level, typed)
     return opts
+
+
+def refuse_idle_mirror(inputs: list[str], mirror: str | None) -> None:
+    """--mirror is where registry corpora come from: with none among the inputs it is unread."""
+    from charrnn.corpora import names_registry
+
+    if mirror is not None and not names_registry(inputs):
+        raise UserError("--mirror is where registry corpora (charrnn corpus list) are copied from, "
+                        "and no input names one: drop --mirror")
 
 
 def _refuse_other_levels(level: str, typed: frozenset[str]) -> None:
