@@ -103,6 +103,14 @@ def test_predict_tags_conll_input_and_unseen_words(chunker, tmp_path: Path) -> N
     assert [r[-1] for r in rows] == ["B-NP", "I-NP", "B-VP", "B-NP", "I-NP"]
 
 
+def test_a_word_tagger_refuses_a_segmenters_separator(chunker) -> None:
+    root, _ = chunker
+    result = run_cli("tag", "predict", "chunk", "-", "--input", "conll", "--sep", "/", "--out",
+                     root, input="the DT\n", ok=False)
+    assert result.exit_code == 2 and "--sep does not apply: this run is a word tagger" in \
+        result.output
+
+
 def test_predict_needs_conll_input_when_the_tagger_reads_features(chunker) -> None:
     root, _ = chunker
     result = run_cli("tag", "predict", "chunk", "--out", root, input="the cat saw a dog\n", ok=False)
@@ -121,6 +129,9 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
     assert out.split("\n")[:2] == ["我们 喜欢 学习", "今天 天气 很 好"]
     spaced = run_cli("tag", "predict", "seg", "--sep", "/", input="我们喜 欢学习\n").output
     assert spaced.strip() == "我们/喜/欢/学习"  # a space in the input is always a boundary
+    for other in (["--input", "conll"], ["--output", "inline"]):  # a word tagger's options
+        refused = run_cli("tag", "predict", "seg", *other, input="我们\n", ok=False)
+        assert refused.exit_code == 2 and "this run is a segmenter" in refused.output
     result = json.loads(run_cli("tag", "eval", "seg", corpus, "--json").output)
     assert result["score"] == "word" and result["f1"] > 0.95
     lm_eval = run_cli("eval", "seg", corpus, ok=False)  # not "N characters not in the vocabulary"

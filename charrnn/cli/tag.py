@@ -135,6 +135,18 @@ def tag_eval(
     typer.echo(json.dumps(result, indent=1) if json_out else _score_line(file, result))
 
 
+def _refuse_other_kind(segmenter: bool, input_format: str, output: str, sep: str) -> None:
+    """Options of the other kind of tagger (a segmenter reads raw lines and writes words joined
+    by --sep; a word tagger reads raw or CoNLL and writes --output): an error, not unread."""
+    stray = [o for o, used in (("--input conll", input_format == "conll"),
+                               ("--output inline", output == "inline")) if used] if segmenter \
+        else (["--sep"] if sep != " " else [])
+    if stray:
+        kind = "a segmenter (it reads raw lines and joins words with --sep)" if segmenter else \
+            "a word tagger (it writes --output conll or inline)"
+        raise UserError(f"{', '.join(stray)} does not apply: this run is {kind}; drop it")
+
+
 @command(tag_app, "predict")
 def tag_predict(
     run: Annotated[str, typer.Argument(help="Tagger run name, run folder or checkpoint.")],
@@ -155,6 +167,7 @@ def tag_predict(
         else read_text([file], errors, CONVERT_OR_REPLACE)
     bundle = load_tagger(run, opt.root(out), device)
     tag = bundle.meta["tag"]
+    _refuse_other_kind(bundle.encoder.level == "char", input_format, output, sep)
     if bundle.encoder.level == "char":  # a segmenter: spaces already in the input stay boundaries
         lines = text.split("\n")
         if lines and lines[-1] == "":
