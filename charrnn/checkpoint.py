@@ -264,6 +264,9 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
         fsutil.recover_dir(folder / name)
     for name in order:
         if (folder / name / META).is_file():
+            if asked is not None and name != asked:  # asked for, and not there
+                raise UserError(f"{folder} has no {asked}/ checkpoint (it has {name}/): drop "
+                                f"--checkpoint, or give --checkpoint {name}")
             return open_checkpoint(folder / name)
     info = runs.run_info(folder)
     if info.get("kind") == "ngram":

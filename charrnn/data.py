@@ -208,7 +208,9 @@ def _build_tokenizer(opts: PreprocessOptions, train_text: Iterator[str]) -> Toke
     if opts.level == "word":
         return WordTokenizer.build(train_text, opts.pattern, opts.lower, opts.min_count,
                                    opts.max_vocab)
-    return SubwordTokenizer.train(train_text, opts.vocab_size, opts.subword_model)
+    # A size asked for is made exactly or refused; the default shrinks to what a small text makes.
+    exact = opts.vocab_size != PreprocessOptions.vocab_size
+    return SubwordTokenizer.train(train_text, opts.vocab_size, opts.subword_model, exact=exact)
 
 
 class _Plan:

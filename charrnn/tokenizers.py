@@ -296,8 +296,11 @@ class SubwordTokenizer:
     @classmethod
     def train(
         cls, chunks: Iterable[str], vocab_size: int = 2000, model_type: str = "bpe",
-        character_coverage: float = 0.9995, max_sentences: int = 2_000_000,
+        character_coverage: float = 0.9995, max_sentences: int = 2_000_000, exact: bool = True,
     ) -> SubwordTokenizer:
+        """sentencepiece on the text's lines. `exact`: fewer pieces than `vocab_size` (the text
+        runs out of them first: its limit is soft) is an error naming the most it makes; else
+        the smaller vocabulary is kept."""
         import io
 
         import sentencepiece as spm
@@ -323,7 +326,7 @@ class SubwordTokenizer:
         except RuntimeError as exc:
             raise _training_error(str(exc), vocab_size) from exc
         made = cls(model.getvalue())
-        if made.vocab_size < vocab_size:  # the limit is soft: the text ran out of pieces first
+        if exact and made.vocab_size < vocab_size:  # the text ran out of pieces first
             raise UserError(f"--vocab-size {vocab_size} is too large for this text: its "
                             f"{model_type} model stops at {made.vocab_size} pieces; pass "
                             f"--vocab-size {made.vocab_size} or less, or give more text")

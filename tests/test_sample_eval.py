@@ -90,6 +90,18 @@ def test_default_temperature_does_not_conflict_with_greedy(tiny_run: Path) -> No
     run_cli("sample", tiny_run, "--greedy", "--temp", "1.0", "--length", "5")
 
 
+def test_checkpoint_asking_for_one_the_run_lacks_is_refused(tiny_run: Path, tmp_path: Path
+                                                            ) -> None:
+    import shutil
+
+    run = tmp_path / "only-last"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "best")
+    result = run_cli("sample", run, "--checkpoint", "best", "--length", "5", "--plain", ok=False)
+    assert result.exit_code == 2 and "has no best/ checkpoint (it has last/)" in result.output
+    run_cli("sample", run, "--length", "5", "--plain")  # not asked for: the one it has
+
+
 def test_a_checkpoint_folder_and_checkpoint_asking_for_the_other_one_are_refused(tiny_run: Path
                                                                                  ) -> None:
     for folder, asked in (("last", "best"), ("best", "last")):

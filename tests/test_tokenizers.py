@@ -192,3 +192,17 @@ def test_a_vocab_size_the_text_cannot_fill_is_refused_naming_one_it_can(model_ty
     most = int(str(err.value).split("pass --vocab-size ")[1].split()[0])
     assert 260 <= most < 5000
     assert SubwordTokenizer.train([text], vocab_size=most, model_type=model_type).vocab_size == most
+    # Not asked for (the default): the smaller vocabulary is kept.
+    assert SubwordTokenizer.train([text], vocab_size=5000, model_type=model_type,
+                                  exact=False).vocab_size == most
+
+
+def test_the_default_vocab_size_shrinks_to_a_small_text_and_a_typed_one_is_refused(
+        small_text, tmp_path) -> None:
+    from helpers import run_cli
+
+    out = run_cli("preprocess", small_text, "--level", "subword", "--out", tmp_path / "a").output
+    assert "subword vocab" in out
+    result = run_cli("preprocess", small_text, "--level", "subword", "--vocab-size", "5000",
+                     "--out", tmp_path / "b", ok=False)
+    assert result.exit_code == 2 and "--vocab-size 5000 is too large for this text" in result.output

@@ -65,7 +65,8 @@ def _refuse_unused(interactive: bool, json_out: bool, methods: list[str], mix, m
     if interactive and len(methods) > 1:
         raise UserError("the prompt (-i) shows one method (the n-gram's fills beside it): give "
                         "one --method, and switch at the prompt with :method NAME")
-    if (mix is not None or mix_weight is not None) and methods and set(methods) == {"ngram"}:
+    if not interactive and (mix is not None or mix_weight is not None) and methods and \
+            set(methods) == {"ngram"}:  # (at the prompt, :method forward brings the mix in)
         raise UserError("--mix mixes the n-gram into the forward LM's scores, and --method ngram "
                         "reads no LM: drop --mix, or ask for forward or bidirectional")
 
@@ -194,7 +195,8 @@ def fill_train_command(
         budget = train_group.MAX_TIME if max_time is None else max_time
         from charrnn.plan.preprocess import refuse_idle_mirror
 
-        refuse_idle_mirror(list(inputs or []), mirror)
+        if inputs:  # (none: the library says to give the corpus)
+            refuse_idle_mirror(list(inputs), mirror)
         folder = train_group.start(list(inputs or []), budget, root, run_name, mirror)
     say = typer.echo
     live = not plain and sys.stdout.isatty()

@@ -224,7 +224,7 @@ BatchSize = Annotated[int, typer.Option(help="Parallel streams (LM) or sentences
 
 
 def refuse_text_options(text_given: bool, unk: object, errors: object = "strict",
-                        source: str = "a FILE") -> None:
+                        source: str = "a FILE instead of the run's split") -> None:
     """--unk skip and --errors replace say how to read the user's text: where there is none (a
     run's own split, no --prime), they would change nothing."""
     for name, value, default in (("--unk", plain(unk), "error"), ("--errors", plain(errors),

@@ -162,12 +162,12 @@ def tag_predict(
     from charrnn.tag.predict import load_tagger
 
     input_format, output, errors = opt.plain(input_format), opt.plain(output), opt.plain(errors)
-    # This command has --errors, so invalid UTF-8 may suggest it.
-    text = read_stdin(errors, can_replace=True) if file in (None, "-") \
-        else read_text([file], errors, CONVERT_OR_REPLACE)
     bundle = load_tagger(run, opt.root(out), device)
     tag = bundle.meta["tag"]
     _refuse_other_kind(bundle.encoder.level == "char", input_format, output, sep)
+    # This command has --errors, so invalid UTF-8 may suggest it.
+    text = read_stdin(errors, can_replace=True) if file in (None, "-") \
+        else read_text([file], errors, CONVERT_OR_REPLACE)
     if bundle.encoder.level == "char":  # a segmenter: spaces already in the input stay boundaries
         lines = text.split("\n")
         if lines and lines[-1] == "":

@@ -80,7 +80,8 @@ APPLIES: tuple[Applies, ...] = (
             "term or a clipped norm changes nothing; drop it"),
     Applies(("warmup", "min_lr_ratio"), lambda s: s.optim != "rprop", "not with --optim rprop",
             " does not apply to --optim rprop: it reads --lr once, as each weight's first step, "
-            "and adapts the steps itself after that, so a schedule changes nothing; drop it"),
+            "and adapts the steps itself after that (a warm-up would only shrink that first "
+            "step: set --lr instead); drop it"),
     Applies(LM_ONLY, lambda s: s.task != "fill", "to language models, not to --task fill",
             " does not apply to --task fill (the masked bidirectional model): drop it"),
     Applies(("label_column", "features", "char_emb", "char_filters", "feature_emb"),
@@ -91,8 +92,8 @@ APPLIES: tuple[Applies, ...] = (
             " applies to --format segmented (characters of words separated by spaces), not "
             "conll: drop it"),
     Applies(EVALUATION, lambda s: s.has_validation, "where the data has a validation split",
-            ": the data has no validation split to evaluate on (--val-frac 0, no --valid): drop "
-            "it, or give --val-frac or --valid FILE"),
+            ": the data has no validation split to evaluate on (none made, or under 2 tokens): "
+            "drop it, or give the text a validation split (--val-frac or --valid FILE)"),
 )
 
 # What a device class trains at, for how many passes over a corpus a --max-time allows. CUDA:
