@@ -441,3 +441,18 @@ def test_the_fill_model_and_a_tagger_refuse_patience_without_validation_data(sma
     result = run_cli("tag", "train", conll, "--format", "conll", "--val-frac", "0", "--patience",
                      "2", "--max-steps", "2", "--quiet", ok=False)
     assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
+
+
+def test_the_fill_model_gets_the_live_view_in_a_terminal_unless_plain(small_text: Path,
+                                                                      monkeypatch) -> None:
+    """--task fill took plain lines always, so --plain changed nothing there."""
+    from charrnn.cli import train as cli_train
+    from charrnn.training.reporters import PlainReporter
+
+    asked: list[bool] = []
+    monkeypatch.setattr(cli_train, "training_reporter",
+                        lambda plain: asked.append(plain) or PlainReporter())
+    for extra in ([], ["--plain"]):
+        run_cli("train", small_text, "--task", "fill", "--hidden", "16", "--layers", "1",
+                "--batch-size", "4", "--seq-len", "16", "--max-steps", "2", *extra)
+    assert asked == [False, True]

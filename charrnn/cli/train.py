@@ -110,7 +110,7 @@ def _train_fill(request) -> dict:
     recipe, _ = rules.recipe(situation, request.typed)
     cfg = FillTrainConfig(**{**request.fields_of(FillTrainConfig), **recipe})
     return train_fill_job(inputs, popts, cfg, opt.root(request["out"]), request["run_name"],
-                          request["mirror"], training_reporter(True))
+                          request["mirror"], training_reporter(bool(request["plain"])))
 
 
 def training_reporter(plain: bool):
