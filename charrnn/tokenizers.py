@@ -52,6 +52,16 @@ def _unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
     )
 
 
+def refuse_idle_skip(level: str, unknown: str) -> None:
+    """A skip asked of a model with no unknown characters to drop: a word model reads unknown
+    words as its <unk> (as PTB does), a subword model spells any text with its byte pieces."""
+    if unknown == "skip" and level != "char":
+        why = "reads unknown words as its <unk>" if level == "word" else \
+            "spells any text with its byte pieces"
+        raise UserError(f"--unk skip drops characters a char model lacks, and this {level} model "
+                        f"{why}: drop --unk skip")
+
+
 class _ListDecoder:
     """Stream decoder for tokenizers whose tokens decode independently."""
 

@@ -97,3 +97,19 @@ def test_compare_shows_and_explains_unknown_shares(word_root: Path, tmp_path: Pa
     assert "<unk> tokens (" in report["note"] and "rnn 33.3%" in report["note"]
     table = run_cli("compare", "--file", text, "--out", word_root).output
     assert "unk" in table and "33.3%" in table
+
+
+@pytest.mark.parametrize("command", [["eval", "rnn"], ["ngram", "eval", "tri"], ["score", "rnn"],
+                                     ["score", "tri"]])
+def test_unk_skip_is_refused_for_a_word_model(word_root: Path, tmp_path: Path, command) -> None:
+    """A word model reads unknown words as its <unk>: there is nothing for a skip to drop."""
+    result = run_cli(*command, _unknown_text(tmp_path), "--unk", "skip", "--out", word_root,
+                     ok=False)
+    assert result.exit_code == 2
+    assert "this word model reads unknown words as its <unk>: drop --unk skip" in result.output
+    run_cli(*command, _unknown_text(tmp_path), "--out", word_root)
+
+
+def test_fill_refuses_unk_skip_when_no_model_reads_characters(word_root: Path) -> None:
+    result = run_cli("fill", "the ___ cat", "--unk", "skip", "--out", word_root, ok=False)
+    assert result.exit_code == 2 and "drop --unk skip" in result.output

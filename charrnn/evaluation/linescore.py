@@ -74,6 +74,9 @@ class Scorer:
     """Turns batches of lines into per-token ln p; the kinds below differ in the model only."""
 
     def __init__(self, tokenizer, unknown: str) -> None:
+        from charrnn.tokenizers import refuse_idle_skip
+
+        refuse_idle_skip(tokenizer.level, unknown)
         self.tokenizer, self.unknown = tokenizer, unknown
         self.line_break = tokenizer.line_break_id()
         strings = tokenizer.token_strings()

@@ -19,6 +19,7 @@ from charrnn.evaluation.scores import scored, too_short
 from charrnn.lm.batching import oriented
 from charrnn.lm.model import load_lm
 from charrnn.lm.scoring import score_ids, token_nll
+from charrnn.tokenizers import refuse_idle_skip
 
 
 def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
@@ -45,6 +46,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     if mix is None and mix_weight is not None:
         raise UserError("--mix-weight applies with --mix NGRAM_RUN")
     ckpt = _lm_checkpoint(spec, root)
+    refuse_idle_skip(ckpt.tokenizer.level, unknown)
     dev = resolve_device(device)
     computed, _ = resolve_precision(precision, dev)
     tokenizer = ckpt.tokenizer

@@ -7,6 +7,7 @@ from pathlib import Path
 from charrnn.errors import UserError
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.ngram.runs import load_run
+from charrnn.tokenizers import refuse_idle_skip
 
 
 def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
@@ -21,6 +22,7 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
         raise UserError("give a FILE or --split, not both")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
+    refuse_idle_skip(tokenizer.level, unknown)
     ident = (model.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn ngram eval {folder.name}"
     ids, chars, source, skipped = data.scoring_text(tokenizer, ident, file, split, unknown, errors, again)
