@@ -52,6 +52,12 @@ def _unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
     )
 
 
+def prime_policy(level: str, unknown: str) -> str:
+    """How a prime's unknown text is read (sample, ngram sample): skipped if asked; else a char
+    model refuses it, a word model reads unknown words as its <unk>, as eval and fill do."""
+    return "skip" if unknown == "skip" else "error" if level == "char" else "map"
+
+
 def refuse_idle_skip(level: str, unknown: str) -> None:
     """A skip asked of a model with no unknown characters to drop: a word model reads unknown
     words as its <unk> (as PTB does), a subword model spells any text with its byte pieces."""

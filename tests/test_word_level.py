@@ -283,3 +283,9 @@ def test_a_line_the_rnn_scores_equals_its_own_token_probabilities(pair: Path) ->
     expected = torch.log_softmax(logits[0].float(), -1).gather(1, torch.tensor(ids[1:])[:, None])
     out = run_cli("score", "lm", "-", input="the quick brown fox\n").stdout
     assert float(out.split("\t")[0]) == pytest.approx(float(expected.sum()) / math.log(10), rel=1e-5)
+
+
+def test_an_ngram_word_prime_reads_unknown_words_as_unk_as_the_rnn_does(pair: Path) -> None:
+    out = run_cli("ngram", "sample", "kn", "--prime", "the zyzzyva quick", "--length", "4",
+                  "--seed", "1")
+    assert out.output.startswith("the <unk> quick")

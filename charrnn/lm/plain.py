@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from charrnn.errors import UserError
 from charrnn.lm.config import ModelConfig, SampleOptions, lm_config
 from charrnn.lm.tokenstream import TokenStream
+from charrnn.tokenizers import prime_policy
 
 if TYPE_CHECKING:
     from charrnn.lm import cpustream
@@ -41,7 +42,7 @@ def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int],
     """The prime's ids, and whether it is shown (an empty prime starts at a line break). Words the
     model lacks are its <unk>, as eval, score and fill read them (unless --unk skip)."""
     if prime:
-        policy = "skip" if unknown == "skip" else "error" if tokenizer.level == "char" else "map"
+        policy = prime_policy(tokenizer.level, unknown)
         ids = tokenizer.encode(prime, unknown=policy).tolist()
         if ids:
             return ids, True

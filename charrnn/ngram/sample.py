@@ -11,6 +11,7 @@ from charrnn.errors import UserError
 from charrnn.jit import njit
 from charrnn.ngram.model import NGramModel
 from charrnn.ngram.query import distribution, state_after, step
+from charrnn.tokenizers import prime_policy
 
 CHUNK = 1 << 16  # tokens per kernel call: output is streamed, memory stays flat
 
@@ -48,7 +49,7 @@ def prime_ids(model: NGramModel, prime: str | None, unknown: str) -> tuple[np.nd
     """(tokenizer ids of the prime, model history); no prime starts after a line break."""
     tok = model.tokenizer
     if prime:
-        ids = tok.encode(prime, unknown="skip" if unknown == "skip" else "error")
+        ids = tok.encode(prime, unknown=prime_policy(tok.level, unknown))
         if len(ids) == 0:
             raise UserError("the prime has no token the model knows: give another --prime")
         seq, _ = model.stream(ids)
