@@ -240,8 +240,11 @@ def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -
     (["a ___", "--method", "ngram", "--mix", "ngram"], "--method ngram reads no LM"),
     (["a ___", "-m", "fwd", "-m", "bwd", "--mask-weight", "1"], "and none is loaded"),
     (["a ___", "--method", "forward", "--mask-weight", "1"], "which is not asked for"),
+    (["a {1} b {2}", "--max-len", "3"], "--max-len bounds blanks of unknown length"),
+    (["eval", "FILE", "--unit", "char", "--max-len", "2"], "--unit char hides one character"),
 ])
 def test_fill_errors_are_one_line(word_runs: Path, args: list[str], message: str) -> None:
+    args = [str(word_runs / "corpus.txt") if a == "FILE" else a for a in args]
     result = run_cli("fill", *args, "--out", word_runs, ok=False)
     assert result.exit_code == 2 and message in result.output
 

@@ -130,6 +130,12 @@ def fill_command(
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
     _refuse_unused(interactive, json_out, opt.plain(list(method or [])), mix, mix_weight)
+    if max_len is not None and text is not None:
+        from charrnn.fill.syntax import parse
+
+        if all(b.max_len is not None for b in parse(text).blanks):
+            raise UserError("--max-len bounds blanks of unknown length (___), and every blank "
+                            "here has its length ({N} or {M,N}): drop --max-len")
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
@@ -271,6 +277,9 @@ def fill_eval_command(
     if lexicon is not None and (segmented or unit != "word"):
         raise UserError("--lexicon cuts an unsegmented FILE into words: it applies with --unit "
                         "word and without --segmented")
+    if max_len is not None and unit == "char":
+        raise UserError("--max-len bounds word blanks of unknown length, and --unit char hides "
+                        "one character each: drop --max-len")
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
     cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     families = load_families(list(model or []), opt.root(out), device)
