@@ -71,6 +71,16 @@ def _refuse_unused(interactive: bool, json_out: bool, methods: list[str], mix, m
                         "reads no LM: drop --mix, or ask for forward or bidirectional")
 
 
+def _refuse_max_len(max_len: int | None, text: str | None) -> None:
+    """--max-len bounds blanks of unknown length: where every blank has its own, unread."""
+    from charrnn.fill.syntax import parse
+
+    if max_len is not None and text is not None and \
+            all(b.max_len is not None for b in parse(text).blanks):
+        raise UserError("--max-len bounds blanks of unknown length (___), and every blank here "
+                        "has its length ({N} or {M,N}): drop --max-len")
+
+
 def _refuse_mask_weight(weight: float, families: dict, methods: list[str]) -> None:
     """--mask-weight weighs the fill model in the bidirectional method: typed (above 0) where
     neither is, it would change nothing."""
@@ -130,12 +140,7 @@ def fill_command(
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
     _refuse_unused(interactive, json_out, opt.plain(list(method or [])), mix, mix_weight)
-    if max_len is not None and text is not None:
-        from charrnn.fill.syntax import parse
-
-        if all(b.max_len is not None for b in parse(text).blanks):
-            raise UserError("--max-len bounds blanks of unknown length (___), and every blank "
-                            "here has its length ({N} or {M,N}): drop --max-len")
+    _refuse_max_len(max_len, text)
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
