@@ -97,6 +97,10 @@ def test_compare_shows_and_explains_unknown_shares(word_root: Path, tmp_path: Pa
     assert "<unk> tokens (" in report["note"] and "rnn 33.3%" in report["note"]
     table = run_cli("compare", "--file", text, "--out", word_root).output
     assert "unk" in table and "33.3%" in table
+    # --unk skip is for a compare's char runs: its word runs are scored as they are, not skipped
+    skipping = json.loads(run_cli("compare", "--file", text, "--unk", "skip", "--json",
+                                  "--no-mix", "--out", word_root).output)
+    assert {r["run"] for r in skipping["results"]} == {"rnn", "tri"}
 
 
 @pytest.mark.parametrize("command", [["eval", "rnn"], ["ngram", "eval", "tri"], ["score", "rnn"],

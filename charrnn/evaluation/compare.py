@@ -22,7 +22,7 @@ def _ngram_row(spec: str, root: Path, file: str | None, split: str, unk: str) ->
     from charrnn.ngram.runs import load_run
     from charrnn.ngram.sample import sampling_speed
 
-    result = evaluate_ngram(spec, root, file, None if file else split, unk)
+    result = evaluate_ngram(spec, root, file, None if file else split, unk, refuse_idle=False)
     _, model = load_run(spec, root)
     return {**result, "level": model.tokenizer.level, "order": model.order,
             "size": model.num_ngrams, "size_unit": "n-grams",
@@ -35,7 +35,8 @@ def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> d
     from charrnn.evaluation.lm import evaluate_run
     from charrnn.lm.sample import sampling_speed
 
-    result = evaluate_run(spec, root, file, None if file else split, unknown=unk)
+    result = evaluate_run(spec, root, file, None if file else split, unknown=unk,
+                          refuse_idle=False)
     info = runs.run_info(runs.resolve_run(spec, root))
     return {**result, "level": (info.get("dataset") or {}).get("level"),
             "cell": (info.get("config") or {}).get("cell"),
@@ -70,7 +71,7 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
         name = f"{lm['run']} ⊕ {ngram['run']}"
         try:
             result = evaluate_run(lm["path"], root, file, None if file else split, unknown=unk,
-                                  mix=ngram["path"])
+                                  mix=ngram["path"], refuse_idle=False)
         except UserError as exc:
             skipped.append({"run": name, "reason": str(exc)})
             continue

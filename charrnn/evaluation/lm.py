@@ -39,14 +39,15 @@ def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
                  device: str = "auto", unknown: str = "error", errors: str = "strict",
                  precision: str = "fp32", mix: str | None = None,
-                 mix_weight: float | None = None) -> dict:
+                 mix_weight: float | None = None, refuse_idle: bool = True) -> dict:
     """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset (with `mix`,
     its interpolation with that n-gram run). float32 by default whatever the run trained in, so
     that figures compare (bf16 rounds each logit to ~3 significant digits)."""
     if mix is None and mix_weight is not None:
         raise UserError("--mix-weight applies with --mix NGRAM_RUN")
     ckpt = _lm_checkpoint(spec, root)
-    refuse_idle_skip(ckpt.tokenizer.level, unknown)
+    if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
+        refuse_idle_skip(ckpt.tokenizer.level, unknown)
     dev = resolve_device(device)
     computed, _ = resolve_precision(precision, dev)
     tokenizer = ckpt.tokenizer

@@ -12,7 +12,7 @@ from charrnn.tokenizers import refuse_idle_skip
 
 def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
                    split: str | None = None, unknown: str = "error",
-                   errors: str = "strict") -> dict:
+                   errors: str = "strict", refuse_idle: bool = True) -> dict:
     """`charrnn ngram eval`: score a FILE, or a split of the run's own dataset (default test)."""
     from charrnn import data
 
@@ -22,7 +22,8 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
         raise UserError("give a FILE or --split, not both")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
-    refuse_idle_skip(tokenizer.level, unknown)
+    if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
+        refuse_idle_skip(tokenizer.level, unknown)
     ident = (model.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn ngram eval {folder.name}"
     ids, chars, source, skipped = data.scoring_text(tokenizer, ident, file, split, unknown, errors, again)
