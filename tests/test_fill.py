@@ -434,3 +434,16 @@ def test_a_fills_probability_does_not_depend_on_top_k(word_runs: Path) -> None:
         assert one[method][0]["fills"] == many[method][0]["fills"]
         assert one[method][0]["prob"] == pytest.approx(many[method][0]["prob"])
         assert sum(f["prob"] for f in many[method]) <= 1 + 1e-9
+
+
+def test_no_model_to_fill_with_is_one_clear_error(tiny_run: Path, tmp_path: Path) -> None:
+    """The newest LM's checkpoints unreadable, so no model is taken: the models allow no method
+    (a StopIteration escaped as an internal error)."""
+    import shutil
+
+    run = tmp_path / "runs" / "broken"
+    shutil.copytree(tiny_run, run)
+    for name in ("best", "last"):
+        (run / name / "checkpoint.json").write_text("{not json")
+    result = run_cli("fill", "the ___ sat", ok=False)
+    assert result.exit_code == 2 and "internal error" not in result.output

@@ -144,7 +144,7 @@ def fill_command(
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
-    if all(f.tokenizer.level != "char" for f in families.values()):  # nothing to skip in any
+    if families and all(f.tokenizer.level != "char" for f in families.values()):  # none skips
         from charrnn.tokenizers import refuse_idle_skip
 
         refuse_idle_skip(next(iter(families.values())).tokenizer.level, opt.plain(unk))
