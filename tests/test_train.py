@@ -456,3 +456,13 @@ def test_the_fill_model_gets_the_live_view_in_a_terminal_unless_plain(small_text
         run_cli("train", small_text, "--task", "fill", "--hidden", "16", "--layers", "1",
                 "--batch-size", "4", "--seq-len", "16", "--max-steps", "2", *extra)
     assert asked == [False, True]
+
+
+def test_a_resumed_run_without_validation_data_refuses_patience(small_text: Path) -> None:
+    at = TINY.index("--eval-every")
+    run_cli("train", small_text, *TINY[:at], *TINY[at + 2 :], "--val-frac", "0", "--test-frac",
+            "0", "--max-steps", "3", "--run-name", "nv")
+    result = run_cli("train", "--resume", "nv", "--max-steps", "6", "--patience", "2", "--plain",
+                     ok=False)
+    assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
+    run_cli("train", "--resume", "nv", "--max-steps", "6", "--plain")

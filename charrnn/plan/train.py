@@ -66,6 +66,16 @@ def refuse_for_data(request: Request, mode: str, facts: DataFacts) -> None:
         has_validation=facts.has_validation))
 
 
+def _refuse_for_resumed_data(request: Request, dataset: dict, corpus_given: bool) -> None:
+    """A resumed run reads its own dataset (unless given its corpus again): a typed --patience
+    where that dataset has no validation split would change nothing."""
+    if corpus_given or dataset.get("val_tokens") is None:
+        return
+    rules.refuse_inapplicable(request.typed, rules.Situation(
+        mode="resume", corpus_given=False, optim=str(request["optim"]),
+        softmax=str(request["softmax"]), has_validation=dataset["val_tokens"] >= 2))
+
+
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
     refuse_for_data(request, "new", facts)
@@ -229,6 +239,7 @@ def run(request: Request, reporter=None) -> dict:
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":
         ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
+        _refuse_for_resumed_data(request, ckpt.meta.get("dataset") or {}, bool(inputs))
         resolved = resumed_config(request, saved, ckpt.meta.get("model") or {},
                                   ckpt.run_folder.name)
         job.open_device(resolved.config.device)
