@@ -208,13 +208,14 @@ def test_fill_eval_segmented_hides_whole_words(zh_runs: Path, tmp_path: Path) ->
 
 def test_interactive_prompt(word_runs: Path) -> None:
     lines = ("i want to ___ a old car\n:k 2\n:models\n:bogus\n:method ngram\n:method forward\n"
-             "{1} want\n:q\n")
+             ":unk skip\n{1} want\n:q\n")
     result = run_cli("fill", "-i", "-m", "fwd", "-m", "bwd", "-m", "ngram", "--out", word_runs,
                      input=lines)
     out = result.output
     assert "sell" in out and "top-k 2" in out and "fwd" in out and "bwd" in out
     assert "unknown command :bogus" in out and "method forward" in out and "ngram" in out
     assert "the n-gram's column is shown beside it" in out
+    assert ":unk skip drops characters a char model lacks" in out  # word models: nothing to skip
     # Under each table: how long each method took, and which models answered.
     assert "bidirectional " in out and " s · ngram " in out and "models: fwd fwd, bwd bwd, ngram ngram" in out
 

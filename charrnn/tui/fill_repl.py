@@ -156,6 +156,9 @@ class Repl:
         elif name == "unk":
             if arg not in ("error", "skip"):
                 raise UserError(f":unk takes error or skip, not {arg!r}")
+            if arg == "skip" and all(f.tokenizer.level != "char" for f in self.families.values()):
+                raise UserError(":unk skip drops characters a char model lacks, and these models "
+                                "read unknown words as <unk> (or spell any text): nothing to skip")
             self.opts.unknown = arg
             self.console.print(f"characters the model does not know: {arg}")
         elif name == "model":
