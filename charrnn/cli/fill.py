@@ -19,7 +19,7 @@ from charrnn.cli import options as opt
 from charrnn.cli.errors import command
 from charrnn.errors import UserError
 from charrnn.fill.config import FillOptions, SearchOptions
-from charrnn.fill.families import METHODS
+from charrnn.fill.families import METHODS, skip_reads_nothing
 
 
 class _FillGroup(TyperGroup):
@@ -144,7 +144,7 @@ def fill_command(
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
-    if families and all(f.tokenizer.level != "char" for f in families.values()):  # none skips
+    if skip_reads_nothing(families):
         from charrnn.tokenizers import refuse_idle_skip
 
         refuse_idle_skip(next(iter(families.values())).tokenizer.level, opt.plain(unk))

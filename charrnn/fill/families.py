@@ -65,6 +65,12 @@ class Family:
         return DEFAULT_MAX_LEN[self.tokenizer.level]
 
 
+def skip_reads_nothing(families: dict[str, Family]) -> bool:
+    """Whether no model here reads characters, so skipping unknown ones would drop nothing (a
+    word model reads unknown words as its <unk>, a subword model spells any text)."""
+    return bool(families) and all(f.tokenizer.level != "char" for f in families.values())
+
+
 def method_family(families: dict[str, Family], method: str) -> Family:
     """The family a method runs on, or a UserError saying which model is missing."""
     rnn, ngram = families.get("rnn"), families.get("ngram")

@@ -257,7 +257,7 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
     if role == "ngram":
         build_ngrams(inputs, popts, root, stage)
         return "done"
-    resumable = group.continues(root, stage)
+    resumable = bool(stage.get("continued"))  # decided by _continue_or_restart
     if role == "mask":
         from charrnn.fill.train import train_fill_job
 

@@ -59,26 +59,18 @@ def refuse_inapplicable(request: Request, mode: str) -> None:
         softmax=str(request["softmax"])))
 
 
-def refuse_for_data(request: Request, mode: str, facts: DataFacts) -> None:
-    """What the prepared data decides: options that need a validation split it lacks."""
+def refuse_for_data(request: Request, mode: str, has_validation: bool) -> None:
+    """What the data decides: options that need a validation split it lacks (a new run's
+    prepared data, a resumed run's own dataset)."""
     rules.refuse_inapplicable(request.typed, rules.Situation(
-        mode=mode, optim=str(request["optim"]), softmax=str(request["softmax"]),
-        has_validation=facts.has_validation))
-
-
-def _refuse_for_resumed_data(request: Request, dataset: dict, corpus_given: bool) -> None:
-    """A resumed run reads its own dataset (unless given its corpus again): a typed --patience
-    where that dataset has no validation split would change nothing."""
-    if corpus_given or dataset.get("val_tokens") is None:
-        return
-    rules.refuse_inapplicable(request.typed, rules.Situation(
-        mode="resume", corpus_given=False, optim=str(request["optim"]),
-        softmax=str(request["softmax"]), has_validation=dataset["val_tokens"] >= 2))
+        mode=mode, corpus_given=mode != "resume" or bool(request.get("inputs")),
+        optim=str(request["optim"]), softmax=str(request["softmax"]),
+        has_validation=has_validation))
 
 
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
-    refuse_for_data(request, "new", facts)
+    refuse_for_data(request, "new", facts.has_validation)
     return measured_choices(_refuse_idle(recipe_config(request, facts, job), request), facts, job)
 
 
@@ -180,7 +172,7 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     """A new run's recipe and optimisation (a lower lr measured worse: bench/finetune.py) with
     the parent's shape, and its regularisers unless typed; precision measured on that shape."""
     facts = replace(facts, level=parent_level)
-    refuse_for_data(request, "finetune", facts)
+    refuse_for_data(request, "finetune", facts.has_validation)
     unmeasured = recipe_config(request, facts, job)
     keep = {k: getattr(parent, k) for k in SHAPE}
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
@@ -239,7 +231,9 @@ def run(request: Request, reporter=None) -> dict:
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":
         ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
-        _refuse_for_resumed_data(request, ckpt.meta.get("dataset") or {}, bool(inputs))
+        val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
+        if not inputs and val_tokens is not None:  # it reads its own dataset
+            refuse_for_data(request, mode, val_tokens >= 2)
         resolved = resumed_config(request, saved, ckpt.meta.get("model") or {},
                                   ckpt.run_folder.name)
         job.open_device(resolved.config.device)

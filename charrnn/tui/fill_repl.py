@@ -29,7 +29,7 @@ from rich.text import Text
 from charrnn.errors import UserError
 from charrnn.fill.config import FillOptions
 from charrnn.fill.engine import fill_template
-from charrnn.fill.families import METHODS, Family, available_methods
+from charrnn.fill.families import METHODS, Family, available_methods, skip_reads_nothing
 from charrnn.fill.syntax import parse
 
 HELP = (":k N  top-k fills  ·  :method NAME  (left, forward, bidirectional)  ·  :model RUN  add "
@@ -156,7 +156,7 @@ class Repl:
         elif name == "unk":
             if arg not in ("error", "skip"):
                 raise UserError(f":unk takes error or skip, not {arg!r}")
-            if arg == "skip" and all(f.tokenizer.level != "char" for f in self.families.values()):
+            if arg == "skip" and skip_reads_nothing(self.families):
                 raise UserError(":unk skip drops characters a char model lacks, and these models "
                                 "read unknown words as <unk> (or spell any text): nothing to skip")
             self.opts.unknown = arg
