@@ -215,6 +215,7 @@ def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
         (rules.Situation(task="tag", data_format="conll"), "bigram_emb",
          "applies to --format segmented"),
         (rules.Situation(has_validation=False), "patience", "the data has no validation split"),
+        (rules.Situation(device="cuda"), "threads", "this run computes on the GPU"),
     ]
     assert len(cases) == len(rules.APPLIES)
     for situation, name, said in cases:

@@ -466,3 +466,25 @@ def test_a_resumed_run_without_validation_data_refuses_patience(small_text: Path
                      ok=False)
     assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
     run_cli("train", "--resume", "nv", "--max-steps", "6", "--plain")
+
+
+@pytest.mark.parametrize("how", ["new", "resume", "fill"])
+def test_threads_are_refused_where_the_run_computes_on_a_gpu(small_text: Path, tmp_path: Path,
+                                                             monkeypatch, how: str) -> None:
+    """torch's CPU threads are set only for a run on the CPU: on CUDA --threads did nothing.
+    The GPU is emulated: the device resolves to CUDA, and the refusal comes before any use."""
+    from charrnn import devices
+    from charrnn.lm import job
+
+    if how == "resume":
+        run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "r")
+    cuda = lambda name: torch.device("cuda")  # noqa: E731
+    monkeypatch.setattr(job, "resolve_device", cuda)
+    monkeypatch.setattr(devices, "resolve_device", cuda)
+    given = {"new": [small_text, *TINY, "--run-name", "n"], "resume": ["--resume", "r"],
+             "fill": [small_text, "--task", "fill", "--run-name", "n"]}[how]
+    result = run_cli("train", *given, "--max-steps", "4", "--threads", "1", "--plain", ok=False)
+    assert result.exit_code == 2
+    assert "--threads sets how many CPU threads torch computes with, and this run computes on " \
+           "the GPU" in result.output
+    assert not (tmp_path / "runs" / "n").exists()

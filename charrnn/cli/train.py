@@ -102,8 +102,11 @@ def _train_fill(request) -> dict:
     if request["resume"] is not None:
         raise UserError("--resume continues language models only; train the fill model again "
                         "(it keeps its best checkpoint by validation loss)")
+    from charrnn.devices import resolve_device
+
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
-                                has_validation=bool(request["valid"]) or request["val_frac"] > 0)
+                                has_validation=bool(request["valid"]) or request["val_frac"] > 0,
+                                device=resolve_device(str(request["device"])).type)
     rules.refuse_inapplicable(request.typed, situation)
     inputs = list(request["inputs"] or [])
     popts = preprocess_options(request, inputs, request["mirror"])

@@ -91,6 +91,9 @@ APPLIES: tuple[Applies, ...] = (
             "to a tagger of --format segmented",
             " applies to --format segmented (characters of words separated by spaces), not "
             "conll: drop it"),
+    Applies(("threads",), lambda s: s.device == "cpu", "on the CPU",
+            " sets how many CPU threads torch computes with, and this run computes on the GPU "
+            "(--device): drop it"),
     Applies(EVALUATION, lambda s: s.has_validation, "where the data has a validation split",
             ": the data has no validation split to evaluate on (none made, or under 2 tokens): "
             "drop it, or give the text a validation split (--val-frac or --valid FILE)"),

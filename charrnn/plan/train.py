@@ -59,18 +59,20 @@ def refuse_inapplicable(request: Request, mode: str) -> None:
         softmax=str(request["softmax"])))
 
 
-def refuse_for_data(request: Request, mode: str, has_validation: bool) -> None:
-    """What the data decides: options that need a validation split it lacks (a new run's
-    prepared data, a resumed run's own dataset)."""
+def refuse_for_run(request: Request, mode: str, device_type: str,
+                   has_validation: bool = True) -> None:
+    """What the data and the device decide: options that need a validation split the data lacks
+    (a new run's prepared data, a resumed run's own dataset), or a CPU the run does not
+    compute on."""
     rules.refuse_inapplicable(request.typed, rules.Situation(
         mode=mode, corpus_given=mode != "resume" or bool(request.get("inputs")),
         optim=str(request["optim"]), softmax=str(request["softmax"]),
-        has_validation=has_validation))
+        has_validation=has_validation, device=device_type))
 
 
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
-    refuse_for_data(request, "new", facts.has_validation)
+    refuse_for_run(request, "new", job.device_type, facts.has_validation)
     return measured_choices(_refuse_idle(recipe_config(request, facts, job), request), facts, job)
 
 
@@ -172,7 +174,7 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     """A new run's recipe and optimisation (a lower lr measured worse: bench/finetune.py) with
     the parent's shape, and its regularisers unless typed; precision measured on that shape."""
     facts = replace(facts, level=parent_level)
-    refuse_for_data(request, "finetune", facts.has_validation)
+    refuse_for_run(request, "finetune", job.device_type, facts.has_validation)
     unmeasured = recipe_config(request, facts, job)
     keep = {k: getattr(parent, k) for k in SHAPE}
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
@@ -231,12 +233,13 @@ def run(request: Request, reporter=None) -> dict:
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":
         ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
-        val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
-        if not inputs and val_tokens is not None:  # it reads its own dataset
-            refuse_for_data(request, mode, val_tokens >= 2)
         resolved = resumed_config(request, saved, ckpt.meta.get("model") or {},
                                   ckpt.run_folder.name)
         job.open_device(resolved.config.device)
+        val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
+        # (its own dataset's split; a corpus given anew is prepared later, in the job)
+        refuse_for_run(request, mode, job.device_type,
+                       bool(inputs) or val_tokens is None or val_tokens >= 2)
         popts = preprocess_options(request, inputs, mirror) if inputs else None
         return job.resume(ckpt, resolved.config, inputs, popts, reporter)
     if mode == "finetune":
