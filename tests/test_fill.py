@@ -198,6 +198,18 @@ def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tmp_p
     assert "forward" in plain and "top-1" in plain
 
 
+def test_device_is_refused_where_only_an_ngram_fills(word_runs: Path, tmp_path: Path) -> None:
+    """The n-gram fills on the CPU: --device moved nothing there."""
+    held_out = tmp_path / "held.txt"
+    held_out.write_text("i want to sell a old car\n" * 3)
+    for args in (["i want to ___ a new car"], ["eval", held_out, "--blanks", "2", "--quiet"]):
+        result = run_cli("fill", *args, "-m", "ngram", "--device", "cpu", "--out", word_runs,
+                         ok=False)
+        assert result.exit_code == 2
+        assert "--device cpu places the RNNs, and only an n-gram is loaded" in result.output
+        run_cli("fill", *args, "-m", "ngram", "-m", "fwd", "--device", "cpu", "--out", word_runs)
+
+
 def test_fill_eval_segmented_hides_whole_words(zh_runs: Path, tmp_path: Path) -> None:
     held_out = tmp_path / "seg.txt"
     held_out.write_text("我  打算  卖  一  辆  旧  汽车\n我  打算  买  一  部  新  手机\n")

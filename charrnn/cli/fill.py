@@ -93,6 +93,14 @@ def _refuse_mask_weight(weight: float, families: dict, methods: list[str]) -> No
                         "is not asked for: add --method bidirectional, or drop --mask-weight")
 
 
+def _refuse_idle_device(device: str, families: dict) -> None:
+    """Only an n-gram loaded (it fills on the CPU, in float64): a typed --device moves nothing.
+    (At the prompt it stays: :model may load an LM later.)"""
+    if device != "auto" and "rnn" not in families:
+        raise UserError(f"--device {device} places the RNNs, and only an n-gram is loaded (it "
+                        "fills on the CPU): drop --device, or add an LM with -m")
+
+
 def _methods(asked: list | None, families) -> list[str]:
     from charrnn.fill.families import available_methods, method_family
 
@@ -150,6 +158,8 @@ def fill_command(
         refuse_idle_skip(next(iter(families.values())).tokenizer.level, opt.plain(unk))
     if not model:
         _say_if_unfinished(root)
+    if not interactive:
+        _refuse_idle_device(device, families)
     if interactive:
         from charrnn.tui.fill_repl import Repl
 
@@ -288,6 +298,7 @@ def fill_eval_command(
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
     cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     families = load_families(list(model or []), opt.root(out), device)
+    _refuse_idle_device(device, families)
     methods = _methods(method, families)
     _refuse_mask_weight(mask_weight, families, methods)
     result = fill_eval(file, blanks, families, methods, opts, unit, segmented,
