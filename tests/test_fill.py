@@ -183,6 +183,21 @@ def test_fill_never_changes_text_outside_the_blanks(tiny_run: Path, pieces: list
         assert pos == len(text)
 
 
+def test_search_options_are_refused_where_every_blank_tries_the_whole_vocabulary(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """A one-character blank of a small char vocabulary tries every character: no beam ran, so
+    --beam and --candidates changed nothing there."""
+    for args in (["th{1} quick", "--beam", "8"], ["th{1} quick", "--beam", "8", "--candidates", "9"],
+                 ["eval", tmp_path / "held.txt", "--blanks", "2", "--unit", "char", "--beam", "8"]):
+        (tmp_path / "held.txt").write_text("the quick brown fox\n" * 3)
+        result = run_cli("fill", *args, "-m", "tiny", "--out", tiny_run.parent, ok=False)
+        assert result.exit_code == 2 and "every blank here is one token on a vocabulary small " \
+            "enough to try whole" in result.output
+    root = ["-m", "tiny", "--out", tiny_run.parent, "--beam", "8", "--json"]
+    run_cli("fill", "th___ quick", *root)  # a blank of unknown length searches
+    run_cli("fill", "th{1} quick", *root, "--method", "left")  # and so does the left-only baseline
+
+
 # ---- n-gram, eval, REPL ------------------------------------------------------------------------------------
 def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tmp_path: Path) -> None:
     held_out = tmp_path / "held.txt"

@@ -110,10 +110,9 @@ def _proposals(fam: Family, method: str, sides: Sides, lmin: int, lmax: int,
     backwards) and the masked model's; a one-token blank on a small vocabulary: every token."""
     from charrnn.fill.search import MaskScorer, merge
 
-    vocab = fam.tokenizer.vocab_size
-    if lmin == lmax == 1 and vocab <= so.enumerate_below:
+    if _enumerated(fam, lmin, lmax, so):
         banned = set(Family.banned_ids(fam.tokenizer))
-        return [(t,) for t in range(vocab) if t not in banned]
+        return [(t,) for t in range(fam.tokenizer.vocab_size) if t not in banned]
     sources = []
     if method == "ngram":
         sources.append(fam.ngram.beam(sides.start_l, lmin, lmax, so.beam))
@@ -130,6 +129,29 @@ def _proposals(fam: Family, method: str, sides: Sides, lmin: int, lmax: int,
     # Every proposer keeps its full share: a second proposer must add recall, not cut into the
     # first one's candidates.
     return merge(sources, so.candidates * len(sources))
+
+
+def _enumerated(fam: Family, lmin: int, lmax: int, so: SearchOptions) -> bool:
+    """A one-token blank on a vocabulary small enough to try every token: no search."""
+    return lmin == lmax == 1 and fam.tokenizer.vocab_size <= so.enumerate_below
+
+
+def idle_search(templates: list[Template], families: dict[str, Family], methods: list[str],
+                opts: FillOptions) -> list[str]:
+    """The search settings ("beam", "candidates") that no blank of `templates` reads under
+    `methods`: every blank is one token on a vocabulary tried whole. (A fill group still
+    compares its candidates with how many to rescore; the left-only baseline always searches.)"""
+    read: set[str] = set()
+    for method in methods:
+        fam = method_family(families, method)
+        for template in templates:
+            for blank in template.blanks:
+                if method == "left" or not _enumerated(
+                        fam, *blank.bounds(opts.max_len or fam.default_max_len()), opts.search):
+                    read |= {"beam", "candidates"}
+                elif method != "ngram" and "fwd" in fam.proposers:
+                    read.add("candidates")
+    return [name for name in ("beam", "candidates") if name not in read]
 
 
 def _rescored(fam: Family, method: str, cands: list, sides: Sides) -> list[np.ndarray]:
