@@ -112,6 +112,8 @@ def test_bad_input_on_a_trained_run(small_text: Path, tmp_path: Path):
     assert "missing logp.npy" in str(user_error("eval", "r"))
     (model / "logp.npy").write_bytes(b"\x80\x04 pickle?")
     user_error("eval", "r")
+    (model / "logp.npy").write_bytes(b"")  # what a crash or a full disk leaves: numpy's EOFError
+    assert "logp.npy is not a readable numpy array (No data left" in str(user_error("eval", "r"))
 
 
 @pytest.mark.parametrize("damage", ["suffix", "word", "nan", "dtype", "offsets", "order", "vocab"])

@@ -234,7 +234,7 @@ def load(folder: Path) -> NGramModel:
         except FileNotFoundError as exc:
             raise UserError(f"{folder} is missing {path.name}: the model is incomplete; "
                             "train it again") from exc
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
             raise UserError(f"{path} is not a readable numpy array ({exc}): train again") from exc
     check_arrays(folder, arrays, offsets)
     model = NGramModel(meta, **arrays)
