@@ -120,8 +120,16 @@ class Dataset:
         if self.meta.get("version") != VERSION:
             raise UserError(f"{self.root} is dataset version {self.meta.get('version')}, this "
                             f"charrnn reads version {VERSION}: preprocess the corpus again")
-        self.tokenizer: Tokenizer = tokenizer_from_json(self.meta["tokenizer"])
-        self.dtype = np.dtype(self.meta["dtype"])
+        try:
+            self.tokenizer: Tokenizer = tokenizer_from_json(self.meta["tokenizer"])
+            self.dtype = np.dtype(self.meta["dtype"])
+            for split in SPLITS:
+                int(self.meta["splits"][split]["tokens"]), int(self.meta["splits"][split]["chars"])
+            str(self.meta["id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{self.root}/meta.json is damaged (no valid {exc}): the dataset is "
+                            "corrupt; preprocess the corpus again") from exc
+        self._checked: set[str] = set()
 
     @property
     def id(self) -> str:
@@ -149,11 +157,21 @@ class Dataset:
         path = self.root / f"{split}.bin"
         if count == 0:
             return np.zeros(0, dtype=self.dtype)
-        size = path.stat().st_size if path.exists() else -1
+        if not path.is_file():
+            raise UserError(f"{path} is missing: the dataset is incomplete; preprocess again")
+        size = path.stat().st_size
         if size != count * self.dtype.itemsize:
             raise UserError(f"{path} has {size} bytes, expected {count * self.dtype.itemsize}: "
                             "the dataset is truncated; preprocess again")
-        return np.memmap(path, dtype=self.dtype, mode="r", shape=(count,))
+        ids = np.memmap(path, dtype=self.dtype, mode="r", shape=(count,))
+        if split not in self._checked:  # one pass, once: the models index tables with these
+            top = int(ids.max())
+            if top >= self.tokenizer.vocab_size:
+                raise UserError(f"{path} holds token id {top}, past the vocabulary's "
+                                f"{self.tokenizer.vocab_size}: the dataset is damaged; "
+                                "preprocess again")
+            self._checked.add(split)
+        return ids
 
 
 _WHITESPACE = re.compile(r"\s")

@@ -77,6 +77,26 @@ def test_truncated_dataset_is_reported(small_text: Path, tmp_path: Path) -> None
         Dataset(ds.root).ids("train")
 
 
+def test_a_damaged_dataset_is_one_clear_error(small_text: Path, tmp_path: Path) -> None:
+    """meta.json without its keys, ids past the vocabulary, a missing split file: each says so
+    (they were a KeyError, an IndexError deep in training, 'has -1 bytes')."""
+    ds = preprocess([str(small_text)], tmp_path / "ds", PreprocessOptions())
+    meta = json.loads((ds.root / "meta.json").read_text())
+    (ds.root / "meta.json").write_text(json.dumps({k: meta[k] for k in ("format", "version")}))
+    with pytest.raises(UserError, match="meta.json is damaged .*preprocess the corpus again"):
+        Dataset(ds.root)
+    (ds.root / "meta.json").write_text(json.dumps(meta))
+    path = ds.root / "train.bin"
+    path.write_bytes(bytes([255]) * path.stat().st_size)
+    with pytest.raises(UserError, match="holds token id 255, past the vocabulary"):
+        Dataset(ds.root).ids("train")
+    path.unlink()
+    with pytest.raises(UserError, match="train.bin is missing"):
+        Dataset(ds.root).ids("train")
+    result = run_cli("ngram", "train", ds.root, "--order", "2", ok=False)
+    assert result.exit_code == 2 and "train.bin is missing" in result.output
+
+
 def test_cli_preprocess_writes_meta_and_bins(small_text: Path, tmp_path: Path) -> None:
     result = run_cli("preprocess", small_text, "--out", tmp_path / "ds", "--level", "word",
                      "--max-vocab", "10")
