@@ -488,3 +488,14 @@ def test_threads_are_refused_where_the_run_computes_on_a_gpu(small_text: Path, t
     assert "--threads sets how many CPU threads torch computes with, and this run computes on " \
            "the GPU" in result.output
     assert not (tmp_path / "runs" / "n").exists()
+
+
+def test_more_threads_than_the_machine_has_cpus_are_refused(small_text: Path, tmp_path: Path) -> None:
+    """torch crashed with SIGSEGV on --threads 100000 (more than the CPUs never help)."""
+    cpus = os.cpu_count() or 1
+    for task in ([], ["--task", "fill"]):
+        result = run_cli("train", small_text, *task, "--max-steps", "2", "--threads",
+                         str(cpus + 1), "--run-name", "t", ok=False)
+        assert result.exit_code == 2
+        assert f"--threads {cpus + 1}: this machine has {cpus} CPUs" in result.output
+        assert not (tmp_path / "runs" / "t").exists()

@@ -98,6 +98,7 @@ def _train_fill(request) -> dict:
     from charrnn.fill.train import train_fill_job
     from charrnn.plan import rules
     from charrnn.plan.preprocess import preprocess_options
+    from charrnn.plan.train import refuse_more_threads_than_cpus
 
     if request["resume"] is not None:
         raise UserError("--resume continues language models only; train the fill model again "
@@ -108,6 +109,7 @@ def _train_fill(request) -> dict:
                                 has_validation=bool(request["valid"]) or request["val_frac"] > 0,
                                 device=resolve_device(str(request["device"])).type)
     rules.refuse_inapplicable(request.typed, situation)
+    refuse_more_threads_than_cpus(request)
     inputs = list(request["inputs"] or [])
     popts = preprocess_options(request, inputs, request["mirror"])
     recipe, _ = rules.recipe(situation, request.typed)

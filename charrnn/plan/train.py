@@ -14,6 +14,7 @@ from ("typed", "recipe: …", "machine: …", "run", "parent").
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -57,6 +58,15 @@ def refuse_inapplicable(request: Request, mode: str) -> None:
     rules.refuse_inapplicable(request.typed, rules.Situation(
         mode=mode, corpus_given=bool(request.get("inputs")), optim=str(request["optim"]),
         softmax=str(request["softmax"])))
+
+
+def refuse_more_threads_than_cpus(request: Request) -> None:
+    """More threads than the machine has CPUs never help, and far more crash torch (SIGSEGV at
+    100,000); a resumed run's own count is capped where it runs (training.loop)."""
+    cpus = os.cpu_count() or 1
+    if "threads" in request.typed and request["threads"] > cpus:
+        raise UserError(f"--threads {request['threads']}: this machine has {cpus} CPUs; give at "
+                        f"most {cpus} (0: every core this process may use)")
 
 
 def refuse_for_run(request: Request, mode: str, device_type: str,
@@ -229,6 +239,7 @@ def run(request: Request, reporter=None) -> dict:
 
     mode = mode_of(request)
     refuse_inapplicable(request, mode)
+    refuse_more_threads_than_cpus(request)
     inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -175,8 +176,9 @@ class Loop:
     def run(self) -> dict:
         self.stop.install()
         threads = torch.get_num_threads()
-        if self.device.type == "cpu" and self.cfg.threads:
-            torch.set_num_threads(self.cfg.threads)
+        if self.device.type == "cpu" and self.cfg.threads:  # (a run resumed on a smaller machine
+            # keeps its own count, at most the CPUs there)
+            torch.set_num_threads(min(self.cfg.threads, os.cpu_count() or 1))
         try:
             return self._windows()
         except RuntimeError as exc:
