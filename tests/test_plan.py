@@ -353,3 +353,11 @@ def test_locked_dropout_at_dropout_zero_is_refused() -> None:
     cfg = new_config(_request(locked_dropout=True, dropout=0.2, precision="fp32"), CHARS,
                      FakeJob()).config
     assert cfg.locked_dropout and cfg.dropout == 0.2
+
+
+def test_a_batch_the_text_cannot_fill_is_refused_before_any_measurement() -> None:
+    """The measurement allocated the typed batch first: 10⁸ rows ate the machine's memory."""
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.5})
+    with pytest.raises(UserError, match="too few for one batch of 100000000×"):
+        new_config(_request(batch_size=10**8), CHARS, job)
+    assert not [c for c in job.calls if c[1] == 10**8]

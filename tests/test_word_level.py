@@ -289,3 +289,21 @@ def test_an_ngram_word_prime_reads_unknown_words_as_unk_as_the_rnn_does(pair: Pa
     out = run_cli("ngram", "sample", "kn", "--prime", "the zyzzyva quick", "--length", "4",
                   "--seed", "1")
     assert out.output.startswith("the <unk> quick")
+
+
+def test_a_step_too_big_for_memory_in_the_measurement_says_so(monkeypatch) -> None:
+    """It said 'this CPU cannot train this model in fp32 … use --precision fp32'."""
+    from charrnn.errors import UserError
+    from charrnn.lm import speed
+
+    def step(*args):
+        def run():
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not "
+                               "enough memory: you tried to allocate 12800000000 bytes")
+        return run
+
+    monkeypatch.setattr(speed, "_step", step)
+    config = ModelConfig(vocab_size=40, cell="lstm", layers=1, hidden=8)
+    with pytest.raises(UserError, match=r"one training step of this model \(4×16 tokens\) does "
+                                        "not fit in this machine's memory"):
+        speed._time_candidates(config, 4, {"fp32 full": ("fp32", "full")}, 16)

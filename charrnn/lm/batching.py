@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from charrnn.errors import UserError
-from charrnn.lm.config import tbptt_min_tokens
+from charrnn.lm.config import require_one_batch, tbptt_min_tokens
 
 RESIDENT_LIMIT = 1 << 28  # ids held on the device as int32 below this many tokens
 
@@ -44,11 +44,7 @@ class TBPTTStream:
     @staticmethod
     def check(tokens: int, batch: int, seq_len: int) -> int:
         """The length of each of the `batch` rows, refused when it is less than one window."""
-        if tokens < TBPTTStream.min_tokens(batch, seq_len):
-            raise UserError(
-                f"the training split has {tokens:,} tokens, too few for one batch of "
-                f"{batch}×{seq_len} (need ≥ {TBPTTStream.min_tokens(batch, seq_len):,}): use a "
-                "smaller --batch-size or --seq-len, or more text")
+        require_one_batch(tokens, batch, seq_len)
         return (tokens - seq_len) // batch
 
     min_tokens = staticmethod(tbptt_min_tokens)

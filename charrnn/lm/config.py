@@ -98,6 +98,16 @@ def tbptt_min_tokens(batch: int, seq_len: int) -> int:
     return seq_len + batch * (seq_len + 1)
 
 
+def require_one_batch(tokens: int, batch: int, seq_len: int) -> None:
+    """The training split must fill one batch: said before anything is sized by the batch (the
+    precision measurement allocates one)."""
+    if tokens < tbptt_min_tokens(batch, seq_len):
+        raise UserError(
+            f"the training split has {tokens:,} tokens, too few for one batch of "
+            f"{batch}×{seq_len} (need ≥ {tbptt_min_tokens(batch, seq_len):,}): use a "
+            "smaller --batch-size or --seq-len, or more text")
+
+
 @dataclass
 class DataFacts:
     """What a new language model's config depends on in its data (a plan decides by them)."""

@@ -19,7 +19,13 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from charrnn.errors import UserError
-from charrnn.lm.config import REGULARISERS, DataFacts, ModelConfig, TrainConfig
+from charrnn.lm.config import (
+    REGULARISERS,
+    DataFacts,
+    ModelConfig,
+    TrainConfig,
+    require_one_batch,
+)
 from charrnn.plan import rules
 from charrnn.plan.measured import measured_choices
 from charrnn.plan.preprocess import preprocess_options
@@ -83,12 +89,15 @@ def refuse_for_run(request: Request, mode: str, device_type: str,
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
     refuse_for_run(request, "new", job.device_type, facts.has_validation)
-    return measured_choices(_refuse_idle(recipe_config(request, facts, job), request), facts, job)
+    return measured_choices(_refuse_idle(recipe_config(request, facts, job), request, facts),
+                            facts, job)
 
 
-def _refuse_idle(resolved: Resolved, request: Request) -> Resolved:
-    """A typed switch whose effect the final values cancel (--locked-dropout at dropout 0)."""
+def _refuse_idle(resolved: Resolved, request: Request, facts: DataFacts) -> Resolved:
+    """A typed switch whose effect the final values cancel (--locked-dropout at dropout 0); a
+    batch the text cannot fill, before the measurement sizes one."""
     cfg = resolved.config
+    require_one_batch(facts.train_tokens, cfg.batch_size, cfg.seq_len)
     if "locked_dropout" in request.typed and cfg.locked_dropout and cfg.dropout == 0:
         raise UserError("--locked-dropout draws the --dropout mask once per sequence, and the "
                         "dropout is 0: give --dropout, or drop --locked-dropout")
@@ -190,6 +199,7 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
     sources = {**unmeasured.sources, **{k: "parent" for k in keep if k not in request.typed}}
     cfg = replace(unmeasured.config, **keep)
+    require_one_batch(facts.train_tokens, cfg.batch_size, cfg.seq_len)
     return measured_choices(_recipe_precision(Resolved(cfg, sources), request), facts, job)
 
 
