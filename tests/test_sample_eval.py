@@ -46,6 +46,9 @@ def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) 
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--top-k", "0"], "--top-k must be ≥ 1"),
         (["--length", "-1"], "--length must be ≥ 1"),
+        # (a batch past the memory: the kernel's OOM killer ended the process, with no message)
+        (["--num-samples", "10000000000", "--plain"], "--num-samples 10,000,000,000 side by side "
+                                                      "needs"),
     ],
 )
 def test_nonsense_sampling_options_are_errors(tiny_run: Path, args, message) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from charrnn import checkpoint
-from charrnn.devices import resolve_device
+from charrnn.devices import device_memory, resolve_device
 from charrnn.errors import UserError
 from charrnn.lm import cpustream
 from charrnn.lm.chunks import StepEngine
@@ -222,6 +222,7 @@ def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_
     """Sample `num_samples` id sequences without decoding them: side by side in one batch (even
     one), or one after the other (seeds seed, seed+1, …) for beam search."""
     if not opts.beam:
+        _require_streams_fit(model.config, device, num_samples, opts.length)
         sampler = Sampler(model, device, opts, mixture=mixture, exact=True)
         for ids in sampler.sample_batch(prime_ids, num_samples, opts.length):
             collect(ids)
@@ -231,6 +232,22 @@ def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_
         sampler = Sampler(model, device, SampleOptions(**{**opts.__dict__, "seed": seed}),
                           mixture=mixture)
         collect(sampler.beam_search(prime_ids, opts.beam, opts.length))
+
+
+def _require_streams_fit(config, device: torch.device, streams: int, length: int) -> None:
+    """Streams side by side hold, each, the recurrent state and a few float32 copies of the next
+    token's distribution on the device, and their text on the host until it is printed (a Python
+    int per token): counted first, since a batch past the memory ends at the kernel's OOM killer,
+    with no message. Half of each memory at most: the rest is the model's and the system's."""
+    on_device = 4 * (4 * config.vocab_size + 8 * config.layers * config.hidden)
+    needs = {device: on_device} if device.type != "cpu" else {}
+    needs[torch.device("cpu")] = 40 * length + (on_device if device.type == "cpu" else 0)
+    for where, per_stream in needs.items():
+        total = device_memory(where)
+        if total is not None and streams * per_stream > total // 2:
+            raise UserError(f"--num-samples {streams:,} side by side needs "
+                            f"~{streams * per_stream / 1e9:,.1f} GB on {where}, which has "
+                            f"{total / 1e9:,.1f} GB: ask for fewer samples, or a shorter --length")
 
 
 def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu") -> float:
