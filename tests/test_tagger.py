@@ -242,6 +242,22 @@ def test_features_that_are_the_label_column_are_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
+    (["--label-column", "0"], "is column 0, the tokens: the tagger would learn to copy its input"),
+    (["--features", "1,1"], "--features names column 1 twice (as 1, 1)"),
+    (["--features", "1,-2"], "--features names column 1 twice (as 1, -2)"),
+    (["--char-emb", "0"], "--char-emb 0 leaves the char CNN (--char-filters) no input"),
+    (["--features", "1", "--feature-emb", "0"], "--feature-emb 0 gives the --features columns no"),
+])
+def test_columns_and_sizes_that_leave_an_input_empty_or_copied_are_refused(tmp_path: Path, args,
+                                                                           message) -> None:
+    """These trained (a tagger copying its words; a duplicate or empty input) or crashed deep in
+    torch (--char-emb 0)."""
+    train = _conll(tmp_path / "train.txt", 5, 0)
+    result = run_cli("tag", "train", train, *args, "--quiet", "--max-steps", "1", ok=False)
+    assert result.exit_code == 2 and message in result.output, result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
     (["--format", "segmented", "--bigram-emb", "-1"], "--bigram-emb must be ≥ 0"),
     (["--char-filters", "-3"], "--char-filters must be ≥ 0"),
     (["--min-count", "0"], "--min-count must be ≥ 1"),

@@ -82,6 +82,12 @@ class TagTrainConfig(LoopConfig):
         require_at_least(self, 1, ("batch_size", "min_count", "layers", "hidden", "emb"))
         require_at_least(self, 0, ("bigram_emb", "char_filters", "char_emb", "feature_emb"))
         require_fraction(self, ("dropout", "token_dropout"))
+        if self.char_filters and not self.char_emb:
+            raise UserError("--char-emb 0 leaves the char CNN (--char-filters) no input: give "
+                            "--char-emb ≥ 1, or --char-filters 0 to turn the CNN off")
+        if self.features and not self.feature_emb:
+            raise UserError("--feature-emb 0 gives the --features columns no embedding: give "
+                            "--feature-emb ≥ 1, or drop --features")
         if not 0 <= self.val_frac < 1:
             raise UserError(f"--val-frac must be in [0, 1), got {self.val_frac}")
 
