@@ -201,7 +201,7 @@ def preprocess_options(ctx: typer.Context, inputs: list[str] | None = None,
 
 # ---- optimisation and budget: every training command (train, tag train) ----------------------
 L, T = TrainConfig, TagTrainConfig
-Optim = Annotated[OptimChoice, typer.Option(help="The optimizer (rprop: resilient backpropagation, a full-batch method: each weight steps by the sign of its gradient; full batch when --batch-size × --seq-len covers the training text).")]
+Optim = Annotated[OptimChoice, typer.Option(help="The optimizer (rprop: resilient backpropagation, a full-batch method: each weight steps by the sign of its gradient; full batch when a batch covers the training text: --batch-size × --seq-len tokens for `train`, --batch-size sentences for `tag train`).")]
 Lr = Annotated[Optional[float], typer.Option(help="Peak learning rate (default per optimizer: adamw/adam 4e-3, rmsprop 2e-3, sgd 1; rprop: each weight's initial step, 1e-3).")]
 Momentum = Annotated[float, typer.Option(help="sgd and rmsprop: momentum (0: plain SGD).")]
 WeightDecay = Annotated[float, typer.Option(help="Weight decay on matrices (not biases or embeddings).")]
