@@ -153,6 +153,13 @@ def no_checkpoint_message(folder: Path, verb: str = "") -> str:
     if training is not None:
         return (f"{what} yet: process {training.get('pid', '?')} is training it and has not "
                 "reached its first save; wait for it")
+    damaged = [f"{sub}/" for sub in ("best", "last") if (folder / sub).is_dir()
+               and any((folder / sub).iterdir())]
+    if damaged:  # files are there: never advise deleting them
+        return (f"run {folder} has no readable checkpoint: {' and '.join(damaged)} "
+                f"{'holds' if len(damaged) == 1 else 'hold'} files but no checkpoint.json (damaged "
+                "or cut short by a crash); they are left as they are: restore them from a "
+                "backup, or train again under another --run-name")
     return (f"{what}: its training stopped before the first save. Delete it (rm -r {folder}) or "
             "pick another --run-name, and train again")
 

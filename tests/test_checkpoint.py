@@ -50,6 +50,19 @@ def test_truncated_weights_are_reported(tiny_run: Path, tmp_path: Path) -> None:
     assert "truncated or corrupt" in result.output and result.exit_code == 2
 
 
+def test_checkpoints_without_their_json_are_named_damaged_and_never_to_delete(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """The message for a run stopped before its first save advised `rm -r` the run: said of
+    best/ and last/ whose weights were intact, following it lost them."""
+    run = _copy(tiny_run, tmp_path)
+    for sub in ("best", "last"):
+        (run / sub / "checkpoint.json").unlink(missing_ok=True)
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert result.exit_code == 2 and "no readable checkpoint" in result.output, result.output
+    assert "rm -r" not in result.output and "they are left as they are" in result.output
+    assert (run / "best" / "model.safetensors").is_file()
+
+
 def test_weights_of_another_shape_are_a_mismatch_not_corruption(tiny_run: Path, tmp_path: Path) -> None:
     run = _copy(tiny_run, tmp_path)
     _edit_meta(run, "model", hidden=48)  # the file holds a 32-wide model
