@@ -12,6 +12,7 @@ checkpoint whole. File names inside a folder are fixed: nothing in the metadata 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,8 @@ class Checkpoint:
         """What to do when this checkpoint cannot be resumed: the sibling checkpoint when it has
         a resume state (it goes back to its own step), else a new run."""
         other = _sibling(self.folder)
-        if other is not None and (other / STATE).is_file() and (other / META).is_file():
+        if other is not None and _weights_whole(other / STATE) and (other / META).is_file() \
+                and _weights_whole(other / WEIGHTS):
             return (f"continue from the run's other checkpoint instead (--resume {other}; it "
                     "restarts from its own step)")
         return (f"training cannot continue from it, but its weights can still be sampled and "
@@ -210,9 +212,22 @@ def _other_checkpoint(folder: Path) -> str:
     """'; use the run's other checkpoint (…)' when a damaged best/ or last/ has a sibling that
     looks whole; '' otherwise (pointing at a missing folder would send the user in a circle)."""
     other = _sibling(folder)
-    if other is None or not ((other / META).is_file() and (other / WEIGHTS).is_file()):
+    if other is None or not ((other / META).is_file() and _weights_whole(other / WEIGHTS)):
         return ""
     return f"; use the run's other checkpoint ({other})"
+
+
+def _weights_whole(path: Path) -> bool:
+    """A safetensors file as long as its header says (a crash or a full disk cuts it short):
+    read the header only, not the weights."""
+    try:
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+        ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
+        return path.stat().st_size == 8 + size + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def open_checkpoint(folder: Path) -> Checkpoint:

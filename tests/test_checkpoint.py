@@ -247,6 +247,10 @@ def test_damaged_best_checkpoint_points_to_last(tiny_run: Path, tmp_path: Path) 
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert "missing model.safetensors" in result.output
     assert f"other checkpoint ({run}/last)" in result.output
+    other = run / "last" / "model.safetensors"  # cut short too: not worth pointing to
+    other.write_bytes(other.read_bytes()[:-10])
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert "missing model.safetensors" in result.output and "other checkpoint" not in result.output
     shutil.rmtree(run / "last")  # no other checkpoint: nothing to point to
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert "missing model.safetensors" in result.output and "other checkpoint" not in result.output
