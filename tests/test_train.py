@@ -499,3 +499,18 @@ def test_more_threads_than_the_machine_has_cpus_are_refused(small_text: Path, tm
         assert result.exit_code == 2
         assert f"--threads {cpus + 1}: this machine has {cpus} CPUs" in result.output
         assert not (tmp_path / "runs" / "t").exists()
+
+
+def test_a_resumed_run_whose_budget_is_spent_says_which_and_what_to_give(small_text: Path) -> None:
+    """It trained nothing and said 'done' (a resumed run counts its whole training): typing
+    --max-steps on a run bounded by --max-time changed nothing."""
+    run_cli("train", small_text, *TINY, "--max-steps", "4", "--run-name", "s")
+    result = run_cli("train", "--resume", "s", "--plain", ok=False)
+    assert result.exit_code == 2
+    assert "run s has spent its budget, --max-steps 4 (it is at step 4)" in result.output
+    assert "give a larger --max-steps" in result.output
+    run_cli("train", small_text, *TINY, "--max-time", "1", "--run-name", "t")
+    result = run_cli("train", "--resume", "t", "--max-steps", "100000", "--plain", ok=False)
+    assert result.exit_code == 2 and "spent its budget, --max-time 1 (it has trained" in result.output
+    assert "done at step 6" in run_cli("train", "--resume", "s", "--max-steps", "6",
+                                       "--plain").output

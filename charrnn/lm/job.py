@@ -15,6 +15,7 @@ folder, or the name of a registry corpus; no input means the embedded default co
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from charrnn.lm.model import RNNLM
 from charrnn.lm.softmax import cutoffs_from_counts
 from charrnn.lm.train import Trainer, model_config_for
 from charrnn.training.reporters import Reporter
+from charrnn.training.task import Progress
 
 
 class TrainJob:
@@ -111,8 +113,11 @@ class TrainJob:
             return _finish(trainer)
 
     def resume(self, ckpt: checkpoint.Checkpoint, cfg: TrainConfig, inputs: list[str],
-               popts: data.PreprocessOptions | None, reporter: Reporter | None = None) -> dict:
-        """Continue `ckpt`'s run exactly (its dataset: the corpus given again, or the cache)."""
+               popts: data.PreprocessOptions | None, reporter: Reporter | None = None,
+               refuse_spent: Callable[[Progress, bool], None] | None = None) -> dict:
+        """Continue `ckpt`'s run exactly (its dataset: the corpus given again, or the cache).
+        `refuse_spent(progress, spent)` sees, before the first step, where the run stands and
+        whether its budget is already spent (a caller may call that an error, not 'done')."""
         with contextlib.ExitStack() as held:  # the run folder, as its one writer (rank 0 writes)
             if self.dist.is_main:
                 held.enter_context(runlock.writer(ckpt.run_folder))
@@ -120,6 +125,8 @@ class TrainJob:
             dataset = _resumed_dataset(ckpt, prepare)
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
+            if refuse_spent is not None:
+                refuse_spent(trainer.progress, trainer.loop.budget_spent())
             trainer.reporter.message(f"resuming {ckpt.run_folder} at step "
                                      f"{trainer.progress.step} | "
                                      f"{_computes(trainer, _resumed_sources(ckpt, cfg))}")

@@ -188,6 +188,22 @@ def resumed_config(request: Request, saved: TrainConfig, model: dict, run: str) 
     return Resolved(replace(saved, **budget), {k: "typed" for k in budget})
 
 
+def refuse_spent_budget(cfg: TrainConfig, progress, spent: bool, run: str) -> None:
+    """A resumed run counts its whole training against its budget: one already spent would stop
+    at once, having trained nothing, and say 'done'. Said with the bound that is spent."""
+    if not spent:
+        return
+    if cfg.max_time is not None and progress.elapsed >= cfg.max_time:
+        flag, bound = "--max-time", f"{cfg.max_time:g} (it has trained {progress.elapsed:.0f} s)"
+    elif cfg.epochs is not None and (cfg.max_steps is None or progress.step < cfg.max_steps):
+        flag, bound = "--epochs", f"{cfg.epochs:g} (it is at step {progress.step:,})"
+    else:
+        steps = cfg.max_steps or cfg.DEFAULT_MAX_STEPS
+        flag, bound = "--max-steps", f"{steps} (it is at step {progress.step:,})"
+    raise UserError(f"run {run} has spent its budget, {flag} {bound}: a resumed run counts its "
+                    f"whole training, so it would stop at once; give a larger {flag} to continue")
+
+
 def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, parent_level: str,
                     job: Job) -> Resolved:
     """A new run's recipe and optimisation (a lower lr measured worse: bench/finetune.py) with
@@ -262,7 +278,9 @@ def run(request: Request, reporter=None) -> dict:
         refuse_for_run(request, mode, job.device_type,
                        bool(inputs) or val_tokens is None or val_tokens >= 2)
         popts = preprocess_options(request, inputs, mirror) if inputs else None
-        return job.resume(ckpt, resolved.config, inputs, popts, reporter)
+        return job.resume(ckpt, resolved.config, inputs, popts, reporter,
+                          lambda progress, spent: refuse_spent_budget(
+                              resolved.config, progress, spent, ckpt.run_folder.name))
     if mode == "finetune":
         return _finetune(request, job, inputs, mirror, reporter)
     popts = preprocess_options(request, inputs, mirror)
