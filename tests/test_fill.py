@@ -320,6 +320,7 @@ def test_default_models_skip_an_imported_ngram_run_without_dataset(word_runs: Pa
     (["--blanks", "0"], "--blanks must be ≥ 1"),
     (["--max-len", "0"], "--max-len must be between 1 and 64"),
     (["--beam", "0"], "--beam and --candidates must be ≥ 1"),
+    (["--seed", "-1"], "--seed must be in [0, 2**63)"),
 ])
 def test_fill_eval_refuses_option_values_out_of_range(word_runs: Path, tmp_path: Path, args,
                                                       message) -> None:
@@ -450,6 +451,10 @@ def test_fill_eval_cuts_unsegmented_chinese_into_lexicon_words(zh_runs: Path, tm
     refused = run_cli("fill", "eval", held_out, "--unit", "char", "--lexicon", lexicon,
                       "--out", zh_runs, ok=False)
     assert refused.exit_code == 2 and "--lexicon cuts an unsegmented FILE" in refused.output
+    spaced = tmp_path / "en.txt"  # it cut English by the lexicon too, and changed the scores
+    spaced.write_text("i want to buy a new phone\n" * 3, encoding="utf-8")
+    refused = run_cli("fill", "eval", spaced, "--lexicon", lexicon, "--out", zh_runs, ok=False)
+    assert refused.exit_code == 2 and "written with spaces between words" in refused.output
 
 
 

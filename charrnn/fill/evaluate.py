@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, check_seed
 from charrnn.fill.config import FillOptions
 from charrnn.fill.engine import fill_template
 from charrnn.fill.families import Family
@@ -99,6 +99,7 @@ def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = Fal
                context: int = 100, seed: int = 0, source: str = "the text"
                ) -> list[tuple[Template, str]]:
     check_options(blanks, unit, context)
+    check_seed(seed)
     if unit == "word" and not segmented and _unsegmented(text):
         raise UserError(f"{source} is written without spaces between words (Chinese, Japanese), "
                         "so a word blank would hide a whole clause: use --unit char, or --lexicon "
@@ -148,6 +149,9 @@ def cases_of(file: str, blanks: int, unit: str = "word", segmented: bool = False
              ) -> list[tuple[Template, str]]:
     """FILE's cases (read before any model loads: a bad file should not wait for them)."""
     text = read_text([file])
+    if lexicon is not None and not _unsegmented(text):
+        raise UserError(f"{file} is written with spaces between words, and --lexicon cuts text "
+                        "written without them (Chinese, Japanese) into words: drop --lexicon")
     if lexicon is not None:  # unsegmented Chinese: its words by longest match
         text, segmented = longest_match(text, lexicon_words(lexicon)), True
     return make_cases(text, blanks, unit, segmented, context, seed, source=file)
