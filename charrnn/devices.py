@@ -16,7 +16,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def resolve_device(name: str) -> torch.device:
     """auto → cuda, then mps, then cpu; an unavailable explicit choice is a clear error."""
     kind = name.split(":")[0]
-    if kind not in DEVICES:
+    if kind not in DEVICES or (kind != "cuda" and ":" in name):  # (torch ignores cpu:7's index)
         raise UserError(f"--device must be one of {', '.join(DEVICES)} (cuda:N too), not {name!r}")
     if kind == "auto":
         if torch.cuda.is_available():
