@@ -90,9 +90,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         yield tmp
         _fsync_tree(tmp)
         old = final.with_name(final.name + ".old")
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
+        _swap(tmp, final, old)
         _fsync_dir(final.parent)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as exc:
@@ -104,6 +102,21 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _swap(tmp: Path, final: Path, old: Path, tries: int = 5) -> None:
+    """final → old, then tmp → final. A reader opening the run between the two renames sees
+    `old` without `final` and brings it back (recover_dir), so the second rename meets a folder
+    again (ENOTEMPTY): move it aside again and retry."""
+    for attempt in range(tries):
+        if final.exists():
+            os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == tries - 1:
+                raise
 
 
 def _write_advice(exc: OSError) -> str:

@@ -196,6 +196,28 @@ def test_atomic_dir_removes_temp_on_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_reader_recovering_between_the_two_renames_does_not_stop_the_writer(
+        tmp_path: Path, monkeypatch) -> None:
+    """A reader (sample, eval) opening the run between `last → last.old` and `tmp → last` saw
+    no `last/` and brought `last.old` back: the writer's second rename then failed."""
+    final = tmp_path / "last"
+    with fsutil.atomic_dir(final) as tmp:
+        (tmp / "f").write_text("one")
+    real, reader_came = os.replace, []
+
+    def replace(src, dst):
+        if Path(dst) == final and not reader_came:  # the writer's second rename, first try
+            reader_came.append(True)
+            fsutil.recover_dir(final)  # what a reader does meanwhile
+        return real(src, dst)
+
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+    with fsutil.atomic_dir(final) as tmp:
+        (tmp / "f").write_text("two")
+    assert reader_came and (final / "f").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+
+
 def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("sample", "no-such-run", ok=False)
     assert "run 'no-such-run' not found" in result.output
