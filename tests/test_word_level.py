@@ -285,6 +285,23 @@ def test_a_line_the_rnn_scores_equals_its_own_token_probabilities(pair: Path) ->
     assert float(out.split("\t")[0]) == pytest.approx(float(expected.sum()) / math.log(10), rel=1e-5)
 
 
+def test_long_lines_are_scored_in_windows_and_groups_with_the_same_figures(pair: Path,
+                                                                          monkeypatch) -> None:
+    """A 50 MB line was scored in one call, padded beside 31 others: tens of GB, then an
+    allocation error. Windows of a few tokens and groups of one line change no figure."""
+    from charrnn.evaluation import linescore
+
+    lines = "the quick brown fox\nto be or not to be the quick brown fox to be\nbe\n"
+    whole = run_cli("score", "lm", "-", "--json", input=lines).stdout
+    monkeypatch.setattr(linescore, "WINDOW", 3)
+    monkeypatch.setattr(linescore, "GROUP_CHARS", 20)
+    windowed = run_cli("score", "lm", "-", "--json", input=lines).stdout
+    for a, b in zip(whole.splitlines(), windowed.splitlines(), strict=True):
+        a, b = json.loads(a), json.loads(b)
+        a, b = a.get("total", a), b.get("total", b)
+        assert a["tokens"] == b["tokens"] and a["log10"] == pytest.approx(b["log10"], abs=1e-5)
+
+
 def test_an_ngram_word_prime_reads_unknown_words_as_unk_as_the_rnn_does(pair: Path) -> None:
     out = run_cli("ngram", "sample", "kn", "--prime", "the zyzzyva quick", "--length", "4",
                   "--seed", "1")

@@ -23,7 +23,8 @@ from charrnn.errors import UserError
 from charrnn.evaluation.scores import UNK
 from charrnn.tokenizers import skipped_chars
 
-BATCH_LINES = 256
+BATCH_LINES = 256  # lines read at a time
+GROUP_LINES, GROUP_CHARS = 32, 1 << 20  # scored together: at most, and their padded size
 LN10 = math.log(10)
 
 
@@ -119,6 +120,9 @@ class NGramScorer(Scorer):
         return self.model.continuation_logps(start, lines)
 
 
+WINDOW = 4096  # tokens of a line the LM scores in one call
+
+
 class RNNScorer(Scorer):
     def __init__(self, ckpt, model, device, unknown: str, precision: str, mixture=None) -> None:
         super().__init__(ckpt.tokenizer, unknown)
@@ -136,9 +140,16 @@ class RNNScorer(Scorer):
         for row, ids in enumerate(lines):
             x[row, 1 : len(ids)] = torch.from_numpy(ids[:-1])
             y[row, : len(ids)] = torch.from_numpy(ids)
+        parts, state = [], None
+        # Windows along the line with the state carried: a line of 50 M tokens scored at once
+        # held its B×T×V scores (tens of GB); windowed, memory is bounded and the sums the same.
         with torch.inference_mode(), autocast(self.device, self.precision):
-            nll, _ = self.model(x.to(self.device), None, y.to(self.device))
-        lp = (-nll.float()).view(len(lines), width).cpu().numpy().astype(np.float64)
+            for start in range(0, width, WINDOW):
+                end = start + WINDOW
+                nll, state = self.model(x[:, start:end].to(self.device), state,
+                                        y[:, start:end].to(self.device))
+                parts.append((-nll.float()).view(len(lines), -1).cpu().numpy())
+        lp = np.concatenate(parts, axis=1).astype(np.float64)
         rnn = [lp[row, : len(ids)] for row, ids in enumerate(lines)]
         if self.mixture is None:
             return rnn
@@ -194,10 +205,15 @@ def score_lines(scorer: Scorer, lines: Iterable[str]) -> Iterator[LineScore]:
 
 def _scored(scorer: Scorer, batch: list[tuple[int, str]]) -> list[LineScore]:
     by_length = sorted(batch, key=lambda item: len(item[1]))
-    done = {}
-    for lo in range(0, len(by_length), 32):  # padding stays small inside each group
-        for result in scorer.score(by_length[lo : lo + 32]):
-            done[result.line] = result
+    done, group = {}, []
+    for item in by_length:  # padding stays small inside each group, and a group's padded size
+        # bounded: a 50 MB line goes alone, not padded beside 31 others
+        if group and (len(group) == GROUP_LINES or (len(group) + 1) * len(item[1]) > GROUP_CHARS):
+            done.update((result.line, result) for result in scorer.score(group))
+            group = []
+        group.append(item)
+    if group:
+        done.update((result.line, result) for result in scorer.score(group))
     return [done[number] for number, _ in batch]
 
 
