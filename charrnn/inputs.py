@@ -163,6 +163,9 @@ def file_sha256(path: Path) -> str:
 
 def _refuse_binary(path: Path, head: bytes) -> None:
     """A NUL byte in the first block means this is not text (UTF-8 text never contains NUL)."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a UTF-16 byte order mark (Windows' "Unicode")
+        raise UserError(f"{path} is UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 "
+                        "-t UTF-8)")
     if b"\0" in head[:8192]:
         kind = "a pickle/torch file" if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04" else "binary data"
         raise UserError(f"{path} looks like {kind}, not UTF-8 text: give a text corpus")
