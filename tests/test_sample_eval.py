@@ -46,6 +46,7 @@ def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) 
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--top-k", "0"], "--top-k must be ≥ 1"),
         (["--length", "-1"], "--length must be ≥ 1"),
+        (["--top-k", "100000"], "--top-k 100000 keeps every one of the model's"),  # (it was taken)
         # (a batch past the memory: the kernel's OOM killer ended the process, with no message)
         (["--num-samples", "10000000000", "--plain"], "--num-samples 10,000,000,000 side by side "
                                                       "needs"),

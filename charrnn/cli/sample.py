@@ -49,6 +49,7 @@ def sample(
     root = opt.root(out)
     ckpt = checkpoint.resolve(run, root, asked=opt.plain(checkpoint_name)
                               if checkpoint_name is not None else None)
+    opts.check_vocabulary(lm_config(ckpt).vocab_size)
     unk = opt.plain(unk)
     if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
         tui.live_sample(ckpt, opts, prime, device, unk, mix=mix, mix_weight=mix_weight,

@@ -156,6 +156,13 @@ class SampleOptions:
             raise UserError(f"{mode[0]} {mode[1]}, so --num-samples {num_samples} would print the "
                             f"same text {num_samples} times: drop one of them")
 
+    def check_vocabulary(self, vocab_size: int) -> None:
+        """What the model's vocabulary makes idle: a top-k that keeps every token."""
+        if self.top_k is not None and self.top_k >= vocab_size:
+            raise UserError(f"--top-k {self.top_k} keeps every one of the model's {vocab_size} "
+                            f"tokens, so it filters nothing: give fewer than {vocab_size}, or "
+                            "drop it")
+
     def check_ranges(self) -> None:
         if self.length < 1:
             raise UserError(f"--length must be ≥ 1, got {self.length}")
