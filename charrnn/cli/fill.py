@@ -41,19 +41,17 @@ F, S = FillOptions, SearchOptions
 Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A forward LM, backward LM (--direction backward), fill model (--task fill) or n-gram run; repeat it. Default: the newest LM run and the newest runs of the other kinds on the same corpus.")]
 MaxLen = Annotated[Optional[int], typer.Option(help="Longest fill of an unknown-length blank, in tokens (default: char 10, subword 4, word 3).")]
 TopK = Annotated[int, typer.Option(help="Fills to show.")]
-Beam = Annotated[Optional[int], typer.Option(help=f"Beam width of each proposal search (default {S.beam}; one-token blanks on a small vocabulary try every token instead).")]
-Candidates = Annotated[Optional[int], typer.Option(help=f"Candidates rescored per blank, from each proposing model (default {S.candidates}).")]
+Beam = Annotated[int, typer.Option(help="Beam width of each proposal search (one-token blanks on a small vocabulary try every token instead).")]
+Candidates = Annotated[int, typer.Option(help="Candidates rescored per blank, from each proposing model.")]
 MaskWeight = Annotated[float, typer.Option(help="Weight of the fill model (--task fill) in the rescoring, next to 1 per LM; 0: it only proposes candidates (best for a briefly trained fill model).")]
 UnitChoice = opt.choices("UnitChoice", ("word", "char"))
 MethodChoice = opt.choices("MethodChoice", METHODS)
 Method = Annotated[Optional[list[MethodChoice]], typer.Option("--method", help="left, forward, bidirectional or ngram; repeat it (default: every method the models allow except left, the left-context-only baseline: ask for it with --method left).")]
 
 
-def _fill_options(top_k: int, max_len: int | None, unk, beam: int | None, candidates: int | None,
+def _fill_options(top_k: int, max_len: int | None, unk, beam: int, candidates: int,
                   mask_weight: float) -> FillOptions:
-    search = SearchOptions(beam=S.beam if beam is None else beam,
-                           candidates=S.candidates if candidates is None else candidates,
-                           mask_weight=mask_weight)
+    search = SearchOptions(beam=beam, candidates=candidates, mask_weight=mask_weight)
     opts = FillOptions(top_k, max_len, opt.plain(unk), search=search)
     opts.validate()
     return opts
@@ -103,13 +101,13 @@ def _refuse_idle_device(device: str, families: dict) -> None:
                         "fills on the CPU): drop --device, or add an LM with -m")
 
 
-def _refuse_idle_search(typed: dict, templates: list, families: dict, methods: list[str],
-                        opts: FillOptions) -> None:
+def _refuse_idle_search(typed: frozenset[str], templates: list, families: dict,
+                        methods: list[str], opts: FillOptions) -> None:
     """--beam / --candidates where no blank searches: each is one token, every one tried."""
     from charrnn.fill.engine import idle_search
 
     idle = [f"--{name}" for name in idle_search(templates, families, methods, opts)
-            if typed[name] is not None]
+            if name in typed]
     if idle:
         raise UserError(f"{' and '.join(idle)} size{'s' if len(idle) == 1 else ''} the search for "
                         "fills, and every blank here is one token on a vocabulary small enough to "
@@ -146,10 +144,11 @@ def _say_if_unfinished(root) -> None:
 
 @command(fill_app, "text")
 def fill_command(
+    ctx: typer.Context,
     text: Annotated[Optional[str], typer.Argument(help="Text with blanks, e.g. 'I want to ___ a new phone'.")] = None,
     interactive: Annotated[bool, typer.Option("--interactive", "-i", help="A prompt: type sentences, see the fills (Ctrl-D or :q to leave).")] = False,
     model: Models = None, top_k: TopK = F.top_k, method: Method = None,
-    max_len: MaxLen = F.max_len, beam: Beam = None, candidates: Candidates = None,
+    max_len: MaxLen = F.max_len, beam: Beam = S.beam, candidates: Candidates = S.candidates,
     mask_weight: MaskWeight = S.mask_weight, json_out: opt.Json = False,
     unk: Annotated[opt.UnkChoice, typer.Option("--unk", help="Characters a char model does not know: error or skip.")] = F.unknown,
     mix: Annotated[Optional[str], typer.Option("--mix", help="Rescore the forward LM's candidates with its per-token mixture with this n-gram run (same dataset).")] = None,
@@ -188,8 +187,7 @@ def fill_command(
     from charrnn.fill.syntax import parse
 
     template = parse(text)
-    _refuse_idle_search({"beam": beam, "candidates": candidates}, [template], families,
-                        methods, opts)
+    _refuse_idle_search(opt.typed_params(ctx), [template], families, methods, opts)
     result = fill_text(text, families, methods, opts)
     result["models"] = next(iter(families.values())).names
     if json_out:
@@ -293,6 +291,7 @@ def _stage_reporters(name: str, live: bool, say):
 
 @command(fill_app, "eval")
 def fill_eval_command(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="Held-out text to cut blanks from.")],
     blanks: Annotated[int, typer.Option(help="How many blanks (each a separate case).")] = 200,
     unit: Annotated[UnitChoice, typer.Option(help="word (unknown-length blanks) or char (one-token blanks).")] = "word",
@@ -300,8 +299,8 @@ def fill_eval_command(
     lexicon: Annotated[Optional[str], typer.Option(help="Unsegmented Chinese FILE: cut it into words by longest match against the words of this space-segmented text (e.g. zh_seg_train.txt).")] = None,
     context: Annotated[int, typer.Option(help="Characters of context on each side.")] = 100,
     seed: Annotated[int, typer.Option(help="Which blanks are picked.")] = 0,
-    model: Models = None, method: Method = None, max_len: MaxLen = F.max_len, beam: Beam = None,
-    candidates: Candidates = None, mask_weight: MaskWeight = S.mask_weight,
+    model: Models = None, method: Method = None, max_len: MaxLen = F.max_len, beam: Beam = S.beam,
+    candidates: Candidates = S.candidates, mask_weight: MaskWeight = S.mask_weight,
     json_out: opt.Json = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
     device: opt.Device = "auto", out: opt.Out = None,
@@ -324,8 +323,7 @@ def fill_eval_command(
     _refuse_idle_device(device, families)
     methods = _methods(method, families)
     _refuse_mask_weight(mask_weight, families, methods)
-    _refuse_idle_search({"beam": beam, "candidates": candidates}, [t for t, _ in cases],
-                        families, methods, opts)
+    _refuse_idle_search(opt.typed_params(ctx), [t for t, _ in cases], families, methods, opts)
     result = fill_eval(file, blanks, families, methods, opts, unit, segmented,
                        context, seed, quiet, lexicon, cases)
     if json_out:
