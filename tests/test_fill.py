@@ -211,6 +211,9 @@ def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tmp_p
     plain = run_cli("fill", "eval", held_out, "--blanks", "3", "--unit", "char", "-m", "fwd",
                     "--quiet", "--out", word_runs).output
     assert "forward" in plain and "top-1" in plain
+    fewer = run_cli("fill", "eval", held_out, "--blanks", "500", "-m", "fwd", "--out", word_runs)
+    assert "holds 42 words to hide, fewer than --blanks 500: each of them is a blank" in \
+        fewer.output  # (it capped the count silently)
 
 
 def test_device_is_refused_where_only_an_ngram_fills(word_runs: Path, tmp_path: Path) -> None:

@@ -319,6 +319,9 @@ def fill_eval_command(
                         "one character each: drop --max-len")
     opts = _fill_options(5, max_len, "skip", beam, candidates, mask_weight)
     cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
+    if len(cases) < blanks and not quiet:
+        typer.echo(f"note: {file} holds {len(cases)} {unit}s to hide, fewer than --blanks "
+                   f"{blanks}: each of them is a blank", err=True)
     families = load_families(list(model or []), opt.root(out), device)
     _refuse_idle_device(device, families)
     methods = _methods(method, families)
