@@ -90,10 +90,37 @@ def check_kind(folder: Path, kind: str | None, wanted: str, action: str) -> None
 
 
 def run_info(folder: Path) -> dict:
-    info = fsutil.read_json(folder / RUN_FILE, f"run {folder}")
+    try:
+        info = fsutil.read_json(folder / RUN_FILE, f"run {folder}")
+    except UserError as exc:
+        if _resumable_lm(folder):  # its checkpoints say what run.json said that matters
+            raise UserError(f"{exc}; `charrnn train --resume {folder.name}` writes it again from "
+                            "the run's checkpoint") from exc
+        raise
     if "kind" in info:
         info["kind"] = kind_name(info["kind"])
     return info
+
+
+def _resumable_lm(folder: Path) -> bool:
+    """A language model run with a last/ checkpoint (its task read from checkpoint.json)."""
+    try:
+        return fsutil.read_json(folder / "last" / "checkpoint.json", "").get("task", "lm") == "lm"
+    except UserError:
+        return False
+
+
+def repair_run_info(folder: Path, kind: str) -> bool:
+    """Write run.json again where it cannot be read (its checkpoints hold the rest): True if it
+    was. The creation time is the folder's; what the run's start decided is lost with it."""
+    try:
+        run_info(folder)
+        return False
+    except UserError:
+        info = {"kind": kind, "name": folder.name, "created": folder.stat().st_mtime,
+                "repaired": f"{RUN_FILE} was unreadable; written again on resume"}
+        fsutil.write_json_atomic(folder / RUN_FILE, info)
+        return True
 
 
 def list_runs(root: Path, kind: str | None = None) -> list[Path]:

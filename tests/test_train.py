@@ -515,3 +515,15 @@ def test_a_resumed_run_whose_budget_is_spent_says_which_and_what_to_give(small_t
     assert result.exit_code == 2 and "spent its budget, --max-time 1 (it has trained" in result.output
     assert "done at step 6" in run_cli("train", "--resume", "s", "--max-steps", "6",
                                        "--plain").output
+
+
+def test_a_damaged_run_json_says_how_to_mend_it_and_resume_writes_it_again(small_text: Path,
+                                                                          tmp_path: Path) -> None:
+    """It stayed damaged after a resume, and eval kept failing with no way out named."""
+    run_cli("train", small_text, *TINY, "--max-steps", "3", "--run-name", "j")
+    (tmp_path / "runs/j/run.json").write_text('{"kind": "lm", "na')
+    result = run_cli("eval", "j", ok=False)
+    assert result.exit_code == 2 and "`charrnn train --resume j` writes it again" in result.output
+    out = run_cli("train", "--resume", "j", "--max-steps", "5", "--plain").output
+    assert "run.json was unreadable: written again from the checkpoint" in out
+    assert json.loads(run_cli("eval", "j", "--split", "val", "--json").output)["bits_per_char"]

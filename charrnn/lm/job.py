@@ -119,14 +119,19 @@ class TrainJob:
         `refuse_spent(progress, spent)` sees, before the first step, where the run stands and
         whether its budget is already spent (a caller may call that an error, not 'done')."""
         with contextlib.ExitStack() as held:  # the run folder, as its one writer (rank 0 writes)
+            repaired = False
             if self.dist.is_main:
                 held.enter_context(runlock.writer(ckpt.run_folder))
+                repaired = runs.repair_run_info(ckpt.run_folder, "lm")
             prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
             dataset = _resumed_dataset(ckpt, prepare)
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
             if refuse_spent is not None:
                 refuse_spent(trainer.progress, trainer.loop.budget_spent())
+            if repaired:
+                trainer.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from "
+                                         "the checkpoint")
             trainer.reporter.message(f"resuming {ckpt.run_folder} at step "
                                      f"{trainer.progress.step} | "
                                      f"{_computes(trainer, _resumed_sources(ckpt, cfg))}")
