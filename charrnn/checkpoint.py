@@ -221,12 +221,17 @@ def _weights_whole(path: Path) -> bool:
     """A safetensors file as long as its header says (a crash or a full disk cuts it short):
     read the header only, not the weights."""
     try:
+        total = path.stat().st_size
         with open(path, "rb") as handle:
             size = int.from_bytes(handle.read(8), "little")
+            if size > total - 8:  # not a header length (a git-LFS pointer, garbage): no read
+                return False
             header = json.loads(handle.read(size))
+        if not isinstance(header, dict):
+            return False
         ends = [entry["data_offsets"][1] for name, entry in header.items() if name != "__metadata__"]
-        return path.stat().st_size == 8 + size + max(ends, default=0)
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return total == 8 + size + max(ends, default=0)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return False
 
 

@@ -127,8 +127,9 @@ class Dataset:
                 int(self.meta["splits"][split]["tokens"]), int(self.meta["splits"][split]["chars"])
             str(self.meta["id"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{self.root}/meta.json is damaged (no valid {exc}): the dataset is "
-                            "corrupt; preprocess the corpus again") from exc
+            what = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise UserError(f"{self.root}/meta.json is damaged ({what}): the dataset is corrupt; "
+                            "preprocess the corpus again") from exc
         self._checked: set[str] = set()
 
     @property

@@ -16,7 +16,9 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 def resolve_device(name: str) -> torch.device:
     """auto → cuda, then mps, then cpu; an unavailable explicit choice is a clear error."""
     kind = name.split(":")[0]
-    if kind not in DEVICES or (kind != "cuda" and ":" in name):  # (torch ignores cpu:7's index)
+    index = name.partition(":")[2]
+    # torch takes cpu:7 and ignores the 7; cpu:0 is the one CPU device (and runs saved it)
+    if kind not in DEVICES or (kind != "cuda" and ":" in name and (kind == "auto" or index != "0")):
         raise UserError(f"--device must be one of {', '.join(DEVICES)} (cuda:N too), not {name!r}")
     if kind == "auto":
         if torch.cuda.is_available():

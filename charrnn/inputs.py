@@ -163,9 +163,11 @@ def file_sha256(path: Path) -> str:
 
 def _refuse_binary(path: Path, head: bytes) -> None:
     """A NUL byte in the first block means this is not text (UTF-8 text never contains NUL)."""
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a UTF-16 byte order mark (Windows' "Unicode")
-        raise UserError(f"{path} is UTF-16 text, not UTF-8: convert it first (iconv -f UTF-16 "
-                        "-t UTF-8)")
+    for mark, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+                           (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):  # byte order marks
+        if head.startswith(mark):  # (UTF-16 is what Windows calls "Unicode")
+            raise UserError(f"{path} is {encoding} text, not UTF-8: convert it first (iconv -f "
+                            f"{encoding} -t UTF-8)")
     if b"\0" in head[:8192]:
         kind = "a pickle/torch file" if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04" else "binary data"
         raise UserError(f"{path} looks like {kind}, not UTF-8 text: give a text corpus")

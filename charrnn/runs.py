@@ -94,7 +94,7 @@ def run_info(folder: Path) -> dict:
         info = fsutil.read_json(folder / RUN_FILE, f"run {folder}")
     except UserError as exc:
         if _resumable_lm(folder):  # its checkpoints say what run.json said that matters
-            raise UserError(f"{exc}; `charrnn train --resume {folder.name}` writes it again from "
+            raise UserError(f"{exc}; `charrnn train --resume {folder}` writes it again from "
                             "the run's checkpoint") from exc
         raise
     if "kind" in info:
@@ -105,20 +105,24 @@ def run_info(folder: Path) -> dict:
 def _resumable_lm(folder: Path) -> bool:
     """A language model run with a last/ checkpoint (its task read from checkpoint.json)."""
     try:
-        return fsutil.read_json(folder / "last" / "checkpoint.json", "").get("task", "lm") == "lm"
+        meta = fsutil.read_json(folder / "last" / "checkpoint.json", "")
     except UserError:
         return False
+    return meta.get("task", "lm") == "lm"
 
 
-def repair_run_info(folder: Path, kind: str) -> bool:
-    """Write run.json again where it cannot be read (its checkpoints hold the rest): True if it
-    was. The creation time is the folder's; what the run's start decided is lost with it."""
+def repair_run_info(folder: Path, kind: str, created: float, extra: dict) -> bool:
+    """Write run.json again where it cannot be read (its checkpoint holds what it said that
+    matters): True if it was. The damaged file is kept beside it, as run.json.damaged."""
     try:
         run_info(folder)
         return False
     except UserError:
-        info = {"kind": kind, "name": folder.name, "created": folder.stat().st_mtime,
-                "repaired": f"{RUN_FILE} was unreadable; written again on resume"}
+        if (folder / RUN_FILE).exists():
+            os.replace(folder / RUN_FILE, folder / (RUN_FILE + ".damaged"))
+        info = {"kind": kind, "name": folder.name, "created": created, **extra,
+                "repaired": f"{RUN_FILE} was unreadable (kept as {RUN_FILE}.damaged); written "
+                            "again on resume, its creation time from the checkpoint"}
         fsutil.write_json_atomic(folder / RUN_FILE, info)
         return True
 

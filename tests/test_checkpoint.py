@@ -270,9 +270,13 @@ def test_damaged_best_checkpoint_points_to_last(tiny_run: Path, tmp_path: Path) 
     assert "missing model.safetensors" in result.output
     assert f"other checkpoint ({run}/last)" in result.output
     other = run / "last" / "model.safetensors"  # cut short too: not worth pointing to
-    other.write_bytes(other.read_bytes()[:-10])
-    result = run_cli("sample", run, "--length", "5", ok=False)
-    assert "missing model.safetensors" in result.output and "other checkpoint" not in result.output
+    whole = other.read_bytes()
+    for damaged in (whole[:-10], b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n",
+                    (2).to_bytes(8, "little") + b"[]", b"\xff" * 8):
+        other.write_bytes(damaged)  # (an LFS pointer's first 8 bytes read as a header length)
+        result = run_cli("sample", run, "--length", "5", ok=False)
+        assert result.exit_code == 2 and "missing model.safetensors" in result.output
+        assert "other checkpoint" not in result.output
     shutil.rmtree(run / "last")  # no other checkpoint: nothing to point to
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert "missing model.safetensors" in result.output and "other checkpoint" not in result.output

@@ -224,7 +224,10 @@ def test_device_is_refused_where_only_an_ngram_fills(word_runs: Path, tmp_path: 
         result = run_cli("fill", *args, "-m", "ngram", "--device", "cpu", "--out", word_runs,
                          ok=False)
         assert result.exit_code == 2
-        assert "--device cpu places the RNNs, and only an n-gram is loaded" in result.output
+        assert "--device cpu places the RNNs, and only an n-gram fills here" in result.output
+        only_ngram = run_cli("fill", *args, "-m", "ngram", "-m", "fwd", "--method", "ngram",
+                             "--device", "cpu", "--out", word_runs, ok=False)
+        assert only_ngram.exit_code == 2 and "only an n-gram fills here" in only_ngram.output
         run_cli("fill", *args, "-m", "ngram", "-m", "fwd", "--device", "cpu", "--out", word_runs)
 
 
@@ -458,6 +461,12 @@ def test_fill_eval_cuts_unsegmented_chinese_into_lexicon_words(zh_runs: Path, tm
     spaced.write_text("i want to buy a new phone\n" * 3, encoding="utf-8")
     refused = run_cli("fill", "eval", spaced, "--lexicon", lexicon, "--out", zh_runs, ok=False)
     assert refused.exit_code == 2 and "written with spaces between words" in refused.output
+    from charrnn.fill.evaluate import cases_of
+
+    thai, thai_words = tmp_path / "th.txt", tmp_path / "th_seg.txt"  # spaces between phrases
+    thai.write_text("ฉันอยากซื้อโทรศัพท์ใหม่ ฉันอยากขายรถเก่า\n" * 2, encoding="utf-8")
+    thai_words.write_text("ฉัน อยาก ซื้อ โทรศัพท์ ใหม่ ขาย รถ เก่า\n", encoding="utf-8")
+    assert len(cases_of(str(thai), 50, lexicon=str(thai_words))) == 20
 
 
 

@@ -87,6 +87,7 @@ def test_invalid_utf8_offset_counts_across_chunks(tmp_path: Path, monkeypatch) -
         (lambda p: p.write_bytes(bytes(range(256))), "binary"),
         (lambda p: p.write_text("hello 你好\n", encoding="utf-16"), r"is UTF-16 text, not UTF-8: "
                                                                     r"convert it first \(iconv"),
+        (lambda p: p.write_text("hello 你好\n", encoding="utf-32"), r"is UTF-32 text, not UTF-8"),
     ],
 )
 def test_binary_files_are_refused(tmp_path: Path, make, message: str) -> None:

@@ -506,10 +506,12 @@ def test_a_resumed_run_whose_budget_is_spent_says_which_and_what_to_give(small_t
     """It trained nothing and said 'done' (a resumed run counts its whole training): typing
     --max-steps on a run bounded by --max-time changed nothing."""
     run_cli("train", small_text, *TINY, "--max-steps", "4", "--run-name", "s")
-    result = run_cli("train", "--resume", "s", "--plain", ok=False)
+    result = run_cli("train", "--resume", "s", "--max-steps", "3", "--plain", ok=False)
     assert result.exit_code == 2
-    assert "run s has spent its budget, --max-steps 4 (it is at step 4)" in result.output
+    assert "run s has spent its budget, --max-steps 3 (it is at step 4)" in result.output
     assert "give a larger --max-steps" in result.output
+    # nothing typed: the run is done, as the resume command a stop at its last step prints
+    assert "done at step 4" in run_cli("train", "--resume", "s", "--plain").output
     run_cli("train", small_text, *TINY, "--max-time", "1", "--run-name", "t")
     result = run_cli("train", "--resume", "t", "--max-steps", "100000", "--plain", ok=False)
     assert result.exit_code == 2 and "spent its budget, --max-time 1 (it has trained" in result.output
@@ -523,7 +525,11 @@ def test_a_damaged_run_json_says_how_to_mend_it_and_resume_writes_it_again(small
     run_cli("train", small_text, *TINY, "--max-steps", "3", "--run-name", "j")
     (tmp_path / "runs/j/run.json").write_text('{"kind": "lm", "na')
     result = run_cli("eval", "j", ok=False)
-    assert result.exit_code == 2 and "`charrnn train --resume j` writes it again" in result.output
-    out = run_cli("train", "--resume", "j", "--max-steps", "5", "--plain").output
+    assert result.exit_code == 2 and f"`charrnn train --resume {tmp_path / 'runs/j'}` writes it " \
+        "again" in result.output
+    out = run_cli("train", "--resume", tmp_path / "runs/j", "--plain").output  # as it says
     assert "run.json was unreadable: written again from the checkpoint" in out
     assert json.loads(run_cli("eval", "j", "--split", "val", "--json").output)["bits_per_char"]
+    info = json.loads((tmp_path / "runs/j/run.json").read_text())
+    assert info["dataset"]["level"] == "char" and info["config"]["max_steps"] == 3
+    assert (tmp_path / "runs/j/run.json.damaged").read_text() == '{"kind": "lm", "na'

@@ -93,12 +93,12 @@ def _refuse_mask_weight(weight: float, families: dict, methods: list[str]) -> No
                         "is not asked for: add --method bidirectional, or drop --mask-weight")
 
 
-def _refuse_idle_device(device: str, families: dict) -> None:
-    """Only an n-gram loaded (it fills on the CPU, in float64): a typed --device moves nothing.
+def _refuse_idle_device(device: str, families: dict, methods: list[str]) -> None:
+    """Only an n-gram fills (it runs on the CPU, in float64): a typed --device moves nothing.
     (At the prompt it stays: :model may load an LM later.)"""
-    if device != "auto" and "rnn" not in families:
-        raise UserError(f"--device {device} places the RNNs, and only an n-gram is loaded (it "
-                        "fills on the CPU): drop --device, or add an LM with -m")
+    if device != "auto" and ("rnn" not in families or set(methods) == {"ngram"}):
+        raise UserError(f"--device {device} places the RNNs, and only an n-gram fills here (on "
+                        "the CPU): drop --device, or add an LM with -m and a method that reads it")
 
 
 def _refuse_idle_search(typed: frozenset[str], templates: list, families: dict,
@@ -172,8 +172,6 @@ def fill_command(
         refuse_idle_skip(next(iter(families.values())).tokenizer.level, opt.plain(unk))
     if not model:
         _say_if_unfinished(root)
-    if not interactive:
-        _refuse_idle_device(device, families)
     if interactive:
         from charrnn.tui.fill_repl import Repl
 
@@ -183,6 +181,7 @@ def fill_command(
              asked).run()
         return
     methods = _methods(method, families)
+    _refuse_idle_device(device, families, methods)
     _refuse_mask_weight(mask_weight, families, methods)
     from charrnn.fill.syntax import parse
 
@@ -323,8 +322,8 @@ def fill_eval_command(
         typer.echo(f"note: {file} holds {len(cases)} {unit}s to hide, fewer than --blanks "
                    f"{blanks}: each of them is a blank", err=True)
     families = load_families(list(model or []), opt.root(out), device)
-    _refuse_idle_device(device, families)
     methods = _methods(method, families)
+    _refuse_idle_device(device, families, methods)
     _refuse_mask_weight(mask_weight, families, methods)
     _refuse_idle_search(opt.typed_params(ctx), [t for t, _ in cases], families, methods, opts)
     result = fill_eval(file, blanks, families, methods, opts, unit, segmented,

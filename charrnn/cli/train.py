@@ -105,11 +105,11 @@ def _train_fill(request) -> dict:
                         "(it keeps its best checkpoint by validation loss)")
     from charrnn.devices import resolve_device
 
+    refuse_more_threads_than_cpus(request)
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
                                 has_validation=bool(request["valid"]) or request["val_frac"] > 0,
                                 device=resolve_device(str(request["device"])).type)
     rules.refuse_inapplicable(request.typed, situation)
-    refuse_more_threads_than_cpus(request)
     inputs = list(request["inputs"] or [])
     popts = preprocess_options(request, inputs, request["mirror"])
     recipe, _ = rules.recipe(situation, request.typed)

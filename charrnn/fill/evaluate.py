@@ -85,6 +85,15 @@ def _unsegmented(text: str, sample: int = 100_000) -> bool:
     return letters > 0 and len(HAN_KANA.findall(head)) > letters / 2
 
 
+def _spaced(text: str, sample: int = 100_000, share: float = 0.1) -> bool:
+    """Whether spaces separate the text's words: about one space (within a line) for every five
+    other characters in English, none in Chinese, and in Thai, written without spaces between
+    words, one between phrases (about one in twenty)."""
+    head = text[:sample]
+    spaces = head.count(" ") + head.count("\t")
+    return spaces > share * max(1, len(head) - spaces - head.count("\n"))
+
+
 def check_options(blanks: int, unit: str, context: int) -> None:
     """Before any model loads: a bad value should not wait for the models."""
     if unit not in UNITS:
@@ -149,9 +158,9 @@ def cases_of(file: str, blanks: int, unit: str = "word", segmented: bool = False
              ) -> list[tuple[Template, str]]:
     """FILE's cases (read before any model loads: a bad file should not wait for them)."""
     text = read_text([file])
-    if lexicon is not None and not _unsegmented(text):
+    if lexicon is not None and _spaced(text):
         raise UserError(f"{file} is written with spaces between words, and --lexicon cuts text "
-                        "written without them (Chinese, Japanese) into words: drop --lexicon")
+                        "written without them (Chinese, Japanese, Thai) into words: drop --lexicon")
     if lexicon is not None:  # unsegmented Chinese: its words by longest match
         text, segmented = longest_match(text, lexicon_words(lexicon)), True
     return make_cases(text, blanks, unit, segmented, context, seed, source=file)

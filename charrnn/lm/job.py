@@ -15,6 +15,7 @@ folder, or the name of a registry corpus; no input means the embedded default co
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -119,12 +120,14 @@ class TrainJob:
         `refuse_spent(progress, spent)` sees, before the first step, where the run stands and
         whether its budget is already spent (a caller may call that an error, not 'done')."""
         with contextlib.ExitStack() as held:  # the run folder, as its one writer (rank 0 writes)
-            repaired = False
             if self.dist.is_main:
                 held.enter_context(runlock.writer(ckpt.run_folder))
-                repaired = runs.repair_run_info(ckpt.run_folder, "lm")
             prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
             dataset = _resumed_dataset(ckpt, prepare)
+            progress = ckpt.meta.get("progress") or {}
+            repaired = self.dist.is_main and runs.repair_run_info(
+                ckpt.run_folder, "lm", float(ckpt.meta.get("saved_at") or time.time()) -
+                float(progress.get("elapsed", 0.0)), _run_record(dataset, cfg, {}))
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
             if refuse_spent is not None:
@@ -192,12 +195,17 @@ def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
     return dataset
 
 
+def _run_record(dataset: data.Dataset, cfg: TrainConfig, sources: dict[str, str]) -> dict:
+    """What run.json says of a language model run beside its kind, name and creation time."""
+    return {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
+                        "splits": dataset.meta["splits"]}, "config": asdict(cfg),
+            "sources": sources}
+
+
 def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str | None,
              device, reporter: Reporter | None, dist: Dist, start, parent: finetune.Parent | None,
              held: contextlib.ExitStack, sources: dict[str, str]) -> Trainer:
-    info = {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
-                        "splits": dataset.meta["splits"]}, "config": asdict(cfg),
-            "sources": sources}
+    info = _run_record(dataset, cfg, sources)
     model_config = start[0] if start else model_config_for(cfg, dataset, device)[0]  # validated,
     require_fits(lambda: RNNLM(model_config), device)  # size checked, before the folder exists
     TBPTTStream.check(dataset.tokens("train"), cfg.batch_size, cfg.seq_len)  # and the text

@@ -240,14 +240,16 @@ def _require_streams_fit(config, device: torch.device, streams: int, length: int
     int per token): counted first, since a batch past the memory ends at the kernel's OOM killer,
     with no message. Half of each memory at most: the rest is the model's and the system's."""
     on_device = 4 * (4 * config.vocab_size + 8 * config.layers * config.hidden)
+    per_token = 8 if config.vocab_size <= 257 else 36  # a list slot; Python keeps ints ≤ 256 once
     needs = {device: on_device} if device.type != "cpu" else {}
-    needs[torch.device("cpu")] = 40 * length + (on_device if device.type == "cpu" else 0)
+    needs[torch.device("cpu")] = per_token * length + (on_device if device.type == "cpu" else 0)
     for where, per_stream in needs.items():
         total = device_memory(where)
         if total is not None and streams * per_stream > total // 2:
             raise UserError(f"--num-samples {streams:,} side by side needs "
-                            f"~{streams * per_stream / 1e9:,.1f} GB on {where}, which has "
-                            f"{total / 1e9:,.1f} GB: ask for fewer samples, or a shorter --length")
+                            f"~{streams * per_stream / 1e9:,.1f} GB on {where}, more than half of "
+                            f"its {total / 1e9:,.1f} GB: ask for fewer samples, or a shorter "
+                            "--length")
 
 
 def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu") -> float:

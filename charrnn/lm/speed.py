@@ -126,9 +126,9 @@ def _time_candidates(config, batch: int, candidates: dict[str, tuple],
             steps[name]()
         except RuntimeError as exc:  # e.g. "could not create a primitive descriptor"
             if is_out_of_memory(exc):  # no precision would help: the step is too big
-                raise UserError(f"one training step of this model ({batch}×{window} tokens) "
-                                "does not fit in this machine's memory: use a smaller "
-                                "--batch-size, --seq-len or --hidden") from exc
+                raise UserError(f"one training step of this model at --batch-size {batch} does "
+                                "not fit in this machine's memory: use a smaller --batch-size "
+                                "or --seq-len, or a smaller model") from exc
             unavailable[name] = " ".join(str(exc).split())[:200]
             del steps[name]
     best: dict[str, float] = {}

@@ -188,10 +188,12 @@ def resumed_config(request: Request, saved: TrainConfig, model: dict, run: str) 
     return Resolved(replace(saved, **budget), {k: "typed" for k in budget})
 
 
-def refuse_spent_budget(cfg: TrainConfig, progress, spent: bool, run: str) -> None:
-    """A resumed run counts its whole training against its budget: one already spent would stop
-    at once, having trained nothing, and say 'done'. Said with the bound that is spent."""
-    if not spent:
+def refuse_spent_budget(cfg: TrainConfig, progress, spent: bool, run: str, typed: bool) -> None:
+    """A resumed run counts its whole training against its budget: a budget typed now that is
+    already spent (or that leaves another spent bound in place) would stop it at once, having
+    trained nothing, and say 'done'. Said with the bound that is spent. Nothing typed: 'done'
+    stands (the resume a stop printed at its last step, a wrapper run again after the end)."""
+    if not spent or not typed:
         return
     if cfg.max_time is not None and progress.elapsed >= cfg.max_time:
         flag, bound = "--max-time", f"{cfg.max_time:g} (it has trained {progress.elapsed:.0f} s)"
@@ -280,11 +282,13 @@ def run(request: Request, reporter=None) -> dict:
         popts = preprocess_options(request, inputs, mirror) if inputs else None
         return job.resume(ckpt, resolved.config, inputs, popts, reporter,
                           lambda progress, spent: refuse_spent_budget(
-                              resolved.config, progress, spent, ckpt.run_folder.name))
+                              resolved.config, progress, spent, ckpt.run_folder.name,
+                              bool({"max_steps", "max_time", "epochs"} & request.typed)))
     if mode == "finetune":
         return _finetune(request, job, inputs, mirror, reporter)
     popts = preprocess_options(request, inputs, mirror)
     job.open_device(str(request["device"]))
+    refuse_for_run(request, mode, job.device_type)  # before a corpus is prepared for nothing
     dataset = job.prepare(inputs, popts)
     resolved = new_config(request, job.facts(dataset), job)
     return job.start(dataset, resolved.config, request.get("run_name"), resolved.sources,
@@ -300,6 +304,7 @@ def _finetune(request: Request, job, inputs: list[str], mirror, reporter) -> dic
     given = finetune.given_tokenizer(parent, str(request["unk"]), int(request["grow_vocab"]))
     popts = replace(preprocess_options(request, inputs, mirror), level=level)
     job.open_device(str(request["device"]))
+    refuse_for_run(request, "finetune", job.device_type)
     dataset = job.prepare(inputs, popts, given)
     resolved = finetune_config(request, job.facts(dataset), parent.config, level, job)
     return job.start(dataset, resolved.config, request.get("run_name"), resolved.sources,

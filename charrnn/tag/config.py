@@ -82,6 +82,12 @@ class TagTrainConfig(LoopConfig):
         require_at_least(self, 1, ("batch_size", "min_count", "layers", "hidden", "emb"))
         require_at_least(self, 0, ("bigram_emb", "char_filters", "char_emb", "feature_emb"))
         require_fraction(self, ("dropout", "token_dropout"))
+        if self.label_column == 0:  # (checked here, at training: a saved tagger is not re-read)
+            raise UserError("--label-column 0 is the tokens' column: the tagger would learn to "
+                            "copy its input; give the column of the labels")
+        if len(set(self.features)) != len(self.features):
+            raise UserError(f"--features names a column twice ({self.features}): give each "
+                            "column once")
         if self.char_filters and not self.char_emb:
             raise UserError("--char-emb 0 leaves the char CNN (--char-filters) no input: give "
                             "--char-emb ≥ 1, or --char-filters 0 to turn the CNN off")

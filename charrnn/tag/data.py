@@ -85,16 +85,6 @@ def _refuse_label_as_feature(path: str, number: int, width: int, label_column: i
     """A feature column that is the label column would hand the answer to the tagger as an
     input (perfect validation scores, useless on unlabelled text): refuse it, naming both."""
     label = label_column % width  # -1 = the last column of this line
-    if label == 0:
-        raise UserError(f"{path}:{number}: the label column (--label-column {label_column}) is "
-                        "column 0, the tokens: the tagger would learn to copy its input; give "
-                        "the column of the labels")
-    seen = [c % width for c in features]
-    twice = next((c for c in seen if seen.count(c) > 1), None)
-    if twice is not None:
-        raise UserError(f"{path}:{number}: --features names column {twice} twice (as "
-                        f"{', '.join(str(c) for c in features if c % width == twice)}): give "
-                        "each column once")
     for c in features:
         if c % width == label:
             raise UserError(f"{path}:{number}: feature column {c} (--features) is the label column "
