@@ -271,19 +271,7 @@ def run(request: Request, reporter=None) -> dict:
     inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":
-        ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
-        resolved = resumed_config(request, saved, ckpt.meta.get("model") or {},
-                                  ckpt.run_folder.name)
-        job.open_device(resolved.config.device)
-        val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
-        # (its own dataset's split; a corpus given anew is prepared later, in the job)
-        refuse_for_run(request, mode, job.device_type,
-                       bool(inputs) or val_tokens is None or val_tokens >= 2)
-        popts = preprocess_options(request, inputs, mirror) if inputs else None
-        return job.resume(ckpt, resolved.config, inputs, popts, reporter,
-                          lambda progress, spent: refuse_spent_budget(
-                              resolved.config, progress, spent, ckpt.run_folder.name,
-                              bool({"max_steps", "max_time", "epochs"} & request.typed)))
+        return _resume(request, job, inputs, mirror, reporter)
     if mode == "finetune":
         return _finetune(request, job, inputs, mirror, reporter)
     popts = preprocess_options(request, inputs, mirror)
@@ -293,6 +281,21 @@ def run(request: Request, reporter=None) -> dict:
     resolved = new_config(request, job.facts(dataset), job)
     return job.start(dataset, resolved.config, request.get("run_name"), resolved.sources,
                      reporter)
+
+
+def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
+    ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
+    resolved = resumed_config(request, saved, ckpt.meta.get("model") or {}, ckpt.run_folder.name)
+    job.open_device(resolved.config.device)
+    val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
+    # (its own dataset's split; a corpus given anew is prepared later, in the job)
+    refuse_for_run(request, "resume", job.device_type,
+                   bool(inputs) or val_tokens is None or val_tokens >= 2)
+    popts = preprocess_options(request, inputs, mirror) if inputs else None
+    budget_typed = bool({"max_steps", "max_time", "epochs"} & request.typed)
+    return job.resume(ckpt, resolved.config, inputs, popts, reporter,
+                      lambda progress, spent: refuse_spent_budget(
+                          resolved.config, progress, spent, ckpt.run_folder.name, budget_typed))
 
 
 def _finetune(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
