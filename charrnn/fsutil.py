@@ -168,6 +168,15 @@ def atomic_file(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is renamed over `path` (a reader, or a
     crash, sees the old file or the new one, never half of one); on error it is removed."""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        # a pipe, a FIFO, a device (/dev/stdout): written through, never renamed over
+        try:
+            yield path
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        return
+    if path.is_symlink():  # the file it points to is replaced, and the link kept
+        path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

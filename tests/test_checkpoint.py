@@ -218,6 +218,27 @@ def test_a_reader_recovering_between_the_two_renames_does_not_stop_the_writer(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
 
 
+def test_an_atomic_file_write_keeps_links_and_writes_through_pipes(tmp_path: Path) -> None:
+    """`ngram export --arpa /dev/stdout` (as root) replaced the /dev/stdout link with a file; a
+    link was replaced instead of its target, and a FIFO by a file its reader never saw."""
+    import threading
+
+    target, link = tmp_path / "target.arpa", tmp_path / "link.arpa"
+    target.write_text("old")
+    link.symlink_to(target)
+    with fsutil.atomic_file(link) as tmp:
+        tmp.write_text("new")
+    assert link.is_symlink() and target.read_text() == "new"
+    fifo, got = tmp_path / "fifo", []
+    os.mkfifo(fifo)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    with fsutil.atomic_file(fifo) as out:
+        out.write_text("through")
+    reader.join(10)
+    assert got == ["through"] and not fifo.is_file()
+
+
 def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     result = run_cli("sample", "no-such-run", ok=False)
     assert "run 'no-such-run' not found" in result.output
