@@ -40,6 +40,8 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
             raise UserError(f"run {folder.name} has no metrics yet ({folder / 'metrics.jsonl'}): "
                             "plot RNN runs that have trained for at least --log-every steps")
         curves.append((folder.name, train, evals))
+    if not out.name:  # "" or "/": Path("") is "." (no name to give a suffix)
+        raise UserError(f"--png needs a file name, e.g. --png curves.png (got {str(out)!r})")
     if out.suffix.lower() != ".png":
         raise UserError(f"--png {out} must be a .png file: e.g. --png {out.with_suffix('.png')}")
     # Before drawing: a mistyped --png must not replace a photo or a document, only our own plot.

@@ -75,6 +75,8 @@ def test_plot_errors_are_one_line(tiny_run: Path, tmp_path: Path) -> None:
     assert "has no metrics yet" in run_cli("plot", bare, ok=False).output
     assert f"--png {tmp_path / 'x.pdf'} must be a .png file" in \
         run_cli("plot", tiny_run, "--png", tmp_path / "x.pdf", ok=False).output
+    empty = run_cli("plot", tiny_run, "--png", "", ok=False)  # was a ValueError from pathlib
+    assert empty.exit_code == 2 and "--png needs a file name" in empty.output
 
 
 def test_plot_without_matplotlib_says_how_to_install_it(tiny_run: Path, tmp_path: Path,
