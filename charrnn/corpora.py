@@ -15,6 +15,7 @@ import sysconfig
 import tempfile
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,8 +186,13 @@ def _extract(archive: Path, member_name: str, tmp: Path) -> None:
                 raise UserError(f"{archive} holds no file named {member_name}")
             with zipped.open(members[0]) as source, open(tmp, "wb") as out:
                 shutil.copyfileobj(source, out)
-    except zipfile.BadZipFile as exc:
-        raise UserError(f"{archive} is not a valid zip archive: {exc}") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a damaged deflate stream too
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"{archive} is not a valid zip archive ({exc}): get it again, or "
+                        "replace the mirror's copy") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # (the partial file of a failed extraction)
+        raise
 
 
 def resolve_inputs(inputs: list[str], opts, mirror: str | None = None,

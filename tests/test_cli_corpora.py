@@ -183,3 +183,21 @@ def test_a_mirror_with_no_registry_name_among_the_inputs_is_refused(small_text: 
         [command[0], small_text, *command[1:]]
     result = run_cli(*args, "--mirror", tmp_path, ok=False)
     assert result.exit_code == 2 and "no input names one: drop --mirror" in result.output
+
+
+def test_a_damaged_deflate_stream_is_one_clear_error_and_leaves_no_partial_file(
+        tmp_path: Path) -> None:
+    """zlib's own error escaped as an internal error, and the partial file stayed."""
+    import zipfile
+
+    archive = tmp_path / "enwik8.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
+        zipped.writestr("enwik8", "abcdefgh " * 20000)
+    data = bytearray(archive.read_bytes())
+    at = data.index(b"enwik8") + len("enwik8") + 5  # inside the compressed member
+    data[at : at + 35] = b"\xff" * 35
+    archive.write_bytes(bytes(data))
+    out = tmp_path / "enwik8.tmp"
+    with pytest.raises(UserError, match="is not a valid zip archive .*replace the mirror's copy"):
+        corpora._extract(archive, "enwik8", out)
+    assert not out.exists()
