@@ -113,7 +113,7 @@ class Dist:
 
     def check_batch(self, batch: int) -> None:
         if batch % self.world:
-            raise UserError(f"--batch-size {batch} must be divisible by the {self.world} processes")
+            raise UserError(batch_not_divisible(batch, self.world))
 
 
 def shared_gpu(identities: list[tuple[str, str]]) -> tuple[int, int] | None:
@@ -130,3 +130,10 @@ def shared_gpu_message(ranks: tuple[int, int], host: str, gpus: int) -> str:
     return (f"ranks {ranks[0]} and {ranks[1]} of this torchrun job would share one GPU on {host} "
             f"(it has {gpus}): NCCL runs one process per GPU, so start at most "
             f"--nproc_per_node {gpus} there, or train on CPU processes with --device cpu (gloo)")
+
+
+def batch_not_divisible(batch: int, world: int) -> str:
+    """The message for a batch that the processes cannot share evenly, with the nearest that do."""
+    lower, upper = batch - batch % world, batch - batch % world + world
+    near = f"{lower} or {upper}" if lower else str(upper)
+    return f"--batch-size {batch} must be divisible by the {world} processes: give e.g. {near}"

@@ -18,13 +18,14 @@ COMMON = [*TINY, "--batch-size", "4", "--dropout", "0", "--log-every", "1", "--w
           "--min-lr-ratio", "1", "--eval-every", "5", "--precision", "fp32"]
 
 
-def _torchrun(tmp_path: Path, *args: str, processes: int = 2) -> subprocess.CompletedProcess:
+def _torchrun(tmp_path: Path, *args: str, processes: int = 2,
+              ok: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
          "--master_port", str(29500 + os.getpid() % 1000), "-m", "charrnn", "train", *args],
         env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.returncode == 0 or not ok, proc.stdout + proc.stderr
     return proc
 
 
@@ -68,3 +69,21 @@ def test_two_ranks_on_one_gpu_are_found_before_nccl_and_said_in_one_line() -> No
     assert shared_gpu([("a", "GPU-1"), ("a", "GPU-2"), ("a", "GPU-1")]) == (0, 2)
     message = shared_gpu_message((0, 1), "box", 1)
     assert "\n" not in message and "--nproc_per_node 1" in message and "--device cpu" in message
+
+
+@pytest.mark.slow
+def test_a_mistake_one_rank_sees_is_one_line_from_each_and_exit_2(small_text, tmp_path):
+    """Rank 0 alone finds the run name taken; rank 1, waiting for it, lost the connection and
+    printed 'internal error: RuntimeError … gloo … Connection closed by peer' (and at times a
+    rank died of SIGABRT at exit). An uneven batch names the sizes that divide."""
+    _torchrun(tmp_path, str(small_text), *COMMON, "--max-steps", "2", "--run-name", "taken")
+    proc = _torchrun(tmp_path, str(small_text), *COMMON, "--max-steps", "2", "--run-name",
+                     "taken", ok=False)
+    said = [line for line in proc.stderr.splitlines() if line.startswith("charrnn:")]
+    assert said[0].startswith("charrnn: error: run ") and "already exists" in said[0], proc.stderr
+    assert said[1:] == ["charrnn: error: stopped: another process of this torchrun failed (its "
+                        "message is above)"]
+    assert proc.stderr.count("exitcode  : 2") == 2 and "internal error" not in proc.stderr
+    proc = _torchrun(tmp_path, str(small_text), *COMMON, "--batch-size", "5",  # (the last wins)
+                     "--max-steps", "2", "--run-name", "odd", ok=False)
+    assert "--batch-size 5 must be divisible by the 2 processes: give e.g. 4 or 6" in proc.stderr

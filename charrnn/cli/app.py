@@ -6,6 +6,7 @@ and the n-gram commands start fast and never import torch.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Annotated
@@ -54,7 +55,7 @@ def main() -> None:
         # Not standalone: a mistyped command line comes back here as an exception, so that it is
         # reported in our one-line form rather than as Typer's multi-line box.
         code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        _leave(code if isinstance(code, int) else 0)
     except typer.TyperException as exc:  # Click's usage errors (typer re-exports them)
         if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed already
             sys.exit(exc.exit_code)
@@ -68,12 +69,40 @@ def main() -> None:
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
         code = exit_code(exc)
         if code is not None:
-            sys.exit(code)
+            _leave(code)
         if isinstance(exc, SystemExit) or debug():
             raise
+        if _distributed() and _peer_gone(exc):  # the peer said why; this rank only lost it
+            say("error: stopped: another process of this torchrun failed (its message is above)")
+            _leave(2)
         say(f"internal error: {type(exc).__name__}: {exc} (set CHARRNN_DEBUG=1 for the traceback)")
         traceback.clear_frames(exc.__traceback__)
-        sys.exit(1)
+        _leave(1)
+
+
+def _distributed() -> bool:
+    """In a torchrun process group (torch imported by a command; never imported here)."""
+    dist = sys.modules.get("torch.distributed")
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def _peer_gone(exc: BaseException) -> bool:
+    """A collective that failed because another rank left (gloo and NCCL say so in words)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("Connection closed by peer", "Connection reset by peer",
+                                    "remote worker", "remote process exited"))
+
+
+def _leave(code: int) -> None:
+    """Exit with `code`. After an error in a process group, at once: the group's threads, still
+    running, abort the interpreter's own exit (SIGABRT, 'terminate called without an active
+    exception'), and torchrun then reports -6 instead of the code."""
+    if code and _distributed():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _subcommand(ctx) -> str:

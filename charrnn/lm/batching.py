@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from charrnn.distributed import batch_not_divisible
 from charrnn.errors import UserError
 from charrnn.lm.config import require_one_batch, tbptt_min_tokens
 
@@ -34,7 +35,7 @@ class TBPTTStream:
     def __init__(self, ids: np.ndarray, batch: int, seq_len: int, device: torch.device,
                  rank: int = 0, world: int = 1) -> None:
         if batch % world:
-            raise UserError(f"--batch-size {batch} must be divisible by the {world} processes")
+            raise UserError(batch_not_divisible(batch, world))
         self.ids, self.batch, self.seq_len, self.device = ids, batch, seq_len, device
         self.rows = slice(rank * batch // world, (rank + 1) * batch // world)
         self.row_len = self.check(len(ids), batch, seq_len)
