@@ -110,8 +110,9 @@ def _fetch_checked(spec: dict, target: Path, mirror: str | None, what: str) -> N
     seen = file_sha256(target)
     if expected is not None and seen != expected:
         target.unlink()
+        source = f"the mirror's copy in {mirror}" if mirror else "the download"
         raise UserError(f"{what} failed its sha256 check (expected {expected}, got {seen}); it "
-                        "was not used")
+                        f"was not used: {source} is not the registry's file; replace it")
 
 
 def _check_mirror(mirror: str, where: str) -> None:

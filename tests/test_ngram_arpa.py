@@ -112,6 +112,19 @@ def test_bad_arpa_files(tmp_path: Path, content: str):
         import_arpa(path)
 
 
+def test_a_gzipped_arpa_and_a_gap_in_the_counts_say_what_to_do(tmp_path: Path):
+    import gzip
+
+    packed = tmp_path / "m.arpa.gz"
+    packed.write_bytes(gzip.compress(FOREIGN.encode("utf-8")))
+    with pytest.raises(UserError, match=r"is not UTF-8 text \(gunzip it first\)"):
+        import_arpa(packed)
+    gap = tmp_path / "gap.arpa"
+    gap.write_text("\\data\\\nngram 1=3\nngram 3=1\n", encoding="utf-8")
+    with pytest.raises(UserError, match="expected 'ngram 2=COUNT': the counts run from order 1"):
+        import_arpa(gap)
+
+
 def test_kenlm_reads_our_export(tmp_path: Path):
     """Optional: the `kenlm` module scores our ARPA export exactly as we do."""
     kenlm = pytest.importorskip("kenlm")

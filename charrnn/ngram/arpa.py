@@ -198,8 +198,10 @@ def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
                                         "section: is this an ARPA file?")
                     current.append(line.strip())
         except UnicodeDecodeError as exc:
-            raise UserError(f"{path} is not UTF-8 text: is it a binary (KenLM) model? Give the "
-                            "ARPA text file") from exc
+            with open(path, "rb") as handle:
+                gz = " (gunzip it first)" if handle.read(2) == b"\x1f\x8b" else ""
+            raise UserError(f"{path} is not UTF-8 text{gz or ': is it a binary (KenLM) model?'}"
+                            f"{'' if gz else ' Give the ARPA text file'}") from exc
     if not expected or len(sections) != len(expected):
         raise UserError(f"{path}: no \\data\\ section with matching n-gram sections: not an "
                         "ARPA file, or truncated")
@@ -226,7 +228,8 @@ def _parse_header(path: Path, text: str) -> dict:
 def _parse_count(path: Path, number: int, line: str, n: int) -> int:
     match = re.fullmatch(r"ngram\s+(\d+)\s*=\s*(\d+)\s*", line)
     if not match or int(match.group(1)) != n:
-        raise UserError(f"{path}:{number}: bad count line {line!r}")
+        raise UserError(f"{path}:{number}: bad count line {line!r} (expected 'ngram {n}=COUNT': "
+                        "the counts run from order 1 up, one line each)")
     return int(match.group(2))
 
 
