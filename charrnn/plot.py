@@ -81,18 +81,19 @@ def _is_png(path: Path) -> bool:
         return handle.read(len(PNG_MAGIC)) == PNG_MAGIC
 
 
-# Kinds of run that record no training curves, and what scores them instead.
+# Kinds of run without the curves plot draws, and what scores them instead.
 _NO_CURVES = {
     "ngram": ("an n-gram run (counted, not trained step by step)",
-              "compare it with `charrnn compare {run}` or score it with `charrnn ngram eval {run}`"),
-    "tag": ("a tagger run", "score it with `charrnn tag eval {run} FILE`"),
-    "fill": ("a fill-model run", "score it with `charrnn fill eval FILE -m {run}`"),
-}
+              "it has none: compare it with `charrnn compare {run}` or score it with "
+              "`charrnn ngram eval {run}`"),
+    "tag": ("a tagger run", "its evaluations score accuracy, which plot does not draw: score it "
+            "with `charrnn tag eval {run} FILE`"),
+}  # (a fill model trains and evaluates as an LM does: its curves are drawn the same way)
 
 
 def _refuse_other_kinds(folder: Path) -> None:
     kind = runs.run_info(folder).get("kind")
     if kind in _NO_CURVES:
         what, instead = _NO_CURVES[kind]
-        raise UserError(f"{folder.name} is {what}: plot draws RNN training curves, which only "
-                        f"`charrnn train` records; {instead.format(run=folder.name)}")
+        raise UserError(f"{folder.name} is {what}: plot draws the loss and bits-per-character "
+                        f"curves of RNN training; {instead.format(run=folder.name)}")

@@ -105,12 +105,24 @@ def test_plot_refuses_to_overwrite_a_file_that_is_not_a_png(tiny_run: Path, tmp_
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
 
 
-def test_plot_of_an_ngram_run_says_plot_draws_rnn_training_curves(tmp_path: Path) -> None:
+def test_a_fill_model_run_is_plotted_like_a_language_model(small_text: Path, tmp_path: Path
+                                                            ) -> None:
+    """It was refused ("only `charrnn train` records" curves), though `charrnn train --task
+    fill` writes the same train and eval records."""
+    run_cli("train", small_text, "--task", "fill", "--hidden", "16", "--layers", "1",
+            "--batch-size", "4", "--seq-len", "16", "--max-steps", "4", "--log-every", "1",
+            "--eval-every", "2", "--run-name", "fm")
+    run_cli("plot", "fm", "--png", tmp_path / "fm.png")
+    assert (tmp_path / "fm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_of_an_ngram_run_says_it_has_no_training_curves(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     (root / "kn").mkdir(parents=True)
     (root / "kn" / "run.json").write_text(json.dumps({"kind": "ngram", "created": 1.0}))
     result = run_cli("plot", "kn", "--out", root, ok=False)
-    assert result.exit_code == 2 and "plot draws RNN training curves" in result.output
+    assert result.exit_code == 2 and "plot draws the loss and bits-per-character curves of RNN " \
+        "training; it has none" in result.output
     assert "charrnn compare" in result.output and "charrnn ngram eval kn" in result.output
     assert "--log-every" not in result.output
 
