@@ -136,8 +136,7 @@ class Checkpoint:
         """What to do when this checkpoint cannot be resumed: the sibling checkpoint when it has
         a resume state (it goes back to its own step), else a new run."""
         other = _sibling(self.folder)
-        if other is not None and _weights_whole(other / STATE) and (other / META).is_file() \
-                and _weights_whole(other / WEIGHTS):
+        if other is not None and _looks_whole(other, with_state=True):
             return (f"continue from the run's other checkpoint instead (--resume {other}; it "
                     "restarts from its own step)")
         return (f"training cannot continue from it, but its weights can still be sampled and "
@@ -212,9 +211,16 @@ def _other_checkpoint(folder: Path) -> str:
     """'; use the run's other checkpoint (…)' when a damaged best/ or last/ has a sibling that
     looks whole; '' otherwise (pointing at a missing folder would send the user in a circle)."""
     other = _sibling(folder)
-    if other is None or not ((other / META).is_file() and _weights_whole(other / WEIGHTS)):
+    if other is None or not _looks_whole(other):
         return ""
     return f"; use the run's other checkpoint ({other})"
+
+
+def _looks_whole(folder: Path, with_state: bool = False) -> bool:
+    """Whether a checkpoint folder is worth pointing to: its metadata there, its tensor files
+    (the resume state too, when asked) as long as their headers say."""
+    files = (WEIGHTS, STATE) if with_state else (WEIGHTS,)
+    return (folder / META).is_file() and all(_weights_whole(folder / name) for name in files)
 
 
 def _weights_whole(path: Path) -> bool:

@@ -94,6 +94,7 @@ train.__doc__ = _with_rules(train.__doc__ or "")
 
 
 def _train_fill(request) -> dict:
+    from charrnn.devices import resolve_device
     from charrnn.fill.config import FillTrainConfig
     from charrnn.fill.train import train_fill_job
     from charrnn.plan import rules
@@ -103,8 +104,6 @@ def _train_fill(request) -> dict:
     if request["resume"] is not None:
         raise UserError("--resume continues language models only; train the fill model again "
                         "(it keeps its best checkpoint by validation loss)")
-    from charrnn.devices import resolve_device
-
     refuse_more_threads_than_cpus(request)
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
                                 has_validation=bool(request["valid"]) or request["val_frac"] > 0,

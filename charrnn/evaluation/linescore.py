@@ -21,7 +21,7 @@ import numpy as np
 from charrnn import runs
 from charrnn.errors import UserError
 from charrnn.evaluation.scores import UNK
-from charrnn.tokenizers import skipped_chars
+from charrnn.tokenizers import refuse_idle_skip, skipped_chars
 
 BATCH_LINES = 256  # lines read at a time
 GROUP_LINES, GROUP_CHARS = 32, 1 << 20  # scored together: at most, and their padded size
@@ -75,8 +75,6 @@ class Scorer:
     """Turns batches of lines into per-token ln p; the kinds below differ in the model only."""
 
     def __init__(self, tokenizer, unknown: str) -> None:
-        from charrnn.tokenizers import refuse_idle_skip
-
         refuse_idle_skip(tokenizer.level, unknown)
         self.tokenizer, self.unknown = tokenizer, unknown
         self.line_break = tokenizer.line_break_id()

@@ -124,10 +124,8 @@ class TrainJob:
                 held.enter_context(runlock.writer(ckpt.run_folder))
             prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
             dataset = _resumed_dataset(ckpt, prepare)
-            progress = ckpt.meta.get("progress") or {}
             repaired = self.dist.is_main and runs.repair_run_info(
-                ckpt.run_folder, "lm", float(ckpt.meta.get("saved_at") or time.time()) -
-                float(progress.get("elapsed", 0.0)), _run_record(dataset, cfg, {}))
+                ckpt.run_folder, "lm", _started_at(ckpt), _run_record(dataset, cfg, {}))
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
             if refuse_spent is not None:
@@ -193,6 +191,12 @@ def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
                             "the cache: pass the same corpus and options again to --resume")
     _check_tokenizer(dataset, ckpt)
     return dataset
+
+
+def _started_at(ckpt: checkpoint.Checkpoint) -> float:
+    """When the run began, as its checkpoint tells: its save time less its training time."""
+    elapsed = float((ckpt.meta.get("progress") or {}).get("elapsed", 0.0))
+    return float(ckpt.meta.get("saved_at") or time.time()) - elapsed
 
 
 def _run_record(dataset: data.Dataset, cfg: TrainConfig, sources: dict[str, str]) -> dict:
