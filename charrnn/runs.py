@@ -53,8 +53,11 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
             if not _has_output(folder):  # a start that failed before its first save: --resume
                 # would only say "no checkpoint", so name the way out
                 raise UserError(no_checkpoint_message(folder, "already exists but"))
-            # Only language model runs can be continued (n-gram, tagger, fill: no --resume).
-            resume = f", or continue it with --resume {name}" if kind == "lm" else ""
+            # An n-gram run has nothing to continue; the networks' runs resume.
+            resume = {"lm": f", or continue it with --resume {name}",
+                      "fill": f", or continue it with --resume {name}",
+                      "tag": f", or continue it with `charrnn tag train --resume {name}`"
+                      }.get(kind, "")
             raise UserError(f"run {folder} already exists: pick another --run-name{resume}")
         n += 1
         folder = root / f"{base}-{n}"

@@ -259,8 +259,8 @@ def test_a_group_with_nothing_trained_yet_says_to_continue_it(tmp_path: Path) ->
 
 def test_a_stage_that_starts_anew_gets_a_share_of_what_is_left(small_stages, tmp_path: Path
                                                                ) -> None:
-    """A fill model stopped half-way trains again from the start: with a share of the group's
-    time left, not its old budget on top of the time it already spent."""
+    """A fill model stopped before its first save trains again from the start: with a share of
+    the group's time left, not its old budget on top of the time it already spent."""
     folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, tmp_path / "runs", "g")
     info = group.read(folder)
     for stage in info["stages"][:3]:
@@ -276,6 +276,35 @@ def test_a_stage_that_starts_anew_gets_a_share_of_what_is_left(small_stages, tmp
     budget = group.read(folder)["stages"][3]["budget_s"]
     assert budget == pytest.approx(100.0 - train_group.RESERVE_S, abs=2.0)
     assert lines[0] == f"[4/4] fill model: run g-mask, {budget:.0f} s"
+
+
+def test_a_fill_model_stopped_half_way_continues_from_its_last_save(small_stages, tmp_path: Path
+                                                                   ) -> None:
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, root, "g")
+
+    class CtrlC(PlainReporter):  # one Ctrl-C at the fill model's first training line
+        sent = False
+
+        def train(self, rec: dict) -> None:
+            super().train(rec)
+            if not CtrlC.sent:
+                CtrlC.sent = True
+                os.kill(os.getpid(), signal.SIGINT)
+
+    result = train_group.run(folder, lambda info, stage: CtrlC() if stage["role"] == "mask"
+                             else PlainReporter(), [].append)
+    assert result["outcome"] == "interrupted" and result["left"][0].startswith("fill model (")
+    stopped = json.loads((root / "g-mask" / "last" / "checkpoint.json").read_text())
+    lines: list[str] = []
+    result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
+                             lines.append)
+    assert result["outcome"] == "done" and not result["left"]
+    assert lines[0].startswith("[4/4] fill model: run g-mask, continued: ")
+    resumed = json.loads((root / "g-mask" / "last" / "checkpoint.json").read_text())
+    assert resumed["progress"]["step"] == 30 > stopped["progress"]["step"]
+    assert resumed["train"]["max_time"] == stopped["train"]["max_time"]  # on its own schedule
+    assert not (root / "g-mask-2").exists()
 
 
 def test_an_lm_killed_before_its_first_save_starts_anew_with_a_share_of_what_is_left(

@@ -122,8 +122,11 @@ def test_signal_stops_tag_training_after_saving_and_exits_130(tmp_path, sig) -> 
     assert proc.returncode == 130, err
     assert "stopping: saving last/" in err and "Traceback" not in err
     assert ("Ctrl-C again" in err) == (sig == signal.SIGINT)  # only a Ctrl-C can abort next
-    assert _saved_step(tmp_path / "runs/t") >= first
-    assert (tmp_path / "runs/t/best/checkpoint.json").is_file()
+    assert "continue with `charrnn tag train --resume t`" in err
+    step = _saved_step(tmp_path / "runs/t")
+    assert step >= first and (tmp_path / "runs/t/best/checkpoint.json").is_file()
+    run_cli("tag", "train", "--resume", "t", "--max-steps", str(step + 3), "--quiet")
+    assert _saved_step(tmp_path / "runs/t") == step + 3
 
 
 @pytest.mark.slow
@@ -135,6 +138,7 @@ def test_sigterm_stops_fill_training_after_saving_and_exits_130(small_text, tmp_
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "stopped at step" in out and "Traceback" not in err
+    assert "continue with `charrnn train --resume f`" in out
     assert _saved_step(tmp_path / "runs/f") >= first
 
 

@@ -1,6 +1,7 @@
 """`charrnn tag train|eval|predict`: bidirectional RNN taggers (chunking, word segmentation).
 
     charrnn tag train DATA --format conll|segmented [--valid F] [--test F] [--features 1]
+    charrnn tag train --resume RUN [--max-time S | --epochs N …]
     charrnn tag eval RUN FILE [--json]
     charrnn tag predict RUN [FILE|-] [--sep " "] [--output conll|inline]
 
@@ -36,7 +37,7 @@ def _features(spec: str | None) -> list[int]:
 @command(tag_app, "train")
 def tag_train(
     ctx: typer.Context,
-    data: Annotated[str, typer.Argument(help="Training file (CoNLL columns, or segmented lines).")],
+    data: Annotated[Optional[str], typer.Argument(help="Training file (CoNLL columns, or segmented lines); with --resume, only if the run's file moved.")] = None,
     format: Annotated[opt.FormatChoice, typer.Option("--format", help="conll (token … label per line) or segmented (words separated by spaces; B/M/E/S tags).")] = T.format,
     label_column: Annotated[int, typer.Option(help="conll: the label column (0-based; -1 = last).")] = T.label_column,
     features: Annotated[Optional[str], typer.Option(help="conll: extra input columns, e.g. 1 for POS in CoNLL-2000.")] = None,
@@ -65,6 +66,7 @@ def tag_train(
     patience: opt.Patience = T.patience, log_every: opt.LogEvery = T.log_every,
     seed: opt.Seed = T.seed, device: opt.Device = T.device, precision: opt.Precision = T.precision,
     run_name: opt.RunName = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/ (on the sentences it read; only its budget and --device may change).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
     out: opt.Out = None,
@@ -73,12 +75,19 @@ def tag_train(
     import sys
 
     from charrnn.tag.config import TagTrainConfig
-    from charrnn.tag.train import train_tagger
     from charrnn.training.reporters import PlainReporter, SilentReporter
 
-    cfg = _planned(opt.request(ctx, features=_features(features)), TagTrainConfig)
+    request = opt.request(ctx, features=_features(features))
     reporter = SilentReporter() if quiet else PlainReporter(sys.stderr)
-    result = train_tagger(data, cfg, opt.root(out), run_name, valid, test, reporter)
+    if resume is not None:
+        result = _resumed(request, opt.root(out), reporter)
+    else:
+        from charrnn.tag.train import train_tagger
+
+        if data is None:
+            raise UserError("give the training file (DATA), or --resume RUN to continue a run")
+        cfg = _planned(request, TagTrainConfig)
+        result = train_tagger(data, cfg, opt.root(out), run_name, valid, test, reporter)
     if json_out:
         typer.echo(json.dumps(result, indent=1))
     else:
@@ -86,6 +95,29 @@ def tag_train(
         if "test" in result:
             typer.echo(_score_line(f"test {test}", result["test"]))
     exit_after(result)
+
+
+def _resumed(request, root, reporter) -> dict:
+    """A stopped tagger run continued: its own config, with a budget or device typed now."""
+    from charrnn import checkpoint
+    from charrnn.plan.train import refuse_spent_budget, resumed_config
+    from charrnn.tag.config import TagTrainConfig
+    from charrnn.tag.train import resume_tagger
+
+    ckpt = checkpoint.resolve(str(request["resume"]), root, prefer="last", kind="tag")
+    ckpt.require_task("tag", "continue it with `charrnn train --resume`")
+    run = ckpt.run_folder.name
+    if request["run_name"] is not None and request["run_name"] != run:
+        raise UserError(f"--run-name {request['run_name']}: a resumed run keeps its folder "
+                        f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a new run")
+    if "val_frac" in request.typed and request["valid"]:
+        raise UserError("--val-frac does not apply with --valid: drop one of the two")
+    saved = ckpt.config(TagTrainConfig, "train")
+    cfg = resumed_config(request, saved, {}, run).config
+    typed = bool({"max_steps", "max_time", "epochs"} & request.typed)
+    return resume_tagger(ckpt, cfg, root, request["data"], request["valid"], request["test"],
+                         reporter, lambda progress, spent: refuse_spent_budget(
+                             cfg, progress, spent, run, typed))
 
 
 def _planned(request, config_type):

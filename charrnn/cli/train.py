@@ -13,7 +13,6 @@ import typer
 
 from charrnn.cli import options as opt
 from charrnn.cli.errors import exit_after
-from charrnn.errors import UserError
 
 L, P = opt.L, opt.P
 FineTuneUnk = opt.choices("FineTuneUnk", ("add", "skip", "error"))
@@ -66,7 +65,7 @@ def train(
     direction: Annotated[opt.DirectionChoice, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = L.direction,
     task: Annotated[opt.TaskChoice, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",
     run_name: opt.RunName = None,
-    resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/.")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="Continue RUN (a language model or fill model) exactly from its last/.")] = None,
     init_from: Annotated[Optional[str], typer.Option(help="Fine-tune: a new run whose model, weights and tokenizer start from RUN (or RUN/best, RUN/last); a fresh optimizer, schedule and peak lr, as a new run's.")] = None,
     unk: Annotated[FineTuneUnk, typer.Option("--unk", help="--init-from: characters the model never saw are added to its vocabulary (add), dropped (skip) or refused (error); unknown words become <unk> (add) unless --grow-vocab.")] = "add",
     grow_vocab: Annotated[int, typer.Option(help="--init-from, word level: add the N most frequent new words to the vocabulary.")] = 0,
@@ -74,7 +73,7 @@ def train(
 ) -> None:
     """Train an RNN language model (raw text is preprocessed and cached automatically)."""
     request = opt.request(ctx, cutoffs=opt.int_list(cutoffs, "--cutoffs", "2000,6000"))
-    if opt.plain(task) == "fill":
+    if opt.plain(task) == "fill" and resume is None:  # (a resumed run keeps its own task)
         exit_after(_train_fill(request))
         return
     from charrnn.plan.train import run
@@ -101,9 +100,6 @@ def _train_fill(request) -> dict:
     from charrnn.plan.preprocess import preprocess_options
     from charrnn.plan.train import refuse_more_threads_than_cpus
 
-    if request["resume"] is not None:
-        raise UserError("--resume continues language models only; train the fill model again "
-                        "(it keeps its best checkpoint by validation loss)")
     refuse_more_threads_than_cpus(request)
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
                                 has_validation=bool(request["valid"]) or request["val_frac"] > 0,

@@ -125,13 +125,13 @@ def split_text(text: str, fraction: float) -> tuple[str, str]:
 
 
 def continues(root: Path, stage: dict) -> bool:
-    """Whether a stage's run continues where it stopped (an LM that saved its last/); any other
-    unfinished stage starts again."""
-    return stage["role"] in ("fwd", "bwd") and (root / stage["run"] / "last").is_dir()
+    """Whether a stage's run continues where it stopped (a network that saved its last/); any
+    other unfinished stage starts again."""
+    return stage["role"] in ("fwd", "bwd", "mask") and (root / stage["run"] / "last").is_dir()
 
 
 def seconds_left(root: Path, stage: dict) -> float | None:
-    """What a continuing LM's own schedule has left: its budget less the training time its
+    """What a continuing network's own schedule has left: its budget less the training time its
     last/ saved (a run killed outright resumes from there), or None where that cannot be read."""
     try:
         saved = fsutil.read_json(root / stage["run"] / "last" / "checkpoint.json", "checkpoint")

@@ -5,11 +5,13 @@
 
 Each step's windows and masks are a function of (seed, epoch, step), so a run is reproducible;
 validation is 64 fixed windows of the val split. Checkpoints are the usual safetensors +
-checkpoint.json folders, with "task": "fill", in a run of kind "fill".
+checkpoint.json folders, with "task": "fill", in a run of kind "fill"; `charrnn train --resume`
+continues one exactly, as it does a language model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,21 +19,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn import data, runs
+from charrnn import checkpoint, data, runlock, runs
 from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.errors import UserError
-from charrnn.fill.config import FillTrainConfig
+from charrnn.fill.config import FillConfig, FillTrainConfig
 from charrnn.fill.model import FillModel, masked_batch, windows_at
-from charrnn.training.loop import Loop, StatelessTask
+from charrnn.training.loop import Loop, Progress, StatelessTask
 from charrnn.training.reporters import Reporter
 
 VAL_WINDOWS = 64
 
 
 class FillTask(StatelessTask):
-    """The fill model's side of the loop: masked windows, masked-token loss and accuracy."""
+    """The fill model's side of the loop: masked windows, masked-token loss and accuracy. It
+    carries nothing between steps, so the loop's own state (weights, optimizer, progress, RNG)
+    is all a resume needs."""
 
-    metric, higher_is_better = "val_loss", False
+    metric, higher_is_better, resumable = "val_loss", False, True
 
     def __init__(self, dataset: data.Dataset, cfg: FillTrainConfig, model: FillModel,
                  device: torch.device) -> None:
@@ -73,7 +77,8 @@ class FillTask(StatelessTask):
         ds = self.dataset
         return {"task": "fill", "model": self.model.config.to_json(),
                 "tokenizer": ds.tokenizer.to_json(),
-                "dataset": {"id": ds.id, "level": ds.tokenizer.level}}
+                "dataset": {"id": ds.id, "level": ds.tokenizer.level,
+                            "val_tokens": ds.tokens("val")}}
 
     def out_of_memory(self) -> str:
         cfg = self.cfg
@@ -95,19 +100,68 @@ def train_fill_job(inputs: list[str], popts: data.PreprocessOptions, cfg: FillTr
     with out_of_memory_is_too_big(params, device):
         model = FillModel(fcfg).to(device)
         task = FillTask(dataset, cfg, model, device)
-    info = {"task": "fill", "dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
+    run_dir = runs.new_run_dir(root, run_name, "fill", _run_record(dataset, cfg))
+    with runlock.writer(run_dir):
+        loop = _loop(task, run_dir, reporter)
+        loop.reporter.message(f"run {run_dir} | fill model | {_described(task)}")
+        return _finish(loop)
+
+
+def resume_fill_job(ckpt: checkpoint.Checkpoint, cfg: FillTrainConfig,
+                    prepare: Callable[[], data.Dataset] | None = None,
+                    reporter: Reporter | None = None,
+                    refuse_spent: Callable[[Progress, bool], None] | None = None) -> dict:
+    """Continue `ckpt`'s fill run exactly (weights, optimizer, schedule, step, RNG: each step's
+    windows and masks are a function of the step) on its dataset: the corpus `prepare` makes
+    (it must be the same), or the cached one. `refuse_spent` as lm.job.TrainJob.resume's."""
+    from charrnn.lm.job import resumed_dataset, started_at
+
+    with runlock.writer(ckpt.run_folder):
+        dataset = resumed_dataset(ckpt, prepare)
+        device = resolve_device(cfg.device)
+        model = ckpt.build(FillConfig, FillModel, device)
+        with out_of_memory_is_too_big(model.num_parameters(), device):
+            task = FillTask(dataset, cfg, model, device)
+        repaired = runs.repair_run_info(ckpt.run_folder, "fill", started_at(ckpt),
+                                        _run_record(dataset, cfg))
+        loop = _loop(task, ckpt.run_folder, reporter)
+        loop.restore_from(ckpt)
+        if refuse_spent is not None:
+            refuse_spent(loop.progress, loop.budget_spent())
+        if repaired:
+            loop.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
+                                  "checkpoint")
+        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step} | "
+                              f"fill model | {_described(task)}")
+        return _finish(loop)
+
+
+def _run_record(dataset: data.Dataset, cfg: FillTrainConfig) -> dict:
+    """What run.json says of a fill run beside its kind, name and creation time."""
+    return {"task": "fill", "dataset": {"id": dataset.id, "level": dataset.tokenizer.level,
                                         "splits": dataset.meta["splits"]}, "config": asdict(cfg)}
-    run_dir = runs.new_run_dir(root, run_name, "fill", info)
-    with out_of_memory_is_too_big(params, device):
-        loop = Loop(task, cfg, run_dir, device, reporter=reporter)
-    loop.reporter.message(
-        f"run {run_dir} | fill model | {dataset.tokenizer.level} vocab {fcfg.vocab_size} | "
-        f"{fcfg.cell} {fcfg.layers}×{fcfg.hidden} bidirectional, {params:,} params | {device}")
+
+
+def _loop(task: FillTask, run_dir: Path, reporter: Reporter | None) -> Loop:
+    with out_of_memory_is_too_big(task.model.num_parameters(), task.device):
+        return Loop(task, task.cfg, run_dir, task.device, reporter=reporter)
+
+
+def _described(task: FillTask) -> str:
+    fcfg = task.model.config
+    return (f"{task.dataset.tokenizer.level} vocab {fcfg.vocab_size} | {fcfg.cell} "
+            f"{fcfg.layers}×{fcfg.hidden} bidirectional, {task.model.num_parameters():,} params | "
+            f"{task.device}")
+
+
+def _finish(loop: Loop) -> dict:
     result = loop.run()
     best = result.get("best_val")
-    verb = "stopped" if result["outcome"] == "interrupted" else "done"
-    loop.reporter.message(f"{verb} at step {result['step']}"
+    resume = f"charrnn train --resume {loop.run_dir.name}"
+    stopped = result["outcome"] == "interrupted"
+    loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}"
                           + (f", best val {best:.4f} nats/masked token" if best is not None else "")
-                          + f"; run folder {run_dir}")
-    loop.end_if_reader_gone(result)
+                          + f"; run folder {loop.run_dir}"
+                          + (f"; continue with `{resume}`" if stopped else ""))
+    loop.end_if_reader_gone(result, resume)
     return result

@@ -12,7 +12,7 @@ Every stage is an ordinary run (charrnn.lm.job.TrainJob, charrnn.fill.train, cha
 a new LM as the caller's `plan` makes it for the machine (charrnn.plan.fill for the command line;
 as it is for library callers). group.json records where each stands and the time spent, booked
 at each training line, so an interrupted or killed group resumes (`--resume GROUP`) within its
-budget: a stopped LM continues from its last/ on its own schedule, a stopped fill model or n-gram
+budget: a stopped LM or fill model continues from its last/ on its own schedule, a stopped n-gram
 starts again. The settings below are the ones measured best on this task (README, "Fill in the
 blank"), where fp32 is the faster (plan.fill sizes the LMs where bf16 is).
 """
@@ -259,19 +259,32 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
         return "done"
     resumable = bool(stage.get("continued"))  # decided by _continue_or_restart
     if role == "mask":
-        from charrnn.fill.train import train_fill_job
-
-        cfg = replace(FILL, max_time=stage["budget_s"], device=device,
-                      eval_seconds=max(30.0, stage["budget_s"] / 3))
-        return train_fill_job(inputs, popts, cfg, root, stage["run"], reporter=reporter)["outcome"]
+        return _train_mask(inputs, popts, root, stage, resumable, reporter, device)
     cfg = replace(LM, max_time=stage["budget_s"], device=device,
                   direction="backward" if role == "bwd" else "forward",
                   eval_seconds=max(MIN_EVAL_S, stage["budget_s"] / LM_EVALS))
     return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter, plan)["outcome"]
 
 
+def _train_mask(inputs: list[str], popts, root: Path, stage: dict, resumable: bool, reporter,
+                device: str) -> str:
+    """The fill model stage: a new run, or its stopped run continued on its own schedule."""
+    from charrnn.fill.train import resume_fill_job, train_fill_job
+
+    if resumable:
+        from charrnn import checkpoint
+
+        ckpt = checkpoint.resolve(stage["run"], root, prefer="last")
+        saved = ckpt.config(FillTrainConfig, "train")
+        return resume_fill_job(ckpt, replace(saved, device=device),
+                               lambda: data.prepare(inputs, popts), reporter)["outcome"]
+    cfg = replace(FILL, max_time=stage["budget_s"], device=device,
+                  eval_seconds=max(30.0, stage["budget_s"] / 3))
+    return train_fill_job(inputs, popts, cfg, root, stage["run"], reporter=reporter)["outcome"]
+
+
 def _continue_or_restart(root: Path, stage: dict) -> None:
-    """A stage that ran before: an LM with a last/ continues, and its time used becomes what its
+    """A stage that ran before: a network with a last/ continues, and its time used becomes what its
     own schedule has used (as of its last save, where a run killed outright resumes); any other
     starts anew, with a new share of the time left and a new clock."""
     stage["continued"] = stage["state"] in ("running", "stopped") and group.continues(root, stage)
@@ -284,8 +297,8 @@ def _continue_or_restart(root: Path, stage: dict) -> None:
 
 
 def _name_run(root: Path, stage: dict) -> None:
-    """A stage's run that exists and cannot be continued (a start that never saved, a fill model
-    or n-gram stopped half-way) is trained again, anew, under the next free name."""
+    """A stage's run that exists and cannot be continued (a start that never saved, an n-gram
+    stopped half-way) is trained again, anew, under the next free name."""
     if not group.continues(root, stage) and (root / stage["run"]).exists():
         stage["run"] = _next_name(root, stage["run"])
 

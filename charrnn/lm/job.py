@@ -6,6 +6,7 @@
                                       it in the cache)
       .facts(dataset), .measure(…)    what a plan decides by: level, size, measured speeds
       .start(dataset, config) / .resume(checkpoint, config)    the run, with its one writer lock
+                                      (a resumed fill model: charrnn.fill.train.resume_fill_job)
 
 A plan (charrnn.plan.train) drives it for the command line with resolved configs; `train_job`
 drives it for library callers. Inputs may be files, directories, globs, a preprocessed dataset
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -35,8 +37,11 @@ from charrnn.lm.config import DataFacts, ModelConfig, TrainConfig
 from charrnn.lm.model import RNNLM
 from charrnn.lm.softmax import cutoffs_from_counts
 from charrnn.lm.train import Trainer, model_config_for
+from charrnn.training.config import LoopConfig
 from charrnn.training.reporters import Reporter
 from charrnn.training.task import Progress
+
+C = TypeVar("C", bound=LoopConfig)
 
 
 class TrainJob:
@@ -53,18 +58,23 @@ class TrainJob:
         assert self.device is not None, "open_device first"
         return self.device.type
 
-    def open_resumed(self, spec: str, run_name: str | None = None
-                     ) -> tuple[checkpoint.Checkpoint, TrainConfig]:
-        """The run's last checkpoint, and the config it trained with."""
+    def open_resumed(self, spec: str, run_name: str | None = None,
+                     configs: dict[str, type[LoopConfig]] | None = None
+                     ) -> tuple[checkpoint.Checkpoint, LoopConfig]:
+        """The run's last checkpoint, and the config it trained with, of the type `configs` maps
+        its task to (a language model's TrainConfig; the plan adds the fill model's)."""
+        configs = configs or {"lm": TrainConfig}
         ckpt = checkpoint.resolve(spec, self.root, prefer="last")
-        if ckpt.task != "lm":
+        if ckpt.task not in configs:
+            how = ("`charrnn tag train --resume` continues it" if ckpt.task == "tag"
+                   else "train a new one instead")
             raise UserError(f"{spec} is {runs.a_kind(ckpt.task)} run: `charrnn train --resume` "
-                            "continues language models only; train a new one instead")
+                            f"continues language models and fill models; {how}")
         if run_name is not None and run_name != ckpt.run_folder.name:
             raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
                             f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
                             "new run")
-        return ckpt, _saved_config(ckpt)
+        return ckpt, _saved_config(ckpt, configs[ckpt.task])
 
     def open_parent(self, spec: str) -> finetune.Parent:
         return finetune.open_parent(spec, self.root)
@@ -123,9 +133,9 @@ class TrainJob:
             if self.dist.is_main:
                 held.enter_context(runlock.writer(ckpt.run_folder))
             prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
-            dataset = _resumed_dataset(ckpt, prepare)
+            dataset = resumed_dataset(ckpt, prepare)
             repaired = self.dist.is_main and runs.repair_run_info(
-                ckpt.run_folder, "lm", _started_at(ckpt), _run_record(dataset, cfg, {}))
+                ckpt.run_folder, "lm", started_at(ckpt), _run_record(dataset, cfg, {}))
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
             if refuse_spent is not None:
@@ -167,14 +177,14 @@ def _finish(trainer: Trainer) -> dict:
     return result
 
 
-def _saved_config(ckpt: checkpoint.Checkpoint) -> TrainConfig:
+def _saved_config(ckpt: checkpoint.Checkpoint, kind: type[C]) -> C:
     train = dict(ckpt.meta.get("train") or {})
     if train.get("optim") == "sgd":  # runs made before --momentum: their SGD had momentum 0.9
         train.setdefault("momentum", 0.9)
-    return typed_config(TrainConfig, train, f"{ckpt.folder / checkpoint.META} [train]")
+    return typed_config(kind, train, f"{ckpt.folder / checkpoint.META} [train]")
 
 
-def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
+def resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
     """The dataset the run trained on: the corpus given again (it must be the same), or the
     cached one."""
     wanted = ckpt.meta.get("dataset", {}).get("id", "")
@@ -193,7 +203,7 @@ def _resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
     return dataset
 
 
-def _started_at(ckpt: checkpoint.Checkpoint) -> float:
+def started_at(ckpt: checkpoint.Checkpoint) -> float:
     """When the run began, as its checkpoint tells: its save time less its training time."""
     elapsed = float((ckpt.meta.get("progress") or {}).get("elapsed", 0.0))
     return float(ckpt.meta.get("saved_at") or time.time()) - elapsed

@@ -30,7 +30,7 @@ from charrnn.plan import rules
 from charrnn.plan.measured import measured_choices
 from charrnn.plan.preprocess import preprocess_options
 from charrnn.plan.request import Request
-from charrnn.training.config import option
+from charrnn.training.config import LoopConfig, option
 
 SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax", "cutoffs")
 TOKENIZER = ("lower", "pattern", "min_count", "max_vocab", "vocab_size", "subword_model")
@@ -76,12 +76,12 @@ def refuse_more_threads_than_cpus(request: Request) -> None:
 
 
 def refuse_for_run(request: Request, mode: str, device_type: str,
-                   has_validation: bool = True) -> None:
+                   has_validation: bool = True, task: str = "lm") -> None:
     """What the data and the device decide: options that need a validation split the data lacks
     (a new run's prepared data, a resumed run's own dataset), or a CPU the run does not
-    compute on."""
+    compute on; a resumed run's task (a fill model takes no language model option)."""
     rules.refuse_inapplicable(request.typed, rules.Situation(
-        mode=mode, corpus_given=mode != "resume" or bool(request.get("inputs")),
+        mode=mode, task=task, corpus_given=mode != "resume" or bool(request.get("inputs")),
         optim=str(request["optim"]), softmax=str(request["softmax"]),
         has_validation=has_validation, device=device_type))
 
@@ -172,20 +172,21 @@ def _config(request: Request, values: dict[str, object]) -> TrainConfig:
     return TrainConfig(**{**base, **values})
 
 
-def resumed_config(request: Request, saved: TrainConfig, model: dict, run: str) -> Resolved:
+def resumed_config(request: Request, saved: LoopConfig, model: dict, run: str) -> Resolved:
     """The run's own config, with the budget typed now; a typed change to anything else would be
-    ignored, so it is an error naming what the run has."""
-    used = {"lr": saved.base_lr, "softmax": model.get("softmax"), "cutoffs": model.get("cutoffs")}
-    typed = request.typed_fields(TrainConfig)
+    ignored, so it is an error naming what the run has. `model`: the run's model section (a
+    language model's softmax and cutoffs are there)."""
+    used = {"lr": saved.base_lr, **{k: model.get(k) for k in ("softmax", "cutoffs") if k in model}}
+    typed = request.typed_fields(type(saved))
     changed = [f"{option(k)} {v} (the run has {used.get(k, getattr(saved, k))})"
                for k, v in typed.items() if k not in rules.BUDGET
                and used.get(k, getattr(saved, k)) != v and not (k == "softmax" and v == "auto")]
     if changed:
-        may = ", ".join(option(f) for f in rules.BUDGET)
+        may = ", ".join(option(f) for f in rules.BUDGET if f in request.values)
         raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
                         f"{'; '.join(changed)}. Only {may} may change; start a new run for the rest")
     budget = {k: v for k, v in typed.items() if k in rules.BUDGET}
-    return Resolved(replace(saved, **budget), {k: "typed" for k in budget})
+    return Resolved(replace(saved, **budget), {k: "typed" for k in budget})  # type: ignore[arg-type]
 
 
 def refuse_spent_budget(cfg: TrainConfig, progress, spent: bool, run: str, typed: bool) -> None:
@@ -284,18 +285,33 @@ def run(request: Request, reporter=None) -> dict:
 
 
 def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
-    ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"))
+    from charrnn.fill.config import FillTrainConfig
+
+    ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"),
+                                   {"lm": TrainConfig, "fill": FillTrainConfig})
+    task = "fill" if ckpt.task == "fill" else "lm"
+    if "task" in request.typed and request["task"] != task:
+        raise UserError(f"--task {request['task']}: run {ckpt.run_folder.name} is "
+                        f"{'a fill model' if task == 'fill' else 'a language model'}, and a "
+                        "resumed run keeps its task; drop --task")
     resolved = resumed_config(request, saved, ckpt.meta.get("model") or {}, ckpt.run_folder.name)
     job.open_device(resolved.config.device)
     val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
     # (its own dataset's split; a corpus given anew is prepared later, in the job)
     refuse_for_run(request, "resume", job.device_type,
-                   bool(inputs) or val_tokens is None or val_tokens >= 2)
+                   bool(inputs) or val_tokens is None or val_tokens >= 2, task)
     popts = preprocess_options(request, inputs, mirror) if inputs else None
     budget_typed = bool({"max_steps", "max_time", "epochs"} & request.typed)
-    return job.resume(ckpt, resolved.config, inputs, popts, reporter,
-                      lambda progress, spent: refuse_spent_budget(
-                          resolved.config, progress, spent, ckpt.run_folder.name, budget_typed))
+
+    def refuse_spent(progress, spent: bool) -> None:
+        refuse_spent_budget(resolved.config, progress, spent, ckpt.run_folder.name, budget_typed)
+
+    if task == "fill":
+        from charrnn.fill.train import resume_fill_job
+
+        prepare = (lambda: job.prepare(inputs, popts)) if inputs and popts else None
+        return resume_fill_job(ckpt, resolved.config, prepare, reporter, refuse_spent)
+    return job.resume(ckpt, resolved.config, inputs, popts, reporter, refuse_spent)
 
 
 def _finetune(request: Request, job, inputs: list[str], mirror, reporter) -> dict:

@@ -6,19 +6,25 @@
     every epoch (or --eval-every steps): decode the validation set with constrained Viterbi,
     score it (F1 for chunks and segmentation, accuracy otherwise), write last/ and, when it
     improved, best/ — atomic safetensors + checkpoint.json folders with "task": "tag".
+
+Each checkpoint records where its sentences were read and a digest of them, so `--resume`
+continues a run exactly on the same sentences (read from the same place, or given again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charrnn import runlock, runs
+from charrnn import checkpoint, runlock, runs
 from charrnn.devices import host_to_device, out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.errors import UserError
 from charrnn.tag import score as tagscore
@@ -26,14 +32,16 @@ from charrnn.tag.config import TaggerConfig, TagTrainConfig
 from charrnn.tag.data import UNK, Encoder, Sentence, read_data
 from charrnn.tag.model import Tagger, allowed_transitions
 from charrnn.tag.predict import TaggerBundle, collate, length_batches, load_tagger
-from charrnn.training.loop import Loop, StatelessTask
+from charrnn.training.loop import Loop, Progress, StatelessTask
 from charrnn.training.reporters import Reporter
 
 
 class TagTask(StatelessTask):
-    """The tagger's side of the loop: shuffled sentence batches, token dropout, F1 on validation."""
+    """The tagger's side of the loop: shuffled sentence batches, token dropout, F1 on validation.
+    An epoch's batches and a step's dropped tokens are functions of (seed, epoch, step), so the
+    loop's own state (weights, optimizer, progress, RNG) is all a resume needs."""
 
-    higher_is_better = True
+    higher_is_better, resumable = True, True
 
     def __init__(self, bundle: TaggerBundle, cfg: TagTrainConfig, train_sents: list[Sentence],
                  val_sents: list[Sentence], metric: str) -> None:
@@ -43,18 +51,19 @@ class TagTask(StatelessTask):
         self.encoded = [bundle.encoder.encode(s) for s in train_sents]
         self.lengths = [len(e["tokens"]) for e in self.encoded]
         self.steps_per_epoch = math.ceil(len(self.encoded) / cfg.batch_size)
-        self.rng = random.Random(cfg.seed)
         self.epoch_batches: dict[int, list[list[int]]] = {}
         self.unk = bundle.encoder.tokens.index(UNK)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
 
     def _batch(self, epoch: int, pos: int) -> dict:
-        if epoch not in self.epoch_batches:
-            self.epoch_batches = {epoch: length_batches(self.lengths, self.cfg.batch_size, self.rng)}
+        cfg = self.cfg
+        if epoch not in self.epoch_batches:  # (a string seeds Random the same in every process)
+            self.epoch_batches = {epoch: length_batches(
+                self.lengths, cfg.batch_size, random.Random(f"{cfg.seed}/{epoch}"))}
         device = self.bundle.device
         out = collate([self.encoded[i] for i in self.epoch_batches[epoch][pos]], device)
-        if self.cfg.token_dropout > 0:
-            drop = torch.rand(out["tokens"].shape, generator=self.generator) < self.cfg.token_dropout
+        if cfg.token_dropout > 0:
+            rng = np.random.default_rng([cfg.seed, epoch, pos])
+            drop = torch.from_numpy(rng.random(tuple(out["tokens"].shape)) < cfg.token_dropout)
             out["tokens"] = out["tokens"].masked_fill(
                 host_to_device(drop, device) & (out["tokens"] > 0), self.unk)
         return out
@@ -94,11 +103,25 @@ def _read_splits(data: str, cfg: TagTrainConfig, valid: str | None, test: str | 
     if len(train_sents) < 2:
         raise UserError(f"{data} holds {len(train_sents)} sentence(s): too few to train a tagger "
                         "(a blank line ends each CoNLL sentence; a line is one segmented sentence)")
+    given = {"train": _fingerprint(data, train_sents)}
     if valid is not None:
         val_sents = read(valid)
+        given["valid"] = _fingerprint(valid, val_sents)
     else:
         train_sents, val_sents = split_validation(train_sents, cfg.val_frac, cfg.seed)
-    return train_sents, val_sents, read(test) if test else None
+    return train_sents, val_sents, read(test) if test else None, given
+
+
+def _fingerprint(path: str, sentences: list[Sentence]) -> dict:
+    """Where the text was read, and a digest of what was read from it (tokens, labels, feature
+    columns): a resumed run must read the same sentences, wherever they are now."""
+    digest = hashlib.sha256()
+    for s in sentences:
+        for column in (s.tokens, s.labels or [], *s.features):
+            digest.update("\x1f".join(column).encode("utf-8", "surrogatepass") + b"\x1e")
+        digest.update(b"\x1d")
+    return {"path": str(Path(path).resolve()) if path != "-" else "-",
+            "sentences": len(sentences), "sha256": digest.hexdigest()}
 
 
 def _build(data: str, cfg: TagTrainConfig, train_sents: list[Sentence]) -> TaggerBundle:
@@ -127,29 +150,111 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
                  reporter: Reporter | None = None) -> dict:
     """`charrnn tag train`: read, build vocabularies, train, keep the best on validation; score
     `test` with best/ at the end (not when interrupted: the user asked to stop)."""
-    train_sents, val_sents, test_sents = _read_splits(data, cfg, valid, test)
+    train_sents, val_sents, test_sents, given = _read_splits(data, cfg, valid, test)
     bundle = _build(data, cfg, train_sents)
+    bundle.meta["data"] = given
     info = {"task": "tag", "data": str(data), "format": cfg.format,
             "sentences": {"train": len(train_sents), "val": len(val_sents)},
             "config": asdict(cfg)}
     run_dir = runs.new_run_dir(root, run_name, "tag", info)
-    level, labels = bundle.encoder.level, bundle.encoder.labels
-    metric = "f1" if (level == "char" or bundle.meta["tag"]["constraints"] is not None
-                      or tagscore.is_chunk_tagset(labels)) else "accuracy"
-    task = TagTask(bundle, cfg, train_sents, val_sents, metric)
-    with out_of_memory_is_too_big(bundle.model.num_parameters(), bundle.device):
-        loop = Loop(task, cfg, run_dir, bundle.device, reporter=reporter)
-    mcfg: TaggerConfig = bundle.model.config
-    loop.reporter.message(
-        f"run {run_dir} | {len(train_sents):,} train / {len(val_sents):,} val sentences | "
-        f"{len(bundle.encoder.tokens):,} tokens, {len(labels)} labels | {mcfg.cell} "
-        f"{mcfg.layers}×{mcfg.hidden} bidirectional, {bundle.model.num_parameters():,} params | "
-        f"{bundle.device}")
+    task = TagTask(bundle, cfg, train_sents, val_sents, _metric(bundle))
     with runlock.writer(run_dir):
-        result = loop.run()
-    verb = "stopped" if result["outcome"] == "interrupted" else "done"
-    loop.reporter.message(f"{verb} at step {result['step']}; checkpoints in {run_dir}")
-    loop.end_if_reader_gone(result)
+        loop = _loop(task, run_dir, reporter)
+        loop.reporter.message(f"run {run_dir} | {_described(task)}")
+        return _finish(loop, root, test_sents, cfg.device)
+
+
+def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
+                  data: str | None = None, valid: str | None = None, test: str | None = None,
+                  reporter: Reporter | None = None,
+                  refuse_spent: Callable[[Progress, bool], None] | None = None) -> dict:
+    """Continue `ckpt`'s tagger run exactly on the sentences it trained on: read again from
+    `data` / `valid` where given, else from where the run read them; refused if they differ."""
+    recorded = ckpt.meta.get("data")
+    if not isinstance(recorded, dict) or "train" not in recorded:
+        raise UserError(f"{ckpt.folder} was saved by a version that did not record its data, so "
+                        "it cannot resume: train a new tagger")
+    with runlock.writer(ckpt.run_folder):
+        paths = {"train": data, "valid": valid}
+        _refuse_other_split(recorded, valid)
+        texts = {k: _resumed_text(k, paths[k], recorded[k], ckpt.run_folder.name)
+                 for k in ("train", "valid") if recorded.get(k)}
+        train_sents, val_sents, test_sents, given = _read_splits(
+            texts["train"], cfg, texts.get("valid"), test)
+        for part, fingerprint in given.items():
+            _require_same(part, fingerprint, recorded[part], ckpt.run_folder.name)
+        device = resolve_device(cfg.device)
+        bundle = TaggerBundle(ckpt.build(TaggerConfig, Tagger, device),
+                              Encoder.from_json(ckpt.meta["tokenizer"]),
+                              {k: ckpt.meta[k] for k in ("task", "model", "tokenizer", "tag", "data")},
+                              device)
+        task = TagTask(bundle, cfg, train_sents, val_sents, _metric(bundle))
+        loop = _loop(task, ckpt.run_folder, reporter)
+        loop.restore_from(ckpt)
+        if refuse_spent is not None:
+            refuse_spent(loop.progress, loop.budget_spent())
+        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step} | "
+                              f"{_described(task)}")
+        return _finish(loop, root, test_sents, cfg.device)
+
+
+def _refuse_other_split(recorded: dict, valid: str | None) -> None:
+    if valid is not None and not recorded.get("valid"):
+        raise UserError(f"--valid {valid}: the run held out its validation sentences from its "
+                        "training file (--val-frac), so it takes none; drop --valid")
+
+
+def _resumed_text(part: str, given: str | None, recorded: dict, run: str) -> str:
+    """The file to read a part of a resumed run's data from: the one given now, else the
+    recorded one."""
+    if given is not None:
+        return given
+    path = recorded.get("path", "-")
+    if path == "-" or not Path(path).exists():
+        what = "standard input" if path == "-" else f"{path}, which is gone"
+        flag = "DATA" if part == "train" else "--valid FILE"
+        raise UserError(f"run {run} read its {'training' if part == 'train' else 'validation'} "
+                        f"sentences from {what}: give the same text again as {flag}")
+    return path
+
+
+def _require_same(part: str, now: dict, then: dict, run: str) -> None:
+    if now["sha256"] != then.get("sha256"):
+        what = "training file (DATA)" if part == "train" else "--valid file"
+        raise UserError(f"the {what} {now['path']} is not what run {run} trained on "
+                        f"({now['sentences']:,} sentences now, {then.get('sentences', '?'):,} "
+                        "then, or the same count with other text): give the text it was "
+                        "trained on, or start a new run")
+
+
+def _metric(bundle: TaggerBundle) -> str:
+    labels = bundle.encoder.labels
+    chunky = bundle.meta["tag"]["constraints"] is not None or tagscore.is_chunk_tagset(labels)
+    return "f1" if bundle.encoder.level == "char" or chunky else "accuracy"
+
+
+def _loop(task: TagTask, run_dir: Path, reporter: Reporter | None) -> Loop:
+    bundle = task.bundle
+    with out_of_memory_is_too_big(bundle.model.num_parameters(), bundle.device):
+        return Loop(task, task.cfg, run_dir, bundle.device, reporter=reporter)
+
+
+def _described(task: TagTask) -> str:
+    bundle, mcfg = task.bundle, task.bundle.model.config
+    return (f"{len(task.encoded):,} train / {len(task.val_sents):,} val sentences | "
+            f"{len(bundle.encoder.tokens):,} tokens, {len(bundle.encoder.labels)} labels | "
+            f"{mcfg.cell} {mcfg.layers}×{mcfg.hidden} bidirectional, "
+            f"{bundle.model.num_parameters():,} params | {bundle.device}")
+
+
+def _finish(loop: Loop, root: Path, test_sents: list[Sentence] | None, device: str) -> dict:
+    result = loop.run()
+    resume = f"charrnn tag train --resume {loop.run_dir.name}"
+    stopped = result["outcome"] == "interrupted"
+    loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}; "
+                          f"checkpoints in {loop.run_dir}"
+                          + (f"; continue with `{resume}`" if stopped else ""))
+    loop.end_if_reader_gone(result, resume)
     if test_sents is not None and result["outcome"] != "interrupted":
-        result["test"] = load_tagger(str(run_dir), root, cfg.device).score(test_sents)
+        result["test"] = load_tagger(str(loop.run_dir), root, device).score(test_sents)
     return result

@@ -1,0 +1,100 @@
+"""--resume of the stateless tasks: a fill model (`charrnn train --resume`) and a tagger
+(`charrnn tag train --resume`) continue exactly, as a language model does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import TINY, run_cli
+
+# A flat learning rate after warm-up, so a run stopped early follows the longer run's schedule.
+FLAT = ["--min-lr-ratio", "1", "--log-every", "1"]
+
+
+def _losses(run: Path) -> dict[int, float]:
+    records = map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    return {r["step"]: r["loss"] for r in records if r["type"] == "train"}
+
+
+def _same_after(whole: Path, split: Path, first: int, last: int) -> None:
+    a, b = _losses(whole), _losses(split)
+    assert sorted(b) == list(range(1, last + 1))
+    for step in range(first, last + 1):
+        assert b[step] == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+
+
+def test_a_fill_model_resumed_follows_the_uninterrupted_loss_curve(small_text: Path,
+                                                                   tmp_path: Path) -> None:
+    args = [small_text, "--task", "fill", *TINY, *FLAT, "--dropout", "0.2"]
+    run_cli("train", *args, "--max-steps", "24", "--run-name", "whole")
+    run_cli("train", *args, "--max-steps", "10", "--run-name", "split")
+    result = run_cli("train", "--resume", "split", "--max-steps", "24")
+    assert "resuming" in result.output and "at step 10 | fill model" in result.output
+    _same_after(tmp_path / "runs/whole", tmp_path / "runs/split", 11, 24)
+    meta = json.loads((tmp_path / "runs/split/last/checkpoint.json").read_text())
+    assert meta["task"] == "fill" and meta["progress"]["step"] == 24
+
+
+def test_a_resumed_fill_model_refuses_language_model_options_and_another_task(
+        small_text: Path) -> None:
+    run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "4", "--run-name", "m")
+    result = run_cli("train", "--resume", "m", "--tie-weights", ok=False)
+    assert result.exit_code == 2 and "--tie-weights does not apply to --task fill" in result.output
+    result = run_cli("train", "--resume", "m", "--hidden", "64", ok=False)
+    assert result.exit_code == 2 and "--hidden 64 (the run has 32)" in result.output
+    run_cli("train", small_text, *TINY, "--max-steps", "4", "--run-name", "lm")
+    result = run_cli("train", "--resume", "lm", "--task", "fill", ok=False)
+    assert result.exit_code == 2 and "run lm is a language model" in result.output
+
+
+# ---- the tagger ---------------------------------------------------------------------------------
+TAG = ["--format", "conll", "--features", "1", "--hidden", "32", "--emb", "16", "--batch-size",
+       "8", "--quiet", "--seed", "1", "--token-dropout", "0.2", "--dropout", "0.3", "--warmup",
+       "5", *FLAT]
+
+
+def test_a_tagger_resumed_follows_the_uninterrupted_loss_curve(tmp_path: Path) -> None:
+    from test_tagger import _conll
+
+    train = _conll(tmp_path / "train.txt", 120, 0)  # 114 train sentences: 15 steps an epoch
+    run_cli("tag", "train", train, *TAG, "--max-steps", "40", "--run-name", "whole")
+    run_cli("tag", "train", train, *TAG, "--max-steps", "20", "--run-name", "split")
+    result = run_cli("tag", "train", "--resume", "split", "--max-steps", "40", "--json")
+    assert json.loads(result.stdout)["step"] == 40
+    _same_after(tmp_path / "runs/whole", tmp_path / "runs/split", 21, 40)
+
+
+def test_a_tagger_resumes_from_its_text_given_again_and_refuses_other_text(tmp_path: Path) -> None:
+    from test_tagger import _conll
+
+    train = _conll(tmp_path / "train.txt", 60, 0)
+    run_cli("tag", "train", train, *TAG, "--max-steps", "4", "--run-name", "t")
+    moved = train.rename(tmp_path / "moved.txt")
+    gone = run_cli("tag", "train", "--resume", "t", "--max-steps", "8", ok=False)
+    assert gone.exit_code == 2 and "which is gone: give the same text again as DATA" in gone.output
+    other = _conll(tmp_path / "other.txt", 60, 1)
+    result = run_cli("tag", "train", other, "--resume", "t", "--max-steps", "8", ok=False)
+    assert result.exit_code == 2 and "is not what run t trained on" in result.output
+    run_cli("tag", "train", moved, "--resume", "t", "--max-steps", "8")
+    assert json.loads((tmp_path / "runs/t/last/checkpoint.json").read_text())["progress"][
+        "step"] == 8
+
+
+def test_a_resumed_tagger_keeps_its_settings_and_folder(tmp_path: Path) -> None:
+    from test_tagger import _conll
+
+    train = _conll(tmp_path / "train.txt", 60, 0)
+    run_cli("tag", "train", train, *TAG, "--max-steps", "4", "--run-name", "t")
+    for extra, said in ((["--hidden", "64"], "--hidden 64 (the run has 32)"),
+                        (["--features", "1,2"], "--features [1, 2] (the run has [1])"),
+                        (["--run-name", "u"], "a resumed run keeps its folder"),
+                        (["--valid", train], "so it takes none; drop --valid"),
+                        (["--max-steps", "3"], "has spent its budget, --max-steps 3")):
+        result = run_cli("tag", "train", "--resume", "t", *extra, ok=False)
+        assert result.exit_code == 2 and said in result.output, (extra, result.output)
+    assert run_cli("tag", "train", ok=False).exit_code == 2
+    again = run_cli("tag", "train", train, *TAG, "--run-name", "t", ok=False)
+    assert "or continue it with `charrnn tag train --resume t`" in again.output
