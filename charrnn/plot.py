@@ -2,7 +2,8 @@
 
 Left: loss per token (train line, val dashed with markers) against the step. Right: val bits per
 character — the panel to compare runs of different token levels on, since nats per *token* of a
-word model and of a char model are not the same unit.
+word model and of a char model are not the same unit. Taggers (plotted apart): loss per label,
+and their validation F1 (chunks, words) or accuracy.
 """
 
 from __future__ import annotations
@@ -31,15 +32,10 @@ def _pyplot():
 def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     if not specs:
         raise UserError("give at least one RUN to plot")
-    curves = []
-    for spec in specs:
-        folder = runs.resolve_run(spec, root)
-        _refuse_other_kinds(folder)
-        train, evals = read_metrics(folder)
-        if not train and not evals:
-            raise UserError(f"run {folder.name} has no metrics yet ({folder / 'metrics.jsonl'}): "
-                            "plot RNN runs that have trained for at least --log-every steps")
-        curves.append((folder.name, train, evals))
+    curves = [_curves(spec, root) for spec in specs]
+    if len({kind == "tag" for _, kind, _, _ in curves}) > 1:
+        raise UserError("plot tagger runs apart from language models and fill models: a tagger's "
+                        "validation is an F1 or accuracy, theirs a loss in bits per character")
     if not out.name:  # "" or "/": Path("") is "." (no name to give a suffix)
         raise UserError(f"--png needs a file name, e.g. --png curves.png (got {str(out)!r})")
     if out.suffix.lower() != ".png":
@@ -47,24 +43,26 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     # Before drawing: a mistyped --png must not replace a photo or a document, only our own plot.
     fsutil.refuse_overwrite(out, _is_png, "a PNG image", "--png")
     plt = _pyplot()
-    fig, (ax_loss, ax_bpc) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, (name, train, evals) in enumerate(curves):
+    for index, (name, kind, train, evals) in enumerate(curves):
         color = colors[index % len(colors)]
         if train:
             ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
                          linewidth=1.2, label=f"{name} train")
-        if evals:
-            steps = [r["step"] for r in evals]
-            ax_loss.plot(steps, [r["val_loss"] for r in evals], color=color, linestyle="--",
-                         marker="o", markersize=3, label=f"{name} val")
-            bpc = [(r["step"], r["val_bpc"]) for r in evals if r.get("val_bpc") is not None]
-            if bpc:
-                ax_bpc.plot(*zip(*bpc, strict=True), color=color, marker="o", markersize=3,
-                            label=name)
-    ax_loss.set(title="loss", xlabel="step", ylabel="nats / token")
-    ax_bpc.set(title="validation", xlabel="step", ylabel="bits / character")
-    for ax in (ax_loss, ax_bpc):
+        losses = [(r["step"], r["val_loss"]) for r in evals if "val_loss" in r]
+        if losses:
+            ax_loss.plot(*zip(*losses, strict=True), color=color, linestyle="--", marker="o",
+                         markersize=3, label=f"{name} val")
+        points = validation_points(kind, evals)[1]
+        if points:
+            ax_val.plot(*zip(*points, strict=True), color=color, marker="o", markersize=3,
+                        label=name)
+    tagger = curves[0][1] == "tag"
+    ax_loss.set(title="loss", xlabel="step", ylabel="nats / label" if tagger else "nats / token")
+    ax_val.set(title="validation", xlabel="step",
+               ylabel=" / ".join(sorted({validation_points(k, e)[0] for _, k, _, e in curves})))
+    for ax in (ax_loss, ax_val):
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
@@ -74,6 +72,31 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     finally:
         plt.close(fig)
     return out
+
+
+def _curves(spec: str, root: Path) -> tuple[str, str, list[dict], list[dict]]:
+    """(run name, kind, train records, eval records) of one run to plot."""
+    folder = runs.resolve_run(spec, root)
+    _refuse_other_kinds(folder)
+    kind = str(runs.run_info(folder).get("kind"))
+    train, evals = read_metrics(folder, TAGGER_SCORES if kind == "tag" else ("val_loss",))
+    if not train and not evals:
+        raise UserError(f"run {folder.name} has no metrics yet ({folder / 'metrics.jsonl'}): "
+                        "plot RNN runs that have trained for at least --log-every steps")
+    return folder.name, kind, train, evals
+
+
+TAGGER_SCORES = ("f1", "accuracy")  # what a tagger's evaluations score, the first one it has
+
+
+def validation_points(kind: str, evals: list[dict]) -> tuple[str, list[tuple[int, float]]]:
+    """The right panel's unit and points of one run: bits per character (comparable across
+    token levels), or a tagger's F1 (chunks, words) or else accuracy."""
+    if kind != "tag":
+        return "bits / character", [(r["step"], r["val_bpc"]) for r in evals
+                                    if r.get("val_bpc") is not None]
+    score = next((k for k in TAGGER_SCORES if any(k in r for r in evals)), TAGGER_SCORES[0])
+    return score.replace("f1", "F1"), [(r["step"], r[score]) for r in evals if score in r]
 
 
 def _is_png(path: Path) -> bool:
@@ -86,9 +109,7 @@ _NO_CURVES = {
     "ngram": ("an n-gram run (counted, not trained step by step)",
               "it has none: compare it with `charrnn compare {run}` or score it with "
               "`charrnn ngram eval {run}`"),
-    "tag": ("a tagger run", "its evaluations score accuracy, which plot does not draw: score it "
-            "with `charrnn tag eval {run} FILE`"),
-}  # (a fill model trains and evaluates as an LM does: its curves are drawn the same way)
+}  # (a fill model trains and evaluates as an LM does, a tagger as one scored by F1 or accuracy)
 
 
 def _refuse_other_kinds(folder: Path) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 from charrnn import runs
 
 
-def read_metrics(folder: Path) -> tuple[list[dict], list[dict]]:
-    """(train records, eval records) from <run>/metrics.jsonl, in step order."""
+def read_metrics(folder: Path, scores: tuple[str, ...] = ("val_loss",)
+                 ) -> tuple[list[dict], list[dict]]:
+    """(train records, eval records holding one of `scores`) from <run>/metrics.jsonl, in step
+    order. A language model's evaluations hold val_loss, a tagger's f1 and/or accuracy."""
     train, evals = [], []
     path = folder / "metrics.jsonl"
     if not path.is_file():
@@ -27,7 +29,7 @@ def read_metrics(folder: Path) -> tuple[list[dict], list[dict]]:
             continue  # a torn last line after a crash
         if not isinstance(rec, dict) or "step" not in rec:
             continue
-        if rec.get("type") == "eval" and "val_loss" in rec:
+        if rec.get("type") == "eval" and any(k in rec for k in scores):
             evals.append(rec)
         elif rec.get("type") == "train" and "loss" in rec:
             train.append(rec)

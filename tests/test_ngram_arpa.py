@@ -125,6 +125,25 @@ def test_a_gzipped_arpa_and_a_gap_in_the_counts_say_what_to_do(tmp_path: Path):
         import_arpa(gap)
 
 
+@pytest.mark.parametrize(("line", "nan"), [("-0.6\ta\t-0.2", "nan\ta\t-0.2"),
+                                           ("-0.6\ta\t-0.2", "-0.6\ta\tnan"),
+                                           ("-0.3\ta b", "NaN\ta b")])
+def test_a_probability_that_is_not_a_number_names_its_line(tmp_path: Path, line: str,
+                                                            nan: str) -> None:
+    path = tmp_path / "nan.arpa"
+    path.write_text(FOREIGN.replace(line, nan), encoding="utf-8")
+    with pytest.raises(UserError, match=f"line '{nan.replace(chr(9), '.t')[:3]}.*not a number"):
+        import_arpa(path)
+
+
+def test_an_eos_word_says_how_to_import_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "eos.arpa"
+    path.write_text(FOREIGN.replace("\tb\t", "\t<eos>\t").replace("a b", "a <eos>")
+                    .replace(" b ", " <eos> ").replace("b </s>", "<eos> </s>"), encoding="utf-8")
+    with pytest.raises(UserError, match="rename it in the file, e.g. to <eos_>"):
+        import_arpa(path)
+
+
 def test_kenlm_reads_our_export(tmp_path: Path):
     """Optional: the `kenlm` module scores our ARPA export exactly as we do."""
     kenlm = pytest.importorskip("kenlm")

@@ -59,6 +59,12 @@ def test_train_eval_sample_export_import(small_text: Path, tmp_path: Path):
     again = ngram("sample", "c4", "--length", "80", "--seed", "3", "--prime", "the ").output
     assert first == again and first.startswith("the ") and len(first) == len("the ") + 80 + 1
     assert ngram("sample", "--length", "20", "--temp", "0.5").output.strip()
+    # the seeds `charrnn sample` takes: up to 2**63 - 1, each its own text
+    big = [ngram("sample", "c4", "--length", "80", "--seed", str(seed)).output
+           for seed in (2**40, 2**40, 2**40 + 1, 2**63 - 1)]
+    assert big[0] == big[1] and len(set(big)) == 3
+    refused = ngram("sample", "c4", "--seed", str(2**63), ok=False)
+    assert refused.exit_code == 2 and "--seed must be in [0, 2**63)" in refused.output
 
     arpa = tmp_path / "c4.arpa"
     assert "4-grams" in ngram("export", "c4", "--arpa", arpa).output

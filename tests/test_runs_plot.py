@@ -116,6 +116,28 @@ def test_a_fill_model_run_is_plotted_like_a_language_model(small_text: Path, tmp
     assert (tmp_path / "fm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_tagger_run_is_plotted_by_its_validation_score_and_apart_from_lms(tiny_run: Path,
+                                                                           tmp_path: Path) -> None:
+    """It was refused ("its evaluations score accuracy, which plot does not draw")."""
+    from test_tagger import TAG_TINY, _conll
+
+    from charrnn.plot import validation_points
+
+    train = _conll(tmp_path / "train.txt", 60, 0)
+    run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--max-steps", "6",
+            "--eval-every", "2", "--log-every", "1", "--run-name", "chunker")
+    pytest.importorskip("matplotlib")
+    run_cli("plot", "chunker", "--png", tmp_path / "t.png")
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    train_records, evals = read_metrics(tmp_path / "runs/chunker", ("f1", "accuracy"))
+    unit, points = validation_points("tag", evals)
+    assert len(train_records) == 6 and unit == "F1"
+    assert points == [(r["step"], r["f1"]) for r in evals] and [p[0] for p in points] == [2, 4, 6]
+    assert validation_points("tag", [{"step": 2, "accuracy": 0.5}]) == ("accuracy", [(2, 0.5)])
+    mixed = run_cli("plot", "chunker", str(tiny_run), "--png", tmp_path / "m.png", ok=False)
+    assert mixed.exit_code == 2 and "plot tagger runs apart from language models" in mixed.output
+
+
 def test_plot_of_an_ngram_run_says_it_has_no_training_curves(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     (root / "kn").mkdir(parents=True)

@@ -16,6 +16,7 @@ are added as blank entries whose probability is the backed-off one, which change
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import TextIO
@@ -236,7 +237,9 @@ def _parse_count(path: Path, number: int, line: str, n: int) -> int:
 def _foreign_tokenizer(path: Path, unigrams: list[str]) -> WordTokenizer:
     names = [f[1] for f in map(_SPLIT.split, unigrams) if len(f) >= 2]
     if "<eos>" in names:
-        raise UserError(f"{path}: the word '<eos>' clashes with charrnn's line-break token")
+        raise UserError(f"{path}: the word '<eos>' clashes with charrnn's line-break token (a "
+                        "sentence's end here is </s>): rename it in the file, e.g. to <eos_>, "
+                        "and in the text you score with it")
     if "</s>" not in names:
         raise UserError(f"{path} has no </s> unigram: not a sentence-level ARPA model")
     rest = [w for w in names if w not in RESERVED]
@@ -262,6 +265,9 @@ def _parse(path: Path, lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray
                 backoff[i] = float(fields[2])
         except ValueError as exc:
             raise UserError(f"{path}: bad number in {n}-gram line {line[:80]!r}") from exc
+        if math.isnan(logp[i]) or not backoff[i] < math.inf:  # (NaN is never below inf)
+            raise UserError(f"{path}: {n}-gram line {line[:80]!r} has a probability or back-off "
+                            "that is not a number: not a valid ARPA model")
         if logp[i] > 1e-6:  # log10 of a probability is never above 0
             raise UserError(f"{path}: {n}-gram line {line[:80]!r} has a positive log10 "
                             "probability: not a valid ARPA model")

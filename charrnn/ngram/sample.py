@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, check_seed
 from charrnn.jit import njit
 from charrnn.ngram.model import NGramModel
 from charrnn.ngram.query import distribution, state_after, step
@@ -69,10 +69,11 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
         raise UserError(f"--length must be ≥ 1, got {length}")
     if not (np.isfinite(temp) and temp > 0):
         raise UserError(f"--temp must be a positive number, got {temp}")
+    check_seed(seed)  # the range `charrnn sample` takes
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))
-    if not 0 <= seed < 2**32:
-        raise UserError(f"--seed must be between 0 and 2^32-1, got {seed}")
+    # numba's generator takes 32 bits: a seed of up to 63 is folded, smaller ones are as they were
+    seed = seed if seed < 2**32 else int(np.random.SeedSequence(seed).generate_state(1)[0])
     shown, hist = prime_ids(model, prime, unknown)
     _, bos, top, rec, recf, ext, extf = model._kernel_args()
     # Never write <unk>: the model's own, or the word an imported foreign ARPA's <unk> became.
