@@ -44,10 +44,45 @@ def test_round_trip_words_with_unk(tmp_path: Path):
     path = tmp_path / "w.arpa"
     export_arpa(model, path)
     text = path.read_text(encoding="utf-8")
-    assert "\t<unk>\t" in text and "\\<unk>" in text  # lmplz's <unk> and the tokenizer's own
+    assert "\t<unk>\t" in text and "\\<unk>" in text  # the tokenizer's <unk> and lmplz's own
     assert "\t<s>\t" in text and "</s>" in text
     again = import_arpa(path)
     check_same(model, again, tok.encode("You are all rather hungry to speak.\n"))
+
+
+def test_an_exported_word_model_read_as_kenlm_reads_it_scores_unknown_words_alike(
+        tmp_path: Path) -> None:
+    """Without our header (as KenLM reads the file), an unknown word is ARPA's <unk>, which must
+    be the word charrnn reads it as: the tokenizer's <unk>, not the zero-count one --lines adds
+    (PTB through export and KenLM gave perplexity 441.8 where charrnn gave 204.8)."""
+    text = TEXT + "Once upon a midnight dreary\n"  # words seen once: the tokenizer's <unk>
+    tok = WordTokenizer.build([text], min_count=2)
+    model = build_model(tok.encode(text), tok, 3, lines=True)
+    path, foreign = tmp_path / "w.arpa", tmp_path / "foreign.arpa"
+    export_arpa(model, path)
+    body = "\n".join(x for x in path.read_text(encoding="utf-8").split("\n")
+                     if not x.startswith("#"))
+    foreign.write_text(body, encoding="utf-8")
+    kenlm_like = import_arpa(foreign)
+    line = "You are all zebra hungry to <unk> speak.\n"
+    ours, theirs = tok.encode(line), kenlm_like.tokenizer.encode(line)
+    assert (ours == tok.token_strings().index("<unk>")).sum() == 3
+    assert kenlm_like.token_logprobs(theirs).sum() == pytest.approx(
+        model.token_logprobs(ours).sum(), rel=1e-6)
+
+
+def test_an_export_of_the_spelling_before_imports_as_it_did(tmp_path: Path) -> None:
+    """Exports made before UNK_SPELLING 2 named the tokenizer's <unk> \\<unk> and lmplz's <unk>."""
+    text = TEXT + "Once upon a midnight dreary\n"
+    tok = WordTokenizer.build([text], min_count=2)
+    model = build_model(tok.encode(text), tok, 3, lines=True)
+    path = tmp_path / "w.arpa"
+    export_arpa(model, path)
+    header, body = path.read_text(encoding="utf-8").split("\n", 1)
+    swapped = body.replace("\\<unk>", "\0").replace("<unk>", "\\<unk>").replace("\0", "<unk>")
+    path.write_text(header.replace(', "unk_spelling": 2', "") + "\n" + swapped, encoding="utf-8")
+    assert '"unk_spelling"' not in path.read_text(encoding="utf-8")
+    check_same(model, import_arpa(path), tok.encode("You are all zebra hungry to speak.\n"))
 
 
 def test_escape_is_injective_and_whitespace_free():

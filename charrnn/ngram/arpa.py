@@ -3,9 +3,11 @@
 Export writes log10 probabilities and back-off weights, `<s>` with log10 p = 0 as lmplz does,
 and token strings made safe for a whitespace-split format (`escape`): a space becomes `▁`,
 other whitespace and `\\` are backslash-escaped, and a token spelled like `<s>`, `</s>` or
-`<unk>` gets a leading backslash. With --lines the line break is `</s>` and `<unk>` is the
-model's own; a one-stream model adds `</s>` and `<unk>` at log10 p = -99 because KenLM insists
-on them, and is scored in KenLM with bos=False, eos=False. A `# charrnn-ngram:` comment line
+`<unk>` gets a leading backslash. With --lines the line break is `</s>`. A word model's `<unk>`
+(its rare and unknown words) is ARPA's `<unk>`, and the zero-count `<unk>` --lines adds as lmplz
+does is `\\<unk>`; a char model's `<unk>` is that one. A one-stream model adds `</s>` (and a
+char model `<unk>`) at log10 p = -99 because KenLM insists on them, and is scored in KenLM with
+bos=False, eos=False. A `# charrnn-ngram:` comment line
 before `\\data\\` (KenLM skips `#` lines) carries the tokenizer, so importing our own export
 restores the same model; a foreign ARPA becomes a word-level --lines model.
 
@@ -27,9 +29,10 @@ from charrnn import fsutil
 from charrnn.errors import UserError
 from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
 from charrnn.ngram.model import MAX_ORDER, NGramModel
-from charrnn.tokenizers import EOS, UNK, WordTokenizer, tokenizer_from_json
+from charrnn.tokenizers import EOS, UNK, Tokenizer, WordTokenizer, tokenizer_from_json
 
 HEADER = "# charrnn-ngram: "
+UNK_SPELLING = 2  # the header's "unk_spelling": which `<unk>` is whose (_spellings)
 RESERVED = ("<s>", "</s>", "<unk>")
 _NAMED = {"\\": "\\\\", " ": "\u2581", "\u2581": "\\u2581", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _SPLIT = re.compile(r"[ \t]+")
@@ -51,12 +54,24 @@ def escape(token: str) -> str:
 
 def word_strings(model: NGramModel) -> list[str]:
     """ARPA spelling of every word id of the model."""
-    names = [escape(t) for t in model.tokenizer.token_strings()]
-    if model.lines and model.line_break is not None:
-        names[model.line_break] = "</s>"
+    return _spellings(model.tokenizer, model.lines, model.unk is not None, UNK_SPELLING)
+
+
+def _spellings(tokenizer: Tokenizer, lines: bool, has_unk: bool, spelling: int) -> list[str]:
+    """Every word id's ARPA spelling. A word or subword tokenizer's `<unk>` — the word charrnn
+    reads an unknown word as — is ARPA's `<unk>`, so KenLM maps an unknown word where charrnn
+    does; the zero-count `<unk>` a --lines model adds as lmplz does is then `\\<unk>`. Files
+    of UNK_SPELLING 1 (before) spelled the two the other way round."""
+    names = [escape(t) for t in tokenizer.token_strings()]
+    line_break = tokenizer.line_break_id()
+    if lines and line_break is not None:
+        names[line_break] = "</s>"
     names.append("<s>")
-    if model.unk is not None:
-        names.append("<unk>")
+    own = "<unk>"
+    if spelling >= 2 and escape(UNK) in names:
+        names[names.index(escape(UNK))], own = "<unk>", escape(UNK)
+    if has_unk:
+        names.append(own)
     return names
 
 
@@ -77,10 +92,11 @@ def export_arpa(model: NGramModel, path: Path) -> dict:
 
 def _write_arpa(model: NGramModel, handle: TextIO) -> list[int]:
     names = np.array(word_strings(model), dtype=object)
-    extra = [] if model.lines else ["</s>", "<unk>"]
+    extra = [] if model.lines else [w for w in ("</s>", "<unk>") if w not in names]
     off = model.offsets
     header = {k: model.meta.get(k) for k in ("mode", "vocab_size", "bos", "unk", "line_break",
                                               "tokenizer", "discounts", "prune", "dataset")}
+    header["unk_spelling"] = UNK_SPELLING
     counts = [int(off[n] - off[n - 1]) for n in range(1, model.order + 1)]
     counts[0] += len(extra)
     handle.write(HEADER + json.dumps(header, ensure_ascii=False) + "\n")
@@ -144,15 +160,12 @@ def import_arpa(path: Path) -> NGramModel:
     line_break = tokenizer.line_break_id()
     has_unk = bool(header is not None and header.get("unk") is not None)
     words = vocab + (2 if has_unk else 1)
-    spell = escape if header is not None else str  # a foreign ARPA's words are verbatim
-    index = {spell(t): i for i, t in enumerate(tokenizer.token_strings())}
-    index["<s>"] = vocab
-    if lines and line_break is not None:
-        index["</s>"] = line_break
-    if has_unk:
-        index["<unk>"] = vocab + 1
-    elif header is None:
-        index["<unk>"] = tokenizer.token_strings().index(UNK)
+    if header is not None:
+        spelling = header.get("unk_spelling", 1)
+        index = {w: i for i, w in enumerate(_spellings(tokenizer, lines, has_unk, spelling))}
+    else:  # a foreign ARPA's words are verbatim
+        index = {t: i for i, t in enumerate(tokenizer.token_strings())}
+        index.update({"<s>": vocab, "</s>": line_break, "<unk>": index[UNK]})
     parsed = [_parse(path, lines, n) for n, lines in enumerate(sections, 1)]
     model = build_fast(parsed, index, words, vocab, skip_unknown=header is not None)
     if model is None:  # some n-gram lacks its suffix or context: the general path adds blanks
