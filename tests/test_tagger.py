@@ -136,6 +136,31 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
     assert result["score"] == "word" and result["f1"] > 0.95
     lm_eval = run_cli("eval", "seg", corpus, ok=False)  # not "N characters not in the vocabulary"
     assert lm_eval.exit_code == 2 and "seg is a tagger run: use `charrnn tag eval" in lm_eval.output
+    _long_lines_are_tagged_in_windows(tmp_path / "runs", words)
+
+
+def _long_lines_are_tagged_in_windows(root: Path, words: list[str]) -> None:
+    """A line longer than a window is tagged window by window: stitched where each window reads
+    the whole line, the labels are the whole line's; with little context, still one valid
+    segmentation of the same text (one Viterbi over the stitched windows)."""
+    from charrnn.tag import predict
+    from charrnn.tag.data import Sentence, words_from_tags
+
+    bundle = predict.load_tagger("seg", root, "cpu")
+    rng = random.Random(1)
+    text = "".join(rng.choice(words) for _ in range(300))
+    (whole,) = bundle.predict([Sentence(list(text))])
+    saved = predict.WINDOW, predict.CONTEXT
+    try:
+        predict.WINDOW, predict.CONTEXT = 37, len(text)
+        assert bundle.predict([Sentence(list(text)), Sentence(list("我们"))])[0] == whole
+        predict.WINDOW, predict.CONTEXT = 37, 5
+        (short,) = bundle.predict([Sentence(list(text))])
+    finally:
+        predict.WINDOW, predict.CONTEXT = saved
+    assert "".join(words_from_tags(list(text), short)) == text and len(short) == len(text)
+    assert short[0] in "BS" and short[-1] in "ES"
+    assert all((b in "ME") == (a in "BM") for a, b in zip(short, short[1:], strict=False))
 
 
 @pytest.mark.parametrize(
@@ -332,3 +357,27 @@ def test_the_birnn_packs_sorted_batches_without_reordering(monkeypatch) -> None:
     rnn(torch.randn(3, 5, 4), batch["lengths"])
     rnn(torch.randn(3, 5, 4), torch.tensor([2, 5, 3]))  # unsorted (the fill scorer): PyTorch sorts
     assert seen == [True, False]
+
+
+@given(st.integers(0, 2**32 - 1))
+def test_viterbi_finds_the_best_path_the_constraints_allow(seed: int) -> None:
+    """Against every path of a few small sentences, scored by brute force."""
+    import itertools
+
+    import torch
+
+    from charrnn.tag.model import allowed_transitions, viterbi
+
+    labels = ["B", "E", "M", "S"]
+    ok = allowed_transitions(labels, [])
+    gen = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([5, 1, 3])
+    log_probs = torch.randn(3, 5, 4, generator=gen).log_softmax(-1)
+    for b, length in enumerate(lengths.tolist()):
+        def fits(path: tuple[int, ...]) -> bool:
+            return bool(ok[4, path[0]] and ok[5, path[-1]]
+                        and all(ok[i, j] for i, j in zip(path, path[1:], strict=False)))
+
+        best = max((p for p in itertools.product(range(4), repeat=length) if fits(p)),
+                   key=lambda p: float(sum(log_probs[b, t, lab] for t, lab in enumerate(p))))
+        assert tuple(viterbi(log_probs, lengths, ok)[b]) == best

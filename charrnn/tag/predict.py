@@ -22,6 +22,27 @@ from charrnn.tag.config import TaggerConfig
 from charrnn.tag.data import Encoder, Sentence, words_from_tags
 from charrnn.tag.model import Tagger, viterbi
 
+# A sentence longer than WINDOW tokens is tagged WINDOW at a time, each window read with CONTEXT
+# tokens either side: what a BiRNN's answer at a token depends on fades within far fewer tokens
+# (measured in the README: the labels of long lines tagged whole and windowed).
+WINDOW, CONTEXT = 4096, 256
+BATCH_TOKENS = 32_768  # at most this many tokens a batch (activations of a few tens of MB)
+
+
+def _capped(batches: list[list[int]], sizes: Sequence[int]) -> list[list[int]]:
+    """Each batch split where its tokens would pass BATCH_TOKENS (64 lines of 4,000 characters
+    would take GBs at once)."""
+    out: list[list[int]] = []
+    for batch in batches:
+        part: list[int] = []
+        for i in batch:
+            if part and (len(part) + 1) * max(sizes[j] for j in (*part, i)) > BATCH_TOKENS:
+                out.append(part)
+                part = []
+            part.append(i)
+        out.append(part)
+    return out
+
 
 def collate(items: Sequence[dict[str, np.ndarray]], device: torch.device) -> dict:
     """Pad encoded sentences into one batch (0 = padding everywhere), longest first, so that the
@@ -75,16 +96,44 @@ class TaggerBundle:
         encoded = [self.encoder.encode(Sentence(s.tokens, None, s.features)) for s in sentences]
         out: list[list[str]] = [[] for _ in sentences]
         ok = self.constraints
-        for index in length_batches([len(e["tokens"]) for e in encoded], batch_size, None):
-            index = [i for i in index if len(encoded[i]["tokens"])]  # empty lines: no labels
-            if not index:
-                continue
+        short = [i for i, e in enumerate(encoded) if 0 < len(e["tokens"]) <= WINDOW]
+        sizes = [len(encoded[i]["tokens"]) for i in short]
+        for rows in _capped(length_batches(sizes, batch_size, None), sizes):
+            index = [short[r] for r in rows]  # empty lines: no labels
             batch = collate([encoded[i] for i in index], self.device)
             log_probs = F.log_softmax(self.model(batch).float(), -1).cpu()
             for row, path in zip(batch["order"], viterbi(log_probs, batch["lengths"], ok),
                                  strict=True):
                 out[index[row]] = [self.encoder.labels[j] for j in path]
+        for i, item in enumerate(encoded):
+            if len(item["tokens"]) > WINDOW:
+                log_probs = self._windowed(item, batch_size)
+                (path,) = viterbi(log_probs[None], torch.tensor([len(log_probs)]), ok)
+                out[i] = [self.encoder.labels[j] for j in path]
         return out
+
+    def _windowed(self, item: dict[str, np.ndarray], batch_size: int) -> torch.Tensor:
+        """A long sentence's label log-probabilities, WINDOW tokens at a time, each read with
+        CONTEXT tokens either side (the memory of a whole MB-long line is GBs):
+
+            ...[ context | window 1 | context ]
+                           [ context | window 2 | context ] ...     one Viterbi over them all
+        """
+        length = len(item["tokens"])
+        spans = [(lo, min(lo + WINDOW, length)) for lo in range(0, length, WINDOW)]
+        pieces: list[torch.Tensor] = [torch.empty(0)] * len(spans)
+        per_batch = max(1, min(batch_size, BATCH_TOKENS // (WINDOW + 2 * CONTEXT)))
+        for first in range(0, len(spans), per_batch):
+            group = range(first, min(first + per_batch, len(spans)))
+            reads = [(max(0, spans[k][0] - CONTEXT), min(length, spans[k][1] + CONTEXT))
+                     for k in group]
+            batch = collate([{key: v[a:b] for key, v in item.items()} for a, b in reads],
+                            self.device)
+            log_probs = F.log_softmax(self.model(batch).float(), -1).cpu()
+            for row, k in enumerate(batch["order"]):
+                (lo, hi), (a, _) = spans[group[k]], reads[k]
+                pieces[group[k]] = log_probs[row, lo - a : hi - a]
+        return torch.cat(pieces)
 
     def score(self, sentences: Sequence[Sentence]) -> dict:
         """Token accuracy plus the task's standard score on labelled sentences."""
