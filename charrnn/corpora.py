@@ -88,6 +88,9 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
     mirror = mirror or os.environ.get("CHARRNN_MIRROR")
     if mirror:  # checked even when the cache has the files: a typo must not pass unnoticed
         _check_mirror(mirror, "--mirror" if given else "CHARRNN_MIRROR")
+    if allow_unverified and all(spec.get("sha256") for spec in entry["files"]):
+        raise UserError(f"--allow-unverified does not apply: every file of corpus {name!r} has a "
+                        "recorded sha256, which is checked; drop it")
     folder = fsutil.cache_dir() / "corpora" / name
     out: dict[str, Path] = {}
     for spec in entry["files"]:

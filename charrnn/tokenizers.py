@@ -53,8 +53,10 @@ def _unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
 
 
 def prime_policy(level: str, unknown: str) -> str:
-    """How a prime's unknown text is read (sample, ngram sample): skipped if asked; else a char
-    model refuses it, a word model reads unknown words as its <unk>, as eval and fill do."""
+    """How a prime's unknown text is read (sample, ngram sample): a char model refuses it, or
+    skips it if asked; a word model reads unknown words as its <unk>, as eval and fill do (a
+    skip asked of it is refused there as here)."""
+    refuse_idle_skip(level, unknown)
     return "skip" if unknown == "skip" else "error" if level == "char" else "map"
 
 

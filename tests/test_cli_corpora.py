@@ -81,6 +81,12 @@ def test_unverified_entries_need_explicit_consent() -> None:
     assert "--allow-unverified" in result.output
 
 
+def test_allow_unverified_is_refused_where_every_file_has_a_hash(shared_corpora: Path) -> None:
+    result = run_cli("corpus", "get", "ptb", "--mirror", shared_corpora, "--allow-unverified",
+                     ok=False)
+    assert result.exit_code == 2 and "--allow-unverified does not apply" in result.output
+
+
 def test_train_accepts_a_registry_name_with_mirror(shared_corpora: Path, tmp_path: Path) -> None:
     out = run_cli("train", "ptb", "--mirror", shared_corpora, "--level", "word", "--hidden", "16",
                   "--layers", "1", "--batch-size", "4", "--seq-len", "8", "--max-steps", "2",

@@ -52,6 +52,27 @@ def test_characters_skipped_by_unk_skip_are_not_counted(tiny_run: Path, tmp_path
         "eval", tiny_run, text, "--unk", "skip").output
 
 
+def test_score_counts_skipped_characters_as_oov_and_excludes_only_scored_ones(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """Skipped characters are out of the tokens and the log10 already: "excluding OOVs" took
+    them out a second time (49.39 became 664.88)."""
+    text = tmp_path / "t.txt"
+    text.write_text("the fox ☃☃\nabc\n", encoding="utf-8")
+    lines = run_cli("score", tiny_run, text, "--unk", "skip", "--json").output.splitlines()
+    total = json.loads(lines[-1])["total"]
+    assert total["oov"] == 2 and total["tokens"] == len("the fox \nabc\n")
+    assert total["perplexity_excluding_oov"] == pytest.approx(total["perplexity"])
+
+
+def test_score_names_the_first_line_the_model_cannot_read(tiny_run: Path, tmp_path: Path) -> None:
+    """Lines are scored shortest first: the error named the shortest bad line, not the first."""
+    text = tmp_path / "t.txt"
+    text.write_text("hello ☃☂☀★☆ there\nabc\n♞\n", encoding="utf-8")
+    result = run_cli("score", tiny_run, text, ok=False)
+    assert result.exit_code == 2
+    assert "line 1: 5 characters not in the model's vocabulary" in result.output
+
+
 def test_an_empty_file_is_named_in_the_error(tiny_run: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
@@ -112,6 +133,17 @@ def test_unk_skip_is_refused_for_a_word_model(word_root: Path, tmp_path: Path, c
     assert result.exit_code == 2
     assert "this word model reads unknown words as its <unk>: drop --unk skip" in result.output
     run_cli(*command, _unknown_text(tmp_path), "--out", word_root)
+
+
+@pytest.mark.parametrize("command", [["sample", "rnn"], ["ngram", "sample", "tri"]])
+def test_unk_skip_of_a_prime_is_refused_for_a_word_model_as_eval_refuses_it(
+        word_root: Path, command) -> None:
+    """sample dropped the unknown words of the prime where eval and score refuse the skip."""
+    result = run_cli(*command, "--prime", "the zzqx company", "--unk", "skip", "--length", "5",
+                     "--out", word_root, ok=False)
+    assert result.exit_code == 2
+    assert "this word model reads unknown words as its <unk>: drop --unk skip" in result.output
+    run_cli(*command, "--prime", "the zzqx company", "--length", "5", "--out", word_root)
 
 
 def test_fill_refuses_unk_skip_when_no_model_reads_characters(word_root: Path) -> None:

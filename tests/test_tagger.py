@@ -105,10 +105,27 @@ def test_predict_tags_conll_input_and_unseen_words(chunker, tmp_path: Path) -> N
 
 def test_a_word_tagger_refuses_a_segmenters_separator(chunker) -> None:
     root, _ = chunker
-    result = run_cli("tag", "predict", "chunk", "-", "--input", "conll", "--sep", "/", "--out",
-                     root, input="the DT\n", ok=False)
-    assert result.exit_code == 2 and "--sep does not apply: this run is a word tagger" in \
-        result.output
+    for sep in ("/", " "):  # the default, typed, is refused too: it says nothing here
+        result = run_cli("tag", "predict", "chunk", "-", "--input", "conll", "--sep", sep,
+                         "--out", root, input="the DT\n", ok=False)
+        assert result.exit_code == 2 and "--sep does not apply: this run is a word tagger" in \
+            result.output
+
+
+def test_a_word_tagger_writes_a_line_for_every_raw_line_even_empty_ones(tmp_path: Path) -> None:
+    """Empty and blank lines were dropped: 4 lines in, 2 out, parallel files misaligned."""
+    train = _conll(tmp_path / "train.txt", 40, 0)
+    run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--max-steps", "3",
+            "--run-name", "words")
+    raw = "the cat saw a dog\n\n   \na dog\n"
+    inline = run_cli("tag", "predict", "words", "--output", "inline", input=raw).stdout
+    lines = inline.split("\n")[:-1]
+    assert len(lines) == 4 and lines[1:3] == ["", ""]
+    assert [w.split("/")[0] for w in lines[3].split()] == ["a", "dog"]
+    conll = run_cli("tag", "predict", "words", input=raw).stdout
+    rows = conll.split("\n")[:-1]  # a blank line ends each input line's sentence, empty or not
+    assert [r.split("\t")[0] for r in rows] == ["the", "cat", "saw", "a", "dog", "", "", "",
+                                                "a", "dog", ""]
 
 
 def test_predict_needs_conll_input_when_the_tagger_reads_features(chunker) -> None:
@@ -129,7 +146,8 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
     assert out.split("\n")[:2] == ["我们 喜欢 学习", "今天 天气 很 好"]
     spaced = run_cli("tag", "predict", "seg", "--sep", "/", input="我们喜 欢学习\n").output
     assert spaced.strip() == "我们/喜/欢/学习"  # a space in the input is always a boundary
-    for other in (["--input", "conll"], ["--output", "inline"]):  # a word tagger's options
+    for other in (["--input", "conll"], ["--output", "inline"], ["--output", "conll"],
+                  ["--input", "raw"]):  # a word tagger's options, at their defaults too
         refused = run_cli("tag", "predict", "seg", *other, input="我们\n", ok=False)
         assert refused.exit_code == 2 and "this run is a segmenter" in refused.output
     result = json.loads(run_cli("tag", "eval", "seg", corpus, "--json").output)

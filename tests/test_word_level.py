@@ -243,12 +243,17 @@ def test_a_word_prime_reads_unknown_words_as_unk(pair: Path) -> None:
     assert out.output.startswith("the <unk> quick")
 
 
-def test_compare_adds_a_row_for_the_pair(pair: Path) -> None:
+def test_compare_adds_a_row_for_the_pair(pair: Path, tmp_path: Path) -> None:
     report = json.loads(run_cli("compare", "--json").output)
     kinds = {r["run"]: r["kind"] for r in report["results"]}
     assert kinds == {"lm": "lm", "kn": "ngram", "lm ⊕ kn": "mix"}
     assert {r["run"] for r in json.loads(run_cli("compare", "--no-mix", "--json").output)
             ["results"]} == {"lm", "kn"}
+    run_cli("ngram", "export", "kn", "--arpa", tmp_path / "kn.arpa")
+    run_cli("ngram", "import", tmp_path / "kn.arpa", "--run-name", "imported")
+    rows = {r["run"]: r for r in json.loads(run_cli("compare", "--json").output)["results"]}
+    assert rows["lm ⊕ kn"]["train_seconds"] > rows["lm"]["train_seconds"] > 0
+    assert rows["lm ⊕ imported"]["train_seconds"] is None  # not the LM's alone: unknown
 
 
 def test_line_scores_add_up_to_the_models_own_scores(pair: Path, words: Path, tmp_path) -> None:

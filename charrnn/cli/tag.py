@@ -167,12 +167,12 @@ def tag_eval(
     typer.echo(json.dumps(result, indent=1) if json_out else _score_line(file, result))
 
 
-def _refuse_other_kind(segmenter: bool, input_format: str, output: str, sep: str) -> None:
+def _refuse_other_kind(segmenter: bool, typed: frozenset[str]) -> None:
     """Options of the other kind of tagger (a segmenter reads raw lines and writes words joined
-    by --sep; a word tagger reads raw or CoNLL and writes --output): an error, not unread."""
-    stray = [o for o, used in (("--input conll", input_format == "conll"),
-                               ("--output inline", output == "inline")) if used] if segmenter \
-        else (["--sep"] if sep != " " else [])
+    by --sep; a word tagger reads raw or CoNLL and writes --output): an error when typed, even
+    at their default value, not unread."""
+    options = {"input_format": "--input", "output": "--output"} if segmenter else {"sep": "--sep"}
+    stray = [flag for name, flag in options.items() if name in typed]
     if stray:
         kind = "a segmenter (it reads raw lines and joins words with --sep)" if segmenter else \
             "a word tagger (it writes --output conll or inline)"
@@ -181,6 +181,7 @@ def _refuse_other_kind(segmenter: bool, input_format: str, output: str, sep: str
 
 @command(tag_app, "predict")
 def tag_predict(
+    ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Tagger run name, run folder or checkpoint.")],
     file: Annotated[Optional[str], typer.Argument(help="Input text (default or '-': stdin).")] = None,
     input_format: Annotated[InputChoice, typer.Option("--input", help="raw (one sentence per line) or conll (columns; needed when the tagger uses --features).")] = "raw",
@@ -196,15 +197,12 @@ def tag_predict(
     input_format, output, errors = opt.plain(input_format), opt.plain(output), opt.plain(errors)
     bundle = load_tagger(run, opt.root(out), device)
     tag = bundle.meta["tag"]
-    _refuse_other_kind(bundle.encoder.level == "char", input_format, output, sep)
+    _refuse_other_kind(bundle.encoder.level == "char", opt.typed_params(ctx))
     # This command has --errors, so invalid UTF-8 may suggest it.
     text = read_stdin(errors, can_replace=True) if file in (None, "-") \
         else read_text([file], errors, CONVERT_OR_REPLACE)
     if bundle.encoder.level == "char":  # a segmenter: spaces already in the input stay boundaries
-        lines = text.split("\n")
-        if lines and lines[-1] == "":
-            lines.pop()
-        pieces = [line.split() for line in lines]
+        pieces = [line.split() for line in _raw_lines(text)]
         sents = [Sentence([c for p in ps for c in p]) for ps in pieces]
         for ps, s, tags in zip(pieces, sents, bundle.predict(sents), strict=True):
             found = join_clusters(words_from_tags(s.tokens, tags))  # never cut inside a grapheme
@@ -218,14 +216,24 @@ def tag_predict(
         sents = read_conll(file or "<stdin>", -1, tag["features"], text=text, labelled=False)
         rows = [[line.split() for line in block.split("\n") if line.strip()]
                 for block in _blocks(text)]
-    else:
-        sents = [Sentence(line.split()) for line in text.split("\n") if line.strip()]
+    else:  # one sentence a line, an empty line an empty one: as many out as in
+        sents = [Sentence(line.split()) for line in _raw_lines(text)]
         rows = [[[t] for t in s.tokens] for s in sents]
     for cols, s, tags in zip(rows, sents, bundle.predict(sents), strict=True):
-        if output == "inline":
+        if not s.tokens and output != "inline":  # a blank line alone, as an empty sentence's
+            typer.echo("")
+        elif output == "inline":
             typer.echo(" ".join(f"{t}/{lab}" for t, lab in zip(s.tokens, tags, strict=True)))
         else:
             typer.echo("\n".join("\t".join([*c, lab]) for c, lab in zip(cols, tags, strict=True)) + "\n")
+
+
+def _raw_lines(text: str) -> list[str]:
+    """The lines of raw input (a last line break ends the last line, it opens no other)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 def _blocks(text: str) -> list[str]:

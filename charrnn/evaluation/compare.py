@@ -75,10 +75,11 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
         except UserError as exc:
             skipped.append({"run": name, "reason": str(exc)})
             continue
-        seconds = [x for x in (lm.get("train_seconds"), ngram.get("train_seconds")) if x]
+        seconds = [lm.get("train_seconds"), ngram.get("train_seconds")]
+        total = None if None in seconds else sum(seconds)  # (an imported n-gram's is unknown)
         out.append({**result, "run": name, "level": lm.get("level"), "cell": lm.get("cell"),
                     "order": ngram.get("order"), "size": lm.get("size"), "size_unit": "params",
-                    "dataset": lm["dataset"], "train_seconds": sum(seconds) if seconds else None,
+                    "dataset": lm["dataset"], "train_seconds": total,
                     "sample_tokens_per_s": None})
     return out
 

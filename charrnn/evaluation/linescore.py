@@ -36,6 +36,7 @@ class LineScore:
     tokens: int  # scored tokens (the line break included)
     oov: int  # <unk> tokens, or characters --unk skip dropped
     oov_log10: float  # the part of log10 the <unk> tokens took
+    oov_scored: int = 0  # the OOVs among `tokens` (<unk> tokens; skipped characters are not)
 
     @property
     def perplexity(self) -> float:
@@ -94,17 +95,18 @@ class Scorer:
         """ln p of each token of each line (each read from a line start)."""
         raise NotImplementedError
 
-    def score(self, numbered: list[tuple[int, str]]) -> list[LineScore]:
-        encoded = [self.encode(n, text) for n, text in numbered]
+    def score(self, encoded: list[tuple[int, str, np.ndarray]]) -> list[LineScore]:
+        """The scores of (line number, text, its ids from `encode`)."""
         out = []
-        for (number, text), ids, lp in zip(numbered, encoded, self.token_logps(encoded),
-                                          strict=True):
+        for (number, text, ids), lp in zip(encoded, self.token_logps([e[2] for e in encoded]),
+                                           strict=True):
             unknown = ids == self.unk if self.unk is not None else np.zeros(len(ids), bool)
             kept = ids[: len(ids) - (self.line_break is not None)]  # without the closing break
             skipped = skipped_chars(self.tokenizer, text, kept) if (
                 self.tokenizer.level == "char" and self.unknown == "skip") else 0
             out.append(LineScore(number, text, float(lp.sum()) / LN10, len(ids),
-                                 int(unknown.sum()) + skipped, float(lp[unknown].sum()) / LN10))
+                                 int(unknown.sum()) + skipped, float(lp[unknown].sum()) / LN10,
+                                 int(unknown.sum())))
         return out
 
 
@@ -202,11 +204,13 @@ def score_lines(scorer: Scorer, lines: Iterable[str]) -> Iterator[LineScore]:
 
 
 def _scored(scorer: Scorer, batch: list[tuple[int, str]]) -> list[LineScore]:
-    by_length = sorted(batch, key=lambda item: len(item[1]))
+    encoded = [(number, text, scorer.encode(number, text)) for number, text in batch]  # in input
+    # order, so that a line the model cannot read is the first such line
+    by_length = sorted(encoded, key=lambda item: len(item[2]))
     done, group = {}, []
     for item in by_length:  # padding stays small inside each group, and a group's padded size
         # bounded: a 50 MB line goes alone, not padded beside 31 others
-        if group and (len(group) == GROUP_LINES or (len(group) + 1) * len(item[1]) > GROUP_CHARS):
+        if group and (len(group) == GROUP_LINES or (len(group) + 1) * len(item[2]) > GROUP_CHARS):
             done.update((result.line, result) for result in scorer.score(group))
             group = []
         group.append(item)
@@ -219,18 +223,19 @@ class Totals:
     """The whole input's figures, added up line by line (nothing is kept)."""
 
     def __init__(self) -> None:
-        self.lines = self.tokens = self.oov = 0
+        self.lines = self.tokens = self.oov = self.oov_scored = 0
         self.log10 = self.oov_log10 = 0.0
 
     def add(self, s: LineScore) -> LineScore:
         self.lines, self.tokens, self.oov = self.lines + 1, self.tokens + s.tokens, self.oov + s.oov
         self.log10, self.oov_log10 = self.log10 + s.log10, self.oov_log10 + s.oov_log10
+        self.oov_scored += s.oov_scored
         return s
 
     def to_json(self) -> dict:
         if self.tokens == 0:
             raise UserError("no line to score: the input is empty")
-        known = max(1, self.tokens - self.oov)
+        known = max(1, self.tokens - self.oov_scored)  # (skipped characters were never scored)
         return {"lines": self.lines, "tokens": self.tokens, "oov": self.oov, "log10": self.log10,
                 "perplexity": 10 ** (-self.log10 / self.tokens),
                 "perplexity_excluding_oov": 10 ** (-(self.log10 - self.oov_log10) / known)}
