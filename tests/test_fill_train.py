@@ -76,12 +76,10 @@ def test_fill_train_makes_a_group_that_fill_finds_without_model(small_stages, tm
     assert set(scores["methods"]) == {"bidirectional", "forward", "ngram"}
 
 
-def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: Path) -> None:
-    a, b = _corpora(tmp_path)
-    root = tmp_path / "runs"
-    folder = train_group.start([str(a), str(b)], 120.0, root, "g")
+def _ctrl_c_in(role: str):
+    """Stage reporters that send one Ctrl-C at the first training line of the stage `role`."""
 
-    class CtrlC(PlainReporter):  # one Ctrl-C while the backward LM trains
+    class CtrlC(PlainReporter):
         sent = False
 
         def train(self, rec: dict) -> None:
@@ -90,9 +88,16 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
                 CtrlC.sent = True
                 os.kill(os.getpid(), signal.SIGINT)
 
+    return lambda info, stage: CtrlC() if stage["role"] == role else PlainReporter()
+
+
+def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: Path) -> None:
+    a, b = _corpora(tmp_path)
+    root = tmp_path / "runs"
+    folder = train_group.start([str(a), str(b)], 120.0, root, "g")
+
     said: list[str] = []
-    result = train_group.run(folder, lambda info, stage: CtrlC() if stage["role"] == "bwd"
-                             else PlainReporter(), said.append)
+    result = train_group.run(folder, _ctrl_c_in("bwd"), said.append)  # while the backward LM trains
     assert result["outcome"] == "interrupted"
     assert result["left"][0].startswith("backward LM") and result["left"][1] == "fill model"
     states = {s["role"]: s["state"] for s in group.read(folder)["stages"]}
@@ -283,17 +288,7 @@ def test_a_fill_model_stopped_half_way_continues_from_its_last_save(small_stages
     root = tmp_path / "runs"
     folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, root, "g")
 
-    class CtrlC(PlainReporter):  # one Ctrl-C at the fill model's first training line
-        sent = False
-
-        def train(self, rec: dict) -> None:
-            super().train(rec)
-            if not CtrlC.sent:
-                CtrlC.sent = True
-                os.kill(os.getpid(), signal.SIGINT)
-
-    result = train_group.run(folder, lambda info, stage: CtrlC() if stage["role"] == "mask"
-                             else PlainReporter(), [].append)
+    result = train_group.run(folder, _ctrl_c_in("mask"), [].append)
     assert result["outcome"] == "interrupted" and result["left"][0].startswith("fill model (")
     stopped = json.loads((root / "g-mask" / "last" / "checkpoint.json").read_text())
     lines: list[str] = []
