@@ -91,12 +91,19 @@ def test_cuda_tagger_and_fill_model(tmp_path):
     run_cli("tag", "train", corpus, "--format", "segmented", "--hidden", "32", "--emb", "16",
             "--epochs", "3", "--quiet", "--device", "cuda", "--run-name", "seg")
     assert run_cli("tag", "predict", "seg", input="我们喜欢学习\n").output.strip()
+    step = json.loads((tmp_path / "runs/seg/last/checkpoint.json").read_text())["progress"]["step"]
+    run_cli("tag", "train", "--resume", "seg", "--epochs", "4", "--quiet", "--device", "cuda")
     text = tmp_path / "fill.txt"
     text.write_text("\n".join(SMALL_LINES * 40) + "\n", encoding="utf-8")
     run_cli("train", text, *TINY, "--task", "fill", "--device", "cuda", "--max-steps", "20",
             "--run-name", "mask")
     result = json.loads(run_cli("fill", "the quick ___ fox", "-m", "mask", "--json").output)
     assert result
+    run_cli("train", "--resume", "mask", "--max-steps", "30", "--device", "cuda")
+    for run, steps in (("seg", step // 3 * 4), ("mask", 30)):  # resumed on the GPU (cuDNN's
+        # layout kept), each to its new budget
+        saved = json.loads((tmp_path / "runs" / run / "last/checkpoint.json").read_text())
+        assert saved["progress"]["step"] == steps
 
 
 def test_torchrun_on_one_gpu_trains_through_nccl_and_ddp(small_text, tmp_path):
