@@ -171,7 +171,8 @@ def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
     """Continue `ckpt`'s tagger run exactly on the sentences it trained on: read again from
     `data` / `valid` where given, else from where the run read them; refused if they differ."""
     recorded = ckpt.meta.get("data")
-    if not isinstance(recorded, dict) or "train" not in recorded:
+    if not isinstance(recorded, dict) or not all(
+            isinstance(recorded.get(k), dict) for k in recorded.keys() | {"train"}):
         raise UserError(f"{ckpt.folder} was saved by a version that did not record its data, so "
                         "it cannot resume: train a new tagger")
     with runlock.writer(ckpt.run_folder):
@@ -183,11 +184,7 @@ def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
             texts["train"], cfg, texts.get("valid"), test)
         for part, fingerprint in given.items():
             _require_same(part, fingerprint, recorded[part], ckpt.run_folder.name)
-        device = resolve_device(cfg.device)
-        bundle = TaggerBundle(ckpt.build(TaggerConfig, Tagger, device),
-                              Encoder.from_json(ckpt.meta["tokenizer"]),
-                              {k: ckpt.meta[k] for k in ("task", "model", "tokenizer", "tag", "data")},
-                              device)
+        bundle = _resumed_bundle(ckpt, resolve_device(cfg.device))
         task = TagTask(bundle, cfg, train_sents, val_sents, _metric(bundle))
         loop = _loop(task, ckpt.run_folder, reporter)
         loop.restore_from(ckpt)
@@ -196,6 +193,16 @@ def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
         loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step} | "
                               f"{_described(task)}")
         return _finish(loop, root, test_sents, cfg.device)
+
+
+def _resumed_bundle(ckpt: checkpoint.Checkpoint, device: torch.device) -> TaggerBundle:
+    try:
+        meta = {k: ckpt.meta[k] for k in ("task", "model", "tokenizer", "tag", "data")}
+        encoder = Encoder.from_json(meta["tokenizer"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{ckpt.folder / checkpoint.META} is damaged ({exc!r} is missing or "
+                        "unreadable): resume from the run's other checkpoint, or train anew") from exc
+    return TaggerBundle(ckpt.build(TaggerConfig, Tagger, device), encoder, meta, device)
 
 
 def _refuse_other_split(recorded: dict, valid: str | None) -> None:
@@ -221,10 +228,11 @@ def _resumed_text(part: str, given: str | None, recorded: dict, run: str) -> str
 def _require_same(part: str, now: dict, then: dict, run: str) -> None:
     if now["sha256"] != then.get("sha256"):
         what = "training file (DATA)" if part == "train" else "--valid file"
+        before = then.get("sentences")
+        before = f"{before:,}" if isinstance(before, int) else "?"
         raise UserError(f"the {what} {now['path']} is not what run {run} trained on "
-                        f"({now['sentences']:,} sentences now, {then.get('sentences', '?'):,} "
-                        "then, or the same count with other text): give the text it was "
-                        "trained on, or start a new run")
+                        f"({now['sentences']:,} sentences now, {before} then, or the same count "
+                        "with other text): give the text it was trained on, or start a new run")
 
 
 def _metric(bundle: TaggerBundle) -> str:
