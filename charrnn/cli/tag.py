@@ -37,7 +37,7 @@ def _features(spec: str | None) -> list[int]:
 @command(tag_app, "train")
 def tag_train(
     ctx: typer.Context,
-    data: Annotated[Optional[str], typer.Argument(help="Training file (CoNLL columns, or segmented lines); with --resume, only if the run's file moved.")] = None,
+    data: Annotated[Optional[str], typer.Argument(metavar="DATA", help="Training file (CoNLL columns, or segmented lines); with --resume, only if the run's file moved.")] = None,
     format: Annotated[opt.FormatChoice, typer.Option("--format", help="conll (token … label per line) or segmented (words separated by spaces; B/M/E/S tags).")] = T.format,
     label_column: Annotated[int, typer.Option(help="conll: the label column (0-based; -1 = last).")] = T.label_column,
     features: Annotated[Optional[str], typer.Option(help="conll: extra input columns, e.g. 1 for POS in CoNLL-2000.")] = None,
