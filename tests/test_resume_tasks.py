@@ -98,3 +98,41 @@ def test_a_resumed_tagger_keeps_its_settings_and_folder(tmp_path: Path) -> None:
     assert run_cli("tag", "train", ok=False).exit_code == 2
     again = run_cli("tag", "train", train, *TAG, "--run-name", "t", ok=False)
     assert "or continue it with `charrnn tag train --resume t`" in again.output
+
+
+def test_a_stop_saves_without_an_evaluation_so_best_and_patience_are_the_whole_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop's own evaluation counted towards --patience: a Ctrl-C at step 13 of a run that
+    stops early at step 16 became an early stop there (exit 0, no resume hint)."""
+    from test_tagger import _conll
+
+    from charrnn.training.loop import Loop
+
+    train = _conll(tmp_path / "train.txt", 120, 0)
+    args = [*TAG, "--max-steps", "60", "--eval-every", "4", "--patience", "2", "--lr", "0.2"]
+    whole = json.loads(run_cli("tag", "train", train, *args, "--run-name", "whole",
+                               "--json").stdout)
+    assert whole["outcome"] == "early-stopped" and whole["step"] < 60
+    real_step = Loop.step
+
+    def stop_at(self):
+        loss = real_step(self)
+        if self.progress.step == whole["step"] - 3:
+            self.stop.requested = True
+        return loss
+
+    monkeypatch.setattr(Loop, "step", stop_at)
+    cut = run_cli("tag", "train", train, *args, "--run-name", "cut", "--json", ok=False)
+    assert cut.exit_code == 130 and json.loads(cut.stdout)["outcome"] == "interrupted"
+    monkeypatch.setattr(Loop, "step", real_step)
+    resumed = json.loads(run_cli("tag", "train", "--resume", "cut", "--json").stdout)
+    assert (resumed["outcome"], resumed["step"]) == (whole["outcome"], whole["step"])
+
+    def evals(run: str) -> list[int]:
+        lines = (tmp_path / "runs" / run / "metrics.jsonl").read_text().splitlines()
+        return [r["step"] for r in map(json.loads, lines) if r["type"] == "eval"]
+
+    assert evals("cut") == evals("whole")
+    best = [json.loads((tmp_path / "runs" / r / "best/checkpoint.json").read_text())["progress"]
+            ["step"] for r in ("whole", "cut")]
+    assert best[0] == best[1]

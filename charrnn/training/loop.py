@@ -259,10 +259,13 @@ class Loop:
             cfg.eval_seconds is not None and prog.elapsed - self.last_eval_at >= cfg.eval_seconds))
 
     def _after_sync(self, final: bool, stopping: bool) -> str:
-        """Evaluate and save what is due; the run's outcome so far."""
+        """Evaluate and save what is due; the run's outcome so far. A stop asked for (Ctrl-C, a
+        signal, a closed pipe) saves last/ without an evaluation of its own: one would count
+        towards --patience and could become best/, so the resumed run would pick another best/
+        or stop early where the uninterrupted one does not."""
         cfg = self.cfg
         save_due = cfg.save_every is not None and self.progress.step % cfg.save_every == 0
-        if self._eval_due() or (final and self.has_val):
+        if self._eval_due() or (final and self.has_val and not stopping):
             self.last_eval = self._evaluate_and_save(final)
             self.last_eval_at = self.progress.elapsed
         elif save_due or final:
