@@ -13,6 +13,7 @@ checkpoint whole. File names inside a folder are fixed: nothing in the metadata 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,19 @@ class Checkpoint:
     @property
     def run_folder(self) -> Path:
         return self.folder.parent
+
+    @property
+    def started_at(self) -> float:
+        """When the run began, as this checkpoint tells: its save time less its training time."""
+        elapsed = float((self.meta.get("progress") or {}).get("elapsed", 0.0))
+        return float(self.meta.get("saved_at") or time.time()) - elapsed
+
+    def resumed_from(self) -> str:
+        """What a resume line adds about where it starts: nothing from last/; from best/ (last/
+        is missing), that the steps after it are trained again."""
+        if self.folder.name != "best":
+            return ""
+        return " from best/ (last/ is missing: the steps after it are trained again)"
 
     @property
     def task(self) -> str:

@@ -31,10 +31,11 @@ _held: dict[Path, int] = {}  # run folder → the open, locked file of this proc
 
 
 @contextlib.contextmanager
-def writer(folder: Path) -> Iterator[None]:
+def writer(folder: Path, what: str = "run") -> Iterator[None]:
     """Hold `folder` as its only writer until the block ends (UserError if another process
-    holds it). A folder where the lock file cannot be made (read-only) is not locked: nothing
-    can be written there anyway, and the first write says why."""
+    holds it; `what` the folder is, for that message: a run, a fill group). A folder where the
+    lock file cannot be made (read-only) is not locked: nothing can be written there anyway, and
+    the first write says why."""
     folder = Path(folder).resolve()
     if fcntl is None or folder in _held:
         yield
@@ -46,7 +47,7 @@ def writer(folder: Path) -> Iterator[None]:
         return
     try:
         if not _try_lock(fd):
-            raise UserError(_in_use_message(folder, _note(fd)))
+            raise UserError(_in_use_message(folder, _note(fd), what))
         _write_note(fd)
         _held[folder] = fd
         yield
@@ -95,12 +96,12 @@ def _note(fd: int) -> dict:
     return note if isinstance(note, dict) else {}
 
 
-def _in_use_message(folder: Path, note: dict) -> str:
+def _in_use_message(folder: Path, note: dict, what: str) -> str:
     who = f"process {note['pid']}" if "pid" in note else "another process"
     if note.get("host") and note["host"] != socket.gethostname():
         who += f" on {note['host']}"
     since = f" since {time.strftime('%H:%M:%S', time.localtime(note['since']))}" \
         if isinstance(note.get("since"), (int, float)) else ""
-    return (f"run {folder.name} is being trained by {who}{since} ({folder}): one process trains "
-            "a run at a time; wait for it to end, or stop it (Ctrl-C there saves last/), then "
-            "resume")
+    return (f"{what} {folder.name} is being trained by {who}{since} ({folder}): one process "
+            f"trains a {what} at a time; wait for it to end, or stop it (Ctrl-C there saves "
+            "last/), then resume")

@@ -20,6 +20,7 @@ from charrnn import fsutil, runlock
 from charrnn.errors import UserError
 
 RUN_FILE = "run.json"
+GROUP_FILE = "group.json"  # a fill group's record (charrnn.fill.group): a folder of runs' names
 # The run kinds, named as checkpoints name their task; run.json files written before 0.2 said
 # "rnn" and "tagger", which still open.
 KINDS = ("lm", "tag", "fill", "ngram")
@@ -175,6 +176,11 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
             return candidate
         if (candidate.parent / RUN_FILE).is_file() and candidate.is_dir():
             return candidate.parent
+        if (candidate / GROUP_FILE).is_file():
+            raise UserError(f"{spec} is a fill group, not a run: `charrnn fill TEXT -m {spec}` and "
+                            f"`charrnn fill eval FILE -m {spec}` read it, `charrnn fill train --resume "
+                            f"{spec}` continues it; its runs ({spec}-fwd, {spec}-bwd, "
+                            f"{spec}-mask, {spec}-ngram) are ordinary runs")
     raise UserError(f"run {spec!r} not found (looked for a folder with {RUN_FILE} at {spec} and "
                     f"{root / spec}): list them with `charrnn runs --out {root}`")
 

@@ -302,6 +302,29 @@ def test_a_fill_model_stopped_half_way_continues_from_its_last_save(small_stages
     assert not (root / "g-mask-2").exists()
 
 
+def test_a_group_in_training_is_refused_to_a_second_process(tmp_path: Path) -> None:
+    """Two processes trained one group side by side (g-fwd and g-fwd-2), the last to write
+    group.json winning."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, root, "g")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from charrnn import runlock\n"
+         f"with runlock.writer({str(folder)!r}, 'fill group'):\n"
+         "    print('held', flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = run_cli("fill", "train", "--resume", "g", "--plain", ok=False)
+        assert result.exit_code == 2
+        assert f"fill group g is being trained by process {holder.pid}" in result.output
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert not (root / "g-ngram").exists()
+
+
 def test_an_lm_killed_before_its_first_save_starts_anew_with_a_share_of_what_is_left(
         small_stages, tmp_path: Path) -> None:
     root = tmp_path / "runs"

@@ -136,3 +136,46 @@ def test_a_stop_saves_without_an_evaluation_so_best_and_patience_are_the_whole_r
     best = [json.loads((tmp_path / "runs" / r / "best/checkpoint.json").read_text())["progress"]
             ["step"] for r in ("whole", "cut")]
     assert best[0] == best[1]
+
+
+def test_a_resumed_tagger_records_where_it_read_and_mends_its_run_json(tmp_path: Path) -> None:
+    """It kept the old path (every later resume asked for DATA again) and a damaged run.json."""
+    from test_tagger import _conll
+
+    train = _conll(tmp_path / "train.txt", 60, 0)
+    run_cli("tag", "train", train, *TAG, "--max-steps", "4", "--run-name", "t")
+    moved = train.rename(tmp_path / "moved.txt")
+    (tmp_path / "runs/t/run.json").write_text("{", encoding="utf-8")
+    result = run_cli("tag", "train", moved, "--resume", "t", "--max-steps", "6")
+    assert "run.json was unreadable: written again from the checkpoint" in result.output
+    assert json.loads((tmp_path / "runs/t/run.json").read_text())["kind"] == "tag"
+    run_cli("tag", "train", "--resume", "t", "--max-steps", "8")  # from where it read last
+    assert json.loads((tmp_path / "runs/t/last/checkpoint.json").read_text())["data"]["train"][
+        "path"] == str(moved.resolve())
+
+
+def test_a_resumed_tagger_without_validation_refuses_patience(tmp_path: Path) -> None:
+    from test_tagger import _conll
+
+    train = _conll(tmp_path / "train.txt", 60, 0)
+    run_cli("tag", "train", train, *TAG, "--val-frac", "0", "--max-steps", "4", "--run-name", "t")
+    result = run_cli("tag", "train", "--resume", "t", "--max-steps", "6", "--patience", "2",
+                     ok=False)
+    assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
+
+
+def test_a_resume_from_best_says_so_and_a_fill_group_is_named_as_one(small_text: Path,
+                                                                     tmp_path: Path) -> None:
+    import shutil
+
+    run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "10", "--run-name", "m")
+    shutil.rmtree(tmp_path / "runs/m/last")
+    result = run_cli("train", "--resume", "m", "--max-steps", "12")
+    assert "at step 10 from best/ (last/ is missing: the steps after it are trained again)" in \
+        result.output
+    (tmp_path / "runs/g").mkdir()
+    (tmp_path / "runs/g/group.json").write_text("{}", encoding="utf-8")
+    for command in (["train", "--resume", "g"], ["tag", "train", "--resume", "g"]):
+        refused = run_cli(*command, ok=False)
+        assert refused.exit_code == 2 and "g is a fill group, not a run" in refused.output
+        assert "`charrnn fill train --resume g` continues it" in refused.output

@@ -100,6 +100,7 @@ def tag_train(
 def _resumed(request, root, reporter) -> dict:
     """A stopped tagger run continued: its own config, with a budget or device typed now."""
     from charrnn import checkpoint
+    from charrnn.plan import rules
     from charrnn.plan.train import refuse_spent_budget, resumed_config
     from charrnn.tag.config import TagTrainConfig
     from charrnn.tag.train import resume_tagger
@@ -113,6 +114,10 @@ def _resumed(request, root, reporter) -> dict:
     if "val_frac" in request.typed and request["valid"]:
         raise UserError("--val-frac does not apply with --valid: drop one of the two")
     saved = ckpt.config(TagTrainConfig, "train")
+    recorded = ckpt.meta.get("data") if isinstance(ckpt.meta.get("data"), dict) else {}
+    rules.refuse_inapplicable(request.typed, rules.Situation(
+        mode="resume", task="tag", data_format=saved.format,
+        has_validation=bool(recorded.get("valid")) or saved.val_frac > 0))
     cfg = resumed_config(request, saved, {}, run).config
     typed = bool({"max_steps", "max_time", "epochs"} & request.typed)
     return resume_tagger(ckpt, cfg, root, request["data"], request["valid"], request["test"],

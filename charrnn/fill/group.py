@@ -19,7 +19,7 @@ from pathlib import Path
 from charrnn import fsutil, runs
 from charrnn.errors import UserError
 
-FILE, FORMAT, VERSION = "group.json", "charrnn-fill-group", 1
+FILE, FORMAT, VERSION = runs.GROUP_FILE, "charrnn-fill-group", 1
 ROLES = {"ngram": "n-gram", "fwd": "forward LM", "bwd": "backward LM", "mask": "fill model"}
 
 

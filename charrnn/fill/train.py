@@ -114,7 +114,7 @@ def resume_fill_job(ckpt: checkpoint.Checkpoint, cfg: FillTrainConfig,
     """Continue `ckpt`'s fill run exactly (weights, optimizer, schedule, step, RNG: each step's
     windows and masks are a function of the step) on its dataset: the corpus `prepare` makes
     (it must be the same), or the cached one. `refuse_spent` as lm.job.TrainJob.resume's."""
-    from charrnn.lm.job import resumed_dataset, started_at
+    from charrnn.lm.job import resumed_dataset
 
     with runlock.writer(ckpt.run_folder):
         dataset = resumed_dataset(ckpt, prepare)
@@ -122,7 +122,7 @@ def resume_fill_job(ckpt: checkpoint.Checkpoint, cfg: FillTrainConfig,
         model = ckpt.build(FillConfig, FillModel, device)
         with out_of_memory_is_too_big(model.num_parameters(), device):
             task = FillTask(dataset, cfg, model, device)
-        repaired = runs.repair_run_info(ckpt.run_folder, "fill", started_at(ckpt),
+        repaired = runs.repair_run_info(ckpt.run_folder, "fill", ckpt.started_at,
                                         _run_record(dataset, cfg))
         loop = _loop(task, ckpt.run_folder, reporter)
         loop.restore_from(ckpt)
@@ -131,8 +131,8 @@ def resume_fill_job(ckpt: checkpoint.Checkpoint, cfg: FillTrainConfig,
         if repaired:
             loop.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
                                   "checkpoint")
-        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step} | "
-                              f"fill model | {_described(task)}")
+        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step}"
+                              f"{ckpt.resumed_from()} | fill model | {_described(task)}")
         return _finish(loop)
 
 

@@ -157,7 +157,16 @@ def popts_of(folder: Path) -> tuple[list[str], data.PreprocessOptions]:
 def run(folder: Path, reporters: Reporters, say: Callable[[str], None],
         device: str = "auto", plan: PlanLM = as_given) -> dict:
     """Train the group's stages that are not done, within what is left of its budget; each new
-    LM as `plan` makes it for this machine."""
+    LM as `plan` makes it for this machine. One process at a time (a second one would train the
+    same stages beside it, and the last to write group.json would win)."""
+    from charrnn import runlock
+
+    with runlock.writer(folder, "fill group"):
+        return _run_stages(folder, reporters, say, device, plan)
+
+
+def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], device: str,
+                plan: PlanLM) -> dict:
     info = group.read(folder)
     deadline = time.time() + max(0.0, info["max_time"] - info["spent_s"])
     inputs, popts = popts_of(folder)

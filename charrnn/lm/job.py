@@ -16,7 +16,6 @@ folder, or the name of a registry corpus; no input means the embedded default co
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -135,7 +134,7 @@ class TrainJob:
             prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
             dataset = resumed_dataset(ckpt, prepare)
             repaired = self.dist.is_main and runs.repair_run_info(
-                ckpt.run_folder, "lm", started_at(ckpt), _run_record(dataset, cfg, {}))
+                ckpt.run_folder, "lm", ckpt.started_at, _run_record(dataset, cfg, {}))
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
             if refuse_spent is not None:
@@ -144,7 +143,7 @@ class TrainJob:
                 trainer.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from "
                                          "the checkpoint")
             trainer.reporter.message(f"resuming {ckpt.run_folder} at step "
-                                     f"{trainer.progress.step} | "
+                                     f"{trainer.progress.step}{ckpt.resumed_from()} | "
                                      f"{_computes(trainer, _resumed_sources(ckpt, cfg))}")
             return _finish(trainer)
 
@@ -201,12 +200,6 @@ def resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
                             "the cache: pass the same corpus and options again to --resume")
     _check_tokenizer(dataset, ckpt)
     return dataset
-
-
-def started_at(ckpt: checkpoint.Checkpoint) -> float:
-    """When the run began, as its checkpoint tells: its save time less its training time."""
-    elapsed = float((ckpt.meta.get("progress") or {}).get("elapsed", 0.0))
-    return float(ckpt.meta.get("saved_at") or time.time()) - elapsed
 
 
 def _run_record(dataset: data.Dataset, cfg: TrainConfig, sources: dict[str, str]) -> dict:

@@ -153,11 +153,8 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
     train_sents, val_sents, test_sents, given = _read_splits(data, cfg, valid, test)
     bundle = _build(data, cfg, train_sents)
     bundle.meta["data"] = given
-    info = {"task": "tag", "data": str(data), "format": cfg.format,
-            "sentences": {"train": len(train_sents), "val": len(val_sents)},
-            "config": asdict(cfg)}
-    run_dir = runs.new_run_dir(root, run_name, "tag", info)
     task = TagTask(bundle, cfg, train_sents, val_sents, _metric(bundle))
+    run_dir = runs.new_run_dir(root, run_name, "tag", _run_record(data, cfg, task))
     with runlock.writer(run_dir):
         loop = _loop(task, run_dir, reporter)
         loop.reporter.message(f"run {run_dir} | {_described(task)}")
@@ -185,14 +182,27 @@ def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
         for part, fingerprint in given.items():
             _require_same(part, fingerprint, recorded[part], ckpt.run_folder.name)
         bundle = _resumed_bundle(ckpt, resolve_device(cfg.device))
+        bundle.meta["data"] = given  # where the sentences are now, for the next resume
         task = TagTask(bundle, cfg, train_sents, val_sents, _metric(bundle))
+        repaired = runs.repair_run_info(ckpt.run_folder, "tag", ckpt.started_at,
+                                        _run_record(texts["train"], cfg, task))
         loop = _loop(task, ckpt.run_folder, reporter)
         loop.restore_from(ckpt)
         if refuse_spent is not None:
             refuse_spent(loop.progress, loop.budget_spent())
-        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step} | "
-                              f"{_described(task)}")
+        if repaired:
+            loop.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
+                                  "checkpoint")
+        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step}"
+                              f"{ckpt.resumed_from()} | {_described(task)}")
         return _finish(loop, root, test_sents, cfg.device)
+
+
+def _run_record(data: str, cfg: TagTrainConfig, task: TagTask) -> dict:
+    """What run.json says of a tagger run beside its kind, name and creation time."""
+    return {"task": "tag", "data": str(data), "format": cfg.format,
+            "sentences": {"train": len(task.encoded), "val": len(task.val_sents)},
+            "config": asdict(cfg)}
 
 
 def _resumed_bundle(ckpt: checkpoint.Checkpoint, device: torch.device) -> TaggerBundle:
