@@ -74,7 +74,7 @@ def kenlm_perplexity(model, test_text: str, level: str, workdir: Path) -> dict:
         import kenlm
     except ImportError:
         return {"kenlm_module": "not installed (MAX_ORDER=10 pip install --no-binary kenlm kenlm)"}
-    from charrnn.ngram.arpa import escape, export_arpa
+    from charrnn.ngram.arpa import export_arpa, word_strings
 
     path = workdir / f"{level}{model.order}.arpa"
     export_arpa(model, path)
@@ -82,13 +82,10 @@ def kenlm_perplexity(model, test_text: str, level: str, workdir: Path) -> dict:
         lm = kenlm.Model(str(path))
     except Exception as exc:  # e.g. an order above the module's compiled MAX_ORDER
         return {"kenlm_module": f"could not load: {exc}"}
-    known = set(model.tokenizer.token_strings())
+    names = word_strings(model)  # each id's spelling in the file (our <unk> is ARPA's <unk>)
     total = tokens = 0.0
     for line in test_text.split("\n")[:-1]:
-        if level == "char":
-            words = [escape(c) for c in line]
-        else:  # words outside the vocabulary are the rare-word token (our tokenizer's <unk>)
-            words = [escape(w if w in known else "<unk>") for w in line.split()]
+        words = [names[i] for i in model.tokenizer.encode(line).tolist()]
         total += lm.score(" ".join(words), bos=True, eos=True)
         tokens += len(words) + 1
     return {"kenlm_module_perplexity_of_our_arpa": 10 ** (-total / tokens)}
