@@ -498,6 +498,15 @@ def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
     saved = {**dataset.meta.get("options", {}), "level": dataset.tokenizer.level}
     asked = opts.given() if names is None else names
     clashes = [name for name in sorted(asked) if getattr(opts, name) != saved.get(name)]
+    level = dataset.tokenizer.level
+    unread = [n for n in clashes if n not in LEVEL_OPTIONS.get(level, ()) and
+              any(n in keys for keys in LEVEL_OPTIONS.values())]
+    if unread:  # preprocessing again would not read it either (--vocab-size at char level)
+        name = unread[0]
+        readers = [lv for lv, keys in LEVEL_OPTIONS.items() if name in keys]
+        raise UserError(f"{folder} is a preprocessed {level}-level dataset, and "
+                        f"--{name.replace('_', '-')} applies at "
+                        f"{' and '.join(readers)} level: drop it")
     if clashes:
         given = "; ".join(f"{_flag(n, getattr(opts, n))} does not apply (it was made with "
                           f"{_flag(n, saved.get(n))})" for n in clashes)

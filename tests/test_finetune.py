@@ -143,6 +143,8 @@ def test_typed_shape_options_that_match_the_parent_in_effect_are_accepted(parent
     # the parent's emb 0 is its hidden size (32); --softmax auto leaves the choice to the parent
     run_cli("train", code, "--init-from", "parent", *TINY, "--emb", "32", "--softmax", "auto",
             "--tie-weights", "--max-steps", "2", "--run-name", "same")
+    sources = json.loads((parent.parent / "same/run.json").read_text())["sources"]
+    assert sources["emb"] == "parent"  # emb 0 is recorded, the parent's spelling: not "typed"
     refused = run_cli("train", code, "--init-from", "parent", *TINY, "--no-tie-weights", ok=False)
     assert "--no-tie-weights (it has --tie-weights)" in refused.output
 

@@ -295,6 +295,10 @@ def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path
     assert "is a preprocessed word-level dataset: --level char does not apply" in result.output
     result = run_cli("ngram", "train", ds, "--level", "char", ok=False)
     assert "is a preprocessed word-level dataset: --level char does not apply" in result.output
+    # an option the dataset's level never reads: not "preprocess again with it"
+    result = run_cli("train", ds, "--vocab-size", "100", "--plain", ok=False)
+    assert result.exit_code == 2 and "word-level dataset, and --vocab-size applies at subword " \
+        "level: drop it" in result.output
 
 
 @pytest.mark.parametrize(("command", "args", "message"), [

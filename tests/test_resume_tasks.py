@@ -179,3 +179,18 @@ def test_a_resume_from_best_says_so_and_a_fill_group_is_named_as_one(small_text:
         refused = run_cli(*command, ok=False)
         assert refused.exit_code == 2 and "g is a fill group, not a run" in refused.output
         assert "`charrnn fill train --resume g` continues it" in refused.output
+
+
+def test_a_finished_run_refuses_a_patience_it_would_never_use(small_text: Path,
+                                                               tmp_path: Path) -> None:
+    """--patience typed on a run whose budget is spent said "done" and changed nothing."""
+    from test_tagger import _conll
+
+    run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "4", "--run-name", "m")
+    result = run_cli("train", "--resume", "m", "--patience", "2", ok=False)
+    assert result.exit_code == 2 and "has spent its budget, --max-steps 4" in result.output
+    train = _conll(tmp_path / "train.txt", 30, 0)
+    run_cli("tag", "train", train, "--format", "conll", "--hidden", "8", "--emb", "8",
+            "--char-filters", "0", "--quiet", "--run-name", "t")  # 10 epochs, the default
+    result = run_cli("tag", "train", "--resume", "t", "--patience", "2", ok=False)
+    assert result.exit_code == 2 and "--epochs 10 (the default)" in result.output

@@ -403,6 +403,12 @@ def test_num_samples_are_separated_by_a_line_and_one_sample_has_none(tiny_run) -
     assert "-" * 15 not in one and one.endswith("\n")
 
 
+def test_a_top_p_of_one_is_refused_as_a_top_k_of_the_whole_vocabulary_is(tiny_run) -> None:
+    result = run_cli("sample", tiny_run, "--top-p", "1", "--length", "5", ok=False)
+    assert result.exit_code == 2 and "--top-p 1 keeps every token" in result.output
+    assert run_cli("sample", tiny_run, "--top-p", "0.9", "--length", "5").output
+
+
 def test_sample_seed_out_of_range_is_a_one_line_error(tiny_run) -> None:
     result = run_cli("sample", tiny_run, "--seed", "99999999999999999999", ok=False)
     assert result.exit_code == 2 and "--seed must be in [0, 2**63)" in result.output

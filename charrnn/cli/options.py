@@ -130,7 +130,7 @@ def run_and_file(targets: list[str], runs_root: Path, command: str) -> tuple[str
 # ---- options several commands share ----------------------------------------------------------
 P = PreprocessOptions
 Level = Annotated[LevelChoice, typer.Option("--level", help="Token level: char, word or subword.")]
-Lower = Annotated[bool, typer.Option("--lower", help="Lower-case the text first.")]
+Lower = Annotated[bool, typer.Option("--lower", help="Lower-case the text first (char and word level).")]
 ValFrac = Annotated[float, typer.Option("--val-frac", help="Fraction of the corpus tail held out for validation.")]
 TestFrac = Annotated[float, typer.Option("--test-frac", help="Fraction of the corpus tail held out for test (after val).")]
 Valid = Annotated[Optional[list[str]], typer.Option("--valid", help="Validation file(s) instead of a tail fraction.")]

@@ -60,7 +60,7 @@ def train(
     save_every: opt.SaveEvery = L.save_every, patience: opt.Patience = L.patience,
     log_every: opt.LogEvery = L.log_every, seed: opt.Seed = L.seed, device: opt.Device = L.device,
     precision: opt.Precision = L.precision, threads: opt.Threads = L.threads,
-    softmax: Annotated[opt.SoftmaxChoice, typer.Option(help="Output layer: full, adaptive (Grave et al. 2017: the vocabulary in frequency clusters; exact probabilities, a fraction of the cost for word vocabularies) or auto (adaptive from 5,000 tokens on a CPU).")] = L.softmax,
+    softmax: Annotated[opt.SoftmaxChoice, typer.Option(help="Output layer: full, adaptive (Grave et al. 2017: the vocabulary in frequency clusters; exact probabilities, a fraction of the cost for word vocabularies) or auto (on a CPU from 2,000 tokens, adaptive where a timed step finds it clearly faster).")] = L.softmax,
     cutoffs: Annotated[Optional[str], typer.Option(help="Adaptive softmax cluster bounds in frequency ranks, e.g. 2000,6000 (default: where the head covers 87% and the first tail 97% of the training tokens).")] = None,
     direction: Annotated[opt.DirectionChoice, typer.Option(help="forward, or backward (a right-to-left LM, used by fill).")] = L.direction,
     task: Annotated[opt.TaskChoice, typer.Option(help="lm (a language model), or fill (a masked bidirectional model for `charrnn fill`).")] = "lm",

@@ -189,20 +189,24 @@ def resumed_config(request: Request, saved: LoopConfig, model: dict, run: str) -
     return Resolved(replace(saved, **budget), {k: "typed" for k in budget})  # type: ignore[arg-type]
 
 
-def refuse_spent_budget(cfg: TrainConfig, progress, spent: bool, run: str, typed: bool) -> None:
-    """A resumed run counts its whole training against its budget: a budget typed now that is
-    already spent (or that leaves another spent bound in place) would stop it at once, having
-    trained nothing, and say 'done'. Said with the bound that is spent. Nothing typed: 'done'
+def refuse_spent_budget(cfg: LoopConfig, progress, spent: bool, run: str, typed: bool) -> None:
+    """A resumed run counts its whole training against its budget: a budget (or --patience)
+    typed now on a run whose budget is spent would stop it at once, having trained nothing, and
+    say 'done'. Said with the bound that is spent (a default one too). Nothing typed: 'done'
     stands (the resume a stop printed at its last step, a wrapper run again after the end)."""
     if not spent or not typed:
         return
+    at = f"(it is at step {progress.step:,})"
+    unbounded = cfg.max_steps is None and cfg.max_time is None and cfg.epochs is None
+    epochs = cfg.DEFAULT_EPOCHS if unbounded and cfg.DEFAULT_MAX_STEPS is None else cfg.epochs
     if cfg.max_time is not None and progress.elapsed >= cfg.max_time:
         flag, bound = "--max-time", f"{cfg.max_time:g} (it has trained {progress.elapsed:.0f} s)"
-    elif cfg.epochs is not None and (cfg.max_steps is None or progress.step < cfg.max_steps):
-        flag, bound = "--epochs", f"{cfg.epochs:g} (it is at step {progress.step:,})"
+    elif cfg.max_steps is not None and progress.step >= cfg.max_steps:
+        flag, bound = "--max-steps", f"{cfg.max_steps} {at}"
+    elif epochs is not None:
+        flag, bound = "--epochs", f"{epochs:g}{' (the default)' if unbounded else ''} {at}"
     else:
-        steps = cfg.max_steps or cfg.DEFAULT_MAX_STEPS
-        flag, bound = "--max-steps", f"{steps} (it is at step {progress.step:,})"
+        flag, bound = "--max-steps", f"{cfg.DEFAULT_MAX_STEPS} (the default) {at}"
     raise UserError(f"run {run} has spent its budget, {flag} {bound}: a resumed run counts its "
                     f"whole training, so it would stop at once; give a larger {flag} to continue")
 
@@ -216,7 +220,10 @@ def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, par
     unmeasured = recipe_config(request, facts, job)
     keep = {k: getattr(parent, k) for k in SHAPE}
     keep.update({k: getattr(parent, k) for k in REGULARISERS if k not in request.typed})
-    sources = {**unmeasured.sources, **{k: "parent" for k in keep if k not in request.typed}}
+    # A typed shape option equal to the parent's in effect (--emb 64 where the parent has emb 0,
+    # its hidden size) keeps the parent's spelling: the value is the parent's, not what was typed.
+    sources = {**unmeasured.sources,
+               **{k: "parent" for k in keep if k not in request.typed or k in SHAPE}}
     cfg = replace(unmeasured.config, **keep)
     require_one_batch(facts.train_tokens, cfg.batch_size, cfg.seq_len)
     return measured_choices(_recipe_precision(Resolved(cfg, sources), request), facts, job)
@@ -301,7 +308,7 @@ def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     refuse_for_run(request, "resume", job.device_type,
                    bool(inputs) or val_tokens is None or val_tokens >= 2, task)
     popts = preprocess_options(request, inputs, mirror) if inputs else None
-    budget_typed = bool({"max_steps", "max_time", "epochs"} & request.typed)
+    budget_typed = bool({"max_steps", "max_time", "epochs", "patience"} & request.typed)
 
     def refuse_spent(progress, spent: bool) -> None:
         refuse_spent_budget(resolved.config, progress, spent, ckpt.run_folder.name, budget_typed)
