@@ -125,14 +125,7 @@ def resume_fill_job(ckpt: checkpoint.Checkpoint, cfg: FillTrainConfig,
         repaired = runs.repair_run_info(ckpt.run_folder, "fill", ckpt.started_at,
                                         _run_record(dataset, cfg))
         loop = _loop(task, ckpt.run_folder, reporter)
-        loop.restore_from(ckpt)
-        if refuse_spent is not None:
-            refuse_spent(loop.progress, loop.budget_spent())
-        if repaired:
-            loop.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
-                                  "checkpoint")
-        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step}"
-                              f"{ckpt.resumed_from()} | fill model | {_described(task)}")
+        loop.resume(ckpt, f"fill model | {_described(task)}", repaired, refuse_spent)
         return _finish(loop)
 
 

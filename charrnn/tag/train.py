@@ -187,14 +187,7 @@ def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
         repaired = runs.repair_run_info(ckpt.run_folder, "tag", ckpt.started_at,
                                         _run_record(texts["train"], cfg, task))
         loop = _loop(task, ckpt.run_folder, reporter)
-        loop.restore_from(ckpt)
-        if refuse_spent is not None:
-            refuse_spent(loop.progress, loop.budget_spent())
-        if repaired:
-            loop.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
-                                  "checkpoint")
-        loop.reporter.message(f"resuming {ckpt.run_folder} at step {loop.progress.step}"
-                              f"{ckpt.resumed_from()} | {_described(task)}")
+        loop.resume(ckpt, _described(task), repaired, refuse_spent)
         return _finish(loop, root, test_sents, cfg.device)
 
 

@@ -20,13 +20,14 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from charrnn import checkpoint
+from charrnn import checkpoint, runs
 from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_precision
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
@@ -171,6 +172,20 @@ class Loop:
         # Records after the resumed step are dropped: the run writes them again.
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.progress.step,
                                   enabled=self.dist.is_main)
+
+    def resume(self, ckpt: checkpoint.Checkpoint, what: str, repaired: bool = False,
+               refuse_spent: Callable[[Progress, bool], None] | None = None) -> None:
+        """restore_from, then what every resumed task checks and says first: `refuse_spent`
+        sees where the run stands and whether its budget is spent; a run.json written again
+        (`repaired`); the resume line, `what` the run trains."""
+        self.restore_from(ckpt)
+        if refuse_spent is not None:
+            refuse_spent(self.progress, self.budget_spent())
+        if repaired:
+            self.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
+                                  "checkpoint")
+        self.reporter.message(f"resuming {ckpt.run_folder} at step {self.progress.step}"
+                              f"{ckpt.resumed_from()} | {what}")
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> dict:
