@@ -18,6 +18,37 @@ from charrnn.lm.model import load_lm
 KILL_ARGS = ["--hidden", "32", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
              "--log-every", "1", "--save-every", "1", "--eval-every", "3", "--plain",
              "--max-steps", "100000"]
+TAG_KILL_ARGS = ["--format", "conll", "--hidden", "32", "--emb", "16", "--batch-size", "8",
+                 "--log-every", "1", "--save-every", "1", "--eval-every", "3",
+                 "--max-steps", "100000"]
+# task → (the command that starts the run, the one that resumes it); the corpus follows the first
+COMMANDS = {"lm": (["train"], ["train", "--resume", "killed", *KILL_ARGS]),
+            "fill": (["train", "--task", "fill"], ["train", "--resume", "killed", *KILL_ARGS]),
+            "tag": (["tag", "train"], ["tag", "train", "--resume", "killed", *TAG_KILL_ARGS])}
+
+
+def _start(task: str, corpus: Path, resumed: bool) -> list[str]:
+    start, resume = COMMANDS[task]
+    if resumed:
+        return resume
+    return [*start, str(corpus), "--run-name", "killed",
+            *(TAG_KILL_ARGS if task == "tag" else KILL_ARGS)]
+
+
+def _load(ckpt) -> None:
+    """Build the checkpoint's model with its weights, whatever its task."""
+    if ckpt.task == "fill":
+        from charrnn.fill.config import FillConfig
+        from charrnn.fill.model import FillModel
+
+        ckpt.build(FillConfig, FillModel, "cpu")
+    elif ckpt.task == "tag":
+        from charrnn.tag.config import TaggerConfig
+        from charrnn.tag.model import Tagger
+
+        ckpt.build(TaggerConfig, Tagger, "cpu")
+    else:
+        load_lm(ckpt, "cpu")
 
 
 def checkpoint_problems(run: Path) -> list[str]:
@@ -32,7 +63,7 @@ def checkpoint_problems(run: Path) -> list[str]:
             continue
         try:
             ckpt = checkpoint.open_checkpoint(folder)
-            load_lm(ckpt, "cpu")
+            _load(ckpt)
             ckpt.load_state()
         except UserError as exc:
             problems.append(f"{name}: {exc}")
@@ -49,8 +80,10 @@ def saved_step(run: Path) -> int:
     return json.loads(meta.read_text())["progress"]["step"] if meta.exists() else 0
 
 
-def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0) -> dict:
-    """Start, SIGKILL at a random moment, check, resume; `kills` times. Returns counts."""
+def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0,
+               task: str = "lm") -> dict:
+    """Start, SIGKILL at a random moment, check, resume; `kills` times. Returns counts. `task`:
+    a language model, a fill model or a tagger (`corpus` then in CoNLL columns)."""
     rng = random.Random(seed)
     env = {**os.environ, "CHARRNN_RUNS": str(runs_root), "OMP_NUM_THREADS": "1"}
     run = runs_root / "killed"
@@ -58,8 +91,8 @@ def kill_cycle(corpus: Path, runs_root: Path, kills: int = 20, seed: int = 0) ->
               "writing": []}
     previous = 0
     for _ in range(kills):
-        resume = ["--resume", "killed"] if (run / "last").exists() else [str(corpus), "--run-name", "killed"]
-        proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", *resume, *KILL_ARGS],
+        argv = _start(task, corpus, (run / "last").exists())
+        proc = subprocess.Popen([sys.executable, "-m", "charrnn", *argv],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         metrics = run / "metrics.jsonl"
         start_size = metrics.stat().st_size if metrics.exists() else 0

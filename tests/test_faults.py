@@ -36,6 +36,20 @@ def test_sigkill_at_20_random_moments_never_loses_a_checkpoint(small_text: Path,
     run_cli("train", "--resume", "killed", "--max-steps", str(counts["final_step"] + 3), "--plain")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["fill", "tag"])
+def test_sigkill_of_a_fill_model_or_a_tagger_never_loses_a_checkpoint_and_resumes(
+        small_text: Path, tmp_path: Path, task: str) -> None:
+    """They resume since 2026-12-06: killed at random moments, each start after the first
+    resumes, and every checkpoint left opens whole."""
+    from test_tagger import _conll
+
+    corpus = _conll(tmp_path / "chunks.txt", 150, 0) if task == "tag" else small_text
+    counts = kill_cycle(corpus, tmp_path / "runs", kills=8, seed=2, task=task)
+    assert counts["lost_data"] == 0, counts["problems"]
+    assert counts["final_step"] > 0 and counts["survived"] == 8
+
+
 @pytest.fixture
 def tiny_mount(tmp_path: Path):
     """A tmpfs of a chosen size (needs root and mount; skipped where unavailable)."""
