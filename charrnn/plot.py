@@ -12,7 +12,7 @@ from pathlib import Path
 
 from charrnn import fsutil, runs
 from charrnn.errors import UserError
-from charrnn.runstats import read_metrics
+from charrnn.runstats import TAGGER_SCORES, read_metrics, tagger_score
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -86,16 +86,13 @@ def _curves(spec: str, root: Path) -> tuple[str, str, list[dict], list[dict]]:
     return folder.name, kind, train, evals
 
 
-TAGGER_SCORES = ("f1", "accuracy")  # what a tagger's evaluations score, the first one it has
-
-
 def validation_points(kind: str, evals: list[dict]) -> tuple[str, list[tuple[int, float]]]:
     """The right panel's unit and points of one run: bits per character (comparable across
     token levels), or a tagger's F1 (chunks, words) or else accuracy."""
     if kind != "tag":
         return "bits / character", [(r["step"], r["val_bpc"]) for r in evals
                                     if r.get("val_bpc") is not None]
-    score = next((k for k in TAGGER_SCORES if any(k in r for r in evals)), TAGGER_SCORES[0])
+    score = tagger_score(evals)
     return score.replace("f1", "F1"), [(r["step"], r[score]) for r in evals if score in r]
 
 

@@ -13,6 +13,13 @@ from pathlib import Path
 
 from charrnn import runs
 
+TAGGER_SCORES = ("f1", "accuracy")  # what a tagger's evaluations score, the first one it has
+
+
+def tagger_score(evals: list[dict]) -> str:
+    """The score a tagger's evaluations hold: F1 (chunks, words), else accuracy."""
+    return next((k for k in TAGGER_SCORES if any(k in r for r in evals)), TAGGER_SCORES[0])
+
 
 def read_metrics(folder: Path, scores: tuple[str, ...] = ("val_loss",)
                  ) -> tuple[list[dict], list[dict]]:
@@ -67,7 +74,8 @@ def safetensors_params(path: Path) -> int | None:
 
 
 def summary(folder: Path) -> dict:
-    """One row of `charrnn runs`: name, kind, created, steps, best val loss/bpc, level, size."""
+    """One row of `charrnn runs`: name, kind, created, steps, best val loss/bpc (a tagger's best
+    F1 or accuracy), level, size."""
     info = _json(folder / runs.RUN_FILE)
     kind = runs.kind_name(info.get("kind", "?"))
     parent = (info.get("init_from") or {}).get("run")
@@ -83,8 +91,12 @@ def summary(folder: Path) -> dict:
         if meta.get("order"):
             row["kind"] = f"ngram ({meta['order']})"
         return row
-    train, evals = read_metrics(folder)
-    if evals:
+    train, evals = read_metrics(folder, TAGGER_SCORES if kind == "tag" else ("val_loss",))
+    if kind == "tag":  # a tagger's validation is a score, higher better
+        score = tagger_score(evals)
+        if any(score in r for r in evals):
+            row["score"] = f"{score.replace('f1', 'F1')} {max(r[score] for r in evals if score in r):.4f}"
+    elif evals:
         best = min(evals, key=lambda r: r["val_loss"])
         row["val_loss"], row["val_bpc"] = best["val_loss"], best.get("val_bpc")
     steps = [r["step"] for r in train + evals]
@@ -92,6 +104,7 @@ def summary(folder: Path) -> dict:
         ckpt = _json(folder / name / "checkpoint.json")
         if not ckpt:
             continue
+        row["level"] = row["level"] or (ckpt.get("tokenizer") or {}).get("level")
         step = (ckpt.get("progress") or {}).get("step")
         if step is not None:
             steps.append(step)

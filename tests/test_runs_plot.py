@@ -134,6 +134,8 @@ def test_a_tagger_run_is_plotted_by_its_validation_score_and_apart_from_lms(tiny
     assert len(train_records) == 6 and unit == "F1"
     assert points == [(r["step"], r["f1"]) for r in evals] and [p[0] for p in points] == [2, 4, 6]
     assert validation_points("tag", [{"step": 2, "accuracy": 0.5}]) == ("accuracy", [(2, 0.5)])
+    row = next(line for line in run_cli("runs").output.splitlines() if line.startswith("chunker"))
+    assert f"F1 {max(p[1] for p in points):.4f}" in row and " word " in row  # was "—" and "—"
     mixed = run_cli("plot", "chunker", str(tiny_run), "--png", tmp_path / "m.png", ok=False)
     assert mixed.exit_code == 2 and "plot tagger runs apart from language models" in mixed.output
 

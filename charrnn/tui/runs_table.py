@@ -13,8 +13,8 @@ from charrnn import runs
 from charrnn.fill import group
 from charrnn.runstats import summary
 
-HEADERS = ("name", "kind", "created", "steps", "val loss", "bpc", "level", "params")
-NUMERIC = {"steps", "val loss", "bpc", "params"}  # printed whole: other columns fold instead
+HEADERS = ("name", "kind", "created", "steps", "best val", "bpc", "level", "params")
+NUMERIC = {"steps", "best val", "bpc", "params"}  # printed whole: other columns fold instead
 MIN_TEXT = 4  # the narrowest a folding column gets
 
 
@@ -36,7 +36,7 @@ def _cells(row: dict) -> list[str]:
     bpc = "—" if row["val_bpc"] is None else f"{row['val_bpc']:.4f}"
     return [row["name"], row["kind"], created,
             "—" if row["steps"] is None else f"{row['steps']:,}",
-            "—" if row["val_loss"] is None else f"{row['val_loss']:.4f}",
+            row.get("score") or ("—" if row["val_loss"] is None else f"{row['val_loss']:.4f}"),
             bpc, row["level"] or "—", _size(row["params"], row["size_unit"])]
 
 
