@@ -46,6 +46,11 @@ LEVEL_OPTIONS = {"char": ("lower",), "word": ("lower", "pattern", "min_count", "
                  "subword": ("vocab_size", "subword_model")}
 
 
+def levels_reading(name: str) -> list[str]:
+    """The levels whose tokenizer reads a preprocess option ([] for one every level reads)."""
+    return [level for level, keys in LEVEL_OPTIONS.items() if name in keys]
+
+
 @dataclass
 class PreprocessOptions:
     level: str = "char"
@@ -499,14 +504,12 @@ def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
     asked = opts.given() if names is None else names
     clashes = [name for name in sorted(asked) if getattr(opts, name) != saved.get(name)]
     level = dataset.tokenizer.level
-    unread = [n for n in clashes if n not in LEVEL_OPTIONS.get(level, ()) and
-              any(n in keys for keys in LEVEL_OPTIONS.values())]
+    unread = [n for n in clashes if levels_reading(n) and level not in levels_reading(n)]
     if unread:  # preprocessing again would not read it either (--vocab-size at char level)
         name = unread[0]
-        readers = [lv for lv, keys in LEVEL_OPTIONS.items() if name in keys]
         raise UserError(f"{folder} is a preprocessed {level}-level dataset, and "
                         f"--{name.replace('_', '-')} applies at "
-                        f"{' and '.join(readers)} level: drop it")
+                        f"{' and '.join(levels_reading(name))} level: drop it")
     if clashes:
         given = "; ".join(f"{_flag(n, getattr(opts, n))} does not apply (it was made with "
                           f"{_flag(n, saved.get(n))})" for n in clashes)

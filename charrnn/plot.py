@@ -12,7 +12,7 @@ from pathlib import Path
 
 from charrnn import fsutil, runs
 from charrnn.errors import UserError
-from charrnn.runstats import TAGGER_SCORES, read_metrics, tagger_score
+from charrnn.runstats import TAGGER_SCORES, read_metrics, score_label, tagger_score
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -93,7 +93,7 @@ def validation_points(kind: str, evals: list[dict]) -> tuple[str, list[tuple[int
         return "bits / character", [(r["step"], r["val_bpc"]) for r in evals
                                     if r.get("val_bpc") is not None]
     score = tagger_score(evals)
-    return score.replace("f1", "F1"), [(r["step"], r[score]) for r in evals if score in r]
+    return score_label(score), [(r["step"], r[score]) for r in evals if score in r]
 
 
 def _is_png(path: Path) -> bool:

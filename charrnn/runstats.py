@@ -21,6 +21,10 @@ def tagger_score(evals: list[dict]) -> str:
     return next((k for k in TAGGER_SCORES if any(k in r for r in evals)), TAGGER_SCORES[0])
 
 
+def score_label(score: str) -> str:
+    return "F1" if score == "f1" else score
+
+
 def read_metrics(folder: Path, scores: tuple[str, ...] = ("val_loss",)
                  ) -> tuple[list[dict], list[dict]]:
     """(train records, eval records holding one of `scores`) from <run>/metrics.jsonl, in step
@@ -95,7 +99,7 @@ def summary(folder: Path) -> dict:
     if kind == "tag":  # a tagger's validation is a score, higher better
         score = tagger_score(evals)
         if any(score in r for r in evals):
-            row["score"] = f"{score.replace('f1', 'F1')} {max(r[score] for r in evals if score in r):.4f}"
+            row["score"] = f"{score_label(score)} {max(r[score] for r in evals if score in r):.4f}"
     elif evals:
         best = min(evals, key=lambda r: r["val_loss"])
         row["val_loss"], row["val_bpc"] = best["val_loss"], best.get("val_bpc")

@@ -137,14 +137,8 @@ class TrainJob:
                 ckpt.run_folder, "lm", ckpt.started_at, _run_record(dataset, cfg, {}))
             trainer = Trainer(dataset, cfg, ckpt.run_folder, resume=ckpt, reporter=reporter,
                               dist=self.dist)
-            if refuse_spent is not None:
-                refuse_spent(trainer.progress, trainer.loop.budget_spent())
-            if repaired:
-                trainer.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from "
-                                         "the checkpoint")
-            trainer.reporter.message(f"resuming {ckpt.run_folder} at step "
-                                     f"{trainer.progress.step}{ckpt.resumed_from()} | "
-                                     f"{_computes(trainer, _resumed_sources(ckpt, cfg))}")
+            trainer.loop.resumed(ckpt, _computes(trainer, _resumed_sources(ckpt, cfg)),
+                                 bool(repaired), refuse_spent)
             return _finish(trainer)
 
 

@@ -51,12 +51,12 @@ def refuse_idle_mirror(inputs: list[str], mirror: str | None) -> None:
 def _refuse_other_levels(level: str, typed: frozenset[str]) -> None:
     """A typed tokenizer option that the text's level does not read (--max-vocab at char level)
     would be ignored: an error naming the levels that read it."""
-    from charrnn.data import LEVEL_OPTIONS
+    from charrnn.data import levels_reading
     from charrnn.training.config import option
 
-    for name in sorted(typed & {k for keys in LEVEL_OPTIONS.values() for k in keys}):
-        if name not in LEVEL_OPTIONS[level]:
-            readers = [lv for lv, keys in LEVEL_OPTIONS.items() if name in keys]
+    for name in sorted(typed):
+        readers = levels_reading(name)
+        if readers and level not in readers:
             raise UserError(f"{option(name)} applies at {' and '.join(readers)} level, and this "
                             f"text is read at {level} level: drop it, or give --level "
                             f"{readers[0]}")

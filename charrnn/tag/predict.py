@@ -30,13 +30,14 @@ BATCH_TOKENS = 32_768  # at most this many tokens a batch (activations of a few 
 
 
 def _capped(batches: list[list[int]], sizes: Sequence[int]) -> list[list[int]]:
-    """Each batch split where its tokens would pass BATCH_TOKENS (64 lines of 4,000 characters
-    would take GBs at once)."""
+    """Each batch of length_batches (unshuffled: shortest first, so each sentence added is the
+    longest so far) split where its padded tokens would pass BATCH_TOKENS (64 lines of 4,000
+    characters would take GBs at once)."""
     out: list[list[int]] = []
     for batch in batches:
         part: list[int] = []
         for i in batch:
-            if part and (len(part) + 1) * max(sizes[j] for j in (*part, i)) > BATCH_TOKENS:
+            if part and (len(part) + 1) * sizes[i] > BATCH_TOKENS:
                 out.append(part)
                 part = []
             part.append(i)

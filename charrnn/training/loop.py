@@ -175,10 +175,15 @@ class Loop:
 
     def resume(self, ckpt: checkpoint.Checkpoint, what: str, repaired: bool = False,
                refuse_spent: Callable[[Progress, bool], None] | None = None) -> None:
-        """restore_from, then what every resumed task checks and says first: `refuse_spent`
-        sees where the run stands and whether its budget is spent; a run.json written again
-        (`repaired`); the resume line, `what` the run trains."""
+        """restore_from, then `resumed`."""
         self.restore_from(ckpt)
+        self.resumed(ckpt, what, repaired, refuse_spent)
+
+    def resumed(self, ckpt: checkpoint.Checkpoint, what: str, repaired: bool = False,
+                refuse_spent: Callable[[Progress, bool], None] | None = None) -> None:
+        """What every restored run checks and says first: `refuse_spent` sees where it stands
+        and whether its budget is spent; a run.json written again (`repaired`); the resume
+        line, `what` the run trains."""
         if refuse_spent is not None:
             refuse_spent(self.progress, self.budget_spent())
         if repaired:
