@@ -413,8 +413,33 @@ def _check_out(out: Path, plan: _Plan) -> None:
         if folder.is_dir() and folder.resolve() in target.parents:
             raise UserError(f"--out {out} is inside the input folder {spec}: the dataset would "
                             "be read as text the next time; give an --out folder outside it")
-    if out.exists() and any(out.iterdir()) and not (out / "meta.json").exists():
-        raise UserError(f"{out} exists and is not a charrnn dataset: choose an empty or new --out")
+    if out.exists():
+        _refuse_foreign_files(out)
+
+
+DATASET_FILES = frozenset({"meta.json", *(f"{split}.bin" for split in SPLITS)})
+
+
+def _refuse_foreign_files(out: Path) -> None:
+    """The dataset replaces --out whole: only an earlier dataset (its meta.json says so, and the
+    folder holds nothing else) may go; a project that merely has a meta.json must not."""
+    others = sorted(entry.name for entry in out.iterdir() if entry.name not in DATASET_FILES)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise UserError(f"--out {out} holds files that are not a charrnn dataset's ({shown}): "
+                        "choose an empty or new --out folder (nothing was written)")
+    if any(out.iterdir()) and not _is_dataset_meta(out / "meta.json"):
+        raise UserError(f"--out {out} exists and is not a charrnn dataset (its meta.json is "
+                        "missing or another program's): choose an empty or new --out folder "
+                        "(nothing was written)")
+
+
+def _is_dataset_meta(path: Path) -> bool:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def _refuse_empty_splits(plan: _Plan, counts: dict) -> None:

@@ -117,6 +117,31 @@ def test_cli_preprocess_refuses_a_non_dataset_out_folder(small_text: Path, tmp_p
     assert (out / "mine.txt").read_text() == "keep me"
 
 
+@pytest.mark.parametrize("meta", ['{"name": "my web app"}', "not json"])
+def test_cli_preprocess_keeps_a_project_that_merely_has_a_meta_json(
+        small_text: Path, tmp_path: Path, meta: str) -> None:
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "meta.json").write_text(meta)
+    result = run_cli("preprocess", small_text, "--out", project, ok=False)
+    assert result.exit_code == 2 and "not a charrnn dataset" in result.output
+    (project / "src").mkdir()
+    result = run_cli("preprocess", small_text, "--out", project, ok=False)
+    assert "holds files that are not a charrnn dataset's (src)" in result.output
+    assert (project / "meta.json").read_text() == meta and (project / "src").is_dir()
+
+
+def test_cli_preprocess_replaces_an_earlier_dataset_but_not_files_put_beside_it(
+        small_text: Path, tmp_path: Path) -> None:
+    ds = tmp_path / "ds"
+    run_cli("preprocess", small_text, "--out", ds)
+    run_cli("preprocess", small_text, "--out", ds, "--level", "word")
+    assert Dataset(ds).tokenizer.level == "word"
+    (ds / "notes.txt").write_text("mine")
+    result = run_cli("preprocess", small_text, "--out", ds, ok=False)
+    assert "(notes.txt)" in result.output and Dataset(ds).tokenizer.level == "word"
+
+
 def test_bad_split_fractions_are_user_errors(small_text: Path) -> None:
     result = run_cli("preprocess", small_text, "--out", "x", "--val-frac", "0.6", "--test-frac",
                      "0.5", ok=False)
