@@ -193,6 +193,12 @@ def test_mixture_weight_is_tuned_on_val_stored_and_beats_or_ties_both(pair: Path
     assert given["perplexity"] == pytest.approx(lm["perplexity"], rel=1e-6)  # λ 1: the RNN alone
 
 
+def test_a_mixture_weight_that_cannot_be_stored_is_tuned_and_used_all_the_same(pair: Path) -> None:
+    (pair / "lm/mixes.json").mkdir()  # as unwritable as a read-only run folder, even for root
+    mixed = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    assert mixed["mix"]["tuned_on"] == "val" and 0 < mixed["mix"]["weight"] < 1
+
+
 def test_an_ngram_built_again_under_the_same_name_is_tuned_again(pair: Path, words: Path) -> None:
     first = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
     shutil.rmtree(pair / "kn")

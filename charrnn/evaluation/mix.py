@@ -118,7 +118,7 @@ def mixture_for(ckpt: checkpoint.Checkpoint, rnn_logp_of, spec: str, root: Path,
     known[key] = {"weight": tuned, "tokens": int(len(ids) - 1), "tuned_at": time.time()}
     try:
         fsutil.write_json_atomic(cache, known)
-    except OSError:  # a read-only run folder: tuned again next time, nothing lost
+    except UserError:  # a read-only run folder: tuned again next time, nothing lost
         pass
     return Mixture(model, name, tuned, "val")
 
