@@ -50,6 +50,26 @@ def test_a_resumed_fill_model_refuses_language_model_options_and_another_task(
     assert result.exit_code == 2 and "run lm is a language model" in result.output
 
 
+def test_a_fill_model_refuses_evaluation_options_its_data_gives_no_window_for(
+        small_text: Path, tmp_path: Path) -> None:
+    """--val-frac 0 in a dataset folder, or a validation split shorter than one window: the
+    options typed for evaluations were ignored with a note (the guess read only what was typed)."""
+    run_cli("preprocess", small_text, "--out", tmp_path / "ds", "--val-frac", "0")
+    result = run_cli("train", tmp_path / "ds", "--task", "fill", *TINY, "--eval-every", "2",
+                     "--run-name", "a", ok=False)
+    assert result.exit_code == 2 and "--eval-every: the data has no validation split" in \
+        result.output and not (tmp_path / "runs/a").exists()
+    at = TINY.index("--eval-every")  # 13 validation characters, fewer than one window:
+    short = [small_text, "--task", "fill", *TINY[:at], *TINY[at + 2:], "--val-frac", "0.001",
+             "--seq-len", "64"]
+    result = run_cli("train", *short, "--patience", "2", "--run-name", "b", ok=False)
+    assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
+    assert "a fill model's one --seq-len window" in result.output
+    run_cli("train", *short, "--max-steps", "2", "--run-name", "b")
+    result = run_cli("train", "--resume", "b", "--max-steps", "4", "--patience", "2", ok=False)
+    assert result.exit_code == 2 and "--patience: the data has no validation split" in result.output
+
+
 # ---- the tagger ---------------------------------------------------------------------------------
 TAG = ["--format", "conll", "--features", "1", "--hidden", "32", "--emb", "16", "--batch-size",
        "8", "--quiet", "--seed", "1", "--token-dropout", "0.2", "--dropout", "0.3", "--warmup",

@@ -73,12 +73,10 @@ def train(
 ) -> None:
     """Train an RNN language model (raw text is preprocessed and cached automatically)."""
     request = opt.request(ctx, cutoffs=opt.int_list(cutoffs, "--cutoffs", "2000,6000"))
-    if opt.plain(task) == "fill" and resume is None:  # (a resumed run keeps its own task)
-        exit_after(_train_fill(request))
-        return
-    from charrnn.plan.train import run
+    from charrnn.plan.train import run, run_fill
 
-    exit_after(run(request, training_reporter(plain)))
+    new_fill = opt.plain(task) == "fill" and resume is None  # (a resumed run keeps its task)
+    exit_after((run_fill if new_fill else run)(request, training_reporter(plain)))
 
 
 def _with_rules(doc: str) -> str:
@@ -90,27 +88,6 @@ def _with_rules(doc: str) -> str:
 
 
 train.__doc__ = _with_rules(train.__doc__ or "")
-
-
-def _train_fill(request) -> dict:
-    from charrnn.devices import resolve_device
-    from charrnn.fill.config import FillTrainConfig
-    from charrnn.fill.train import train_fill_job
-    from charrnn.plan import rules
-    from charrnn.plan.preprocess import preprocess_options
-    from charrnn.plan.train import refuse_more_threads_than_cpus
-
-    refuse_more_threads_than_cpus(request)
-    situation = rules.Situation(task="fill", optim=str(request["optim"]),
-                                has_validation=bool(request["valid"]) or request["val_frac"] > 0,
-                                device=resolve_device(str(request["device"])).type)
-    rules.refuse_inapplicable(request.typed, situation)
-    inputs = list(request["inputs"] or [])
-    popts = preprocess_options(request, inputs, request["mirror"])
-    recipe, _ = rules.recipe(situation, request.typed)
-    cfg = FillTrainConfig(**{**request.fields_of(FillTrainConfig), **recipe})
-    return train_fill_job(inputs, popts, cfg, opt.root(request["out"]), request["run_name"],
-                          request["mirror"], training_reporter(bool(request["plain"])))
 
 
 def training_reporter(plain: bool):

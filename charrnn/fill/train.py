@@ -47,7 +47,7 @@ class FillTask(StatelessTask):
                             f"one window of --seq-len {length}: use a smaller --seq-len or more text")
         self.steps_per_epoch = max(1, len(self.train_ids) // (cfg.batch_size * length))
         self.val_batch = None
-        if len(val_ids) > length:
+        if evaluates(dataset, length):
             rng = np.random.default_rng([cfg.seed, 1 << 20])
             starts = np.linspace(0, len(val_ids) - length - 1, VAL_WINDOWS).astype(np.int64)
             self.val_batch = masked_batch(windows_at(val_ids, starts, length), rng,
@@ -86,13 +86,15 @@ class FillTask(StatelessTask):
                 "--batch-size, --seq-len or --hidden")
 
 
-def train_fill_job(inputs: list[str], popts: data.PreprocessOptions, cfg: FillTrainConfig,
-                   root: Path, run_name: str | None = None, mirror: str | None = None,
-                   reporter: Reporter | None = None) -> dict:
-    """The masked BiRNN on the same cached dataset an LM would use; the run's result."""
-    from charrnn.corpora import resolve_inputs
+def evaluates(dataset: data.Dataset, seq_len: int) -> bool:
+    """Whether a fill run on this dataset has validation windows to evaluate (one window of
+    seq_len + 1 tokens at least): what the options that act on evaluations need."""
+    return dataset.tokens("val") > seq_len
 
-    dataset = data.prepare(resolve_inputs(inputs, popts, mirror, final=True), popts)
+
+def train_fill_job(dataset: data.Dataset, cfg: FillTrainConfig, root: Path,
+                   run_name: str | None = None, reporter: Reporter | None = None) -> dict:
+    """The masked BiRNN on the same cached dataset an LM would use; the run's result."""
     device = resolve_device(cfg.device)
     fcfg = cfg.model_config(dataset.tokenizer.vocab_size)
     params = require_fits(lambda: FillModel(fcfg), device)  # before the run folder exists

@@ -289,7 +289,8 @@ def _train_mask(inputs: list[str], popts, root: Path, stage: dict, resumable: bo
                                lambda: data.prepare(inputs, popts), reporter)["outcome"]
     cfg = replace(FILL, max_time=stage["budget_s"], device=device,
                   eval_seconds=max(30.0, stage["budget_s"] / 3))
-    return train_fill_job(inputs, popts, cfg, root, stage["run"], reporter=reporter)["outcome"]
+    return train_fill_job(data.prepare(inputs, popts), cfg, root, stage["run"],
+                          reporter=reporter)["outcome"]
 
 
 def _continue_or_restart(root: Path, stage: dict) -> None:

@@ -95,7 +95,8 @@ APPLIES: tuple[Applies, ...] = (
             " sets how many CPU threads torch computes with, and this run computes on the GPU "
             "(--device): drop it"),
     Applies(EVALUATION, lambda s: s.has_validation, "where the data has a validation split",
-            ": the data has no validation split to evaluate on (none made, or under 2 tokens): "
+            ": the data has no validation split to evaluate on (none made, or shorter than 2 "
+            "tokens, a fill model's one --seq-len window): "
             "drop it, or give the text a validation split (--val-frac or --valid FILE)"),
 )
 

@@ -291,6 +291,32 @@ def run(request: Request, reporter=None) -> dict:
                      reporter)
 
 
+def run_fill(request: Request, reporter=None) -> dict:
+    """`charrnn train --task fill`: a new masked fill model (fill.train). Whether the options
+    that act on evaluations apply is known once the data is: a split of fewer tokens than one
+    window gives none."""
+    from charrnn import data
+    from charrnn.corpora import resolve_inputs
+    from charrnn.devices import resolve_device
+    from charrnn.fill.config import FillTrainConfig
+    from charrnn.fill.train import evaluates, train_fill_job
+    from charrnn.runs import runs_root
+
+    refuse_more_threads_than_cpus(request)
+    situation = rules.Situation(task="fill", optim=str(request["optim"]),
+                                device=resolve_device(str(request["device"])).type)
+    rules.refuse_inapplicable(request.typed, situation)  # before a corpus is prepared for nothing
+    inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
+    popts = preprocess_options(request, inputs, mirror)
+    recipe, _ = rules.recipe(situation, request.typed)
+    cfg = FillTrainConfig(**{**request.fields_of(FillTrainConfig), **recipe})
+    dataset = data.prepare(resolve_inputs(inputs, popts, mirror, final=True), popts)
+    rules.refuse_inapplicable(request.typed, replace(
+        situation, has_validation=evaluates(dataset, cfg.seq_len)))
+    return train_fill_job(dataset, cfg, runs_root(request.get("out")), request.get("run_name"),
+                          reporter)
+
+
 def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     from charrnn.fill.config import FillTrainConfig
 
@@ -305,8 +331,9 @@ def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     job.open_device(resolved.config.device)
     val_tokens = (ckpt.meta.get("dataset") or {}).get("val_tokens")
     # (its own dataset's split; a corpus given anew is prepared later, in the job)
+    enough = resolved.config.seq_len + 1 if task == "fill" else 2  # a fill model: one window
     refuse_for_run(request, "resume", job.device_type,
-                   bool(inputs) or val_tokens is None or val_tokens >= 2, task)
+                   bool(inputs) or val_tokens is None or val_tokens >= enough, task)
     popts = preprocess_options(request, inputs, mirror) if inputs else None
     budget_typed = bool({"max_steps", "max_time", "epochs", "patience"} & request.typed)
 
