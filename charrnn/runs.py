@@ -12,6 +12,7 @@ path to a checkpoint folder inside one. Torch-free: n-gram commands use it too.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -96,6 +97,7 @@ def check_kind(folder: Path, kind: str | None, wanted: str, action: str) -> None
 def run_info(folder: Path) -> dict:
     try:
         info = fsutil.read_json(folder / RUN_FILE, f"run {folder}")
+        _check_fields(folder, info)
     except UserError as exc:
         if _resumable_lm(folder):  # its checkpoints say what run.json said that matters
             raise UserError(f"{exc}; `charrnn train --resume {folder}` writes it again from "
@@ -104,6 +106,23 @@ def run_info(folder: Path) -> dict:
     if "kind" in info:
         info["kind"] = kind_name(info["kind"])
     return info
+
+
+# What readers of run.json rely on where a run has it, checked once: a record damaged or written
+# by a later version is one clear error (`charrnn runs` lists it as damaged), not a crash in a
+# table or a comparison.
+RUN_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "kind": str, "name": str, "created": (int, float), "config": dict, "sources": dict,
+    "dataset": (dict, type(None)), "init_from": (dict, type(None))}  # (an imported ARPA: none)
+
+
+def _check_fields(folder: Path, info: dict) -> None:
+    for key, types in RUN_FIELDS.items():
+        value = info.get(key)
+        if key in info and (not isinstance(value, types) or isinstance(value, bool)):
+            raise UserError(f"{folder / RUN_FILE} is damaged or from a later version of charrnn: "
+                            f"its {key!r} is {json.dumps(value)[:40]}, not what this version "
+                            "reads")
 
 
 def _resumable_lm(folder: Path) -> bool:

@@ -53,6 +53,26 @@ def test_runs_prints_numbers_whole_in_80_columns_and_lists_damaged_runs(
     assert "damaged" in damaged and "unreadable" in damaged
 
 
+@pytest.mark.parametrize("field, value", [("created", None), ("dataset", 5), ("kind", ["x"])])
+def test_a_run_json_with_a_field_of_the_wrong_type_is_listed_as_damaged_not_a_crash(
+        tiny_run: Path, tmp_path: Path, field: str, value: object) -> None:
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "good")
+    shutil.copytree(tiny_run, root / "bad")
+    info = json.loads((root / "bad/run.json").read_text())
+    (root / "bad/run.json").write_text(json.dumps({**info, field: value}))
+    rows = run_cli("runs", "--out", root).output.splitlines()
+    assert any(row.startswith("good ") for row in rows)
+    assert "damaged" in next(row for row in rows if row.startswith("bad "))
+    assert run_cli("compare", "--out", root).exit_code == 0
+    run_cli("sample", "--out", root, "--length", "5")  # the newest readable run
+    result = run_cli("eval", "bad", "--out", root, ok=False)
+    assert result.exit_code == 2 and f"its '{field}' is {json.dumps(value)}, not what this " \
+        "version reads; `charrnn train --resume" in " ".join(result.output.split())
+    run_cli("train", "--resume", "bad", "--out", root, "--max-steps", "41")
+    assert run_cli("eval", "bad", "--out", root).exit_code == 0
+
+
 def test_runs_on_an_empty_root_says_so(tmp_path: Path) -> None:
     out = run_cli("runs", "--out", tmp_path / "empty").output
     assert "no runs under" in out
