@@ -33,6 +33,7 @@ C, T = TypeVar("C"), TypeVar("T")
 M = TypeVar("M", bound="torch.nn.Module")
 
 FORMAT, VERSION = "charrnn-checkpoint", 1
+OPTIONAL_SECTIONS = ("dataset", "train", "progress", "metrics", "optimizer", "data")
 TASKS = {"lm": "a language model", "tag": "a tagger", "fill": "a fill model"}
 META, WEIGHTS, STATE = "checkpoint.json", "model.safetensors", "state.safetensors"
 
@@ -79,7 +80,15 @@ class Checkpoint:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        return tokenizer_from_json(self.meta["tokenizer"])
+        """The stored tokenizer; one whose size is not the model's is refused (every id the model
+        gives must be one it can spell)."""
+        tokenizer = tokenizer_from_json(self.meta["tokenizer"])
+        size = self.meta["model"].get("vocab_size")
+        if isinstance(size, int) and tokenizer.vocab_size != size:
+            raise UserError(f"{self.folder / META}: its tokenizer has {tokenizer.vocab_size:,} "
+                            f"tokens and its model {size:,}: the checkpoint is "
+                            f"corrupt{_other_checkpoint(self.folder)}")
+        return tokenizer
 
     @property
     def run_folder(self) -> Path:
@@ -271,6 +280,10 @@ def open_checkpoint(folder: Path) -> Checkpoint:
         if not isinstance(meta.get(key), dict):
             raise UserError(f"{folder / META} lacks its {key!r} section: the checkpoint is "
                             f"corrupt{_other_checkpoint(folder)}")
+    for key in OPTIONAL_SECTIONS:  # where present, every reader takes them for objects
+        if key in meta and not isinstance(meta[key], dict):
+            raise UserError(f"{folder / META}'s {key!r} section is not an object: the checkpoint "
+                            f"is corrupt{_other_checkpoint(folder)}")
     if not (folder / WEIGHTS).is_file():
         raise UserError(f"{folder} is missing {WEIGHTS}: the checkpoint is "
                         f"incomplete{_other_checkpoint(folder)}")

@@ -412,6 +412,8 @@ def tokenizer_from_json(data: dict) -> Tokenizer:
     level = data.get("level")
     try:
         if level == "char":
+            if len(set(data["chars"])) != len(data["chars"]):
+                raise ValueError("a character listed twice")
             return CharTokenizer(list(data["chars"]), bool(data.get("lower", False)))
         if level == "word":
             return WordTokenizer(data["words"], data.get("pattern"), bool(data.get("lower", False)))

@@ -358,6 +358,26 @@ def test_a_damaged_train_section_is_refused_on_resume(tiny_run: Path, tmp_path: 
     assert result.exit_code == 2 and "batch_size must be int, not '4'" in result.output
 
 
+@pytest.mark.parametrize(("key", "value", "said"), [
+    ("dataset", 5, "'dataset' section is not an object"),
+    ("progress", 5, "'progress' section is not an object"),
+    ("train", [], "'train' section is not an object"),
+    ("tokenizer", {"level": "char", "chars": "ab"}, "its tokenizer has 2 tokens and its model 31"),
+    ("tokenizer", {"level": "char", "chars": "aa"}, "a character listed twice"),
+])
+def test_a_checkpoint_section_of_the_wrong_shape_is_one_line(tiny_run: Path, tmp_path: Path,
+                                                            key: str, value, said: str) -> None:
+    run = _copy(tiny_run, tmp_path)
+    for name in ("best", "last"):
+        path = run / name / "checkpoint.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), key: value}))
+    commands = [["sample", run, "--length", "5", "--plain"], ["eval", run, "--split", "val"]]
+    for args in commands + ([["train", "--resume", run]] if key != "tokenizer" else []):
+        result = run_cli(*args, ok=False)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and said in lines[0], (args, result.output)
+
+
 def test_hostile_tagger_and_fill_checkpoints_are_refused_too(tmp_path: Path) -> None:
     from charrnn import checkpoint
     from charrnn.fill.config import FillConfig
