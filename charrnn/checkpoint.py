@@ -83,8 +83,8 @@ class Checkpoint:
         """The stored tokenizer; one whose size is not the model's is refused (every id the model
         gives must be one it can spell)."""
         tokenizer = tokenizer_from_json(self.meta["tokenizer"])
-        size = self.meta["model"].get("vocab_size")
-        if isinstance(size, int) and tokenizer.vocab_size != size:
+        size = self.meta["model"].get("vocab_size")  # (under 1: the config's check says so)
+        if isinstance(size, int) and size >= 1 and tokenizer.vocab_size != size:
             raise UserError(f"{self.folder / META}: its tokenizer has {tokenizer.vocab_size:,} "
                             f"tokens and its model {size:,}: the checkpoint is "
                             f"corrupt{_other_checkpoint(self.folder)}")
