@@ -18,7 +18,8 @@ def resolve_device(name: str) -> torch.device:
     kind = name.split(":")[0]
     index = name.partition(":")[2]
     # torch takes cpu:7 and ignores the 7; cpu:0 is the one CPU device (and runs saved it)
-    if kind not in DEVICES or (kind != "cuda" and ":" in name and (kind == "auto" or index != "0")):
+    if kind not in DEVICES or (kind != "cuda" and ":" in name and (kind == "auto" or index != "0")
+                               ) or (kind == "cuda" and ":" in name and not index.isdigit()):
         raise UserError(f"--device must be one of {', '.join(DEVICES)} (cuda:N too), not {name!r}")
     if kind == "auto":
         if torch.cuda.is_available():

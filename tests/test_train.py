@@ -84,6 +84,8 @@ def test_corpus_too_short_for_one_batch_says_how_short(tmp_path: Path) -> None:
         (["--lr", "nan"], "--lr must be a positive number"),
         (["--device", "tpu"], "--device must be one of"),
         (["--device", "cpu:7"], "--device must be one of"),  # torch took it and ignored the 7
+        (["--device", "cuda:abc"], "--device must be one of"),  # torch: a RuntimeError
+        (["--device", "cuda:-1"], "--device must be one of"),
         (["--seed", "99999999999999999999"], "--seed must be in [0, 2**63)"),
         (["--seed", "-1"], "--seed must be in [0, 2**63)"),
         (["--grad-clip", "nan"], "--grad-clip must be a finite number ≥ 0"),
