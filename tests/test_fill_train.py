@@ -158,6 +158,7 @@ def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
     (["a.txt", "--max-time", "0"], "--max-time must be a positive number"),
     (["--resume", "nosuch"], "fill group 'nosuch' not found"),
     (["a.txt", "--resume", "g"], "drop a corpus"),
+    (["--resume", "g", "--max-time", "0"], "drop --max-time"),  # 0 was taken for not typed
     (["a.txt", "--max-time", "60"], "--max-time 60 is too short for the group"),
     (["empty.txt"], "empty.txt: the file is empty"),
     (["tiny.txt"], "fewer than one batch of the group's LMs"),

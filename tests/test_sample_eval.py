@@ -27,6 +27,8 @@ def test_prime_is_printed_first_and_prime_file_works(tiny_run: Path, tmp_path: P
     prime.write_text("to be")
     out = run_cli("sample", tiny_run, "--prime-file", prime, "--length", "5", "--seed", "1").output
     assert out.startswith("to be")
+    result = run_cli("sample", tiny_run, "--prime-file", tmp_path, ok=False)  # not every file
+    assert result.exit_code == 2 and "is a folder: give one text file" in result.output
 
 
 def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) -> None:

@@ -230,9 +230,9 @@ def fill_train_command(
 
     root = opt.root(out)
     if resume is not None:
-        for given, option in ((inputs, "a corpus"), (max_time, "--max-time"),
+        for given, option in ((inputs or None, "a corpus"), (max_time, "--max-time"),
                               (run_name, "--run-name"), (mirror, "--mirror")):
-            if given:
+            if given is not None:  # (--max-time 0 and --run-name '' were typed too)
                 raise UserError(f"--resume {resume}: a resumed group keeps its own text, budget "
                                 f"and name; drop {option}")
         folder = group.resolve(resume, root)

@@ -4,6 +4,7 @@ terminal, plain text in a pipe)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -41,6 +42,8 @@ def sample(
     if prime is not None and prime_file is not None:
         raise UserError("give --prime or --prime-file, not both")
     if prime_file is not None:
+        if Path(prime_file).expanduser().is_dir():  # read file by file below it, it could be GBs
+            raise UserError(f"--prime-file {prime_file} is a folder: give one text file")
         prime = read_text([prime_file])
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
