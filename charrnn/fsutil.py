@@ -138,10 +138,15 @@ def write_json_atomic(path: Path, data: object) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a power cut
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise UserError(f"could not write {path}: {exc.strerror or exc}") from exc
+    except BaseException:  # Ctrl-C, or data json cannot write: no temp file left behind
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def refuse_overwrite(path: Path, ours: Callable[[Path], bool], what: str, option: str) -> None:

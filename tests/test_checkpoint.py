@@ -196,6 +196,17 @@ def test_atomic_dir_removes_temp_on_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_json_write_that_fails_half_way_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    from charrnn.fsutil import write_json_atomic
+
+    path = tmp_path / "run.json"
+    write_json_atomic(path, {"kind": "lm"})
+    with pytest.raises(TypeError):  # as a Ctrl-C half-way would: not an OSError
+        write_json_atomic(path, {"kind": "lm", "bad": object()})
+    assert json.loads(path.read_text()) == {"kind": "lm"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
 def test_a_reader_recovering_between_the_two_renames_does_not_stop_the_writer(
         tmp_path: Path, monkeypatch) -> None:
     """A reader (sample, eval) opening the run between `last → last.old` and `tmp → last` saw

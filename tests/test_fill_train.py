@@ -181,6 +181,29 @@ def test_a_taken_group_name_is_refused_before_anything_trains(small_stages, tmp_
     assert not (tmp_path / "runs" / "g").exists()
 
 
+def test_a_start_stopped_before_its_texts_were_written_leaves_the_name_free(
+        small_stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The texts and group.json arrive together: a start stopped before (Ctrl-C) left a folder
+    that --run-name refused and --resume could not find."""
+    from charrnn.fill import group
+
+    a, _ = _corpora(tmp_path)
+    root = tmp_path / "runs"
+
+    def stopped(folder: Path, info: dict) -> None:
+        raise KeyboardInterrupt
+
+    real_write = group.write
+    monkeypatch.setattr(group, "write", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        train_group.start([str(a)], 600.0, root, "g")
+    assert [p.name for p in root.iterdir()] == ["g"] and not any((root / "g").iterdir())
+    monkeypatch.setattr(group, "write", real_write)
+    folder = train_group.start([str(a)], 600.0, root, "g")
+    assert group.read(folder)["stages"][0]["state"] == "pending"
+    assert sorted(p.name for p in folder.iterdir()) == ["group.json", "heldout", "train"]
+
+
 def test_the_live_view_shows_every_stage_above_the_training_view() -> None:
     import io
 

@@ -58,7 +58,8 @@ def create(root: Path, name: str | None) -> Path:
     base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + "_fill"
     if not base or "/" in base or base.startswith("."):
         raise UserError(f"--run-name {base!r} must be a plain folder name")
-    taken = [p for p in (root / base, *(root / f"{base}-{r}" for r in ROLES)) if p.exists()]
+    taken = [p for p in (root / base, *(root / f"{base}-{r}" for r in ROLES))
+             if p.exists() and not (p == root / base and _left_empty(p))]
     if taken:
         if name is None:  # two groups started in the same second
             return create(root, f"{base}-{time.time_ns() % 10_000}")
@@ -66,10 +67,16 @@ def create(root: Path, name: str | None) -> Path:
                         f"group with --resume {base}")
     folder = root / base
     try:
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=_left_empty(folder))
     except OSError as exc:
         raise UserError(f"cannot create {folder}: {exc.strerror}") from exc
     return folder
+
+
+def _left_empty(folder: Path) -> bool:
+    """A group folder a start left empty when it was stopped before its texts were written
+    (they and group.json arrive together, train_group.start): the name is free again."""
+    return folder.is_dir() and not any(folder.iterdir())
 
 
 def resolve(spec: str, root: Path) -> Path:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from charrnn import data
+from charrnn import data, fsutil
 from charrnn.errors import UserError
 from charrnn.fill import group
 from charrnn.fill.config import FillTrainConfig
@@ -115,18 +115,19 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
                         "train single models with charrnn train")
     files = expand_inputs(resolve_inputs(inputs, data.PreprocessOptions(), mirror))
     splits = _check_texts([(path, read_text([str(path)])) for path in files])
-    folder = group.create(root, name)
-    for sub in ("train", "heldout"):
-        (folder / sub).mkdir()
-    for index, (path, head, tail) in enumerate(splits):
-        target = f"{index + 1:02d}_{path.stem}.txt"  # two inputs may share a name
-        (folder / "train" / target).write_text(head, encoding="utf-8")
-        (folder / "heldout" / target).write_text(tail, encoding="utf-8")
-    stages = [{"role": role, "run": f"{folder.name}-{role}", "state": "pending"}
-              for role in group.ROLES]
-    group.write(folder, {"format": group.FORMAT, "version": group.VERSION,
-                         "created": time.time(), "inputs": [str(p) for p in files],
-                         "max_time": max_time, "spent_s": 0.0, "stages": stages, "mix": {}})
+    folder = group.create(root, name)  # (claims the name: an empty folder)
+    with fsutil.atomic_dir(folder) as tmp:  # the texts and group.json arrive together
+        for sub in ("train", "heldout"):
+            (tmp / sub).mkdir()
+        for index, (path, head, tail) in enumerate(splits):
+            target = f"{index + 1:02d}_{path.stem}.txt"  # two inputs may share a name
+            (tmp / "train" / target).write_text(head, encoding="utf-8")
+            (tmp / "heldout" / target).write_text(tail, encoding="utf-8")
+        stages = [{"role": role, "run": f"{folder.name}-{role}", "state": "pending"}
+                  for role in group.ROLES]
+        group.write(tmp, {"format": group.FORMAT, "version": group.VERSION,
+                          "created": time.time(), "inputs": [str(p) for p in files],
+                          "max_time": max_time, "spent_s": 0.0, "stages": stages, "mix": {}})
     return folder
 
 

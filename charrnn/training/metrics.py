@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from charrnn.errors import UserError
+from charrnn.fsutil import atomic_file
 
 
 class MetricsLog:
@@ -16,13 +17,11 @@ class MetricsLog:
         if enabled and resume_step is not None and path.exists():
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
-            tmp = path.with_name(path.name + ".tmp")
             try:
-                tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-                tmp.replace(path)
-            except OSError as exc:
-                raise UserError(f"cannot update {path}: {exc.strerror or exc}; the run folder "
-                                "must be writable to resume") from exc
+                with atomic_file(path) as tmp:  # a crash leaves the old log or the new one
+                    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            except UserError as exc:
+                raise UserError(f"{exc}; the run folder must be writable to resume") from exc
 
     def write(self, rec: dict) -> None:
         if not self.enabled:
