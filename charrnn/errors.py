@@ -21,9 +21,3 @@ def check_seed(seed: int | None) -> None:
     """--seed, wherever it is taken (train, sample, tag train)."""
     if seed is not None and not 0 <= seed < MAX_SEED:
         raise UserError(f"--seed must be in [0, 2**63), got {seed}")
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise `UserError(message)` unless `condition` holds."""
-    if not condition:
-        raise UserError(message)

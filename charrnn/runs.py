@@ -24,7 +24,6 @@ RUN_FILE = "run.json"
 GROUP_FILE = "group.json"  # a fill group's record (charrnn.fill.group): a folder of runs' names
 # The run kinds, named as checkpoints name their task; run.json files written before 0.2 said
 # "rnn" and "tagger", which still open.
-KINDS = ("lm", "tag", "fill", "ngram")
 OLD_KINDS = {"rnn": "lm", "tagger": "tag"}
 KIND_NAMES = {"lm": "language model", "tag": "tagger", "fill": "fill-model", "ngram": "n-gram"}
 

@@ -20,7 +20,6 @@ import numpy as np
 
 from charrnn.errors import UserError
 
-UNKNOWN_POLICIES = ("error", "skip", "map")
 EOS, UNK = "<eos>", "<unk>"
 
 

@@ -23,10 +23,6 @@ FILE, FORMAT, VERSION = runs.GROUP_FILE, "charrnn-fill-group", 1
 ROLES = {"ngram": "n-gram", "fwd": "forward LM", "bwd": "backward LM", "mask": "fill model"}
 
 
-def group_dir(root: Path, name: str) -> Path:
-    return root / name
-
-
 def is_group(folder: Path) -> bool:
     return (folder / FILE).is_file()
 
