@@ -301,7 +301,7 @@ def fill_eval_command(
     model: Models = None, method: Method = None, max_len: MaxLen = F.max_len, beam: Beam = S.beam,
     candidates: Candidates = S.candidates, mask_weight: MaskWeight = S.mask_weight,
     json_out: opt.Json = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
+    quiet: opt.Quiet = False,
     device: opt.Device = "auto", out: opt.Out = None,
 ) -> None:
     """Hide random words or characters of FILE; top-1 / top-5 accuracy of every method."""

@@ -16,6 +16,7 @@ import typer
 from charrnn.cli import options as opt
 from charrnn.cli.errors import command
 from charrnn.errors import UserError
+from charrnn.lm.config import SampleOptions as S
 
 P = opt.P
 
@@ -108,11 +109,8 @@ def eval_cmd(
 @command(ngram_app)
 def sample(
     run: Run = None,
-    length: Annotated[int, typer.Option(help="Tokens to generate.")] = 500,
-    temp: Annotated[float, typer.Option(
-        "--temp", help="Temperature (> 0): below 1 is safer, above wilder.")] = 1.0,
-    prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text.")] = None,
+    length: opt.Length = S.length, temp: opt.Temp = S.temperature, prime: opt.Prime = None,
+    seed: opt.SampleSeed = S.seed,
     unk: opt.Unk = "error", out: opt.Out = None,
 ) -> None:
     """Generate text from an n-gram model."""

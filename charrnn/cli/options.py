@@ -150,6 +150,12 @@ Mix = Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the 
 MixWeight = Annotated[Optional[float], typer.Option(help="λ of --mix, the RNN's share (default: tuned on the validation split by EM, and remembered for the checkpoint).")]
 RunName = Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
+# What both samplers take (`sample`, `ngram sample`).
+Length = Annotated[int, typer.Option(help="Tokens to generate.")]
+Temp = Annotated[float, typer.Option("--temp", help="Temperature (> 0): below 1 is safer, above wilder.")]
+Prime = Annotated[Optional[str], typer.Option(help="Text to start from.")]
+SampleSeed = Annotated[Optional[int], typer.Option("--seed", help="Random seed: same seed, same text (with the same version; an RNN's on the same device).")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")]
 Plain = Annotated[bool, typer.Option("--plain", help="Plain log lines even in a terminal.")]
 Inputs = Annotated[Optional[list[str]], typer.Argument(
     help="Corpus: files, directories, globs, a dataset folder or a registry name. None: the "

@@ -16,16 +16,15 @@ from charrnn.lm.config import SampleOptions as S
 
 def sample(
     run: Annotated[Optional[str], typer.Argument(help="Run name, run folder or checkpoint (default: newest run).")] = None,
-    temp: Annotated[float, typer.Option("--temp", help="Softmax temperature (> 0).")] = S.temperature,
+    temp: opt.Temp = S.temperature,
     top_k: Annotated[Optional[int], typer.Option(help="Sample from the K most likely tokens.")] = S.top_k,
     top_p: Annotated[Optional[float], typer.Option(help="Nucleus sampling: smallest set with mass ≥ P.")] = S.top_p,
     greedy: Annotated[bool, typer.Option("--greedy", help="Always take the most likely token.")] = S.greedy,
     beam: Annotated[Optional[int], typer.Option(help="Beam search with N beams (most likely text).")] = S.beam,
-    length: Annotated[int, typer.Option(help="Tokens to generate.")] = S.length,
-    prime: Annotated[Optional[str], typer.Option(help="Text to start from.")] = None,
+    length: opt.Length = S.length, prime: opt.Prime = None,
     prime_file: Annotated[Optional[str], typer.Option(help="Read the prime from a file.")] = None,
     num_samples: Annotated[int, typer.Option(help="Independent samples, generated side by side (one batch) from --seed.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed: same seed, same text (on the same device and version).")] = S.seed,
+    seed: opt.SampleSeed = S.seed,
     unk: opt.Unk = "error", device: opt.Device = "auto",
     mix: Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram. Sampling with it stays per token (each step visits the host, where the n-gram's states live), so it is slower than without.")] = None,
     mix_weight: opt.MixWeight = None,
@@ -35,16 +34,10 @@ def sample(
 ) -> None:
     """Generate text from a trained model, streamed as it is produced."""
     from charrnn import checkpoint, tui
-    from charrnn.inputs import read_text
     from charrnn.lm import plain as plain_text
     from charrnn.lm.config import lm_config
 
-    if prime is not None and prime_file is not None:
-        raise UserError("give --prime or --prime-file, not both")
-    if prime_file is not None:
-        if Path(prime_file).expanduser().is_dir():  # read file by file below it, it could be GBs
-            raise UserError(f"--prime-file {prime_file} is a folder: give one text file")
-        prime = read_text([prime_file])
+    prime = _prime_text(prime, prime_file)
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
              beam=beam, seed=seed)
@@ -76,3 +69,15 @@ def sample(
 
         generate(ckpt, opts, prime, num_samples, write, device, unk, mixing)
     write("\n")
+
+
+def _prime_text(prime: str | None, prime_file: str | None) -> str | None:
+    from charrnn.inputs import read_text
+
+    if prime is not None and prime_file is not None:
+        raise UserError("give --prime or --prime-file, not both")
+    if prime_file is None:
+        return prime
+    if Path(prime_file).expanduser().is_dir():  # read file by file below it, it could be GBs
+        raise UserError(f"--prime-file {prime_file} is a folder: give one text file")
+    return read_text([prime_file])

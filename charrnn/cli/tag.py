@@ -68,7 +68,7 @@ def tag_train(
     run_name: opt.RunName = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue RUN exactly from its last/ (on the sentences it read; only its budget and --device may change).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines on stderr.")] = False,
+    quiet: opt.Quiet = False,
     out: opt.Out = None,
 ) -> None:
     """Train a bidirectional RNN sequence labeller (best checkpoint kept by validation score)."""
