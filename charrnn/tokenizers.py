@@ -173,8 +173,8 @@ class WordTokenizer:
         probe = cls([EOS, UNK], pattern, lower)
         counts: Counter[str] = Counter()
         for chunk in chunks:
-            for line in chunk.splitlines():
-                counts.update(probe.split(line))
+            for line in chunk.split("\n"):  # as encode splits: splitlines() also breaks at \r,
+                counts.update(probe.split(line))  # \x0b, \x85, \u2028..., which a --pattern keeps
         counts.pop(EOS, None)
         counts.pop(UNK, None)
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from charrnn.errors import UserError
-from charrnn.tokenizers import CharTokenizer, SubwordTokenizer, WordTokenizer, tokenizer_from_json
+from charrnn.tokenizers import (
+    UNK,
+    CharTokenizer,
+    SubwordTokenizer,
+    WordTokenizer,
+    tokenizer_from_json,
+)
 
 MIXED = "Hello, wörld! 你好，世界。🎉👩‍👩‍👧 e\u0301 ﷽\n\tTabs  and  spaces\n"
 
@@ -134,6 +140,15 @@ def test_word_pattern_that_can_match_empty_gives_no_empty_token() -> None:
     assert tok.decode(tok.encode("xx a x\n").tolist()) == "xx x\n"
     grouped = WordTokenizer.build(["don't stop\n"], pattern=r"(\w)\w*")  # whole match, not group
     assert grouped.token_strings()[2:] == ["don", "stop", "t"]
+
+
+@pytest.mark.parametrize("ending", ["\r\n", "\x0b", "\x1c", "\u2028"])
+def test_a_word_pattern_counts_the_words_it_encodes_whatever_the_line_ends(ending: str) -> None:
+    """The vocabulary came from splitlines() (which also breaks at \r, \x0b, \u2028...) and
+    encode splits at \n only: with --pattern [^ ]+ every CRLF line's last word was <unk>."""
+    text = f"first citizen{ending}before we proceed{ending}\n"
+    tok = WordTokenizer.build([text], pattern="[^ ]+")
+    assert tok.index[UNK] not in tok.encode(text).tolist()
 
 
 def test_subword_trains_on_one_line_longer_than_sentencepiece_takes() -> None:

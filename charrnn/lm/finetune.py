@@ -111,7 +111,7 @@ def _grown_chars(base: CharTokenizer, text: Iterator[str], unknown: str) -> Char
 def _grown_words(base: WordTokenizer, text: Iterator[str], unknown: str, grow: int) -> WordTokenizer:
     counts: Counter[str] = Counter()
     for chunk in text:
-        for line in chunk.splitlines():
+        for line in chunk.split("\n"):  # as WordTokenizer.encode splits
             counts.update(w for w in base.split(line) if w not in base.index)
     ranked = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     new, left = ranked[:grow], ranked[grow:]
