@@ -396,6 +396,12 @@ def _refuse_datasets(specs: list[str], option: str, advice: str) -> None:
                             f"train.bin): {advice.format(spec=spec)}")
 
 
+def refuse_dataset_as_text(file: str) -> None:
+    """A FILE to score that is a dataset folder: its meta.json would be scored as text."""
+    _refuse_datasets([file], "", "score a run on the splits of its own with --split (default "
+                     "test), or give a text file")
+
+
 def _check_out(out: Path, plan: _Plan) -> None:
     """--out must be a folder that holds no input and lies in no input folder: the dataset
     replaces it whole, and a dataset among the inputs would be read as text next time."""
@@ -555,6 +561,7 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
     from charrnn.inputs import read_text
 
     if file is not None:
+        refuse_dataset_as_text(file)
         text = read_text([file], errors, fix)
         unknown = unknown if tokenizer.level == "char" else "map"
         ids = tokenizer.encode(text, unknown=unknown)

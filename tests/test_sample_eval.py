@@ -166,6 +166,18 @@ def test_eval_on_a_file_scores_that_text(tiny_run: Path, tmp_path: Path) -> None
     assert "--unk skip" in run_cli("eval", tiny_run, unknown, ok=False).output
 
 
+def test_a_dataset_folder_given_as_the_text_to_score_is_refused(tiny_run: Path, small_text: Path,
+                                                                tmp_path: Path) -> None:
+    """It was read as text: its meta.json (the .bin files skipped) scored, exit 0."""
+    run_cli("preprocess", small_text, "--out", tmp_path / "ds")
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "kn")
+    for args in (["eval", tiny_run, tmp_path / "ds"], ["ngram", "eval", "kn", tmp_path / "ds"],
+                 ["compare", tiny_run, "kn", "--file", tmp_path / "ds"]):
+        result = run_cli(*args, ok=False)
+        assert result.exit_code == 2 and "is already a preprocessed dataset" in result.output \
+            and "--split" in result.output, args
+
+
 def test_eval_text_output_is_one_readable_line(tiny_run: Path) -> None:
     out = run_cli("eval", tiny_run, "--split", "test").output
     assert "perplexity" in out and "bits/char" in out and len(out.strip().splitlines()) == 1

@@ -91,8 +91,10 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     if split not in ("train", "val", "test"):
         raise UserError(f"--split must be train, val or test, not {split!r}")
     if file is not None:  # once, here: not the same error again for every run
+        from charrnn.data import refuse_dataset_as_text
         from charrnn.inputs import read_text
 
+        refuse_dataset_as_text(file)
         read_text([file], "strict")
     folders = [runs.resolve_run(s, root) for s in specs] if specs else runs.list_runs(root)
     if not folders:
