@@ -45,8 +45,9 @@ def _unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
     shown = ", ".join(repr(u) for u in distinct[:20])
     more = f" (and {len(distinct) - 20} more)" if len(distinct) > 20 else ""
     noun = kind if len(distinct) == 1 else kind + "s"
+    crlf = " (the text has Windows line ends: convert it with dos2unix)" if "\r" in distinct else ""
     return UserError(
-        f"{len(distinct)} {noun} not in the model's vocabulary: {shown}{more}; "
+        f"{len(distinct)} {noun} not in the model's vocabulary: {shown}{more}{crlf}; "
         "remove them or pass --unk skip"
     )
 

@@ -164,6 +164,9 @@ def test_eval_on_a_file_scores_that_text(tiny_run: Path, tmp_path: Path) -> None
     unknown = tmp_path / "unknown.txt"
     unknown.write_text("QQQ the dog\n")
     assert "--unk skip" in run_cli("eval", tiny_run, unknown, ok=False).output
+    unknown.write_bytes(b"the dog\r\n")
+    assert "'\\r' (the text has Windows line ends: convert it with dos2unix); remove them" in \
+        run_cli("eval", tiny_run, unknown, ok=False).output
 
 
 def test_a_dataset_folder_given_as_the_text_to_score_is_refused(tiny_run: Path, small_text: Path,
