@@ -535,8 +535,10 @@ def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
     asked = opts.given() if names is None else names
     clashes = [name for name in sorted(asked) if getattr(opts, name) != saved.get(name)]
     level = dataset.tokenizer.level
-    unread = [n for n in clashes if levels_reading(n) and level not in levels_reading(n)]
-    if unread:  # preprocessing again would not read it either (--vocab-size at char level)
+    # Asked for, even at the value saved (every option is saved, other levels' at their
+    # defaults): preprocessing again would not read it either (--vocab-size at char level).
+    unread = [n for n in sorted(asked) if levels_reading(n) and level not in levels_reading(n)]
+    if unread:
         name = unread[0]
         raise UserError(f"{folder} is a preprocessed {level}-level dataset, and "
                         f"--{name.replace('_', '-')} applies at "

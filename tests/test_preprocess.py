@@ -324,6 +324,10 @@ def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path
     result = run_cli("train", ds, "--vocab-size", "100", "--plain", ok=False)
     assert result.exit_code == 2 and "word-level dataset, and --vocab-size applies at subword " \
         "level: drop it" in result.output
+    for typed in (["--vocab-size", "2000"], ["--subword-model", "bpe"]):  # at their defaults
+        result = run_cli("ngram", "train", ds, *typed, ok=False)
+        assert result.exit_code == 2 and f"word-level dataset, and {typed[0]} applies at " \
+            "subword level: drop it" in result.output
 
 
 @pytest.mark.parametrize(("command", "args", "message"), [
