@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from charrnn.tokenizers import (
     CharTokenizer,
     SubwordTokenizer,
     Tokenizer,
+    VocabTooSmall,
     WordTokenizer,
     skipped_chars,
     tokenizer_from_json,
@@ -65,12 +66,18 @@ class PreprocessOptions:
     max_vocab: int | None = None
     vocab_size: int = 2000  # subword level
     subword_model: str = "bpe"
+    # Subword level: the vocab_size was asked for (made exactly or refused); the default's fits
+    # the text (a command line's plan sets it from what was typed; a value other than the
+    # default is asked for whatever this says).
+    exact_vocab: bool = False
+
     def given(self) -> set[str]:
         """The options set to other than their defaults: a dataset folder must obey them or
         refuse them (and a registry corpus fills in the others), when the library is called
         directly; a command line's plan decides by what was typed (charrnn.plan.preprocess)."""
         default = PreprocessOptions()
-        return {f.name for f in fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        return {f.name for f in fields(self) if f.name != "exact_vocab"
+                and getattr(self, f.name) != getattr(default, f.name)}
 
     def as_json(self) -> dict:
         """The options as recorded in meta.json."""
@@ -226,15 +233,33 @@ def _char_count(source: TextSource) -> int:
     return sum(len(chunk) for chunk in source.chunks())
 
 
-def _build_tokenizer(opts: PreprocessOptions, train_text: Iterator[str]) -> Tokenizer:
+def _exact_as_asked(dataset: Dataset, opts: PreprocessOptions) -> Dataset:
+    """A cached subword dataset made at the default size fitted to the text is not one asked for
+    at that size (made exactly or refused): the same key, another promise."""
+    made = dataset.tokenizer.vocab_size
+    if opts.level == "subword" and opts.exact_vocab and made != opts.vocab_size:
+        raise UserError(f"--vocab-size {opts.vocab_size} cannot be made exactly for this text "
+                        f"(the default size fitted to it makes {made:,} pieces): pass "
+                        f"--vocab-size {made}, or drop --vocab-size")
+    return dataset
+
+
+def _build_tokenizer(opts: PreprocessOptions, train_text: Callable[[], Iterator[str]]
+                     ) -> Tokenizer:
     if opts.level == "char":
-        return CharTokenizer.build(train_text, opts.lower)
+        return CharTokenizer.build(train_text(), opts.lower)
     if opts.level == "word":
-        return WordTokenizer.build(train_text, opts.pattern, opts.lower, opts.min_count,
+        return WordTokenizer.build(train_text(), opts.pattern, opts.lower, opts.min_count,
                                    opts.max_vocab)
-    # A size asked for is made exactly or refused; the default shrinks to what a small text makes.
-    exact = opts.vocab_size != PreprocessOptions.vocab_size
-    return SubwordTokenizer.train(train_text, opts.vocab_size, opts.subword_model, exact=exact)
+    model = opts.subword_model
+    if opts.exact_vocab or opts.vocab_size != PreprocessOptions.vocab_size:
+        return SubwordTokenizer.train(train_text(), opts.vocab_size, model, exact=True)
+    # The default fits the text: it shrinks to what a small text makes, and grows to what the
+    # characters of a large alphabet need (everyday Chinese: about 4,300).
+    try:
+        return SubwordTokenizer.train(train_text(), opts.vocab_size, model, exact=False)
+    except VocabTooSmall as exc:
+        return SubwordTokenizer.train(train_text(), exc.least, model, exact=False)
 
 
 class _Plan:
@@ -354,10 +379,10 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
         out = fsutil.cache_dir() / "datasets" / ident
         fsutil.recover_dir(out)
         if (out / "meta.json").exists():
-            return Dataset(out)
+            return _exact_as_asked(Dataset(out), opts)
     out = Path(out)
     tokenizer = (given.build(plan.vocabulary_text()) if given is not None
-                 else _build_tokenizer(opts, plan.vocabulary_text()))
+                 else _build_tokenizer(opts, plan.vocabulary_text))
     unknown = given.unknown if given is not None else "map"
     dtype = smallest_dtype(tokenizer.vocab_size)
     counts = {name: {"tokens": 0, "chars": 0, "skipped_chars": 0} for name in SPLITS}

@@ -273,6 +273,14 @@ def _sentence_pieces(line: str, max_bytes: int) -> Iterator[str]:
         yield line[start:]
 
 
+class VocabTooSmall(UserError):
+    """A subword vocabulary smaller than the text's characters need (`least`)."""
+
+    def __init__(self, message: str, least: int) -> None:
+        super().__init__(message)
+        self.least = least
+
+
 def _training_error(message: str, vocab_size: int) -> UserError:
     """sentencepiece's failure as a UserError: its reason, or for the sizes it names, the
     --vocab-size that works (sentencepiece counts without our newline id, hence the +1)."""
@@ -280,9 +288,9 @@ def _training_error(message: str, vocab_size: int) -> UserError:
     needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", reason)
     if needed:
         least = int(needed.group(1)) + 1
-        return UserError(f"--vocab-size {vocab_size} is too small for this text: its characters "
-                         f"and the 256 byte pieces need at least {least}; pass --vocab-size "
-                         f"{least} or more (or use --level char)")
+        return VocabTooSmall(f"--vocab-size {vocab_size} is too small for this text: its "
+                             f"characters and the 256 byte pieces need at least {least}; pass "
+                             f"--vocab-size {least} or more (or use --level char)", least)
     most = re.search(r"too high.*<= (\d+)", reason)
     if most:
         return UserError(f"--vocab-size {vocab_size} is too large for this text: pass --vocab-size "

@@ -221,3 +221,27 @@ def test_the_default_vocab_size_shrinks_to_a_small_text_and_a_typed_one_is_refus
     result = run_cli("preprocess", small_text, "--level", "subword", "--vocab-size", "5000",
                      "--out", tmp_path / "b", ok=False)
     assert result.exit_code == 2 and "--vocab-size 5000 is too large for this text" in result.output
+    made = int(out.split("subword vocab ")[1].split()[0].replace(",", ""))
+    run_cli("ngram", "train", small_text, "--level", "subword", "--order", "2")  # now cached
+    for size in ("2000", str(made + 1)):  # the default's value typed is asked for too, cached or not
+        result = run_cli("ngram", "train", small_text, "--level", "subword", "--order", "2",
+                         "--vocab-size", size, ok=False)
+        assert result.exit_code == 2 and f"--vocab-size {size} " in result.output and \
+            f"pass --vocab-size {made}" in result.output, result.output
+
+
+def test_the_default_vocab_size_grows_to_what_a_large_alphabet_needs(tmp_path) -> None:
+    """2000 pieces cannot hold 2,500 distinct characters (those of sentencepiece's coverage)
+    and the 256 byte pieces: the default grows to the least that does; typed, it is refused."""
+    from helpers import run_cli
+
+    chars = [chr(c) for c in range(0x4E00, 0x4E00 + 2500)]
+    text = tmp_path / "zh.txt"
+    text.write_text("".join("".join(chars[i:i + 40]) + "。\n" for i in range(0, 2500, 40)
+                            for _ in "ab"), encoding="utf-8")
+    out = run_cli("preprocess", text, "--level", "subword", "--out", tmp_path / "a").output
+    made = int(out.split("subword vocab ")[1].split()[0].replace(",", ""))
+    assert made > 2000
+    result = run_cli("preprocess", text, "--level", "subword", "--vocab-size", "2000",
+                     "--out", tmp_path / "b", ok=False)
+    assert result.exit_code == 2 and "--vocab-size 2000 is too small for this text" in result.output

@@ -22,7 +22,8 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
                        mirror: str | None = None) -> PreprocessOptions:
     """The options preprocessing `inputs` takes (without inputs: the typed ones and defaults)."""
     values = request.fields_of(PreprocessOptions)
-    values.update(valid=list(values.get("valid") or []), test=list(values.get("test") or []))
+    values.update(valid=list(values.get("valid") or []), test=list(values.get("test") or []),
+                  exact_vocab="vocab_size" in request.typed)
     opts = PreprocessOptions(**values)
     typed = request.typed & {f.name for f in fields(PreprocessOptions)}
     for files, frac, split in (("valid", "val_frac", "validation"), ("test", "test_frac", "test")):
