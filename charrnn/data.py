@@ -403,7 +403,8 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
         meta = {"format": FORMAT, "version": VERSION, "id": ident, "dtype": dtype.name,
                 "tokenizer": tokenizer.to_json(), "vocab_size": tokenizer.vocab_size,
                 "splits": counts, "split_rule": plan.rule, "sources": plan.sources(),
-                "options": opts.as_json()}
+                "options": opts.as_json(),
+                **({"given_tokenizer": given.key} if given is not None else {})}
         fsutil.write_json_atomic(tmp / "meta.json", meta)
     _remember(ident, out)
     return Dataset(out)
@@ -499,6 +500,12 @@ def _remember(ident: str, folder: Path) -> None:
     index[ident] = str(Path(folder).resolve())
     path.parent.mkdir(parents=True, exist_ok=True)
     fsutil.write_json_atomic(path, index)
+
+
+def remaking(dataset: Dataset) -> dict:
+    """What a run's checkpoint records of its dataset to make it again from its corpus (a resume
+    given the corpus): the options, and a fine-tune's tokenizer key."""
+    return {k: dataset.meta[k] for k in ("options", "given_tokenizer") if k in dataset.meta}
 
 
 def find_dataset(ident: str) -> Dataset | None:

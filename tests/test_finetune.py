@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from charrnn import checkpoint
+from charrnn.data import find_dataset
 from charrnn.lm import finetune
 from charrnn.lm.config import TrainConfig
 from charrnn.lm.model import load_lm
@@ -115,6 +116,30 @@ def test_new_words_are_unk_unless_the_vocabulary_grows(small_text: Path, tmp_pat
 
     assert words("same") == words("w")
     assert words("grown") == [*words("w"), "zebra"]  # the most frequent new word
+
+
+def test_a_run_resumes_with_its_corpus_given_again_without_its_options_typed_again(
+        small_text: Path, tmp_path: Path) -> None:
+    """Once its cached dataset is gone, the corpus given again is the way back: it is read with
+    the options the run's checkpoint records, and a fine-tuned run with its parent's tokenizer
+    grown as it was (before, neither could ever match the run's dataset id)."""
+    import shutil
+
+    new = tmp_path / "new.txt"
+    new.write_text("the zebra jumps over the zebra and the yak\n" * 60, encoding="utf-8")
+    run_cli("train", small_text, *TINY, "--level", "word", "--min-count", "2", "--max-steps",
+            "4", "--run-name", "w")
+    run_cli("train", new, "--init-from", "w", *TINY, "--grow-vocab", "1", "--max-steps", "2",
+            "--run-name", "grown")
+    for run in ("w", "grown"):  # their datasets gone from the cache
+        ident = checkpoint.resolve(run, tmp_path / "runs", prefer="last").meta["dataset"]["id"]
+        shutil.rmtree(find_dataset(ident).root)
+    out = run_cli("train", small_text, "--resume", "w", "--max-steps", "6").output
+    assert "resuming" in out and "done at step 6" in out
+    out = run_cli("train", new, "--resume", "grown", "--max-steps", "4").output
+    assert "resuming" in out and "done at step 4" in out
+    refused = run_cli("train", small_text, "--resume", "w", "--min-count", "1", ok=False)
+    assert refused.exit_code == 2 and "dataset id differs" in refused.output
 
 
 def test_a_word_level_child_takes_the_word_recipe_under_its_parents_shape(small_text: Path,

@@ -78,7 +78,7 @@ class FillTask(StatelessTask):
         return {"task": "fill", "model": self.model.config.to_json(),
                 "tokenizer": ds.tokenizer.to_json(),
                 "dataset": {"id": ds.id, "level": ds.tokenizer.level,
-                            "val_tokens": ds.tokens("val")}}
+                            "val_tokens": ds.tokens("val"), **data.remaking(ds)}}
 
     def out_of_memory(self) -> str:
         cfg = self.cfg

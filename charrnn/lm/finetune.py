@@ -96,6 +96,17 @@ def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
     return GivenTokenizer(build, {"base": digest[:24], "unknown": unknown, "grow": grow}, mode)
 
 
+def resumed_given(ckpt) -> GivenTokenizer | None:
+    """A fine-tuned run's tokenizer for its corpus given again on resume: its own (what the
+    parent's grew into on that corpus), under the key its dataset was made with (recorded in
+    its checkpoint since this version; None for other runs)."""
+    key = (ckpt.meta.get("dataset") or {}).get("given_tokenizer")
+    if not isinstance(key, dict):
+        return None
+    return GivenTokenizer(lambda text: ckpt.tokenizer, key,
+                          "skip" if key.get("unknown") == "skip" else "map")
+
+
 def _grown_chars(base: CharTokenizer, text: Iterator[str], unknown: str) -> CharTokenizer:
     seen: set[str] = set()
     for chunk in text:

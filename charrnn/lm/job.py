@@ -131,7 +131,8 @@ class TrainJob:
         with contextlib.ExitStack() as held:  # the run folder, as its one writer (rank 0 writes)
             if self.dist.is_main:
                 held.enter_context(runlock.writer(ckpt.run_folder))
-            prepare = (lambda: self.prepare(inputs, popts)) if inputs and popts else None
+            given = finetune.resumed_given(ckpt)
+            prepare = (lambda: self.prepare(inputs, popts, given)) if inputs and popts else None
             dataset = resumed_dataset(ckpt, prepare)
             repaired = self.dist.is_main and runs.repair_run_info(
                 ckpt.run_folder, "lm", ckpt.started_at, _run_record(dataset, cfg, {}))
@@ -184,9 +185,12 @@ def resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
     if prepare is not None:
         dataset = prepare()
         if dataset.id != wanted:
+            unrecorded = "" if "options" in (ckpt.meta.get("dataset") or {}) else (
+                " typed as it was first preprocessed (this run, made by an older charrnn, does "
+                "not record them; a fine-tuned one cannot be matched)")
             raise UserError(f"the given corpus is not the one run {ckpt.run_folder.name} was "
                             "trained on (its dataset id differs): resume without a corpus, or "
-                            "with the same corpus and options")
+                            f"with the same corpus and options{unrecorded}")
     else:
         dataset = data.find_dataset(wanted)
         if dataset is None:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from charrnn import checkpoint
-from charrnn.data import Dataset
+from charrnn.data import Dataset, remaking
 from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device, skeleton
 from charrnn.distributed import Dist
 from charrnn.errors import UserError
@@ -89,7 +89,8 @@ class LMTask:
         return {"task": "lm", "model": self.model.config.to_json(),
                 "tokenizer": ds.tokenizer.to_json(),
                 "dataset": {"id": ds.id, "level": ds.tokenizer.level,
-                            "val_chars": ds.counted_chars("val"), "val_tokens": ds.tokens("val")}}
+                            "val_chars": ds.counted_chars("val"), "val_tokens": ds.tokens("val"),
+                            **remaking(ds)}}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         # The checkpoint holds all B streams, whatever the world size (a collective under DDP).

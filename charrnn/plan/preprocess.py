@@ -40,6 +40,18 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
     return opts
 
 
+def resumed_preprocess_options(request: Request, inputs: list[str], mirror: str | None,
+                               recorded: object) -> PreprocessOptions:
+    """A resumed run's corpus given again: read with the options its dataset was made with (its
+    checkpoint records them), those typed now over them."""
+    if not isinstance(recorded, dict):  # a run of an older charrnn: what is typed now
+        return preprocess_options(request, inputs, mirror)
+    names = {f.name for f in fields(PreprocessOptions)} - set(request.typed)
+    saved = {k: v for k, v in recorded.items() if k in names}
+    return preprocess_options(Request.of({**request.values, **saved}, request.typed), inputs,
+                              mirror)
+
+
 def refuse_idle_mirror(inputs: list[str], mirror: str | None) -> None:
     """--mirror is where registry corpora come from: with none among the inputs it is unread."""
     from charrnn.corpora import names_registry

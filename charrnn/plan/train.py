@@ -28,7 +28,7 @@ from charrnn.lm.config import (
 )
 from charrnn.plan import rules
 from charrnn.plan.measured import measured_choices
-from charrnn.plan.preprocess import preprocess_options
+from charrnn.plan.preprocess import preprocess_options, resumed_preprocess_options
 from charrnn.plan.request import Request
 from charrnn.training.config import LoopConfig, option
 
@@ -334,7 +334,8 @@ def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     enough = resolved.config.seq_len + 1 if task == "fill" else 2  # a fill model: one window
     refuse_for_run(request, "resume", job.device_type,
                    bool(inputs) or val_tokens is None or val_tokens >= enough, task)
-    popts = preprocess_options(request, inputs, mirror) if inputs else None
+    recorded = (ckpt.meta.get("dataset") or {}).get("options")
+    popts = resumed_preprocess_options(request, inputs, mirror, recorded) if inputs else None
     budget_typed = bool({"max_steps", "max_time", "epochs", "patience"} & request.typed)
 
     def refuse_spent(progress, spent: bool) -> None:
