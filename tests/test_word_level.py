@@ -319,6 +319,40 @@ def test_an_ngram_word_prime_reads_unknown_words_as_unk_as_the_rnn_does(pair: Pa
     assert out.output.startswith("the <unk> quick")
 
 
+def test_a_measurement_no_cpu_could_give_is_taken_again_and_never_cached(monkeypatch) -> None:
+    """fp32 47 ms against bf16 1.6 ms (a busy machine's reading) was cached for good: every later
+    run of that shape on that machine took its verdict."""
+    from charrnn.lm import speed
+
+    readings = iter([{"fp32 full": 0.047, "bf16 full": 0.0016},   # the busy moment
+                     {"fp32 full": 0.040, "bf16 full": 0.0020},   # still busy: not cached
+                     {"fp32 full": 0.0020, "bf16 full": 0.0017},  # a quiet one
+                     {"fp32 full": 0.0021, "bf16 full": 0.0018}])
+    monkeypatch.setattr(speed, "_time_candidates", lambda *args: speed.Measurement(next(readings)))
+    config = ModelConfig(vocab_size=40, cell="lstm", layers=1, hidden=64)
+    both = {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")}
+    first = speed.measure(config, 4, both)
+    assert first.seconds == {"fp32 full": 0.040, "bf16 full": 0.0016} and not first.cached
+    second = speed.measure(config, 4, both)  # measured again: nothing was cached
+    assert second.seconds == {"fp32 full": 0.0020, "bf16 full": 0.0017} and not second.cached
+    assert speed.measure(config, 4, both).cached
+
+
+def test_one_slow_bf16_product_does_not_rule_bf16_out(monkeypatch) -> None:
+    """The gate broke off after its first pair when bf16 looked 10× slower: one product slowed
+    by another process read as a CPU without bf16 arithmetic (0.07× on a Zen 4), cached."""
+    import torch
+
+    from charrnn.lm import speed
+
+    monkeypatch.undo()  # the real gate (conftest makes every machine one without bf16)
+    clock = iter([0.0, 0.001, 0.0, 0.05,  # pair 1: fp32 1 ms, bf16 50 ms (a busy moment)
+                  0.0, 0.001, 0.0, 0.0008] + [0.0, 0.001, 0.0, 0.0008] * 3)
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda x, y: x)
+    assert speed.bf16_matmul_speed() == pytest.approx(0.001 / 0.0008)
+
+
 def test_a_step_too_big_for_memory_in_the_measurement_says_so(monkeypatch) -> None:
     """It said 'this CPU cannot train this model in fp32 … use --precision fp32'."""
     from charrnn.errors import UserError
