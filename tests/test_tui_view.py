@@ -304,6 +304,37 @@ def test_train_view_fits_a_small_terminal() -> None:
         assert len(drawn) < height and "eta" in drawn[0], drawn
 
 
+def test_the_train_views_sample_shows_escape_codes_and_never_sends_them() -> None:
+    """A model of coloured logs previewed raw: the codes coloured the terminal, pulled the
+    panel's border in and (OSC 0) set the window title."""
+    con = console(100, 30)
+    preview = "\x1b[32mINFO\x1b[0m request 262 served\n\x1b]0;EVIL\x07 title\nplain line"
+    reporter = LiveTrainReporter(100, preview=lambda: preview, console=con, refresh_per_second=20)
+    try:
+        reporter.train({"step": 10, "epoch": 0.1, "loss": 3.0, "lr": 1e-3, "tokens_per_s": 1e3,
+                        "elapsed": 1.0, "eta": 9.0, "max_steps": 100})
+        reporter.eval({"step": 10, "val_loss": 2.9, "val_bpc": 4.0, "best": True, "elapsed": 1.0})
+        rendered = io.StringIO()
+        Console(file=rendered, width=100, height=30, force_terminal=True,
+                color_system=None).print(reporter.render())
+    finally:
+        reporter.close()
+    out = rendered.getvalue()
+    assert "\x1b]0;" not in out and "\x07" not in out and "␛[32mINFO␛[0m request" in out
+    borders = [line for line in out.splitlines() if "INFO" in line or "plain line" in line]
+    assert borders and all(cell_len(line) == 100 for line in borders)
+
+
+def test_what_a_terminal_would_obey_is_shown_and_every_scripts_space_kept() -> None:
+    from charrnn.tui.textflow import visible
+    from charrnn.tui.widgets import token_label
+
+    assert visible("很好\u3000非常好\u00a0ok") == "很好\u3000非常好\u00a0ok"  # ideographic, NBSP
+    assert visible("👨\u200d👩\u200d👧") == "👨\u200d👩\u200d👧"  # joined emoji
+    assert visible("a\x1bb\x9bc\u202ed\u2028e\x7f") == "a␛b\ufffdc\ufffdd\ufffde\u2421"
+    assert token_label("\u3000", 4) == "\u3000  " and token_label("\x9b", 4) == "\ufffd   "
+
+
 # ---- the sampling loop -------------------------------------------------------------------------
 def test_live_view_samples_the_same_text_as_plain(tiny_run: Path) -> None:
     plain = run_cli("sample", tiny_run, "--prime", "the", "--seed", "5", "--length", "300",

@@ -17,6 +17,7 @@ wraps goes through the loop: the same lines, a Python step per line instead of p
 
 from __future__ import annotations
 
+import unicodedata
 from collections import deque
 
 from rich.cells import get_character_cell_size
@@ -29,20 +30,30 @@ REFOLD_CHARS = 40_000  # how much history a resize re-folds (MAX_LINES of 100 ce
 
 
 def visible(text: str) -> str:
-    """Tabs become spaces and other control characters their Unicode pictures (␍, ␀, …)."""
+    """Text as a terminal may show it: tabs become spaces, control characters their Unicode
+    pictures (␍, ␀, ␛, …); what a terminal would act on rather than show (C1 controls, bidi
+    overrides, line separators) becomes �. Spaces of every script (U+3000) and the joiners of
+    emoji and Indic sequences are shown as they are."""
     if text.isprintable() or all(c == "\n" or c.isprintable() for c in text):
         return text
-    out = []
-    for char in text:
-        if char == "\n" or char.isprintable():
-            out.append(char)
-        elif char == "\t":
-            out.append("    ")
-        elif ord(char) < 0x20:
-            out.append(chr(0x2400 + ord(char)))
-        else:
-            out.append("\ufffd")
-    return "".join(out)
+    return "".join(shown_char(char) for char in text)
+
+
+KEPT_FORMAT = frozenset("\u200c\u200d")  # zero-width non-joiner and joiner
+
+
+def shown_char(char: str) -> str:
+    if char == "\n" or char.isprintable():
+        return char
+    if char == "\t":
+        return "    "
+    if ord(char) < 0x20:
+        return chr(0x2400 + ord(char))
+    if char == "\x7f":
+        return "\u2421"  # ␡
+    if unicodedata.category(char) == "Zs" or char in KEPT_FORMAT:
+        return char
+    return "\ufffd"
 
 
 class TextFlow:

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charrnn.training.reporters import fmt_duration, fmt_eval
+from charrnn.tui.textflow import visible
 from charrnn.tui.widgets import LineChart
 
 CHART_HEIGHT = 10
@@ -111,7 +112,8 @@ class LiveTrainReporter:
                                title_align="left", border_style="blue"))
         if self.sample is not None and sample_lines:
             step, text = self.sample
-            lines = [line for line in text.splitlines() if line.strip()][-sample_lines:]
+            # Shown, never obeyed: a model of logs writes escape codes (colours, a window title)
+            lines = [visible(line) for line in text.split("\n") if line.strip()][-sample_lines:]
             body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
             parts.append(Panel(body, title=f"sample at step {step:,}", title_align="left",
                                border_style="green", height=sample_lines + 2))

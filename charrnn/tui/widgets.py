@@ -12,6 +12,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 
+from charrnn.tui.textflow import shown_char
+
 # Probability the model gave each sampled token → colour. Thresholds are read top-down; the
 # surprisal in bits (-log2 p) is what the legend shows beside them.
 BUCKETS: tuple[tuple[float, str], ...] = (
@@ -53,7 +55,7 @@ def legend(compact: bool = False) -> Text:
 def token_label(token: str, width: int = 10) -> str:
     """A token made visible in a fixed-width cell: whitespace and controls get symbols."""
     shown = (token.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣"))
-    shown = "".join(c if c.isprintable() else "�" for c in shown) or "∅"
+    shown = "".join(c if c.isprintable() else shown_char(c)[:1] for c in shown) or "∅"
     if cell_len(shown) > width:
         cut = ""
         for char in shown:
