@@ -453,6 +453,25 @@ def test_keys_change_temperature_restart_save_and_quit(tiny_run: Path, tmp_path:
     assert 0 < result.tokens < 10**6
 
 
+@pytest.mark.parametrize(("typed", "keys", "then"), [(8.0, "+", 8.0), (8.0, "-", 7.9),
+                                                    (0.05, "-", 0.05), (0.05, "+", 0.15)])
+def test_temperature_keys_never_move_a_typed_temperature_the_wrong_way(
+        tiny_run: Path, typed: float, keys: str, then: float) -> None:
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    opts = SampleOptions(length=10**6, seed=1, temperature=typed)
+    live_sample(ckpt, opts, "the", "cpu", console=console(), keys=ScriptedKeys(keys, "q"))
+    assert opts.temperature == pytest.approx(then)
+
+
+def test_greedy_keys_say_there_is_nothing_to_change(tiny_run: Path) -> None:
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    opts = SampleOptions(length=10**6, greedy=True)
+    con = console()
+    live_sample(ckpt, opts, "the", "cpu", console=con, keys=ScriptedKeys("+", "r", "", "q"))
+    shown = con.file.getvalue()
+    assert opts.temperature == 1.0 and "restarted" not in shown and "no temperature" in shown
+
+
 @pytest.mark.parametrize("level", ["char", "word", "subword"])
 def test_live_view_works_for_every_level_with_cjk(level: str, tmp_path: Path) -> None:
     tokenizer = tokenizers()[level]()

@@ -33,6 +33,7 @@ from charrnn.lm.plain import encode_prime, primed_decoder
 from charrnn.lm.tokenstream import TokenStream
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
+from charrnn.tui.textflow import visible
 from charrnn.tui.widgets import bucket
 
 FPS = 15
@@ -125,7 +126,8 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
         return session.run()
     finally:
         if console is None:  # back on the normal screen (also after Ctrl-C): leave the text there
-            sys.stdout.write(session.result.text + "\n")
+            # a terminal: shown, never obeyed (`s` saves the text as it is)
+            sys.stdout.write(visible(session.result.text) + "\n")
             for path in session.result.saved:
                 sys.stdout.write(f"saved to {path}\n")
             sys.stdout.flush()
@@ -261,11 +263,15 @@ class _Session:
                     view.paused = not view.paused
                     view.status = "paused: space resumes" if view.paused else "resumed"
                 self.rate_window.clear()
-            elif key in "+=":
-                opts.temperature = round(min(TEMP_MAX, opts.temperature + TEMP_STEP), 2)
+            elif key in "+=-_rR" and opts.greedy:  # nothing to change: say so, not that it did
+                view.status = "greedy: the most likely token each time (no temperature, no seed)"
+            elif key in "+=":  # never down, where a typed --temp is above the keys' range
+                t = opts.temperature
+                opts.temperature = round(max(t, min(TEMP_MAX, t + TEMP_STEP)), 2)
                 view.status = f"temperature {opts.temperature:.2f}"
-            elif key in "-_":
-                opts.temperature = round(max(TEMP_MIN, opts.temperature - TEMP_STEP), 2)
+            elif key in "-_":  # never up, where a typed --temp is below it
+                t = opts.temperature
+                opts.temperature = round(min(t, max(TEMP_MIN, t - TEMP_STEP)), 2)
                 view.status = f"temperature {opts.temperature:.2f}"
             elif key in "rR":
                 self.seed += 1

@@ -145,7 +145,8 @@ class SampleView:
             ("temp", Text.assemble((f"{opts.temperature:.2f}", "bold"),
                                    "  greedy" if opts.greedy else "")),
             ("top-k", str(opts.top_k or "—")), ("top-p", str(opts.top_p or "—")),
-            ("seed", str(self.seed)), ("model", fit(self.info.model, value_w)),
+            ("seed", "—" if opts.greedy else str(self.seed)),
+            ("model", fit(self.info.model, value_w)),
             ("checkpoint", fit(self.info.checkpoint, value_w)))
         rows.append(Text(""))
         rows.extend(Text.assemble((name.ljust(LABEL_WIDTH), "dim"), " ", value)
