@@ -253,6 +253,45 @@ def test_interactive_prompt(word_runs: Path) -> None:
     assert "bidirectional " in out and " s · ngram " in out and "models: fwd fwd, bwd bwd, ngram ngram" in out
 
 
+def test_the_prompt_keeps_its_models_and_speaks_its_own_commands(word_runs: Path) -> None:
+    """:model without -m dropped every model found (the newest runs) for the one given; errors
+    named --model; --method ngram showed two n-gram columns; --method left where it cannot run
+    started and failed on every line."""
+    lines = ":model fwd\n:models\n:q\n"
+    out = " ".join(run_cli("fill", "-i", "--out", word_runs, input=lines).output.split())
+    assert ":model adds a run to those given with -m" in out and "bwd bwd" in out
+    lines = ":method forward\ni want to ___ a old car\n:q\n"
+    out = run_cli("fill", "-i", "-m", "bwd", "--out", word_runs, input=lines).output
+    assert "add :model RUN" in out and "--model" not in out
+    out = run_cli("fill", "-i", "-m", "ngram", "--method", "ngram", "--out", word_runs,
+                  input="i want to ___ a old car\n:q\n").output
+    header = next(line for line in out.splitlines() if "ngram" in line and "models:" not in line)
+    assert header.count("ngram") == 1
+    refused = run_cli("fill", "-i", "-m", "bwd", "--method", "left", "--out", word_runs,
+                      input=":q\n", ok=False)
+    assert refused.exit_code == 2 and "needs a forward LM" in refused.output
+
+
+def test_ctrl_c_during_a_fill_drops_it_and_the_prompt_goes_on(word_runs: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from charrnn.tui.fill_repl import Repl
+
+    families = load_families(["fwd", "bwd"], word_runs)
+    repl = Repl(families, lambda specs: families, ["fwd", "bwd"], FillOptions(), None,
+                console=Console(file=io.StringIO()))
+    asked = iter(["i want to ___ a old car", ":k 1", ":q"])
+
+    def slow(line: str) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the fill runs
+
+    repl.show = slow
+    repl.run(read=lambda prompt: next(asked))
+    assert repl.opts.top_k == 1 and "interrupted" in repl.console.file.getvalue()
+
+
 def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -> None:
     lines = "我打算___一辆旧飞机\n:unk skip\n我打算___一辆旧飞机\n:q\n"
     out = " ".join(run_cli("fill", "-i", "--out", zh_runs, input=lines).output.split())

@@ -86,9 +86,10 @@ def method_family(families: dict[str, Family], method: str) -> Family:
     if method in ("left", "forward") and rnn.fwd is None:
         raise UserError(f"the {method} method needs a forward LM: add --model RUN (charrnn train)")
     if method == "left" and "⊕" in rnn.names.get("fwd", ""):
-        raise UserError("--mix rescores candidates with the text after the blank, and --method "
-                        "left reads only the text before it: choose forward or bidirectional, "
-                        "or drop --mix")
+        raise UserError("the forward LM is mixed with an n-gram (--mix, or a fill group's tuned "
+                        "mixture) that rescores candidates with the text after the blank, and "
+                        "the left method reads only the text before it: choose forward or "
+                        "bidirectional (or give the runs one by one, without --mix)")
     if method == "bidirectional" and rnn.bwd is None and rnn.mask is None:
         raise UserError("the bidirectional method needs a backward LM (charrnn train --direction "
                         "backward) or a fill model (charrnn train --task fill): add --model RUN")

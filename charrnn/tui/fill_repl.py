@@ -71,18 +71,36 @@ def render(template, fills: list[str]) -> Text:
     return text
 
 
+# What the command line's errors name, as it is done at the prompt.
+PROMPT_WORDS = (("pass --unk skip", "type :unk skip"), ("--model ", ":model "),
+                ("--method ", ":method "),
+                ("give it alone with -m, or its runs one by one",
+                 "its models go together; to add to them, start `charrnn fill -i -m RUN …` with "
+                 "its runs one by one"))
+
+
+def at_the_prompt(message: str) -> str:
+    for said, meant in PROMPT_WORDS:
+        message = message.replace(said, meant)
+    return message
+
+
 class Repl:
     def __init__(self, families: dict[str, Family], load: Callable[[list[str]], dict[str, Family]],
                  specs: list[str], opts: FillOptions, method: str | None,
                  console: Console | None = None) -> None:
+        from charrnn.fill.families import method_family
+
         self.families, self.load, self.specs, self.opts = families, load, list(specs), opts
         self.console = console or Console(highlight=False)
         rnn_methods = [m for m in available_methods(families) if m != "ngram"]
+        if method is not None:  # refused now, not on every line
+            method_family(families, method)
         self.method = method or (rnn_methods[0] if rnn_methods else None)
 
     def columns(self) -> list[str]:
         cols = [self.method] if self.method and "rnn" in self.families else []
-        return cols + (["ngram"] if "ngram" in self.families else [])
+        return [*dict.fromkeys(cols + (["ngram"] if "ngram" in self.families else []))]
 
     def show(self, line: str) -> None:
         template = parse(line)
@@ -164,6 +182,10 @@ class Repl:
         elif name == "model":
             if not arg:
                 raise UserError(":model takes a run name or folder")
+            if not self.specs:  # loading [arg] alone would drop every model shown now
+                raise UserError(":model adds a run to those given with -m, and these were found "
+                                "without it (the newest fill group or runs): start `charrnn fill "
+                                "-i -m RUN …` with the runs you want")
             families = self.load([*self.specs, arg])
             self.specs.append(arg)
             self.families = families
@@ -203,8 +225,9 @@ class Repl:
                             break
                     else:
                         self.show(line)
-                except UserError as exc:  # the option's prompt command, where one is said
-                    said = str(exc).replace("pass --unk skip", "type :unk skip")
-                    self.console.print(Text(f"error: {said}", style="red"))
+                except UserError as exc:
+                    self.console.print(Text(f"error: {at_the_prompt(str(exc))}", style="red"))
+                except KeyboardInterrupt:  # a fill taking long: dropped, the session goes on
+                    self.console.print(Text("interrupted", style="dim"))
         finally:
             save()
