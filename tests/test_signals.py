@@ -60,7 +60,8 @@ def test_sighup_stops_lm_training_after_saving_last(small_text, tmp_path) -> Non
     proc.send_signal(signal.SIGHUP)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "resume with --resume" in out and "Traceback" not in err
+    assert f"continue with `charrnn train --resume {tmp_path / 'runs/h'}`" in out \
+        and "Traceback" not in err
     assert _saved_step(tmp_path / "runs/h") > 0
 
 

@@ -345,7 +345,8 @@ def test_ctrl_c_saves_last_and_exits_cleanly(small_text, tmp_path) -> None:
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "resume with --resume" in out and "Traceback" not in err
+    assert f"continue with `charrnn train --resume {tmp_path / 'runs/c'}`" in out \
+        and "Traceback" not in err
     meta = json.loads((tmp_path / "runs/c/last/checkpoint.json").read_text())
     assert meta["progress"]["step"] > 0
 

@@ -304,6 +304,18 @@ def test_train_view_fits_a_small_terminal() -> None:
         assert len(drawn) < height and "eta" in drawn[0], drawn
 
 
+def test_the_train_views_clock_runs_before_the_first_log_line() -> None:
+    """A word model logs every 50 steps: 30 s showed `elapsed 0m00s` until the run ended."""
+    reporter = LiveTrainReporter(100, console=console(100, 30), refresh_per_second=20)
+    try:
+        reporter.start(None)
+        reporter.last_time -= 65  # started 65 s ago, no record yet
+        lines = screen_lines(reporter.render(), 100, 30)
+    finally:
+        reporter.close()
+    assert "elapsed 1m05s" in lines[0], lines[0]
+
+
 def test_the_train_views_sample_shows_escape_codes_and_never_sends_them() -> None:
     """A model of coloured logs previewed raw: the codes coloured the terminal, pulled the
     panel's border in and (OSC 0) set the window title."""

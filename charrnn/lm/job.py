@@ -166,8 +166,9 @@ BUDGET = ("max_steps", "max_time", "epochs", "patience", "device", "threads")
 
 def _finish(trainer: Trainer) -> dict:
     result = trainer.run()
-    trainer.reporter.message(_summary(result))
-    trainer.loop.end_if_reader_gone(result, f"charrnn train --resume {result['run']}")
+    resume = f"charrnn train --resume {result['run']}"
+    trainer.reporter.message(_summary(result, resume))
+    trainer.loop.end_if_reader_gone(result, resume)
     return result
 
 
@@ -288,9 +289,10 @@ def _check_tokenizer(dataset: data.Dataset, ckpt: checkpoint.Checkpoint) -> None
                         "use different vocabularies; preprocess with the run's options")
 
 
-def _summary(result: dict) -> str:
+def _summary(result: dict, resume: str) -> str:
     best = result.get("best_val")
     best_text = f", best val {best:.4f} nats/token" if best is not None else ""
-    verb = {"interrupted": "stopped (resume with --resume)", "early-stopped": "stopped early"}
+    verb = {"interrupted": "stopped", "early-stopped": "stopped early"}
+    how = f"; continue with `{resume}`" if result["outcome"] == "interrupted" else ""
     return (f"{verb.get(result['outcome'], 'done')} at step {result['step']}{best_text}; "
-            f"run folder {result['run']}")
+            f"run folder {result['run']}{how}")

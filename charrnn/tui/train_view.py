@@ -56,7 +56,7 @@ class LiveTrainReporter:
         if preview is not None:
             self.preview = preview
         if not self.started:
-            self.started = True
+            self.started, self.last_time = True, time.time()
             self.live.start()
             # Live hides the cursor: if the process dies before close(), still give the
             # terminal back at exit.
@@ -122,7 +122,7 @@ class LiveTrainReporter:
     def _progress_line(self, width: int) -> Table:
         rec = self.last
         step = rec.get("step", 0)
-        since = time.time() - self.last_time if rec else 0.0
+        since = time.time() - self.last_time  # the clock runs before the first log line too
         elapsed = rec.get("elapsed", 0.0) + since
         eta = rec.get("eta")
         eta_now = None if eta is None else max(0.0, eta - since)
