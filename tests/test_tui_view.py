@@ -496,6 +496,17 @@ def test_live_view_works_for_every_level_with_cjk(level: str, tmp_path: Path) ->
     assert "tok/s" in con.file.getvalue()
 
 
+def test_a_sample_done_within_a_frame_shows_its_speed_not_zero(tiny_run: Path) -> None:
+    import re
+
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    con = console(100, 30)
+    live_sample(ckpt, SampleOptions(length=5, seed=1), "the", "cpu", console=con,
+                keys=ScriptedKeys("", "", "q"))
+    rates = re.findall(r"([\d,]+) tok/s", con.file.getvalue())
+    assert rates and int(rates[-1].replace(",", "")) > 0, rates
+
+
 # ---- training view -----------------------------------------------------------------------------
 def test_train_view_draws_progress_curves_and_the_sample() -> None:
     con = console(100, 40)

@@ -248,6 +248,8 @@ class _Session:
             window.popleft()
         if len(window) >= 2:
             self.view.rate = (window[-1][1] - window[0][1]) / (now - window[0][0])
+        elif self.result.seconds > 0:  # the first frame (a short sample's only one): so far
+            self.view.rate = (self.tokens_before + self.view.generated) / self.result.seconds
 
     # ---- keys ---------------------------------------------------------------------------------
     def _handle(self, pressed: str) -> bool:

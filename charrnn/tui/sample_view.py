@@ -133,7 +133,7 @@ class SampleView:
                                       f" {p:6.1%} {'◀' if token == self.chosen else ' '}"))
         if not self.candidates:
             rows.append(Text("(waiting for the first token)", style="dim"))
-        ent = self.entropies[-1] if self.entropies else 0.0
+        ent = max(0.0, self.entropies[-1]) if self.entropies else 0.0  # (rounding: -0.00)
         top_bits = math.log2(max(2, len(names)))
         opts, value_w = self.opts, inner - LABEL_WIDTH - 1
         ent_text = f" {ent:4.2f} bits" if ent < 10 else f" {ent:4.1f} bits"
