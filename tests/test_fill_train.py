@@ -103,6 +103,12 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     states = {s["role"]: s["state"] for s in group.read(folder)["stages"]}
     assert states == {"ngram": "done", "fwd": "done", "bwd": "stopped", "mask": "pending"}
     stopped = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
+    # What is left, as the resume will say it: its own schedule as of last/, not the wall time
+    # booked (which counts start-up and the save after the stop too)
+    left_then = stopped["train"]["max_time"] - stopped["progress"]["elapsed"]
+    booked = group.read(folder)
+    booked["stages"][2]["used_s"] = booked["stages"][2]["budget_s"]
+    assert group.left_to_do(folder, booked)[0].startswith(f"backward LM ({left_then:.0f} s of ")
     half = run_cli("fill", "我打算__一辆旧汽车", "--json")  # what is done answers, with a note
     assert "g-fwd" in json.loads(half.stdout)["models"]["fwd"]
     assert "note: fill group g is not finished (backward LM, fill model still to train)" in \

@@ -152,6 +152,10 @@ def left_to_do(folder: Path, info: dict) -> list[str]:
         what = ROLES[stage["role"]]
         budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)
         if budget and continues(folder.parent, stage):
-            what += f" ({max(0.0, budget - used):.0f} s of {budget:.0f} s left)"
+            # What the resume will continue with: its own schedule as of last/ (the wall time
+            # booked also counts start-up, evaluations and the save after the stop).
+            left = seconds_left(folder.parent, stage)
+            left = max(0.0, budget - used) if left is None else left
+            what += f" ({left:.0f} s of {budget:.0f} s left)"
         out.append(what)
     return out
