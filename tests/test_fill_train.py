@@ -233,6 +233,33 @@ def test_the_live_view_shows_every_stage_above_the_training_view() -> None:
     assert "loss 5.5000" in text  # the training view of the running stage below
 
 
+@pytest.mark.parametrize(("width", "height"), [(100, 22), (80, 28), (60, 16)])
+def test_the_live_view_fits_a_short_terminal_under_its_stage_panel(width: int, height: int
+                                                                   ) -> None:
+    """The training block took the terminal's whole height under the 6-line panel: at 100x22
+    the block was cut off part-way (and a block taller than the screen smears)."""
+    import io
+
+    from rich.console import Console
+
+    from charrnn.tui.fill_train_view import FillTrainView
+
+    info = {"max_time": 1200.0, "spent_s": 30.0, "stages": [
+        {"role": "ngram", "run": "g-ngram", "state": "done", "used_s": 9.0},
+        {"role": "fwd", "run": "g-fwd", "state": "running", "budget_s": 500.0, "used_s": 200.0},
+        {"role": "bwd", "run": "g-bwd", "state": "pending"},
+        {"role": "mask", "run": "g-mask", "state": "pending"}]}
+    console = Console(file=io.StringIO(), width=width, height=height)
+    view = FillTrainView("g", info, console=console)
+    view.sample = (10, "to be or not\nto be\nthat is\nthe question")
+    for step in range(10, 60, 10):
+        view.train({"step": step, "epoch": 0.1, "loss": 5.5 - step / 100, "lr": 1e-2,
+                    "tokens_per_s": 4000.0, "elapsed": 30.0, "eta": 400.0})
+    view.eval({"step": 50, "elapsed": 31.0, "best": True, "val_loss": 5.0, "val_bpc": 2.0})
+    lines = console.render_lines(view.render(), console.options, pad=False)
+    assert len(lines) < height and "forward LM" in "".join(s.text for s in lines[2])
+
+
 def test_the_live_view_shows_the_fill_models_evaluation() -> None:
     """The fill model reports its loss per hidden token and the share guessed right, no bits per
     character: the view shows what it has (it raised KeyError 'val_bpc' at the stage's end)."""

@@ -56,5 +56,9 @@ class FillTrainView(LiveTrainReporter):
         self.name, self.info = name, info  # before the parent's Live first draws
         super().__init__(console=console)
 
-    def render(self) -> Group:
-        return Group(stage_panel(self.name, self.info), super().render())
+    def render(self, above: int = 0) -> Group:
+        """The stages' panel, then the stage's training in the lines left under it (a short
+        terminal drops the training's chart and sample first, then the panel is all)."""
+        panel = stage_panel(self.name, self.info)
+        rows = len(self.console.render_lines(panel, self.console.options, pad=False))
+        return Group(panel, super().render(above + rows))

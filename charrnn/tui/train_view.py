@@ -93,8 +93,9 @@ class LiveTrainReporter:
             atexit.unregister(self.close)
 
     # ---- drawing ------------------------------------------------------------------------------
-    def render(self) -> Group:
-        width, height = self.console.width, self.console.height
+    def render(self, above: int = 0) -> Group:
+        """The block, in the terminal's height less `above` lines drawn over it."""
+        width, height = self.console.width, self.console.height - above
         stats = self._stats_line()
         parts = [self._progress_line(width), stats]
         # The block fits the terminal: the figures, the chart, then the sample, which gives way
