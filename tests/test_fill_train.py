@@ -135,6 +135,28 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     assert "note:" not in run_cli("fill", "我打算__一辆旧汽车", "--json").stderr
 
 
+def test_a_stop_while_the_ngrams_count_leaves_no_run_and_says_no_ngram_was_built(
+        small_stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from charrnn.ngram import build
+
+    a, b = _corpora(tmp_path)
+    root = tmp_path / "runs"
+    folder = train_group.start([str(a), str(b)], 120.0, root, "g")
+    real, calls = build.build_model, []
+
+    def stopped_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C while the second direction is counted
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "build_model", stopped_second)
+    said: list[str] = []
+    result = train_group.run(folder, lambda info, stage: PlainReporter(), said.append)
+    assert result["outcome"] == "interrupted" and not (root / "g-ngram").exists()
+    assert not any(line.startswith("n-gram: order") for line in said), said
+
+
 def _group_row(listing: str) -> list[str]:
     """The words of group g's row in `charrnn runs`, after the date and time."""
     lines = listing.splitlines()

@@ -190,7 +190,7 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
                                  BookingReporter(reporters(info, stage), clock), device, plan)
         except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
             outcome = "interrupted"
-        if stage["role"] == "ngram":
+        if stage["role"] == "ngram" and outcome != "interrupted":
             say(f"n-gram: order {NGRAM_ORDER}, both ways, in {clock.seconds():.0f} s")
         stage["state"] = "done" if outcome != "interrupted" else "stopped"
         clock.book()
@@ -327,11 +327,13 @@ def build_ngrams(inputs: list[str], popts, root: Path, stage: dict) -> None:
 
     dataset = data.prepare(inputs, popts)
     prune = [0] * NGRAM_ORDER
-    folder, model = train_run(dataset, NGRAM_ORDER, False, prune, True, root, stage["run"])
+    # Counted first: a stop while counting leaves no run folder (one without its backward/
+    # would be listed as a finished n-gram, and the stage trained again beside it).
     reversed_ids = np.ascontiguousarray(np.asarray(dataset.ids("train"))[::-1])
     backward = build_model(reversed_ids, dataset.tokenizer, NGRAM_ORDER, False, prune, True,
                            {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level},
                             "direction": "backward"})
+    folder, model = train_run(dataset, NGRAM_ORDER, False, prune, True, root, stage["run"])
     backward.save(folder / "backward")
 
 
