@@ -292,6 +292,12 @@ def test_ctrl_c_during_a_fill_drops_it_and_the_prompt_goes_on(word_runs: Path) -
     assert repl.opts.top_k == 1 and "interrupted" in repl.console.file.getvalue()
 
 
+def test_unknown_characters_on_both_sides_of_the_blank_are_named_at_once(zh_runs: Path) -> None:
+    result = run_cli("fill", "这本书__好看", "--out", zh_runs, ok=False)
+    assert result.exit_code == 2
+    assert all(f"'{c}'" in result.output for c in "这本书好看"), result.output
+
+
 def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -> None:
     lines = "我打算___一辆旧飞机\n:unk skip\n我打算___一辆旧飞机\n:q\n"
     out = " ".join(run_cli("fill", "-i", "--out", zh_runs, input=lines).output.split())

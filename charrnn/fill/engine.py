@@ -226,6 +226,7 @@ def _fill_template(template: Template, families: dict[str, Family], method: str,
                    opts: FillOptions) -> list[Fill]:
     opts.validate()
     fam = method_family(families, method)
+    fam.encode("".join(template.pieces), opts.unknown)  # unknown characters: all named at once
     default_max = opts.max_len or fam.default_max_len()
     wrap = opts.wrap and fam.line_break is not None
     partial: list[tuple[list[str], float]] = [([], 0.0)]
