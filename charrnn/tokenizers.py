@@ -52,22 +52,23 @@ def _unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
     )
 
 
-def prime_policy(level: str, unknown: str) -> str:
+def prime_policy(level: str, unknown: str | None) -> str:
     """How a prime's unknown text is read (sample, ngram sample): a char model refuses it, or
     skips it if asked; a word model reads unknown words as its <unk>, as eval and fill do (a
-    skip asked of it is refused there as here)."""
-    refuse_idle_skip(level, unknown)
+    policy asked of it is refused there as here). None: not asked (a char model's error)."""
+    refuse_idle_unk(level, unknown)
     return "skip" if unknown == "skip" else "error" if level == "char" else "map"
 
 
-def refuse_idle_skip(level: str, unknown: str) -> None:
-    """A skip asked of a model with no unknown characters to drop: a word model reads unknown
-    words as its <unk> (as PTB does), a subword model spells any text with its byte pieces."""
-    if unknown == "skip" and level != "char":
+def refuse_idle_unk(level: str, unknown: str | None) -> None:
+    """A policy for unknown characters asked of a model that has none (None: not asked): a word
+    model reads unknown words as its <unk> (as PTB does), a subword model spells any text with
+    its byte pieces."""
+    if unknown is not None and level != "char":
         why = "reads unknown words as its <unk>" if level == "word" else \
             "spells any text with its byte pieces"
-        raise UserError(f"--unk skip drops characters a char model lacks, and this {level} model "
-                        f"{why}: drop --unk skip")
+        raise UserError(f"--unk {unknown} says how a char model reads characters it lacks, and "
+                        f"this {level} model {why}: drop --unk")
 
 
 class _ListDecoder:

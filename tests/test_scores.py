@@ -118,20 +118,22 @@ def test_compare_shows_and_explains_unknown_shares(word_root: Path, tmp_path: Pa
     assert "<unk> tokens (" in report["note"] and "rnn 33.3%" in report["note"]
     table = run_cli("compare", "--file", text, "--out", word_root).output
     assert "unk" in table and "33.3%" in table
-    # --unk skip is for a compare's char runs: its word runs are scored as they are, not skipped
-    skipping = json.loads(run_cli("compare", "--file", text, "--unk", "skip", "--json",
-                                  "--no-mix", "--out", word_root).output)
-    assert {r["run"] for r in skipping["results"]} == {"rnn", "tri"}
+    # --unk is for a compare's char runs: with none among them it would do nothing
+    for unk in ("skip", "error"):
+        refused = run_cli("compare", "--file", text, "--unk", unk, "--no-mix", "--out", word_root,
+                          ok=False)
+        assert refused.exit_code == 2 and "no run compared is char level" in refused.output
 
 
+@pytest.mark.parametrize("unk", ["skip", "error"])  # (error, the char models' default, typed)
 @pytest.mark.parametrize("command", [["eval", "rnn"], ["ngram", "eval", "tri"], ["score", "rnn"],
                                      ["score", "tri"]])
-def test_unk_skip_is_refused_for_a_word_model(word_root: Path, tmp_path: Path, command) -> None:
-    """A word model reads unknown words as its <unk>: there is nothing for a skip to drop."""
-    result = run_cli(*command, _unknown_text(tmp_path), "--unk", "skip", "--out", word_root,
+def test_unk_is_refused_for_a_word_model(word_root: Path, tmp_path: Path, command, unk) -> None:
+    """A word model reads unknown words as its <unk>: there is nothing for --unk to decide."""
+    result = run_cli(*command, _unknown_text(tmp_path), "--unk", unk, "--out", word_root,
                      ok=False)
     assert result.exit_code == 2
-    assert "this word model reads unknown words as its <unk>: drop --unk skip" in result.output
+    assert "this word model reads unknown words as its <unk>: drop --unk" in result.output
     run_cli(*command, _unknown_text(tmp_path), "--out", word_root)
 
 
@@ -142,10 +144,11 @@ def test_unk_skip_of_a_prime_is_refused_for_a_word_model_as_eval_refuses_it(
     result = run_cli(*command, "--prime", "the zzqx company", "--unk", "skip", "--length", "5",
                      "--out", word_root, ok=False)
     assert result.exit_code == 2
-    assert "this word model reads unknown words as its <unk>: drop --unk skip" in result.output
+    assert "this word model reads unknown words as its <unk>: drop --unk" in result.output
     run_cli(*command, "--prime", "the zzqx company", "--length", "5", "--out", word_root)
 
 
 def test_fill_refuses_unk_skip_when_no_model_reads_characters(word_root: Path) -> None:
-    result = run_cli("fill", "the ___ cat", "--unk", "skip", "--out", word_root, ok=False)
-    assert result.exit_code == 2 and "drop --unk skip" in result.output
+    for unk in ("skip", "error"):
+        result = run_cli("fill", "the ___ cat", "--unk", unk, "--out", word_root, ok=False)
+        assert result.exit_code == 2 and "drop --unk" in result.output

@@ -241,7 +241,7 @@ def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:
     assert "forward (lm⊕kn):" in plain
     left = run_cli("fill", "the quick ___ fox", "-m", "lm", "--mix", "kn", "--method", "left",
                    ok=False)
-    assert left.exit_code == 2 and "--method left reads only the text before it" in left.output
+    assert left.exit_code == 2 and "the left method reads only the text before it" in left.output
 
 
 def test_a_word_prime_reads_unknown_words_as_unk(pair: Path) -> None:

@@ -17,7 +17,7 @@ Targets = Annotated[Optional[list[str]], typer.Argument(
 def eval_command(
     targets: Targets = None,
     split: Annotated[Optional[opt.SplitChoice], typer.Option(help="train, val or test split of the run's dataset.")] = None,
-    json_out: opt.Json = False, unk: opt.Unk = "error", device: opt.Device = "auto",
+    json_out: opt.Json = False, unk: opt.Unk = None, device: opt.Device = "auto",
     precision: Annotated[opt.PrecisionChoice, typer.Option(help="What scoring computes in: fp32 (the default: figures that compare), bf16 (faster on CPUs that multiply it natively) or auto (fp32 on a CPU, float16 on CUDA).")] = "fp32",
     mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
     errors: opt.Errors = "strict", out: opt.Out = None,
@@ -41,7 +41,7 @@ def score_command(
     file: Annotated[Optional[str], typer.Argument(help="Lines to score (default or '-': stdin).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines: one object a line, then the totals.")] = False,
     sort: Annotated[bool, typer.Option("--sort", help="Best line first (rescoring an n-best list; holds the scores in memory).")] = False,
-    unk: opt.Unk = "error", device: opt.Device = "auto",
+    unk: opt.Unk = None, device: opt.Device = "auto",
     precision: Annotated[opt.PrecisionChoice, typer.Option(help="fp32 (the default), bf16 or auto.")] = "fp32",
     mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
     errors: opt.Errors = "strict", out: opt.Out = None,

@@ -52,7 +52,7 @@ Method = Annotated[Optional[list[MethodChoice]], typer.Option("--method", help="
 def _fill_options(top_k: int, max_len: int | None, unk, beam: int, candidates: int,
                   mask_weight: float) -> FillOptions:
     search = SearchOptions(beam=beam, candidates=candidates, mask_weight=mask_weight)
-    opts = FillOptions(top_k, max_len, opt.plain(unk), search=search)
+    opts = FillOptions(top_k, max_len, opt.plain(unk) or FillOptions.unknown, search=search)
     opts.validate()
     return opts
 
@@ -150,7 +150,7 @@ def fill_command(
     model: Models = None, top_k: TopK = F.top_k, method: Method = None,
     max_len: MaxLen = F.max_len, beam: Beam = S.beam, candidates: Candidates = S.candidates,
     mask_weight: MaskWeight = S.mask_weight, json_out: opt.Json = False,
-    unk: Annotated[opt.UnkChoice, typer.Option("--unk", help="Characters a char model does not know: error or skip.")] = F.unknown,
+    unk: Annotated[Optional[opt.UnkChoice], typer.Option("--unk", show_default=False, help="Characters a char model does not know: error (the default) or skip.")] = None,
     mix: Annotated[Optional[str], typer.Option("--mix", help="Rescore the forward LM's candidates with its per-token mixture with this n-gram run (same dataset).")] = None,
     mix_weight: opt.MixWeight = None,
     device: opt.Device = "auto", out: opt.Out = None,
@@ -167,9 +167,9 @@ def fill_command(
     root = opt.root(out)
     families = load_families(list(model or []), root, device, mix, mix_weight)
     if skip_reads_nothing(families):
-        from charrnn.tokenizers import refuse_idle_skip
+        from charrnn.tokenizers import refuse_idle_unk
 
-        refuse_idle_skip(next(iter(families.values())).tokenizer.level, opt.plain(unk))
+        refuse_idle_unk(next(iter(families.values())).tokenizer.level, opt.plain(unk))
     if not model:
         _say_if_unfinished(root)
     if interactive:

@@ -89,7 +89,7 @@ def eval_cmd(
         help="[RUN] [FILE]: an n-gram run (default: newest) and/or a text file to score.")] = None,
     split: Annotated[Optional[opt.SplitChoice], typer.Option(
         help="train, val or test split of the run's dataset.")] = None,
-    json_out: opt.Json = False, unk: opt.Unk = "error", errors: opt.Errors = "strict",
+    json_out: opt.Json = False, unk: opt.Unk = None, errors: opt.Errors = "strict",
     out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
@@ -111,7 +111,7 @@ def sample(
     run: Run = None,
     length: opt.Length = S.length, temp: opt.Temp = S.temperature, prime: opt.Prime = None,
     seed: opt.SampleSeed = S.seed,
-    unk: opt.Unk = "error", out: opt.Out = None,
+    unk: opt.Unk = None, out: opt.Out = None,
 ) -> None:
     """Generate text from an n-gram model."""
     from charrnn.ngram.runs import load_run
@@ -177,8 +177,8 @@ def compare_cmd(
     file: Annotated[Optional[str], typer.Option(
         "--file", help="Score every run on this text file instead.")] = None,
     json_out: opt.Json = False,
-    unk: Annotated[opt.UnkChoice, typer.Option(
-        "--unk", help="Text outside a model's vocabulary: error (that run is skipped) or skip.")] = "error",
+    unk: Annotated[Optional[opt.UnkChoice], typer.Option(
+        "--unk", show_default=False, help="Characters outside a char model's vocabulary: error (the default; that run is skipped) or skip (at least one char-level run compared).")] = None,
     mix: Annotated[bool, typer.Option("--mix/--no-mix", help="Add a row for each RNN ⊕ n-gram pair counted on one dataset (λ tuned on its validation split).")] = True,
     out: opt.Out = None,
 ) -> None:

@@ -144,7 +144,7 @@ SubwordModel = Annotated[SubwordChoice, typer.Option("--subword-model", help="Su
 Mirror = Annotated[Optional[str], typer.Option("--mirror", help="Folder with local copies of registry corpora (or $CHARRNN_MIRROR).")]
 Out = Annotated[Optional[str], typer.Option("--out", help="Runs root folder (default ./checkpoints or $CHARRNN_RUNS).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda (cuda:N) or mps.")]
-Unk = Annotated[UnkChoice, typer.Option("--unk", help="Characters outside a char model's vocabulary: error, or skip them (a word model reads unknown words as its <unk>, as in PTB).")]
+Unk = Annotated[Optional[UnkChoice], typer.Option("--unk", show_default=False, help="Characters outside a char model's vocabulary: error (the default), or skip them (a word model reads unknown words as its <unk>, as in PTB, and a subword model spells any text: neither takes --unk).")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Mix = Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram.")]
 MixWeight = Annotated[Optional[float], typer.Option(help="λ of --mix, the RNN's share (default: tuned on the validation split by EM, and remembered for the checkpoint).")]
@@ -233,8 +233,8 @@ def refuse_text_options(text_given: bool, unk: object, errors: object = "strict"
                         source: str = "a FILE instead of the run's split") -> None:
     """--unk skip and --errors replace say how to read the user's text: where there is none (a
     run's own split, no --prime), they would change nothing."""
-    for name, value, default in (("--unk", plain(unk), "error"), ("--errors", plain(errors),
-                                                                  "strict")):
+    for name, value, default in (("--unk", plain(unk), None), ("--errors", plain(errors),
+                                                               "strict")):
         if not text_given and value != default:
             raise UserError(f"{name} {value} says how to read your text, and there is none "
                             f"here: give {source}, or drop {name}")

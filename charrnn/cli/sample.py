@@ -25,7 +25,7 @@ def sample(
     prime_file: Annotated[Optional[str], typer.Option(help="Read the prime from a file.")] = None,
     num_samples: Annotated[int, typer.Option(help="Independent samples, generated side by side (one batch) from --seed.")] = 1,
     seed: opt.SampleSeed = S.seed,
-    unk: opt.Unk = "error", device: opt.Device = "auto",
+    unk: opt.Unk = None, device: opt.Device = "auto",
     mix: Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram. Sampling with it stays per token (each step visits the host, where the n-gram's states live), so it is slower than without.")] = None,
     mix_weight: opt.MixWeight = None,
     checkpoint_name: Annotated[Optional[opt.CheckpointChoice], typer.Option("--checkpoint", help="best or last checkpoint of the run (default: best).")] = None,

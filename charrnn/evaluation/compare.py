@@ -84,8 +84,23 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
     return out
 
 
+def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
+    """--unk is read by char-level runs only: with none among those compared, it does nothing."""
+    if unk is not None and not any(_level(folder) == "char" for folder in folders):
+        raise UserError(f"--unk {unk} says how a char model reads characters it lacks, and no "
+                        "run compared is char level (a word model reads unknown words as its "
+                        "<unk>, a subword model spells any text): drop --unk")
+
+
+def _level(folder: Path) -> str | None:
+    try:
+        return (runs.run_info(folder).get("dataset") or {}).get("level")
+    except UserError:  # a damaged run.json: the table's loop skips it, saying why
+        return None
+
+
 def compare(specs: list[str] | None, root: Path, split: str = "test",
-            file: str | None = None, unk: str = "error", mix: bool = True) -> dict:
+            file: str | None = None, unk: str | None = None, mix: bool = True) -> dict:
     """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}; with
     `mix`, a row for each RNN ⊕ n-gram pair on one dataset too."""
     if split not in ("train", "val", "test"):
@@ -100,6 +115,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     if not folders:
         raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
                         "or name runs / pass --out")
+    _refuse_idle_unk(unk, folders)
     rows, skipped = [], []
     for folder in folders:
         spec = str(folder)

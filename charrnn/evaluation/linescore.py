@@ -21,7 +21,7 @@ import numpy as np
 from charrnn import runs
 from charrnn.errors import UserError
 from charrnn.evaluation.scores import UNK
-from charrnn.tokenizers import refuse_idle_skip, skipped_chars
+from charrnn.tokenizers import refuse_idle_unk, skipped_chars
 
 BATCH_LINES = 256  # lines read at a time
 GROUP_LINES, GROUP_CHARS = 32, 1 << 20  # scored together: at most, and their padded size
@@ -75,9 +75,9 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
 class Scorer:
     """Turns batches of lines into per-token ln p; the kinds below differ in the model only."""
 
-    def __init__(self, tokenizer, unknown: str) -> None:
-        refuse_idle_skip(tokenizer.level, unknown)
-        self.tokenizer, self.unknown = tokenizer, unknown
+    def __init__(self, tokenizer, unknown: str | None) -> None:
+        refuse_idle_unk(tokenizer.level, unknown)
+        self.tokenizer, self.unknown = tokenizer, unknown or "error"
         self.line_break = tokenizer.line_break_id()
         strings = tokenizer.token_strings()
         self.unk = strings.index(UNK) if UNK in strings else None
@@ -160,7 +160,7 @@ class RNNScorer(Scorer):
         return [mixed_logp(r, n, self.mixture.weight) for r, n in zip(rnn, ngram, strict=True)]
 
 
-def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str = "error",
+def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str | None = None,
                 precision: str = "fp32", mix: str | None = None,
                 mix_weight: float | None = None) -> Scorer:
     """The scorer of RUN: a language model (optionally mixed) or an n-gram run."""

@@ -19,7 +19,7 @@ from charrnn.evaluation.scores import scored, too_short
 from charrnn.lm.batching import oriented
 from charrnn.lm.model import load_lm
 from charrnn.lm.scoring import score_ids, token_nll
-from charrnn.tokenizers import refuse_idle_skip
+from charrnn.tokenizers import refuse_idle_unk
 
 
 def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
@@ -37,7 +37,7 @@ def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
 
 
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
-                 device: str = "auto", unknown: str = "error", errors: str = "strict",
+                 device: str = "auto", unknown: str | None = None, errors: str = "strict",
                  precision: str = "fp32", mix: str | None = None,
                  mix_weight: float | None = None, refuse_idle: bool = True) -> dict:
     """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset (with `mix`,
@@ -47,14 +47,14 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
         raise UserError("--mix-weight applies with --mix NGRAM_RUN")
     ckpt = _lm_checkpoint(spec, root)
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
-        refuse_idle_skip(ckpt.tokenizer.level, unknown)
+        refuse_idle_unk(ckpt.tokenizer.level, unknown)
     dev = resolve_device(device)
     computed, _ = resolve_precision(precision, dev)
     tokenizer = ckpt.tokenizer
     dataset_id = (ckpt.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn eval {ckpt.run_folder.name}"
-    ids, n_chars, source, skipped = data.scoring_text(tokenizer, dataset_id, file, split, unknown, errors,
-                                             again)
+    ids, n_chars, source, skipped = data.scoring_text(tokenizer, dataset_id, file, split,
+                                                      unknown or "error", errors, again)
     if len(ids) < 2:
         raise too_short(ids, file, split, dataset_id, again)
     model = load_lm(ckpt, dev)

@@ -7,26 +7,27 @@ from pathlib import Path
 from charrnn.errors import UserError
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.ngram.runs import load_run
-from charrnn.tokenizers import refuse_idle_skip
+from charrnn.tokenizers import refuse_idle_unk
 
 
 def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
-                   split: str | None = None, unknown: str = "error",
+                   split: str | None = None, unknown: str | None = None,
                    errors: str = "strict", refuse_idle: bool = True) -> dict:
     """`charrnn ngram eval`: score a FILE, or a split of the run's own dataset (default test)."""
     from charrnn import data
 
-    if unknown not in ("error", "skip"):
+    if unknown not in (None, "error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unknown!r}")
     if file is not None and split is not None:
         raise UserError("give a FILE or --split, not both")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
-        refuse_idle_skip(tokenizer.level, unknown)
+        refuse_idle_unk(tokenizer.level, unknown)
     ident = (model.meta.get("dataset") or {}).get("id", "")
     again = f"charrnn ngram eval {folder.name}"
-    ids, chars, source, skipped = data.scoring_text(tokenizer, ident, file, split, unknown, errors, again)
+    ids, chars, source, skipped = data.scoring_text(tokenizer, ident, file, split,
+                                                    unknown or "error", errors, again)
     total, predicted = model.score_ids(ids)
     if predicted < 1:
         raise too_short(ids, file, split, ident, again)

@@ -38,7 +38,7 @@ def seed_of(opts: SampleOptions) -> int:
     return opts.seed if opts.seed is not None else int(time.time_ns() % (1 << 62))
 
 
-def encode_prime(tokenizer, prime: str | None, unknown: str) -> tuple[list[int], bool]:
+def encode_prime(tokenizer, prime: str | None, unknown: str | None) -> tuple[list[int], bool]:
     """The prime's ids, and whether it is shown (an empty prime starts at a line break). Words the
     model lacks are its <unk>, as eval, score and fill read them (unless --unk skip)."""
     if prime:
@@ -107,7 +107,7 @@ def cpu_tokens(weights: cpustream.Weights, opts: SampleOptions, prime_ids: list[
 
 
 def generate_on_cpu(ckpt, opts: SampleOptions, prime: str | None,
-                    write: Callable[[str], None], unknown: str = "error") -> None:
+                    write: Callable[[str], None], unknown: str | None = None) -> None:
     """One forward stream's text, streamed to `write` (sample.generate's output, without torch)."""
     opts.validate()
     opts.check_combination(1)

@@ -173,7 +173,7 @@ def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams
 
 def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
              num_samples: int, write: Callable[[str], None], device: str = "auto",
-             unknown: str = "error",
+             unknown: str | None = None,
              mixing: Callable[[RNNLM, torch.device], Mixture | None] | None = None) -> None:
     """`charrnn sample` (plain): stream each sample's text to `write` as tokens arrive. `mixing`
     makes the loaded model's --mix mixture (charrnn.evaluation.mix.mixture_of)."""

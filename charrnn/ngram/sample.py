@@ -62,7 +62,7 @@ def prime_ids(model: NGramModel, prime: str | None, unknown: str) -> tuple[np.nd
 
 
 def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
-                  seed: int | None = None, unknown: str = "error"
+                  seed: int | None = None, unknown: str | None = None
                   ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """(prime ids, generated tokenizer ids in chunks); the same seed gives the same text."""
     if length < 1:
@@ -92,14 +92,14 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
 
 
 def sample_ids(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
-               seed: int | None = None, unknown: str = "error") -> tuple[np.ndarray, np.ndarray]:
+               seed: int | None = None, unknown: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(prime ids, generated tokenizer ids); the same seed gives the same text."""
     shown, chunks = sample_chunks(model, length, temp, prime, seed, unknown)
     return shown, np.concatenate(list(chunks))
 
 
 def stream_text(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
-                seed: int | None = None, unknown: str = "error") -> Iterator[str]:
+                seed: int | None = None, unknown: str | None = None) -> Iterator[str]:
     """The prime (if any) followed by `length` sampled tokens, decoded piece by piece."""
     shown, chunks = sample_chunks(model, length, temp, prime, seed, unknown)
     decoder = model.tokenizer.stream_decoder()
@@ -111,7 +111,7 @@ def stream_text(model: NGramModel, length: int, temp: float = 1.0, prime: str | 
 
 
 def generate_text(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
-                  seed: int | None = None, unknown: str = "error") -> str:
+                  seed: int | None = None, unknown: str | None = None) -> str:
     """The prime (if any) followed by `length` sampled tokens, decoded."""
     return "".join(stream_text(model, length, temp, prime, seed, unknown))
 

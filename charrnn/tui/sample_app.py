@@ -112,7 +112,8 @@ def _torch_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str
 
 
 def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
-                device: str = "auto", unknown: str = "error", *, console: Console | None = None,
+                device: str = "auto", unknown: str | None = None, *,
+                console: Console | None = None,
                 keys=None, hold: bool = True, mix: str | None = None,
                 mix_weight: float | None = None, root: Path | None = None) -> LiveResult:
     """Run the live view until q (or, with hold=False, until `opts.length` tokens are out)."""
