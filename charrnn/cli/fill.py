@@ -52,7 +52,7 @@ Method = Annotated[Optional[list[MethodChoice]], typer.Option("--method", help="
 def _fill_options(top_k: int, max_len: int | None, unk, beam: int, candidates: int,
                   mask_weight: float) -> FillOptions:
     search = SearchOptions(beam=beam, candidates=candidates, mask_weight=mask_weight)
-    opts = FillOptions(top_k, max_len, opt.plain(unk) or FillOptions.unknown, search=search)
+    opts = FillOptions(top_k, max_len, opt.plain(unk), search=search)
     opts.validate()
     return opts
 

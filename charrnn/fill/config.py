@@ -64,7 +64,9 @@ class SearchOptions:
 class FillOptions:
     top_k: int = 5
     max_len: int | None = None  # unknown-length bound (default per tokenizer level)
-    unknown: str = "error"  # characters outside a char model's vocabulary: error or skip
+    # Characters outside a char model's vocabulary: error or skip (None: not asked, an error;
+    # a word or subword model, which has none, refuses either where it is asked).
+    unknown: str | None = None
     wrap: bool = True  # the text is a whole line: line breaks around it where the model has them
     search: SearchOptions = field(default_factory=SearchOptions)
 
@@ -75,5 +77,5 @@ class FillOptions:
 
         if self.max_len is not None and not 1 <= self.max_len <= MAX_BLANK:
             raise UserError(f"--max-len must be between 1 and {MAX_BLANK}, got {self.max_len}")
-        if self.unknown not in ("error", "skip"):
+        if self.unknown not in (None, "error", "skip"):
             raise UserError(f"--unk must be 'error' or 'skip', not {self.unknown!r}")

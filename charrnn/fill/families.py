@@ -53,9 +53,9 @@ class Family:
             banned += [i for i in range(tokenizer.newline_id) if tokenizer.sp.is_unknown(i)]
         return [b for b in banned if b is not None]
 
-    def encode(self, text: str, unknown: str) -> list[int]:
+    def encode(self, text: str, unknown: str | None) -> list[int]:
         tok = self.tokenizer
-        policy = unknown if tok.level == "char" else "map"
+        policy = (unknown or "error") if tok.level == "char" else "map"
         return tok.encode(text, unknown=policy).tolist() if text else []
 
     def decode(self, ids) -> str:

@@ -174,9 +174,10 @@ class Repl:
         elif name == "unk":
             if arg not in ("error", "skip"):
                 raise UserError(f":unk takes error or skip, not {arg!r}")
-            if arg == "skip" and skip_reads_nothing(self.families):
-                raise UserError(":unk skip drops characters a char model lacks, and these models "
-                                "read unknown words as <unk> (or spell any text): nothing to skip")
+            if skip_reads_nothing(self.families):
+                raise UserError(f":unk {arg} says how a char model reads characters it lacks, and "
+                                "these models read unknown words as <unk> (or spell any text): "
+                                "nothing to decide")
             self.opts.unknown = arg
             self.console.print(f"characters the model does not know: {arg}")
         elif name == "model":
