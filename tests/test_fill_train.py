@@ -81,6 +81,7 @@ def _ctrl_c_in(role: str):
 
     class CtrlC(PlainReporter):
         sent = False
+        said: list[str] = []
 
         def train(self, rec: dict) -> None:
             super().train(rec)
@@ -88,7 +89,13 @@ def _ctrl_c_in(role: str):
                 CtrlC.sent = True
                 os.kill(os.getpid(), signal.SIGINT)
 
-    return lambda info, stage: CtrlC() if stage["role"] == role else PlainReporter()
+        def message(self, text: str) -> None:
+            CtrlC.said.append(text)
+            super().message(text)
+
+    reporters = lambda info, stage: CtrlC() if stage["role"] == role else PlainReporter()  # noqa: E731
+    reporters.said = CtrlC.said
+    return reporters
 
 
 def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: Path) -> None:
@@ -97,8 +104,11 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     folder = train_group.start([str(a), str(b)], 120.0, root, "g")
 
     said: list[str] = []
-    result = train_group.run(folder, _ctrl_c_in("bwd"), said.append)  # while the backward LM trains
+    stopping = _ctrl_c_in("bwd")
+    result = train_group.run(folder, stopping, said.append)  # while the backward LM trains
     assert result["outcome"] == "interrupted"
+    stop_line = next(line for line in stopping.said if line.startswith("stopped at step"))
+    assert stop_line.endswith("continue with `charrnn fill train --resume g`")  # not the LM's own
     assert result["left"][0].startswith("backward LM") and result["left"][1] == "fill model"
     states = {s["role"]: s["state"] for s in group.read(folder)["stages"]}
     assert states == {"ngram": "done", "fwd": "done", "bwd": "stopped", "mask": "pending"}

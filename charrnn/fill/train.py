@@ -25,7 +25,7 @@ from charrnn.errors import UserError
 from charrnn.fill.config import FillConfig, FillTrainConfig
 from charrnn.fill.model import FillModel, masked_batch, windows_at
 from charrnn.training.loop import Loop, Progress, StatelessTask
-from charrnn.training.reporters import Reporter
+from charrnn.training.reporters import Reporter, resume_command
 
 VAL_WINDOWS = 64
 
@@ -152,7 +152,7 @@ def _described(task: FillTask) -> str:
 def _finish(loop: Loop) -> dict:
     result = loop.run()
     best = result.get("best_val")
-    resume = f"charrnn train --resume {loop.run_dir.name}"
+    resume = resume_command(loop.reporter, f"charrnn train --resume {loop.run_dir.name}")
     stopped = result["outcome"] == "interrupted"
     loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}"
                           + (f", best val {best:.4f} nats/masked token" if best is not None else "")

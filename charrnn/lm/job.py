@@ -37,7 +37,7 @@ from charrnn.lm.model import RNNLM
 from charrnn.lm.softmax import cutoffs_from_counts
 from charrnn.lm.train import Trainer, model_config_for
 from charrnn.training.config import LoopConfig
-from charrnn.training.reporters import Reporter
+from charrnn.training.reporters import Reporter, resume_command
 from charrnn.training.task import Progress
 
 C = TypeVar("C", bound=LoopConfig)
@@ -166,7 +166,7 @@ BUDGET = ("max_steps", "max_time", "epochs", "patience", "device", "threads")
 
 def _finish(trainer: Trainer) -> dict:
     result = trainer.run()
-    resume = f"charrnn train --resume {result['run']}"
+    resume = resume_command(trainer.reporter, f"charrnn train --resume {result['run']}")
     trainer.reporter.message(_summary(result, resume))
     trainer.loop.end_if_reader_gone(result, resume)
     return result

@@ -52,6 +52,12 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+def resume_command(reporter: Reporter, own: str) -> str:
+    """How a stopped run is continued: its `own` command, or what the reporter of a larger job
+    says instead (a fill group's stage: the group's resume, which keeps its budget and state)."""
+    return getattr(reporter, "resume_command", None) or own
+
+
 class PlainReporter:
     """Plain lines. When the reader goes away (`charrnn train … | head`, a hung-up terminal), it
     falls silent and says so in `reader_gone`: the trainer then stops and saves, rather than die
