@@ -110,7 +110,10 @@ class PreprocessOptions:
 
     def tokenizer_options(self) -> dict:
         """The options that change what the ids mean (part of the cache key)."""
-        return {"level": self.level, **{k: getattr(self, k) for k in LEVEL_OPTIONS[self.level]}}
+        key = {"level": self.level, **{k: getattr(self, k) for k in LEVEL_OPTIONS[self.level]}}
+        if self.level == "word" and self.pattern:  # counted at \n as encoded (the datasets of
+            key["lines"] = "lf"  # before counted at splitlines(): a new id, not theirs reused)
+        return key
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:

@@ -93,7 +93,10 @@ def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
 
     digest = hashlib.sha256(json.dumps(base.to_json(), sort_keys=True).encode()).hexdigest()
     mode = "skip" if unknown == "skip" else "map"
-    return GivenTokenizer(build, {"base": digest[:24], "unknown": unknown, "grow": grow}, mode)
+    key = {"base": digest[:24], "unknown": unknown, "grow": grow}
+    if grow and base.level == "word":  # the new words counted at \n, as encoded (not as before)
+        key["lines"] = "lf"
+    return GivenTokenizer(build, key, mode)
 
 
 def resumed_given(ckpt) -> GivenTokenizer | None:
