@@ -141,6 +141,25 @@ def test_train_on_a_registry_name_without_level_uses_its_level(shared_corpora: P
     assert "char vocab 50" in typed  # typed, even though char is the default value
 
 
+def test_a_registry_run_resumes_with_its_corpus_given_again_at_its_own_level(
+        shared_corpora: Path, tmp_path: Path) -> None:
+    """The run's recorded --level char must win over the registry's word level, or the corpus
+    given again is not the run's dataset and the resume is refused."""
+    import shutil
+
+    from charrnn import checkpoint
+    from charrnn.data import find_dataset
+
+    args = ["--mirror", shared_corpora, "--hidden", "16", "--layers", "1", "--batch-size", "4",
+            "--seq-len", "8", "--eval-tokens", "200", "--plain"]
+    run_cli("train", "ptb", *args, "--level", "char", "--max-steps", "2", "--run-name", "pc")
+    ident = checkpoint.resolve("pc", tmp_path / "runs", prefer="last").meta["dataset"]["id"]
+    shutil.rmtree(find_dataset(ident).root)
+    out = run_cli("train", "ptb", "--mirror", shared_corpora, "--resume", "pc", "--max-steps",
+                  "3", "--plain").output
+    assert "resuming" in out and "done at step 3" in out
+
+
 def test_zh_reviews_comes_from_the_mirror_sha256_checked(shared_corpora: Path) -> None:
     out = run_cli("corpus", "get", "zh-reviews", "--mirror", shared_corpora).output
     path = Path(dict(line.split("\t") for line in out.strip().splitlines())["main"])

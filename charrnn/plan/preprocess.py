@@ -19,8 +19,11 @@ from charrnn.plan.request import Request
 
 
 def preprocess_options(request: Request, inputs: list[str] | None = None,
-                       mirror: str | None = None) -> PreprocessOptions:
-    """The options preprocessing `inputs` takes (without inputs: the typed ones and defaults)."""
+                       mirror: str | None = None, kept: frozenset[str] = frozenset()
+                       ) -> PreprocessOptions:
+    """The options preprocessing `inputs` takes (without inputs: the typed ones and defaults);
+    `kept`: the ones whose values are a resumed run's own (a registry corpus's defaults do not
+    replace them)."""
     values = request.fields_of(PreprocessOptions)
     values.update(valid=list(values.get("valid") or []), test=list(values.get("test") or []),
                   exact_vocab="vocab_size" in request.typed)
@@ -35,7 +38,7 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
     if inputs and _is_dataset_folder(inputs):  # its own options; a typed other one is refused
         return _dataset_folder(opts, typed, inputs[0])
     if inputs:
-        _registry_defaults(opts, typed, inputs, mirror)
+        _registry_defaults(opts, typed | kept, inputs, mirror)
     _refuse_other_levels(opts.level, typed)
     return opts
 
@@ -48,8 +51,12 @@ def resumed_preprocess_options(request: Request, inputs: list[str], mirror: str 
         return preprocess_options(request, inputs, mirror)
     names = {f.name for f in fields(PreprocessOptions)} - set(request.typed)
     saved = {k: v for k, v in recorded.items() if k in names}
-    return preprocess_options(Request.of({**request.values, **saved}, request.typed), inputs,
-                              mirror)
+    try:
+        return preprocess_options(Request.of({**request.values, **saved}, request.typed), inputs,
+                                  mirror, frozenset(saved))
+    except (TypeError, ValueError) as exc:  # a damaged checkpoint's record
+        raise UserError(f"the run's checkpoint records its preprocess options damaged ({exc}): "
+                        "resume without the corpus (its cached dataset)") from exc
 
 
 def refuse_idle_mirror(inputs: list[str], mirror: str | None) -> None:
