@@ -338,6 +338,19 @@ def test_a_measurement_no_cpu_could_give_is_taken_again_and_never_cached(monkeyp
     assert speed.measure(config, 4, both).cached
 
 
+def test_a_measurement_taken_again_keeps_no_timing_of_a_setting_found_unavailable(
+        monkeypatch) -> None:
+    from charrnn.lm import speed
+
+    readings = iter([speed.Measurement({"fp32 full": 0.047, "bf16 full": 0.0016}),
+                     speed.Measurement({"fp32 full": 0.002}, {"bf16 full": "no bf16 here"})])
+    monkeypatch.setattr(speed, "_time_candidates", lambda *args: next(readings))
+    config = ModelConfig(vocab_size=40, cell="lstm", layers=1, hidden=64)
+    both = {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")}
+    measured = speed.measure(config, 4, both)
+    assert measured.seconds == {"fp32 full": 0.002} and "bf16 full" in measured.unavailable
+
+
 def test_one_slow_bf16_product_does_not_rule_bf16_out(monkeypatch) -> None:
     """The gate broke off after its first pair when bf16 looked 10× slower: one product slowed
     by another process read as a CPU without bf16 arithmetic (0.07× on a Zen 4), cached."""

@@ -93,10 +93,12 @@ def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
 
 
 def _level(folder: Path) -> str | None:
+    """A compared run's token level (None: a run compare does not score, or cannot read)."""
     try:
-        return (runs.run_info(folder).get("dataset") or {}).get("level")
+        info = runs.run_info(folder)
     except UserError:  # a damaged run.json: the table's loop skips it, saying why
         return None
+    return (info.get("dataset") or {}).get("level") if info.get("kind") in ("lm", "ngram") else None
 
 
 def compare(specs: list[str] | None, root: Path, split: str = "test",

@@ -97,8 +97,9 @@ def measure(config, batch: int, candidates: dict[str, tuple],
     measured = _time_candidates(config, batch, candidates, window)
     if not plausible(measured, candidates):  # a busy moment: once more, each its fastest
         again = _time_candidates(config, batch, candidates, window)
+        unavailable = {**measured.unavailable, **again.unavailable}
         measured = Measurement({k: min(v, again.seconds.get(k, v)) for k, v in
-                                measured.seconds.items()}, again.unavailable)
+                                measured.seconds.items() if k not in unavailable}, unavailable)
         if not plausible(measured, candidates):
             return measured  # used by this run only: the next one measures again
     try:

@@ -61,4 +61,6 @@ class FillTrainView(LiveTrainReporter):
         terminal drops the training's chart and sample first, then the panel is all)."""
         panel = stage_panel(self.name, self.info)
         rows = len(self.console.render_lines(panel, self.console.options, pad=False))
+        if self.console.height - above - rows < 3:  # not even the progress line fits under it
+            return Group(panel)
         return Group(panel, super().render(above + rows))
