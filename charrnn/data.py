@@ -27,7 +27,13 @@ import numpy as np
 
 from charrnn import fsutil
 from charrnn.errors import UserError
-from charrnn.inputs import CONVERT_OR_REPLACE, TextSource, expand_inputs, file_sha256
+from charrnn.inputs import (
+    CONVERT_OR_REPLACE,
+    TextSource,
+    expand_inputs,
+    file_sha256,
+    is_built_dataset,
+)
 from charrnn.tokenizers import (
     CharTokenizer,
     SubwordTokenizer,
@@ -304,7 +310,7 @@ class _Plan:
     def _source(self, specs: list[str]) -> TextSource:
         files = expand_inputs(specs)
         for path in files:  # a folder of texts that also holds a dataset: its meta.json is no text
-            if path.name == "meta.json" and _is_built_dataset(path.parent):
+            if path.name == "meta.json" and is_built_dataset(path.parent):
                 raise UserError(f"{path.parent} is a preprocessed dataset inside the input: give "
                                 "the text files only, or move the dataset folder out")
         return TextSource(files, self.opts.errors, CONVERT_OR_REPLACE)
@@ -413,14 +419,10 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
     return Dataset(out)
 
 
-def _is_built_dataset(folder: Path) -> bool:
-    return (folder / "meta.json").is_file() and (folder / "train.bin").is_file()
-
-
 def _refuse_datasets(specs: list[str], option: str, advice: str) -> None:
     """A dataset folder given as text would be read as its meta.json: say what it is instead."""
     for spec in specs:
-        if _is_built_dataset(Path(spec).expanduser()):
+        if is_built_dataset(Path(spec).expanduser()):
             raise UserError(f"{option}{spec} is already a preprocessed dataset (meta.json, "
                             f"train.bin): {advice.format(spec=spec)}")
 

@@ -175,8 +175,19 @@ def _refuse_binary(path: Path, head: bytes) -> None:
 
 def read_text(specs: Iterable[str], errors: str = "strict", fix: str = CONVERT_UTF8) -> str:
     """Read small inputs whole (used for prime files and eval files). `fix` is the advice on
-    invalid UTF-8: CONVERT_OR_REPLACE from a command that has --errors, else CONVERT_UTF8."""
+    invalid UTF-8: CONVERT_OR_REPLACE from a command that has --errors, else CONVERT_UTF8. A
+    dataset folder is no text (its meta.json would be read as some)."""
+    specs = list(specs)
+    for spec in specs:
+        if is_built_dataset(Path(spec).expanduser()):
+            raise UserError(f"{spec} is a preprocessed dataset (meta.json, train.bin), not text: "
+                            "give a text file")
     return TextSource(expand_inputs(specs), errors, fix).text()
+
+
+def is_built_dataset(folder: Path) -> bool:
+    """A folder `charrnn preprocess` made (its ids, not text)."""
+    return (folder / "meta.json").is_file() and (folder / "train.bin").is_file()
 
 
 def read_stdin(errors: str = "strict", can_replace: bool = False) -> str:

@@ -179,6 +179,11 @@ def test_a_dataset_folder_given_as_the_text_to_score_is_refused(tiny_run: Path, 
         result = run_cli(*args, ok=False)
         assert result.exit_code == 2 and "is already a preprocessed dataset" in result.output \
             and "--split" in result.output, args
+    for args in (["fill", "eval", tmp_path / "ds", "-m", tiny_run],
+                 ["tag", "train", tmp_path / "ds", "--format", "segmented"]):
+        result = run_cli(*args, ok=False)
+        assert result.exit_code == 2 and "is a preprocessed dataset (meta.json, train.bin), " \
+            "not text" in result.output, (args, result.output)
 
 
 def test_eval_text_output_is_one_readable_line(tiny_run: Path) -> None:
