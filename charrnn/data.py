@@ -569,6 +569,8 @@ def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
     ones set to other than their defaults) that it was not made with would be silently ignored,
     so it is an error naming what the dataset has instead."""
     saved = {**dataset.meta.get("options", {}), "level": dataset.tokenizer.level}
+    if dataset.tokenizer.level == "subword":  # the size made (the default's fits the text)
+        saved["vocab_size"] = dataset.tokenizer.vocab_size
     asked = opts.given() if names is None else names
     clashes = [name for name in sorted(asked) if getattr(opts, name) != saved.get(name)]
     level = dataset.tokenizer.level

@@ -222,6 +222,9 @@ def test_the_default_vocab_size_shrinks_to_a_small_text_and_a_typed_one_is_refus
                      "--out", tmp_path / "b", ok=False)
     assert result.exit_code == 2 and "--vocab-size 5000 is too large for this text" in result.output
     made = int(out.split("subword vocab ")[1].split()[0].replace(",", ""))
+    result = run_cli("ngram", "train", tmp_path / "a", "--vocab-size", "2000", "--order", "2",
+                     ok=False)  # a dataset folder: its size, not the option it recorded
+    assert result.exit_code == 2 and f"(it was made with --vocab-size {made})" in result.output
     run_cli("ngram", "train", small_text, "--level", "subword", "--order", "2")  # now cached
     for size in ("2000", str(made + 1)):  # the default's value typed is asked for too, cached or not
         result = run_cli("ngram", "train", small_text, "--level", "subword", "--order", "2",
