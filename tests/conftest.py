@@ -23,6 +23,9 @@ SHARED = Path(os.environ.get("CHARRNN_SHARED_CORPORA")
 GPU = torch.cuda.is_available()
 
 
+REAL_BF16_MATMUL_SPEED = None  # the gate the fixture below replaces, for the test of the gate
+
+
 @pytest.fixture(autouse=True)
 def devices_seen(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     # Threads: what the test process has, never a measurement (its verdict would follow the load).
@@ -33,6 +36,8 @@ def devices_seen(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     # on other machines are tested with measurements the tests set (test_plan.py).
     from charrnn.lm import speed
 
+    global REAL_BF16_MATMUL_SPEED
+    REAL_BF16_MATMUL_SPEED = REAL_BF16_MATMUL_SPEED or speed.bf16_matmul_speed
     monkeypatch.setattr(speed, "bf16_matmul_speed", lambda: 0.0)
     if request.node.get_closest_marker("cuda") is not None:
         if not GPU:

@@ -354,11 +354,13 @@ def test_a_measurement_taken_again_keeps_no_timing_of_a_setting_found_unavailabl
 def test_one_slow_bf16_product_does_not_rule_bf16_out(monkeypatch) -> None:
     """The gate broke off after its first pair when bf16 looked 10× slower: one product slowed
     by another process read as a CPU without bf16 arithmetic (0.07× on a Zen 4), cached."""
+    import conftest
     import torch
 
     from charrnn.lm import speed
 
-    monkeypatch.undo()  # the real gate (conftest makes every machine one without bf16)
+    # the real gate (conftest makes every machine one without bf16)
+    monkeypatch.setattr(speed, "bf16_matmul_speed", conftest.REAL_BF16_MATMUL_SPEED)
     clock = iter([0.0, 0.001, 0.0, 0.05,  # pair 1: fp32 1 ms, bf16 50 ms (a busy moment)
                   0.0, 0.001, 0.0, 0.0008] + [0.0, 0.001, 0.0, 0.0008] * 3)
     monkeypatch.setattr(speed.time, "perf_counter", lambda: next(clock))
