@@ -319,11 +319,13 @@ def test_an_ngram_word_prime_reads_unknown_words_as_unk_as_the_rnn_does(pair: Pa
     assert out.output.startswith("the <unk> quick")
 
 
-def test_a_measurement_no_cpu_could_give_is_taken_again_and_never_cached(monkeypatch) -> None:
+def test_a_measurement_no_cpu_could_give_is_taken_again_and_never_cached(monkeypatch,
+                                                                        tmp_path) -> None:
     """fp32 47 ms against bf16 1.6 ms (a busy machine's reading) was cached for good: every later
     run of that shape on that machine took its verdict."""
     from charrnn.lm import speed
 
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))  # this test's own measurement cache
     readings = iter([{"fp32 full": 0.047, "bf16 full": 0.0016},   # the busy moment
                      {"fp32 full": 0.040, "bf16 full": 0.0020},   # still busy: not cached
                      {"fp32 full": 0.0020, "bf16 full": 0.0017},  # a quiet one
@@ -339,8 +341,10 @@ def test_a_measurement_no_cpu_could_give_is_taken_again_and_never_cached(monkeyp
 
 
 def test_a_measurement_taken_again_keeps_no_timing_of_a_setting_found_unavailable(
-        monkeypatch) -> None:
+        monkeypatch, tmp_path) -> None:
     from charrnn.lm import speed
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))  # this test's own measurement cache
 
     readings = iter([speed.Measurement({"fp32 full": 0.047, "bf16 full": 0.0016}),
                      speed.Measurement({"fp32 full": 0.002}, {"bf16 full": "no bf16 here"})])
