@@ -11,14 +11,13 @@ The corpus is read three times as a stream (count characters, build the vocabula
 peak memory is a few chunks plus the vocabulary, whatever the corpus size. Splits are cut by
 character position, as nanoGPT cuts tiny Shakespeare 90/10; word and subword cuts move forward to
 the next line break so that no word is split, or where none comes soon (one long line: text8), to
-the next whitespace; a split that was asked for is never left empty.
+the next whitespace; a split that was asked for is never left empty (the cuts: splits.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -27,13 +26,8 @@ import numpy as np
 
 from charrnn import fsutil
 from charrnn.errors import UserError
-from charrnn.inputs import (
-    CONVERT_OR_REPLACE,
-    TextSource,
-    expand_inputs,
-    file_sha256,
-    is_built_dataset,
-)
+from charrnn.inputs import CONVERT_OR_REPLACE
+from charrnn.splits import SPLITS, SplitPlan, refuse_datasets
 from charrnn.tokenizers import (
     CharTokenizer,
     SubwordTokenizer,
@@ -45,7 +39,6 @@ from charrnn.tokenizers import (
 )
 
 FORMAT, VERSION = "charrnn-dataset", 1
-SPLITS = ("train", "val", "test")
 LEVELS = ("char", "word", "subword")
 
 # The tokenizer options each level reads (a typed one of another level is refused by the plan).
@@ -196,52 +189,6 @@ class Dataset:
         return ids
 
 
-_WHITESPACE = re.compile(r"\s")
-
-
-def _snap(chunk: str, cut: int, end: int) -> int:
-    """Where a word or subword split starts: after the first line break in chunk[cut - 1:end]
-    (a cut just after one stays), else after the first whitespace there, else at `cut` itself
-    (cutting one word beats an empty split)."""
-    newline = chunk.find("\n", max(0, cut - 1), end)
-    if newline >= 0:
-        return newline + 1
-    space = _WHITESPACE.search(chunk, max(0, cut - 1), end)
-    return space.end() if space else cut
-
-
-def _split_pieces(
-    source: TextSource, bounds: tuple[int, int], total: int, snap: bool
-) -> Iterator[tuple[int, str]]:
-    """Yield (split index, text) pieces; split 0 ends at bounds[0], split 1 at bounds[1].
-
-    With `snap`, a cut moves forward (see `_snap`) but never by more than half of the split that
-    follows it, so that split keeps at least half its size; a split asked to be empty stays empty.
-    """
-    ends = (*bounds, total)
-    position, split = 0, 0
-    for chunk in source.chunks():
-        start, base = 0, position  # base: the position of chunk[0]
-        while split < 2 and base + len(chunk) > bounds[split]:
-            cut = max(start, bounds[split] - base)
-            if snap and bounds[split] > position:
-                following = next((e for e in ends[split + 1:] if e > bounds[split]), total)
-                reach = bounds[split] + (following - bounds[split]) // 2  # < following
-                cut = _snap(chunk, cut, min(len(chunk), reach - base))
-            if cut > start:
-                yield split, chunk[start:cut]
-                position += cut - start
-                start = cut
-            split += 1
-        if start < len(chunk):
-            yield split, chunk[start:]
-            position += len(chunk) - start
-
-
-def _char_count(source: TextSource) -> int:
-    return sum(len(chunk) for chunk in source.chunks())
-
-
 def _exact_as_asked(dataset: Dataset, opts: PreprocessOptions) -> Dataset:
     """A cached subword dataset made at the default size fitted to the text is not one asked for
     at that size (made exactly or refused): the same key, another promise."""
@@ -271,91 +218,6 @@ def _build_tokenizer(opts: PreprocessOptions, train_text: Callable[[], Iterator[
         return SubwordTokenizer.train(train_text(), exc.least, model, exact=False)
 
 
-class _Plan:
-    """Which text goes to which split, as a stream of (split name, text) pieces."""
-
-    def __init__(self, inputs: list[str], opts: PreprocessOptions) -> None:
-        self.opts = opts
-        _refuse_datasets(inputs, "", "train on it directly with `charrnn train {spec}`")
-        for option, files in (("--valid", opts.valid), ("--test", opts.test)):
-            _refuse_datasets(files, f"{option} ", "give the text file instead")
-        self.specs = [*inputs, *opts.valid, *opts.test]
-        self.main = self._source(inputs)
-        self.extra = {name: self._source(files)
-                      for name, files in (("val", opts.valid), ("test", opts.test)) if files}
-        self.total = _char_count(self.main)
-        if self.total == 0:
-            names = ", ".join(str(f) for f in self.main.files)
-            raise UserError(f"{names}: input is empty (0 characters); give a non-empty corpus")
-        for name, source in self.extra.items():  # an empty split would silently never evaluate
-            if _char_count(source) == 0:
-                names = ", ".join(str(f) for f in source.files)
-                option = "--valid" if name == "val" else "--test"
-                raise UserError(f"{option} {names}: file is empty (0 characters); give a "
-                                f"non-empty file, or drop {option} to split one off the corpus")
-        val_frac = 0.0 if "val" in self.extra else opts.val_frac
-        test_frac = 0.0 if "test" in self.extra else opts.test_frac
-        self.bounds = (int(self.total * (1 - val_frac - test_frac)), int(self.total * (1 - test_frac)))
-        for option, frac, size in (("--val-frac", val_frac, self.bounds[1] - self.bounds[0]),
-                                   ("--test-frac", test_frac, self.total - self.bounds[1])):
-            if frac > 0 and size == 0:
-                raise UserError(f"{option} {frac} of {self.total:,} characters is not one "
-                                f"character: give a larger {option} or more text")
-        self.rule = {"main": "contiguous tail by characters", "val_frac": val_frac,
-                     "test_frac": test_frac, "val_files": opts.valid, "test_files": opts.test,
-                     "cut_at_line_break": opts.level != "char"}
-        if opts.level != "char":  # part of the cache key: these cuts differ from the old ones
-            self.rule["cut_fallback"] = "next whitespace, else the character (within half a split)"
-
-    def _source(self, specs: list[str]) -> TextSource:
-        files = expand_inputs(specs)
-        for path in files:  # a folder of texts that also holds a dataset: its meta.json is no text
-            if path.name == "meta.json" and is_built_dataset(path.parent):
-                raise UserError(f"{path.parent} is a preprocessed dataset inside the input: give "
-                                "the text files only, or move the dataset folder out")
-        return TextSource(files, self.opts.errors, CONVERT_OR_REPLACE)
-
-    def files(self) -> list[Path]:
-        return [path for source in (self.main, *self.extra.values()) for path in source.files]
-
-    def asked(self, split: str) -> bool:
-        """Whether the user asked for text in this split (so an empty one is an error)."""
-        if split == "train":
-            return True
-        files, frac = (self.opts.valid, self.opts.val_frac) if split == "val" else \
-            (self.opts.test, self.opts.test_frac)
-        return bool(files) or frac > 0
-
-    def pieces(self) -> Iterator[tuple[str, str]]:
-        for index, text in _split_pieces(self.main, self.bounds, self.total,
-                                         snap=self.opts.level != "char"):
-            yield SPLITS[index], text
-        for name, source in self.extra.items():
-            for text in source.chunks():
-                yield name, text
-
-    def vocabulary_text(self) -> Iterator[str]:
-        # Characters come from every split (as in char-rnn and nanoGPT), so held-out text has no
-        # unknown characters; words and subwords are learnt from train only (the PTB convention).
-        for split, text in self.pieces():
-            if self.opts.level == "char" or split == "train":
-                yield text
-
-    def sources(self) -> list[dict]:
-        out = []
-        for role, source in (("main", self.main), *self.extra.items()):
-            for path in source.files:
-                out.append({"role": role, "path": str(path), "bytes": path.stat().st_size,
-                            "sha256": file_sha256(path)})  # what `sha256sum` and the registry say
-        return out
-
-    def content_hash(self) -> str:
-        # Over all files in order with separators (TextSource.sha256), not the per-file hashes:
-        # the cache key, unchanged so that existing datasets are found again.
-        parts = [self.main.sha256()] + [f"{k}:{s.sha256()}" for k, s in self.extra.items()]
-        return hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
 @dataclass
 class GivenTokenizer:
     """Preprocess with a tokenizer made from another one (fine-tuning: the parent run's), not
@@ -367,7 +229,7 @@ class GivenTokenizer:
     unknown: str = "map"
 
 
-def dataset_id(plan: _Plan, given: GivenTokenizer | None = None) -> str:
+def dataset_id(plan: SplitPlan, given: GivenTokenizer | None = None) -> str:
     opts = plan.opts
     key = {"content": plan.content_hash(), "tokenizer": opts.tokenizer_options(),
            "rule": plan.rule, "errors": opts.errors, "version": VERSION}
@@ -380,7 +242,7 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
                given: GivenTokenizer | None = None) -> Dataset:
     """Stream `inputs` into a dataset folder (`out`, or the cache keyed by content + options)."""
     opts.validate()
-    plan = _Plan(inputs, opts)
+    plan = SplitPlan(inputs, opts)
     if out is not None:
         _check_out(Path(out), plan)
     ident = dataset_id(plan, given)
@@ -419,21 +281,13 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
     return Dataset(out)
 
 
-def _refuse_datasets(specs: list[str], option: str, advice: str) -> None:
-    """A dataset folder given as text would be read as its meta.json: say what it is instead."""
-    for spec in specs:
-        if is_built_dataset(Path(spec).expanduser()):
-            raise UserError(f"{option}{spec} is already a preprocessed dataset (meta.json, "
-                            f"train.bin): {advice.format(spec=spec)}")
-
-
 def refuse_dataset_as_text(file: str) -> None:
     """A FILE to score that is a dataset folder: its meta.json would be scored as text."""
-    _refuse_datasets([file], "", "score a run on the splits of its own with --split (default "
+    refuse_datasets([file], "", "score a run on the splits of its own with --split (default "
                      "test), or give a text file")
 
 
-def _check_out(out: Path, plan: _Plan) -> None:
+def _check_out(out: Path, plan: SplitPlan) -> None:
     """--out must be a folder that holds no input and lies in no input folder: the dataset
     replaces it whole, and a dataset among the inputs would be read as text next time."""
     if out.exists() and not out.is_dir():
@@ -479,7 +333,7 @@ def _is_dataset_meta(path: Path) -> bool:
     return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
-def _refuse_empty_splits(plan: _Plan, counts: dict) -> None:
+def _refuse_empty_splits(plan: SplitPlan, counts: dict) -> None:
     """A split the user asked for that holds no token would silently never be evaluated."""
     pattern = " (or a --pattern that matches its text)" if plan.opts.pattern else ""
     for split in SPLITS:
