@@ -456,7 +456,7 @@ def test_more_continues_with_the_surplus_of_the_last_chunk(tiny_run: Path) -> No
 def test_keys_change_temperature_restart_save_and_quit(tiny_run: Path, tmp_path: Path) -> None:
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
     opts = SampleOptions(length=10**6, seed=1)
-    keys = ScriptedKeys("++", "-", "+", " ", "", " ", "r", "s", "\x1b[A", "q")
+    keys = ScriptedKeys("++", "-", "+", " ", "", " ", "r", "s", "\x1b[A", "\x1bq")  # Esc, q
     result = live_sample(ckpt, opts, "the", "cpu", console=console(), keys=keys)
     assert opts.temperature == pytest.approx(1.2)
     assert opts.seed == 2  # r: restarted with the next seed

@@ -41,7 +41,9 @@ MAX_VIEW_SHARE = 0.05
 MAX_FRAME_GAP = 0.5  # seconds: a slow frame lowers the frame rate, but never below 2 a second
 IDLE_POLL = 0.1  # seconds between looks at the keyboard while paused or done
 TEMP_STEP, TEMP_MIN, TEMP_MAX = 0.1, 0.1, 5.0
-_ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|O.|.)?")  # arrows, F-keys: ignored
+# Arrows, F-keys: ignored. An Esc with a key after it in one read is that key (Esc then q quits;
+# no Alt chord has a meaning here).
+_ESCAPES = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|O.)?")
 
 
 @dataclass
