@@ -87,3 +87,15 @@ def test_a_mistake_one_rank_sees_is_one_line_from_each_and_exit_2(small_text, tm
     proc = _torchrun(tmp_path, str(small_text), *COMMON, "--batch-size", "5",  # (the last wins)
                      "--max-steps", "2", "--run-name", "odd", ok=False)
     assert "--batch-size 5 must be divisible by the 2 processes: give e.g. 4 or 6" in proc.stderr
+
+
+@pytest.mark.slow
+def test_max_time_and_a_stop_are_agreed_on_between_log_lines(small_text, tmp_path):
+    """Under DDP the ranks agreed on the clock and on a stop only at log, eval and save steps:
+    --max-time 3 with a log line every 100,000 steps trained for minutes (and a Ctrl-C waited
+    as long, past torchrun's grace, which then killed the ranks unsaved)."""
+    proc = _torchrun(tmp_path, str(small_text), *COMMON, "--log-every", "100000",
+                     "--eval-every", "100000", "--max-time", "3", "--run-name", "clock")
+    assert "done at step" in proc.stdout, proc.stdout + proc.stderr
+    saved = json.loads((tmp_path / "runs/clock/last/checkpoint.json").read_text())
+    assert saved["progress"]["elapsed"] < 3 + 2 * 2.0  # within about a heartbeat of the budget

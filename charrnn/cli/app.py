@@ -81,7 +81,10 @@ def main() -> None:
 
 
 def _distributed() -> bool:
-    """In a torchrun process group (torch imported by a command; never imported here)."""
+    """A rank of torchrun: in its process group (torch imported by a command; never imported
+    here), or started by it (the group may already be torn down when a peer's loss surfaces)."""
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+        return True
     dist = sys.modules.get("torch.distributed")
     return dist is not None and dist.is_available() and dist.is_initialized()
 

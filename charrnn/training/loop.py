@@ -42,6 +42,7 @@ from charrnn.training.task import Progress, StatelessTask, Task, Window
 
 __all__ = ["Loop", "Progress", "StatelessTask", "Task"]  # what the tasks import from here
 MAX_NAN_RETRIES = 5
+HEARTBEAT_S = 2.0  # DDP: seconds between the ranks' agreements on the clock and a stop
 
 
 class Loop:
@@ -222,6 +223,9 @@ class Loop:
         self.pending_best: checkpoint.Captured | None = None  # a best/ kept in memory until
         self.pending = False  # writing it is due (rank 0); whether there is one (every rank)
         self.retries = 0
+        # DDP heartbeats (_is_sync_point): every step until the step time is known
+        self.check_step, self.check_elapsed = self.progress.step, self.progress.elapsed
+        self.check_every, self.next_check = 1, self.progress.step + 1
 
     def _windows(self) -> dict:
         """Steps in windows between sync points; at each: log, evaluate, save, stop."""
@@ -243,6 +247,8 @@ class Loop:
             if not single:
                 self.progress.elapsed = self.dist.max(elapsed_at_start + time.time() - started)
                 self.stop.requested = self.dist.any(self.stop.requested)
+                if self._heartbeat_only():  # the clock and a stop agreed on; nothing else due
+                    continue
             # Read once: a request that lands after this point (a signal, a closed pipe) is acted
             # on at the next sync point, so the stop always comes with its save.
             stopping = self.stop.requested
@@ -264,14 +270,34 @@ class Loop:
                 "elapsed": prog.elapsed, "run": str(self.run_dir), **self.last_eval}
 
     def _is_sync_point(self, single: bool) -> bool:
-        """Under DDP only step counts decide, so that every rank reaches the same points; a single
-        process also stops for the clock and for Ctrl-C."""
-        cfg, step = self.cfg, self.progress.step
-        if (step % cfg.log_every == 0 or (self.has_val and step % self.eval_every == 0)
-                or (cfg.save_every is not None and step % cfg.save_every == 0)
-                or self.budget_spent()):
+        """Under DDP only step counts decide, so that every rank reaches the same points: the
+        log, eval and save steps, and a heartbeat about every HEARTBEAT_S seconds at which the
+        ranks agree on the clock and on a stop (--max-time and Ctrl-C would otherwise wait for
+        the next log line, past torchrun's grace before it kills the ranks unsaved); a single
+        process also stops for the clock and for Ctrl-C at any step."""
+        if self._due():
             return True
-        return single and (self.stop.requested or self._eval_due())
+        if single:
+            return self.stop.requested or self._eval_due()
+        return self.progress.step >= self.next_check
+
+    def _due(self) -> bool:
+        cfg, step = self.cfg, self.progress.step
+        return (step % cfg.log_every == 0 or (self.has_val and step % self.eval_every == 0)
+                or (cfg.save_every is not None and step % cfg.save_every == 0)
+                or self.budget_spent())
+
+    def _heartbeat_only(self) -> bool:
+        """At a DDP sync point, after the ranks agreed on the clock and a stop: plan the next
+        heartbeat (from agreed figures, so every rank plans the same step), and say whether
+        nothing else is due here (no log, eval or save, no stop, budget left)."""
+        prog = self.progress
+        if prog.step > self.check_step:  # steps per HEARTBEAT_S, as measured since the last one
+            per_step = max(1e-9, (prog.elapsed - self.check_elapsed) / (prog.step - self.check_step))
+            self.check_every = max(1, min(self.cfg.log_every, int(HEARTBEAT_S / per_step)))
+        self.check_step, self.check_elapsed = prog.step, prog.elapsed
+        self.next_check = prog.step + self.check_every
+        return not (self._due() or self.stop.requested or self._eval_due())
 
     def _eval_due(self) -> bool:
         prog, cfg = self.progress, self.cfg
