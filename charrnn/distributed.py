@@ -116,6 +116,14 @@ class Dist:
             raise UserError(batch_not_divisible(batch, self.world))
 
 
+def refuse_torchrun(what: str) -> None:
+    """What trains in one process: refused under torchrun, before any rank makes a run folder
+    of its own."""
+    if Dist().enabled:
+        raise UserError(f"{what} trains in one process (under torchrun each rank would make a "
+                        "run of its own): run it without torchrun, which trains language models")
+
+
 def shared_gpu(identities: list[tuple[str, str]]) -> tuple[int, int] | None:
     """The first two ranks whose (host, GPU) is the same, or None when every rank has its own."""
     first: dict[tuple[str, str], int] = {}

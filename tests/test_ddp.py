@@ -18,12 +18,12 @@ COMMON = [*TINY, "--batch-size", "4", "--dropout", "0", "--log-every", "1", "--w
           "--min-lr-ratio", "1", "--eval-every", "5", "--precision", "fp32"]
 
 
-def _torchrun(tmp_path: Path, *args: str, processes: int = 2,
-              ok: bool = True) -> subprocess.CompletedProcess:
+def _torchrun(tmp_path: Path, *args: str, processes: int = 2, ok: bool = True,
+              command: str = "train") -> subprocess.CompletedProcess:
     env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-         "--master_port", str(29500 + os.getpid() % 1000), "-m", "charrnn", "train", *args],
+         "--master_port", str(29500 + os.getpid() % 1000), "-m", "charrnn", command, *args],
         env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 or not ok, proc.stdout + proc.stderr
     return proc
@@ -99,3 +99,15 @@ def test_max_time_and_a_stop_are_agreed_on_between_log_lines(small_text, tmp_pat
     assert "done at step" in proc.stdout, proc.stdout + proc.stderr
     saved = json.loads((tmp_path / "runs/clock/last/checkpoint.json").read_text())
     assert saved["progress"]["elapsed"] < 3 + 2 * 2.0  # within about a heartbeat of the budget
+
+
+def test_what_trains_or_runs_in_one_process_is_refused_under_torchrun(small_text, tmp_path):
+    """A fill model or a tagger under torchrun: each rank made a run folder of its own, then
+    crashed ('Default process group has not been initialized'); sample printed twice."""
+    proc = _torchrun(tmp_path, str(small_text), *TINY, "--task", "fill", "--max-steps", "2",
+                     ok=False)
+    assert "--task fill trains in one process" in proc.stderr and "internal error" not in \
+        proc.stderr and not (tmp_path / "runs").exists()
+    run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "lm")
+    proc = _torchrun(tmp_path, "lm", "--length", "5", command="sample", ok=False)
+    assert "charrnn sample runs in one process" in proc.stderr and proc.stdout == ""

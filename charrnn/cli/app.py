@@ -31,10 +31,22 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def _options(version: Annotated[bool, typer.Option(
+def _options(ctx: typer.Context, version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")]
         = False) -> None:
     """Train, sample, evaluate and compare recurrent language models (char, word, subword)."""
+    if ctx.invoked_subcommand != "train" and _under_torchrun():
+        from charrnn.errors import UserError
+
+        raise UserError(f"charrnn {ctx.invoked_subcommand} runs in one process (under torchrun "
+                        "each rank would do it again): run it without torchrun, which is for "
+                        "`charrnn train` of a language model")
+
+
+def _under_torchrun() -> bool:
+    """Started by torchrun (it sets these for every rank, even of one process)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or os.environ.get("WORLD_SIZE", "1").strip() \
+        not in ("", "0", "1")
 
 
 for name, func in (("preprocess", train.preprocess), ("train", train.train),
@@ -83,7 +95,7 @@ def main() -> None:
 def _distributed() -> bool:
     """A rank of torchrun: in its process group (torch imported by a command; never imported
     here), or started by it (the group may already be torn down when a peer's loss surfaces)."""
-    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+    if _under_torchrun():
         return True
     dist = sys.modules.get("torch.distributed")
     return dist is not None and dist.is_available() and dist.is_initialized()

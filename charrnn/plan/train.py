@@ -298,10 +298,12 @@ def run_fill(request: Request, reporter=None) -> dict:
     from charrnn import data
     from charrnn.corpora import resolve_inputs
     from charrnn.devices import resolve_device
+    from charrnn.distributed import refuse_torchrun
     from charrnn.fill.config import FillTrainConfig
     from charrnn.fill.train import evaluates, train_fill_job
     from charrnn.runs import runs_root
 
+    refuse_torchrun("--task fill")
     refuse_more_threads_than_cpus(request)
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
                                 device=resolve_device(str(request["device"])).type)
@@ -323,6 +325,10 @@ def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"),
                                    {"lm": TrainConfig, "fill": FillTrainConfig})
     task = "fill" if ckpt.task == "fill" else "lm"
+    if task == "fill":
+        from charrnn.distributed import refuse_torchrun
+
+        refuse_torchrun(f"the fill model {ckpt.run_folder.name}")
     if "task" in request.typed and request["task"] != task:
         raise UserError(f"--task {request['task']}: run {ckpt.run_folder.name} is "
                         f"{'a fill model' if task == 'fill' else 'a language model'}, and a "
