@@ -111,7 +111,15 @@ class Dist:
         if self.enabled:
             dist.barrier()
 
-    def check_batch(self, batch: int) -> None:
+    def check_batch(self, batch: int, resumed: bool = False) -> None:
+        """`resumed`: the batch is the run's own, so the process count is what may change."""
+        if batch % self.world and resumed:
+            counts = [n for n in range(1, min(batch, 16) + 1) if batch % n == 0]
+            nearest = max(n for n in counts if n < self.world)
+            raise UserError(f"the run's --batch-size {batch} is not divisible by the {self.world} "
+                            f"processes, and a resumed run keeps its batch: resume it with "
+                            f"--nproc_per_node {nearest}, or another count that divides it "
+                            f"({', '.join(map(str, counts))})")
         if batch % self.world:
             raise UserError(batch_not_divisible(batch, self.world))
 

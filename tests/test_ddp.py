@@ -49,6 +49,10 @@ def test_two_process_ddp_matches_one_process_and_resumes_at_another_size(small_t
     resumed = _losses(tmp_path / "runs/ddp")
     for step in range(11, 21):
         assert resumed[step] == pytest.approx(single[step], rel=1e-4), step
+    # A count its batch (4) cannot be shared by: the advice is a count, not a batch it keeps.
+    proc = _torchrun(tmp_path, "--resume", "ddp", "--max-steps", "30", processes=3, ok=False)
+    assert "resume it with --nproc_per_node 2, or another count that divides it (1, 2, 4)" in \
+        proc.stderr, proc.stderr
 
 
 def test_one_process_under_torchrun_trains_through_ddp_like_a_plain_run(small_text, tmp_path):

@@ -149,7 +149,7 @@ class Trainer:
         """`start`: the model and weights a fine-tuned run begins from (lm.finetune)."""
         self.dataset, self.cfg, self.run_dir = dataset, cfg, run_dir
         self.dist = dist or Dist()
-        self.dist.check_batch(cfg.batch_size)
+        self.dist.check_batch(cfg.batch_size, resumed=resume is not None)
         self.device = self.dist.start(resolve_device(cfg.device))
         counts = None  # a new model's training frequencies (its adaptive order)
         if resume is not None:  # the model its checkpoint describes, whatever auto says here
