@@ -101,6 +101,9 @@ class PreprocessOptions:
             raise UserError(f"--min-count must be ≥ 1, got {self.min_count}")
         if self.max_vocab is not None and self.max_vocab < 3:
             raise UserError(f"--max-vocab must be ≥ 3, got {self.max_vocab}")
+        if self.pattern == "":  # (it would be recorded as '' and read as the whitespace split)
+            raise UserError("--pattern '' matches no token: drop --pattern to split words at "
+                            "whitespace, or give a regex such as '\\w+'")
         given = self.given()
         for files, frac, split in (("valid", "val_frac", "validation"), ("test", "test_frac", "test")):
             if getattr(self, files) and frac in given:  # the file wins: the fraction would be ignored

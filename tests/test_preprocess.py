@@ -146,6 +146,9 @@ def test_bad_split_fractions_are_user_errors(small_text: Path) -> None:
     result = run_cli("preprocess", small_text, "--out", "x", "--val-frac", "0.6", "--test-frac",
                      "0.5", ok=False)
     assert "must leave some text" in result.output
+    result = run_cli("preprocess", small_text, "--out", "x", "--level", "word", "--pattern", "",
+                     ok=False)  # it was recorded as '' and read as the whitespace split
+    assert result.exit_code == 2 and "--pattern '' matches no token" in result.output
 
 
 @pytest.mark.parametrize("option", ["--valid", "--test"])

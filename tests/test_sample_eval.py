@@ -206,6 +206,7 @@ def test_the_logged_val_loss_is_what_eval_gives_for_the_checkpoint(small_text: P
     ["sample", "RUN", "--unk", "skip", "--length", "5", "--plain"],
     ["compare", "RUN", "--unk", "skip"],
     ["eval", "RUN", "--unk", "error"], ["sample", "RUN", "--unk", "error", "--length", "5"],
+    ["eval", "RUN", "--split", "val", "--errors", "strict"],  # (typed at their defaults too)
 ])
 def test_options_for_reading_your_text_are_refused_where_there_is_none(tiny_run: Path,
                                                                        args) -> None:

@@ -20,7 +20,7 @@ def eval_command(
     json_out: opt.Json = False, unk: opt.Unk = None, device: opt.Device = "auto",
     precision: Annotated[opt.PrecisionChoice, typer.Option(help="What scoring computes in: fp32 (the default: figures that compare), bf16 (faster on CPUs that multiply it natively) or auto (fp32 on a CPU, float16 on CUDA).")] = "fp32",
     mix: opt.Mix = None, mix_weight: opt.MixWeight = None,
-    errors: opt.Errors = "strict", out: opt.Out = None,
+    errors: opt.TextErrors = None, out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
     from charrnn.evaluation.lm import evaluate_run
@@ -32,7 +32,7 @@ def eval_command(
         raise UserError("give a FILE or --split, not both")
     opt.refuse_text_options(file is not None, unk, errors)
     result = evaluate_run(run, root, file, opt.plain(split), device, opt.plain(unk),
-                          opt.plain(errors), opt.plain(precision), mix, mix_weight)
+                          opt.plain(errors) or "strict", opt.plain(precision), mix, mix_weight)
     typer.echo(json.dumps(result, indent=1) if json_out else describe(result))
 
 

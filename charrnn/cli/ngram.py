@@ -89,7 +89,7 @@ def eval_cmd(
         help="[RUN] [FILE]: an n-gram run (default: newest) and/or a text file to score.")] = None,
     split: Annotated[Optional[opt.SplitChoice], typer.Option(
         help="train, val or test split of the run's dataset.")] = None,
-    json_out: opt.Json = False, unk: opt.Unk = None, errors: opt.Errors = "strict",
+    json_out: opt.Json = False, unk: opt.Unk = None, errors: opt.TextErrors = None,
     out: opt.Out = None,
 ) -> None:
     """Score a model: nats/token, perplexity and bits per character of the original text."""
@@ -99,7 +99,8 @@ def eval_cmd(
     root = opt.root(out)
     run, file = opt.run_and_file(list(targets or []), root, "ngram eval")
     opt.refuse_text_options(file is not None, unk, errors)
-    result = evaluate_ngram(run, root, file, opt.plain(split), opt.plain(unk), opt.plain(errors))
+    result = evaluate_ngram(run, root, file, opt.plain(split), opt.plain(unk),
+                            opt.plain(errors) or "strict")
     if json_out:
         typer.echo(json.dumps(result, indent=1))
     else:

@@ -136,6 +136,8 @@ TestFrac = Annotated[float, typer.Option("--test-frac", help="Fraction of the co
 Valid = Annotated[Optional[list[str]], typer.Option("--valid", help="Validation file(s) instead of a tail fraction.")]
 Test = Annotated[Optional[list[str]], typer.Option("--test", help="Test file(s) instead of a tail fraction.")]
 Errors = Annotated[ErrorsChoice, typer.Option("--errors", help="Invalid UTF-8: 'strict' (stop) or 'replace' (U+FFFD).")]
+# Where the text read is FILE, not the run's own split (eval, ngram eval): not typed is None.
+TextErrors = Annotated[Optional[ErrorsChoice], typer.Option("--errors", show_default=False, help="Invalid UTF-8 in FILE: 'strict' (stop; the default) or 'replace' (U+FFFD).")]
 Pattern = Annotated[Optional[str], typer.Option("--pattern", help="Word level: regex matching one token (default: split on whitespace).")]
 MinCount = Annotated[int, typer.Option("--min-count", help="Word level: words seen fewer times become <unk>.")]
 MaxVocab = Annotated[Optional[int], typer.Option("--max-vocab", help="Word level: keep at most this many words (with specials).")]
@@ -229,12 +231,11 @@ Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of t
 BatchSize = Annotated[int, typer.Option(help="Parallel streams (LM) or sentences (tagger) per step.")]
 
 
-def refuse_text_options(text_given: bool, unk: object, errors: object = "strict",
+def refuse_text_options(text_given: bool, unk: object, errors: object = None,
                         source: str = "a FILE instead of the run's split") -> None:
     """--unk skip and --errors replace say how to read the user's text: where there is none (a
     run's own split, no --prime), they would change nothing."""
-    for name, value, default in (("--unk", plain(unk), None), ("--errors", plain(errors),
-                                                               "strict")):
-        if not text_given and value != default:
+    for name, value in (("--unk", plain(unk)), ("--errors", plain(errors))):
+        if not text_given and value is not None:
             raise UserError(f"{name} {value} says how to read your text, and there is none "
                             f"here: give {source}, or drop {name}")
