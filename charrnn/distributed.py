@@ -107,6 +107,14 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, obj: object) -> list:
+        """Every rank's Python object, in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        box: list = [None] * self.world
+        dist.all_gather_object(box, obj)
+        return box
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

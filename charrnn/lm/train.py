@@ -174,7 +174,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
         if resume is not None:
             self.loop.restore_from(resume)
-            if self.dist.rank:  # the other ranks: a stream of their own again (CPU and GPU)
+            if not self.loop.rng_restored:  # a rank the run had not: a stream of its own
                 torch.manual_seed(cfg.seed + self.dist.rank + 1_000_003 * self.progress.step)
 
     def _model(self, config: ModelConfig, start: tuple[ModelConfig, dict] | None,

@@ -129,13 +129,22 @@ class Loop:
                 "loss_scale": self.scaler.state_dict()}  # {} where no scaling is done
         tensors = None
         if self.task.resumable:
-            tensors = {"rng.cpu": torch.get_rng_state(), **self.task.state_tensors(),
+            tensors = {**self._rng_tensors(), **self.task.state_tensors(),
                        **optimizer_tensors(self.optimizer)}
-            if self.device.type == "cuda":
-                tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if not self.dist.is_main:
             return None
         return checkpoint.capture(self.task.model, meta, tensors)
+
+    def _rng_tensors(self) -> dict[str, torch.Tensor]:
+        """Every rank's random state (a collective under DDP): rank 0's as rng.cpu / rng.cuda
+        (what a one-process resume takes), rank r's as rng.cpu.r / rng.cuda.r, so that a resume
+        at the same size draws each rank's dropout masks as the run would have."""
+        own = {"rng.cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            own["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        ranks = self.dist.gather({k: v.cpu() for k, v in own.items()})
+        return {**own, **{f"{name}.{rank}": state for rank, states in enumerate(ranks) if rank
+                          for name, state in states.items()}}
 
     def save(self, name: str, metrics: dict | None = None) -> None:
         """Write best/ or last/ from the live model (every rank takes part; rank 0 writes)."""
@@ -149,6 +158,19 @@ class Loop:
         if captured is not None:
             checkpoint.write(self.run_dir / name, captured)
             self.saves.record(time.time() - started)
+
+    def _restore_rng(self, tensors: dict[str, torch.Tensor]) -> bool:
+        """This rank's saved random state, where the run had this rank (rank 0: always); False
+        where it had not (a resume at a larger size: the caller gives it a stream of its own)."""
+        suffix = f".{self.dist.rank}" if self.dist.rank else ""
+        if f"rng.cpu{suffix}" not in tensors:
+            if not suffix:
+                raise KeyError("rng.cpu")  # every resumable checkpoint has rank 0's
+            return False
+        torch.set_rng_state(tensors[f"rng.cpu{suffix}"])
+        if self.device.type == "cuda" and f"rng.cuda{suffix}" in tensors:
+            torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], self.device)
+        return True
 
     def restore_from(self, ckpt: checkpoint.Checkpoint) -> None:
         """Continue exactly where `ckpt` stopped: weights, optimizer, loss scale, progress, RNG and
@@ -164,9 +186,7 @@ class Loop:
         try:
             self.task.load_state_tensors(tensors)
             self.progress = Progress(**ckpt.meta["progress"])
-            torch.set_rng_state(tensors["rng.cpu"])  # rank 0's (the one saved)
-            if self.device.type == "cuda" and "rng.cuda" in tensors:
-                torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+            self.rng_restored = self._restore_rng(tensors)
         except (KeyError, TypeError, RuntimeError) as exc:
             raise UserError(f"{ckpt.folder}: resume state is incomplete ({exc}); resume from the "
                             "run's other checkpoint or start a new run") from exc
