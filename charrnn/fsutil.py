@@ -82,7 +82,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except OSError as exc:
         raise UserError(f"cannot create {final.parent}: {exc.strerror}") from exc
     recover_dir(final)
-    had_copy = final.exists()
+    had_copy = final.exists() and any(final.iterdir())  # (an empty one holds nothing to keep)
     tmp = _tmp_name(final)
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -196,6 +196,19 @@ def test_atomic_dir_removes_temp_on_error(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_write_over_an_empty_folder_says_nothing_was_written(tmp_path: Path) -> None:
+    """A fill group claims its name with an empty folder first: a failed write said 'the
+    previous copy is intact' of it."""
+    import errno
+
+    (tmp_path / "g").mkdir()
+    with pytest.raises(UserError, match="nothing was written"), \
+            fsutil.atomic_dir(tmp_path / "g") as tmp:
+        (tmp / "f").write_text("partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert (tmp_path / "g").is_dir()
+
+
 def test_a_json_write_that_fails_half_way_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     from charrnn.fsutil import write_json_atomic
 
