@@ -182,6 +182,7 @@ def test_failed_write_message_follows_the_error_and_the_previous_copy(tmp_path: 
     assert "disk space" not in str(denied.value) and "previous copy" not in str(denied.value)
     monkeypatch.undo()
     (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "meta.json").write_text("{}")  # a copy with something in it to keep
     monkeypatch.setattr(Path, "mkdir", fail(errno.ENOSPC))
     with pytest.raises(UserError, match="previous copy is intact .free some disk space"), \
             fsutil.atomic_dir(tmp_path / "old"):
