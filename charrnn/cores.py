@@ -1,12 +1,21 @@
 """How many cores this process may keep busy: its CPU affinity, and the container's CPU quota
 (cgroup v2 `cpu.max`) where one is set. The n-gram scorer's threads and the speed cache's
-machine name count them; the sampler's two lanes ask for whole ones. Torch-free."""
+machine name count them; the sampler's two lanes ask for whole ones. And whether torchrun
+started it, with other processes sharing the work. Torch-free."""
 
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+
+
+def under_torchrun() -> bool:
+    """Started by torchrun: it sets TORCHELASTIC_RUN_ID for every rank, even of one process,
+    and WORLD_SIZE (read without torch: `charrnn --help` and the n-gram commands import none)."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or \
+        os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+
 
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" in µs, or "max PERIOD"
 

@@ -15,6 +15,7 @@ import socket
 import torch
 import torch.distributed as dist
 
+from charrnn.cores import under_torchrun
 from charrnn.errors import UserError
 
 COLLECTIVE_TIMEOUT_MIN = 120
@@ -27,7 +28,7 @@ class Dist:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         # Under torchrun even one process joins a process group (as nanoGPT does): the DDP path
         # is then the same whatever the count, and one GPU can exercise NCCL.
-        self.enabled = self.world > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+        self.enabled = under_torchrun()
         self.device = torch.device("cpu")
 
     @property
@@ -81,15 +82,14 @@ class Dist:
             value /= self.world
         return value
 
-    def max(self, value: float) -> float:
+    def agree(self, seconds: float, flag: bool) -> tuple[float, bool]:
+        """(the largest `seconds`, whether any rank's `flag` is set): one collective for both."""
         if not self.enabled:
-            return value
-        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+            return seconds, flag
+        tensor = torch.tensor([seconds, 1.0 if flag else 0.0], dtype=torch.float64,
+                              device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return float(tensor)
-
-    def any(self, flag: bool) -> bool:
-        return self.max(1.0 if flag else 0.0) > 0
+        return float(tensor[0]), bool(tensor[1] > 0)
 
     def gather_rows(self, local: torch.Tensor) -> torch.Tensor:
         """(layers, B/W, H) on each rank → (layers, B, H), rows in rank order."""

@@ -15,6 +15,7 @@ import typer
 
 from charrnn.cli import evaluate, fill, ngram, runs, sample, tag, train
 from charrnn.cli.errors import debug, exit_code, report_errors, say
+from charrnn.cores import under_torchrun
 
 app = typer.Typer(
     name="charrnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -35,7 +36,7 @@ def _options(ctx: typer.Context, version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")]
         = False) -> None:
     """Train, sample, evaluate and compare recurrent language models (char, word, subword)."""
-    if ctx.invoked_subcommand != "train" and _under_torchrun():
+    if ctx.invoked_subcommand != "train" and under_torchrun():
         from charrnn.errors import UserError
 
         raise UserError(f"charrnn {ctx.invoked_subcommand} runs in one process (under torchrun "
@@ -43,10 +44,6 @@ def _options(ctx: typer.Context, version: Annotated[bool, typer.Option(
                         "`charrnn train` of a language model")
 
 
-def _under_torchrun() -> bool:
-    """Started by torchrun (it sets these for every rank, even of one process)."""
-    return "TORCHELASTIC_RUN_ID" in os.environ or os.environ.get("WORLD_SIZE", "1").strip() \
-        not in ("", "0", "1")
 
 
 for name, func in (("preprocess", train.preprocess), ("train", train.train),
@@ -95,7 +92,7 @@ def main() -> None:
 def _distributed() -> bool:
     """A rank of torchrun: in its process group (torch imported by a command; never imported
     here), or started by it (the group may already be torn down when a peer's loss surfaces)."""
-    if _under_torchrun():
+    if under_torchrun():
         return True
     dist = sys.modules.get("torch.distributed")
     return dist is not None and dist.is_available() and dist.is_initialized()

@@ -265,8 +265,8 @@ class Loop:
             if not self._is_sync_point(single):
                 continue
             if not single:
-                self.progress.elapsed = self.dist.max(elapsed_at_start + time.time() - started)
-                self.stop.requested = self.dist.any(self.stop.requested)
+                self.progress.elapsed, self.stop.requested = self.dist.agree(
+                    elapsed_at_start + time.time() - started, self.stop.requested)
                 if self._heartbeat_only():  # the clock and a stop agreed on; nothing else due
                     continue
             # Read once: a request that lands after this point (a signal, a closed pipe) is acted
