@@ -256,6 +256,9 @@ class _WordStream:
 MAX_SENTENCE_BYTES = 1 << 16
 
 
+SPACE_MARK = "\u2581"  # sentencepiece's mark for a space inside a piece
+
+
 def _sentence_pieces(line: str, max_bytes: int) -> Iterator[str]:
     """`line` cut into pieces of fewer than `max_bytes` UTF-8 bytes, each ending after a whitespace
     where there is one (a word is never cut unless it alone is that long). Training only: encoding
@@ -307,7 +310,10 @@ class SubwordTokenizer:
     """sentencepiece over lines; the newline is our own extra id (sentencepiece works per line).
 
     Identity normalisation, no dummy prefix and kept whitespace make decode(encode(x)) == x;
-    byte fallback means no character is ever unknown.
+    byte fallback means no character is ever unknown. sentencepiece reads U+2581 "▁" as its own
+    space mark, so a literal one is written as its three UTF-8 byte pieces, which decode to "▁":
+
+        "a▁b"  ->  sp("a") <0xE2> <0x96> <0x81> sp("b")
     """
 
     level = "subword"
@@ -319,6 +325,7 @@ class SubwordTokenizer:
         self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
         self.newline_id = self.sp.get_piece_size()
         self.vocab_size = self.newline_id + 1
+        self.space_mark_bytes = [self.sp.piece_to_id(f"<0x{byte:02X}>") for byte in SPACE_MARK.encode()]
 
     @classmethod
     def train(
@@ -337,8 +344,9 @@ class SubwordTokenizer:
         if vocab_size < 260:
             raise UserError(f"--vocab-size {vocab_size} is too small: subword needs at least 260 "
                             "(256 byte pieces for unseen characters, plus specials)")
-        lines = (piece for chunk in chunks for line in chunk.split("\n") if line
-                 for piece in _sentence_pieces(line, MAX_SENTENCE_BYTES))
+        lines = (piece for chunk in chunks for line in chunk.split("\n")
+                 for part in line.split(SPACE_MARK) if part  # a literal mark is no space
+                 for piece in _sentence_pieces(part, MAX_SENTENCE_BYTES))
         model = io.BytesIO()
         try:
             spm.SentencePieceTrainer.train(
@@ -363,8 +371,11 @@ class SubwordTokenizer:
         ids: list[int] = []
         lines = text.split("\n")
         for number, line in enumerate(lines):
-            if line:
-                ids += self.sp.encode(line)
+            for part_number, part in enumerate(line.split(SPACE_MARK)):
+                if part_number:
+                    ids += self.space_mark_bytes
+                if part:
+                    ids += self.sp.encode(part)
             if number < len(lines) - 1:
                 ids.append(self.newline_id)
         return np.asarray(ids, dtype=np.int64)
@@ -408,7 +419,7 @@ class _SubwordStream:
             return head + "\n"
         if sp.is_unknown(token_id):
             return head + "\u2047"
-        return head + sp.id_to_piece(token_id).replace("\u2581", " ")
+        return head + sp.id_to_piece(token_id).replace(SPACE_MARK, " ")
 
     def flush(self) -> str:
         text = self.pending.decode("utf-8", errors="replace")

@@ -96,6 +96,17 @@ def test_subword_round_trips_whitespace_newlines_and_unseen_characters(subword) 
     assert np.array_equal(restored.encode(text), ids)
 
 
+@pytest.mark.parametrize("text", ["\u2581", "a\u2581b", " \u2581\u2581the fox\u2581\n\u2581"])
+def test_subword_round_trips_a_literal_space_mark(subword, text: str) -> None:
+    """U+2581 is sentencepiece's own space mark: a literal one must come back as itself."""
+    assert subword.decode(subword.encode(text).tolist()) == text
+
+
+def test_subword_training_text_with_space_marks_round_trips() -> None:
+    tok = SubwordTokenizer.train(["the\u2581fox and the dog\n" * 40], vocab_size=280)
+    assert tok.decode(tok.encode("the\u2581fox the dog").tolist()) == "the\u2581fox the dog"
+
+
 def test_subword_vocab_size_too_small_is_a_user_error() -> None:
     with pytest.raises(UserError, match="too small"):
         SubwordTokenizer.train(["abc\n"], vocab_size=100)
