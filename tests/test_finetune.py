@@ -142,6 +142,25 @@ def test_a_run_resumes_with_its_corpus_given_again_without_its_options_typed_aga
     assert refused.exit_code == 2 and "dataset id differs" in refused.output
 
 
+def test_a_run_resumed_from_another_folder_reads_its_relative_valid_file_where_it_was(
+        small_text: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--valid v.txt typed in one folder: a resume from another, with the dataset gone from the
+    cache, reads that folder's v.txt (before: the other folder's, or none)."""
+    import shutil
+
+    made, elsewhere = tmp_path / "made", tmp_path / "elsewhere"
+    made.mkdir(), elsewhere.mkdir()
+    (made / "v.txt").write_text("the cat sat on the mat and the dog.\n" * 20, encoding="utf-8")
+    (elsewhere / "v.txt").write_text("quite other words here.\n" * 20, encoding="utf-8")
+    monkeypatch.chdir(made)
+    run_cli("train", small_text, "--valid", "v.txt", *TINY, "--max-steps", "4", "--run-name", "r")
+    ident = checkpoint.resolve("r", tmp_path / "runs", prefer="last").meta["dataset"]["id"]
+    shutil.rmtree(find_dataset(ident).root)
+    monkeypatch.chdir(elsewhere)
+    out = run_cli("train", small_text, "--resume", "r", "--max-steps", "6").output
+    assert "resuming" in out and "done at step 6" in out
+
+
 def test_a_word_level_child_takes_the_word_recipe_under_its_parents_shape(small_text: Path,
                                                                            tmp_path: Path) -> None:
     run_cli("train", small_text, *TINY, "--level", "word", "--tie-weights", "--dropout", "0.1",

@@ -10,6 +10,7 @@ The result is final: the library uses it as it is (corpora.resolve_inputs(final=
 
 from __future__ import annotations
 
+import os
 from dataclasses import fields
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
     `kept`: the ones whose values are a resumed run's own (a registry corpus's defaults do not
     replace them)."""
     values = request.fields_of(PreprocessOptions)
-    values.update(valid=list(values.get("valid") or []), test=list(values.get("test") or []),
+    values.update(valid=_split_files(request, "valid"), test=_split_files(request, "test"),
                   exact_vocab="vocab_size" in request.typed)
     opts = PreprocessOptions(**values)
     typed = request.typed & {f.name for f in fields(PreprocessOptions)}
@@ -41,6 +42,14 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
         _registry_defaults(opts, typed | kept, inputs, mirror)
     _refuse_other_levels(opts.level, typed)
     return opts
+
+
+def _split_files(request: Request, split: str) -> list[str]:
+    """Typed split files as absolute paths: the dataset records them (and its id holds them), and
+    a run resumed from another folder makes its dataset again from them. Recorded ones stay as
+    they are (an older run's relative ones are its dataset id)."""
+    files = list(request.get(split) or [])
+    return [os.path.abspath(f) for f in files] if split in request.typed else files
 
 
 def resumed_preprocess_options(request: Request, inputs: list[str], mirror: str | None,
