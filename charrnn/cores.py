@@ -17,6 +17,12 @@ def under_torchrun() -> bool:
         os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
 
 
+def other_rank() -> str:
+    """Under torchrun, this process's rank where it is not rank 0; else ""."""
+    rank = os.environ.get("RANK", "0").strip() if under_torchrun() else "0"
+    return "" if rank in ("", "0") else rank
+
+
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # "QUOTA PERIOD" in µs, or "max PERIOD"
 
 

@@ -12,6 +12,16 @@ class UserError(Exception):
     """A problem with the user's input, stated as: what, where, what to do."""
 
     exit_code = 2
+    # Under torchrun every rank runs the same command on the same files and meets a mistake
+    # alike: rank 0 alone says it.
+    alike_on_every_rank = True
+
+
+class RankError(UserError):
+    """A user's problem one process of a torchrun may meet alone (its GPU's memory): each rank
+    that meets it says so, naming itself."""
+
+    alike_on_every_rank = False
 
 
 MAX_SEED = 2**63  # torch takes seeds below 2**64: room for the seeds derived by adding to it

@@ -86,12 +86,28 @@ def test_a_mistake_one_rank_sees_is_one_line_from_each_and_exit_2(small_text, tm
                      "taken", ok=False)
     said = [line for line in proc.stderr.splitlines() if line.startswith("charrnn:")]
     assert said[0].startswith("charrnn: error: run ") and "already exists" in said[0], proc.stderr
-    assert said[1:] == ["charrnn: error: stopped: another process of this torchrun failed (its "
-                        "message is above)"]
+    assert said[1:] == ["charrnn: rank 1: error: stopped: another process of this torchrun "
+                        "failed (its message is above)"]
     assert proc.stderr.count("exitcode  : 2") == 2 and "internal error" not in proc.stderr
     proc = _torchrun(tmp_path, str(small_text), *COMMON, "--batch-size", "5",  # (the last wins)
                      "--max-steps", "2", "--run-name", "odd", ok=False)
-    assert "--batch-size 5 must be divisible by the 2 processes: give e.g. 4 or 6" in proc.stderr
+    said = [line for line in proc.stderr.splitlines() if line.startswith("charrnn:")]
+    assert said == ["charrnn: error: --batch-size 5 must be divisible by the 2 processes: give "
+                    "e.g. 4 or 6"], proc.stderr  # once: every rank meets it, rank 0 says it
+
+
+def test_under_torchrun_rank_0_alone_says_what_every_rank_meets_and_others_name_themselves(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from charrnn.cli.errors import exit_code
+    from charrnn.errors import RankError, UserError
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, said in (("0", ["charrnn: error: same", "charrnn: error: mine"]),
+                       ("1", ["charrnn: rank 1: error: mine"])):
+        monkeypatch.setenv("RANK", rank)
+        assert exit_code(UserError("same")) == 2 and exit_code(RankError("mine")) == 2
+        assert capsys.readouterr().err.splitlines() == said
 
 
 @pytest.mark.slow

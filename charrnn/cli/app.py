@@ -73,7 +73,7 @@ def main() -> None:
         where = f" (see `charrnn{_subcommand(getattr(exc, 'ctx', None))} --help`)"
         # Typer words a refused choice through pydantic ("Value error, 'x' is not one of …").
         message = exc.format_message().replace("Value error, ", "").rstrip(".")
-        say(f"error: {message}{where}")
+        say(f"error: {message}{where}", alike_on_every_rank=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except (Exception, KeyboardInterrupt, SystemExit) as exc:
         code = exit_code(exc)

@@ -14,6 +14,7 @@ import sys
 
 import typer
 
+from charrnn.cores import other_rank
 from charrnn.errors import UserError
 from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
 
@@ -24,15 +25,20 @@ def debug() -> bool:
     return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
 
 
-def say(line: str) -> None:
-    print(f"charrnn: {line}", file=sys.stderr)
+def say(line: str, alike_on_every_rank: bool = False) -> None:
+    """`charrnn: line` on stderr. Under torchrun, from a rank other than 0 only what is its own,
+    with its number: what every rank meets alike (a user mistake, Ctrl-C) rank 0 says once."""
+    rank = other_rank()
+    if rank and alike_on_every_rank:
+        return
+    print(f"charrnn: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr)
 
 
 def exit_code(exc: BaseException) -> int | None:
     """Report `exc` the charrnn way and return the exit code; None for what is not ours to
     report (a bug, or a SystemExit that is not a closed pipe): the caller re-raises it."""
     if isinstance(exc, KeyboardInterrupt):
-        say("interrupted")
+        say("interrupted", alike_on_every_rank=True)
         return INTERRUPTED
     if isinstance(exc, BrokenPipeError):  # the reader of stdout left: nobody to tell, stop
         silence_stdout()
@@ -43,7 +49,7 @@ def exit_code(exc: BaseException) -> int | None:
     if debug():
         return None
     if isinstance(exc, UserError):
-        say(f"error: {exc}")
+        say(f"error: {exc}", exc.alike_on_every_rank)
         return exc.exit_code
     if isinstance(exc, OSError):  # the disk or the permissions, not a bug: say which file
         where = f" ({exc.filename})" if exc.filename else ""

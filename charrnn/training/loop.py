@@ -30,7 +30,7 @@ from torch import nn
 from charrnn import checkpoint, runs
 from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_precision
 from charrnn.distributed import Dist
-from charrnn.errors import UserError
+from charrnn.errors import RankError, UserError
 from charrnn.training.config import LoopConfig
 from charrnn.training.metrics import MetricsLog
 from charrnn.training.optim import load_optimizer, make_optimizer, optimizer_tensors
@@ -224,7 +224,7 @@ class Loop:
             return self._windows()
         except RuntimeError as exc:
             if is_out_of_memory(exc):
-                raise UserError(f"out of memory on {self.device}: {self.task.out_of_memory()}") from exc
+                raise RankError(f"out of memory on {self.device}: {self.task.out_of_memory()}") from exc
             raise
         finally:
             torch.set_num_threads(threads)  # the process's own again (a library caller's)
