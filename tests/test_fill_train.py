@@ -82,6 +82,15 @@ def _ctrl_c_in(role: str):
     class CtrlC(PlainReporter):
         sent = False
         said: list[str] = []
+        closed_as: list[str] = []  # the stage's state when its view closed (its last frame)
+
+        def __init__(self, stage: dict) -> None:
+            super().__init__()
+            self.stage = stage
+
+        def close(self) -> None:
+            CtrlC.closed_as.append(self.stage["state"])
+            super().close()
 
         def train(self, rec: dict) -> None:
             super().train(rec)
@@ -93,8 +102,8 @@ def _ctrl_c_in(role: str):
             CtrlC.said.append(text)
             super().message(text)
 
-    reporters = lambda info, stage: CtrlC() if stage["role"] == role else PlainReporter()  # noqa: E731
-    reporters.said = CtrlC.said
+    reporters = lambda info, stage: CtrlC(stage) if stage["role"] == role else PlainReporter()  # noqa: E731
+    reporters.said, reporters.closed_as = CtrlC.said, CtrlC.closed_as
     return reporters
 
 
@@ -109,6 +118,7 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     assert result["outcome"] == "interrupted"
     stop_line = next(line for line in stopping.said if line.startswith("stopped at step"))
     assert stop_line.endswith("continue with `charrnn fill train --resume g`")  # not the LM's own
+    assert stopping.closed_as == ["stopped"]  # (a live view's last frame showed it running)
     assert result["left"][0].startswith("backward LM") and result["left"][1] == "fill model"
     states = {s["role"]: s["state"] for s in group.read(folder)["stages"]}
     assert states == {"ngram": "done", "fwd": "done", "bwd": "stopped", "mask": "pending"}

@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -183,23 +184,35 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
             continue
         _name_run(folder.parent, stage)
         stage.update(state="running", budget_s=round(budget, 1), started=time.time())
-        clock = StageClock(folder, info, stage)
-        clock.book()
-        try:
-            outcome = _run_stage(folder, stage, inputs, popts,
-                                 BookingReporter(reporters(info, stage), clock), device, plan)
-        except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
-            outcome = "interrupted"
+        outcome, seconds = _train_stage(folder, info, stage, reporters, partial(
+            _run_stage, folder, stage, inputs, popts, device=device, plan=plan))
         if stage["role"] == "ngram" and outcome != "interrupted":
-            say(f"n-gram: order {NGRAM_ORDER}, both ways, in {clock.seconds():.0f} s")
-        stage["state"] = "done" if outcome != "interrupted" else "stopped"
-        clock.book()
+            say(f"n-gram: order {NGRAM_ORDER}, both ways, in {seconds:.0f} s")
         if outcome == "interrupted":
             return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(folder, info)}
     info["mix"] = mixture_weights(folder, device)
     group.write(folder, info)
     return {"outcome": "done", "group": str(folder), "left": group.left_to_do(folder, info),
             "spent_s": round(info["spent_s"], 1), "mix": info["mix"]}
+
+
+def _train_stage(folder: Path, info: dict, stage: dict, reporters: Reporters,
+                 run: Callable[[Reporter], str]) -> tuple[str, float]:
+    """One stage run with its reporter, its outcome and seconds. The stage's state is set before
+    its reporter closes, so that a live view's last frame shows it stopped or done."""
+    clock = StageClock(folder, info, stage)
+    clock.book()
+    reporter = BookingReporter(reporters(info, stage), clock)
+    try:
+        try:
+            outcome = run(reporter)
+        except KeyboardInterrupt:  # outside a training loop (the n-gram, preprocessing)
+            outcome = "interrupted"
+        stage["state"] = "done" if outcome != "interrupted" else "stopped"
+        clock.book()
+        return outcome, clock.seconds()
+    finally:
+        reporter.inner.close()
 
 
 class StageClock:
@@ -247,7 +260,8 @@ class BookingReporter:
         self.inner.message(text)
 
     def close(self) -> None:
-        self.inner.close()
+        """The loop's close at the stage's end: the group closes the view once the stage's state
+        is set (_train_stage)."""
 
 
 def _budget(info: dict, stage: dict, deadline: float) -> float:
