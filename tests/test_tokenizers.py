@@ -163,7 +163,7 @@ def test_a_word_pattern_counts_the_words_it_encodes_whatever_the_line_ends(endin
 
 
 def test_subword_trains_on_one_line_longer_than_sentencepiece_takes() -> None:
-    from charrnn.tokenizers import MAX_SENTENCE_BYTES
+    from charrnn.tokenizers.subword import MAX_SENTENCE_BYTES
 
     words = "the quick brown fox jumps over the lazy dog and then some ünïcödé words 你好 ".split()
     line = " ".join(words[i * 7 % len(words)] for i in range(60_000))  # one line, ~300 KB
@@ -174,7 +174,7 @@ def test_subword_trains_on_one_line_longer_than_sentencepiece_takes() -> None:
 
 
 def test_sentence_pieces_stay_below_the_byte_limit_and_cut_after_whitespace() -> None:
-    from charrnn.tokenizers import _sentence_pieces
+    from charrnn.tokenizers.subword import _sentence_pieces
 
     line = "ab " * 50 + "x" * 70 + " é" * 40
     pieces = list(_sentence_pieces(line, 64))
@@ -184,7 +184,7 @@ def test_sentence_pieces_stay_below_the_byte_limit_and_cut_after_whitespace() ->
 
 
 def test_sentencepiece_failure_message_carries_its_reason() -> None:
-    from charrnn.tokenizers import _training_error
+    from charrnn.tokenizers.subword import _training_error
 
     with pytest.raises(UserError, match=r"could not train a subword model: \S"):
         SubwordTokenizer.train(["\n\n\n"], vocab_size=400)
@@ -193,7 +193,7 @@ def test_sentencepiece_failure_message_carries_its_reason() -> None:
 
 
 def test_subword_vocab_size_too_large_names_the_vocab_size_that_works() -> None:
-    from charrnn.tokenizers import _training_error
+    from charrnn.tokenizers.subword import _training_error
 
     text = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 80)) + " abc def\n"
     with pytest.raises(UserError) as err:
