@@ -105,7 +105,7 @@ class Checkpoint:
         is missing), that the steps after it are trained again."""
         if self.folder.name != "best":
             return ""
-        return " from best/ (last/ is missing: the steps after it are trained again)"
+        return " from best/ (last/ is missing or damaged: the steps after it are trained again)"
 
     @property
     def task(self) -> str:
@@ -262,6 +262,27 @@ def _weights_whole(path: Path) -> bool:
         return total == 8 + size + max(ends, default=0)
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return False
+
+
+def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
+    """The checkpoint a --resume continues: the run's last/ (its best/ where last/ is missing or
+    damaged). A best/ named outright while a whole last/ is further on is refused: resuming it
+    would train the steps after it again, over last/ and the run's metrics."""
+    ckpt = resolve(spec, root, prefer="last", kind=kind)
+    last = ckpt.folder.with_name("last")
+    if ckpt.folder.name != "best" or not _looks_whole(last, with_state=True):
+        return ckpt
+    try:
+        last_step = int(fsutil.read_json(last / META, "")["progress"]["step"])
+        best_step = int(ckpt.meta["progress"]["step"])
+    except (UserError, KeyError, TypeError, ValueError):  # last/ unreadable: best/ it is
+        return ckpt
+    if last_step <= best_step:
+        return ckpt
+    raise UserError(f"{ckpt.folder} is step {best_step}, and the run trained on to step "
+                    f"{last_step} (its last/): resuming best/ would train the steps after it "
+                    f"again over them; give the run ({ckpt.run_folder.name}) to go on from step "
+                    f"{last_step}")
 
 
 def open_checkpoint(folder: Path) -> Checkpoint:

@@ -454,3 +454,24 @@ def test_the_size_check_before_a_load_builds_every_model_kind_without_torchs_com
         "print(all(skeleton(build) is not None for build in builds))\n")
     stdout, (dynamo, sympy) = modules_loaded_by(code, "torch._dynamo", "sympy")
     assert stdout.strip() == "True" and not dynamo and not sympy
+
+
+def test_resuming_a_named_best_behind_the_runs_last_is_refused_and_last_is_kept(
+        small_text: Path, tmp_path: Path) -> None:
+    """--resume RUN/best with last/ further on trained the steps after best/ again, over last/
+    and metrics.jsonl, saying that last/ was missing."""
+    from helpers import TINY
+
+    run_cli("train", small_text, *TINY, "--max-steps", "10", "--run-name", "r")
+    run = tmp_path / "runs" / "r"
+    shutil.copytree(run / "best", tmp_path / "best_at_10")
+    run_cli("train", "--resume", "r", "--max-steps", "20")
+    shutil.rmtree(run / "best")
+    shutil.copytree(tmp_path / "best_at_10", run / "best")  # best/ at step 10, last/ at 20
+    metrics = (run / "metrics.jsonl").read_text()
+    refused = run_cli("train", "--resume", str(run / "best"), "--max-steps", "30", ok=False)
+    assert refused.exit_code == 2 and "trained on to step 20 (its last/)" in refused.output
+    assert json.loads((run / "last" / "checkpoint.json").read_text())["progress"]["step"] == 20
+    assert (run / "metrics.jsonl").read_text() == metrics
+    out = run_cli("train", "--resume", "r", "--max-steps", "22").output
+    assert "resuming" in out and "at step 20" in out

@@ -105,7 +105,7 @@ def _resumed(request, root, reporter) -> dict:
     from charrnn.tag.config import TagTrainConfig
     from charrnn.tag.train import resume_tagger
 
-    ckpt = checkpoint.resolve(str(request["resume"]), root, prefer="last", kind="tag")
+    ckpt = checkpoint.resolve_for_resume(str(request["resume"]), root, kind="tag")
     ckpt.require_task("tag", "continue it with `charrnn train --resume`")
     run = ckpt.run_folder.name
     if request["run_name"] is not None and request["run_name"] != run:

@@ -63,7 +63,7 @@ class TrainJob:
         """The run's last checkpoint, and the config it trained with, of the type `configs` maps
         its task to (a language model's TrainConfig; the plan adds the fill model's)."""
         configs = configs or {"lm": TrainConfig}
-        ckpt = checkpoint.resolve(spec, self.root, prefer="last")
+        ckpt = checkpoint.resolve_for_resume(spec, self.root)
         if ckpt.task not in configs:
             how = ("`charrnn tag train --resume` continues it" if ckpt.task == "tag"
                    else "train a new one instead")
