@@ -191,7 +191,7 @@ def test_a_resume_from_best_says_so_and_a_fill_group_is_named_as_one(small_text:
     run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "10", "--run-name", "m")
     shutil.rmtree(tmp_path / "runs/m/last")
     result = run_cli("train", "--resume", "m", "--max-steps", "12")
-    assert "at step 10 from best/ (last/ is missing: the steps after it are trained again)" in \
+    assert "at step 10 from best/ (last/ is missing or damaged: the steps after it are trained again)" in \
         result.output
     (tmp_path / "runs/g").mkdir()
     (tmp_path / "runs/g/group.json").write_text("{}", encoding="utf-8")
