@@ -8,6 +8,7 @@ and a missing or torn file only blanks the cells it would fill.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -38,13 +39,37 @@ def read_metrics(folder: Path, scores: tuple[str, ...] = ("val_loss",)
             rec = json.loads(line)
         except ValueError:
             continue  # a torn last line after a crash
-        if not isinstance(rec, dict) or "step" not in rec:
+        rec = _clean(rec)
+        if rec is None:
             continue
         if rec.get("type") == "eval" and any(k in rec for k in scores):
             evals.append(rec)
         elif rec.get("type") == "train" and "loss" in rec:
             train.append(rec)
     return sorted(train, key=lambda r: r["step"]), sorted(evals, key=lambda r: r["step"])
+
+
+NUMBERS = ("loss", "val_loss", "val_bpc", "f1", "accuracy", "lr", "tok_per_s")
+
+
+def _number(value: object) -> float | None:
+    """A finite number as JSON holds one (a damaged field, a bool, a string, NaN: None)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if ok else None
+
+
+def _clean(rec: object) -> dict | None:
+    """A metrics record with an integer step, its damaged figures dropped (a blank cell, a
+    missing point); None for what is no record."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or \
+            isinstance(rec["step"], bool):
+        return None
+    return {k: v for k, v in rec.items() if k not in NUMBERS or _number(v) is not None}
+
+
+def _section(data: dict, key: str) -> dict:
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def _json(path: Path) -> dict:
@@ -82,17 +107,17 @@ def summary(folder: Path) -> dict:
     F1 or accuracy), level, size."""
     info = _json(folder / runs.RUN_FILE)
     kind = runs.kind_name(info.get("kind", "?"))
-    parent = (info.get("init_from") or {}).get("run")
+    parent = _section(info, "init_from").get("run")
     row = {"name": folder.name, "kind": f"{kind} ← {parent}" if parent else kind,
            "parent": parent, "created": info.get("created"), "steps": None,
-           "val_loss": None, "val_bpc": None,
-           "level": (info.get("dataset") or {}).get("level"), "params": None, "size_unit": "params"}
+           "val_loss": None, "val_bpc": None, "level": _section(info, "dataset").get("level"),
+           "params": None, "size_unit": "params"}
     if kind == "ngram":
         meta = _json(folder / "model" / "model.json")
         offsets = meta.get("offsets")
-        if isinstance(offsets, list) and offsets:
+        if isinstance(offsets, list) and offsets and _number(offsets[-1]) is not None:
             row["params"], row["size_unit"] = int(offsets[-1]), "n-grams"
-        if meta.get("order"):
+        if isinstance(meta.get("order"), int):
             row["kind"] = f"ngram ({meta['order']})"
         return row
     train, evals = read_metrics(folder, TAGGER_SCORES if kind == "tag" else ("val_loss",))
@@ -108,13 +133,13 @@ def summary(folder: Path) -> dict:
         ckpt = _json(folder / name / "checkpoint.json")
         if not ckpt:
             continue
-        row["level"] = row["level"] or (ckpt.get("tokenizer") or {}).get("level")
-        step = (ckpt.get("progress") or {}).get("step")
-        if step is not None:
+        row["level"] = row["level"] or _section(ckpt, "tokenizer").get("level")
+        step = _section(ckpt, "progress").get("step")
+        if isinstance(step, int) and not isinstance(step, bool):
             steps.append(step)
-        metrics = ckpt.get("metrics") or {}
-        if row["val_loss"] is None and metrics.get("val_loss") is not None:
-            row["val_loss"], row["val_bpc"] = metrics["val_loss"], metrics.get("val_bpc")
+        metrics = _section(ckpt, "metrics")
+        if row["val_loss"] is None and _number(metrics.get("val_loss")) is not None:
+            row["val_loss"], row["val_bpc"] = metrics["val_loss"], _number(metrics.get("val_bpc"))
         if row["params"] is None:
             row["params"] = safetensors_params(folder / name / "model.safetensors")
     row["steps"] = max(steps) if steps else None

@@ -53,6 +53,28 @@ def test_runs_prints_numbers_whole_in_80_columns_and_lists_damaged_runs(
     assert "damaged" in damaged and "unreadable" in damaged
 
 
+@pytest.mark.parametrize("damage", ["checkpoint progress a list", "metrics step a string",
+                                    "metrics val_loss null"])
+def test_runs_and_plot_read_damaged_files_that_are_still_json_as_blank_cells(
+        tiny_run: Path, tmp_path: Path, damage: str) -> None:
+    """Each of these ended `runs` (and `plot`) in an internal error (exit 1)."""
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "r")
+    if damage.startswith("checkpoint"):
+        (root / "r/best/checkpoint.json").write_text('{"progress": [1], "tokenizer": "x"}')
+    else:
+        record = {"type": "eval", "step": "7", "val_loss": 1.0} if "step" in damage else \
+            {"type": "eval", "step": 41, "val_loss": None, "val_bpc": "x"}
+        with open(root / "r/metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    row = summary(root / "r")
+    assert row["steps"] == 40 and row["val_loss"] is not None
+    assert "r " in run_cli("runs", "--out", root).output
+    pytest.importorskip("matplotlib")
+    run_cli("plot", "r", "--out", root, "--png", tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("field, value", [("created", None), ("dataset", 5), ("kind", ["x"])])
 def test_a_run_json_with_a_field_of_the_wrong_type_is_listed_as_damaged_not_a_crash(
         tiny_run: Path, tmp_path: Path, field: str, value: object) -> None:
