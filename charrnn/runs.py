@@ -43,6 +43,15 @@ def runs_root(out: str | Path | None = None) -> Path:
     return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints")
 
 
+def refuse_missing_root(root: Path) -> None:
+    """A runs root asked for that is not a folder: a mistyped path, not a root without runs."""
+    if root.is_file():
+        raise UserError(f"{root} is a file, not a runs folder: give the folder that holds the runs")
+    if not root.is_dir():
+        raise UserError(f"{root} does not exist: give the folder that holds the runs (a run "
+                        "folder's parent)")
+
+
 def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = None) -> Path:
     """Create a fresh run folder; the default name is a readable timestamp (made unique)."""
     base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + ("" if kind == "lm" else f"_{kind}")

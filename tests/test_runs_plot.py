@@ -96,6 +96,7 @@ def test_a_run_json_with_a_field_of_the_wrong_type_is_listed_as_damaged_not_a_cr
 
 
 def test_runs_on_an_empty_root_says_so(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     out = run_cli("runs", "--out", tmp_path / "empty").output
     assert "no runs under" in out
 
@@ -205,3 +206,14 @@ def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_te
     resume = run_cli("train", "--resume", "m7", "--out", root, ok=False).output
     assert "no checkpoint" in resume and f"rm -r {failed}" in resume
     assert "train longer" not in resume
+
+
+def test_runs_with_a_root_that_is_no_folder_is_an_error_and_the_default_root_is_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "a.txt").write_text("x")
+    for root, said in ((tmp_path / "nope", "does not exist"), (tmp_path / "a.txt", "is a file")):
+        result = run_cli("runs", "--out", root, ok=False)
+        assert result.exit_code == 2 and said in result.output
+    monkeypatch.delenv("CHARRNN_RUNS")
+    monkeypatch.chdir(tmp_path)  # no ./checkpoints yet: nothing trained, no mistake
+    assert "no runs under checkpoints" in run_cli("runs").output

@@ -15,9 +15,13 @@ corpus_app = typer.Typer(no_args_is_help=True, help="The registry of public corp
 
 def runs_command(out: opt.Out = None) -> None:
     """List the runs under the root with their best scores (a table)."""
+    from charrnn.runs import refuse_missing_root
     from charrnn.tui.runs_table import print_runs
 
-    print_runs(opt.root(out))
+    root = opt.root(out)
+    if out is not None:  # the default root before a first run is no mistake: "no runs"
+        refuse_missing_root(root)
+    print_runs(root)
 
 
 def plot(
