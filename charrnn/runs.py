@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from charrnn import fsutil, runlock
@@ -59,6 +62,9 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
         raise UserError(f"--run-name {name!r} must be a plain folder name")
     folder, n = root / base, 1
     while folder.exists():
+        if name is not None and _never_started(folder):  # a start that wrote nothing: its name
+            shutil.rmtree(folder)  # is free again (only its run.json goes)
+            break
         if name is not None:
             if not _has_output(folder):  # a start that failed before its first save: --resume
                 # would only say "no checkpoint", so name the way out
@@ -229,6 +235,25 @@ def no_checkpoint_message(folder: Path, verb: str = "") -> str:
                 "backup, or train again under another --run-name")
     return (f"{what}: its training stopped before the first save. Delete it (rm -r {folder}) or "
             "pick another --run-name, and train again")
+
+
+@contextmanager
+def kept_if_written(folder: Path) -> Iterator[Path]:
+    """Writing a new run's output (an n-gram model): a failure or a stop before anything is
+    written takes the folder away again, so that no run without output is left behind."""
+    try:
+        yield folder
+    except BaseException:
+        if _never_started(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _never_started(folder: Path) -> bool:
+    """A run folder that holds its run.json and nothing else (its start failed, or was stopped,
+    before anything was written) and that no process is training."""
+    names = {p.name for p in folder.iterdir()} if folder.is_dir() else {"?"}
+    return names <= {RUN_FILE, runlock.LOCK_FILE} and runlock.holder(folder) is None
 
 
 def _has_output(folder: Path) -> bool:

@@ -342,3 +342,37 @@ def test_export_of_an_rnn_run_says_export_is_for_ngram_runs(tiny_run: Path, tmp_
     result = run_cli("ngram", "export", tiny_run, "--arpa", tmp_path / "x.arpa", ok=False)
     assert result.exit_code == 2 and "export applies to n-gram runs only" in result.output
     assert "charrnn eval" not in result.output and not (tmp_path / "x.arpa").exists()
+
+
+def test_an_import_whose_model_cannot_be_written_leaves_no_run_and_can_be_run_again(
+        small_text: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk while saving left runs/NAME with only run.json, and the same command then
+    said the run 'already exists but has no checkpoint'."""
+    from charrnn.ngram.model import NGramModel
+
+    root = tmp_path / "runs"
+    run_cli("ngram", "train", small_text, "--order", "3", "--run-name", "a")
+    run_cli("ngram", "export", "a", "--arpa", tmp_path / "a.arpa")
+    real_save = NGramModel.save
+
+    def disk_full(self, folder):
+        raise OSError(28, "No space left on device", str(folder))
+
+    monkeypatch.setattr(NGramModel, "save", disk_full)
+    failed = run_cli("ngram", "import", tmp_path / "a.arpa", "--run-name", "b", ok=False)
+    assert failed.exit_code == 2 and not (root / "b").exists()
+    monkeypatch.setattr(NGramModel, "save", real_save)
+    run_cli("ngram", "import", tmp_path / "a.arpa", "--run-name", "b")
+    assert (root / "b" / "model").is_dir()
+
+
+def test_a_run_name_whose_start_wrote_nothing_but_run_json_is_free_again(tmp_path: Path) -> None:
+    """Ctrl-C during a run's start-up (preprocessing) left a folder with its run.json alone: the
+    --run-name stayed taken and --resume had nothing to resume."""
+    from charrnn import runs
+
+    first = runs.new_run_dir(tmp_path, "x", "lm")
+    assert runs.new_run_dir(tmp_path, "x", "lm") == first and (first / "run.json").is_file()
+    (first / "metrics.jsonl").write_text("{}\n")  # something written: the name is taken
+    with pytest.raises(UserError, match="already exists"):
+        runs.new_run_dir(tmp_path, "x", "lm")

@@ -200,12 +200,16 @@ def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_te
     failed = root / "m7"  # what a training that failed before its first checkpoint leaves
     failed.mkdir(parents=True)
     (failed / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
+    (failed / "metrics.jsonl").write_text('{"type": "train", "step": 1, "loss": 3.0}\n')
     again = run_cli("train", small_text, "--run-name", "m7", "--out", root, "--max-steps", "1",
                     ok=False).output
     assert "no checkpoint" in again and f"rm -r {failed}" in again and "--resume" not in again
     resume = run_cli("train", "--resume", "m7", "--out", root, ok=False).output
     assert "no checkpoint" in resume and f"rm -r {failed}" in resume
     assert "train longer" not in resume
+    (failed / "metrics.jsonl").unlink()  # its run.json alone: nothing written, the name is free
+    run_cli("train", small_text, "--run-name", "m7", "--out", root, "--max-steps", "1")
+    assert (failed / "last" / "checkpoint.json").is_file()
 
 
 def test_runs_with_a_root_that_is_no_folder_is_an_error_and_the_default_root_is_not(

@@ -166,7 +166,8 @@ def import_cmd(
     info = {"imported_from": str(path.resolve()), "config": {"order": model.order},
             "dataset": model.meta.get("dataset")}
     folder = runs.new_run_dir(opt.root(out), run_name, "ngram", info)
-    model.save(folder / "model")
+    with runs.kept_if_written(folder):
+        model.save(folder / "model")
     typer.echo(f"run {folder} | {model.tokenizer.level} {model.order}-gram "
                f"({model.meta['mode']}) | {model.num_ngrams:,} n-grams")
 

@@ -75,5 +75,6 @@ def train_run(dataset, order: int, lines: bool, prune: list[int], fallback: bool
                                 "discount_fallback": fallback}}
     folder = runs.new_run_dir(root, run_name, "ngram", info)
     model.meta["train_seconds"] = time.perf_counter() - started
-    model.save(folder / "model")
+    with runs.kept_if_written(folder):
+        model.save(folder / "model")
     return folder, model
