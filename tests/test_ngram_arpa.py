@@ -44,7 +44,7 @@ def test_round_trip_words_with_unk(tmp_path: Path):
     path = tmp_path / "w.arpa"
     export_arpa(model, path)
     text = path.read_text(encoding="utf-8")
-    assert "\t<unk>\t" in text and "\\<unk>" in text  # the tokenizer's <unk> and lmplz's own
+    assert "\t<unk>\t" in text and "\\<unk>" not in text  # the tokenizer's is lmplz's <unk>
     assert "\t<s>\t" in text and "</s>" in text
     again = import_arpa(path)
     check_same(model, again, tok.encode("You are all rather hungry to speak.\n"))

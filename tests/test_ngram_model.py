@@ -89,6 +89,24 @@ def test_hand_computed_trigram_lines():
     assert total == pytest.approx(-math.log(19 / 48 * (67 / 96) ** 2), rel=1e-6)
 
 
+def test_a_word_lines_model_has_one_unk_as_lmplz_does():
+    """The same sentences as words ('a b', ...): the word tokenizer's <unk> is lmplz's, so the
+    uniform share is again over a, b, </s>, <unk> (a second, zero-count <unk> made it 1/10 and
+    every probability 2e-4 log10 off KenLM's on a real vocabulary)."""
+    from charrnn.ngram.build import build_model
+    from charrnn.tokenizers import UNK, WordTokenizer
+
+    text = "a b\na b\nb a\nb"
+    tok = WordTokenizer.build([text])
+    model = build_model(tok.encode(text), tok, 3, lines=True)
+    assert model.words == tok.vocab_size + 1 and model.unk == tok.token_strings().index(UNK)
+    unigram = np.exp(model.logp[: model.words].astype(np.float64))
+    assert unigram[model.unk] == pytest.approx(1 / 8, rel=1e-6)
+    assert unigram[tok.encode("a")[0]] == pytest.approx(7 / 24, rel=1e-6)
+    np.testing.assert_allclose(np.exp(model.token_logprobs(tok.encode("a b\n"))),
+                               [19 / 48, 67 / 96, 67 / 96], rtol=1e-6)
+
+
 def test_discounts_from_count_of_counts():
     """Chen & Goodman (26): t1=10, t2=4, t3=2, t4=1 → Y = 10/18."""
     adjusted = np.array([1] * 10 + [2] * 4 + [3] * 2 + [4] + [9] * 3)

@@ -4,8 +4,9 @@ Export writes log10 probabilities and back-off weights, `<s>` with log10 p = 0 a
 and token strings made safe for a whitespace-split format (`escape`): a space becomes `▁`,
 other whitespace and `\\` are backslash-escaped, and a token spelled like `<s>`, `</s>` or
 `<unk>` gets a leading backslash. With --lines the line break is `</s>`. A word model's `<unk>`
-(its rare and unknown words) is ARPA's `<unk>`, and the zero-count `<unk>` --lines adds as lmplz
-does is `\\<unk>`; a char model's `<unk>` is that one. A one-stream model adds `</s>` (and a
+(its rare and unknown words) is ARPA's `<unk>`, and with --lines lmplz's `<unk>` too; a char
+model's --lines `<unk>`, which it adds as lmplz does, is `<unk>`. (Files of before also had a
+zero-count `\\<unk>` beside a word model's: they still import.) A one-stream model adds `</s>` (and a
 char model `<unk>`) at log10 p = -99 because KenLM insists on them, and is scored in KenLM with
 bos=False, eos=False. A `# charrnn-ngram:` comment line
 before `\\data\\` (KenLM skips `#` lines) carries the tokenizer, so importing our own export
@@ -28,7 +29,7 @@ import numpy as np
 from charrnn import fsutil
 from charrnn.errors import UserError
 from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
-from charrnn.ngram.model import MAX_ORDER, NGramModel
+from charrnn.ngram.model import MAX_ORDER, NGramModel, word_count
 from charrnn.tokenizers import EOS, UNK, Tokenizer, WordTokenizer, tokenizer_from_json
 
 HEADER = "# charrnn-ngram: "
@@ -54,7 +55,8 @@ def escape(token: str) -> str:
 
 def word_strings(model: NGramModel) -> list[str]:
     """ARPA spelling of every word id of the model."""
-    return _spellings(model.tokenizer, model.lines, model.unk is not None, UNK_SPELLING)
+    return _spellings(model.tokenizer, model.lines, model.words > model.vocab_size + 1,
+                      UNK_SPELLING)
 
 
 def _spellings(tokenizer: Tokenizer, lines: bool, has_unk: bool, spelling: int) -> list[str]:
@@ -158,8 +160,9 @@ def import_arpa(path: Path) -> NGramModel:
         tokenizer, lines, meta = _foreign_tokenizer(path, sections[0]), True, {}
     vocab = tokenizer.vocab_size
     line_break = tokenizer.line_break_id()
-    has_unk = bool(header is not None and header.get("unk") is not None)
-    words = vocab + (2 if has_unk else 1)
+    unk = header.get("unk") if header is not None else None
+    words = word_count(vocab, unk)
+    has_unk = words > vocab + 1  # an <unk> of the model's own after <s>
     if header is not None:
         spelling = header.get("unk_spelling", 1)
         index = {w: i for i, w in enumerate(_spellings(tokenizer, lines, has_unk, spelling))}
@@ -172,7 +175,7 @@ def import_arpa(path: Path) -> NGramModel:
         rows, values = to_ids(path, parsed, index, skip_unknown=header is not None)
         model = build_general(rows, values, words, vocab)
     model.meta.update({**meta, "mode": "lines" if lines else "stream", "vocab_size": vocab,
-                       "bos": vocab, "unk": vocab + 1 if has_unk else None,
+                       "bos": vocab, "unk": unk,
                        "line_break": line_break, "tokenizer": tokenizer.to_json(),
                        "imported_from": str(path)})
     if header is None:  # a foreign <unk> is a word of the tokenizer, but never text to write

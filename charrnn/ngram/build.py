@@ -9,8 +9,8 @@ import numpy as np
 
 from charrnn import runs
 from charrnn.errors import UserError
-from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble
-from charrnn.tokenizers import Tokenizer
+from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble, word_count
+from charrnn.tokenizers import UNK, Tokenizer
 
 DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}
 
@@ -40,8 +40,8 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     if lines and line_break is None:
         raise UserError("--lines splits the text at line breaks, but this corpus has none: "
                         "drop --lines")
-    bos, unk = vocab, (vocab + 1 if lines else None)
-    words = vocab + (2 if lines else 1)
+    bos, unk = vocab, (lines_unk(tokenizer) if lines else None)
+    words = word_count(vocab, unk)
     started = time.perf_counter()
     if fits(words, order):  # memory grows with distinct n-grams, not with the corpus
         unigrams, tables = count_ngrams_packed(ids, order, words, bos, line_break, lines)
@@ -59,6 +59,13 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     model = assemble(meta, est.logp, est.backoff, words, est.tables)
     model.meta["build_seconds"] = time.perf_counter() - started
     return model
+
+
+def lines_unk(tokenizer: Tokenizer) -> int:
+    """lmplz's `<unk>` of a --lines model: the tokenizer's `<unk>` (the word a word or subword
+    model reads an unknown word as), else one of the model's own after `<s>` (a char model)."""
+    strings = tokenizer.token_strings()
+    return strings.index(UNK) if UNK in strings else tokenizer.vocab_size + 1
 
 
 def train_run(dataset, order: int, lines: bool, prune: list[int], fallback: bool, root: Path,

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.errors import UserError
+from charrnn.ngram.model import word_count
 
 DTYPES = {"logp": np.float32, "backoff": np.float32, "word": np.int32, "suffix": np.int32,
           "prefix": np.int32}
@@ -31,12 +32,13 @@ def check_meta(folder: Path, meta: dict, max_order: int) -> list[int]:
         mode = meta["mode"]
     except (KeyError, TypeError, ValueError) as exc:
         raise _fail(folder, f"model.json field {exc}") from exc
-    words = vocab + (2 if unk is not None else 1)
+    words = word_count(vocab, unk)
     if not 1 <= order <= max_order or len(offsets) != order + 1 or offsets[0] != 0:
         raise _fail(folder, "order and offsets disagree")
     if any(b < a for a, b in zip(offsets, offsets[1:], strict=False)) or offsets[1] != words:
         raise _fail(folder, "offsets are not increasing from the vocabulary size")
-    if offsets[-1] >= 2**31 or bos != vocab or unk not in (None, vocab + 1):
+    if offsets[-1] >= 2**31 or bos != vocab or not (
+            unk is None or unk == vocab + 1 or (type(unk) is int and 0 <= unk < vocab)):
         raise _fail(folder, "special word ids are out of place")
     if mode not in ("stream", "lines") or (line_break is not None
                                            and not 0 <= int(line_break) < vocab):

@@ -9,8 +9,9 @@
         suffix.npy    int32    node of words 2..n (-1 for unigrams); sorted within an order
         prefix.npy    int32    node of words 1..n-1 (-1 for unigrams)
 
-Word ids are the tokenizer's ids; `<s>` is vocab_size and, with --lines, `<unk>` is
-vocab_size + 1 (lmplz's vocabulary: it has probability mass but is never in the text).
+Word ids are the tokenizer's ids; `<s>` is vocab_size. With --lines, lmplz's `<unk>` (it has
+probability mass, counted or not) is the tokenizer's own where it has one (word, subword), else
+vocab_size + 1 (a char model's, never in the text): one `<unk>` either way, as lmplz has.
 """
 
 from __future__ import annotations
@@ -29,6 +30,12 @@ FORMAT, VERSION = "charrnn-ngram", 1
 ARRAYS = ("logp", "backoff", "word", "suffix", "prefix")
 MAX_ORDER = 12
 PARALLEL_MIN = 1 << 20  # tokens: below this, threads cost more than they save
+
+
+def word_count(vocab: int, unk: int | None) -> int:
+    """The model's words: the tokenizer's ids, `<s>`, and an `<unk>` of its own where the
+    tokenizer has none (unk == vocab + 1)."""
+    return vocab + (2 if unk == vocab + 1 else 1)
 
 
 @dataclass
@@ -66,7 +73,7 @@ class NGramModel:
 
     @property
     def words(self) -> int:
-        """All word ids, including <s> (and <unk> with --lines)."""
+        """All word ids, including <s> (and a --lines char model's <unk>)."""
         return int(self.meta["offsets"][1])
 
     @property
