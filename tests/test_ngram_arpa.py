@@ -216,3 +216,23 @@ def test_sampling_a_foreign_model_never_writes_unk(tmp_path: Path):
     path.write_text(FOREIGN.replace("-1.0\t<unk>", "-0.01\t<unk>"), encoding="utf-8")
     text = generate_text(import_arpa(path), 300, seed=0)
     assert "<unk>" not in text and set(text.split()) <= {"a", "b"}
+
+
+@pytest.mark.parametrize("key, value", [("tokenizer", "hello"), ("unk_spelling", "x"),
+                                        ("tokenizer", {"level": "word", "words": ["<eos>"],
+                                                       "pattern": "(", "lower": False}),
+                                        ("unk", 999), ("mode", 3)])
+def test_a_damaged_header_line_is_a_user_error_naming_the_file(tmp_path: Path, key: str,
+                                                                value: object) -> None:
+    """Each of these was an internal error (AttributeError, TypeError, re.error)."""
+    import json
+
+    tok = WordTokenizer.build([TEXT])
+    path = tmp_path / "w.arpa"
+    export_arpa(build_model(tok.encode(TEXT), tok, 3, lines=True), path)
+    first, body = path.read_text(encoding="utf-8").split("\n", 1)
+    header = json.loads(first.split(":", 1)[1])
+    damaged = first.split(":", 1)[0] + ": " + json.dumps({**header, key: value})
+    path.write_text(damaged + "\n" + body, encoding="utf-8")
+    with pytest.raises(UserError, match="w.arpa: the charrnn header line"):
+        import_arpa(path)

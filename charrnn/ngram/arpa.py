@@ -153,7 +153,11 @@ def import_arpa(path: Path) -> NGramModel:
     """Read an ARPA file (ours or foreign) into a model."""
     header, sections = _read(Path(path))
     if header is not None:
-        tokenizer = tokenizer_from_json(header["tokenizer"])
+        try:
+            tokenizer = tokenizer_from_json(header["tokenizer"])
+        except UserError as exc:
+            raise UserError(f"{path}: the charrnn header line's tokenizer is damaged ({exc}); "
+                            "delete that line to read the file as a foreign ARPA") from exc
         lines = header.get("mode") == "lines"
         meta = {k: v for k, v in header.items() if k != "tokenizer"}
     else:
@@ -161,6 +165,10 @@ def import_arpa(path: Path) -> NGramModel:
     vocab = tokenizer.vocab_size
     line_break = tokenizer.line_break_id()
     unk = header.get("unk") if header is not None else None
+    if unk is not None and not (0 <= unk < vocab or unk == vocab + 1):
+        raise UserError(f"{path}: the charrnn header line's <unk> id {unk} is outside its "
+                        f"vocabulary of {vocab}: the header is damaged (delete that line to read "
+                        "the file as a foreign ARPA)")
     words = word_count(vocab, unk)
     has_unk = words > vocab + 1  # an <unk> of the model's own after <s>
     if header is not None:
@@ -237,8 +245,15 @@ def _parse_header(path: Path, text: str) -> dict:
         header = json.loads(text)
     except ValueError as exc:
         raise UserError(f"{path}: the charrnn header line is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict) or "tokenizer" not in header:
+    if not isinstance(header, dict) or not isinstance(header.get("tokenizer"), dict):
         raise UserError(f"{path}: the charrnn header line lacks the tokenizer")
+    for key, ok in (("mode", lambda v: v in ("lines", "stream")),
+                    ("unk", lambda v: v is None or type(v) is int),
+                    ("unk_spelling", lambda v: type(v) is int)):
+        if key in header and not ok(header[key]):
+            raise UserError(f"{path}: the charrnn header line's {key!r} is "
+                            f"{json.dumps(header[key])[:40]}, not what charrnn writes: the header "
+                            "is damaged (delete that line to read the file as a foreign ARPA)")
     return header
 
 

@@ -14,6 +14,7 @@ subword; here, `tokenizer_from_json`.
 from __future__ import annotations
 
 import base64
+import re
 
 from charrnn.errors import UserError
 from charrnn.tokenizers.base import (
@@ -36,6 +37,8 @@ __all__ = ["EOS", "UNK", "CharTokenizer", "StreamDecoder", "SubwordTokenizer", "
 
 def tokenizer_from_json(data: dict) -> Tokenizer:
     """Rebuild a tokenizer from its JSON form (as stored in meta.json and checkpoints)."""
+    if not isinstance(data, dict):
+        raise UserError(f"stored tokenizer is {type(data).__name__}, not an object: re-run preprocess")
     level = data.get("level")
     try:
         if level == "char":
@@ -46,6 +49,6 @@ def tokenizer_from_json(data: dict) -> Tokenizer:
             return WordTokenizer(data["words"], data.get("pattern"), bool(data.get("lower", False)))
         if level == "subword":
             return SubwordTokenizer(base64.b64decode(data["model"]))
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, re.error) as exc:
         raise UserError(f"stored {level} tokenizer is malformed ({exc}): re-run preprocess") from exc
     raise UserError(f"unknown tokenizer level {level!r}: expected char, word or subword")
