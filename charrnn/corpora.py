@@ -104,6 +104,13 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
     return out
 
 
+def unverified_hashes(name: str, paths: dict[str, Path]) -> dict[str, str]:
+    """The sha256 of each fetched file of corpus `name` the registry records none for (what
+    `--allow-unverified` promises to show, and what to record)."""
+    return {spec["role"]: file_sha256(paths[spec["role"]]) for spec in lookup(name)["files"]
+            if not spec.get("sha256") and spec["role"] in paths}
+
+
 def _fetch_checked(spec: dict, target: Path, mirror: str | None, what: str) -> None:
     """`target` as the registry describes it: cached, or fetched and its sha256 checked."""
     expected = spec.get("sha256")

@@ -81,6 +81,19 @@ def test_unverified_entries_need_explicit_consent() -> None:
     assert "--allow-unverified" in result.output
 
 
+def test_an_unverified_corpus_fetched_prints_the_hash_it_promised(tmp_path: Path) -> None:
+    """'--allow-unverified … (the hash seen is printed)': it was never printed."""
+    import zipfile
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    with zipfile.ZipFile(mirror / "enwik8.zip", "w") as archive:
+        archive.writestr("enwik8", "hi\n")
+    result = run_cli("corpus", "get", "enwik8", "--mirror", mirror, "--allow-unverified")
+    assert f"its sha256 is {hashlib.sha256(b'hi' + bytes([10])).hexdigest()}" in result.stderr
+    assert result.stdout.startswith("main\t")
+
+
 def test_allow_unverified_is_refused_where_every_file_has_a_hash(shared_corpora: Path) -> None:
     result = run_cli("corpus", "get", "ptb", "--mirror", shared_corpora, "--allow-unverified",
                      ok=False)

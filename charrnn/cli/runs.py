@@ -59,7 +59,11 @@ def corpus_get(
     allow_unverified: Annotated[bool, typer.Option("--allow-unverified", help="Fetch entries without a recorded sha256.")] = False,
 ) -> None:
     """Download (or copy from --mirror), verify the sha256 and cache a corpus; print its paths."""
-    from charrnn.corpora import get
+    from charrnn.corpora import get, unverified_hashes
 
-    for role, path in get(name, mirror, allow_unverified).items():
+    paths = get(name, mirror, allow_unverified)
+    for role, path in paths.items():
         typer.echo(f"{role}\t{path}")
+    for role, digest in unverified_hashes(name, paths).items():
+        typer.echo(f"note: {role} is unverified (the registry records no sha256); its sha256 is "
+                   f"{digest}", err=True)
