@@ -179,10 +179,24 @@ def read_text(specs: Iterable[str], errors: str = "strict", fix: str = CONVERT_U
     dataset folder is no text (its meta.json would be read as some)."""
     specs = list(specs)
     for spec in specs:
-        if is_built_dataset(Path(spec).expanduser()):
-            raise UserError(f"{spec} is a preprocessed dataset (meta.json, train.bin), not text: "
-                            "give a text file")
+        _refuse_dataset(spec)
     return TextSource(expand_inputs(specs), errors, fix).text()
+
+
+def _refuse_dataset(spec: str) -> None:
+    if is_built_dataset(Path(spec).expanduser()):
+        raise UserError(f"{spec} is a preprocessed dataset (meta.json, train.bin), not text: "
+                        "give a text file")
+
+
+def read_each(spec: str, errors: str = "strict", fix: str = CONVERT_UTF8
+              ) -> list[tuple[str, str]]:
+    """(name, text) of each file `spec` names, read whole and apart (a format whose records must
+    not run from one file into the next: CoNLL sentences); "-" is standard input."""
+    if spec == "-":
+        return [("<stdin>", read_stdin(errors, can_replace=fix == CONVERT_OR_REPLACE))]
+    _refuse_dataset(spec)
+    return [(str(path), TextSource([path], errors, fix).text()) for path in expand_inputs([spec])]
 
 
 def is_built_dataset(folder: Path) -> bool:

@@ -157,6 +157,27 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
     _long_lines_are_tagged_in_windows(tmp_path / "runs", words)
 
 
+def test_a_bmes_segmenter_read_from_conll_columns_is_scored_by_word_f1_and_keeps_its_best(
+        tmp_path: Path) -> None:
+    """B/M/E/S labels in CoNLL columns: validation was to improve F1, which only a segmented
+    file's tagger computed, so no eval improved: no best/, and --patience stopped it early."""
+    from charrnn.tag.data import bmes
+
+    words = ["我们", "喜欢", "学习", "中文", "很", "好"]
+    rng, rows = random.Random(0), []
+    for _ in range(60):
+        sentence = [rng.choice(words) for _ in range(rng.randint(2, 5))]
+        chars = [c for w in sentence for c in w]
+        rows += [f"{c}\t{t}" for c, t in zip(chars, bmes(sentence), strict=True)] + [""]
+    corpus = tmp_path / "seg.conll"
+    corpus.write_text("\n".join(rows), encoding="utf-8")
+    run_cli("tag", "train", corpus, *TAG_TINY, "--max-steps", "8", "--eval-every", "2",
+            "--patience", "2", "--run-name", "bmes")
+    assert (tmp_path / "runs" / "bmes" / "best" / "checkpoint.json").is_file()
+    result = json.loads(run_cli("tag", "eval", "bmes", corpus, "--json").output)
+    assert result["score"] == "word" and "f1" in result
+
+
 def _long_lines_are_tagged_in_windows(root: Path, words: list[str]) -> None:
     """A line longer than a window is tagged window by window: stitched where each window reads
     the whole line, the labels are the whole line's; with little context, still one valid
@@ -275,13 +296,56 @@ def test_an_option_of_the_other_data_format_is_refused(tmp_path: Path, fmt, args
 
 def test_features_that_are_the_label_column_are_refused(tmp_path: Path) -> None:
     train = _conll(tmp_path / "train.txt", 5, 0)  # columns: 0 word, 1 POS, 2 chunk label
-    for args in (["--features", "2"], ["--features", "1,-1"],
-                 ["--features", "1", "--label-column", "1"]):
+    for args in (["--features", "2"], ["--features", "1", "--label-column", "1"]):
         result = run_cli("tag", "train", train, *args, "--quiet", ok=False)
         assert result.exit_code == 2 and "is the label column" in result.output, args
         assert "--features" in result.output and "--label-column" in result.output
     result = run_cli("tag", "train", train, "--features", "0", "--quiet", ok=False)
     assert result.exit_code == 2 and "column 0 is the token itself" in result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--features=-2"], "--features -2: a column counted from the end would be another one in "
+                        "unlabelled text"),
+    (["--features", "1,-1"], "--features -1: a column counted from the end"),
+    (["--label-column=-3"], "--label-column -3 is column 0 of the file's 3, the tokens"),
+])
+def test_columns_counted_from_the_end_that_are_ambiguous_or_the_tokens_are_refused(
+        tmp_path: Path, args: list[str], message: str) -> None:
+    """--label-column -3 trained on the words as labels; --features -2 meant the POS column in
+    training and the tokens in unlabelled text."""
+    train = _conll(tmp_path / "train.txt", 5, 0)
+    result = run_cli("tag", "train", train, *args, "--quiet", "--max-steps", "1", ok=False)
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+
+
+def test_a_conll_line_with_other_columns_than_the_file_is_refused_where_it_is(
+        tmp_path: Path) -> None:
+    """A missing tag made the POS tag the label (and an extra column made it the label)."""
+    from charrnn.tag.data import read_conll
+
+    for body, said in (("He PRP B-NP\nruns VBZ B-VP\n\nShe PRP\nsat VBD B-VP\n", ":4: 2 col"),
+                       ("He PRP B-NP x\nruns VBZ B-VP\n", ":2: 3 col")):
+        path = tmp_path / "bad.txt"
+        path.write_text(body, encoding="utf-8")
+        with pytest.raises(UserError, match=f"bad.txt{said}"):
+            read_conll(str(path))
+
+
+def test_a_folder_of_conll_files_never_joins_a_sentence_across_files(tmp_path: Path) -> None:
+    """The files were joined with one line break: the last sentence of a file without a final
+    blank line ran on into the next file's first."""
+    from charrnn.tag.data import read_conll
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.txt").write_text("He PRP B-NP\nruns VBZ B-VP", encoding="utf-8")
+    (folder / "b.txt").write_text("She PRP B-NP\nsat VBD B-VP\n", encoding="utf-8")
+    assert [s.tokens for s in read_conll(str(folder))] == [["He", "runs"], ["She", "sat"]]
+    (folder / "c.txt").write_text("x X\n", encoding="utf-8")  # its own columns: named
+    with pytest.raises(UserError, match=r"c.txt:1: 2 column\(s\), and the first token line "
+                       r"\(.*a.txt:1\) has 3"):
+        read_conll(str(folder), features=[1])
 
 
 @pytest.mark.parametrize(("args", "message"), [

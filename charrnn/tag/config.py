@@ -85,6 +85,13 @@ class TagTrainConfig(LoopConfig):
         if self.label_column == 0:  # (checked here, at training: a saved tagger is not re-read)
             raise UserError("--label-column 0 is the tokens' column: the tagger would learn to "
                             "copy its input; give the column of the labels")
+        if any(column <= 0 for column in self.features):
+            bad = next(column for column in self.features if column <= 0)
+            why = ("column 0 is the token itself, which the tagger reads anyway" if bad == 0 else
+                   "a column counted from the end would be another one in unlabelled text "
+                   "(one column fewer)")
+            raise UserError(f"--features {bad}: {why}; name the extra columns from 0 (the "
+                            "token), e.g. 1 for the POS tag")
         if len(set(self.features)) != len(self.features):
             raise UserError(f"--features names a column twice ({self.features}): give each "
                             "column once")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charrnn.errors import UserError
-from charrnn.inputs import read_text
+from charrnn.inputs import read_each
 
 FORMATS = ("conll", "segmented")
 PAD, UNK = "<pad>", "<unk>"
@@ -40,11 +40,25 @@ class Sentence:
 # ---- reading ------------------------------------------------------------------------------------
 def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
                text: str | None = None, labelled: bool = True) -> list[Sentence]:
-    """CoNLL columns → sentences. `labelled=False` reads files without the label column."""
-    text = read_text([path]) if text is None else text
+    """CoNLL columns → sentences. `labelled=False` reads files without the label column. A
+    folder's files are read one by one: a sentence never runs from one file into the next."""
+    sources = [(path, text)] if text is not None else read_each(path)
     sentences: list[Sentence] = []
+    first: tuple[str, int, int] | None = None  # (file, line, columns) of the first token line
+    for name, body in sources:
+        first = _conll_sentences(name, body, label_column, features, labelled, sentences, first)
+    if not sentences:
+        raise UserError(f"{path} holds no sentences: expected one token per line, blank lines "
+                        "between sentences")
+    return sentences
+
+
+def _conll_sentences(path: str, text: str, label_column: int, features: Sequence[int],
+                     labelled: bool, sentences: list[Sentence],
+                     first: tuple[str, int, int] | None) -> tuple[str, int, int] | None:
+    """One file's sentences added to `sentences`; every token line has the columns of the first
+    one read (`first`, returned), as conlleval demands: a missing tag would shift the label."""
     rows: list[list[str]] = []
-    need = 1 + max([0, *(c for c in features if c >= 0)])
 
     def close() -> None:
         if rows:
@@ -56,28 +70,42 @@ def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
         if not cols or line.startswith("-DOCSTART-"):
             close()
             continue
-        width = max(need, 2 if labelled else 1)
-        # A column past the line's end: name it, not just "need at least N columns".
-        if labelled and len(cols) >= 2 and not -len(cols) <= label_column < len(cols):
-            raise UserError(f"{path}:{number}: the label column (--label-column {label_column}) "
-                            f"is beyond the line's {len(cols)} columns (0-based: 0 to "
-                            f"{len(cols) - 1}, -1 = the last): check --label-column and --format")
-        beyond = [c for c in features if not -len(cols) <= c < len(cols)]
-        if len(cols) >= (2 if labelled else 1) and beyond:
-            raise UserError(f"{path}:{number}: feature column {beyond[0]} (--features) is beyond "
-                            f"the line's {len(cols)} column(s) (0-based: 0 to {len(cols) - 1}): "
-                            "check --features and --format")
-        if len(cols) < width:
-            raise UserError(f"{path}:{number}: {len(cols)} column(s), need at least {width} "
-                            "(token … label): check --format conll, --label-column and --features")
-        if labelled:
-            _refuse_label_as_feature(path, number, len(cols), label_column, features)
+        if first is None:
+            _check_columns(path, number, len(cols), label_column, features, labelled)
+            first = (path, number, len(cols))
+        elif len(cols) != first[2]:
+            where = f"line {first[1]}" if first[0] == path else f"{first[0]}:{first[1]}"
+            raise UserError(f"{path}:{number}: {len(cols)} column(s), and the first token line "
+                            f"({where}) has {first[2]}: every token line has the same columns "
+                            "(a tag missing, a token with a space in it?)")
         rows.append(cols)
     close()
-    if not sentences:
-        raise UserError(f"{path} holds no sentences: expected one token per line, blank lines "
-                        "between sentences")
-    return sentences
+    return first
+
+
+def _check_columns(path: str, number: int, width: int, label_column: int,
+                   features: Sequence[int], labelled: bool) -> None:
+    """The columns asked for, against a file's width (a line past the first has the same)."""
+    need = max(1 + max([0, *features]), 2 if labelled else 1)
+    # A column past the line's end: name it, not just "need at least N columns".
+    if labelled and width >= 2 and not -width <= label_column < width:
+        raise UserError(f"{path}:{number}: the label column (--label-column {label_column}) "
+                        f"is beyond the line's {width} columns (0-based: 0 to {width - 1}, -1 = "
+                        "the last): check --label-column and --format")
+    beyond = [c for c in features if c >= width]
+    if width >= (2 if labelled else 1) and beyond:
+        raise UserError(f"{path}:{number}: feature column {beyond[0]} (--features) is beyond "
+                        f"the line's {width} column(s) (0-based: 0 to {width - 1}): check "
+                        "--features and --format")
+    if width < need:
+        raise UserError(f"{path}:{number}: {width} column(s), need at least {need} (token … "
+                        "label): check --format conll, --label-column and --features")
+    if labelled and label_column % width == 0:
+        raise UserError(f"{path}:{number}: --label-column {label_column} is column 0 of the "
+                        f"file's {width}, the tokens: the tagger would learn to copy its input; "
+                        "give the column of the labels")
+    if labelled:
+        _refuse_label_as_feature(path, number, width, label_column, features)
 
 
 def _refuse_label_as_feature(path: str, number: int, width: int, label_column: int,
@@ -146,7 +174,7 @@ def join_clusters(words: Sequence[str]) -> list[str]:
 
 
 def read_segmented(path: str, text: str | None = None) -> list[Sentence]:
-    text = read_text([path]) if text is None else text
+    text = "\n".join(body for _name, body in read_each(path)) if text is None else text
     sentences = []
     for line in text.split("\n"):
         words = line.split()

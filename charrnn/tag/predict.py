@@ -142,15 +142,24 @@ class TaggerBundle:
         gold = [s.labels or [] for s in sentences]
         result: dict = {"sentences": len(sentences), "tokens": sum(map(len, gold)),
                         "accuracy": tagscore.accuracy(gold, pred)}
-        if self.encoder.level == "char" and set(self.encoder.labels) <= set("BMES"):
-            result["score"] = "word"
+        result["score"] = self.score_kind
+        if self.score_kind == "word":
             result.update(tagscore.word_f1(
                 [words_from_tags(s.tokens, g) for s, g in zip(sentences, gold, strict=True)],
                 [words_from_tags(s.tokens, p) for s, p in zip(sentences, pred, strict=True)]))
-        elif tagscore.is_chunk_tagset(self.encoder.labels):
-            result["score"] = "chunk"
+        elif self.score_kind == "chunk":
             result.update(tagscore.chunk_f1(gold, pred))
+        else:
+            del result["score"]
         return result
+
+    @property
+    def score_kind(self) -> str | None:
+        """The standard score of the labels: word F1 for B/M/E/S (segmentation, read from
+        segmented lines or CoNLL columns alike), chunk F1 for IOB chunks; None: accuracy only."""
+        if set(self.encoder.labels) <= set("BMES"):
+            return "word"
+        return "chunk" if tagscore.is_chunk_tagset(self.encoder.labels) else None
 
 
 def load_tagger(spec: str | None, root: Path, device: str = "auto") -> TaggerBundle:

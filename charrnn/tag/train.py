@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from charrnn import checkpoint, runlock, runs
 from charrnn.devices import host_to_device, out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.errors import UserError
-from charrnn.tag import score as tagscore
 from charrnn.tag.config import TaggerConfig, TagTrainConfig
 from charrnn.tag.data import UNK, Encoder, Sentence, read_data
 from charrnn.tag.model import Tagger, allowed_transitions
@@ -239,9 +238,8 @@ def _require_same(part: str, now: dict, then: dict, run: str) -> None:
 
 
 def _metric(bundle: TaggerBundle) -> str:
-    labels = bundle.encoder.labels
-    chunky = bundle.meta["tag"]["constraints"] is not None or tagscore.is_chunk_tagset(labels)
-    return "f1" if bundle.encoder.level == "char" or chunky else "accuracy"
+    """What validation improves: the F1 the labels' standard score has, else accuracy."""
+    return "f1" if bundle.score_kind is not None else "accuracy"
 
 
 def _loop(task: TagTask, run_dir: Path, reporter: Reporter | None) -> Loop:
