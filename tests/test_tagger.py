@@ -463,3 +463,12 @@ def test_viterbi_finds_the_best_path_the_constraints_allow(seed: int) -> None:
         best = max((p for p in itertools.product(range(4), repeat=length) if fits(p)),
                    key=lambda p: float(sum(log_probs[b, t, lab] for t, lab in enumerate(p))))
         assert tuple(viterbi(log_probs, lengths, ok)[b]) == best
+
+
+def test_tag_train_reads_its_data_from_standard_input(tmp_path: Path) -> None:
+    """'-' was 'does not exist', though a run records standard input as where it read."""
+    text = _conll(tmp_path / "train.txt", 20, 0).read_text(encoding="utf-8")
+    run_cli("tag", "train", "-", *TAG_TINY, "--max-steps", "2", "--run-name", "piped", input=text)
+    again = run_cli("tag", "train", "--resume", "piped", "--max-steps", "3", ok=False)
+    assert again.exit_code == 2 and "from standard input: give the same text again" in again.output
+    run_cli("tag", "train", "-", "--resume", "piped", "--max-steps", "3", input=text)
