@@ -396,6 +396,21 @@ def test_segmenter_keeps_combining_marks_and_joiners_with_their_base(monkeypatch
     assert out == "c|a|f|e\u0301|\U0001F469\u200d\U0001F4BB|o|k|\u0915\u094d\n"
 
 
+@pytest.mark.parametrize(("text", "cut"), [
+    ("中🇨🇳🇫🇷🇩国", "中|🇨🇳|🇫🇷|🇩|国"),  # flags pair indicators from the left
+    ("旗\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F旗",
+     "旗|\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F|旗"),
+    ("\u1112\u1161\u11ab\uAC00\u11A8x", "\u1112\u1161\u11ab|\uAC00\u11A8|x"),  # jamo: L V T
+])
+def test_segmenter_never_cuts_a_flag_a_tag_sequence_or_a_hangul_syllable(monkeypatch, text: str,
+                                                                          cut: str) -> None:
+    """Regional-indicator pairs, emoji tag sequences and decomposed Hangul were cut apart."""
+    from charrnn.tag import predict as tagpredict
+
+    monkeypatch.setattr(tagpredict, "load_tagger", lambda *args, **kwargs: _EveryCharAWord())
+    assert run_cli("tag", "predict", "seg", "--sep", "|", input=text + "\n").output == cut + "\n"
+
+
 def test_tagger_runs_of_before_the_rename_still_open(chunker, tmp_path: Path) -> None:
     import shutil
 

@@ -154,10 +154,44 @@ ZWJ = "\u200d"  # zero-width joiner: 👩 ZWJ 💻 is one emoji
 
 
 def _extends_cluster(char: str) -> bool:
-    """Whether `char` belongs to the character before it on screen: a combining mark (é as e +
-    U+0301, a virama, a variation selector) or an emoji skin-tone modifier."""
+    """Whether `char` belongs to the character before it on screen whatever that is: a
+    combining mark (é as e + U+0301, a virama, a variation selector), an emoji skin-tone
+    modifier, or a tag character (the letters of a subdivision flag, 🏴 + gbsct + cancel)."""
     return (unicodedata.combining(char) != 0 or unicodedata.category(char).startswith("M")
-            or char == ZWJ or "\U0001F3FB" <= char <= "\U0001F3FF")
+            or char == ZWJ or "\U0001F3FB" <= char <= "\U0001F3FF"
+            or "\U000E0020" <= char <= "\U000E007F")
+
+
+def _regional(char: str) -> bool:
+    return "\U0001F1E6" <= char <= "\U0001F1FF"  # 🇦..🇿: two make a flag
+
+
+def _jamo(char: str) -> str:
+    """A Hangul character's part in a syllable: L (leading consonant), V (vowel), T (trailing
+    consonant), LV or LVT (a precomposed syllable), or "" (not Hangul)."""
+    code = ord(char)
+    if 0x1100 <= code <= 0x115F or 0xA960 <= code <= 0xA97C:
+        return "L"
+    if 0x1160 <= code <= 0x11A7 or 0xD7B0 <= code <= 0xD7C6:
+        return "V"
+    if 0x11A8 <= code <= 0x11FF or 0xD7CB <= code <= 0xD7FB:
+        return "T"
+    if 0xAC00 <= code <= 0xD7A3:
+        return "LV" if (code - 0xAC00) % 28 == 0 else "LVT"
+    return ""
+
+
+def _continues(before: str, char: str) -> bool:
+    """Whether `char` continues the grapheme that `before` ends with (Unicode's extended
+    grapheme clusters, for the cuts a tagger can make between code points)."""
+    if _extends_cluster(char) or before.endswith(ZWJ):
+        return True
+    if _regional(char):  # a flag pairs indicators from the left: an odd run is waiting for one
+        run = len(before) - len(before.rstrip("".join(chr(c) for c in range(0x1F1E6, 0x1F200))))
+        return run % 2 == 1
+    last, this = _jamo(before[-1]), _jamo(char)
+    return (last == "L" and this in ("L", "V", "LV", "LVT")) or \
+        (last in ("LV", "V") and this in ("V", "T")) or (last in ("LVT", "T") and this == "T")
 
 
 def join_clusters(words: Sequence[str]) -> list[str]:
@@ -166,7 +200,7 @@ def join_clusters(words: Sequence[str]) -> list[str]:
     and `e ́` or `👩 ‍💻` would be a cut no one asked for."""
     out: list[str] = []
     for word in words:
-        if out and word and (_extends_cluster(word[0]) or out[-1].endswith(ZWJ)):
+        if out and out[-1] and word and _continues(out[-1], word[0]):
             out[-1] += word
         else:
             out.append(word)
