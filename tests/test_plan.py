@@ -209,6 +209,7 @@ def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
         (rules.Situation(softmax="full"), "cutoffs", "applies to --softmax adaptive"),
         (rules.Situation(optim="rprop"), "weight_decay", "does not apply to --optim rprop"),
         (rules.Situation(optim="rprop"), "warmup", "reads --lr once, as each weight's first step"),
+        (rules.Situation(optim="adamw"), "momentum", "applies to --optim sgd and rmsprop"),
         (rules.Situation(task="fill"), "tie_weights", "does not apply to --task fill"),
         (rules.Situation(task="tag", data_format="segmented"), "features",
          "applies to --format conll"),
@@ -222,7 +223,8 @@ def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
         with pytest.raises(UserError, match=said):
             rules.refuse_inapplicable(frozenset({name}), situation)
     for rule in rules.APPLIES:  # and where they apply, nothing is refused
-        rules.refuse_inapplicable(frozenset(rule.options), rules.Situation(mode="finetune"))
+        rules.refuse_inapplicable(frozenset(rule.options), rules.Situation(mode="finetune",
+                                                                           optim="sgd"))
 
 
 def test_rprop_takes_no_weight_decay_nor_clipping_by_default() -> None:

@@ -120,6 +120,18 @@ def test_a_resumed_tagger_keeps_its_settings_and_folder(tmp_path: Path) -> None:
     assert "or continue it with `charrnn tag train --resume t`" in again.output
 
 
+def test_a_resumed_tagger_with_a_valid_file_refuses_a_val_frac(tmp_path: Path) -> None:
+    """--val-frac 0.05 (its default's neighbour) on a run validated on --valid was taken and
+    ignored; 0.2 said the data differed."""
+    from test_tagger import _conll
+
+    train, valid = _conll(tmp_path / "train.txt", 60, 0), _conll(tmp_path / "valid.txt", 10, 1)
+    run_cli("tag", "train", train, "--valid", valid, *TAG, "--max-steps", "2", "--run-name", "v")
+    result = run_cli("tag", "train", "--resume", "v", "--val-frac", "0.05", "--max-steps", "3",
+                     ok=False)
+    assert result.exit_code == 2 and "validation sentences are its --valid file's" in result.output
+
+
 def test_a_stop_saves_without_an_evaluation_so_best_and_patience_are_the_whole_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stop's own evaluation counted towards --patience: a Ctrl-C at step 13 of a run that

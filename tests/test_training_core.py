@@ -42,7 +42,7 @@ def test_sgd_momentum_is_asked_for_not_assumed(small_text: Path, tmp_path: Path)
     assert {g["momentum"] for g in _param_groups(tmp_path / "runs/p")} == {0}
     assert {g["momentum"] for g in _param_groups(tmp_path / "runs/m")} == {0.9}
     refused = run_cli("train", small_text, *TINY, "--momentum", "0.9", ok=False)
-    assert refused.exit_code == 2 and "--momentum applies to sgd and rmsprop" in refused.output
+    assert refused.exit_code == 2 and "--momentum applies to --optim sgd and rmsprop" in refused.output
 
 
 @pytest.mark.parametrize("task", [[], FILL])

@@ -107,10 +107,11 @@ def _resumed(request, root, reporter) -> dict:
     if request["run_name"] is not None and request["run_name"] != run:
         raise UserError(f"--run-name {request['run_name']}: a resumed run keeps its folder "
                         f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a new run")
-    if "val_frac" in request.typed and request["valid"]:
-        raise UserError("--val-frac does not apply with --valid: drop one of the two")
     saved = ckpt.config(TagTrainConfig, "train")
     recorded = ckpt.meta.get("data") if isinstance(ckpt.meta.get("data"), dict) else {}
+    if "val_frac" in request.typed and (request["valid"] or recorded.get("valid")):
+        raise UserError("--val-frac does not apply with --valid: the run's validation sentences "
+                        "are its --valid file's; drop --val-frac")
     rules.refuse_inapplicable(request.typed, rules.Situation(
         mode="resume", task="tag", data_format=saved.format,
         has_validation=bool(recorded.get("valid")) or saved.val_frac > 0))

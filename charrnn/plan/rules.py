@@ -17,7 +17,7 @@ from charrnn.errors import UserError
 from charrnn.fill.config import FillTrainConfig
 from charrnn.lm.config import TrainConfig
 from charrnn.plan.measured import CLEARLY_FASTER
-from charrnn.training.config import option
+from charrnn.training.config import MOMENTUM_OPTIMIZERS, option
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,10 @@ APPLIES: tuple[Applies, ...] = (
     Applies(("weight_decay", "grad_clip"), lambda s: s.optim != "rprop", "not with --optim rprop",
             " does not apply to --optim rprop: it steps by the sign of each gradient, so a decay "
             "term or a clipped norm changes nothing; drop it"),
+    Applies(("momentum",), lambda s: s.mode == "resume" or s.optim in MOMENTUM_OPTIMIZERS,
+            "with --optim sgd or rmsprop",  # (a resumed run keeps its own: refused as such)
+            " applies to --optim sgd and rmsprop (adam's and adamw's momentum is their betas, "
+            "rprop has none): drop it, or use --optim sgd"),
     Applies(("warmup", "min_lr_ratio"), lambda s: s.optim != "rprop", "not with --optim rprop",
             " does not apply to --optim rprop: it reads --lr once, as each weight's first step, "
             "and adapts the steps itself after that (a warm-up would only shrink that first "
