@@ -8,6 +8,7 @@ CHARRNN_DEBUG=1 re-raises, so the traceback shows.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import sys
@@ -51,11 +52,27 @@ def exit_code(exc: BaseException) -> int | None:
     if isinstance(exc, UserError):
         say(f"error: {exc}", exc.alike_on_every_rank)
         return exc.exit_code
+    if _unwritable_to_stdout(exc):
+        shown = exc.object[exc.start:exc.end]
+        say(f"error: standard output is {exc.encoding}, which cannot hold {shown!r}: use a UTF-8 "
+            "locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8")
+        return 2
     if isinstance(exc, OSError):  # the disk or the permissions, not a bug: say which file
         where = f" ({exc.filename})" if exc.filename else ""
         say(f"error: {exc.strerror or exc}{where}")
         return 2
     return None
+
+
+def _unwritable_to_stdout(exc: BaseException) -> bool:
+    """Text the terminal's (or the pipe's) encoding cannot hold: the user's locale, not a bug."""
+    if not isinstance(exc, UnicodeEncodeError) or not isinstance(exc.object, str):
+        return False
+    try:
+        ours = codecs.lookup(getattr(sys.stdout, "encoding", None) or "utf-8").name
+        return codecs.lookup(exc.encoding).name == ours != "utf-8"
+    except LookupError:
+        return False
 
 
 def report_errors(func):

@@ -1,0 +1,26 @@
+"""The CLI's error contract (charrnn.cli.errors): what becomes one line, and with what code."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from charrnn.cli.errors import exit_code
+
+
+def test_text_the_output_encoding_cannot_hold_is_a_one_line_error_not_a_bug(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """A latin-1 terminal given Chinese text was 'internal error: UnicodeEncodeError'."""
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="latin-1")
+    monkeypatch.setattr(sys, "stdout", stream)
+    with pytest.raises(UnicodeEncodeError) as caught:
+        print("我们", file=stream)
+        stream.flush()
+    assert exit_code(caught.value) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("charrnn: error: standard output is latin-1, which cannot hold '我们'")
+    assert "PYTHONIOENCODING=utf-8" in said and said.count("\n") == 1
+    other = UnicodeEncodeError("ascii", "é", 0, 1, "ordinal not in range")  # not the output's
+    assert exit_code(other) is None  # a bug: the traceback's to show
