@@ -146,6 +146,9 @@ def test_segmenter_trains_and_segments_stdin(tmp_path: Path) -> None:
     assert out.split("\n")[:2] == ["我们 喜欢 学习", "今天 天气 很 好"]
     spaced = run_cli("tag", "predict", "seg", "--sep", "/", input="我们喜 欢学习\n").output
     assert spaced.strip() == "我们/喜/欢/学习"  # a space in the input is always a boundary
+    for sep in ("", "\n"):  # words run together; more lines out than in
+        refused = run_cli("tag", "predict", "seg", "--sep", sep, input="我们\n", ok=False)
+        assert refused.exit_code == 2 and "give a separator of one line" in refused.output
     for other in (["--input", "conll"], ["--output", "inline"], ["--output", "conll"],
                   ["--input", "raw"]):  # a word tagger's options, at their defaults too
         refused = run_cli("tag", "predict", "seg", *other, input="我们\n", ok=False)

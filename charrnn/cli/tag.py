@@ -200,6 +200,9 @@ def tag_predict(
     bundle = load_tagger(run, opt.root(out), device)
     tag = bundle.meta["tag"]
     _refuse_other_kind(bundle.encoder.level == "char", opt.typed_params(ctx))
+    if not sep or any(ch in sep for ch in "\n\r"):  # words run together, or lines out of step
+        raise UserError(f"--sep {sep!r}: give a separator of one line, at least a character "
+                        "(e.g. ' ' or '/')")
     # This command has --errors, so invalid UTF-8 may suggest it.
     text = read_stdin(errors, can_replace=True) if file in (None, "-") \
         else read_text([file], errors, CONVERT_OR_REPLACE)
@@ -212,7 +215,8 @@ def tag_predict(
             typer.echo(sep.join(words))
         return
     if tag["features"] and input_format != "conll":
-        raise UserError(f"this tagger reads extra columns {tag['features']} (--features): give "
+        columns = ", ".join(map(str, tag["features"]))
+        raise UserError(f"this tagger reads extra columns ({columns}: its --features): give "
                         "CoNLL input with those columns and --input conll")
     if input_format == "conll":
         sents = read_conll(file or "<stdin>", -1, tag["features"], text=text, labelled=False)
