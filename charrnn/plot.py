@@ -39,7 +39,9 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     if not out.name:  # "" or "/": Path("") is "." (no name to give a suffix)
         raise UserError(f"--png needs a file name, e.g. --png curves.png (got {str(out)!r})")
     if out.suffix.lower() != ".png":
-        raise UserError(f"--png {out} must be a .png file: e.g. --png {out.with_suffix('.png')}")
+        named = out.with_suffix(".png") if out.stem and not out.name.startswith(".") else \
+            out.with_name("curves.png")  # (".png" is a hidden file with no suffix)
+        raise UserError(f"--png {out} must be a .png file: e.g. --png {named}")
     # Before drawing: a mistyped --png must not replace a photo or a document, only our own plot.
     fsutil.refuse_overwrite(out, _is_png, "a PNG image", "--png")
     plt = _pyplot()

@@ -247,6 +247,8 @@ def test_a_resumed_run_takes_a_new_budget_and_refuses_other_changes() -> None:
     with pytest.raises(UserError, match=r"--hidden 128 \(the run has 64\)"):
         resumed_config(_request(hidden=128), saved, {}, "r")
     assert resumed_config(_request(hidden=64), saved, {}, "r").config.hidden == 64
+    with pytest.raises(UserError, match=r"--eval-tokens 500 \(the run has none\)"):
+        resumed_config(_request(eval_tokens=500), saved, {}, "r")  # not "has None"
 
 
 def test_train_help_reads_the_table() -> None:

@@ -172,13 +172,17 @@ def _config(request: Request, values: dict[str, object]) -> TrainConfig:
     return TrainConfig(**{**base, **values})
 
 
+def _shown(value: object) -> str:
+    return "none" if value is None else str(value)
+
+
 def resumed_config(request: Request, saved: LoopConfig, model: dict, run: str) -> Resolved:
     """The run's own config, with the budget typed now; a typed change to anything else would be
     ignored, so it is an error naming what the run has. `model`: the run's model section (a
     language model's softmax and cutoffs are there)."""
     used = {"lr": saved.base_lr, **{k: model.get(k) for k in ("softmax", "cutoffs") if k in model}}
     typed = request.typed_fields(type(saved))
-    changed = [f"{option(k)} {v} (the run has {used.get(k, getattr(saved, k))})"
+    changed = [f"{option(k)} {v} (the run has {_shown(used.get(k, getattr(saved, k)))})"
                for k, v in typed.items() if k not in rules.BUDGET
                and used.get(k, getattr(saved, k)) != v and not (k == "softmax" and v == "auto")]
     if changed:
