@@ -201,7 +201,9 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
         runs = [r for r in list_runs(root, kind) if _has_output(r)]
         if not runs:
             what = f"{KIND_NAMES.get(kind, kind)} " if kind else ""
-            raise UserError(f"no {what}runs under {root}: train one first (charrnn train), or "
+            how = {"ngram": "charrnn ngram train", "tag": "charrnn tag train"}.get(kind or "",
+                                                                                "charrnn train")
+            raise UserError(f"no {what}runs under {root}: train one first ({how}), or "
                             "name a run / pass --out")
         return runs[-1]
     for candidate in (Path(spec), root / spec):

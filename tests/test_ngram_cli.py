@@ -376,3 +376,22 @@ def test_a_run_name_whose_start_wrote_nothing_but_run_json_is_free_again(tmp_pat
     (first / "metrics.jsonl").write_text("{}\n")  # something written: the name is taken
     with pytest.raises(UserError, match="already exists"):
         runs.new_run_dir(tmp_path, "x", "lm")
+
+
+def test_compare_names_a_run_once_refuses_a_mix_without_a_pair_and_says_how_to_train(
+        small_text: Path, tmp_path: Path) -> None:
+    """`compare c5 c5` listed the run twice; `compare --mix` with n-gram runs only was silently
+    taken; 'no n-gram runs … (charrnn train)' named the wrong command; --arpa '' was '. is a
+    folder'."""
+    root = tmp_path / "runs"
+    root.mkdir()
+    missing = run_cli("ngram", "eval", ok=False)
+    assert missing.exit_code == 2 and "train one first (charrnn ngram train)" in missing.output
+    ngram("train", small_text, "--order", "3", "--run-name", "c3")
+    report = json.loads(run_cli("compare", "c3", str(root / "c3"), "--json").output)
+    assert [row["run"] for row in report["results"]] == ["c3"]
+    refused = run_cli("compare", "c3", "--mix", ok=False)
+    assert refused.exit_code == 2 and "drop --mix" in refused.output
+    assert run_cli("compare", "c3", "--no-mix").exit_code == 0
+    empty = ngram("export", "c3", "--arpa", "", ok=False)
+    assert empty.exit_code == 2 and "--arpa needs a file name" in empty.output

@@ -181,7 +181,7 @@ def compare_cmd(
     json_out: opt.Json = False,
     unk: Annotated[Optional[opt.UnkChoice], typer.Option(
         "--unk", show_default=False, help="Characters outside a char model's vocabulary: error (the default; that run is skipped) or skip (at least one char-level run compared).")] = None,
-    mix: Annotated[bool, typer.Option("--mix/--no-mix", help="Add a row for each RNN ⊕ n-gram pair counted on one dataset (λ tuned on its validation split).")] = True,
+    mix: Annotated[Optional[bool], typer.Option("--mix/--no-mix", show_default=False, help="Add a row for each RNN ⊕ n-gram pair counted on one dataset (λ tuned on its validation split); the default where the runs hold such a pair.")] = None,
     out: opt.Out = None,
 ) -> None:
     """Compare runs on the same text: bits/char (any tokenizer), perplexity, size, speed."""

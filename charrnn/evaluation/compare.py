@@ -92,6 +92,13 @@ def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
                         "<unk>, a subword model spells any text): drop --unk")
 
 
+def _kind(folder: Path) -> str | None:
+    try:
+        return runs.run_info(folder).get("kind")
+    except UserError:  # a damaged run.json: the table's loop skips it, saying why
+        return None
+
+
 def _level(folder: Path) -> str | None:
     """A compared run's token level (None: a run compare does not score, or cannot read)."""
     try:
@@ -102,9 +109,10 @@ def _level(folder: Path) -> str | None:
 
 
 def compare(specs: list[str] | None, root: Path, split: str = "test",
-            file: str | None = None, unk: str | None = None, mix: bool = True) -> dict:
+            file: str | None = None, unk: str | None = None, mix: bool | None = None) -> dict:
     """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}; with
-    `mix`, a row for each RNN ⊕ n-gram pair on one dataset too."""
+    `mix` (None: where there are pairs), a row for each RNN ⊕ n-gram pair on one dataset too;
+    True asked for with no language model and n-gram run among them is refused."""
     if split not in ("train", "val", "test"):
         raise UserError(f"--split must be train, val or test, not {split!r}")
     if file is not None:  # once, here: not the same error again for every run
@@ -114,10 +122,17 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         refuse_dataset_as_text(file)
         read_text([file], "strict")
     folders = [runs.resolve_run(s, root) for s in specs] if specs else runs.list_runs(root)
+    once: dict[Path, Path] = {}  # a run named twice (by name and by path) is one row
+    for folder in folders:
+        once.setdefault(folder.resolve(), folder)
+    folders = list(once.values())
     if not folders:
         raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
                         "or name runs / pass --out")
     _refuse_idle_unk(unk, folders)
+    if mix and not {"lm", "ngram"} <= {_kind(folder) for folder in folders}:
+        raise UserError("--mix adds a row for each RNN ⊕ n-gram pair counted on one dataset, and "
+                        "the runs compared are not a language model and an n-gram run: drop --mix")
     rows, skipped = [], []
     for folder in folders:
         spec = str(folder)
@@ -141,7 +156,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
             raise UserError(f"no run could be evaluated: {reasons.pop()} (all {len(skipped)} runs)")
         listed = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
         raise UserError(f"no run could be evaluated ({listed})")
-    if mix:
+    if mix is not False:
         rows += _mix_rows(rows, root, file, split, unk, skipped)
     rows.sort(key=lambda r: r["bits_per_char"])
     return {"source": file or f"split:{split}", "results": rows, "skipped": skipped,

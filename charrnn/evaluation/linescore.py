@@ -170,7 +170,8 @@ def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str | None
             ("--mix", mix, None), ("--mix-weight", mix_weight, None), ("--device", device, "auto"),
             ("--precision", precision, "fp32")) if value != default]
         if given:
-            raise UserError(f"{', '.join(given)} apply to language model runs; {folder.name} is "
+            verb = "applies" if len(given) == 1 else "apply"
+            raise UserError(f"{', '.join(given)} {verb} to language model runs; {folder.name} is "
                             "an n-gram run (scored on the CPU, in float64): drop "
                             f"{'it' if len(given) == 1 else 'them'}")
         from charrnn.ngram.runs import load_run

@@ -84,6 +84,8 @@ def export_arpa(model: NGramModel, path: Path) -> dict:
 
     An existing file is replaced only when it is an ARPA file already (an earlier export), and
     atomically: a typo in --arpa must not destroy a corpus, nor a failed write the old model."""
+    if not str(path) or not Path(path).name:  # Path("") is "." (a folder)
+        raise UserError(f"--arpa needs a file name, e.g. --arpa model.arpa (got {str(path)!r})")
     path = Path(path)
     fsutil.refuse_overwrite(path, looks_like_arpa, "an ARPA file", "--arpa")
     with fsutil.atomic_file(path) as tmp:
@@ -102,7 +104,9 @@ def _write_arpa(model: NGramModel, handle: TextIO) -> list[int]:
     counts = [int(off[n] - off[n - 1]) for n in range(1, model.order + 1)]
     counts[0] += len(extra)
     handle.write(HEADER + json.dumps(header, ensure_ascii=False) + "\n")
-    handle.write("# Smoothing: interpolated modified Kneser-Ney (charrnn)\n\n\\data\\\n")
+    made = "imported from another toolkit's ARPA file" if model.meta.get("imported_from") \
+        and "discounts" not in model.meta else "interpolated modified Kneser-Ney (charrnn)"
+    handle.write(f"# Smoothing: {made}\n\n\\data\\\n")
     handle.writelines(f"ngram {n}={c}\n" for n, c in enumerate(counts, 1))
     text = names
     for n in range(1, model.order + 1):
