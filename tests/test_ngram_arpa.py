@@ -236,3 +236,32 @@ def test_a_damaged_header_line_is_a_user_error_naming_the_file(tmp_path: Path, k
     path.write_text(damaged + "\n" + body, encoding="utf-8")
     with pytest.raises(UserError, match="w.arpa: the charrnn header line"):
         import_arpa(path)
+
+
+@pytest.mark.parametrize(("edit", "said"), [
+    (lambda t: t.replace("\\end\\\n", ""), "has no \\\\end\\\\ line"),
+    (lambda t: t.replace("-0.1\t<s> b a", "-0.1\t<s> b a\t-0.3"), "highest order"),
+    (lambda t: t.replace("0\t<s>\t-0.30103\n", "").replace("ngram 1=5", "ngram 1=4"),
+     "has no <s> unigram"),
+    (lambda t: t.replace("-0.6\ta\t-0.2", "# a comment\n-0.6\ta\t-0.2"), "a comment inside"),
+    (lambda t: t.replace("-0.7\tb\t-0.1", "-0.7\t\t-0.1"), "has an empty word"),
+    (lambda t: "\\data\\\n" + "".join(f"ngram {n}=1\n" for n in range(1, 14)), "order-13"),
+])
+def test_an_arpa_file_kenlm_refuses_is_refused_for_the_reason_it_has(tmp_path: Path, edit,
+                                                                     said: str) -> None:
+    """Each was taken (a truncated file, a back-off nothing reads, no <s>) or refused for
+    another reason (a comment counted as an n-gram, the word read from the back-off column)."""
+    path = tmp_path / "x.arpa"
+    path.write_text(edit(FOREIGN), encoding="utf-8")
+    with pytest.raises(UserError, match=said):
+        import_arpa(path)
+
+
+def test_a_foreign_arpa_without_unk_gives_unknown_words_kenlms_minus_100(tmp_path: Path) -> None:
+    """It was -99 (everything below -99 was raised to it), so an OOV scored 2 log10 above KenLM."""
+    path = tmp_path / "x.arpa"
+    path.write_text("\ufeff" + FOREIGN.replace("-1.0\t<unk>\t0\n", "").replace("ngram 1=5",
+                                                                              "ngram 1=4"))
+    model = import_arpa(path)  # (a byte-order mark before \data\ is no n-gram either)
+    assert model.meta["unk_missing"] and model.logp[model.meta["unk_word"]] == pytest.approx(
+        -100 * math.log(10), rel=1e-6)

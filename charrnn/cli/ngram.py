@@ -170,6 +170,9 @@ def import_cmd(
         model.save(folder / "model")
     typer.echo(f"run {folder} | {model.tokenizer.level} {model.order}-gram "
                f"({model.meta['mode']}) | {model.num_ngrams:,} n-grams")
+    if model.meta.get("unk_missing"):
+        typer.echo("note: the file has no <unk>: an unknown word gets log10 p = -100, as KenLM "
+                   "gives it", err=True)
 
 
 def compare_cmd(

@@ -35,6 +35,7 @@ from charrnn.tokenizers import EOS, UNK, Tokenizer, WordTokenizer, tokenizer_fro
 HEADER = "# charrnn-ngram: "
 UNK_SPELLING = 2  # the header's "unk_spelling": which `<unk>` is whose (_spellings)
 RESERVED = ("<s>", "</s>", "<unk>")
+MISSING_UNK_LOG10 = -100.0  # what KenLM gives <unk> when an ARPA file has none (and warns)
 _NAMED = {"\\": "\\\\", " ": "\u2581", "\u2581": "\\u2581", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _SPLIT = re.compile(r"[ \t]+")
 
@@ -181,7 +182,7 @@ def import_arpa(path: Path) -> NGramModel:
     else:  # a foreign ARPA's words are verbatim
         index = {t: i for i, t in enumerate(tokenizer.token_strings())}
         index.update({"<s>": vocab, "</s>": line_break, "<unk>": index[UNK]})
-    parsed = [_parse(path, lines, n) for n, lines in enumerate(sections, 1)]
+    parsed = [_parse(path, lines, n, n == len(sections)) for n, lines in enumerate(sections, 1)]
     model = build_fast(parsed, index, words, vocab, skip_unknown=header is not None)
     if model is None:  # some n-gram lacks its suffix or context: the general path adds blanks
         rows, values = to_ids(path, parsed, index, skip_unknown=header is not None)
@@ -192,6 +193,9 @@ def import_arpa(path: Path) -> NGramModel:
                        "imported_from": str(path)})
     if header is None:  # a foreign <unk> is a word of the tokenizer, but never text to write
         model.meta["unk_word"] = index["<unk>"]
+        if "<unk>" not in parsed[0][2]:  # KenLM's stand-in, and its warning (the CLI's note)
+            model.logp[index["<unk>"]] = MISSING_UNK_LOG10 * LOG10
+            model.meta["unk_missing"] = True
     return model
 
 
@@ -201,11 +205,11 @@ def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
         handle = open(path, encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
-    header, expected, sections, current = None, [], [], None
+    header, expected, sections, current, ended = None, [], [], None, False
     with handle:
         try:
             for number, raw in enumerate(handle, 1):
-                line = raw.rstrip("\r\n")
+                line = raw.rstrip("\r\n").lstrip("\ufeff" if number == 1 else "")
                 if current is None and not sections and not expected:
                     if line.startswith(HEADER):
                         header = _parse_header(path, line[len(HEADER):])
@@ -220,8 +224,13 @@ def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
                     current = []
                     sections.append(current)
                 elif line.strip() == "\\end\\":
+                    ended = True
                     break
                 elif line.strip():
+                    if current is not None and line.startswith("#"):
+                        raise UserError(f"{path}:{number}: a comment inside the {len(sections)}-"
+                                        "grams: ARPA has comments before \\data\\ only (KenLM "
+                                        "reads this line as an n-gram)")
                     if current is None:
                         raise UserError(f"{path}:{number}: {line[:60]!r} outside an n-gram "
                                         "section: is this an ARPA file?")
@@ -231,12 +240,15 @@ def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
                 gz = " (gunzip it first)" if handle.read(2) == b"\x1f\x8b" else ""
             raise UserError(f"{path} is not UTF-8 text{gz or ': is it a binary (KenLM) model?'}"
                             f"{'' if gz else ' Give the ARPA text file'}") from exc
-    if not expected or len(sections) != len(expected):
-        raise UserError(f"{path}: no \\data\\ section with matching n-gram sections: not an "
-                        "ARPA file, or truncated")
     if len(expected) > MAX_ORDER:
         raise UserError(f"{path} is an order-{len(expected)} model; charrnn handles up to "
                         f"{MAX_ORDER}")
+    if not expected or len(sections) != len(expected):
+        raise UserError(f"{path}: no \\data\\ section with matching n-gram sections: not an "
+                        "ARPA file, or truncated")
+    if not ended:
+        raise UserError(f"{path} has no \\end\\ line after its {len(expected)}-grams: the file "
+                        "is truncated (KenLM refuses it too)")
     for n, (want, got) in enumerate(zip(expected, sections, strict=True), 1):
         if want != len(got):
             raise UserError(f"{path}: the header announces {want} {n}-grams but the file has "
@@ -275,19 +287,23 @@ def _foreign_tokenizer(path: Path, unigrams: list[str]) -> WordTokenizer:
         raise UserError(f"{path}: the word '<eos>' clashes with charrnn's line-break token (a "
                         "sentence's end here is </s>): rename it in the file, e.g. to <eos_>, "
                         "and in the text you score with it")
-    if "</s>" not in names:
-        raise UserError(f"{path} has no </s> unigram: not a sentence-level ARPA model")
+    for special in ("</s>", "<s>"):
+        if special not in names:
+            raise UserError(f"{path} has no {special} unigram: not a sentence-level ARPA model")
     rest = [w for w in names if w not in RESERVED]
     return WordTokenizer([EOS, UNK, *rest])
 
 
-def _parse(path: Path, lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _parse(path: Path, lines: list[str], n: int, highest: bool
+           ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """log10 p, log10 back-off and the words (single-spaced) of each n-gram line."""
     logp = np.empty(len(lines))
     backoff = np.zeros(len(lines))
     words = []
     for i, line in enumerate(lines):
         fields = line.split("\t")
+        if len(fields) in (2, 3) and "" in fields[1].split(" "):  # "-1.2<TAB><TAB>-0.1"
+            raise UserError(f"{path}: {n}-gram line {line[:80]!r} has an empty word")
         if not (len(fields) in (2, 3) and fields[1].count(" ") == n - 1 and "" not in fields
                 and "" not in fields[1].split(" ")):
             parts = _SPLIT.split(line)
@@ -306,6 +322,9 @@ def _parse(path: Path, lines: list[str], n: int) -> tuple[np.ndarray, np.ndarray
         if logp[i] > 1e-6:  # log10 of a probability is never above 0
             raise UserError(f"{path}: {n}-gram line {line[:80]!r} has a positive log10 "
                             "probability: not a valid ARPA model")
+        if highest and backoff[i] != 0:  # as KenLM: nothing backs off from the highest order
+            raise UserError(f"{path}: {n}-gram line {line[:80]!r} has a back-off, and {n} is the "
+                            "model's highest order: not a valid ARPA model")
         words.append(fields[1])
     if len(set(words)) != len(words):
         seen: set[str] = set()

@@ -25,7 +25,8 @@ def _finite(values: np.ndarray, top: float | None) -> np.ndarray:
     """-inf (a zero probability) becomes ARPA's -99; NaN is refused."""
     if np.isnan(values).any() or np.isposinf(values).any():
         raise UserError("the ARPA file has a probability or back-off that is not a number")
-    return np.clip(values, MISSING_LOG10 * LOG10, top)
+    values = np.where(np.isneginf(values), MISSING_LOG10 * LOG10, values)  # (-100 stays -100)
+    return values if top is None else np.minimum(values, top)
 
 
 def _unigrams(parsed, index: dict, words: int, vocab: int, skip_unknown: bool):
