@@ -152,3 +152,25 @@ def test_fill_refuses_unk_skip_when_no_model_reads_characters(word_root: Path) -
     for unk in ("skip", "error"):
         result = run_cli("fill", "the ___ cat", "--unk", unk, "--out", word_root, ok=False)
         assert result.exit_code == 2 and "drop --unk" in result.output
+
+
+@pytest.mark.parametrize("run", ["rnn", "tri", "lines"])
+def test_score_and_eval_agree_on_a_last_line_without_a_line_break(word_root: Path, tmp_path: Path,
+                                                                   run: str) -> None:
+    """`score` closed the last line with </s> where `eval` (and KenLM's query) do not: 9 tokens
+    against eval's 8. (Lines are scored apart, so the totals agree where eval too reads each line
+    from <s>: a --lines n-gram.)"""
+    if run == "lines":
+        run_cli("ngram", "train", word_root / "corpus.txt", "--level", "word", "--lines",
+                "--order", "3", "--out", tmp_path, "--run-name", "lines")
+    root = tmp_path if run == "lines" else word_root
+    text = tmp_path / "open.txt"
+    text.write_text("the quick brown fox\nthe early bird", encoding="utf-8")
+    evaluate = ["eval", run] if run == "rnn" else ["ngram", "eval", run]
+    whole = json.loads(run_cli(*evaluate, text, "--out", root, "--json").output)
+    lines = run_cli("score", run, text, "--out", root, "--json").stdout.splitlines()
+    total = json.loads(lines[-1])["total"]
+    assert [json.loads(line)["tokens"] for line in lines[:-1]] == [5, 3]
+    assert total["tokens"] == whole["tokens"] == 8
+    if run == "lines":
+        assert total["perplexity"] == pytest.approx(whole["perplexity"], rel=1e-6)

@@ -47,9 +47,15 @@ class LineScore:
                 "perplexity": self.perplexity, "text": self.text}
 
 
+class OpenLine(str):
+    """The input's last line when no line break ends it: as KenLM's query does, and as `eval`
+    reads a text, scored without the closing line break (</s>)."""
+
+
 def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
     """The lines of FILE (or stdin for None / '-'), decoded one at a time; a line that is not
-    UTF-8 is an error naming it (--errors replace goes on)."""
+    UTF-8 is an error naming it (--errors replace goes on); a last one with no line break is an
+    OpenLine."""
     name = "<stdin>" if file in (None, "-") else file
     if name == "<stdin>":
         raw = sys.stdin.buffer
@@ -66,7 +72,8 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
             except UnicodeDecodeError as exc:
                 raise UserError(f"{name}: line {number} is not UTF-8 (byte {exc.start} of the "
                                 "line): convert the file, or pass --errors replace") from exc
-            yield line.removesuffix("\n").removesuffix("\r").removeprefix("\ufeff" * (number == 1))
+            text = line.removesuffix("\n").removesuffix("\r").removeprefix("\ufeff" * (number == 1))
+            yield text if line.endswith("\n") else OpenLine(text)
     finally:
         if raw is not sys.stdin.buffer:
             raw.close()
@@ -88,8 +95,12 @@ class Scorer:
             ids = self.tokenizer.encode(text, unknown=policy) if text else np.zeros(0, np.int64)
         except UserError as exc:
             raise UserError(f"line {number}: {exc}") from exc
-        tail = [self.line_break] if self.line_break is not None else []
+        tail = [self.line_break] if self.closes(text) else []
         return np.concatenate([np.asarray(ids, np.int64), np.asarray(tail, np.int64)])
+
+    def closes(self, text: str) -> bool:
+        """Whether the line is scored with its closing line break (</s>)."""
+        return self.line_break is not None and not isinstance(text, OpenLine)
 
     def token_logps(self, lines: list[np.ndarray]) -> list[np.ndarray]:
         """ln p of each token of each line (each read from a line start)."""
@@ -101,7 +112,7 @@ class Scorer:
         for (number, text, ids), lp in zip(encoded, self.token_logps([e[2] for e in encoded]),
                                            strict=True):
             unknown = ids == self.unk if self.unk is not None else np.zeros(len(ids), bool)
-            kept = ids[: len(ids) - (self.line_break is not None)]  # without the closing break
+            kept = ids[: len(ids) - self.closes(text)]  # without the closing break
             skipped = skipped_chars(self.tokenizer, text, kept) if (
                 self.tokenizer.level == "char" and self.unknown == "skip") else 0
             out.append(LineScore(number, text, float(lp.sum()) / LN10, len(ids),
