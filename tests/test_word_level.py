@@ -214,7 +214,7 @@ def test_mix_takes_an_ngram_and_an_ngram_takes_no_lm_options(pair: Path, words: 
         in result.output
     for extra in (["--device", "cpu"], ["--precision", "bf16"], ["--mix-weight", "0.3"]):
         result = run_cli("score", "kn", words, *extra, ok=False)
-        assert result.exit_code == 2 and "apply to language model runs; kn is an n-gram run" \
+        assert result.exit_code == 2 and "applies to language model runs; kn is an n-gram run" \
             in result.output, result.output
 
 
