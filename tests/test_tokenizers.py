@@ -259,3 +259,12 @@ def test_the_default_vocab_size_grows_to_what_a_large_alphabet_needs(tmp_path) -
     result = run_cli("preprocess", text, "--level", "subword", "--vocab-size", "2000",
                      "--out", tmp_path / "b", ok=False)
     assert result.exit_code == 2 and "--vocab-size 2000 is too small for this text" in result.output
+
+
+def test_a_literal_eos_in_word_text_is_an_unknown_word_not_a_line_break() -> None:
+    """'x <eos> y' scored as the two lines 'x' and 'y'."""
+    tok = WordTokenizer.build(["x y\n"])
+    ids = tok.encode("x <eos> y\n")
+    assert ids.tolist() == [tok.index["x"], tok.index[UNK], tok.index["y"], tok.index["<eos>"]]
+    with pytest.raises(UserError, match="1 word not in the model's vocabulary: '<eos>'"):
+        tok.encode("x <eos>", unknown="error")

@@ -64,7 +64,8 @@ class WordTokenizer:
         lines = text.split("\n")
         for number, line in enumerate(lines):
             for word in self.split(line):
-                token = self.index.get(word)
+                # "<eos>" in the text is a word no model knows, not a line break
+                token = self.index.get(word) if word != EOS else None
                 if token is None:
                     if unknown == "skip":
                         continue
