@@ -177,6 +177,25 @@ def test_a_stop_while_the_ngrams_count_leaves_no_run_and_says_no_ngram_was_built
     assert not any(line.startswith("n-gram: order") for line in said), said
 
 
+def test_a_stop_between_the_two_ngram_saves_leaves_no_forward_run_without_its_backward(
+        small_stages, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from charrnn.ngram.model import NGramModel
+
+    a, b = _corpora(tmp_path)
+    root = tmp_path / "runs"
+    folder = train_group.start([str(a), str(b)], 120.0, root, "g")
+    real = NGramModel.save
+
+    def stopped_backward(self, where: Path) -> None:
+        if Path(where).name == "backward":
+            raise KeyboardInterrupt
+        real(self, where)
+
+    monkeypatch.setattr(NGramModel, "save", stopped_backward)
+    result = train_group.run(folder, lambda info, stage: PlainReporter(), lambda line: None)
+    assert result["outcome"] == "interrupted" and not (root / "g-ngram").exists()
+
+
 def _group_row(listing: str) -> list[str]:
     """The words of group g's row in `charrnn runs`, after the date and time."""
     lines = listing.splitlines()

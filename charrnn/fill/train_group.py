@@ -20,6 +20,7 @@ blank"), where fp32 is the faster (plan.fill sizes the LMs where bf16 is).
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -349,8 +350,12 @@ def build_ngrams(inputs: list[str], popts, root: Path, stage: dict) -> None:
     backward = build_model(reversed_ids, dataset.tokenizer, NGRAM_ORDER, False, prune, True,
                            {"dataset": {"id": dataset.id, "level": dataset.tokenizer.level},
                             "direction": "backward"})
-    folder, model = train_run(dataset, NGRAM_ORDER, False, prune, True, root, stage["run"])
-    backward.save(folder / "backward")
+    folder, _model = train_run(dataset, NGRAM_ORDER, False, prune, True, root, stage["run"])
+    try:
+        backward.save(folder / "backward")
+    except BaseException:  # a stop (or a full disk) between the two saves: no forward run is
+        shutil.rmtree(folder, ignore_errors=True)  # left looking finished without its backward/
+        raise
 
 
 def mixture_weights(folder: Path, device: str) -> dict:
