@@ -256,3 +256,24 @@ def test_empty_or_too_short_new_text_is_refused(parent: Path, tmp_path: Path) ->
     assert not (tmp_path / "runs/x").exists()
     unk = run_cli("train", short, *TINY, "--unk", "skip", ok=False)
     assert unk.exit_code == 2 and "--unk does not apply to a run without --init-from" in unk.output
+
+
+def test_a_library_fine_tune_records_the_model_it_trains(small_text: Path, tmp_path: Path) -> None:
+    """From Python, with a default TrainConfig, the parent's 1×32 GRU trained while run.json and
+    the checkpoint said a 2×512 LSTM."""
+    from charrnn.data import PreprocessOptions
+    from charrnn.lm.job import TrainJob
+    from charrnn.training.reporters import SilentReporter
+
+    run_cli("train", small_text, *TINY, "--cell", "gru", "--max-steps", "2", "--run-name", "p")
+    job = TrainJob(tmp_path / "runs")
+    parent = job.open_parent("p")
+    job.open_device("cpu")
+    dataset = job.prepare([str(small_text)], PreprocessOptions(),
+                          finetune.given_tokenizer(parent, "add", 0))
+    job.start(dataset, TrainConfig(max_steps=2, batch_size=4, seq_len=16, device="cpu"), "ft",
+              reporter=SilentReporter(), parent=parent)
+    recorded = json.loads((tmp_path / "runs/ft/run.json").read_text())["config"]
+    trained = json.loads((tmp_path / "runs/ft/last/checkpoint.json").read_text())["model"]
+    assert (recorded["cell"], recorded["layers"], recorded["hidden"]) == ("gru", 1, 32)
+    assert (trained["cell"], trained["layers"], trained["hidden"]) == ("gru", 1, 32)

@@ -25,7 +25,7 @@ from charrnn import checkpoint, runs
 from charrnn.data import GivenTokenizer
 from charrnn.devices import require_loadable
 from charrnn.errors import UserError
-from charrnn.lm.config import REGULARISERS, ModelConfig, TrainConfig, lm_config
+from charrnn.lm.config import REGULARISERS, SHAPE, ModelConfig, TrainConfig, lm_config
 from charrnn.lm.model import RNNLM, load_lm
 from charrnn.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
 
@@ -135,6 +135,12 @@ def _grown_words(base: WordTokenizer, text: Iterator[str], unknown: str, grow: i
                         f"{left[0]!r}): drop --unk error (they become <unk>), or give a larger "
                         "--grow-vocab N to add the N most frequent")
     return WordTokenizer(base.words + new, base.pattern, base.lower) if new else base
+
+
+def parent_shaped(cfg: TrainConfig, parent: Parent) -> TrainConfig:
+    """`cfg` with the parent's shape, which is what trains (as nanoGPT's init_from takes the
+    checkpoint's model arguments): its record must not say another model."""
+    return replace(cfg, **{k: getattr(parent.config, k) for k in SHAPE})
 
 
 def grown_model(parent: Parent, vocab: int, cfg: TrainConfig) -> tuple[ModelConfig, dict]:

@@ -117,6 +117,7 @@ class TrainJob:
         with contextlib.ExitStack() as held:
             start = None
             if parent is not None:
+                cfg = finetune.parent_shaped(cfg, parent)
                 start = finetune.grown_model(parent, dataset.tokenizer.vocab_size, cfg)
             trainer = _new_run(dataset, cfg, self.root, run_name, self.device, reporter, self.dist,
                                start, parent, held, sources or {})

@@ -21,6 +21,7 @@ from typing import Protocol
 from charrnn.errors import UserError
 from charrnn.lm.config import (
     REGULARISERS,
+    SHAPE,
     DataFacts,
     ModelConfig,
     TrainConfig,
@@ -32,7 +33,6 @@ from charrnn.plan.preprocess import preprocess_options, resumed_preprocess_optio
 from charrnn.plan.request import Request
 from charrnn.training.config import LoopConfig, option
 
-SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax", "cutoffs")
 TOKENIZER = ("lower", "pattern", "min_count", "max_vocab", "vocab_size", "subword_model")
 
 
