@@ -199,3 +199,18 @@ def test_a_backward_lm_with_eval_tokens_validates_on_the_same_text_as_a_forward_
         val[direction] = np.asarray(task.val_ids)
     assert sorted(val["forward"].tolist()) == sorted(val["backward"].tolist())
     assert val["backward"].tolist() == val["forward"][::-1].tolist()
+
+
+def test_a_library_rprop_config_takes_no_schedule_decay_or_clipping() -> None:
+    """TrainConfig(optim="rprop") kept the defaults' warm-up (its first steps 1/100 of the lr),
+    weight decay and clipping, which the plan's recipe removes; one asked for is refused."""
+    from charrnn.errors import UserError
+    from charrnn.lm.config import TrainConfig
+    from charrnn.tag.config import TagTrainConfig
+
+    for config in (TrainConfig(optim="rprop"), TagTrainConfig(optim="rprop")):
+        assert (config.warmup, config.weight_decay, config.grad_clip, config.min_lr_ratio) == \
+            (0, 0.0, 0.0, 1.0)
+    assert TrainConfig(optim="rprop", warmup=0).warmup == 0
+    with pytest.raises(UserError, match="--warmup 50 does not apply to --optim rprop"):
+        TrainConfig(optim="rprop", warmup=50)

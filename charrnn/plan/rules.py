@@ -17,7 +17,7 @@ from charrnn.errors import UserError
 from charrnn.fill.config import FillTrainConfig
 from charrnn.lm.config import TrainConfig
 from charrnn.plan.measured import CLEARLY_FASTER
-from charrnn.training.config import MOMENTUM_OPTIMIZERS, option
+from charrnn.training.config import MOMENTUM_OPTIMIZERS, RPROP_NEUTRAL, option
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,7 @@ RECIPES: tuple[Recipe, ...] = (
             "patience": 8},
            f"{GPU_RUNS}: 140 s were 38 passes over PTB and still improving; AWD-LSTM's "
            "regularisers for the longer budget; derived, waiting for a GPU to measure"),
-    Recipe("--optim rprop", lambda s: s.optim == "rprop",
-           {"weight_decay": 0.0, "grad_clip": 0.0, "warmup": 0, "min_lr_ratio": 1.0},
+    Recipe("--optim rprop", lambda s: s.optim == "rprop", dict(RPROP_NEUTRAL),
            "rprop steps by the sign of each gradient: a decay term or a clipped norm would change "
            "nothing; it reads --lr once, as each weight's first step (torch.optim.Rprop), so the "
            "schedule is flat: a warm-up would only shrink that first step"),

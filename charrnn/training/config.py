@@ -14,6 +14,7 @@ from typing import ClassVar
 from charrnn.errors import UserError, check_seed
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop", "rprop")
+RPROP_NEUTRAL = {"weight_decay": 0.0, "grad_clip": 0.0, "warmup": 0, "min_lr_ratio": 1.0}
 PRECISIONS = ("auto", "fp32", "bf16")
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
@@ -98,6 +99,22 @@ class LoopConfig:
         if not 0 <= self.min_lr_ratio <= 1:
             raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
         check_seed(self.seed)
+        if self.optim == "rprop":
+            self._rprop_neutral()
+
+    def _rprop_neutral(self) -> None:
+        """rprop steps by the sign of each gradient and reads the lr once, as each weight's first
+        step: no decay, clipping, warm-up or schedule. Those left at their defaults become that;
+        another value asked for would be ignored, so it is an error (the plan's rprop recipe)."""
+        defaults = {f.name: f.default for f in fields(self)}
+        for name, neutral in RPROP_NEUTRAL.items():
+            value = getattr(self, name)
+            if value == defaults[name]:
+                setattr(self, name, neutral)
+            elif value != neutral:
+                raise UserError(f"{option(name)} {value} does not apply to --optim rprop: it steps "
+                                "by the sign of each gradient and reads the lr once, as each "
+                                f"weight's first step; leave it out (or {neutral})")
 
     @property
     def base_lr(self) -> float:
