@@ -215,3 +215,22 @@ def test_options_for_reading_your_text_are_refused_where_there_is_none(tiny_run:
     result = run_cli(*[str(tiny_run) if a == "RUN" else a for a in args], ok=False)
     assert result.exit_code == 2 and "says how to read your text, and there is none here" in \
         result.output
+
+
+def test_a_library_sampler_refuses_an_empty_prime_and_ids_outside_the_model(tiny_run: Path) -> None:
+    """Sampler(...).tokens([]) ended in AttributeError, sample_batch([]) in a dtype error,
+    [999] in IndexError, and [-1] was read as the last token."""
+    from charrnn import checkpoint
+    from charrnn.errors import UserError
+    from charrnn.lm.model import load_lm
+    from charrnn.lm.sample import Sampler
+
+    model = load_lm(checkpoint.resolve(str(tiny_run), tiny_run.parent), "cpu")
+    sampler = Sampler(model, "cpu", SampleOptions(seed=1, length=5))  # a device named, too
+    for prime, said in (([], "the prime has no token"), ([999], "prime id 999 is no token"),
+                        ([-1], "prime id -1 is no token")):
+        with pytest.raises(UserError, match=said):
+            sampler.tokens(prime).take_all(5)
+        with pytest.raises(UserError, match=said):
+            sampler.sample_batch(prime, 2, 5)
+    assert len(sampler.sample_batch([0], 2, 5)[1]) == 5

@@ -76,6 +76,7 @@ class Sampler:
         library caller may read on (cpustream.schedule)."""
         # Ranges only: the live view may change the temperature of a --greedy session.
         opts.check_ranges()
+        device = torch.device(device)  # (a library caller's "cpu" as well)
         self.model, self.device, self.opts = model.eval(), device, opts
         self.compiled = compiled  # False: no CUDA graph, no CPU kernel (make_engine)
         self.mixture = mixture  # --mix: each step draws from the RNN ⊕ n-gram distribution
@@ -87,6 +88,7 @@ class Sampler:
     @torch.inference_mode()
     def tokens(self, prime_ids: list[int], streams: int = 1, stats: bool = False) -> TokenStream:
         """`streams` continuations of the prime, read K tokens at a time (TokenStream.take)."""
+        self._check_prime(prime_ids)
         side = self._ngram_side(prime_ids, streams)
         engine = make_engine(self.model, self.device, self.opts, streams, self.generator,
                              self.chunk, stats, side, self.compiled, self.seed, self.take_over)
@@ -94,6 +96,17 @@ class Sampler:
         self.generator.manual_seed(self.seed)
         engine.prime(prime_ids)
         return TokenStream(engine, self.opts)
+
+    def _check_prime(self, prime_ids: list[int]) -> None:
+        """The ids a library caller primes with: at least one (`generate` starts a prime-less
+        sample at a line break), each a token of the model."""
+        vocab = self.model.config.vocab_size
+        if len(prime_ids) == 0:
+            raise UserError("the prime has no token: give at least one (generate() starts a "
+                            "sample without a prime at a line break)")
+        bad = [i for i in prime_ids if not 0 <= int(i) < vocab]
+        if bad:
+            raise UserError(f"prime id {bad[0]} is no token of this model (ids 0 to {vocab - 1})")
 
     def _ngram_side(self, prime_ids: list[int], streams: int) -> NGramSide | None:
         return None if self.mixture is None else self.mixture.side(prime_ids, streams)
@@ -118,6 +131,7 @@ class Sampler:
     @torch.inference_mode()
     def beam_search(self, prime_ids: list[int], width: int, length: int) -> list[int]:
         """The most probable continuation of `length` tokens found with `width` beams."""
+        self._check_prime(prime_ids)
         ids = torch.tensor([prime_ids], dtype=torch.long, device=self.device)
         side = self._ngram_side(prime_ids, 1)
         logits, state = self.model(ids)
