@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -89,7 +89,10 @@ class PreprocessOptions:
         saved = {k: v for k, v in dataset.meta.get("options", {}).items() if k in names}
         return cls(**{**saved, "level": dataset.tokenizer.level})
 
-    def validate(self) -> None:
+    def validate(self, level_final: bool = True) -> None:
+        """The values, each and together; `level_final`: the level is the one the text is read
+        at, so another level's option set is refused (a plan checks before a registry corpus or
+        a dataset folder has said the level)."""
         if self.level not in LEVELS:
             raise UserError(f"--level must be one of {', '.join(LEVELS)}, not {self.level!r}")
         for name, frac in (("--val-frac", self.val_frac), ("--test-frac", self.test_frac)):
@@ -109,6 +112,8 @@ class PreprocessOptions:
             if getattr(self, files) and frac in given:  # the file wins: the fraction would be ignored
                 raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
                                 f"{split} split is the --{files} file; drop one of the two")
+        if level_final:
+            refuse_other_levels(self.level, given)  # recorded, and unread
 
     def tokenizer_options(self) -> dict:
         """The options that change what the ids mean (part of the cache key)."""
@@ -116,6 +121,17 @@ class PreprocessOptions:
         if self.level == "word" and self.pattern:  # counted at \n as encoded (the datasets of
             key["lines"] = "lf"  # before counted at splitlines(): a new id, not theirs reused)
         return key
+
+
+def refuse_other_levels(level: str, names: Iterable[str]) -> None:
+    """An option a level's tokenizer does not read (--max-vocab at char level), set or typed:
+    it would be ignored, so it is an error naming the levels that read it."""
+    for name in sorted(names):
+        readers = levels_reading(name)
+        if readers and level not in readers:
+            raise UserError(f"--{name.replace('_', '-')} applies at {' and '.join(readers)} "
+                            f"level, and this text is read at {level} level: drop it, or give "
+                            f"--level {readers[0]}")
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:

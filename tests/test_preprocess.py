@@ -239,7 +239,7 @@ def test_splits_of_text_without_line_breaks_are_cut_at_whitespace(tmp_path: Path
 
     one = tmp_path / "one.txt"
     one.write_text(" ".join(SMALL_LINES * 150))  # one line, no line break at all (~34 KB)
-    opts = PreprocessOptions(level=level, vocab_size=300)
+    opts = PreprocessOptions(level=level, **({"vocab_size": 300} if level == "subword" else {}))
     ds = preprocess([str(one)], tmp_path / "ds", opts)
     text = one.read_text()
     start = 0
@@ -349,3 +349,19 @@ def test_a_tokenizer_option_of_another_level_is_refused(small_text: Path, tmp_pa
     result = run_cli(*command, small_text, *args, "--out", tmp_path / "out", ok=False)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_library_option_of_another_level_is_refused_not_recorded_unread(tmp_path: Path) -> None:
+    """PreprocessOptions(level="subword", lower=True) made a cased subword dataset whose
+    meta.json said lower: true."""
+    from charrnn.data import PreprocessOptions, preprocess
+    from charrnn.errors import UserError
+
+    text = tmp_path / "t.txt"
+    text.write_text("The Cat sat on the Mat.\n" * 50, encoding="utf-8")
+    for level, option in (("subword", {"lower": True}), ("char", {"min_count": 2}),
+                          ("word", {"vocab_size": 500})):
+        with pytest.raises(UserError, match=f"applies at .* level, and this text is read at "
+                                            f"{level} level"):
+            preprocess([str(text)], tmp_path / level, PreprocessOptions(level=level, **option))
+        assert not (tmp_path / level).exists()

@@ -29,7 +29,8 @@ import numpy as np
 from charrnn import fsutil
 from charrnn.errors import UserError
 from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
-from charrnn.ngram.model import MAX_ORDER, NGramModel, word_count
+from charrnn.ngram.checks import word_count
+from charrnn.ngram.model import MAX_ORDER, NGramModel
 from charrnn.tokenizers import EOS, UNK, Tokenizer, WordTokenizer, tokenizer_from_json
 
 HEADER = "# charrnn-ngram: "

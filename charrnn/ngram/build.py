@@ -9,7 +9,8 @@ import numpy as np
 
 from charrnn import runs
 from charrnn.errors import UserError
-from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble, word_count
+from charrnn.ngram.checks import word_count
+from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble
 from charrnn.tokenizers import UNK, Tokenizer
 
 DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}

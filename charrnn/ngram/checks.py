@@ -12,10 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from charrnn.errors import UserError
-from charrnn.ngram.model import word_count
 
 DTYPES = {"logp": np.float32, "backoff": np.float32, "word": np.int32, "suffix": np.int32,
           "prefix": np.int32}
+
+
+def word_count(vocab: int, unk: int | None) -> int:
+    """A model's words: the tokenizer's ids, `<s>`, and an `<unk>` of its own where the
+    tokenizer has none (unk == vocab + 1)."""
+    return vocab + (2 if unk == vocab + 1 else 1)
 
 
 def _fail(folder: Path, what: str) -> UserError:

@@ -32,12 +32,6 @@ MAX_ORDER = 12
 PARALLEL_MIN = 1 << 20  # tokens: below this, threads cost more than they save
 
 
-def word_count(vocab: int, unk: int | None) -> int:
-    """The model's words: the tokenizer's ids, `<s>`, and an `<unk>` of its own where the
-    tokenizer has none (unk == vocab + 1)."""
-    return vocab + (2 if unk == vocab + 1 else 1)
-
-
 @dataclass
 class NGramModel:
     meta: dict

@@ -14,7 +14,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
-from charrnn.data import PreprocessOptions
+from charrnn.data import PreprocessOptions, refuse_other_levels
 from charrnn.errors import UserError
 from charrnn.plan.request import Request
 
@@ -34,13 +34,13 @@ def preprocess_options(request: Request, inputs: list[str] | None = None,
         if getattr(opts, files) and frac in typed:  # the file wins: the fraction would be ignored
             raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
                             f"{split} split is the --{files} file; drop one of the two")
-    opts.validate()
+    opts.validate(level_final=False)
     refuse_idle_mirror(inputs or [], mirror)
     if inputs and _is_dataset_folder(inputs):  # its own options; a typed other one is refused
         return _dataset_folder(opts, typed, inputs[0])
     if inputs:
         _registry_defaults(opts, typed | kept, inputs, mirror)
-    _refuse_other_levels(opts.level, typed)
+    refuse_other_levels(opts.level, typed)  # (typed at their defaults too)
     return opts
 
 
@@ -75,20 +75,6 @@ def refuse_idle_mirror(inputs: list[str], mirror: str | None) -> None:
     if mirror is not None and not names_registry(inputs):
         raise UserError("--mirror is where registry corpora (charrnn corpus list) are copied from, "
                         "and no input names one: drop --mirror")
-
-
-def _refuse_other_levels(level: str, typed: frozenset[str]) -> None:
-    """A typed tokenizer option that the text's level does not read (--max-vocab at char level)
-    would be ignored: an error naming the levels that read it."""
-    from charrnn.data import levels_reading
-    from charrnn.training.config import option
-
-    for name in sorted(typed):
-        readers = levels_reading(name)
-        if readers and level not in readers:
-            raise UserError(f"{option(name)} applies at {' and '.join(readers)} level, and this "
-                            f"text is read at {level} level: drop it, or give --level "
-                            f"{readers[0]}")
 
 
 def _registry_defaults(opts: PreprocessOptions, typed: frozenset[str], inputs: list[str],
