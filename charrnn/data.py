@@ -468,12 +468,14 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
                  unknown: str, errors: str, again: str,
                  fix: str = CONVERT_OR_REPLACE) -> tuple[np.ndarray, int, str, int]:
     """What `eval` scores a model on: (ids, characters, source, characters skipped by --unk
-    skip) of FILE, or of a split (default
-    test) of the dataset the model was trained on, looked up by id. `again` is the command that
-    scores a FILE instead, for the message when that dataset is gone; `fix` the advice on invalid
-    UTF-8 (inputs.CONVERT_UTF8 for a command without --errors, as `compare --file`)."""
+    skip) of FILE, or of a split (default test) of the dataset the model was trained on, looked
+    up by id. `again` is the command that scores a FILE instead, for the message when that
+    dataset is gone; `fix` the advice on invalid UTF-8 (inputs.CONVERT_UTF8 for a command
+    without --errors, as `compare --file`)."""
     from charrnn.inputs import read_text
 
+    if file is not None and split is not None:  # the file would be scored, the split unread
+        raise UserError("give a FILE or --split, not both")
     if file is not None:
         refuse_dataset_as_text(file)
         text = read_text([file], errors, fix)

@@ -234,3 +234,14 @@ def test_a_library_sampler_refuses_an_empty_prime_and_ids_outside_the_model(tiny
         with pytest.raises(UserError, match=said):
             sampler.sample_batch(prime, 2, 5)
     assert len(sampler.sample_batch([0], 2, 5)[1]) == 5
+
+
+def test_a_library_eval_given_a_file_and_a_split_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    """evaluate_run(file=…, split="val") scored the file and said nothing of the split."""
+    from charrnn.errors import UserError
+    from charrnn.evaluation.lm import evaluate_run
+
+    held = tmp_path / "held.txt"
+    held.write_text("the quick brown fox.\n", encoding="utf-8")
+    with pytest.raises(UserError, match="give a FILE or --split, not both"):
+        evaluate_run(str(tiny_run), tiny_run.parent, file=str(held), split="val", device="cpu")

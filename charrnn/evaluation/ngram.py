@@ -18,8 +18,6 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
 
     if unknown not in (None, "error", "skip"):
         raise UserError(f"--unk must be 'error' or 'skip', not {unknown!r}")
-    if file is not None and split is not None:
-        raise UserError("give a FILE or --split, not both")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
