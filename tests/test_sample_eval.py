@@ -245,3 +245,15 @@ def test_a_library_eval_given_a_file_and_a_split_is_refused(tiny_run: Path, tmp_
     held.write_text("the quick brown fox.\n", encoding="utf-8")
     with pytest.raises(UserError, match="give a FILE or --split, not both"):
         evaluate_run(str(tiny_run), tiny_run.parent, file=str(held), split="val", device="cpu")
+
+
+def test_a_library_generate_refuses_a_top_k_that_keeps_every_token(tiny_run: Path) -> None:
+    """The check was the CLI's alone: generate() took a top-k of the whole vocabulary."""
+    from charrnn import checkpoint
+    from charrnn.errors import UserError
+    from charrnn.lm.sample import generate
+
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    vocab = ckpt.tokenizer.vocab_size
+    with pytest.raises(UserError, match=f"--top-k {vocab} keeps every one"):
+        generate(ckpt, SampleOptions(length=5, top_k=vocab), None, 1, lambda text: None, "cpu")

@@ -195,6 +195,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     if num_samples < 1:
         raise UserError(f"--num-samples must be ≥ 1, got {num_samples}")
     opts.check_combination(num_samples)
+    opts.check_vocabulary(ckpt.tokenizer.vocab_size)
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
     prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
