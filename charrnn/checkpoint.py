@@ -319,7 +319,7 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
     one, and a RUN naming the other is refused). `kind` is the run kind picked when no RUN is
     given (the newest run of that kind).
     """
-    prefer = asked or prefer
+    prefer, root = asked or prefer, Path(root)  # (a library caller's "runs" too)
     if prefer not in ("best", "last"):
         raise UserError(f"--checkpoint must be best or last, not {prefer!r} (or give the "
                         "checkpoint folder as RUN, e.g. my-run/last)")

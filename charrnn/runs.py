@@ -197,6 +197,7 @@ def damaged_runs(root: Path) -> list[Path]:
 
 def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
     """A RUN argument (name, run folder or checkpoint folder) → the run folder."""
+    root = Path(root)
     if spec is None:
         runs = [r for r in list_runs(root, kind) if _has_output(r)]
         if not runs:

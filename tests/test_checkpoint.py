@@ -475,3 +475,11 @@ def test_resuming_a_named_best_behind_the_runs_last_is_refused_and_last_is_kept(
     assert (run / "metrics.jsonl").read_text() == metrics
     out = run_cli("train", "--resume", "r", "--max-steps", "22").output
     assert "resuming" in out and "at step 20" in out
+
+
+def test_a_library_caller_may_name_the_runs_root_as_a_string(tiny_run: Path) -> None:
+    """checkpoint.resolve("tiny", "runs") was a TypeError (str / str)."""
+    from charrnn import runs
+
+    assert checkpoint.resolve(tiny_run.name, str(tiny_run.parent)).run_folder == tiny_run
+    assert runs.resolve_run(tiny_run.name, str(tiny_run.parent)) == tiny_run
