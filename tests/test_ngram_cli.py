@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from charrnn.cli.ngram import compare_cmd, ngram_app
 from charrnn.errors import UserError
-from helpers import run_cli
+from helpers import TINY, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 EVAL_FIELDS = {"run", "kind", "source", "tokens", "chars", "nats_per_token", "perplexity",
@@ -393,5 +393,10 @@ def test_compare_names_a_run_once_refuses_a_mix_without_a_pair_and_says_how_to_t
     refused = run_cli("compare", "c3", "--mix", ok=False)
     assert refused.exit_code == 2 and "drop --mix" in refused.output
     assert run_cli("compare", "c3", "--no-mix").exit_code == 0
+    other = tmp_path / "other.txt"  # an RNN of another text: no pair either (it was ignored)
+    other.write_text("a b c d e f g h\n" * 200, encoding="utf-8")
+    run_cli("train", other, *TINY, "--max-steps", "2", "--run-name", "rnn")
+    refused = run_cli("compare", "c3", "rnn", "--file", small_text, "--mix", ok=False)
+    assert refused.exit_code == 2 and "share one: drop --mix" in refused.output
     empty = ngram("export", "c3", "--arpa", "", ok=False)
     assert empty.exit_code == 2 and "--arpa needs a file name" in empty.output

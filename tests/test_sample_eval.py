@@ -45,6 +45,8 @@ def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) 
     [
         (["--temp", "0"], "--temp must be a positive number"),
         (["--temp", "nan"], "--temp must be a positive number"),
+        # (1/temp overflowed: "the model's probabilities are NaN … the checkpoint's weights")
+        (["--temp", "1e-45"], "--temp 1e-45 is below 1e-30, where dividing by it overflows"),
         (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
         (["--top-k", "0"], "--top-k must be ≥ 1"),
         (["--length", "-1"], "--length must be ≥ 1"),
@@ -257,3 +259,22 @@ def test_a_library_generate_refuses_a_top_k_that_keeps_every_token(tiny_run: Pat
     vocab = ckpt.tokenizer.vocab_size
     with pytest.raises(UserError, match=f"--top-k {vocab} keeps every one"):
         generate(ckpt, SampleOptions(length=5, top_k=vocab), None, 1, lambda text: None, "cpu")
+
+
+def test_eval_in_parallel_rows_is_the_sequential_likelihood(tiny_run: Path) -> None:
+    """Rows after the first started mid-text from a zero state, so their first targets scored
+    worse than one sequential read would (PTB: perplexity 2758 for 2718): each row now reads the
+    text before it first, unscored."""
+    import numpy as np
+
+    from charrnn import checkpoint
+    from charrnn.lm.model import load_lm
+    from charrnn.lm.scoring import token_nll
+
+    ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
+    model = load_lm(ckpt, "cpu")
+    ids = ckpt.tokenizer.encode("\n".join(SMALL_LINES * 60) + "\n")
+    one = token_nll(model, ids, torch.device("cpu"), streams=1, seq_len=64)
+    rows = token_nll(model, ids, torch.device("cpu"), streams=32, seq_len=64)
+    assert len(rows) == len(one) == len(ids) - 1
+    np.testing.assert_allclose(rows, one, atol=1e-4)

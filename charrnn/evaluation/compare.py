@@ -58,12 +58,15 @@ def _not_compared(kind: str | None, info: dict, file: str | None) -> str | None:
 
 
 def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: str,
-              skipped: list[dict]) -> list[dict]:
+              skipped: list[dict], asked: bool) -> list[dict]:
     """RNN ⊕ n-gram (λ tuned on the validation split) for each LM and n-gram pair counted on
-    one dataset, forward LMs only."""
+    one dataset, forward LMs only; `asked` for, and no such pair, is an error."""
     pairs = [(lm, ngram) for lm in rows if lm["kind"] == "lm" and lm.get("direction") != "backward"
              for ngram in rows if ngram["kind"] == "ngram"
              and lm.get("dataset") and lm["dataset"] == ngram.get("dataset")]
+    if asked and not pairs:
+        raise UserError("--mix adds a row for each RNN ⊕ n-gram pair counted on one dataset, and "
+                        "no language model and n-gram run compared share one: drop --mix")
     out = []
     for lm, ngram in pairs:
         from charrnn.evaluation.lm import evaluate_run  # torch: only when there is a pair
@@ -90,13 +93,6 @@ def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
         raise UserError(f"--unk {unk} says how a char model reads characters it lacks, and no "
                         "run compared is char level (a word model reads unknown words as its "
                         "<unk>, a subword model spells any text): drop --unk")
-
-
-def _kind(folder: Path) -> str | None:
-    try:
-        return runs.run_info(folder).get("kind")
-    except UserError:  # a damaged run.json: the table's loop skips it, saying why
-        return None
 
 
 def _level(folder: Path) -> str | None:
@@ -130,9 +126,6 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
                         "or name runs / pass --out")
     _refuse_idle_unk(unk, folders)
-    if mix and not {"lm", "ngram"} <= {_kind(folder) for folder in folders}:
-        raise UserError("--mix adds a row for each RNN ⊕ n-gram pair counted on one dataset, and "
-                        "the runs compared are not a language model and an n-gram run: drop --mix")
     rows, skipped = [], []
     for folder in folders:
         spec = str(folder)
@@ -157,7 +150,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         listed = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
         raise UserError(f"no run could be evaluated ({listed})")
     if mix is not False:
-        rows += _mix_rows(rows, root, file, split, unk, skipped)
+        rows += _mix_rows(rows, root, file, split, unk, skipped, asked=bool(mix))
     rows.sort(key=lambda r: r["bits_per_char"])
     return {"source": file or f"split:{split}", "results": rows, "skipped": skipped,
             "note": _note(rows, file, split)}

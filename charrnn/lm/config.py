@@ -23,6 +23,9 @@ SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax
 REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_drop")
 
 
+MIN_TEMPERATURE = 1e-30  # below, scores ÷ temperature overflow float32 (the NaN said the weights)
+
+
 @dataclass
 class ModelConfig(RecurrentShape):
     """A language model (charrnn.lm.model.RNNLM)."""
@@ -171,6 +174,10 @@ class SampleOptions:
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UserError(f"--temp must be a positive number, got {self.temperature}; "
                             "use --greedy for argmax decoding")
+        if self.temperature < MIN_TEMPERATURE:  # scores ÷ temp would overflow 32-bit floats
+            raise UserError(f"--temp {self.temperature} is below {MIN_TEMPERATURE}, where "
+                            "dividing by it overflows; it samples the most likely token anyway: "
+                            "use --greedy")
         if self.top_k is not None and self.top_k < 1:
             raise UserError(f"--top-k must be ≥ 1, got {self.top_k}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
