@@ -30,6 +30,15 @@ from charrnn.rnn import state as states
 from charrnn.rnn.state import State
 
 
+def last_scores(model: RNNLM, ids: torch.Tensor, state: State | None = None
+                ) -> tuple[torch.Tensor, State]:
+    """(the scores after the last of `ids` (B, V), the state): the output layer reads the last
+    position only; scores at every position of a long prime (a book, × a 10k vocabulary) took
+    gigabytes for nothing."""
+    features, state = model.features(ids, state)
+    return model.scores(features[:, -1:])[:, -1], state
+
+
 class ModuleStepper:
     """The model's own forward, one token per stream at a time (any device)."""
 
@@ -40,9 +49,9 @@ class ModuleStepper:
     @torch.inference_mode()
     def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
         """Run the prime once; every one of `batch` streams continues from it. → (batch, V)."""
-        logits, state = self.model(torch.tensor([ids], device=self.device))
+        logits, state = last_scores(self.model, torch.tensor([ids], device=self.device))
         self.state = states.repeat_rows(state, batch)
-        return logits[:, -1].expand(batch, -1)
+        return logits.expand(batch, -1)
 
     @torch.inference_mode()
     def step(self, tokens: int | torch.Tensor) -> torch.Tensor:
@@ -92,10 +101,10 @@ class FusedCPUStepper:
 
     @torch.inference_mode()
     def prime(self, ids: list[int], batch: int = 1) -> torch.Tensor:
-        logits, state = self.model(torch.tensor([ids]))
+        logits, state = last_scores(self.model, torch.tensor([ids]))
         h, c = states.parts(states.repeat_rows(state, batch))
         self.h, self.c = list(h), list(c) if c is not None else []
-        return logits[:, -1].expand(batch, -1)
+        return logits.expand(batch, -1)
 
     def snapshot(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         return list(self.h), list(self.c)  # a step replaces tensors, never writes into them

@@ -24,7 +24,7 @@ from charrnn.lm import cpustream
 from charrnn.lm.chunks import StepEngine
 from charrnn.lm.config import SampleOptions
 from charrnn.lm.decode import shape_scores
-from charrnn.lm.fastpath import make_stepper, say_graphs_off
+from charrnn.lm.fastpath import last_scores, make_stepper, say_graphs_off
 from charrnn.lm.model import RNNLM, load_lm
 from charrnn.lm.plain import SEPARATOR, encode_prime, primed_decoder, seed_of, stream_text
 from charrnn.lm.tokenstream import Engine, TokenStream
@@ -134,8 +134,7 @@ class Sampler:
         self._check_prime(prime_ids)
         ids = torch.tensor([prime_ids], dtype=torch.long, device=self.device)
         side = self._ngram_side(prime_ids, 1)
-        logits, state = self.model(ids)
-        logits = logits[:, -1]
+        logits, state = last_scores(self.model, ids)
         log_probs = torch.log_softmax((side.mix(logits) if side else logits).float(), dim=-1)
         scores = torch.zeros(1, device=self.device)
         history = torch.zeros(1, 0, dtype=torch.long, device=self.device)
