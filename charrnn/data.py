@@ -472,17 +472,20 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
     up by id. `again` is the command that scores a FILE instead, for the message when that
     dataset is gone; `fix` the advice on invalid UTF-8 (inputs.CONVERT_UTF8 for a command
     without --errors, as `compare --file`)."""
-    from charrnn.inputs import read_text
+    from charrnn.inputs import read_stdin, read_text
 
     if file is not None and split is not None:  # the file would be scored, the split unread
         raise UserError("give a FILE or --split, not both")
     if file is not None:
         refuse_dataset_as_text(file)
-        text = read_text([file], errors, fix)
+        if file != "-" and Path(file).expanduser().is_dir():  # (every file below it was read)
+            raise UserError(f"{file} is a folder: give a text file, or - for standard input")
+        text = read_stdin(errors, fix == CONVERT_OR_REPLACE) if file == "-" else \
+            read_text([file], errors, fix)
         unknown = unknown if tokenizer.level == "char" else "map"
         ids = tokenizer.encode(text, unknown=unknown)
-        return ids, len(text), str(file), (skipped_chars(tokenizer, text, ids)
-                                           if unknown == "skip" else 0)
+        skipped = skipped_chars(tokenizer, text, ids) if unknown == "skip" else 0
+        return ids, len(text), "<stdin>" if file == "-" else str(file), skipped
     split = split or "test"
     if split not in SPLITS:
         raise UserError(f"--split must be train, val or test, not {split!r}")

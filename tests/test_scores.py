@@ -174,3 +174,19 @@ def test_score_and_eval_agree_on_a_last_line_without_a_line_break(word_root: Pat
     assert total["tokens"] == whole["tokens"] == 8
     if run == "lines":
         assert total["perplexity"] == pytest.approx(whole["perplexity"], rel=1e-6)
+
+
+def test_eval_reads_standard_input_for_dash_and_refuses_a_folder(word_root: Path,
+                                                                 tmp_path: Path) -> None:
+    """'-' was 'does not exist' (score took it); a folder was read whole, every file below it."""
+    text = "the quick brown fox jumps over the lazy dog.\n"
+    (tmp_path / "a.txt").write_text(text, encoding="utf-8")
+    for command in (["eval", "rnn"], ["ngram", "eval", "tri"]):
+        piped = json.loads(run_cli(*command, "-", "--out", word_root, "--json", input=text).output)
+        filed = json.loads(run_cli(*command, tmp_path / "a.txt", "--out", word_root,
+                                   "--json").output)
+        assert piped["source"] == "<stdin>" and piped["nats_per_token"] == filed["nats_per_token"]
+        folder = run_cli(*command, tmp_path, "--out", word_root, ok=False)
+        assert folder.exit_code == 2 and "is a folder: give a text file" in folder.output
+    refused = run_cli("compare", "--file", "-", "--out", word_root, input=text, ok=False)
+    assert refused.exit_code == 2 and "save standard input to one first" in refused.output

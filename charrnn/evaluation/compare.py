@@ -115,6 +115,9 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         from charrnn.data import refuse_dataset_as_text
         from charrnn.inputs import read_text
 
+        if file == "-":  # every run reads the text: standard input can be read once
+            raise UserError("--file -: compare scores every run on the text, so it reads it from "
+                            "a file; save standard input to one first")
         refuse_dataset_as_text(file)
         read_text([file], "strict")
     folders = [runs.resolve_run(s, root) for s in specs] if specs else runs.list_runs(root)
