@@ -190,3 +190,18 @@ def test_eval_reads_standard_input_for_dash_and_refuses_a_folder(word_root: Path
         assert folder.exit_code == 2 and "is a folder: give a text file" in folder.output
     refused = run_cli("compare", "--file", "-", "--out", word_root, input=text, ok=False)
     assert refused.exit_code == 2 and "save standard input to one first" in refused.output
+
+
+def test_a_mix_weight_to_tune_without_a_validation_split_says_there_is_none(
+        tmp_path: Path) -> None:
+    """It said the split 'is not in the cache: … train again', which would make none either."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(SMALL_LINES * 40) + "\n", encoding="utf-8")
+    common = ["--level", "word", "--val-frac", "0", "--test-frac", "0.1"]
+    at = TINY.index("--eval-every")  # (nothing to evaluate on)
+    run_cli("train", corpus, *common, *TINY[:at], *TINY[at + 2:], "--max-steps", "2",
+            "--run-name", "rnn")
+    run_cli("ngram", "train", corpus, *common, "--order", "2", "--run-name", "bi")
+    result = run_cli("eval", "rnn", "--mix", "bi", ok=False)
+    assert result.exit_code == 2 and "rnn's data has none: give --mix-weight W" in result.output
+    assert run_cli("eval", "rnn", "--mix", "bi", "--mix-weight", "0.5").exit_code == 0

@@ -137,9 +137,13 @@ def _read_cache(path: Path) -> dict:
 def _validation_ids(ckpt: checkpoint.Checkpoint) -> np.ndarray:
     dataset_id = (ckpt.meta.get("dataset") or {}).get("id", "")
     dataset = data.find_dataset(dataset_id)
-    if dataset is None or dataset.tokens("val") < 2:
-        raise UserError(f"tuning the mixture weight needs {ckpt.run_folder.name}'s validation "
-                        "split, which is not in the cache: give --mix-weight W, or train again")
+    name = ckpt.run_folder.name
+    if dataset is None:
+        raise UserError(f"tuning the mixture weight needs {name}'s validation split, and its "
+                        "dataset is not in the cache: give --mix-weight W, or train again")
+    if dataset.tokens("val") < 2:  # (training again as it was would make none either)
+        raise UserError(f"tuning the mixture weight needs a validation split, and {name}'s data "
+                        "has none: give --mix-weight W (0 to 1, the RNN's share)")
     return np.asarray(dataset.ids("val"))
 
 
