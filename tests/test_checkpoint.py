@@ -483,3 +483,24 @@ def test_a_library_caller_may_name_the_runs_root_as_a_string(tiny_run: Path) -> 
 
     assert checkpoint.resolve(tiny_run.name, str(tiny_run.parent)).run_folder == tiny_run
     assert runs.resolve_run(tiny_run.name, str(tiny_run.parent)) == tiny_run
+
+
+def test_a_run_begun_before_burned_in_rows_keeps_its_validation_figure_when_resumed(
+        small_text: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its best/ was scored from zero-state rows: scored with read-in rows after the resume, the
+    first evaluation would look better by construction and replace best/ (and reset patience)."""
+    from charrnn.lm import train as lm_train
+    from helpers import TINY
+
+    run_cli("train", small_text, *TINY, "--max-steps", "10", "--run-name", "old")
+    last = tmp_path / "runs" / "old" / "last" / "checkpoint.json"
+    meta = json.loads(last.read_text())
+    assert meta["progress"]["cold_rows"] is False  # a new run reads the rows in
+    del meta["progress"]["cold_rows"]  # as a checkpoint of before records it
+    last.write_text(json.dumps(meta))
+    asked, real = [], lm_train.score_ids
+    monkeypatch.setattr(lm_train, "score_ids", lambda *a, **k: asked.append(k["burn_in"]) or
+                        real(*a, **k))
+    run_cli("train", "--resume", "old", "--max-steps", "20")
+    assert asked and not any(asked)
+    assert json.loads(last.read_text())["progress"]["cold_rows"] is True

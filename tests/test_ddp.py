@@ -98,16 +98,21 @@ def test_a_mistake_one_rank_sees_is_one_line_from_each_and_exit_2(small_text, tm
 
 def test_under_torchrun_rank_0_alone_says_what_every_rank_meets_and_others_name_themselves(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from charrnn.cli import errors
     from charrnn.cli.errors import exit_code
     from charrnn.errors import RankError, UserError
 
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    waited: list[float] = []
+    monkeypatch.setattr(errors.time, "sleep", waited.append)  # (torchrun stops it meanwhile,
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # when rank 0 has failed too)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    for rank, said in (("0", ["charrnn: error: same", "charrnn: error: mine"]),
-                       ("1", ["charrnn: rank 1: error: mine"])):
+    for rank, said, waits in (("0", ["charrnn: error: same", "charrnn: error: mine"], []),
+                              ("1", ["charrnn: rank 1: error: same",
+                                     "charrnn: rank 1: error: mine"], [errors.RANK0_FIRST_S])):
         monkeypatch.setenv("RANK", rank)
         assert exit_code(UserError("same")) == 2 and exit_code(RankError("mine")) == 2
-        assert capsys.readouterr().err.splitlines() == said
+        assert capsys.readouterr().err.splitlines() == said and waited == waits
+        waited.clear()
 
 
 @pytest.mark.slow

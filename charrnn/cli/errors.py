@@ -12,6 +12,7 @@ import codecs
 import functools
 import os
 import sys
+import time
 
 import typer
 
@@ -20,6 +21,7 @@ from charrnn.errors import UserError
 from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
 
 INTERRUPTED = 130
+RANK0_FIRST_S = 5.0  # what a rank other than 0 waits before saying what every rank meets
 
 
 def debug() -> bool:
@@ -27,11 +29,13 @@ def debug() -> bool:
 
 
 def say(line: str, alike_on_every_rank: bool = False) -> None:
-    """`charrnn: line` on stderr. Under torchrun, from a rank other than 0 only what is its own,
-    with its number: what every rank meets alike (a user mistake, Ctrl-C) rank 0 says once."""
+    """`charrnn: line` on stderr; under torchrun a rank other than 0 names itself. What every
+    rank meets alike (a user mistake, Ctrl-C) rank 0 says: the others wait first, and torchrun
+    stops them when rank 0 has failed, so it is said once (a rank that exited at once got rank 0
+    stopped before it spoke). One still running after the wait met it alone, and says it."""
     rank = other_rank()
     if rank and alike_on_every_rank:
-        return
+        time.sleep(RANK0_FIRST_S)
     print(f"charrnn: {f'rank {rank}: ' if rank else ''}{line}", file=sys.stderr)
 
 

@@ -60,6 +60,7 @@ class LMTask:
         self.local_batch = cfg.batch_size // dist.world
         self.state = model.initial_state(self.local_batch, device)
         self.next_state: states.State | None = None
+        self.cold_rows = False  # a resumed run's own way of scoring validation (Progress)
 
     def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
         x, y = self.stream.batch_at(epoch, pos)
@@ -76,7 +77,8 @@ class LMTask:
     def evaluate(self) -> dict:
         # The rows `charrnn eval` reads (not --seq-len ones: on a small split more rows would mean
         # more cold starts, and the log would disagree with eval of the same checkpoint)
-        total, count = score_ids(self.model, self.val_ids, self.device, precision=self.precision)
+        total, count = score_ids(self.model, self.val_ids, self.device, precision=self.precision,
+                                 burn_in=not self.cold_rows)
         # Every rank scores the same weights, but kernels need not agree to the last bit: rank 0's
         # figure decides "improved" and patience everywhere, or the ranks' collectives (saving
         # best/) would part ways.
@@ -174,6 +176,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
         if resume is not None:
             self.loop.restore_from(resume)
+            self.task.cold_rows = self.progress.cold_rows
             if not self.loop.rng_restored:  # a rank the run had not: a stream of its own
                 torch.manual_seed(cfg.seed + self.dist.rank + 1_000_003 * self.progress.step)
 

@@ -56,7 +56,7 @@ class Loop:
         self.scaler = loss_scaler(device, self.precision)
         self.schedule = Schedule(cfg.base_lr, cfg.warmup, cfg.min_lr_ratio,
                                  cfg.total_steps(task.steps_per_epoch), cfg.max_time)
-        self.progress = Progress()
+        self.progress = Progress(cold_rows=False)
         main = self.dist.is_main
         self.reporter = (reporter or PlainReporter()) if main else SilentReporter()
         self.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)

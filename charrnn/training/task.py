@@ -27,6 +27,9 @@ class Progress:
     best_val: float | None = None  # the best value of the task's metric so far
     evals_since_best: int = 0
     lr_scale: float = 1.0
+    # A run begun before scoring rows read the text before them scores its validation so to its
+    # end (its best/ and patience compare like with like); a new run's Loop sets False.
+    cold_rows: bool = True
 
 
 class Task(Protocol):
