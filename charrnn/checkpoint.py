@@ -282,7 +282,8 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
     raise UserError(f"{ckpt.folder} is step {best_step}, and the run trained on to step "
                     f"{last_step} (its last/): resuming best/ would train the steps after it "
                     f"again over them; give the run ({ckpt.run_folder.name}) to go on from step "
-                    f"{last_step}")
+                    f"{last_step}, or fine-tune best/ into a new run (--init-from "
+                    f"{ckpt.run_folder.name}/best)")
 
 
 def open_checkpoint(folder: Path) -> Checkpoint:

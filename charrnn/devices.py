@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from charrnn.errors import UserError
+from charrnn.errors import RankError, UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -198,6 +198,6 @@ def out_of_memory_is_too_big(params: int, device: torch.device) -> Iterator[None
     try:
         yield
     except RuntimeError as exc:
-        if is_out_of_memory(exc):
-            raise too_big(params, device) from exc
+        if is_out_of_memory(exc):  # (under torchrun: this rank's GPU, maybe its alone)
+            raise RankError(str(too_big(params, device))) from exc
         raise

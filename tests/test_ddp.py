@@ -151,3 +151,16 @@ def test_a_ddp_run_with_dropout_resumes_along_its_own_curve(small_text, tmp_path
     assert sorted(cut) == list(range(1, 13))
     for step in range(7, 13):
         assert cut[step] == pytest.approx(whole[step], rel=1e-6), step
+
+
+def test_out_of_memory_while_a_model_is_built_is_a_ranks_own() -> None:
+    """A GPU another process fills fails one rank at build: said as a plain mistake, rank 1
+    stayed silent and rank 0 pointed at a message 'above' that no one had printed."""
+    import torch
+
+    from charrnn.devices import out_of_memory_is_too_big
+    from charrnn.errors import RankError
+
+    with pytest.raises(RankError, match="does not fit in memory"):
+        with out_of_memory_is_too_big(1000, torch.device("cpu")):
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")

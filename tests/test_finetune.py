@@ -277,3 +277,14 @@ def test_a_library_fine_tune_records_the_model_it_trains(small_text: Path, tmp_p
     trained = json.loads((tmp_path / "runs/ft/last/checkpoint.json").read_text())["model"]
     assert (recorded["cell"], recorded["layers"], recorded["hidden"]) == ("gru", 1, 32)
     assert (trained["cell"], trained["layers"], trained["hidden"]) == ("gru", 1, 32)
+
+
+def test_a_typed_split_file_with_a_tilde_is_read_from_home(small_text: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """--valid=~/v.txt (no shell expansion after '=') became /cwd/~/v.txt once typed split
+    files were made absolute."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "v.txt").write_text("the cat sat on the mat.\n" * 20, encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+    run_cli("train", small_text, "--valid=~/v.txt", *TINY, "--max-steps", "2", "--run-name", "t")

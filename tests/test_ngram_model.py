@@ -196,3 +196,17 @@ def test_packed_chunked_counting_gives_the_same_tables_as_refinement(data):
     for want, have in zip(expected, got, strict=True):
         for column in ("word", "suffix", "prefix", "count"):
             assert np.array_equal(getattr(want, column), getattr(have, column)), column
+
+
+def test_a_word_lines_model_samples_its_rare_words_unk_as_an_rnn_does() -> None:
+    """With the tokenizer's <unk> now lmplz's, sampling banned it: rare-word mass went to the
+    other words, unlike a stream n-gram, an RNN, and the --lines models of before."""
+    from charrnn.ngram.build import build_model
+    from charrnn.ngram.sample import sample_ids
+    from charrnn.tokenizers import WordTokenizer
+
+    text = "".join(f"a w{i} b\n" for i in range(200))  # w0 … w199 once each: all <unk>
+    tok = WordTokenizer.build([text], min_count=2)
+    model = build_model(tok.encode(text), tok, 2, lines=True)
+    _, ids = sample_ids(model, 300, seed=1)
+    assert (np.asarray(ids) == model.unk).sum() > 20  # ~1/3 of the words

@@ -261,23 +261,28 @@ def test_a_library_generate_refuses_a_top_k_that_keeps_every_token(tiny_run: Pat
         generate(ckpt, SampleOptions(length=5, top_k=vocab), None, 1, lambda text: None, "cpu")
 
 
-def test_eval_in_parallel_rows_is_the_sequential_likelihood(tiny_run: Path) -> None:
+def test_eval_in_parallel_rows_is_the_sequential_likelihood(tiny_run: Path, monkeypatch) -> None:
     """Rows after the first started mid-text from a zero state, so their first targets scored
     worse than one sequential read would (PTB: perplexity 2758 for 2718): each row now reads the
-    text before it first, unscored."""
+    text before it first, unscored. Two rows and a read-in as long as the first row: the second
+    row has read all the text before it, so the figures are the sequential ones exactly."""
     import numpy as np
 
     from charrnn import checkpoint
+    from charrnn.lm import scoring
     from charrnn.lm.model import load_lm
-    from charrnn.lm.scoring import token_nll
 
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
     model = load_lm(ckpt, "cpu")
-    ids = ckpt.tokenizer.encode("\n".join(SMALL_LINES * 60) + "\n")
-    one = token_nll(model, ids, torch.device("cpu"), streams=1, seq_len=64)
-    rows = token_nll(model, ids, torch.device("cpu"), streams=32, seq_len=64)
+    ids = ckpt.tokenizer.encode("\n".join(SMALL_LINES * 20) + "\n")
+    monkeypatch.setattr(scoring, "BURN_IN", len(ids))
+    cpu = torch.device("cpu")
+    one = scoring.token_nll(model, ids, cpu, streams=1, seq_len=64)
+    rows = scoring.token_nll(model, ids, cpu, streams=2, seq_len=64)
+    cold = scoring.token_nll(model, ids, cpu, streams=2, seq_len=64, burn_in=False)
     assert len(rows) == len(one) == len(ids) - 1
-    np.testing.assert_allclose(rows, one, atol=1e-4)
+    np.testing.assert_allclose(rows, one, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(cold, one, rtol=1e-5, atol=1e-5)  # (what a zero state gave)
 
 
 def test_a_long_prime_is_scored_at_its_last_position_only(monkeypatch) -> None:

@@ -205,3 +205,16 @@ def test_a_mix_weight_to_tune_without_a_validation_split_says_there_is_none(
     result = run_cli("eval", "rnn", "--mix", "bi", ok=False)
     assert result.exit_code == 2 and "rnn's data has none: give --mix-weight W" in result.output
     assert run_cli("eval", "rnn", "--mix", "bi", "--mix-weight", "0.5").exit_code == 0
+
+
+def test_score_of_a_last_line_of_skipped_characters_only_is_no_crash(tmp_path: Path) -> None:
+    """A last line with no line break, all of whose characters --unk skip drops, left the RNN
+    scorer no token at all: an internal error (np.concatenate of nothing)."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(SMALL_LINES * 20) + "\n", encoding="utf-8")
+    run_cli("train", corpus, *TINY, "--max-steps", "2", "--run-name", "c", "--out", tmp_path)
+    text = tmp_path / "t.txt"
+    text.write_text("☃", encoding="utf-8")  # (alone: no other line gives its group a width)
+    result = run_cli("score", "c", text, "--unk", "skip", "--json", "--out", tmp_path, ok=None)
+    scored = json.loads(result.stdout.splitlines()[0])
+    assert scored["tokens"] == 0 and scored["oov"] == 1 and "internal" not in result.output

@@ -401,6 +401,7 @@ def test_segmenter_keeps_combining_marks_and_joiners_with_their_base(monkeypatch
 
 @pytest.mark.parametrize(("text", "cut"), [
     ("中🇨🇳🇫🇷🇩国", "中|🇨🇳|🇫🇷|🇩|国"),  # flags pair indicators from the left
+    ("🇦 🇧🇨", "🇦|🇧🇨"),  # ... within a spaced piece (🇦 and 🇧 paired across the space)
     ("旗\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F旗",
      "旗|\U0001F3F4\U000E0067\U000E0062\U000E0073\U000E0063\U000E0074\U000E007F|旗"),
     ("\u1112\u1161\u11ab\uAC00\u11A8x", "\u1112\u1161\u11ab|\uAC00\u11A8|x"),  # jamo: L V T

@@ -210,8 +210,9 @@ def tag_predict(
         pieces = [line.split() for line in _raw_lines(text)]
         sents = [Sentence([c for p in ps for c in p]) for ps in pieces]
         for ps, s, tags in zip(pieces, sents, bundle.predict(sents), strict=True):
-            found = join_clusters(words_from_tags(s.tokens, tags))  # never cut inside a grapheme
-            words = [w for chunk in _split_at(found, ps) for w in chunk]
+            cut = [w for parts in _split_at(words_from_tags(s.tokens, tags), ps) for w in parts]
+            # glued back piece by piece: no grapheme is cut, and flags pair up within a piece
+            words = [w for piece in _by_piece(cut, ps) for w in join_clusters(piece)]
             typer.echo(sep.join(words))
         return
     if tag["features"] and input_format != "conll":
@@ -254,6 +255,19 @@ def _blocks(text: str) -> list[str]:
     if current:
         blocks.append("\n".join(current))
     return blocks
+
+
+def _by_piece(words: list[str], pieces: list[str]) -> list[list[str]]:
+    """Words (none spanning a space) grouped by the input's space-separated piece they are in."""
+    groups: list[list[str]] = [[] for _ in pieces]
+    piece, left = 0, len(pieces[0]) if pieces else 0
+    for word in words:
+        while left == 0 and piece < len(pieces) - 1:
+            piece += 1
+            left = len(pieces[piece])
+        groups[piece].append(word)
+        left -= len(word)
+    return groups
 
 
 def _split_at(words: list[str], pieces: list[str]) -> list[list[str]]:

@@ -146,6 +146,8 @@ class RNNScorer(Scorer):
         from charrnn.devices import autocast
 
         width = max(map(len, lines))
+        if width == 0:  # lines of no token (a last line of skipped characters only): no score
+            return [np.zeros(0) for _ in lines]
         x = torch.full((len(lines), width), self.start, dtype=torch.long)
         y = torch.zeros((len(lines), width), dtype=torch.long)
         for row, ids in enumerate(lines):

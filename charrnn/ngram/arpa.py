@@ -64,8 +64,9 @@ def word_strings(model: NGramModel) -> list[str]:
 def _spellings(tokenizer: Tokenizer, lines: bool, has_unk: bool, spelling: int) -> list[str]:
     """Every word id's ARPA spelling. A word or subword tokenizer's `<unk>` — the word charrnn
     reads an unknown word as — is ARPA's `<unk>`, so KenLM maps an unknown word where charrnn
-    does; the zero-count `<unk>` a --lines model adds as lmplz does is then `\\<unk>`. Files
-    of UNK_SPELLING 1 (before) spelled the two the other way round."""
+    does; a `<unk>` the model adds of its own (`has_unk`: a char --lines model's, or a word
+    model's second one in files of before) is then `\\<unk>`. Files of UNK_SPELLING 1 (before)
+    spelled the two the other way round."""
     names = [escape(t) for t in tokenizer.token_strings()]
     line_break = tokenizer.line_break_id()
     if lines and line_break is not None:

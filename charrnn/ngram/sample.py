@@ -76,8 +76,10 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
     seed = seed if seed < 2**32 else int(np.random.SeedSequence(seed).generate_state(1)[0])
     shown, hist = prime_ids(model, prime, unknown)
     _, bos, top, rec, recf, ext, extf = model._kernel_args()
-    # Never write <unk>: the model's own, or the word an imported foreign ARPA's <unk> became.
-    unk = model.unk if model.unk is not None else model.meta.get("unk_word")
+    # Never write <unk> that no text holds: a char --lines model's own, or the word a foreign
+    # ARPA's <unk> became; a word model's (its rare words) is written, as an RNN writes it.
+    own = model.unk if model.unk is not None and model.unk >= model.vocab_size else None
+    unk = own if own is not None else model.meta.get("unk_word")
     line_break = -1 if model.line_break is None else model.line_break
 
     def chunks() -> Iterator[np.ndarray]:

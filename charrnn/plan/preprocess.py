@@ -49,7 +49,8 @@ def _split_files(request: Request, split: str) -> list[str]:
     a run resumed from another folder makes its dataset again from them. Recorded ones stay as
     they are (an older run's relative ones are its dataset id)."""
     files = list(request.get(split) or [])
-    return [os.path.abspath(f) for f in files] if split in request.typed else files
+    return [os.path.abspath(os.path.expanduser(f)) for f in files] if split in request.typed \
+        else files
 
 
 def resumed_preprocess_options(request: Request, inputs: list[str], mirror: str | None,
