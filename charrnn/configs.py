@@ -45,8 +45,10 @@ def typed_config(cls: type[T], data: object, where: str) -> T:
         known[f.name] = value
     try:
         return cls(**known)
-    except UserError as exc:  # a value out of range: say where it came from
-        raise UserError(f"{where}: {exc}: the file is damaged") from exc
+    except UserError as exc:  # a value out of range: say where it came from (a check this
+        # version added refuses what an older one saved: not damage, but no way on either)
+        raise UserError(f"{where}: {exc}: the file is damaged, or was written by an older "
+                        "charrnn that allowed it (train a new run)") from exc
 
 
 class JsonConfig:

@@ -382,6 +382,17 @@ def test_a_damaged_train_section_is_refused_on_resume(tiny_run: Path, tmp_path: 
     assert result.exit_code == 2 and "batch_size must be int, not '4'" in result.output
 
 
+def test_a_value_this_version_refuses_in_a_saved_config_may_be_an_older_charrnns(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """A check added later (a tagger's --features -2, now refused) called an older run's
+    checkpoint 'damaged' alone."""
+    run = _copy(tiny_run, tmp_path)
+    _edit_meta(run, "train", warmup=-1)
+    result = run_cli("train", "--resume", run, ok=False)
+    assert result.exit_code == 2 and "or was written by an older charrnn that allowed it" in \
+        " ".join(result.output.split())
+
+
 @pytest.mark.parametrize(("key", "value", "said"), [
     ("dataset", 5, "'dataset' section is not an object"),
     ("progress", 5, "'progress' section is not an object"),
