@@ -62,8 +62,8 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
         raise UserError(f"--run-name {name!r} must be a plain folder name")
     folder, n = root / base, 1
     while folder.exists():
-        if name is not None and _never_started(folder):  # a start that wrote nothing: its name
-            shutil.rmtree(folder)  # is free again (only its run.json goes)
+        if name is not None and _free_again(folder):  # a start that wrote nothing: its name is
+            shutil.rmtree(folder)  # free again (only its run.json goes)
             break
         if name is not None:
             if not _has_output(folder):  # a start that failed before its first save: --resume
@@ -257,6 +257,20 @@ def _never_started(folder: Path) -> bool:
     before anything was written) and that no process is training."""
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else {"?"}
     return names <= {RUN_FILE, runlock.LOCK_FILE} and runlock.holder(folder) is None
+
+
+SETTLED_S = 10.0  # a start locks its run folder this long after writing run.json, and far sooner
+
+
+def _free_again(folder: Path) -> bool:
+    """A never-started run folder (_never_started) another start may take: where file locks
+    work (else a start training towards its first save looks the same), and not one a start is
+    making at this moment (its run.json written, its lock not yet taken)."""
+    try:
+        age = time.time() - (folder / RUN_FILE).stat().st_mtime
+    except OSError:
+        return False
+    return runlock.fcntl is not None and age > SETTLED_S and _never_started(folder)
 
 
 def _has_output(folder: Path) -> bool:

@@ -372,8 +372,13 @@ def test_a_run_name_whose_start_wrote_nothing_but_run_json_is_free_again(tmp_pat
     from charrnn import runs
 
     first = runs.new_run_dir(tmp_path, "x", "lm")
+    with pytest.raises(UserError, match="already exists"):  # a start making it right now
+        runs.new_run_dir(tmp_path, "x", "lm")  # (its lock not taken yet): never taken over
+    then = first.stat().st_mtime - 2 * runs.SETTLED_S
+    os.utime(first / "run.json", (then, then))
     assert runs.new_run_dir(tmp_path, "x", "lm") == first and (first / "run.json").is_file()
     (first / "metrics.jsonl").write_text("{}\n")  # something written: the name is taken
+    os.utime(first / "run.json", (then, then))
     with pytest.raises(UserError, match="already exists"):
         runs.new_run_dir(tmp_path, "x", "lm")
 

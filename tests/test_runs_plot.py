@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -208,6 +209,8 @@ def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_te
     assert "no checkpoint" in resume and f"rm -r {failed}" in resume
     assert "train longer" not in resume
     (failed / "metrics.jsonl").unlink()  # its run.json alone: nothing written, the name is free
+    then = failed.stat().st_mtime - 60  # (once no start can be making it: runs.SETTLED_S)
+    os.utime(failed / "run.json", (then, then))
     run_cli("train", small_text, "--run-name", "m7", "--out", root, "--max-steps", "1")
     assert (failed / "last" / "checkpoint.json").is_file()
 
