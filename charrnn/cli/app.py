@@ -107,10 +107,12 @@ def _peer_gone(exc: BaseException) -> bool:
 
 
 def _leave(code: int) -> None:
-    """Exit with `code`. After an error in a process group, at once: the group's threads, still
-    running, abort the interpreter's own exit (SIGABRT, 'terminate called without an active
-    exception'), and torchrun then reports -6 instead of the code."""
-    if code and _distributed():
+    """Exit with `code`. A rank of torchrun at once, after an error or a run that ended well:
+    the process group's threads, still running or not yet joined, can abort the interpreter's
+    own exit (SIGABRT, 'terminate called without an active exception'), and torchrun then
+    reports -6 instead of the code (it happened at times even after the ranks left the group
+    together). Everything is written by then: checkpoints atomically, the streams flushed."""
+    if _distributed():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
