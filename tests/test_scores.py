@@ -218,3 +218,17 @@ def test_score_of_a_last_line_of_skipped_characters_only_is_no_crash(tmp_path: P
     result = run_cli("score", "c", text, "--unk", "skip", "--json", "--out", tmp_path, ok=None)
     scored = json.loads(result.stdout.splitlines()[0])
     assert scored["tokens"] == 0 and scored["oov"] == 1 and "internal" not in result.output
+
+
+def test_a_whitespace_prime_of_a_word_model_and_an_empty_prime_file_say_what_they_are(
+        word_root: Path, tmp_path: Path) -> None:
+    """'   ' said 'no token the model knows' (a word model knows <unk>); an empty --prime-file was
+    taken as no prime at all."""
+    spaces = run_cli("sample", "rnn", "--prime", "   ", "--out", word_root, "--plain", ok=False)
+    assert spaces.exit_code == 2 and "the prime is whitespace only, which a word model" in \
+        spaces.output
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    result = run_cli("sample", "rnn", "--prime-file", empty, "--out", word_root, "--plain",
+                     ok=False)
+    assert result.exit_code == 2 and "empty.txt is empty" in result.output

@@ -80,4 +80,8 @@ def _prime_text(prime: str | None, prime_file: str | None) -> str | None:
         return prime
     if Path(prime_file).expanduser().is_dir():  # read file by file below it, it could be GBs
         raise UserError(f"--prime-file {prime_file} is a folder: give one text file")
-    return read_text([prime_file])
+    text = read_text([prime_file])
+    if not text:  # (it was read as no prime at all)
+        raise UserError(f"--prime-file {prime_file} is empty: give a file with text, or drop "
+                        "--prime-file to start at a line break")
+    return text

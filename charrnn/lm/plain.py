@@ -46,6 +46,9 @@ def encode_prime(tokenizer, prime: str | None, unknown: str | None) -> tuple[lis
         ids = tokenizer.encode(prime, unknown=policy).tolist()
         if ids:
             return ids, True
+        if not prime.strip():  # a word or subword model: whitespace alone is no token
+            raise UserError(f"the prime is whitespace only, which a {tokenizer.level} model reads "
+                            "as no token: give text, or drop --prime to start at a line break")
         raise UserError("the prime has no token the model knows: give another --prime")
     start = tokenizer.line_break_id()
     return [start if start is not None else 0], False
