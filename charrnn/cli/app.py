@@ -44,8 +44,6 @@ def _options(ctx: typer.Context, version: Annotated[bool, typer.Option(
                         "`charrnn train` of a language model")
 
 
-
-
 for name, func in (("preprocess", train.preprocess), ("train", train.train),
                    ("sample", sample.sample), ("eval", evaluate.eval_command),
                    ("score", evaluate.score_command),

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 DIRECTIONS = ("forward", "backward")
 SOFTMAXES = ("auto", "full", "adaptive")
-# What a fine-tuned run keeps of its parent unless typed: the regularisers (its shape it keeps).
-# The model's shape: a fine-tuned model keeps its parent's (its regularisers may change).
+# The model's shape: a fine-tuned model keeps its parent's, whatever its config says.
 SHAPE = ("cell", "layers", "hidden", "emb", "tie_weights", "direction", "softmax", "cutoffs")
+# What a fine-tuned run keeps of its parent unless typed: the regularisers.
 REGULARISERS = ("dropout", "weight_drop", "locked_dropout", "embed_drop")
 
 

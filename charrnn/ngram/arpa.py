@@ -29,7 +29,7 @@ import numpy as np
 from charrnn import fsutil
 from charrnn.errors import UserError
 from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
-from charrnn.ngram.checks import word_count
+from charrnn.ngram.checks import own_unk, word_count
 from charrnn.ngram.model import MAX_ORDER, NGramModel
 from charrnn.tokenizers import EOS, UNK, Tokenizer, WordTokenizer, tokenizer_from_json
 
@@ -57,7 +57,7 @@ def escape(token: str) -> str:
 
 def word_strings(model: NGramModel) -> list[str]:
     """ARPA spelling of every word id of the model."""
-    return _spellings(model.tokenizer, model.lines, model.words > model.vocab_size + 1,
+    return _spellings(model.tokenizer, model.lines, own_unk(model.vocab_size, model.unk),
                       UNK_SPELLING)
 
 
@@ -176,8 +176,7 @@ def import_arpa(path: Path) -> NGramModel:
         raise UserError(f"{path}: the charrnn header line's <unk> id {unk} is outside its "
                         f"vocabulary of {vocab}: the header is damaged (delete that line to read "
                         "the file as a foreign ARPA)")
-    words = word_count(vocab, unk)
-    has_unk = words > vocab + 1  # an <unk> of the model's own after <s>
+    words, has_unk = word_count(vocab, unk), own_unk(vocab, unk)
     if header is not None:
         spelling = header.get("unk_spelling", 1)
         index = {w: i for i, w in enumerate(_spellings(tokenizer, lines, has_unk, spelling))}

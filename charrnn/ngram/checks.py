@@ -17,10 +17,15 @@ DTYPES = {"logp": np.float32, "backoff": np.float32, "word": np.int32, "suffix":
           "prefix": np.int32}
 
 
+def own_unk(vocab: int, unk: int | None) -> bool:
+    """Whether a model's `<unk>` is one of its own after `<s>` (a char --lines model's, which no
+    text holds), not the tokenizer's (a word or subword model's rare words)."""
+    return unk == vocab + 1
+
+
 def word_count(vocab: int, unk: int | None) -> int:
-    """A model's words: the tokenizer's ids, `<s>`, and an `<unk>` of its own where the
-    tokenizer has none (unk == vocab + 1)."""
-    return vocab + (2 if unk == vocab + 1 else 1)
+    """A model's words: the tokenizer's ids, `<s>`, and an `<unk>` of its own (own_unk)."""
+    return vocab + (2 if own_unk(vocab, unk) else 1)
 
 
 def _fail(folder: Path, what: str) -> UserError:

@@ -9,6 +9,7 @@ import numpy as np
 
 from charrnn.errors import UserError, check_seed
 from charrnn.jit import njit
+from charrnn.ngram.checks import own_unk
 from charrnn.ngram.model import NGramModel
 from charrnn.ngram.query import distribution, state_after, step
 from charrnn.tokenizers import prime_policy
@@ -78,8 +79,7 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
     _, bos, top, rec, recf, ext, extf = model._kernel_args()
     # Never write <unk> that no text holds: a char --lines model's own, or the word a foreign
     # ARPA's <unk> became; a word model's (its rare words) is written, as an RNN writes it.
-    own = model.unk if model.unk is not None and model.unk >= model.vocab_size else None
-    unk = own if own is not None else model.meta.get("unk_word")
+    unk = model.unk if own_unk(model.vocab_size, model.unk) else model.meta.get("unk_word")
     line_break = -1 if model.line_break is None else model.line_break
 
     def chunks() -> Iterator[np.ndarray]:

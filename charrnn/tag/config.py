@@ -85,8 +85,8 @@ class TagTrainConfig(LoopConfig):
         if self.label_column == 0:  # (checked here, at training: a saved tagger is not re-read)
             raise UserError("--label-column 0 is the tokens' column: the tagger would learn to "
                             "copy its input; give the column of the labels")
-        if any(column <= 0 for column in self.features):
-            bad = next(column for column in self.features if column <= 0)
+        bad = next((column for column in self.features if column <= 0), None)
+        if bad is not None:
             why = ("column 0 is the token itself, which the tagger reads anyway" if bad == 0 else
                    "a column counted from the end would be another one in unlabelled text "
                    "(one column fewer)")

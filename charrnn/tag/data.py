@@ -162,8 +162,7 @@ def _extends_cluster(char: str) -> bool:
             or "\U000E0020" <= char <= "\U000E007F")
 
 
-def _regional(char: str) -> bool:
-    return "\U0001F1E6" <= char <= "\U0001F1FF"  # 🇦..🇿: two make a flag
+REGIONAL = "".join(map(chr, range(0x1F1E6, 0x1F200)))  # 🇦..🇿: two make a flag
 
 
 def _jamo(char: str) -> str:
@@ -186,9 +185,8 @@ def _continues(before: str, char: str) -> bool:
     grapheme clusters, for the cuts a tagger can make between code points)."""
     if _extends_cluster(char) or before.endswith(ZWJ):
         return True
-    if _regional(char):  # a flag pairs indicators from the left: an odd run is waiting for one
-        run = len(before) - len(before.rstrip("".join(chr(c) for c in range(0x1F1E6, 0x1F200))))
-        return run % 2 == 1
+    if char in REGIONAL:  # a flag pairs indicators from the left: an odd run is waiting for one
+        return (len(before) - len(before.rstrip(REGIONAL))) % 2 == 1
     last, this = _jamo(before[-1]), _jamo(char)
     return (last == "L" and this in ("L", "V", "LV", "LVT")) or \
         (last in ("LV", "V") and this in ("V", "T")) or (last in ("LVT", "T") and this == "T")

@@ -142,15 +142,13 @@ class TaggerBundle:
         gold = [s.labels or [] for s in sentences]
         result: dict = {"sentences": len(sentences), "tokens": sum(map(len, gold)),
                         "accuracy": tagscore.accuracy(gold, pred)}
-        result["score"] = self.score_kind
-        if self.score_kind == "word":
-            result.update(tagscore.word_f1(
+        kind = self.score_kind
+        if kind == "word":
+            result.update(score=kind, **tagscore.word_f1(
                 [words_from_tags(s.tokens, g) for s, g in zip(sentences, gold, strict=True)],
                 [words_from_tags(s.tokens, p) for s, p in zip(sentences, pred, strict=True)]))
-        elif self.score_kind == "chunk":
-            result.update(tagscore.chunk_f1(gold, pred))
-        else:
-            del result["score"]
+        elif kind == "chunk":
+            result.update(score=kind, **tagscore.chunk_f1(gold, pred))
         return result
 
     @property
