@@ -46,15 +46,24 @@ def test_unknown_error_counts_distinct_items_with_the_right_plural() -> None:
 
 
 def test_word_stream_after_a_prime_puts_a_space_before_the_next_word() -> None:
-    from charrnn.lm.sample import primed_decoder
+    from charrnn.lm.plain import encode_prime, primed_decoder
 
     tok = WordTokenizer.build(["the company said bread\n"])
-    prime = tok.encode("the company said").tolist()
-    decoder, shown = primed_decoder(tok, prime, True)
+    decoder, shown = primed_decoder(tok, encode_prime(tok, "the company said ", None))
     assert shown + decoder.feed(tok.index["bread"]) == "the company said bread"
     chars = CharTokenizer.build(["ab"])  # chars: no separator added
-    decoder, shown = primed_decoder(chars, [0], True)
+    decoder, shown = primed_decoder(chars, encode_prime(chars, "a", None))
     assert shown + decoder.feed(1) == "ab"
+
+
+def test_word_prime_is_shown_as_typed_not_as_the_unk_and_lower_case_the_model_read() -> None:
+    from charrnn.lm.plain import encode_prime, primed_decoder
+
+    tok = WordTokenizer.build(["the company said bread\n"], lower=True)
+    start = encode_prime(tok, "The Zorblax company\n", None)
+    assert tok.decode(start.ids) == "the <unk> company\n"  # what the model reads
+    decoder, shown = primed_decoder(tok, start)
+    assert shown + decoder.feed(tok.index["bread"]) == "The Zorblax company\nbread"
 
 
 def test_char_lower_option() -> None:
@@ -137,10 +146,10 @@ def test_word_round_trip_up_to_whitespace_property(words: list[str]) -> None:
 
 
 def test_subword_stream_after_a_prime_continues_the_text_unchanged(subword) -> None:
-    from charrnn.lm.sample import primed_decoder
+    from charrnn.lm.plain import Prime, primed_decoder
 
     ids = subword.encode("the quick brown fox").tolist()
-    decoder, shown = primed_decoder(subword, ids[:2], True)
+    decoder, shown = primed_decoder(subword, Prime(ids[:2], "the quick"))
     assert shown + "".join(decoder.feed(i) for i in ids[2:]) == "the quick brown fox"
 
 

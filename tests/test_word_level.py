@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from charrnn.lm.config import ModelConfig
+from charrnn.lm.config import ModelConfig, SampleOptions
 from charrnn.lm.model import RNNLM
+from charrnn.lm.plain import SEPARATOR
 from charrnn.lm.softmax import cutoffs_from_counts, frequency_order
 from helpers import SMALL_LINES, TINY, run_cli
 
@@ -244,9 +245,42 @@ def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:
     assert left.exit_code == 2 and "the left method reads only the text before it" in left.output
 
 
-def test_a_word_prime_reads_unknown_words_as_unk(pair: Path) -> None:
-    out = run_cli("sample", "lm", "--prime", "the zyzzyva quick", "--length", "4", "--seed", "1")
-    assert out.output.startswith("the <unk> quick")
+def test_a_word_prime_reads_unknown_words_as_unk_and_is_shown_as_typed(pair: Path) -> None:
+    """The model reads <unk>, the user sees what they typed (it showed "the <unk> quick"), and a
+    note says which words were read as <unk>; so in every sampling path."""
+    from charrnn import checkpoint
+    from charrnn.lm.sample import generate
+    from charrnn.runs import runs_root
+
+    typed = "The zyzzyva quick"
+
+    def shown_as_typed(text: str) -> bool:  # then a generated word or a line break
+        return text.startswith(typed) and text[len(typed)] in " \n"
+
+    out = run_cli("sample", "lm", "--prime", typed, "--length", "4", "--seed", "1", "--plain")
+    assert shown_as_typed(out.stdout)
+    assert "2 words of the prime not in the model's vocabulary, read as <unk>: 'The', " \
+        "'zyzzyva'" in out.stderr  # this model has no capitals
+    two = run_cli("sample", "lm", "--prime", typed, "--length", "4", "--num-samples", "2",
+                  "--seed", "1").stdout.split(SEPARATOR)
+    assert len(two) == 2 and all(map(shown_as_typed, two))
+    assert shown_as_typed(run_cli("sample", "lm", "--prime", typed, "--length", "2", "--beam",
+                                  "2").stdout)
+    with_torch: list[str] = []  # the PyTorch sampler, as on a GPU
+    generate(checkpoint.resolve("lm", runs_root()), SampleOptions(length=3, seed=1), typed + "\n",
+             1, with_torch.append, "cpu")
+    assert "".join(with_torch).startswith(typed + "\n")
+
+
+def test_a_backward_word_sample_ends_with_the_prime_as_typed() -> None:
+    from charrnn.lm.plain import encode_prime
+    from charrnn.lm.sample import _backward_text
+    from charrnn.tokenizers import WordTokenizer
+
+    tok = WordTokenizer.build(["the quick brown fox\n"])
+    start = encode_prime(tok, "Zorblax fox", None)
+    generated = [tok.index["quick"], tok.index["the"]]  # right to left: the word nearest first
+    assert _backward_text(tok, generated, start) == "the quick Zorblax fox"
 
 
 def test_compare_adds_a_row_for_the_pair(pair: Path, tmp_path: Path) -> None:
@@ -313,10 +347,11 @@ def test_long_lines_are_scored_in_windows_and_groups_with_the_same_figures(pair:
         assert a["tokens"] == b["tokens"] and a["log10"] == pytest.approx(b["log10"], abs=1e-5)
 
 
-def test_an_ngram_word_prime_reads_unknown_words_as_unk_as_the_rnn_does(pair: Path) -> None:
+def test_an_ngram_word_prime_reads_unknown_words_as_unk_and_shows_them_as_typed(pair: Path) -> None:
     out = run_cli("ngram", "sample", "kn", "--prime", "the zyzzyva quick", "--length", "4",
                   "--seed", "1")
-    assert out.output.startswith("the <unk> quick")
+    assert out.stdout.startswith("the zyzzyva quick") and "<unk>" not in out.stdout[:20]
+    assert "'zyzzyva'" in out.stderr
 
 
 def test_a_measurement_no_cpu_could_give_is_taken_again_and_never_cached(monkeypatch,

@@ -231,6 +231,17 @@ Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of t
 BatchSize = Annotated[int, typer.Option(help="Parallel streams (LM) or sentences (tagger) per step.")]
 
 
+def note_unknown_prime(tokenizer, prime: str | None) -> None:
+    """A word model's prime is shown as typed: say on stderr which of its words the model reads
+    as <unk>, since the text no longer shows it."""
+    lacking = tokenizer.unknown_words(prime) if prime and tokenizer.level == "word" else []
+    if lacking:
+        shown = ", ".join(map(repr, lacking[:10])) + (" …" if len(lacking) > 10 else "")
+        noun = "word" if len(lacking) == 1 else "words"
+        typer.echo(f"note: {len(lacking)} {noun} of the prime not in the model's vocabulary, "
+                   f"read as <unk>: {shown}", err=True)
+
+
 def refuse_text_options(text_given: bool, unk: object, errors: object = None,
                         source: str = "a FILE instead of the run's split") -> None:
     """--unk skip and --errors replace say how to read the user's text: where there is none (a

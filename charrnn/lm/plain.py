@@ -18,12 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from charrnn.errors import UserError
 from charrnn.lm.config import ModelConfig, SampleOptions, lm_config
 from charrnn.lm.tokenstream import TokenStream
-from charrnn.tokenizers import prime_policy
+from charrnn.tokenizers import prime_policy, prime_shown
 
 if TYPE_CHECKING:
     from charrnn.lm import cpustream
@@ -38,29 +38,36 @@ def seed_of(opts: SampleOptions) -> int:
     return opts.seed if opts.seed is not None else int(time.time_ns() % (1 << 62))
 
 
-def encode_prime(tokenizer, prime: str | None, unknown: str | None) -> tuple[list[int], bool]:
-    """The prime's ids, and whether it is shown (an empty prime starts at a line break). Words the
-    model lacks are its <unk>, as eval, score and fill read them (unless --unk skip)."""
+class Prime(NamedTuple):
+    """A sample's start: the ids the model reads, and the text as typed ("" for the line-break
+    start of no prime, which shows nothing)."""
+    ids: list[int]
+    typed: str
+
+
+def encode_prime(tokenizer, prime: str | None, unknown: str | None) -> Prime:
+    """The prime's ids (an empty prime starts at a line break). Words the model lacks are its
+    <unk>, as eval, score and fill read them (unless --unk skip)."""
     if prime:
         policy = prime_policy(tokenizer.level, unknown)
         ids = tokenizer.encode(prime, unknown=policy).tolist()
         if ids:
-            return ids, True
+            return Prime(ids, prime)
         if not prime.strip():  # a word or subword model: whitespace alone is no token
             raise UserError(f"the prime is whitespace only, which a {tokenizer.level} model reads "
                             "as no token: give text, or drop --prime to start at a line break")
         raise UserError("the prime has no token the model knows: give another --prime")
     start = tokenizer.line_break_id()
-    return [start if start is not None else 0], False
+    return Prime([start if start is not None else 0], "")
 
 
-def primed_decoder(tokenizer, prime_ids: list[int], show_prime: bool):
-    """(a stream decoder that has read the prime, the prime's text): the first generated token
-    then decodes as a continuation (a word after the prime gets its space)."""
+def primed_decoder(tokenizer, prime: Prime):
+    """(a stream decoder that has read the prime, the prime's text as shown): the first generated
+    token then decodes as a continuation (a word after the prime gets its space)."""
     decoder = tokenizer.stream_decoder()
-    if not show_prime:  # a line-break start: the decoder is at a line start already
+    if not prime.typed:  # a line-break start: the decoder is at a line start already
         return decoder, ""
-    return decoder, "".join(decoder.feed(int(i)) for i in prime_ids)
+    return decoder, prime_shown(decoder, tokenizer.level, prime.ids, prime.typed)
 
 
 def stream_text(tokens: TokenStream, decoder, length: int, write: Callable[[str], None]) -> None:
@@ -69,6 +76,11 @@ def stream_text(tokens: TokenStream, decoder, length: int, write: Callable[[str]
         ids = tokens.take(length).ids[0].tolist()
         write("".join(map(decoder.feed, ids)))
         length -= len(ids)
+
+
+def flushed(decoder) -> str:
+    """What a decoder still holds at the end (a subword decoder's incomplete bytes)."""
+    return decoder.flush() if hasattr(decoder, "flush") else ""
 
 
 def without_torch(config: ModelConfig, opts: SampleOptions, num_samples: int, device: str,
@@ -114,10 +126,9 @@ def generate_on_cpu(ckpt, opts: SampleOptions, prime: str | None,
     """One forward stream's text, streamed to `write` (sample.generate's output, without torch)."""
     opts.validate()
     opts.check_combination(1)
-    prime_ids, show_prime = encode_prime(ckpt.tokenizer, prime, unknown)
-    tokens = cpu_tokens(read_cpu_weights(ckpt), opts, prime_ids)  # exactly --length is read
-    decoder, shown = primed_decoder(ckpt.tokenizer, prime_ids, show_prime)
+    start = encode_prime(ckpt.tokenizer, prime, unknown)
+    tokens = cpu_tokens(read_cpu_weights(ckpt), opts, start.ids)  # exactly --length is read
+    decoder, shown = primed_decoder(ckpt.tokenizer, start)
     write(shown)
     stream_text(tokens, decoder, opts.length, write)
-    if hasattr(decoder, "flush"):
-        write(decoder.flush())
+    write(flushed(decoder))

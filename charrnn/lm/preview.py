@@ -25,7 +25,7 @@ def preview_text(model: RNNLM, device: torch.device, tokenizer, tokens: int | No
         # caches, and the CPU kernel's first compile would stall training for seconds.
         sampler = Sampler(model, device, SampleOptions(length=count, temperature=temperature,
                                                        seed=seed), compiled=False)
-        prime = encode_prime(tokenizer, None, "error")[0]
+        prime = encode_prime(tokenizer, None, "error").ids
         ids = sampler.tokens(prime).take_all(count)[0].tolist()
     finally:
         model.train(was_training)

@@ -26,9 +26,18 @@ from charrnn.lm.config import SampleOptions
 from charrnn.lm.decode import shape_scores
 from charrnn.lm.fastpath import last_scores, make_stepper, say_graphs_off
 from charrnn.lm.model import RNNLM, load_lm
-from charrnn.lm.plain import SEPARATOR, encode_prime, primed_decoder, seed_of, stream_text
+from charrnn.lm.plain import (
+    SEPARATOR,
+    Prime,
+    encode_prime,
+    flushed,
+    primed_decoder,
+    seed_of,
+    stream_text,
+)
 from charrnn.lm.tokenstream import Engine, TokenStream
 from charrnn.rnn.state import select_rows
+from charrnn.tokenizers import prime_shown
 
 if TYPE_CHECKING:
     from charrnn.evaluation.mix import Mixture, NGramSide
@@ -197,7 +206,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     opts.check_vocabulary(ckpt.tokenizer.vocab_size)
     dev = resolve_device(device)
     tokenizer = ckpt.tokenizer
-    prime_ids, show_prime = encode_prime(tokenizer, prime, unknown)
+    start = encode_prime(tokenizer, prime, unknown)
     model = load_lm(ckpt, dev)
     mixture = mixing(model, dev) if mixing is not None else None
     backward = model.config.direction == "backward"
@@ -205,29 +214,42 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         # A right-to-left model generates what comes *before* the prime: collect, then reverse.
         # Several samples are generated side by side, then printed in turn.
         collected: list[list[int]] = []
-        generate_ids(model, dev, opts, prime_ids[::-1] if backward else prime_ids, num_samples,
+        generate_ids(model, dev, opts, start.ids[::-1] if backward else start.ids, num_samples,
                      collected.append, mixture)
-        shown = prime_ids if show_prime else []
         for index, ids in enumerate(collected):
-            # Decoded as one sequence, so the tokenizer puts its separator (a word level space)
-            # between the prime and the generated text.
-            write(tokenizer.decode(ids[::-1] + shown) if backward else tokenizer.decode(shown + ids))
+            write(_backward_text(tokenizer, ids, start) if backward else
+                  _forward_text(tokenizer, ids, start))
             write(SEPARATOR if index < num_samples - 1 else "")
         return
     for index in range(num_samples):  # one stream, or beam search (seeds seed, seed+1, …)
         seed = None if opts.seed is None else opts.seed + index
         sampler = Sampler(model, dev, SampleOptions(**{**opts.__dict__, "seed": seed}),
                           mixture=mixture, exact=True)
-        decoder, shown = primed_decoder(tokenizer, prime_ids, show_prime)
+        decoder, shown = primed_decoder(tokenizer, start)
         write(shown)
         if opts.beam:
-            write("".join(map(decoder.feed, sampler.beam_search(prime_ids, opts.beam,
+            write("".join(map(decoder.feed, sampler.beam_search(start.ids, opts.beam,
                                                                 opts.length))))
         else:
-            stream_text(sampler.tokens(prime_ids), decoder, opts.length, write)
-        if hasattr(decoder, "flush"):
-            write(decoder.flush())
+            stream_text(sampler.tokens(start.ids), decoder, opts.length, write)
+        write(flushed(decoder))
         write(SEPARATOR if index < num_samples - 1 else "")
+
+
+def _forward_text(tokenizer, ids: list[int], start: Prime) -> str:
+    """The prime as shown, then the generated ids."""
+    decoder, shown = primed_decoder(tokenizer, start)
+    return shown + "".join(map(decoder.feed, ids)) + flushed(decoder)
+
+
+def _backward_text(tokenizer, ids: list[int], start: Prime) -> str:
+    """A right-to-left model's ids (generated last first), then the prime as shown: decoded as one
+    sequence, so a word model puts its space between them."""
+    decoder = tokenizer.stream_decoder()
+    before = "".join(map(decoder.feed, ids[::-1]))
+    if not start.typed:
+        return before + flushed(decoder)
+    return before + prime_shown(decoder, tokenizer.level, start.ids, start.typed) + flushed(decoder)
 
 
 def generate_ids(model: RNNLM, device: torch.device, opts: SampleOptions, prime_ids: list[int],
@@ -272,7 +294,7 @@ def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str 
     ckpt = checkpoint.resolve(spec, root)
     dev = resolve_device(device)
     sampler = Sampler(load_lm(ckpt, dev), dev, SampleOptions(seed=0))
-    stream = sampler.tokens(encode_prime(ckpt.tokenizer, None, "error")[0])
+    stream = sampler.tokens(encode_prime(ckpt.tokenizer, None, "error").ids)
     stream.take_all(sampler.chunk)
     window, best = max(1, tokens // 3), 0.0
     for _ in range(3):

@@ -12,7 +12,7 @@ from charrnn.jit import njit
 from charrnn.ngram.checks import own_unk
 from charrnn.ngram.model import NGramModel
 from charrnn.ngram.query import distribution, state_after, step
-from charrnn.tokenizers import prime_policy
+from charrnn.tokenizers import prime_policy, prime_shown
 
 CHUNK = 1 << 16  # tokens per kernel call: output is streamed, memory stays flat
 
@@ -105,7 +105,7 @@ def stream_text(model: NGramModel, length: int, temp: float = 1.0, prime: str | 
     """The prime (if any) followed by `length` sampled tokens, decoded piece by piece."""
     shown, chunks = sample_chunks(model, length, temp, prime, seed, unknown)
     decoder = model.tokenizer.stream_decoder()
-    yield "".join(decoder.feed(int(i)) for i in shown)
+    yield prime_shown(decoder, model.tokenizer.level, shown, prime or "")
     for out in chunks:
         yield "".join(decoder.feed(int(i)) for i in out)
     if hasattr(decoder, "flush"):

@@ -23,6 +23,7 @@ from charrnn.tokenizers.base import (
     StreamDecoder,
     Tokenizer,
     prime_policy,
+    prime_shown,
     refuse_idle_unk,
     skipped_chars,
 )
@@ -31,8 +32,8 @@ from charrnn.tokenizers.subword import SubwordTokenizer, VocabTooSmall
 from charrnn.tokenizers.word import WordTokenizer
 
 __all__ = ["EOS", "UNK", "CharTokenizer", "StreamDecoder", "SubwordTokenizer", "Tokenizer",
-           "VocabTooSmall", "WordTokenizer", "prime_policy", "refuse_idle_unk", "skipped_chars",
-           "tokenizer_from_json"]
+           "VocabTooSmall", "WordTokenizer", "prime_policy", "prime_shown", "refuse_idle_unk",
+           "skipped_chars", "tokenizer_from_json"]
 
 
 def tokenizer_from_json(data: dict) -> Tokenizer:

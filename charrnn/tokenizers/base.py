@@ -51,6 +51,17 @@ def prime_policy(level: str, unknown: str | None) -> str:
     return "skip" if unknown == "skip" else "error" if level == "char" else "map"
 
 
+def prime_shown(decoder: StreamDecoder, level: str, ids: Iterable[int], typed: str) -> str:
+    """The prime as a sample shows it, fed to `decoder` (which then continues after it): the
+    decoded ids, except that a word model shows the words as typed, not as the <unk> or the lower
+    case it read them as. Only the decoder's separator before the prime (a space after earlier
+    words) is kept, so the next word joins the prime as it would join a generated word."""
+    decoded = "".join(decoder.feed(int(i)) for i in ids)
+    if level != "word":
+        return decoded
+    return decoded[:len(decoded) - len(decoded.lstrip(" "))] + typed.strip(" \t")
+
+
 def refuse_idle_unk(level: str, unknown: str | None) -> None:
     """A policy for unknown characters asked of a model that has none (None: not asked): a word
     model reads unknown words as its <unk> (as PTB does), a subword model spells any text with

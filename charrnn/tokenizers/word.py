@@ -79,6 +79,12 @@ class WordTokenizer:
             raise unknown_error("word", missing)
         return np.asarray(ids, dtype=np.int64)
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` the vocabulary lacks (each once, in order): what encode reads as
+        <unk>."""
+        words = (w for line in text.split("\n") for w in self.split(line))
+        return list(dict.fromkeys(w for w in words if w == EOS or w not in self.index))
+
     def decode(self, ids: Iterable[int]) -> str:
         out: list[str] = []
         for i in ids:

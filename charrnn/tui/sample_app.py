@@ -29,7 +29,7 @@ from rich.console import Console
 from charrnn import checkpoint
 from charrnn.errors import UserError
 from charrnn.lm.config import SampleOptions, lm_config
-from charrnn.lm.plain import encode_prime, primed_decoder
+from charrnn.lm.plain import Prime, encode_prime, primed_decoder
 from charrnn.lm.tokenstream import TokenStream
 from charrnn.tui.keys import RawKeys
 from charrnn.tui.sample_view import SampleView, ViewInfo
@@ -120,9 +120,9 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
                 mix_weight: float | None = None, root: Path | None = None) -> LiveResult:
     """Run the live view until q (or, with hold=False, until `opts.length` tokens are out)."""
     opts.validate()
-    prime_ids, show_prime = encode_prime(ckpt.tokenizer, prime, unknown)
+    start = encode_prime(ckpt.tokenizer, prime, unknown)
     streams, info = stream_maker(ckpt, opts, device, mix, mix_weight, root)
-    session = _Session(streams, ckpt.tokenizer, opts, prime_ids, show_prime, info,
+    session = _Session(streams, ckpt.tokenizer, opts, start, info,
                        console or Console(), keys if keys is not None else RawKeys(), hold,
                        ckpt.run_folder.name)
     try:
@@ -137,13 +137,11 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
 
 
 class _Session:
-    def __init__(self, streams: StreamMaker, tokenizer, opts: SampleOptions, prime_ids: list[int],
-                 show_prime: bool, info: ViewInfo, console: Console, keys, hold: bool,
-                 run_name: str) -> None:
+    def __init__(self, streams: StreamMaker, tokenizer, opts: SampleOptions, start: Prime,
+                 info: ViewInfo, console: Console, keys, hold: bool, run_name: str) -> None:
         self.streams, self.tokenizer, self.opts = streams, tokenizer, opts
-        self.prime_ids, self.hold, self.run_name = prime_ids, hold, run_name
-        self.show_prime = show_prime
-        self.prime_text = primed_decoder(tokenizer, prime_ids, show_prime)[1]
+        self.start, self.hold, self.run_name = start, hold, run_name
+        self.prime_text = primed_decoder(tokenizer, start)[1]
         self.console, self.keys = console, keys
         self.view = SampleView(info, opts)
         self.seed = opts.seed if opts.seed is not None else random.randrange(1 << 31)
@@ -157,8 +155,8 @@ class _Session:
 
     def start_sample(self) -> None:
         self.opts.seed = self.seed  # the one options object: the temperature survives restarts
-        self.tokens = self.streams(self.prime_ids)
-        self.decoder = primed_decoder(self.tokenizer, self.prime_ids, self.show_prime)[0]
+        self.tokens = self.streams(self.start.ids)
+        self.decoder = primed_decoder(self.tokenizer, self.start)[0]
         self.parts = [self.prime_text]
         self.view.restart(self.prime_text, self.seed, self.opts.length)
         self.rate_window.clear()
