@@ -11,6 +11,7 @@ import pytest
 from charrnn.errors import UserError
 from charrnn.ngram.arpa import escape, export_arpa, import_arpa
 from charrnn.ngram.build import build_model
+from charrnn.ngram.model import load
 from charrnn.tokenizers import CharTokenizer, WordTokenizer
 
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
@@ -265,3 +266,16 @@ def test_a_foreign_arpa_without_unk_gives_unknown_words_kenlms_minus_100(tmp_pat
     model = import_arpa(path)  # (a byte-order mark before \data\ is no n-gram either)
     assert model.meta["unk_missing"] and model.logp[model.meta["unk_word"]] == pytest.approx(
         -100 * math.log(10), rel=1e-6)
+
+
+def test_a_value_below_what_float32_holds_is_a_zero_probability_not_a_damaged_model(
+        tmp_path: Path) -> None:
+    """-1e39 became -inf in the saved model, which every later command refused as damaged."""
+    path = tmp_path / "x.arpa"
+    path.write_text(FOREIGN.replace("-0.3\ta b", "-1e39\ta b").replace("-0.6\ta\t-0.2",
+                                                                        "-0.6\ta\t-1e39"))
+    model = import_arpa(path)
+    model.save(tmp_path / "model")
+    again = load(tmp_path / "model")  # it said "corrupt (… not a finite number)"
+    log10 = again.token_logprobs(again.tokenizer.encode("a b\n")) / math.log(10)
+    assert log10[1] == pytest.approx(-99.0, abs=1e-4)  # p(b | a), as an ARPA zero

@@ -22,10 +22,12 @@ MISSING_LOG10 = -99.0
 
 
 def _finite(values: np.ndarray, top: float | None) -> np.ndarray:
-    """-inf (a zero probability) becomes ARPA's -99; NaN is refused."""
+    """-inf (a zero probability) becomes ARPA's -99, and so does a value float32 cannot hold
+    (-1e39 would be -inf in the model, which then reads as damaged); NaN is refused."""
     if np.isnan(values).any() or np.isposinf(values).any():
         raise UserError("the ARPA file has a probability or back-off that is not a number")
-    values = np.where(np.isneginf(values), MISSING_LOG10 * LOG10, values)  # (-100 stays -100)
+    zero = values < np.finfo(np.float32).min
+    values = np.where(zero, MISSING_LOG10 * LOG10, values)  # (-100 stays -100)
     return values if top is None else np.minimum(values, top)
 
 
