@@ -26,8 +26,8 @@ import numpy as np
 
 from charrnn import fsutil
 from charrnn.errors import UserError
-from charrnn.inputs import CONVERT_OR_REPLACE
-from charrnn.splits import SPLITS, SplitPlan, refuse_datasets
+from charrnn.inputs import CONVERT_OR_REPLACE, refuse_datasets
+from charrnn.splits import SPLITS, SplitPlan
 from charrnn.tokenizers import (
     CharTokenizer,
     SubwordTokenizer,

@@ -178,15 +178,18 @@ def read_text(specs: Iterable[str], errors: str = "strict", fix: str = CONVERT_U
     invalid UTF-8: CONVERT_OR_REPLACE from a command that has --errors, else CONVERT_UTF8. A
     dataset folder is no text (its meta.json would be read as some)."""
     specs = list(specs)
-    for spec in specs:
-        _refuse_dataset(spec)
+    refuse_datasets(specs)
     return TextSource(expand_inputs(specs), errors, fix).text()
 
 
-def _refuse_dataset(spec: str) -> None:
-    if is_built_dataset(Path(spec).expanduser()):
-        raise UserError(f"{spec} is a preprocessed dataset (meta.json, train.bin), not text: "
-                        "give a text file")
+def refuse_datasets(specs: Iterable[str], option: str = "", advice: str = "give a text file"
+                    ) -> None:
+    """A dataset folder given as text would be read as its meta.json: say what it is instead
+    (`advice` may name the folder as {spec})."""
+    for spec in specs:
+        if is_built_dataset(Path(spec).expanduser()):
+            raise UserError(f"{option}{spec} is a preprocessed dataset (meta.json, train.bin), "
+                            f"not text: {advice.format(spec=spec)}")
 
 
 def read_each(spec: str, errors: str = "strict", fix: str = CONVERT_UTF8
@@ -195,7 +198,7 @@ def read_each(spec: str, errors: str = "strict", fix: str = CONVERT_UTF8
     not run from one file into the next: CoNLL sentences); "-" is standard input."""
     if spec == "-":
         return [("<stdin>", read_stdin(errors, can_replace=fix == CONVERT_OR_REPLACE))]
-    _refuse_dataset(spec)
+    refuse_datasets([spec])
     return [(str(path), TextSource([path], errors, fix).text()) for path in expand_inputs([spec])]
 
 

@@ -26,6 +26,7 @@ from charrnn.inputs import (
     expand_inputs,
     file_sha256,
     is_built_dataset,
+    refuse_datasets,
 )
 
 if TYPE_CHECKING:
@@ -78,14 +79,6 @@ def split_pieces(
 
 def char_count(source: TextSource) -> int:
     return sum(len(chunk) for chunk in source.chunks())
-
-
-def refuse_datasets(specs: list[str], option: str, advice: str) -> None:
-    """A dataset folder given as text would be read as its meta.json: say what it is instead."""
-    for spec in specs:
-        if is_built_dataset(Path(spec).expanduser()):
-            raise UserError(f"{option}{spec} is already a preprocessed dataset (meta.json, "
-                            f"train.bin): {advice.format(spec=spec)}")
 
 
 class SplitPlan:

@@ -196,7 +196,7 @@ def test_preprocess_refuses_a_dataset_folder_as_input(small_text: Path, tmp_path
     for out in (tmp_path / "data" / "other", ds):  # a new folder, and the dataset itself
         result = run_cli("preprocess", ds, "--out", out, ok=False)
         assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1
-        assert (f"{ds} is already a preprocessed dataset (meta.json, train.bin): train on it "
+        assert (f"{ds} is a preprocessed dataset (meta.json, train.bin), not text: train on it "
                 f"directly with `charrnn train {ds}`") in result.output
     assert not (tmp_path / "data" / "other").exists()
     assert {p.name: p.read_bytes() for p in ds.iterdir()} == before

@@ -179,8 +179,8 @@ def test_a_dataset_folder_given_as_the_text_to_score_is_refused(tiny_run: Path, 
     for args in (["eval", tiny_run, tmp_path / "ds"], ["ngram", "eval", "kn", tmp_path / "ds"],
                  ["compare", tiny_run, "kn", "--file", tmp_path / "ds"]):
         result = run_cli(*args, ok=False)
-        assert result.exit_code == 2 and "is already a preprocessed dataset" in result.output \
-            and "--split" in result.output, args
+        assert result.exit_code == 2 and "is a preprocessed dataset (meta.json, train.bin), " \
+            "not text: score" in result.output and "--split" in result.output, args
     for args in (["fill", "eval", tmp_path / "ds", "-m", tiny_run],
                  ["tag", "train", tmp_path / "ds", "--format", "segmented"]):
         result = run_cli(*args, ok=False)
