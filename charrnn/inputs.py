@@ -119,7 +119,7 @@ class TextSource:
             while True:
                 block = handle.read(CHUNK_BYTES)
                 if first:
-                    _refuse_binary(path, block)
+                    refuse_binary(path, block)
                     if block.startswith(codecs.BOM_UTF8):
                         block = block[len(codecs.BOM_UTF8):]
                         offset += len(codecs.BOM_UTF8)
@@ -161,7 +161,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _refuse_binary(path: Path, head: bytes) -> None:
+def refuse_binary(path: Path, head: bytes) -> None:
     """A NUL byte in the first block means this is not text (UTF-8 text never contains NUL)."""
     for mark, encoding in ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
                            (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):  # byte order marks
@@ -211,7 +211,7 @@ def read_stdin(errors: str = "strict", can_replace: bool = False) -> str:
     """Standard input as UTF-8 text, refused like a file when it is binary or not UTF-8.
     `can_replace`: the calling command has --errors, so the message may suggest it."""
     data = sys.stdin.buffer.read()
-    _refuse_binary(Path("<stdin>"), data)
+    refuse_binary(Path("<stdin>"), data)
     try:
         return data.decode("utf-8", errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -73,6 +73,18 @@ def test_score_names_the_first_line_the_model_cannot_read(tiny_run: Path, tmp_pa
     assert "line 1: 5 characters not in the model's vocabulary" in result.output
 
 
+def test_score_refuses_binary_and_utf16_text_as_eval_does(tiny_run: Path, tmp_path: Path) -> None:
+    """A NUL byte was scored as part of a word (and written back to the terminal)."""
+    text = tmp_path / "t.txt"
+    for data, said in ((b"the cat\nthe fox\0 sat\n", "line 2 holds a NUL byte"),
+                       ("the fox\n".encode("utf-16"), "is UTF-16 text, not UTF-8")):
+        text.write_bytes(data)
+        for source in ([text], ["-"]):
+            result = run_cli("score", tiny_run, *source, ok=False, input=data)
+            assert result.exit_code == 2 and said in result.output, result.output
+        assert "not UTF-8" in run_cli("eval", tiny_run, text, ok=False).output
+
+
 def test_an_empty_file_is_named_in_the_error(tiny_run: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")

@@ -21,6 +21,7 @@ import numpy as np
 from charrnn import runs
 from charrnn.errors import UserError
 from charrnn.evaluation.scores import UNK
+from charrnn.inputs import refuse_binary
 from charrnn.tokenizers import refuse_idle_unk, skipped_chars
 
 BATCH_LINES = 256  # lines read at a time
@@ -67,6 +68,11 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
         raw = open(path, "rb")  # noqa: SIM115 - closed below, after the last line
     try:
         for number, data in enumerate(raw, 1):
+            if number == 1:  # UTF-16, a pickle: refused as every command that reads text does
+                refuse_binary(Path(name), data)
+            if b"\0" in data:  # (UTF-8 text never holds a NUL byte)
+                raise UserError(f"{name}: line {number} holds a NUL byte, so this is binary data, "
+                                "not UTF-8 text: give a text file")
             try:
                 line = data.decode("utf-8", errors=errors)
             except UnicodeDecodeError as exc:
