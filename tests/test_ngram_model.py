@@ -210,3 +210,19 @@ def test_a_word_lines_model_samples_its_rare_words_unk_as_an_rnn_does() -> None:
     model = build_model(tok.encode(text), tok, 2, lines=True)
     _, ids = sample_ids(model, 300, seed=1)
     assert (np.asarray(ids) == model.unk).sum() > 20  # ~1/3 of the words
+
+
+def test_a_few_streams_get_the_same_distributions_on_one_thread_as_through_the_pool(
+        monkeypatch) -> None:
+    from charrnn.ngram import model as ngram_model
+
+    text = "the cat sat on the mat\nthe dog sat\n" * 5
+    tok = CharTokenizer.build([text])
+    model = build_model(tok.encode(text), tok, 3)
+    states = model.start_states(np.zeros(0, np.int32), 3)
+    states = model.advance(states, np.array([1, 2, 3]))
+    monkeypatch.setattr(ngram_model, "PARALLEL_STREAMS", 1)
+    pooled = model.next_distributions(states)
+    monkeypatch.setattr(ngram_model, "PARALLEL_STREAMS", 100)
+    np.testing.assert_array_equal(model.next_distributions(states), pooled)
+    np.testing.assert_allclose(pooled.sum(1), 1.0, rtol=1e-6)  # (float32 tables)

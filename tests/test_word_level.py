@@ -293,6 +293,11 @@ def test_compare_adds_a_row_for_the_pair(pair: Path, tmp_path: Path) -> None:
     run_cli("ngram", "import", tmp_path / "kn.arpa", "--run-name", "imported")
     rows = {r["run"]: r for r in json.loads(run_cli("compare", "--json").output)["results"]}
     assert rows["lm ⊕ kn"]["train_seconds"] > rows["lm"]["train_seconds"] > 0
+    # its size is both models' (it showed the RNN's alone), its sampling speed measured (was "?")
+    assert rows["lm ⊕ kn"]["ngram_size"] == rows["kn"]["size"] > 0
+    assert rows["lm ⊕ kn"]["sample_tokens_per_s"] > 0
+    table = run_cli("compare").output
+    assert f"+ {rows['kn']['size']} ngr" in table or "k ngr" in table.split("⊕")[-1]
     assert rows["lm ⊕ imported"]["train_seconds"] is None  # not the LM's alone: unknown
 
 

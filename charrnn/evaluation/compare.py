@@ -70,6 +70,7 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
     out = []
     for lm, ngram in pairs:
         from charrnn.evaluation.lm import evaluate_run  # torch: only when there is a pair
+        from charrnn.lm.sample import sampling_speed
 
         name = f"{lm['run']} ⊕ {ngram['run']}"
         try:
@@ -82,8 +83,10 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
         total = None if None in seconds else sum(seconds)  # (an imported n-gram's is unknown)
         out.append({**result, "run": name, "level": lm.get("level"), "cell": lm.get("cell"),
                     "order": ngram.get("order"), "size": lm.get("size"), "size_unit": "params",
-                    "dataset": lm["dataset"], "train_seconds": total,
-                    "sample_tokens_per_s": None})
+                    "ngram_size": ngram.get("size"), "dataset": lm["dataset"],
+                    "train_seconds": total,
+                    "sample_tokens_per_s": sampling_speed(lm["path"], root, tokens=300,
+                                                          mix=ngram["path"])})
     return out
 
 
@@ -193,8 +196,10 @@ def _compact(value: float | None) -> str:
 
 
 def _fmt_size(row: dict) -> str:
+    """A mixture's: its RNN's parameters + its n-gram's n-grams."""
     unit = "ngr" if row.get("size_unit") == "n-grams" else "par"
-    return f"{_compact(row.get('size'))} {unit}"
+    ngrams = f"\n+ {_compact(row['ngram_size'])} ngr" if row["kind"] == "mix" else ""
+    return f"{_compact(row.get('size'))} {unit}{ngrams}"
 
 
 def render(report: dict) -> None:

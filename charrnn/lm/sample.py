@@ -288,12 +288,18 @@ def _require_streams_fit(config, device: torch.device, streams: int, length: int
                             "--length")
 
 
-def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu") -> float:
-    """Tokens per second of plain sampling (used by `charrnn compare`): after a warm-up (kernel
-    choice, caches), the fastest of three windows, so that a busy moment does not decide it."""
+def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu",
+                   mix: str | None = None) -> float:
+    """Tokens per second of plain sampling (used by `charrnn compare`; with `mix`, of sampling
+    the mixture with that n-gram run, at its stored weight): after a warm-up (kernel choice,
+    caches), the fastest of three windows, so that a busy moment does not decide it."""
+    from charrnn.evaluation.mix import mixture_of
+
     ckpt = checkpoint.resolve(spec, root)
     dev = resolve_device(device)
-    sampler = Sampler(load_lm(ckpt, dev), dev, SampleOptions(seed=0))
+    model = load_lm(ckpt, dev)
+    sampler = Sampler(model, dev, SampleOptions(seed=0),
+                      mixture=mixture_of(ckpt, model, dev, mix, None, root))
     stream = sampler.tokens(encode_prime(ckpt.tokenizer, None, "error").ids)
     stream.take_all(sampler.chunk)
     window, best = max(1, tokens // 3), 0.0

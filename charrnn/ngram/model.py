@@ -30,6 +30,7 @@ FORMAT, VERSION = "charrnn-ngram", 1
 ARRAYS = ("logp", "backoff", "word", "suffix", "prefix")
 MAX_ORDER = 12
 PARALLEL_MIN = 1 << 20  # tokens: below this, threads cost more than they save
+PARALLEL_STREAMS = 16  # fewer streams at once: their distributions on one thread (query.py)
 
 
 @dataclass
@@ -175,11 +176,12 @@ class NGramModel:
 
     def next_distributions(self, states: np.ndarray) -> np.ndarray:
         """p(x | state) over the tokenizer's ids for each state: (B, vocab_size)."""
-        from charrnn.ngram.query import distributions
+        from charrnn.ngram.query import distributions, distributions_serial
 
         _, bos, top, *tables = self._kernel_args()
         out = np.empty((len(states), self.words), np.float64)
-        return distributions(np.asarray(states, np.int64), self.words, bos, *tables, out)[
+        kernel = distributions if len(states) >= PARALLEL_STREAMS else distributions_serial
+        return kernel(np.asarray(states, np.int64), self.words, bos, *tables, out)[
             :, : self.vocab_size]
 
     def advance(self, states: np.ndarray, tokens: np.ndarray) -> np.ndarray:
