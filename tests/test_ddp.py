@@ -86,9 +86,12 @@ def test_a_mistake_one_rank_sees_is_one_line_from_each_and_exit_2(small_text, tm
                      "taken", ok=False)
     said = [line for line in proc.stderr.splitlines() if line.startswith("charrnn:")]
     assert said[0].startswith("charrnn: error: run ") and "already exists" in said[0], proc.stderr
-    assert said[1:] == ["charrnn: rank 1: error: stopped: another process of this torchrun "
-                        "failed (its message is above)"]
-    assert proc.stderr.count("exitcode  : 2") == 2 and "internal error" not in proc.stderr
+    # rank 1 says it stopped, unless torchrun stopped it first (its 5-s wait on a loaded machine)
+    assert said[1:] in ([], ["charrnn: rank 1: error: stopped: another process of this torchrun "
+                             "failed (its message is above)"]), proc.stderr
+    exits = proc.stderr.count("exitcode  : 2")  # each rank that spoke
+    assert exits == 2 if said[1:] else exits >= 1, proc.stderr
+    assert "internal error" not in proc.stderr
     proc = _torchrun(tmp_path, str(small_text), *COMMON, "--batch-size", "5",  # (the last wins)
                      "--max-steps", "2", "--run-name", "odd", ok=False)
     said = [line for line in proc.stderr.splitlines() if line.startswith("charrnn:")]
