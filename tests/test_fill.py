@@ -152,6 +152,12 @@ def test_blank_syntax_lengths() -> None:
     assert parse(r"snake\_case ___ \{1}").pieces == ["snake_case ", " {1}"]
 
 
+def test_a_backslash_before_text_that_is_no_markup_stays_in_the_text() -> None:
+    """It was dropped: '这个\\很好__' was read (and shown) as '这个很好__'."""
+    assert parse(r"这个\很好__ C:\new\\x").pieces == ["这个\\很好", " C:\\new\\x"]
+    assert parse(escape(r"a\b_c{d}") + " ___").pieces == [r"a\b_c{d} ", ""]
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("no blank here", "no blank in the text"),
     ("a {0} b", "at least 1 token"),

@@ -3,7 +3,7 @@ subword pieces):
 
     ___          one blank of unknown length (1 … --max-len tokens; the models choose)
     {3}  ___{3}  exactly 3 tokens;   {2,4}  ___{2,4}  between 2 and 4
-    \\_  \\{  \\\\   a literal underscore, brace, backslash
+    \\_  \\{  \\\\   a literal underscore, brace, backslash (before anything else, \\ is text)
 
 Text outside the blanks is never changed: a result is the literal pieces with fills between them.
 """
@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from charrnn.errors import UserError
 
 MAX_BLANK = 64
-_SYNTAX = re.compile(r"\\(.)|(_+)(?:\{(\d+)(?:,(\d+))?\})?|\{(\d+)(?:,(\d+))?\}", re.S)
+# A backslash escapes only what would be markup (\_, \{, \\); before anything else it is text.
+_SYNTAX = re.compile(r"\\([\\_{])|(_+)(?:\{(\d+)(?:,(\d+))?\})?|\{(\d+)(?:,(\d+))?\}", re.S)
 
 
 @dataclass
