@@ -70,7 +70,6 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
     out = []
     for lm, ngram in pairs:
         from charrnn.evaluation.lm import evaluate_run  # torch: only when there is a pair
-        from charrnn.lm.sample import sampling_speed
 
         name = f"{lm['run']} ⊕ {ngram['run']}"
         try:
@@ -85,9 +84,20 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
                     "order": ngram.get("order"), "size": lm.get("size"), "size_unit": "params",
                     "ngram_size": ngram.get("size"), "dataset": lm["dataset"],
                     "train_seconds": total,
-                    "sample_tokens_per_s": sampling_speed(lm["path"], root, tokens=300,
-                                                          mix=ngram["path"])})
+                    "sample_tokens_per_s": _mixed_sampling_speed(lm["path"], ngram["path"],
+                                                                 root)})
     return out
+
+
+def _mixed_sampling_speed(lm: str, ngram: str, root: Path) -> float:
+    """Tokens per second of `sample LM --mix NGRAM` (the weight eval tuned and stored)."""
+    from charrnn import checkpoint
+    from charrnn.evaluation.mix import mixture_of
+    from charrnn.lm.sample import sampling_speed
+
+    ckpt = checkpoint.resolve(lm, root)
+    return sampling_speed(lm, root, tokens=300,
+                          mixing=lambda model, dev: mixture_of(ckpt, model, dev, ngram, None, root))
 
 
 def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:

@@ -289,17 +289,16 @@ def _require_streams_fit(config, device: torch.device, streams: int, length: int
 
 
 def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu",
-                   mix: str | None = None) -> float:
-    """Tokens per second of plain sampling (used by `charrnn compare`; with `mix`, of sampling
-    the mixture with that n-gram run, at its stored weight): after a warm-up (kernel choice,
-    caches), the fastest of three windows, so that a busy moment does not decide it."""
-    from charrnn.evaluation.mix import mixture_of
-
+                   mixing: Callable[[RNNLM, torch.device], Mixture | None] | None = None
+                   ) -> float:
+    """Tokens per second of plain sampling (used by `charrnn compare`; with `mixing`, as in
+    generate, of sampling that mixture): after a warm-up (kernel choice, caches), the fastest of
+    three windows, so that a busy moment does not decide it."""
     ckpt = checkpoint.resolve(spec, root)
     dev = resolve_device(device)
     model = load_lm(ckpt, dev)
     sampler = Sampler(model, dev, SampleOptions(seed=0),
-                      mixture=mixture_of(ckpt, model, dev, mix, None, root))
+                      mixture=mixing(model, dev) if mixing is not None else None)
     stream = sampler.tokens(encode_prime(ckpt.tokenizer, None, "error").ids)
     stream.take_all(sampler.chunk)
     window, best = max(1, tokens // 3), 0.0
