@@ -97,6 +97,19 @@ def test_blank_decided_by_right_context_word_level(word_runs: Path) -> None:
     assert result["methods"]["bidirectional"][0]["text"] == "i want to sell a old car"
 
 
+def test_the_left_baseline_follows_the_word_rule_of_an_unknown_length_blank(tmp_path: Path
+                                                                             ) -> None:
+    """--method left filled '这个___很好' with '，' and '。': the rule (no fill starts or ends
+    with a mark) held for every method but it."""
+    corpus = _corpus(tmp_path / "c.txt", ["我打算买一部新手机。很好。", "这个，很好。"], 40)
+    run_cli("train", corpus, *LM_TINY, "--out", tmp_path, "--run-name", "fwd")
+    result = _fill(tmp_path, "我打算买一部新手机___", "--method", "left", "--top-k", "20")
+    fills = [f["fills"][0] for f in result["methods"]["left"]]
+    assert fills and all(f[0] not in "，。" and f[-1] not in "，。" for f in fills), fills
+    exact = _fill(tmp_path, "我打算买一部新手机{1}", "--method", "left")  # {N}: any token
+    assert exact["methods"]["left"][0]["fills"] == ["。"]
+
+
 def test_blank_decided_by_right_context_chinese_chars(zh_runs: Path) -> None:
     result = _fill(zh_runs, "我打算___一辆旧汽车", "--method", "left", "--method", "bidirectional")
     assert result["methods"]["left"][0]["fills"] == ["买"]

@@ -70,16 +70,18 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
         sides.starts_r = _backward_starts(fam, ctx_r)
     if method == "left":
         found = fam.fwd.beam(sides.start_l, lmin, lmax, max(so.beam, so.candidates))
+        if words:  # (the baseline follows the word rule too: it put "，" in a word blank)
+            kept = set(_word_fills(fam, [c for c, _ in found], space_first))
+            found = [(c, score) for c, score in found if c in kept]
+        if not found:
+            return [], np.zeros(0)
         return [c for c, _ in found], log_softmax(np.array([s for _, s in found]))
     marg = None
     if method == "bidirectional" and fam.mask is not None:
         marg = fam.mask.marginals(ctx_l, ctx_r, list(range(lmin, lmax + 1)))
     cands = _proposals(fam, method, sides, lmin, lmax, so, marg)
     if words:
-        edges = set(fam.boundary) | set(fam.spaces)
-        cands = [c for c in cands if c[0] not in edges and c[-1] not in edges]
-    if words and fam.tokenizer.level == "subword":  # a piece may carry a space: read the text
-        cands = [c for c in cands if _word_like(fam.decode(c), space_first)]
+        cands = _word_fills(fam, cands, space_first)
     if method != "ngram" and "fwd" in fam.proposers and len(cands) > so.candidates:
         cands = _shortlist(fam, cands, sides, so.candidates)
     if not cands:
@@ -88,6 +90,17 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
     mask_scores = MaskScorer.score(marg, cands) if marg is not None else None
     lengths = np.array([len(c) for c in cands])
     return cands, combine(lm_scores, mask_scores, lengths, so.mask_weight)
+
+
+def _word_fills(fam: Family, cands: list[tuple[int, ...]], space_first: bool
+                ) -> list[tuple[int, ...]]:
+    """The candidates a blank of unknown length may hold: none starts or ends with a mark, a
+    line break or a space."""
+    edges = set(fam.boundary) | set(fam.spaces)
+    cands = [c for c in cands if c[0] not in edges and c[-1] not in edges]
+    if fam.tokenizer.level == "subword":  # a piece may carry a space: read the text
+        cands = [c for c in cands if _word_like(fam.decode(c), space_first)]
+    return cands
 
 
 def _word_like(text: str, space_first: bool) -> bool:
