@@ -66,7 +66,7 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
             shutil.rmtree(folder)  # free again (only its run.json goes)
             break
         if name is not None:
-            if not _has_output(folder):  # a start that failed before its first save: --resume
+            if not has_output(folder):  # a start that failed before its first save: --resume
                 # would only say "no checkpoint", so name the way out
                 raise UserError(no_checkpoint_message(folder, "already exists but"))
             # An n-gram run has nothing to continue; the networks' runs resume.
@@ -199,7 +199,7 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
     """A RUN argument (name, run folder or checkpoint folder) → the run folder."""
     root = Path(root)
     if spec is None:
-        runs = [r for r in list_runs(root, kind) if _has_output(r)]
+        runs = [r for r in list_runs(root, kind) if has_output(r)]
         if not runs:
             what = f"{KIND_NAMES.get(kind, kind)} " if kind else ""
             how = {"ngram": "charrnn ngram train", "tag": "charrnn tag train"}.get(kind or "",
@@ -273,5 +273,5 @@ def _free_again(folder: Path) -> bool:
     return runlock.fcntl is not None and age > SETTLED_S and _never_started(folder)
 
 
-def _has_output(folder: Path) -> bool:
+def has_output(folder: Path) -> bool:
     return any((folder / sub).exists() for sub in ("best", "last", "model", "best.old", "last.old"))

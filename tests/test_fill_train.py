@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import time
 from dataclasses import replace
@@ -204,20 +205,26 @@ def _group_row(listing: str) -> list[str]:
     return row.split()[3:]
 
 
-def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
+def test_a_stage_killed_before_its_first_save_starts_again_in_its_own_folder(
         small_stages, tmp_path: Path) -> None:
+    """It trained under a new name (g-ngram-2), and the folder of the start that saved nothing
+    stayed, listed by `charrnn runs` as an empty run."""
     root = tmp_path / "runs"
     folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, root, "g")
     info = group.read(folder)
     info["stages"][0]["state"] = "running"  # SIGKILL during the n-gram: its folder half made
     (root / "g-ngram").mkdir()
+    (root / "g-ngram" / "run.json").write_text("{}")
+    info["stages"][1]["state"] = "running"  # and one that saved a model, but no last/
+    (root / "g-fwd" / "best").mkdir(parents=True)
     group.write(folder, info)
     named = []  # the run each stage's line names: the one that trains
     result = train_group.run(folder, lambda info, stage: named.append(stage["run"]) or
                              PlainReporter(), lambda line: None)
-    assert result["outcome"] == "done" and named[0] == "g-ngram-2"
-    assert group.read(folder)["stages"][0]["run"] == "g-ngram-2"
-    assert dict(group.members(folder))["ngram"] == root / "g-ngram-2"
+    assert result["outcome"] == "done" and named[:2] == ["g-ngram", "g-fwd-2"]
+    assert [s["run"] for s in group.read(folder)["stages"][:2]] == ["g-ngram", "g-fwd-2"]
+    assert dict(group.members(folder))["ngram"] == root / "g-ngram"
+    assert (root / "g-fwd" / "best").is_dir()  # a model is never deleted
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -227,6 +234,9 @@ def test_a_stage_killed_before_its_first_save_starts_again_under_a_new_name(
     (["a.txt", "--resume", "g"], "drop a corpus"),
     (["--resume", "g", "--max-time", "0"], "drop --max-time"),  # 0 was taken for not typed
     (["a.txt", "--max-time", "60"], "--max-time 60 is too short for the group"),
+    (["a.txt", "--max-time", "inf"], "--max-time must be a positive number"),  # was stored
+    (["a.txt", "--device", "tpu"], "--device must be one of"),  # after the n-gram had trained
+
     (["empty.txt"], "empty.txt: the file is empty"),
     (["tiny.txt"], "fewer than one batch of the group's LMs"),
 ])
@@ -245,6 +255,7 @@ def test_a_taken_group_name_is_refused_before_anything_trains(small_stages, tmp_
     (tmp_path / "runs" / "g-fwd").mkdir(parents=True)
     result = run_cli("fill", "train", a, "--run-name", "g", "--plain", ok=False)
     assert result.exit_code == 2 and "already exists" in result.output
+    assert "--resume" not in result.output  # g is no group: --resume g would not find one
     assert not (tmp_path / "runs" / "g").exists()
 
 
@@ -457,9 +468,9 @@ def test_an_lm_killed_before_its_first_save_starts_anew_with_a_share_of_what_is_
     lines: list[str] = []
     train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append), lines.append)
     stage = group.read(folder)["stages"][1]
-    assert stage["run"] == "g-fwd-2" and stage["state"] == "done"
+    assert stage["run"] == "g-fwd" and stage["state"] == "done"
     assert stage["budget_s"] == pytest.approx(100.0 - train_group.RESERVE_S, abs=2.0)
-    assert lines[0] == f"[2/4] forward LM: run g-fwd-2, {stage['budget_s']:.0f} s"
+    assert lines[0] == f"[2/4] forward LM: run g-fwd, {stage['budget_s']:.0f} s"
 
 
 def test_a_damaged_group_record_is_one_clear_error_and_runs_leaves_it_out(tmp_path: Path
@@ -476,6 +487,50 @@ def test_a_damaged_group_record_is_one_clear_error_and_runs_leaves_it_out(tmp_pa
     info["stages"][1]["role"], info["created"] = "fwd", None
     group.write(folder, info)
     assert group.groups(root) == []
+
+
+def test_a_skipped_stage_is_no_stage_left_and_a_lost_run_is_said(small_stages, tmp_path: Path
+                                                                  ) -> None:
+    """`charrnn runs` listed a skipped fill model as left to train (the budget is spent: a
+    resume only skips it again); a group that lost a run answered without a word."""
+    root = tmp_path / "runs"
+    a, b = _corpora(tmp_path)
+    run_cli("fill", "train", a, b, "--max-time", "120", "--plain", "--run-name", "g")
+    info = group.read(root / "g")  # as if the budget had run out before the fill model
+    info["stages"][3].update(state="skipped", run="g-mask-never")
+    info["spent_s"] = 115.0
+    group.write(root / "g", info)
+    assert group.left_to_do(root / "g", info) == [] and group.skipped(info) == ["fill model"]
+    listed = " ".join(run_cli("runs", "--out", root).output.split())
+    assert "— ; skipped: fill model" in listed or "—; skipped: fill model" in listed
+    resumed = run_cli("fill", "train", "--resume", "g", "--plain").output
+    assert "skipped: fill model" in resumed and "`charrnn fill TEXT` uses it" in resumed
+    later = train_group.start([str(a)], 300.0, root, "h")  # a newer group, trained in part
+    newer = group.read(later)
+    newer["stages"][0]["state"] = "done"
+    group.write(later, newer)
+    again = run_cli("fill", "train", "--resume", "g", "--plain").output
+    assert "`charrnn fill TEXT -m g` uses it (without -m: the newest group)" in again
+    shutil.rmtree(root / "g-bwd")
+    answer = run_cli("fill", "我打算__一辆旧汽车", "-m", "g", "--json")
+    assert "note: fill group g lost backward LM (g-bwd) (the run folder is gone)" in answer.stderr
+    assert "gone: backward LM (g-bwd)" in " ".join(run_cli("runs", "--out", root).output.split())
+
+
+def test_a_budget_too_short_for_every_stage_goes_without_the_fill_model_before_an_lm() -> None:
+    """A resumed group skipped its backward LM (19 s, under 20) and then gave the fill model 39 s:
+    the bidirectional method then had no backward model."""
+    now = time.time()
+    info = {"stages": [{"role": "ngram", "state": "done"}, {"role": "fwd", "state": "done"},
+                       {"role": "bwd", "state": "pending"}, {"role": "mask", "state": "pending"}]}
+    bwd = train_group._budget(info, info["stages"][2], now + 55.0)
+    assert bwd == pytest.approx(55.0 - train_group.RESERVE_S, abs=0.5)  # the fill model's too
+    info["stages"][0]["state"] = "pending"  # a first start of 100 s: the LMs share it
+    first = {"stages": [dict(s, state="pending") for s in info["stages"]]}
+    fwd = train_group._budget(first, first["stages"][1], now + 94.0)
+    assert fwd == pytest.approx((94.0 - 2 * train_group.RESERVE_S) / 2, abs=0.5)
+    roomy = train_group._budget(first, first["stages"][1], now + 1000.0)  # every stage its share
+    assert roomy == pytest.approx((1000.0 - 3 * train_group.RESERVE_S) * 0.45, abs=0.5)
 
 
 def test_a_skipped_stage_tried_again_on_resume_shares_with_those_left() -> None:

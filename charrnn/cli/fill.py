@@ -126,20 +126,27 @@ def _methods(asked: list | None, families) -> list[str]:
     return methods
 
 
-def _say_if_unfinished(root) -> None:
-    """A note on stderr when the fill group taken without -m (the newest) was stopped half-way:
-    its finished models answer, and the user may not know the rest are missing."""
+def _say_if_unfinished(root, specs: list[str]) -> None:
+    """A note on stderr when the fill group that answers (the newest without -m, or the one -m
+    names) was stopped half-way or lost a run since: its other models answer, and the user may
+    not know the rest are missing."""
     from charrnn.fill import group
 
-    folder = group.newest(root)
+    folder = group.newest(root) if not specs else \
+        group.resolve(specs[0], root) if len(specs) == 1 and group.is_named(specs[0], root) else None
     if folder is None:
         return
-    left = [group.ROLES[s["role"]] for s in group.read(folder)["stages"]
+    info = group.read(folder)
+    left = [group.ROLES[s["role"]] for s in info["stages"]
             if s.get("state") in ("pending", "running", "stopped")]
     if left:
         typer.echo(f"note: fill group {folder.name} is not finished ({', '.join(left)} still to "
                    "train): its other models answer; if it is not training now, `charrnn fill "
                    f"train --resume {folder.name}` trains the rest", err=True)
+    gone = group.missing(folder, info)
+    if gone:
+        typer.echo(f"note: fill group {folder.name} lost {', '.join(gone)} (the run folder is "
+                   "gone): its other models answer", err=True)
 
 
 @command(fill_app, "text")
@@ -170,8 +177,7 @@ def fill_command(
         from charrnn.tokenizers import refuse_idle_unk
 
         refuse_idle_unk(next(iter(families.values())).tokenizer.level, opt.plain(unk))
-    if not model:
-        _say_if_unfinished(root)
+    _say_if_unfinished(root, list(model or []))
     if interactive:
         from charrnn.tui.fill_repl import Repl
 
@@ -215,7 +221,7 @@ def _print_fills(result: dict, template, mixed_in: bool) -> None:
 @command(fill_app, "train")
 def fill_train_command(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Corpus: text files, folders, globs or registry names (e.g. zh-reviews); several are one corpus.")] = None,
-    max_time: Annotated[Optional[float], typer.Option(help="Seconds for everything together (default 1200; with --resume: the group's own).")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Seconds for everything together (default 1200; a resumed group keeps its own).")] = None,
     run_name: Annotated[Optional[str], typer.Option(help="Name of the group (its runs are NAME-ngram, NAME-fwd, NAME-bwd, NAME-mask; default: a timestamp).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the fill group GROUP where it stopped.")] = None,
     plain: opt.Plain = False, device: opt.Device = "auto", out: opt.Out = None,
@@ -225,10 +231,12 @@ def fill_train_command(
     import sys
 
     from charrnn.cli.errors import exit_after
+    from charrnn.devices import resolve_device
     from charrnn.fill import group, train_group
     from charrnn.plan.fill import group_lm
 
     root = opt.root(out)
+    resolve_device(device)  # a device that cannot be had is said before the group is made
     if resume is not None:
         for given, option in ((inputs or None, "a corpus"), (max_time, "--max-time"),
                               (run_name, "--run-name"), (mirror, "--mirror")):
@@ -252,11 +260,22 @@ def fill_train_command(
             f"`charrnn fill train --resume {folder.name}`" + (f" --out {out}" if out else ""))
     else:
         weights = ", ".join(f"{k} λ {v}" for k, v in result["mix"].items())
-        skipped = f"; skipped: {', '.join(result['left'])}" if result["left"] else ""
+        skipped = f"; skipped: {', '.join(result['skipped'])}" if result["skipped"] else ""
         say(f"fill group {folder} ready in {result['spent_s']:.0f} s"
             + (f" (mixtures with the n-gram: {weights})" if weights else "") + skipped
-            + ". `charrnn fill TEXT` uses it" + (f" (with --out {out})" if out else ""))
+            + f". {_how_fill_uses(folder, root, out)}")
     exit_after(result)
+
+
+def _how_fill_uses(folder, root, out: str | None) -> str:
+    """How `charrnn fill` takes this group: without -m only while it is the newest."""
+    from charrnn.fill import group
+
+    where = f" --out {out}" if out else ""
+    newest = group.newest(root)
+    if newest is not None and newest.resolve() == folder.resolve():
+        return f"`charrnn fill TEXT{where}` uses it"
+    return f"`charrnn fill TEXT -m {folder.name}{where}` uses it (without -m: the newest group)"
 
 
 def _budget_words(stage: dict) -> str:

@@ -193,8 +193,7 @@ def _group_members(specs: list[str], root: Path) -> tuple[list[str], Path | None
         if newest is None:
             return specs, None
         return _member_specs(newest, root), newest
-    folders = [group.resolve(s, root) if group.is_group(Path(s)) or group.is_group(root / s)
-               else None for s in specs]
+    folders = [group.resolve(s, root) if group.is_named(s, root) else None for s in specs]
     named = [f for f in folders if f is not None]
     if not named:
         return specs, None

@@ -59,8 +59,8 @@ def create(root: Path, name: str | None) -> Path:
     if taken:
         if name is None:  # two groups started in the same second
             return create(root, f"{base}-{time.time_ns() % 10_000}")
-        raise UserError(f"{taken[0]} already exists: pick another --run-name, or continue that "
-                        f"group with --resume {base}")
+        again = f", or continue that group with --resume {base}" if is_group(root / base) else ""
+        raise UserError(f"{taken[0]} already exists: pick another --run-name{again}")
     folder = root / base
     try:
         folder.mkdir(parents=True, exist_ok=_left_empty(folder))
@@ -73,6 +73,11 @@ def _left_empty(folder: Path) -> bool:
     """A group folder a start left empty when it was stopped before its texts were written
     (they and group.json arrive together, train_group.start): the name is free again."""
     return folder.is_dir() and not any(folder.iterdir())
+
+
+def is_named(spec: str, root: Path) -> bool:
+    """Whether a RUN argument names a group (a folder, or a name under the root)."""
+    return is_group(Path(spec)) or is_group(root / spec)
 
 
 def resolve(spec: str, root: Path) -> Path:
@@ -143,11 +148,24 @@ def seconds_left(root: Path, stage: dict) -> float | None:
         return None
 
 
+def skipped(info: dict) -> list[str]:
+    """The stages the budget left too little time for, in words: ['fill model']."""
+    return [ROLES[stage["role"]] for stage in info["stages"] if stage["state"] == "skipped"]
+
+
+def missing(folder: Path, info: dict) -> list[str]:
+    """The finished stages whose run is gone (deleted since), in words: 'backward LM (g-bwd)'."""
+    return [f"{ROLES[stage['role']]} ({stage['run']})" for stage in info["stages"]
+            if stage["state"] == "done" and not (folder.parent / stage["run"] / runs.RUN_FILE
+                                                  ).is_file()]
+
+
 def left_to_do(folder: Path, info: dict) -> list[str]:
-    """What is not done, in words: 'backward LM (312 s of 480 s left)', 'fill model'."""
+    """What is still to train, in words: 'backward LM (312 s of 480 s left)', 'fill model' (not
+    a stage skipped for want of time: `skipped` names those)."""
     out = []
     for stage in info["stages"]:
-        if stage.get("state") == "done":
+        if stage.get("state") in ("done", "skipped"):
             continue
         what = ROLES[stage["role"]]
         budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)

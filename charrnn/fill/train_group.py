@@ -4,8 +4,8 @@
     validation split
       1 n-gram        seconds: modified Kneser-Ney, and backward/ (the same text right to left)
       2 forward LM    ┐ each a share (SHARES) of what is left of --max-time when it starts,
-      3 backward LM   │ so the whole stays within it
-      4 fill model    ┘
+      3 backward LM   │ so the whole stays within it; a budget too short for all goes without
+      4 fill model    ┘ the fill model first, then the backward LM (GIVE_UP)
       5 mixtures      each LM with the n-gram of its direction, λ tuned on the held-out text (EM)
 
 Every stage is an ordinary run (charrnn.lm.job.TrainJob, charrnn.fill.train, charrnn.ngram);
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from charrnn import data, fsutil
+from charrnn import data, fsutil, runs
 from charrnn.errors import UserError
 from charrnn.fill import group
 from charrnn.fill.config import FillTrainConfig
@@ -44,6 +44,7 @@ MAX_TIME = 1200.0  # seconds for everything, when none is given
 HELDOUT = 0.02  # the tail of each file kept out of training (validation, `fill eval`)
 NGRAM_ORDER = 5
 SHARES = {"fwd": 0.45, "bwd": 0.45, "mask": 0.1}  # of the time left after the n-gram
+GIVE_UP = ("mask", "bwd", "fwd")  # which stage a budget too short for all goes without first
 MIN_STAGE_S = 20.0  # a stage given less is skipped (said so)
 RESERVE_S = 15.0  # for the last evaluation and save of a stage, and the mixtures at the end
 NGRAM_S = 10.0  # what the n-gram of a corpus of a few MB takes, about
@@ -108,7 +109,7 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
     if not inputs:
         raise UserError("give the corpus: one or more text files (or a registry name, e.g. "
                         "zh-reviews)")
-    if not max_time > 0:
+    if not (max_time > 0 and math.isfinite(max_time)):  # (inf would be stored, then refused)
         raise UserError(f"--max-time must be a positive number of seconds, got {max_time}")
     if max_time < MIN_TIME:
         raise UserError(f"--max-time {max_time:g} is too short for the group: below {MIN_TIME:.0f} s "
@@ -194,7 +195,8 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
     info["mix"] = mixture_weights(folder, device)
     group.write(folder, info)
     return {"outcome": "done", "group": str(folder), "left": group.left_to_do(folder, info),
-            "spent_s": round(info["spent_s"], 1), "mix": info["mix"]}
+            "skipped": group.skipped(info), "spent_s": round(info["spent_s"], 1),
+            "mix": info["mix"]}
 
 
 def _train_stage(folder: Path, info: dict, stage: dict, reporters: Reporters,
@@ -266,16 +268,30 @@ class BookingReporter:
 
 
 def _budget(info: dict, stage: dict, deadline: float) -> float:
-    """A stage's seconds: its planned share of what is left (an LM that continues keeps its
-    budget, on its own schedule)."""
+    """A stage's seconds: its share of what is left among the stages still to train (an LM that
+    continues keeps its budget, on its own schedule). Where the time left cannot give each of
+    them MIN_STAGE_S, the least useful give their shares up first (GIVE_UP: the fill model,
+    then the backward LM), so a short budget trains the LMs rather than skipping one of them for
+    a fill model that gets twice its share (the stage being planned is thus given up only when
+    it is the last one left)."""
     if stage["role"] == "ngram":
         return 0.0
     if stage["state"] in ("running", "stopped") and stage.get("budget_s"):
         return stage["budget_s"]
     left = [s["role"] for s in info["stages"]  # a skipped stage's share goes to the others
             if (s is stage or s["state"] not in ("done", "skipped")) and s["role"] in SHARES]
-    share = SHARES[stage["role"]] / sum(SHARES[r] for r in left)
-    return max(0.0, (deadline - time.time() - RESERVE_S * len(left)) * share)
+    kept = {s["role"] for s in info["stages"]  # a stopped network continues on its own budget
+            if s is not stage and s["state"] in ("running", "stopped") and s.get("budget_s")}
+    seconds = deadline - time.time()
+    while True:
+        total, spare = sum(SHARES[r] for r in left), seconds - RESERVE_S * len(left)
+        sharing = [r for r in left if r not in kept]
+        if len(sharing) == 1 or spare * min(SHARES[r] for r in sharing) / total >= MIN_STAGE_S:
+            break
+        left.remove(next(r for r in GIVE_UP if r in sharing))
+    if stage["role"] not in left:
+        return 0.0
+    return max(0.0, spare * SHARES[stage["role"]] / total)
 
 
 def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
@@ -325,9 +341,15 @@ def _continue_or_restart(root: Path, stage: dict) -> None:
 
 
 def _name_run(root: Path, stage: dict) -> None:
-    """A stage's run that exists and cannot be continued (a start that never saved, an n-gram
-    stopped half-way) is trained again, anew, under the next free name."""
-    if not group.continues(root, stage) and (root / stage["run"]).exists():
+    """A stage's run that exists and cannot be continued is trained again, anew: in its own
+    folder when that holds no model (a start stopped before its first save; the group's lock
+    keeps any other process out of it), else under the next free name."""
+    run = root / stage["run"]
+    if group.continues(root, stage) or not run.exists():
+        return
+    if run.is_dir() and not runs.has_output(run):
+        shutil.rmtree(run)  # (run.json and the metrics of a start that saved nothing)
+    else:
         stage["run"] = _next_name(root, stage["run"])
 
 

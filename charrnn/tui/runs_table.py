@@ -99,8 +99,17 @@ def groups_table(root: Path) -> Table | None:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("created", 0))))
         spent = f"{info.get('spent_s', 0):,.0f} of {info.get('max_time', 0):,.0f} s"
         table.add_row(folder.name, created, f"{done} of {len(stages)}", spent,
-                      ", ".join(group.left_to_do(folder, info)) or "—")
+                      _left_words(folder, info))
     return table
+
+
+def _left_words(folder: Path, info: dict) -> str:
+    """A group's 'left' cell: what is still to train, then what was skipped or is gone."""
+    words = [", ".join(group.left_to_do(folder, info)) or "—"]
+    for label, what in (("skipped", group.skipped(info)), ("gone", group.missing(folder, info))):
+        if what:
+            words.append(f"{label}: {', '.join(what)}")
+    return "; ".join(words)
 
 
 def print_runs(root: Path, console: Console | None = None) -> int:
