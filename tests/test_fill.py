@@ -422,6 +422,19 @@ def test_fill_eval_of_unsegmented_chinese_by_words_says_how_to_cut_it(zh_runs: P
     assert chars["blanks"] == 3
 
 
+def test_fill_eval_segmented_refuses_text_it_would_score_as_zeros_or_strip(tmp_path: Path
+                                                                           ) -> None:
+    """Unsegmented Chinese with --segmented scored 0.000 for every method (no word to hide);
+    English lost its spaces."""
+    zh, en = tmp_path / "zh.txt", tmp_path / "en.txt"
+    zh.write_text("我打算卖一辆旧汽车，我打算买一部新手机。\n" * 3, encoding="utf-8")
+    en.write_text("the quick brown fox jumps over the lazy dog\n" * 3, encoding="utf-8")
+    for file, said in ((zh, "has no spaces between its words"),
+                       (en, "is not written in Chinese or Japanese")):
+        result = run_cli("fill", "eval", file, "--segmented", "--out", tmp_path / "none", ok=False)
+        assert result.exit_code == 2 and said in result.output, result.output
+
+
 def test_fill_with_models_of_different_corpora_names_the_runs(word_runs: Path, zh_runs: Path,
                                                               tmp_path: Path) -> None:
     other = str(zh_runs / "bwd")

@@ -94,6 +94,20 @@ def _spaced(text: str, sample: int = 100_000, share: float = 0.1) -> bool:
     return spaces > share * max(1, len(head) - spaces - head.count("\n"))
 
 
+def _check_segmented(file: str, text: str) -> None:
+    """--segmented reads Chinese or Japanese split into words by spaces, which the models never
+    saw: a text without those spaces had no word to hide (every score 0), and in English, whose
+    spaces are part of the text, the models read it with them taken out."""
+    if not _unsegmented(text):
+        raise UserError(f"{file} is not written in Chinese or Japanese: --segmented takes out the "
+                        "spaces that a segmenter put between such words, and this text's spaces "
+                        "are its own (--unit word hides its words as they are): drop --segmented")
+    if not _spaced(text):
+        raise UserError(f"{file} has no spaces between its words, and --segmented reads words "
+                        "separated by spaces (as zh_seg_test.txt): cut it into words with "
+                        "--lexicon SEG.txt instead, or hide characters with --unit char")
+
+
 def check_options(blanks: int, unit: str, context: int) -> None:
     """Before any model loads: a bad value should not wait for the models."""
     if unit not in UNITS:
@@ -161,6 +175,8 @@ def cases_of(file: str, blanks: int, unit: str = "word", segmented: bool = False
     if lexicon is not None and _spaced(text):
         raise UserError(f"{file} is written with spaces between words, and --lexicon cuts text "
                         "written without them (Chinese, Japanese, Thai) into words: drop --lexicon")
+    if segmented:
+        _check_segmented(file, text)
     if lexicon is not None:  # unsegmented Chinese: its words by longest match
         text, segmented = longest_match(text, lexicon_words(lexicon)), True
     return make_cases(text, blanks, unit, segmented, context, seed, source=file)
