@@ -204,7 +204,8 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
             what = f"{KIND_NAMES.get(kind, kind)} " if kind else ""
             how = {"ngram": "charrnn ngram train", "tag": "charrnn tag train"}.get(kind or "",
                                                                                 "charrnn train")
-            raise UserError(f"no {what}runs under {root}: train one first ({how}), or "
+            missing = "" if root.is_dir() else " (no such folder)"
+            raise UserError(f"no {what}runs under {root}{missing}: train one first ({how}), or "
                             "name a run / pass --out")
         return runs[-1]
     for candidate in (Path(spec), root / spec):
