@@ -243,7 +243,16 @@ def _looks_whole(folder: Path, with_state: bool = False) -> bool:
     """Whether a checkpoint folder is worth pointing to: its metadata there, its tensor files
     (the resume state too, when asked) as long as their headers say."""
     files = (WEIGHTS, STATE) if with_state else (WEIGHTS,)
-    return (folder / META).is_file() and all(_weights_whole(folder / name) for name in files)
+    return _json_whole(folder / META) and all(_weights_whole(folder / name) for name in files)
+
+
+def _json_whole(path: Path) -> bool:
+    """Whether a checkpoint's metadata reads as a JSON object (a cut-short one was pointed to as
+    the way out of a damaged sibling)."""
+    try:
+        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
+    except (OSError, ValueError):
+        return False
 
 
 def _weights_whole(path: Path) -> bool:

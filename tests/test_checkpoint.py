@@ -310,6 +310,10 @@ def test_damaged_best_checkpoint_points_to_last(tiny_run: Path, tmp_path: Path) 
     (run / "best" / "checkpoint.json").write_text('{"format": "charrnn-ch')
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert "not readable JSON" in result.output and f"other checkpoint ({run}/last)" in result.output
+    (run / "last" / "checkpoint.json").write_text('{"format": "charrnn-ch')  # both damaged
+    for checkpoint in ("best", "last"):
+        result = run_cli("sample", run / checkpoint, "--length", "5", ok=False)
+        assert "not readable JSON" in result.output and "other checkpoint" not in result.output
     shutil.rmtree(run)
     run = _copy(tiny_run, tmp_path)
     (run / "best" / "model.safetensors").unlink()
