@@ -277,7 +277,16 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
     """The checkpoint a --resume continues: the run's last/ (its best/ where last/ is missing or
     damaged). A best/ named outright while a whole last/ is further on is refused: resuming it
     would train the steps after it again, over last/ and the run's metrics."""
-    ckpt = resolve(spec, root, prefer="last", kind=kind)
+    try:
+        ckpt = resolve(spec, root, prefer="last", kind=kind)
+    except UserError:
+        ckpt = None  # a damaged last/ (its checkpoint.json cut short): best/, where whole
+    if ckpt is None or (ckpt.folder.name == "last" and not _looks_whole(ckpt.folder, True)):
+        best = _whole_best(spec, root, kind)
+        if best is not None:
+            return best
+        if ckpt is None:
+            return resolve(spec, root, prefer="last", kind=kind)  # (its error)
     last = ckpt.folder.with_name("last")
     if ckpt.folder.name != "best" or not _looks_whole(last, with_state=True):
         return ckpt
@@ -293,6 +302,18 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
                     f"again over them; give the run ({ckpt.run_folder.name}) to go on from step "
                     f"{last_step}, or fine-tune best/ into a new run (--init-from "
                     f"{ckpt.run_folder.name}/best)")
+
+
+def _whole_best(spec: str, root: Path, kind: str) -> Checkpoint | None:
+    """A run's best/, for a resume whose last/ is damaged: where the RUN named is the run (not
+    its last/ named outright) and its best/ is whole with its resume state; else None."""
+    if spec is not None and Path(spec).name == "last":
+        return None
+    try:
+        best = runs.resolve_run(spec, root, kind=kind) / "best"
+    except UserError:
+        return None
+    return open_checkpoint(best) if _looks_whole(best, with_state=True) else None
 
 
 def open_checkpoint(folder: Path) -> Checkpoint:

@@ -311,8 +311,8 @@ def test_damaged_best_checkpoint_points_to_last(tiny_run: Path, tmp_path: Path) 
     result = run_cli("sample", run, "--length", "5", ok=False)
     assert "not readable JSON" in result.output and f"other checkpoint ({run}/last)" in result.output
     (run / "last" / "checkpoint.json").write_text('{"format": "charrnn-ch')  # both damaged
-    for checkpoint in ("best", "last"):
-        result = run_cli("sample", run / checkpoint, "--length", "5", ok=False)
+    for name in ("best", "last"):
+        result = run_cli("sample", run / name, "--length", "5", ok=False)
         assert "not readable JSON" in result.output and "other checkpoint" not in result.output
     shutil.rmtree(run)
     run = _copy(tiny_run, tmp_path)

@@ -205,6 +205,18 @@ def test_a_resume_from_best_says_so_and_a_fill_group_is_named_as_one(small_text:
     result = run_cli("train", "--resume", "m", "--max-steps", "12")
     assert "at step 10 from best/ (last/ is missing or damaged: the steps after it are trained again)" in \
         result.output
+    run_cli("train", small_text, *TINY, "--max-steps", "10", "--run-name", "d")
+    last = tmp_path / "runs/d/last"  # damaged, not missing: it was an error naming the damage
+    for steps, damage in ((11, lambda: (last / "state.safetensors").write_bytes(b"\0" * 100)),
+                          (12, lambda: (last / "checkpoint.json").write_text("", encoding="utf-8"))):
+        damage()
+        result = run_cli("train", "--resume", "d", "--max-steps", steps)
+        assert "from best/ (last/ is missing or damaged" in result.output
+        shutil.rmtree(last, ignore_errors=True)
+        shutil.copytree(tmp_path / "runs/d/best", last)  # (the resume saved a whole last/)
+    (last / "checkpoint.json").write_text("", encoding="utf-8")
+    named = run_cli("train", "--resume", tmp_path / "runs/d/last", "--max-steps", "13", ok=False)
+    assert named.exit_code == 2 and "not readable JSON" in named.output  # asked for: its error
     (tmp_path / "runs/g").mkdir()
     (tmp_path / "runs/g/group.json").write_text("{}", encoding="utf-8")
     for command in (["train", "--resume", "g"], ["tag", "train", "--resume", "g"]):
