@@ -238,3 +238,20 @@ def test_a_finished_run_refuses_a_patience_it_would_never_use(small_text: Path,
             "--char-filters", "0", "--quiet", "--run-name", "t")  # 10 epochs, the default
     result = run_cli("tag", "train", "--resume", "t", "--patience", "2", ok=False)
     assert result.exit_code == 2 and "--epochs 10 (the default)" in result.output
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("step", -5, "progress.step is -5"),  # it resumed "at step -5", from warm-up
+    ("pos", 100000, "progress.pos 100000 is past the"),  # an internal RuntimeError
+    ("elapsed", float("nan"), "progress.elapsed is nan"),  # --max-time never stopped it
+])
+def test_a_damaged_progress_field_is_a_one_line_error_naming_it(small_text: Path, tmp_path: Path,
+                                                                field, value, said) -> None:
+    run_cli("train", small_text, *TINY, "--max-steps", "4", "--run-name", "r")
+    for name in ("best", "last"):
+        meta = tmp_path / "runs/r" / name / "checkpoint.json"
+        data = json.loads(meta.read_text())
+        data["progress"][field] = value
+        meta.write_text(json.dumps(data))
+    result = run_cli("train", "--resume", "r", "--max-steps", "8", ok=False)
+    assert result.exit_code == 2 and said in result.output and "internal" not in result.output

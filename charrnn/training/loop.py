@@ -186,10 +186,11 @@ class Loop:
         try:
             self.task.load_state_tensors(tensors)
             self.progress = Progress(**ckpt.meta["progress"])
+            self.progress.check(self.task.steps_per_epoch)
             self.rng_restored = self._restore_rng(tensors)
-        except (KeyError, TypeError, RuntimeError) as exc:
-            raise UserError(f"{ckpt.folder}: resume state is incomplete ({exc}); resume from the "
-                            "run's other checkpoint or start a new run") from exc
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise UserError(f"{ckpt.folder}: resume state is incomplete or damaged ({exc}); "
+                            "resume from the run's other checkpoint or start a new run") from exc
         # Records after the resumed step are dropped: the run writes them again.
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.progress.step,
                                   enabled=self.dist.is_main)

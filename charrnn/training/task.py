@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +31,25 @@ class Progress:
     # A run begun before scoring rows read the text before them scores its validation so to its
     # end (its best/ and patience compare like with like); a new run's Loop sets False.
     cold_rows: bool = True
+
+    def check(self, steps_per_epoch: int) -> None:
+        """ValueError naming the first field a damaged checkpoint.json put out of range (a
+        negative step retrained from warm-up, a NaN time never stopped --max-time)."""
+        for name in ("step", "epoch", "pos", "tokens", "evals_since_best"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"progress.{name} is {value!r}, not a count ≥ 0")
+        if self.pos >= steps_per_epoch:
+            raise ValueError(f"progress.pos {self.pos} is past the {steps_per_epoch} steps of an "
+                             "epoch of this data")
+        for name in ("elapsed", "lr_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"progress.{name} is {value!r}, not a finite number ≥ 0")
+        if self.best_val is not None and not (isinstance(self.best_val, (int, float))
+                                              and math.isfinite(self.best_val)):
+            raise ValueError(f"progress.best_val is {self.best_val!r}, not a finite number")
 
 
 class Task(Protocol):
