@@ -253,6 +253,19 @@ def kept_if_written(folder: Path) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def kept_if_saved(folder: Path) -> Iterator[Path]:
+    """Training a new network run that this process holds (its writer lock): a failure or a stop
+    before its first checkpoint takes the folder away again. Such a run could not be resumed
+    (`--resume` would say 'no checkpoint'), and it kept its --run-name taken."""
+    try:
+        yield folder
+    except BaseException:
+        if folder.is_dir() and not has_output(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def _never_started(folder: Path) -> bool:
     """A run folder that holds its run.json and nothing else (its start failed, or was stopped,
     before anything was written) and that no process is training."""

@@ -179,3 +179,41 @@ def test_a_run_in_training_has_one_writer_and_readers_are_never_blocked(small_te
     step = _saved_step(tmp_path / "runs/w")
     run_cli("train", "--resume", "w", "--max-steps", str(step + 2), "--plain")  # no stale lock
     assert _saved_step(tmp_path / "runs/w") == step + 2
+
+
+def test_sigterm_outside_a_training_loop_exits_through_python_with_its_status() -> None:
+    """Before a loop took over SIGTERM, the kill ended the process where it stood: a new run's
+    folder, made and not yet saved, stayed (only run.json) and could not be resumed. nohup's
+    ignored SIGHUP stays ignored."""
+    code = ("import os, signal, sys, time\n"
+            "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "from charrnn.cli.app import _exit_cleanly_on_stop_signals\n"
+            "_exit_cleanly_on_stop_signals()\n"
+            "try:\n"
+            "    os.kill(os.getpid(), signal.SIGHUP)\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    time.sleep(30)\n"
+            "finally:\n"
+            "    print('cleaned up', flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and proc.stdout == "cleaned up\n", proc.stderr
+
+
+def test_a_new_run_stopped_before_its_first_save_leaves_no_folder(small_text, tmp_path) -> None:
+    """It left the folder with its run.json alone: --resume said 'no checkpoint', and the name
+    stayed taken."""
+    from charrnn import data
+    from charrnn.lm.config import TrainConfig
+    from charrnn.lm.job import train_job
+    from charrnn.training.reporters import PlainReporter
+
+    class StoppedAtStart(PlainReporter):
+        def start(self, preview) -> None:
+            raise KeyboardInterrupt
+
+    cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=5)
+    with pytest.raises(KeyboardInterrupt):
+        train_job([str(small_text)], data.PreprocessOptions(), cfg, tmp_path / "runs",
+                  run_name="early", reporter=StoppedAtStart())
+    assert not (tmp_path / "runs" / "early").exists()
+    run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "early")

@@ -7,6 +7,7 @@ and the n-gram commands start fast and never import torch.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from typing import Annotated
@@ -58,6 +59,7 @@ app.add_typer(fill.fill_app, name="fill")
 
 def main() -> None:
     """Console entry point: one-line errors, exit codes, traceback only with CHARRNN_DEBUG=1."""
+    _exit_cleanly_on_stop_signals()
     try:
         # Not standalone: a mistyped command line comes back here as an exception, so that it is
         # reported in our one-line form rather than as Typer's multi-line box.
@@ -102,6 +104,24 @@ def _peer_gone(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(
         words in text for words in ("Connection closed by peer", "Connection reset by peer",
                                     "remote worker", "remote process exited"))
+
+
+def _exit_cleanly_on_stop_signals() -> None:
+    """SIGTERM and SIGHUP end a command through Python's exit (SystemExit, status 128 + the
+    signal's number, as the kill would give), so that what it holds is cleaned up: a new run
+    killed before its first save kept a folder that nothing could resume. A training loop stops
+    and saves on them instead (training.stop). Where they are ignored (nohup) they stay ignored;
+    under torchrun, which stops the other ranks with SIGTERM, they keep their effect."""
+    if _distributed():
+        return
+
+    def interrupt(signum, frame) -> None:  # noqa: ARG001
+        raise SystemExit(128 + signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, interrupt)
 
 
 def _leave(code: int) -> None:

@@ -103,7 +103,7 @@ def train_fill_job(dataset: data.Dataset, cfg: FillTrainConfig, root: Path,
         model = FillModel(fcfg).to(device)
         task = FillTask(dataset, cfg, model, device)
     run_dir = runs.new_run_dir(root, run_name, "fill", _run_record(dataset, cfg))
-    with runlock.writer(run_dir):
+    with runlock.writer(run_dir), runs.kept_if_saved(run_dir):
         loop = _loop(task, run_dir, reporter)
         loop.reporter.message(f"run {run_dir} | fill model | {_described(task)}")
         return _finish(loop)

@@ -223,6 +223,7 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
     run_dir = runs.new_run_dir(root, run_name, "lm", info) if dist.is_main else None
     if run_dir is not None:
         held.enter_context(runlock.writer(run_dir))
+        held.enter_context(runs.kept_if_saved(run_dir))
     run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
     trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist, start=start)
     if parent is not None:

@@ -154,7 +154,7 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
     bundle.meta["data"] = given
     task = TagTask(bundle, cfg, train_sents, val_sents, _metric(bundle))
     run_dir = runs.new_run_dir(root, run_name, "tag", _run_record(data, cfg, task))
-    with runlock.writer(run_dir):
+    with runlock.writer(run_dir), runs.kept_if_saved(run_dir):
         loop = _loop(task, run_dir, reporter)
         loop.reporter.message(f"run {run_dir} | {_described(task)}")
         return _finish(loop, root, test_sents, cfg.device)
