@@ -251,12 +251,20 @@ def test_a_resumed_run_takes_a_new_budget_and_refuses_other_changes() -> None:
         resumed_config(_request(eval_tokens=500), saved, {}, "r")  # not "has None"
 
 
-def test_train_help_reads_the_table() -> None:
-    text = rules.help_text()
+def test_train_help_reads_the_table_for_the_options_train_has() -> None:
+    """It listed --label-column, --features, --bigram-emb …, which only `tag train` takes."""
+    import inspect
+
+    from charrnn.cli.train import train
+
+    own = set(inspect.signature(train).parameters)
+    text = rules.help_text(own)
     for entry in rules.RECIPES:
         assert entry.name in text
     for rule in rules.APPLIES:
-        assert rule.condition in text
+        assert (rule.condition in text) == any(name in own for name in rule.options)
+    assert "--label-column" not in text and "--bigram-emb" not in text
+    assert "--label-column" in rules.help_text(own | {"label_column"})
 
 
 def test_auto_threads_take_every_core_without_a_measurement() -> None:

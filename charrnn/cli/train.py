@@ -6,6 +6,7 @@ FillTrainConfig, data.PreprocessOptions); the configs are built by keyword from 
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -84,7 +85,7 @@ def _with_rules(doc: str) -> str:
     each option applies come from the plan's one table."""
     from charrnn.plan.rules import help_text
 
-    return f"{doc}\n\n{help_text()}"
+    return f"{doc}\n\n{help_text(set(inspect.signature(train).parameters))}"
 
 
 train.__doc__ = _with_rules(train.__doc__ or "")

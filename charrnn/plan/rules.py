@@ -239,15 +239,18 @@ def recipe(situation: Situation, typed: frozenset[str]) -> tuple[dict[str, objec
     return values, sources
 
 
-def help_text() -> str:
-    """Both tables, for `charrnn train --help`."""
+def help_text(command_options: set[str]) -> str:
+    """Both tables, for `charrnn train --help`: the rules of the command's own options (the table
+    also holds `tag train`'s, which `train` does not take)."""
     lines = ["Defaults by situation (an option typed always wins):"]
     for entry in RECIPES:
         said = ", ".join(_spelled(k, v) for k, v in entry.values.items()) or "as shown below"
         lines.append(f"  {entry.name}: {said} ({entry.because}).")
     lines.append("Options that apply only in some situations:")
     for rule in APPLIES:
-        lines.append(f"  {', '.join(option(n) for n in rule.options)}: {rule.condition}.")
+        names = [n for n in rule.options if n in command_options]
+        if names:
+            lines.append(f"  {', '.join(option(n) for n in names)}: {rule.condition}.")
     return "\n\n".join(lines)
 
 
