@@ -43,6 +43,8 @@ def kind_name(kind: object) -> object:
 
 
 def runs_root(out: str | Path | None = None) -> Path:
+    if out is not None and not str(out).strip():  # (it was taken as none: ./checkpoints)
+        raise UserError("--out is empty: give the runs folder, or drop --out for ./checkpoints")
     return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints")
 
 

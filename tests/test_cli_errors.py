@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from charrnn.cli.errors import exit_code
+from helpers import run_cli
 
 
 def test_text_the_output_encoding_cannot_hold_is_a_one_line_error_not_a_bug(
@@ -24,3 +25,17 @@ def test_text_the_output_encoding_cannot_hold_is_a_one_line_error_not_a_bug(
     assert "PYTHONIOENCODING=utf-8" in said and said.count("\n") == 1
     other = UnicodeEncodeError("ascii", "é", 0, 1, "ordinal not in range")  # not the output's
     assert exit_code(other) is None  # a bug: the traceback's to show
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["train", "{text}", "--out", ""], "--out is empty"),  # it trained into ./checkpoints
+    (["preprocess", "{text}", "--out", ""], "--out is empty"),  # it wrote into .
+    (["train", "{text}", "--softmax", "adaptive", "--cutoffs", ""], "--cutoffs must be whole"),
+    (["sample", "{run}", "--prime", ""], "--prime is empty"),  # it started at a line break
+])
+def test_an_empty_value_typed_is_an_error_not_the_default(tiny_run, small_text, tmp_path, args,
+                                                          said) -> None:
+    args = [str(a).format(text=small_text, run=tiny_run) for a in args]
+    result = run_cli(*args, ok=False)
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "meta.json").exists()

@@ -118,6 +118,7 @@ def sample(
     from charrnn.ngram.runs import load_run
     from charrnn.ngram.sample import stream_text
 
+    opt.refuse_empty_prime(prime)
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     _, model = load_run(run, opt.root(out), "sample")
     opt.note_unknown_prime(model.tokenizer, prime)

@@ -73,8 +73,8 @@ def config_from(cls: type, params: dict):
 
 
 def int_list(spec: str | None, option_name: str, example: str) -> list[int]:
-    """'2000,6000' → [2000, 6000] (None or '': []; ',' is an error)."""
-    if spec is None or not spec.strip():
+    """'2000,6000' → [2000, 6000] (None: []; '' or ',' is an error: typed, it would do nothing)."""
+    if spec is None:
         return []
     try:
         values = [int(x) for x in spec.split(",") if x.strip()]
@@ -240,6 +240,12 @@ def note_unknown_prime(tokenizer, prime: str | None) -> None:
         noun = "word" if len(lacking) == 1 else "words"
         typer.echo(f"note: {len(lacking)} {noun} of the prime not in the model's vocabulary, "
                    f"read as <unk>: {shown}", err=True)
+
+
+def refuse_empty_prime(prime: str | None) -> None:
+    """--prime '' would be no prime at all (as an empty --prime-file, which is refused)."""
+    if prime == "":
+        raise UserError("--prime is empty: give text, or drop --prime to start at a line break")
 
 
 def refuse_text_options(text_given: bool, unk: object, errors: object = None,

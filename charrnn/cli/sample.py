@@ -77,6 +77,7 @@ def _prime_text(prime: str | None, prime_file: str | None) -> str | None:
 
     if prime is not None and prime_file is not None:
         raise UserError("give --prime or --prime-file, not both")
+    opt.refuse_empty_prime(prime)
     if prime_file is None:
         return prime
     if Path(prime_file).expanduser().is_dir():  # read file by file below it, it could be GBs

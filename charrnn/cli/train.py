@@ -14,6 +14,7 @@ import typer
 
 from charrnn.cli import options as opt
 from charrnn.cli.errors import exit_after
+from charrnn.errors import UserError
 
 L, P = opt.L, opt.P
 FineTuneUnk = opt.choices("FineTuneUnk", ("add", "skip", "error"))
@@ -29,6 +30,8 @@ def preprocess(
     from charrnn.data import preprocess as run_preprocess
 
     popts = opt.preprocess_options(ctx, inputs)
+    if not out.strip():  # (Path('') is the current folder)
+        raise UserError("--out is empty: give the dataset folder to write")
     dataset = run_preprocess(inputs, Path(out), popts)
     splits = dataset.meta["splits"]
     typer.echo(f"{dataset.root}: {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size}, "
