@@ -386,17 +386,37 @@ def remaking(dataset: Dataset) -> dict:
     return {k: dataset.meta[k] for k in ("options", "given_tokenizer") if k in dataset.meta}
 
 
+def _indexed_folder(ident: str) -> Path | None:
+    """The dataset folder the local index records for this id (preprocess --out), if any."""
+    try:
+        index = json.loads(_index_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return Path(index[ident]) if isinstance(index, dict) and isinstance(index.get(ident), str) \
+        else None
+
+
+def dataset_gone(ident: str, instead: str) -> UserError:
+    """The error for a run whose dataset cannot be found: where it was, and what to do
+    (`instead`). A dataset folder written over by another preprocess is said as such."""
+    folder = _indexed_folder(ident)
+    if folder is None:
+        where = "is not in the cache any more"
+    elif (folder / "meta.json").exists():
+        where = f"was the folder {folder}, which another preprocess has written over since"
+    else:
+        where = f"was the folder {folder}, which is gone"
+    return UserError(f"the dataset this run was trained on ({ident}) {where}: {instead}")
+
+
 def find_dataset(ident: str) -> Dataset | None:
     """Look a dataset up by id in the cache and the local index (never by a stored path)."""
     if not ident or not all(c in "0123456789abcdef" for c in ident):
         return None
     candidates = [fsutil.cache_dir() / "datasets" / ident]
-    try:
-        index = json.loads(_index_path().read_text(encoding="utf-8"))
-        if isinstance(index.get(ident), str):
-            candidates.append(Path(index[ident]))
-    except (OSError, ValueError):
-        pass
+    indexed = _indexed_folder(ident)
+    if indexed is not None:
+        candidates.append(indexed)
     for folder in candidates:
         if (folder / "meta.json").exists():
             try:
@@ -494,6 +514,5 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
                         f"FILE to evaluate on ({again} FILE)")
     dataset = find_dataset(dataset_id)
     if dataset is None:
-        raise UserError(f"the dataset this run was trained on is not in the cache any more: "
-                        f"pass a FILE to evaluate on ({again} FILE)")
+        raise dataset_gone(dataset_id, f"pass a FILE to evaluate on ({again} FILE)")
     return dataset.ids(split), dataset.chars(split), f"split:{split}", dataset.skipped_chars(split)

@@ -11,7 +11,7 @@ import pytest
 
 from charrnn.data import Dataset, PreprocessOptions, find_dataset, prepare, preprocess
 from charrnn.errors import UserError
-from helpers import run_cli
+from helpers import TINY, run_cli
 
 
 def test_char_split_is_nanogpt_90_10_on_tiny_shakespeare(shakespeare: Path, tmp_path: Path) -> None:
@@ -365,3 +365,16 @@ def test_a_library_option_of_another_level_is_refused_not_recorded_unread(tmp_pa
                                             f"{level} level"):
             preprocess([str(text)], tmp_path / level, PreprocessOptions(level=level, **option))
         assert not (tmp_path / level).exists()
+
+
+def test_a_run_whose_dataset_folder_was_preprocessed_over_says_so(small_text: Path,
+                                                                 tmp_path: Path) -> None:
+    """Its --resume and eval said the dataset was 'no longer in the cache', of a dataset that
+    had never been in the cache: it was a folder, written over since."""
+    run_cli("preprocess", small_text, "--out", tmp_path / "ds", "--level", "word")
+    run_cli("train", tmp_path / "ds", *TINY, "--max-steps", "2", "--run-name", "onds")
+    run_cli("preprocess", small_text, "--out", tmp_path / "ds")  # char level now, same folder
+    for args in (["train", "--resume", "onds", "--max-steps", "4"], ["eval", "onds"]):
+        result = run_cli(*args, ok=False)
+        assert result.exit_code == 2 and f"was the folder {tmp_path / 'ds'}, which another " \
+            "preprocess has written over since" in result.output, result.output

@@ -196,8 +196,7 @@ def resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
     else:
         dataset = data.find_dataset(wanted)
         if dataset is None:
-            raise UserError(f"run {ckpt.run_folder.name}'s dataset ({wanted}) is no longer in "
-                            "the cache: pass the same corpus and options again to --resume")
+            raise data.dataset_gone(wanted, "pass the same corpus and options again to --resume")
     _check_tokenizer(dataset, ckpt)
     return dataset
 
