@@ -46,6 +46,19 @@ def test_word_level_takes_its_recipe_for_what_was_not_typed_and_says_so() -> Non
     assert sources["batch_size"] == "recipe: word level off CUDA" and sources["lr"] == "typed"
 
 
+def test_char_corpora_of_nearly_one_vocabulary_share_one_reference_measurement() -> None:
+    """58 and 62 characters were timed apart: near a lead of 1.0 one machine gave one corpus the
+    bf16 recipe and the other the fp32 one, by noise."""
+    from charrnn.plan.measured import bf16_lead
+
+    vocabularies = []
+    for vocab in (58, 62, 64, 65, 5000):
+        job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 1.0})
+        bf16_lead(job, DataFacts("char", vocab, 1_000_000, [10, 30]))
+        vocabularies.append(job.calls[0][0].vocab_size)
+    assert vocabularies == [64, 64, 64, 128, 5056]
+
+
 def test_a_faster_adaptive_softmax_is_chosen_only_when_clearly_faster() -> None:
     fast = FakeJob(seconds={"fp32 full": 1.0, "fp32 adaptive": 0.5})
     cfg = new_config(_request(precision="fp32"), WORDS, fast).config

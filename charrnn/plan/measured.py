@@ -30,6 +30,7 @@ BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
 # 16 steps 1.34-1.73×, 64 steps (the recipe's own windows) 1.62-1.73×. The word recipes' split
 # reads the same lead: no CPU measured so far is near it (Zen 1 and the Xeons have no usable bf16).
 REFERENCE_WINDOW = 16
+REFERENCE_VOCAB_STEP = 64  # the reference step's vocabulary: the run's rounded up to this
 REFERENCE_STEP = "the 2×512 LSTM reference step"  # how a run header names it
 
 
@@ -124,13 +125,20 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str,
             + (" (cached)" if measurement.cached else ""))
 
 
+def reference_vocab(vocab: int) -> int:
+    """The vocabulary the reference step is timed with: the run's, rounded up to a multiple of
+    64, so that corpora of 58 and 62 characters share one cached measurement, and one machine
+    one recipe (each timed apart, a lead near 1.0 had split them between the two by noise)."""
+    return REFERENCE_VOCAB_STEP * max(1, -(-vocab // REFERENCE_VOCAB_STEP))
+
+
 def bf16_lead(job, facts) -> tuple[float, str]:
     """fp32's step time over bf16's on the bf16 reference model (0 where bf16 cannot run), and
     the measurement in words (for the source of a recipe's precision)."""
     from charrnn.lm.config import ModelConfig
 
     shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
-    model = ModelConfig(vocab_size=max(facts.vocab, 2), tie_weights=True, **shape)
+    model = ModelConfig(vocab_size=reference_vocab(facts.vocab), tie_weights=True, **shape)
     measurement = job.measure(model, BF16_REFERENCE["batch"],
                               {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")},
                               REFERENCE_WINDOW)
