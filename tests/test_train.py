@@ -121,6 +121,27 @@ def test_warmup_then_cosine_schedule(small_text, tmp_path) -> None:
     assert lrs[4] == pytest.approx(0.1)
 
 
+def test_a_time_budget_decays_from_the_end_of_warmup_without_a_drop(small_text, tmp_path) -> None:
+    """The seconds counted from 0: with warm-up a fifth of --max-time, the lr fell at once from
+    4.00e-3 to about 3.2e-3 when warm-up ended."""
+    ds = prepare([str(small_text)], PreprocessOptions())
+    cfg = TrainConfig(hidden=8, layers=1, batch_size=2, seq_len=8, max_time=100.0, warmup=10,
+                      lr=1.0, min_lr_ratio=0.1)
+    trainer = Trainer(ds, cfg, tmp_path)
+    prog = trainer.progress
+    for step in range(10):  # warm-up: 2 s a step
+        prog.elapsed = 2.0 * step
+        trainer.loop.step()
+    assert prog.step == 10 and prog.warmup_s == pytest.approx(18.0)
+    prog.elapsed = 18.0
+    assert trainer.loop.lr_now() == pytest.approx(1.0)  # the peak, where warm-up left it
+    prog.elapsed = 18.0 + (100.0 - 18.0) / 2
+    assert trainer.loop.lr_now() == pytest.approx(0.55, abs=1e-6)  # half way through what is left
+    prog.warmup_s = None  # a run begun before: its seconds count from 0, as they did
+    prog.elapsed = 50.0
+    assert trainer.loop.lr_now() == pytest.approx(0.55, abs=1e-6)
+
+
 def _run_with_one_nan(small_text, tmp_path, monkeypatch) -> tuple[Trainer, dict, list[str]]:
     ds = prepare([str(small_text)], PreprocessOptions())
     cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=30, log_every=5,

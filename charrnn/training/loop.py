@@ -56,7 +56,7 @@ class Loop:
         self.scaler = loss_scaler(device, self.precision)
         self.schedule = Schedule(cfg.base_lr, cfg.warmup, cfg.min_lr_ratio,
                                  cfg.total_steps(task.steps_per_epoch), cfg.max_time)
-        self.progress = Progress(cold_rows=False)
+        self.progress = Progress(cold_rows=False, warmup_s=0.0)
         main = self.dist.is_main
         self.reporter = (reporter or PlainReporter()) if main else SilentReporter()
         self.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=main)
@@ -74,7 +74,7 @@ class Loop:
 
     def lr_now(self) -> float:
         prog = self.progress
-        return self.schedule.lr(prog.step, prog.elapsed, prog.lr_scale)
+        return self.schedule.lr(prog.step, prog.elapsed, prog.lr_scale, prog.warmup_s)
 
     def budget_spent(self) -> bool:
         return self.schedule.spent(self.progress.step, self.progress.elapsed)
@@ -96,6 +96,8 @@ class Loop:
         self.scaler.step(self.optimizer)  # skipped (on the device) if a gradient overflowed
         self.scaler.update()
         prog.step, prog.pos, prog.tokens = prog.step + 1, prog.pos + 1, prog.tokens + tokens
+        if prog.warmup_s is not None and prog.step <= self.schedule.warmup:  # still warming up
+            prog.warmup_s = prog.elapsed
         new_epoch = prog.pos >= task.steps_per_epoch
         if new_epoch:
             prog.epoch, prog.pos = prog.epoch + 1, 0

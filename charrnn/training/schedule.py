@@ -4,10 +4,14 @@ The cosine follows whichever budget ends first, steps or seconds:
 
     lr ▲  peak ┌─╮
            ╱ │  ╲__                   fraction done = max(steps after warmup / steps after warmup
-          ╱  │     ╲__                                    of the budget, seconds / --max-time)
-         ╱   │        ╲___ floor = peak × --min-lr-ratio
-        └────┴────────────▶ step
+          ╱  │     ╲__                                    of the budget, seconds after warmup /
+         ╱   │        ╲___ floor         seconds of --max-time after warmup)
+        └────┴────────────▶ step       floor = peak × --min-lr-ratio
         warmup
+
+The seconds count from the end of warm-up as the steps do (a run begun before this records no
+such time, and keeps counting from 0: the lr fell at once when warm-up ended, by the share of the
+budget warm-up had taken).
 """
 
 from __future__ import annotations
@@ -24,20 +28,23 @@ class Schedule:
     total_steps: int | None
     max_time: float | None
 
-    def fraction_done(self, step: int, elapsed: float) -> float:
+    def fraction_done(self, step: int, elapsed: float, warmup_s: float | None = None) -> float:
+        """`warmup_s`: the training seconds when warm-up ended (None: count from 0)."""
         done = 0.0
         if self.total_steps:  # the cosine starts after warmup
             done = (step - self.warmup) / max(1, self.total_steps - self.warmup)
         if self.max_time:
-            done = max(done, elapsed / self.max_time)
+            start = min(warmup_s or 0.0, self.max_time * 0.99)
+            done = max(done, (elapsed - start) / (self.max_time - start))
         return min(1.0, max(0.0, done))
 
-    def lr(self, step: int, elapsed: float, scale: float = 1.0) -> float:
+    def lr(self, step: int, elapsed: float, scale: float = 1.0,
+           warmup_s: float | None = None) -> float:
         """The rate of `step` (0-based); `scale` < 1 after a non-finite loss halved it."""
         peak = self.peak * scale
         if step < self.warmup:
             return peak * (step + 1) / self.warmup
-        cosine = 0.5 * (1 + math.cos(math.pi * self.fraction_done(step, elapsed)))
+        cosine = 0.5 * (1 + math.cos(math.pi * self.fraction_done(step, elapsed, warmup_s)))
         return peak * (self.min_ratio + (1 - self.min_ratio) * cosine)
 
     def spent(self, step: int, elapsed: float) -> bool:

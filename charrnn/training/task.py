@@ -31,6 +31,9 @@ class Progress:
     # A run begun before scoring rows read the text before them scores its validation so to its
     # end (its best/ and patience compare like with like); a new run's Loop sets False.
     cold_rows: bool = True
+    # The training seconds when warm-up ended, where the cosine over --max-time starts (a new run
+    # keeps it current while it warms up); None for a run begun before, which counts from 0.
+    warmup_s: float | None = None
 
     def check(self, steps_per_epoch: int) -> None:
         """ValueError naming the first field a damaged checkpoint.json put out of range (a
@@ -47,6 +50,10 @@ class Progress:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"progress.{name} is {value!r}, not a finite number ≥ 0")
+        if self.warmup_s is not None and not (isinstance(self.warmup_s, (int, float))
+                                              and math.isfinite(self.warmup_s)
+                                              and self.warmup_s >= 0):
+            raise ValueError(f"progress.warmup_s is {self.warmup_s!r}, not a finite number ≥ 0")
         if self.best_val is not None and not (isinstance(self.best_val, (int, float))
                                               and math.isfinite(self.best_val)):
             raise ValueError(f"progress.best_val is {self.best_val!r}, not a finite number")
