@@ -214,3 +214,9 @@ def test_a_library_rprop_config_takes_no_schedule_decay_or_clipping() -> None:
     assert TrainConfig(optim="rprop", warmup=0).warmup == 0
     with pytest.raises(UserError, match="--warmup 50 does not apply to --optim rprop"):
         TrainConfig(optim="rprop", warmup=50)
+
+
+def test_a_step_budget_beyond_any_machine_is_refused_as_a_typo(small_text: Path) -> None:
+    """99999999999999999999 steps were taken, with an eta of 2116930815908643h50m."""
+    result = run_cli("train", small_text, "--max-steps", "99999999999999999999", ok=False)
+    assert result.exit_code == 2 and "--max-steps must be at most 1e+12" in result.output

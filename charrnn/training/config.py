@@ -19,6 +19,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
 
+MAX_STEPS = 10**12  # more steps than any machine takes: a bigger bound is a typo
+
+
 def option(name: str) -> str:
     """A field's command-line spelling: max_steps → --max-steps."""
     return "--" + name.replace("_", "-")
@@ -83,6 +86,8 @@ class LoopConfig:
         require_positive(self, ("lr", "max_steps", "max_time", "epochs", "eval_every",
                                 "eval_seconds", "save_every", "patience"))
         require_at_least(self, 1, ("log_every",))
+        if self.max_steps is not None and self.max_steps > MAX_STEPS:  # (an int64 overflow)
+            raise UserError(f"--max-steps must be at most {MAX_STEPS:.0e}, got {self.max_steps}")
         require_at_least(self, 0, ("threads",))
         for name in ("weight_decay", "grad_clip", "warmup", "momentum"):
             value = getattr(self, name)
