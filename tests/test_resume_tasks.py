@@ -255,3 +255,15 @@ def test_a_damaged_progress_field_is_a_one_line_error_naming_it(small_text: Path
         meta.write_text(json.dumps(data))
     result = run_cli("train", "--resume", "r", "--max-steps", "8", ok=False)
     assert result.exit_code == 2 and said in result.output and "internal" not in result.output
+
+
+def test_a_resume_with_a_new_budget_says_the_schedule_moves_with_it(small_text: Path,
+                                                                    tmp_path: Path) -> None:
+    """The lr of a run ended at its floor rose again (6.00e-04 to 8.53e-04), and nothing said so."""
+    run_cli("train", small_text, *TINY, "--max-steps", "10", "--run-name", "r")
+    moved = run_cli("train", "--resume", "r", "--max-steps", "20").output.splitlines()[0]
+    assert "budget changed: the lr schedule spans the new one (lr " in moved, moved
+    same = run_cli("train", "--resume", "r", "--max-steps", "20", ok=False).output
+    assert "budget changed" not in same  # (spent: refused, and no change to speak of)
+    kept = run_cli("train", "--resume", "r").output  # the run's own budget: nothing to say
+    assert "budget changed" not in kept

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -214,7 +214,26 @@ class Loop:
             self.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
                                   "checkpoint")
         self.reporter.message(f"resuming {ckpt.run_folder} at step {self.progress.step}"
-                              f"{ckpt.resumed_from()} | {what}")
+                              f"{ckpt.resumed_from()} | {what}{self._budget_change(ckpt)}")
+
+    def _budget_change(self, ckpt: checkpoint.Checkpoint) -> str:
+        """' | budget changed: …' where the resume gave the run another budget: the cosine
+        stretches (or shrinks) to it, so the lr moves (a run ended at its floor rises again)."""
+        saved = ckpt.meta.get("train") or {}
+        try:
+            before = replace(self.cfg, **{k: saved.get(k) for k in ("max_steps", "max_time",
+                                                                      "epochs")})
+        except (UserError, TypeError):
+            return ""
+        now = self.schedule
+        then = Schedule(now.peak, now.warmup, now.min_ratio,
+                        before.total_steps(self.task.steps_per_epoch), before.max_time)
+        if (then.total_steps, then.max_time) == (now.total_steps, now.max_time):
+            return ""
+        prog = self.progress
+        was, lr = then.lr(prog.step, prog.elapsed, prog.lr_scale, prog.warmup_s), self.lr_now()
+        moved = f" (lr {was:.2e} → {lr:.2e})" if not math.isclose(was, lr) else ""
+        return f" | budget changed: the lr schedule spans the new one{moved}"
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> dict:
