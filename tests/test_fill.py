@@ -338,6 +338,10 @@ def test_the_prompt_says_how_to_skip_characters_the_model_lacks(zh_runs: Path) -
     (["a ___", "--method", "ngram", "--mix", "ngram"], "--method ngram reads no LM"),
     (["a ___", "-m", "fwd", "-m", "bwd", "--mask-weight", "1"], "and none is loaded"),
     (["a ___", "--method", "forward", "--mask-weight", "1"], "which is not asked for"),
+    (["a ___", "-m", "fwd", "--mask-weight", "0"], "and none is loaded"),  # typed, default
+    (["a {1}", "-m", "mask", "--mask-weight", "1"], "none is loaded beside it"),  # no effect
+    (["i want to ___ a old car", "-m", "mask"], "a fill model alone scores a fill given its "
+                                                  "length"),  # each length got a third
     (["a {1} b {2}", "--max-len", "3"], "--max-len bounds blanks of unknown length"),
     (["eval", "FILE", "--unit", "char", "--max-len", "2"], "--unit char hides one character"),
 ])

@@ -81,16 +81,21 @@ def _refuse_max_len(max_len: int | None, text: str | None) -> None:
                         "has its length ({N} or {M,N}): drop --max-len")
 
 
-def _refuse_mask_weight(weight: float, families: dict, methods: list[str]) -> None:
-    """--mask-weight weighs the fill model in the bidirectional method: typed (above 0) where
-    neither is, it would change nothing."""
+def _refuse_mask_weight(typed: frozenset[str], families: dict, methods: list[str]) -> None:
+    """--mask-weight weighs the fill model against the LMs in the bidirectional method: typed
+    (its default 0 too) where there is no such weighing, it would change nothing."""
+    if "mask_weight" not in typed:
+        return
     rnn = families.get("rnn")
-    if weight > 0 and (rnn is None or rnn.mask is None):
+    if rnn is None or rnn.mask is None:
         raise UserError("--mask-weight weighs the fill model (charrnn train --task fill), and none "
                         "is loaded: add -m FILL_RUN, or drop --mask-weight")
-    if weight > 0 and "bidirectional" not in methods:
+    if "bidirectional" not in methods:
         raise UserError("--mask-weight weighs the fill model in the bidirectional method, which "
                         "is not asked for: add --method bidirectional, or drop --mask-weight")
+    if rnn.fwd is None and rnn.bwd is None:
+        raise UserError("--mask-weight weighs the fill model against the language models, and "
+                        "none is loaded beside it: add -m LM_RUN, or drop --mask-weight")
 
 
 def _refuse_idle_device(device: str, families: dict, methods: list[str]) -> None:
@@ -188,7 +193,7 @@ def fill_command(
         return
     methods = _methods(method, families)
     _refuse_idle_device(device, families, methods)
-    _refuse_mask_weight(mask_weight, families, methods)
+    _refuse_mask_weight(opt.typed_params(ctx), families, methods)
     from charrnn.fill.syntax import parse
 
     template = parse(text)
@@ -343,7 +348,7 @@ def fill_eval_command(
     families = load_families(list(model or []), opt.root(out), device)
     methods = _methods(method, families)
     _refuse_idle_device(device, families, methods)
-    _refuse_mask_weight(mask_weight, families, methods)
+    _refuse_mask_weight(opt.typed_params(ctx), families, methods)
     _refuse_idle_search(opt.typed_params(ctx), [t for t, _ in cases], families, methods, opts)
     result = fill_eval(file, blanks, families, methods, opts, unit, segmented,
                        context, seed, quiet, lexicon, cases)
