@@ -39,6 +39,11 @@ def devices_seen(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     global REAL_BF16_MATMUL_SPEED
     REAL_BF16_MATMUL_SPEED = REAL_BF16_MATMUL_SPEED or speed.bf16_matmul_speed
     monkeypatch.setattr(speed, "bf16_matmul_speed", lambda: 0.0)
+    # … and their measurements are kept apart from those of the charrnn processes some tests
+    # start, which time bf16 as it is: sharing the session's cache, such a process's verdict
+    # (bf16 fast on this CPU) became the recipe of a later in-process run of that shape.
+    real_cpu = speed.cpu_name()
+    monkeypatch.setattr(speed, "cpu_name", lambda: f"{real_cpu} [tests: no bf16]")
     if request.node.get_closest_marker("cuda") is not None:
         if not GPU:
             pytest.skip("needs a CUDA GPU (none here, or a CPU-only torch build)")

@@ -337,9 +337,12 @@ def test_resume_without_resume_state_says_what_is_missing_and_what_to_do(tiny_ru
                                                                          tmp_path: Path) -> None:
     run = _copy(tiny_run, tmp_path)
     (run / "last" / "state.safetensors").unlink()
-    message = run_cli("train", "--resume", run, ok=False).output
+    message = run_cli("train", "--resume", run / "last", ok=False).output  # last/ named outright
     assert f"{run / 'last'} has no resume state (state.safetensors is missing)" in message
     assert f"--resume {run / 'best'}" in message and "resume from last/" not in message
+    assert "from best/ (last/ is missing or damaged" in run_cli(  # the run: its whole best/
+        "train", "--resume", run, "--max-steps", "50").output
+    (run / "last" / "state.safetensors").unlink()
     (run / "best" / "state.safetensors").unlink()
     message = run_cli("train", "--resume", run, ok=False).output
     assert "charrnn sample" in message and "train a new run" in message

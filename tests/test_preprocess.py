@@ -371,9 +371,11 @@ def test_a_run_whose_dataset_folder_was_preprocessed_over_says_so(small_text: Pa
                                                                  tmp_path: Path) -> None:
     """Its --resume and eval said the dataset was 'no longer in the cache', of a dataset that
     had never been in the cache: it was a folder, written over since."""
-    run_cli("preprocess", small_text, "--out", tmp_path / "ds", "--level", "word")
+    text = tmp_path / "own.txt"  # a text of this test's own: no other test caches its dataset
+    text.write_text(small_text.read_text() + "a line only this test has\n", encoding="utf-8")
+    run_cli("preprocess", text, "--out", tmp_path / "ds", "--level", "word")
     run_cli("train", tmp_path / "ds", *TINY, "--max-steps", "2", "--run-name", "onds")
-    run_cli("preprocess", small_text, "--out", tmp_path / "ds")  # char level now, same folder
+    run_cli("preprocess", text, "--out", tmp_path / "ds")  # char level now, same folder
     for args in (["train", "--resume", "onds", "--max-steps", "4"], ["eval", "onds"]):
         result = run_cli(*args, ok=False)
         assert result.exit_code == 2 and f"was the folder {tmp_path / 'ds'}, which another " \
