@@ -331,8 +331,10 @@ def test_optimizer_kernel_settings_follow_the_machine_not_the_checkpoint() -> No
 
 @pytest.mark.slow
 def test_sigkill_mid_training_resumes_from_last_and_matches(small_text, tmp_path) -> None:
+    # Every option a recipe sets is typed: the process started below measures this CPU as it is,
+    # where the tests' own process sees no bf16 (conftest), and the two must train one model.
     common = [str(small_text), *TINY, "--max-steps", "400", "--log-every", "1", "--save-every",
-              "7", "--dropout", "0.1"]
+              "7", "--dropout", "0.1", "--cell", "lstm", "--lr", "4e-3", "--precision", "fp32"]
     run_cli("train", *common, "--run-name", "whole")
     env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
     proc = subprocess.Popen([sys.executable, "-m", "charrnn", "train", *common, "--run-name",
