@@ -386,6 +386,17 @@ def test_default_models_skip_an_imported_ngram_run_without_dataset(word_runs: Pa
     assert list(result["methods"]) == ["forward"]  # the LM alone: the n-gram is not picked
 
 
+def test_a_runs_folder_with_an_ngram_alone_fills_with_it(word_runs: Path, tmp_path: Path) -> None:
+    """It was refused: 'no language model runs under …', while the ngram method could answer."""
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(word_runs / "ngram", root / "ngram")
+    result = _fill(root, "i want to ___ a new phone")
+    assert list(result["methods"]) == ["ngram"] and result["methods"]["ngram"][0]["fills"]
+    empty = run_cli("fill", "a ___ b", "--out", tmp_path / "none", ok=False)
+    assert "no language model runs under" in empty.output  # nothing at all: as before
+
 
 # ---- option values and the "where" of errors ---------------------------------------------------------
 @pytest.mark.parametrize(("args", "message"), [

@@ -2,7 +2,8 @@
 
     --model RUN …   a forward LM, a backward LM (--direction backward), a masked fill model
                     (--task fill) and an n-gram run; without --model, the newest LM run and the
-                    newest run of every other role on the same dataset
+                    newest run of every other role on the same dataset (no LM run: the newest
+                    n-gram run alone)
 
 A `Family` is the models that share one tokenizer: the RNN side (forward, backward, masked) and,
 on its own tokenizer, the n-gram.
@@ -290,7 +291,14 @@ def _default_models(root: Path):
     """The newest language model run, plus the newest run of every other role on the same dataset."""
     from charrnn import checkpoint, runs
 
-    newest = runs.resolve_run(None, root, kind="lm")
+    try:
+        newest = runs.resolve_run(None, root, kind="lm")
+    except UserError:  # no language model: the newest n-gram answers alone (--method ngram)
+        ngrams = [f for f in runs.list_runs(root, "ngram") if (f / "model" / "model.json").is_file()]
+        if not ngrams:
+            raise
+        yield ngrams[-1].name, "ngram", ngrams[-1]
+        return
     dataset = _dataset_id(runs.run_info(newest))
     picked: dict[str, tuple] = {}
     for folder in reversed(runs.list_runs(root)):
