@@ -233,6 +233,11 @@ def test_a_finished_run_refuses_a_patience_it_would_never_use(small_text: Path,
     run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "4", "--run-name", "m")
     result = run_cli("train", "--resume", "m", "--patience", "2", ok=False)
     assert result.exit_code == 2 and "has spent its budget, --max-steps 4" in result.output
+    # the bound spent is not the one typed: said as the run's own (it read as the --epochs typed)
+    assert "(the run's own: a resume keeps it beside the --patience typed)" in result.output
+    result = run_cli("train", "--resume", "m", "--epochs", "1", ok=False)
+    assert "--max-steps 4 (it is at step 4) (the run's own: a resume keeps it beside the "\
+        "--epochs typed)" in result.output
     train = _conll(tmp_path / "train.txt", 30, 0)
     run_cli("tag", "train", train, "--format", "conll", "--hidden", "8", "--emb", "8",
             "--char-filters", "0", "--quiet", "--run-name", "t")  # 10 epochs, the default

@@ -116,7 +116,7 @@ def _resumed(request, root, reporter) -> dict:
         mode="resume", task="tag", data_format=saved.format,
         has_validation=bool(recorded.get("valid")) or saved.val_frac > 0))
     cfg = resumed_config(request, saved, {}, run).config
-    typed = bool({"max_steps", "max_time", "epochs", "patience"} & request.typed)
+    typed = {"max_steps", "max_time", "epochs", "patience"} & request.typed
     return resume_tagger(ckpt, cfg, root, request["data"], request["valid"], request["test"],
                          reporter, lambda progress, spent: refuse_spent_budget(
                              cfg, progress, spent, run, typed))

@@ -193,11 +193,13 @@ def resumed_config(request: Request, saved: LoopConfig, model: dict, run: str) -
     return Resolved(replace(saved, **budget), {k: "typed" for k in budget})  # type: ignore[arg-type]
 
 
-def refuse_spent_budget(cfg: LoopConfig, progress, spent: bool, run: str, typed: bool) -> None:
+def refuse_spent_budget(cfg: LoopConfig, progress, spent: bool, run: str,
+                        typed: frozenset[str] | set[str]) -> None:
     """A resumed run counts its whole training against its budget: a budget (or --patience)
     typed now on a run whose budget is spent would stop it at once, having trained nothing, and
     say 'done'. Said with the bound that is spent (a default one too). Nothing typed: 'done'
-    stands (the resume a stop printed at its last step, a wrapper run again after the end)."""
+    stands (the resume a stop printed at its last step, a wrapper run again after the end).
+    `typed`: the budget options typed now (a spent bound not among them is the run's own)."""
     if not spent or not typed:
         return
     at = f"(it is at step {progress.step:,})"
@@ -211,8 +213,11 @@ def refuse_spent_budget(cfg: LoopConfig, progress, spent: bool, run: str, typed:
         flag, bound = "--epochs", f"{epochs:g}{' (the default)' if unbounded else ''} {at}"
     else:
         flag, bound = "--max-steps", f"{cfg.DEFAULT_MAX_STEPS} (the default) {at}"
-    raise UserError(f"run {run} has spent its budget, {flag} {bound}: a resumed run counts its "
-                    f"whole training, so it would stop at once; give a larger {flag} to continue")
+    own = "" if flag[2:].replace("-", "_") in typed else \
+        f" (the run's own: a resume keeps it beside the {', '.join(sorted(option(t) for t in typed))} typed)"
+    raise UserError(f"run {run} has spent its budget, {flag} {bound}{own}: a resumed run counts "
+                    f"its whole training, so it would stop at once; give a larger {flag} to "
+                    "continue")
 
 
 def finetune_config(request: Request, facts: DataFacts, parent: ModelConfig, parent_level: str,
@@ -346,7 +351,7 @@ def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
                    bool(inputs) or val_tokens is None or val_tokens >= enough, task)
     recorded = (ckpt.meta.get("dataset") or {}).get("options")
     popts = resumed_preprocess_options(request, inputs, mirror, recorded) if inputs else None
-    budget_typed = bool({"max_steps", "max_time", "epochs", "patience"} & request.typed)
+    budget_typed = {"max_steps", "max_time", "epochs", "patience"} & request.typed
 
     def refuse_spent(progress, spent: bool) -> None:
         refuse_spent_budget(resolved.config, progress, spent, ckpt.run_folder.name, budget_typed)
