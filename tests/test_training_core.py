@@ -220,3 +220,9 @@ def test_a_step_budget_beyond_any_machine_is_refused_as_a_typo(small_text: Path)
     """99999999999999999999 steps were taken, with an eta of 2116930815908643h50m."""
     result = run_cli("train", small_text, "--max-steps", "99999999999999999999", ok=False)
     assert result.exit_code == 2 and "--max-steps must be at most 1e+12" in result.output
+
+
+def test_a_stack_deeper_than_any_trained_is_refused_as_a_typo(small_text: Path) -> None:
+    """--layers 100000 passed the memory check, then built for minutes with no output."""
+    result = run_cli("train", small_text, "--layers", "100000", ok=False)
+    assert result.exit_code == 2 and "--layers must be at most 1000" in result.output

@@ -10,6 +10,7 @@ from charrnn.errors import UserError
 from charrnn.training.config import require_at_least, require_fraction
 
 CELLS = ("rnn", "lstm", "gru")
+MAX_LAYERS = 1000  # deeper than any stack trained: a bigger number is a typo
 
 
 def check_cell(cell: str) -> None:
@@ -31,6 +32,8 @@ class RecurrentShape(JsonConfig):
     def __post_init__(self) -> None:
         check_cell(self.cell)
         require_at_least(self, 1, ("layers", "hidden", "vocab_size"))
+        if self.layers > MAX_LAYERS:  # it fitted in memory, then took minutes to build
+            raise UserError(f"--layers must be at most {MAX_LAYERS}, got {self.layers}")
         require_at_least(self, 0, ("emb",))
         require_fraction(self, ("dropout",))
 
