@@ -45,15 +45,13 @@ class Progress:
         if self.pos >= steps_per_epoch:
             raise ValueError(f"progress.pos {self.pos} is past the {steps_per_epoch} steps of an "
                              "epoch of this data")
-        for name in ("elapsed", "lr_scale"):
+        for name in ("elapsed", "lr_scale", "warmup_s"):
             value = getattr(self, name)
+            if value is None and name == "warmup_s":  # (a run begun before it was recorded)
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"progress.{name} is {value!r}, not a finite number ≥ 0")
-        if self.warmup_s is not None and not (isinstance(self.warmup_s, (int, float))
-                                              and math.isfinite(self.warmup_s)
-                                              and self.warmup_s >= 0):
-            raise ValueError(f"progress.warmup_s is {self.warmup_s!r}, not a finite number ≥ 0")
         if self.best_val is not None and not (isinstance(self.best_val, (int, float))
                                               and math.isfinite(self.best_val)):
             raise ValueError(f"progress.best_val is {self.best_val!r}, not a finite number")
