@@ -217,3 +217,28 @@ def test_a_new_run_stopped_before_its_first_save_leaves_no_folder(small_text, tm
                   run_name="early", reporter=StoppedAtStart())
     assert not (tmp_path / "runs" / "early").exists()
     run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "early")
+
+
+def test_a_second_ctrl_c_says_what_the_run_can_resume_from(small_text, tmp_path) -> None:
+    """It said only 'interrupted': the user could not tell that nothing had been saved."""
+    from charrnn import data
+    from charrnn.lm.config import TrainConfig
+    from charrnn.lm.job import train_job
+    from charrnn.training.reporters import PlainReporter
+
+    said: list[str] = []
+
+    class CtrlCTwice(PlainReporter):
+        def train(self, rec: dict) -> None:
+            os.kill(os.getpid(), signal.SIGINT)  # stop, and save …
+            os.kill(os.getpid(), signal.SIGINT)  # … no: abort
+
+        def message(self, text: str) -> None:
+            said.append(text)
+
+    cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=50, log_every=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_job([str(small_text)], data.PreprocessOptions(), cfg, tmp_path / "runs",
+                  run_name="twice", reporter=CtrlCTwice())
+    assert said[-1] == "aborted without saving at step 1: nothing was saved", said
+    assert not (tmp_path / "runs" / "twice").exists()

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from charrnn import checkpoint, runs
+from charrnn import checkpoint, fsutil, runs
 from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_precision
 from charrnn.distributed import Dist
 from charrnn.errors import RankError, UserError
@@ -216,6 +216,17 @@ class Loop:
         self.reporter.message(f"resuming {ckpt.run_folder} at step {self.progress.step}"
                               f"{ckpt.resumed_from()} | {what}{self._budget_change(ckpt)}")
 
+    def _aborted(self) -> str:
+        """What a second Ctrl-C leaves: the run's last save, or none (then a new run's folder
+        is taken away: runs.kept_if_saved)."""
+        try:
+            saved = fsutil.read_json(self.run_dir / "last" / checkpoint.META, "")["progress"]["step"]
+        except (UserError, KeyError, TypeError):
+            saved = None
+        where = f"the run resumes from its last save, step {saved}" if saved is not None else \
+            "nothing was saved"
+        return f"aborted without saving at step {self.progress.step}: {where}"
+
     def _budget_change(self, ckpt: checkpoint.Checkpoint) -> str:
         """' | budget changed: …' where the resume gave the run another budget: the cosine
         stretches (or shrinks) to it, so the lr moves (a run ended at its floor rises again)."""
@@ -244,6 +255,10 @@ class Loop:
             torch.set_num_threads(min(self.cfg.threads, os.cpu_count() or 1))
         try:
             return self._windows()
+        except KeyboardInterrupt:
+            if self.stop.requested:  # the second Ctrl-C: aborted without saving
+                self.reporter.message(self._aborted())
+            raise
         except RuntimeError as exc:
             if is_out_of_memory(exc):
                 raise RankError(f"out of memory on {self.device}: {self.task.out_of_memory()}") from exc
