@@ -192,7 +192,9 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
             say(f"n-gram: order {NGRAM_ORDER}, both ways, in {seconds:.0f} s")
         if outcome == "interrupted":
             return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(folder, info)}
+    began = time.time()
     info["mix"] = mixture_weights(folder, device)
+    info["spent_s"] += time.time() - began  # (the budget's reserve pays for them: booked too)
     group.write(folder, info)
     return {"outcome": "done", "group": str(folder), "left": group.left_to_do(folder, info),
             "skipped": group.skipped(info), "spent_s": round(info["spent_s"], 1),
