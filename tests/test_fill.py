@@ -450,6 +450,26 @@ def test_fill_eval_segmented_refuses_text_it_would_score_as_zeros_or_strip(tmp_p
         assert result.exit_code == 2 and said in result.output, result.output
 
 
+def test_fill_eval_stopped_half_way_shows_the_methods_it_scored(word_runs: Path,
+                                                                monkeypatch) -> None:
+    """Ctrl-C during the second method printed only 'interrupted': the first's score was lost."""
+    from charrnn.fill import evaluate
+
+    real = evaluate.fill_template
+
+    def stopped_in_forward(template, families, method, opts):
+        if method == "forward":
+            raise KeyboardInterrupt
+        return real(template, families, method, opts)
+
+    monkeypatch.setattr(evaluate, "fill_template", stopped_in_forward)
+    result = run_cli("fill", "eval", word_runs / "corpus.txt", "--blanks", "3", "--quiet",
+                     "--method", "bidirectional", "--method", "forward", "--out", word_runs,
+                     ok=False)
+    assert "3 word blanks, stopped; scored before the stop:" in result.output
+    assert "bidirectional" in result.output and "forward  " not in result.output
+
+
 def test_fill_with_models_of_different_corpora_names_the_runs(word_runs: Path, zh_runs: Path,
                                                               tmp_path: Path) -> None:
     other = str(zh_runs / "bwd")

@@ -350,11 +350,22 @@ def fill_eval_command(
     _refuse_idle_device(device, families, methods)
     _refuse_mask_weight(opt.typed_params(ctx), families, methods)
     _refuse_idle_search(opt.typed_params(ctx), [t for t, _ in cases], families, methods, opts)
-    result = fill_eval(file, blanks, families, methods, opts, unit, segmented,
-                       context, seed, quiet, lexicon, cases)
+    done: dict = {}
+    try:
+        result = fill_eval(file, blanks, families, methods, opts, unit, segmented,
+                           context, seed, quiet, lexicon, cases, done)
+    except KeyboardInterrupt:  # the methods scored before the stop are shown, not lost
+        if done and not json_out:
+            typer.echo(f"{file}: {len(cases)} {unit} blanks, stopped; scored before the stop:")
+            _print_scores(done)
+        raise
     if json_out:
         typer.echo(json.dumps(result, indent=1, ensure_ascii=False))
         return
     typer.echo(f"{file}: {result['blanks']} {unit} blanks, {context} characters of context")
-    for name, r in result["methods"].items():
+    _print_scores(result["methods"])
+
+
+def _print_scores(methods: dict) -> None:
+    for name, r in methods.items():
         typer.echo(f"  {name:14} top-1 {r['top1']:.3f}  top-5 {r['top5']:.3f}  ({r['seconds']:.0f}s)")

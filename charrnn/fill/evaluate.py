@@ -147,11 +147,13 @@ def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = Fal
 
 
 def evaluate(cases: list[tuple[Template, str]], families: dict[str, Family], methods: list[str],
-             opts: FillOptions, progress: Callable[[str], None] | None = None) -> dict:
-    """Top-1 and top-5 accuracy of every method on the same cases."""
+             opts: FillOptions, progress: Callable[[str], None] | None = None,
+             done: dict | None = None) -> dict:
+    """Top-1 and top-5 accuracy of every method on the same cases; each method's, once scored,
+    goes into `done` too (what a caller stopped half-way can still show)."""
     opts.top_k = max(opts.top_k, 5)
     opts.wrap = False  # the windows are cut from running text, not whole lines
-    results = {}
+    results = done if done is not None else {}
     for method in methods:
         hits1 = hits5 = 0
         started = time.time()
@@ -185,8 +187,9 @@ def cases_of(file: str, blanks: int, unit: str = "word", segmented: bool = False
 def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list[str],
               opts: FillOptions, unit: str = "word", segmented: bool = False, context: int = 100,
               seed: int = 0, quiet: bool = False, lexicon: str | None = None,
-              cases: list[tuple[Template, str]] | None = None) -> dict:
-    """Every method's top-1 / top-5 on FILE's cases (`cases`: cases_of's, when read already)."""
+              cases: list[tuple[Template, str]] | None = None, done: dict | None = None) -> dict:
+    """Every method's top-1 / top-5 on FILE's cases (`cases`: cases_of's, when read already;
+    `done`: see evaluate)."""
     if cases is None:
         cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     segmented = segmented or lexicon is not None
@@ -194,4 +197,4 @@ def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list
     return {"file": file, "unit": unit, "segmented": segmented, "blanks": len(cases),
             "context_chars": context, "seed": seed, "lexicon": lexicon,
             "models": next(iter(families.values())).names if families else {},
-            "methods": evaluate(cases, families, methods, opts, say)}
+            "methods": evaluate(cases, families, methods, opts, say, done)}
