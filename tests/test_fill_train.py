@@ -395,7 +395,7 @@ def test_the_mixtures_at_the_end_are_booked_to_the_budget(small_stages, tmp_path
     monkeypatch.setattr(train_group, "mixture_weights", slow_tuning)
     result = train_group.run(folder, lambda info, stage: PlainReporter(), lambda line: None)
     stages = sum(s.get("used_s", 0.0) for s in group.read(folder)["stages"])
-    assert result["spent_s"] >= stages + 0.9
+    assert result["spent_s"] >= stages + 0.8  # (both rounded to 0.1 s)
 
 
 def test_a_group_with_nothing_trained_yet_says_to_continue_it(tmp_path: Path) -> None:
