@@ -250,9 +250,10 @@ def _json_whole(path: Path) -> bool:
     """Whether a checkpoint's metadata reads as a JSON object (a cut-short one was pointed to as
     the way out of a damaged sibling)."""
     try:
-        return isinstance(json.loads(path.read_text(encoding="utf-8")), dict)
-    except (OSError, ValueError):
+        fsutil.read_json(path, "checkpoint")
+    except UserError:
         return False
+    return True
 
 
 def _weights_whole(path: Path) -> bool:
@@ -277,16 +278,17 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
     """The checkpoint a --resume continues: the run's last/ (its best/ where last/ is missing or
     damaged). A best/ named outright while a whole last/ is further on is refused: resuming it
     would train the steps after it again, over last/ and the run's metrics."""
+    error, ckpt = None, None
     try:
         ckpt = resolve(spec, root, prefer="last", kind=kind)
-    except UserError:
-        ckpt = None  # a damaged last/ (its checkpoint.json cut short): best/, where whole
+    except UserError as exc:
+        error = exc  # a damaged last/ (its checkpoint.json cut short): best/, where whole
     if ckpt is None or (ckpt.folder.name == "last" and not _looks_whole(ckpt.folder, True)):
         best = _whole_best(spec, root, kind)
         if best is not None:
             return best
         if ckpt is None:
-            return resolve(spec, root, prefer="last", kind=kind)  # (its error)
+            raise error
     last = ckpt.folder.with_name("last")
     if ckpt.folder.name != "best" or not _looks_whole(last, with_state=True):
         return ckpt

@@ -137,8 +137,12 @@ def _say_if_unfinished(root, specs: list[str]) -> None:
     not know the rest are missing."""
     from charrnn.fill import group
 
-    folder = group.newest(root) if not specs else \
-        group.resolve(specs[0], root) if len(specs) == 1 and group.is_named(specs[0], root) else None
+    if not specs:
+        folder = group.newest(root)
+    elif len(specs) == 1 and group.is_named(specs[0], root):
+        folder = group.resolve(specs[0], root)
+    else:  # runs given one by one: no group to speak of
+        return
     if folder is None:
         return
     info = group.read(folder)

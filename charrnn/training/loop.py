@@ -54,8 +54,7 @@ class Loop:
         task.precision = self.precision  # its evaluation computes in it too
         self.optimizer = make_optimizer(task.model, cfg, device)
         self.scaler = loss_scaler(device, self.precision)
-        self.schedule = Schedule(cfg.base_lr, cfg.warmup, cfg.min_lr_ratio,
-                                 cfg.total_steps(task.steps_per_epoch), cfg.max_time)
+        self.schedule = Schedule.of(cfg, task.steps_per_epoch)
         self.progress = Progress(cold_rows=False, warmup_s=0.0)
         main = self.dist.is_main
         self.reporter = (reporter or PlainReporter()) if main else SilentReporter()
@@ -236,9 +235,7 @@ class Loop:
                                                                       "epochs")})
         except (UserError, TypeError):
             return ""
-        now = self.schedule
-        then = Schedule(now.peak, now.warmup, now.min_ratio,
-                        before.total_steps(self.task.steps_per_epoch), before.max_time)
+        now, then = self.schedule, Schedule.of(before, self.task.steps_per_epoch)
         if (then.total_steps, then.max_time) == (now.total_steps, now.max_time):
             return ""
         prog = self.progress

@@ -22,11 +22,19 @@ from dataclasses import dataclass
 
 @dataclass
 class Schedule:
+    """The rates of one run (`of`: a config's, over its data)."""
+
     peak: float
     warmup: int
     min_ratio: float
     total_steps: int | None
     max_time: float | None
+
+    @classmethod
+    def of(cls, cfg, steps_per_epoch: int) -> Schedule:
+        """A LoopConfig's schedule, its budget counted in the steps of this data's epochs."""
+        return cls(cfg.base_lr, cfg.warmup, cfg.min_lr_ratio, cfg.total_steps(steps_per_epoch),
+                   cfg.max_time)
 
     def fraction_done(self, step: int, elapsed: float, warmup_s: float | None = None) -> float:
         """`warmup_s`: the training seconds when warm-up ended (None: count from 0)."""
