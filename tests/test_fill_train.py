@@ -69,6 +69,11 @@ def test_fill_train_makes_a_group_that_fill_finds_without_model(small_stages, tm
     assert result["models"]["mask"] == "g-mask" and result["models"]["ngram"] == "g-ngram"
     assert run_cli("fill", "我打算__一辆旧汽车", "-m", "g", "--json").output == \
         run_cli("fill", "我打算__一辆旧汽车", "--json").output
+    # The left method's beam is the forward RNN's own: the group's mixture does not stop it.
+    left = json.loads(run_cli("fill", "我打算__一辆旧汽车", "--method", "left", "--json").output)
+    assert left["methods"]["left"][0]["fills"]
+    prompt = run_cli("fill", "-i", "--method", "left", input="我打算__一辆旧汽车\n:q\n").output
+    assert "models: fwd g-fwd, ngram g-ngram" in " ".join(prompt.split())
     mixed = run_cli("fill", "我打算__一辆旧汽车", "-m", "g", "-m", "g-fwd", ok=False)
     assert mixed.exit_code == 2 and "g is a fill group" in mixed.output
     held = root / "g" / "heldout" / "01_a.txt"

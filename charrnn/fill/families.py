@@ -86,11 +86,12 @@ def method_family(families: dict[str, Family], method: str) -> Family:
         raise UserError(f"the {method} method needs RNN models: give --model RUN")
     if method in ("left", "forward") and rnn.fwd is None:
         raise UserError(f"the {method} method needs a forward LM: add --model RUN (charrnn train)")
-    if method == "left" and "⊕" in rnn.names.get("fwd", ""):
-        raise UserError("the forward LM is mixed with an n-gram (--mix, or a fill group's tuned "
-                        "mixture) that rescores candidates with the text after the blank, and "
-                        "the left method reads only the text before it: choose forward or "
-                        "bidirectional (or give the runs one by one, without --mix)")
+    if method == "left" and "⊕" in rnn.names.get("fwd", "") and not rnn.proposers:
+        # A group's own mixture (it brings proposers) is left out: the left method's beam is the
+        # RNN's alone. A typed --mix would be ignored by it, so that is refused.
+        raise UserError("--mix mixes the forward LM with an n-gram that rescores candidates with "
+                        "the text after the blank, and the left method reads only the text "
+                        "before it: choose forward or bidirectional, or leave out --mix")
     if method == "bidirectional" and rnn.bwd is None and rnn.mask is None:
         raise UserError("the bidirectional method needs a backward LM (charrnn train --direction "
                         "backward) or a fill model (charrnn train --task fill): add --model RUN")

@@ -146,7 +146,10 @@ class Repl:
         used = {"bidirectional": ("fwd", "bwd", "mask"), "forward": ("fwd",), "left": ("fwd",)}
         roles = [r for r in used.get(self.method or "", ()) if r in names]
         roles += ["ngram"] if "ngram" in self.families and "ngram" in names else []
-        return ", ".join(f"{role} {names[role]}" for role in roles) or "none"
+        # The left method's beam is the forward RNN's own, a group's mixture aside.
+        shown = {**names, "fwd": names.get("fwd", "").split("⊕")[0]} if self.method == "left" \
+            else names
+        return ", ".join(f"{role} {shown[role]}" for role in roles) or "none"
 
     def command(self, line: str) -> bool:
         """Handle a :command; False means leave."""
