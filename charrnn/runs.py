@@ -220,6 +220,10 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
                             f"`charrnn fill eval FILE -m {spec}` read it, `charrnn fill train --resume "
                             f"{spec}` continues it; its runs ({spec}-fwd, {spec}-bwd, "
                             f"{spec}-mask, {spec}-ngram) are ordinary runs")
+    if spec.startswith("-") and not Path(spec).exists():  # `--resume --max-steps 9`
+        raise UserError(f"run {spec!r} not found: that is an option, read as the RUN of the one "
+                        f"before it; give the RUN name right after that option (`charrnn runs "
+                        f"--out {root}` lists them)")
     raise UserError(f"run {spec!r} not found (looked for a folder with {RUN_FILE} at {spec} and "
                     f"{root / spec}): list them with `charrnn runs --out {root}`")
 

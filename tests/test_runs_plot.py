@@ -224,3 +224,9 @@ def test_runs_with_a_root_that_is_no_folder_is_an_error_and_the_default_root_is_
     monkeypatch.delenv("CHARRNN_RUNS")
     monkeypatch.chdir(tmp_path)  # no ./checkpoints yet: nothing trained, no mistake
     assert "no runs under checkpoints" in run_cli("runs").output
+
+
+def test_an_option_read_as_a_run_name_says_the_run_name_is_missing(tiny_run: Path) -> None:
+    """`train --resume --max-steps 9` took '--max-steps' as the run and said it was not found."""
+    out = run_cli("train", "--resume", "--max-steps", "9", "--out", tiny_run.parent, ok=False)
+    assert out.exit_code == 2 and "that is an option" in out.output
