@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.cells import cell_len
+from rich.cells import cell_len, get_character_cell_size
 from rich.console import Console
 
 from charrnn import checkpoint
@@ -304,6 +304,23 @@ def test_train_view_fits_a_small_terminal() -> None:
         assert len(drawn) < height and "eta" in drawn[0], drawn
 
 
+def test_the_train_views_sample_fills_its_panel_and_keeps_its_borders_with_emoji() -> None:
+    """A sample without line breaks showed one line cut with "…" over three empty ones, and
+    emoji Rich measured unlike the terminal wrapped the panel's rows: the view smeared."""
+    preview = (EMOJI + " the king ") * 12
+    reporter = LiveTrainReporter(60, preview=lambda: preview, console=console(60, 40),
+                                 refresh_per_second=20)
+    try:
+        reporter.eval({"step": 10, "val_loss": 2.9, "val_bpc": 4.0, "best": True, "elapsed": 1.0})
+        lines = screen_lines(reporter.render(), 60, 40)
+    finally:
+        reporter.close()
+    top = next(i for i, line in enumerate(lines) if "sample at step" in line)
+    body = lines[top + 1: top + 5]
+    assert all(line.startswith("│") and cell_len(line) == 60 for line in body), body
+    assert all("king" in line or "👨" in line for line in body), body
+
+
 def test_the_train_views_clock_runs_before_the_first_log_line() -> None:
     """A word model logs every 50 steps: 30 s showed `elapsed 0m00s` until the run ended."""
     reporter = LiveTrainReporter(100, console=console(100, 30), refresh_per_second=20)
@@ -344,7 +361,32 @@ def test_what_a_terminal_would_obey_is_shown_and_every_scripts_space_kept() -> N
     assert visible("很好\u3000非常好\u00a0ok") == "很好\u3000非常好\u00a0ok"  # ideographic, NBSP
     assert visible("👨\u200d👩\u200d👧") == "👨\u200d👩\u200d👧"  # joined emoji
     assert visible("a\x1bb\x9bc\u202ed\u2028e\x7f") == "a␛b\ufffdc\ufffdd\ufffde\u2421"
-    assert token_label("\u3000", 4) == "\u3000  " and token_label("\x9b", 4) == "\ufffd   "
+    assert token_label("\x9b", 4) == "\ufffd   "
+
+
+EMOJI = "👨\u200d👩\u200d👧 ❤\ufe0f a\U0001F3FD 👍\U0001F3FD 🏳\ufe0f\u200d🌈 f\u0301 \U0001F3FD 한국어"
+
+
+def test_laid_out_text_has_one_width_in_rich_and_by_character() -> None:
+    """Rich measured a🏽 as 1 cell, a terminal drew 3; 👨‍👩‍👧 2 cells by Rich, 6 by the
+    sample view's count: the box's border moved and the training view smeared."""
+    from charrnn.tui.textflow import UNSURE_WIDTH, sized
+
+    shown = sized(EMOJI)
+    assert not set(map(ord, shown)) & set(UNSURE_WIDTH) and "👨👩👧" in shown
+    assert cell_len(shown) == sum(get_character_cell_size(c) for c in shown)
+    flow = TextFlow(list(BUCKET_STYLES))
+    for char in EMOJI * 5:
+        flow.add(char, 0)
+    for line, used in flow.tail(17, 10):
+        assert cell_len("".join(text for text, _ in line)) == used <= 17
+
+
+def test_tokens_with_nothing_to_see_are_labelled_by_code_point() -> None:
+    from charrnn.tui.widgets import token_label
+
+    assert token_label("\u3000", 8) == "U+3000  " and token_label("\u200d", 8) == "U+200D  "
+    assert token_label("\U0001F3FD", 8) == "U+1F3FD " and token_label("\u0301", 4) == "◌\u0301   "
 
 
 # ---- the sampling loop -------------------------------------------------------------------------

@@ -41,6 +41,19 @@ def visible(text: str) -> str:
 
 KEPT_FORMAT = frozenset("\u200c\u200d")  # zero-width non-joiner and joiner
 
+# What terminals join into one glyph or not, each its own way, so that no count of cells is
+# right on every one: the zero-width joiner (👨‍👩‍👧 2 cells or 6), the variation selectors (❤️ 1 or
+# 2) and the skin tones (a🏽 1 or 3). A laid-out view leaves them out, or its borders move.
+UNSURE_WIDTH = {ord(c): None for c in "\u200d\ufe0e\ufe0f" + "".join(
+    chr(code) for code in range(0x1F3FB, 0x1F400))}
+
+
+def sized(text: str) -> str:
+    """`visible(text)` for a view that lays text out by cells (the sample view, the training
+    preview): without the characters of UNSURE_WIDTH, so each character's cells are the same in
+    Rich and in every terminal. The text itself (saved, piped, left on screen) keeps them."""
+    return visible(text) if text.isascii() else visible(text).translate(UNSURE_WIDTH)
+
 
 def shown_char(char: str) -> str:
     if char == "\n" or char.isprintable():
@@ -82,7 +95,7 @@ class TextFlow:
 
     def add_many(self, pieces: list[tuple[str, int]]) -> None:
         """Pieces of (text, style) in order: a frame's runs of one colour each."""
-        kept = [(visible(text), style) for text, style in pieces if text]
+        kept = [(sized(text), style) for text, style in pieces if text]
         self.pieces.extend(kept)
         self.piece_chars += sum(len(text) for text, _ in kept)
         while self.pieces and self.piece_chars - len(self.pieces[0][0]) >= REFOLD_CHARS:

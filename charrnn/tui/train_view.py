@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charrnn.training.reporters import fmt_duration, fmt_eval
-from charrnn.tui.textflow import visible
+from charrnn.tui.textflow import sized
 from charrnn.tui.widgets import LineChart
 
 CHART_HEIGHT = 10
@@ -114,8 +114,12 @@ class LiveTrainReporter:
         if self.sample is not None and sample_lines:
             step, text = self.sample
             # Shown, never obeyed: a model of logs writes escape codes (colours, a window title)
-            lines = [visible(line) for line in text.split("\n") if line.strip()][-sample_lines:]
-            body = Text("\n".join(lines), no_wrap=True, overflow="ellipsis")
+            lines = [sized(line) for line in text.split("\n") if line.strip()]
+            # Folded to the panel (its borders and padding take 4 cells), so a sample without
+            # line breaks fills the panel rather than one line cut with "…"; the newest kept.
+            folded = Text("\n".join(lines)).wrap(self.console, max(1, width - 4))
+            body = Text("\n").join(list(folded)[-sample_lines:])
+            body.no_wrap, body.overflow = True, "ellipsis"
             parts.append(Panel(body, title=f"sample at step {step:,}", title_align="left",
                                border_style="green", height=sample_lines + 2))
         return Group(*parts)

@@ -5,6 +5,7 @@ All of them return Rich `Text` (or render to it), so they cost a few microsecond
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 from rich.cells import cell_len, get_character_cell_size
@@ -12,7 +13,7 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.style import Style
 from rich.text import Text
 
-from charrnn.tui.textflow import shown_char
+from charrnn.tui.textflow import shown_char, sized
 
 # Probability the model gave each sampled token → colour. Thresholds are read top-down; the
 # surprisal in bits (-log2 p) is what the legend shows beside them.
@@ -53,9 +54,15 @@ def legend(compact: bool = False) -> Text:
 
 
 def token_label(token: str, width: int = 10) -> str:
-    """A token made visible in a fixed-width cell: whitespace and controls get symbols."""
+    """A token made visible in a fixed-width cell: whitespace and controls get symbols; a token
+    with nothing to see (U+3000, a joiner, a skin tone) its code points, a lone combining mark
+    its dotted circle (◌́)."""
     shown = (token.replace("\n", "⏎").replace("\t", "⇥").replace(" ", "␣"))
-    shown = "".join(c if c.isprintable() else shown_char(c)[:1] for c in shown) or "∅"
+    shown = sized("".join(c if c.isprintable() else shown_char(c)[:1] for c in shown))
+    if token and (not shown.strip() or not cell_len(shown)):
+        shown = ("◌" + token if all(unicodedata.combining(c) for c in token)
+                 else " ".join(f"U+{ord(c):04X}" for c in token))
+    shown = shown or "∅"
     if cell_len(shown) > width:
         cut = ""
         for char in shown:
