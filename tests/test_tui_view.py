@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -319,6 +320,25 @@ def test_the_train_views_sample_fills_its_panel_and_keeps_its_borders_with_emoji
     body = lines[top + 1: top + 5]
     assert all(line.startswith("│") and cell_len(line) == 60 for line in body), body
     assert all("king" in line or "👨" in line for line in body), body
+
+
+def test_the_train_view_turns_the_terminals_echo_off_while_it_is_drawn(monkeypatch) -> None:
+    """Keys typed during a live training (Enter, the ^C of Ctrl-C) were echoed, and each left a
+    copy of the block above it."""
+    import pty
+    import termios
+
+    main, tty_end = pty.openpty()
+    with os.fdopen(tty_end, "r") as terminal:
+        monkeypatch.setattr("sys.stdin", terminal)
+        reporter = LiveTrainReporter(100, console=console(100, 30), refresh_per_second=20)
+        reporter.start(None)
+        try:
+            assert not termios.tcgetattr(tty_end)[3] & termios.ECHO
+        finally:
+            reporter.close()
+        assert termios.tcgetattr(tty_end)[3] & termios.ECHO
+    os.close(main)
 
 
 def test_the_train_views_clock_runs_before_the_first_log_line() -> None:

@@ -62,3 +62,35 @@ class RawKeys:
             return ""
         data = os.read(self.fd, 1024)
         return data.decode("utf-8", errors="replace")
+
+
+class NoEcho:
+    """The terminal's echo off while a live block is drawn that reads no keys (the training
+    view): a typed key, Enter or the `^C` of a Ctrl-C moved the cursor under Rich, which then
+    redrew the block below the copy the echo left. Lines are still read whole and Ctrl-C still
+    interrupts; stop() gives the settings back."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stdin
+        self.saved: list | None = None
+
+    def start(self) -> None:
+        try:
+            import termios
+
+            fd = self.stream.fileno()
+            if not os.isatty(fd):
+                return
+            self.saved = termios.tcgetattr(fd)
+            attrs = termios.tcgetattr(fd)
+            attrs[3] &= ~termios.ECHO
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        except (ImportError, OSError, ValueError, AttributeError):  # no terminal to quiet
+            self.saved = None
+
+    def stop(self) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self.saved)
+            self.saved = None

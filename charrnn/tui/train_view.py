@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from charrnn.training.reporters import fmt_duration, fmt_eval
+from charrnn.tui.keys import NoEcho
 from charrnn.tui.textflow import sized
 from charrnn.tui.widgets import LineChart
 
@@ -48,6 +49,7 @@ class LiveTrainReporter:
         self.live = Live(console=self.console, get_renderable=self.render,
                          refresh_per_second=refresh_per_second, transient=False)
         self.started = self.closed = False
+        self.echo = NoEcho()
 
     # ---- Reporter -----------------------------------------------------------------------------
     def start(self, preview: Callable[[], str] | None) -> None:
@@ -57,6 +59,7 @@ class LiveTrainReporter:
             self.preview = preview
         if not self.started:
             self.started, self.last_time = True, time.time()
+            self.echo.start()
             self.live.start()
             # Live hides the cursor: if the process dies before close(), still give the
             # terminal back at exit.
@@ -90,6 +93,7 @@ class LiveTrainReporter:
         if self.started and not self.closed:
             self.closed = True
             self.live.stop()
+            self.echo.stop()
             atexit.unregister(self.close)
 
     # ---- drawing ------------------------------------------------------------------------------
