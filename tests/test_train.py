@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -565,3 +566,30 @@ def test_a_damaged_run_json_says_how_to_mend_it_and_resume_writes_it_again(small
     info = json.loads((tmp_path / "runs/j/run.json").read_text())
     assert info["dataset"]["level"] == "char" and info["config"]["max_steps"] == 3
     assert (tmp_path / "runs/j/run.json.damaged").read_text() == '{"kind": "lm", "na'
+
+
+def test_a_resumed_runs_live_view_goes_on_from_its_history(small_text, tmp_path) -> None:
+    """The view of a resumed run showed step 0 and "starting…", and its chart began at the
+    resume."""
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from charrnn import checkpoint
+    from charrnn.tui.train_view import LiveTrainReporter
+
+    run_cli("train", small_text, *TINY, "--max-steps", "20", "--log-every", "5", "--run-name", "r")
+    ckpt = checkpoint.resolve(str(tmp_path / "runs/r/last"), tmp_path / "runs")
+    cfg = replace(TrainConfig.from_json(ckpt.meta["train"]), max_steps=30)
+    view = LiveTrainReporter(30, console=Console(file=io.StringIO(), force_terminal=True))
+    shown_at_start = []
+    real_start = view.start
+    view.start = lambda preview: shown_at_start.append(dict(view.last)) or real_start(preview)
+    ds = prepare([str(small_text)], PreprocessOptions())
+    try:
+        Trainer(ds, cfg, tmp_path / "runs/r", resume=ckpt, reporter=view).run()
+    finally:
+        view.close()
+    assert shown_at_start[0]["step"] == 20 and shown_at_start[0]["eta"] is None
+    assert [step for step, _ in view.train_points] == [5, 10, 15, 20, 25, 30]
+    assert [step for step, _ in view.val_points][0] == 10

@@ -287,6 +287,9 @@ class Loop:
         if not self.has_val:
             self.reporter.message("note: no validation data, so no evaluation and no best/ "
                                   "(use --val-frac or --valid FILE)")
+        history = getattr(self.reporter, "history", None)  # a view that draws the run so far
+        if history is not None and self.progress.step:
+            history(self.metrics.kept, self.progress.step, self.progress.elapsed)
         self.reporter.start(getattr(self.task, "preview", None))
         snapshot, outcome = self.snapshot(), "finished"
         started, elapsed_at_start = time.time(), self.progress.elapsed

@@ -14,9 +14,11 @@ class MetricsLog:
 
     def __init__(self, path: Path, resume_step: int | None = None, enabled: bool = True) -> None:
         self.path, self.enabled = path, enabled
+        self.kept: list[dict] = []  # a resumed run's records so far (its live view's history)
         if enabled and resume_step is not None and path.exists():
             kept = [line for line in path.read_text(encoding="utf-8").splitlines()
                     if line.strip() and _step_of(line) <= resume_step]
+            self.kept = [json.loads(line) for line in kept]
             try:
                 with atomic_file(path) as tmp:  # a crash leaves the old log or the new one
                     tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")

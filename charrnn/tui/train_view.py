@@ -65,6 +65,26 @@ class LiveTrainReporter:
             # terminal back at exit.
             atexit.register(self.close)
 
+    def history(self, records: list[dict], step: int, elapsed: float) -> None:
+        """A resumed run's records so far (metrics.jsonl) and where it resumes: the chart and
+        the figures go on from them, not from step 0 and "starting…"."""
+        def number(value) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+        for rec in records:  # (a hand-edited line with other types is left out)
+            if not number(rec.get("step")) or not number(rec.get("val_loss", rec.get("loss"))):
+                continue
+            if "val_loss" in rec:
+                self.val_points.append((rec["step"], rec["val_loss"]))
+                self.last_eval = rec
+                if rec.get("best") or not self.best:
+                    self.best = rec
+            elif "loss" in rec:
+                self.train_points.append((rec["step"], rec["loss"]))
+                self.last = rec
+        if self.last:  # its last figures, at the step and time it resumes from
+            self.last = {**self.last, "step": step, "elapsed": elapsed, "eta": None}
+
     def train(self, rec: dict) -> None:
         self.train_points.append((rec["step"], rec["loss"]))
         self.last, self.last_time = rec, time.time()
