@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
@@ -225,6 +226,27 @@ def test_mixing_needs_the_same_tokenizer(pair: Path, words: Path) -> None:
     assert result.exit_code == 2 and "--mix chars: its tokenizer (char level" in result.output
     refused = run_cli("eval", "lm", "--mix-weight", "0.5", ok=False)
     assert "--mix-weight applies with --mix" in refused.output
+
+
+def test_sampling_from_a_mixture_says_it_tunes_and_which_weight_it_uses(pair: Path) -> None:
+    """A --mix sample was silent for the seconds λ was tuned, and never said which λ it used."""
+    first = run_cli("sample", "lm", "--mix", "kn", "--length", "6", "--seed", "1")
+    assert "tuning λ, the RNN's share of its mixture with kn" in first.stderr
+    weight = json.loads((pair / "lm/mixes.json").read_text()).popitem()[1]["weight"]
+    said = f"mixed per token with kn, λ {weight:.3f} (tuned on the validation text)"
+    assert said in first.stderr and "λ" not in first.stdout
+    again = run_cli("sample", "lm", "--mix", "kn", "--length", "6", "--seed", "1")
+    assert "tuning" not in again.stderr and said in again.stderr
+    from rich.console import Console
+
+    from charrnn import checkpoint
+    from charrnn.tui.keys import NoKeys
+    from charrnn.tui.sample_app import live_sample
+
+    con = Console(file=io.StringIO(), width=120, height=30, force_terminal=True)
+    live_sample(checkpoint.resolve("lm", pair), SampleOptions(length=20, seed=1), None, "cpu",
+                console=con, keys=NoKeys(), hold=False, mix="kn", root=pair)
+    assert f"⊕ kn, λ {weight:.3f}" in con.file.getvalue()
 
 
 def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:

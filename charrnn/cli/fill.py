@@ -181,7 +181,7 @@ def fill_command(
     _refuse_max_len(max_len, text)
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)
-    families = load_families(list(model or []), root, device, mix, mix_weight)
+    families = load_families(list(model or []), root, device, mix, mix_weight, say=opt.note)
     if skip_reads_nothing(families):
         from charrnn.tokenizers import refuse_idle_unk
 
@@ -191,7 +191,8 @@ def fill_command(
         from charrnn.tui.fill_repl import Repl
 
         asked = opt.plain(method[0]) if method else None
-        Repl(families, lambda specs: load_families(specs, root, device, mix, mix_weight),
+        Repl(families, lambda specs: load_families(specs, root, device, mix, mix_weight,
+                                                   say=opt.note),
              list(model or []), opts,
              asked).run()
         return

@@ -231,6 +231,11 @@ Dropout = Annotated[float, typer.Option(help="Dropout on inputs and outputs of t
 BatchSize = Annotated[int, typer.Option(help="Parallel streams (LM) or sentences (tagger) per step.")]
 
 
+def note(text: str) -> None:
+    """A note on stderr, beside output that may be piped."""
+    typer.echo(f"note: {text}", err=True)
+
+
 def note_unknown_prime(tokenizer, prime: str | None) -> None:
     """A word model's prime is shown as typed: say on stderr which of its words the model reads
     as <unk>, since the text no longer shows it."""

@@ -50,13 +50,16 @@ def sample(
     opt.note_unknown_prime(ckpt.tokenizer, prime)
     if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
         tui.live_sample(ckpt, opts, prime, device, unk, mix=mix, mix_weight=mix_weight,
-                        root=root)  # a terminal: the live view
+                        root=root, say=opt.note)  # a terminal: the live view
         return
 
     def mixing(model, dev):  # the loaded model's --mix mixture, or None
         from charrnn.evaluation.mix import mixture_of
 
-        return mixture_of(ckpt, model, dev, mix, mix_weight, root)
+        mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root, say=opt.note)
+        if mixture is not None:
+            opt.note(f"mixed per token with {mixture.summary()}")
+        return mixture
 
     def write(text: str) -> None:
         sys.stdout.write(text)

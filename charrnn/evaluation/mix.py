@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,11 @@ class Mixture:
 
     def describe(self) -> dict:
         return {"ngram": self.name, "weight": self.weight, "tuned_on": self.tuned_on}
+
+    def summary(self) -> str:
+        """'kn5, λ 0.018 (tuned on the validation text)': λ is the RNN's share."""
+        how = "tuned on the validation text" if self.tuned_on == "val" else "given"
+        return f"{self.name}, λ {self.weight:.3f} ({how})"
 
 
 def load_ngram_for(ckpt: checkpoint.Checkpoint, spec: str, root: Path) -> tuple[NGramModel, str]:
@@ -96,10 +102,11 @@ def _cache_key(ckpt: checkpoint.Checkpoint, ngram_name: str, ngram: NGramModel) 
 
 
 def mixture_for(ckpt: checkpoint.Checkpoint, rnn_logp_of, spec: str, root: Path,
-                weight: float | None = None) -> Mixture:
+                weight: float | None = None, say: Callable[[str], None] | None = None
+                ) -> Mixture:
     """The mixture of this checkpoint with n-gram run `spec`: λ as given, as tuned before for
     this checkpoint, or tuned now on the validation split (`rnn_logp_of(ids)` gives the RNN's
-    ln p of ids[1:])."""
+    ln p of ids[1:]; seconds on a large split, so `say` is told first)."""
     if (ckpt.meta.get("model") or {}).get("direction") == "backward":
         raise UserError(f"--mix: {ckpt.run_folder.name} reads right to left and an n-gram left to "
                         "right, so their per-token probabilities do not mix; use a forward LM")
@@ -114,6 +121,9 @@ def mixture_for(ckpt: checkpoint.Checkpoint, rnn_logp_of, spec: str, root: Path,
     if key in known:
         return Mixture(model, name, float(known[key]["weight"]), "val")
     ids = _validation_ids(ckpt)
+    if say is not None:
+        say(f"tuning λ, the RNN's share of its mixture with {name}, on the validation text "
+            f"({len(ids) - 1:,} tokens; kept in {ckpt.run_folder.name}/{MIXES} for next time)")
     tuned = tune_weight(rnn_logp_of(ids), model.logp_after_first(ids))
     known[key] = {"weight": tuned, "tokens": int(len(ids) - 1), "tuned_at": time.time()}
     try:
@@ -175,7 +185,8 @@ class NGramSide:
 
 
 def mixture_of(ckpt: checkpoint.Checkpoint, model, device, spec: str | None,
-               weight: float | None, root: Path | None) -> Mixture | None:
+               weight: float | None, root: Path | None,
+               say: Callable[[str], None] | None = None) -> Mixture | None:
     """`--mix NGRAM_RUN [--mix-weight W]` of a loaded language model (None without --mix)."""
     if spec is None:
         if weight is not None:
@@ -183,4 +194,4 @@ def mixture_of(ckpt: checkpoint.Checkpoint, model, device, spec: str | None,
         return None
     from charrnn.lm.scoring import token_nll
 
-    return mixture_for(ckpt, lambda ids: -token_nll(model, ids, device), spec, root, weight)
+    return mixture_for(ckpt, lambda ids: -token_nll(model, ids, device), spec, root, weight, say)

@@ -115,9 +115,10 @@ def available_methods(families: dict[str, Family]) -> list[str]:
 
 
 def load_families(specs: list[str], root: Path, device: str = "auto", mix: str | None = None,
-                  mix_weight: float | None = None) -> dict[str, Family]:
+                  mix_weight: float | None = None, say=None) -> dict[str, Family]:
     """--model RUN … → {"rnn": Family, "ngram": Family}; no RUN: the newest runs on one corpus.
-    With `mix` (an n-gram run), the forward LM rescores with its per-token mixture."""
+    With `mix` (an n-gram run), the forward LM rescores with its per-token mixture (`say` hears
+    when its weight is tuned, which takes seconds)."""
     from charrnn.devices import resolve_device
     from charrnn.fill.model import load_fill_model
     from charrnn.fill.search import LMScorer, MaskScorer, NGramScorer
@@ -150,7 +151,8 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
             if role == "fwd":
                 fwd_ckpt = ckpt
     if mix is not None or mix_weight is not None:
-        roles = _mixed(roles, fwd_ckpt if "fwd" in roles else None, dev, mix, mix_weight, root)
+        roles = _mixed(roles, fwd_ckpt if "fwd" in roles else None, dev, mix, mix_weight, root,
+                       say)
     proposers = {}
     if grouped is not None and mix is None and "ngram" in roles:
         roles, proposers = _group_mixtures(roles, grouped)
@@ -173,7 +175,8 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
     return families
 
 
-def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, root: Path) -> dict:
+def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, root: Path,
+           say) -> dict:
     from charrnn.evaluation.mix import mixture_of
     from charrnn.fill.search import MixedLMScorer
 
@@ -181,7 +184,7 @@ def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, roo
         raise UserError("--mix mixes the forward LM with an n-gram: give a forward LM "
                         "(-m RUN, trained with charrnn train)")
     spec, scorer = roles["fwd"]
-    mixture = mixture_of(ckpt, scorer.model, device, mix, weight, root)
+    mixture = mixture_of(ckpt, scorer.model, device, mix, weight, root, say)
     return {**roles, "fwd": (f"{spec}⊕{mixture.name}", MixedLMScorer(scorer, mixture))}
 
 

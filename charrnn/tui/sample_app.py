@@ -74,8 +74,8 @@ StreamMaker = Callable[[list[int]], TokenStream]  # prime ids → a new stream (
 
 
 def stream_maker(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
-                 mix: str | None, mix_weight: float | None,
-                 root: Path | None) -> tuple[StreamMaker, ViewInfo]:
+                 mix: str | None, mix_weight: float | None, root: Path | None,
+                 say: Callable[[str], None] | None = None) -> tuple[StreamMaker, ViewInfo]:
     """What makes the view's streams, and the facts it shows: where plain output would sample
     without PyTorch (one forward stream on a CPU), so does the view — the same engine, and no
     torch import (seconds of start-up); else the Sampler over the loaded model."""
@@ -89,12 +89,12 @@ def stream_maker(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
         return (lambda prime_ids: plain.cpu_tokens(weights, opts, prime_ids, stats=True,
                                                    more=True, chunk=cpustream.LIVE_CHUNK),
                 describe(ckpt, cpustream.parameter_count(config)))
-    return _torch_streams(ckpt, opts, device, mix, mix_weight, root)
+    return _torch_streams(ckpt, opts, device, mix, mix_weight, root, say)
 
 
 def _torch_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str,
-                   mix: str | None, mix_weight: float | None,
-                   root: Path | None) -> tuple[StreamMaker, ViewInfo]:
+                   mix: str | None, mix_weight: float | None, root: Path | None,
+                   say: Callable[[str], None] | None) -> tuple[StreamMaker, ViewInfo]:
     from charrnn.devices import resolve_device
     from charrnn.evaluation.mix import mixture_of
     from charrnn.lm.model import load_lm
@@ -102,10 +102,10 @@ def _torch_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str
 
     dev = resolve_device(device)
     model = load_lm(ckpt, dev)
-    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root, say)
     info = describe(ckpt, sum(p.numel() for p in model.parameters()))
     if mixture is not None:
-        info.model += f" ⊕ {mixture.name} (λ {mixture.weight:.2f})"
+        info.mixture = f"{mixture.name}, λ {mixture.weight:.3f}"
 
     def streams(prime_ids: list[int]) -> TokenStream:
         sampler = Sampler(model, dev, opts, mixture=mixture, chunk=live_chunk_size(dev))
@@ -117,11 +117,13 @@ def live_sample(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | N
                 device: str = "auto", unknown: str | None = None, *,
                 console: Console | None = None,
                 keys=None, hold: bool = True, mix: str | None = None,
-                mix_weight: float | None = None, root: Path | None = None) -> LiveResult:
-    """Run the live view until q (or, with hold=False, until `opts.length` tokens are out)."""
+                mix_weight: float | None = None, root: Path | None = None,
+                say: Callable[[str], None] | None = None) -> LiveResult:
+    """Run the live view until q (or, with hold=False, until `opts.length` tokens are out);
+    `say` hears what takes seconds before it starts (tuning a --mix weight)."""
     opts.validate()
     start = encode_prime(ckpt.tokenizer, prime, unknown)
-    streams, info = stream_maker(ckpt, opts, device, mix, mix_weight, root)
+    streams, info = stream_maker(ckpt, opts, device, mix, mix_weight, root, say)
     session = _Session(streams, ckpt.tokenizer, opts, start, info,
                        console or Console(), keys if keys is not None else RawKeys(), hold,
                        ckpt.run_folder.name)

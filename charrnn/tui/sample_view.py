@@ -53,6 +53,7 @@ class ViewInfo:
     model: str
     checkpoint: str
     token_strings: list[str]
+    mixture: str = ""  # --mix: 'kn5, λ 0.018'
 
 
 @dataclass
@@ -147,6 +148,7 @@ class SampleView:
             ("top-k", str(opts.top_k or "—")), ("top-p", str(opts.top_p or "—")),
             ("seed", "—" if opts.greedy else str(self.seed)),
             ("model", fit(self.info.model, value_w)),
+            *((("mixed", fit(f"⊕ {self.info.mixture}", value_w)),) if self.info.mixture else ()),
             ("checkpoint", fit(self.info.checkpoint, value_w)))
         rows.append(Text(""))
         rows.extend(Text.assemble((name.ljust(LABEL_WIDTH), "dim"), " ", value)
