@@ -39,3 +39,21 @@ def test_an_empty_value_typed_is_an_error_not_the_default(tiny_run, small_text, 
     result = run_cli(*args, ok=False)
     assert result.exit_code == 2 and said in result.output, result.output
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "meta.json").exists()
+
+
+def test_a_ctrl_c_compiled_code_hands_back_wrapped_is_an_interrupt(capsys) -> None:
+    """Ctrl-C while the n-gram counts ran in Numba: 'internal error: SystemError: …' and exit 1."""
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as ctrl_c:
+            raise SystemError("CPUDispatcher(<function _refine>) returned a result with an "
+                              "exception set") from ctrl_c
+    except SystemError as wrapped:
+        assert exit_code(wrapped) == 130
+        try:
+            raise SystemError("<function _numba_unpickle> returned …") from wrapped
+        except SystemError as twice:  # one per level the Ctrl-C went up through
+            assert exit_code(twice) == 130
+    assert capsys.readouterr().err == "charrnn: interrupted\n" * 2
+    assert exit_code(SystemError("a bug")) is None

@@ -42,7 +42,7 @@ def say(line: str, alike_on_every_rank: bool = False) -> None:
 def exit_code(exc: BaseException) -> int | None:
     """Report `exc` the charrnn way and return the exit code; None for what is not ours to
     report (a bug, or a SystemExit that is not a closed pipe): the caller re-raises it."""
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or _interrupt_inside(exc):
         say("interrupted", alike_on_every_rank=True)
         return INTERRUPTED
     if isinstance(exc, BrokenPipeError):  # the reader of stdout left: nobody to tell, stop
@@ -68,6 +68,16 @@ def exit_code(exc: BaseException) -> int | None:
     return None
 
 
+def _interrupt_inside(exc: BaseException) -> bool:
+    """A Ctrl-C that compiled code (a Numba kernel of the n-gram counts) handed back wrapped:
+    'SystemError: CPUDispatcher(…) returned a result with an exception set', caused by it, or
+    by such an error around it (one per level of calls the Ctrl-C went up through)."""
+    seen = 0
+    while isinstance(exc, SystemError) and seen < 100:
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return seen > 0 and isinstance(exc, KeyboardInterrupt)
+
+
 def _unwritable_to_stdout(exc: BaseException) -> bool:
     """Text the terminal's (or the pipe's) encoding cannot hold: the user's locale, not a bug."""
     if not isinstance(exc, UnicodeEncodeError) or not isinstance(exc.object, str):
@@ -86,7 +96,7 @@ def report_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (UserError, KeyboardInterrupt, OSError, SystemExit) as exc:
+        except (UserError, KeyboardInterrupt, OSError, SystemExit, SystemError) as exc:
             code = exit_code(exc)
             if code is None:
                 raise
