@@ -177,12 +177,17 @@ def atomic_file(path: Path) -> Iterator[Path]:
         # a pipe, a FIFO, a device (/dev/stdout): written through, never renamed over
         try:
             yield path
+        except BrokenPipeError:  # its reader left (`| head`): the quiet exit of a closed pipe
+            raise
         except OSError as exc:
             raise UserError(f"cannot write {path}: {exc.strerror or exc}") from exc
         return
     if path.is_symlink():  # the file it points to is replaced, and the link kept
         path = Path(os.path.realpath(path))
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():  # mkdir would say only "File exists"
+        raise UserError(f"cannot write {path}: {above} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp

@@ -405,3 +405,33 @@ def test_compare_names_a_run_once_refuses_a_mix_without_a_pair_and_says_how_to_t
     assert refused.exit_code == 2 and "share one: drop --mix" in refused.output
     empty = ngram("export", "c3", "--arpa", "", ok=False)
     assert empty.exit_code == 2 and "--arpa needs a file name" in empty.output
+
+
+def test_export_to_standard_output_writes_the_arpa_there_and_a_closed_pipe_is_quiet(
+        small_text: Path, tmp_path: Path):
+    """`--arpa -` wrote a file named '-'; `--arpa /dev/stdout | head` said 'error: … Broken
+    pipe' with exit 2 where every command stops quietly with 141."""
+    import random
+
+    rng = random.Random(0)  # ~17k trigrams: an ARPA text far larger than a pipe's buffer
+    text = tmp_path / "letters.txt"
+    text.write_text("".join(rng.choice("abcdefghijklmnopqrstuvwxyz \n") for _ in range(200_000)))
+    ngram("train", text, "--order", "3", "--run-name", "kn")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    whole = subprocess.run([sys.executable, "-m", "charrnn", "ngram", "export", "kn", "--arpa",
+                            "-"], capture_output=True, text=True, env=env, cwd=tmp_path,
+                           timeout=120)
+    assert whole.returncode == 0 and whole.stdout.startswith("# charrnn-ngram: ")
+    assert "3-grams" in whole.stderr and not (tmp_path / "-").exists()
+    for target in ("-", "/dev/stdout"):
+        cut = subprocess.run(f"{sys.executable} -m charrnn ngram export kn --arpa {target} "
+                             "| head -c 10 >/dev/null; echo ${PIPESTATUS[0]} >&2", shell=True,
+                             executable="/bin/bash", capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=120)
+        assert cut.stderr.strip() == "141", cut.stderr
+
+
+def test_a_file_where_an_output_folder_should_be_is_named(small_text: Path, tmp_path: Path):
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    said = user_error("export", "kn", "--arpa", small_text / "x.arpa")
+    assert f"{small_text} is a file, not a folder" in said

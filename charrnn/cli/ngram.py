@@ -131,7 +131,7 @@ def sample(
 @command(ngram_app)
 def export(
     run: Run = None,
-    arpa: Annotated[str, typer.Option("--arpa", help="ARPA file to write.")] = ...,
+    arpa: Annotated[str, typer.Option("--arpa", help="ARPA file to write (- for standard output).")] = ...,
     out: opt.Out = None,
 ) -> None:
     """Write a model as a standard ARPA file (log10 probabilities, back-off weights)."""
@@ -147,9 +147,13 @@ def export(
                         "applies to n-gram runs only (an RNN has no ARPA form); give a run made "
                         "by `charrnn ngram train` or `charrnn ngram import`")
     _, model = load_run(str(folder), root)
-    info = export_arpa(model, Path(arpa))
+    to_stdout = arpa == "-"  # (written through, as to a pipe; the summary then on stderr)
+    if to_stdout and not Path("/dev/stdout").exists():
+        raise UserError("--arpa - writes to /dev/stdout, which this system lacks: give a file")
+    info = export_arpa(model, Path("/dev/stdout" if to_stdout else arpa))
     typer.echo(f"{info['path']}: " + ", ".join(f"{c:,} {n}-grams"
-                                               for n, c in enumerate(info["ngrams"], 1)))
+                                               for n, c in enumerate(info["ngrams"], 1)),
+               err=to_stdout)
 
 
 @command(ngram_app, "import")
