@@ -435,3 +435,12 @@ def test_a_file_where_an_output_folder_should_be_is_named(small_text: Path, tmp_
     ngram("train", small_text, "--order", "2", "--run-name", "kn")
     said = user_error("export", "kn", "--arpa", small_text / "x.arpa")
     assert f"{small_text} is a file, not a folder" in said
+
+
+def test_eval_of_standard_input_alone_reads_it_with_the_newest_run(small_text: Path):
+    """`ngram eval -` was refused ("'-' is neither a run … nor a file"); `ngram eval RUN -`
+    and `charrnn eval -` took it."""
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    result = CliRunner().invoke(ngram_app, ["eval", "-", "--json"], input="the king is here\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["run"] == "kn" and json.loads(result.output)["tokens"] > 0

@@ -117,6 +117,8 @@ def run_and_file(targets: list[str], runs_root: Path, command: str) -> tuple[str
     if len(targets) == 2:
         return targets[0], targets[1]
     if len(targets) == 1:
+        if targets[0] == "-":  # standard input, read with the newest run
+            return None, "-"
         target = Path(targets[0])
         is_run = (runs_root / targets[0]).is_dir() or (target.is_dir() and (
             (target / "run.json").exists() or (target / "checkpoint.json").exists()))
