@@ -444,3 +444,17 @@ def test_eval_of_standard_input_alone_reads_it_with_the_newest_run(small_text: P
     result = CliRunner().invoke(ngram_app, ["eval", "-", "--json"], input="the king is here\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["run"] == "kn" and json.loads(result.output)["tokens"] > 0
+
+
+def test_compare_of_every_run_names_a_damaged_one_it_skips(small_text: Path, tmp_path: Path):
+    """A run whose run.json was cut short was left out of the table without a word."""
+    ngram("train", small_text, "--order", "2", "--run-name", "two")
+    ngram("train", small_text, "--order", "3", "--run-name", "three")
+    info = tmp_path / "runs" / "three" / "run.json"
+    info.write_text(info.read_text()[:20])
+    result = compare("--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [r["run"] for r in report["results"]] == ["two"]
+    assert [s["run"] for s in report["skipped"]] == ["three"]
+    assert "skipped three:" in compare().output

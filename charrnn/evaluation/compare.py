@@ -133,7 +133,9 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
                             "a file; save standard input to one first")
         refuse_dataset_as_text(file)
         read_text([file], "strict")
-    folders = [runs.resolve_run(s, root) for s in specs] if specs else runs.list_runs(root)
+    # Without names, every run under the root: a damaged one too, skipped saying why.
+    folders = [runs.resolve_run(s, root) for s in specs] if specs else (
+        runs.list_runs(root) + runs.damaged_runs(root))
     once: dict[Path, Path] = {}  # a run named twice (by name and by path) is one row
     for folder in folders:
         once.setdefault(folder.resolve(), folder)
@@ -145,7 +147,11 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     rows, skipped = [], []
     for folder in folders:
         spec = str(folder)
-        info = runs.run_info(folder)
+        try:
+            info = runs.run_info(folder)
+        except UserError as exc:
+            skipped.append({"run": folder.name, "reason": str(exc)})
+            continue
         kind = info.get("kind")
         row_of = {"ngram": _ngram_row, "lm": _rnn_row}.get(kind)
         reason = _not_compared(kind, info, file)
