@@ -214,7 +214,8 @@ def test_mix_takes_an_ngram_and_an_ngram_takes_no_lm_options(pair: Path, words: 
     result = run_cli("eval", "lm", "--mix", "lm", ok=False)
     assert result.exit_code == 2 and "--mix lm is a language model run: --mix takes an n-gram" \
         in result.output
-    for extra in (["--device", "cpu"], ["--precision", "bf16"], ["--mix-weight", "0.3"]):
+    for extra in (["--device", "cpu"], ["--precision", "bf16"], ["--mix-weight", "0.3"],
+                  ["--device", "auto"], ["--precision", "fp32"]):  # typed at the default too
         result = run_cli("score", "kn", words, *extra, ok=False)
         assert result.exit_code == 2 and "applies to language model runs; kn is an n-gram run" \
             in result.output, result.output

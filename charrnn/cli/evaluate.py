@@ -37,6 +37,7 @@ def eval_command(
 
 
 def score_command(
+    ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="A language model or n-gram run (name, folder or checkpoint).")],
     file: Annotated[Optional[str], typer.Argument(help="Lines to score (default or '-': stdin).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON lines: one object a line, then the totals.")] = False,
@@ -49,8 +50,9 @@ def score_command(
     """Score each line: total log10 probability, tokens, OOVs, perplexity (as KenLM's query)."""
     from charrnn.evaluation.linescore import Totals, format_line, open_scorer, read_lines, score_lines
 
-    scorer = open_scorer(run, opt.root(out), device, opt.plain(unk), opt.plain(precision), mix,
-                         mix_weight)
+    typed = opt.typed_params(ctx)  # (an n-gram run refuses these typed even at their default)
+    scorer = open_scorer(run, opt.root(out), device if "device" in typed else None, opt.plain(unk),
+                         opt.plain(precision) if "precision" in typed else None, mix, mix_weight)
     totals = Totals()
     scores = (totals.add(s) for s in score_lines(scorer, read_lines(file, opt.plain(errors))))
     if sort:

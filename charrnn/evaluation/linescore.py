@@ -179,15 +179,17 @@ class RNNScorer(Scorer):
         return [mixed_logp(r, n, self.mixture.weight) for r, n in zip(rnn, ngram, strict=True)]
 
 
-def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str | None = None,
-                precision: str = "fp32", mix: str | None = None,
+def open_scorer(spec: str, root: Path, device: str | None = None, unknown: str | None = None,
+                precision: str | None = None, mix: str | None = None,
                 mix_weight: float | None = None) -> Scorer:
-    """The scorer of RUN: a language model (optionally mixed) or an n-gram run."""
+    """The scorer of RUN: a language model (optionally mixed) or an n-gram run. None: not given
+    (an LM then computes on the `auto` device in fp32; an n-gram refuses what is given, even
+    the default's value, since it has no device or precision to choose)."""
     folder = runs.resolve_run(spec, root)
     if runs.run_info(folder).get("kind") == "ngram":
-        given = [name for name, value, default in (
-            ("--mix", mix, None), ("--mix-weight", mix_weight, None), ("--device", device, "auto"),
-            ("--precision", precision, "fp32")) if value != default]
+        given = [name for name, value in (
+            ("--mix", mix), ("--mix-weight", mix_weight), ("--device", device),
+            ("--precision", precision)) if value is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise UserError(f"{', '.join(given)} {verb} to language model runs; {folder.name} is "
@@ -203,12 +205,13 @@ def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str | None
 
     ckpt = checkpoint.resolve(spec, root)
     runs.check_kind(ckpt.run_folder, ckpt.task, "lm", "eval")
-    dev = resolve_device(device)
+    dev = resolve_device(device or "auto")
     model = load_lm(ckpt, dev).eval()
     if model.config.direction == "backward":
         raise UserError(f"{ckpt.run_folder.name} reads right to left: score lines with a forward LM")
     mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
-    return RNNScorer(ckpt, model, dev, unknown, resolve_precision(precision, dev)[0], mixture)
+    return RNNScorer(ckpt, model, dev, unknown, resolve_precision(precision or "fp32", dev)[0],
+                     mixture)
 
 
 def score_lines(scorer: Scorer, lines: Iterable[str]) -> Iterator[LineScore]:
