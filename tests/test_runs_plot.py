@@ -54,6 +54,17 @@ def test_runs_prints_numbers_whole_in_80_columns_and_lists_damaged_runs(
     assert "damaged" in damaged and "unreadable" in damaged
 
 
+def test_runs_piped_keeps_every_row_whole(tiny_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """`charrnn runs | cat` folded names at 80 columns: '2026-12-06 / _19-37-57_ / ngram'."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    root = tmp_path / "runs"
+    long_name = "a-very-long-run-name-for-the-big-experiment_2026-11-23_16-49-50"
+    shutil.copytree(tiny_run, root / long_name)
+    out = run_cli("runs", "--out", root).output
+    row = next(line for line in out.splitlines() if long_name in line)
+    assert f"{summary(root / long_name)['val_bpc']:.4f}" in row
+
+
 @pytest.mark.parametrize("damage", ["checkpoint progress a list", "metrics step a string",
                                     "metrics val_loss null"])
 def test_runs_and_plot_read_damaged_files_that_are_still_json_as_blank_cells(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from charrnn.runstats import summary
 HEADERS = ("name", "kind", "created", "steps", "best val", "bpc", "level", "params")
 NUMERIC = {"steps", "best val", "bpc", "params"}  # printed whole: other columns fold instead
 MIN_TEXT = 4  # the narrowest a folding column gets
+PIPED_WIDTH = 10_000  # no fold where no terminal is: a name cut in two cannot be grepped
 
 
 def _size(count: int | None, unit: str) -> str:
@@ -115,7 +117,10 @@ def _left_words(folder: Path, info: dict) -> str:
 def print_runs(root: Path, console: Console | None = None) -> int:
     """Print the table (or a one-line note when there is no run), then the fill groups; the
     number of runs."""
-    console = console or Console()
+    if console is None:  # piped (| grep, | cut, a file): rows whole, unless COLUMNS says
+        console = Console()
+        if not console.is_terminal and not os.environ.get("COLUMNS"):
+            console = Console(width=PIPED_WIDTH)
     table = runs_table(root, console.width)
     if table is None:
         console.print(f"no runs under {root} (train one with `charrnn train`, or pass --out)",
