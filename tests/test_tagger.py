@@ -491,3 +491,15 @@ def test_tag_train_reads_its_data_from_standard_input(tmp_path: Path) -> None:
     again = run_cli("tag", "train", "--resume", "piped", "--max-steps", "3", ok=False)
     assert again.exit_code == 2 and "from standard input: give the same text again" in again.output
     run_cli("tag", "train", "-", "--resume", "piped", "--max-steps", "3", input=text)
+
+
+def test_predict_reads_one_file_not_a_folder(chunker, tmp_path: Path) -> None:
+    """A folder given as FILE was read whole, every file under it run together (a stray binary
+    file among them stopped it)."""
+    root, _ = chunker
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the cat\n")
+    refused = run_cli("tag", "predict", "chunk", folder, "--out", root, ok=False)
+    assert refused.exit_code == 2 and "is not a file: tag predict reads one text file" in \
+        refused.output

@@ -12,6 +12,7 @@ import time: torch and the models load inside the commands.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -203,6 +204,10 @@ def tag_predict(
     if not sep or any(ch in sep for ch in "\n\r"):  # words run together, or lines out of step
         raise UserError(f"--sep {sep!r}: give a separator of one line, at least a character "
                         "(e.g. ' ' or '/')")
+    if file not in (None, "-") and not Path(file).expanduser().is_file():  # (one text in, its
+        # tags out: a folder's files would come out run together)
+        raise UserError(f"{file} does not exist or is not a file: tag predict reads one text "
+                        "file, or standard input (- or no FILE)")
     # This command has --errors, so invalid UTF-8 may suggest it.
     text = read_stdin(errors, can_replace=True) if file in (None, "-") \
         else read_text([file], errors, CONVERT_OR_REPLACE)
