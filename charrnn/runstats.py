@@ -138,8 +138,14 @@ def summary(folder: Path) -> dict:
         if isinstance(step, int) and not isinstance(step, bool):
             steps.append(step)
         metrics = _section(ckpt, "metrics")
-        if row["val_loss"] is None and _number(metrics.get("val_loss")) is not None:
+        # best/ holds the best scores themselves: metrics.jsonl may have lost its last line
+        # (a kill during an append), and with it the best evaluation.
+        if (name == "best" or row["val_loss"] is None) and kind != "tag" \
+                and _number(metrics.get("val_loss")) is not None:
             row["val_loss"], row["val_bpc"] = metrics["val_loss"], _number(metrics.get("val_bpc"))
+        score = tagger_score([metrics]) if kind == "tag" else None
+        if name == "best" and _number(metrics.get(score)) is not None:
+            row["score"] = f"{score_label(score)} {metrics[score]:.4f}"
         if row["params"] is None:
             row["params"] = safetensors_params(folder / name / "model.safetensors")
     row["steps"] = max(steps) if steps else None

@@ -241,3 +241,18 @@ def test_an_option_read_as_a_run_name_says_the_run_name_is_missing(tiny_run: Pat
     """`train --resume --max-steps 9` took '--max-steps' as the run and said it was not found."""
     out = run_cli("train", "--resume", "--max-steps", "9", "--out", tiny_run.parent, ok=False)
     assert out.exit_code == 2 and "that is an option" in out.output
+
+
+def test_runs_takes_the_best_scores_from_best_not_from_a_torn_metrics_log(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """A kill during an append cost metrics.jsonl its best evaluation: `runs` showed a worse
+    val loss than best/ holds."""
+    run = tmp_path / "r"
+    shutil.copytree(tiny_run, run)
+    best = json.loads((run / "best" / "checkpoint.json").read_text())["metrics"]
+    log = run / "metrics.jsonl"
+    kept = [line for line in log.read_text().splitlines()
+            if json.loads(line).get("val_loss") != best["val_loss"]]
+    log.write_text("\n".join(kept) + "\n" + kept[-1][:15])  # the best's line gone, a torn tail
+    row = summary(run)
+    assert row["val_loss"] == best["val_loss"] and row["val_bpc"] == best["val_bpc"]

@@ -323,8 +323,10 @@ class Loop:
             if outcome != "finished":
                 break
         prog = self.progress
+        # The last evaluation apart, named so: its scores beside best_val read as the run's.
         return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
-                "elapsed": prog.elapsed, "run": str(self.run_dir), **self.last_eval}
+                "elapsed": prog.elapsed, "run": str(self.run_dir),
+                "last_eval": self.last_eval or None}
 
     def _is_sync_point(self, single: bool) -> bool:
         """Under DDP only step counts decide, so that every rank reaches the same points: the
