@@ -251,7 +251,7 @@ def _loop(task: TagTask, run_dir: Path, reporter: Reporter | None) -> Loop:
 def _described(task: TagTask) -> str:
     bundle, mcfg = task.bundle, task.bundle.model.config
     return (f"{len(task.encoded):,} train / {len(task.val_sents):,} val sentences | "
-            f"{len(bundle.encoder.tokens):,} tokens, {len(bundle.encoder.labels)} labels | "
+            f"vocabulary {len(bundle.encoder.tokens):,}, {len(bundle.encoder.labels)} labels | "
             f"{mcfg.cell} {mcfg.layers}×{mcfg.hidden} bidirectional, "
             f"{bundle.model.num_parameters():,} params | {bundle.device}")
 
