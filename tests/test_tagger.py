@@ -503,3 +503,8 @@ def test_predict_reads_one_file_not_a_folder(chunker, tmp_path: Path) -> None:
     refused = run_cli("tag", "predict", "chunk", folder, "--out", root, ok=False)
     assert refused.exit_code == 2 and "is not a file: tag predict reads one text file" in \
         refused.output
+
+
+def test_a_registry_name_as_training_data_says_how_to_get_its_files(tmp_path: Path) -> None:
+    refused = run_cli("tag", "train", "conll2000", "--out", tmp_path, ok=False)
+    assert refused.exit_code == 2 and "`charrnn corpus get conll2000`" in refused.output

@@ -83,6 +83,7 @@ def tag_train(
 
         if data is None:
             raise UserError("give the training file (DATA), or --resume RUN to continue a run")
+        _refuse_registry_name(data)
         cfg = _planned(request, TagTrainConfig)
         result = train_tagger(data, cfg, opt.root(out), run_name, valid, test, reporter)
     if json_out:
@@ -168,6 +169,16 @@ def tag_eval(
     result = bundle.score(read_data(file, tag["format"], tag["label_column"], tag["features"]))
     result["file"] = file
     typer.echo(json.dumps(result, indent=1) if json_out else _score_line(file, result))
+
+
+def _refuse_registry_name(data: str) -> None:
+    """A registry name as DATA (tag train conll2000) said only 'does not exist: check the path'."""
+    from charrnn.corpora import registry
+
+    if not Path(data).exists() and data in registry():
+        raise UserError(f"{data} is a corpus of the registry, not a file: `charrnn corpus get "
+                        f"{data}` fetches it and prints its files; give its training file as "
+                        "DATA (and its test file to --test)")
 
 
 def _refuse_other_kind(segmenter: bool, typed: frozenset[str]) -> None:
