@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import UNK
 from charrnn.inputs import refuse_binary
 from charrnn.tokenizers import refuse_idle_unk, skipped_chars
@@ -77,7 +77,7 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
                 line = data.decode("utf-8", errors=errors)
             except UnicodeDecodeError as exc:
                 raise UserError(f"{name}: line {number} is not UTF-8 (byte {exc.start} of the "
-                                "line): convert the file, or pass --errors replace") from exc
+                                f"line): convert the file, or pass {option('errors')} replace") from exc
             text = line.removesuffix("\n").removesuffix("\r").removeprefix("\ufeff" * (number == 1))
             yield text if line.endswith("\n") else OpenLine(text)
     finally:
@@ -186,8 +186,9 @@ def open_scorer(spec: str, root: Path, device: str = "auto", unknown: str | None
     folder = runs.resolve_run(spec, root)
     if runs.run_info(folder).get("kind") == "ngram":
         given = [name for name, value, default in (
-            ("--mix", mix, None), ("--mix-weight", mix_weight, None), ("--device", device, "auto"),
-            ("--precision", precision, "fp32")) if value != default]
+            (option("mix"), mix, None), (option("mix_weight"), mix_weight, None),
+            (option("device"), device, "auto"), (option("precision"), precision, "fp32"))
+            if value != default]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise UserError(f"{', '.join(given)} {verb} to language model runs; {folder.name} is "
