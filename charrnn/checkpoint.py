@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 
 from charrnn import fsutil, runs, weights
 from charrnn.configs import typed_config
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
 if TYPE_CHECKING:  # torch is imported where a model is built or saved: reading a checkpoint's
@@ -160,7 +160,7 @@ class Checkpoint:
         a resume state (it goes back to its own step), else a new run."""
         other = _sibling(self.folder)
         if other is not None and _looks_whole(other, with_state=True):
-            return (f"continue from the run's other checkpoint instead (--resume {other}; it "
+            return (f"continue from the run's other checkpoint instead ({option('resume')} {other}; it "
                     "restarts from its own step)")
         return (f"training cannot continue from it, but its weights can still be sampled and "
                 f"evaluated (charrnn sample {self.folder}, charrnn eval {self.folder}); to train "
@@ -208,8 +208,8 @@ def _one_line(exc: BaseException) -> str:
 def _named(folder: Path, asked: str | None) -> Checkpoint:
     """The checkpoint folder RUN names; refused where --checkpoint asks for the run's other one."""
     if asked is not None and folder.name in ("best", "last") and folder.name != asked:
-        raise UserError(f"{folder} is the run's {folder.name} checkpoint and --checkpoint asks "
-                        f"for {asked}: drop --checkpoint, or give the run (or its {asked}/)")
+        raise UserError(f"{folder} is the run's {folder.name} checkpoint and {option('checkpoint')} asks "
+                        f"for {asked}: drop {option('checkpoint')}, or give the run (or its {asked}/)")
     return open_checkpoint(folder)
 
 
@@ -302,7 +302,7 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
     raise UserError(f"{ckpt.folder} is step {best_step}, and the run trained on to step "
                     f"{last_step} (its last/): resuming best/ would train the steps after it "
                     f"again over them; give the run ({ckpt.run_folder.name}) to go on from step "
-                    f"{last_step}, or fine-tune best/ into a new run (--init-from "
+                    f"{last_step}, or fine-tune best/ into a new run ({option('init_from')} "
                     f"{ckpt.run_folder.name}/best)")
 
 
@@ -354,7 +354,7 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
     """
     prefer, root = asked or prefer, Path(root)  # (a library caller's "runs" too)
     if prefer not in ("best", "last"):
-        raise UserError(f"--checkpoint must be best or last, not {prefer!r} (or give the "
+        raise UserError(f"{option('checkpoint')} must be best or last, not {prefer!r} (or give the "
                         "checkpoint folder as RUN, e.g. my-run/last)")
     # A path as given, then the same path under the runs root ("myrun/last" names that folder).
     for path in (Path(spec), root / spec) if spec is not None else ():
@@ -373,7 +373,7 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
         if (folder / name / META).is_file():
             if asked is not None and name != asked:  # asked for, and not there
                 raise UserError(f"{folder} has no {asked}/ checkpoint (it has {name}/): drop "
-                                f"--checkpoint, or give --checkpoint {name}")
+                                f"{option('checkpoint')}, or give {option('checkpoint')} {name}")
             return open_checkpoint(folder / name)
     info = runs.run_info(folder)
     if info.get("kind") == "ngram":

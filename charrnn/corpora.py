@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from charrnn import fsutil
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.inputs import file_sha256
 
 DEFAULT_NAME = "python-help"
@@ -87,9 +87,9 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
     given = mirror is not None
     mirror = mirror or os.environ.get("CHARRNN_MIRROR")
     if mirror:  # checked even when the cache has the files: a typo must not pass unnoticed
-        _check_mirror(mirror, "--mirror" if given else "CHARRNN_MIRROR")
+        _check_mirror(mirror, option("mirror") if given else "CHARRNN_MIRROR")
     if allow_unverified and all(spec.get("sha256") for spec in entry["files"]):
-        raise UserError(f"--allow-unverified does not apply: every file of corpus {name!r} has a "
+        raise UserError(f"{option('allow_unverified')} does not apply: every file of corpus {name!r} has a "
                         "recorded sha256, which is checked; drop it")
     folder = fsutil.cache_dir() / "corpora" / name
     out: dict[str, Path] = {}
@@ -98,7 +98,7 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
         expected = spec.get("sha256")
         if expected is None and not allow_unverified:
             raise UserError(f"corpus {name!r} has no sha256 in the registry yet: pass "
-                            "--allow-unverified to fetch it anyway (the hash seen is printed)")
+                            f"{option('allow_unverified')} to fetch it anyway (the hash seen is printed)")
         _fetch_checked(spec, target, mirror, f"{spec['name']} of corpus {name!r}")
         out[spec["role"]] = target
     return out
@@ -143,7 +143,7 @@ def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
                 break
         else:
             raise UserError(f"{spec['name']} is not in the mirror folder {mirror}: add it there or "
-                            "unset --mirror / CHARRNN_MIRROR to download")
+                            f"unset {option('mirror')} / CHARRNN_MIRROR to download")
         if source.name == spec["name"]:
             shutil.copyfile(source, tmp)
         else:
@@ -186,7 +186,8 @@ def _download(spec: dict, tmp: Path) -> None:
             else:
                 shutil.move(fetched, tmp)
     except OSError as exc:
-        raise UserError(f"could not download {url}: {exc}; use --mirror DIR with a local copy") from exc
+        raise UserError(f"could not download {url}: {exc}; use {option('mirror')} DIR with a local "
+                        "copy") from exc
 
 
 def _extract(archive: Path, member_name: str, tmp: Path) -> None:
@@ -213,7 +214,7 @@ def resolve_inputs(inputs: list[str], opts, mirror: str | None = None,
     corpus also sets `opts` (a PreprocessOptions) where they hold their defaults: its level, and
     its valid/test files as the splits."""
     if mirror is not None:
-        _check_mirror(mirror, "--mirror")
+        _check_mirror(mirror, option("mirror"))
     if not inputs:
         return [str(default_corpus())]
     found = _registry_files(inputs, mirror)
@@ -240,7 +241,7 @@ class RegistryFiles:
         """The one token level of the registry corpora (an error when they differ)."""
         if len(set(self.levels.values())) > 1:
             shown = ", ".join(f"{name} ({level})" for name, level in self.levels.items())
-            raise UserError(f"these corpora have different token levels: {shown}; pass --level")
+            raise UserError(f"these corpora have different token levels: {shown}; pass {option('level')}")
         return next(iter(self.levels.values()))
 
 
@@ -252,7 +253,7 @@ def names_registry(inputs: list[str]) -> bool:
 
 def registry_files(inputs: list[str], mirror: str | None = None) -> RegistryFiles:
     if mirror is not None:
-        _check_mirror(mirror, "--mirror")
+        _check_mirror(mirror, option("mirror"))
     return _registry_files(inputs, mirror)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import fsutil
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.inputs import CONVERT_OR_REPLACE, refuse_datasets
 from charrnn.splits import SPLITS, SplitPlan
 from charrnn.tokenizers import (
@@ -94,24 +94,24 @@ class PreprocessOptions:
         at, so another level's option set is refused (a plan checks before a registry corpus or
         a dataset folder has said the level)."""
         if self.level not in LEVELS:
-            raise UserError(f"--level must be one of {', '.join(LEVELS)}, not {self.level!r}")
-        for name, frac in (("--val-frac", self.val_frac), ("--test-frac", self.test_frac)):
+            raise UserError(f"{option('level')} must be one of {', '.join(LEVELS)}, not {self.level!r}")
+        for name, frac in ((option("val_frac"), self.val_frac), (option("test_frac"), self.test_frac)):
             if not 0 <= frac < 1:
                 raise UserError(f"{name} must be in [0, 1), got {frac}")
         if self.val_frac + self.test_frac >= 1:
-            raise UserError("--val-frac + --test-frac must leave some text for training")
+            raise UserError(f"{option('val_frac')} + {option('test_frac')} must leave some text for training")
         if self.min_count < 1:
-            raise UserError(f"--min-count must be ≥ 1, got {self.min_count}")
+            raise UserError(f"{option('min_count')} must be ≥ 1, got {self.min_count}")
         if self.max_vocab is not None and self.max_vocab < 3:
-            raise UserError(f"--max-vocab must be ≥ 3, got {self.max_vocab}")
+            raise UserError(f"{option('max_vocab')} must be ≥ 3, got {self.max_vocab}")
         if self.pattern == "":  # (it would be recorded as '' and read as the whitespace split)
-            raise UserError("--pattern '' matches no token: drop --pattern to split words at "
-                            "whitespace, or give a regex such as '\\w+'")
+            raise UserError(f"{option('pattern')} '' matches no token: drop {option('pattern')} to "
+                            "split words at whitespace, or give a regex such as '\\w+'")
         given = self.given()
         for files, frac, split in (("valid", "val_frac", "validation"), ("test", "test_frac", "test")):
             if getattr(self, files) and frac in given:  # the file wins: the fraction would be ignored
-                raise UserError(f"--{frac.replace('_', '-')} does not apply with --{files}: the "
-                                f"{split} split is the --{files} file; drop one of the two")
+                raise UserError(f"{option(frac)} does not apply with {option(files)}: the "
+                                f"{split} split is the {option(files)} file; drop one of the two")
         if level_final:
             refuse_other_levels(self.level, given)  # recorded, and unread
 
@@ -129,9 +129,9 @@ def refuse_other_levels(level: str, names: Iterable[str]) -> None:
     for name in sorted(names):
         readers = levels_reading(name)
         if readers and level not in readers:
-            raise UserError(f"--{name.replace('_', '-')} applies at {' and '.join(readers)} "
+            raise UserError(f"{option(name)} applies at {' and '.join(readers)} "
                             f"level, and this text is read at {level} level: drop it, or give "
-                            f"--level {readers[0]}")
+                            f"{option('level')} {readers[0]}")
 
 
 def smallest_dtype(vocab_size: int) -> np.dtype:
@@ -213,9 +213,9 @@ def _exact_as_asked(dataset: Dataset, opts: PreprocessOptions) -> Dataset:
     at that size (made exactly or refused): the same key, another promise."""
     made = dataset.tokenizer.vocab_size
     if opts.level == "subword" and opts.exact_vocab and made != opts.vocab_size:
-        raise UserError(f"--vocab-size {opts.vocab_size} cannot be made exactly for this text "
+        raise UserError(f"{option('vocab_size')} {opts.vocab_size} cannot be made exactly for this text "
                         f"(the default size fitted to it makes {made:,} pieces): pass "
-                        f"--vocab-size {made}, or drop --vocab-size")
+                        f"{option('vocab_size')} {made}, or drop {option('vocab_size')}")
     return dataset
 
 
@@ -302,7 +302,7 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
 
 def refuse_dataset_as_text(file: str) -> None:
     """A FILE to score that is a dataset folder: its meta.json would be scored as text."""
-    refuse_datasets([file], "", "score a run on the splits of its own with --split (default "
+    refuse_datasets([file], "", f"score a run on the splits of its own with {option('split')} (default "
                      "test), or give a text file")
 
 
@@ -310,19 +310,19 @@ def _check_out(out: Path, plan: SplitPlan) -> None:
     """--out must be a folder that holds no input and lies in no input folder: the dataset
     replaces it whole, and a dataset among the inputs would be read as text next time."""
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is an existing file, not a folder: a dataset is a folder "
+        raise UserError(f"{option('out')} {out} is an existing file, not a folder: a dataset is a folder "
                         "(meta.json, train.bin, ...); give a new or empty folder (nothing was "
                         "written)")
     target = out.expanduser().resolve()
     for path in plan.files():
         if path == target or target in path.parents:
-            raise UserError(f"--out {out} holds the input {path}: the dataset would replace its "
-                            "own text; give another --out folder (nothing was written)")
+            raise UserError(f"{option('out')} {out} holds the input {path}: the dataset would replace its "
+                            f"own text; give another {option('out')} folder (nothing was written)")
     for spec in plan.specs:
         folder = Path(spec).expanduser()
         if folder.is_dir() and folder.resolve() in target.parents:
-            raise UserError(f"--out {out} is inside the input folder {spec}: the dataset would "
-                            "be read as text the next time; give an --out folder outside it")
+            raise UserError(f"{option('out')} {out} is inside the input folder {spec}: the dataset would "
+                            f"be read as text the next time; give an {option('out')} folder outside it")
     if out.exists():
         _refuse_foreign_files(out)
 
@@ -336,11 +336,11 @@ def _refuse_foreign_files(out: Path) -> None:
     others = sorted(entry.name for entry in out.iterdir() if entry.name not in DATASET_FILES)
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise UserError(f"--out {out} holds files that are not a charrnn dataset's ({shown}): "
-                        "choose an empty or new --out folder (nothing was written)")
+        raise UserError(f"{option('out')} {out} holds files that are not a charrnn dataset's ({shown}): "
+                        f"choose an empty or new {option('out')} folder (nothing was written)")
     if any(out.iterdir()) and not _is_dataset_meta(out / "meta.json"):
-        raise UserError(f"--out {out} exists and is not a charrnn dataset (its meta.json is "
-                        "missing or another program's): choose an empty or new --out folder "
+        raise UserError(f"{option('out')} {out} exists and is not a charrnn dataset (its meta.json is "
+                        f"missing or another program's): choose an empty or new {option('out')} folder "
                         "(nothing was written)")
 
 
@@ -354,12 +354,12 @@ def _is_dataset_meta(path: Path) -> bool:
 
 def _refuse_empty_splits(plan: SplitPlan, counts: dict) -> None:
     """A split the user asked for that holds no token would silently never be evaluated."""
-    pattern = " (or a --pattern that matches its text)" if plan.opts.pattern else ""
+    pattern = f" (or a {option('pattern')} that matches its text)" if plan.opts.pattern else ""
     for split in SPLITS:
         if plan.asked(split) and counts[split]["tokens"] == 0:
             raise UserError(f"the {split} split came out empty ({counts[split]['chars']:,} "
                             f"characters, no {plan.opts.level} token): give more text, a larger "
-                            f"fraction or a separate --valid / --test file{pattern}")
+                            f"fraction or a separate {option('valid')} / {option('test')} file{pattern}")
 
 
 def _index_path() -> Path:
@@ -445,15 +445,16 @@ def prepare(inputs: list[str], opts: PreprocessOptions,
     return preprocess(inputs, None, opts, given)
 
 
-def _flag(name: str, value) -> str:
-    flag = f"--{name.replace('_', '-')}"
+def _given(name: str, value) -> str:
+    """An option with its value, as a message names it (`option`): `--level word`, `no --pattern`."""
+    named = option(name)
     if value is None:
-        return f"no {flag}"
+        return f"no {named}"
     if isinstance(value, bool):
-        return flag if value else f"no {flag}"
+        return named if value else f"no {named}"
     if isinstance(value, list):
-        return " ".join(f"{flag} {v}" for v in value) or f"no {flag}"
-    return f"{flag} {value}"
+        return " ".join(f"{named} {v}" for v in value) or f"no {named}"
+    return f"{named} {value}"
 
 
 def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
@@ -473,12 +474,12 @@ def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
     if unread:
         name = unread[0]
         raise UserError(f"{folder} is a preprocessed {level}-level dataset, and "
-                        f"--{name.replace('_', '-')} applies at "
+                        f"{option(name)} applies at "
                         f"{' and '.join(levels_reading(name))} level: drop it")
     if clashes:
-        given = "; ".join(f"{_flag(n, getattr(opts, n))} does not apply (it was made with "
-                          f"{_flag(n, saved.get(n))})" for n in clashes)
-        again = " ".join(_flag(n, getattr(opts, n)) for n in clashes)
+        given = "; ".join(f"{_given(n, getattr(opts, n))} does not apply (it was made with "
+                          f"{_given(n, saved.get(n))})" for n in clashes)
+        again = " ".join(_given(n, getattr(opts, n)) for n in clashes)
         raise UserError(f"{folder} is a preprocessed {dataset.tokenizer.level}-level dataset: "
                         f"{given}; preprocess the text again with {again}, or drop "
                         f"{'it' if len(clashes) == 1 else 'them'}")
@@ -495,7 +496,7 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
     from charrnn.inputs import read_stdin, read_text
 
     if file is not None and split is not None:  # the file would be scored, the split unread
-        raise UserError("give a FILE or --split, not both")
+        raise UserError(f"give a FILE or {option('split')}, not both")
     if file is not None:
         refuse_dataset_as_text(file)
         if file != "-" and Path(file).expanduser().is_dir():  # (every file below it was read)
@@ -508,7 +509,7 @@ def scoring_text(tokenizer, dataset_id: str, file: str | None, split: str | None
         return ids, len(text), "<stdin>" if file == "-" else str(file), skipped
     split = split or "test"
     if split not in SPLITS:
-        raise UserError(f"--split must be train, val or test, not {split!r}")
+        raise UserError(f"{option('split')} must be train, val or test, not {split!r}")
     if not dataset_id:  # an imported model (ARPA file): there never was a split of ours
         raise UserError(f"this model was imported and has no dataset split to score: pass a "
                         f"FILE to evaluate on ({again} FILE)")

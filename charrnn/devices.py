@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from charrnn.errors import RankError, UserError
+from charrnn.errors import RankError, UserError, option
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -20,7 +20,8 @@ def resolve_device(name: str) -> torch.device:
     # torch takes cpu:7 and ignores the 7; cpu:0 is the one CPU device (and runs saved it)
     if kind not in DEVICES or (kind != "cuda" and ":" in name and (kind == "auto" or index != "0")
                                ) or (kind == "cuda" and ":" in name and not index.isdigit()):
-        raise UserError(f"--device must be one of {', '.join(DEVICES)} (cuda:N too), not {name!r}")
+        raise UserError(f"{option('device')} must be one of {', '.join(DEVICES)} (cuda:N too), "
+                        f"not {name!r}")
     if kind == "auto":
         if torch.cuda.is_available():
             return cuda_device("cuda")
@@ -29,15 +30,18 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if kind == "cuda":
         if not torch.cuda.is_available():
-            raise UserError(f"--device {name} was asked for, but CUDA is not available here (no "
-                            "GPU, or a CPU-only torch build): use --device cpu or auto")
+            raise UserError(f"{option('device')} {name} was asked for, but CUDA is not available "
+                            "here (no GPU, or a CPU-only torch build): use "
+                            f"{option('device')} cpu or auto")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+            raise UserError(f"{option('device')} {name}: only {torch.cuda.device_count()} CUDA "
+                            "device(s)")
         return cuda_device(device)
     if kind == "mps" and not (getattr(torch.backends, "mps", None)
                               and torch.backends.mps.is_available()):
-        raise UserError("--device mps was asked for, but Apple MPS is not available: use cpu")
+        raise UserError(f"{option('device')} mps was asked for, but Apple MPS is not available: "
+                        "use cpu")
     return torch.device(name)
 
 
@@ -70,9 +74,9 @@ def resolve_precision(name: str, device: torch.device) -> tuple[str, str]:
     float32 in every case."""
     if device.type == "cuda":
         if name == "bf16":
-            raise UserError("--precision bf16 does not apply on CUDA: PyTorch runs cuDNN RNNs in "
+            raise UserError(f"{option('precision')} bf16 does not apply on CUDA: PyTorch runs cuDNN RNNs in "
                             "float16 under any autocast, which charrnn pairs with loss scaling "
-                            "(--precision auto); use auto or fp32")
+                            f"({option('precision')} auto); use auto or fp32")
         return ("fp32", "asked for") if name == "fp32" else ("fp16", "CUDA: float16 autocast")
     if name == "auto":
         return "fp32", f"{device.type}: float32"
@@ -130,11 +134,12 @@ def device_memory(device: torch.device) -> int | None:
 def too_big(params: int | None, device: torch.device, total: int | None = None,
             per_param: int = TRAIN_BYTES_PER_PARAM, advice: str | None = None) -> UserError:
     have = f" ({total / 1e9:,.1f} GB)" if total else ""
+    smaller = f"use a smaller {option('hidden')}, {option('layers')} or {option('emb')}"
     size = ("more parameters than can be counted" if params is None else
             f"{params:,} parameters, ~{params * per_param / 1e9:,.1f} GB to "
             f"{'train' if per_param == TRAIN_BYTES_PER_PARAM else 'load'}")
     return UserError(f"the model ({size}) does not fit in memory on {device}{have}: "
-                     f"{advice or 'use a smaller --hidden, --layers or --emb'}")
+                     f"{advice or smaller}")
 
 
 def skeleton(build: Callable[[], torch.nn.Module]) -> torch.nn.Module | None:

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 
 from charrnn.cores import under_torchrun
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 COLLECTIVE_TIMEOUT_MIN = 120
 
@@ -124,7 +124,7 @@ class Dist:
         if batch % self.world and resumed:
             counts = [n for n in range(1, min(batch, 16) + 1) if batch % n == 0]
             nearest = max(n for n in counts if n < self.world)
-            raise UserError(f"the run's --batch-size {batch} is not divisible by the {self.world} "
+            raise UserError(f"the run's {option('batch_size')} {batch} is not divisible by the {self.world} "
                             f"processes, and a resumed run keeps its batch: resume it with "
                             f"--nproc_per_node {nearest}, or another count that divides it "
                             f"({', '.join(map(str, counts))})")
@@ -153,11 +153,11 @@ def shared_gpu(identities: list[tuple[str, str]]) -> tuple[int, int] | None:
 def shared_gpu_message(ranks: tuple[int, int], host: str, gpus: int) -> str:
     return (f"ranks {ranks[0]} and {ranks[1]} of this torchrun job would share one GPU on {host} "
             f"(it has {gpus}): NCCL runs one process per GPU, so start at most "
-            f"--nproc_per_node {gpus} there, or train on CPU processes with --device cpu (gloo)")
+            f"--nproc_per_node {gpus} there, or train on CPU processes with {option('device')} cpu (gloo)")
 
 
 def batch_not_divisible(batch: int, world: int) -> str:
     """The message for a batch that the processes cannot share evenly, with the nearest that do."""
     lower, upper = batch - batch % world, batch - batch % world + world
     near = f"{lower} or {upper}" if lower else str(upper)
-    return f"--batch-size {batch} must be divisible by the {world} processes: give e.g. {near}"
+    return f"{option('batch_size')} {batch} must be divisible by the {world} processes: give e.g. {near}"

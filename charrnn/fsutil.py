@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -123,10 +123,10 @@ def _write_advice(exc: OSError) -> str:
     """What to do about a failed write, by its cause (errno; a wrapped safetensors error has
     none, only its message)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-        return "free some disk space or choose another --out"
+        return f"free some disk space or choose another {option('out')}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "the folder is not writable: choose another --out"
-    return "choose another --out"
+        return f"the folder is not writable: choose another {option('out')}"
+    return f"choose another {option('out')}"
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -149,23 +149,24 @@ def write_json_atomic(path: Path, data: object) -> None:
         raise
 
 
-def refuse_overwrite(path: Path, ours: Callable[[Path], bool], what: str, option: str) -> None:
+def refuse_overwrite(path: Path, ours: Callable[[Path], bool], what: str, named: str) -> None:
     """Refuse to replace an existing file unless it is an earlier output of the same kind
     (`ours(path)`): a typo in an output path must not destroy a corpus or a photo. An empty file
-    holds nothing to lose, so it may be replaced."""
+    holds nothing to lose, so it may be replaced. `named`: the option that gave the path, as
+    charrnn.errors.option names it."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{option} {path} is a folder: give a file path for {what}")
+        raise UserError(f"{named} {path} is a folder: give a file path for {what}")
     if not path.exists() or path.stat().st_size == 0:
         return
     try:
         mine = ours(path)
     except OSError as exc:
         raise UserError(f"cannot read {path} ({exc.strerror or exc}) to check that it is {what} "
-                        f"before replacing it: pick another {option} path") from exc
+                        f"before replacing it: pick another {named} path") from exc
     if not mine:
         raise UserError(f"{path} already exists and is not {what}: charrnn will not overwrite it; "
-                        f"pick another {option} path, or remove the file first")
+                        f"pick another {named} path, or remove the file first")
 
 
 @contextlib.contextmanager

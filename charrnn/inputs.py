@@ -17,13 +17,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 CHUNK_BYTES = 1 << 22  # 4 MiB of bytes per read: big enough for numpy, small for memory
 # What to do about invalid UTF-8. Only commands with an --errors option may suggest it; the
-# others get advice they can follow (callers pass the one that fits).
+# others get advice they can follow (callers pass the one that fits). Templates: {errors} is
+# filled when the message is made, as `option` names it then (not at import).
 CONVERT_UTF8 = "convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8 {path} > {utf8})"
-CONVERT_OR_REPLACE = CONVERT_UTF8 + ", or pass --errors replace to go on"
+CONVERT_OR_REPLACE = CONVERT_UTF8 + ", or pass {errors} replace to go on"
 TEXT_SUFFIXES_SKIPPED = {".bin", ".npy", ".safetensors", ".pt", ".pth", ".zip", ".gz", ".bz2"}
 
 
@@ -84,7 +85,7 @@ class TextSource:
 
     def __post_init__(self) -> None:
         if self.errors not in ("strict", "replace"):
-            raise UserError(f"--errors must be 'strict' or 'replace', not {self.errors!r}")
+            raise UserError(f"{option('errors')} must be 'strict' or 'replace', not {self.errors!r}")
 
     def chunks(self) -> Iterator[str]:
         """Yield decoded text in chunks that end at a line break (or whitespace) where possible."""
@@ -130,7 +131,8 @@ class TextSource:
                 except UnicodeDecodeError as exc:
                     raise UserError(
                         f"{path}: invalid UTF-8 at byte offset {offset + exc.start}: "
-                        + self.fix.format(path=path, utf8=f"{path.stem}.utf8{path.suffix}")
+                        + self.fix.format(path=path, utf8=f"{path.stem}.utf8{path.suffix}",
+                                          errors=option("errors"))
                     ) from exc
                 if final:
                     return
@@ -182,13 +184,14 @@ def read_text(specs: Iterable[str], errors: str = "strict", fix: str = CONVERT_U
     return TextSource(expand_inputs(specs), errors, fix).text()
 
 
-def refuse_datasets(specs: Iterable[str], option: str = "", advice: str = "give a text file"
+def refuse_datasets(specs: Iterable[str], named: str = "", advice: str = "give a text file"
                     ) -> None:
     """A dataset folder given as text would be read as its meta.json: say what it is instead
-    (`advice` may name the folder as {spec})."""
+    (`named`: the option that gave it and a space, as charrnn.errors.option names it; `advice`
+    may name the folder as {spec})."""
     for spec in specs:
         if is_built_dataset(Path(spec).expanduser()):
-            raise UserError(f"{option}{spec} is a preprocessed dataset (meta.json, train.bin), "
+            raise UserError(f"{named}{spec} is a preprocessed dataset (meta.json, train.bin), "
                             f"not text: {advice.format(spec=spec)}")
 
 
@@ -215,6 +218,7 @@ def read_stdin(errors: str = "strict", can_replace: bool = False) -> str:
     try:
         return data.decode("utf-8", errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        advice = ", or pass --errors replace to go on" if can_replace else " (e.g. through iconv)"
+        advice = f", or pass {option('errors')} replace to go on" if can_replace else \
+            " (e.g. through iconv)"
         raise UserError(f"<stdin>: invalid UTF-8 at byte offset {exc.start}: send UTF-8 "
                         f"text{advice}") from exc

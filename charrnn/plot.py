@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from charrnn import fsutil, runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.runstats import TAGGER_SCORES, read_metrics, score_label, tagger_score
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -37,13 +37,14 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
         raise UserError("plot tagger runs apart from language models and fill models: a tagger's "
                         "validation is an F1 or accuracy, theirs a loss in bits per character")
     if not out.name:  # "" or "/": Path("") is "." (no name to give a suffix)
-        raise UserError(f"--png needs a file name, e.g. --png curves.png (got {str(out)!r})")
+        raise UserError(f"{option('png')} needs a file name, e.g. {option('png')} curves.png (got "
+                        f"{str(out)!r})")
     if out.suffix.lower() != ".png":
         named = out.with_suffix(".png") if out.stem and not out.name.startswith(".") else \
             out.with_name("curves.png")  # (".png" is a hidden file with no suffix)
-        raise UserError(f"--png {out} must be a .png file: e.g. --png {named}")
+        raise UserError(f"{option('png')} {out} must be a .png file: e.g. {option('png')} {named}")
     # Before drawing: a mistyped --png must not replace a photo or a document, only our own plot.
-    fsutil.refuse_overwrite(out, _is_png, "a PNG image", "--png")
+    fsutil.refuse_overwrite(out, _is_png, "a PNG image", option("png"))
     plt = _pyplot()
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -84,7 +85,7 @@ def _curves(spec: str, root: Path) -> tuple[str, str, list[dict], list[dict]]:
     train, evals = read_metrics(folder, TAGGER_SCORES if kind == "tag" else ("val_loss",))
     if not train and not evals:
         raise UserError(f"run {folder.name} has no metrics yet ({folder / 'metrics.jsonl'}): "
-                        "plot RNN runs that have trained for at least --log-every steps")
+                        f"plot RNN runs that have trained for at least {option('log_every')} steps")
     return folder.name, kind, train, evals
 
 

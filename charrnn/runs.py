@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from charrnn import fsutil, runlock
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 RUN_FILE = "run.json"
 GROUP_FILE = "group.json"  # a fill group's record (charrnn.fill.group): a folder of runs' names
@@ -44,7 +44,8 @@ def kind_name(kind: object) -> object:
 
 def runs_root(out: str | Path | None = None) -> Path:
     if out is not None and not str(out).strip():  # (it was taken as none: ./checkpoints)
-        raise UserError("--out is empty: give the runs folder, or drop --out for ./checkpoints")
+        raise UserError(f"{option('out')} is empty: give the runs folder, or drop {option('out')} for "
+                        "./checkpoints")
     return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints")
 
 
@@ -61,7 +62,7 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
     """Create a fresh run folder; the default name is a readable timestamp (made unique)."""
     base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + ("" if kind == "lm" else f"_{kind}")
     if name is not None and (not name or "/" in name or name.startswith(".")):
-        raise UserError(f"--run-name {name!r} must be a plain folder name")
+        raise UserError(f"{option('run_name')} {name!r} must be a plain folder name")
     folder, n = root / base, 1
     while folder.exists():
         if name is not None and _free_again(folder):  # a start that wrote nothing: its name is
@@ -72,11 +73,11 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
                 # would only say "no checkpoint", so name the way out
                 raise UserError(no_checkpoint_message(folder, "already exists but"))
             # An n-gram run has nothing to continue; the networks' runs resume.
-            resume = {"lm": f", or continue it with --resume {name}",
-                      "fill": f", or continue it with --resume {name}",
+            resume = {"lm": f", or continue it with {option('resume')} {name}",
+                      "fill": f", or continue it with {option('resume')} {name}",
                       "tag": f", or continue it with `charrnn tag train --resume {name}`"
                       }.get(kind, "")
-            raise UserError(f"run {folder} already exists: pick another --run-name{resume}")
+            raise UserError(f"run {folder} already exists: pick another {option('run_name')}{resume}")
         n += 1
         folder = root / f"{base}-{n}"
     try:
@@ -208,7 +209,7 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
                                                                                 "charrnn train")
             missing = "" if root.is_dir() else " (no such folder)"
             raise UserError(f"no {what}runs under {root}{missing}: train one first ({how}), or "
-                            "name a run / pass --out")
+                            f"name a run / pass {option('out')}")
         return runs[-1]
     for candidate in (Path(spec), root / spec):
         if (candidate / RUN_FILE).is_file():
@@ -242,9 +243,9 @@ def no_checkpoint_message(folder: Path, verb: str = "") -> str:
         return (f"run {folder} has no readable checkpoint: {' and '.join(damaged)} "
                 f"{'holds' if len(damaged) == 1 else 'hold'} files but no checkpoint.json (damaged "
                 "or cut short by a crash); they are left as they are: restore them from a "
-                "backup, or train again under another --run-name")
+                f"backup, or train again under another {option('run_name')}")
     return (f"{what}: its training stopped before the first save. Delete it (rm -r {folder}) or "
-            "pick another --run-name, and train again")
+            f"pick another {option('run_name')}, and train again")
 
 
 @contextmanager

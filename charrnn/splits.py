@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.inputs import (
     CONVERT_OR_REPLACE,
     TextSource,
@@ -87,8 +87,8 @@ class SplitPlan:
     def __init__(self, inputs: list[str], opts: PreprocessOptions) -> None:
         self.opts = opts
         refuse_datasets(inputs, "", "train on it directly with `charrnn train {spec}`")
-        for option, files in (("--valid", opts.valid), ("--test", opts.test)):
-            refuse_datasets(files, f"{option} ", "give the text file instead")
+        for name, files in (("valid", opts.valid), ("test", opts.test)):
+            refuse_datasets(files, f"{option(name)} ", "give the text file instead")
         self.specs = [*inputs, *opts.valid, *opts.test]
         self.main = self._source(inputs)
         self.extra = {name: self._source(files)
@@ -100,17 +100,17 @@ class SplitPlan:
         for name, source in self.extra.items():  # an empty split would silently never evaluate
             if char_count(source) == 0:
                 names = ", ".join(str(f) for f in source.files)
-                option = "--valid" if name == "val" else "--test"
-                raise UserError(f"{option} {names}: file is empty (0 characters); give a "
-                                f"non-empty file, or drop {option} to split one off the corpus")
+                given = option("valid" if name == "val" else "test")
+                raise UserError(f"{given} {names}: file is empty (0 characters); give a "
+                                f"non-empty file, or drop {given} to split one off the corpus")
         val_frac = 0.0 if "val" in self.extra else opts.val_frac
         test_frac = 0.0 if "test" in self.extra else opts.test_frac
         self.bounds = (int(self.total * (1 - val_frac - test_frac)), int(self.total * (1 - test_frac)))
-        for option, frac, size in (("--val-frac", val_frac, self.bounds[1] - self.bounds[0]),
-                                   ("--test-frac", test_frac, self.total - self.bounds[1])):
+        for name, frac, size in (("val_frac", val_frac, self.bounds[1] - self.bounds[0]),
+                                 ("test_frac", test_frac, self.total - self.bounds[1])):
             if frac > 0 and size == 0:
-                raise UserError(f"{option} {frac} of {self.total:,} characters is not one "
-                                f"character: give a larger {option} or more text")
+                raise UserError(f"{option(name)} {frac} of {self.total:,} characters is not one "
+                                f"character: give a larger {option(name)} or more text")
         self.rule = {"main": "contiguous tail by characters", "val_frac": val_frac,
                      "test_frac": test_frac, "val_files": opts.valid, "test_files": opts.test,
                      "cut_at_line_break": opts.level != "char"}

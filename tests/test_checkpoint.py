@@ -437,7 +437,7 @@ def test_hostile_tagger_and_fill_checkpoints_are_refused_too(tmp_path: Path) -> 
         with pytest.raises(UserError, match="does not fit in memory"):
             ckpt.build(config, model)
         meta["model"]["hidden"] = -4
-        with pytest.raises(UserError, match="--hidden must be ≥ 1"):
+        with pytest.raises(UserError, match="hidden must be ≥ 1"):
             ckpt.build(config, model)
 
 

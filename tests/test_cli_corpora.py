@@ -139,7 +139,7 @@ def test_registry_corpus_takes_the_registry_level_unless_level_is_typed(shared_c
     corpora.resolve_inputs(["ptb"], frac, str(shared_corpora))
     assert frac.valid == [] and Path(frac.test[0]).name == "ptb.test.txt"
     both = PreprocessOptions()
-    with pytest.raises(UserError, match=r"ptb \(word\), tinyshakespeare \(char\); pass --level"):
+    with pytest.raises(UserError, match=r"ptb \(word\), tinyshakespeare \(char\); pass level$"):
         corpora.resolve_inputs(["ptb", "tinyshakespeare"], both, str(shared_corpora))
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
 
 from charrnn.cli.errors import exit_code
+from charrnn.errors import UserError, option
+from charrnn.lm.config import TrainConfig
 from helpers import run_cli
 
 
@@ -57,3 +60,23 @@ def test_a_ctrl_c_compiled_code_hands_back_wrapped_is_an_interrupt(capsys) -> No
             assert exit_code(twice) == 130
     assert capsys.readouterr().err == "charrnn: interrupted\n" * 2
     assert exit_code(SystemError("a bug")) is None
+
+
+def test_library_errors_name_fields_and_the_cli_names_flags(small_text: Path, tmp_path: Path) -> None:
+    """A message is made where the mistake is found, deep in the library: to a library caller it
+    names the field it was given, under the CLI the flag that was typed; after a command the
+    library's spelling is back (charrnn.errors.option)."""
+    with pytest.raises(UserError) as caught:
+        TrainConfig(optim="adam", momentum=0.9)
+    said = str(caught.value)
+    assert said.startswith("momentum applies to sgd and rmsprop, not adam") and \
+        "drop momentum or use optim sgd" in said and "--" not in said
+    typed = run_cli("train", small_text, "--optim", "adam", "--momentum", "0.9", "--out", tmp_path,
+                    ok=False)
+    assert typed.exit_code == 2 and "--momentum applies to" in typed.output, typed.output
+    # A mistake only the library checks (the config's bound), made from the command line.
+    too_many = run_cli("train", small_text, "--max-steps", str(10**13), "--out", tmp_path, ok=False)
+    assert too_many.exit_code == 2 and "--max-steps must be at most 1e+12" in too_many.output
+    assert option("max_steps") == "max_steps"
+    with pytest.raises(UserError, match=r"^max_steps must be at most 1e\+12, got"):
+        TrainConfig(max_steps=10**13)

@@ -73,7 +73,7 @@ def test_two_ranks_on_one_gpu_are_found_before_nccl_and_said_in_one_line() -> No
     assert shared_gpu([("a", "GPU-1"), ("a", "GPU-2"), ("b", "GPU-1")]) is None
     assert shared_gpu([("a", "GPU-1"), ("a", "GPU-2"), ("a", "GPU-1")]) == (0, 2)
     message = shared_gpu_message((0, 1), "box", 1)
-    assert "\n" not in message and "--nproc_per_node 1" in message and "--device cpu" in message
+    assert "\n" not in message and "--nproc_per_node 1" in message and "with device cpu" in message
 
 
 @pytest.mark.slow

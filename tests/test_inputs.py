@@ -43,7 +43,7 @@ def test_files_without_final_newline_are_joined_by_one(tmp_path: Path) -> None:
 def test_invalid_utf8_names_file_and_byte_offset(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"hello w\xc3rld\n")
-    with pytest.raises(UserError, match=r"bad\.txt: invalid UTF-8 at byte offset 7.*--errors replace"):
+    with pytest.raises(UserError, match=r"bad\.txt: invalid UTF-8 at byte offset 7.*pass errors replace"):
         read_text([str(bad)], fix=CONVERT_OR_REPLACE)
     assert read_text([str(bad)], errors="replace") == "hello w\ufffdrld\n"
 

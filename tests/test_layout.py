@@ -108,6 +108,62 @@ def test_the_library_never_imports_typer_or_the_views() -> None:
     assert offenders == []
 
 
+# The command line's layers, which name flags (charrnn.errors.flag); all else is the library's.
+FLAG_LAYERS = ("cli", "plan")
+# Text of the library that names a flag on purpose, with why.
+FLAGS_NAMED = {
+    ("distributed.py", "--nproc_per_node"): "torchrun's own option: a library caller's processes "
+                                           "are started by torchrun too, with that flag",
+}
+FLAG = re.compile(r"(?<![\w-])--(?:[a-z][\w-]*|\0)")  # \0: a value of an f-string (`--{name}`)
+# A command line quoted for the user to run (`charrnn train --resume RUN`) is the same text to
+# whoever reads it: its flags stay flags.
+COMMAND_LINE = re.compile(
+    rf"charrnn (?:{'|'.join(typer.main.get_command(app).commands)})\b[^`()]*")
+
+
+def _flags_spelled(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, flag) for each flag in a string of the code outside a quoted command line;
+    docstrings aside, which tell the code's readers what a command line does."""
+    skipped = {id(node.body[0].value) for node in ast.walk(tree)
+               if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+               and node.body and isinstance(node.body[0], ast.Expr)}
+    skipped |= {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
+                for part in node.values}  # read with their f-string
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
+            text = node.value
+        elif isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "\0" for v in node.values)
+        else:
+            continue
+        text = COMMAND_LINE.sub("", text)
+        found += [(node.lineno, flag.replace("\0", "{…}")) for flag in FLAG.findall(text)]
+    return found
+
+
+def test_the_library_never_names_a_flag() -> None:
+    """A library caller passes fields and parameters; only the command line knows that its user
+    typed flags. So the library names an option with charrnn.errors.option (a flag while the CLI
+    runs a command), never with a `--` of its own."""
+    sample = ast.parse('''def f(name):
+    """--docstring is left alone"""
+    a = f"drop --max-steps or --optim sgd, {name or 'use --hidden'}"
+    return f"--{name}", "`charrnn train --resume x` continues it; or --out", "--", "a-b--c"''')
+    assert sorted(flag for _, flag in _flags_spelled(sample)) == [  # it sees what it looks for
+        "--hidden", "--max-steps", "--optim", "--out", "--{…}"]
+    spelled = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        where = path.relative_to(PACKAGE)
+        if where.parts[0] in FLAG_LAYERS:
+            continue
+        spelled += [(str(where), line, flag)
+                    for line, flag in _flags_spelled(ast.parse(path.read_text(encoding="utf-8")))
+                    if (where.as_posix(), flag) not in FLAGS_NAMED]
+    assert spelled == []
+
+
 def test_no_import_circles() -> None:
     """Not even through the imports a function makes when it runs (lazy ones)."""
     modules = {_module(p): p for p in PACKAGE.rglob("*.py")}

@@ -1,4 +1,5 @@
-"""`charrnn ngram ...` and `charrnn compare` end to end (CliRunner on the n-gram app)."""
+"""`charrnn ngram ...` and `charrnn compare` end to end (CliRunner on the charrnn app, as typed:
+its commands' messages name flags)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from charrnn.cli.ngram import compare_cmd, ngram_app
+from charrnn.cli.app import app
 from charrnn.errors import UserError
 from helpers import TINY, run_cli
 
@@ -21,7 +22,7 @@ EVAL_FIELDS = {"run", "kind", "source", "tokens", "chars", "nats_per_token", "pe
 
 
 def ngram(*args, ok: bool = True):
-    result = CliRunner().invoke(ngram_app, [str(a) for a in args])
+    result = CliRunner().invoke(app, ["ngram", *(str(a) for a in args)])
     if ok:
         assert result.exit_code == 0, result.output + repr(result.exception)
     return result
@@ -37,11 +38,7 @@ def user_error(*args) -> str:
 
 
 def compare(*args):
-    import typer
-
-    app = typer.Typer()
-    app.command()(compare_cmd)
-    return CliRunner().invoke(app, [str(a) for a in args])
+    return CliRunner().invoke(app, ["compare", *(str(a) for a in args)])
 
 
 def test_train_eval_sample_export_import(small_text: Path, tmp_path: Path):
@@ -441,7 +438,7 @@ def test_eval_of_standard_input_alone_reads_it_with_the_newest_run(small_text: P
     """`ngram eval -` was refused ("'-' is neither a run … nor a file"); `ngram eval RUN -`
     and `charrnn eval -` took it."""
     ngram("train", small_text, "--order", "2", "--run-name", "kn")
-    result = CliRunner().invoke(ngram_app, ["eval", "-", "--json"], input="the king is here\n")
+    result = CliRunner().invoke(app, ["ngram", "eval", "-", "--json"], input="the king is here\n")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["run"] == "kn" and json.loads(result.output)["tokens"] > 0
 

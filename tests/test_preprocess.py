@@ -276,7 +276,7 @@ def test_valid_file_takes_no_line_of_the_corpus(tmp_path: Path) -> None:
 def test_a_requested_split_too_small_for_one_character_is_an_error(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("tiny text\n")
-    with pytest.raises(UserError, match=r"--val-frac 0.05 of 10 characters is not one character"):
+    with pytest.raises(UserError, match=r"^val_frac 0.05 of 10 characters is not one character"):
         preprocess([str(corpus)], tmp_path / "ds", PreprocessOptions(level="word"))
     assert not (tmp_path / "ds").exists()
 
@@ -308,8 +308,8 @@ def test_dataset_folder_refuses_preprocess_options_it_was_not_made_with(tmp_path
     ds = tmp_path / "ptb"
     preprocess([str(corpus)], ds, PreprocessOptions(level="word"))
     with pytest.raises(UserError, match=(
-            f"^{ds} is a preprocessed word-level dataset: --level subword does not apply "
-            r"\(it was made with --level word\); preprocess the text again with --level subword")):
+            f"^{ds} is a preprocessed word-level dataset: level subword does not apply "
+            r"\(it was made with level word\); preprocess the text again with level subword")):
         prepare([str(ds)], PreprocessOptions(level="subword"))
     same = PreprocessOptions(level="word", val_frac=0.05)
     assert prepare([str(ds)], same).root == ds  # what the dataset has: fine

@@ -245,7 +245,7 @@ def test_a_library_eval_given_a_file_and_a_split_is_refused(tiny_run: Path, tmp_
 
     held = tmp_path / "held.txt"
     held.write_text("the quick brown fox.\n", encoding="utf-8")
-    with pytest.raises(UserError, match="give a FILE or --split, not both"):
+    with pytest.raises(UserError, match="give a FILE or split, not both"):
         evaluate_run(str(tiny_run), tiny_run.parent, file=str(held), split="val", device="cpu")
 
 
@@ -257,7 +257,7 @@ def test_a_library_generate_refuses_a_top_k_that_keeps_every_token(tiny_run: Pat
 
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
     vocab = ckpt.tokenizer.vocab_size
-    with pytest.raises(UserError, match=f"--top-k {vocab} keeps every one"):
+    with pytest.raises(UserError, match=f"^top_k {vocab} keeps every one"):
         generate(ckpt, SampleOptions(length=5, top_k=vocab), None, 1, lambda text: None, "cpu")
 
 

@@ -29,7 +29,7 @@ def test_char_tokenizer_handles_cjk_emoji_and_combining_marks() -> None:
 
 def test_char_unknown_characters_error_lists_them_or_skip() -> None:
     tok = CharTokenizer.build(["abc"])
-    with pytest.raises(UserError, match="'z'.*--unk skip"):
+    with pytest.raises(UserError, match="'z'.*pass unk skip"):
         tok.encode("abz")
     assert tok.decode(tok.encode("abz", unknown="skip").tolist()) == "ab"
 
@@ -209,12 +209,12 @@ def test_subword_vocab_size_too_large_names_the_vocab_size_that_works() -> None:
         SubwordTokenizer.train([text * 3], vocab_size=300)
     message = str(err.value)
     assert "character_coverage" not in message
-    least = int(message.split("pass --vocab-size ")[1].split()[0])
-    assert message.startswith("--vocab-size 300 is too small for this text") and least > 300
+    least = int(message.split("pass vocab_size ")[1].split()[0])
+    assert message.startswith("vocab_size 300 is too small for this text") and least > 300
     assert SubwordTokenizer.train([text * 3], vocab_size=least).vocab_size == least
     high = _training_error("INTERNAL: t.cc(1) [x] Vocabulary size is too high (3000). Please set "
                            "it to a value <= 1234.", 3001)
-    assert "pass --vocab-size 1235 or less" in str(high)
+    assert "pass vocab_size 1235 or less" in str(high)
 
 
 @pytest.mark.parametrize("model_type", ["bpe", "unigram"])
@@ -224,7 +224,7 @@ def test_a_vocab_size_the_text_cannot_fill_is_refused_naming_one_it_can(model_ty
     text = "the cat sat on the mat, the dog sat on the log.\n" * 40
     with pytest.raises(UserError, match="is too large for this text") as err:
         SubwordTokenizer.train([text], vocab_size=5000, model_type=model_type)
-    most = int(str(err.value).split("pass --vocab-size ")[1].split()[0])
+    most = int(str(err.value).split("pass vocab_size ")[1].split()[0])
     assert 260 <= most < 5000
     assert SubwordTokenizer.train([text], vocab_size=most, model_type=model_type).vocab_size == most
     # Not asked for (the default): the smaller vocabulary is kept.

@@ -414,7 +414,7 @@ def test_tag_train_seed_out_of_range_is_refused() -> None:
     from charrnn.errors import UserError
     from charrnn.tag.train import TagTrainConfig
 
-    with pytest.raises(UserError, match=r"--seed must be in \[0, 2\*\*63\)"):
+    with pytest.raises(UserError, match=r"^seed must be in \[0, 2\*\*63\)"):
         TagTrainConfig(seed=2**64)
 
 

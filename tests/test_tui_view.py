@@ -461,7 +461,7 @@ def test_the_live_view_of_a_model_plain_samples_without_torch_never_imports_it(
 def test_the_live_view_shows_the_models_size_and_refuses_a_weight_without_mix(
         tiny_run: Path) -> None:
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
-    with pytest.raises(UserError, match="--mix-weight applies with --mix"):
+    with pytest.raises(UserError, match="^mix_weight applies with mix"):
         stream_maker(ckpt, SampleOptions(length=10), "cpu", None, 0.5, tiny_run.parent)
     _, info = stream_maker(ckpt, SampleOptions(length=10), "cpu", None, None, None)
     model = load_lm(ckpt, torch.device("cpu"))
@@ -481,7 +481,7 @@ def test_the_live_view_of_an_adaptive_softmax_model_samples_with_pytorch_as_plai
 
 def test_the_live_view_on_a_console_that_is_no_terminal_is_one_error(tiny_run: Path) -> None:
     ckpt = checkpoint.resolve(str(tiny_run), tiny_run.parent)
-    with pytest.raises(UserError, match="--plain"):
+    with pytest.raises(UserError, match="use plain$"):
         live_sample(ckpt, SampleOptions(length=10), None, "cpu",
                     console=Console(file=io.StringIO()), keys=NoKeys(), hold=False)
 

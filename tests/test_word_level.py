@@ -448,6 +448,6 @@ def test_a_step_too_big_for_memory_in_the_measurement_says_so(monkeypatch) -> No
 
     monkeypatch.setattr(speed, "_step", step)
     config = ModelConfig(vocab_size=40, cell="lstm", layers=1, hidden=8)
-    with pytest.raises(UserError, match="one training step of this model at --batch-size 4 does "
+    with pytest.raises(UserError, match="one training step of this model at batch_size 4 does "
                                         "not fit in this machine's memory"):
         speed._time_candidates(config, 4, {"fp32 full": ("fp32", "full")}, 16)

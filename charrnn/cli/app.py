@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import traceback
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -17,6 +18,7 @@ import typer
 from charrnn.cli import evaluate, fill, ngram, runs, sample, tag, train
 from charrnn.cli.errors import debug, exit_code, report_errors, say
 from charrnn.cores import under_torchrun
+from charrnn.errors import spell_options_as_flags
 
 app = typer.Typer(
     name="charrnn", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -37,6 +39,9 @@ def _options(ctx: typer.Context, version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.")]
         = False) -> None:
     """Train, sample, evaluate and compare recurrent language models (char, word, subword)."""
+    # This command's user typed flags: the library's messages name them so until it ends, and
+    # then name fields again (a library caller in this process after it: tests, a notebook).
+    ctx.call_on_close(partial(spell_options_as_flags, spell_options_as_flags(True)))
     if ctx.invoked_subcommand != "train" and under_torchrun():
         from charrnn.errors import UserError
 

@@ -20,11 +20,11 @@ from typing import Annotated, Optional
 import typer
 
 from charrnn.data import LEVELS, SPLITS, PreprocessOptions
-from charrnn.errors import UserError
+from charrnn.errors import UserError, flag
 from charrnn.lm.config import DIRECTIONS, SOFTMAXES, TrainConfig
 from charrnn.rnn.shape import CELLS
 from charrnn.tag.config import FORMATS, TagTrainConfig
-from charrnn.training.config import OPTIMIZERS, PRECISIONS, option
+from charrnn.training.config import OPTIMIZERS, PRECISIONS
 
 
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
@@ -97,7 +97,7 @@ def refuse_inapplicable(typed: frozenset[str], cls: type, others: set[str], what
     """A typed option that is neither a field of `cls` nor in `others` does not apply to `what`:
     an error naming it, never silently ignored."""
     names = {f.name for f in fields(cls)} | others
-    stray = sorted(option(n) for n in typed if n not in names)
+    stray = sorted(flag(n) for n in typed if n not in names)
     if stray:
         raise UserError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to "
                         f"{what}: drop {'it' if len(stray) == 1 else 'them'}")

@@ -81,9 +81,7 @@ def tag_train(
     else:
         from charrnn.tag.train import train_tagger
 
-        if data is None:
-            raise UserError("give the training file (DATA), or --resume RUN to continue a run")
-        _refuse_registry_name(data)
+        _check_data(data)
         cfg = _planned(request, TagTrainConfig)
         result = train_tagger(data, cfg, opt.root(out), run_name, valid, test, reporter)
     if json_out:
@@ -171,10 +169,13 @@ def tag_eval(
     typer.echo(json.dumps(result, indent=1) if json_out else _score_line(file, result))
 
 
-def _refuse_registry_name(data: str) -> None:
-    """A registry name as DATA (tag train conll2000) said only 'does not exist: check the path'."""
+def _check_data(data: str | None) -> None:
+    """DATA of a new run: given, and a file (a registry name, tag train conll2000, said only
+    'does not exist: check the path')."""
     from charrnn.corpora import registry
 
+    if data is None:
+        raise UserError("give the training file (DATA), or --resume RUN to continue a run")
     if not Path(data).exists() and data in registry():
         raise UserError(f"{data} is a corpus of the registry, not a file: `charrnn corpus get "
                         f"{data}` fetches it and prints its files; give its training file as "

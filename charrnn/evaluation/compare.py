@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from charrnn import runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 BAR_WIDTH = 8
 
@@ -53,7 +53,7 @@ def _not_compared(kind: str | None, info: dict, file: str | None) -> str | None:
         what = "fill" if kind == "fill" else "tagger"
         return f"{what} runs are not compared (score them with `{use}`)"
     if kind == "ngram" and file is None and not info.get("dataset"):
-        return "imported model has no dataset split: use --file FILE to score every run on it"
+        return f"imported model has no dataset split: use {option('file')} FILE to score every run on it"
     return None
 
 
@@ -65,8 +65,8 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
              for ngram in rows if ngram["kind"] == "ngram"
              and lm.get("dataset") and lm["dataset"] == ngram.get("dataset")]
     if asked and not pairs:
-        raise UserError("--mix adds a row for each RNN ⊕ n-gram pair counted on one dataset, and "
-                        "no language model and n-gram run compared share one: drop --mix")
+        raise UserError(f"{option('mix')} adds a row for each RNN ⊕ n-gram pair counted on one dataset, and "
+                        f"no language model and n-gram run compared share one: drop {option('mix')}")
     out = []
     for lm, ngram in pairs:
         from charrnn.evaluation.lm import evaluate_run  # torch: only when there is a pair
@@ -103,9 +103,9 @@ def _mixed_sampling_speed(lm: str, ngram: str, root: Path) -> float:
 def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
     """--unk is read by char-level runs only: with none among those compared, it does nothing."""
     if unk is not None and not any(_level(folder) == "char" for folder in folders):
-        raise UserError(f"--unk {unk} says how a char model reads characters it lacks, and no "
+        raise UserError(f"{option('unk')} {unk} says how a char model reads characters it lacks, and no "
                         "run compared is char level (a word model reads unknown words as its "
-                        "<unk>, a subword model spells any text): drop --unk")
+                        f"<unk>, a subword model spells any text): drop {option('unk')}")
 
 
 def _level(folder: Path) -> str | None:
@@ -123,13 +123,13 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     `mix` (None: where there are pairs), a row for each RNN ⊕ n-gram pair on one dataset too;
     True asked for with no language model and n-gram run among them is refused."""
     if split not in ("train", "val", "test"):
-        raise UserError(f"--split must be train, val or test, not {split!r}")
+        raise UserError(f"{option('split')} must be train, val or test, not {split!r}")
     if file is not None:  # once, here: not the same error again for every run
         from charrnn.data import refuse_dataset_as_text
         from charrnn.inputs import read_text
 
         if file == "-":  # every run reads the text: standard input can be read once
-            raise UserError("--file -: compare scores every run on the text, so it reads it from "
+            raise UserError(f"{option('file')} -: compare scores every run on the text, so it reads it from "
                             "a file; save standard input to one first")
         refuse_dataset_as_text(file)
         read_text([file], "strict")
@@ -142,7 +142,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
     folders = list(once.values())
     if not folders:
         raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
-                        "or name runs / pass --out")
+                        f"or name runs / pass {option('out')}")
     _refuse_idle_unk(unk, folders)
     rows, skipped = [], []
     for folder in folders:
@@ -184,7 +184,7 @@ def _note(rows: list[dict], file: str | None, split: str) -> str | None:
     datasets = {r.get("dataset") for r in rows}
     if file is None and len(datasets) > 1:
         said.append(f"these runs come from {len(datasets)} different datasets, so their {split} "
-                    "texts may differ; pass --file to score all of them on one text")
+                    f"texts may differ; pass {option('file')} to score all of them on one text")
     flattered = [f"{r['run']} {100 * r['unknown_rate']:.1f}%" for r in rows if r.get("unknown_tokens")]
     if flattered:
         said.append("<unk> tokens (" + ", ".join(flattered) + ") get one probability for every "

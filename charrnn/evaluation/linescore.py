@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import UNK
 from charrnn.inputs import refuse_binary
 from charrnn.tokenizers import refuse_idle_unk, skipped_chars
@@ -77,7 +77,7 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
                 line = data.decode("utf-8", errors=errors)
             except UnicodeDecodeError as exc:
                 raise UserError(f"{name}: line {number} is not UTF-8 (byte {exc.start} of the "
-                                "line): convert the file, or pass --errors replace") from exc
+                                f"line): convert the file, or pass {option('errors')} replace") from exc
             text = line.removesuffix("\n").removesuffix("\r").removeprefix("\ufeff" * (number == 1))
             yield text if line.endswith("\n") else OpenLine(text)
     finally:
@@ -187,9 +187,9 @@ def open_scorer(spec: str, root: Path, device: str | None = None, unknown: str |
     the default's value, since it has no device or precision to choose)."""
     folder = runs.resolve_run(spec, root)
     if runs.run_info(folder).get("kind") == "ngram":
-        given = [name for name, value in (
-            ("--mix", mix), ("--mix-weight", mix_weight), ("--device", device),
-            ("--precision", precision)) if value is not None]
+        given = [option(name) for name, value in (
+            ("mix", mix), ("mix_weight", mix_weight), ("device", device),
+            ("precision", precision)) if value is not None]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
             raise UserError(f"{', '.join(given)} {verb} to language model runs; {folder.name} is "

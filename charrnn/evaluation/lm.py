@@ -14,7 +14,7 @@ import numpy as np
 
 from charrnn import checkpoint, data, runs
 from charrnn.devices import resolve_device, resolve_precision
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.lm.batching import oriented
 from charrnn.lm.model import load_lm
@@ -44,7 +44,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     its interpolation with that n-gram run). float32 by default whatever the run trained in, so
     that figures compare (bf16 rounds each logit to ~3 significant digits)."""
     if mix is None and mix_weight is not None:
-        raise UserError("--mix-weight applies with --mix NGRAM_RUN")
+        raise UserError(f"{option('mix_weight')} applies with {option('mix')} NGRAM_RUN")
     ckpt = _lm_checkpoint(spec, root)
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
         refuse_idle_unk(ckpt.tokenizer.level, unknown)

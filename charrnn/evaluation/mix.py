@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint, data, fsutil, runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.ngram.model import NGramModel
 
 MIXES = "mixes.json"
@@ -56,12 +56,13 @@ def load_ngram_for(ckpt: checkpoint.Checkpoint, spec: str, root: Path) -> tuple[
 
     kind = runs.run_info(runs.resolve_run(spec, root, kind="ngram")).get("kind")
     if kind != "ngram":
-        raise UserError(f"--mix {spec} is {runs.a_kind(kind)} run: --mix takes an n-gram run "
-                        "counted on the same dataset (charrnn ngram train with its corpus)")
+        raise UserError(f"{option('mix')} {spec} is {runs.a_kind(kind)} run: {option('mix')} takes "
+                        "an n-gram run counted on the same dataset (charrnn ngram train with its "
+                        "corpus)")
     folder, model = load_run(spec, root)
     if model.meta.get("tokenizer") != ckpt.meta.get("tokenizer"):
         rnn = (ckpt.meta.get("dataset") or {}).get("level", "?")
-        raise UserError(f"--mix {spec}: its tokenizer ({model.tokenizer.level} level, "
+        raise UserError(f"{option('mix')} {spec}: its tokenizer ({model.tokenizer.level} level, "
                         f"{model.vocab_size:,} tokens) is not the one of {ckpt.run_folder.name} "
                         f"({rnn} level, {ckpt.tokenizer.vocab_size:,} tokens): count the n-gram "
                         "on the RNN's dataset (charrnn ngram train with the same corpus and "
@@ -108,12 +109,12 @@ def mixture_for(ckpt: checkpoint.Checkpoint, rnn_logp_of, spec: str, root: Path,
     this checkpoint, or tuned now on the validation split (`rnn_logp_of(ids)` gives the RNN's
     ln p of ids[1:]; seconds on a large split, so `say` is told first)."""
     if (ckpt.meta.get("model") or {}).get("direction") == "backward":
-        raise UserError(f"--mix: {ckpt.run_folder.name} reads right to left and an n-gram left to "
+        raise UserError(f"{option('mix')}: {ckpt.run_folder.name} reads right to left and an n-gram left to "
                         "right, so their per-token probabilities do not mix; use a forward LM")
     model, name = load_ngram_for(ckpt, spec, root)
     if weight is not None:
         if not 0 <= weight <= 1:
-            raise UserError(f"--mix-weight must be between 0 and 1 (the RNN's share), got {weight}")
+            raise UserError(f"{option('mix_weight')} must be between 0 and 1 (the RNN's share), got {weight}")
         return Mixture(model, name, float(weight), "given")
     cache = ckpt.run_folder / MIXES
     known = _read_cache(cache)
@@ -150,10 +151,10 @@ def _validation_ids(ckpt: checkpoint.Checkpoint) -> np.ndarray:
     name = ckpt.run_folder.name
     if dataset is None:
         raise UserError(f"tuning the mixture weight needs {name}'s validation split, and its "
-                        "dataset is not in the cache: give --mix-weight W, or train again")
+                        f"dataset is not in the cache: give {option('mix_weight')} W, or train again")
     if dataset.tokens("val") < 2:  # (training again as it was would make none either)
         raise UserError(f"tuning the mixture weight needs a validation split, and {name}'s data "
-                        "has none: give --mix-weight W (0 to 1, the RNN's share)")
+                        f"has none: give {option('mix_weight')} W (0 to 1, the RNN's share)")
     return np.asarray(dataset.ids("val"))
 
 
@@ -190,7 +191,7 @@ def mixture_of(ckpt: checkpoint.Checkpoint, model, device, spec: str | None,
     """`--mix NGRAM_RUN [--mix-weight W]` of a loaded language model (None without --mix)."""
     if spec is None:
         if weight is not None:
-            raise UserError("--mix-weight applies with --mix NGRAM_RUN")
+            raise UserError(f"{option('mix_weight')} applies with {option('mix')} NGRAM_RUN")
         return None
     from charrnn.lm.scoring import token_nll
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.ngram.runs import load_run
 from charrnn.tokenizers import refuse_idle_unk
@@ -17,7 +17,7 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
     from charrnn import data
 
     if unknown not in (None, "error", "skip"):
-        raise UserError(f"--unk must be 'error' or 'skip', not {unknown!r}")
+        raise UserError(f"{option('unk')} must be 'error' or 'skip', not {unknown!r}")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 UNK = "<unk>"
 
@@ -86,7 +86,7 @@ def too_short(ids: np.ndarray, file: str | None, split: str | None, dataset_id: 
     split = split or "test"
     dataset = find_dataset(dataset_id)
     others = [s for s in SPLITS if s != split and dataset is not None and dataset.tokens(s) >= 2]
-    instead = " or ".join(f"--split {s}" for s in others)
+    instead = " or ".join(f"{option('split')} {s}" for s in others)
     what = (f"is empty (it was preprocessed without a {split} part)" if not len(ids) else
             f"has {len(ids)} token: at least 2 are needed to score it")
     return UserError(f"the {split} split of this run's dataset {what}: score "

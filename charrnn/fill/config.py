@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.rnn.shape import RecurrentShape, check_cell
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
@@ -55,9 +55,9 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         if not (self.beam >= 1 and self.candidates >= 1):
-            raise UserError("--beam and --candidates must be ≥ 1")
+            raise UserError(f"{option('beam')} and {option('candidates')} must be ≥ 1")
         if not 0 <= self.mask_weight <= 10:
-            raise UserError(f"--mask-weight must be between 0 and 10, got {self.mask_weight}")
+            raise UserError(f"{option('mask_weight')} must be between 0 and 10, got {self.mask_weight}")
 
 
 @dataclass
@@ -72,10 +72,10 @@ class FillOptions:
 
     def validate(self) -> None:
         if self.top_k < 1:
-            raise UserError(f"--top-k must be ≥ 1, got {self.top_k}")
+            raise UserError(f"{option('top_k')} must be ≥ 1, got {self.top_k}")
         from charrnn.fill.syntax import MAX_BLANK
 
         if self.max_len is not None and not 1 <= self.max_len <= MAX_BLANK:
-            raise UserError(f"--max-len must be between 1 and {MAX_BLANK}, got {self.max_len}")
+            raise UserError(f"{option('max_len')} must be between 1 and {MAX_BLANK}, got {self.max_len}")
         if self.unknown not in (None, "error", "skip"):
-            raise UserError(f"--unk must be 'error' or 'skip', not {self.unknown!r}")
+            raise UserError(f"{option('unk')} must be 'error' or 'skip', not {self.unknown!r}")

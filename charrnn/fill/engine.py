@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.fill.config import FillOptions, SearchOptions
 from charrnn.fill.families import Family, method_family
 from charrnn.fill.syntax import Template, parse
@@ -252,7 +252,7 @@ def _fill_template(template: Template, families: dict[str, Family], method: str,
             raise UserError("a fill model alone scores a fill given its length, and cannot "
                             "weigh one length against another (each got an equal share): give "
                             "the blank its length ({N}, e.g. ___{2}), or add a language model "
-                            "(-m LM_RUN)")
+                            f"({option('model')} LM_RUN)")
         right = fam.encode(template.pieces[k + 1], opts.unknown)
         text_ends = wrap and k == n - 1
         grown = []

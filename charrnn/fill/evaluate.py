@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from charrnn.errors import UserError, check_seed
+from charrnn.errors import UserError, check_seed, option
 from charrnn.fill.config import FillOptions
 from charrnn.fill.engine import fill_template
 from charrnn.fill.families import Family
@@ -30,7 +30,7 @@ def lexicon_words(path: str) -> set[str]:
     """The words of a space-segmented text (zh_seg_train.txt): a lexicon for `longest_match`."""
     words = set(read_text([path]).split())
     if not words:
-        raise UserError(f"{path} has no words: --lexicon takes a text of space-separated words")
+        raise UserError(f"{path} has no words: {option('lexicon')} takes a text of space-separated words")
     return words
 
 
@@ -99,23 +99,24 @@ def _check_segmented(file: str, text: str) -> None:
     saw: a text without those spaces had no word to hide (every score 0), and in English, whose
     spaces are part of the text, the models read it with them taken out."""
     if not _unsegmented(text):
-        raise UserError(f"{file} is not written in Chinese or Japanese: --segmented takes out the "
+        raise UserError(f"{file} is not written in Chinese or Japanese: {option('segmented')} takes out the "
                         "spaces that a segmenter put between such words, and this text's spaces "
-                        "are its own (--unit word hides its words as they are): drop --segmented")
+                        f"are its own ({option('unit')} word hides its words as they are): drop "
+                        f"{option('segmented')}")
     if not _spaced(text):
-        raise UserError(f"{file} has no spaces between its words, and --segmented reads words "
+        raise UserError(f"{file} has no spaces between its words, and {option('segmented')} reads words "
                         "separated by spaces (as zh_seg_test.txt): cut it into words with "
-                        "--lexicon SEG.txt instead, or hide characters with --unit char")
+                        f"{option('lexicon')} SEG.txt instead, or hide characters with {option('unit')} char")
 
 
 def check_options(blanks: int, unit: str, context: int) -> None:
     """Before any model loads: a bad value should not wait for the models."""
     if unit not in UNITS:
-        raise UserError(f"--unit must be word or char, not {unit!r}")
+        raise UserError(f"{option('unit')} must be word or char, not {unit!r}")
     if blanks < 1:
-        raise UserError(f"--blanks must be ≥ 1, got {blanks}")
+        raise UserError(f"{option('blanks')} must be ≥ 1, got {blanks}")
     if context < 1:  # with no context every case is the same guess: nothing is measured
-        raise UserError(f"--context must be ≥ 1 character (each side of a blank), got {context}")
+        raise UserError(f"{option('context')} must be ≥ 1 character (each side of a blank), got {context}")
 
 
 def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = False,
@@ -125,9 +126,9 @@ def make_cases(text: str, blanks: int, unit: str = "word", segmented: bool = Fal
     check_seed(seed)
     if unit == "word" and not segmented and _unsegmented(text):
         raise UserError(f"{source} is written without spaces between words (Chinese, Japanese), "
-                        "so a word blank would hide a whole clause: use --unit char, or --lexicon "
-                        "SEG.txt (its words by longest match), or --segmented for a text whose "
-                        "words are separated by spaces")
+                        f"so a word blank would hide a whole clause: use {option('unit')} char, or "
+                        f"{option('lexicon')} SEG.txt (its words by longest match), or "
+                        f"{option('segmented')} for a text whose words are separated by spaces")
     text, spans = _units(text, unit, segmented)
     if not spans:
         what = "words" if unit == "word" else "characters"
@@ -175,8 +176,9 @@ def cases_of(file: str, blanks: int, unit: str = "word", segmented: bool = False
     """FILE's cases (read before any model loads: a bad file should not wait for them)."""
     text = read_text([file])
     if lexicon is not None and _spaced(text):
-        raise UserError(f"{file} is written with spaces between words, and --lexicon cuts text "
-                        "written without them (Chinese, Japanese, Thai) into words: drop --lexicon")
+        raise UserError(f"{file} is written with spaces between words, and {option('lexicon')} cuts "
+                        "text written without them (Chinese, Japanese, Thai) into words: drop "
+                        f"{option('lexicon')}")
     if segmented:
         _check_segmented(file, text)
     if lexicon is not None:  # unsegmented Chinese: its words by longest match

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 METHODS = ("left", "forward", "bidirectional", "ngram")
 DEFAULT_MAX_LEN = {"char": 10, "subword": 4, "word": 3}
@@ -77,24 +77,26 @@ def method_family(families: dict[str, Family], method: str) -> Family:
     rnn, ngram = families.get("rnn"), families.get("ngram")
     if method == "ngram":
         if ngram is None:
-            raise UserError("the ngram method needs an n-gram run: add --model NGRAM_RUN "
+            raise UserError(f"the ngram method needs an n-gram run: add {option('model')} NGRAM_RUN "
                             "(charrnn ngram train CORPUS)")
         return ngram
     if method not in METHODS:
-        raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        raise UserError(f"{option('method')} must be one of {', '.join(METHODS)}, not {method!r}")
     if rnn is None:
-        raise UserError(f"the {method} method needs RNN models: give --model RUN")
+        raise UserError(f"the {method} method needs RNN models: give {option('model')} RUN")
     if method in ("left", "forward") and rnn.fwd is None:
-        raise UserError(f"the {method} method needs a forward LM: add --model RUN (charrnn train)")
+        raise UserError(f"the {method} method needs a forward LM: add {option('model')} RUN (charrnn train)")
     if method == "left" and "⊕" in rnn.names.get("fwd", "") and not rnn.proposers:
         # A group's own mixture (it brings proposers) is left out: the left method's beam is the
         # RNN's alone. A typed --mix would be ignored by it, so that is refused.
-        raise UserError("--mix mixes the forward LM with an n-gram that rescores candidates with "
-                        "the text after the blank, and the left method reads only the text "
-                        "before it: choose forward or bidirectional, or leave out --mix")
+        raise UserError(f"{option('mix')} mixes the forward LM with an n-gram that rescores "
+                        "candidates with the text after the blank, and the left method reads "
+                        "only the text before it: choose forward or bidirectional, or leave out "
+                        f"{option('mix')}")
     if method == "bidirectional" and rnn.bwd is None and rnn.mask is None:
         raise UserError("the bidirectional method needs a backward LM (charrnn train --direction "
-                        "backward) or a fill model (charrnn train --task fill): add --model RUN")
+                        "backward) or a fill model (charrnn train --task fill): add "
+                        f"{option('model')} RUN")
     return rnn
 
 
@@ -181,8 +183,8 @@ def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, roo
     from charrnn.fill.search import MixedLMScorer
 
     if ckpt is None:
-        raise UserError("--mix mixes the forward LM with an n-gram: give a forward LM "
-                        "(-m RUN, trained with charrnn train)")
+        raise UserError(f"{option('mix')} mixes the forward LM with an n-gram: give a forward LM "
+                        f"({option('model')} RUN, trained with charrnn train)")
     spec, scorer = roles["fwd"]
     mixture = mixture_of(ckpt, scorer.model, device, mix, weight, root, say)
     return {**roles, "fwd": (f"{spec}⊕{mixture.name}", MixedLMScorer(scorer, mixture))}
@@ -204,7 +206,7 @@ def _group_members(specs: list[str], root: Path) -> tuple[list[str], Path | None
         return specs, None
     if len(specs) > 1:
         raise UserError(f"{named[0].name} is a fill group (its models together): give it alone "
-                        "with -m, or its runs one by one")
+                        f"with {option('model')}, or its runs one by one")
     members = _member_specs(named[0], root)
     if not members:
         raise UserError(f"fill group {named[0].name} has no trained model yet: continue it with "
@@ -253,7 +255,7 @@ def _same_vocabulary(a, b) -> bool:
 
 def _vocabularies_differ(first: str, second: str) -> str:
     return (f"the models' vocabularies differ: {first} and {second} were trained on different "
-            "corpora or with different --level/tokenizer options, and fill combines its models "
+            f"corpora or with different {option('level')}/tokenizer options, and fill combines its models "
             "on one text: give runs trained on the same corpus with the same options")
 
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from charrnn import fsutil, runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 FILE, FORMAT, VERSION = runs.GROUP_FILE, "charrnn-fill-group", 1
 ROLES = {"ngram": "n-gram", "fwd": "forward LM", "bwd": "backward LM", "mask": "fill model"}
@@ -53,14 +53,14 @@ def create(root: Path, name: str | None) -> Path:
     """A new group folder (the default name a timestamp); its members' names are checked free."""
     base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + "_fill"
     if not base or "/" in base or base.startswith("."):
-        raise UserError(f"--run-name {base!r} must be a plain folder name")
+        raise UserError(f"{option('run_name')} {base!r} must be a plain folder name")
     taken = [p for p in (root / base, *(root / f"{base}-{r}" for r in ROLES))
              if p.exists() and not (p == root / base and _left_empty(p))]
     if taken:
         if name is None:  # two groups started in the same second
             return create(root, f"{base}-{time.time_ns() % 10_000}")
-        again = f", or continue that group with --resume {base}" if is_group(root / base) else ""
-        raise UserError(f"{taken[0]} already exists: pick another --run-name{again}")
+        again = f", or continue that group with {option('resume')} {base}" if is_group(root / base) else ""
+        raise UserError(f"{taken[0]} already exists: pick another {option('run_name')}{again}")
     folder = root / base
     try:
         folder.mkdir(parents=True, exist_ok=_left_empty(folder))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from charrnn import checkpoint, data, runlock, runs
 from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.fill.config import FillConfig, FillTrainConfig
 from charrnn.fill.model import FillModel, masked_batch, windows_at
 from charrnn.training.loop import Loop, Progress, StatelessTask
@@ -44,7 +44,8 @@ class FillTask(StatelessTask):
         length = cfg.seq_len
         if len(self.train_ids) < length + 1:
             raise UserError(f"the training split has {len(self.train_ids):,} tokens, fewer than "
-                            f"one window of --seq-len {length}: use a smaller --seq-len or more text")
+                            f"one window of {option('seq_len')} {length}: use a smaller "
+                            f"{option('seq_len')} or more text")
         self.steps_per_epoch = max(1, len(self.train_ids) // (cfg.batch_size * length))
         self.val_batch = None
         if evaluates(dataset, length):
@@ -83,7 +84,7 @@ class FillTask(StatelessTask):
     def out_of_memory(self) -> str:
         cfg = self.cfg
         return (f"batch {cfg.batch_size}×{cfg.seq_len}, hidden {cfg.hidden}: use a smaller "
-                "--batch-size, --seq-len or --hidden")
+                f"{option('batch_size')}, {option('seq_len')} or {option('hidden')}")
 
 
 def evaluates(dataset: data.Dataset, seq_len: int) -> bool:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from charrnn import data, fsutil, runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.fill import group
 from charrnn.fill.config import FillTrainConfig
 from charrnn.lm.config import DataFacts, TrainConfig
@@ -110,9 +110,10 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
         raise UserError("give the corpus: one or more text files (or a registry name, e.g. "
                         "zh-reviews)")
     if not (max_time > 0 and math.isfinite(max_time)):  # (inf would be stored, then refused)
-        raise UserError(f"--max-time must be a positive number of seconds, got {max_time}")
+        raise UserError(f"{option('max_time')} must be a positive number of seconds, got {max_time}")
     if max_time < MIN_TIME:
-        raise UserError(f"--max-time {max_time:g} is too short for the group: below {MIN_TIME:.0f} s "
+        raise UserError(f"{option('max_time')} {max_time:g} is too short for the group: below "
+                        f"{MIN_TIME:.0f} s "
                         f"its first network's share is under {MIN_STAGE_S:.0f} s (the fill "
                         f"model's, a tenth, reaches it from about {FULL_TIME:.0f} s); give more, or "
                         "train single models with charrnn train")

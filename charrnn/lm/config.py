@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from charrnn.errors import UserError, check_seed
+from charrnn.errors import UserError, check_seed, option
 from charrnn.rnn.shape import RecurrentShape
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
@@ -41,7 +41,7 @@ class ModelConfig(RecurrentShape):
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
-            raise UserError(f"--direction must be forward or backward, not {self.direction!r}")
+            raise UserError(f"{option('direction')} must be forward or backward, not {self.direction!r}")
         super().__post_init__()
         require_fraction(self, ("weight_drop", "embed_drop"))
         if self.softmax not in ("full", "adaptive"):
@@ -49,7 +49,7 @@ class ModelConfig(RecurrentShape):
         if self.softmax == "adaptive":
             cuts = self.cutoffs
             if not cuts or cuts != sorted(set(cuts)) or cuts[0] < 1 or cuts[-1] >= self.vocab_size:
-                raise UserError(f"--cutoffs must rise strictly between 1 and the vocabulary size "
+                raise UserError(f"{option('cutoffs')} must rise strictly between 1 and the vocabulary size "
                                 f"{self.vocab_size} (exclusive), got {cuts}")
             if not self.div_value > 1:
                 raise UserError(f"div_value must be > 1, got {self.div_value}")
@@ -82,11 +82,13 @@ class TrainConfig(LoopConfig):
         super().__post_init__()
         require_at_least(self, 1, ("seq_len", "batch_size"))
         if self.eval_tokens is not None and not self.eval_tokens >= 1:
-            raise UserError(f"--eval-tokens must be a positive number, got {self.eval_tokens}")
+            raise UserError(f"{option('eval_tokens')} must be a positive number, got {self.eval_tokens}")
         if self.softmax not in SOFTMAXES:
-            raise UserError(f"--softmax must be one of {', '.join(SOFTMAXES)}, not {self.softmax!r}")
+            raise UserError(f"{option('softmax')} must be one of {', '.join(SOFTMAXES)}, not "
+                            f"{self.softmax!r}")
         if self.cutoffs and self.softmax == "full":
-            raise UserError("--cutoffs applies to --softmax adaptive (or auto), not full")
+            raise UserError(f"{option('cutoffs')} applies to {option('softmax')} adaptive (or auto), "
+                            "not full")
 
     def model_config(self, vocab_size: int, softmax: str = "full",
                      cutoffs: list[int] | None = None) -> ModelConfig:
@@ -110,7 +112,7 @@ def require_one_batch(tokens: int, batch: int, seq_len: int) -> None:
         raise UserError(
             f"the training split has {tokens:,} tokens, too few for one batch of "
             f"{batch}×{seq_len} (need ≥ {tbptt_min_tokens(batch, seq_len):,}): use a "
-            "smaller --batch-size or --seq-len, or more text")
+            f"smaller {option('batch_size')} or {option('seq_len')}, or more text")
 
 
 @dataclass
@@ -142,51 +144,56 @@ class SampleOptions:
         """Refuse options that another option would silently ignore. Defaults (temperature 1,
         no top-k / top-p) never conflict, so only values the user gave are refused."""
         if self.greedy and self.beam is not None:
-            raise UserError("give --greedy or --beam, not both (--beam 1 is greedy decoding)")
+            raise UserError(f"give {option('greedy')} or {option('beam')}, not both ({option('beam')} 1 "
+                            "is greedy decoding)")
         top1 = self.top_k == 1 and not self.greedy and self.beam is None  # greedy by another name
-        shaping = [name for name, given in (("--temp", self.temperature != 1.0),
-                                            ("--top-k", self.top_k is not None and not top1),
-                                            ("--top-p", self.top_p is not None)) if given]
-        mode = ("--greedy", "always takes the most likely token") if self.greedy else \
-            ("--beam", "searches the most likely text") if self.beam is not None else \
-            ("--top-k 1", "keeps only the most likely token, as --greedy does") if top1 else None
+        shaping = [name for name, given in ((option("temp"), self.temperature != 1.0),
+                                            (option("top_k"), self.top_k is not None and not top1),
+                                            (option("top_p"), self.top_p is not None)) if given]
+        mode = None
+        if self.greedy:
+            mode = (option("greedy"), "always takes the most likely token")
+        elif self.beam is not None:
+            mode = (option("beam"), "searches the most likely text")
+        elif top1:
+            mode = (f"{option('top_k')} 1", f"keeps only the most likely token, as {option('greedy')} does")
         if mode and shaping:
             given = " / ".join(shaping)
             raise UserError(f"{mode[0]} ignores {given} (it {mode[1]}): drop {given}, or drop "
                             f"{mode[0]} to sample")
         if mode and self.seed is not None:
-            raise UserError(f"{mode[0]} takes no --seed (it {mode[1]}: the same text every "
-                            f"time): drop --seed, or drop {mode[0]} to sample")
+            raise UserError(f"{mode[0]} takes no {option('seed')} (it {mode[1]}: the same text every "
+                            f"time): drop {option('seed')}, or drop {mode[0]} to sample")
         if mode and num_samples > 1:
-            raise UserError(f"{mode[0]} {mode[1]}, so --num-samples {num_samples} would print the "
+            raise UserError(f"{mode[0]} {mode[1]}, so {option('num_samples')} {num_samples} would print the "
                             f"same text {num_samples} times: drop one of them")
 
     def check_vocabulary(self, vocab_size: int) -> None:
         """What the model's vocabulary makes idle: a top-k that keeps every token."""
         if self.top_k is not None and self.top_k >= vocab_size:
-            raise UserError(f"--top-k {self.top_k} keeps every one of the model's {vocab_size} "
+            raise UserError(f"{option('top_k')} {self.top_k} keeps every one of the model's {vocab_size} "
                             f"tokens, so it filters nothing: give fewer than {vocab_size}, or "
                             "drop it")
 
     def check_ranges(self) -> None:
         if self.length < 1:
-            raise UserError(f"--length must be ≥ 1, got {self.length}")
+            raise UserError(f"{option('length')} must be ≥ 1, got {self.length}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UserError(f"--temp must be a positive number, got {self.temperature}; "
-                            "use --greedy for argmax decoding")
+            raise UserError(f"{option('temp')} must be a positive number, got {self.temperature}; "
+                            f"use {option('greedy')} for argmax decoding")
         if self.temperature < MIN_TEMPERATURE:  # scores ÷ temp would overflow 32-bit floats
-            raise UserError(f"--temp {self.temperature} is below {MIN_TEMPERATURE}, where "
+            raise UserError(f"{option('temp')} {self.temperature} is below {MIN_TEMPERATURE}, where "
                             "dividing by it overflows; it samples the most likely token anyway: "
-                            "use --greedy")
+                            f"use {option('greedy')}")
         if self.top_k is not None and self.top_k < 1:
-            raise UserError(f"--top-k must be ≥ 1, got {self.top_k}")
+            raise UserError(f"{option('top_k')} must be ≥ 1, got {self.top_k}")
         if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+            raise UserError(f"{option('top_p')} must be in (0, 1], got {self.top_p}")
         if self.top_p == 1:  # as a --top-k of the whole vocabulary is
-            raise UserError("--top-p 1 keeps every token, so it changes nothing: drop it, or "
+            raise UserError(f"{option('top_p')} 1 keeps every token, so it changes nothing: drop it, or "
                             "give a share below 1 (e.g. 0.9)")
         if self.beam is not None and self.beam < 1:
-            raise UserError(f"--beam must be ≥ 1, got {self.beam}")
+            raise UserError(f"{option('beam')} must be ≥ 1, got {self.beam}")
         check_seed(self.seed)
 
 

@@ -24,7 +24,7 @@ import torch
 from charrnn import checkpoint, runs
 from charrnn.data import GivenTokenizer
 from charrnn.devices import require_loadable
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm.config import REGULARISERS, SHAPE, ModelConfig, TrainConfig, lm_config
 from charrnn.lm.model import RNNLM, load_lm
 from charrnn.tokenizers import CharTokenizer, Tokenizer, WordTokenizer
@@ -57,7 +57,7 @@ def open_parent(spec: str, root: Path) -> Parent:
     except UserError:
         kind = None  # a checkpoint folder outside a run: checkpoint.resolve says what is wrong
     if kind not in (None, "lm"):
-        raise UserError(f"--init-from {spec} is {runs.a_kind(kind)} run: "
+        raise UserError(f"{option('init_from')} {spec} is {runs.a_kind(kind)} run: "
                         "fine-tuning starts from a language model (a run of charrnn train)")
     ckpt = checkpoint.resolve(spec, root)
     ckpt.require_task("lm", "fine-tuning starts from a language model (a run of charrnn train)")
@@ -72,17 +72,17 @@ def open_parent(spec: str, root: Path) -> Parent:
 def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
     """How NEWTEXT is tokenized: the parent's tokenizer, grown as asked (see the module)."""
     if unknown not in UNKNOWN:
-        raise UserError(f"--unk must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        raise UserError(f"{option('unk')} must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
     base = parent.tokenizer
     if grow and base.level != "word":
-        raise UserError(f"--grow-vocab applies to word-level runs; {parent.name} is {base.level} "
+        raise UserError(f"{option('grow_vocab')} applies to word-level runs; {parent.name} is {base.level} "
                         "level (" + ("characters it never saw are added anyway" if base.level ==
                                      "char" else "subword pieces cover any text") + ")")
     if grow < 0:
-        raise UserError(f"--grow-vocab must be ≥ 0, got {grow}")
+        raise UserError(f"{option('grow_vocab')} must be ≥ 0, got {grow}")
     if unknown != "add" and base.level == "subword":
-        raise UserError(f"--unk {unknown}: {parent.name} is subword level, whose pieces cover any "
-                        "text (byte fallback), so nothing is unknown; drop --unk")
+        raise UserError(f"{option('unk')} {unknown}: {parent.name} is subword level, whose pieces cover any "
+                        f"text (byte fallback), so nothing is unknown; drop {option('unk')}")
 
     def build(text: Iterator[str]) -> Tokenizer:
         if base.level == "char":
@@ -118,7 +118,7 @@ def _grown_chars(base: CharTokenizer, text: Iterator[str], unknown: str) -> Char
     if new and unknown == "error":
         shown = ", ".join(repr(c) for c in new[:10])
         raise UserError(f"the new text has {len(new)} character(s) the model never saw ({shown}): "
-                        "drop --unk error to add them, or --unk skip to drop them")
+                        f"drop {option('unk')} error to add them, or {option('unk')} skip to drop them")
     return base if unknown == "skip" or not new else CharTokenizer(base.chars + new, base.lower)
 
 
@@ -130,10 +130,10 @@ def _grown_words(base: WordTokenizer, text: Iterator[str], unknown: str, grow: i
     ranked = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
     new, left = ranked[:grow], ranked[grow:]
     if left and unknown == "error":
-        grown = f" after --grow-vocab {grow}" if grow else ""
+        grown = f" after {option('grow_vocab')} {grow}" if grow else ""
         raise UserError(f"the new text has {len(left):,} word(s) the model never saw{grown} (e.g. "
-                        f"{left[0]!r}): drop --unk error (they become <unk>), or give a larger "
-                        "--grow-vocab N to add the N most frequent")
+                        f"{left[0]!r}): drop {option('unk')} error (they become <unk>), or give a larger "
+                        f"{option('grow_vocab')} N to add the N most frequent")
     return WordTokenizer(base.words + new, base.pattern, base.lower) if new else base
 
 

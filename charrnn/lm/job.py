@@ -29,7 +29,7 @@ from charrnn.configs import typed_config
 from charrnn.corpora import resolve_inputs
 from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.distributed import Dist
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm import finetune
 from charrnn.lm.batching import TBPTTStream
 from charrnn.lm.config import DataFacts, ModelConfig, TrainConfig
@@ -70,9 +70,9 @@ class TrainJob:
             raise UserError(f"{spec} is {runs.a_kind(ckpt.task)} run: `charrnn train --resume` "
                             f"continues language models and fill models; {how}")
         if run_name is not None and run_name != ckpt.run_folder.name:
-            raise UserError(f"--run-name {run_name}: a resumed run keeps its folder "
-                            f"({ckpt.run_folder}); drop --run-name, or drop --resume to start a "
-                            "new run")
+            raise UserError(f"{option('run_name')} {run_name}: a resumed run keeps its folder "
+                            f"({ckpt.run_folder}); drop {option('run_name')}, or drop "
+                            f"{option('resume')} to start a new run")
         return ckpt, _saved_config(ckpt, configs[ckpt.task])
 
     def open_parent(self, spec: str) -> finetune.Parent:
@@ -196,7 +196,7 @@ def resumed_dataset(ckpt: checkpoint.Checkpoint, prepare) -> data.Dataset:
     else:
         dataset = data.find_dataset(wanted)
         if dataset is None:
-            raise data.dataset_gone(wanted, "pass the same corpus and options again to --resume")
+            raise data.dataset_gone(wanted, f"pass the same corpus and options again to {option('resume')}")
     _check_tokenizer(dataset, ckpt)
     return dataset
 
@@ -230,7 +230,8 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
         trainer.reporter.message(
             f"fine-tuning {parent.name}: {added:,} token(s) added to its vocabulary "
             f"({parent.config.vocab_size:,} → {model_config.vocab_size:,}), "
-            + (f"{skipped:,} character(s) of the new text skipped (--unk skip), " if skipped else "")
+            + (f"{skipped:,} character(s) of the new text skipped ({option('unk')} skip), "
+               if skipped else "")
             + f"peak lr {cfg.base_lr:g}")
     splits = dataset.meta["splits"]
     processes = f" × {dist.world} process{'es' if dist.world > 1 else ''} (DDP)"
@@ -266,7 +267,8 @@ def _settings(cfg: TrainConfig, sources: dict[str, str]) -> str:
         if name in ("precision",):  # said with what the run computes in
             continue
         value = getattr(cfg, name, None)
-        shown = (f"--{'' if value else 'no-'}{name.replace('_', '-')}" if isinstance(value, bool)
+        # a switch as its flag (the negative one `--no-tie-weights` named by its long name)
+        shown = (option(name if value else f"no_{name}") if isinstance(value, bool)
                  else f"{name.replace('_', '-')} {value}")
         by_source.setdefault(source, []).append(shown)
     return "; ".join(f"{', '.join(names)} ({source})" for source, names in by_source.items())

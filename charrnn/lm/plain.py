@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm.config import ModelConfig, SampleOptions, lm_config
 from charrnn.lm.tokenstream import TokenStream
 from charrnn.tokenizers import prime_policy, prime_shown
@@ -55,8 +55,8 @@ def encode_prime(tokenizer, prime: str | None, unknown: str | None) -> Prime:
             return Prime(ids, prime)
         if not prime.strip():  # a word or subword model: whitespace alone is no token
             raise UserError(f"the prime is whitespace only, which a {tokenizer.level} model reads "
-                            "as no token: give text, or drop --prime to start at a line break")
-        raise UserError("the prime has no token the model knows: give another --prime")
+                            f"as no token: give text, or drop {option('prime')} to start at a line break")
+        raise UserError(f"the prime has no token the model knows: give another {option('prime')}")
     start = tokenizer.line_break_id()
     return Prime([start if start is not None else 0], "")
 

@@ -19,7 +19,7 @@ import torch
 
 from charrnn import checkpoint
 from charrnn.devices import device_memory, resolve_device
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm import cpustream
 from charrnn.lm.chunks import StepEngine
 from charrnn.lm.config import SampleOptions
@@ -165,7 +165,7 @@ class Sampler:
         if torch.isnan(scores[0]):  # one read at the end: NaN spreads to every later score
             raise UserError("the model's probabilities are NaN: the checkpoint's weights hold "
                             "NaN or inf (a run that diverged?); sample another checkpoint "
-                            "(--checkpoint best|last) or train again")
+                            f"({option('checkpoint')} best|last) or train again")
         return history[0].tolist()
 
 
@@ -201,7 +201,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     makes the loaded model's --mix mixture (charrnn.evaluation.mix.mixture_of)."""
     opts.validate()
     if num_samples < 1:
-        raise UserError(f"--num-samples must be ≥ 1, got {num_samples}")
+        raise UserError(f"{option('num_samples')} must be ≥ 1, got {num_samples}")
     opts.check_combination(num_samples)
     opts.check_vocabulary(ckpt.tokenizer.vocab_size)
     dev = resolve_device(device)
@@ -282,10 +282,10 @@ def _require_streams_fit(config, device: torch.device, streams: int, length: int
     for where, per_stream in needs.items():
         total = device_memory(where)
         if total is not None and streams * per_stream > total // 2:
-            raise UserError(f"--num-samples {streams:,} side by side needs "
+            raise UserError(f"{option('num_samples')} {streams:,} side by side needs "
                             f"~{streams * per_stream / 1e9:,.1f} GB on {where}, more than half of "
                             f"its {total / 1e9:,.1f} GB: ask for fewer samples, or a shorter "
-                            "--length")
+                            f"{option('length')}")
 
 
 def sampling_speed(spec: str | None, root: Path, tokens: int = 300, device: str = "cpu",

@@ -30,7 +30,7 @@ import torch
 from charrnn import fsutil
 from charrnn.cores import usable_cores
 from charrnn.devices import autocast, is_out_of_memory
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 BF16_HOPELESS = 0.5  # bf16 matrix products below this share of fp32's: no bf16 model can win
 WINDOW_STEPS = 4  # time steps of the measured window: enough for the recurrence to count
@@ -152,9 +152,9 @@ def _time_candidates(config, batch: int, candidates: dict[str, tuple],
             steps[name]()
         except RuntimeError as exc:  # e.g. "could not create a primitive descriptor"
             if is_out_of_memory(exc):  # no precision would help: the step is too big
-                raise UserError(f"one training step of this model at --batch-size {batch} does "
-                                "not fit in this machine's memory: use a smaller --batch-size "
-                                "or --seq-len, or a smaller model") from exc
+                raise UserError(f"one training step of this model at {option('batch_size')} {batch} does "
+                                f"not fit in this machine's memory: use a smaller {option('batch_size')} "
+                                f"or {option('seq_len')}, or a smaller model") from exc
             unavailable[name] = " ".join(str(exc).split())[:200]
             del steps[name]
     best: dict[str, float] = {}

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm.config import SampleOptions
 
 Array = Any  # torch.Tensor or np.ndarray: what the engine computes with
@@ -120,7 +120,7 @@ class TokenStream:
         self.error = UserError(
             f"the model's probabilities are NaN at generated token {self.position + at + 1:,}: "
             "the checkpoint's weights hold NaN or inf (a run that diverged?); sample another "
-            "checkpoint (--checkpoint best|last) or train again")
+            f"checkpoint ({option('checkpoint')} best|last) or train again")
         if at == 0:
             raise self.error
         return chunk.split(at)[0]

@@ -23,7 +23,7 @@ from charrnn import checkpoint
 from charrnn.data import Dataset, remaking
 from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device, skeleton
 from charrnn.distributed import Dist
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm.batching import TBPTTStream, oriented
 from charrnn.lm.config import ModelConfig, TrainConfig, lm_config
 from charrnn.lm.model import RNNLM
@@ -113,7 +113,7 @@ class LMTask:
     def out_of_memory(self) -> str:
         cfg = self.cfg
         return (f"batch {cfg.batch_size}×{cfg.seq_len}, hidden {cfg.hidden}: use a smaller "
-                "--batch-size, --seq-len or --hidden")
+                f"{option('batch_size')}, {option('seq_len')} or {option('hidden')}")
 
     def preview(self) -> str:
         """A short sample from the current weights (the live view shows one at each eval)."""
@@ -130,10 +130,10 @@ def model_config_for(cfg: TrainConfig, dataset: Dataset, device: torch.device
     counts = np.bincount(np.asarray(dataset.ids("train")), minlength=vocab)[:vocab]
     softmax = resolve_softmax(cfg.softmax, vocab, device)
     if cfg.cutoffs and softmax == "full":
-        raise UserError(f"--cutoffs {','.join(map(str, cfg.cutoffs))}: --softmax auto chose the "
-                        f"full softmax here ({vocab:,} tokens on {device.type}; auto is adaptive "
-                        f"from {ADAPTIVE_FROM:,} on a CPU): type --softmax adaptive to use them, "
-                        "or drop them")
+        raise UserError(f"{option('cutoffs')} {','.join(map(str, cfg.cutoffs))}: {option('softmax')} "
+                        f"auto chose the full softmax here ({vocab:,} tokens on {device.type}; auto is "
+                        f"adaptive from {ADAPTIVE_FROM:,} on a CPU): type {option('softmax')} adaptive "
+                        "to use them, or drop them")
     cutoffs = (cfg.cutoffs or cutoffs_from_counts(counts)) if softmax == "adaptive" else []
     if softmax == "adaptive" and not cutoffs:  # a vocabulary too small to cut
         softmax = "full"

@@ -27,7 +27,7 @@ from typing import TextIO
 import numpy as np
 
 from charrnn import fsutil
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.ngram.arpa_tables import LOG10, MISSING_LOG10, build_fast, build_general, to_ids
 from charrnn.ngram.checks import own_unk, word_count
 from charrnn.ngram.model import MAX_ORDER, NGramModel
@@ -88,9 +88,10 @@ def export_arpa(model: NGramModel, path: Path) -> dict:
     An existing file is replaced only when it is an ARPA file already (an earlier export), and
     atomically: a typo in --arpa must not destroy a corpus, nor a failed write the old model."""
     if not str(path) or not Path(path).name:  # Path("") is "." (a folder)
-        raise UserError(f"--arpa needs a file name, e.g. --arpa model.arpa (got {str(path)!r})")
+        raise UserError(f"{option('arpa')} needs a file name, e.g. {option('arpa')} model.arpa (got "
+                        f"{str(path)!r})")
     path = Path(path)
-    fsutil.refuse_overwrite(path, looks_like_arpa, "an ARPA file", "--arpa")
+    fsutil.refuse_overwrite(path, looks_like_arpa, "an ARPA file", option("arpa"))
     with fsutil.atomic_file(path) as tmp:
         with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
             counts = _write_arpa(model, handle)

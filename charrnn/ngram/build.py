@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import runs
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.ngram.checks import word_count
 from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble
 from charrnn.tokenizers import UNK, Tokenizer
@@ -18,7 +18,7 @@ DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}
 
 def check_order(order: int) -> None:
     if not 1 <= order <= MAX_ORDER:
-        raise UserError(f"--order must be between 1 and {MAX_ORDER}, got {order}")
+        raise UserError(f"{option('order')} must be between 1 and {MAX_ORDER}, got {order}")
 
 
 def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool = False,
@@ -39,8 +39,8 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     vocab = tokenizer.vocab_size
     line_break = tokenizer.line_break_id()
     if lines and line_break is None:
-        raise UserError("--lines splits the text at line breaks, but this corpus has none: "
-                        "drop --lines")
+        raise UserError(f"{option('lines')} splits the text at line breaks, but this corpus has none: "
+                        f"drop {option('lines')}")
     bos, unk = vocab, (lines_unk(tokenizer) if lines else None)
     words = word_count(vocab, unk)
     started = time.perf_counter()

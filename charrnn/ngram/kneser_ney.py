@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.ngram.count import Order
 
 FALLBACK = (0.5, 1.0, 1.5)
@@ -71,7 +71,7 @@ def discounts_from(adjusted: np.ndarray, order: int, fallback: bool) -> tuple[li
             return values, False
     if not fallback:
         raise UserError(f"Kneser-Ney discounts cannot be estimated: {problem} (tiny or artificial "
-                        "data?); add more text, or pass --discount-fallback to use 0.5, 1, 1.5")
+                        f"data?); add more text, or pass {option('discount_fallback')} to use 0.5, 1, 1.5")
     return list(FALLBACK), True
 
 
@@ -101,13 +101,14 @@ def parse_prune(spec: str | None, order: int) -> list[int]:
     try:
         values = [int(v) for v in spec.replace(",", " ").split()]
     except ValueError as exc:
-        raise UserError(f"--prune {spec!r}: give whole numbers, one per order, e.g. '0 0 1'") from exc
+        raise UserError(f"{option('prune')} {spec!r}: give whole numbers, one per order, "
+                        "e.g. '0 0 1'") from exc
     if not values or len(values) > order:
-        raise UserError(f"--prune {spec!r}: give 1 to {order} thresholds (one per order)")
+        raise UserError(f"{option('prune')} {spec!r}: give 1 to {order} thresholds (one per order)")
     if values[0] != 0:
-        raise UserError("--prune: unigrams cannot be pruned, the first threshold must be 0")
+        raise UserError(f"{option('prune')}: unigrams cannot be pruned, the first threshold must be 0")
     if any(b < a for a, b in zip(values, values[1:], strict=False)) or min(values) < 0:
-        raise UserError(f"--prune {spec!r}: thresholds must be ≥ 0 and non-decreasing with the "
+        raise UserError(f"{option('prune')} {spec!r}: thresholds must be ≥ 0 and non-decreasing with the "
                         "order (otherwise an n-gram would lose its context)")
     return values + [values[-1]] * (order - len(values))
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from charrnn import fsutil
 from charrnn.cores import usable_cores
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.tokenizers import Tokenizer, tokenizer_from_json
 
 FORMAT, VERSION = "charrnn-ngram", 1
@@ -254,7 +254,7 @@ def assemble(meta: dict, logp: list[np.ndarray], backoff: list[np.ndarray],
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     if offsets[-1] >= 2**31:
         raise UserError(f"{offsets[-1]:,} n-grams is more than this format holds (2^31): "
-                        "lower --order or pass --prune")
+                        f"lower {option('order')} or pass {option('prune')}")
     word = np.concatenate([np.arange(words)] + [t.word for t in tables]).astype(np.int32)
     suffix = np.concatenate([np.full(words, -1)] + [t.suffix + offsets[n]
                                                     for n, t in enumerate(tables)])

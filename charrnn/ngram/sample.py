@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from charrnn.errors import UserError, check_seed
+from charrnn.errors import UserError, check_seed, option
 from charrnn.jit import njit
 from charrnn.ngram.checks import own_unk
 from charrnn.ngram.model import NGramModel
@@ -52,7 +52,7 @@ def prime_ids(model: NGramModel, prime: str | None, unknown: str) -> tuple[np.nd
     if prime:
         ids = tok.encode(prime, unknown=prime_policy(tok.level, unknown))
         if len(ids) == 0:
-            raise UserError("the prime has no token the model knows: give another --prime")
+            raise UserError(f"the prime has no token the model knows: give another {option('prime')}")
         seq, _ = model.stream(ids)
         if model.lines and ids[-1] == model.line_break:
             seq = np.append(seq, model.bos)
@@ -67,9 +67,9 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
                   ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """(prime ids, generated tokenizer ids in chunks); the same seed gives the same text."""
     if length < 1:
-        raise UserError(f"--length must be ≥ 1, got {length}")
+        raise UserError(f"{option('length')} must be ≥ 1, got {length}")
     if not (np.isfinite(temp) and temp > 0):
-        raise UserError(f"--temp must be a positive number, got {temp}")
+        raise UserError(f"{option('temp')} must be a positive number, got {temp}")
     check_seed(seed)  # the range `charrnn sample` takes
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, flag
 from charrnn.fill.config import FillTrainConfig
 from charrnn.lm.config import TrainConfig
 from charrnn.plan.measured import CLEARLY_FASTER
-from charrnn.training.config import MOMENTUM_OPTIMIZERS, RPROP_NEUTRAL, option
+from charrnn.training.config import MOMENTUM_OPTIMIZERS, RPROP_NEUTRAL
 
 
 @dataclass(frozen=True)
@@ -219,7 +219,7 @@ RECIPES: tuple[Recipe, ...] = (
 def refuse_inapplicable(typed: frozenset[str], situation: Situation) -> None:
     """A typed option whose condition does not hold here: an error saying why."""
     for rule in APPLIES:
-        stray = [option(n) for n in rule.options if n in typed]
+        stray = [flag(n) for n in rule.options if n in typed]
         if stray and not rule.when(situation):
             raise UserError(f"{', '.join(stray)}{rule.refusal}")
 
@@ -250,11 +250,11 @@ def help_text(command_options: set[str]) -> str:
     for rule in APPLIES:
         names = [n for n in rule.options if n in command_options]
         if names:
-            lines.append(f"  {', '.join(option(n) for n in names)}: {rule.condition}.")
+            lines.append(f"  {', '.join(flag(n) for n in names)}: {rule.condition}.")
     return "\n\n".join(lines)
 
 
 def _spelled(name: str, value: object) -> str:
     if isinstance(value, bool):
-        return option(name) if value else f"--no-{name.replace('_', '-')}"
-    return f"{option(name)} {value}"
+        return flag(name) if value else f"--no-{name.replace('_', '-')}"
+    return f"{flag(name)} {value}"

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, flag
 from charrnn.lm.config import (
     REGULARISERS,
     SHAPE,
@@ -31,7 +31,7 @@ from charrnn.plan import rules
 from charrnn.plan.measured import measured_choices
 from charrnn.plan.preprocess import preprocess_options, resumed_preprocess_options
 from charrnn.plan.request import Request
-from charrnn.training.config import LoopConfig, option
+from charrnn.training.config import LoopConfig
 
 TOKENIZER = ("lower", "pattern", "min_count", "max_vocab", "vocab_size", "subword_model")
 
@@ -182,11 +182,11 @@ def resumed_config(request: Request, saved: LoopConfig, model: dict, run: str) -
     language model's softmax and cutoffs are there)."""
     used = {"lr": saved.base_lr, **{k: model.get(k) for k in ("softmax", "cutoffs") if k in model}}
     typed = request.typed_fields(type(saved))
-    changed = [f"{option(k)} {v} (the run has {_shown(used.get(k, getattr(saved, k)))})"
+    changed = [f"{flag(k)} {v} (the run has {_shown(used.get(k, getattr(saved, k)))})"
                for k, v in typed.items() if k not in rules.BUDGET
                and used.get(k, getattr(saved, k)) != v and not (k == "softmax" and v == "auto")]
     if changed:
-        may = ", ".join(option(f) for f in rules.BUDGET if f in request.values)
+        may = ", ".join(flag(f) for f in rules.BUDGET if f in request.values)
         raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
                         f"{'; '.join(changed)}. Only {may} may change; start a new run for the rest")
     budget = {k: v for k, v in typed.items() if k in rules.BUDGET}
@@ -206,17 +206,17 @@ def refuse_spent_budget(cfg: LoopConfig, progress, spent: bool, run: str,
     unbounded = cfg.max_steps is None and cfg.max_time is None and cfg.epochs is None
     epochs = cfg.DEFAULT_EPOCHS if unbounded and cfg.DEFAULT_MAX_STEPS is None else cfg.epochs
     if cfg.max_time is not None and progress.elapsed >= cfg.max_time:
-        flag, bound = "--max-time", f"{cfg.max_time:g} (it has trained {progress.elapsed:.0f} s)"
+        limit, bound = "--max-time", f"{cfg.max_time:g} (it has trained {progress.elapsed:.0f} s)"
     elif cfg.max_steps is not None and progress.step >= cfg.max_steps:
-        flag, bound = "--max-steps", f"{cfg.max_steps} {at}"
+        limit, bound = "--max-steps", f"{cfg.max_steps} {at}"
     elif epochs is not None:
-        flag, bound = "--epochs", f"{epochs:g}{' (the default)' if unbounded else ''} {at}"
+        limit, bound = "--epochs", f"{epochs:g}{' (the default)' if unbounded else ''} {at}"
     else:
-        flag, bound = "--max-steps", f"{cfg.DEFAULT_MAX_STEPS} (the default) {at}"
-    own = "" if flag[2:].replace("-", "_") in typed else \
-        f" (the run's own: a resume keeps it beside the {', '.join(sorted(option(t) for t in typed))} typed)"
-    raise UserError(f"run {run} has spent its budget, {flag} {bound}{own}: a resumed run counts "
-                    f"its whole training, so it would stop at once; give a larger {flag} to "
+        limit, bound = "--max-steps", f"{cfg.DEFAULT_MAX_STEPS} (the default) {at}"
+    own = "" if limit[2:].replace("-", "_") in typed else \
+        f" (the run's own: a resume keeps it beside the {', '.join(sorted(flag(t) for t in typed))} typed)"
+    raise UserError(f"run {run} has spent its budget, {limit} {bound}{own}: a resumed run counts "
+                    f"its whole training, so it would stop at once; give a larger {limit} to "
                     "continue")
 
 
@@ -249,7 +249,7 @@ def refuse_clashes(request: Request, parent: ModelConfig, level: str, name: str)
         raise UserError(f"--init-from {name} keeps that model's shape and tokenizer, but "
                         f"{'; '.join(clashes)}: drop {'it' if len(clashes) == 1 else 'them'}, "
                         "or train a new model")
-    tokenizer = [option(k) for k in TOKENIZER if k in request.typed]
+    tokenizer = [flag(k) for k in TOKENIZER if k in request.typed]
     if tokenizer:
         raise UserError(f"{', '.join(tokenizer)} {'does' if len(tokenizer) == 1 else 'do'} not "
                         f"apply with --init-from: the text is read with {name}'s {level} tokenizer")
@@ -273,7 +273,7 @@ def _clash(key: str, typed, has) -> str:
     if isinstance(typed, bool):
         return f"--{'' if typed else 'no-'}{key.replace('_', '-')} (it has " \
                f"--{'' if has else 'no-'}{key.replace('_', '-')})"
-    return f"{option(key)} {typed} (it has {has})"
+    return f"{flag(key)} {typed} (it has {has})"
 
 
 def run(request: Request, reporter=None) -> dict:

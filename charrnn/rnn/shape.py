@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from charrnn.configs import JsonConfig
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.training.config import require_at_least, require_fraction
 
 CELLS = ("rnn", "lstm", "gru")
@@ -15,7 +15,7 @@ MAX_LAYERS = 1000  # deeper than any stack trained: a bigger number is a typo
 
 def check_cell(cell: str) -> None:
     if cell not in CELLS:
-        raise UserError(f"--cell must be one of {', '.join(CELLS)}, not {cell!r}")
+        raise UserError(f"{option('cell')} must be one of {', '.join(CELLS)}, not {cell!r}")
 
 
 @dataclass
@@ -33,7 +33,7 @@ class RecurrentShape(JsonConfig):
         check_cell(self.cell)
         require_at_least(self, 1, ("layers", "hidden", "vocab_size"))
         if self.layers > MAX_LAYERS:  # it fitted in memory, then took minutes to build
-            raise UserError(f"--layers must be at most {MAX_LAYERS}, got {self.layers}")
+            raise UserError(f"{option('layers')} must be at most {MAX_LAYERS}, got {self.layers}")
         require_at_least(self, 0, ("emb",))
         require_fraction(self, ("dropout",))
 

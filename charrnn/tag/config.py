@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from charrnn.configs import JsonConfig
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.rnn.shape import check_cell
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
@@ -77,32 +77,33 @@ class TagTrainConfig(LoopConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.format not in FORMATS:
-            raise UserError(f"--format must be conll or segmented, not {self.format!r}")
+            raise UserError(f"{option('format')} must be conll or segmented, not {self.format!r}")
         check_cell(self.cell)
         require_at_least(self, 1, ("batch_size", "min_count", "layers", "hidden", "emb"))
         require_at_least(self, 0, ("bigram_emb", "char_filters", "char_emb", "feature_emb"))
         require_fraction(self, ("dropout", "token_dropout"))
         if self.label_column == 0:  # (checked here, at training: a saved tagger is not re-read)
-            raise UserError("--label-column 0 is the tokens' column: the tagger would learn to "
+            raise UserError(f"{option('label_column')} 0 is the tokens' column: the tagger would learn to "
                             "copy its input; give the column of the labels")
         bad = next((column for column in self.features if column <= 0), None)
         if bad is not None:
             why = ("column 0 is the token itself, which the tagger reads anyway" if bad == 0 else
                    "a column counted from the end would be another one in unlabelled text "
                    "(one column fewer)")
-            raise UserError(f"--features {bad}: {why}; name the extra columns from 0 (the "
+            raise UserError(f"{option('features')} {bad}: {why}; name the extra columns from 0 (the "
                             "token), e.g. 1 for the POS tag")
         if len(set(self.features)) != len(self.features):
-            raise UserError(f"--features names a column twice ({self.features}): give each "
+            raise UserError(f"{option('features')} names a column twice ({self.features}): give each "
                             "column once")
         if self.char_filters and not self.char_emb:
-            raise UserError("--char-emb 0 leaves the char CNN (--char-filters) no input: give "
-                            "--char-emb ≥ 1, or --char-filters 0 to turn the CNN off")
+            raise UserError(f"{option('char_emb')} 0 leaves the char CNN ({option('char_filters')}) no "
+                            f"input: give {option('char_emb')} ≥ 1, or {option('char_filters')} 0 to turn "
+                            "the CNN off")
         if self.features and not self.feature_emb:
-            raise UserError("--feature-emb 0 gives the --features columns no embedding: give "
-                            "--feature-emb ≥ 1, or drop --features")
+            raise UserError(f"{option('feature_emb')} 0 gives the {option('features')} columns no "
+                            f"embedding: give {option('feature_emb')} ≥ 1, or drop {option('features')}")
         if not 0 <= self.val_frac < 1:
-            raise UserError(f"--val-frac must be in [0, 1), got {self.val_frac}")
+            raise UserError(f"{option('val_frac')} must be in [0, 1), got {self.val_frac}")
 
     def model_config(self, level: str, n_tokens: int, n_labels: int, n_bigrams: int,
                      n_chars: int, feature_sizes: list[int]) -> TaggerConfig:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.inputs import read_each
 
 FORMATS = ("conll", "segmented")
@@ -89,19 +89,20 @@ def _check_columns(path: str, number: int, width: int, label_column: int,
     need = max(1 + max([0, *features]), 2 if labelled else 1)
     # A column past the line's end: name it, not just "need at least N columns".
     if labelled and width >= 2 and not -width <= label_column < width:
-        raise UserError(f"{path}:{number}: the label column (--label-column {label_column}) "
+        raise UserError(f"{path}:{number}: the label column ({option('label_column')} {label_column}) "
                         f"is beyond the line's {width} columns (0-based: 0 to {width - 1}, -1 = "
-                        "the last): check --label-column and --format")
+                        f"the last): check {option('label_column')} and {option('format')}")
     beyond = [c for c in features if c >= width]
     if width >= (2 if labelled else 1) and beyond:
-        raise UserError(f"{path}:{number}: feature column {beyond[0]} (--features) is beyond "
+        raise UserError(f"{path}:{number}: feature column {beyond[0]} ({option('features')}) is beyond "
                         f"the line's {width} column(s) (0-based: 0 to {width - 1}): check "
-                        "--features and --format")
+                        f"{option('features')} and {option('format')}")
     if width < need:
         raise UserError(f"{path}:{number}: {width} column(s), need at least {need} (token … "
-                        "label): check --format conll, --label-column and --features")
+                        f"label): check {option('format')} conll, {option('label_column')} and "
+                        f"{option('features')}")
     if labelled and label_column % width == 0:
-        raise UserError(f"{path}:{number}: --label-column {label_column} is column 0 of the "
+        raise UserError(f"{path}:{number}: {option('label_column')} {label_column} is column 0 of the "
                         f"file's {width}, the tokens: the tagger would learn to copy its input; "
                         "give the column of the labels")
     if labelled:
@@ -115,10 +116,10 @@ def _refuse_label_as_feature(path: str, number: int, width: int, label_column: i
     label = label_column % width  # -1 = the last column of this line
     for c in features:
         if c % width == label:
-            raise UserError(f"{path}:{number}: feature column {c} (--features) is the label column "
-                            f"(--label-column {label_column} = column {label} of this line's "
-                            f"{width}): the label cannot also be an input; drop it from --features "
-                            "or choose another --label-column")
+            raise UserError(f"{path}:{number}: feature column {c} ({option('features')}) is the label column "
+                            f"({option('label_column')} {label_column} = column {label} of this line's "
+                            f"{width}): the label cannot also be an input; drop it from {option('features')} "
+                            f"or choose another {option('label_column')}")
 
 
 def _sentence_from_rows(rows: list[list[str]], label_column: int, features: Sequence[int],
@@ -221,7 +222,7 @@ def read_segmented(path: str, text: str | None = None) -> list[Sentence]:
 def read_data(path: str, fmt: str, label_column: int = -1, features: Sequence[int] = ()
               ) -> list[Sentence]:
     if fmt not in FORMATS:
-        raise UserError(f"--format must be conll or segmented, not {fmt!r}")
+        raise UserError(f"{option('format')} must be conll or segmented, not {fmt!r}")
     return read_conll(path, label_column, features) if fmt == "conll" else read_segmented(path)
 
 
@@ -291,7 +292,7 @@ class Encoder:
         toks = sentence.tokens
         if len(sentence.features) != len(self.features):
             raise UserError(f"the tagger was trained with {len(self.features)} feature column(s), "
-                            f"this data gives {len(sentence.features)}: use the same --features")
+                            f"this data gives {len(sentence.features)}: use the same {option('features')}")
         out = {}
         if self.level == "char":
             out["tokens"] = self._ids("tokens", toks)
@@ -312,7 +313,7 @@ class Encoder:
             unknown = sorted(set(sentence.labels) - self._index["labels"].keys())
             if unknown:
                 raise UserError(f"label(s) {unknown[:5]} never occur in the tagger's training data: "
-                                "check --label-column, or train on data with these labels")
+                                f"check {option('label_column')}, or train on data with these labels")
             out["labels"] = self._ids("labels", sentence.labels)
         return out
 

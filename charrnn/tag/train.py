@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from charrnn import checkpoint, runlock, runs
 from charrnn.devices import host_to_device, out_of_memory_is_too_big, require_fits, resolve_device
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.tag.config import TaggerConfig, TagTrainConfig
 from charrnn.tag.data import UNK, Encoder, Sentence, read_data
 from charrnn.tag.model import Tagger, allowed_transitions
@@ -81,7 +81,8 @@ class TagTask(StatelessTask):
         return dict(self.bundle.meta)
 
     def out_of_memory(self) -> str:
-        return f"{self.cfg.batch_size} sentences a batch: use a smaller --batch-size or --hidden"
+        return (f"{self.cfg.batch_size} sentences a batch: use a smaller {option('batch_size')} or "
+                f"{option('hidden')}")
 
 
 def split_validation(sentences: list[Sentence], frac: float, seed: int
@@ -129,7 +130,7 @@ def _build(data: str, cfg: TagTrainConfig, train_sents: list[Sentence]) -> Tagge
     encoder = Encoder.build(train_sents, level, cfg.min_count)
     if len(encoder.labels) < 2:
         raise UserError(f"{data} has a single label ({', '.join(encoder.labels)}): nothing to "
-                        "learn; check --label-column and --format")
+                        f"learn; check {option('label_column')} and {option('format')}")
     mcfg = cfg.model_config(level, len(encoder.tokens), len(encoder.labels), len(encoder.bigrams),
                             len(encoder.chars), [len(v) for v in encoder.features])
     device = resolve_device(cfg.device)
@@ -209,8 +210,8 @@ def _resumed_bundle(ckpt: checkpoint.Checkpoint, device: torch.device) -> Tagger
 
 def _refuse_other_split(recorded: dict, valid: str | None) -> None:
     if valid is not None and not recorded.get("valid"):
-        raise UserError(f"--valid {valid}: the run held out its validation sentences from its "
-                        "training file (--val-frac), so it takes none; drop --valid")
+        raise UserError(f"{option('valid')} {valid}: the run held out its validation sentences from its "
+                        f"training file ({option('val_frac')}), so it takes none; drop {option('valid')}")
 
 
 def _resumed_text(part: str, given: str | None, recorded: dict, run: str) -> str:
@@ -221,7 +222,7 @@ def _resumed_text(part: str, given: str | None, recorded: dict, run: str) -> str
     path = recorded.get("path", "-")
     if path == "-" or not Path(path).exists():
         what = "standard input" if path == "-" else f"{path}, which is gone"
-        flag = "DATA" if part == "train" else "--valid FILE"
+        flag = "DATA" if part == "train" else f"{option('valid')} FILE"
         raise UserError(f"run {run} read its {'training' if part == 'train' else 'validation'} "
                         f"sentences from {what}: give the same text again as {flag}")
     return path
@@ -229,7 +230,7 @@ def _resumed_text(part: str, given: str | None, recorded: dict, run: str) -> str
 
 def _require_same(part: str, now: dict, then: dict, run: str) -> None:
     if now["sha256"] != then.get("sha256"):
-        what = "training file (DATA)" if part == "train" else "--valid file"
+        what = "training file (DATA)" if part == "train" else f"{option('valid')} file"
         before = then.get("sentences")
         before = f"{before:,}" if isinstance(before, int) else "?"
         raise UserError(f"the {what} {now['path']} is not what run {run} trained on "

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 
 EOS, UNK = "<eos>", "<unk>"
 
@@ -39,7 +39,7 @@ def unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
     crlf = " (the text has Windows line ends: convert it with dos2unix)" if "\r" in distinct else ""
     return UserError(
         f"{len(distinct)} {noun} not in the model's vocabulary: {shown}{more}{crlf}; "
-        "remove them or pass --unk skip"
+        f"remove them or pass {option('unk')} skip"
     )
 
 
@@ -69,8 +69,8 @@ def refuse_idle_unk(level: str, unknown: str | None) -> None:
     if unknown is not None and level != "char":
         why = "reads unknown words as its <unk>" if level == "word" else \
             "spells any text with its byte pieces"
-        raise UserError(f"--unk {unknown} says how a char model reads characters it lacks, and "
-                        f"this {level} model {why}: drop --unk")
+        raise UserError(f"{option('unk')} {unknown} says how a char model reads characters it lacks, and "
+                        f"this {level} model {why}: drop {option('unk')}")
 
 
 class ListDecoder:

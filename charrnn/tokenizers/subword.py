@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.tokenizers.base import StreamDecoder
 
 # sentencepiece's trainer skips every sentence longer than this (in UTF-8 bytes), and fails with
@@ -54,13 +54,13 @@ def _training_error(message: str, vocab_size: int) -> UserError:
     needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", reason)
     if needed:
         least = int(needed.group(1)) + 1
-        return VocabTooSmall(f"--vocab-size {vocab_size} is too small for this text: its "
+        return VocabTooSmall(f"{option('vocab_size')} {vocab_size} is too small for this text: its "
                              f"characters and the 256 byte pieces need at least {least}; pass "
-                             f"--vocab-size {least} or more (or use --level char)", least)
+                             f"{option('vocab_size')} {least} or more (or use {option('level')} char)", least)
     most = re.search(r"too high.*<= (\d+)", reason)
     if most:
-        return UserError(f"--vocab-size {vocab_size} is too large for this text: pass --vocab-size "
-                         f"{int(most.group(1)) + 1} or less, or give more text")
+        return UserError(f"{option('vocab_size')} {vocab_size} is too large for this text: pass "
+                         f"{option('vocab_size')} {int(most.group(1)) + 1} or less, or give more text")
     if "!sentences_.empty()" in message:
         reason = "the training text holds nothing but line breaks: give more text"
     elif not reason or reason.endswith("]"):  # a bare check, no explanation: show the check
@@ -102,9 +102,9 @@ class SubwordTokenizer:
         import sentencepiece as spm
 
         if model_type not in ("bpe", "unigram"):
-            raise UserError(f"--subword-model must be 'bpe' or 'unigram', not {model_type!r}")
+            raise UserError(f"{option('subword_model')} must be 'bpe' or 'unigram', not {model_type!r}")
         if vocab_size < 260:
-            raise UserError(f"--vocab-size {vocab_size} is too small: subword needs at least 260 "
+            raise UserError(f"{option('vocab_size')} {vocab_size} is too small: subword needs at least 260 "
                             "(256 byte pieces for unseen characters, plus specials)")
         lines = (piece for chunk in chunks for line in chunk.split("\n")
                  for part in line.split(SPACE_MARK) if part  # a literal mark is no space
@@ -124,9 +124,9 @@ class SubwordTokenizer:
             raise _training_error(str(exc), vocab_size) from exc
         made = cls(model.getvalue())
         if exact and made.vocab_size < vocab_size:  # the text ran out of pieces first
-            raise UserError(f"--vocab-size {vocab_size} is too large for this text: its "
+            raise UserError(f"{option('vocab_size')} {vocab_size} is too large for this text: its "
                             f"{model_type} model stops at {made.vocab_size} pieces; pass "
-                            f"--vocab-size {made.vocab_size} or less, or give more text")
+                            f"{option('vocab_size')} {made.vocab_size} or less, or give more text")
         return made
 
     def encode(self, text: str, unknown: str = "map") -> np.ndarray:

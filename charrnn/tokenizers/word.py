@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.tokenizers.base import EOS, UNK, StreamDecoder, unknown_error
 
 
@@ -36,7 +36,7 @@ class WordTokenizer:
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise UserError(f"--pattern {pattern!r} is not a valid regex: {exc}") from exc
+                raise UserError(f"{option('pattern')} {pattern!r} is not a valid regex: {exc}") from exc
         probe = cls([EOS, UNK], pattern, lower)
         counts: Counter[str] = Counter()
         for chunk in chunks:

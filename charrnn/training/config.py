@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
-from charrnn.errors import UserError, check_seed
+from charrnn.errors import UserError, check_seed, option
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop", "rprop")
 RPROP_NEUTRAL = {"weight_decay": 0.0, "grad_clip": 0.0, "warmup": 0, "min_lr_ratio": 1.0}
@@ -20,11 +20,6 @@ MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
 
 MAX_STEPS = 10**12  # more steps than any machine takes: a bigger bound is a typo
-
-
-def option(name: str) -> str:
-    """A field's command-line spelling: max_steps → --max-steps."""
-    return "--" + name.replace("_", "-")
 
 
 def require_positive(cfg: object, names: tuple[str, ...]) -> None:
@@ -82,27 +77,30 @@ class LoopConfig:
 
     def __post_init__(self) -> None:
         if self.optim not in OPTIMIZERS:
-            raise UserError(f"--optim must be one of {', '.join(OPTIMIZERS)}, not {self.optim!r}")
+            raise UserError(f"{option('optim')} must be one of {', '.join(OPTIMIZERS)}, not "
+                            f"{self.optim!r}")
         require_positive(self, ("lr", "max_steps", "max_time", "epochs", "eval_every",
                                 "eval_seconds", "save_every", "patience"))
         require_at_least(self, 1, ("log_every",))
         if self.max_steps is not None and self.max_steps > MAX_STEPS:  # (an int64 overflow)
-            raise UserError(f"--max-steps must be at most {MAX_STEPS:.0e}, got {self.max_steps}")
+            raise UserError(f"{option('max_steps')} must be at most {MAX_STEPS:.0e}, got "
+                            f"{self.max_steps}")
         require_at_least(self, 0, ("threads",))
         for name in ("weight_decay", "grad_clip", "warmup", "momentum"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise UserError(f"{option(name)} must be a finite number ≥ 0, got {value}")
         if self.momentum and self.optim not in MOMENTUM_OPTIMIZERS:
-            raise UserError(f"--momentum applies to sgd and rmsprop, not {self.optim} (whose "
-                            "momentum is fixed by its betas): drop --momentum or use --optim sgd")
+            raise UserError(f"{option('momentum')} applies to sgd and rmsprop, not {self.optim} "
+                            f"(whose momentum is fixed by its betas): drop {option('momentum')} or "
+                            f"use {option('optim')} sgd")
         if not self.momentum < 1:
-            raise UserError(f"--momentum must be below 1, got {self.momentum}")
+            raise UserError(f"{option('momentum')} must be below 1, got {self.momentum}")
         if self.precision not in PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, not "
+            raise UserError(f"{option('precision')} must be one of {', '.join(PRECISIONS)}, not "
                             f"{self.precision!r}")
         if not 0 <= self.min_lr_ratio <= 1:
-            raise UserError(f"--min-lr-ratio must be in [0, 1], got {self.min_lr_ratio}")
+            raise UserError(f"{option('min_lr_ratio')} must be in [0, 1], got {self.min_lr_ratio}")
         check_seed(self.seed)
         if self.optim == "rprop":
             self._rprop_neutral()
@@ -117,9 +115,9 @@ class LoopConfig:
             if value == defaults[name]:
                 setattr(self, name, neutral)
             elif value != neutral:
-                raise UserError(f"{option(name)} {value} does not apply to --optim rprop: it steps "
-                                "by the sign of each gradient and reads the lr once, as each "
-                                f"weight's first step; leave it out (or {neutral})")
+                raise UserError(f"{option(name)} {value} does not apply to {option('optim')} rprop: "
+                                "it steps by the sign of each gradient and reads the lr once, as "
+                                f"each weight's first step; leave it out (or {neutral})")
 
     @property
     def base_lr(self) -> float:

@@ -30,7 +30,7 @@ from torch import nn
 from charrnn import checkpoint, fsutil, runs
 from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_precision
 from charrnn.distributed import Dist
-from charrnn.errors import RankError, UserError
+from charrnn.errors import RankError, UserError, option
 from charrnn.training.config import LoopConfig
 from charrnn.training.metrics import MetricsLog
 from charrnn.training.optim import load_optimizer, make_optimizer, optimizer_tensors
@@ -286,7 +286,7 @@ class Loop:
         self._start_windows()
         if not self.has_val:
             self.reporter.message("note: no validation data, so no evaluation and no best/ "
-                                  "(use --val-frac or --valid FILE)")
+                                  f"(use {option('val_frac')} or {option('valid')} FILE)")
         history = getattr(self.reporter, "history", None)  # a view that draws the run so far
         if history is not None and self.progress.step:
             history(self.metrics.kept, self.progress.step, self.progress.elapsed)
@@ -384,8 +384,8 @@ class Loop:
         self.retries += 1
         if self.retries > MAX_NAN_RETRIES:
             raise UserError(f"training diverged: the loss was not finite {self.retries} times in "
-                            "a row even after halving the learning rate; lower --lr or "
-                            "--grad-clip, or check the data")
+                            f"a row even after halving the learning rate; lower {option('lr')} or "
+                            f"{option('grad_clip')}, or check the data")
         bad_step = self.progress.step
         self.rollback(snapshot)
         self.reporter.message(f"warning: non-finite loss before step {bad_step}: rolled back to "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.fsutil import atomic_file
 
 
@@ -33,7 +33,8 @@ class MetricsLog:
                 handle.write(json.dumps(rec) + "\n")
         except OSError as exc:
             raise UserError(f"could not append to {self.path}: {exc.strerror or exc}; the "
-                            "checkpoints are intact (free some disk space, then --resume)") from exc
+                            "checkpoints are intact (free some disk space, then "
+                            f"{option('resume')})") from exc
 
 
 def _step_of(line: str) -> int:

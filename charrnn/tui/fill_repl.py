@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from charrnn.errors import UserError
+from charrnn.errors import UserError, flag
 from charrnn.fill.config import FillOptions
 from charrnn.fill.engine import fill_template
 from charrnn.fill.families import METHODS, Family, available_methods, skip_reads_nothing
@@ -71,12 +71,13 @@ def render(template, fills: list[str]) -> Text:
     return text
 
 
-# What the command line's errors name, as it is done at the prompt.
-PROMPT_WORDS = (("pass --unk skip", "type :unk skip"), ("--model ", ":model "),
-                ("--method ", ":method "),
-                ("give it alone with -m, or its runs one by one",
+# What the command line's errors name, as it is done at the prompt. The prompt runs under
+# `charrnn fill -i`, whose messages name flags (charrnn.errors.option): matched as flags.
+PROMPT_WORDS = ((f"pass {flag('unk')} skip", "type :unk skip"),
+                (f"give it alone with {flag('model')}, or its runs one by one",
                  "its models go together; to add to them, start `charrnn fill -i -m RUN …` with "
-                 "its runs one by one"))
+                 "its runs one by one"),
+                (f"{flag('model')} ", ":model "), (f"{flag('method')} ", ":method "))
 
 
 def at_the_prompt(message: str) -> str:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from charrnn import runs
+from charrnn.errors import option
 from charrnn.fill import group
 from charrnn.runstats import summary
 
@@ -123,7 +124,7 @@ def print_runs(root: Path, console: Console | None = None) -> int:
             console = Console(width=PIPED_WIDTH)
     table = runs_table(root, console.width)
     if table is None:
-        console.print(f"no runs under {root} (train one with `charrnn train`, or pass --out)",
+        console.print(f"no runs under {root} (train one with `charrnn train`, or pass {option('out')})",
                       markup=False)
     else:
         console.print(table)

@@ -27,7 +27,7 @@ from pathlib import Path
 from rich.console import Console
 
 from charrnn import checkpoint
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
 from charrnn.lm.config import SampleOptions, lm_config
 from charrnn.lm.plain import Prime, encode_prime, primed_decoder
 from charrnn.lm.tokenstream import TokenStream
@@ -166,7 +166,7 @@ class _Session:
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> LiveResult:
         if not self.console.is_terminal:  # no alternate screen to draw the frames on
-            raise UserError("the live view needs a terminal that Rich can draw on: use --plain")
+            raise UserError(f"the live view needs a terminal that Rich can draw on: use {option('plain')}")
         handlers = self._install_signals()
         try:
             # The alternate screen, cursor hidden; each frame rewrites its lines in place
