@@ -508,3 +508,16 @@ def test_predict_reads_one_file_not_a_folder(chunker, tmp_path: Path) -> None:
 def test_a_registry_name_as_training_data_says_how_to_get_its_files(tmp_path: Path) -> None:
     refused = run_cli("tag", "train", "conll2000", "--out", tmp_path, ok=False)
     assert refused.exit_code == 2 and "`charrnn corpus get conll2000`" in refused.output
+
+
+def test_eval_of_a_file_without_the_taggers_columns_says_what_the_tagger_reads(
+        chunker, tmp_path: Path) -> None:
+    """A file without the POS column was told to change --features and --label-column, which
+    tag eval does not take (they belong to training)."""
+    root, test = chunker
+    cut = tmp_path / "no_pos.txt"
+    cut.write_text("\n".join(" ".join(line.split()[::2]) for line in test.read_text().split("\n")))
+    refused = run_cli("tag", "eval", "chunk", cut, "--out", root, ok=False)
+    assert refused.exit_code == 2 and "--features" not in refused.output
+    assert "this tagger reads tokens in column 0, features in column 1, labels in column -1 " \
+        "(the last), as its training file had" in refused.output

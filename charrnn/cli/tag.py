@@ -164,7 +164,8 @@ def tag_eval(
 
     bundle = load_tagger(run, opt.root(out), device)
     tag = bundle.meta["tag"]
-    result = bundle.score(read_data(file, tag["format"], tag["label_column"], tag["features"]))
+    result = bundle.score(read_data(file, tag["format"], tag["label_column"], tag["features"],
+                                    columns_from_run=True))
     result["file"] = file
     typer.echo(json.dumps(result, indent=1) if json_out else _score_line(file, result))
 
@@ -237,7 +238,8 @@ def tag_predict(
         raise UserError(f"this tagger reads extra columns ({columns}: its --features): give "
                         "CoNLL input with those columns and --input conll")
     if input_format == "conll":
-        sents = read_conll(file or "<stdin>", -1, tag["features"], text=text, labelled=False)
+        sents = read_conll(file or "<stdin>", -1, tag["features"], text=text, labelled=False,
+                           columns_from_run=True)
         rows = [[line.split() for line in block.split("\n") if line.strip()]
                 for block in _blocks(text)]
     else:  # one sentence a line, an empty line an empty one: as many out as in

@@ -39,25 +39,31 @@ class Sentence:
 
 # ---- reading ------------------------------------------------------------------------------------
 def read_conll(path: str, label_column: int = -1, features: Sequence[int] = (),
-               text: str | None = None, labelled: bool = True) -> list[Sentence]:
+               text: str | None = None, labelled: bool = True,
+               columns_from_run: bool = False) -> list[Sentence]:
     """CoNLL columns → sentences. `labelled=False` reads files without the label column. A
-    folder's files are read one by one: a sentence never runs from one file into the next."""
+    folder's files are read one by one: a sentence never runs from one file into the next.
+    `columns_from_run`: the columns are a trained tagger's (eval, predict), not options given
+    now, so a file that lacks them is told what the tagger reads."""
     sources = [(path, text)] if text is not None else read_each(path)
     sentences: list[Sentence] = []
     first: tuple[str, int, int] | None = None  # (file, line, columns) of the first token line
     for name, body in sources:
-        first = _conll_sentences(name, body, label_column, features, labelled, sentences, first)
+        first = _conll_sentences(name, body, (label_column, features, columns_from_run),
+                                 labelled, sentences, first)
     if not sentences:
         raise UserError(f"{path} holds no sentences: expected one token per line, blank lines "
                         "between sentences")
     return sentences
 
 
-def _conll_sentences(path: str, text: str, label_column: int, features: Sequence[int],
+def _conll_sentences(path: str, text: str, columns: tuple[int, Sequence[int], bool],
                      labelled: bool, sentences: list[Sentence],
                      first: tuple[str, int, int] | None) -> tuple[str, int, int] | None:
     """One file's sentences added to `sentences`; every token line has the columns of the first
-    one read (`first`, returned), as conlleval demands: a missing tag would shift the label."""
+    one read (`first`, returned), as conlleval demands: a missing tag would shift the label.
+    `columns`: (label column, feature columns, whether they are a trained tagger's)."""
+    label_column, features, from_run = columns
     rows: list[list[str]] = []
 
     def close() -> None:
@@ -71,6 +77,8 @@ def _conll_sentences(path: str, text: str, label_column: int, features: Sequence
             close()
             continue
         if first is None:
+            if from_run:
+                _check_run_columns(path, number, len(cols), label_column, features, labelled)
             _check_columns(path, number, len(cols), label_column, features, labelled)
             first = (path, number, len(cols))
         elif len(cols) != first[2]:
@@ -81,6 +89,25 @@ def _conll_sentences(path: str, text: str, label_column: int, features: Sequence
         rows.append(cols)
     close()
     return first
+
+
+def _check_run_columns(path: str, number: int, width: int, label_column: int,
+                       features: Sequence[int], labelled: bool) -> None:
+    """A trained tagger's columns against a file: what it reads, when the file lacks them (the
+    options that set them belong to its training, not to this command)."""
+    need = max(1 + max([0, *features]), 2 if labelled else 1)
+    label = label_column % width if labelled and -width <= label_column < width else None
+    if width >= need and (not labelled or label not in {None, 0, *(c % width for c in features)}):
+        return
+    reads = ["tokens in column 0"]
+    if features:
+        reads.append(f"features in column{'s' if len(features) > 1 else ''} "
+                     f"{', '.join(map(str, features))}")
+    if labelled:
+        reads.append(f"labels in column {label_column}" + (" (the last)" if label_column == -1
+                                                           else ""))
+    raise UserError(f"{path}:{number}: {width} column(s), and this tagger reads "
+                    f"{', '.join(reads)}, as its training file had: give a file in those columns")
 
 
 def _check_columns(path: str, number: int, width: int, label_column: int,
@@ -219,11 +246,13 @@ def read_segmented(path: str, text: str | None = None) -> list[Sentence]:
     return sentences
 
 
-def read_data(path: str, fmt: str, label_column: int = -1, features: Sequence[int] = ()
-              ) -> list[Sentence]:
+def read_data(path: str, fmt: str, label_column: int = -1, features: Sequence[int] = (),
+              columns_from_run: bool = False) -> list[Sentence]:
     if fmt not in FORMATS:
         raise UserError(f"{option('format')} must be conll or segmented, not {fmt!r}")
-    return read_conll(path, label_column, features) if fmt == "conll" else read_segmented(path)
+    if fmt == "segmented":
+        return read_segmented(path)
+    return read_conll(path, label_column, features, columns_from_run=columns_from_run)
 
 
 # ---- vocabularies --------------------------------------------------------------------------------
