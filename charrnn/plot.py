@@ -15,6 +15,7 @@ from charrnn.errors import UserError, option
 from charrnn.runstats import TAGGER_SCORES, read_metrics, score_label, tagger_score
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LOSS_PER = {"tag": "label", "fill": "masked token"}  # what a run's loss is per; else "token"
 
 
 def _pyplot():
@@ -48,21 +49,21 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     plt = _pyplot()
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    loss_unit, per = loss_axis([kind for _, kind, _, _ in curves])
     for index, (name, kind, train, evals) in enumerate(curves):
         color = colors[index % len(colors)]
         if train:
             ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
-                         linewidth=1.2, label=f"{name} train")
+                         linewidth=1.2, label=f"{name} train{per[kind]}")
         losses = [(r["step"], r["val_loss"]) for r in evals if "val_loss" in r]
         if losses:
             ax_loss.plot(*zip(*losses, strict=True), color=color, linestyle="--", marker="o",
-                         markersize=3, label=f"{name} val")
+                         markersize=3, label=f"{name} val{per[kind]}")
         points = validation_points(kind, evals)[1]
         if points:
             ax_val.plot(*zip(*points, strict=True), color=color, marker="o", markersize=3,
                         label=name)
-    tagger = curves[0][1] == "tag"
-    ax_loss.set(title="loss", xlabel="step", ylabel="nats / label" if tagger else "nats / token")
+    ax_loss.set(title="loss", xlabel="step", ylabel=loss_unit)
     ax_val.set(title="validation", xlabel="step",
                ylabel=" / ".join(sorted({validation_points(k, e)[0] for _, k, _, e in curves})))
     for ax in (ax_loss, ax_val):
@@ -87,6 +88,16 @@ def _curves(spec: str, root: Path) -> tuple[str, str, list[dict], list[dict]]:
         raise UserError(f"run {folder.name} has no metrics yet ({folder / 'metrics.jsonl'}): "
                         f"plot RNN runs that have trained for at least {option('log_every')} steps")
     return folder.name, kind, train, evals
+
+
+def loss_axis(kinds: list[str]) -> tuple[str, dict[str, str]]:
+    """The loss panel's unit, and what each kind's legend entries add where the units differ:
+    a language model's loss is per token, a fill model's per masked token (not one quantity)."""
+    per = {kind: LOSS_PER.get(kind, "token") for kind in kinds}
+    units = sorted(set(per.values()))
+    if len(units) == 1:
+        return f"nats / {units[0]}", {kind: "" for kind in kinds}
+    return f"nats / ({' or '.join(units)})", {kind: f" (per {per[kind]})" for kind in kinds}
 
 
 def validation_points(kind: str, evals: list[dict]) -> tuple[str, list[tuple[int, float]]]:

@@ -169,6 +169,12 @@ def test_a_fill_model_run_is_plotted_like_a_language_model(small_text: Path, tmp
             "--eval-every", "2", "--run-name", "fm")
     run_cli("plot", "fm", "--png", tmp_path / "fm.png")
     assert (tmp_path / "fm.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from charrnn.plot import loss_axis
+
+    # Beside a language model its loss is per masked token, not per token: the legend says so.
+    assert loss_axis(["fill"]) == ("nats / masked token", {"fill": ""})
+    assert loss_axis(["lm", "fill"]) == ("nats / (masked token or token)",
+                                         {"lm": " (per token)", "fill": " (per masked token)"})
 
 
 def test_a_tagger_run_is_plotted_by_its_validation_score_and_apart_from_lms(tiny_run: Path,
