@@ -223,6 +223,11 @@ def read_json(path: Path, what: str) -> dict:
 
 def cache_dir() -> Path:
     """Where preprocessed datasets and downloaded corpora live (CHARRNN_CACHE to move it)."""
-    root = os.environ.get("CHARRNN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charrnn")
-    return Path(root)
+    named = "CHARRNN_CACHE" if os.environ.get("CHARRNN_CACHE") else "XDG_CACHE_HOME"
+    root = Path(os.environ.get("CHARRNN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charrnn"))
+    above = next((p for p in (root, *root.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():  # else: "Not a directory", later, unexplained
+        raise UserError(f"the cache folder {root} cannot be made: {above} is a file, not a "
+                        f"folder; point {named} at a folder")
+    return root

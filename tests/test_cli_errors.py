@@ -80,3 +80,14 @@ def test_library_errors_name_fields_and_the_cli_names_flags(small_text: Path, tm
     assert option("max_steps") == "max_steps"
     with pytest.raises(UserError, match=r"^max_steps must be at most 1e\+12, got"):
         TrainConfig(max_steps=10**13)
+
+
+def test_a_cache_folder_that_is_a_file_is_named_with_its_variable(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """CHARRNN_CACHE pointing at a file said only 'Not a directory (…/corpora/ptb)'."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("CHARRNN_CACHE", str(afile))
+    refused = run_cli("corpus", "get", "ptb", ok=False)
+    assert refused.exit_code == 2 and f"{afile} is a file, not a folder; point CHARRNN_CACHE" \
+        in refused.output
