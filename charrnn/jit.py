@@ -9,7 +9,11 @@ still compiled, only not cached.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -55,6 +59,27 @@ def njit(*args, **kwargs):
 
 
 prange = numba.prange
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """A Ctrl-C during the block acts when it ends. Raised inside numba's own Python (loading a
+    cached kernel, boxing what compiled code hands back), it could leave the call half-made: a
+    Ctrl-C at the wrong moment of `ngram eval` crashed the process (SIGSEGV) instead of
+    stopping it. A kernel itself never sees a signal, so a Ctrl-C waits little longer."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+        if caught and callable(before):  # the handler it replaced (Python's: KeyboardInterrupt)
+            before(signal.SIGINT, None)
+        elif caught and before == signal.SIG_DFL:
+            raise KeyboardInterrupt
 carray = numba.carray
 
 

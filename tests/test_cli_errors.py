@@ -91,3 +91,22 @@ def test_a_cache_folder_that_is_a_file_is_named_with_its_variable(tmp_path: Path
     refused = run_cli("corpus", "get", "ptb", ok=False)
     assert refused.exit_code == 2 and f"{afile} is a file, not a folder; point CHARRNN_CACHE" \
         in refused.output
+
+
+def test_a_ctrl_c_while_interrupts_are_held_acts_when_the_block_ends() -> None:
+    """A Ctrl-C inside numba's loading of a kernel crashed `ngram eval` (SIGSEGV) at times: it
+    is held until the kernel has returned, then acts as it would have."""
+    import os
+    import signal
+
+    from charrnn.jit import interrupts_held
+
+    before = signal.getsignal(signal.SIGINT)
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("after the signal")  # the block runs on
+    assert reached == ["after the signal"] and signal.getsignal(signal.SIGINT) is before
+    with interrupts_held():  # no Ctrl-C: nothing raised
+        pass

@@ -94,11 +94,13 @@ class NGramModel:
     def tables(self) -> tuple[np.ndarray, np.ndarray]:
         """(rec, ext): the query tables built at load time (see query.py)."""
         if self._tables is None:
+            from charrnn.jit import interrupts_held
             from charrnn.ngram.query import forward_tables
 
             top = int(self.meta["offsets"][-2])  # the first order-N node
-            self._tables = forward_tables(self.suffix, self.prefix, self.logp, self.backoff,
-                                          self.words, top)
+            with interrupts_held():
+                self._tables = forward_tables(self.suffix, self.prefix, self.logp, self.backoff,
+                                              self.words, top)
         return self._tables
 
     def _kernel_args(self) -> tuple:
@@ -124,15 +126,17 @@ class NGramModel:
 
     def score_ids(self, ids: np.ndarray, threads: int | None = None) -> tuple[float, int]:
         """(total nats, tokens scored) of a text given as tokenizer ids."""
+        from charrnn.jit import interrupts_held
         from charrnn.ngram.query import score_serial, score_total
 
         seq, first = self.stream(ids)
         if threads is None:
             threads = usable_cores()
-        if threads <= 1 or seq.size < PARALLEL_MIN:
-            total, scored = score_serial(seq, first, *self._kernel_args())
-        else:
-            total, scored = score_total(seq, first, *self._kernel_args(), threads * 4)
+        with interrupts_held():  # (a kernel's first call loads it: see interrupts_held)
+            if threads <= 1 or seq.size < PARALLEL_MIN:
+                total, scored = score_serial(seq, first, *self._kernel_args())
+            else:
+                total, scored = score_total(seq, first, *self._kernel_args(), threads * 4)
         return -float(total), int(scored)
 
     def token_logprobs(self, ids: np.ndarray) -> np.ndarray:
