@@ -638,3 +638,12 @@ def test_eta_of_a_run_past_its_max_time_shows_zero_not_negative() -> None:
     assert fmt_duration(-4.19) == "0m00s"
     rec = {"step": 10, "epoch": 0.5, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 1e3, "eta": -4.19}
     assert fmt_train(rec).endswith("eta 0m00s")
+
+
+@pytest.mark.parametrize(("width", "said"), [(30, "terminal too small"), (12, "too small"),
+                                             (5, "")])
+def test_a_terminal_too_small_says_so_in_words_that_fit(width: int, said: str) -> None:
+    """At 15 columns it said 'terminal too sm'."""
+    view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions())
+    first = "".join(s.text for s in view.render().lines(console(width, 4), width, 4)[0])
+    assert first.rstrip() == said and len(first) == width

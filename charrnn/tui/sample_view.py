@@ -216,8 +216,9 @@ class Frame:
         """The screen's `height` lines, each `width` cells wide."""
         view = self.view
         if width < 16 or height < FOOTER_LINES + 3:
-            return Segment.set_shape([[Segment("terminal too small", Style.parse("bold red"))]],
-                                     width, height)
+            said = "terminal too small" if width >= 18 else "too small"  # whole, or nothing
+            return Segment.set_shape([[Segment(said if width >= len(said) else "",
+                                               Style.parse("bold red"))]], width, height)
         options = console.options.update(width=width, height=height)
         body = height - FOOTER_LINES
         side_width = SIDE_WIDTH if width >= SIDE_WIDTH + 30 else 0
