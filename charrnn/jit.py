@@ -72,6 +72,8 @@ def interrupts_held() -> Iterator[None]:
         return
     caught: list[int] = []
     before = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    if before is None:  # a handler set outside Python: Python's own is the nearest to it
+        before = signal.default_int_handler
     try:
         yield
     finally:
