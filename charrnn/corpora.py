@@ -91,7 +91,7 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
     if allow_unverified and all(spec.get("sha256") for spec in entry["files"]):
         raise UserError(f"{option('allow_unverified')} does not apply: every file of corpus {name!r} has a "
                         "recorded sha256, which is checked; drop it")
-    folder = fsutil.cache_dir() / "corpora" / name
+    folder = fsutil.cache_folder("corpora") / name
     out: dict[str, Path] = {}
     for spec in entry["files"]:
         target = folder / spec["name"]

@@ -266,7 +266,7 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
         _check_out(Path(out), plan)
     ident = dataset_id(plan, given)
     if out is None:
-        out = fsutil.cache_dir() / "datasets" / ident
+        out = fsutil.cache_folder("datasets") / ident
         fsutil.recover_dir(out)
         if (out / "meta.json").exists():
             return _exact_as_asked(Dataset(out), opts)

@@ -223,11 +223,18 @@ def read_json(path: Path, what: str) -> dict:
 
 def cache_dir() -> Path:
     """Where preprocessed datasets and downloaded corpora live (CHARRNN_CACHE to move it)."""
-    named = "CHARRNN_CACHE" if os.environ.get("CHARRNN_CACHE") else "XDG_CACHE_HOME"
-    root = Path(os.environ.get("CHARRNN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charrnn"))
-    above = next((p for p in (root, *root.parents) if p.exists()), None)
-    if above is not None and not above.is_dir():  # else: "Not a directory", later, unexplained
-        raise UserError(f"the cache folder {root} cannot be made: {above} is a file, not a "
-                        f"folder; point {named} at a folder")
-    return root
+    root = os.environ.get("CHARRNN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charrnn")
+    return Path(root)
+
+
+def cache_folder(part: str) -> Path:
+    """cache_dir() / part, where something must be kept (datasets, corpora): a file in the way
+    is named, with what to change, rather than left to fail later as 'Not a directory'. (What
+    only speeds things up, a history or a measurement, does without.)"""
+    folder = cache_dir() / part
+    above = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UserError(f"the cache folder {folder} cannot be made: {above} is a file, not a "
+                        "folder; point CHARRNN_CACHE at a folder")
+    return folder

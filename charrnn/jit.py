@@ -27,13 +27,12 @@ def configure_cache(package_dir: Path = PACKAGE_DIR) -> str | None:
     target = pycache if pycache.is_dir() else package_dir
     if os.access(target, os.W_OK):
         return None
-    from charrnn.errors import UserError
     from charrnn.fsutil import cache_dir
 
+    folder = cache_dir() / "numba"
     try:
-        folder = cache_dir() / "numba"
         folder.mkdir(parents=True, exist_ok=True)
-    except (OSError, UserError):  # no cache then: compiled each time, said where it matters
+    except OSError:
         return None
     os.environ["NUMBA_CACHE_DIR"] = str(folder)
     return str(folder)

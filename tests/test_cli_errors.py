@@ -91,6 +91,9 @@ def test_a_cache_folder_that_is_a_file_is_named_with_its_variable(tmp_path: Path
     refused = run_cli("corpus", "get", "ptb", ok=False)
     assert refused.exit_code == 2 and f"{afile} is a file, not a folder; point CHARRNN_CACHE" \
         in refused.output
+    from charrnn.tui.fill_repl import _setup_readline
+
+    _setup_readline()  # what only saves time (the prompt's history) does without it
 
 
 def test_a_ctrl_c_while_interrupts_are_held_acts_when_the_block_ends() -> None:

@@ -338,6 +338,15 @@ def test_the_train_view_turns_the_terminals_echo_off_while_it_is_drawn(monkeypat
         finally:
             reporter.close()
         assert termios.tcgetattr(tty_end)[3] & termios.ECHO
+        # A background job (`charrnn train … &`) leaves the terminal alone: setting it would
+        # stop the job (SIGTTOU).
+        monkeypatch.setattr(os, "tcgetpgrp", lambda fd: os.getpgrp() + 1)
+        background = LiveTrainReporter(100, console=console(100, 30), refresh_per_second=20)
+        background.start(None)
+        try:
+            assert termios.tcgetattr(tty_end)[3] & termios.ECHO
+        finally:
+            background.close()
     os.close(main)
 
 

@@ -77,20 +77,36 @@ class NoEcho:
     def start(self) -> None:
         try:
             import termios
-
+        except ImportError:  # no terminal settings here (Windows)
+            return
+        try:
             fd = self.stream.fileno()
-            if not os.isatty(fd):
+            # Not in the foreground (`charrnn train … &`): setting the terminal would stop the
+            # job (SIGTTOU), and its keys go to the shell anyway.
+            if not os.isatty(fd) or _in_background(fd):
                 return
             self.saved = termios.tcgetattr(fd)
             attrs = termios.tcgetattr(fd)
             attrs[3] &= ~termios.ECHO
             termios.tcsetattr(fd, termios.TCSANOW, attrs)
-        except (ImportError, OSError, ValueError, AttributeError):  # no terminal to quiet
-            self.saved = None
+        except (OSError, ValueError, AttributeError, termios.error):
+            self.saved = None  # no terminal to quiet
 
     def stop(self) -> None:
         if self.saved is not None:
             import termios
 
-            termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self.saved)
-            self.saved = None
+            saved, self.saved = self.saved, None
+            try:
+                termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, saved)
+            except (OSError, ValueError, termios.error):  # the terminal is gone (SIGHUP)
+                pass
+
+
+def _in_background(fd: int) -> bool:
+    """Whether this process is a background job of the terminal `fd` (not our controlling
+    terminal: no job control, so nothing to stop us)."""
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except OSError:
+        return False
