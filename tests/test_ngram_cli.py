@@ -420,6 +420,12 @@ def test_export_to_standard_output_writes_the_arpa_there_and_a_closed_pipe_is_qu
                            timeout=120)
     assert whole.returncode == 0 and whole.stdout.startswith("# charrnn-ngram: ")
     assert "3-grams" in whole.stderr and not (tmp_path / "-").exists()
+    notes = tmp_path / "notes.txt"  # `>> notes.txt`: appended to, not refused nor replaced
+    notes.write_text("my notes\n")
+    with open(notes, "a") as appended:
+        subprocess.run([sys.executable, "-m", "charrnn", "ngram", "export", "kn", "--arpa", "-"],
+                       stdout=appended, env=env, cwd=tmp_path, timeout=120, check=True)
+    assert notes.read_text() == "my notes\n" + whole.stdout
     for target in ("-", "/dev/stdout"):
         cut = subprocess.run(f"{sys.executable} -m charrnn ngram export kn --arpa {target} "
                              "| head -c 10 >/dev/null; echo ${PIPESTATUS[0]} >&2", shell=True,

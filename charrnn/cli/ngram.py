@@ -136,7 +136,7 @@ def export(
 ) -> None:
     """Write a model as a standard ARPA file (log10 probabilities, back-off weights)."""
     from charrnn import runs
-    from charrnn.ngram.arpa import export_arpa
+    from charrnn.ngram.arpa import export_arpa, write_arpa
     from charrnn.ngram.runs import load_run
 
     root = opt.root(out)
@@ -147,13 +147,15 @@ def export(
                         "applies to n-gram runs only (an RNN has no ARPA form); give a run made "
                         "by `charrnn ngram train` or `charrnn ngram import`")
     _, model = load_run(str(folder), root)
-    to_stdout = arpa == "-"  # (written through, as to a pipe; the summary then on stderr)
-    if to_stdout and not Path("/dev/stdout").exists():
-        raise UserError("--arpa - writes to /dev/stdout, which this system lacks: give a file")
-    info = export_arpa(model, Path("/dev/stdout" if to_stdout else arpa))
-    typer.echo(f"{info['path']}: " + ", ".join(f"{c:,} {n}-grams"
-                                               for n, c in enumerate(info["ngrams"], 1)),
-               err=to_stdout)
+    if arpa == "-":  # standard output as it is (a pipe, or `>> file` appended to); the
+        # summary then on stderr
+        counts, shown = write_arpa(model, sys.stdout), "<stdout>"
+        sys.stdout.flush()
+    else:
+        info = export_arpa(model, Path(arpa))
+        counts, shown = info["ngrams"], info["path"]
+    typer.echo(f"{shown}: " + ", ".join(f"{c:,} {n}-grams" for n, c in enumerate(counts, 1)),
+               err=arpa == "-")
 
 
 @command(ngram_app, "import")

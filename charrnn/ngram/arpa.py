@@ -98,6 +98,11 @@ def export_arpa(model: NGramModel, path: Path) -> dict:
     return {"path": str(path), "ngrams": counts}
 
 
+def write_arpa(model: NGramModel, handle: TextIO) -> list[int]:
+    """`model` as ARPA text on an open stream (standard output); the n-gram count per order."""
+    return _write_arpa(model, handle)
+
+
 def _write_arpa(model: NGramModel, handle: TextIO) -> list[int]:
     names = np.array(word_strings(model), dtype=object)
     extra = [] if model.lines else [w for w in ("</s>", "<unk>") if w not in names]
