@@ -579,6 +579,8 @@ def test_a_resumed_runs_live_view_goes_on_from_its_history(small_text, tmp_path)
     from charrnn.tui.train_view import LiveTrainReporter
 
     run_cli("train", small_text, *TINY, "--max-steps", "20", "--log-every", "5", "--run-name", "r")
+    with open(tmp_path / "runs/r/metrics.jsonl", "a") as log:  # hand-edited lines: left out
+        log.write('{"type": "train", "step": null}\n{"type": "eval", "step": 5, "val_loss": "x"}\n')
     ckpt = checkpoint.resolve(str(tmp_path / "runs/r/last"), tmp_path / "runs")
     cfg = replace(TrainConfig.from_json(ckpt.meta["train"]), max_steps=30)
     view = LiveTrainReporter(30, console=Console(file=io.StringIO(), force_terminal=True))

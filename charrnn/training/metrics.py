@@ -40,5 +40,5 @@ class MetricsLog:
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line).get("step", 0))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):  # ({"step": null}: a hand-edited line)
         return 1 << 62  # a torn last line from a crash: drop it
