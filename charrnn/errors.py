@@ -32,12 +32,13 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def option(name: str) -> str:
+def option(name: str, typed: str | None = None) -> str:
     """An option as a message names it: the field or parameter name (`max_steps`) to a library
     caller, the flag (`--max-steps`) while the CLI runs a command (`spell_options_as_flags`).
-    A flag without a field of its name (`--out`, `--mix`) is named by its long name all the
-    same: the bare word to a library caller."""
-    return flag(name) if _as_flags else name
+    `typed`: the flag's own name where it differs from the field's (`temperature`, typed as
+    --temp). A flag without a field of its name (`--out`, `--mix`) is named by its long name
+    all the same: the bare word to a library caller."""
+    return flag(typed or name) if _as_flags else name
 
 
 class UserError(Exception):

@@ -80,6 +80,11 @@ def test_library_errors_name_fields_and_the_cli_names_flags(small_text: Path, tm
     assert option("max_steps") == "max_steps"
     with pytest.raises(UserError, match=r"^max_steps must be at most 1e\+12, got"):
         TrainConfig(max_steps=10**13)
+    # A field whose flag is spelled otherwise (--temp): the field to the library, the flag typed.
+    from charrnn.lm.config import SampleOptions
+
+    with pytest.raises(UserError, match=r"^temperature must be a positive number"):
+        SampleOptions(temperature=-1.0).validate()
 
 
 def test_a_cache_folder_that_is_a_file_is_named_with_its_variable(tmp_path: Path,

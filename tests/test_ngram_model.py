@@ -115,7 +115,7 @@ def test_discounts_from_count_of_counts():
     assert not fell_back
     np.testing.assert_allclose(values, [1 - 2 * y * 4 / 10, 2 - 3 * y * 2 / 4, 3 - 4 * y * 1 / 2],
                                rtol=1e-6)
-    with pytest.raises(UserError, match="pass discount_fallback to use"):
+    with pytest.raises(UserError, match="pass fallback to use"):
         discounts_from(np.array([2, 2, 3]), 1, fallback=False)
     assert discounts_from(np.array([2, 2, 3]), 1, fallback=True) == ([0.5, 1.0, 1.5], True)
 

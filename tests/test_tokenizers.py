@@ -29,7 +29,7 @@ def test_char_tokenizer_handles_cjk_emoji_and_combining_marks() -> None:
 
 def test_char_unknown_characters_error_lists_them_or_skip() -> None:
     tok = CharTokenizer.build(["abc"])
-    with pytest.raises(UserError, match="'z'.*pass unk skip"):
+    with pytest.raises(UserError, match="'z'.*pass unknown skip"):
         tok.encode("abz")
     assert tok.decode(tok.encode("abz", unknown="skip").tolist()) == "ab"
 

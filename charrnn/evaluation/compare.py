@@ -103,9 +103,10 @@ def _mixed_sampling_speed(lm: str, ngram: str, root: Path) -> float:
 def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
     """--unk is read by char-level runs only: with none among those compared, it does nothing."""
     if unk is not None and not any(_level(folder) == "char" for folder in folders):
-        raise UserError(f"{option('unk')} {unk} says how a char model reads characters it lacks, and no "
+        named = option("unknown", "unk")
+        raise UserError(f"{named} {unk} says how a char model reads characters it lacks, and no "
                         "run compared is char level (a word model reads unknown words as its "
-                        f"<unk>, a subword model spells any text): drop {option('unk')}")
+                        f"<unk>, a subword model spells any text): drop {named}")
 
 
 def _level(folder: Path) -> str | None:

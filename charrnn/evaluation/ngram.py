@@ -17,7 +17,7 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
     from charrnn import data
 
     if unknown not in (None, "error", "skip"):
-        raise UserError(f"{option('unk')} must be 'error' or 'skip', not {unknown!r}")
+        raise UserError(f"{option('unknown', 'unk')} must be 'error' or 'skip', not {unknown!r}")
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)

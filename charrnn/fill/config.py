@@ -78,4 +78,4 @@ class FillOptions:
         if self.max_len is not None and not 1 <= self.max_len <= MAX_BLANK:
             raise UserError(f"{option('max_len')} must be between 1 and {MAX_BLANK}, got {self.max_len}")
         if self.unknown not in (None, "error", "skip"):
-            raise UserError(f"{option('unk')} must be 'error' or 'skip', not {self.unknown!r}")
+            raise UserError(f"{option('unknown', 'unk')} must be 'error' or 'skip', not {self.unknown!r}")

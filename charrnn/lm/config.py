@@ -147,7 +147,7 @@ class SampleOptions:
             raise UserError(f"give {option('greedy')} or {option('beam')}, not both ({option('beam')} 1 "
                             "is greedy decoding)")
         top1 = self.top_k == 1 and not self.greedy and self.beam is None  # greedy by another name
-        shaping = [name for name, given in ((option("temp"), self.temperature != 1.0),
+        shaping = [name for name, given in ((option("temperature", "temp"), self.temperature != 1.0),
                                             (option("top_k"), self.top_k is not None and not top1),
                                             (option("top_p"), self.top_p is not None)) if given]
         mode = None
@@ -179,11 +179,12 @@ class SampleOptions:
         if self.length < 1:
             raise UserError(f"{option('length')} must be ≥ 1, got {self.length}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise UserError(f"{option('temp')} must be a positive number, got {self.temperature}; "
-                            f"use {option('greedy')} for argmax decoding")
+            raise UserError(f"{option('temperature', 'temp')} must be a positive number, got "
+                            f"{self.temperature}; use {option('greedy')} for argmax decoding")
         if self.temperature < MIN_TEMPERATURE:  # scores ÷ temp would overflow 32-bit floats
-            raise UserError(f"{option('temp')} {self.temperature} is below {MIN_TEMPERATURE}, where "
-                            "dividing by it overflows; it samples the most likely token anyway: "
+            raise UserError(f"{option('temperature', 'temp')} {self.temperature} is below "
+                            f"{MIN_TEMPERATURE}, where dividing by it overflows; it samples the "
+                            "most likely token anyway: "
                             f"use {option('greedy')}")
         if self.top_k is not None and self.top_k < 1:
             raise UserError(f"{option('top_k')} must be ≥ 1, got {self.top_k}")

@@ -72,7 +72,7 @@ def open_parent(spec: str, root: Path) -> Parent:
 def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
     """How NEWTEXT is tokenized: the parent's tokenizer, grown as asked (see the module)."""
     if unknown not in UNKNOWN:
-        raise UserError(f"{option('unk')} must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
+        raise UserError(f"{option('unknown', 'unk')} must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
     base = parent.tokenizer
     if grow and base.level != "word":
         raise UserError(f"{option('grow_vocab')} applies to word-level runs; {parent.name} is {base.level} "
@@ -81,8 +81,9 @@ def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
     if grow < 0:
         raise UserError(f"{option('grow_vocab')} must be ≥ 0, got {grow}")
     if unknown != "add" and base.level == "subword":
-        raise UserError(f"{option('unk')} {unknown}: {parent.name} is subword level, whose pieces cover any "
-                        f"text (byte fallback), so nothing is unknown; drop {option('unk')}")
+        named = option("unknown", "unk")
+        raise UserError(f"{named} {unknown}: {parent.name} is subword level, whose pieces cover "
+                        f"any text (byte fallback), so nothing is unknown; drop {named}")
 
     def build(text: Iterator[str]) -> Tokenizer:
         if base.level == "char":
@@ -118,7 +119,8 @@ def _grown_chars(base: CharTokenizer, text: Iterator[str], unknown: str) -> Char
     if new and unknown == "error":
         shown = ", ".join(repr(c) for c in new[:10])
         raise UserError(f"the new text has {len(new)} character(s) the model never saw ({shown}): "
-                        f"drop {option('unk')} error to add them, or {option('unk')} skip to drop them")
+                        f"drop {option('unknown', 'unk')} error to add them, or "
+                        f"{option('unknown', 'unk')} skip to drop them")
     return base if unknown == "skip" or not new else CharTokenizer(base.chars + new, base.lower)
 
 
@@ -132,7 +134,8 @@ def _grown_words(base: WordTokenizer, text: Iterator[str], unknown: str, grow: i
     if left and unknown == "error":
         grown = f" after {option('grow_vocab')} {grow}" if grow else ""
         raise UserError(f"the new text has {len(left):,} word(s) the model never saw{grown} (e.g. "
-                        f"{left[0]!r}): drop {option('unk')} error (they become <unk>), or give a larger "
+                        f"{left[0]!r}): drop {option('unknown', 'unk')} error (they become "
+                        "<unk>), or give a larger "
                         f"{option('grow_vocab')} N to add the N most frequent")
     return WordTokenizer(base.words + new, base.pattern, base.lower) if new else base
 

@@ -230,7 +230,7 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
         trainer.reporter.message(
             f"fine-tuning {parent.name}: {added:,} token(s) added to its vocabulary "
             f"({parent.config.vocab_size:,} → {model_config.vocab_size:,}), "
-            + (f"{skipped:,} character(s) of the new text skipped ({option('unk')} skip), "
+            + (f"{skipped:,} character(s) of the new text skipped ({option('unknown', 'unk')} skip), "
                if skipped else "")
             + f"peak lr {cfg.base_lr:g}")
     splits = dataset.meta["splits"]

@@ -71,7 +71,8 @@ def discounts_from(adjusted: np.ndarray, order: int, fallback: bool) -> tuple[li
             return values, False
     if not fallback:
         raise UserError(f"Kneser-Ney discounts cannot be estimated: {problem} (tiny or artificial "
-                        f"data?); add more text, or pass {option('discount_fallback')} to use 0.5, 1, 1.5")
+                        f"data?); add more text, or pass {option('fallback', 'discount_fallback')} "
+                        "to use 0.5, 1, 1.5")
     return list(FALLBACK), True
 
 

@@ -69,7 +69,7 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
     if length < 1:
         raise UserError(f"{option('length')} must be ≥ 1, got {length}")
     if not (np.isfinite(temp) and temp > 0):
-        raise UserError(f"{option('temp')} must be a positive number, got {temp}")
+        raise UserError(f"{option('temperature', 'temp')} must be a positive number, got {temp}")
     check_seed(seed)  # the range `charrnn sample` takes
     if seed is None:
         seed = int(np.random.default_rng().integers(2**31))

@@ -39,7 +39,7 @@ def unknown_error(kind: str, unknown: Sequence[str]) -> UserError:
     crlf = " (the text has Windows line ends: convert it with dos2unix)" if "\r" in distinct else ""
     return UserError(
         f"{len(distinct)} {noun} not in the model's vocabulary: {shown}{more}{crlf}; "
-        f"remove them or pass {option('unk')} skip"
+        f"remove them or pass {option('unknown', 'unk')} skip"
     )
 
 
@@ -69,8 +69,9 @@ def refuse_idle_unk(level: str, unknown: str | None) -> None:
     if unknown is not None and level != "char":
         why = "reads unknown words as its <unk>" if level == "word" else \
             "spells any text with its byte pieces"
-        raise UserError(f"{option('unk')} {unknown} says how a char model reads characters it lacks, and "
-                        f"this {level} model {why}: drop {option('unk')}")
+        named = option("unknown", "unk")
+        raise UserError(f"{named} {unknown} says how a char model reads characters it lacks, and "
+                        f"this {level} model {why}: drop {named}")
 
 
 class ListDecoder:
