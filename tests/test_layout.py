@@ -118,8 +118,11 @@ FLAGS_NAMED = {
 FLAG = re.compile(r"(?<![\w-])--(?:[a-z][\w-]*|\0)")  # \0: a value of an f-string (`--{name}`)
 # A command line quoted for the user to run (`charrnn train --resume RUN`) is the same text to
 # whoever reads it: its flags stay flags.
-COMMAND_LINE = re.compile(
-    rf"charrnn (?:{'|'.join(typer.main.get_command(app).commands)})\b[^`()]*")
+# Only inside backticks or parentheses, or as the whole string (a command kept to be quoted
+# later): a command named in running text does not exempt what follows it.
+_COMMANDS = "|".join(typer.main.get_command(app).commands)
+COMMAND_LINE = re.compile(rf"`charrnn (?:{_COMMANDS})\b[^`]*`|\(charrnn (?:{_COMMANDS})\b[^()]*\)"
+                          rf"|^charrnn (?:{_COMMANDS})\b[^`]*$")
 
 
 def _flags_spelled(tree: ast.AST) -> list[tuple[int, str]]:
