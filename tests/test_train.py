@@ -595,3 +595,15 @@ def test_a_resumed_runs_live_view_goes_on_from_its_history(small_text, tmp_path)
     assert shown_at_start[0]["step"] == 20 and shown_at_start[0]["eta"] is None
     assert [step for step, _ in view.train_points] == [5, 10, 15, 20, 25, 30]
     assert [step for step, _ in view.val_points][0] == 10
+
+
+def test_a_runs_result_keeps_the_last_evaluation_apart_from_the_best(small_text, tmp_path) -> None:
+    """Its scores sat beside best_val at the top (tag train --json printed them so), read as the
+    run's result."""
+    from charrnn import runs
+
+    ds = prepare([str(small_text)], PreprocessOptions())
+    cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=20, eval_every=10)
+    result = Trainer(ds, cfg, runs.new_run_dir(tmp_path / "runs", "r", "lm")).run()
+    assert "val_loss" not in result and result["last_eval"]["val_bpc"] > 0
+    assert result["best_val"] <= result["last_eval"]["val_loss"]

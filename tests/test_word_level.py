@@ -183,7 +183,9 @@ def pair(words: Path, tmp_path: Path) -> Path:
 
 def test_mixture_weight_is_tuned_on_val_stored_and_beats_or_ties_both(pair: Path) -> None:
     lm = json.loads(run_cli("eval", "lm", "--split", "test", "--json").output)
-    mixed = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    tuning = run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json")
+    assert "tuning λ" in tuning.stderr  # (seconds on a large split: said first)
+    mixed = json.loads(tuning.stdout)
     mix = mixed["mix"]
     assert mix["tuned_on"] == "val" and 0 < mix["weight"] < 1 and mixed["kind"] == "mix"
     assert mix["lm_perplexity"] == pytest.approx(lm["perplexity"], rel=1e-6)
@@ -191,21 +193,21 @@ def test_mixture_weight_is_tuned_on_val_stored_and_beats_or_ties_both(pair: Path
     stored = json.loads((pair / "lm/mixes.json").read_text())
     assert [v["weight"] for v in stored.values()] == [pytest.approx(mix["weight"])]
     given = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--mix-weight",
-                               "1", "--json").output)
+                               "1", "--json").stdout)
     assert given["perplexity"] == pytest.approx(lm["perplexity"], rel=1e-6)  # λ 1: the RNN alone
 
 
 def test_a_mixture_weight_that_cannot_be_stored_is_tuned_and_used_all_the_same(pair: Path) -> None:
     (pair / "lm/mixes.json").mkdir()  # as unwritable as a read-only run folder, even for root
-    mixed = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    mixed = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").stdout)
     assert mixed["mix"]["tuned_on"] == "val" and 0 < mixed["mix"]["weight"] < 1
 
 
 def test_an_ngram_built_again_under_the_same_name_is_tuned_again(pair: Path, words: Path) -> None:
-    first = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    first = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").stdout)
     shutil.rmtree(pair / "kn")
     run_cli("ngram", "train", words, "--level", "word", "--order", "1", "--lines", "--run-name", "kn")
-    again = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").output)
+    again = json.loads(run_cli("eval", "lm", "--split", "test", "--mix", "kn", "--json").stdout)
     assert again["mix"]["weight"] != pytest.approx(first["mix"]["weight"])
     assert len(json.loads((pair / "lm/mixes.json").read_text())) == 2
 
@@ -258,7 +260,7 @@ def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:
     first = run_cli("sample", "lm", "--mix", "kn", "--length", "12", "--seed", "4").output
     assert first == run_cli("sample", "lm", "--mix", "kn", "--length", "12", "--seed", "4").output
     filled = json.loads(run_cli("fill", "the quick brown ___ jumps", "-m", "lm", "--mix", "kn",
-                                "--json").output)
+                                "--json").stdout)
     assert "lm⊕kn" in filled["models"].values()
     assert filled["methods"]["forward"][0]["fills"]
     plain = run_cli("fill", "the quick brown ___ jumps", "-m", "lm", "--mix", "kn").output
@@ -338,7 +340,7 @@ def test_line_scores_add_up_to_the_models_own_scores(pair: Path, words: Path, tm
     piped = run_cli("score", "lm", "-", "--sort", input=text.read_text()).stdout.splitlines()
     assert [float(x.split("\t")[0]) for x in piped] == pytest.approx(sorted(
         (r["log10"] for r in rnn[:-1]), reverse=True), abs=1e-4)
-    mixed = run_cli("score", "lm", text, "--mix", "kn", "--json").output.splitlines()
+    mixed = run_cli("score", "lm", text, "--mix", "kn", "--json").stdout.splitlines()
     assert len(mixed) == 4
 
 

@@ -32,7 +32,8 @@ def eval_command(
         raise UserError("give a FILE or --split, not both")
     opt.refuse_text_options(file is not None, unk, errors)
     result = evaluate_run(run, root, file, opt.plain(split), device, opt.plain(unk),
-                          opt.plain(errors) or "strict", opt.plain(precision), mix, mix_weight)
+                          opt.plain(errors) or "strict", opt.plain(precision), mix, mix_weight,
+                          say=opt.note)
     typer.echo(json.dumps(result, indent=1) if json_out else describe(result))
 
 
@@ -52,7 +53,8 @@ def score_command(
 
     typed = opt.typed_params(ctx)  # (an n-gram run refuses these typed even at their default)
     scorer = open_scorer(run, opt.root(out), device if "device" in typed else None, opt.plain(unk),
-                         opt.plain(precision) if "precision" in typed else None, mix, mix_weight)
+                         opt.plain(precision) if "precision" in typed else None, mix, mix_weight,
+                         say=opt.note)
     totals = Totals()
     scores = (totals.add(s) for s in score_lines(scorer, read_lines(file, opt.plain(errors))))
     if sort:

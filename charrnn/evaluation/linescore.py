@@ -181,7 +181,7 @@ class RNNScorer(Scorer):
 
 def open_scorer(spec: str, root: Path, device: str | None = None, unknown: str | None = None,
                 precision: str | None = None, mix: str | None = None,
-                mix_weight: float | None = None) -> Scorer:
+                mix_weight: float | None = None, say=None) -> Scorer:
     """The scorer of RUN: a language model (optionally mixed) or an n-gram run. None: not given
     (an LM then computes on the `auto` device in fp32; an n-gram refuses what is given, even
     the default's value, since it has no device or precision to choose)."""
@@ -209,7 +209,7 @@ def open_scorer(spec: str, root: Path, device: str | None = None, unknown: str |
     model = load_lm(ckpt, dev).eval()
     if model.config.direction == "backward":
         raise UserError(f"{ckpt.run_folder.name} reads right to left: score lines with a forward LM")
-    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root)
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root, say)
     return RNNScorer(ckpt, model, dev, unknown, resolve_precision(precision or "fp32", dev)[0],
                      mixture)
 

@@ -8,6 +8,7 @@ stands for all N tokens. With `--mix`, the per-token interpolation with an n-gra
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -39,10 +40,12 @@ def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
                  device: str = "auto", unknown: str | None = None, errors: str = "strict",
                  precision: str = "fp32", mix: str | None = None,
-                 mix_weight: float | None = None, refuse_idle: bool = True) -> dict:
+                 mix_weight: float | None = None, refuse_idle: bool = True,
+                 say: Callable[[str], None] | None = None) -> dict:
     """`charrnn eval`: score a checkpoint on a file or on a split of its own dataset (with `mix`,
-    its interpolation with that n-gram run). float32 by default whatever the run trained in, so
-    that figures compare (bf16 rounds each logit to ~3 significant digits)."""
+    its interpolation with that n-gram run; `say` hears when its weight is tuned). float32 by
+    default whatever the run trained in, so that figures compare (bf16 rounds each logit to ~3
+    significant digits)."""
     if mix is None and mix_weight is not None:
         raise UserError(f"{option('mix_weight')} applies with {option('mix')} NGRAM_RUN")
     ckpt = _lm_checkpoint(spec, root)
@@ -67,7 +70,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
         total, predicted = score_ids(model, oriented(ids, model.config.direction), dev,
                                      precision=computed)
     else:
-        total, predicted, extra = _mixed_total(ckpt, rnn_logp, ids, mix, root, mix_weight)
+        total, predicted, extra = _mixed_total(ckpt, rnn_logp, ids, mix, root, mix_weight, say)
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "lm" if mix is None else "mix",
             "checkpoint": str(ckpt.folder), "source": source,
@@ -77,10 +80,10 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
 
 
 def _mixed_total(ckpt: checkpoint.Checkpoint, rnn_logp, ids: np.ndarray, spec: str, root: Path,
-                 weight: float | None) -> tuple[float, int, dict]:
+                 weight: float | None, say) -> tuple[float, int, dict]:
     from charrnn.evaluation.mix import mixed_logp, mixture_for
 
-    mixture = mixture_for(ckpt, rnn_logp, spec, root, weight)
+    mixture = mixture_for(ckpt, rnn_logp, spec, root, weight, say)
     rnn, ngram = rnn_logp(ids), mixture.ngram.logp_after_first(ids)
     mixed = mixed_logp(rnn, ngram, mixture.weight)
     sides = {"lm_perplexity": math.exp(-rnn.mean()), "ngram_perplexity": math.exp(-ngram.mean())}
