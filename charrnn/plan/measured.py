@@ -30,7 +30,7 @@ BF16_REFERENCE = {"cell": "lstm", "layers": 2, "hidden": 512, "batch": 32}
 # 16 steps 1.34-1.73×, 64 steps (the recipe's own windows) 1.62-1.73×. The word recipes' split
 # reads the same lead: no CPU measured so far is near it (Zen 1 and the Xeons have no usable bf16).
 REFERENCE_WINDOW = 16
-REFERENCE_VOCAB_STEP = 64  # the reference step's vocabulary: the run's rounded up to this
+REFERENCE_VOCAB_LEAST = 256  # the reference step's vocabulary: the run's, up to a power of 2
 REFERENCE_STEP = "the 2×512 LSTM reference step"  # how a run header names it
 
 
@@ -126,10 +126,12 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str,
 
 
 def reference_vocab(vocab: int) -> int:
-    """The vocabulary the reference step is timed with: the run's, rounded up to a multiple of
-    64, so that corpora of 58 and 62 characters share one cached measurement, and one machine
-    one recipe (each timed apart, a lead near 1.0 had split them between the two by noise)."""
-    return REFERENCE_VOCAB_STEP * max(1, -(-vocab // REFERENCE_VOCAB_STEP))
+    """The vocabulary the reference step is timed with: the run's rounded up to a power of two,
+    at least REFERENCE_VOCAB_LEAST, so that every alphabet (58, 80 or 103 characters) shares one
+    cached measurement and one machine one recipe: timed apart, a lead near 1.0 split them
+    between the two by noise (64 and 128 did on one 2-core machine). CJK text (2,500 and 2,700
+    characters) shares one too; its larger output layer may lead otherwise, measured apart."""
+    return max(REFERENCE_VOCAB_LEAST, 1 << max(0, vocab - 1).bit_length())
 
 
 def bf16_lead(job, facts) -> tuple[float, str]:
