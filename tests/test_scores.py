@@ -50,6 +50,10 @@ def test_characters_skipped_by_unk_skip_are_not_counted(tiny_run: Path, tmp_path
     assert result["bits_per_char"] == pytest.approx(expected)
     assert "4 characters outside the vocabulary skipped" in run_cli(
         "eval", tiny_run, text, "--unk", "skip").output
+    # compare's table said nothing of them (<unk> shares had a column and a note)
+    compared = run_cli("compare", tiny_run, "--file", text, "--unk", "skip", "--no-mix",
+                       "--json", "--out", tiny_run.parent).stdout
+    assert f"({tiny_run.name} 4, --unk skip)" in json.loads(compared)["note"]
 
 
 def test_score_counts_skipped_characters_as_oov_and_excludes_only_scored_ones(

@@ -180,7 +180,8 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
 
 
 def _note(rows: list[dict], file: str | None, split: str) -> str | None:
-    """What the table cannot show: texts that differ, scores that <unk> flatters."""
+    """What the table cannot show: texts that differ, scores that <unk> or skipped characters
+    flatter."""
     said = []
     datasets = {r.get("dataset") for r in rows}
     if file is None and len(datasets) > 1:
@@ -191,6 +192,11 @@ def _note(rows: list[dict], file: str | None, split: str) -> str | None:
         said.append("<unk> tokens (" + ", ".join(flattered) + ") get one probability for every "
                     "unknown word, so those rows score better than they predict; compare on text "
                     "their vocabularies cover")
+    skipping = [f"{r['run']} {r['skipped_chars']:,}" for r in rows if r.get("skipped_chars")]
+    if skipping:
+        said.append("characters outside a char model's vocabulary were skipped (" +
+                    ", ".join(skipping) + f", {option('unknown', 'unk')} skip): those rows are "
+                    "not scored on the whole text")
     return "; ".join(said) or None
 
 
