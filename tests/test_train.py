@@ -261,6 +261,34 @@ def test_stop_then_resume_follows_the_uninterrupted_loss_curve(small_text, tmp_p
         assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
 
 
+def test_a_stop_between_log_lines_resumes_to_the_same_next_line(small_text, tmp_path) -> None:
+    """Stopped at step 17 of lines every 5 steps, the resumed run's step-20 line averaged steps
+    18-20 only (0.2391 against the uninterrupted 0.3002 in one walk-through)."""
+    args = [small_text, *TINY, "--max-steps", "30", "--log-every", "5", "--eval-every", "10"]
+    run_cli("train", *args, "--run-name", "whole")
+    cfg = TrainConfig.from_json(json.loads((tmp_path / "runs/whole/last/checkpoint.json")
+                                           .read_text())["train"])
+    from charrnn import runs
+
+    run_dir = runs.new_run_dir(tmp_path / "runs", "split", "lm")
+    trainer = Trainer(prepare([str(small_text)], PreprocessOptions()), cfg, run_dir)
+    real_step = Loop.step
+
+    def step_then_stop(self):
+        loss = real_step(self)
+        if self.progress.step == 17:
+            self.stop.requested = True
+        return loss
+
+    trainer.loop.step = step_then_stop.__get__(trainer.loop)
+    assert trainer.run()["outcome"] == "interrupted"
+    run_cli("train", "--resume", "split", "--plain")
+    whole, split = _train_losses(tmp_path / "runs/whole"), _train_losses(run_dir)
+    assert sorted(split) == [5, 10, 15, 17, 20, 25, 30]  # (and the line where it stopped)
+    for step in (20, 25, 30):
+        assert split[step] == whole[step], step
+
+
 def test_awd_regularisers_resume_exactly(small_text, tmp_path) -> None:
     """--weight-drop, --locked-dropout and --embed-drop draw from the run's RNG: exact resume."""
     awd = ["--cell", "lstm", "--weight-drop", "0.3", "--locked-dropout", "--embed-drop", "0.1",

@@ -270,8 +270,9 @@ class Loop:
         """The run's bookkeeping, from where it starts (after a resume's restore)."""
         self.has_val = self.task.has_validation
         self.eval_every = self.cfg.eval_every or self.task.steps_per_epoch
-        self.window = Window(torch.zeros((), device=self.device), 0, self.progress.tokens,
-                             time.time())
+        prog = self.progress  # (a stop between log lines left the steps since the last one)
+        self.window = Window(torch.tensor(prog.window_loss, device=self.device), prog.window_steps,
+                             prog.tokens, time.time())
         self.last_eval_at = self.progress.elapsed
         self.last_eval: dict = {}
         self.pending_best: checkpoint.Captured | None = None  # a best/ kept in memory until
@@ -317,6 +318,7 @@ class Loop:
             self._log(mean)
             if self.reader_gone:
                 self.stop.requested = True
+            self._carry_window(stopping, mean)
             snapshot = self.snapshot()
             outcome = self._after_sync(self.budget_spent() or stopping, stopping)
             self.window.reset(self.progress.tokens)
@@ -327,6 +329,17 @@ class Loop:
         return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
                 "elapsed": prog.elapsed, "run": str(self.run_dir),
                 "last_eval": self.last_eval or None}
+
+    def _carry_window(self, stopping: bool, mean: float) -> None:
+        """A stop between two log lines keeps the steps since the last one in its save: the
+        resumed run's next line averages them with its own, as the uninterrupted run's does.
+        (One process: its sum as summed; under DDP the ranks' mean, which each rank's sum then
+        adds to alike.)"""
+        prog, window = self.progress, self.window
+        carried = stopping and prog.step % self.cfg.log_every != 0
+        prog.window_steps = window.steps if carried else 0
+        prog.window_loss = (float(window.loss) if not self.dist.enabled else mean * window.steps) \
+            if carried else 0.0
 
     def _is_sync_point(self, single: bool) -> bool:
         """Under DDP only step counts decide, so that every rank reaches the same points: the

@@ -34,11 +34,15 @@ class Progress:
     # The training seconds when warm-up ended, where the cosine over --max-time starts (a new run
     # keeps it current while it warms up); None for a run begun before, which counts from 0.
     warmup_s: float | None = None
+    # A stop between two log lines: the loss summed over the steps since the last one, and how
+    # many, so that a resume's next line averages the steps an uninterrupted run's would.
+    window_loss: float = 0.0
+    window_steps: int = 0
 
     def check(self, steps_per_epoch: int) -> None:
         """ValueError naming the first field a damaged checkpoint.json put out of range (a
         negative step retrained from warm-up, a NaN time never stopped --max-time)."""
-        for name in ("step", "epoch", "pos", "tokens", "evals_since_best"):
+        for name in ("step", "epoch", "pos", "tokens", "evals_since_best", "window_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"progress.{name} is {value!r}, not a count ≥ 0")
@@ -52,9 +56,10 @@ class Progress:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                     not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"progress.{name} is {value!r}, not a finite number ≥ 0")
-        if self.best_val is not None and not (isinstance(self.best_val, (int, float))
-                                              and math.isfinite(self.best_val)):
-            raise ValueError(f"progress.best_val is {self.best_val!r}, not a finite number")
+        for name in ("best_val", "window_loss"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"progress.{name} is {value!r}, not a finite number")
 
 
 class Task(Protocol):
