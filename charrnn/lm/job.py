@@ -227,9 +227,11 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
     trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist, start=start)
     if parent is not None:
         skipped = sum(dataset.skipped_chars(s) for s in data.SPLITS)
+        vocabulary = (f"{added:,} token(s) added to its vocabulary ({parent.config.vocab_size:,}"
+                      f" → {model_config.vocab_size:,})" if added else
+                      f"its vocabulary as it was ({model_config.vocab_size:,})")
         trainer.reporter.message(
-            f"fine-tuning {parent.name}: {added:,} token(s) added to its vocabulary "
-            f"({parent.config.vocab_size:,} → {model_config.vocab_size:,}), "
+            f"fine-tuning {parent.name}: {vocabulary}, "
             + (f"{skipped:,} character(s) of the new text skipped ({option('unknown', 'unk')} skip), "
                if skipped else "")
             + f"peak lr {cfg.base_lr:g}")
