@@ -226,3 +226,43 @@ def test_a_stack_deeper_than_any_trained_is_refused_as_a_typo(small_text: Path) 
     """--layers 100000 passed the memory check, then built for minutes with no output."""
     result = run_cli("train", small_text, "--layers", "100000", ok=False)
     assert result.exit_code == 2 and "--layers must be at most 1000" in result.output
+
+
+def test_a_stop_signalled_while_the_ranks_agree_is_acted_on_not_lost(small_text, tmp_path) -> None:
+    """Under torchrun a Ctrl-C that landed during the collective that agrees on a stop was
+    overwritten by the agreed 'no': the run said 'stopping: saving last/' and trained on."""
+    from charrnn import runs
+    from charrnn.data import PreprocessOptions, prepare
+    from charrnn.distributed import Dist
+    from charrnn.lm.config import TrainConfig
+    from charrnn.lm.train import Trainer
+
+    class OneRankAgreeing(Dist):
+        """A torchrun of one, its collectives identities; a signal lands in the first one."""
+
+        def __init__(self, loop) -> None:
+            super().__init__()
+            self.enabled, self.loop, self.calls = True, loop, 0
+
+        def agree(self, seconds: float, flag: bool) -> tuple[float, bool]:
+            self.calls += 1
+            if self.calls == 1:
+                self.loop.stop.requested = True  # during the all-reduce: after `flag` was read
+            return seconds, flag
+
+        def mean(self, value):
+            return value
+
+        def broadcast(self, obj):
+            return obj
+
+        def gather(self, obj):
+            return [obj]
+
+    ds = prepare([str(small_text)], PreprocessOptions())
+    cfg = TrainConfig(hidden=16, layers=1, batch_size=4, seq_len=16, max_steps=300, log_every=50,
+                      eval_every=300)
+    trainer = Trainer(ds, cfg, runs.new_run_dir(tmp_path / "runs", "r", "lm"))
+    trainer.loop.dist = OneRankAgreeing(trainer.loop)
+    result = trainer.run()
+    assert result["outcome"] == "interrupted" and result["step"] < 300

@@ -302,14 +302,17 @@ class Loop:
                 self.progress.elapsed = elapsed_at_start + time.time() - started
             if not self._is_sync_point(single):
                 continue
-            if not single:
-                self.progress.elapsed, self.stop.requested = self.dist.agree(
-                    elapsed_at_start + time.time() - started, self.stop.requested)
-                if self._heartbeat_only():  # the clock and a stop agreed on; nothing else due
-                    continue
             # Read once: a request that lands after this point (a signal, a closed pipe) is acted
             # on at the next sync point, so the stop always comes with its save.
             stopping = self.stop.requested
+            if not single:
+                self.progress.elapsed, stopping = self.dist.agree(
+                    elapsed_at_start + time.time() - started, stopping)
+                # A signal during the collective is kept, to be agreed on at the next sync point
+                # (the agreed value overwrote it, and the stop said was never made).
+                self.stop.requested = stopping or self.stop.requested
+                if self._heartbeat_only(stopping):  # clock and stop agreed on; nothing else due
+                    continue
             mean = self.dist.mean(self.window.loss / self.window.steps).item()  # the host sync
             if not math.isfinite(mean):
                 self._roll_back(snapshot)
@@ -359,7 +362,7 @@ class Loop:
                 or (cfg.save_every is not None and step % cfg.save_every == 0)
                 or self.budget_spent())
 
-    def _heartbeat_only(self) -> bool:
+    def _heartbeat_only(self, stopping: bool) -> bool:
         """At a DDP sync point, after the ranks agreed on the clock and a stop: plan the next
         heartbeat (from agreed figures, so every rank plans the same step), and say whether
         nothing else is due here (no log, eval or save, no stop, budget left)."""
@@ -369,7 +372,7 @@ class Loop:
             self.check_every = max(1, min(self.cfg.log_every, int(HEARTBEAT_S / per_step)))
         self.check_step, self.check_elapsed = prog.step, prog.elapsed
         self.next_check = prog.step + self.check_every
-        return not (self._due() or self.stop.requested or self._eval_due())
+        return not (self._due() or stopping or self._eval_due())
 
     def _eval_due(self) -> bool:
         prog, cfg = self.progress, self.cfg
