@@ -244,6 +244,9 @@ def no_checkpoint_message(folder: Path, verb: str = "") -> str:
                 f"{'holds' if len(damaged) == 1 else 'hold'} files but no checkpoint.json (damaged "
                 "or cut short by a crash); they are left as they are: restore them from a "
                 f"backup, or train again under another {option('run_name')}")
+    if _never_started(folder) and runlock.fcntl is not None:  # (new_run_dir takes it again)
+        return (f"{what}: its training stopped before anything was saved; train again with the "
+                f"same {option('run_name')}, which is free again")
     return (f"{what}: its training stopped before the first save. Delete it (rm -r {folder}) or "
             f"pick another {option('run_name')}, and train again")
 

@@ -228,6 +228,9 @@ def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_te
     (failed / "metrics.jsonl").unlink()  # its run.json alone: nothing written, the name is free
     then = failed.stat().st_mtime - 60  # (once no start can be making it: runs.SETTLED_S)
     os.utime(failed / "run.json", (then, then))
+    # (left so by a kill at start-up under torchrun, whose ranks keep SIGTERM's default)
+    free = run_cli("train", "--resume", "m7", "--out", root, ok=False).output
+    assert "train again with the same --run-name, which is free again" in " ".join(free.split())
     run_cli("train", small_text, "--run-name", "m7", "--out", root, "--max-steps", "1")
     assert (failed / "last" / "checkpoint.json").is_file()
 
