@@ -86,8 +86,11 @@ def main() -> None:
             _leave(code)
         if isinstance(exc, SystemExit) or debug():
             raise
-        if _distributed() and _peer_gone(exc):  # the peer said why; this rank only lost it
-            say("error: stopped: another process of this torchrun failed (its message is above)")
+        if _distributed() and _peer_gone(exc):  # the peer said why (if it could); this rank
+            # only lost it, so it waits as for a mistake every rank meets: torchrun, stopping
+            # the others, mostly spares the line
+            say("error: stopped: another process of this torchrun ended (its message, if it "
+                "gave one, is above)", alike_on_every_rank=True)
             _leave(2)
         say(f"internal error: {type(exc).__name__}: {exc} (set CHARRNN_DEBUG=1 for the traceback)")
         traceback.clear_frames(exc.__traceback__)
