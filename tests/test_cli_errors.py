@@ -118,3 +118,14 @@ def test_a_ctrl_c_while_interrupts_are_held_acts_when_the_block_ends() -> None:
     assert reached == ["after the signal"] and signal.getsignal(signal.SIGINT) is before
     with interrupts_held():  # no Ctrl-C: nothing raised
         pass
+
+
+def test_a_ctrl_c_under_torchrun_is_said_by_rank_0_alone(monkeypatch, capsys) -> None:
+    """torchrun forwards SIGINT to every rank, which outlived its wait: 'charrnn: interrupted'
+    then 'charrnn: rank 1: interrupted'."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    monkeypatch.setattr("charrnn.cli.errors.RANK0_FIRST_S", 0.0)
+    for rank, said in (("1", ""), ("0", "charrnn: interrupted\n")):
+        monkeypatch.setenv("RANK", rank)
+        assert exit_code(KeyboardInterrupt()) == 130
+        assert capsys.readouterr().err == said

@@ -43,7 +43,8 @@ def exit_code(exc: BaseException) -> int | None:
     """Report `exc` the charrnn way and return the exit code; None for what is not ours to
     report (a bug, or a SystemExit that is not a closed pipe): the caller re-raises it."""
     if isinstance(exc, KeyboardInterrupt) or _interrupt_inside(exc):
-        say("interrupted", alike_on_every_rank=True)
+        if not other_rank():  # a Ctrl-C reaches every rank of a torchrun (it forwards SIGINT,
+            say("interrupted")  # which leaves them alive after a wait): rank 0 says it
         return INTERRUPTED
     if isinstance(exc, BrokenPipeError):  # the reader of stdout left: nobody to tell, stop
         silence_stdout()
