@@ -129,3 +129,16 @@ def test_a_ctrl_c_under_torchrun_is_said_by_rank_0_alone(monkeypatch, capsys) ->
         monkeypatch.setenv("RANK", rank)
         assert exit_code(KeyboardInterrupt()) == 130
         assert capsys.readouterr().err == said
+
+
+def test_help_and_version_under_torchrun_come_from_rank_0_alone() -> None:
+    """`torchrun --nproc_per_node 2 -m charrnn train --help` printed the help twice."""
+    import os
+    import subprocess
+
+    outs = []
+    for rank in ("0", "1"):
+        env = {**os.environ, "TORCHELASTIC_RUN_ID": "test", "RANK": rank, "WORLD_SIZE": "2"}
+        outs.append(subprocess.run([sys.executable, "-m", "charrnn", "--version"], env=env,
+                                   capture_output=True, text=True, timeout=60).stdout)
+    assert outs[0].startswith("charrnn ") and outs[1] == ""

@@ -17,7 +17,7 @@ import typer
 
 from charrnn.cli import evaluate, fill, ngram, runs, sample, tag, train
 from charrnn.cli.errors import debug, exit_code, report_errors, say
-from charrnn.cores import under_torchrun
+from charrnn.cores import other_rank, under_torchrun
 from charrnn.errors import spell_options_as_flags
 
 app = typer.Typer(
@@ -65,6 +65,7 @@ app.add_typer(fill.fill_app, name="fill")
 def main() -> None:
     """Console entry point: one-line errors, exit codes, traceback only with CHARRNN_DEBUG=1."""
     _exit_cleanly_on_stop_signals()
+    _quiet_help_on_other_ranks()
     try:
         # Not standalone: a mistyped command line comes back here as an exception, so that it is
         # reported in our one-line form rather than as Typer's multi-line box.
@@ -112,6 +113,13 @@ def _peer_gone(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(
         words in text for words in ("Connection closed by peer", "Connection reset by peer",
                                     "remote worker", "remote process exited"))
+
+
+def _quiet_help_on_other_ranks() -> None:
+    """`torchrun … -m charrnn train --help` (or --version): every rank runs the command, so
+    the help came once per process; rank 0 prints it."""
+    if other_rank() and {"--help", "--version"} & set(sys.argv[1:]):
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
 
 
 def _exit_cleanly_on_stop_signals() -> None:
