@@ -139,7 +139,7 @@ def test_what_trains_or_runs_in_one_process_is_refused_under_torchrun(small_text
         proc.stderr and not (tmp_path / "runs").exists()
     run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "lm")
     proc = _torchrun(tmp_path, "lm", "--length", "5", command="sample", ok=False)
-    assert "charrnn sample runs in one process" in proc.stderr and proc.stdout == ""
+    assert "`charrnn sample` is for one process" in proc.stderr and proc.stdout == ""
 
 
 @pytest.mark.slow

@@ -45,9 +45,9 @@ def _options(ctx: typer.Context, version: Annotated[bool, typer.Option(
     if ctx.invoked_subcommand != "train" and under_torchrun():
         from charrnn.errors import UserError
 
-        raise UserError(f"charrnn {ctx.invoked_subcommand} runs in one process (under torchrun "
-                        "each rank would do it again): run it without torchrun, which is for "
-                        "`charrnn train` of a language model")
+        raise UserError(f"`charrnn {ctx.invoked_subcommand}` is for one process (under "
+                        "torchrun each rank would do it again): run it without torchrun, which "
+                        "is for `charrnn train` of a language model")
 
 
 for name, func in (("preprocess", train.preprocess), ("train", train.train),
