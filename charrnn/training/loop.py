@@ -212,8 +212,11 @@ class Loop:
         if repaired:
             self.reporter.message(f"{runs.RUN_FILE} was unreadable: written again from the "
                                   "checkpoint")
+        world = self.dist.world if self.dist.enabled else 1  # (a resume may change them)
+        where = self.device.type + (f" × {world} processes (DDP)" if world > 1 else "")
         self.reporter.message(f"resuming {ckpt.run_folder} at step {self.progress.step}"
-                              f"{ckpt.resumed_from()} | {what}{self._budget_change(ckpt)}")
+                              f"{ckpt.resumed_from()} | {where} | {what}"
+                              f"{self._budget_change(ckpt)}")
 
     def _aborted(self) -> str:
         """What a second Ctrl-C leaves: the run's last save, or none (then a new run's folder
