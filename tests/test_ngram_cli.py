@@ -202,7 +202,9 @@ def test_compare_ngram_runs(small_text: Path, tmp_path: Path):
 def test_compare_rnn_and_ngram(tiny_run: Path, small_text: Path):
     """An LSTM and a 3-gram of the same text in one report (torch is imported for the RNN)."""
     ngram("train", small_text, "--order", "3", "--run-name", "tri")
-    report = json.loads(compare(str(tiny_run), "tri", "--json", "--file", small_text).output)
+    said = compare(str(tiny_run), "tri", "--json", "--file", small_text)
+    assert "tuning λ" in said.stderr  # the mixture row's weight: seconds on a large split
+    report = json.loads(said.stdout)
     kinds = {r["kind"]: r for r in report["results"]}
     assert set(kinds) == {"lm", "ngram", "mix"} and not report["skipped"]  # one dataset: a pair
     assert kinds["lm"]["size_unit"] == "params" and kinds["lm"]["size"] > 0
@@ -217,12 +219,12 @@ def test_compare_skips_runs_without_their_dataset(small_text: Path, tmp_path: Pa
                     "\\end\\\n", encoding="utf-8")
     ngram("import", arpa, "--run-name", "foreign")
     ngram("train", small_text, "--order", "2", "--run-name", "mine")
-    report = json.loads(compare("--json").output)
+    report = json.loads(compare("--json").stdout)
     assert [r["run"] for r in report["results"]] == ["mine"]
     assert report["skipped"][0]["run"] == "foreign"
     assert "imported model has no dataset split: use --file" in report["skipped"][0]["reason"]
     assert "imported and has no dataset split" in user_error("eval", "foreign", "--split", "test")
-    with_file = json.loads(compare("--json", "--file", small_text).output)
+    with_file = json.loads(compare("--json", "--file", small_text).stdout)
     assert {r["run"] for r in with_file["results"]} == {"mine", "foreign"}
 
 
@@ -232,7 +234,7 @@ def test_compare_says_fill_and_tagger_runs_are_not_compared(small_text: Path):
         folder = Path(os.environ["CHARRNN_RUNS"]) / kind
         folder.mkdir()
         (folder / "run.json").write_text(f'{{"kind": "{kind}", "created": 1}}', encoding="utf-8")
-    reasons = {s["run"]: s["reason"] for s in json.loads(compare("--json").output)["skipped"]}
+    reasons = {s["run"]: s["reason"] for s in json.loads(compare("--json").stdout)["skipped"]}
     assert reasons["fill"].startswith("fill runs are not compared")
     assert reasons["tagger"].startswith("tagger runs are not compared")
 

@@ -202,7 +202,7 @@ def compare_cmd(
         raise UserError("give --file or --split, not both (a --file replaces every run's split)")
     opt.refuse_text_options(file is not None, unk, source="a --file")
     report = compare(list(runs or []), opt.root(out), opt.plain(split) if split else "test", file,
-                     opt.plain(unk), mix)
+                     opt.plain(unk), mix, say=opt.note)
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:

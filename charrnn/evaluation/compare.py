@@ -58,9 +58,9 @@ def _not_compared(kind: str | None, info: dict, file: str | None) -> str | None:
 
 
 def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: str,
-              skipped: list[dict], asked: bool) -> list[dict]:
-    """RNN ⊕ n-gram (λ tuned on the validation split) for each LM and n-gram pair counted on
-    one dataset, forward LMs only; `asked` for, and no such pair, is an error."""
+              skipped: list[dict], asked: bool, say=None) -> list[dict]:
+    """RNN ⊕ n-gram (λ tuned on the validation split, `say` told) for each LM and n-gram pair
+    counted on one dataset, forward LMs only; `asked` for, and no such pair, is an error."""
     pairs = [(lm, ngram) for lm in rows if lm["kind"] == "lm" and lm.get("direction") != "backward"
              for ngram in rows if ngram["kind"] == "ngram"
              and lm.get("dataset") and lm["dataset"] == ngram.get("dataset")]
@@ -74,7 +74,7 @@ def _mix_rows(rows: list[dict], root: Path, file: str | None, split: str, unk: s
         name = f"{lm['run']} ⊕ {ngram['run']}"
         try:
             result = evaluate_run(lm["path"], root, file, None if file else split, unknown=unk,
-                                  mix=ngram["path"], refuse_idle=False)
+                                  mix=ngram["path"], refuse_idle=False, say=say)
         except UserError as exc:
             skipped.append({"run": name, "reason": str(exc)})
             continue
@@ -119,7 +119,8 @@ def _level(folder: Path) -> str | None:
 
 
 def compare(specs: list[str] | None, root: Path, split: str = "test",
-            file: str | None = None, unk: str | None = None, mix: bool | None = None) -> dict:
+            file: str | None = None, unk: str | None = None, mix: bool | None = None,
+            say=None) -> dict:
     """{"results": rows sorted by bits/char, "skipped": [{"run", "reason"}], "note": ...}; with
     `mix` (None: where there are pairs), a row for each RNN ⊕ n-gram pair on one dataset too;
     True asked for with no language model and n-gram run among them is refused."""
@@ -173,7 +174,7 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
         listed = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
         raise UserError(f"no run could be evaluated ({listed})")
     if mix is not False:
-        rows += _mix_rows(rows, root, file, split, unk, skipped, asked=bool(mix))
+        rows += _mix_rows(rows, root, file, split, unk, skipped, asked=bool(mix), say=say)
     rows.sort(key=lambda r: r["bits_per_char"])
     return {"source": file or f"split:{split}", "results": rows, "skipped": skipped,
             "note": _note(rows, file, split)}
