@@ -338,6 +338,17 @@ def test_the_train_view_turns_the_terminals_echo_off_while_it_is_drawn(monkeypat
         finally:
             reporter.close()
         assert termios.tcgetattr(tty_end)[3] & termios.ECHO
+        # Sent to the background while drawn (Ctrl-Z, bg): the shell restored the terminal, and
+        # setting it again would stop the job (SIGTTOU) before its last line.
+        moved = LiveTrainReporter(100, console=console(100, 30), refresh_per_second=20)
+        moved.start(None)
+        with monkeypatch.context() as bg:
+            bg.setattr(os, "tcgetpgrp", lambda fd: os.getpgrp() + 1)
+            moved.close()
+        assert not termios.tcgetattr(tty_end)[3] & termios.ECHO  # (left to the shell)
+        attrs = termios.tcgetattr(tty_end)
+        attrs[3] |= termios.ECHO
+        termios.tcsetattr(tty_end, termios.TCSANOW, attrs)
         # A background job (`charrnn train … &`) leaves the terminal alone: setting it would
         # stop the job (SIGTTOU).
         monkeypatch.setattr(os, "tcgetpgrp", lambda fd: os.getpgrp() + 1)

@@ -236,7 +236,7 @@ def test_sampling_from_a_mixture_says_it_tunes_and_which_weight_it_uses(pair: Pa
     first = run_cli("sample", "lm", "--mix", "kn", "--length", "6", "--seed", "1")
     assert "tuning λ, the RNN's share of its mixture with kn" in first.stderr
     weight = json.loads((pair / "lm/mixes.json").read_text()).popitem()[1]["weight"]
-    said = f"mixed per token with kn, λ {weight:.3f} (tuned on the validation text)"
+    said = f"mixed per token with kn, λ {weight:.3g} (tuned on the validation text)"
     assert said in first.stderr and "λ" not in first.stdout
     again = run_cli("sample", "lm", "--mix", "kn", "--length", "6", "--seed", "1")
     assert "tuning" not in again.stderr and said in again.stderr
@@ -249,7 +249,7 @@ def test_sampling_from_a_mixture_says_it_tunes_and_which_weight_it_uses(pair: Pa
     con = Console(file=io.StringIO(), width=120, height=30, force_terminal=True)
     live_sample(checkpoint.resolve("lm", pair), SampleOptions(length=20, seed=1), None, "cpu",
                 console=con, keys=NoKeys(), hold=False, mix="kn", root=pair)
-    assert f"⊕ kn, λ {weight:.3f}" in con.file.getvalue()
+    assert f"⊕ kn, λ {weight:.3g}" in con.file.getvalue()
 
 
 def test_sampling_and_filling_from_the_mixture(pair: Path) -> None:

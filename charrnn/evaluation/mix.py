@@ -47,7 +47,7 @@ class Mixture:
     def summary(self) -> str:
         """'kn5, λ 0.018 (tuned on the validation text)': λ is the RNN's share."""
         how = "tuned on the validation text" if self.tuned_on == "val" else "given"
-        return f"{self.name}, λ {self.weight:.3f} ({how})"
+        return f"{self.name}, λ {self.weight:.3g} ({how})"  # (3 digits: a λ of 9.4e-05 too)
 
 
 def load_ngram_for(ckpt: checkpoint.Checkpoint, spec: str, root: Path) -> tuple[NGramModel, str]:

@@ -98,7 +98,11 @@ class NoEcho:
 
             saved, self.saved = self.saved, None
             try:
-                termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, saved)
+                fd = self.stream.fileno()
+                # Sent to the background since (Ctrl-Z, bg): the shell gave the terminal its
+                # settings back when it stopped us, and setting them now would stop us again.
+                if not _in_background(fd):
+                    termios.tcsetattr(fd, termios.TCSADRAIN, saved)
             except (OSError, ValueError, termios.error):  # the terminal is gone (SIGHUP)
                 pass
 

@@ -105,7 +105,7 @@ def _torch_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str
     mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root, say)
     info = describe(ckpt, sum(p.numel() for p in model.parameters()))
     if mixture is not None:
-        info.mixture = f"{mixture.name}, λ {mixture.weight:.3f}"
+        info.mixture = f"{mixture.name}, λ {mixture.weight:.3g}"
 
     def streams(prime_ids: list[int]) -> TokenStream:
         sampler = Sampler(model, dev, opts, mixture=mixture, chunk=live_chunk_size(dev))
