@@ -667,3 +667,13 @@ def test_a_terminal_too_small_says_so_in_words_that_fit(width: int, said: str) -
     view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions())
     first = "".join(s.text for s in view.render().lines(console(width, 4), width, 4)[0])
     assert first.rstrip() == said and len(first) == width
+
+
+def test_a_paused_view_shows_no_sampling_speed() -> None:
+    """Paused, the side panel kept the last speed ('43,269 tok/s … paused')."""
+    view = SampleView(ViewInfo("lstm", "run/best", ["a", "b"]), SampleOptions())
+    view.rate, view.paused = 43_269.0, True
+    text = "\n".join(screen_lines(view.render(), 100, 30))
+    assert "43,269" not in text and "— tok/s (paused)" in text
+    view.paused = False
+    assert "43,269 tok/s" in "\n".join(screen_lines(view.render(), 100, 30))

@@ -141,7 +141,7 @@ class SampleView:
         figures = (
             ("entropy", Text.assemble((sparkline(self.entropies, value_w - 10, top_bits),
                                        "magenta"), ent_text)),
-            ("speed", Text(f"{self.rate:,.0f} tok/s", style="bold cyan")),
+            ("speed", Text(self._speed(), style="bold cyan")),
             ("tokens", f"{self.generated:,} / {self.target:,}"),
             ("temp", Text.assemble((f"{opts.temperature:.2f}", "bold"),
                                    "  greedy" if opts.greedy else "")),
@@ -154,6 +154,10 @@ class SampleView:
         rows.extend(Text.assemble((name.ljust(LABEL_WIDTH), "dim"), " ", value)
                     for name, value in figures)
         return rows
+
+    def _speed(self) -> str:
+        """The sampling rate; none while paused (the last one read as if it still sampled)."""
+        return "— tok/s (paused)" if self.paused else f"{self.rate:,.0f} tok/s"
 
     def footer_lines(self, console: Console, options: ConsoleOptions,
                      width: int) -> list[list[Segment]]:
@@ -175,7 +179,7 @@ class SampleView:
             return Group(legend(), keys, _one_line(Text(self.status, style="italic yellow")))
         # No side panel: the footer carries the figures, and the keys in short.
         figures = Text.assemble((f"temp {self.opts.temperature:.2f}", "bold"),
-                                f"  {self.rate:,.0f} tok/s  {self.generated:,}/{self.target:,}  ")
+                                f"  {self._speed()}  {self.generated:,}/{self.target:,}  ")
         figures.append(self.status, style="italic yellow")
         keys = Text.assemble(("space", "bold"), f" {space} ", ("+/-", "bold"), " temp ",
                              ("r", "bold"), " new ", ("s", "bold"), " save ", ("q", "bold"), " quit")
