@@ -232,40 +232,10 @@ def _train_losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in _records(run, "train")}
 
 
-def test_stop_then_resume_follows_the_uninterrupted_loss_curve(small_text, tmp_path) -> None:
-    args = [small_text, *TINY, "--max-steps", "40", "--log-every", "1", "--dropout", "0.2"]
-    run_cli("train", *args, "--run-name", "whole")
-    ds = prepare([str(small_text)], PreprocessOptions())
-    # The same run, stopped at step 17 as Ctrl-C would stop it, then resumed.
-    cfg = TrainConfig.from_json(json.loads((tmp_path / "runs/whole/last/checkpoint.json")
-                                           .read_text())["train"])
-    from charrnn import runs
-
-    run_dir = runs.new_run_dir(tmp_path / "runs", "split", "lm")
-    trainer = Trainer(ds, cfg, run_dir)
-    real_step = Loop.step
-
-    def step_then_stop(self):
-        loss = real_step(self)
-        if self.progress.step == 17:
-            self.stop.requested = True
-        return loss
-
-    trainer.loop.step = step_then_stop.__get__(trainer.loop)
-    assert trainer.run()["outcome"] == "interrupted"
-    assert json.loads((run_dir / "last/checkpoint.json").read_text())["progress"]["step"] == 17
-    run_cli("train", "--resume", "split", "--plain")
-    whole, split = _train_losses(tmp_path / "runs/whole"), _train_losses(run_dir)
-    assert sorted(split) == list(range(1, 41))
-    for step in range(18, 41):
-        assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
-
-
-def test_a_stop_between_log_lines_resumes_to_the_same_next_line(small_text, tmp_path) -> None:
-    """Stopped at step 17 of lines every 5 steps, the resumed run's step-20 line averaged steps
-    18-20 only (0.2391 against the uninterrupted 0.3002 in one walk-through)."""
-    args = [small_text, *TINY, "--max-steps", "30", "--log-every", "5", "--eval-every", "10"]
-    run_cli("train", *args, "--run-name", "whole")
+def _whole_and_stopped_at(step: int, small_text: Path, tmp_path: Path, *args: str) -> Path:
+    """Train run `whole` with `args`, and the same run `split` stopped at `step` as Ctrl-C
+    would stop it, then resumed to its end; `split`'s folder."""
+    run_cli("train", small_text, *TINY, *args, "--run-name", "whole")
     cfg = TrainConfig.from_json(json.loads((tmp_path / "runs/whole/last/checkpoint.json")
                                            .read_text())["train"])
     from charrnn import runs
@@ -276,13 +246,31 @@ def test_a_stop_between_log_lines_resumes_to_the_same_next_line(small_text, tmp_
 
     def step_then_stop(self):
         loss = real_step(self)
-        if self.progress.step == 17:
+        if self.progress.step == step:
             self.stop.requested = True
         return loss
 
     trainer.loop.step = step_then_stop.__get__(trainer.loop)
     assert trainer.run()["outcome"] == "interrupted"
+    assert json.loads((run_dir / "last/checkpoint.json").read_text())["progress"]["step"] == step
     run_cli("train", "--resume", "split", "--plain")
+    return run_dir
+
+
+def test_stop_then_resume_follows_the_uninterrupted_loss_curve(small_text, tmp_path) -> None:
+    run_dir = _whole_and_stopped_at(17, small_text, tmp_path, "--max-steps", "40", "--log-every",
+                                    "1", "--dropout", "0.2")
+    whole, split = _train_losses(tmp_path / "runs/whole"), _train_losses(run_dir)
+    assert sorted(split) == list(range(1, 41))
+    for step in range(18, 41):
+        assert split[step] == pytest.approx(whole[step], rel=1e-5, abs=1e-6), step
+
+
+def test_a_stop_between_log_lines_resumes_to_the_same_next_line(small_text, tmp_path) -> None:
+    """Stopped at step 17 of lines every 5 steps, the resumed run's step-20 line averaged steps
+    18-20 only (0.2391 against the uninterrupted 0.3002 in one walk-through)."""
+    run_dir = _whole_and_stopped_at(17, small_text, tmp_path, "--max-steps", "30", "--log-every",
+                                    "5", "--eval-every", "10")
     whole, split = _train_losses(tmp_path / "runs/whole"), _train_losses(run_dir)
     assert sorted(split) == [5, 10, 15, 17, 20, 25, 30]  # (and the line where it stopped)
     for step in (20, 25, 30):
