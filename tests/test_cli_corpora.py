@@ -107,6 +107,14 @@ def test_train_accepts_a_registry_name_with_mirror(shared_corpora: Path, tmp_pat
     assert "word vocab 10000" in out and "val 73,760" in out
 
 
+def test_preprocess_accepts_a_registry_name_with_mirror(shared_corpora: Path,
+                                                       tmp_path: Path) -> None:
+    """preprocess took no registry name ('does not exist: check the path') and had no --mirror
+    that its error advised."""
+    out = run_cli("preprocess", "ptb", "--mirror", shared_corpora, "--out", tmp_path / "ds").output
+    assert "word vocab 10000" in out and "val 73,760 tokens" in out
+
+
 def test_a_mirror_folder_that_does_not_exist_is_an_error(shared_corpora: Path,
                                                           tmp_path: Path) -> None:
     run_cli("corpus", "get", "tinyshakespeare", "--mirror", shared_corpora)  # now cached

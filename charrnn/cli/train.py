@@ -23,16 +23,19 @@ FineTuneUnk = opt.choices("FineTuneUnk", ("add", "skip", "error"))
 @opt.with_preprocess_options
 def preprocess(
     ctx: typer.Context,
-    inputs: Annotated[list[str], typer.Argument(help="Text files, directories or globs.")],
+    inputs: Annotated[list[str], typer.Argument(help="Text files, directories, globs or a registry name.")],
     out: Annotated[str, typer.Option("--out", help="Dataset folder to write.")],
+    mirror: opt.Mirror = None,
 ) -> None:
     """Tokenize a corpus into train/val/test id files (numpy memmap) plus meta.json."""
+    from charrnn.corpora import resolve_inputs
     from charrnn.data import preprocess as run_preprocess
 
-    popts = opt.preprocess_options(ctx, inputs)
+    popts = opt.preprocess_options(ctx, inputs, mirror)
     if not out.strip():  # (Path('') is the current folder)
         raise UserError("--out is empty: give the dataset folder to write")
-    dataset = run_preprocess(inputs, Path(out), popts)
+    # A registry name becomes its files, as for train (the plan took its level and splits).
+    dataset = run_preprocess(resolve_inputs(inputs, popts, mirror, final=True), Path(out), popts)
     splits = dataset.meta["splits"]
     typer.echo(f"{dataset.root}: {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size}, "
                + ", ".join(f"{k} {v['tokens']:,} tokens / {v['chars']:,} chars"
