@@ -357,9 +357,13 @@ def _refuse_empty_splits(plan: SplitPlan, counts: dict) -> None:
     pattern = f" (or a {option('pattern')} that matches its text)" if plan.opts.pattern else ""
     for split in SPLITS:
         if plan.asked(split) and counts[split]["tokens"] == 0:
+            # The train split is what the fractions leave: smaller ones give it more.
+            fractions = ("smaller val/test fractions" if split == "train" else
+                         f"a larger fraction or a separate {option('valid')} / {option('test')} "
+                         "file")
             raise UserError(f"the {split} split came out empty ({counts[split]['chars']:,} "
-                            f"characters, no {plan.opts.level} token): give more text, a larger "
-                            f"fraction or a separate {option('valid')} / {option('test')} file{pattern}")
+                            f"characters, no {plan.opts.level} token): give more text, "
+                            f"{fractions}{pattern}")
 
 
 def _index_path() -> Path:

@@ -380,3 +380,14 @@ def test_a_run_whose_dataset_folder_was_preprocessed_over_says_so(small_text: Pa
         result = run_cli(*args, ok=False)
         assert result.exit_code == 2 and f"was the folder {tmp_path / 'ds'}, which another " \
             "preprocess has written over since" in result.output, result.output
+
+
+def test_an_empty_train_split_asks_for_smaller_fractions(tmp_path: Path) -> None:
+    """It advised 'a larger fraction', which empties the train split further."""
+    corpus = tmp_path / "two.txt"
+    corpus.write_text("ab\n")
+    with pytest.raises(UserError, match="the train split came out empty .*smaller val/test "
+                                        "fractions") as caught:
+        preprocess([str(corpus)], tmp_path / "ds",
+                   PreprocessOptions(val_frac=0.34, test_frac=0.34))
+    assert "larger" not in str(caught.value)
