@@ -286,6 +286,8 @@ def test_a_word_prime_reads_unknown_words_as_unk_and_is_shown_as_typed(pair: Pat
     assert shown_as_typed(out.stdout)
     assert "2 words of the prime not in the model's vocabulary, read as <unk>: 'The', " \
         "'zyzzyva'" in out.stderr  # this model has no capitals
+    refused = run_cli("sample", "lm", "--prime", typed, "--unk", "skip", ok=False)
+    assert refused.stderr.startswith("charrnn: error: --unk skip") and "note" not in refused.stderr
     two = run_cli("sample", "lm", "--prime", typed, "--length", "4", "--num-samples", "2",
                   "--seed", "1").stdout.split(SEPARATOR)
     assert len(two) == 2 and all(map(shown_as_typed, two))

@@ -121,7 +121,7 @@ def sample(
     opt.refuse_empty_prime(prime)
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     _, model = load_run(run, opt.root(out), "sample")
-    opt.note_unknown_prime(model.tokenizer, prime)
+    opt.note_unknown_prime(model.tokenizer, prime, opt.plain(unk))
     for piece in stream_text(model, length, temp, prime, seed, opt.plain(unk)):
         sys.stdout.write(piece)
         sys.stdout.flush()

@@ -238,9 +238,13 @@ def note(text: str) -> None:
     typer.echo(f"note: {text}", err=True)
 
 
-def note_unknown_prime(tokenizer, prime: str | None) -> None:
+def note_unknown_prime(tokenizer, prime: str | None, unk: str | None = None) -> None:
     """A word model's prime is shown as typed: say on stderr which of its words the model reads
-    as <unk>, since the text no longer shows it."""
+    as <unk>, since the text no longer shows it. A --unk the model has no use for is refused
+    first (a note, then a refusal, read as if it had sampled)."""
+    from charrnn.tokenizers import refuse_idle_unk
+
+    refuse_idle_unk(tokenizer.level, unk)
     lacking = tokenizer.unknown_words(prime) if prime and tokenizer.level == "word" else []
     if lacking:
         shown = ", ".join(map(repr, lacking[:10])) + (" …" if len(lacking) > 10 else "")

@@ -47,7 +47,7 @@ def sample(
                               if checkpoint_name is not None else None)
     opts.check_vocabulary(lm_config(ckpt).vocab_size)
     unk = opt.plain(unk)
-    opt.note_unknown_prime(ckpt.tokenizer, prime)
+    opt.note_unknown_prime(ckpt.tokenizer, prime, unk)
     if tui.use_live_view(plain, beam, num_samples, lm_config(ckpt).direction):
         tui.live_sample(ckpt, opts, prime, device, unk, mix=mix, mix_weight=mix_weight,
                         root=root, say=opt.note)  # a terminal: the live view
