@@ -47,7 +47,7 @@ def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) 
         (["--temp", "nan"], "--temp must be a positive number"),
         # (1/temp overflowed: "the model's probabilities are NaN … the checkpoint's weights")
         (["--temp", "1e-45"], "--temp 1e-45 is below 1e-30, where dividing by it overflows"),
-        (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+        (["--top-p", "1.5"], "--top-p must be in (0, 1), got 1.5"),
         (["--top-k", "0"], "--top-k must be ≥ 1"),
         (["--length", "-1"], "--length must be ≥ 1"),
         (["--top-k", "100000"], "--top-k 100000 keeps every one of the model's"),  # (it was taken)

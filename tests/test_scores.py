@@ -54,6 +54,9 @@ def test_characters_skipped_by_unk_skip_are_not_counted(tiny_run: Path, tmp_path
     compared = run_cli("compare", tiny_run, "--file", text, "--unk", "skip", "--no-mix",
                        "--json", "--out", tiny_run.parent).stdout
     assert f"({tiny_run.name} 4, --unk skip)" in json.loads(compared)["note"]
+    text.write_text("the quick brown fox ☃ jumps.\n", encoding="utf-8")
+    assert "1 character outside the vocabulary skipped" in run_cli(
+        "eval", tiny_run, text, "--unk", "skip").output
 
 
 def test_score_counts_skipped_characters_as_oov_and_excludes_only_scored_ones(

@@ -63,7 +63,8 @@ def caveats(result: dict) -> list[str]:
         said.append(f"{result['unknown_tokens']:,} tokens ({100 * result['unknown_rate']:.1f}%) "
                     "are <unk>, which stands for every unknown word, so this is optimistic")
     if result.get("skipped_chars"):
-        said.append(f"{result['skipped_chars']:,} characters outside the vocabulary skipped "
+        count = result["skipped_chars"]
+        said.append(f"{count:,} character{'s' * (count != 1)} outside the vocabulary skipped "
                     "(not counted)")
     return said
 

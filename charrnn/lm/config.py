@@ -188,11 +188,11 @@ class SampleOptions:
                             f"use {option('greedy')}")
         if self.top_k is not None and self.top_k < 1:
             raise UserError(f"{option('top_k')} must be ≥ 1, got {self.top_k}")
-        if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise UserError(f"{option('top_p')} must be in (0, 1], got {self.top_p}")
         if self.top_p == 1:  # as a --top-k of the whole vocabulary is
-            raise UserError(f"{option('top_p')} 1 keeps every token, so it changes nothing: drop it, or "
-                            "give a share below 1 (e.g. 0.9)")
+            raise UserError(f"{option('top_p')} 1 keeps every token, so it changes nothing: drop "
+                            "it, or give a share below 1 (e.g. 0.9)")
+        if self.top_p is not None and not (0 < self.top_p < 1):
+            raise UserError(f"{option('top_p')} must be in (0, 1), got {self.top_p}")
         if self.beam is not None and self.beam < 1:
             raise UserError(f"{option('beam')} must be ≥ 1, got {self.beam}")
         check_seed(self.seed)
