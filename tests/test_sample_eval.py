@@ -28,7 +28,11 @@ def test_prime_is_printed_first_and_prime_file_works(tiny_run: Path, tmp_path: P
     out = run_cli("sample", tiny_run, "--prime-file", prime, "--length", "5", "--seed", "1").output
     assert out.startswith("to be")
     result = run_cli("sample", tiny_run, "--prime-file", tmp_path, ok=False)  # not every file
-    assert result.exit_code == 2 and "is a folder: give one text file" in result.output
+    assert result.exit_code == 2 and "is not a file: give one text file" in result.output
+    # `-`: standard input, as eval and score read it (it said '- does not exist')
+    out = run_cli("sample", tiny_run, "--prime-file", "-", "--length", "5", "--seed", "1",
+                  input="to be").output
+    assert out.startswith("to be")
 
 
 def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) -> None:

@@ -83,9 +83,15 @@ def _prime_text(prime: str | None, prime_file: str | None) -> str | None:
     opt.refuse_empty_prime(prime)
     if prime_file is None:
         return prime
-    if Path(prime_file).expanduser().is_dir():  # read file by file below it, it could be GBs
-        raise UserError(f"--prime-file {prime_file} is a folder: give one text file")
-    text = read_text([prime_file])
+    if prime_file == "-":  # standard input, as eval and score read it
+        from charrnn.inputs import read_stdin
+
+        text = read_stdin("strict")
+    elif Path(prime_file).expanduser().is_file():
+        text = read_text([prime_file])
+    else:  # (a folder read file by file could be GBs; a glob is no one file)
+        raise UserError(f"--prime-file {prime_file} is not a file: give one text file, or - for "
+                        "standard input")
     if not text:  # (it was read as no prime at all)
         raise UserError(f"--prime-file {prime_file} is empty: give a file with text, or drop "
                         "--prime-file to start at a line break")
