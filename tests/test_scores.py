@@ -92,6 +92,14 @@ def test_score_refuses_binary_and_utf16_text_as_eval_does(tiny_run: Path, tmp_pa
         assert "not UTF-8" in run_cli("eval", tiny_run, text, ok=False).output
 
 
+def test_score_of_a_folder_says_it_is_a_folder(tiny_run: Path, tmp_path: Path) -> None:
+    """It said '… does not exist or is not a file' of a folder that exists."""
+    said = run_cli("score", tiny_run, tmp_path, ok=False).output
+    assert "is a folder: score reads one file" in said and "does not exist" not in said
+    said = run_cli("score", tiny_run, tmp_path / "nope.txt", ok=False).output
+    assert "nope.txt does not exist: give a text file" in said
+
+
 def test_an_empty_file_is_named_in_the_error(tiny_run: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")

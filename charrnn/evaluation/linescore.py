@@ -63,8 +63,10 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
     else:
         path = Path(file).expanduser()
         if not path.is_file():
-            raise UserError(f"{file} does not exist or is not a file: give a text file or - "
-                            "for standard input")
+            what = ("a folder: score reads one file, a line at a time" if path.is_dir() else
+                    "not a file" if path.exists() else "does not exist")
+            raise UserError(f"{file} {'is ' * path.exists()}{what}: give a text file or - for "
+                            "standard input")
         raw = open(path, "rb")  # noqa: SIM115 - closed below, after the last line
     try:
         for number, data in enumerate(raw, 1):
