@@ -392,7 +392,7 @@ def test_compare_names_a_run_once_refuses_a_mix_without_a_pair_and_says_how_to_t
     missing = run_cli("ngram", "eval", ok=False)
     assert missing.exit_code == 2 and "train one first (charrnn ngram train)" in missing.output
     ngram("train", small_text, "--order", "3", "--run-name", "c3")
-    report = json.loads(run_cli("compare", "c3", str(root / "c3"), "--json").output)
+    report = json.loads(run_cli("compare", "c3", str(root / "c3"), "--json").stdout)
     assert [row["run"] for row in report["results"]] == ["c3"]
     refused = run_cli("compare", "c3", "--mix", ok=False)
     assert refused.exit_code == 2 and "drop --mix" in refused.output

@@ -311,14 +311,14 @@ def test_a_backward_word_sample_ends_with_the_prime_as_typed() -> None:
 
 
 def test_compare_adds_a_row_for_the_pair(pair: Path, tmp_path: Path) -> None:
-    report = json.loads(run_cli("compare", "--json").output)
+    report = json.loads(run_cli("compare", "--json").stdout)
     kinds = {r["run"]: r["kind"] for r in report["results"]}
     assert kinds == {"lm": "lm", "kn": "ngram", "lm ⊕ kn": "mix"}
-    assert {r["run"] for r in json.loads(run_cli("compare", "--no-mix", "--json").output)
+    assert {r["run"] for r in json.loads(run_cli("compare", "--no-mix", "--json").stdout)
             ["results"]} == {"lm", "kn"}
     run_cli("ngram", "export", "kn", "--arpa", tmp_path / "kn.arpa")
     run_cli("ngram", "import", tmp_path / "kn.arpa", "--run-name", "imported")
-    rows = {r["run"]: r for r in json.loads(run_cli("compare", "--json").output)["results"]}
+    rows = {r["run"]: r for r in json.loads(run_cli("compare", "--json").stdout)["results"]}
     assert rows["lm ⊕ kn"]["train_seconds"] > rows["lm"]["train_seconds"] > 0
     # its size is both models' (it showed the RNN's alone), its sampling speed measured (was "?")
     assert rows["lm ⊕ kn"]["ngram_size"] == rows["kn"]["size"] > 0
