@@ -84,6 +84,20 @@ def char_count(source: TextSource) -> int:
 class SplitPlan:
     """Which text goes to which split, as a stream of (split name, text) pieces."""
 
+    def _refuse_shared_files(self) -> None:
+        """A training file given as --valid or --test too scores a model on what it trained on:
+        refused, naming it, rather than a score that flatters. (Validation and test alike is
+        the user's choice: neither is trained on.)"""
+        trained = {Path(path).resolve() for path in self.main.files}
+        for name, source in self.extra.items():
+            for path in source.files:
+                if Path(path).resolve() in trained:
+                    split = "validation" if name == "val" else "test"
+                    raise UserError(f"{path} is in the training text and in the {split} text: "
+                                    "a model scored on text it trained on says nothing of new "
+                                    f"text; give {option('valid' if name == 'val' else 'test')} "
+                                    "files of their own")
+
     def __init__(self, inputs: list[str], opts: PreprocessOptions) -> None:
         self.opts = opts
         refuse_datasets(inputs, "", "train on it directly with `charrnn train {spec}`")
@@ -93,6 +107,7 @@ class SplitPlan:
         self.main = self._source(inputs)
         self.extra = {name: self._source(files)
                       for name, files in (("val", opts.valid), ("test", opts.test)) if files}
+        self._refuse_shared_files()
         self.total = char_count(self.main)
         if self.total == 0:
             names = ", ".join(str(f) for f in self.main.files)

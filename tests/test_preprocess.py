@@ -391,3 +391,15 @@ def test_an_empty_train_split_asks_for_smaller_fractions(tmp_path: Path) -> None
         preprocess([str(corpus)], tmp_path / "ds",
                    PreprocessOptions(val_frac=0.34, test_frac=0.34))
     assert "larger" not in str(caught.value)
+
+
+def test_a_file_in_two_splits_is_refused(small_text: Path, tmp_path: Path) -> None:
+    """`--valid` of the training file gave a validation of 200,000 tokens it had trained on."""
+    with pytest.raises(UserError, match="is in the training text and in the validation text"):
+        preprocess([str(small_text)], tmp_path / "a", PreprocessOptions(valid=[str(small_text)]))
+    with pytest.raises(UserError, match="is in the training text and in the test text"):
+        folder = tmp_path / "texts"  # (by way of its folder)
+        folder.mkdir()
+        (folder / "a.txt").write_text(small_text.read_text())
+        preprocess([str(folder)], tmp_path / "b", PreprocessOptions(test=[str(folder / "a.txt")]))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
