@@ -102,6 +102,7 @@ def test_bad_input_on_a_trained_run(small_text: Path, tmp_path: Path):
     user_error("eval", "r", small_text, "--split", "test")
     user_error("sample", "r", "--temp", "0")
     user_error("sample", "r", "--length", "0")
+    assert "between 1 and 1e+12" in user_error("sample", "r", "--length", str(2**64))
     user_error("sample", "r", "--prime", "λ")
     assert "neither a run" in str(user_error("eval", "no-such-run"))
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")

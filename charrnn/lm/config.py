@@ -126,6 +126,9 @@ class DataFacts:
     has_validation: bool = True  # a validation split to evaluate on (lm.train: ≥ 2 tokens)
 
 
+MAX_LENGTH = 10**12  # more tokens than any sample is read for: a bigger one is a typo
+
+
 @dataclass
 class SampleOptions:
     length: int = 500
@@ -176,8 +179,9 @@ class SampleOptions:
                             "drop it")
 
     def check_ranges(self) -> None:
-        if self.length < 1:
-            raise UserError(f"{option('length')} must be ≥ 1, got {self.length}")
+        if not 1 <= self.length <= MAX_LENGTH:  # (past 2**63 it overflowed into "forever")
+            raise UserError(f"{option('length')} must be between 1 and {MAX_LENGTH:.0e}, got "
+                            f"{self.length}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UserError(f"{option('temperature', 'temp')} must be a positive number, got "
                             f"{self.temperature}; use {option('greedy')} for argmax decoding")

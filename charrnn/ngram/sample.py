@@ -66,8 +66,11 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
                   seed: int | None = None, unknown: str | None = None
                   ) -> tuple[np.ndarray, Iterator[np.ndarray]]:
     """(prime ids, generated tokenizer ids in chunks); the same seed gives the same text."""
-    if length < 1:
-        raise UserError(f"{option('length')} must be ≥ 1, got {length}")
+    from charrnn.lm.config import MAX_LENGTH  # (torch-free: the bound `charrnn sample` has)
+
+    if not 1 <= length <= MAX_LENGTH:
+        raise UserError(f"{option('length')} must be between 1 and {MAX_LENGTH:.0e}, got "
+                        f"{length}")
     if not (np.isfinite(temp) and temp > 0):
         raise UserError(f"{option('temperature', 'temp')} must be a positive number, got {temp}")
     check_seed(seed)  # the range `charrnn sample` takes
