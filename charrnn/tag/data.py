@@ -91,11 +91,16 @@ def _conll_sentences(path: str, text: str, columns: tuple[int, Sequence[int], bo
     return first
 
 
+def _least_width(features: Sequence[int], labelled: bool) -> int:
+    """The columns a line needs: its token, the feature columns asked for, and a label."""
+    return max(1 + max([0, *features]), 2 if labelled else 1)
+
+
 def _check_run_columns(path: str, number: int, width: int, label_column: int,
                        features: Sequence[int], labelled: bool) -> None:
     """A trained tagger's columns against a file: what it reads, when the file lacks them (the
     options that set them belong to its training, not to this command)."""
-    need = max(1 + max([0, *features]), 2 if labelled else 1)
+    need = _least_width(features, labelled)
     label = label_column % width if labelled and -width <= label_column < width else None
     if width >= need and (not labelled or label not in {None, 0, *(c % width for c in features)}):
         return
@@ -113,7 +118,7 @@ def _check_run_columns(path: str, number: int, width: int, label_column: int,
 def _check_columns(path: str, number: int, width: int, label_column: int,
                    features: Sequence[int], labelled: bool) -> None:
     """The columns asked for, against a file's width (a line past the first has the same)."""
-    need = max(1 + max([0, *features]), 2 if labelled else 1)
+    need = _least_width(features, labelled)
     # A column past the line's end: name it, not just "need at least N columns".
     if labelled and width >= 2 and not -width <= label_column < width:
         raise UserError(f"{path}:{number}: the label column ({option('label_column')} {label_column}) "
