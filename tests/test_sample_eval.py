@@ -99,8 +99,18 @@ def test_conflicting_decoding_options_are_errors(tiny_run: Path, args, message) 
     assert result.exit_code == 2 and message in result.output
 
 
-def test_default_temperature_does_not_conflict_with_greedy(tiny_run: Path) -> None:
-    run_cli("sample", tiny_run, "--greedy", "--temp", "1.0", "--length", "5")
+def test_a_typed_default_temperature_is_refused_with_greedy(tiny_run: Path) -> None:
+    result = run_cli("sample", tiny_run, "--greedy", "--temp", "1.0", "--length", "5", ok=False)
+    assert result.exit_code == 2 and "--greedy ignores --temp" in result.output
+    run_cli("sample", tiny_run, "--greedy", "--length", "5")  # the default itself: no conflict
+
+
+def test_a_library_temperature_of_one_does_not_conflict_with_greedy() -> None:
+    from charrnn.errors import UserError
+
+    SampleOptions(greedy=True, temperature=1.0).validate()
+    with pytest.raises(UserError, match="ignores temperature"):
+        SampleOptions(greedy=True, temperature=1.0).validate(given=frozenset({"temperature"}))
 
 
 def test_checkpoint_asking_for_one_the_run_lacks_is_refused(tiny_run: Path, tmp_path: Path

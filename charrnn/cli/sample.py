@@ -15,6 +15,7 @@ from charrnn.lm.config import SampleOptions as S
 
 
 def sample(
+    ctx: typer.Context,
     run: Annotated[Optional[str], typer.Argument(help="Run name, run folder or checkpoint (default: newest run).")] = None,
     temp: opt.Temp = S.temperature,
     top_k: Annotated[Optional[int], typer.Option(help="Sample from the K most likely tokens.")] = S.top_k,
@@ -41,7 +42,9 @@ def sample(
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
              beam=beam, seed=seed)
-    opts.validate(num_samples)
+    # A typed --temp 1.0 is refused beside --greedy as another value is: it would be ignored.
+    opts.validate(num_samples, given=frozenset({"temperature"} if "temp" in opt.typed_params(ctx)
+                                               else ()))
     root = opt.root(out)
     ckpt = checkpoint.resolve(run, root, asked=opt.plain(checkpoint_name)
                               if checkpoint_name is not None else None)

@@ -139,20 +139,22 @@ class SampleOptions:
     beam: int | None = None
     seed: int | None = None
 
-    def validate(self, num_samples: int = 1) -> None:
+    def validate(self, num_samples: int = 1, given: frozenset[str] = frozenset()) -> None:
         self.check_ranges()
-        self.check_combination(num_samples)
+        self.check_combination(num_samples, given)
 
-    def check_combination(self, num_samples: int = 1) -> None:
+    def check_combination(self, num_samples: int = 1, given: frozenset[str] = frozenset()) -> None:
         """Refuse options that another option would silently ignore. Defaults (temperature 1,
-        no top-k / top-p) never conflict, so only values the user gave are refused."""
+        no top-k / top-p) never conflict, so only values the user gave are refused: those that
+        differ from the default, and the fields named in `given` (set by hand, even to 1.0)."""
         if self.greedy and self.beam is not None:
             raise UserError(f"give {option('greedy')} or {option('beam')}, not both ({option('beam')} 1 "
                             "is greedy decoding)")
         top1 = self.top_k == 1 and not self.greedy and self.beam is None  # greedy by another name
-        shaping = [name for name, given in ((option("temperature", "temp"), self.temperature != 1.0),
-                                            (option("top_k"), self.top_k is not None and not top1),
-                                            (option("top_p"), self.top_p is not None)) if given]
+        shaping = [name for name, shapes in ((option("temperature", "temp"),
+                                              self.temperature != 1.0 or "temperature" in given),
+                                             (option("top_k"), self.top_k is not None and not top1),
+                                             (option("top_p"), self.top_p is not None)) if shapes]
         mode = None
         if self.greedy:
             mode = (option("greedy"), "always takes the most likely token")
