@@ -104,7 +104,17 @@ def test_an_empty_file_is_named_in_the_error(tiny_run: Path, tmp_path: Path) -> 
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
     result = run_cli("eval", tiny_run, empty, ok=False)
-    assert result.exit_code == 2 and "empty.txt has 0 token(s)" in result.output
+    assert result.exit_code == 2 and "empty.txt has no tokens" in result.output
+
+
+def test_eval_of_one_token_says_why_and_points_to_score(tiny_run: Path, tmp_path: Path) -> None:
+    """It said '1 token(s): at least 2 are needed', while `charrnn score` scores that token."""
+    one = tmp_path / "one.txt"
+    one.write_text("a", encoding="utf-8")
+    said = run_cli("eval", tiny_run, one, ok=False).output
+    assert "one.txt has 1 token: eval predicts each token from those before it" in said
+    assert "`charrnn score` it" in said
+    assert "1 line, 1 token, 0 OOV" in run_cli("score", tiny_run, one).output
 
 
 def test_a_split_of_one_token_is_named_too_short_not_empty(tmp_path: Path) -> None:

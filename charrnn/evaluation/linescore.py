@@ -267,9 +267,14 @@ class Totals:
 
     def describe(self) -> str:
         r = self.to_json()
-        return (f"{r['lines']:,} lines, {r['tokens']:,} tokens, {r['oov']:,} OOV: total log10 "
+        return (f"{_counted(r['lines'], 'line')}, {_counted(r['tokens'], 'token')}, "
+                f"{r['oov']:,} OOV: total log10 "
                 f"{r['log10']:.2f}, perplexity {r['perplexity']:.3f} "
                 f"({r['perplexity_excluding_oov']:.3f} excluding OOVs)")
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def format_line(s: LineScore) -> str:

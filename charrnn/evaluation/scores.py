@@ -80,8 +80,11 @@ def too_short(ids: np.ndarray, file: str | None, split: str | None, dataset_id: 
               again: str) -> UserError:
     """The error for a text with fewer than 2 tokens, naming it and what to score instead."""
     if file is not None:
-        return UserError(f"{file} has {len(ids)} token(s): at least 2 are needed to score it; "
-                         "give a longer text")
+        if len(ids) == 0:
+            return UserError(f"{file} has no tokens: give a text file with text in it")
+        return UserError(f"{file} has 1 token: eval predicts each token from those before it, so "
+                         "it needs at least 2; give a longer text, or `charrnn score` it (each "
+                         "line from a line start)")
     from charrnn.data import SPLITS, find_dataset
 
     split = split or "test"
