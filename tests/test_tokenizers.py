@@ -217,6 +217,20 @@ def test_subword_vocab_size_too_large_names_the_vocab_size_that_works() -> None:
     assert "pass vocab_size 1235 or less" in str(high)
 
 
+def test_a_vocab_size_below_the_floor_names_the_least_this_text_needs() -> None:
+    """It said 'at least 260' first, and the text's true least (here above 260) only when 260
+    was tried next."""
+    wide = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 80)) + " abc def\n"
+    with pytest.raises(UserError) as err:
+        SubwordTokenizer.train([wide * 3], vocab_size=40)
+    least = int(str(err.value).split("pass vocab_size ")[1].split()[0])
+    assert str(err.value).startswith("vocab_size 40 is too small for this text") and least > 260
+    assert SubwordTokenizer.train([wide * 3], vocab_size=least).vocab_size == least
+    with pytest.raises(UserError, match="need at least 265; pass vocab_size 265 or more"):
+        SubwordTokenizer.train(["abc def\n" * 20], vocab_size=40)  # 256 + 7 + <unk> + newline
+    assert SubwordTokenizer.train(["abc def\n" * 20], vocab_size=265, exact=False).vocab_size
+
+
 @pytest.mark.parametrize("model_type", ["bpe", "unigram"])
 def test_a_vocab_size_the_text_cannot_fill_is_refused_naming_one_it_can(model_type) -> None:
     """sentencepiece's limit is soft: it stops where the text runs out of pieces. Asked for more,

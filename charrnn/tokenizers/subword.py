@@ -47,6 +47,26 @@ class VocabTooSmall(UserError):
         self.least = least
 
 
+MIN_VOCAB = 260  # the 256 byte pieces that spell unseen characters, <unk>, a piece, newline
+
+
+def _too_small(vocab_size: int, least: int) -> VocabTooSmall:
+    return VocabTooSmall(f"{option('vocab_size')} {vocab_size} is too small for this text: its "
+                         f"characters and the 256 byte pieces need at least {least}; pass "
+                         f"{option('vocab_size')} {least} or more (or use {option('level')} char)",
+                         least)
+
+
+def _least_size(chunks: Iterable[str], model_type: str, coverage: float, sentences: int) -> int:
+    """The smallest vocabulary sentencepiece accepts for this text: MIN_VOCAB where it trains
+    at MIN_VOCAB, else the size its refusal names (the text's characters need more)."""
+    try:
+        SubwordTokenizer.train(chunks, MIN_VOCAB, model_type, coverage, sentences, exact=False)
+    except VocabTooSmall as refusal:
+        return refusal.least
+    return MIN_VOCAB
+
+
 def _training_error(message: str, vocab_size: int) -> UserError:
     """sentencepiece's failure as a UserError: its reason, or for the sizes it names, the
     --vocab-size that works (sentencepiece counts without our newline id, hence the +1)."""
@@ -54,9 +74,7 @@ def _training_error(message: str, vocab_size: int) -> UserError:
     needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", reason)
     if needed:
         least = int(needed.group(1)) + 1
-        return VocabTooSmall(f"{option('vocab_size')} {vocab_size} is too small for this text: its "
-                             f"characters and the 256 byte pieces need at least {least}; pass "
-                             f"{option('vocab_size')} {least} or more (or use {option('level')} char)", least)
+        return _too_small(vocab_size, least)
     most = re.search(r"too high.*<= (\d+)", reason)
     if most:
         return UserError(f"{option('vocab_size')} {vocab_size} is too large for this text: pass "
@@ -103,9 +121,9 @@ class SubwordTokenizer:
 
         if model_type not in ("bpe", "unigram"):
             raise UserError(f"{option('subword_model')} must be 'bpe' or 'unigram', not {model_type!r}")
-        if vocab_size < 260:
-            raise UserError(f"{option('vocab_size')} {vocab_size} is too small: subword needs at least 260 "
-                            "(256 byte pieces for unseen characters, plus specials)")
+        if vocab_size < MIN_VOCAB:  # the least this text needs, found by training at the floor
+            raise _too_small(vocab_size, _least_size(chunks, model_type, character_coverage,
+                                                     max_sentences))
         lines = (piece for chunk in chunks for line in chunk.split("\n")
                  for part in line.split(SPACE_MARK) if part  # a literal mark is no space
                  for piece in _sentence_pieces(part, MAX_SENTENCE_BYTES))
