@@ -47,6 +47,17 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
     # Before drawing: a mistyped --png must not replace a photo or a document, only our own plot.
     fsutil.refuse_overwrite(out, _is_png, "a PNG image", option("png"))
     plt = _pyplot()
+    fig = _figure(plt, curves)
+    try:
+        with fsutil.atomic_file(out) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")  # the temp name has no .png suffix
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _figure(plt, curves: list[tuple[str, str, list[dict], list[dict]]]):
+    """The two panels of `curves` (as _curves gives them), drawn on a new matplotlib figure."""
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     loss_unit, per = loss_axis([kind for _, kind, _, _ in curves])
@@ -54,7 +65,8 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
         color = colors[index % len(colors)]
         if train:
             ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], color=color,
-                         linewidth=1.2, label=f"{name} train{per[kind]}")
+                         linewidth=1.2, label=f"{name} train{per[kind]}",
+                         marker="o" if len(train) == 1 else None, markersize=3)  # a lone point
         losses = [(r["step"], r["val_loss"]) for r in evals if "val_loss" in r]
         if losses:
             ax_loss.plot(*zip(*losses, strict=True), color=color, linestyle="--", marker="o",
@@ -70,12 +82,7 @@ def plot_runs(specs: list[str], root: Path, out: Path) -> Path:
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    try:
-        with fsutil.atomic_file(out) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")  # the temp name has no .png suffix
-    finally:
-        plt.close(fig)
-    return out
+    return fig
 
 
 def _curves(spec: str, root: Path) -> tuple[str, str, list[dict], list[dict]]:

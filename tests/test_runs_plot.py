@@ -122,6 +122,21 @@ def test_plot_writes_a_png_for_several_runs(tiny_run: Path, tmp_path: Path) -> N
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 
 
+def test_a_single_training_record_is_drawn_as_a_point() -> None:
+    """One train record (a run stopped before its second log line) was a line with no length:
+    nothing showed on the loss panel."""
+    pytest.importorskip("matplotlib")
+    from charrnn import plot
+
+    plt = plot._pyplot()
+    one = [("r", "lm", [{"step": 30, "loss": 3.9}], [{"step": 30, "val_loss": 3.7}])]
+    many = [("r", "lm", [{"step": s, "loss": 3.9} for s in (10, 20)], [])]
+    for curves, marker in ((one, "o"), (many, "None")):
+        fig = plot._figure(plt, curves)
+        assert fig.axes[0].lines[0].get_marker() == marker
+        plt.close(fig)
+
+
 def test_plot_errors_are_one_line(tiny_run: Path, tmp_path: Path) -> None:
     assert "not found" in run_cli("plot", "no-such-run", ok=False).output
     bare = tmp_path / "bare"
