@@ -99,6 +99,13 @@ def test_conflicting_decoding_options_are_errors(tiny_run: Path, args, message) 
     assert result.exit_code == 2 and message in result.output
 
 
+def test_a_beam_wider_than_memory_allows_is_refused(tiny_run: Path) -> None:
+    """--beam 100000000 crashed: 'internal error: RuntimeError: could not create a primitive'."""
+    result = run_cli("sample", tiny_run, "--beam", "100000000", "--length", "5", ok=False)
+    assert result.exit_code == 2 and "--beam must be between 1 and 1,024" in result.output
+    run_cli("sample", tiny_run, "--beam", "1024", "--length", "2")
+
+
 def test_a_typed_default_temperature_is_refused_with_greedy(tiny_run: Path) -> None:
     result = run_cli("sample", tiny_run, "--greedy", "--temp", "1.0", "--length", "5", ok=False)
     assert result.exit_code == 2 and "--greedy ignores --temp" in result.output

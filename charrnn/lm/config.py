@@ -126,6 +126,7 @@ class DataFacts:
     has_validation: bool = True  # a validation split to evaluate on (lm.train: ≥ 2 tokens)
 
 
+MAX_BEAM = 1024  # wider, the states outgrow memory before the most likely text changes
 MAX_LENGTH = 10**12  # more tokens than any sample is read for: a bigger one is a typo
 
 
@@ -199,8 +200,9 @@ class SampleOptions:
                             "it, or give a share below 1 (e.g. 0.9)")
         if self.top_p is not None and not (0 < self.top_p < 1):
             raise UserError(f"{option('top_p')} must be in (0, 1), got {self.top_p}")
-        if self.beam is not None and self.beam < 1:
-            raise UserError(f"{option('beam')} must be ≥ 1, got {self.beam}")
+        if self.beam is not None and not 1 <= self.beam <= MAX_BEAM:
+            raise UserError(f"{option('beam')} must be between 1 and {MAX_BEAM:,} (each beam carries "
+                            f"a model state every step), got {self.beam:,}")
         check_seed(self.seed)
 
 
