@@ -54,13 +54,11 @@ class SearchOptions:
     mask_weight: float = 0.0  # the masked model's weight in the mean of log scores (an LM: 1)
 
     def __post_init__(self) -> None:
-        from charrnn.lm.config import MAX_BEAM
+        from charrnn.lm.config import check_beam
 
         if not (self.beam >= 1 and self.candidates >= 1):
             raise UserError(f"{option('beam')} and {option('candidates')} must be ≥ 1")
-        if self.beam > MAX_BEAM:
-            raise UserError(f"{option('beam')} must be between 1 and {MAX_BEAM:,} (each beam carries "
-                            f"a model state every step), got {self.beam:,}")
+        check_beam(self.beam)
         if not 0 <= self.mask_weight <= 10:
             raise UserError(f"{option('mask_weight')} must be between 0 and 10, got {self.mask_weight}")
 

@@ -200,10 +200,16 @@ class SampleOptions:
                             "it, or give a share below 1 (e.g. 0.9)")
         if self.top_p is not None and not (0 < self.top_p < 1):
             raise UserError(f"{option('top_p')} must be in (0, 1), got {self.top_p}")
-        if self.beam is not None and not 1 <= self.beam <= MAX_BEAM:
-            raise UserError(f"{option('beam')} must be between 1 and {MAX_BEAM:,} (each beam carries "
-                            f"a model state every step), got {self.beam:,}")
+        if self.beam is not None:
+            check_beam(self.beam)
         check_seed(self.seed)
+
+
+def check_beam(beam: int) -> None:
+    """A beam width that fits: sampling's and fill's beam searches alike."""
+    if not 1 <= beam <= MAX_BEAM:
+        raise UserError(f"{option('beam')} must be between 1 and {MAX_BEAM:,} (each beam carries a "
+                        f"model state every step), got {beam:,}")
 
 
 def lm_config(ckpt: Checkpoint) -> ModelConfig:
