@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -291,3 +293,16 @@ def test_a_literal_eos_in_word_text_is_an_unknown_word_not_a_line_break() -> Non
     assert ids.tolist() == [tok.index["x"], tok.index[UNK], tok.index["y"], tok.index["<eos>"]]
     with pytest.raises(UserError, match="1 word not in the model's vocabulary: '<eos>'"):
         tok.encode("x <eos>", unknown="error")
+
+
+@pytest.mark.parametrize(("options", "said"), [
+    ({"pattern": "zzq+"}, "pattern 'zzq+' matches no word of the training text"),
+    ({"min_count": 1000}, "min_count 1000 keeps no word: the most frequent, 'the', appears 3 "
+                          "times; give min_count 3 or less"),
+])
+def test_word_options_that_keep_no_word_are_refused(options, said) -> None:
+    """They made a vocabulary of <eos> and <unk> alone: a model that learns only line breaks."""
+    with pytest.raises(UserError, match=re.escape(said)):
+        WordTokenizer.build(["the cat and the dog\nthe end\n"], **options)
+    with pytest.raises(UserError, match="the training text has no words"):
+        WordTokenizer.build([" \n\t\n"])

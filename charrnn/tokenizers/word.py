@@ -45,6 +45,8 @@ class WordTokenizer:
         counts.pop(EOS, None)
         counts.pop(UNK, None)
         kept = sorted((w for w, n in counts.items() if n >= min_count), key=lambda w: (-counts[w], w))
+        if not kept:  # only <eos> and <unk>: a model of nothing but line breaks and unknowns
+            raise _no_words(counts, pattern, min_count)
         if max_vocab is not None:
             kept = kept[: max(0, max_vocab - 2)]
         return cls([EOS, UNK, *kept], pattern, lower)
@@ -121,3 +123,18 @@ class _WordStream:
         text = word if self.at_line_start else " " + word
         self.at_line_start = False
         return text
+
+
+def _no_words(counts: Counter[str], pattern: str | None, min_count: int) -> UserError:
+    """Why the training text gave no word to keep, and what keeps some."""
+    if counts:
+        top, most = counts.most_common(1)[0]
+        return UserError(f"{option('min_count')} {min_count} keeps no word: the most frequent, "
+                         f"{top!r}, appears {most:,} times; give {option('min_count')} {most:,} "
+                         "or less")
+    if pattern:
+        return UserError(f"{option('pattern')} {pattern!r} matches no word of the training text: "
+                         f"give a pattern that matches its words, or drop {option('pattern')} to "
+                         "split at whitespace")
+    return UserError(f"the training text has no words (only whitespace): give text with words, "
+                     f"or use {option('level')} char")
