@@ -269,3 +269,16 @@ def test_a_whitespace_prime_of_a_word_model_and_an_empty_prime_file_say_what_the
     result = run_cli("sample", "rnn", "--prime-file", empty, "--out", word_root, "--plain",
                      ok=False)
     assert result.exit_code == 2 and "empty.txt is empty" in result.output
+
+
+def test_an_open_last_line_among_others_is_scored_as_kenlm_does_with_a_note(
+        tiny_run: Path) -> None:
+    """Scored without its </s> (KenLM's query does the same), it ranked above the same line
+    closed, and nothing said so."""
+    closed = run_cli("score", tiny_run, input="the cat\nthe cat\n")
+    open_last = run_cli("score", tiny_run, input="the cat\nthe cat")
+    first, last = (float(line.split("\t")[0]) for line in open_last.stdout.splitlines())
+    assert last > first  # one token fewer charged
+    assert "note: line 2 has no line break at its end" in open_last.output
+    assert "note:" not in closed.output
+    assert "note:" not in run_cli("score", tiny_run, input="the cat").output  # nothing to rank

@@ -56,7 +56,8 @@ def score_command(
                          opt.plain(precision) if "precision" in typed else None, mix, mix_weight,
                          say=opt.note)
     totals = Totals()
-    scores = (totals.add(s) for s in score_lines(scorer, read_lines(file, opt.plain(errors))))
+    scores = (totals.add(s) for s in score_lines(scorer, totals.watch(read_lines(
+        file, opt.plain(errors)))))
     if sort:
         scores = iter(sorted(scores, key=lambda s: -s.log10))
     for s in scores:
@@ -65,3 +66,5 @@ def score_command(
         typer.echo(json.dumps({"total": totals.to_json()}))
     else:
         typer.echo(totals.describe(), err=True)
+    if totals.caveat(scorer):
+        opt.note(totals.caveat(scorer))

@@ -250,6 +250,22 @@ class Totals:
     def __init__(self) -> None:
         self.lines = self.tokens = self.oov = self.oov_scored = 0
         self.log10 = self.oov_log10 = 0.0
+        self.open_last = False  # the last line read had no line break (an OpenLine)
+
+    def watch(self, lines: Iterable[str]) -> Iterator[str]:
+        """`lines` as they are, noting whether the last one is open."""
+        for text in lines:
+            self.open_last = isinstance(text, OpenLine)
+            yield text
+
+    def caveat(self, scorer: Scorer) -> str | None:
+        """What to know of these scores: an open last line among others lacks the </s> they
+        were each charged with, so it ranks better than it would with a line break."""
+        if not (self.open_last and self.lines > 1 and scorer.closes("")):
+            return None
+        return (f"line {self.lines:,} has no line break at its end, so it is scored without the "
+                "closing line break (</s>) the other lines are, as KenLM's query does: end the "
+                "input with a line break to compare it with them")
 
     def add(self, s: LineScore) -> LineScore:
         self.lines, self.tokens, self.oov = self.lines + 1, self.tokens + s.tokens, self.oov + s.oov
