@@ -126,17 +126,27 @@ class TextSource:
                         offset += len(codecs.BOM_UTF8)
                     first = False
                 final = not block
+                held = len(decoder.getstate()[0])  # bytes of a character the last block began
                 try:
                     yield decoder.decode(block, final)
                 except UnicodeDecodeError as exc:
-                    raise UserError(
-                        f"{path}: invalid UTF-8 at byte offset {offset + exc.start}: "
-                        + self.fix.format(path=path, utf8=f"{path.stem}.utf8{path.suffix}",
-                                          errors=option("errors"))
-                    ) from exc
+                    raise self._not_utf8(path, offset - held + exc.start,
+                                         final and exc.reason == "unexpected end of data") from exc
                 if final:
                     return
                 offset += len(block)
+
+    def _not_utf8(self, path: Path, at: int, cut_short: bool) -> UserError:
+        """Invalid UTF-8 at byte `at`; `cut_short`: a character the file's end cuts in two (as
+        `head -c` leaves one), where converting from latin1 would garble the whole text."""
+        fix = self.fix.format(path=path, utf8=f"{path.stem}.utf8{path.suffix}",
+                              errors=option("errors"))
+        if cut_short:
+            replace = f", or pass {option('errors')} replace to go on" if \
+                self.fix == CONVERT_OR_REPLACE else ""
+            fix = (f"the file ends inside a character (cut short?): drop its last line, e.g. "
+                   f"head -n -1 {path} > {path.stem}.whole{path.suffix}{replace}")
+        return UserError(f"{path}: invalid UTF-8 at byte offset {at}: {fix}")
 
     def text(self) -> str:
         """The whole text in memory: only for small inputs (prime files, eval files)."""
