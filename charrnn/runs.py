@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from charrnn import fsutil, runlock
-from charrnn.errors import UserError, option
+from charrnn.errors import UserError, flag, option
 
 RUN_FILE = "run.json"
 GROUP_FILE = "group.json"  # a fill group's record (charrnn.fill.group): a folder of runs' names
@@ -47,6 +47,16 @@ def runs_root(out: str | Path | None = None) -> Path:
         raise UserError(f"{option('out')} is empty: give the runs folder, or drop {option('out')} for "
                         "./checkpoints")
     return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints")
+
+
+def out_suffix(folder: Path) -> str:
+    """What a command line that names the run `folder` by its name adds to find it: its root
+    (" --out ROOT") where that is not the default one, else nothing."""
+    import shlex
+
+    if folder.parent.resolve() == runs_root().resolve():
+        return ""
+    return f" {flag('out')} {shlex.quote(str(folder.parent))}"
 
 
 def refuse_missing_root(root: Path) -> None:

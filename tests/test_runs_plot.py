@@ -280,3 +280,17 @@ def test_runs_takes_the_best_scores_from_best_not_from_a_torn_metrics_log(
     log.write_text("\n".join(kept) + "\n" + kept[-1][:15])  # the best's line gone, a torn tail
     row = summary(run)
     assert row["val_loss"] == best["val_loss"] and row["val_bpc"] == best["val_bpc"]
+
+
+def test_a_resume_hint_names_the_runs_root_where_it_is_not_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stopped lines of fill, tag and fill groups said `charrnn fill train --resume g`
+    after a run under --out elsewhere: copied, it found no such run."""
+    from charrnn import runs
+
+    monkeypatch.setenv("CHARRNN_RUNS", str(tmp_path / "runs"))
+    assert runs.out_suffix(tmp_path / "runs" / "g") == ""
+    assert runs.out_suffix(tmp_path / "my runs" / "g") == f" --out '{tmp_path / 'my runs'}'"
+    monkeypatch.delenv("CHARRNN_RUNS")
+    monkeypatch.chdir(tmp_path)
+    assert runs.out_suffix(Path("checkpoints/g")) == ""

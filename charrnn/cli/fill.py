@@ -135,6 +135,7 @@ def _say_if_unfinished(root, specs: list[str]) -> None:
     """A note on stderr when the fill group that answers (the newest without -m, or the one -m
     names) was stopped half-way or lost a run since: its other models answer, and the user may
     not know the rest are missing."""
+    from charrnn import runs
     from charrnn.fill import group
 
     if not specs:
@@ -151,7 +152,7 @@ def _say_if_unfinished(root, specs: list[str]) -> None:
     if left:
         typer.echo(f"note: fill group {folder.name} is not finished ({', '.join(left)} still to "
                    "train): its other models answer; if it is not training now, `charrnn fill "
-                   f"train --resume {folder.name}` trains the rest", err=True)
+                   f"train --resume {folder.name}{runs.out_suffix(folder)}` trains the rest", err=True)
     gone = group.missing(folder, info)
     if gone:
         typer.echo(f"note: fill group {folder.name} lost {', '.join(gone)} (the run folder is "
@@ -240,6 +241,7 @@ def fill_train_command(
     """Train every model `charrnn fill` uses (an n-gram both ways, forward and backward LMs, the fill model) within one time budget; `charrnn fill` then finds them without -m."""
     import sys
 
+    from charrnn import runs
     from charrnn.cli.errors import exit_after
     from charrnn.devices import resolve_device
     from charrnn.fill import group, train_group
@@ -267,7 +269,7 @@ def fill_train_command(
                              group_lm)
     if result["outcome"] == "interrupted":
         say(f"stopped; left: {', '.join(result['left'])}. Continue with "
-            f"`charrnn fill train --resume {folder.name}`" + (f" --out {out}" if out else ""))
+            f"`charrnn fill train --resume {folder.name}{runs.out_suffix(folder)}`")
     else:
         weights = ", ".join(f"{k} λ {v}" for k, v in result["mix"].items())
         skipped = f"; skipped: {', '.join(result['skipped'])}" if result["skipped"] else ""

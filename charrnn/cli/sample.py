@@ -42,9 +42,7 @@ def sample(
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     opts = S(length=length, temperature=temp, top_k=top_k, top_p=top_p, greedy=greedy,
              beam=beam, seed=seed)
-    # A typed --temp 1.0 is refused beside --greedy as another value is: it would be ignored.
-    opts.validate(num_samples, given=frozenset({"temperature"} if "temp" in opt.typed_params(ctx)
-                                               else ()))
+    opts.validate(num_samples, given=_typed_fields(ctx))
     root = opt.root(out)
     ckpt = checkpoint.resolve(run, root, asked=opt.plain(checkpoint_name)
                               if checkpoint_name is not None else None)
@@ -76,6 +74,12 @@ def sample(
 
         generate(ckpt, opts, prime, num_samples, write, device, unk, mixing)
     write("\n")
+
+
+def _typed_fields(ctx: typer.Context) -> frozenset[str]:
+    """The SampleOptions fields typed even at their default: a typed --temp 1.0 beside --greedy
+    is refused as another temperature is (it would be ignored)."""
+    return frozenset({"temperature"} if "temp" in opt.typed_params(ctx) else ())
 
 
 def _prime_text(prime: str | None, prime_file: str | None) -> str | None:

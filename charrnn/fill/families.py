@@ -193,6 +193,7 @@ def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, roo
 def _group_members(specs: list[str], root: Path) -> tuple[list[str], Path | None]:
     """A fill group (`charrnn fill train`) as its member runs: the one named, or without
     --model the newest group under the root; other specs as they are."""
+    from charrnn import runs
     from charrnn.fill import group
 
     if not specs:
@@ -210,7 +211,7 @@ def _group_members(specs: list[str], root: Path) -> tuple[list[str], Path | None
     members = _member_specs(named[0], root)
     if not members:
         raise UserError(f"fill group {named[0].name} has no trained model yet: continue it with "
-                        f"`charrnn fill train --resume {named[0].name}`")
+                        f"`charrnn fill train --resume {named[0].name}{runs.out_suffix(named[0])}`")
     return members, named[0]
 
 

@@ -153,7 +153,8 @@ def _described(task: FillTask) -> str:
 def _finish(loop: Loop) -> dict:
     result = loop.run()
     best = result.get("best_val")
-    resume = resume_command(loop.reporter, f"charrnn train --resume {loop.run_dir.name}")
+    resume = resume_command(loop.reporter, f"charrnn train --resume {loop.run_dir.name}"
+                                           f"{runs.out_suffix(loop.run_dir)}")
     stopped = result["outcome"] == "interrupted"
     loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}"
                           + (f", best val {best:.4f} nats/masked token" if best is not None else "")

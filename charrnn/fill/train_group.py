@@ -246,7 +246,8 @@ class BookingReporter:
     def __init__(self, inner: Reporter, clock: StageClock) -> None:
         self.inner, self.clock = inner, clock
         # what a stopped stage says to continue with (training.reporters.resume_command)
-        self.resume_command = f"charrnn fill train --resume {clock.folder.name}"
+        self.resume_command = (f"charrnn fill train --resume {clock.folder.name}"
+                               f"{runs.out_suffix(clock.folder)}")
 
     @property
     def reader_gone(self) -> bool:  # what the loop asks of a plain reporter (charrnn.pipes)

@@ -259,7 +259,7 @@ def _described(task: TagTask) -> str:
 
 def _finish(loop: Loop, root: Path, test_sents: list[Sentence] | None, device: str) -> dict:
     result = loop.run()
-    resume = f"charrnn tag train --resume {loop.run_dir.name}"
+    resume = f"charrnn tag train --resume {loop.run_dir.name}{runs.out_suffix(loop.run_dir)}"
     stopped = result["outcome"] == "interrupted"
     loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}; "
                           f"checkpoints in {loop.run_dir}"
