@@ -605,3 +605,15 @@ def test_no_model_to_fill_with_is_one_clear_error(tiny_run: Path, tmp_path: Path
         (run / name / "checkpoint.json").write_text("{not json")
     result = run_cli("fill", "the ___ sat", ok=False)
     assert result.exit_code == 2 and "internal error" not in result.output
+
+
+def test_char_blanks_with_a_word_model_are_refused_not_scored_zero(word_runs: Path,
+                                                                   tmp_path: Path) -> None:
+    """A word model's token is never one character: every char blank scored top-1 0.000."""
+    held_out = tmp_path / "held.txt"
+    held_out.write_text("i want to sell a old car\n")
+    result = run_cli("fill", "eval", held_out, "--unit", "char", "-m", "fwd", "--quiet",
+                     "--out", word_runs, ok=False)
+    assert result.exit_code == 2
+    assert "--unit char hides one character, and the" in result.output
+    assert "models read words" in result.output

@@ -192,6 +192,7 @@ def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list
               cases: list[tuple[Template, str]] | None = None, done: dict | None = None) -> dict:
     """Every method's top-1 / top-5 on FILE's cases (`cases`: cases_of's, when read already;
     `done`: see evaluate)."""
+    _refuse_char_blanks_of_other_levels(unit, families, methods)
     if cases is None:
         cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     segmented = segmented or lexicon is not None
@@ -200,3 +201,19 @@ def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list
             "context_chars": context, "seed": seed, "lexicon": lexicon,
             "models": next(iter(families.values())).names if families else {},
             "methods": evaluate(cases, families, methods, opts, say, done)}
+
+
+def _refuse_char_blanks_of_other_levels(unit: str, families: dict[str, Family],
+                                        methods: list[str]) -> None:
+    """A char blank is one token: a word or subword model's token is no character, so it could
+    never fill one and would score 0 on every blank."""
+    from charrnn.fill.families import method_family
+
+    if unit != "char":
+        return
+    for method in methods:
+        level = method_family(families, method).tokenizer.level
+        if level != "char":
+            raise UserError(f"{option('unit')} char hides one character, and the {method} method's "
+                            f"models read {level}s, whose tokens are not characters: use "
+                            f"{option('unit')} word, or char-level models")
