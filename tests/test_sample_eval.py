@@ -326,3 +326,14 @@ def test_a_long_prime_is_scored_at_its_last_position_only(monkeypatch) -> None:
     with torch.inference_mode():
         primed = make_stepper(model, torch.device("cpu")).prime(ids, 2)
     assert read == [1] and torch.allclose(primed, whole.expand(2, -1), atol=1e-6)
+
+
+def test_command_line_text_that_is_not_utf8_is_named_so(tiny_run: Path) -> None:
+    """A prime or fill TEXT with bytes that are not UTF-8 (a latin1 terminal) was read as
+    unknown characters '\\udce7', a model's problem, not the input's."""
+    bad = "Fi\udce7"  # what Python makes of the bytes b"Fi\xe7" in argv
+    result = run_cli("sample", tiny_run, "--prime", bad, "--length", "3", ok=False)
+    assert result.exit_code == 2 and "--prime is not UTF-8 text (byte 0xE7 after 'Fi')" in \
+        result.output
+    result = run_cli("fill", bad + " ___", "-m", tiny_run, ok=False)
+    assert result.exit_code == 2 and "TEXT is not UTF-8 text (byte 0xE7" in result.output

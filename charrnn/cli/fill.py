@@ -179,6 +179,7 @@ def fill_command(
     if (text is None) == (not interactive):
         raise UserError("give a TEXT with blanks, or -i for the interactive prompt (not both)")
     _refuse_unused(interactive, json_out, opt.plain(list(method or [])), mix, mix_weight)
+    opt.refuse_undecoded(text, "TEXT")
     _refuse_max_len(max_len, text)
     opts = _fill_options(top_k, max_len, unk, beam, candidates, mask_weight)
     root = opt.root(out)

@@ -257,6 +257,16 @@ def refuse_empty_prime(prime: str | None) -> None:
     """--prime '' would be no prime at all (as an empty --prime-file, which is refused)."""
     if prime == "":
         raise UserError("--prime is empty: give text, or drop --prime to start at a line break")
+    refuse_undecoded(prime, "--prime")
+
+
+def refuse_undecoded(text: str | None, what: str) -> None:
+    """Text typed on the command line that was not UTF-8: Python keeps each byte it could not
+    decode as a lone surrogate (U+DC80…U+DCFF), which a model would read as unknown characters."""
+    at = next((i for i, ch in enumerate(text or "") if "\udc80" <= ch <= "\udcff"), None)
+    if at is not None:
+        raise UserError(f"{what} is not UTF-8 text (byte 0x{ord(text[at]) - 0xDC00:02X} after "
+                        f"{text[:at]!r}): give it in UTF-8 (is the terminal's locale UTF-8?)")
 
 
 def refuse_text_options(text_given: bool, unk: object, errors: object = None,
