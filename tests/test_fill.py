@@ -218,7 +218,8 @@ def test_search_options_are_refused_where_every_blank_tries_the_whole_vocabulary
 
 
 # ---- n-gram, eval, REPL ------------------------------------------------------------------------------------
-def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tmp_path: Path) -> None:
+def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tiny_run: Path,
+                                                          tmp_path: Path) -> None:
     held_out = tmp_path / "held.txt"
     held_out.write_text("i want to sell a old car\nyou want to buy a new car\n" * 3)
     result = json.loads(run_cli("fill", "eval", held_out, "--blanks", "6", "-m", "fwd", "-m", "bwd",
@@ -227,8 +228,8 @@ def test_fill_eval_reports_top1_and_top5_for_every_method(word_runs: Path, tmp_p
     assert set(result["methods"]) == {"bidirectional", "forward", "ngram"} and result["blanks"] == 6
     for r in result["methods"].values():
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["cases"] == 6
-    plain = run_cli("fill", "eval", held_out, "--blanks", "3", "--unit", "char", "-m", "fwd",
-                    "--quiet", "--out", word_runs).output
+    plain = run_cli("fill", "eval", held_out, "--blanks", "3", "--unit", "char", "-m", tiny_run,
+                    "--quiet").output  # (a char model: a word one cannot fill a char blank)
     assert "forward" in plain and "top-1" in plain
     fewer = run_cli("fill", "eval", held_out, "--blanks", "500", "-m", "fwd", "--out", word_runs)
     assert "holds 42 words to hide, fewer than --blanks 500: each of them is a blank" in \
@@ -617,3 +618,25 @@ def test_char_blanks_with_a_word_model_are_refused_not_scored_zero(word_runs: Pa
     assert result.exit_code == 2
     assert "--unit char hides one character, and the" in result.output
     assert "models read words" in result.output
+
+
+def test_a_narrow_beam_keeps_to_the_word_rule_inside_the_search(zh_period_ngram: Path) -> None:
+    """--beam 1 answered 'no fill found': the one beam took 。 (what most often follows 它),
+    and the word rule then threw it away after the search."""
+    result = _fill(zh_period_ngram, "他很喜欢它__", "-m", "kn", "--beam", "1", "--top-k", "3")
+    fills = [f["fills"][0] for f in result["methods"]["ngram"]]
+    assert fills and not any(f[0] in "。\n" or f[-1] in "。\n" for f in fills), fills
+
+
+def test_a_word_model_fill_neither_starts_nor_ends_with_an_attached_mark() -> None:
+    """A word model's tokens carry their punctuation ('farewell.', "'though"): such fills broke
+    the rule that a fill of words neither starts nor ends with a mark."""
+    from charrnn.fill.families import Family
+    from charrnn.tokenizers.word import WordTokenizer
+
+    tok = WordTokenizer.build(["farewell. 'though it is so , friend\n"])
+    index = {s: i for i, s in enumerate(tok.token_strings())}
+    edges = Family(tok).word_edges
+    assert index["farewell."] in edges.last and index["farewell."] not in edges.first
+    assert index["'though"] in edges.first and index["'though"] not in edges.last
+    assert index[","] in edges.first and index["friend"] not in edges.first | edges.last

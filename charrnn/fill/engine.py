@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from charrnn.errors import UserError, option
 from charrnn.fill.config import FillOptions, SearchOptions
 from charrnn.fill.families import Family, method_family
 from charrnn.fill.syntax import Template, parse
+
+if TYPE_CHECKING:
+    from charrnn.fill.search import Edges
 
 
 @dataclass
@@ -57,7 +61,7 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
     punctuation mark, a line break or a space (the text around it has those).
     `space_first`: the space before the blank was taken from `left` (`_space_with_fill`), so a
     fill starts with exactly one space."""
-    from charrnn.fill.search import MaskScorer, combine, log_softmax
+    from charrnn.fill.search import NO_EDGES, MaskScorer, combine, log_softmax
 
     so = opts.search
     ctx_l, ctx_r = left[-so.context :], right[: so.context]
@@ -69,8 +73,9 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
                   fam.boundary if text_ends and len(right) <= so.lookahead else None)
     if method == "bidirectional" and fam.bwd is not None and text_ends and len(right) <= so.context:
         sides.starts_r = _backward_starts(fam, ctx_r)
+    edges = fam.word_edges if words else NO_EDGES
     if method == "left":
-        found = fam.fwd.beam(sides.start_l, lmin, lmax, max(so.beam, so.candidates))
+        found = fam.fwd.beam(sides.start_l, lmin, lmax, max(so.beam, so.candidates), edges)
         if words:  # (the baseline follows the word rule too: it put "，" in a word blank)
             kept = set(_word_fills(fam, [c for c, _ in found], space_first))
             found = [(c, score) for c, score in found if c in kept]
@@ -80,7 +85,7 @@ def blank_candidates(fam: Family, method: str, left: list[int], right: list[int]
     marg = None
     if method == "bidirectional" and fam.mask is not None:
         marg = fam.mask.marginals(ctx_l, ctx_r, list(range(lmin, lmax + 1)))
-    cands = _proposals(fam, method, sides, lmin, lmax, so, marg)
+    cands = _proposals(fam, method, sides, lmin, lmax, so, marg, edges)
     if words:
         cands = _word_fills(fam, cands, space_first)
     if method != "ngram" and "fwd" in fam.proposers and len(cands) > so.candidates:
@@ -97,8 +102,8 @@ def _word_fills(fam: Family, cands: list[tuple[int, ...]], space_first: bool
                 ) -> list[tuple[int, ...]]:
     """The candidates a blank of unknown length may hold: none starts or ends with a mark, a
     line break or a space."""
-    edges = set(fam.boundary) | set(fam.spaces)
-    cands = [c for c in cands if c[0] not in edges and c[-1] not in edges]
+    edges = fam.word_edges  # (the searches keep to it; the whole vocabulary tried does not)
+    cands = [c for c in cands if c[0] not in edges.first and c[-1] not in edges.last]
     if fam.tokenizer.level == "subword":  # a piece may carry a space: read the text
         cands = [c for c in cands if _word_like(fam.decode(c), space_first)]
     return cands
@@ -119,7 +124,7 @@ def _space_with_fill(fam: Family, words: bool, left_text: str) -> bool:
 
 
 def _proposals(fam: Family, method: str, sides: Sides, lmin: int, lmax: int,
-               so: SearchOptions, marg: dict | None) -> list[tuple[int, ...]]:
+               so: SearchOptions, marg: dict | None, edges: Edges) -> list[tuple[int, ...]]:
     """Candidates from every search the method has: beams from the left, from the right (read
     backwards) and the masked model's; a one-token blank on a small vocabulary: every token."""
     from charrnn.fill.search import MaskScorer, merge
@@ -129,17 +134,19 @@ def _proposals(fam: Family, method: str, sides: Sides, lmin: int, lmax: int,
         return [(t,) for t in range(fam.tokenizer.vocab_size) if t not in banned]
     sources = []
     if method == "ngram":
-        sources.append(fam.ngram.beam(sides.start_l, lmin, lmax, so.beam))
+        sources.append(fam.ngram.beam(sides.start_l, lmin, lmax, so.beam, edges))
     forward = [fam.fwd, fam.proposers.get("fwd")] if fam.fwd is not None else []
     backward = [fam.bwd, fam.proposers.get("bwd")] if fam.bwd is not None else []
     if method in ("forward", "bidirectional"):
-        sources += [f.beam(sides.start_l, lmin, lmax, so.beam) for f in forward if f is not None]
+        sources += [f.beam(sides.start_l, lmin, lmax, so.beam, edges) for f in forward
+                    if f is not None]
     if method == "bidirectional":
         best_start = max(sides.starts_r)[1]
-        sources += [[(c[::-1], s) for c, s in b.beam(best_start, lmin, lmax, so.beam)]
+        sources += [[(c[::-1], s) for c, s in b.beam(best_start, lmin, lmax, so.beam,
+                                                     edges.reversed())]
                     for b in backward if b is not None]
     if marg is not None:
-        sources.append(MaskScorer.beam(marg, so.beam))
+        sources.append(MaskScorer.beam(marg, so.beam, edges))
     # Every proposer keeps its full share: a second proposer must add recall, not cut into the
     # first one's candidates.
     return merge(sources, so.candidates * len(sources))

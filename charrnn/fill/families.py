@@ -31,6 +31,24 @@ class Family:
         self.line_break = tokenizer.line_break_id()
         self.boundary = self.boundary_ids(tokenizer)
         self.spaces = [i for i, s in enumerate(tokenizer.token_strings()) if s and not s.strip()]
+        self.word_edges = self.edges_of_words(tokenizer, set(self.boundary) | set(self.spaces))
+
+    @staticmethod
+    def edges_of_words(tokenizer, marks: set[int]):
+        """What a fill of words neither starts nor ends with: `marks` (punctuation, spaces, the
+        line break), and a word model's tokens that begin or end with a mark ("farewell.")."""
+        import unicodedata
+
+        from charrnn.fill.search import Edges
+
+        first, last = set(marks), set(marks)
+        if tokenizer.level == "word":
+            for i, s in enumerate(tokenizer.token_strings()):
+                if s and unicodedata.category(s[0])[0] in "PS":
+                    first.add(i)
+                if s and unicodedata.category(s[-1])[0] in "PS":
+                    last.add(i)
+        return Edges(frozenset(first), frozenset(last))
 
     @staticmethod
     def boundary_ids(tokenizer) -> list[int]:

@@ -23,6 +23,7 @@ Shakespeare's validation text, while the forward + backward LM product made it b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -33,6 +34,33 @@ from charrnn.rnn.state import repeat_rows, select_rows
 
 Candidate = tuple[int, ...]
 NEG = float("-inf")
+
+
+@dataclass(frozen=True)
+class Edges:
+    """Tokens a fill may not start with (`first`) or end with (`last`), in a search's reading
+    order. Kept out inside the search, not filtered after it: a narrow beam whose best fills
+    all ended in "，" found nothing."""
+
+    first: frozenset[int] = frozenset()
+    last: frozenset[int] = frozenset()
+
+    def reversed(self) -> Edges:
+        """The same rule for a search that reads right to left."""
+        return Edges(self.last, self.first)
+
+    def ban(self, log_p, step: int, lmax: int) -> None:
+        """Set -inf where `log_p` (the last axis: the vocabulary) takes a token the rule keeps
+        out at `step`: the first one, and the last one a fill can have."""
+        for tokens, applies in ((self.first, step == 0), (self.last, step + 1 == lmax)):
+            if applies and tokens:
+                log_p[..., sorted(tokens)] = NEG
+
+    def ends_well(self, cand: Candidate) -> bool:
+        return cand[-1] not in self.last
+
+
+NO_EDGES = Edges()
 
 
 class LMScorer:
@@ -58,9 +86,10 @@ class LMScorer:
         return self.prime(context)[1].double().cpu().numpy()
 
     @torch.inference_mode()
-    def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int
-             ) -> list[tuple[Candidate, float]]:
-        """The `width` best continuations of every length in [lmin, lmax], by log P(· | context)."""
+    def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int,
+             edges: Edges = NO_EDGES) -> list[tuple[Candidate, float]]:
+        """The `width` best continuations of every length in [lmin, lmax], by log P(· | context),
+        none starting or ending with the `edges` tokens."""
         state, log_p = self.prime(context)
         log_p = log_p[None].clone()
         scores = torch.zeros(1, device=log_p.device)
@@ -68,6 +97,7 @@ class LMScorer:
         found: list[tuple[Candidate, float]] = []
         for step in range(lmax):
             log_p[:, self.banned] = NEG
+            edges.ban(log_p, step, lmax)
             total = (scores[:, None] + log_p).reshape(-1)
             top = torch.topk(total, min(width, total.numel()))  # -inf ones dropped at the end
             vocab = log_p.size(-1)
@@ -75,7 +105,8 @@ class LMScorer:
             beams = [beams[r] + (t,) for r, t in zip(rows.tolist(), tokens.tolist(), strict=True)]
             scores = top.values
             if step + 1 >= lmin:
-                found += list(zip(beams, scores.tolist(), strict=True))
+                found += [(b, v) for b, v in zip(beams, scores.tolist(), strict=True)
+                          if edges.ends_well(b)]
             if step + 1 < lmax:
                 state = select_rows(state, rows)
                 logits, state = self.model(tokens[:, None], state)
@@ -180,14 +211,20 @@ class MaskScorer:
         return out
 
     @staticmethod
-    def beam(marginals: dict[int, np.ndarray], width: int) -> list[tuple[Candidate, float]]:
+    def beam(marginals: dict[int, np.ndarray], width: int, edges: Edges = NO_EDGES
+             ) -> list[tuple[Candidate, float]]:
         """Best fills of each length under the per-position distributions."""
         found = []
         for table in marginals.values():
             beams, scores = [()], np.zeros(1)
-            for row in table:
+            for step, row in enumerate(table):
+                row = row.copy()
+                edges.ban(row, step, len(table))
                 total = (scores[:, None] + row[None]).reshape(-1)
                 k = min(width, int(np.isfinite(total).sum()))
+                if k == 0:  # nothing allowed here: no fill of this length
+                    beams, scores = [], np.zeros(0)
+                    break
                 top = np.argpartition(-total, k - 1)[:k]
                 top = top[np.argsort(-total[top])]
                 beams = [beams[i // row.size] + (int(i % row.size),) for i in top]
@@ -226,20 +263,21 @@ class NGramScorer:
         with np.errstate(divide="ignore"):
             return np.log(self.model.distribution(self._history(context))[: self.vocab])
 
-    def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int
-             ) -> list[tuple[Candidate, float]]:
+    def beam(self, context: Sequence[int], lmin: int, lmax: int, width: int,
+             edges: Edges = NO_EDGES) -> list[tuple[Candidate, float]]:
         beams: list[tuple[Candidate, float]] = [((), 0.0)]
         found = []
         for step in range(lmax):
             pool = []
             for cand, score in beams:
                 log_p = self._log_p([*context, *cand])
+                edges.ban(log_p, step, lmax)
                 k = min(width, int(np.isfinite(log_p).sum()))
-                for t in np.argpartition(-log_p, k - 1)[:k]:
+                for t in np.argpartition(-log_p, k - 1)[:k] if k else []:
                     pool.append((cand + (int(t),), score + float(log_p[t])))
             beams = sorted(pool, key=lambda x: -x[1])[:width]
             if step + 1 >= lmin:
-                found += beams
+                found += [(c, v) for c, v in beams if edges.ends_well(c)]
         return found
 
     def rescore(self, context: Sequence[int], continuations: Sequence[Sequence[int]],
