@@ -386,3 +386,18 @@ def test_a_batch_the_text_cannot_fill_is_refused_before_any_measurement() -> Non
     with pytest.raises(UserError, match="too few for one batch of 100000000×"):
         new_config(_request(batch_size=10**8), CHARS, job)
     assert not [c for c in job.calls if c[1] == 10**8]
+
+
+def test_a_forward_and_a_backward_lm_of_one_shape_share_one_speed_measurement() -> None:
+    """Timed apart, a fill group's forward LM trained in fp32 and its backward LM in bf16:
+    the same step's work, chosen twice by noise."""
+    from dataclasses import replace
+
+    from charrnn.lm.config import ModelConfig
+    from charrnn.lm.speed import _key
+
+    forward = ModelConfig(vocab_size=300, cell="lstm", layers=2, hidden=64)
+    candidates = {"fp32": ("fp32",), "bf16": ("bf16",)}
+    assert _key(forward, 32, candidates, 64) == \
+        _key(replace(forward, direction="backward"), 32, candidates, 64)
+    assert _key(forward, 32, candidates, 64) != _key(replace(forward, hidden=65), 32, candidates, 64)

@@ -124,8 +124,10 @@ def plausible(measured: Measurement, candidates: dict[str, tuple]) -> bool:
 
 
 def _key(config, batch: int, candidates: dict, window: int) -> str:
+    # What changes no step's work is no key: dropouts, and the reading direction (a backward
+    # LM reads reversed ids; timed apart, a fill group's pair got opposite precisions by noise).
     shape = {k: v for k, v in config.to_json().items()
-             if k not in ("dropout", "weight_drop", "embed_drop", "locked_dropout")}
+             if k not in ("dropout", "weight_drop", "embed_drop", "locked_dropout", "direction")}
     text = json.dumps([cpu_name(), torch.__version__, torch.get_num_threads(), shape, batch,
                        sorted(candidates.items()), window], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
