@@ -396,7 +396,8 @@ def test_a_runs_folder_with_an_ngram_alone_fills_with_it(word_runs: Path, tmp_pa
     result = _fill(root, "i want to ___ a new phone")
     assert list(result["methods"]) == ["ngram"] and result["methods"]["ngram"][0]["fills"]
     empty = run_cli("fill", "a ___ b", "--out", tmp_path / "none", ok=False)
-    assert "no language model runs under" in empty.output  # nothing at all: as before
+    assert "no models to fill with under" in empty.output  # nothing at all: how to get them
+    assert "`charrnn fill train CORPUS` trains every one fill uses" in empty.output
 
 
 # ---- option values and the "where" of errors ---------------------------------------------------------

@@ -321,7 +321,10 @@ def _default_models(root: Path):
     except UserError:  # no language model: the newest n-gram answers alone (--method ngram)
         ngrams = [f for f in runs.list_runs(root, "ngram") if (f / "model" / "model.json").is_file()]
         if not ngrams:
-            raise
+            missing = "" if root.is_dir() else " (no such folder)"
+            raise UserError(f"no models to fill with under {root}{missing}: train them first "
+                            "(`charrnn fill train CORPUS` trains every one fill uses), or name "
+                            f"runs with {option('model')} / pass {option('out')}") from None
         yield ngrams[-1].name, "ngram", ngrams[-1]
         return
     dataset = _dataset_id(runs.run_info(newest))
