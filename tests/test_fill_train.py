@@ -76,6 +76,10 @@ def test_fill_train_makes_a_group_that_fill_finds_without_model(small_stages, tm
     assert "models: fwd g-fwd, ngram g-ngram" in " ".join(prompt.split())
     mixed = run_cli("fill", "我打算__一辆旧汽车", "-m", "g", "-m", "g-fwd", ok=False)
     assert mixed.exit_code == 2 and "g is a fill group" in mixed.output
+    remixed = run_cli("fill", "我打算__一辆旧汽车", "--mix", "g-ngram", "--json")  # said, not silent
+    assert "note: fill group g mixes both its LMs with its own n-grams; --mix g-ngram replaces " \
+        "that" in remixed.stderr
+    assert json.loads(remixed.stdout)["models"]["bwd"] == "g-bwd"
     held = root / "g" / "heldout" / "01_a.txt"
     scores = json.loads(run_cli("fill", "eval", held, "--blanks", "5", "--unit", "char", "--json",
                                 "--quiet").output)

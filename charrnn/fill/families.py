@@ -170,6 +170,9 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
             roles[role] = (spec, LMScorer(load_lm(ckpt, dev), dev, banned))
             if role == "fwd":
                 fwd_ckpt = ckpt
+    if grouped is not None and mix is not None and say is not None:
+        say(f"fill group {grouped.name} mixes both its LMs with its own n-grams; {option('mix')} "
+            f"{mix} replaces that: the forward LM alone is mixed, with {mix}")
     if mix is not None or mix_weight is not None:
         roles = _mixed(roles, fwd_ckpt if "fwd" in roles else None, dev, mix, mix_weight, root,
                        say)
