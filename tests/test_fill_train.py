@@ -246,7 +246,7 @@ def test_a_stage_killed_before_its_first_save_starts_again_in_its_own_folder(
     (["a.txt", "--max-time", "inf"], "--max-time must be a positive number"),  # was stored
     (["a.txt", "--device", "tpu"], "--device must be one of"),  # after the n-gram had trained
 
-    (["empty.txt"], "empty.txt: the file is empty"),
+    (["empty.txt"], "empty.txt: the file has no text (empty or whitespace only)"),
     (["tiny.txt"], "fewer than one batch of the group's LMs"),
 ])
 def test_fill_train_refuses_bad_input_in_one_line(tmp_path: Path, args, message) -> None:
@@ -589,3 +589,14 @@ def test_the_least_text_a_group_takes_is_one_batch_of_its_lms(tmp_path: Path) ->
     TBPTTStream.check(need, train_group.LM.batch_size, train_group.LM.seq_len)  # the LM agrees
     with pytest.raises(UserError):
         TBPTTStream.check(need - 1, train_group.LM.batch_size, train_group.LM.seq_len)
+
+
+def test_an_empty_file_in_a_corpus_folder_is_passed_over_as_preprocess_does(tmp_path: Path
+                                                                           ) -> None:
+    """`fill train FOLDER` refused the folder for one empty file in it, which preprocess and
+    ngram train read past."""
+    from charrnn.fill.train_group import _check_texts
+
+    text = "我打算买一部新手机。\n" * 500
+    kept = _check_texts([(tmp_path / "a.txt", text), (tmp_path / "empty.txt", " \n")])
+    assert [path.name for path, _, _ in kept] == ["a.txt"]

@@ -138,9 +138,11 @@ def start(inputs: list[str], max_time: float, root: Path, name: str | None,
 def _check_texts(texts: list[tuple[Path, str]]) -> list[tuple[Path, str, str]]:
     """Each file's (path, training head, held-out tail); refused, before the group exists, when
     a stage would fail on it half-way."""
-    for path, text in texts:
-        if not text.strip():
-            raise UserError(f"{path}: the file is empty: give text to learn from")
+    blank = [path for path, text in texts if not text.strip()]
+    texts = [(path, text) for path, text in texts if text.strip()]  # (as preprocess: nothing
+    if not texts:  # to learn from an empty file in a folder, and nothing to hold out of it)
+        raise UserError(f"{blank[0]}: the file has no text (empty or whitespace only): give text "
+                        "to learn from")
     from charrnn.lm.batching import TBPTTStream
 
     splits = [(path, *group.split_text(text, HELDOUT)) for path, text in texts]
