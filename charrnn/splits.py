@@ -14,10 +14,8 @@ came from (sources, with sha256) and what identifies it (content_hash, part of t
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -122,10 +120,11 @@ class SplitPlan:
                                 f"non-empty file, or drop {given} to split one off the corpus")
         val_frac = 0.0 if "val" in self.extra else opts.val_frac
         test_frac = 0.0 if "test" in self.extra else opts.test_frac
-        # Floored as nanoGPT's int(n × 0.9), in decimal fractions: in binary floats
-        # 1 − 0.05 − 0.05 is 0.8999…, which cut 200,000 characters at 179,999.
-        val, test = Fraction(repr(val_frac)), Fraction(repr(test_frac))
-        self.bounds = (math.floor(self.total * (1 - val - test)), math.floor(self.total * (1 - test)))
+        # In floats on purpose, as every cached dataset was cut: 1 − 0.05 − 0.05 is 0.8999…, so
+        # 200,000 characters split 179,999 / 10,001 / 10,000. The dataset id covers the rule, not
+        # the bounds: cut otherwise, a cache made before and one made after would hold different
+        # splits under one id, and a run would resume on other data than it trained on.
+        self.bounds = (int(self.total * (1 - val_frac - test_frac)), int(self.total * (1 - test_frac)))
         for name, frac, size in (("val_frac", val_frac, self.bounds[1] - self.bounds[0]),
                                  ("test_frac", test_frac, self.total - self.bounds[1])):
             if frac > 0 and size == 0:

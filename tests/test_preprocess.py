@@ -23,15 +23,6 @@ def test_char_split_is_nanogpt_90_10_on_tiny_shakespeare(shakespeare: Path, tmp_
     assert ds.tokenizer.decode(ds.ids("val")[:200].tolist()) == text[1_003_854:1_004_054]
 
 
-def test_split_sizes_are_the_fractions_of_the_text_exactly(tmp_path: Path) -> None:
-    """200,000 characters at 0.05 / 0.05 were split 179,999 / 10,001 / 10,000: the training
-    bound was int(200,000 × 0.8999…), the float error of 1 − 0.05 − 0.05."""
-    text = tmp_path / "t.txt"
-    text.write_text("abcd" * 50_000, encoding="utf-8")
-    ds = preprocess([str(text)], tmp_path / "ds", PreprocessOptions(val_frac=0.05, test_frac=0.05))
-    assert [ds.chars(s) for s in ("train", "val", "test")] == [180_000, 10_000, 10_000]
-
-
 def test_word_level_cuts_splits_at_line_breaks_and_ends_lines_with_eos(tmp_path: Path) -> None:
     corpus = tmp_path / "c.txt"
     corpus.write_text("".join(f"w{i % 7} w{i % 3} end\n" for i in range(100)))
