@@ -62,6 +62,20 @@ def test_a_ctrl_c_compiled_code_hands_back_wrapped_is_an_interrupt(capsys) -> No
     assert exit_code(SystemError("a bug")) is None
 
 
+def test_a_sigterm_exit_compiled_code_hands_back_wrapped_keeps_its_code(capsys) -> None:
+    """SIGTERM while `ngram train` ran in Numba: the handler's SystemExit(143) came back as
+    'internal error: SystemError: … returned a result with an exception set', exit 1."""
+    try:
+        try:
+            raise SystemExit(143)
+        except SystemExit as stop:
+            raise SystemError("CPUDispatcher(<function _run_lengths>) returned a result with "
+                              "an exception set") from stop
+    except SystemError as wrapped:
+        assert exit_code(wrapped) == 143
+    assert capsys.readouterr().err == ""
+
+
 def test_library_errors_name_fields_and_the_cli_names_flags(small_text: Path, tmp_path: Path) -> None:
     """A message is made where the mistake is found, deep in the library: to a library caller it
     names the field it was given, under the CLI the flag that was typed; after a command the

@@ -42,7 +42,10 @@ def say(line: str, alike_on_every_rank: bool = False) -> None:
 def exit_code(exc: BaseException) -> int | None:
     """Report `exc` the charrnn way and return the exit code; None for what is not ours to
     report (a bug, or a SystemExit that is not a closed pipe): the caller re-raises it."""
-    if isinstance(exc, KeyboardInterrupt) or _interrupt_inside(exc):
+    inner = _inside_compiled(exc)
+    if isinstance(inner, SystemExit) and inner is not exc and isinstance(inner.code, int):
+        return inner.code  # a SIGTERM's exit (143) raised inside a Numba call: as outside one
+    if isinstance(exc, KeyboardInterrupt) or isinstance(inner, KeyboardInterrupt):
         if not other_rank():  # a Ctrl-C reaches every rank of a torchrun (it forwards SIGINT,
             say("interrupted")  # which leaves them alive after a wait): rank 0 says it
         return INTERRUPTED
@@ -69,14 +72,15 @@ def exit_code(exc: BaseException) -> int | None:
     return None
 
 
-def _interrupt_inside(exc: BaseException) -> bool:
-    """A Ctrl-C that compiled code (a Numba kernel of the n-gram counts) handed back wrapped:
-    'SystemError: CPUDispatcher(…) returned a result with an exception set', caused by it, or
-    by such an error around it (one per level of calls the Ctrl-C went up through)."""
+def _inside_compiled(exc: BaseException) -> BaseException | None:
+    """What compiled code (a Numba kernel of the n-gram counts) handed back wrapped when a
+    signal's handler raised inside it: 'SystemError: CPUDispatcher(…) returned a result with an
+    exception set', caused by it, or by such an error around it (one per level of calls it
+    went up through). `exc` itself when it is no such wrapper."""
     seen = 0
     while isinstance(exc, SystemError) and seen < 100:
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return seen > 0 and isinstance(exc, KeyboardInterrupt)
+    return exc
 
 
 def _unwritable_to_stdout(exc: BaseException) -> bool:
