@@ -156,3 +156,22 @@ def test_help_and_version_under_torchrun_come_from_rank_0_alone() -> None:
         outs.append(subprocess.run([sys.executable, "-m", "charrnn", "--version"], env=env,
                                    capture_output=True, text=True, timeout=60).stdout)
     assert outs[0].startswith("charrnn ") and outs[1] == ""
+
+
+def test_a_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(
+        monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Ctrl-C in the first half second (Typer and Rich loading) printed a 20-line traceback."""
+    import importlib.abc
+
+    from charrnn.__main__ import run
+
+    class CtrlCOnLoad(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "charrnn.cli":
+                raise KeyboardInterrupt
+
+    monkeypatch.delitem(sys.modules, "charrnn.cli")
+    monkeypatch.setattr(sys, "meta_path", [CtrlCOnLoad(), *sys.meta_path])
+    with pytest.raises(SystemExit) as stopped:
+        run()
+    assert stopped.value.code == 130 and capsys.readouterr().err == "charrnn: interrupted\n"
