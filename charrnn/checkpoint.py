@@ -131,6 +131,9 @@ class Checkpoint:
         except weights.Mismatch as exc:
             raise UserError(f"{path} does not match its config ({exc})"
                             f"{_other_checkpoint(self.folder)}") from exc
+        except weights.NotFinite as exc:
+            raise UserError(f"{path} holds NaN or inf (in {exc}): the file is damaged, or the run "
+                            f"had diverged when it was saved{_other_checkpoint(self.folder)}") from exc
         except SafetensorError as exc:
             raise UserError(f"{path} is truncated or corrupt ({_one_line(exc)})"
                             f"{_other_checkpoint(self.folder)}") from exc
@@ -233,8 +236,8 @@ def _sibling(folder: Path) -> Path | None:
 def _other_checkpoint(folder: Path) -> str:
     """'; use the run's other checkpoint (…)' when a damaged best/ or last/ has a sibling that
     looks whole; '' otherwise (pointing at a missing folder would send the user in a circle)."""
-    other = _sibling(folder)
-    if other is None or not _looks_whole(other):
+    other = _sibling(folder)  # (an error's path: reading the sibling's weights whole is fine)
+    if other is None or not (_looks_whole(other) and weights.all_finite(other / WEIGHTS)):
         return ""
     return f"; use the run's other checkpoint ({other})"
 
@@ -283,7 +286,8 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
         ckpt = resolve(spec, root, prefer="last", kind=kind)
     except UserError as exc:
         error = exc  # a damaged last/ (its checkpoint.json cut short): best/, where whole
-    if ckpt is None or (ckpt.folder.name == "last" and not _looks_whole(ckpt.folder, True)):
+    if ckpt is None or (ckpt.folder.name == "last" and not (
+            _looks_whole(ckpt.folder, True) and weights.all_finite(ckpt.folder / WEIGHTS))):
         best = _whole_best(spec, root, kind)
         if best is not None:
             return best

@@ -34,6 +34,35 @@ class Mismatch(ValueError):
     """The file's tensors are not the module's (what differs, in one line)."""
 
 
+class NotFinite(ValueError):
+    """A tensor of the file holds NaN or inf (its name): bytes damaged in place, which no
+    header check sees, or weights saved from a run that diverged."""
+
+
+def check_finite(name: str, values) -> None:
+    """Refuse a float tensor (torch or NumPy) with NaN or inf in it."""
+    import numpy as np
+
+    if hasattr(values, "is_floating_point"):  # torch
+        bad = values.is_floating_point() and not bool(values.isfinite().all())
+    else:
+        bad = np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all()
+    if bad:
+        raise NotFinite(name)
+
+
+def all_finite(path: Path) -> bool:
+    """Whether every float tensor of a whole safetensors file is finite (reads the weights;
+    with torch, which reads every float type, bfloat16 too)."""
+    try:
+        with safe_open(str(path), "pt", device="cpu") as handle:
+            for name in handle.keys():  # noqa: SIM118 - safe_open has no __iter__
+                check_finite(name, handle.get_tensor(name))
+    except (NotFinite, SafetensorError, OSError, ValueError, TypeError):
+        return False
+    return True
+
+
 def layout(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(the tensors to save by name, each tied alias → the name it is saved under)."""
     tensors: dict[str, torch.Tensor] = {}
@@ -104,8 +133,10 @@ def load(path: Path, model: torch.nn.Module) -> None:
     wanted, _ = layout(model)
     with safe_open(str(path), "pt", device="cpu") as handle, torch.no_grad():
         for name, target in wanted.items():
-            target.copy_(handle.get_tensor(name))
+            tensor = handle.get_tensor(name)
+            check_finite(name, tensor)
+            target.copy_(tensor)
 
 
-__all__ = ["Mismatch", "SafetensorError", "check", "check_shapes", "cpu_copies", "file_shapes",
-           "layout", "load"]
+__all__ = ["Mismatch", "NotFinite", "SafetensorError", "all_finite", "check", "check_finite",
+           "check_shapes", "cpu_copies", "file_shapes", "layout", "load"]

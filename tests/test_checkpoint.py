@@ -524,3 +524,27 @@ def test_a_run_begun_before_burned_in_rows_keeps_its_validation_figure_when_resu
     run_cli("train", "--resume", "old", "--max-steps", "20")
     assert asked and not any(asked)
     assert json.loads(last.read_text())["progress"]["cold_rows"] is True
+
+
+def _damage_in_place(path: Path) -> None:
+    """Bytes of the last tensor overwritten, the file's size and header kept: no check of the
+    header sees it (0xFF bytes are NaN in float32)."""
+    data = bytearray(path.read_bytes())
+    data[-40:-8] = b"\xff" * 32
+    path.write_bytes(bytes(data))
+
+
+def test_weights_damaged_in_place_are_refused_naming_the_tensor_and_resume_takes_best(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """They loaded: eval printed 'nan nats/token' with exit 0, and a resume rolled back five
+    times before blaming the learning rate."""
+    run = _copy(tiny_run, tmp_path)
+    _damage_in_place(run / "last" / "model.safetensors")
+    for command in (["eval", run / "last"], ["sample", run, "--checkpoint", "last",
+                                               "--length", "5", "--plain"]):
+        result = run_cli(*command, ok=False)
+        assert result.exit_code == 2 and f"{run / 'last' / 'model.safetensors'} holds NaN or " \
+            "inf (in " in result.output, result.output
+        assert f"use the run's other checkpoint ({run / 'best'})" in result.output
+    assert "from best/ (last/ is missing or damaged" in run_cli(
+        "train", "--resume", run, "--max-steps", "50").output

@@ -120,7 +120,10 @@ class Weights:
 
         wanted, aliases = expected_shapes(config)
         weights.check_shapes(path, wanted, aliases)
-        return cls(config, load_file(str(path)))
+        tensors = load_file(str(path))
+        for name, values in tensors.items():
+            weights.check_finite(name, values)
+        return cls(config, tensors)
 
     def kernel_args(self) -> tuple:
         """cpukernel.run_chunk's weight arguments."""
