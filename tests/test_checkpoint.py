@@ -268,7 +268,7 @@ def test_missing_run_is_a_clear_error(tmp_path: Path) -> None:
     assert "run 'no-such-run' not found" in result.output
     assert "no language model runs under" in run_cli("sample", ok=False).output
     gone = run_cli("fill", "a ___ b", "--out", tmp_path / "typo", ok=False).output
-    assert f"no language model runs under {tmp_path / 'typo'} (no such folder)" in gone
+    assert f"no models to fill with under {tmp_path / 'typo'} (no such folder)" in gone
 
 
 def test_resume_with_a_different_corpus_is_refused(tiny_run: Path, tmp_path: Path) -> None:
