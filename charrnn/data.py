@@ -188,24 +188,37 @@ class Dataset:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}: choose train, val or test")
         count = self.tokens(split)
-        path = self.root / f"{split}.bin"
         if count == 0:
             return np.zeros(0, dtype=self.dtype)
-        if not path.is_file():
-            raise UserError(f"{path} is missing: the dataset is incomplete; preprocess again")
-        size = path.stat().st_size
-        if size != count * self.dtype.itemsize:
-            raise UserError(f"{path} has {size} bytes, expected {count * self.dtype.itemsize}: "
-                            "the dataset is truncated; preprocess again")
+        path = self.check_size(split)
         ids = np.memmap(path, dtype=self.dtype, mode="r", shape=(count,))
         if split not in self._checked:  # one pass, once: the models index tables with these
             top = int(ids.max())
             if top >= self.tokenizer.vocab_size:
                 raise UserError(f"{path} holds token id {top}, past the vocabulary's "
                                 f"{self.tokenizer.vocab_size}: the dataset is damaged; "
-                                "preprocess again")
+                                f"{self._remedy()}")
             self._checked.add(split)
         return ids
+
+    def check_size(self, split: str) -> Path:
+        """The split's ids file, refused where it is missing or not as long as meta.json says."""
+        path, wanted = self.root / f"{split}.bin", self.tokens(split) * self.dtype.itemsize
+        if wanted and not path.is_file():
+            raise UserError(f"{path} is missing: the dataset is incomplete; {self._remedy()}")
+        size = path.stat().st_size if wanted else 0
+        if size != wanted:
+            raise UserError(f"{path} has {size:,} bytes, {wanted:,} expected: the dataset is "
+                            f"{'cut short' if size < wanted else 'damaged'}; {self._remedy()}")
+        return path
+
+    def _remedy(self) -> str:
+        """How a damaged dataset is made whole: a cached one is made again from its text by
+        any command given the text; a folder of `charrnn preprocess --out` by that again."""
+        if self.root.resolve().parent == (fsutil.cache_dir() / "datasets").resolve():
+            return ("give the command its text again (a cached dataset is made again from it), "
+                    f"or delete {self.root}")
+        return "preprocess the corpus into it again"
 
 
 def _exact_as_asked(dataset: Dataset, opts: PreprocessOptions) -> Dataset:
@@ -268,8 +281,9 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
     if out is None:
         out = fsutil.cache_folder("datasets") / ident
         fsutil.recover_dir(out)
-        if (out / "meta.json").exists():
-            return _exact_as_asked(Dataset(out), opts)
+        cached = _whole_dataset(out)
+        if cached is not None:
+            return _exact_as_asked(cached, opts)
     out = Path(out)
     tokenizer = (given.build(plan.vocabulary_text()) if given is not None
                  else _build_tokenizer(opts, plan.vocabulary_text))
@@ -298,6 +312,21 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
         fsutil.write_json_atomic(tmp / "meta.json", meta)
     _remember(ident, out)
     return Dataset(out)
+
+
+def _whole_dataset(folder: Path) -> Dataset | None:
+    """The cached dataset in `folder` if it is whole (its meta.json readable, each split's ids
+    as long as it says); None where there is none or it is damaged: the text is at hand, so it
+    is made again rather than refused."""
+    if not (folder / "meta.json").exists():
+        return None
+    try:
+        dataset = Dataset(folder)
+        for split in SPLITS:
+            dataset.check_size(split)
+    except UserError:
+        return None
+    return dataset
 
 
 def refuse_dataset_as_text(file: str) -> None:
@@ -380,8 +409,11 @@ def _remember(ident: str, folder: Path) -> None:
         except (OSError, ValueError):
             index = {}
     index[ident] = str(Path(folder).resolve())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fsutil.write_json_atomic(path, index)
+    try:  # a read-only cache: the dataset is written all the same, and found by its folder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.write_json_atomic(path, index)
+    except OSError:
+        pass
 
 
 def remaking(dataset: Dataset) -> dict:

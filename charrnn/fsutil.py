@@ -98,7 +98,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         recover_dir(final)
         kept = "the previous copy is intact" if had_copy else "nothing was written"
         raise UserError(f"could not write {final}: {exc.strerror or exc}; {kept} "
-                        f"({_write_advice(exc)})") from exc
+                        f"({_write_advice(exc, final)})") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -119,14 +119,16 @@ def _swap(tmp: Path, final: Path, old: Path, tries: int = 5) -> None:
                 raise
 
 
-def _write_advice(exc: OSError) -> str:
+def _write_advice(exc: OSError, final: Path | None = None) -> str:
     """What to do about a failed write, by its cause (errno; a wrapped safetensors error has
-    none, only its message)."""
+    none, only its message) and by where it went: the cache is moved by CHARRNN_CACHE."""
+    cached = final is not None and cache_dir().resolve() in Path(final).resolve().parents
+    elsewhere = "set CHARRNN_CACHE to another folder" if cached else f"choose another {option('out')}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-        return f"free some disk space or choose another {option('out')}"
+        return f"free some disk space or {elsewhere}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"the folder is not writable: choose another {option('out')}"
-    return f"choose another {option('out')}"
+        return f"the {'cache ' * cached}folder is not writable: {elsewhere}"
+    return elsewhere
 
 
 def write_json_atomic(path: Path, data: object) -> None:

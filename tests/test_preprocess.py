@@ -73,8 +73,24 @@ def test_truncated_dataset_is_reported(small_text: Path, tmp_path: Path) -> None
     ds = preprocess([str(small_text)], tmp_path / "ds", PreprocessOptions())
     path = ds.root / "train.bin"
     path.write_bytes(path.read_bytes()[:-3])
-    with pytest.raises(UserError, match="truncated"):
+    with pytest.raises(UserError, match="the dataset is cut short; preprocess the corpus into"):
         Dataset(ds.root).ids("train")
+
+
+def test_a_damaged_cached_dataset_is_made_again_from_the_text(small_text: Path) -> None:
+    """It was refused with 'preprocess again', which no command could do for a cache entry:
+    preprocess needs --out, and train on the same text met the same damaged entry."""
+    ds = prepare([str(small_text)], PreprocessOptions())
+    val = ds.root / "val.bin"
+    whole = val.read_bytes()
+    val.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UserError, match="cut short; give the command its text again .*or delete"):
+        Dataset(ds.root).ids("val")
+    again = prepare([str(small_text)], PreprocessOptions())
+    assert again.root == ds.root and val.read_bytes() == whole
+    val.write_bytes(whole + b"\0")  # longer than it says: damaged, not cut short
+    with pytest.raises(UserError, match="the dataset is damaged; give the command its text"):
+        Dataset(ds.root).ids("val")
 
 
 def test_a_damaged_dataset_is_one_clear_error(small_text: Path, tmp_path: Path) -> None:
@@ -403,3 +419,16 @@ def test_a_file_in_two_splits_is_refused(small_text: Path, tmp_path: Path) -> No
         (folder / "a.txt").write_text(small_text.read_text())
         preprocess([str(folder)], tmp_path / "b", PreprocessOptions(test=[str(folder / "a.txt")]))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_cache_that_cannot_be_written_names_charrnn_cache_not_out(tmp_path: Path) -> None:
+    """A read-only cache was answered with 'the folder is not writable: choose another --out'
+    (--out was writable, and is not where the cache goes)."""
+    import errno
+
+    from charrnn import fsutil
+
+    refused = OSError(errno.EROFS, "Read-only file system")
+    cached = fsutil._write_advice(refused, fsutil.cache_dir() / "datasets" / "abc")
+    assert cached == "the cache folder is not writable: set CHARRNN_CACHE to another folder"
+    assert fsutil._write_advice(refused, tmp_path / "runs" / "r").endswith("choose another out")
