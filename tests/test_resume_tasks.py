@@ -275,3 +275,20 @@ def test_a_resume_with_a_new_budget_says_the_schedule_moves_with_it(small_text: 
     assert "budget changed" not in same  # (spent: refused, and no change to speak of)
     kept = run_cli("train", "--resume", "r").output  # the run's own budget: nothing to say
     assert "budget changed" not in kept
+
+
+def test_a_quiet_tagger_resume_from_best_still_says_so_and_names_the_device_once(
+        tmp_path: Path) -> None:
+    """--quiet hid that the steps after best/ are trained again; the resume line said
+    '| cpu |' twice."""
+    import shutil
+
+    from test_tagger import _conll
+
+    train = _conll(tmp_path / "train.txt", 60, 0)
+    run_cli("tag", "train", train, *TAG, "--max-steps", "4", "--run-name", "t")
+    loud = run_cli("tag", "train", "--resume", "t", "--max-steps", "5").output
+    assert loud.count("| cpu") == 1, loud
+    shutil.rmtree(tmp_path / "runs/t/last")
+    quiet = run_cli("tag", "train", "--resume", "t", "--max-steps", "6", "--quiet")
+    assert "note: resuming from best/ (last/ is missing or damaged" in quiet.stderr

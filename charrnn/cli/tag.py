@@ -100,9 +100,12 @@ def _resumed(request, root, reporter) -> dict:
     from charrnn.plan.train import refuse_spent_budget, resumed_config
     from charrnn.tag.config import TagTrainConfig
     from charrnn.tag.train import resume_tagger
+    from charrnn.training.reporters import SilentReporter
 
     ckpt = checkpoint.resolve_for_resume(str(request["resume"]), root, kind="tag")
     ckpt.require_task("tag", "continue it with `charrnn train --resume`")
+    if ckpt.resumed_from() and isinstance(reporter, SilentReporter):  # steps trained again:
+        opt.note(f"resuming{ckpt.resumed_from()}")  # said under --quiet too
     run = ckpt.run_folder.name
     if request["run_name"] is not None and request["run_name"] != run:
         raise UserError(f"--run-name {request['run_name']}: a resumed run keeps its folder "

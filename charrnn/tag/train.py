@@ -157,7 +157,7 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
     run_dir = runs.new_run_dir(root, run_name, "tag", _run_record(data, cfg, task))
     with runlock.writer(run_dir), runs.kept_if_saved(run_dir):
         loop = _loop(task, run_dir, reporter)
-        loop.reporter.message(f"run {run_dir} | {_described(task)}")
+        loop.reporter.message(f"run {run_dir} | {_described(task)} | {task.bundle.device}")
         return _finish(loop, root, test_sents, cfg.device)
 
 
@@ -250,11 +250,12 @@ def _loop(task: TagTask, run_dir: Path, reporter: Reporter | None) -> Loop:
 
 
 def _described(task: TagTask) -> str:
+    """The data and the model (a resume line names the device itself)."""
     bundle, mcfg = task.bundle, task.bundle.model.config
     return (f"{len(task.encoded):,} train / {len(task.val_sents):,} val sentences | "
             f"vocabulary {len(bundle.encoder.tokens):,}, {len(bundle.encoder.labels)} labels | "
             f"{mcfg.cell} {mcfg.layers}×{mcfg.hidden} bidirectional, "
-            f"{bundle.model.num_parameters():,} params | {bundle.device}")
+            f"{bundle.model.num_parameters():,} params")
 
 
 def _finish(loop: Loop, root: Path, test_sents: list[Sentence] | None, device: str) -> dict:
