@@ -146,19 +146,19 @@ class Checkpoint:
         path = self.folder / STATE
         if not path.is_file():
             raise UserError(f"{self.folder} has no resume state ({STATE} is missing): "
-                            f"{self._without_state()}")
+                            f"{self.without_state()}")
         from safetensors.torch import load_file
 
         try:
             return load_file(path)
         except SafetensorError as exc:
             raise UserError(f"{path} is truncated or corrupt ({_one_line(exc)}): "
-                            f"{self._without_state()}") from exc
+                            f"{self.without_state()}") from exc
         except OSError as exc:
             raise UserError(f"{path} cannot be read ({exc.strerror or exc}): check the file's "
                             "permissions and the disk") from exc
 
-    def _without_state(self) -> str:
+    def without_state(self) -> str:
         """What to do when this checkpoint cannot be resumed: the sibling checkpoint when it has
         a resume state (it goes back to its own step), else a new run."""
         other = _sibling(self.folder)

@@ -292,3 +292,16 @@ def test_a_quiet_tagger_resume_from_best_still_says_so_and_names_the_device_once
     shutil.rmtree(tmp_path / "runs/t/last")
     quiet = run_cli("tag", "train", "--resume", "t", "--max-steps", "6", "--quiet")
     assert "note: resuming from best/ (last/ is missing or damaged" in quiet.stderr
+
+
+def test_a_damaged_resume_state_names_the_command_that_resumes_from_best(small_text: Path,
+                                                                        tmp_path: Path) -> None:
+    """It said 'resume from the run's other checkpoint' and left the user to find how."""
+    run_cli("train", small_text, *TINY, "--max-steps", "10", "--run-name", "d")
+    meta = tmp_path / "runs/d/last/checkpoint.json"
+    saved = json.loads(meta.read_text())
+    saved["progress"]["step"] = -5
+    meta.write_text(json.dumps(saved))
+    result = run_cli("train", "--resume", "d", "--max-steps", "12", ok=False)
+    assert "resume state is incomplete or damaged (progress.step is -5" in result.output
+    assert f"(--resume {tmp_path / 'runs/d/best'}; it restarts from its own step)" in result.output

@@ -204,7 +204,7 @@ def _resumed_bundle(ckpt: checkpoint.Checkpoint, device: torch.device) -> Tagger
         encoder = Encoder.from_json(meta["tokenizer"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{ckpt.folder / checkpoint.META} is damaged ({exc!r} is missing or "
-                        "unreadable): resume from the run's other checkpoint, or train anew") from exc
+                        f"unreadable): {ckpt.without_state()}") from exc
     return TaggerBundle(ckpt.build(TaggerConfig, Tagger, device), encoder, meta, device)
 
 

@@ -191,7 +191,7 @@ class Loop:
             self.rng_restored = self._restore_rng(tensors)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise UserError(f"{ckpt.folder}: resume state is incomplete or damaged ({exc}); "
-                            "resume from the run's other checkpoint or start a new run") from exc
+                            f"{ckpt.without_state()}") from exc
         # Records after the resumed step are dropped: the run writes them again.
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl", self.progress.step,
                                   enabled=self.dist.is_main)
