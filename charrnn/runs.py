@@ -161,6 +161,23 @@ def _resumable_lm(folder: Path) -> bool:
     return meta.get("task", "lm") == "lm"
 
 
+def _lost_run_file(folder: Path) -> str | None:
+    """What to say of a run folder whose run.json is gone but whose checkpoints are there (a
+    network's run: its resume writes run.json again); None for any other folder."""
+    for name in ("last", "best"):
+        try:
+            task = fsutil.read_json(folder / name / "checkpoint.json", "").get("task", "lm")
+        except (UserError, AttributeError):
+            continue
+        command = {"lm": "charrnn train", "fill": "charrnn train", "tag": "charrnn tag train"}.get(task)
+        if command is None:
+            return None
+        return (f"{folder} has no {RUN_FILE} (lost or removed), though its {name}/ checkpoint is "
+                f"there: `{command} --resume {folder / name}` writes it again; sampling and "
+                f"evaluating take the checkpoint folder ({folder / name}) meanwhile")
+    return None
+
+
 def repair_run_info(folder: Path, kind: str, created: float, extra: dict) -> bool:
     """Write run.json again where it cannot be read (its checkpoint holds what it said that
     matters): True if it was. The damaged file is kept beside it, as run.json.damaged."""
@@ -231,6 +248,12 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
                             f"`charrnn fill eval FILE -m {spec}` read it, `charrnn fill train --resume "
                             f"{spec}` continues it; its runs ({spec}-fwd, {spec}-bwd, "
                             f"{spec}-mask, {spec}-ngram) are ordinary runs")
+    for candidate in (Path(spec), root / spec):
+        if (candidate / RUN_FILE).exists() or not candidate.is_dir():
+            continue
+        lost = _lost_run_file(candidate)
+        if lost:
+            raise UserError(lost)
     if spec.startswith("-") and not Path(spec).exists():  # `--resume --max-steps 9`
         raise UserError(f"run {spec!r} not found: that is an option, read as the RUN of the one "
                         f"before it; give the RUN name right after that option (`charrnn runs "

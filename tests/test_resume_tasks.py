@@ -305,3 +305,21 @@ def test_a_damaged_resume_state_names_the_command_that_resumes_from_best(small_t
     result = run_cli("train", "--resume", "d", "--max-steps", "12", ok=False)
     assert "resume state is incomplete or damaged (progress.step is -5" in result.output
     assert f"(--resume {tmp_path / 'runs/d/best'}; it restarts from its own step)" in result.output
+
+
+def test_a_run_folder_that_lost_its_run_json_says_how_to_write_it_again(tiny_run: Path,
+                                                                       tmp_path: Path) -> None:
+    """eval RUN --split val said 'give a FILE or --split, not both' (the folder read as FILE),
+    and --resume RUN 'not found' without naming RUN/last, which works."""
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(tiny_run, run)
+    (run / "run.json").unlink()
+    for command in (["eval", run, "--split", "val"], ["train", "--resume", run]):
+        result = run_cli(*command, ok=False)
+        assert result.exit_code == 2 and f"{run} has no run.json (lost or removed)" in \
+            result.output and f"`charrnn train --resume {run / 'last'}` writes it again" in \
+            result.output, result.output
+    run_cli("train", "--resume", run / "last", "--max-steps", "41")
+    assert "split:val" in run_cli("eval", run, "--split", "val").output

@@ -120,8 +120,9 @@ def run_and_file(targets: list[str], runs_root: Path, command: str) -> tuple[str
         if targets[0] == "-":  # standard input, read with the newest run
             return None, "-"
         target = Path(targets[0])
-        is_run = (runs_root / targets[0]).is_dir() or (target.is_dir() and (
-            (target / "run.json").exists() or (target / "checkpoint.json").exists()))
+        is_run = (runs_root / targets[0]).is_dir() or (target.is_dir() and any(
+            (target / name).exists() for name in ("run.json", "checkpoint.json",
+                                                  "last/checkpoint.json", "best/checkpoint.json")))
         if not is_run and not target.expanduser().exists() and not glob.has_magic(targets[0]):
             raise UserError(f"{targets[0]!r} is neither a run under {runs_root} nor a file: check "
                             "the name (charrnn runs lists the runs)")
