@@ -278,6 +278,9 @@ def no_checkpoint_message(folder: Path, verb: str = "") -> str:
                 "or cut short by a crash); they are left as they are: restore them from a "
                 f"backup, or train again under another {option('run_name')}")
     if _never_started(folder) and runlock.fcntl is not None:  # (new_run_dir takes it again)
+        if not _free_again(folder):  # its run.json just written: a start that has yet to lock
+            return (f"{what} yet: another start is making it at this moment; wait for it, or "
+                    f"pick another {option('run_name')}")
         return (f"{what}: its training stopped before anything was saved; train again with the "
                 f"same {option('run_name')}, which is free again")
     return (f"{what}: its training stopped before the first save. Delete it (rm -r {folder}) or "

@@ -241,6 +241,9 @@ def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_te
     assert "no checkpoint" in resume and f"rm -r {failed}" in resume
     assert "train longer" not in resume
     (failed / "metrics.jsonl").unlink()  # its run.json alone: nothing written, the name is free
+    making = run_cli("train", "--resume", "m7", "--out", root, ok=False).output  # … only once
+    assert "another start is making it at this moment" in making  # a start that wrote it just
+    assert "free again" not in making  # now has yet to lock it: 'free' sent a second one in
     then = failed.stat().st_mtime - 60  # (once no start can be making it: runs.SETTLED_S)
     os.utime(failed / "run.json", (then, then))
     # (left so by a kill at start-up under torchrun, whose ranks keep SIGTERM's default)
