@@ -42,6 +42,9 @@ def writer(folder: Path, what: str = "run") -> Iterator[None]:
         return
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except IsADirectoryError as exc:  # not read-only: unlocked, two trainers would write it
+        raise UserError(f"{folder / LOCK_FILE} is a folder, where the file that marks the "
+                        f"process training this {what} belongs: remove it (rmdir)") from exc
     except OSError:
         yield
         return

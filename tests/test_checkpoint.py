@@ -548,3 +548,15 @@ def test_weights_damaged_in_place_are_refused_naming_the_tensor_and_resume_takes
         assert f"use the run's other checkpoint ({run / 'best'})" in result.output
     assert "from best/ (last/ is missing or damaged" in run_cli(
         "train", "--resume", run, "--max-steps", "50").output
+
+
+def test_a_lock_file_made_a_folder_is_refused_not_left_unlocked(tmp_path: Path) -> None:
+    """A .writer folder made the lock look unwritable (read-only): no lock was taken, and two
+    trainers wrote one run at once."""
+    from charrnn import runlock
+    from charrnn.errors import UserError
+
+    (tmp_path / runlock.LOCK_FILE).mkdir()
+    with pytest.raises(UserError, match=r"\.writer is a folder, where the file that marks"):
+        with runlock.writer(tmp_path):
+            pass
