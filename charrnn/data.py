@@ -197,7 +197,7 @@ class Dataset:
             if top >= self.tokenizer.vocab_size:
                 raise UserError(f"{path} holds token id {top}, past the vocabulary's "
                                 f"{self.tokenizer.vocab_size}: the dataset is damaged; "
-                                f"{self._remedy()}")
+                                f"{self._remedy(sizes_right=True)}")
             self._checked.add(split)
         return ids
 
@@ -212,13 +212,16 @@ class Dataset:
                             f"{'cut short' if size < wanted else 'damaged'}; {self._remedy()}")
         return path
 
-    def _remedy(self) -> str:
+    def _remedy(self, sizes_right: bool = False) -> str:
         """How a damaged dataset is made whole: a cached one is made again from its text by
-        any command given the text; a folder of `charrnn preprocess --out` by that again."""
-        if self.root.resolve().parent == (fsutil.cache_dir() / "datasets").resolve():
-            return ("give the command its text again (a cached dataset is made again from it), "
-                    f"or delete {self.root}")
-        return "preprocess the corpus into it again"
+        any command given the text, where its sizes show the damage (a cache hit checks sizes
+        only, never every id), else once it is deleted; a `preprocess --out` folder by that."""
+        if self.root.resolve().parent != (fsutil.cache_dir() / "datasets").resolve():
+            return "preprocess the corpus into it again"
+        if sizes_right:
+            return f"delete {self.root}, then give the command its text again (it is made again)"
+        return ("give the command its text again (a cached dataset is made again from it), "
+                f"or delete {self.root}")
 
 
 def _exact_as_asked(dataset: Dataset, opts: PreprocessOptions) -> Dataset:
@@ -412,7 +415,7 @@ def _remember(ident: str, folder: Path) -> None:
     try:  # a read-only cache: the dataset is written all the same, and found by its folder
         path.parent.mkdir(parents=True, exist_ok=True)
         fsutil.write_json_atomic(path, index)
-    except OSError:
+    except (OSError, UserError):  # (write_json_atomic says its OSError as a UserError)
         pass
 
 

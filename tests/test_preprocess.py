@@ -77,9 +77,11 @@ def test_truncated_dataset_is_reported(small_text: Path, tmp_path: Path) -> None
         Dataset(ds.root).ids("train")
 
 
-def test_a_damaged_cached_dataset_is_made_again_from_the_text(small_text: Path) -> None:
+def test_a_damaged_cached_dataset_is_made_again_from_the_text(
+        small_text: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It was refused with 'preprocess again', which no command could do for a cache entry:
     preprocess needs --out, and train on the same text met the same damaged entry."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))  # (the session's stays whole)
     ds = prepare([str(small_text)], PreprocessOptions())
     val = ds.root / "val.bin"
     whole = val.read_bytes()
@@ -432,3 +434,26 @@ def test_a_cache_that_cannot_be_written_names_charrnn_cache_not_out(tmp_path: Pa
     cached = fsutil._write_advice(refused, fsutil.cache_dir() / "datasets" / "abc")
     assert cached == "the cache folder is not writable: set CHARRNN_CACHE to another folder"
     assert fsutil._write_advice(refused, tmp_path / "runs" / "r").endswith("choose another out")
+
+
+def test_a_cache_index_that_cannot_be_written_does_not_fail_preprocess_out(
+        small_text: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dataset was written, then the command failed on the cache's index (a folder here;
+    read-only alike)."""
+    from charrnn import fsutil
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    (fsutil.cache_dir() / "datasets" / "index.json").mkdir(parents=True)
+    result = run_cli("preprocess", small_text, "--out", tmp_path / "ds")
+    assert result.exit_code == 0 and (tmp_path / "ds" / "meta.json").is_file()
+
+
+def test_ids_damaged_in_place_in_the_cache_say_to_delete_it_first(
+        small_text: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its sizes right, a cache hit reuses it: 'give the text again' led back to the error."""
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    ds = prepare([str(small_text)], PreprocessOptions())
+    train = ds.root / "train.bin"
+    train.write_bytes(b"\xff" * train.stat().st_size)
+    with pytest.raises(UserError, match=f"delete {ds.root}, then give the command its text"):
+        Dataset(ds.root).ids("train")
