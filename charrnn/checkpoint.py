@@ -286,15 +286,14 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
         ckpt = resolve(spec, root, prefer="last", kind=kind)
     except UserError as exc:
         error = exc  # a damaged last/ (its checkpoint.json cut short): best/, where whole
-    if ckpt is None or (ckpt.folder.name == "last" and not (
-            _looks_whole(ckpt.folder, True) and weights.all_finite(ckpt.folder / WEIGHTS))):
+    if ckpt is None or (ckpt.folder.name == "last" and not _resumable(ckpt.folder)):
         best = _whole_best(spec, root, kind)
         if best is not None:
             return best
         if ckpt is None:
             raise error
     last = ckpt.folder.with_name("last")
-    if ckpt.folder.name != "best" or not _looks_whole(last, with_state=True):
+    if ckpt.folder.name != "best" or not _resumable(last):
         return ckpt
     try:
         last_step = int(fsutil.read_json(last / META, "")["progress"]["step"])
@@ -308,6 +307,12 @@ def resolve_for_resume(spec: str, root: Path, kind: str = "lm") -> Checkpoint:
                     f"again over them; give the run ({ckpt.run_folder.name}) to go on from step "
                     f"{last_step}, or fine-tune best/ into a new run ({option('init_from')} "
                     f"{ckpt.run_folder.name}/best)")
+
+
+def _resumable(folder: Path) -> bool:
+    """A checkpoint a resume can go on from: whole with its resume state, its weights finite
+    (damage in place keeps a file's size and header; this reads the weights, once a resume)."""
+    return _looks_whole(folder, with_state=True) and weights.all_finite(folder / WEIGHTS)
 
 
 def _whole_best(spec: str, root: Path, kind: str) -> Checkpoint | None:

@@ -141,11 +141,9 @@ class TextSource:
         `head -c` leaves one), where converting from latin1 would garble the whole text."""
         fix = self.fix.format(path=path, utf8=f"{path.stem}.utf8{path.suffix}",
                               errors=option("errors"))
-        if cut_short:
-            replace = f", or pass {option('errors')} replace to go on" if \
-                self.fix == CONVERT_OR_REPLACE else ""
-            fix = (f"the file ends inside a character (cut short?): drop its last line, e.g. "
-                   f"head -n -1 {path} > {path.stem}.whole{path.suffix}{replace}")
+        if cut_short:  # (or a last character of another encoding: é is a UTF-8 lead byte too)
+            fix = f"the file ends inside a character (cut short, as by head -c?): drop its "\
+                  f"partial last line; if the file is not UTF-8 at all, {fix}"
         return UserError(f"{path}: invalid UTF-8 at byte offset {at}: {fix}")
 
     def text(self) -> str:

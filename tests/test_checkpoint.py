@@ -560,3 +560,20 @@ def test_a_lock_file_made_a_folder_is_refused_not_left_unlocked(tmp_path: Path) 
     with pytest.raises(UserError, match=r"\.writer is a folder, where the file that marks"):
         with runlock.writer(tmp_path):
             pass
+
+
+def test_best_named_outright_is_not_refused_for_a_last_that_cannot_be_resumed(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """With last/ damaged in place, --resume RUN/best was refused ('give the run to go on from
+    last/'), and the run itself resumed from best/ all the same."""
+    run = _copy(tiny_run, tmp_path)
+    meta = run / "last" / "checkpoint.json"
+    saved = json.loads(meta.read_text())
+    best = saved["progress"]["step"]
+    saved["progress"]["step"] = best + 10  # last/ further on: best/ named outright is refused
+    meta.write_text(json.dumps(saved))
+    assert "resuming best/ would train the steps after it" in run_cli(
+        "train", "--resume", run / "best", "--max-steps", str(best + 1), ok=False).output
+    _damage_in_place(run / "last" / "model.safetensors")  # … unless last/ cannot be resumed
+    assert f"resuming {run} at step {best}" in run_cli(
+        "train", "--resume", run / "best", "--max-steps", str(best + 1)).output

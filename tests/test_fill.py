@@ -408,6 +408,7 @@ def test_a_runs_folder_with_an_ngram_alone_fills_with_it(word_runs: Path, tmp_pa
     (["--max-len", "0"], "--max-len must be between 1 and 64"),
     (["--beam", "0"], "--beam and --candidates must be ≥ 1"),
     (["--beam", "100000000"], "--beam must be between 1 and 1,024"),
+    (["--candidates", "100000000"], "--candidates must be between 1 and 4,096"),
     (["--seed", "-1"], "--seed must be in [0, 2**63)"),
 ])
 def test_fill_eval_refuses_option_values_out_of_range(word_runs: Path, tmp_path: Path, args,

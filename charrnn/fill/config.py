@@ -44,6 +44,9 @@ class FillTrainConfig(LoopConfig):
         return FillConfig(vocab_size, self.cell, self.layers, self.hidden, self.emb, self.dropout)
 
 
+MAX_CANDIDATES = 4096
+
+
 @dataclass
 class SearchOptions:
     beam: int = 16  # beam width of every proposal search
@@ -59,6 +62,10 @@ class SearchOptions:
         if not (self.beam >= 1 and self.candidates >= 1):
             raise UserError(f"{option('beam')} and {option('candidates')} must be ≥ 1")
         check_beam(self.beam)
+        if self.candidates > MAX_CANDIDATES:  # (the left baseline searches that wide)
+            raise UserError(f"{option('candidates')} must be between 1 and {MAX_CANDIDATES:,} (each "
+                            f"is rescored, and the left baseline searches that many beams), got "
+                            f"{self.candidates:,}")
         if not 0 <= self.mask_weight <= 10:
             raise UserError(f"{option('mask_weight')} must be between 0 and 10, got {self.mask_weight}")
 

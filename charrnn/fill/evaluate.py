@@ -192,7 +192,7 @@ def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list
               cases: list[tuple[Template, str]] | None = None, done: dict | None = None) -> dict:
     """Every method's top-1 / top-5 on FILE's cases (`cases`: cases_of's, when read already;
     `done`: see evaluate)."""
-    _refuse_char_blanks_of_other_levels(unit, families, methods)
+    _refuse_char_blanks_of_words(unit, families, methods)
     if cases is None:
         cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     segmented = segmented or lexicon is not None
@@ -203,17 +203,16 @@ def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list
             "methods": evaluate(cases, families, methods, opts, say, done)}
 
 
-def _refuse_char_blanks_of_other_levels(unit: str, families: dict[str, Family],
+def _refuse_char_blanks_of_words(unit: str, families: dict[str, Family],
                                         methods: list[str]) -> None:
-    """A char blank is one token: a word or subword model's token is no character, so it could
-    never fill one and would score 0 on every blank."""
+    """A char blank is one token: a word model's token is a word, so it could never fill one
+    and would score 0 on every blank. (A subword model's pieces include every character.)"""
     from charrnn.fill.families import method_family
 
     if unit != "char":
         return
     for method in methods:
-        level = method_family(families, method).tokenizer.level
-        if level != "char":
+        if method_family(families, method).tokenizer.level == "word":
             raise UserError(f"{option('unit')} char hides one character, and the {method} method's "
-                            f"models read {level}s, whose tokens are not characters: use "
-                            f"{option('unit')} word, or char-level models")
+                            f"models read words, whose tokens are not characters: use "
+                            f"{option('unit')} word, or char-level or subword models")
