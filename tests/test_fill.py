@@ -642,3 +642,25 @@ def test_a_word_model_fill_neither_starts_nor_ends_with_an_attached_mark() -> No
     assert index["farewell."] in edges.last and index["farewell."] not in edges.first
     assert index["'though"] in edges.first and index["'though"] not in edges.last
     assert index[","] in edges.first and index["friend"] not in edges.first | edges.last
+
+
+def test_every_beam_search_keeps_out_the_edge_tokens_even_one_beam_wide() -> None:
+    """The LM's, the n-gram's and the masked model's searches ban a fill's first and last tokens
+    inside the search; a right-to-left search takes the rule reversed."""
+    import numpy as np
+    import torch
+
+    from charrnn.fill.search import Edges, LMScorer, MaskScorer
+    from charrnn.lm.config import ModelConfig
+    from charrnn.lm.model import RNNLM
+
+    torch.manual_seed(0)
+    edges = Edges(first=frozenset(range(5)), last=frozenset({5}))  # start with 5, never end so
+    lm = LMScorer(RNNLM(ModelConfig(vocab_size=6, cell="gru", layers=1, hidden=8)),
+                  torch.device("cpu"), banned=[])
+    found = [c for c, _ in lm.beam([0], 1, 2, 1, edges)]
+    assert len(found) == 1 and found[0][0] == 5 and len(found[0]) == 2 and found[0][1] != 5
+    rows = np.log(np.random.default_rng(0).dirichlet(np.ones(6), size=3))
+    masked = [c for c, _ in MaskScorer.beam({3: rows}, 2, edges)]
+    assert masked and all(c[0] == 5 and c[-1] != 5 for c in masked)
+    assert edges.reversed() == Edges(first=frozenset({5}), last=frozenset(range(5)))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -49,12 +50,20 @@ class Edges:
         """The same rule for a search that reads right to left."""
         return Edges(self.last, self.first)
 
+    @cached_property
+    def _indices(self) -> tuple[list[int], list[int]]:  # (sorted once: a beam bans every step)
+        return sorted(self.first), sorted(self.last)
+
+    def __bool__(self) -> bool:
+        return bool(self.first or self.last)
+
     def ban(self, log_p, step: int, lmax: int) -> None:
         """Set -inf where `log_p` (the last axis: the vocabulary) takes a token the rule keeps
         out at `step`: the first one, and the last one a fill can have."""
-        for tokens, applies in ((self.first, step == 0), (self.last, step + 1 == lmax)):
+        first, last = self._indices
+        for tokens, applies in ((first, step == 0), (last, step + 1 == lmax)):
             if applies and tokens:
-                log_p[..., sorted(tokens)] = NEG
+                log_p[..., tokens] = NEG
 
     def ends_well(self, cand: Candidate) -> bool:
         return cand[-1] not in self.last
@@ -218,8 +227,9 @@ class MaskScorer:
         for table in marginals.values():
             beams, scores = [()], np.zeros(1)
             for step, row in enumerate(table):
-                row = row.copy()
-                edges.ban(row, step, len(table))
+                if edges:  # (the table stays as it is: the rescoring reads it)
+                    row = row.copy()
+                    edges.ban(row, step, len(table))
                 total = (scores[:, None] + row[None]).reshape(-1)
                 k = min(width, int(np.isfinite(total).sum()))
                 if k == 0:  # nothing allowed here: no fill of this length

@@ -57,11 +57,24 @@ def _too_small(vocab_size: int, least: int) -> VocabTooSmall:
                          least)
 
 
+PROBE_CHARS = 20_000_000  # what the least size is read from: seconds, not a corpus's minutes
+
+
+def _head(chunks: Iterable[str], chars: int) -> Iterator[str]:
+    for chunk in chunks:
+        yield chunk
+        chars -= len(chunk)
+        if chars <= 0:
+            return
+
+
 def _least_size(chunks: Iterable[str], model_type: str, coverage: float, sentences: int) -> int:
-    """The smallest vocabulary sentencepiece accepts for this text: MIN_VOCAB where it trains
-    at MIN_VOCAB, else the size its refusal names (the text's characters need more)."""
+    """The smallest vocabulary sentencepiece accepts for the text's first PROBE_CHARS: MIN_VOCAB
+    where it trains at MIN_VOCAB, else the size its refusal names (its characters need more). A
+    least for all of a longer text, which may have more characters, is no smaller."""
     try:
-        SubwordTokenizer.train(chunks, MIN_VOCAB, model_type, coverage, sentences, exact=False)
+        SubwordTokenizer.train(_head(chunks, PROBE_CHARS), MIN_VOCAB, model_type, coverage,
+                               sentences, exact=False)
     except VocabTooSmall as refusal:
         return refusal.least
     return MIN_VOCAB
