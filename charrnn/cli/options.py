@@ -266,8 +266,9 @@ def refuse_undecoded(text: str | None, what: str) -> None:
     decode as a lone surrogate (U+DC80…U+DCFF), which a model would read as unknown characters."""
     at = next((i for i, ch in enumerate(text or "") if "\udc80" <= ch <= "\udcff"), None)
     if at is not None:
+        before = ("…" if at > 20 else "") + text[max(0, at - 20):at]
         raise UserError(f"{what} is not UTF-8 text (byte 0x{ord(text[at]) - 0xDC00:02X} after "
-                        f"{text[:at]!r}): give it in UTF-8 (is the terminal's locale UTF-8?)")
+                        f"{before!r}): give it in UTF-8 (is the terminal's locale UTF-8?)")
 
 
 def refuse_text_options(text_given: bool, unk: object, errors: object = None,
