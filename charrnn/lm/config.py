@@ -49,8 +49,8 @@ class ModelConfig(RecurrentShape):
         if self.softmax == "adaptive":
             cuts = self.cutoffs
             if not cuts or cuts != sorted(set(cuts)) or cuts[0] < 1 or cuts[-1] >= self.vocab_size:
-                raise UserError(f"{option('cutoffs')} must rise strictly between 1 and the vocabulary size "
-                                f"{self.vocab_size} (exclusive), got {cuts}")
+                raise UserError(f"{option('cutoffs')} must rise strictly, from 1 or more to below the "
+                                f"vocabulary size {self.vocab_size}, got {cuts}")
             if not self.div_value > 1:
                 raise UserError(f"div_value must be > 1, got {self.div_value}")
 
