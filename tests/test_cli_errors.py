@@ -175,3 +175,13 @@ def test_a_ctrl_c_while_the_command_line_loads_is_one_line_and_exit_130(
     with pytest.raises(SystemExit) as stopped:
         run()
     assert stopped.value.code == 130 and capsys.readouterr().err == "charrnn: interrupted\n"
+
+
+def test_a_folder_where_a_file_belongs_says_what_to_do(capsys) -> None:
+    """metrics.jsonl made a folder: 'error: Is a directory (…/metrics.jsonl)', no way out."""
+    import errno
+
+    error = IsADirectoryError(errno.EISDIR, "Is a directory", "runs/r/metrics.jsonl")
+    assert exit_code(error) == 2
+    assert "runs/r/metrics.jsonl is a folder where charrnn keeps a file: move it away" in \
+        capsys.readouterr().err

@@ -65,6 +65,10 @@ def exit_code(exc: BaseException) -> int | None:
         say(f"error: standard output is {exc.encoding}, which cannot hold {shown!r}: use a UTF-8 "
             "locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8")
         return 2
+    if isinstance(exc, IsADirectoryError) and exc.filename:  # (a damaged run: metrics.jsonl)
+        say(f"error: {exc.filename} is a folder where charrnn keeps a file: move it away (or "
+            "remove it), then run the command again")
+        return 2
     if isinstance(exc, OSError):  # the disk or the permissions, not a bug: say which file
         where = f" ({exc.filename})" if exc.filename else ""
         say(f"error: {exc.strerror or exc}{where}")
