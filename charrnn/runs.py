@@ -167,14 +167,17 @@ def _lost_run_file(folder: Path) -> str | None:
     for name in ("last", "best"):
         try:
             task = fsutil.read_json(folder / name / "checkpoint.json", "").get("task", "lm")
-        except (UserError, AttributeError):
+        except UserError:
             continue
-        command = {"lm": "charrnn train", "fill": "charrnn train", "tag": "charrnn tag train"}.get(task)
-        if command is None:
+        checkpoint = folder / name
+        resume = {"lm": f"charrnn train --resume {checkpoint}",
+                  "fill": f"charrnn train --resume {checkpoint}",
+                  "tag": f"charrnn tag train --resume {checkpoint}"}.get(task)
+        if resume is None:
             return None
         return (f"{folder} has no {RUN_FILE} (lost or removed), though its {name}/ checkpoint is "
-                f"there: `{command} --resume {folder / name}` writes it again; sampling and "
-                f"evaluating take the checkpoint folder ({folder / name}) meanwhile")
+                f"there: `{resume}` writes it again; sampling and evaluating take the checkpoint "
+                f"folder ({checkpoint}) meanwhile")
     return None
 
 

@@ -170,9 +170,7 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
             roles[role] = (spec, LMScorer(load_lm(ckpt, dev), dev, banned))
             if role == "fwd":
                 fwd_ckpt = ckpt
-    if grouped is not None and mix is not None and say is not None:
-        say(f"fill group {grouped.name} mixes both its LMs with its own n-grams; {option('mix')} "
-            f"{mix} replaces that: the forward LM alone is mixed, with {mix}")
+    _say_group_remixed(grouped, mix, say)
     if mix is not None or mix_weight is not None:
         roles = _mixed(roles, fwd_ckpt if "fwd" in roles else None, dev, mix, mix_weight, root,
                        say)
@@ -196,6 +194,12 @@ def load_families(specs: list[str], root: Path, device: str = "auto", mix: str |
             rnn_spec = next(s for r, (s, _) in roles.items() if r != "ngram")
             raise UserError(_vocabularies_differ(rnn_spec, roles["ngram"][0]))
     return families
+
+
+def _say_group_remixed(grouped: Path | None, mix: str | None, say) -> None:
+    if grouped is not None and mix is not None and say is not None:
+        say(f"fill group {grouped.name} mixes both its LMs with its own n-grams; {option('mix')} "
+            f"{mix} replaces that: the forward LM alone is mixed, with {mix}")
 
 
 def _mixed(roles: dict, ckpt, device, mix: str | None, weight: float | None, root: Path,
