@@ -39,6 +39,7 @@ from charrnn.tokenizers import (
 )
 
 FORMAT, VERSION = "charrnn-dataset", 1
+MAX_SUBWORDS = 10**7  # pieces: more than any text makes, far below sentencepiece's int32
 LEVELS = ("char", "word", "subword")
 
 # The tokenizer options each level reads (a typed one of another level is refused by the plan).
@@ -102,6 +103,9 @@ class PreprocessOptions:
             raise UserError(f"{option('val_frac')} + {option('test_frac')} must leave some text for training")
         if self.min_count < 1:
             raise UserError(f"{option('min_count')} must be ≥ 1, got {self.min_count}")
+        if self.vocab_size > MAX_SUBWORDS:  # (sentencepiece reads an int32)
+            raise UserError(f"{option('vocab_size')} must be at most {MAX_SUBWORDS:,}, got "
+                            f"{self.vocab_size:,}")
         if self.max_vocab is not None and self.max_vocab < 3:
             raise UserError(f"{option('max_vocab')} must be ≥ 3, got {self.max_vocab}")
         if self.pattern == "":  # (it would be recorded as '' and read as the whitespace split)

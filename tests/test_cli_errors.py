@@ -11,7 +11,7 @@ import pytest
 from charrnn.cli.errors import exit_code
 from charrnn.errors import UserError, option
 from charrnn.lm.config import TrainConfig
-from helpers import run_cli
+from helpers import TINY, run_cli
 
 
 def test_text_the_output_encoding_cannot_hold_is_a_one_line_error_not_a_bug(
@@ -185,3 +185,17 @@ def test_a_folder_where_a_file_belongs_says_what_to_do(capsys) -> None:
     assert exit_code(error) == 2
     assert "runs/r/metrics.jsonl is a folder where charrnn keeps a file: move it away" in \
         capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--hidden", "9223372036854775808"], "--hidden must be at most 16,777,216"),
+    (["--emb", "9223372036854775808"], "--emb must be at most 16,777,216"),
+    (["--epochs", "1e308"], "--epochs must be at most 1e+12"),
+    (["--optim", "rmsprop", "--lr", "1e308"], "--lr must be at most 1e+06"),
+    (["--level", "subword", "--vocab-size", "3000000000"], "--vocab-size must be at most 10,000,000"),
+])
+def test_sizes_past_what_torch_or_sentencepiece_hold_are_user_errors(small_text: Path, args,
+                                                                    said) -> None:
+    """Each was 'internal error' and exit 1 (an overflow in torch, or sentencepiece's int32)."""
+    result = run_cli("train", small_text, *TINY, "--max-steps", "2", *args, ok=False)
+    assert result.exit_code == 2 and said in result.output, result.output

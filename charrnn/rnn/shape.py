@@ -11,6 +11,7 @@ from charrnn.training.config import require_at_least, require_fraction
 
 CELLS = ("rnn", "lstm", "gru")
 MAX_LAYERS = 1000  # deeper than any stack trained: a bigger number is a typo
+MAX_WIDTH = 1 << 24  # units of a layer, likewise (a 2**24-wide LSTM layer is 2**50 weights)
 
 
 def check_cell(cell: str) -> None:
@@ -35,6 +36,9 @@ class RecurrentShape(JsonConfig):
         if self.layers > MAX_LAYERS:  # it fitted in memory, then took minutes to build
             raise UserError(f"{option('layers')} must be at most {MAX_LAYERS}, got {self.layers}")
         require_at_least(self, 0, ("emb",))
+        for name in ("hidden", "emb"):  # (past 2**63 torch's own sizes overflow: an internal error)
+            if getattr(self, name) > MAX_WIDTH:
+                raise UserError(f"{option(name)} must be at most {MAX_WIDTH:,}, got {getattr(self, name):,}")
         require_fraction(self, ("dropout",))
 
     @property

@@ -20,6 +20,7 @@ MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
 
 MAX_STEPS = 10**12  # more steps than any machine takes: a bigger bound is a typo
+MAX_LR = 10**6  # far past any optimizer's useful rate (SGD's 20-40 for RNN LMs)
 
 
 def require_positive(cfg: object, names: tuple[str, ...]) -> None:
@@ -82,9 +83,10 @@ class LoopConfig:
         require_positive(self, ("lr", "max_steps", "max_time", "epochs", "eval_every",
                                 "eval_seconds", "save_every", "patience"))
         require_at_least(self, 1, ("log_every",))
-        if self.max_steps is not None and self.max_steps > MAX_STEPS:  # (an int64 overflow)
-            raise UserError(f"{option('max_steps')} must be at most {MAX_STEPS:.0e}, got "
-                            f"{self.max_steps}")
+        for name, most in (("max_steps", MAX_STEPS), ("epochs", MAX_STEPS), ("lr", MAX_LR)):
+            value = getattr(self, name)  # (past them: int64 and float32 overflows, exit 1)
+            if value is not None and value > most:
+                raise UserError(f"{option(name)} must be at most {most:.0e}, got {value}")
         require_at_least(self, 0, ("threads",))
         for name in ("weight_decay", "grad_clip", "warmup", "momentum"):
             value = getattr(self, name)
