@@ -289,3 +289,12 @@ def test_a_typed_split_file_with_a_tilde_is_read_from_home(small_text: Path, tmp
     (home / "v.txt").write_text("the cat sat on the mat.\n" * 20, encoding="utf-8")
     monkeypatch.setenv("HOME", str(home))
     run_cli("train", small_text, "--valid=~/v.txt", *TINY, "--max-steps", "2", "--run-name", "t")
+
+
+def test_grow_vocab_typed_at_its_default_is_refused_for_a_char_parent(parent: Path, code: Path,
+                                                                     tmp_path) -> None:
+    """--grow-vocab 0 (its default, typed) went through, where --grow-vocab 5 was refused."""
+    result = run_cli("train", code, "--init-from", "parent", *TINY, "--grow-vocab", "0",
+                     "--run-name", "g", ok=False)
+    assert result.exit_code == 2 and "--grow-vocab applies to word-level runs" in result.output
+    assert not (tmp_path / "runs/g").exists()
