@@ -199,3 +199,12 @@ def test_sizes_past_what_torch_or_sentencepiece_hold_are_user_errors(small_text:
     """Each was 'internal error' and exit 1 (an overflow in torch, or sentencepiece's int32)."""
     result = run_cli("train", small_text, *TINY, "--max-steps", "2", *args, ok=False)
     assert result.exit_code == 2 and said in result.output, result.output
+
+
+def test_an_rprop_lr_outside_its_step_range_is_refused_not_clamped(small_text: Path) -> None:
+    """--optim rprop --lr 1 and --lr 1000 trained exactly as --lr 0.05: torch clamps the first
+    step into the step range, and the log showed the lr typed."""
+    result = run_cli("train", small_text, "--hidden", "16", "--max-steps", "2", "--optim",
+                     "rprop", "--lr", "1", ok=False)
+    assert result.exit_code == 2 and "--lr 1.0: rprop's first step must be within its step " \
+        "range, 1e-06 to 0.05" in result.output

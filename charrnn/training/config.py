@@ -20,6 +20,8 @@ MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")  # adam's momentum is its betas
 
 
 MAX_STEPS = 10**12  # more steps than any machine takes: a bigger bound is a typo
+# rprop's steps stay within these (charrnn.training.optim says why): its lr, the first step, too
+RPROP_STEPS = (1e-6, 0.05)
 MAX_LR = 10**6  # far past any optimizer's useful rate (SGD's 20-40 for RNN LMs)
 
 
@@ -111,6 +113,10 @@ class LoopConfig:
         """rprop steps by the sign of each gradient and reads the lr once, as each weight's first
         step: no decay, clipping, warm-up or schedule. Those left at their defaults become that;
         another value asked for would be ignored, so it is an error (the plan's rprop recipe)."""
+        low, high = RPROP_STEPS
+        if self.lr is not None and not low <= self.lr <= high:  # torch clamps it there
+            raise UserError(f"{option('lr')} {self.lr}: rprop's first step must be within its step "
+                            f"range, {low:g} to {high:g} (it would be clamped there)")
         defaults = {f.name: f.default for f in fields(self)}
         for name, neutral in RPROP_NEUTRAL.items():
             value = getattr(self, name)

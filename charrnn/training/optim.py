@@ -12,7 +12,7 @@ import functools
 import torch
 from torch import nn
 
-from charrnn.training.config import LoopConfig
+from charrnn.training.config import RPROP_STEPS, LoopConfig
 
 # Settings of how an optimizer computes, not what: they follow this machine, not the checkpoint
 # (a CPU-trained run resumed on CUDA gets the fused kernel, and the other way round).
@@ -26,7 +26,6 @@ BETAS = (0.9, 0.99)
 # corpora of the tutorials that use it); on smaller batches it follows each batch's noisy sign and
 # its steps shrink. Steps stay within [1e-6, 0.05]: a weight of an RNN moved by 50 (torch's
 # default bound) saturates every gate.
-RPROP_STEPS = (1e-6, 0.05)
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
