@@ -188,8 +188,8 @@ def test_a_folder_where_a_file_belongs_says_what_to_do(capsys) -> None:
 
 
 @pytest.mark.parametrize(("args", "said"), [
-    (["--hidden", "9223372036854775808"], "--hidden must be at most 16,777,216"),
-    (["--emb", "9223372036854775808"], "--emb must be at most 16,777,216"),
+    (["--hidden", "9223372036854775808"], "--hidden must be at most 1,000,000,000,000,000"),
+    (["--emb", "9223372036854775808"], "--emb must be at most 1,000,000,000,000,000"),
     (["--epochs", "1e308"], "--epochs must be at most 1e+12"),
     (["--optim", "rmsprop", "--lr", "1e308"], "--lr must be at most 1e+06"),
     (["--level", "subword", "--vocab-size", "3000000000"], "--vocab-size must be at most 10,000,000"),

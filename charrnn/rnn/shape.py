@@ -11,7 +11,9 @@ from charrnn.training.config import require_at_least, require_fraction
 
 CELLS = ("rnn", "lstm", "gru")
 MAX_LAYERS = 1000  # deeper than any stack trained: a bigger number is a typo
-MAX_WIDTH = 1 << 24  # units of a layer, likewise (a 2**24-wide LSTM layer is 2**50 weights)
+# Units of a layer: past 2**63 torch's sizes overflow (an internal error). Below this bound the
+# memory check refuses what does not fit, naming the memory; past it the number is a typo.
+MAX_WIDTH = 10**15
 
 
 def check_cell(cell: str) -> None:
