@@ -66,5 +66,6 @@ def score_command(
         typer.echo(json.dumps({"total": totals.to_json()}))
     else:
         typer.echo(totals.describe(), err=True)
-    if totals.caveat(scorer):
-        opt.note(totals.caveat(scorer))
+    caveat = totals.caveat(scorer)
+    if caveat:
+        opt.note(caveat)

@@ -69,21 +69,28 @@ def open_parent(spec: str, root: Path) -> Parent:
     return Parent(ckpt, config, ckpt.tokenizer)
 
 
+def refuse_idle_growth(parent: str, level: str, unknown: str | None, grow: int | None) -> None:
+    """`unknown` and `grow` asked for (None: not asked; the plan passes its defaults where they
+    were typed) where the parent's level gives them nothing to do."""
+    if grow is not None and level != "word":
+        raise UserError(f"{option('grow_vocab')} applies to word-level runs; {parent} is {level} "
+                        "level (" + ("characters it never saw are added anyway" if level ==
+                                     "char" else "subword pieces cover any text") + ")")
+    if unknown is not None and level == "subword":
+        named = option("unknown", "unk")
+        raise UserError(f"{named} {unknown}: {parent} is subword level, whose pieces cover "
+                        f"any text (byte fallback), so nothing is unknown; drop {named}")
+
+
 def given_tokenizer(parent: Parent, unknown: str, grow: int) -> GivenTokenizer:
     """How NEWTEXT is tokenized: the parent's tokenizer, grown as asked (see the module)."""
     if unknown not in UNKNOWN:
         raise UserError(f"{option('unknown', 'unk')} must be one of {', '.join(UNKNOWN)}, not {unknown!r}")
     base = parent.tokenizer
-    if grow and base.level != "word":
-        raise UserError(f"{option('grow_vocab')} applies to word-level runs; {parent.name} is {base.level} "
-                        "level (" + ("characters it never saw are added anyway" if base.level ==
-                                     "char" else "subword pieces cover any text") + ")")
+    refuse_idle_growth(parent.name, base.level, unknown if unknown != "add" else None,
+                       grow or None)
     if grow < 0:
         raise UserError(f"{option('grow_vocab')} must be ≥ 0, got {grow}")
-    if unknown != "add" and base.level == "subword":
-        named = option("unknown", "unk")
-        raise UserError(f"{named} {unknown}: {parent.name} is subword level, whose pieces cover "
-                        f"any text (byte fallback), so nothing is unknown; drop {named}")
 
     def build(text: Iterator[str]) -> Tokenizer:
         if base.level == "char":

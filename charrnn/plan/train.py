@@ -364,24 +364,16 @@ def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     return job.resume(ckpt, resolved.config, inputs, popts, reporter, refuse_spent)
 
 
-def _refuse_idle_growth(typed: frozenset[str], level: str, parent: str) -> None:
-    """--unk and --grow-vocab typed at their defaults where they do nothing (the library
-    refuses other values): a subword parent has no unknown text, only a word one grows."""
-    if level == "subword" and "unk" in typed:
-        raise UserError(f"--unk: {parent} is subword level, whose pieces cover any text (byte "
-                        "fallback), so nothing is unknown; drop --unk")
-    if level != "word" and "grow_vocab" in typed:
-        raise UserError(f"--grow-vocab applies to word-level runs; {parent} is {level} level: "
-                        "drop --grow-vocab")
-
-
 def _finetune(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     from charrnn.lm import finetune
 
     parent = job.open_parent(str(request["init_from"]))
     level = parent.tokenizer.level
     refuse_clashes(request, parent.config, level, parent.name)
-    _refuse_idle_growth(request.typed, level, parent.name)
+    typed = request.typed  # (at their defaults too: the library refuses other values)
+    finetune.refuse_idle_growth(parent.name, level,
+                                str(request["unk"]) if "unk" in typed else None,
+                                int(request["grow_vocab"]) if "grow_vocab" in typed else None)
     given = finetune.given_tokenizer(parent, str(request["unk"]), int(request["grow_vocab"]))
     popts = replace(preprocess_options(request, inputs, mirror), level=level)
     job.open_device(str(request["device"]))
