@@ -32,6 +32,7 @@ def expand_inputs(specs: Iterable[str]) -> list[Path]:
     """Turn files, directories and glob patterns into a sorted, de-duplicated list of files."""
     files: list[Path] = []
     for spec in specs:
+        refuse_empty(spec)
         path = Path(spec).expanduser()
         if any(ch in spec for ch in "*?["):
             matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
@@ -55,6 +56,14 @@ def expand_inputs(specs: Iterable[str]) -> list[Path]:
     for f in files:
         unique.setdefault(f.resolve(), None)
     return list(unique)
+
+
+def refuse_empty(spec: str, named: str = "") -> None:
+    """An empty path is no path: `Path("")` is the current folder, which would be read whole.
+    (`named`: the option that gave it and a space, as charrnn.errors.option names it.)"""
+    if not spec.strip():
+        raise UserError(f"{named}{spec!r} is an empty path: name a file or folder, e.g. "
+                        "corpus.txt")
 
 
 def _text_files_below(folder: Path) -> list[Path]:

@@ -241,6 +241,9 @@ def resolve_run(spec: str | None, root: Path, kind: str | None = None) -> Path:
             raise UserError(f"no {what}runs under {root}{missing}: train one first ({how}), or "
                             f"name a run / pass {option('out')}")
         return runs[-1]
+    if not spec.strip():  # (as a path, "" would be the current folder or the root)
+        raise UserError(f"the run name is empty ({spec!r}): name a run (`charrnn runs --out "
+                        f"{root}` lists them)")
     for candidate in (Path(spec), root / spec):
         if (candidate / RUN_FILE).is_file():
             return candidate

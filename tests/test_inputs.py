@@ -143,3 +143,23 @@ def test_cli_bad_input_is_one_line_error_with_exit_2(tmp_path: Path) -> None:
     assert "input is empty" in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [
+    ("preprocess", "", "--out", "ds"),            # the corpus
+    ("train", "{text}", "--valid", "", "--max-steps", "1"),  # a split file: made absolute
+    ("train", "{text}", "--test", " ", "--max-steps", "1"),
+    ("score", "", "{text}"),                      # the run of an eval command
+    ("eval", "", "{text}"),                       # the file of an eval command
+    ("sample", ""),
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(
+        tmp_path: Path, monkeypatch, args: tuple[str, ...]) -> None:
+    # Path("") is ".": the corpus folder itself (and everything in it) was read as text
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.txt").write_text("one two three\n" * 50)
+    result = run_cli(*(a.format(text="text.txt") for a in args), ok=False)
+    assert result.exit_code == 2, result.output
+    # (phrases with a space: the test's tmp_path holds "empty_path")
+    assert "empty path" in result.output or "name is empty" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "ds").exists()

@@ -112,8 +112,12 @@ def root(out: str | None) -> Path:
 def run_and_file(targets: list[str], runs_root: Path, command: str) -> tuple[str | None, str | None]:
     """[RUN] [FILE] of the eval commands: one argument is a run if a run folder has that name
     (under the root, or as a path), else a file."""
+    from charrnn.inputs import refuse_empty
+
     if len(targets) > 2:
         raise UserError(f"{command} takes at most a RUN and a FILE")
+    for target in targets:
+        refuse_empty(target)
     if len(targets) == 2:
         return targets[0], targets[1]
     if len(targets) == 1:

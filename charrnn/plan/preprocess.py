@@ -15,7 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from charrnn.data import PreprocessOptions, refuse_other_levels
-from charrnn.errors import UserError
+from charrnn.errors import UserError, option
+from charrnn.inputs import refuse_empty
 from charrnn.plan.request import Request
 
 
@@ -49,6 +50,8 @@ def _split_files(request: Request, split: str) -> list[str]:
     a run resumed from another folder makes its dataset again from them. Recorded ones stay as
     they are (an older run's relative ones are its dataset id)."""
     files = list(request.get(split) or [])
+    for spec in files:
+        refuse_empty(spec, f"{option(split)} ")  # (made absolute, "" would be the current folder)
     return [os.path.abspath(os.path.expanduser(f)) for f in files] if split in request.typed \
         else files
 
