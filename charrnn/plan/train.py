@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from charrnn.errors import UserError, flag
+from charrnn.errors import UserError, flag, option
 from charrnn.lm.config import (
     REGULARISERS,
     SHAPE,
@@ -101,6 +101,11 @@ def _refuse_idle(resolved: Resolved, request: Request, facts: DataFacts) -> Reso
     if "locked_dropout" in request.typed and cfg.locked_dropout and cfg.dropout == 0:
         raise UserError("--locked-dropout draws the --dropout mask once per sequence, and the "
                         "dropout is 0: give --dropout, or drop --locked-dropout")
+    steps = cfg.total_steps(math.ceil(max(1.0, facts.train_tokens / (cfg.batch_size * cfg.seq_len))))
+    if "warmup" in request.typed and steps is not None and cfg.warmup >= steps:
+        raise UserError(f"{option('warmup')} {cfg.warmup} is as long as the run ({steps:,} steps): the "
+                        f"lr would never reach its peak; give a shorter {option('warmup')} or a "
+                        "longer budget")
     return resolved
 
 
