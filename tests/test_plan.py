@@ -213,6 +213,16 @@ def test_a_small_corpus_on_a_cpu_gets_the_many_pass_recipes_and_tiny_shakespeare
         assert (cfg.dropout, cfg.patience) == (0.1, None)
 
 
+def test_a_recipe_sets_no_patience_where_the_data_has_no_validation() -> None:
+    """--patience counts evaluations, and without a validation split there are none: the run
+    header showed a recipe's patience 4 that could never act."""
+    fp32 = FakeJob(seconds={"fp32 full": 1.0}, unavailable={"bf16 full": "no kernel"})
+    unscored = DataFacts("char", 65, 100_000, [10, 30], has_validation=False)
+    resolved = new_config(_request(), unscored, fp32)
+    assert (resolved.config.dropout, resolved.config.patience) == (0.5, None)
+    assert "patience" not in resolved.sources
+
+
 def test_every_rule_refuses_its_options_where_they_do_not_apply() -> None:
     cases = [
         (rules.Situation(mode="resume"), "unk", "a resumed run keeps the tokenizer"),

@@ -225,16 +225,18 @@ def refuse_inapplicable(typed: frozenset[str], situation: Situation) -> None:
 
 
 def recipe(situation: Situation, typed: frozenset[str]) -> tuple[dict[str, object], dict[str, str]]:
-    """The values of every matching recipe for the options not typed (later recipes win), and
-    for each the recipe it came from."""
+    """The values of every matching recipe for the options not typed and applying here (later
+    recipes win), and for each the recipe it came from."""
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
+    idle = {n for rule in APPLIES if not rule.when(situation) for n in rule.options}
     for entry in RECIPES:
         if entry.when(situation):
             for name, value in entry.values.items():
                 # a recipe's lr was measured with Adam(W): another optimizer keeps its own default
                 lr_elsewhere = name == "lr" and situation.optim not in LR_MEASURED_WITH
-                if name not in typed and not lr_elsewhere:
+                # (nor does an option that does not apply here: --patience with no validation)
+                if name not in typed and not lr_elsewhere and name not in idle:
                     values[name], sources[name] = value, f"recipe: {entry.name}"
     return values, sources
 

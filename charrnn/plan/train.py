@@ -157,7 +157,7 @@ def situation_of(request: Request, facts: DataFacts, job: Job) -> tuple[rules.Si
     measured = ""
     situation = rules.Situation(
         mode="new", level=facts.level, device=job.device_type, optim=str(request["optim"]),
-        softmax=str(request["softmax"]))
+        softmax=str(request["softmax"]), has_validation=facts.has_validation)
     if job.device_type == "cpu" and any(r.when(replace(situation, cpu_bf16_lead=math.inf)) !=
                                         r.when(situation) for r in rules.RECIPES):
         from charrnn.plan.measured import bf16_lead
