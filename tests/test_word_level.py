@@ -171,6 +171,14 @@ def test_cutoffs_that_auto_would_not_use_are_refused(small_text: Path, tmp_path:
     assert comma.exit_code == 2 and "(e.g. 2000,6000), not ','" in comma.output
 
 
+@pytest.mark.parametrize("spec", ["10,,20", "10,20,"])
+def test_cutoffs_with_an_empty_field_are_refused_not_read_without_it(small_text: Path,
+                                                                     spec: str) -> None:
+    result = run_cli("train", small_text, *TINY, "--softmax", "adaptive", "--cutoffs", spec,
+                     ok=False)
+    assert result.exit_code == 2 and f"(e.g. 2000,6000), not '{spec}'" in result.output
+
+
 # ---- RNN ⊕ n-gram, and per-line scores ----------------------------------------------------------
 @pytest.fixture
 def pair(words: Path, tmp_path: Path) -> Path:

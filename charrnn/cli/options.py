@@ -73,11 +73,12 @@ def config_from(cls: type, params: dict):
 
 
 def int_list(spec: str | None, option_name: str, example: str) -> list[int]:
-    """'2000,6000' → [2000, 6000] (None: []; '' or ',' is an error: typed, it would do nothing)."""
+    """'2000,6000' → [2000, 6000] (None: []; '', ',' or an empty field is an error: typed, it
+    would do nothing, and '10,,20' may have lost a number)."""
     if spec is None:
         return []
     try:
-        values = [int(x) for x in spec.split(",") if x.strip()]
+        values = [int(x) for x in spec.split(",")]
     except ValueError:
         values = []
     if not values:
