@@ -268,7 +268,7 @@ def _settings(cfg: TrainConfig, sources: dict[str, str]) -> str:
     for name, source in sources.items():
         if name in ("precision",):  # said with what the run computes in
             continue
-        value = getattr(cfg, name, None)
+        value = cfg.base_lr if name == "lr" else getattr(cfg, name, None)  # (lr None: default)
         # a switch as its flag (the negative one `--no-tie-weights` named by its long name)
         shown = (option(name if value else f"no_{name}") if isinstance(value, bool)
                  else f"{name.replace('_', '-')} {value}")

@@ -238,6 +238,9 @@ def recipe(situation: Situation, typed: frozenset[str]) -> tuple[dict[str, objec
                 # (nor does an option that does not apply here: --patience with no validation)
                 if name not in typed and not lr_elsewhere and name not in idle:
                     values[name], sources[name] = value, f"recipe: {entry.name}"
+                elif name not in typed and lr_elsewhere:  # said, as it differs from the recipe's
+                    sources[name] = (f"{situation.optim}'s default: the recipe's {value} was "
+                                     "measured with adamw")
     return values, sources
 
 
