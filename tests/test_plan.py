@@ -265,11 +265,11 @@ def test_a_recipe_lr_measured_with_adamw_is_not_given_to_another_optimizer() -> 
 
 def test_the_settings_line_shows_another_optimizers_default_lr_and_why() -> None:
     """Only the recipe's lr was shown: with --optim sgd the header named no lr at all."""
-    from charrnn.lm.job import _settings
+    from charrnn.training.config import described_settings
 
     resolved = new_config(_request(optim="sgd"), WORDS, FakeJob(seconds={"fp32 full": 1.0}))
     assert resolved.sources["lr"].startswith("sgd's default: the recipe's")
-    assert "lr 1.0 (sgd's default" in _settings(resolved.config, resolved.sources)
+    assert "lr 1.0 (sgd's default" in described_settings(resolved.config, resolved.sources)
 
 
 def test_a_resumed_run_takes_a_new_budget_and_refuses_other_changes() -> None:

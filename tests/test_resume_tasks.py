@@ -38,6 +38,17 @@ def test_a_fill_model_resumed_follows_the_uninterrupted_loss_curve(small_text: P
     assert meta["task"] == "fill" and meta["progress"]["step"] == 24
 
 
+def test_a_new_fill_model_says_and_records_the_settings_typed(small_text: Path,
+                                                               tmp_path: Path) -> None:
+    """A language model's header has a settings line; --task fill's had none."""
+    result = run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "2",
+                     "--dropout", "0.2", "--run-name", "m")
+    line = next(x for x in result.output.splitlines() if x.startswith("settings: "))
+    assert "dropout 0.2" in line and "max-steps 2" in line and line.endswith("(typed)")
+    sources = json.loads((tmp_path / "runs/m/run.json").read_text())["sources"]
+    assert sources["dropout"] == "typed"
+
+
 def test_a_resumed_fill_model_refuses_language_model_options_and_another_task(
         small_text: Path) -> None:
     run_cli("train", small_text, "--task", "fill", *TINY, "--max-steps", "4", "--run-name", "m")

@@ -24,6 +24,7 @@ from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_devi
 from charrnn.errors import UserError, option
 from charrnn.fill.config import FillConfig, FillTrainConfig
 from charrnn.fill.model import FillModel, masked_batch, windows_at
+from charrnn.training.config import described_settings
 from charrnn.training.loop import Loop, Progress, StatelessTask
 from charrnn.training.reporters import Reporter, resume_command
 
@@ -94,8 +95,10 @@ def evaluates(dataset: data.Dataset, seq_len: int) -> bool:
 
 
 def train_fill_job(dataset: data.Dataset, cfg: FillTrainConfig, root: Path,
-                   run_name: str | None = None, reporter: Reporter | None = None) -> dict:
-    """The masked BiRNN on the same cached dataset an LM would use; the run's result."""
+                   run_name: str | None = None, reporter: Reporter | None = None,
+                   sources: dict[str, str] | None = None) -> dict:
+    """The masked BiRNN on the same cached dataset an LM would use; the run's result.
+    `sources`: where each value not a default came from (typed, a recipe), said and kept."""
     device = resolve_device(cfg.device)
     fcfg = cfg.model_config(dataset.tokenizer.vocab_size)
     params = require_fits(lambda: FillModel(fcfg), device)  # before the run folder exists
@@ -103,10 +106,13 @@ def train_fill_job(dataset: data.Dataset, cfg: FillTrainConfig, root: Path,
     with out_of_memory_is_too_big(params, device):
         model = FillModel(fcfg).to(device)
         task = FillTask(dataset, cfg, model, device)
-    run_dir = runs.new_run_dir(root, run_name, "fill", _run_record(dataset, cfg))
+    run_dir = runs.new_run_dir(root, run_name, "fill",
+                               {**_run_record(dataset, cfg), "sources": sources or {}})
     with runlock.writer(run_dir), runs.kept_if_saved(run_dir):
         loop = _loop(task, run_dir, reporter)
         loop.reporter.message(f"run {run_dir} | fill model | {_described(task)}")
+        if sources:
+            loop.reporter.message(f"settings: {described_settings(cfg, sources)}")
         return _finish(loop)
 
 

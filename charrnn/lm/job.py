@@ -36,7 +36,7 @@ from charrnn.lm.config import DataFacts, ModelConfig, TrainConfig
 from charrnn.lm.model import RNNLM
 from charrnn.lm.softmax import cutoffs_from_counts
 from charrnn.lm.train import Trainer, model_config_for
-from charrnn.training.config import LoopConfig
+from charrnn.training.config import LoopConfig, described_settings
 from charrnn.training.reporters import Reporter, resume_command
 from charrnn.training.task import Progress
 
@@ -243,7 +243,7 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
         f"{cfg.cell} {cfg.layers}×{cfg.hidden} {trainer.model.num_parameters():,} params | "
         f"{trainer.device}" + (processes if dist.enabled else "")
         + f" | {_computes(trainer, sources)}")
-    settings = _settings(cfg, sources)
+    settings = described_settings(cfg, sources)
     if settings:
         trainer.reporter.message(f"settings: {settings}")
     return trainer
@@ -260,20 +260,6 @@ def _computes(trainer: Trainer, sources: dict[str, str]) -> str:
         why += f"; the {config.cell.upper()} recurrence stays float32 on the CPU, the layers " \
                "around it bf16"
     return f"{loop.precision} ({why}), {head}"
-
-
-def _settings(cfg: TrainConfig, sources: dict[str, str]) -> str:
-    """Each value the plan chose or was typed, with where it came from, grouped by source."""
-    by_source: dict[str, list[str]] = {}
-    for name, source in sources.items():
-        if name in ("precision",):  # said with what the run computes in
-            continue
-        value = cfg.base_lr if name == "lr" else getattr(cfg, name, None)  # (lr None: default)
-        # a switch as its flag (the negative one `--no-tie-weights` named by its long name)
-        shown = (option(name if value else f"no_{name}") if isinstance(value, bool)
-                 else f"{name.replace('_', '-')} {value}")
-        by_source.setdefault(source, []).append(shown)
-    return "; ".join(f"{', '.join(names)} ({source})" for source, names in by_source.items())
 
 
 def _resumed_sources(ckpt: checkpoint.Checkpoint, cfg: TrainConfig) -> dict[str, str]:

@@ -324,13 +324,14 @@ def run_fill(request: Request, reporter=None) -> dict:
     rules.refuse_inapplicable(request.typed, situation)  # before a corpus is prepared for nothing
     inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
     popts = preprocess_options(request, inputs, mirror)
-    recipe, _ = rules.recipe(situation, request.typed)
+    recipe, sources = rules.recipe(situation, request.typed)
     cfg = FillTrainConfig(**{**request.fields_of(FillTrainConfig), **recipe})
+    sources.update({k: "typed" for k in request.typed_fields(FillTrainConfig)})
     dataset = data.prepare(resolve_inputs(inputs, popts, mirror, final=True), popts)
     rules.refuse_inapplicable(request.typed, replace(
         situation, has_validation=evaluates(dataset, cfg.seq_len)))
     return train_fill_job(dataset, cfg, runs_root(request.get("out")), request.get("run_name"),
-                          reporter)
+                          reporter, sources)
 
 
 def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:

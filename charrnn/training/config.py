@@ -148,3 +148,18 @@ class LoopConfig:
     def from_json(cls, data: dict):
         """The config a checkpoint recorded (fields it lacks take today's defaults)."""
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+def described_settings(cfg: LoopConfig, sources: dict[str, str]) -> str:
+    """Each value a plan chose or the user typed, with where it came from, grouped by source
+    (a run header's "settings:" line; the precision is said with what the run computes in)."""
+    by_source: dict[str, list[str]] = {}
+    for name, source in sources.items():
+        if name in ("precision",):
+            continue
+        value = cfg.base_lr if name == "lr" else getattr(cfg, name, None)  # (lr None: default)
+        # a switch as its flag (the negative one `--no-tie-weights` named by its long name)
+        shown = (option(name if value else f"no_{name}") if isinstance(value, bool)
+                 else f"{name.replace('_', '-')} {value}")
+        by_source.setdefault(source, []).append(shown)
+    return "; ".join(f"{', '.join(names)} ({source})" for source, names in by_source.items())
