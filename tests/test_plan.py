@@ -399,17 +399,19 @@ def test_locked_dropout_at_dropout_zero_is_refused() -> None:
     assert cfg.locked_dropout and cfg.dropout == 0.2
 
 
-def test_a_typed_warmup_as_long_as_the_run_is_refused() -> None:
-    """The lr would only climb: a --warmup of the whole --max-steps never reaches --lr."""
-    with pytest.raises(UserError, match="warmup 500 is as long as the run"):
-        new_config(_request(warmup=500, max_steps=500, precision="fp32"), CHARS, FakeJob())
-    with pytest.raises(UserError, match=r"\(32 steps\)"):  # 1M chars / 32×1000 a step, up
-        new_config(_request(warmup=40, epochs=1.0, seq_len=1000, precision="fp32"), CHARS,
-                   FakeJob())
+def test_a_typed_warmup_as_long_as_the_run_is_said_with_the_setting() -> None:
+    """The lr only climbs in such a run: said, not refused (a run trained in parts resumes
+    with a longer budget and reaches the peak then)."""
+    long = new_config(_request(warmup=500, max_steps=500, precision="fp32"), CHARS, FakeJob())
+    assert long.config.warmup == 500
+    assert long.sources["warmup"].startswith("typed; the run's 500 steps end inside it")
+    by_epochs = new_config(_request(warmup=40, epochs=1.0, seq_len=1000, precision="fp32"),
+                           CHARS, FakeJob())  # 1M chars / 32×1000 a step, up
+    assert "the run's 32 steps end inside it" in by_epochs.sources["warmup"]
     assert new_config(_request(warmup=499, max_steps=500, precision="fp32"), CHARS,
-                      FakeJob()).config.warmup == 499
-    assert new_config(_request(max_steps=50, precision="fp32"), CHARS,  # (its default: kept)
-                      FakeJob()).config.warmup == 100
+                      FakeJob()).sources["warmup"] == "typed"
+    assert "warmup" not in new_config(_request(max_steps=50, precision="fp32"), CHARS,
+                                      FakeJob()).sources  # (its default: as nanoGPT, unsaid)
 
 
 def test_a_batch_the_text_cannot_fill_is_refused_before_any_measurement() -> None:

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from charrnn.errors import UserError, flag, option
+from charrnn.errors import UserError, flag
 from charrnn.lm.config import (
     REGULARISERS,
     SHAPE,
@@ -89,8 +89,8 @@ def refuse_for_run(request: Request, mode: str, device_type: str,
 def new_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     """A new run's config: recipe, typed values, measured choices."""
     refuse_for_run(request, "new", job.device_type, facts.has_validation)
-    return measured_choices(_refuse_idle(recipe_config(request, facts, job), request, facts),
-                            facts, job)
+    resolved = _refuse_idle(recipe_config(request, facts, job), request, facts)
+    return measured_choices(_note_long_warmup(resolved, request, facts), facts, job)
 
 
 def _refuse_idle(resolved: Resolved, request: Request, facts: DataFacts) -> Resolved:
@@ -101,11 +101,17 @@ def _refuse_idle(resolved: Resolved, request: Request, facts: DataFacts) -> Reso
     if "locked_dropout" in request.typed and cfg.locked_dropout and cfg.dropout == 0:
         raise UserError("--locked-dropout draws the --dropout mask once per sequence, and the "
                         "dropout is 0: give --dropout, or drop --locked-dropout")
+    return resolved
+
+
+def _note_long_warmup(resolved: Resolved, request: Request, facts: DataFacts) -> Resolved:
+    """A typed --warmup the budget ends inside: the lr never reaches its peak in this run. Said
+    with the setting, not refused: a run trained in parts resumes with a longer budget."""
+    cfg = resolved.config
     steps = cfg.total_steps(math.ceil(max(1.0, facts.train_tokens / (cfg.batch_size * cfg.seq_len))))
     if "warmup" in request.typed and steps is not None and cfg.warmup >= steps:
-        raise UserError(f"{option('warmup')} {cfg.warmup} is as long as the run ({steps:,} steps): the "
-                        f"lr would never reach its peak; give a shorter {option('warmup')} or a "
-                        "longer budget")
+        resolved.sources["warmup"] = (f"typed; the run's {steps:,} steps end inside it, so the lr "
+                                      "reaches its peak only if resumed with a longer budget")
     return resolved
 
 
