@@ -15,12 +15,12 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from harness import temporary
 from shared_corpora import SHAKESPEARE as CORPUS
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     parser.add_argument("--level", default="char")
     parser.add_argument("--ngram-order", type=int, default=5)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="charrnn-big-"))
+    work = temporary("charrnn-big-")
     env_cache = {"CHARRNN_CACHE": str(work / "cache")}
     os.environ.update(env_cache)
     corpus = work / "big.txt"

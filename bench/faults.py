@@ -14,8 +14,9 @@ import json
 import os
 import pickle
 import sys
-import tempfile
 from pathlib import Path
+
+from harness import temporary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -88,7 +89,7 @@ def main() -> None:
     parser.add_argument("--task", choices=("lm", "fill", "tag"), default="lm",
                         help="what is killed and resumed (the bad inputs are the same)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="charrnn-faults-"))
+    work = temporary("charrnn-faults-")
     os.environ["CHARRNN_CACHE"] = str(work / "cache")
     os.environ["CHARRNN_RUNS"] = str(work / "runs")
     corpus = work / "corpus.txt"

@@ -26,10 +26,10 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from harness import temporary
 from shared_corpora import SHAKESPEARE as CORPUS
 
 HERE = Path(__file__).resolve().parent
@@ -150,7 +150,7 @@ def run(quick: bool) -> dict:
     from charrnn.ngram.build import build_model
     from charrnn.tokenizers import CharTokenizer, WordTokenizer
 
-    work = Path(tempfile.mkdtemp(prefix="charrnn-ngram-bench-"))
+    work = temporary("charrnn-ngram-bench-")
     os.environ["CHARRNN_CACHE"] = str(work / "cache")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     train_text, test_text = split_text(CORPUS)

@@ -13,10 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from harness import temporary
 from shared_corpora import CORPORA
 
 
@@ -42,7 +41,7 @@ def main() -> None:
                          cell="lstm", hidden=args.hidden, emb=100, char_filters=64, dropout=0.2,
                          batch_size=64, lr=4e-3, max_time=args.budget, val_frac=0.05,
                          device=args.device)
-    work = Path(tempfile.mkdtemp(prefix="charrnn-bench-chunk-"))
+    work = temporary("charrnn-bench-chunk-")
 
     class Lines(PlainReporter):  # progress on stderr, eval lines kept for the JSON
         def eval(self, rec: dict) -> None:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
-from pathlib import Path
 
+from harness import temporary
 from shared_corpora import CORPORA
 
 
@@ -43,7 +42,7 @@ def main() -> None:
     cfg = TagTrainConfig(format="segmented", cell=args.cell, hidden=args.hidden, emb=100,
                          bigram_emb=64, dropout=args.dropout, batch_size=args.batch_size, lr=args.lr,
                          max_time=args.budget, val_frac=0.05, device=args.device)
-    work = Path(tempfile.mkdtemp(prefix="charrnn-bench-cws-"))
+    work = temporary("charrnn-bench-cws-")
 
     class Lines(PlainReporter):  # progress on stderr, eval lines kept for the JSON
         def eval(self, rec: dict) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import temporary
 from shared_corpora import SHAKESPEARE as CORPUS
 
 
@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(CORPUS))
     args = parser.parse_args()
     device = torch.device(args.device)
-    work = Path(tempfile.mkdtemp(prefix="charrnn-train-speed-"))
+    work = temporary("charrnn-train-speed-")
     ids, ours = charrnn_steps(args, device, args.steps, work)
     plain = plain_steps(ids, args, device, args.steps)
     next(ours), next(plain)  # warm-up: cuDNN plans, allocator, first-call costs

@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from harness import temporary
 from shared_corpora import SHAKESPEARE as CORPUS
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     from charrnn import data
     from charrnn.lm.config import TrainConfig
 
-    work = Path(tempfile.mkdtemp(prefix="charrnn-weight-drop-"))
+    work = temporary("charrnn-weight-drop-")
     dataset = data.preprocess([args.corpus], work / "ds", data.PreprocessOptions(
         val_frac=0.1, test_frac=0.0))
     runs, model = {}, None

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from harness import temporary
 from shared_corpora import CORPORA
 
 
@@ -53,7 +53,7 @@ def main() -> None:
     args = parser.parse_args()
     from charrnn import data
 
-    work = Path(tempfile.mkdtemp(prefix="charrnn-word-speed-"))
+    work = temporary("charrnn-word-speed-")
     files = [str(CORPORA / f"ptb.{s}.txt") for s in ("train", "valid", "test")]
     dataset = data.preprocess([files[0]], work / "ds", data.PreprocessOptions(
         level="word", valid=[files[1]], test=[files[2]]))
