@@ -18,7 +18,7 @@ from charrnn.cli import fill as cli_fill
 from charrnn.errors import UserError
 from charrnn.fill import group, train_group
 from charrnn.training.reporters import PlainReporter
-from helpers import run_cli
+from helpers import TINY, run_cli
 
 LINES_A = ["我打算买一部新手机。", "我打算卖一辆旧汽车。", "他很喜欢它。"]
 LINES_B = ["她很喜欢这本书。", "我打算买一本新书。"]
@@ -498,8 +498,8 @@ def test_an_lm_killed_before_its_first_save_starts_anew_with_a_share_of_what_is_
     assert lines[0] == f"[2/4] forward LM: run g-fwd, {stage['budget_s']:.0f} s"
 
 
-def test_a_damaged_group_record_is_one_clear_error_and_runs_leaves_it_out(tmp_path: Path
-                                                                          ) -> None:
+def test_a_damaged_group_record_is_one_clear_error_and_runs_lists_it_damaged(tmp_path: Path
+                                                                            ) -> None:
     root = tmp_path / "runs"
     folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, root, "g")
     info = group.read(folder)
@@ -508,10 +508,25 @@ def test_a_damaged_group_record_is_one_clear_error_and_runs_leaves_it_out(tmp_pa
     with pytest.raises(UserError, match="damaged or from a later version"):
         group.read(folder)
     listed = run_cli("runs", "--out", root)
-    assert "Traceback" not in listed.output and "fill groups" not in listed.output
+    assert "Traceback" not in listed.output and "fill groups" in listed.output
+    assert "g damaged" in " ".join(listed.output.split())  # a row, not a group that vanished
     info["stages"][1]["role"], info["created"] = "fwd", None
     group.write(folder, info)
-    assert group.groups(root) == []
+    assert group.groups(root) == [] and group.damaged(root) == [folder]
+
+
+def test_fill_without_a_model_refuses_a_damaged_newest_group_not_answering_from_other_runs(
+        small_text: Path, tmp_path: Path) -> None:
+    """The runs that answered instead (an older LM here) were not the group just trained, and
+    nothing said so."""
+    root = tmp_path / "runs"
+    run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "lm")
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, root, "g")
+    (folder / group.FILE).write_text("{not json")
+    result = run_cli("fill", "to __ or not", ok=False)
+    assert result.exit_code == 2 and "fill group g, the newest under" in result.output
+    assert "is damaged (group.json cannot be read)" in result.output
+    run_cli("fill", "to __ or not", "-m", "lm")  # its runs by name still answer
 
 
 def test_a_skipped_stage_is_no_stage_left_and_a_lost_run_is_said(small_stages, tmp_path: Path

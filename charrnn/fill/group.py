@@ -104,11 +104,34 @@ def groups(root: Path) -> list[tuple[Path, dict]]:
     return [(folder, info) for _, _, folder, info in sorted(found)]
 
 
+def damaged(root: Path) -> list[Path]:
+    """The group folders under the root whose record cannot be read, oldest record first."""
+    found = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if is_group(folder):
+            try:
+                read(folder)
+            except UserError:
+                found.append(folder)
+    return sorted(found, key=lambda folder: (folder / FILE).stat().st_mtime)
+
+
 def newest(root: Path) -> Path | None:
-    """The newest group under the root with at least one trained member, or None."""
+    """The newest group under the root with at least one trained member, or None. A damaged
+    group written since is refused: the runs that answered instead were not the ones the user
+    had just trained, and nothing said so."""
     trained = [folder for folder, info in groups(root)
                if any(stage.get("state") == "done" for stage in info["stages"])]
-    return trained[-1] if trained else None
+    found = trained[-1] if trained else None
+    since = (found / FILE).stat().st_mtime if found is not None else float("-inf")
+    broken = [folder for folder in damaged(root) if (folder / FILE).stat().st_mtime > since]
+    if broken:
+        name = broken[-1].name
+        raise UserError(f"fill group {name}, the newest under {root}, is damaged ({FILE} cannot "
+                        f"be read): give its models with {option('model')} (its runs {name}-fwd, "
+                        f"{name}-bwd, {name}-mask, {name}-ngram are ordinary runs), or train a "
+                        "new group")
+    return found
 
 
 def members(folder: Path) -> list[tuple[str, Path]]:

@@ -86,8 +86,8 @@ def runs_table(root: Path, width: int = 80) -> Table | None:
 
 def groups_table(root: Path) -> Table | None:
     """The fill groups under the root: their stages done, time spent and what is left."""
-    found = group.groups(root)
-    if not found:
+    found, damaged = group.groups(root), group.damaged(root)
+    if not found and not damaged:
         return None
     table = Table(title=f"fill groups under {root}", title_justify="left", box=None,
                   pad_edge=False, padding=(0, 1), header_style="bold underline")
@@ -103,6 +103,8 @@ def groups_table(root: Path) -> Table | None:
         spent = f"{info.get('spent_s', 0):,.0f} of {info.get('max_time', 0):,.0f} s"
         table.add_row(folder.name, created, f"{done} of {len(stages)}", spent,
                       _left_words(folder, info))
+    for folder in damaged:  # one row saying so, rather than a group that silently vanishes
+        table.add_row(folder.name, "damaged", "—", "—", f"unreadable {group.FILE}")
     return table
 
 
