@@ -4,6 +4,7 @@ model of absurd size or a crash deep inside torch. Torch-free."""
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import MISSING, asdict, fields
 from typing import TypeVar
 
@@ -13,16 +14,34 @@ T = TypeVar("T")
 
 
 def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # (numpy's too)
 
 
 _TYPES = {
     "int": _is_int,
-    "float": lambda v: _is_int(v) or isinstance(v, float),
+    "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
     "list[int]": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
 }
+
+
+def _misfit(value: object, annotation: str) -> bool:
+    """Whether `value` is not of the field type `annotation` (an unlisted type: not checked)."""
+    check = _TYPES.get(annotation.removesuffix(" | None"))
+    return check is not None and not (check(value) or
+                                      (annotation.endswith(" | None") and value is None))
+
+
+def check_types(config: object) -> None:
+    """Every field of a config dataclass built in Python (a library call) of its declared type,
+    before its ranges are checked: `hidden="32"` is one clear error, not a TypeError from a
+    comparison or deep inside torch."""
+    for f in fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if _misfit(value, str(f.type)):
+            raise UserError(f"{type(config).__name__}: {f.name} must be {f.type}, not {value!r}")
 
 
 def typed_config(cls: type[T], data: object, where: str) -> T:
@@ -37,9 +56,7 @@ def typed_config(cls: type[T], data: object, where: str) -> T:
                 raise UserError(f"{where} lacks {f.name!r}: the file is damaged")
             continue
         value, annotation = data[f.name], str(f.type)
-        optional = annotation.endswith(" | None")
-        check = _TYPES.get(annotation.removesuffix(" | None"))
-        if check is not None and not (check(value) or (optional and value is None)):
+        if _misfit(value, annotation):
             raise UserError(f"{where}: {f.name} must be {annotation}, not {value!r}: the file is "
                             "damaged")
         known[f.name] = value

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import fsutil
+from charrnn.configs import check_types
 from charrnn.errors import UserError, option
 from charrnn.inputs import CONVERT_OR_REPLACE, refuse_datasets
 from charrnn.splits import SPLITS, SplitPlan
@@ -94,6 +95,7 @@ class PreprocessOptions:
         """The values, each and together; `level_final`: the level is the one the text is read
         at, so another level's option set is refused (a plan checks before a registry corpus or
         a dataset folder has said the level)."""
+        check_types(self)
         if self.level not in LEVELS:
             raise UserError(f"{option('level')} must be one of {', '.join(LEVELS)}, not {self.level!r}")
         for name, frac in ((option("val_frac"), self.val_frac), (option("test_frac"), self.test_frac)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Callable, Iterator
 
@@ -72,6 +73,11 @@ def resolve_precision(name: str, device: torch.device) -> tuple[str, str]:
     undecided is float32 — the command line decides it by measuring the model on this machine
     (charrnn.plan.measured), never by CPU flags. Master weights, optimizer state and the loss stay
     float32 in every case."""
+    from charrnn.training.config import PRECISIONS
+
+    if name not in PRECISIONS:  # (a config checks its own; a library call's argument here)
+        raise UserError(f"{option('precision')} must be one of {', '.join(PRECISIONS)}, not "
+                        f"{name!r}")
     if device.type == "cuda":
         if name == "bf16":
             raise UserError(f"{option('precision')} bf16 does not apply on CUDA: PyTorch runs cuDNN RNNs in "
@@ -206,3 +212,15 @@ def out_of_memory_is_too_big(params: int, device: torch.device) -> Iterator[None
         if is_out_of_memory(exc):  # (under torchrun: this rank's GPU, maybe its alone)
             raise RankError(str(too_big(params, device))) from exc
         raise
+
+
+def keeps_global_rng(func: Callable) -> Callable:
+    """A library entry point leaves torch's global random state as its caller had it: training
+    seeds it with its config's seed, and building a model draws from it. (The CUDA device's
+    state too where CUDA is already in use; one started inside the call is new anyway.)"""
+    @functools.wraps(func)
+    def kept(*args, **kwargs):
+        devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=devices):
+            return func(*args, **kwargs)
+    return kept

@@ -28,10 +28,11 @@ CONVERT_OR_REPLACE = CONVERT_UTF8 + ", or pass {errors} replace to go on"
 TEXT_SUFFIXES_SKIPPED = {".bin", ".npy", ".safetensors", ".pt", ".pth", ".zip", ".gz", ".bz2"}
 
 
-def expand_inputs(specs: Iterable[str]) -> list[Path]:
-    """Turn files, directories and glob patterns into a sorted, de-duplicated list of files."""
+def expand_inputs(specs: Iterable[str | Path] | str | Path) -> list[Path]:
+    """Turn files, directories and glob patterns into a sorted, de-duplicated list of files
+    (one path alone is a list of one: a library call's "corpus.txt" is not 10 one-letter paths)."""
     files: list[Path] = []
-    for spec in specs:
+    for spec in map(str, [specs] if isinstance(specs, (str, Path)) else specs):
         refuse_empty(spec)
         path = Path(spec).expanduser()
         if any(ch in spec for ch in "*?["):
@@ -45,6 +46,7 @@ def expand_inputs(specs: Iterable[str]) -> list[Path]:
             if not found:
                 raise UserError(f"directory {spec} holds no text files: "
                                 "point at a file or a folder of .txt files")
+            _refuse_runs(found)
             files += found
         elif path.is_file():
             files.append(path)
@@ -64,6 +66,15 @@ def refuse_empty(spec: str, named: str = "") -> None:
     if not spec.strip():
         raise UserError(f"{named}{spec!r} is an empty path: name a file or folder, e.g. "
                         "corpus.txt")
+
+
+def _refuse_runs(found: list[Path]) -> None:
+    """A folder of runs (a runs root, or a corpus folder holding ./checkpoints) read as text
+    would train on their JSON and metrics: say which run it holds instead."""
+    run = next((p.parent for p in found if p.name == "run.json"), None)
+    if run is not None:
+        raise UserError(f"{run} is a run folder inside the input (its run.json and metrics are no "
+                        "corpus): give the text files only, or move the runs folder out")
 
 
 def _text_files_below(folder: Path) -> list[Path]:

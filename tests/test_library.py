@@ -30,3 +30,99 @@ def test_a_library_mistake_names_the_field_not_the_flag() -> None:
 
     with pytest.raises(UserError, match="^greedy ignores temperature"):
         SampleOptions(greedy=True, temperature=0.5).validate()
+
+
+@pytest.mark.parametrize("build", [
+    lambda: __import__("charrnn.lm.config").lm.config.TrainConfig(hidden="32"),
+    lambda: __import__("charrnn.lm.config").lm.config.TrainConfig(lr="x"),
+    lambda: __import__("charrnn.lm.config").lm.config.TrainConfig(cutoffs=5),
+    lambda: __import__("charrnn.lm.config").lm.config.SampleOptions(temperature="1").validate(),
+    lambda: __import__("charrnn.data").data.PreprocessOptions(valid="v.txt").validate(),
+    lambda: __import__("charrnn.tag.config").tag.config.TagTrainConfig(hidden=8.5),
+])
+def test_a_config_of_the_wrong_type_is_one_clear_error(build) -> None:
+    """TrainConfig(hidden="32") raised TypeError from a comparison; valid="v.txt" was read as
+    the paths v, ., t, x, t."""
+    from charrnn.errors import UserError
+
+    with pytest.raises(UserError, match=r"must be (int|float|list\[int\]|list\[str\])"):
+        build()
+
+
+def test_one_path_alone_or_a_path_object_is_one_input(tmp_path: Path) -> None:
+    from charrnn.inputs import expand_inputs
+
+    (tmp_path / "input.txt").write_text("some text\n")
+    assert expand_inputs(tmp_path / "input.txt") == [tmp_path / "input.txt"]
+    assert expand_inputs(str(tmp_path / "input.txt")) == [tmp_path / "input.txt"]
+    assert expand_inputs([tmp_path / "input.txt"]) == [tmp_path / "input.txt"]
+
+
+def test_a_resume_refuses_a_config_or_overrides_it_would_ignore(small_text: Path,
+                                                               tmp_path: Path) -> None:
+    """The config and an lr (or a misspelt max_stepz) were dropped silently; nothing trained."""
+    from charrnn.data import PreprocessOptions
+    from charrnn.errors import UserError
+    from charrnn.lm.config import TrainConfig
+    from charrnn.lm.job import train_job
+    from charrnn.training.reporters import SilentReporter
+
+    root, quiet = tmp_path / "runs", SilentReporter()
+    train_job([str(small_text)], PreprocessOptions(), TrainConfig(hidden=16, layers=1,
+              max_steps=2, batch_size=4, seq_len=16), root, run_name="m", reporter=quiet)
+    for cfg, overrides, said in ((TrainConfig(hidden=64), None, "pass cfg=None"),
+                                 (None, {"max_steps": 4, "lr": 1.0}, "not lr"),
+                                 (None, {"max_stepz": 4}, "not max_stepz")):
+        with pytest.raises(UserError, match=said):
+            train_job([], PreprocessOptions(), cfg, root, resume="m", overrides=overrides,
+                      reporter=quiet)
+    result = train_job([], PreprocessOptions(), None, root, resume="m",
+                       overrides={"max_steps": 4}, reporter=quiet)
+    assert result["step"] == 4
+
+
+def test_library_calls_leave_the_callers_torch_random_state_as_it_was(small_text: Path,
+                                                                     tmp_path: Path) -> None:
+    import torch
+
+    from charrnn import checkpoint
+    from charrnn.data import PreprocessOptions
+    from charrnn.evaluation.lm import evaluate_run
+    from charrnn.lm.config import SampleOptions, TrainConfig
+    from charrnn.lm.job import train_job
+    from charrnn.lm.sample import generate
+    from charrnn.training.reporters import SilentReporter
+
+    root = tmp_path / "runs"
+    calls = (lambda: train_job([str(small_text)], PreprocessOptions(), TrainConfig(
+                 hidden=16, layers=1, max_steps=2, batch_size=4, seq_len=16, seed=7), root,
+                 run_name="m", reporter=SilentReporter()),
+             lambda: generate(checkpoint.resolve("m", root), SampleOptions(length=5, seed=3),
+                              None, 1, lambda piece: None),
+             lambda: evaluate_run("m", root))
+    for call in calls:
+        torch.manual_seed(12345)
+        expected = torch.rand(3)
+        torch.manual_seed(12345)
+        call()
+        assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_runs_folder_given_as_the_corpus_is_refused(small_text: Path, tmp_path: Path) -> None:
+    """Its run.json, checkpoint.json and metrics.jsonl were trained on as text."""
+    from helpers import TINY, run_cli
+
+    run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "m")
+    result = run_cli("train", tmp_path / "runs", *TINY, "--max-steps", "2", ok=False)
+    assert result.exit_code == 2 and "is a run folder inside the input" in result.output
+
+
+def test_an_unknown_precision_given_to_a_library_call_is_refused() -> None:
+    """evaluate_run(..., precision="fp8") raised KeyError: 'fp8'."""
+    import torch
+
+    from charrnn.devices import resolve_precision
+    from charrnn.errors import UserError
+
+    with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, not 'fp8'"):
+        resolve_precision("fp8", torch.device("cpu"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import checkpoint, data, runs
-from charrnn.devices import resolve_device, resolve_precision
+from charrnn.devices import keeps_global_rng, resolve_device, resolve_precision
 from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.lm.batching import oriented
@@ -37,6 +37,7 @@ def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
     return ckpt
 
 
+@keeps_global_rng
 def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: str | None = None,
                  device: str = "auto", unknown: str | None = None, errors: str = "strict",
                  precision: str = "fp32", mix: str | None = None,

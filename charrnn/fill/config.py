@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from charrnn.configs import check_types
 from charrnn.errors import UserError, option
 from charrnn.rnn.shape import RecurrentShape, check_cell
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
@@ -59,6 +60,7 @@ class SearchOptions:
     def __post_init__(self) -> None:
         from charrnn.lm.config import check_beam
 
+        check_types(self)
         if not (self.beam >= 1 and self.candidates >= 1):
             raise UserError(f"{option('beam')} and {option('candidates')} must be ≥ 1")
         check_beam(self.beam)

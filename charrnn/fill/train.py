@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn import checkpoint, data, runlock, runs
-from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
+from charrnn.devices import keeps_global_rng, out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.errors import UserError, option
 from charrnn.fill.config import FillConfig, FillTrainConfig
 from charrnn.fill.model import FillModel, masked_batch, windows_at
@@ -94,6 +94,7 @@ def evaluates(dataset: data.Dataset, seq_len: int) -> bool:
     return dataset.tokens("val") > seq_len
 
 
+@keeps_global_rng
 def train_fill_job(dataset: data.Dataset, cfg: FillTrainConfig, root: Path,
                    run_name: str | None = None, reporter: Reporter | None = None,
                    sources: dict[str, str] | None = None) -> dict:

@@ -89,7 +89,7 @@ def train_lm(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig,
     from charrnn.lm.job import TrainJob, train_job
 
     if resume:  # with its own max_time: the stage's budget less what planning it took
-        return train_job(inputs, popts, cfg, root, resume=run_name, reporter=reporter)
+        return train_job(inputs, popts, None, root, resume=run_name, reporter=reporter)
     began = time.time()
     job = TrainJob(root)
     job.open_device(cfg.device)

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from charrnn.configs import check_types
 from charrnn.errors import UserError, check_seed, option
 from charrnn.rnn.shape import RecurrentShape
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
@@ -141,6 +142,7 @@ class SampleOptions:
     seed: int | None = None
 
     def validate(self, num_samples: int = 1, given: frozenset[str] = frozenset()) -> None:
+        check_types(self)
         self.check_ranges()
         self.check_combination(num_samples, given)
 

@@ -27,7 +27,7 @@ import torch
 from charrnn import checkpoint, data, runlock, runs
 from charrnn.configs import typed_config
 from charrnn.corpora import resolve_inputs
-from charrnn.devices import out_of_memory_is_too_big, require_fits, resolve_device
+from charrnn.devices import keeps_global_rng, out_of_memory_is_too_big, require_fits, resolve_device
 from charrnn.distributed import Dist
 from charrnn.errors import UserError, option
 from charrnn.lm import finetune
@@ -144,20 +144,29 @@ class TrainJob:
             return _finish(trainer)
 
 
-def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig, root: Path,
-              run_name: str | None = None, resume: str | None = None,
+@keeps_global_rng
+def train_job(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig | None,
+              root: Path, run_name: str | None = None, resume: str | None = None,
               overrides: dict | None = None, mirror: str | None = None,
               reporter: Reporter | None = None) -> dict:
     """A language model run for library callers: a new run of `cfg` as it is (no recipe; `auto`
-    precision and softmax by the library's rules), or `resume` continued with `overrides` of its
-    budget (max_steps, max_time, epochs, patience, device)."""
-    job = TrainJob(root, mirror)
+    precision and softmax by the library's rules), or `resume` continued (cfg None: the run
+    keeps its own) with `overrides` of its budget (max_steps, max_time, epochs, patience,
+    device, threads)."""
+    job = TrainJob(Path(root), mirror)
     if resume is not None:
+        stray = sorted(set(overrides or {}) - set(BUDGET))
+        if cfg is not None or stray:  # either would be silently ignored
+            raise UserError(f"a resumed run keeps its own config: pass cfg=None, and in overrides "
+                            f"only its budget ({', '.join(BUDGET)})"
+                            + (f", not {', '.join(stray)}" if stray else ""))
         ckpt, saved = job.open_resumed(resume, run_name)
-        budget = {k: v for k, v in (overrides or {}).items() if k in BUDGET and v is not None}
+        budget = {k: v for k, v in (overrides or {}).items() if v is not None}
         saved = replace(saved, **budget)
         job.open_device(saved.device)
         return job.resume(ckpt, saved, inputs, popts, reporter)
+    if cfg is None:
+        raise UserError("a new run needs its config: pass cfg=TrainConfig(...)")
     job.open_device(cfg.device)
     return job.start(job.prepare(inputs, popts), cfg, run_name, reporter=reporter)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from charrnn import checkpoint
-from charrnn.devices import device_memory, resolve_device
+from charrnn.devices import device_memory, keeps_global_rng, resolve_device
 from charrnn.errors import UserError, option
 from charrnn.lm import cpustream
 from charrnn.lm.chunks import StepEngine
@@ -193,6 +193,7 @@ def make_engine(model: RNNLM, device: torch.device, opts: SampleOptions, streams
                       side)
 
 
+@keeps_global_rng
 def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None,
              num_samples: int, write: Callable[[str], None], device: str = "auto",
              unknown: str | None = None,

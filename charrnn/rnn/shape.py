@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from charrnn.configs import JsonConfig
+from charrnn.configs import JsonConfig, check_types
 from charrnn.errors import UserError, option
 from charrnn.training.config import require_at_least, require_fraction
 
@@ -33,6 +33,7 @@ class RecurrentShape(JsonConfig):
     dropout: float = 0.1
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_cell(self.cell)
         require_at_least(self, 1, ("layers", "hidden", "vocab_size"))
         if self.layers > MAX_LAYERS:  # it fitted in memory, then took minutes to build

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from charrnn.configs import JsonConfig
+from charrnn.configs import JsonConfig, check_types
 from charrnn.errors import UserError, option
 from charrnn.rnn.shape import check_cell
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
@@ -33,6 +33,7 @@ class TaggerConfig(JsonConfig):
     feature_emb: int = 32
 
     def __post_init__(self) -> None:
+        check_types(self)
         check_cell(self.cell)
         if self.level not in ("char", "word"):
             raise UserError(f"tagger level must be char or word, not {self.level!r}")

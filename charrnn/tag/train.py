@@ -25,7 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from charrnn import checkpoint, runlock, runs
-from charrnn.devices import host_to_device, out_of_memory_is_too_big, require_fits, resolve_device
+from charrnn.devices import (
+    host_to_device,
+    keeps_global_rng,
+    out_of_memory_is_too_big,
+    require_fits,
+    resolve_device,
+)
 from charrnn.errors import UserError, option
 from charrnn.tag.config import TaggerConfig, TagTrainConfig
 from charrnn.tag.data import UNK, Encoder, Sentence, read_data
@@ -145,6 +151,7 @@ def _build(data: str, cfg: TagTrainConfig, train_sents: list[Sentence]) -> Tagge
     return TaggerBundle(model, encoder, meta, device)
 
 
+@keeps_global_rng
 def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | None = None,
                  valid: str | None = None, test: str | None = None,
                  reporter: Reporter | None = None) -> dict:

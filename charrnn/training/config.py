@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+from charrnn.configs import check_types
 from charrnn.errors import UserError, check_seed, option
 
 OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop", "rprop")
@@ -79,6 +80,7 @@ class LoopConfig:
     DEFAULT_EPOCHS: ClassVar[float | None] = None  # … or this many epochs
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.optim not in OPTIMIZERS:
             raise UserError(f"{option('optim')} must be one of {', '.join(OPTIMIZERS)}, not "
                             f"{self.optim!r}")
