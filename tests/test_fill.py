@@ -165,6 +165,18 @@ def test_blank_syntax_lengths() -> None:
     assert parse(r"snake\_case ___ \{1}").pieces == ["snake_case ", " {1}"]
 
 
+def test_an_open_blank_holds_at_least_its_minimum_up_to_the_default_bound() -> None:
+    """'{2,}' was read as literal text, and the text then had no blank (or one fewer)."""
+    t = parse("a {2,} b ___{3,} c")
+    assert t.pieces == ["a ", " b ", " c"]
+    assert [(b.min_len, b.max_len) for b in t.blanks] == [(2, None), (3, None)]
+    assert t.blanks[0].bounds(10) == (2, 10) and t.blanks[1].bounds(2) == (3, 3)
+    with pytest.raises(UserError, match="at least 1 token"):
+        parse("a {0,} b")
+    with pytest.raises(UserError, match="at most 64 tokens"):
+        parse("a {65,} b")
+
+
 def test_a_backslash_before_text_that_is_no_markup_stays_in_the_text() -> None:
     """It was dropped: '这个\\很好__' was read (and shown) as '这个很好__'."""
     assert parse(r"这个\很好__ C:\new\\x").pieces == ["这个\\很好", " C:\\new\\x"]

@@ -35,7 +35,7 @@ fill_app = typer.Typer(
     cls=_FillGroup, no_args_is_help=True,
     help='Fill in the blanks: charrnn fill "I want to ___ a new phone" · charrnn fill -i · '
          "charrnn fill eval FILE --blanks N · charrnn fill train CORPUS... Blanks: ___ any length, {N} or ___{N} N tokens, "
-         "{M,N} between M and N; \\_ is a literal underscore.")
+         "{M,N} between M and N, {M,} at least M; \\_ is a literal underscore.")
 
 F, S = FillOptions, SearchOptions
 Models = Annotated[Optional[list[str]], typer.Option("--model", "-m", help="A forward LM, backward LM (--direction backward), fill model (--task fill) or n-gram run; repeat it. Default: the newest LM run and the newest runs of the other kinds on the same corpus.")]

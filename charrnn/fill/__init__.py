@@ -1,6 +1,6 @@
 """Fill in the blank (`charrnn fill`).
 
-    syntax.py     the blank syntax: ___, {N}, {M,N}, escapes
+    syntax.py     the blank syntax: ___, {N}, {M,N}, {M,}, escapes
     config.py     FillConfig, FillTrainConfig, SearchOptions, FillOptions (torch-free)
     families.py   the models taking part (forward, backward, masked, n-gram) and their methods
     search.py     beams and whole-window rescoring for one blank

@@ -2,7 +2,7 @@
 subword pieces):
 
     ___          one blank of unknown length (1 … --max-len tokens; the models choose)
-    {3}  ___{3}  exactly 3 tokens;   {2,4}  ___{2,4}  between 2 and 4
+    {3}  ___{3}  exactly 3 tokens;   {2,4}  ___{2,4}  between 2 and 4;   {2,}  at least 2
     \\_  \\{  \\\\   a literal underscore, brace, backslash (before anything else, \\ is text)
 
 Text outside the blanks is never changed: a result is the literal pieces with fills between them.
@@ -17,7 +17,7 @@ from charrnn.errors import UserError
 
 MAX_BLANK = 64
 # A backslash escapes only what would be markup (\_, \{, \\); before anything else it is text.
-_SYNTAX = re.compile(r"\\([\\_{])|(_+)(?:\{(\d+)(?:,(\d+))?\})?|\{(\d+)(?:,(\d+))?\}", re.S)
+_SYNTAX = re.compile(r"\\([\\_{])|(_+)(?:\{(\d+)(?:,(\d*))?\})?|\{(\d+)(?:,(\d*))?\}", re.S)
 
 
 @dataclass
@@ -61,7 +61,8 @@ def parse(text: str) -> Template:
             continue
         lo_s, hi_s = (m.group(3), m.group(4)) if m.group(2) else (m.group(5), m.group(6))
         lo = int(lo_s) if lo_s else 1
-        hi = (int(hi_s) if hi_s else lo) if lo_s else None
+        # {N}: N; {M,N}: M to N; {M,}: at least M (as a regex says), up to --max-len; ___: any
+        hi = (lo if hi_s is None else int(hi_s) if hi_s else None) if lo_s else None
         where = f"blank {m.group(0)!r} at character {m.start()}"
         if lo < 1:
             raise UserError(f"{where}: a blank holds at least 1 token")
