@@ -266,3 +266,17 @@ def test_a_stop_signalled_while_the_ranks_agree_is_acted_on_not_lost(small_text,
     trainer.loop.dist = OneRankAgreeing(trainer.loop)
     result = trainer.run()
     assert result["outcome"] == "interrupted" and result["step"] < 300
+
+
+def test_a_weight_decay_that_would_flip_the_weights_each_step_is_refused() -> None:
+    """AdamW scales the weights by 1 − lr·decay each step: --weight-decay 1e308 trained to NaN,
+    and the message after five roll-backs blamed the lr."""
+    from charrnn.errors import UserError
+
+    with pytest.raises(UserError, match=r"weight_decay 300 at lr 0\.004 scales the weights"):
+        TrainConfig(weight_decay=300)
+    with pytest.raises(UserError, match="below 1 \\(1/lr"):
+        TrainConfig(optim="sgd", weight_decay=1.0)  # sgd's default lr is 1
+    assert TrainConfig(weight_decay=249).weight_decay == 249
+    assert TrainConfig(optim="adam", weight_decay=300).weight_decay == 300  # (an L2 term, scaled
+    # by Adam's own normalisation: no such bound)

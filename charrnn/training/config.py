@@ -96,6 +96,12 @@ class LoopConfig:
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise UserError(f"{option(name)} must be a finite number ≥ 0, got {value}")
+        if self.optim in ("adamw", "sgd") and self.base_lr * self.weight_decay >= 1:
+            # p ← p·(1 − lr·wd) each step (AdamW's decoupled decay; plain SGD's L2 alike): at ≥ 1
+            # the weights flip sign or blow up, and the run "diverged" naming the lr
+            raise UserError(f"{option('weight_decay')} {self.weight_decay:g} at lr {self.base_lr:g} "
+                            "scales the weights by 1 − lr × decay ≤ 0 each step: give a decay "
+                            f"below {1 / self.base_lr:g} (1/lr; 0.01 to 0.1 is usual)")
         if self.momentum and self.optim not in MOMENTUM_OPTIMIZERS:
             raise UserError(f"{option('momentum')} applies to sgd and rmsprop, not {self.optim} "
                             f"(whose momentum is fixed by its betas): drop {option('momentum')} or "
