@@ -334,3 +334,15 @@ def test_a_run_folder_that_lost_its_run_json_says_how_to_write_it_again(tiny_run
             result.output, result.output
     run_cli("train", "--resume", run / "last", "--max-steps", "41")
     assert "split:val" in run_cli("eval", run, "--split", "val").output
+
+
+def test_a_resume_by_path_refuses_an_out_that_does_not_hold_the_run(small_text: Path,
+                                                                     tmp_path: Path) -> None:
+    """--out was ignored: the run went on in its own folder, not in the root typed."""
+    run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "m")
+    result = run_cli("train", "--resume", tmp_path / "runs/m", "--out", tmp_path / "other",
+                     "--max-steps", "3", ok=False)
+    assert result.exit_code == 2 and "is not in it, and a resumed run stays in its own folder" \
+        in result.output
+    assert not (tmp_path / "other").exists()
+    run_cli("train", "--resume", tmp_path / "runs/m", "--out", tmp_path / "runs", "--max-steps", "3")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 from charrnn.errors import UserError, flag
@@ -340,12 +341,23 @@ def run_fill(request: Request, reporter=None) -> dict:
                           reporter, sources)
 
 
+def _refuse_other_root(request: Request, run_folder: Path) -> None:
+    """--out finds a run by name; a resumed run stays in its folder, so a typed --out that does
+    not hold the run named by its path would be ignored (the user may think it a copy)."""
+    out = request.get("out")
+    if "out" in request.typed and out and run_folder.parent.resolve() != Path(out).resolve():
+        raise UserError(f"--out {out}: run {run_folder} is not in it, and a resumed run stays in "
+                        "its own folder; drop --out, or give the run's name with the --out that "
+                        "holds it")
+
+
 def _resume(request: Request, job, inputs: list[str], mirror, reporter) -> dict:
     from charrnn.fill.config import FillTrainConfig
 
     ckpt, saved = job.open_resumed(str(request["resume"]), request.get("run_name"),
                                    {"lm": TrainConfig, "fill": FillTrainConfig})
     task = "fill" if ckpt.task == "fill" else "lm"
+    _refuse_other_root(request, ckpt.run_folder)
     if task == "fill":
         from charrnn.distributed import refuse_torchrun
 
