@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,11 +69,28 @@ def refuse_missing_root(root: Path) -> None:
                         "folder's parent)")
 
 
+MAX_NAME_BYTES = 200  # a folder name holds 255; the rest is room for "-fwd", "-2", ...
+
+
+def check_run_name(name: str) -> None:
+    """A run's name is a plain folder name that every command can take back as its RUN: no
+    path, no hidden folder, no leading dash (read as an option), no control characters or
+    surrounding spaces (a table or a message would not show it as typed)."""
+    plain = (name.strip() == name and name and "/" not in name and name[0] not in ".-"
+             and not any(unicodedata.category(ch) == "Cc" for ch in name))
+    if not plain:
+        raise UserError(f"{option('run_name')} {name!r} must be a plain folder name: no /, no "
+                        "control characters or surrounding spaces, not starting with . or -")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise UserError(f"{option('run_name')} is {len(name.encode('utf-8'))} bytes long: at most "
+                        f"{MAX_NAME_BYTES}")
+
+
 def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = None) -> Path:
     """Create a fresh run folder; the default name is a readable timestamp (made unique)."""
     base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + ("" if kind == "lm" else f"_{kind}")
-    if name is not None and (not name or "/" in name or name.startswith(".")):
-        raise UserError(f"{option('run_name')} {name!r} must be a plain folder name")
+    if name is not None:
+        check_run_name(name)
     folder, n = root / base, 1
     while folder.exists():
         if name is not None and _free_again(folder):  # a start that wrote nothing: its name is

@@ -624,3 +624,22 @@ def test_a_runs_result_keeps_the_last_evaluation_apart_from_the_best(small_text,
     result = Trainer(ds, cfg, runs.new_run_dir(tmp_path / "runs", "r", "lm")).run()
     assert "val_loss" not in result and result["last_eval"]["val_bpc"] > 0
     assert result["best_val"] <= result["last_eval"]["val_loss"]
+
+
+@pytest.mark.parametrize("name", ["-x", " a", "a ", "a\nb", "a\tb", ".hidden", "a/b", "",
+                                  "a" * 201])
+def test_a_run_name_no_command_could_take_back_is_refused_before_the_corpus_is_read(
+        small_text: Path, tmp_path: Path, name: str) -> None:
+    """'-x' made a run that `charrnn sample -x` reads as an option; 'a\\nb' split the runs table."""
+    result = run_cli("train", small_text, *TINY, "--max-steps", "1", "--run-name", name, ok=False)
+    assert result.exit_code == 2 and "--run-name" in result.output
+    assert not (tmp_path / "runs").exists()
+    # (and the other kinds of run, through the same check)
+    assert run_cli("ngram", "train", small_text, "--order", "2", "--run-name", name,
+                   ok=False).exit_code == 2
+
+
+def test_a_run_name_with_inner_spaces_or_letters_of_any_script_is_taken(small_text: Path,
+                                                                        tmp_path: Path) -> None:
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "my 模型 run")
+    assert (tmp_path / "runs" / "my 模型 run" / "run.json").is_file()

@@ -52,8 +52,7 @@ def write(folder: Path, info: dict) -> None:
 def create(root: Path, name: str | None) -> Path:
     """A new group folder (the default name a timestamp); its members' names are checked free."""
     base = name or time.strftime("%Y-%m-%d_%H-%M-%S") + "_fill"
-    if not base or "/" in base or base.startswith("."):
-        raise UserError(f"{option('run_name')} {base!r} must be a plain folder name")
+    runs.check_run_name(base)
     taken = [p for p in (root / base, *(root / f"{base}-{r}" for r in ROLES))
              if p.exists() and not (p == root / base and _left_empty(p))]
     if taken:

@@ -292,11 +292,13 @@ def run(request: Request, reporter=None) -> dict:
     """`charrnn train` of a language model: each decision planned, each step run by the library
     (lm.job.TrainJob), which never sees what was typed."""
     from charrnn.lm.job import TrainJob
-    from charrnn.runs import runs_root
+    from charrnn.runs import check_run_name, runs_root
 
     mode = mode_of(request)
     refuse_inapplicable(request, mode)
     refuse_more_threads_than_cpus(request)
+    if mode != "resume" and request.get("run_name") is not None:  # (before a corpus is prepared)
+        check_run_name(str(request["run_name"]))
     inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":
@@ -322,10 +324,12 @@ def run_fill(request: Request, reporter=None) -> dict:
     from charrnn.distributed import refuse_torchrun
     from charrnn.fill.config import FillTrainConfig
     from charrnn.fill.train import evaluates, train_fill_job
-    from charrnn.runs import runs_root
+    from charrnn.runs import check_run_name, runs_root
 
     refuse_torchrun("--task fill")
     refuse_more_threads_than_cpus(request)
+    if request.get("run_name") is not None:
+        check_run_name(str(request["run_name"]))
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
                                 device=resolve_device(str(request["device"])).type)
     rules.refuse_inapplicable(request.typed, situation)  # before a corpus is prepared for nothing
