@@ -226,3 +226,18 @@ def test_a_few_streams_get_the_same_distributions_on_one_thread_as_through_the_p
     monkeypatch.setattr(ngram_model, "PARALLEL_STREAMS", 100)
     np.testing.assert_array_equal(model.next_distributions(states), pooled)
     np.testing.assert_allclose(pooled.sum(1), 1.0, rtol=1e-6)  # (float32 tables)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"prune": [0, 1, 2, 3, 4]}, "give 1 to 3 thresholds"),  # (the extra ones were dropped)
+    ({"prune": [0, "1"]}, "give whole numbers"),
+    ({"prune": [0, 2, 1]}, "non-decreasing"),
+    ({"order": 3.0}, "order must be between 1 and"),
+    ({"ids": [0, 1, 999]}, "within the tokenizer's vocabulary"),
+])
+def test_a_library_build_refuses_what_the_command_line_refuses(args: dict, message: str) -> None:
+    """Such calls were accepted (extra thresholds dropped) or raised IndexError/TypeError."""
+    tok = CharTokenizer.build(["abc abc\n"])
+    ids = np.asarray(args.pop("ids", tok.encode("abc abc\n")))
+    with pytest.raises(UserError, match=message):
+        build_model(ids, tok, args.pop("order", 3), **args)

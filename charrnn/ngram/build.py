@@ -17,7 +17,7 @@ DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}
 
 
 def check_order(order: int) -> None:
-    if not 1 <= order <= MAX_ORDER:
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
         raise UserError(f"{option('order')} must be between 1 and {MAX_ORDER}, got {order}")
 
 
@@ -32,11 +32,14 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     """
     from charrnn.ngram.count import count_ngrams, sentence_stream
     from charrnn.ngram.count_packed import count_ngrams_packed, fits
-    from charrnn.ngram.kneser_ney import estimate
+    from charrnn.ngram.kneser_ney import check_prune, estimate
 
     check_order(order)
-    prune = prune or [0] * order
+    prune = check_prune(prune, order) if prune else [0] * order
     vocab = tokenizer.vocab_size
+    if len(ids) and not (0 <= int(ids.min()) and int(ids.max()) < vocab):  # (a library call's)
+        raise UserError(f"token ids must be within the tokenizer's vocabulary, 0 to {vocab - 1}; "
+                        f"got {int(ids.min())} to {int(ids.max())}")
     line_break = tokenizer.line_break_id()
     if lines and line_break is None:
         raise UserError(f"{option('lines')} splits the text at line breaks, but this corpus has none: "
