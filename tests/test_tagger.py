@@ -521,3 +521,15 @@ def test_eval_of_a_file_without_the_taggers_columns_says_what_the_tagger_reads(
     assert refused.exit_code == 2 and "--features" not in refused.output
     assert "this tagger reads tokens in column 0, features in column 1, labels in column -1 " \
         "(the last), as its training file had" in refused.output
+
+
+def test_resume_tagger_given_a_language_model_says_what_it_holds(tiny_run: Path,
+                                                                 tmp_path: Path) -> None:
+    """It said the checkpoint was 'saved by a version that did not record its data'."""
+    from charrnn import checkpoint
+    from charrnn.tag.config import TagTrainConfig
+    from charrnn.tag.train import resume_tagger
+
+    with pytest.raises(UserError, match="holds a language model, not a tagger"):
+        resume_tagger(checkpoint.resolve(str(tiny_run), tiny_run.parent), TagTrainConfig(),
+                      tmp_path)

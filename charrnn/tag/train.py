@@ -174,6 +174,7 @@ def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
                   refuse_spent: Callable[[Progress, bool], None] | None = None) -> dict:
     """Continue `ckpt`'s tagger run exactly on the sentences it trained on: read again from
     `data` / `valid` where given, else from where the run read them; refused if they differ."""
+    ckpt.require_task("tag", "`charrnn tag train --resume` continues taggers")
     recorded = ckpt.meta.get("data")
     if not isinstance(recorded, dict) or not all(
             isinstance(recorded.get(k), dict) for k in recorded.keys() | {"train"}):
