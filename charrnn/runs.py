@@ -96,25 +96,40 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
         if name is not None and _free_again(folder):  # a start that wrote nothing: its name is
             shutil.rmtree(folder)  # free again (only its run.json goes)
             break
+        if name is not None and folder.is_dir() and not any(folder.iterdir()):
+            break  # an empty folder made by hand: nothing to lose in taking it
         if name is not None:
-            if not has_output(folder):  # a start that failed before its first save: --resume
-                # would only say "no checkpoint", so name the way out
-                raise UserError(no_checkpoint_message(folder, "already exists but"))
-            # An n-gram run has nothing to continue; the networks' runs resume.
-            resume = {"lm": f", or continue it with {option('resume')} {name}",
-                      "fill": f", or continue it with {option('resume')} {name}",
-                      "tag": f", or continue it with `charrnn tag train --resume {name}`"
-                      }.get(kind, "")
-            raise UserError(f"run {folder} already exists: pick another {option('run_name')}{resume}")
+            _refuse_taken(folder)
         n += 1
         folder = root / f"{base}-{n}"
     try:
-        folder.mkdir(parents=True)
+        folder.mkdir(parents=True, exist_ok=folder.is_dir())  # (an empty one: taken above)
     except OSError as exc:
         raise UserError(f"cannot create run folder {folder}: {exc.strerror}") from exc
     info = {"kind": kind, "name": folder.name, "created": time.time(), **(extra or {})}
     fsutil.write_json_atomic(folder / RUN_FILE, info)
     return folder
+
+
+def _refuse_taken(folder: Path) -> None:
+    """Why a --run-name that exists cannot be a new run, and what to do; never advice to delete
+    what is not a run (the name may be the user's corpus, or a folder of theirs)."""
+    if not (folder / RUN_FILE).is_file() and not has_output(folder):
+        what = "a folder" if folder.is_dir() else "a file"
+        raise UserError(f"{folder} exists and is not a run ({what} of yours?): pick another "
+                        f"{option('run_name')} (nothing there was touched)")
+    if not has_output(folder):  # a start that failed before its first save: --resume would
+        # only say "no checkpoint", so name the way out
+        raise UserError(no_checkpoint_message(folder, "already exists but"))
+    try:  # the run that is there decides how it goes on (an n-gram has nothing to continue)
+        there = kind_name(run_info(folder).get("kind"))
+    except UserError:
+        there = None
+    resume = {"lm": f", or continue it with {option('resume')} {folder.name}",
+              "fill": f", or continue it with {option('resume')} {folder.name}",
+              "tag": f", or continue it with `charrnn tag train --resume {folder.name}`"
+              }.get(there, "")  # type: ignore[arg-type]
+    raise UserError(f"run {folder} already exists: pick another {option('run_name')}{resume}")
 
 
 # What reads each run kind, for "eval" and for "sample" (a wrong kind names the right command).

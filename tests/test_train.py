@@ -643,3 +643,34 @@ def test_a_run_name_with_inner_spaces_or_letters_of_any_script_is_taken(small_te
                                                                         tmp_path: Path) -> None:
     run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "my 模型 run")
     assert (tmp_path / "runs" / "my 模型 run" / "run.json").is_file()
+
+
+def test_a_run_name_taken_by_something_not_a_run_is_refused_without_advice_to_delete_it(
+        small_text: Path, tmp_path: Path) -> None:
+    """The corpus itself (--out . --run-name corpus.txt) was told 'Delete it (rm -r ...)'."""
+    root = tmp_path / "runs"
+    (root / "mydocs").mkdir(parents=True)
+    (root / "mydocs" / "notes.txt").write_text("mine\n")
+    (root / "a.txt").write_text("mine too\n")
+    for name in ("mydocs", "a.txt"):
+        result = run_cli("train", small_text, *TINY, "--max-steps", "1", "--run-name", name,
+                         ok=False)
+        assert result.exit_code == 2 and "exists and is not a run" in result.output
+        assert "rm -r" not in result.output
+    assert (root / "mydocs" / "notes.txt").read_text() == "mine\n"
+    assert (root / "a.txt").read_text() == "mine too\n"
+
+
+def test_an_empty_folder_made_by_hand_is_taken_as_the_new_run(small_text: Path,
+                                                              tmp_path: Path) -> None:
+    """It was 'being made by another start at this moment; wait for it' forever."""
+    (tmp_path / "runs" / "exp1").mkdir(parents=True)
+    run_cli("train", small_text, *TINY, "--max-steps", "1", "--run-name", "exp1")
+    assert (tmp_path / "runs" / "exp1" / "run.json").is_file()
+
+
+def test_a_name_taken_by_an_ngram_run_is_not_offered_as_one_to_resume(small_text: Path) -> None:
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "ng")
+    result = run_cli("train", small_text, *TINY, "--max-steps", "1", "--run-name", "ng", ok=False)
+    assert "already exists: pick another --run-name" in result.output
+    assert "--resume" not in result.output
