@@ -82,8 +82,8 @@ def check_run_name(name: str) -> None:
         raise UserError(f"{option('run_name')} {name!r} must be a plain folder name: no /, no "
                         "control characters or surrounding spaces, not starting with . or -")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise UserError(f"{option('run_name')} is {len(name.encode('utf-8'))} bytes long: at most "
-                        f"{MAX_NAME_BYTES}")
+        raise UserError(f"{option('run_name')} {name[:16] + '…'!r} is {len(name.encode('utf-8'))} "
+                        f"bytes long: at most {MAX_NAME_BYTES}")
 
 
 def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = None) -> Path:

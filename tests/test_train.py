@@ -631,12 +631,15 @@ def test_a_runs_result_keeps_the_last_evaluation_apart_from_the_best(small_text,
 def test_a_run_name_no_command_could_take_back_is_refused_before_the_corpus_is_read(
         small_text: Path, tmp_path: Path, name: str) -> None:
     """'-x' made a run that `charrnn sample -x` reads as an option; 'a\\nb' split the runs table."""
-    result = run_cli("train", small_text, *TINY, "--max-steps", "1", "--run-name", name, ok=False)
-    assert result.exit_code == 2 and "--run-name" in result.output
-    assert not (tmp_path / "runs").exists()
-    # (and the other kinds of run, through the same check)
-    assert run_cli("ngram", "train", small_text, "--order", "2", "--run-name", name,
-                   ok=False).exit_code == 2
+    own = tmp_path / "own.txt"  # a text no other test has cached
+    own.write_text(small_text.read_text() + "a line of this test's own\n")
+    for command in (["train", own, *TINY, "--max-steps", "1"], ["ngram", "train", own],
+                    ["tag", "train", own], ["fill", "train", own]):
+        result = run_cli(*command, "--run-name", name, ok=False)
+        assert result.exit_code == 2 and "--run-name" in result.output, (command, result.output)
+        assert not (tmp_path / "runs").exists()
+    datasets = Path(os.environ["CHARRNN_CACHE"]) / "datasets"
+    assert not any(own.name in p.read_text(errors="replace") for p in datasets.glob("*/meta.json"))
 
 
 def test_a_run_name_with_inner_spaces_or_letters_of_any_script_is_taken(small_text: Path,

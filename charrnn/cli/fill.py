@@ -75,10 +75,16 @@ def _refuse_max_len(max_len: int | None, text: str | None) -> None:
     """--max-len bounds blanks of unknown length: where every blank has its own, unread."""
     from charrnn.fill.syntax import parse
 
-    if max_len is not None and text is not None and \
-            all(b.max_len is not None for b in parse(text).blanks):
+    if max_len is None or text is None:
+        return
+    blanks = parse(text).blanks
+    if all(b.max_len is not None for b in blanks):
         raise UserError("--max-len bounds blanks of unknown length (___), and every blank here "
                         "has its length ({N} or {M,N}): drop --max-len")
+    short = next((b for b in blanks if b.max_len is None and b.min_len > max_len), None)
+    if short is not None:  # its bound would be its least length: --max-len would do nothing
+        raise UserError(f"--max-len {max_len} is below the {short.min_len} tokens the blank at "
+                        f"character {short.start} holds at least: raise --max-len, or drop it")
 
 
 def _refuse_mask_weight(typed: frozenset[str], families: dict, methods: list[str]) -> None:
@@ -234,7 +240,7 @@ def _print_fills(result: dict, template, mixed_in: bool) -> None:
 def fill_train_command(
     inputs: Annotated[Optional[list[str]], typer.Argument(help="Corpus: text files, folders, globs or registry names (e.g. zh-reviews); several are one corpus.")] = None,
     max_time: Annotated[Optional[float], typer.Option(help="Seconds for everything together (default 1200; a resumed group keeps its own).")] = None,
-    run_name: Annotated[Optional[str], typer.Option(help="Name of the group (its runs are NAME-ngram, NAME-fwd, NAME-bwd, NAME-mask; default: a timestamp).")] = None,
+    run_name: Annotated[Optional[str], typer.Option(help="Name of the group (its runs are NAME-ngram, NAME-fwd, NAME-bwd, NAME-mask; default: a timestamp).", callback=opt.plain_run_name)] = None,
     resume: Annotated[Optional[str], typer.Option(help="Continue the fill group GROUP where it stopped.")] = None,
     plain: opt.Plain = False, device: opt.Device = "auto", out: opt.Out = None,
     mirror: opt.Mirror = None,

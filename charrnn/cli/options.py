@@ -158,7 +158,20 @@ Unk = Annotated[Optional[UnkChoice], typer.Option("--unk", show_default=False, h
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 Mix = Annotated[Optional[str], typer.Option("--mix", help="An n-gram run on the same dataset: per token, p = λ·p_rnn + (1−λ)·p_ngram.")]
 MixWeight = Annotated[Optional[float], typer.Option(help="λ of --mix, the RNN's share (default: tuned on the validation split by EM, and remembered for the checkpoint).")]
-RunName = Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).")]
+def plain_run_name(name: str | None) -> str | None:
+    """--run-name checked as it is parsed: before any corpus is read for a run it cannot name."""
+    from charrnn.runs import check_run_name
+
+    if name is not None:
+        try:
+            check_run_name(name)
+        except UserError as exc:  # as Click's own refusals are said (in-process too)
+            raise typer.BadParameter(str(exc).removeprefix(f"{flag('run_name')} ")) from exc
+    return name
+
+
+RunName = Annotated[Optional[str], typer.Option(help="Run folder name (default: a timestamp).",
+                                                callback=plain_run_name)]
 Seed = Annotated[int, typer.Option(help="Random seed.")]
 # What both samplers take (`sample`, `ngram sample`).
 Length = Annotated[int, typer.Option(help="Tokens to generate.")]

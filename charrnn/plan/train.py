@@ -109,7 +109,7 @@ def _note_long_warmup(resolved: Resolved, request: Request, facts: DataFacts) ->
     """A typed --warmup the budget ends inside: the lr never reaches its peak in this run. Said
     with the setting, not refused: a run trained in parts resumes with a longer budget."""
     cfg = resolved.config
-    steps = cfg.total_steps(math.ceil(max(1.0, facts.train_tokens / (cfg.batch_size * cfg.seq_len))))
+    steps = cfg.total_steps(math.ceil(_steps_per_epoch(cfg, facts.train_tokens)))
     if "warmup" in request.typed and steps is not None and cfg.warmup >= steps:
         resolved.sources["warmup"] = (f"typed; the run's {steps:,} steps end inside it, so the lr "
                                       "reaches its peak only if resumed with a longer budget")
@@ -145,12 +145,16 @@ def _recipe_precision(resolved: Resolved, request: Request) -> Resolved:
     return Resolved(replace(resolved.config, precision=request["precision"]), sources)
 
 
+def _steps_per_epoch(cfg: TrainConfig, train_tokens: int) -> float:
+    """About how many batches an epoch of the text makes (at least one)."""
+    return max(1.0, train_tokens / (cfg.batch_size * cfg.seq_len))
+
+
 def passes_in_budget(cfg: TrainConfig, train_tokens: int, device: str) -> float | None:
     """Passes over the training text the run's budget allows: the least of --epochs, its steps
     (--max-steps, or the default budget when none is given) and --max-time at the device class's
     rate (rules.TOKENS_PER_S); None where only a time bounds it on a device of unknown rate."""
-    per_step = cfg.batch_size * cfg.seq_len
-    per_epoch = max(1.0, train_tokens / per_step)
+    per_epoch = _steps_per_epoch(cfg, train_tokens)
     steps = cfg.total_steps(math.ceil(per_epoch))
     bounds = [steps / per_epoch] if steps is not None else []
     rate = rules.TOKENS_PER_S.get(device)
@@ -292,13 +296,11 @@ def run(request: Request, reporter=None) -> dict:
     """`charrnn train` of a language model: each decision planned, each step run by the library
     (lm.job.TrainJob), which never sees what was typed."""
     from charrnn.lm.job import TrainJob
-    from charrnn.runs import check_run_name, runs_root
+    from charrnn.runs import runs_root
 
     mode = mode_of(request)
     refuse_inapplicable(request, mode)
     refuse_more_threads_than_cpus(request)
-    if mode != "resume" and request.get("run_name") is not None:  # (before a corpus is prepared)
-        check_run_name(str(request["run_name"]))
     inputs, mirror = list(request.get("inputs") or []), request.get("mirror")
     job = TrainJob(runs_root(request.get("out")), mirror)
     if mode == "resume":
@@ -324,12 +326,10 @@ def run_fill(request: Request, reporter=None) -> dict:
     from charrnn.distributed import refuse_torchrun
     from charrnn.fill.config import FillTrainConfig
     from charrnn.fill.train import evaluates, train_fill_job
-    from charrnn.runs import check_run_name, runs_root
+    from charrnn.runs import runs_root
 
     refuse_torchrun("--task fill")
     refuse_more_threads_than_cpus(request)
-    if request.get("run_name") is not None:
-        check_run_name(str(request["run_name"]))
     situation = rules.Situation(task="fill", optim=str(request["optim"]),
                                 device=resolve_device(str(request["device"])).type)
     rules.refuse_inapplicable(request.typed, situation)  # before a corpus is prepared for nothing
