@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import MISSING, asdict, fields
+from pathlib import PurePath
 from typing import TypeVar
 
 from charrnn.errors import UserError
@@ -34,14 +35,35 @@ def _misfit(value: object, annotation: str) -> bool:
                                       (annotation.endswith(" | None") and value is None))
 
 
+def _plain(value: object, annotation: str) -> object:
+    """A library caller's value as the field's own Python type where it is one in another guise
+    (numpy's numbers, a tuple or one path for a list, a Path for a str): JSON and torch take
+    only those. Anything else is returned as it is, for `_misfit` to judge."""
+    kind = annotation.removesuffix(" | None")
+    if isinstance(value, bool) or value is None:
+        return value
+    if kind == "int" and isinstance(value, numbers.Integral):
+        return int(value)
+    if kind == "float" and isinstance(value, numbers.Real):
+        return value if isinstance(value, int) else float(value)
+    if kind == "list[int]" and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
+        return [int(v) for v in value]
+    if kind == "list[str]":
+        items = [value] if isinstance(value, (str, PurePath)) else value
+        if isinstance(items, (list, tuple)) and all(isinstance(v, (str, PurePath)) for v in items):
+            return [str(v) for v in items]
+    return value
+
+
 def check_types(config: object) -> None:
     """Every field of a config dataclass built in Python (a library call) of its declared type,
-    before its ranges are checked: `hidden="32"` is one clear error, not a TypeError from a
-    comparison or deep inside torch."""
+    made plain (`_plain`), before its ranges are checked: `hidden="32"` is one clear error, not a
+    TypeError from a comparison or deep inside torch, and `np.int64(16)` is 16."""
     for f in fields(config):  # type: ignore[arg-type]
-        value = getattr(config, f.name)
+        value = _plain(getattr(config, f.name), str(f.type))
         if _misfit(value, str(f.type)):
             raise UserError(f"{type(config).__name__}: {f.name} must be {f.type}, not {value!r}")
+        object.__setattr__(config, f.name, value)
 
 
 def typed_config(cls: type[T], data: object, where: str) -> T:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from charrnn import fsutil
 from charrnn.errors import UserError, option
-from charrnn.inputs import file_sha256
+from charrnn.inputs import as_specs, file_sha256
 
 DEFAULT_NAME = "python-help"
 
@@ -215,6 +215,7 @@ def resolve_inputs(inputs: list[str], opts, mirror: str | None = None,
     its valid/test files as the splits."""
     if mirror is not None:
         _check_mirror(mirror, option("mirror"))
+    inputs = as_specs(inputs)
     if not inputs:
         return [str(default_corpus())]
     found = _registry_files(inputs, mirror)

@@ -27,7 +27,7 @@ import numpy as np
 from charrnn import fsutil
 from charrnn.configs import check_types
 from charrnn.errors import UserError, option
-from charrnn.inputs import CONVERT_OR_REPLACE, refuse_datasets
+from charrnn.inputs import CONVERT_OR_REPLACE, as_specs, refuse_datasets
 from charrnn.splits import SPLITS, SplitPlan
 from charrnn.tokenizers import (
     CharTokenizer,
@@ -283,7 +283,7 @@ def preprocess(inputs: list[str], out: Path | None, opts: PreprocessOptions,
                given: GivenTokenizer | None = None) -> Dataset:
     """Stream `inputs` into a dataset folder (`out`, or the cache keyed by content + options)."""
     opts.validate()
-    plan = SplitPlan(inputs, opts)
+    plan = SplitPlan(as_specs(inputs), opts)
     if out is not None:
         _check_out(Path(out), plan)
     ident = dataset_id(plan, given)
@@ -480,6 +480,7 @@ def is_dataset_dir(path: str | Path) -> bool:
 def prepare(inputs: list[str], opts: PreprocessOptions,
             given: GivenTokenizer | None = None) -> Dataset:
     """What `train` and `ngram train` call: a dataset folder as is, or raw text via the cache."""
+    inputs = as_specs(inputs)
     if len(inputs) == 1 and is_dataset_dir(inputs[0]):
         if given is not None:
             raise UserError(f"{inputs[0]} is a preprocessed dataset with a tokenizer of its own: "

@@ -28,11 +28,17 @@ CONVERT_OR_REPLACE = CONVERT_UTF8 + ", or pass {errors} replace to go on"
 TEXT_SUFFIXES_SKIPPED = {".bin", ".npy", ".safetensors", ".pt", ".pth", ".zip", ".gz", ".bz2"}
 
 
+def as_specs(inputs: Iterable[str | Path] | str | Path) -> list[str]:
+    """A library caller's inputs as the command line gives them: one path alone is a list of
+    one (a "corpus.txt" is not 10 one-letter paths), a Path its string."""
+    return [str(inputs)] if isinstance(inputs, (str, Path)) else [str(i) for i in inputs]
+
+
 def expand_inputs(specs: Iterable[str | Path] | str | Path) -> list[Path]:
     """Turn files, directories and glob patterns into a sorted, de-duplicated list of files
     (one path alone is a list of one: a library call's "corpus.txt" is not 10 one-letter paths)."""
     files: list[Path] = []
-    for spec in map(str, [specs] if isinstance(specs, (str, Path)) else specs):
+    for spec in as_specs(specs):
         refuse_empty(spec)
         path = Path(spec).expanduser()
         if any(ch in spec for ch in "*?["):

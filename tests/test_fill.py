@@ -177,6 +177,12 @@ def test_an_open_blank_holds_at_least_its_minimum_up_to_the_default_bound() -> N
         parse("a {65,} b")
 
 
+def test_a_max_len_below_an_open_blanks_least_length_is_refused(tiny_run: Path) -> None:
+    """Its bounds became (5, 5): the --max-len typed did nothing."""
+    result = run_cli("fill", "a {5,} b", "--max-len", "3", "-m", tiny_run, ok=False)
+    assert result.exit_code == 2 and "--max-len 3 is below the 5 tokens" in result.output
+
+
 def test_a_backslash_before_text_that_is_no_markup_stays_in_the_text() -> None:
     """It was dropped: '这个\\很好__' was read (and shown) as '这个很好__'."""
     assert parse(r"这个\很好__ C:\new\\x").pieces == ["这个\\很好", " C:\\new\\x"]

@@ -529,6 +529,17 @@ def test_fill_without_a_model_refuses_a_damaged_newest_group_not_answering_from_
     run_cli("fill", "to __ or not", "-m", "lm")  # its runs by name still answer
 
 
+def test_an_old_damaged_group_does_not_stop_fill_answering_from_newer_runs(
+        small_text: Path, tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 300.0, root, "g")
+    (folder / group.FILE).write_text("{not json")
+    day_ago = time.time() - 86400
+    os.utime(folder / group.FILE, (day_ago, day_ago))
+    run_cli("train", small_text, *TINY, "--max-steps", "2", "--run-name", "lm")
+    run_cli("fill", "to __ or not")
+
+
 def test_a_skipped_stage_is_no_stage_left_and_a_lost_run_is_said(small_stages, tmp_path: Path
                                                                   ) -> None:
     """`charrnn runs` listed a skipped fill model as left to train (the budget is spent: a

@@ -37,25 +37,44 @@ def test_a_library_mistake_names_the_field_not_the_flag() -> None:
     lambda: __import__("charrnn.lm.config").lm.config.TrainConfig(lr="x"),
     lambda: __import__("charrnn.lm.config").lm.config.TrainConfig(cutoffs=5),
     lambda: __import__("charrnn.lm.config").lm.config.SampleOptions(temperature="1").validate(),
-    lambda: __import__("charrnn.data").data.PreprocessOptions(valid="v.txt").validate(),
+    lambda: __import__("charrnn.data").data.PreprocessOptions(val_frac="0.1").validate(),
     lambda: __import__("charrnn.tag.config").tag.config.TagTrainConfig(hidden=8.5),
 ])
 def test_a_config_of_the_wrong_type_is_one_clear_error(build) -> None:
-    """TrainConfig(hidden="32") raised TypeError from a comparison; valid="v.txt" was read as
-    the paths v, ., t, x, t."""
+    """TrainConfig(hidden="32") and val_frac="0.1" raised TypeError from a comparison."""
     from charrnn.errors import UserError
 
     with pytest.raises(UserError, match=r"must be (int|float|list\[int\]|list\[str\])"):
         build()
 
 
-def test_one_path_alone_or_a_path_object_is_one_input(tmp_path: Path) -> None:
+def test_one_path_alone_or_a_path_object_is_one_input(small_text: Path, tmp_path: Path) -> None:
+    """'c.txt' was read as the paths c, ., t, x, t; a Path raised TypeError or AttributeError."""
+    from charrnn import data
     from charrnn.inputs import expand_inputs
 
-    (tmp_path / "input.txt").write_text("some text\n")
-    assert expand_inputs(tmp_path / "input.txt") == [tmp_path / "input.txt"]
-    assert expand_inputs(str(tmp_path / "input.txt")) == [tmp_path / "input.txt"]
-    assert expand_inputs([tmp_path / "input.txt"]) == [tmp_path / "input.txt"]
+    assert expand_inputs(small_text) == expand_inputs(str(small_text)) == [small_text]
+    assert expand_inputs([small_text]) == [small_text]
+    for inputs in (small_text, str(small_text), [small_text]):
+        assert data.prepare(inputs, data.PreprocessOptions()).id == \
+            data.prepare([str(small_text)], data.PreprocessOptions()).id
+    opts = data.PreprocessOptions(valid=small_text.with_name("v.txt"))
+    small_text.with_name("v.txt").write_text("some other text\n")
+    opts.validate()
+    assert opts.valid == [str(small_text.with_name("v.txt"))]
+
+
+def test_numpy_numbers_and_tuples_in_a_config_become_the_python_ones_it_saves() -> None:
+    """np.int64(2) passed the type check, then failed in json.dumps after the run folder was
+    made; a tuple of cutoffs was refused."""
+    import numpy as np
+
+    from charrnn.lm.config import TrainConfig
+
+    cfg = TrainConfig(hidden=np.int64(16), lr=np.float32(0.004), max_steps=np.int32(2),
+                      softmax="adaptive", cutoffs=(20, 60))
+    assert (type(cfg.hidden), type(cfg.lr), type(cfg.max_steps)) == (int, float, int)
+    assert cfg.cutoffs == [20, 60]
 
 
 def test_a_resume_refuses_a_config_or_overrides_it_would_ignore(small_text: Path,
@@ -117,12 +136,10 @@ def test_a_runs_folder_given_as_the_corpus_is_refused(small_text: Path, tmp_path
     assert result.exit_code == 2 and "is a run folder inside the input" in result.output
 
 
-def test_an_unknown_precision_given_to_a_library_call_is_refused() -> None:
+def test_an_unknown_precision_given_to_a_library_call_is_refused(tiny_run: Path) -> None:
     """evaluate_run(..., precision="fp8") raised KeyError: 'fp8'."""
-    import torch
-
-    from charrnn.devices import resolve_precision
     from charrnn.errors import UserError
+    from charrnn.evaluation.lm import evaluate_run
 
     with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, not 'fp8'"):
-        resolve_precision("fp8", torch.device("cpu"))
+        evaluate_run(str(tiny_run), tiny_run.parent, precision="fp8")

@@ -435,3 +435,9 @@ def test_a_forward_and_a_backward_lm_of_one_shape_share_one_speed_measurement() 
     assert _key(forward, 32, candidates, 64) == \
         _key(replace(forward, direction="backward"), 32, candidates, 64)
     assert _key(forward, 32, candidates, 64) != _key(replace(forward, hidden=65), 32, candidates, 64)
+
+
+def test_the_rprop_recipe_still_says_the_neutral_values_it_sets() -> None:
+    resolved = new_config(_request(optim="rprop", precision="fp32"), CHARS, FakeJob())
+    assert resolved.sources["weight_decay"] == "recipe: --optim rprop"
+    assert (resolved.config.weight_decay, resolved.config.warmup) == (0.0, 0)

@@ -21,6 +21,7 @@ from charrnn.lm.batching import oriented
 from charrnn.lm.model import load_lm
 from charrnn.lm.scoring import score_ids, token_nll
 from charrnn.tokenizers import refuse_idle_unk
+from charrnn.training.config import PRECISIONS
 
 
 def _lm_checkpoint(spec: str | None, root: Path) -> checkpoint.Checkpoint:
@@ -49,6 +50,9 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     significant digits)."""
     if mix is None and mix_weight is not None:
         raise UserError(f"{option('mix_weight')} applies with {option('mix')} NGRAM_RUN")
+    if precision not in PRECISIONS:  # (a library call's: it raised KeyError deep down)
+        raise UserError(f"{option('precision')} must be one of {', '.join(PRECISIONS)}, not "
+                        f"{precision!r}")
     ckpt = _lm_checkpoint(spec, root)
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
         refuse_idle_unk(ckpt.tokenizer.level, unknown)

@@ -122,15 +122,20 @@ def newest(root: Path) -> Path | None:
     trained = [folder for folder, info in groups(root)
                if any(stage.get("state") == "done" for stage in info["stages"])]
     found = trained[-1] if trained else None
-    since = (found / FILE).stat().st_mtime if found is not None else float("-inf")
-    broken = [folder for folder in damaged(root) if (folder / FILE).stat().st_mtime > since]
-    if broken:
-        name = broken[-1].name
+    broken = damaged(root)
+    if broken and _written(broken[-1]) > max(
+            [_written(found)] + [(run / runs.RUN_FILE).stat().st_mtime for run in runs.list_runs(root)]):
+        name = broken[-1].name  # newer than anything else that could answer in its place
+        members = [f"{name}-{role}" for role in ROLES if (root / f"{name}-{role}").is_dir()]
+        give = (f"give its models with {option('model')} ({', '.join(members)} are ordinary "
+                "runs), or train a new group") if members else "train a new group"
         raise UserError(f"fill group {name}, the newest under {root}, is damaged ({FILE} cannot "
-                        f"be read): give its models with {option('model')} (its runs {name}-fwd, "
-                        f"{name}-bwd, {name}-mask, {name}-ngram are ordinary runs), or train a "
-                        "new group")
+                        f"be read): {give}")
     return found
+
+
+def _written(folder: Path | None) -> float:
+    return (folder / FILE).stat().st_mtime if folder is not None else float("-inf")
 
 
 def members(folder: Path) -> list[tuple[str, Path]]:

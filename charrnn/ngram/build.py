@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import time
 from pathlib import Path
 
@@ -17,7 +18,8 @@ DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}
 
 
 def check_order(order: int) -> None:
-    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= MAX_ORDER:
+    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or \
+            not 1 <= order <= MAX_ORDER:
         raise UserError(f"{option('order')} must be between 1 and {MAX_ORDER}, got {order}")
 
 
@@ -35,6 +37,7 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     from charrnn.ngram.kneser_ney import check_prune, estimate
 
     check_order(order)
+    order = int(order)  # (numpy's: a library caller's)
     prune = check_prune(prune, order) if prune else [0] * order
     vocab = tokenizer.vocab_size
     if len(ids) and not (0 <= int(ids.min()) and int(ids.max()) < vocab):  # (a library call's)

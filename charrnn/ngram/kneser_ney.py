@@ -26,6 +26,7 @@ context.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,10 +112,11 @@ def check_prune(values: list[int], order: int, spec: object = None) -> list[int]
     """Thresholds as lmplz takes them → one per order (the last repeats); `spec`: as typed, for
     the message (a library call's list by default)."""
     spec = values if spec is None else spec
-    if not isinstance(values, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, (list, tuple, np.ndarray)) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
         raise UserError(f"{option('prune')} {spec!r}: give whole numbers, one per order, "
                         "e.g. [0, 0, 1]")
+    values = [int(v) for v in values]
     if not values or len(values) > order:
         raise UserError(f"{option('prune')} {spec!r}: give 1 to {order} thresholds (one per order)")
     if values[0] != 0:

@@ -229,13 +229,15 @@ def recipe(situation: Situation, typed: frozenset[str]) -> tuple[dict[str, objec
     recipes win), and for each the recipe it came from."""
     values: dict[str, object] = {}
     sources: dict[str, str] = {}
-    idle = {n for rule in APPLIES if not rule.when(situation) for n in rule.options}
+    # (data with no validation split leaves an evaluation option nothing to act on; the other
+    # rules' refusals are of typed values: rprop's recipe sets their neutral ones, and says so)
+    idle = set() if situation.has_validation else set(EVALUATION)
     for entry in RECIPES:
         if entry.when(situation):
             for name, value in entry.values.items():
                 # a recipe's lr was measured with Adam(W): another optimizer keeps its own default
                 lr_elsewhere = name == "lr" and situation.optim not in LR_MEASURED_WITH
-                # (nor does an option that does not apply here: --patience with no validation)
+                # (nor an evaluation option where there is nothing to evaluate: --patience)
                 if name not in typed and not lr_elsewhere and name not in idle:
                     values[name], sources[name] = value, f"recipe: {entry.name}"
                 elif name not in typed and lr_elsewhere:  # said, as it differs from the recipe's

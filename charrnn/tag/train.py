@@ -168,6 +168,7 @@ def train_tagger(data: str, cfg: TagTrainConfig, root: Path, run_name: str | Non
         return _finish(loop, root, test_sents, cfg.device)
 
 
+@keeps_global_rng
 def resume_tagger(ckpt: checkpoint.Checkpoint, cfg: TagTrainConfig, root: Path,
                   data: str | None = None, valid: str | None = None, test: str | None = None,
                   reporter: Reporter | None = None,
