@@ -134,9 +134,14 @@ def _write_advice(exc: OSError, final: Path | None = None) -> str:
 def write_json_atomic(path: Path, data: object) -> None:
     """Write JSON to a temp file and rename it over `path`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    text = json.dumps(data, indent=1, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a file name not in UTF-8 (its bytes as surrogates): escaped,
+        text = json.dumps(data, indent=1)  # \udce9 reads back as the same name
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, ensure_ascii=False)
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -81,9 +81,15 @@ def check_run_name(name: str) -> None:
     if not plain:
         raise UserError(f"{option('run_name')} {name!r} must be a plain folder name: no /, no "
                         "control characters or surrounding spaces, not starting with . or -")
-    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
-        raise UserError(f"{option('run_name')} {name[:16] + '…'!r} is {len(name.encode('utf-8'))} "
-                        f"bytes long: at most {MAX_NAME_BYTES}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # bytes a UTF-8 locale could not decode (a latin-1 name)
+        raise UserError(f"{option('run_name')} {name!r} is not UTF-8 text (run.json and every table "
+                        "hold its name): name the run in UTF-8, under a UTF-8 locale "
+                        "(LANG=C.UTF-8)") from None
+    if size > MAX_NAME_BYTES:
+        raise UserError(f"{option('run_name')} {name[:16] + '…'!r} is {size} bytes long: at most "
+                        f"{MAX_NAME_BYTES}")
 
 
 def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = None) -> Path:

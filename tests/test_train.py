@@ -677,3 +677,16 @@ def test_a_name_taken_by_an_ngram_run_is_not_offered_as_one_to_resume(small_text
     result = run_cli("train", small_text, *TINY, "--max-steps", "1", "--run-name", "ng", ok=False)
     assert "already exists: pick another --run-name" in result.output
     assert "--resume" not in result.output
+
+
+def test_a_corpus_whose_file_name_is_not_utf8_trains_and_its_run_name_is_refused(
+        small_text: Path, tmp_path: Path) -> None:
+    """Writing the dataset's and the run's JSON raised UnicodeEncodeError (exit 1) for a latin-1
+    file name, and for such a --run-name."""
+    latin1 = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.txt")
+    Path(latin1).write_text(small_text.read_text() + "a line of its own\n")
+    run_cli("train", latin1, *TINY, "--max-steps", "1", "--run-name", "m")
+    assert json.loads((tmp_path / "runs/m/run.json").read_text())["dataset"]
+    result = run_cli("train", small_text, *TINY, "--max-steps", "1",
+                     "--run-name", os.fsdecode(b"r\xe9"), ok=False)
+    assert result.exit_code == 2 and "is not UTF-8 text" in result.output
