@@ -7,6 +7,7 @@ def run() -> None:
     """The console entry point. A Ctrl-C while the command line's modules still load (Typer and
     Rich take a few tenths of a second) ends as one a moment later would: one line, exit 130,
     not a traceback through the imports."""
+    _refuse_closed_streams()
     try:
         from charrnn.cli import main
     except KeyboardInterrupt:
@@ -15,5 +16,12 @@ def run() -> None:
     main()
 
 
-if __name__ == "__main__":
-    run()
+def _refuse_closed_streams() -> None:
+    """Standard output closed (`>&-`): Python sets it to None, and a command then lost its
+    output with exit 0. One line and exit 2 instead (output nobody wants goes to /dev/null). A
+    closed standard input is refused only where it is read (charrnn.inputs.stdin_bytes)."""
+    if sys.stdout is None:
+        if sys.stderr is not None:
+            sys.stderr.write("charrnn: error: standard output is closed: redirect it to a file "
+                             "(or /dev/null) instead\n")
+        sys.exit(2)

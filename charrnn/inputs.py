@@ -244,10 +244,17 @@ def is_built_dataset(folder: Path) -> bool:
     return (folder / "meta.json").is_file() and (folder / "train.bin").is_file()
 
 
+def stdin_bytes():
+    """Standard input as a binary stream; closed (`<&-`: Python's None), one clear error."""
+    if sys.stdin is None:
+        raise UserError("standard input is closed: give a FILE, or redirect one in (< FILE)")
+    return sys.stdin.buffer
+
+
 def read_stdin(errors: str = "strict", can_replace: bool = False) -> str:
     """Standard input as UTF-8 text, refused like a file when it is binary or not UTF-8.
     `can_replace`: the calling command has --errors, so the message may suggest it."""
-    data = sys.stdin.buffer.read()
+    data = stdin_bytes().read()
     refuse_binary(Path("<stdin>"), data)
     try:
         return data.decode("utf-8", errors=errors).removeprefix("\ufeff")

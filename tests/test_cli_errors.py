@@ -208,3 +208,40 @@ def test_an_rprop_lr_outside_its_step_range_is_refused_not_clamped(small_text: P
                      "rprop", "--lr", "1", ok=False)
     assert result.exit_code == 2 and "--lr 1.0: rprop's first step must be within its step " \
         "range, 1e-06 to 0.05" in result.output
+
+
+def test_a_closed_standard_output_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys) -> None:
+    """`charrnn runs >&-` exited 0 with its output lost; `charrnn sample … >&-` crashed."""
+    from charrnn.__main__ import _refuse_closed_streams
+
+    monkeypatch.setattr(sys, "stdout", None)  # what Python makes of a closed descriptor 1
+    with pytest.raises(SystemExit) as stop:
+        _refuse_closed_streams()
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("charrnn: error: standard output is closed: redirect it "
+                                       "to a file (or /dev/null) instead\n")
+
+
+def test_a_closed_standard_input_is_refused_where_it_is_read(monkeypatch) -> None:
+    """`charrnn score RUN <&-` raised AttributeError: 'NoneType' object has no attribute
+    'buffer' (exit 1); commands that do not read it run as before."""
+    from charrnn.evaluation.linescore import read_lines
+    from charrnn.inputs import read_stdin
+
+    monkeypatch.setattr(sys, "stdin", None)
+    for read in (lambda: next(read_lines("-")), read_stdin):
+        with pytest.raises(UserError, match="standard input is closed"):
+            read()
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("0", False),
+                                           ("false", False), ("No", False), ("off", False),
+                                           ("", False)])
+def test_charrnn_debug_off_words_keep_the_one_line_error(monkeypatch, value: str,
+                                                         on: bool) -> None:
+    """CHARRNN_DEBUG=false showed the traceback of a plain user error."""
+    from charrnn.cli.errors import debug
+
+    monkeypatch.setenv("CHARRNN_DEBUG", value)
+    assert debug() is on

@@ -25,7 +25,8 @@ RANK0_FIRST_S = 5.0  # what a rank other than 0 waits before saying what every r
 
 
 def debug() -> bool:
-    return os.environ.get("CHARRNN_DEBUG", "") not in ("", "0")
+    """CHARRNN_DEBUG set to anything but an off word (0, false, no, off, empty)."""
+    return os.environ.get("CHARRNN_DEBUG", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def say(line: str, alike_on_every_rank: bool = False) -> None:

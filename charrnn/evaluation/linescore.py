@@ -11,7 +11,6 @@ Works for language model runs, n-gram runs, and a language model mixed with an n
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from charrnn import runs
 from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import UNK
-from charrnn.inputs import refuse_binary
+from charrnn.inputs import refuse_binary, stdin_bytes
 from charrnn.tokenizers import refuse_idle_unk, skipped_chars
 
 BATCH_LINES = 256  # lines read at a time
@@ -57,9 +56,10 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
     """The lines of FILE (or stdin for None / '-'), decoded one at a time; a line that is not
     UTF-8 is an error naming it (--errors replace goes on); a last one with no line break is an
     OpenLine."""
-    name = "<stdin>" if file in (None, "-") else file
-    if name == "<stdin>":
-        raw = sys.stdin.buffer
+    from_stdin = file in (None, "-")
+    name = "<stdin>" if from_stdin else file
+    if from_stdin:
+        raw = stdin_bytes()
     else:
         path = Path(file).expanduser()
         if not path.is_file():
@@ -83,7 +83,7 @@ def read_lines(file: str | None, errors: str = "strict") -> Iterator[str]:
             text = line.removesuffix("\n").removesuffix("\r").removeprefix("\ufeff" * (number == 1))
             yield text if line.endswith("\n") else OpenLine(text)
     finally:
-        if raw is not sys.stdin.buffer:
+        if not from_stdin:
             raw.close()
 
 
