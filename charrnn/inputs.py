@@ -41,7 +41,7 @@ def expand_inputs(specs: Iterable[str | Path] | str | Path) -> list[Path]:
     for spec in as_specs(specs):
         refuse_empty(spec)
         path = Path(spec).expanduser()
-        if any(ch in spec for ch in "*?["):
+        if any(ch in spec for ch in "*?[") and not path.exists():  # (a file named so: itself)
             matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
             matched = [p for p in matched if p.is_file()]
             if not matched:

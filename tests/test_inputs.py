@@ -163,3 +163,14 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(
     # (phrases with a space: the test's tmp_path holds "empty_path")
     assert "empty path" in result.output or "name is empty" in result.output, result.output
     assert "Traceback" not in result.output and not (tmp_path / "ds").exists()
+
+
+def test_an_existing_file_whose_name_looks_like_a_pattern_is_read_as_itself(tmp_path: Path
+                                                                            ) -> None:
+    """'d[1].txt' was globbed (no match: 'check the pattern'), and 'x*.txt' read xtra.txt too."""
+    for name in ("d[1].txt", "x*.txt", "what?.txt"):
+        (tmp_path / name).write_text("text\n")
+    (tmp_path / "xtra.txt").write_text("other\n")
+    for name in ("d[1].txt", "x*.txt", "what?.txt"):
+        assert expand_inputs([str(tmp_path / name)]) == [tmp_path / name]
+    assert len(expand_inputs([str(tmp_path / "x?ra.txt")])) == 1  # a pattern still matches
