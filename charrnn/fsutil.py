@@ -230,8 +230,8 @@ def read_json(path: Path, what: str) -> dict:
 
 def cache_dir() -> Path:
     """Where preprocessed datasets and downloaded corpora live (CHARRNN_CACHE to move it)."""
-    root = os.environ.get("CHARRNN_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "charrnn")
+    root = os.path.expanduser(os.environ.get("CHARRNN_CACHE") or os.path.join(  # (a quoted ~)
+        os.environ.get("XDG_CACHE_HOME") or "~/.cache", "charrnn"))
     return Path(root)
 
 

@@ -47,7 +47,8 @@ def runs_root(out: str | Path | None = None) -> Path:
     if out is not None and not str(out).strip():  # (it was taken as none: ./checkpoints)
         raise UserError(f"{option('out')} is empty: give the runs folder, or drop {option('out')} for "
                         "./checkpoints")
-    return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints")
+    # (~ expanded: `--out=~/runs` reaches us unexpanded by the shell, and made a folder named ~)
+    return Path(out or os.environ.get("CHARRNN_RUNS") or "checkpoints").expanduser()
 
 
 def out_suffix(folder: Path) -> str:

@@ -297,3 +297,17 @@ def test_a_resume_hint_names_the_runs_root_where_it_is_not_the_default(
     monkeypatch.delenv("CHARRNN_RUNS")
     monkeypatch.chdir(tmp_path)
     assert runs.out_suffix(Path("checkpoints/g")) == ""
+
+
+def test_a_tilde_the_shell_left_in_an_output_path_is_the_home_folder(
+        small_text: Path, tmp_path: Path, monkeypatch) -> None:
+    """`--out=~/runs` (no expansion after `=`) made a folder named ~ in the current one."""
+    home, here = tmp_path / "home", tmp_path / "here"
+    home.mkdir()
+    here.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(here)
+    run_cli("ngram", "train", small_text, "--order", "2", "--out=~/runs", "--run-name", "n")
+    run_cli("preprocess", small_text, "--out=~/ds")
+    assert (home / "runs/n/run.json").is_file() and (home / "ds/meta.json").is_file()
+    assert not (here / "~").exists()

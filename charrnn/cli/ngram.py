@@ -152,7 +152,7 @@ def export(
         counts, shown = write_arpa(model, sys.stdout), "<stdout>"
         sys.stdout.flush()
     else:
-        info = export_arpa(model, Path(arpa))
+        info = export_arpa(model, Path(arpa).expanduser())
         counts, shown = info["ngrams"], info["path"]
     typer.echo(f"{shown}: " + ", ".join(f"{c:,} {n}-grams" for n, c in enumerate(counts, 1)),
                err=arpa == "-")

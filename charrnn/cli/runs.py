@@ -32,7 +32,7 @@ def plot(
     """Write a PNG of train/val loss and val bits/char curves for one or several runs."""
     from charrnn.plot import plot_runs
 
-    path = plot_runs(list(run_specs), opt.root(out), Path(png))
+    path = plot_runs(list(run_specs), opt.root(out), Path(png).expanduser())
     typer.echo(f"wrote {path}")
 
 

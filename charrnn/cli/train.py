@@ -35,7 +35,8 @@ def preprocess(
     if not out.strip():  # (Path('') is the current folder)
         raise UserError("--out is empty: give the dataset folder to write")
     # A registry name becomes its files, as for train (the plan took its level and splits).
-    dataset = run_preprocess(resolve_inputs(inputs, popts, mirror, final=True), Path(out), popts)
+    folder = Path(out).expanduser()  # (`--out=~/d` reaches us unexpanded by the shell)
+    dataset = run_preprocess(resolve_inputs(inputs, popts, mirror, final=True), folder, popts)
     splits = dataset.meta["splits"]
     typer.echo(f"{dataset.root}: {dataset.tokenizer.level} vocab {dataset.tokenizer.vocab_size}, "
                + ", ".join(f"{k} {v['tokens']:,} tokens / {v['chars']:,} chars"
