@@ -27,6 +27,7 @@ from charrnn.inputs import (
     file_sha256,
     is_built_dataset,
     refuse_datasets,
+    same_text,
 )
 
 if TYPE_CHECKING:
@@ -85,13 +86,13 @@ class SplitPlan:
     """Which text goes to which split, as a stream of (split name, text) pieces."""
 
     def _refuse_shared_files(self) -> None:
-        """A training file given as --valid or --test too scores a model on what it trained on:
-        refused, naming it, rather than a score that flatters. (Validation and test alike is
+        """A training file given as --valid or --test too (the same path, a link or a copy)
+        scores a model on what it trained on: refused, naming it, rather than a score that
+        flatters. (Validation and test alike is
         the user's choice: neither is trained on.)"""
-        trained = {Path(path).resolve() for path in self.main.files}
         for name, source in self.extra.items():
             for path in source.files:
-                if Path(path).resolve() in trained:
+                if any(same_text(Path(path), Path(t)) for t in self.main.files):
                     split = "validation" if name == "val" else "test"
                     raise UserError(f"{path} is in the training text and in the {split} text: "
                                     "a model scored on text it trained on says nothing of new "

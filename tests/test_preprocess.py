@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -421,6 +423,16 @@ def test_a_file_in_two_splits_is_refused(small_text: Path, tmp_path: Path) -> No
         (folder / "a.txt").write_text(small_text.read_text())
         preprocess([str(folder)], tmp_path / "b", PreprocessOptions(test=[str(folder / "a.txt")]))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("make", [os.link, shutil.copyfile], ids=["hard link", "copy"])
+def test_a_link_or_copy_of_the_training_file_as_another_split_is_refused(
+        small_text: Path, tmp_path: Path, make) -> None:
+    """Only the resolved paths were compared: a hard link or a copy was taken as new text."""
+    make(small_text, tmp_path / "again.txt")
+    with pytest.raises(UserError, match="is in the training text and in the validation text"):
+        preprocess([str(small_text)], tmp_path / "a",
+                   PreprocessOptions(valid=[str(tmp_path / "again.txt")]))
 
 
 def test_a_cache_that_cannot_be_written_names_charrnn_cache_not_out(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -533,3 +534,15 @@ def test_resume_tagger_given_a_language_model_says_what_it_holds(tiny_run: Path,
     with pytest.raises(UserError, match="holds a language model, not a tagger"):
         resume_tagger(checkpoint.resolve(str(tiny_run), tiny_run.parent), TagTrainConfig(),
                       tmp_path)
+
+
+@pytest.mark.parametrize("split", ["--valid", "--test"])
+def test_the_training_sentences_given_as_another_split_are_refused(tmp_path: Path,
+                                                                  split: str) -> None:
+    """tag train c.txt --valid c.txt trained and reported F1 on its own training sentences."""
+    train = _conll(tmp_path / "train.txt", 20, 1)
+    shutil.copyfile(train, tmp_path / "copy.txt")
+    for given in (train, tmp_path / "copy.txt"):
+        result = run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--max-steps",
+                         "1", split, given, ok=False)
+        assert result.exit_code == 2 and "holds the training sentences" in result.output

@@ -113,9 +113,21 @@ def _read_splits(data: str, cfg: TagTrainConfig, valid: str | None, test: str | 
     if valid is not None:
         val_sents = read(valid)
         given["valid"] = _fingerprint(valid, val_sents)
+        _refuse_trained_on(given["train"], given["valid"], valid, "valid")
     else:
         train_sents, val_sents = split_validation(train_sents, cfg.val_frac, cfg.seed)
-    return train_sents, val_sents, read(test) if test else None, given
+    test_sents = read(test) if test else None
+    if test:
+        _refuse_trained_on(given["train"], _fingerprint(test, test_sents), test, "test")
+    return train_sents, val_sents, test_sents, given
+
+
+def _refuse_trained_on(train: dict, other: dict, path: str, split: str) -> None:
+    """The training sentences given again as --valid or --test (the same file, a link or a
+    copy): a score on what the tagger trained on says nothing of new text."""
+    if other["sha256"] == train["sha256"]:
+        raise UserError(f"{path} holds the training sentences: a tagger scored on what it trained "
+                        f"on says nothing of new text; give {option(split)} sentences of their own")
 
 
 def _fingerprint(path: str, sentences: list[Sentence]) -> dict:
