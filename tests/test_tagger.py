@@ -542,7 +542,7 @@ def test_the_training_sentences_given_as_another_split_are_refused(tmp_path: Pat
     """tag train c.txt --valid c.txt trained and reported F1 on its own training sentences."""
     train = _conll(tmp_path / "train.txt", 20, 1)
     shutil.copyfile(train, tmp_path / "copy.txt")
-    for given in (train, tmp_path / "copy.txt"):
+    for again in (train, tmp_path / "copy.txt"):
         result = run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--max-steps",
-                         "1", split, given, ok=False)
+                         "1", split, again, ok=False)
         assert result.exit_code == 2 and "holds the training sentences" in result.output
