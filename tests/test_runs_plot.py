@@ -311,3 +311,22 @@ def test_a_tilde_the_shell_left_in_an_output_path_is_the_home_folder(
     run_cli("preprocess", small_text, "--out=~/ds")
     assert (home / "runs/n/run.json").is_file() and (home / "ds/meta.json").is_file()
     assert not (here / "~").exists()
+
+
+def test_runs_piped_keeps_a_cjk_name_on_one_line(small_text: Path, tmp_path: Path) -> None:
+    """'中文模型' was capped at its length, not its width in cells: `charrnn runs | cat` showed
+    中文 and 模型 on two lines, and `awk '{print $1}'` named no run."""
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "中文模型")
+    rows = run_cli("runs").output.splitlines()
+    assert any(line.split()[:1] == ["中文模型"] for line in rows), rows
+
+
+@pytest.mark.parametrize("columns", ["0", "10"])
+def test_a_very_narrow_terminal_still_gets_the_cells_whole(small_text: Path, monkeypatch,
+                                                           columns: str) -> None:
+    """COLUMNS=0 printed nothing with exit 0, COLUMNS=10 only '…' cells."""
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "narrow")
+    monkeypatch.setenv("COLUMNS", columns)
+    output = run_cli("runs").output
+    assert "narrow" in output and "ngram" in output
+    assert "tinyshakespeare" in run_cli("corpus", "list").output

@@ -206,4 +206,6 @@ def compare_cmd(
     if json_out:
         typer.echo(json.dumps(report, indent=1))
     else:
-        render(report)
+        from charrnn.tui import table_console
+
+        render(report, table_console())

@@ -39,17 +39,17 @@ def plot(
 @command(corpus_app, "list")
 def corpus_list() -> None:
     """Show the registry of public corpora."""
-    from rich.console import Console
     from rich.table import Column, Table
 
     from charrnn.corpora import registry
+    from charrnn.tui import table_console
 
     table = Table("files", "level", "licence", "description")
     table.columns.insert(0, Column("name", no_wrap=True, style="bold"))
     for name, entry in registry().items():
         table.add_row(name, ", ".join(f["name"] for f in entry["files"]), entry.get("level", ""),
                       entry.get("licence", ""), entry.get("description", ""))
-    Console().print(table)
+    table_console().print(table)
 
 
 @command(corpus_app, "get")

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from charrnn import runs
 from charrnn.errors import UserError, option
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 BAR_WIDTH = 8
 
@@ -226,7 +230,7 @@ def _fmt_size(row: dict) -> str:
     return f"{_compact(row.get('size'))} {unit}{ngrams}"
 
 
-def render(report: dict) -> None:
+def render(report: dict, console: Console | None = None) -> None:
     """One Rich table, best first, with a bar per row (shorter is better).
 
     size: parameters (par) or n-grams (ngr); train: training time; tok/s: sampling speed.
@@ -258,7 +262,7 @@ def render(report: dict) -> None:
                       _fmt_seconds(row.get("train_seconds")),
                       _compact(row.get("sample_tokens_per_s")),
                       f"[green]{bar}[/green]" if rank == 1 else bar)
-    console = Console()
+    console = console or Console()
     console.print(table)
     for item in report["skipped"]:
         console.print(f"skipped {item['run']}: {item['reason']}", style="yellow", markup=False)

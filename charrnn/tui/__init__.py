@@ -16,6 +16,20 @@ from __future__ import annotations
 import os
 import sys
 
+LEAST_COLUMNS = 60  # a table narrower than this printed nothing (COLUMNS=0) or only "…" cells
+
+
+def table_console(piped_width: int | None = None):
+    """A Rich console for a table: `piped_width` where no terminal reads (rows whole for grep,
+    unless COLUMNS says), and never narrower than LEAST_COLUMNS (a terminal wraps the long
+    lines; the cells stay whole)."""
+    from rich.console import Console
+
+    console = Console()
+    if piped_width and not console.is_terminal and not os.environ.get("COLUMNS"):
+        return Console(width=piped_width)
+    return console if console.width >= LEAST_COLUMNS else Console(width=LEAST_COLUMNS)
+
 
 def live_capable() -> bool:
     """A terminal on both ends (keys in, screen out), one that moves the cursor, and termios to

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
@@ -14,6 +14,7 @@ from charrnn import runs
 from charrnn.errors import option
 from charrnn.fill import group
 from charrnn.runstats import summary
+from charrnn.tui import table_console
 
 HEADERS = ("name", "kind", "created", "steps", "best val", "bpc", "level", "params")
 NUMERIC = {"steps", "best val", "bpc", "params"}  # printed whole: other columns fold instead
@@ -46,7 +47,8 @@ def _cells(row: dict) -> list[str]:
 def _text_caps(rows: list[list[str]], width: int) -> dict[str, int]:
     """Widest each text column may be so that the numeric columns fit whole in `width`:
     the room left after them, shared out (narrow columns keep their natural width)."""
-    natural = {h: max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)}
+    # (in terminal cells: a CJK name is twice its length, and a cap of its length folded it)
+    natural = {h: max(cell_len(h), *(cell_len(r[i]) for r in rows)) for i, h in enumerate(HEADERS)}
     room = width - sum(natural[h] for h in NUMERIC) - 2 * (len(HEADERS) - 1)  # column gaps
     texts = sorted((h for h in HEADERS if h not in NUMERIC), key=natural.get)
     caps = {}
@@ -121,9 +123,7 @@ def print_runs(root: Path, console: Console | None = None) -> int:
     """Print the table (or a one-line note when there is no run), then the fill groups; the
     number of runs."""
     if console is None:  # piped (| grep, | cut, a file): rows whole, unless COLUMNS says
-        console = Console()
-        if not console.is_terminal and not os.environ.get("COLUMNS"):
-            console = Console(width=PIPED_WIDTH)
+        console = table_console(PIPED_WIDTH)
     table = runs_table(root, console.width)
     if table is None:
         console.print(f"no runs under {root} (train one with `charrnn train`, or pass {option('out')})",
