@@ -25,3 +25,7 @@ def _refuse_closed_streams() -> None:
             sys.stderr.write("charrnn: error: standard output is closed: redirect it to a file "
                              "(or /dev/null) instead\n")
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()
