@@ -85,6 +85,9 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
     """Fetch a registry corpus (mirror folder or network), verify, cache; return role → path."""
     entry = lookup(name)
     given = mirror is not None
+    if given and not str(mirror).strip():  # (as an empty path elsewhere: not silently none)
+        raise UserError(f"{option('mirror')} is empty: give the folder that holds the corpus "
+                        f"files, or drop {option('mirror')} to download")
     mirror = mirror or os.environ.get("CHARRNN_MIRROR")
     if mirror:  # checked even when the cache has the files: a typo must not pass unnoticed
         _check_mirror(mirror, option("mirror") if given else "CHARRNN_MIRROR")

@@ -124,8 +124,10 @@ def _write_advice(exc: OSError, final: Path | None = None) -> str:
     none, only its message) and by where it went: the cache is moved by CHARRNN_CACHE."""
     cached = final is not None and cache_dir().resolve() in Path(final).resolve().parents
     elsewhere = "set CHARRNN_CACHE to another folder" if cached else f"choose another {option('out')}"
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-        return f"free some disk space or {elsewhere}"
+    # (safetensors words a full disk as a short write: "N requested and M written")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or any(
+            words in str(exc) for words in ("No space left", "requested and")):
+        return f"the disk may be full: free some space or {elsewhere}"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"the {'cache ' * cached}folder is not writable: {elsewhere}"
     return elsewhere

@@ -247,3 +247,9 @@ def test_a_damaged_deflate_stream_is_one_clear_error_and_leaves_no_partial_file(
     with pytest.raises(UserError, match="is not a valid zip archive .*replace the mirror's copy"):
         corpora._extract(archive, "enwik8", out)
     assert not out.exists()
+
+
+def test_an_empty_mirror_is_refused_not_taken_as_none() -> None:
+    """--mirror '' fell back to $CHARRNN_MIRROR or a download without a word."""
+    result = run_cli("corpus", "get", "tinyshakespeare", "--mirror", "", ok=False)
+    assert result.exit_code == 2 and "--mirror is empty" in result.output
