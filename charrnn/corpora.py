@@ -135,8 +135,23 @@ def _check_mirror(mirror: str, where: str) -> None:
 
 
 def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
+    """The file fetched into the cache whole, or not at all: a write that fails (a full disk)
+    names the cache file and leaves no partial copy behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        _fetch_to(spec, tmp, target, mirror)
+    except OSError as exc:  # (a download's own errors are said where they happen; a copy's
+        tmp.unlink(missing_ok=True)  # names its source even where writing failed)
+        raise UserError(f"could not write {target}: {exc.strerror or exc} "
+                        f"({fsutil._write_advice(exc, target)})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, target)
+
+
+def _fetch_to(spec: dict, tmp: Path, target: Path, mirror: str | None) -> None:
     if "derive" in spec and not (mirror and (Path(mirror) / spec["name"]).is_file()):
         _derive(spec, target, tmp, mirror)
     elif mirror:
@@ -153,7 +168,6 @@ def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
             _extract(source, spec["name"], tmp)
     else:
         _download(spec, tmp)
-    os.replace(tmp, target)
 
 
 def _derive(spec: dict, target: Path, tmp: Path, mirror: str | None) -> None:

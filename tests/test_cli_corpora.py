@@ -253,3 +253,25 @@ def test_an_empty_mirror_is_refused_not_taken_as_none() -> None:
     """--mirror '' fell back to $CHARRNN_MIRROR or a download without a word."""
     result = run_cli("corpus", "get", "tinyshakespeare", "--mirror", "", ok=False)
     assert result.exit_code == 2 and "--mirror is empty" in result.output
+
+
+def test_a_corpus_fetch_that_fails_to_write_names_the_cache_file_and_leaves_no_part(
+        tmp_path: Path, monkeypatch) -> None:
+    """A full disk was said of the mirror's file, and a partial .tmp file stayed in the cache."""
+    import errno
+    import shutil
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tinyshakespeare.txt").write_text("some text\n")
+
+    def full(source, target, *args, **kwargs):
+        Path(target).write_text("some")
+        raise OSError(errno.ENOSPC, "No space left on device", str(source))
+
+    monkeypatch.setattr(shutil, "copyfile", full)
+    result = run_cli("corpus", "get", "tinyshakespeare", "--mirror", mirror, ok=False)
+    assert result.exit_code == 2 and "could not write" in result.output
+    assert "the disk may be full" in result.output
+    cache = Path(os.environ["CHARRNN_CACHE"]) / "corpora"
+    assert not [p for p in cache.rglob("*") if p.is_file()]
