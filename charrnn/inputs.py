@@ -86,8 +86,13 @@ def _refuse_runs(found: list[Path]) -> None:
 def _text_files_below(folder: Path) -> list[Path]:
     """Files under `folder`, sorted, leaving out every hidden file and hidden folder below it
     (.git/, .venv/, ...: never corpus text); `folder` itself may be hidden."""
-    found = []
-    for parent, dirs, names in os.walk(folder):
+    found, seen = [], set()
+    for parent, dirs, names in os.walk(folder, followlinks=True):  # a linked folder is read
+        real = os.path.realpath(parent)  # as the folder itself is: once (a loop ends here)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune: never walk into .git/
         for name in names:
             p = Path(parent) / name

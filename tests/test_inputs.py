@@ -174,3 +174,17 @@ def test_an_existing_file_whose_name_looks_like_a_pattern_is_read_as_itself(tmp_
     for name in ("d[1].txt", "x*.txt", "what?.txt"):
         assert expand_inputs([str(tmp_path / name)]) == [tmp_path / name]
     assert len(expand_inputs([str(tmp_path / "x?ra.txt")])) == 1  # a pattern still matches
+
+
+def test_a_linked_folder_inside_a_corpus_folder_is_read_once_and_a_loop_ends(tmp_path: Path
+                                                                            ) -> None:
+    """A symlinked subfolder was skipped silently (a top-level link was followed)."""
+    corpus, elsewhere = tmp_path / "corpus", tmp_path / "elsewhere"
+    corpus.mkdir()
+    elsewhere.mkdir()
+    (corpus / "a.txt").write_text("a\n")
+    (elsewhere / "b.txt").write_text("b\n")
+    (corpus / "more").symlink_to(elsewhere)
+    (elsewhere / "loop").symlink_to(corpus)
+    found = expand_inputs([str(corpus)])
+    assert sorted(p.name for p in found) == ["a.txt", "b.txt"]
