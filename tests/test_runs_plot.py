@@ -330,3 +330,10 @@ def test_a_very_narrow_terminal_still_gets_the_cells_whole(small_text: Path, mon
     output = run_cli("runs").output
     assert "narrow" in output and "ngram" in output
     assert "tinyshakespeare" in run_cli("corpus", "list").output
+
+
+def test_runs_refuses_a_charrnn_runs_that_names_a_file(small_text: Path, monkeypatch) -> None:
+    """It said 'no runs under FILE' with exit 0."""
+    monkeypatch.setenv("CHARRNN_RUNS", str(small_text))
+    result = run_cli("runs", ok=False)
+    assert result.exit_code == 2 and "is a file, not a runs folder" in result.output

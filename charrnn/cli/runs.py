@@ -21,6 +21,8 @@ def runs_command(out: opt.Out = None) -> None:
     root = opt.root(out)
     if out is not None:  # the default root before a first run is no mistake: "no runs"
         refuse_missing_root(root)
+    elif root.is_file():  # ($CHARRNN_RUNS naming a file is one, though)
+        refuse_missing_root(root)
     print_runs(root)
 
 
