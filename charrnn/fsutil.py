@@ -96,7 +96,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         recover_dir(final)
-        kept = "the previous copy is intact" if had_copy else "nothing was written"
+        kept = "the previous copy is intact" if had_copy else f"nothing of {final.name}/ was written"
         raise UserError(f"could not write {final}: {exc.strerror or exc}; {kept} "
                         f"({_write_advice(exc, final)})") from exc
     except BaseException:

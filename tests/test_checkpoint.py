@@ -202,7 +202,7 @@ def test_a_failed_write_over_an_empty_folder_says_nothing_was_written(tmp_path: 
     import errno
 
     (tmp_path / "g").mkdir()
-    with pytest.raises(UserError, match="nothing was written"), \
+    with pytest.raises(UserError, match="nothing of g/ was written"), \
             fsutil.atomic_dir(tmp_path / "g") as tmp:
         (tmp / "f").write_text("partial")
         raise OSError(errno.ENOSPC, "No space left on device")

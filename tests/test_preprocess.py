@@ -198,7 +198,7 @@ def test_failed_write_message_follows_the_error_and_the_previous_copy(tmp_path: 
     monkeypatch.setattr(Path, "mkdir", fail(errno.EACCES))
     with pytest.raises(UserError) as denied, fsutil.atomic_dir(tmp_path / "new"):
         pass
-    assert "nothing was written (the folder is not writable" in str(denied.value)
+    assert "nothing of new/ was written (the folder is not writable" in str(denied.value)
     assert "disk space" not in str(denied.value) and "previous copy" not in str(denied.value)
     monkeypatch.undo()
     (tmp_path / "old").mkdir()
