@@ -306,3 +306,13 @@ def test_word_options_that_keep_no_word_are_refused(options, said) -> None:
         WordTokenizer.build(["the cat and the dog\nthe end\n"], **options)
     with pytest.raises(UserError, match="the training text has no words"):
         WordTokenizer.build([" \n\t\n"])
+
+
+@pytest.mark.parametrize("model", ["!!!", ""])
+def test_a_stored_subword_model_that_is_empty_or_not_base64_is_malformed(model: str) -> None:
+    """'!!!' decoded to nothing, and sentencepiece then said 'Model is not initialized' at
+    each call instead of one error when the checkpoint was read."""
+    from charrnn.tokenizers import tokenizer_from_json
+
+    with pytest.raises(UserError, match="stored subword tokenizer is malformed"):
+        tokenizer_from_json({"level": "subword", "model": model})

@@ -49,7 +49,7 @@ def tokenizer_from_json(data: dict) -> Tokenizer:
         if level == "word":
             return WordTokenizer(data["words"], data.get("pattern"), bool(data.get("lower", False)))
         if level == "subword":
-            return SubwordTokenizer(base64.b64decode(data["model"]))
+            return SubwordTokenizer(base64.b64decode(data["model"], validate=True))
     except (KeyError, TypeError, ValueError, RuntimeError, re.error) as exc:
         raise UserError(f"stored {level} tokenizer is malformed ({exc}): re-run preprocess") from exc
     raise UserError(f"unknown tokenizer level {level!r}: expected char, word or subword")

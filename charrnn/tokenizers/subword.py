@@ -114,6 +114,8 @@ class SubwordTokenizer:
     def __init__(self, model_proto: bytes) -> None:
         import sentencepiece as spm
 
+        if not model_proto:  # (sentencepiece takes it, then says "not initialized" at each call)
+            raise ValueError("the sentencepiece model is empty")
         self.model_proto = model_proto
         self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
         self.newline_id = self.sp.get_piece_size()
