@@ -316,3 +316,13 @@ def test_a_stored_subword_model_that_is_empty_or_not_base64_is_malformed(model: 
 
     with pytest.raises(UserError, match="stored subword tokenizer is malformed"):
         tokenizer_from_json({"level": "subword", "model": model})
+
+
+def test_an_unknown_policy_that_is_none_of_them_is_refused() -> None:
+    """generate(..., unknown="bogus") went on, and failed only where a character was unknown,
+    with advice about --unk skip."""
+    from charrnn.tokenizers import prime_policy
+
+    with pytest.raises(UserError, match="must be error or skip, not 'bogus'"):
+        prime_policy("char", "bogus")
+    assert prime_policy("char", "skip") == "skip" and prime_policy("word", None) == "map"

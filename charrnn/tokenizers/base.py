@@ -65,7 +65,9 @@ def prime_shown(decoder: StreamDecoder, level: str, ids: Iterable[int], typed: s
 def refuse_idle_unk(level: str, unknown: str | None) -> None:
     """A policy for unknown characters asked of a model that has none (None: not asked): a word
     model reads unknown words as its <unk> (as PTB does), a subword model spells any text with
-    its byte pieces."""
+    its byte pieces. A policy that is none of them is refused too (a library caller's typo)."""
+    if unknown is not None and unknown not in ("error", "skip"):
+        raise UserError(f"{option('unknown', 'unk')} must be error or skip, not {unknown!r}")
     if unknown is not None and level != "char":
         why = "reads unknown words as its <unk>" if level == "word" else \
             "spells any text with its byte pieces"
