@@ -143,3 +143,21 @@ def test_an_unknown_precision_given_to_a_library_call_is_refused(tiny_run: Path)
 
     with pytest.raises(UserError, match="precision must be one of auto, fp32, bf16, not 'fp8'"):
         evaluate_run(str(tiny_run), tiny_run.parent, precision="fp8")
+
+
+def test_a_run_name_or_a_string_of_sentences_given_to_the_library_is_one_clear_error(
+        tiny_run: Path) -> None:
+    """generate('ck/m', ...) raised AttributeError; TaggerBundle.predict("some text") and
+    batch_size=0 raised AttributeError and ValueError."""
+    from charrnn.errors import UserError
+    from charrnn.lm.config import SampleOptions
+    from charrnn.lm.sample import generate
+    from charrnn.tag.predict import TaggerBundle
+
+    with pytest.raises(UserError, match="generate takes a checkpoint"):
+        generate(str(tiny_run), SampleOptions(length=3), None, 1, print)
+    bundle = TaggerBundle.__new__(TaggerBundle)  # (the checks come before the model is read)
+    with pytest.raises(UserError, match="predict takes a list of Sentence"):
+        bundle.predict("some text")
+    with pytest.raises(UserError, match="batch_size must be a whole number ≥ 1, got 0"):
+        bundle.predict([], batch_size=0)

@@ -200,8 +200,11 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
              mixing: Callable[[RNNLM, torch.device], Mixture | None] | None = None) -> None:
     """`charrnn sample` (plain): stream each sample's text to `write` as tokens arrive. `mixing`
     makes the loaded model's --mix mixture (charrnn.evaluation.mix.mixture_of)."""
+    if not isinstance(ckpt, checkpoint.Checkpoint):  # (a library caller's run name or path)
+        raise UserError(f"generate takes a checkpoint, not {ckpt!r}: "
+                        "charrnn.checkpoint.resolve(RUN, root) gives it")
     opts.validate()
-    if num_samples < 1:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise UserError(f"{option('num_samples')} must be ≥ 1, got {num_samples}")
     opts.check_combination(num_samples)
     opts.check_vocabulary(ckpt.tokenizer.vocab_size)

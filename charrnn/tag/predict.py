@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from charrnn import checkpoint
 from charrnn.devices import host_to_device, resolve_device
+from charrnn.errors import UserError
 from charrnn.tag import score as tagscore
 from charrnn.tag.config import TaggerConfig
 from charrnn.tag.data import Encoder, Sentence, words_from_tags
@@ -93,6 +94,13 @@ class TaggerBundle:
 
     @torch.inference_mode()
     def predict(self, sentences: Sequence[Sentence], batch_size: int = 64) -> list[list[str]]:
+        """The labels of each sentence (tag.data.Sentence: its tokens, and features the tagger
+        reads), best path under the label constraints."""
+        if isinstance(sentences, str) or not all(isinstance(s, Sentence) for s in sentences):
+            raise UserError("predict takes a list of Sentence(tokens) (charrnn.tag.data), e.g. "
+                            "[Sentence(['He', 'reckons'])]")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
         self.model.eval()
         encoded = [self.encoder.encode(Sentence(s.tokens, None, s.features)) for s in sentences]
         out: list[list[str]] = [[] for _ in sentences]
