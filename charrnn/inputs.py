@@ -40,6 +40,9 @@ def expand_inputs(specs: Iterable[str | Path] | str | Path) -> list[Path]:
     files: list[Path] = []
     for spec in as_specs(specs):
         refuse_empty(spec)
+        if spec == "-" and not Path(spec).exists():  # (commands that read it handle it first)
+            raise UserError("this command reads files, not standard input ('-'): save the text "
+                            "to a file and give its path")
         path = Path(spec).expanduser()
         if any(ch in spec for ch in "*?[") and not path.exists():  # (a file named so: itself)
             matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True))

@@ -188,3 +188,12 @@ def test_a_linked_folder_inside_a_corpus_folder_is_read_once_and_a_loop_ends(tmp
     (elsewhere / "loop").symlink_to(corpus)
     found = expand_inputs([str(corpus)])
     assert sorted(p.name for p in found) == ["a.txt", "b.txt"]
+
+
+def test_a_dash_where_no_standard_input_is_read_says_so(tmp_path: Path, monkeypatch) -> None:
+    """`charrnn train -` said "- does not exist: check the path"."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="reads files, not standard input"):
+        expand_inputs(["-"])
+    (tmp_path / "-").write_text("a file named -\n")  # (one that exists is itself)
+    assert expand_inputs(["-"]) == [(tmp_path / "-").resolve()]
