@@ -199,12 +199,12 @@ def test_failed_write_message_follows_the_error_and_the_previous_copy(tmp_path: 
     with pytest.raises(UserError) as denied, fsutil.atomic_dir(tmp_path / "new"):
         pass
     assert "nothing of new/ was written (the folder is not writable" in str(denied.value)
-    assert "disk space" not in str(denied.value) and "previous copy" not in str(denied.value)
+    assert "disk may be full" not in str(denied.value) and "previous copy" not in str(denied.value)
     monkeypatch.undo()
     (tmp_path / "old").mkdir()
     (tmp_path / "old" / "meta.json").write_text("{}")  # a copy with something in it to keep
     monkeypatch.setattr(Path, "mkdir", fail(errno.ENOSPC))
-    with pytest.raises(UserError, match="previous copy is intact .free some disk space"), \
+    with pytest.raises(UserError, match="previous copy is intact .the disk may be full: free some space"), \
             fsutil.atomic_dir(tmp_path / "old"):
         pass
 
