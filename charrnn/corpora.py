@@ -8,6 +8,7 @@ char-rnn "Linux source" demo, in Python).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -90,6 +91,7 @@ def get(name: str, mirror: str | None = None, allow_unverified: bool = False) ->
                         f"files, or drop {option('mirror')} to download")
     mirror = mirror or os.environ.get("CHARRNN_MIRROR")
     if mirror:  # checked even when the cache has the files: a typo must not pass unnoticed
+        mirror = os.path.expanduser(mirror)  # (`--mirror=~/m`: the shell left the ~)
         _check_mirror(mirror, option("mirror") if given else "CHARRNN_MIRROR")
     if allow_unverified and all(spec.get("sha256") for spec in entry["files"]):
         raise UserError(f"{option('allow_unverified')} does not apply: every file of corpus {name!r} has a "
@@ -141,8 +143,10 @@ def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
         _fetch_to(spec, tmp, target, mirror)
-    except OSError as exc:  # (a download's own errors are said where they happen; a copy's
-        tmp.unlink(missing_ok=True)  # names its source even where writing failed)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if not _is_write_error(exc, tmp):  # a mirror file that cannot be read: its own words
+            raise
         raise UserError(f"could not write {target}: {exc.strerror or exc} "
                         f"({fsutil._write_advice(exc, target)})") from exc
     except BaseException:
@@ -203,8 +207,20 @@ def _download(spec: dict, tmp: Path) -> None:
             else:
                 shutil.move(fetched, tmp)
     except OSError as exc:
+        if _is_write_error(exc, tmp):  # (a full disk is no download's fault: _fetch says it)
+            raise
         raise UserError(f"could not download {url}: {exc}; use {option('mirror')} DIR with a local "
                         "copy") from exc
+
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+
+
+def _is_write_error(exc: OSError, tmp: Path) -> bool:
+    """A failure to write the cache's copy, not to read a source: a full or read-only disk
+    (a copy may name its source even then), or an error that names the copy."""
+    named = {str(f) for f in (exc.filename, exc.filename2) if f is not None}
+    return exc.errno in WRITE_ERRNOS or str(tmp) in named
 
 
 def _extract(archive: Path, member_name: str, tmp: Path) -> None:

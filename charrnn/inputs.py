@@ -40,9 +40,7 @@ def expand_inputs(specs: Iterable[str | Path] | str | Path) -> list[Path]:
     files: list[Path] = []
     for spec in as_specs(specs):
         refuse_empty(spec)
-        if spec == "-" and not Path(spec).exists():  # (commands that read it handle it first)
-            raise UserError("this command reads files, not standard input ('-'): save the text "
-                            "to a file and give its path")
+        refuse_stdin(spec)
         path = Path(spec).expanduser()
         if any(ch in spec for ch in "*?[") and not path.exists():  # (a file named so: itself)
             matched = sorted(Path(p) for p in glob.glob(str(path), recursive=True))
@@ -77,6 +75,14 @@ def refuse_empty(spec: str, named: str = "") -> None:
                         "corpus.txt")
 
 
+def refuse_stdin(spec: str, named: str = "") -> None:
+    """'-' where only files are read (the commands that read standard input handle it first;
+    `named`: the option that gave it and a space)."""
+    if spec == "-" and not Path(spec).exists():
+        raise UserError(f"{named}'-': this reads files, not standard input: save the text to a "
+                        "file and give its path")
+
+
 def _refuse_runs(found: list[Path]) -> None:
     """A folder of runs (a runs root, or a corpus folder holding ./checkpoints) read as text
     would train on their JSON and metrics: say which run it holds instead."""
@@ -95,8 +101,9 @@ def _text_files_below(folder: Path) -> list[Path]:
         if real in seen:
             dirs[:] = []
             continue
-        seen.add(real)
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune: never walk into .git/
+        seen.add(real)  # (sorted: which of a link and its target claims the files is then the
+        # same on every file system, and with it the order, and the split tails)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # never walk into .git/
         for name in names:
             p = Path(parent) / name
             if (not name.startswith(".") and p.suffix.lower() not in TEXT_SUFFIXES_SKIPPED
@@ -196,12 +203,29 @@ class TextSource:
         return digest.hexdigest()
 
 
-def same_text(a: Path, b: Path) -> bool:
-    """The same file (a path, a link) or the same bytes (a copy: hashed only where the sizes
-    are equal)."""
-    if os.path.samefile(a, b):
-        return True
-    return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
+class SameText:
+    """Which of some files another file is: the same file (a path, a link) or a copy of it (the
+    same bytes). Each file is hashed at most once, and only where a size matches; empty files
+    match nothing (an empty notes.txt on both sides is no leak)."""
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self.by_inode = {(st.st_dev, st.st_ino): f for f in files if (st := os.stat(f))}
+        self.by_size: dict[int, list[Path]] = {}
+        for f in self.by_inode.values():
+            self.by_size.setdefault(os.stat(f).st_size, []).append(f)
+        self.digests: dict[Path, str] = {}
+
+    def match(self, path: Path) -> Path | None:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in self.by_inode:
+            return self.by_inode[(st.st_dev, st.st_ino)]
+        if st.st_size == 0 or st.st_size not in self.by_size:
+            return None
+        digest = file_sha256(path)
+        for f in self.by_size[st.st_size]:
+            if self.digests.setdefault(f, file_sha256(f)) == digest:
+                return f
+        return None
 
 
 def file_sha256(path: Path) -> str:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 from charrnn.errors import UserError, option
 from charrnn.inputs import (
     CONVERT_OR_REPLACE,
+    SameText,
     TextSource,
     expand_inputs,
     file_sha256,
     is_built_dataset,
     refuse_datasets,
-    same_text,
 )
 
 if TYPE_CHECKING:
@@ -87,17 +87,21 @@ class SplitPlan:
 
     def _refuse_shared_files(self) -> None:
         """A training file given as --valid or --test too (the same path, a link or a copy)
-        scores a model on what it trained on: refused, naming it, rather than a score that
-        flatters. (Validation and test alike is
-        the user's choice: neither is trained on.)"""
+        scores a model on what it trained on: refused, naming both, rather than a score that
+        flatters. (Validation and test alike is the user's choice: neither is trained on.)"""
+        trained = SameText(Path(f) for f in self.main.files)
         for name, source in self.extra.items():
             for path in source.files:
-                if any(same_text(Path(path), Path(t)) for t in self.main.files):
+                twin = trained.match(Path(path))
+                if twin is not None:
                     split = "validation" if name == "val" else "test"
-                    raise UserError(f"{path} is in the training text and in the {split} text: "
-                                    "a model scored on text it trained on says nothing of new "
-                                    f"text; give {option('valid' if name == 'val' else 'test')} "
-                                    "files of their own")
+                    where = (f"is in the training text and in the {split} text"
+                             if Path(twin) == Path(path) else
+                             f"({split}) holds the same text as the training file {twin}")
+                    raise UserError(f"{path} {where}: a model scored on text it trained on says "
+                                    "nothing of new text; give "
+                                    f"{option('valid' if name == 'val' else 'test')} files of "
+                                    "their own")
 
     def __init__(self, inputs: list[str], opts: PreprocessOptions) -> None:
         self.opts = opts

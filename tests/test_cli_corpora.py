@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -261,6 +262,7 @@ def test_a_corpus_fetch_that_fails_to_write_names_the_cache_file_and_leaves_no_p
     import errno
     import shutil
 
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))  # (the session's may hold it)
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     (mirror / "tinyshakespeare.txt").write_text("some text\n")
@@ -275,3 +277,34 @@ def test_a_corpus_fetch_that_fails_to_write_names_the_cache_file_and_leaves_no_p
     assert "the disk may be full" in result.output
     cache = Path(os.environ["CHARRNN_CACHE"]) / "corpora"
     assert not [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_a_mirror_file_that_cannot_be_read_is_not_blamed_on_the_cache(tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    """A copy's read error was reported as 'could not write <cache>: the cache folder is not
+    writable'."""
+    import errno
+    import shutil
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "tinyshakespeare.txt").write_text("some text\n")
+
+    def unreadable(source, target, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(source))
+
+    monkeypatch.setattr(shutil, "copyfile", unreadable)
+    result = run_cli("corpus", "get", "tinyshakespeare", "--mirror", mirror, ok=False)
+    assert "could not write" not in result.output and "Permission denied" in result.output
+
+
+def test_a_mirror_given_with_a_tilde_the_shell_left_is_the_home_folder(
+        shakespeare: Path, tmp_path: Path, monkeypatch) -> None:
+    """`--mirror=~/m` was checked expanded, then read unexpanded: 'not in the mirror ~/m'."""
+    home = tmp_path / "home"
+    (home / "m").mkdir(parents=True)
+    shutil.copyfile(shakespeare, home / "m" / "tinyshakespeare.txt")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path / "cache"))
+    run_cli("corpus", "get", "tinyshakespeare", "--mirror=~/m")

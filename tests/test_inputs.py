@@ -195,5 +195,8 @@ def test_a_dash_where_no_standard_input_is_read_says_so(tmp_path: Path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match="reads files, not standard input"):
         expand_inputs(["-"])
+    (tmp_path / "t.txt").write_text("one two three\n" * 100)
+    result = run_cli("train", "t.txt", "--valid", "-", ok=False)  # (made absolute first)
+    assert result.exit_code == 2 and "--valid '-': this reads files" in result.output
     (tmp_path / "-").write_text("a file named -\n")  # (one that exists is itself)
     assert expand_inputs(["-"]) == [(tmp_path / "-").resolve()]

@@ -430,9 +430,21 @@ def test_a_link_or_copy_of_the_training_file_as_another_split_is_refused(
         small_text: Path, tmp_path: Path, make) -> None:
     """Only the resolved paths were compared: a hard link or a copy was taken as new text."""
     make(small_text, tmp_path / "again.txt")
-    with pytest.raises(UserError, match="is in the training text and in the validation text"):
+    with pytest.raises(UserError, match=r"again.txt \(validation\) holds the same text as the "
+                                        f"training file {small_text}"):
         preprocess([str(small_text)], tmp_path / "a",
                    PreprocessOptions(valid=[str(tmp_path / "again.txt")]))
+
+
+def test_empty_or_merely_equal_sized_files_in_both_splits_are_no_leak(tmp_path: Path) -> None:
+    """An empty notes.txt on both sides stopped preprocessing after the copy check came in."""
+    for split, text in (("train", "one two three\n" * 400), ("valid", "four five six\n" * 20)):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / "notes.txt").write_text("")
+        (tmp_path / split / "text.txt").write_text(text)
+    (tmp_path / "train" / "same-size.txt").write_text("x" * 280)  # as valid/text.txt, not it
+    preprocess([str(tmp_path / "train")], tmp_path / "ds",
+               PreprocessOptions(valid=[str(tmp_path / "valid")]))
 
 
 def test_a_cache_that_cannot_be_written_names_charrnn_cache_not_out(tmp_path: Path) -> None:

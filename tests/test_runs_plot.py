@@ -309,7 +309,11 @@ def test_a_tilde_the_shell_left_in_an_output_path_is_the_home_folder(
     monkeypatch.chdir(here)
     run_cli("ngram", "train", small_text, "--order", "2", "--out=~/runs", "--run-name", "n")
     run_cli("preprocess", small_text, "--out=~/ds")
+    run_cli("ngram", "export", "n", "--out=~/runs", "--arpa=~/n.arpa")
+    monkeypatch.setenv("CHARRNN_CACHE", "~/cache")
+    run_cli("train", small_text, "--max-steps", "1", "--hidden", "8", "--out=~/runs")
     assert (home / "runs/n/run.json").is_file() and (home / "ds/meta.json").is_file()
+    assert (home / "n.arpa").is_file() and (home / "cache/datasets").is_dir()
     assert not (here / "~").exists()
 
 
@@ -336,4 +340,11 @@ def test_runs_refuses_a_charrnn_runs_that_names_a_file(small_text: Path, monkeyp
     """It said 'no runs under FILE' with exit 0."""
     monkeypatch.setenv("CHARRNN_RUNS", str(small_text))
     result = run_cli("runs", ok=False)
-    assert result.exit_code == 2 and "is a file, not a runs folder" in result.output
+    assert result.exit_code == 2 and "$CHARRNN_RUNS is " in result.output
+
+
+def test_a_narrow_but_usable_terminal_keeps_its_own_width(small_text: Path, monkeypatch) -> None:
+    """The 60-column floor for unusable widths made a 50-column table wrap every row."""
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "n")
+    monkeypatch.setenv("COLUMNS", "50")
+    assert max(len(line) for line in run_cli("runs").output.splitlines()) <= 50

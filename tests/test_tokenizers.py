@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -326,3 +327,12 @@ def test_an_unknown_policy_that_is_none_of_them_is_refused() -> None:
     with pytest.raises(UserError, match="must be error or skip, not 'bogus'"):
         prime_policy("char", "bogus")
     assert prime_policy("char", "skip") == "skip" and prime_policy("word", None) == "map"
+
+
+def test_evaluate_run_checks_the_unknown_policy_even_where_it_takes_any_level(tiny_run: Path
+                                                                            ) -> None:
+    """compare asks evaluate_run not to refuse an idle policy, and 'bogus' then went on."""
+    from charrnn.evaluation.lm import evaluate_run
+
+    with pytest.raises(UserError, match="must be error or skip, not 'bogus'"):
+        evaluate_run(str(tiny_run), tiny_run.parent, unknown="bogus", refuse_idle=False)

@@ -9,6 +9,7 @@ import typer
 
 from charrnn.cli import options as opt
 from charrnn.cli.errors import command
+from charrnn.errors import UserError
 
 corpus_app = typer.Typer(no_args_is_help=True, help="The registry of public corpora.")
 
@@ -22,7 +23,8 @@ def runs_command(out: opt.Out = None) -> None:
     if out is not None:  # the default root before a first run is no mistake: "no runs"
         refuse_missing_root(root)
     elif root.is_file():  # ($CHARRNN_RUNS naming a file is one, though)
-        refuse_missing_root(root)
+        raise UserError(f"$CHARRNN_RUNS is {root}, a file, not a runs folder: point it at the "
+                        "folder that holds the runs, or unset it")
     print_runs(root)
 
 

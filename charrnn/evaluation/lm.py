@@ -20,7 +20,7 @@ from charrnn.evaluation.scores import scored, too_short
 from charrnn.lm.batching import oriented
 from charrnn.lm.model import load_lm
 from charrnn.lm.scoring import score_ids, token_nll
-from charrnn.tokenizers import refuse_idle_unk
+from charrnn.tokenizers import check_unknown_policy, refuse_idle_unk
 from charrnn.training.config import PRECISIONS
 
 
@@ -53,6 +53,7 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     if precision not in PRECISIONS:  # (a library call's: it raised KeyError deep down)
         raise UserError(f"{option('precision')} must be one of {', '.join(PRECISIONS)}, not "
                         f"{precision!r}")
+    check_unknown_policy(unknown)
     ckpt = _lm_checkpoint(spec, root)
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)
         refuse_idle_unk(ckpt.tokenizer.level, unknown)

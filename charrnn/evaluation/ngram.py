@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charrnn.errors import UserError, option
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.ngram.runs import load_run
-from charrnn.tokenizers import refuse_idle_unk
+from charrnn.tokenizers import check_unknown_policy, refuse_idle_unk
 
 
 def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
@@ -16,8 +15,7 @@ def evaluate_ngram(spec: str | None, root: Path, file: str | None = None,
     """`charrnn ngram eval`: score a FILE, or a split of the run's own dataset (default test)."""
     from charrnn import data
 
-    if unknown not in (None, "error", "skip"):
-        raise UserError(f"{option('unknown', 'unk')} must be 'error' or 'skip', not {unknown!r}")
+    check_unknown_policy(unknown)
     folder, model = load_run(spec, root)
     tokenizer = model.tokenizer
     if refuse_idle:  # (compare asks a skip of its char runs, and scores the others as they are)

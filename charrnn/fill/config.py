@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from charrnn.configs import check_types
 from charrnn.errors import UserError, option
 from charrnn.rnn.shape import RecurrentShape, check_cell
+from charrnn.tokenizers.base import check_unknown_policy
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
 
@@ -89,5 +90,4 @@ class FillOptions:
 
         if self.max_len is not None and not 1 <= self.max_len <= MAX_BLANK:
             raise UserError(f"{option('max_len')} must be between 1 and {MAX_BLANK}, got {self.max_len}")
-        if self.unknown not in (None, "error", "skip"):
-            raise UserError(f"{option('unknown', 'unk')} must be 'error' or 'skip', not {self.unknown!r}")
+        check_unknown_policy(self.unknown)

@@ -10,6 +10,7 @@ device and version.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -204,7 +205,8 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         raise UserError(f"generate takes a checkpoint, not {ckpt!r}: "
                         "charrnn.checkpoint.resolve(RUN, root) gives it")
     opts.validate()
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or \
+            num_samples < 1:
         raise UserError(f"{option('num_samples')} must be ≥ 1, got {num_samples}")
     opts.check_combination(num_samples)
     opts.check_vocabulary(ckpt.tokenizer.vocab_size)

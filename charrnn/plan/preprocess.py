@@ -16,7 +16,7 @@ from pathlib import Path
 
 from charrnn.data import PreprocessOptions, refuse_other_levels
 from charrnn.errors import UserError, option
-from charrnn.inputs import refuse_empty
+from charrnn.inputs import refuse_empty, refuse_stdin
 from charrnn.plan.request import Request
 
 
@@ -51,7 +51,8 @@ def _split_files(request: Request, split: str) -> list[str]:
     they are (an older run's relative ones are its dataset id)."""
     files = list(request.get(split) or [])
     for spec in files:
-        refuse_empty(spec, f"{option(split)} ")  # (made absolute, "" would be the current folder)
+        refuse_empty(spec, f"{option(split)} ")  # (made absolute, "" would be the current folder,
+        refuse_stdin(spec, f"{option(split)} ")  # and "-" a file of that name there)
     return [os.path.abspath(os.path.expanduser(f)) for f in files] if split in request.typed \
         else files
 

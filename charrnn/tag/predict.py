@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import numbers
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,7 +100,8 @@ class TaggerBundle:
         if isinstance(sentences, str) or not all(isinstance(s, Sentence) for s in sentences):
             raise UserError("predict takes a list of Sentence(tokens) (charrnn.tag.data), e.g. "
                             "[Sentence(['He', 'reckons'])]")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or \
+                batch_size < 1:
             raise UserError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
         self.model.eval()
         encoded = [self.encoder.encode(Sentence(s.tokens, None, s.features)) for s in sentences]

@@ -22,6 +22,7 @@ from charrnn.tokenizers.base import (
     UNK,
     StreamDecoder,
     Tokenizer,
+    check_unknown_policy,
     prime_policy,
     prime_shown,
     refuse_idle_unk,
@@ -32,8 +33,8 @@ from charrnn.tokenizers.subword import SubwordTokenizer, VocabTooSmall
 from charrnn.tokenizers.word import WordTokenizer
 
 __all__ = ["EOS", "UNK", "CharTokenizer", "StreamDecoder", "SubwordTokenizer", "Tokenizer",
-           "VocabTooSmall", "WordTokenizer", "prime_policy", "prime_shown", "refuse_idle_unk",
-           "skipped_chars", "tokenizer_from_json"]
+           "VocabTooSmall", "WordTokenizer", "check_unknown_policy", "prime_policy", "prime_shown",
+           "refuse_idle_unk", "skipped_chars", "tokenizer_from_json"]
 
 
 def tokenizer_from_json(data: dict) -> Tokenizer:

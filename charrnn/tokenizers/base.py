@@ -62,12 +62,17 @@ def prime_shown(decoder: StreamDecoder, level: str, ids: Iterable[int], typed: s
     return decoded[:len(decoded) - len(decoded.lstrip(" "))] + typed.strip(" \t")
 
 
+def check_unknown_policy(unknown: str | None) -> None:
+    """How a char model reads characters it lacks: None (not asked), error or skip."""
+    if unknown not in (None, "error", "skip"):
+        raise UserError(f"{option('unknown', 'unk')} must be error or skip, not {unknown!r}")
+
+
 def refuse_idle_unk(level: str, unknown: str | None) -> None:
     """A policy for unknown characters asked of a model that has none (None: not asked): a word
     model reads unknown words as its <unk> (as PTB does), a subword model spells any text with
     its byte pieces. A policy that is none of them is refused too (a library caller's typo)."""
-    if unknown is not None and unknown not in ("error", "skip"):
-        raise UserError(f"{option('unknown', 'unk')} must be error or skip, not {unknown!r}")
+    check_unknown_policy(unknown)
     if unknown is not None and level != "char":
         why = "reads unknown words as its <unk>" if level == "word" else \
             "spells any text with its byte pieces"

@@ -16,19 +16,19 @@ from __future__ import annotations
 import os
 import sys
 
-LEAST_COLUMNS = 60  # a table narrower than this printed nothing (COLUMNS=0) or only "…" cells
+UNUSABLE_COLUMNS = 20  # a table this narrow printed nothing (COLUMNS=0) or only "…" cells …
+LEAST_COLUMNS = 60  # … so it is drawn this wide instead (the terminal wraps the long lines)
 
 
 def table_console(piped_width: int | None = None):
     """A Rich console for a table: `piped_width` where no terminal reads (rows whole for grep,
-    unless COLUMNS says), and never narrower than LEAST_COLUMNS (a terminal wraps the long
-    lines; the cells stay whole)."""
+    unless COLUMNS says); a width no table fits in is taken as LEAST_COLUMNS."""
     from rich.console import Console
 
     console = Console()
     if piped_width and not console.is_terminal and not os.environ.get("COLUMNS"):
         return Console(width=piped_width)
-    return console if console.width >= LEAST_COLUMNS else Console(width=LEAST_COLUMNS)
+    return console if console.width >= UNUSABLE_COLUMNS else Console(width=LEAST_COLUMNS)
 
 
 def live_capable() -> bool:
