@@ -546,3 +546,12 @@ def test_the_training_sentences_given_as_another_split_are_refused(tmp_path: Pat
         result = run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--max-steps",
                          "1", split, again, ok=False)
         assert result.exit_code == 2 and "holds the training sentences" in result.output
+
+
+@pytest.mark.parametrize(("option", "value"), [("--layers", "1000000000000"),
+                                               ("--char-emb", "100000000000000000")])
+def test_a_tagger_too_deep_or_too_wide_to_build_is_refused_before_the_data(
+        tmp_path: Path, option: str, value: str) -> None:
+    """--layers 1e12 ran at 100% CPU for 20 minutes building the memory check's skeleton."""
+    result = run_cli("tag", "train", tmp_path / "not-read.txt", option, value, ok=False)
+    assert result.exit_code == 2 and f"{option} must be at most" in result.output

@@ -21,6 +21,19 @@ def check_cell(cell: str) -> None:
         raise UserError(f"{option('cell')} must be one of {', '.join(CELLS)}, not {cell!r}")
 
 
+def check_sizes(config: object, widths: tuple[str, ...]) -> None:
+    """A stack no deeper than MAX_LAYERS (deeper ones fitted in memory, then took minutes, or
+    hours, to build: the memory check builds a skeleton) and layers no wider than MAX_WIDTH
+    (past 2**63 torch's own sizes overflow: an internal error)."""
+    layers = config.layers
+    if layers > MAX_LAYERS:
+        raise UserError(f"{option('layers')} must be at most {MAX_LAYERS}, got {layers}")
+    for name in widths:
+        if getattr(config, name) > MAX_WIDTH:
+            raise UserError(f"{option(name)} must be at most {MAX_WIDTH:,}, got "
+                            f"{getattr(config, name):,}")
+
+
 @dataclass
 class RecurrentShape(JsonConfig):
     """What every recurrent model here has: a vocabulary, a cell, stacked layers, sizes, dropout."""
@@ -36,12 +49,8 @@ class RecurrentShape(JsonConfig):
         check_types(self)
         check_cell(self.cell)
         require_at_least(self, 1, ("layers", "hidden", "vocab_size"))
-        if self.layers > MAX_LAYERS:  # it fitted in memory, then took minutes to build
-            raise UserError(f"{option('layers')} must be at most {MAX_LAYERS}, got {self.layers}")
         require_at_least(self, 0, ("emb",))
-        for name in ("hidden", "emb"):  # (past 2**63 torch's own sizes overflow: an internal error)
-            if getattr(self, name) > MAX_WIDTH:
-                raise UserError(f"{option(name)} must be at most {MAX_WIDTH:,}, got {getattr(self, name):,}")
+        check_sizes(self, ("hidden", "emb"))
         require_fraction(self, ("dropout",))
 
     @property

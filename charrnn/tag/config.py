@@ -8,10 +8,11 @@ from typing import ClassVar
 
 from charrnn.configs import JsonConfig, check_types
 from charrnn.errors import UserError, option
-from charrnn.rnn.shape import check_cell
+from charrnn.rnn.shape import check_cell, check_sizes
 from charrnn.training.config import LoopConfig, require_at_least, require_fraction
 
 FORMATS = ("conll", "segmented")
+WIDTHS = ("hidden", "emb", "bigram_emb", "char_emb", "char_filters", "feature_emb")  # bounded
 
 
 @dataclass
@@ -40,6 +41,7 @@ class TaggerConfig(JsonConfig):
         require_at_least(self, 1, ("layers", "hidden", "emb", "n_tokens", "n_labels"))
         require_at_least(self, 0, ("n_bigrams", "bigram_emb", "n_chars", "char_emb",
                                    "char_filters", "feature_emb"))
+        check_sizes(self, WIDTHS)
         if any(not (isinstance(n, int) and n >= 1) for n in self.feature_sizes):
             raise UserError(f"feature_sizes must be counts ≥ 1, got {self.feature_sizes}")
         require_fraction(self, ("dropout",))
@@ -82,6 +84,7 @@ class TagTrainConfig(LoopConfig):
         check_cell(self.cell)
         require_at_least(self, 1, ("batch_size", "min_count", "layers", "hidden", "emb"))
         require_at_least(self, 0, ("bigram_emb", "char_filters", "char_emb", "feature_emb"))
+        check_sizes(self, WIDTHS)  # (before the data is read for a model that cannot be)
         require_fraction(self, ("dropout", "token_dropout"))
         if self.label_column == 0:  # (checked here, at training: a saved tagger is not re-read)
             raise UserError(f"{option('label_column')} 0 is the tokens' column: the tagger would learn to "
