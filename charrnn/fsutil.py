@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -166,6 +167,9 @@ def refuse_overwrite(path: Path, ours: Callable[[Path], bool], what: str, named:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{named} {path} is a folder: give a file path for {what}")
+    if path.exists() and not path.stat().st_mode & 0o222:  # (a rename replaces it regardless)
+        raise UserError(f"{path} is read-only: charrnn will not replace it; make it writable "
+                        f"(chmod u+w) or pick another {named} path")
     if not path.exists() or path.stat().st_size == 0:
         return
     try:
@@ -203,6 +207,8 @@ def atomic_file(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        if path.is_file():  # the file replaced keeps its mode (a rename would take the new one's)
+            os.chmod(tmp, stat.S_IMODE(path.stat().st_mode))
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except OSError as exc:

@@ -317,6 +317,20 @@ def test_export_replaces_an_earlier_arpa_file(small_text: Path, tmp_path: Path):
     assert foreign.read_text(encoding="utf-8") == first
 
 
+def test_export_keeps_a_replaced_files_mode_and_refuses_a_read_only_one(small_text: Path,
+                                                                       tmp_path: Path):
+    """The rename replaced a chmod 444 ARPA file, and a replaced file took the new one's mode."""
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    arpa = tmp_path / "k.arpa"
+    run_cli("ngram", "export", "kn", "--arpa", arpa)
+    arpa.chmod(0o640)
+    run_cli("ngram", "export", "kn", "--arpa", arpa)
+    assert arpa.stat().st_mode & 0o777 == 0o640
+    arpa.chmod(0o444)
+    result = run_cli("ngram", "export", "kn", "--arpa", arpa, ok=False)
+    assert result.exit_code == 2 and "is read-only: charrnn will not replace it" in result.output
+
+
 def test_a_failed_export_keeps_the_previous_arpa_file(small_text: Path, tmp_path: Path,
                                                       monkeypatch):
     from charrnn.ngram import arpa as arpa_module
