@@ -478,3 +478,23 @@ def test_compare_of_every_run_names_a_damaged_one_it_skips(small_text: Path, tmp
     assert [r["run"] for r in report["results"]] == ["two"]
     assert [s["run"] for s in report["skipped"]] == ["three"]
     assert "skipped three:" in compare().output
+
+
+def test_an_arpa_file_named_gz_is_written_gzipped_and_read_back(small_text: Path,
+                                                                tmp_path: Path):
+    """export --arpa m.arpa.gz wrote plain text, and import refused gzip ('gunzip it first'),
+    though KenLM reads model.arpa.gz."""
+    import gzip
+
+    ngram("train", small_text, "--order", "3", "--lines", "--run-name", "kn")
+    run_cli("ngram", "export", "kn", "--arpa", tmp_path / "m.arpa.gz")
+    assert (tmp_path / "m.arpa.gz").read_bytes()[:2] == b"\x1f\x8b"
+    run_cli("ngram", "export", "kn", "--arpa", tmp_path / "m.arpa")
+    assert gzip.decompress((tmp_path / "m.arpa.gz").read_bytes()).decode() == \
+        (tmp_path / "m.arpa").read_text(encoding="utf-8")
+    run_cli("ngram", "import", tmp_path / "m.arpa.gz", "--run-name", "back")
+    assert run_cli("ngram", "eval", "back", small_text).output.split(":", 1)[1] == \
+        run_cli("ngram", "eval", "kn", small_text).output.split(":", 1)[1]
+    (tmp_path / "cut.gz").write_bytes((tmp_path / "m.arpa.gz").read_bytes()[:60])
+    result = run_cli("ngram", "import", tmp_path / "cut.gz", ok=False)
+    assert result.exit_code == 2 and "the gzip stream is damaged or cut short" in result.output

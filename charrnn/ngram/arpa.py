@@ -18,9 +18,12 @@ are added as blank entries whose probability is the backed-off one, which change
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import math
 import re
+import zlib
 from pathlib import Path
 from typing import TextIO
 
@@ -93,8 +96,14 @@ def export_arpa(model: NGramModel, path: Path) -> dict:
     path = Path(path)
     fsutil.refuse_overwrite(path, looks_like_arpa, "an ARPA file", option("arpa"))
     with fsutil.atomic_file(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
-            counts = _write_arpa(model, handle)
+        if path.suffix == ".gz":  # model.arpa.gz: gzipped, as lmplz users keep them (named
+            # in the gzip header as gunzip would name it, not as the temporary file)
+            with open(tmp, "wb") as raw, gzip.GzipFile(path.stem, "wb", 6, raw, mtime=0) as zipped, \
+                    io.TextIOWrapper(zipped, encoding="utf-8", newline="\n") as out:
+                counts = _write_arpa(model, out)
+        else:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as handle:
+                counts = _write_arpa(model, handle)
     return {"path": str(path), "ngrams": counts}
 
 
@@ -137,11 +146,23 @@ def _write_arpa(model: NGramModel, handle: TextIO) -> list[int]:
     return counts
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _open_arpa(path: Path, mode: str):
+    """An ARPA file as it is, or gzipped (as KenLM reads `model.arpa.gz`): by its first bytes."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == GZIP_MAGIC
+    if gzipped:
+        return gzip.open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+    return open(path, mode, **({"encoding": "utf-8"} if "t" in mode else {}))
+
+
 def looks_like_arpa(path: Path, max_lines: int = 10_000) -> bool:
     """Whether a file is an ARPA model: `\\data\\` is its first line after blank lines and `#`
     comments (our own export starts with comment lines, lmplz's with a blank line). Read in
     bounded pieces, so a large binary file costs one small read."""
-    with open(path, "rb") as handle:
+    with _open_arpa(path, "rb") as handle:
         for _ in range(max_lines):
             line = handle.readline(1 << 16)
             if not line:
@@ -209,7 +230,7 @@ def import_arpa(path: Path) -> NGramModel:
 def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
     """(our header or None, per order: the n-gram lines)."""
     try:
-        handle = open(path, encoding="utf-8")
+        handle = _open_arpa(path, "rt")
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from exc
     header, expected, sections, current, ended = None, [], [], None, False
@@ -243,10 +264,10 @@ def _read(path: Path) -> tuple[dict | None, list[list[str]]]:
                                         "section: is this an ARPA file?")
                     current.append(line.strip())
         except UnicodeDecodeError as exc:
-            with open(path, "rb") as handle:
-                gz = " (gunzip it first)" if handle.read(2) == b"\x1f\x8b" else ""
-            raise UserError(f"{path} is not UTF-8 text{gz or ': is it a binary (KenLM) model?'}"
-                            f"{'' if gz else ' Give the ARPA text file'}") from exc
+            raise UserError(f"{path} is not UTF-8 text: is it a binary (KenLM) model? Give the "
+                            "ARPA text file") from exc
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise UserError(f"{path}: the gzip stream is damaged or cut short ({exc})") from exc
     if len(expected) > MAX_ORDER:
         raise UserError(f"{path} is an order-{len(expected)} model; charrnn handles up to "
                         f"{MAX_ORDER}")
