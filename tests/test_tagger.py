@@ -555,3 +555,15 @@ def test_a_tagger_too_deep_or_too_wide_to_build_is_refused_before_the_data(
     """--layers 1e12 ran at 100% CPU for 20 minutes building the memory check's skeleton."""
     result = run_cli("tag", "train", tmp_path / "not-read.txt", option, value, ok=False)
     assert result.exit_code == 2 and f"{option} must be at most" in result.output
+
+
+def test_a_tagger_without_best_says_its_last_is_scored(tmp_path: Path) -> None:
+    """A run stopped before its first evaluation was scored from last/ without a word, where
+    the help promises the best checkpoint by validation score."""
+    train = _conll(tmp_path / "train.txt", 40, 1)
+    run_cli("tag", "train", train, "--format", "conll", *TAG_TINY, "--max-steps", "2",
+            "--eval-every", "1000", "--run-name", "nb")
+    shutil.rmtree(tmp_path / "runs/nb/best", ignore_errors=True)  # as if stopped before it
+    result = run_cli("tag", "eval", "nb", train)
+    assert "run nb has no best/ checkpoint" in result.output
+    assert "has no best/" not in run_cli("tag", "eval", "nb/last", train).output

@@ -165,7 +165,7 @@ def tag_eval(
     from charrnn.tag.data import read_data
     from charrnn.tag.predict import load_tagger
 
-    bundle = load_tagger(run, opt.root(out), device)
+    bundle = load_tagger(run, opt.root(out), device, say=opt.note)
     tag = bundle.meta["tag"]
     result = bundle.score(read_data(file, tag["format"], tag["label_column"], tag["features"],
                                     columns_from_run=True))
@@ -214,7 +214,7 @@ def tag_predict(
     from charrnn.tag.predict import load_tagger
 
     input_format, output, errors = opt.plain(input_format), opt.plain(output), opt.plain(errors)
-    bundle = load_tagger(run, opt.root(out), device)
+    bundle = load_tagger(run, opt.root(out), device, say=opt.note)
     tag = bundle.meta["tag"]
     _refuse_other_kind(bundle.encoder.level == "char", opt.typed_params(ctx))
     if not sep or any(ch in sep for ch in "\n\r"):  # words run together, or lines out of step

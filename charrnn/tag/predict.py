@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numbers
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,9 +170,15 @@ class TaggerBundle:
         return "chunk" if tagscore.is_chunk_tagset(self.encoder.labels) else None
 
 
-def load_tagger(spec: str | None, root: Path, device: str = "auto") -> TaggerBundle:
+def load_tagger(spec: str | None, root: Path, device: str = "auto",
+                say: Callable[[str], None] | None = None) -> TaggerBundle:
+    """A tagger run's best/ checkpoint (its last/ where it has none, which `say` is told: the
+    run stopped before its first evaluation) or the checkpoint named."""
     ckpt = checkpoint.resolve(spec, root, kind="tag")
     ckpt.require_task("tag", "train one with `charrnn tag train`")
+    if say is not None and ckpt.folder.name == "last" and Path(spec or "").name != "last":
+        say(f"run {ckpt.run_folder.name} has no best/ checkpoint (it stopped before its first "
+            "evaluation): this is its last/")
     dev = resolve_device(device)
     model = ckpt.build(TaggerConfig, Tagger, dev)
     return TaggerBundle(model.eval(), Encoder.from_json(ckpt.meta["tokenizer"]), ckpt.meta, dev)
