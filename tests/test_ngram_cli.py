@@ -102,7 +102,7 @@ def test_bad_input_on_a_trained_run(small_text: Path, tmp_path: Path):
     user_error("eval", "r", small_text, "--split", "test")
     user_error("sample", "r", "--temp", "0")
     user_error("sample", "r", "--length", "0")
-    assert "between 1 and 1e+12" in user_error("sample", "r", "--length", str(2**64))
+    assert "between 1 and 1,000,000,000,000" in user_error("sample", "r", "--length", str(2**64))
     user_error("sample", "r", "--prime", "λ")
     assert "neither a run" in str(user_error("eval", "no-such-run"))
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
@@ -498,3 +498,26 @@ def test_an_arpa_file_named_gz_is_written_gzipped_and_read_back(small_text: Path
     (tmp_path / "cut.gz").write_bytes((tmp_path / "m.arpa.gz").read_bytes()[:60])
     result = run_cli("ngram", "import", tmp_path / "cut.gz", ok=False)
     assert result.exit_code == 2 and "the gzip stream is damaged or cut short" in result.output
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--prune", ""], "--prune is empty"),  # (it pruned nothing, silently)
+    (["--order", "1", "--prune", "0 1"], "give one threshold, 0 (an order-1 model's unigrams"),
+])
+def test_prune_messages_for_an_empty_value_and_an_order_one_model(small_text: Path,
+                                                                  args: list[str], said: str):
+    result = run_cli("ngram", "train", small_text, *args, ok=False)
+    assert result.exit_code == 2 and said in result.output
+
+
+def test_import_names_a_line_with_too_many_words_and_export_an_empty_arpa_path(
+        small_text: Path, tmp_path: Path):
+    """They said 'bad number in 2-gram line' and '(got '.')'."""
+    bad = tmp_path / "bad.arpa"
+    bad.write_text("\\data\\\nngram 1=3\nngram 2=1\n\n\\1-grams:\n-1\t<s>\t-0.1\n-0.5\ta\t-0.1\n"
+                   "-0.5\t</s>\n\n\\2-grams:\n-0.2\t<s> a a\n\n\\end\\\n")
+    result = run_cli("ngram", "import", bad, ok=False)
+    assert result.exit_code == 2 and "has 3 words; the 2-grams have 2" in result.output
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    result = run_cli("ngram", "export", "kn", "--arpa", "", ok=False)
+    assert result.exit_code == 2 and "--arpa is empty" in result.output

@@ -53,8 +53,8 @@ def test_prime_with_unknown_characters_is_an_error_listing_them(tiny_run: Path) 
         (["--temp", "1e-45"], "--temp 1e-45 is below 1e-30, where dividing by it overflows"),
         (["--top-p", "1.5"], "--top-p must be in (0, 1), got 1.5"),
         (["--top-k", "0"], "--top-k must be ≥ 1"),
-        (["--length", "-1"], "--length must be between 1 and 1e+12, got -1"),
-        (["--length", str(2**64)], "--length must be between 1 and 1e+12"),
+        (["--length", "-1"], "--length must be between 1 and 1,000,000,000,000, got -1"),
+        (["--length", str(2**64)], "--length must be between 1 and 1,000,000,000,000"),
         (["--top-k", "100000"], "--top-k 100000 keeps every one of the model's"),  # (it was taken)
         # (a batch past the memory: the kernel's OOM killer ended the process, with no message)
         (["--num-samples", "10000000000", "--plain"], "--num-samples 10,000,000,000 side by side "

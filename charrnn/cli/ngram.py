@@ -152,6 +152,9 @@ def export(
         counts, shown = write_arpa(model, sys.stdout), "<stdout>"
         sys.stdout.flush()
     else:
+        if not arpa.strip():  # (Path("") would be "." by now)
+            raise UserError("--arpa is empty: give the file to write, e.g. --arpa model.arpa, or - "
+                            "for standard output")
         info = export_arpa(model, Path(arpa).expanduser())
         counts, shown = info["ngrams"], info["path"]
     typer.echo(f"{shown}: " + ", ".join(f"{c:,} {n}-grams" for n, c in enumerate(counts, 1)),

@@ -185,7 +185,7 @@ class SampleOptions:
 
     def check_ranges(self) -> None:
         if not 1 <= self.length <= MAX_LENGTH:  # (past 2**63 it overflowed into "forever")
-            raise UserError(f"{option('length')} must be between 1 and {MAX_LENGTH:.0e}, got "
+            raise UserError(f"{option('length')} must be between 1 and {MAX_LENGTH:,}, got "
                             f"{self.length}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise UserError(f"{option('temperature', 'temp')} must be a positive number, got "

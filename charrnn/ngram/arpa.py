@@ -332,6 +332,9 @@ def _parse(path: Path, lines: list[str], n: int, highest: bool
         fields = line.split("\t")
         if len(fields) in (2, 3) and "" in fields[1].split(" "):  # "-1.2<TAB><TAB>-0.1"
             raise UserError(f"{path}: {n}-gram line {line[:80]!r} has an empty word")
+        if len(fields) in (2, 3) and fields[1].count(" ") != n - 1:  # tab-separated, words off
+            raise UserError(f"{path}: {n}-gram line {line[:80]!r} has "
+                            f"{fields[1].count(' ') + 1} words; the {n}-grams have {n}")
         if not (len(fields) in (2, 3) and fields[1].count(" ") == n - 1 and "" not in fields
                 and "" not in fields[1].split(" ")):
             parts = _SPLIT.split(line)

@@ -98,8 +98,11 @@ def adjusted_counts(unigrams: np.ndarray, tables: list[Order], bos: int) -> list
 
 def parse_prune(spec: str | None, order: int) -> list[int]:
     """'0 0 1' or '0,0,1' → one threshold per order (the last repeats), lmplz's rules."""
-    if not spec:
+    if spec is None:
         return [0] * order
+    if not spec.strip():  # typed empty: it would prune nothing, and may have lost its numbers
+        raise UserError(f"{option('prune')} is empty: give one threshold per order, e.g. '0 0 1', "
+                        f"or drop {option('prune')}")
     try:
         values = [int(v) for v in spec.replace(",", " ").split()]
     except ValueError as exc:
@@ -118,7 +121,9 @@ def check_prune(values: list[int], order: int, spec: object = None) -> list[int]
                         "e.g. [0, 0, 1]")
     values = [int(v) for v in values]
     if not values or len(values) > order:
-        raise UserError(f"{option('prune')} {spec!r}: give 1 to {order} thresholds (one per order)")
+        many = "one threshold, 0 (an order-1 model's unigrams cannot be pruned)" if order == 1 \
+            else f"1 to {order} thresholds (one per order)"
+        raise UserError(f"{option('prune')} {spec!r}: give {many}")
     if values[0] != 0:
         raise UserError(f"{option('prune')}: unigrams cannot be pruned, the first threshold must be 0")
     if any(b < a for a, b in zip(values, values[1:], strict=False)) or min(values) < 0:

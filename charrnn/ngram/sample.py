@@ -69,7 +69,7 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
     from charrnn.lm.config import MAX_LENGTH  # (torch-free: the bound `charrnn sample` has)
 
     if not 1 <= length <= MAX_LENGTH:
-        raise UserError(f"{option('length')} must be between 1 and {MAX_LENGTH:.0e}, got "
+        raise UserError(f"{option('length')} must be between 1 and {MAX_LENGTH:,}, got "
                         f"{length}")
     if not (np.isfinite(temp) and temp > 0):
         raise UserError(f"{option('temperature', 'temp')} must be a positive number, got {temp}")
