@@ -418,7 +418,7 @@ def test_compare_names_a_run_once_refuses_a_mix_without_a_pair_and_says_how_to_t
     refused = run_cli("compare", "c3", "rnn", "--file", small_text, "--mix", ok=False)
     assert refused.exit_code == 2 and "share one: drop --mix" in refused.output
     empty = ngram("export", "c3", "--arpa", "", ok=False)
-    assert empty.exit_code == 2 and "--arpa needs a file name" in empty.output
+    assert empty.exit_code == 2 and "--arpa is empty" in empty.output
 
 
 def test_export_to_standard_output_writes_the_arpa_there_and_a_closed_pipe_is_quiet(
