@@ -521,3 +521,14 @@ def test_import_names_a_line_with_too_many_words_and_export_an_empty_arpa_path(
     ngram("train", small_text, "--order", "2", "--run-name", "kn")
     result = run_cli("ngram", "export", "kn", "--arpa", "", ok=False)
     assert result.exit_code == 2 and "--arpa is empty" in result.output
+
+
+def test_export_to_dev_stdout_keeps_the_summary_out_of_the_arpa_stream(small_text: Path):
+    """`--arpa /dev/stdout | tail -1` ended the stream with the summary line."""
+    import subprocess
+
+    ngram("train", small_text, "--order", "2", "--run-name", "kn")
+    done = subprocess.run([sys.executable, "-m", "charrnn", "ngram", "export", "kn", "--arpa",
+                           "/dev/stdout"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("\\end\\")
+    assert "/dev/stdout: " in done.stderr

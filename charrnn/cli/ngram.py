@@ -7,6 +7,7 @@ no n-gram command ever imports torch.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -158,7 +159,17 @@ def export(
         info = export_arpa(model, Path(arpa).expanduser())
         counts, shown = info["ngrams"], info["path"]
     typer.echo(f"{shown}: " + ", ".join(f"{c:,} {n}-grams" for n, c in enumerate(counts, 1)),
-               err=arpa == "-")
+               err=arpa == "-" or _is_stdout(Path(arpa).expanduser()))
+
+
+def _is_stdout(path: Path) -> bool:
+    """Whether `path` is where standard output goes (/dev/stdout, /proc/self/fd/1): the summary
+    line then goes to stderr, not into the ARPA stream."""
+    try:
+        here, there = os.fstat(sys.stdout.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # (no descriptor: a test's captured stream)
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 @command(ngram_app, "import")
