@@ -567,3 +567,17 @@ def test_a_tagger_without_best_says_its_last_is_scored(tmp_path: Path) -> None:
     result = run_cli("tag", "eval", "nb", train)
     assert "run nb has no best/ checkpoint" in result.output
     assert "has no best/" not in run_cli("tag", "eval", "nb/last", train).output
+
+
+def test_a_validation_file_of_tokens_the_training_data_lacks_is_noted(tmp_path: Path) -> None:
+    """A CoNLL file given as --valid to a segmented-text tagger was read without a word and
+    scored F1 0.05."""
+    seg = tmp_path / "seg.txt"
+    seg.write_text("我 的 手机\n我们 的 老师\n手机 坏 了\n" * 20, encoding="utf-8")
+    conll = _conll(tmp_path / "conll.txt", 10, 2)
+    result = run_cli("tag", "train", seg, "--format", "segmented", "--max-steps", "1",
+                     "--valid", conll, "--run-name", "t")
+    assert "note: 100% of the validation tokens never occur in the training data" in result.output
+    result = run_cli("tag", "train", seg, "--format", "segmented", "--max-steps", "1",
+                     "--run-name", "u")
+    assert "never occur" not in result.output

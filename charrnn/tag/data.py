@@ -316,6 +316,11 @@ class Encoder:
         except (KeyError, TypeError) as exc:
             raise UserError(f"the tagger's stored vocabularies are malformed ({exc})") from exc
 
+    def unseen_share(self, sentences: Sequence[Sentence]) -> float:
+        """The share of these sentences' tokens the training vocabulary lacks."""
+        tokens = [t for s in sentences for t in s.tokens]
+        return sum(t not in self._index["tokens"] for t in tokens) / max(1, len(tokens))
+
     def _ids(self, name: str, items: Iterable[str]) -> np.ndarray:
         index = self._index[name]
         unk = index.get(UNK, 0)
