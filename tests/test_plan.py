@@ -441,3 +441,13 @@ def test_the_rprop_recipe_still_says_the_neutral_values_it_sets() -> None:
     resolved = new_config(_request(optim="rprop", precision="fp32"), CHARS, FakeJob())
     assert resolved.sources["weight_decay"] == "recipe: --optim rprop"
     assert (resolved.config.weight_decay, resolved.config.warmup) == (0.0, 0)
+
+
+def test_plain_sgd_takes_no_weight_decay_from_an_adamw_recipe() -> None:
+    """The README's `--optim sgd --lr 20` on PTB was refused: the word recipe's AdamW decay 0.1,
+    as SGD's L2 term at lr 20, would flip the weights' sign every step."""
+    sgd = new_config(_request(optim="sgd", lr=20.0), WORDS, FakeJob(seconds={"fp32 full": 1.0}))
+    assert sgd.config.weight_decay == 0.0 and sgd.sources["weight_decay"] == "recipe: --optim sgd"
+    typed = new_config(_request(optim="sgd", weight_decay=0.01), WORDS,
+                       FakeJob(seconds={"fp32 full": 1.0}))
+    assert typed.config.weight_decay == 0.01

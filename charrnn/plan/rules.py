@@ -209,6 +209,10 @@ RECIPES: tuple[Recipe, ...] = (
             "patience": 8},
            f"{GPU_RUNS}: 140 s were 38 passes over PTB and still improving; AWD-LSTM's "
            "regularisers for the longer budget; derived, waiting for a GPU to measure"),
+    Recipe("--optim sgd", lambda s: s.optim == "sgd", {"weight_decay": 0.0},
+           "plain SGD, as pytorch/examples' word language model trains it (lr 20, clip 0.25): the "
+           "decays above are AdamW's, decoupled; as SGD's L2 term at its lr (1 to 20) they would "
+           "shrink the weights by 1% to 200% a step"),
     Recipe("--optim rprop", lambda s: s.optim == "rprop", dict(RPROP_NEUTRAL),
            "rprop steps by the sign of each gradient: a decay term or a clipped norm would change "
            "nothing; it reads --lr once, as each weight's first step (torch.optim.Rprop), so the "
