@@ -33,6 +33,7 @@ def test_a_fill_model_resumed_follows_the_uninterrupted_loss_curve(small_text: P
     run_cli("train", *args, "--max-steps", "10", "--run-name", "split")
     result = run_cli("train", "--resume", "split", "--max-steps", "24")
     assert "resuming" in result.output and "at step 10 | cpu | fill model" in result.output
+    assert result.output.count("| cpu") == 1  # (the device was said twice)
     _same_after(tmp_path / "runs/whole", tmp_path / "runs/split", 11, 24)
     meta = json.loads((tmp_path / "runs/split/last/checkpoint.json").read_text())
     assert meta["task"] == "fill" and meta["progress"]["step"] == 24

@@ -111,7 +111,7 @@ def train_fill_job(dataset: data.Dataset, cfg: FillTrainConfig, root: Path,
                                {**_run_record(dataset, cfg), "sources": sources or {}})
     with runlock.writer(run_dir), runs.kept_if_saved(run_dir):
         loop = _loop(task, run_dir, reporter)
-        loop.reporter.message(f"run {run_dir} | fill model | {_described(task)}")
+        loop.reporter.message(f"run {run_dir} | fill model | {_described(task)} | {task.device}")
         if sources:
             loop.reporter.message(f"settings: {described_settings(cfg, sources)}")
         return _finish(loop)
@@ -153,8 +153,7 @@ def _loop(task: FillTask, run_dir: Path, reporter: Reporter | None) -> Loop:
 def _described(task: FillTask) -> str:
     fcfg = task.model.config
     return (f"{task.dataset.tokenizer.level} vocab {fcfg.vocab_size} | {fcfg.cell} "
-            f"{fcfg.layers}×{fcfg.hidden} bidirectional, {task.model.num_parameters():,} params | "
-            f"{task.device}")
+            f"{fcfg.layers}×{fcfg.hidden} bidirectional, {task.model.num_parameters():,} params")
 
 
 def _finish(loop: Loop) -> dict:
