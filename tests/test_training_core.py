@@ -280,3 +280,21 @@ def test_a_weight_decay_that_would_flip_the_weights_each_step_is_refused() -> No
     assert TrainConfig(weight_decay=249).weight_decay == 249
     assert TrainConfig(optim="adam", weight_decay=300).weight_decay == 300  # (an L2 term, scaled
     # by Adam's own normalisation: no such bound)
+
+
+def test_a_run_that_its_time_ends_before_its_steps_says_so() -> None:
+    """A resumed tagger with --max-steps 5 typed stopped at step 3, its own --max-time spent,
+    and said only 'done at step 3'."""
+    from types import SimpleNamespace
+
+    from charrnn.training.schedule import Schedule
+
+    loop = Loop.__new__(Loop)
+    loop.schedule = Schedule(1e-3, 0, 0.1, total_steps=100, max_time=5.0)
+    loop.progress = SimpleNamespace(step=40)
+    assert loop._why_ended("finished") == " (its max_time of 5 s ran out before its 100 steps)"
+    assert loop._why_ended("interrupted") == ""
+    loop.progress.step = 100  # the steps ended it
+    assert loop._why_ended("finished") == ""
+    loop.schedule = Schedule(1e-3, 0, 0.1, total_steps=None, max_time=5.0)  # time alone
+    assert loop._why_ended("finished") == ""

@@ -163,6 +163,7 @@ def _finish(loop: Loop) -> dict:
                                            f"{runs.out_suffix(loop.run_dir)}")
     stopped = result["outcome"] == "interrupted"
     loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}"
+                          + result["why_ended"]
                           + (f", best val {best:.4f} nats/masked token" if best is not None else "")
                           + f"; run folder {loop.run_dir}"
                           + (f"; continue with `{resume}`" if stopped else ""))

@@ -294,5 +294,5 @@ def _summary(result: dict, resume: str) -> str:
     best_text = f", best val {best:.4f} nats/token" if best is not None else ""
     verb = {"interrupted": "stopped", "early-stopped": "stopped early"}
     how = f"; continue with `{resume}`" if result["outcome"] == "interrupted" else ""
-    return (f"{verb.get(result['outcome'], 'done')} at step {result['step']}{best_text}; "
-            f"run folder {result['run']}{how}")
+    return (f"{verb.get(result['outcome'], 'done')} at step {result['step']}"
+            f"{result.get('why_ended', '')}{best_text}; run folder {result['run']}{how}")

@@ -298,8 +298,8 @@ def _finish(loop: Loop, root: Path, test_sents: list[Sentence] | None, device: s
     result = loop.run()
     resume = f"charrnn tag train --resume {loop.run_dir.name}{runs.out_suffix(loop.run_dir)}"
     stopped = result["outcome"] == "interrupted"
-    loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}; "
-                          f"checkpoints in {loop.run_dir}"
+    loop.reporter.message(f"{'stopped' if stopped else 'done'} at step {result['step']}"
+                          f"{result['why_ended']}; checkpoints in {loop.run_dir}"
                           + (f"; continue with `{resume}`" if stopped else ""))
     loop.end_if_reader_gone(result, resume)
     if test_sents is not None and result["outcome"] != "interrupted":

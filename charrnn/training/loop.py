@@ -334,7 +334,18 @@ class Loop:
         # The last evaluation apart, named so: its scores beside best_val read as the run's.
         return {"outcome": outcome, "step": prog.step, "best_val": prog.best_val,
                 "elapsed": prog.elapsed, "run": str(self.run_dir),
-                "last_eval": self.last_eval or None}
+                "last_eval": self.last_eval or None, "why_ended": self._why_ended(outcome)}
+
+    def _why_ended(self, outcome: str) -> str:
+        """' (…)' for a run that had a step budget and a time budget, said when the time ended
+        it first: a resume that types --max-steps keeps the run's own --max-time, and stopped
+        short of the steps typed without a word."""
+        plan = self.schedule
+        if outcome != "finished" or plan.max_time is None or plan.total_steps is None or \
+                self.progress.step >= plan.total_steps:
+            return ""
+        return (f" (its {option('max_time')} of {plan.max_time:g} s ran out before its "
+                f"{plan.total_steps:,} steps)")
 
     def _carry_window(self, stopping: bool, mean: float) -> None:
         """A stop between two log lines keeps the steps since the last one in its save: the
