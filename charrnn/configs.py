@@ -14,16 +14,17 @@ from charrnn.errors import UserError
 T = TypeVar("T")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # (numpy's too)
+def is_int(value: object) -> bool:
+    """A whole number (numpy's too), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 _TYPES = {
-    "int": _is_int,
+    "int": is_int,
     "float": lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
-    "list[int]": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "list[int]": lambda v: isinstance(v, list) and all(map(is_int, v)),
     "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
 }
 
@@ -46,7 +47,7 @@ def _plain(value: object, annotation: str) -> object:
         return int(value)
     if kind == "float" and isinstance(value, numbers.Real):
         return value if isinstance(value, int) else float(value)
-    if kind == "list[int]" and isinstance(value, (list, tuple)) and all(map(_is_int, value)):
+    if kind == "list[int]" and isinstance(value, (list, tuple)) and all(map(is_int, value)):
         return [int(v) for v in value]
     if kind == "list[str]":
         items = [value] if isinstance(value, (str, PurePath)) else value

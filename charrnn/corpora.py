@@ -148,7 +148,7 @@ def _fetch(spec: dict, target: Path, mirror: str | None) -> None:
         if not _is_write_error(exc, tmp):  # a mirror file that cannot be read: its own words
             raise
         raise UserError(f"could not write {target}: {exc.strerror or exc} "
-                        f"({fsutil._write_advice(exc, target)})") from exc
+                        f"({fsutil.write_advice(exc, target)})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

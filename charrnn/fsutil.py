@@ -99,7 +99,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         recover_dir(final)
         kept = "the previous copy is intact" if had_copy else f"nothing of {final.name}/ was written"
         raise UserError(f"could not write {final}: {exc.strerror or exc}; {kept} "
-                        f"({_write_advice(exc, final)})") from exc
+                        f"({write_advice(exc, final)})") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -120,7 +120,7 @@ def _swap(tmp: Path, final: Path, old: Path, tries: int = 5) -> None:
                 raise
 
 
-def _write_advice(exc: OSError, final: Path | None = None) -> str:
+def write_advice(exc: OSError, final: Path | None = None) -> str:
     """What to do about a failed write, by its cause (errno; a wrapped safetensors error has
     none, only its message) and by where it went: the cache is moved by CHARRNN_CACHE."""
     cached = final is not None and cache_dir().resolve() in Path(final).resolve().parents

@@ -209,10 +209,12 @@ class SameText:
     match nothing (an empty notes.txt on both sides is no leak)."""
 
     def __init__(self, files: Iterable[Path]) -> None:
-        self.by_inode = {(st.st_dev, st.st_ino): f for f in files if (st := os.stat(f))}
+        self.by_inode: dict[tuple[int, int], Path] = {}
         self.by_size: dict[int, list[Path]] = {}
-        for f in self.by_inode.values():
-            self.by_size.setdefault(os.stat(f).st_size, []).append(f)
+        for f in files:
+            st = os.stat(f)
+            self.by_inode[(st.st_dev, st.st_ino)] = f
+            self.by_size.setdefault(st.st_size, []).append(f)
         self.digests: dict[Path, str] = {}
 
     def match(self, path: Path) -> Path | None:

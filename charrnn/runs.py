@@ -70,6 +70,9 @@ def refuse_missing_root(root: Path) -> None:
                         "folder's parent)")
 
 
+# The command that continues each kind of run (an n-gram has nothing to continue).
+RESUMES = {"lm": "charrnn train --resume", "fill": "charrnn train --resume",
+           "tag": "charrnn tag train --resume"}
 MAX_NAME_BYTES = 200  # a folder name holds 255; the rest is room for "-fwd", "-2", ...
 
 
@@ -103,19 +106,29 @@ def new_run_dir(root: Path, name: str | None, kind: str, extra: dict | None = No
         if name is not None and _free_again(folder):  # a start that wrote nothing: its name is
             shutil.rmtree(folder)  # free again (only its run.json goes)
             break
-        if name is not None and folder.is_dir() and not any(folder.iterdir()):
+        if name is not None and _take_empty(folder):
             break  # an empty folder made by hand: nothing to lose in taking it
         if name is not None:
             _refuse_taken(folder)
         n += 1
         folder = root / f"{base}-{n}"
     try:
-        folder.mkdir(parents=True, exist_ok=folder.is_dir())  # (an empty one: taken above)
+        folder.mkdir(parents=True)  # (a start racing for the same name fails here)
     except OSError as exc:
         raise UserError(f"cannot create run folder {folder}: {exc.strerror}") from exc
     info = {"kind": kind, "name": folder.name, "created": time.time(), **(extra or {})}
     fsutil.write_json_atomic(folder / RUN_FILE, info)
     return folder
+
+
+def _take_empty(folder: Path) -> bool:
+    """Remove `folder` if it is an empty folder (made by hand), so that it is made again as
+    the run's: a second start racing for it then finds it made and taken, never shared."""
+    try:
+        folder.rmdir()  # (refused unless empty; a file is no folder)
+    except OSError:
+        return False
+    return True
 
 
 def _refuse_taken(folder: Path) -> None:
@@ -132,10 +145,10 @@ def _refuse_taken(folder: Path) -> None:
         there = kind_name(run_info(folder).get("kind"))
     except UserError:
         there = None
-    resume = {"lm": f", or continue it with {option('resume')} {folder.name}",
-              "fill": f", or continue it with {option('resume')} {folder.name}",
-              "tag": f", or continue it with `charrnn tag train --resume {folder.name}`"
-              }.get(there, "")  # type: ignore[arg-type]
+    how = RESUMES.get(there)  # type: ignore[arg-type]
+    resume = ("" if how is None else  # (lm and fill: the command being typed, by its flag)
+              f", or continue it with {option('resume')} {folder.name}" if there in ("lm", "fill")
+              else f", or continue it with `{how} {folder.name}`")
     raise UserError(f"run {folder} already exists: pick another {option('run_name')}{resume}")
 
 
@@ -210,14 +223,11 @@ def _lost_run_file(folder: Path) -> str | None:
         except UserError:
             continue
         checkpoint = folder / name
-        resume = {"lm": f"charrnn train --resume {checkpoint}",
-                  "fill": f"charrnn train --resume {checkpoint}",
-                  "tag": f"charrnn tag train --resume {checkpoint}"}.get(task)
-        if resume is None:
+        if task not in RESUMES:
             return None
         return (f"{folder} has no {RUN_FILE} (lost or removed), though its {name}/ checkpoint is "
-                f"there: `{resume}` writes it again; sampling and evaluating take the checkpoint "
-                f"folder ({checkpoint}) meanwhile")
+                f"there: `{RESUMES[task]} {checkpoint}` writes it again; sampling and evaluating "
+                f"take the checkpoint folder ({checkpoint}) meanwhile")
     return None
 
 

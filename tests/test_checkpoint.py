@@ -581,7 +581,7 @@ def test_best_named_outright_is_not_refused_for_a_last_that_cannot_be_resumed(
 
 def test_a_short_write_as_safetensors_words_it_is_taken_for_a_full_disk() -> None:
     """'could not write F/n/model: 118007 requested and 75744 written' said nothing of space."""
-    from charrnn.fsutil import _write_advice
+    from charrnn.fsutil import write_advice
 
-    advice = _write_advice(OSError("failed to write: 118007 requested and 75744 written"))
+    advice = write_advice(OSError("failed to write: 118007 requested and 75744 written"))
     assert advice.startswith("the disk may be full: free some space or choose another")

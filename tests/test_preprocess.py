@@ -455,9 +455,9 @@ def test_a_cache_that_cannot_be_written_names_charrnn_cache_not_out(tmp_path: Pa
     from charrnn import fsutil
 
     refused = OSError(errno.EROFS, "Read-only file system")
-    cached = fsutil._write_advice(refused, fsutil.cache_dir() / "datasets" / "abc")
+    cached = fsutil.write_advice(refused, fsutil.cache_dir() / "datasets" / "abc")
     assert cached == "the cache folder is not writable: set CHARRNN_CACHE to another folder"
-    assert fsutil._write_advice(refused, tmp_path / "runs" / "r").endswith("choose another out")
+    assert fsutil.write_advice(refused, tmp_path / "runs" / "r").endswith("choose another out")
 
 
 def test_a_cache_index_that_cannot_be_written_does_not_fail_preprocess_out(

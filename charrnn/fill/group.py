@@ -90,39 +90,40 @@ def resolve(spec: str, root: Path) -> Path:
 
 def groups(root: Path) -> list[tuple[Path, dict]]:
     """Every readable group under the root with its record, oldest first."""
-    found = []
-    if root.is_dir():
-        for folder in root.iterdir():
-            if not is_group(folder):
-                continue
-            try:
-                info = read(folder)
-            except UserError:  # a damaged record: `fill train --resume` says so when asked
-                continue
-            found.append((float(info.get("created", 0)), folder.name, folder, info))
-    return [(folder, info) for _, _, folder, info in sorted(found)]
+    return scan(root)[0]
 
 
 def damaged(root: Path) -> list[Path]:
     """The group folders under the root whose record cannot be read, oldest record first."""
-    found = []
-    for folder in sorted(root.iterdir()) if root.is_dir() else []:
-        if is_group(folder):
-            try:
-                read(folder)
-            except UserError:
-                found.append(folder)
-    return sorted(found, key=lambda folder: (folder / FILE).stat().st_mtime)
+    return scan(root)[1]
+
+
+def scan(root: Path) -> tuple[list[tuple[Path, dict]], list[Path]]:
+    """One pass over the root's group folders: the readable ones with their records, by
+    creation; the damaged ones (`fill train --resume` says why when asked), by their record's
+    time."""
+    readable, broken = [], []
+    for folder in root.iterdir() if root.is_dir() else []:
+        if not is_group(folder):
+            continue
+        try:
+            info = read(folder)
+        except UserError:
+            broken.append(folder)
+            continue
+        readable.append((float(info.get("created", 0)), folder.name, folder, info))
+    return ([(folder, info) for _, _, folder, info in sorted(readable)],
+            sorted(broken, key=lambda folder: ((folder / FILE).stat().st_mtime, folder.name)))
 
 
 def newest(root: Path) -> Path | None:
     """The newest group under the root with at least one trained member, or None. A damaged
     group written since is refused: the runs that answered instead were not the ones the user
     had just trained, and nothing said so."""
-    trained = [folder for folder, info in groups(root)
+    readable, broken = scan(root)
+    trained = [folder for folder, info in readable
                if any(stage.get("state") == "done" for stage in info["stages"])]
     found = trained[-1] if trained else None
-    broken = damaged(root)
     if broken and _written(broken[-1]) > max(
             [_written(found)] + [(run / runs.RUN_FILE).stat().st_mtime for run in runs.list_runs(root)]):
         name = broken[-1].name  # newer than anything else that could answer in its place

@@ -10,7 +10,6 @@ device and version.
 
 from __future__ import annotations
 
-import numbers
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import torch
 
 from charrnn import checkpoint
+from charrnn.configs import is_int
 from charrnn.devices import device_memory, keeps_global_rng, resolve_device
 from charrnn.errors import UserError, option
 from charrnn.lm import cpustream
@@ -205,8 +205,7 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
         raise UserError(f"generate takes a checkpoint, not {ckpt!r}: "
                         "charrnn.checkpoint.resolve(RUN, root) gives it")
     opts.validate()
-    if isinstance(num_samples, bool) or not isinstance(num_samples, numbers.Integral) or \
-            num_samples < 1:
+    if not is_int(num_samples) or num_samples < 1:
         raise UserError(f"{option('num_samples')} must be ≥ 1, got {num_samples}")
     opts.check_combination(num_samples)
     opts.check_vocabulary(ckpt.tokenizer.vocab_size)

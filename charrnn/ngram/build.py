@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
 import time
 from pathlib import Path
 
 import numpy as np
 
 from charrnn import runs
+from charrnn.configs import is_int
 from charrnn.errors import UserError, option
 from charrnn.ngram.checks import word_count
 from charrnn.ngram.model import MAX_ORDER, NGramModel, assemble
@@ -18,8 +18,7 @@ DEFAULT_ORDER = {"char": 7, "word": 3, "subword": 5}
 
 
 def check_order(order: int) -> None:
-    if isinstance(order, bool) or not isinstance(order, numbers.Integral) or \
-            not 1 <= order <= MAX_ORDER:
+    if not is_int(order) or not 1 <= order <= MAX_ORDER:
         raise UserError(f"{option('order')} must be between 1 and {MAX_ORDER}, got {order}")
 
 
@@ -40,9 +39,10 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
     order = int(order)  # (numpy's: a library caller's)
     prune = check_prune(prune, order) if prune else [0] * order
     vocab = tokenizer.vocab_size
-    if len(ids) and not (0 <= int(ids.min()) and int(ids.max()) < vocab):  # (a library call's)
+    low, high = (int(ids.min()), int(ids.max())) if len(ids) else (0, 0)
+    if not (0 <= low and high < vocab):  # (a library call's)
         raise UserError(f"token ids must be within the tokenizer's vocabulary, 0 to {vocab - 1}; "
-                        f"got {int(ids.min())} to {int(ids.max())}")
+                        f"got {low} to {high}")
     line_break = tokenizer.line_break_id()
     if lines and line_break is None:
         raise UserError(f"{option('lines')} splits the text at line breaks, but this corpus has none: "

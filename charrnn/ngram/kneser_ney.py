@@ -26,11 +26,11 @@ context.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from charrnn.configs import is_int
 from charrnn.errors import UserError, option
 from charrnn.ngram.count import Order
 
@@ -115,8 +115,7 @@ def check_prune(values: list[int], order: int, spec: object = None) -> list[int]
     """Thresholds as lmplz takes them → one per order (the last repeats); `spec`: as typed, for
     the message (a library call's list by default)."""
     spec = values if spec is None else spec
-    if not isinstance(values, (list, tuple, np.ndarray)) or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, (list, tuple, np.ndarray)) or not all(map(is_int, values)):
         raise UserError(f"{option('prune')} {spec!r}: give whole numbers, one per order, "
                         "e.g. [0, 0, 1]")
     values = [int(v) for v in values]

@@ -348,8 +348,10 @@ def run_fill(request: Request, reporter=None) -> dict:
 def _refuse_other_root(request: Request, run_folder: Path) -> None:
     """--out finds a run by name; a resumed run stays in its folder, so a typed --out that does
     not hold the run named by its path would be ignored (the user may think it a copy)."""
-    out = request.get("out")
-    if "out" in request.typed and out and run_folder.parent.resolve() != Path(out).resolve():
+    from charrnn.runs import runs_root
+
+    out = request.get("out")  # (what --out means, `~` and all, is decided by runs_root)
+    if "out" in request.typed and out and run_folder.parent.resolve() != runs_root(out).resolve():
         raise UserError(f"--out {out}: run {run_folder} is not in it, and a resumed run stays in "
                         "its own folder; drop --out, or give the run's name with the --out that "
                         "holds it")

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import numbers
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from charrnn import checkpoint
+from charrnn.configs import is_int
 from charrnn.devices import host_to_device, resolve_device
 from charrnn.errors import UserError
 from charrnn.tag import score as tagscore
@@ -100,8 +100,7 @@ class TaggerBundle:
         if isinstance(sentences, str) or not all(isinstance(s, Sentence) for s in sentences):
             raise UserError("predict takes a list of Sentence(tokens) (charrnn.tag.data), e.g. "
                             "[Sentence(['He', 'reckons'])]")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or \
-                batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise UserError(f"batch_size must be a whole number ≥ 1, got {batch_size!r}")
         self.model.eval()
         encoded = [self.encoder.encode(Sentence(s.tokens, None, s.features)) for s in sentences]

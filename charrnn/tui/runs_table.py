@@ -88,7 +88,7 @@ def runs_table(root: Path, width: int = 80) -> Table | None:
 
 def groups_table(root: Path) -> Table | None:
     """The fill groups under the root: their stages done, time spent and what is left."""
-    found, damaged = group.groups(root), group.damaged(root)
+    found, damaged = group.scan(root)  # (a damaged one gets a row saying so)
     if not found and not damaged:
         return None
     table = Table(title=f"fill groups under {root}", title_justify="left", box=None,
