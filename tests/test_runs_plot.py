@@ -348,3 +348,22 @@ def test_a_narrow_but_usable_terminal_keeps_its_own_width(small_text: Path, monk
     run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "n")
     monkeypatch.setenv("COLUMNS", "50")
     assert max(len(line) for line in run_cli("runs").output.splitlines()) <= 50
+
+
+def test_runs_on_an_ascii_output_marks_empty_cells_with_a_hyphen(small_text: Path,
+                                                                tmp_path: Path) -> None:
+    """PYTHONIOENCODING=ascii: `charrnn runs` with an n-gram run (no steps, no val) stopped with
+    'standard output is ascii, which cannot hold —' and listed nothing."""
+    import io
+
+    from rich.console import Console
+
+    from charrnn.tui.runs_table import print_runs
+
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "plain", "--out",
+            tmp_path / "runs")
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    assert print_runs(tmp_path / "runs", Console(file=stream, width=100)) == 1
+    stream.seek(0)
+    row = next(line for line in stream.read().splitlines() if line.startswith("plain"))
+    assert row.split()[5:8] == ["-", "-", "-"], row

@@ -20,12 +20,24 @@ HEADERS = ("name", "kind", "created", "steps", "best val", "bpc", "level", "para
 NUMERIC = {"steps", "best val", "bpc", "params"}  # printed whole: other columns fold instead
 MIN_TEXT = 4  # the narrowest a folding column gets
 PIPED_WIDTH = 10_000  # no fold where no terminal is: a name cut in two cannot be grepped
+NONE = "—"  # a cell with nothing to show …
+ASCII_NONE = "-"  # … where the output cannot hold — (PYTHONIOENCODING=ascii): the table is
+# ours to print whole; the user's own text the output cannot hold is refused (cli.errors)
 
 
-def _size(count: int | None, unit: str) -> str:
+def none_mark(console: Console) -> str:
+    """The mark of an empty cell that `console`'s output can hold."""
+    try:
+        NONE.encode(console.encoding)
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_NONE
+    return NONE
+
+
+def _size(count: int | None, unit: str, none: str) -> str:
     """3.3M (parameters) or 1.2M n-grams."""
     if count is None:
-        return "—"
+        return none
     text = str(count)
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if count >= scale:
@@ -34,14 +46,14 @@ def _size(count: int | None, unit: str) -> str:
     return text if unit == "params" else f"{text} {unit}"
 
 
-def _cells(row: dict) -> list[str]:
+def _cells(row: dict, none: str) -> list[str]:
     created = (time.strftime("%Y-%m-%d %H:%M", time.localtime(row["created"]))
-               if isinstance(row["created"], (int, float)) else "—")
-    bpc = "—" if row["val_bpc"] is None else f"{row['val_bpc']:.4f}"
+               if isinstance(row["created"], (int, float)) else none)
+    bpc = none if row["val_bpc"] is None else f"{row['val_bpc']:.4f}"
     return [row["name"], row["kind"], created,
-            "—" if row["steps"] is None else f"{row['steps']:,}",
-            row.get("score") or ("—" if row["val_loss"] is None else f"{row['val_loss']:.4f}"),
-            bpc, row["level"] or "—", _size(row["params"], row["size_unit"])]
+            none if row["steps"] is None else f"{row['steps']:,}",
+            row.get("score") or (none if row["val_loss"] is None else f"{row['val_loss']:.4f}"),
+            bpc, row["level"] or none, _size(row["params"], row["size_unit"], none)]
 
 
 def _text_caps(rows: list[list[str]], width: int) -> dict[str, int]:
@@ -59,16 +71,16 @@ def _text_caps(rows: list[list[str]], width: int) -> dict[str, int]:
     return caps
 
 
-def runs_table(root: Path, width: int = 80) -> Table | None:
+def runs_table(root: Path, width: int = 80, none: str = NONE) -> Table | None:
     folders = runs.list_runs(root)
     damaged = runs.damaged_runs(root)
     if not folders and not damaged:
         return None
     summaries = [summary(folder) for folder in folders]
     best_bpc = min((r["val_bpc"] for r in summaries if r["val_bpc"] is not None), default=None)
-    rows = [_cells(r) for r in summaries]
+    rows = [_cells(r, none) for r in summaries]
     # A run.json that is not JSON: one row saying so, rather than a run that silently vanishes.
-    rows += [[folder.name, "damaged", f"unreadable {runs.RUN_FILE}", "—", "—", "—", "—", "—"]
+    rows += [[folder.name, "damaged", f"unreadable {runs.RUN_FILE}", *[none] * 5]
              for folder in damaged]
     caps = _text_caps(rows, width)
     table = Table(title=f"runs under {root}", title_justify="left", box=None, pad_edge=False,
@@ -86,7 +98,7 @@ def runs_table(root: Path, width: int = 80) -> Table | None:
     return table
 
 
-def groups_table(root: Path) -> Table | None:
+def groups_table(root: Path, none: str = NONE) -> Table | None:
     """The fill groups under the root: their stages done, time spent and what is left."""
     found, damaged = group.scan(root)  # (a damaged one gets a row saying so)
     if not found and not damaged:
@@ -104,15 +116,15 @@ def groups_table(root: Path) -> Table | None:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(info.get("created", 0))))
         spent = f"{info.get('spent_s', 0):,.0f} of {info.get('max_time', 0):,.0f} s"
         table.add_row(folder.name, created, f"{done} of {len(stages)}", spent,
-                      _left_words(folder, info))
+                      _left_words(folder, info, none))
     for folder in damaged:  # one row saying so, rather than a group that silently vanishes
-        table.add_row(folder.name, "damaged", "—", "—", f"unreadable {group.FILE}")
+        table.add_row(folder.name, "damaged", none, none, f"unreadable {group.FILE}")
     return table
 
 
-def _left_words(folder: Path, info: dict) -> str:
+def _left_words(folder: Path, info: dict, none: str) -> str:
     """A group's 'left' cell: what is still to train, then what was skipped or is gone."""
-    words = [", ".join(group.left_to_do(folder, info)) or "—"]
+    words = [", ".join(group.left_to_do(folder, info)) or none]
     for label, what in (("skipped", group.skipped(info)), ("gone", group.missing(folder, info))):
         if what:
             words.append(f"{label}: {', '.join(what)}")
@@ -124,13 +136,13 @@ def print_runs(root: Path, console: Console | None = None) -> int:
     number of runs."""
     if console is None:  # piped (| grep, | cut, a file): rows whole, unless COLUMNS says
         console = table_console(PIPED_WIDTH)
-    table = runs_table(root, console.width)
+    table = runs_table(root, console.width, none_mark(console))
     if table is None:
         console.print(f"no runs under {root} (train one with `charrnn train`, or pass {option('out')})",
                       markup=False)
     else:
         console.print(table)
-    groups = groups_table(root)
+    groups = groups_table(root, none_mark(console))
     if groups is not None:
         console.print()
         console.print(groups)
