@@ -147,6 +147,7 @@ def test_an_interrupted_group_resumes_where_it_stopped(small_stages, tmp_path: P
     assert listed[:3] == ["2", "of", "4"] and "backward LM (" in " ".join(listed)
     info = group.read(folder)  # then killed outright: its time booked after the last save
     info["stages"][2].update(state="running", used_s=info["stages"][2]["budget_s"])
+    info["spent_s"] = 0.0  # (with time to spare: a group short of it caps the stage, below)
     group.write(folder, info)
     lines: list[str] = []
     result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
@@ -445,6 +446,9 @@ def test_a_fill_model_stopped_half_way_continues_from_its_last_save(small_stages
     result = train_group.run(folder, _ctrl_c_in("mask"), [].append)
     assert result["outcome"] == "interrupted" and result["left"][0].startswith("fill model (")
     stopped = json.loads((root / "g-mask" / "last" / "checkpoint.json").read_text())
+    info = group.read(folder)  # (with time to spare: a group short of it caps the stage)
+    info["spent_s"] = 0.0
+    group.write(folder, info)
     lines: list[str] = []
     result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
                              lines.append)
@@ -626,3 +630,26 @@ def test_an_empty_file_in_a_corpus_folder_is_passed_over_as_preprocess_does(tmp_
     text = "我打算买一部新手机。\n" * 500
     kept = _check_texts([(tmp_path / "a.txt", text), (tmp_path / "empty.txt", " \n")])
     assert [path.name for path, _, _ in kept] == ["a.txt"]
+
+
+def test_a_stage_continued_late_trains_no_longer_than_the_group_has_left(small_stages,
+                                                                         tmp_path: Path) -> None:
+    """A group stopped late in its backward LM continued it on the LM's own schedule as of its
+    last save, on top of the time already booked after that save: 106 s of a 100 s budget."""
+    root = tmp_path / "runs"
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, root, "g")
+    assert train_group.run(folder, _ctrl_c_in("bwd"), [].append)["outcome"] == "interrupted"
+    stopped = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
+    info = group.read(folder)  # the group's time nearly spent (booked after bwd's last save)
+    info["spent_s"] = info["max_time"] - train_group.RESERVE_S - 5.0
+    group.write(folder, info)
+    lines: list[str] = []
+    result = train_group.run(folder, cli_fill._stage_reporters("g", False, lines.append),
+                             lines.append)
+    assert result["outcome"] == "done" and result["skipped"] == ["fill model"]
+    assert lines[0].startswith("[3/4] backward LM: run g-bwd, continued: 5 s (what the group's "
+                               "budget has left for it; its own schedule had "), lines[0]
+    resumed = json.loads((root / "g-bwd" / "last" / "checkpoint.json").read_text())
+    assert resumed["train"]["max_time"] == pytest.approx(
+        stopped["progress"]["elapsed"] + 5.0, abs=1.0)
+    assert resumed["train"]["max_time"] < stopped["train"]["max_time"]

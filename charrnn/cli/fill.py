@@ -304,7 +304,11 @@ def _budget_words(stage: dict) -> str:
         return ""
     if not stage.get("continued"):
         return f", {budget_s:.0f} s"
-    left_s = max(0.0, budget_s - stage.get("used_s", 0.0))
+    own_s = max(0.0, budget_s - stage.get("used_s", 0.0))
+    left_s = stage.get("left_s", own_s)
+    if left_s < own_s - 0.5:  # the group has less time left than the stage's own schedule
+        return (f", continued: {left_s:.0f} s (what the group's budget has left for it; its own "
+                f"schedule had {own_s:.0f} s of {budget_s:.0f} s)")
     return f", continued: {left_s:.0f} s of {budget_s:.0f} s left"
 
 

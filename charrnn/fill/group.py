@@ -166,14 +166,21 @@ def continues(root: Path, stage: dict) -> bool:
     return stage["role"] in ("fwd", "bwd", "mask") and (root / stage["run"] / "last").is_dir()
 
 
-def seconds_left(root: Path, stage: dict) -> float | None:
-    """What a continuing network's own schedule has left: its budget less the training time its
-    last/ saved (a run killed outright resumes from there), or None where that cannot be read."""
+def schedule(root: Path, stage: dict) -> tuple[float, float] | None:
+    """A continuing network's own schedule as its last/ saved it (a run killed outright resumes
+    from there): (its --max-time, the training time it had spent), or None where that cannot be
+    read."""
     try:
         saved = fsutil.read_json(root / stage["run"] / "last" / "checkpoint.json", "checkpoint")
-        return max(0.0, float(saved["train"]["max_time"]) - float(saved["progress"]["elapsed"]))
+        return float(saved["train"]["max_time"]), float(saved["progress"]["elapsed"])
     except (UserError, KeyError, TypeError, ValueError):
         return None
+
+
+def seconds_left(root: Path, stage: dict) -> float | None:
+    """What a continuing network's own schedule has left, or None where it cannot be read."""
+    saved = schedule(root, stage)
+    return None if saved is None else max(0.0, saved[0] - saved[1])
 
 
 def skipped(info: dict) -> list[str]:

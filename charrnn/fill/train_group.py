@@ -12,9 +12,10 @@ Every stage is an ordinary run (charrnn.lm.job.TrainJob, charrnn.fill.train, cha
 a new LM as the caller's `plan` makes it for the machine (charrnn.plan.fill for the command line;
 as it is for library callers). group.json records where each stands and the time spent, booked
 at each training line, so an interrupted or killed group resumes (`--resume GROUP`) within its
-budget: a stopped LM or fill model continues from its last/ on its own schedule, a stopped n-gram
-starts again. The settings below are the ones measured best on this task (README, "Fill in the
-blank"), where fp32 is the faster (plan.fill sizes the LMs where bf16 is).
+budget: a stopped LM or fill model continues from its last/ on its own schedule (cut short where
+the group has less time left), a stopped n-gram starts again. The settings below are the ones
+measured best on this task (README, "Fill in the blank"), where fp32 is the faster (plan.fill
+sizes the LMs where bf16 is).
 """
 
 from __future__ import annotations
@@ -82,14 +83,11 @@ def as_given(cfg: TrainConfig, facts: DataFacts, job: TrainJob
 
 
 def train_lm(inputs: list[str], popts: data.PreprocessOptions, cfg: TrainConfig, root: Path,
-             run_name: str, resume: bool, reporter: Reporter, plan: PlanLM = as_given) -> dict:
-    """An LM stage of `fill train`: a new run of what `plan` makes of `cfg` on this machine and
-    data (charrnn.plan.fill for the command line), or its own stopped run continued within the
-    same --max-time."""
-    from charrnn.lm.job import TrainJob, train_job
+             run_name: str, reporter: Reporter, plan: PlanLM = as_given) -> dict:
+    """A new LM stage of `fill train`: a run of what `plan` makes of `cfg` on this machine and
+    data (charrnn.plan.fill for the command line)."""
+    from charrnn.lm.job import TrainJob
 
-    if resume:  # with its own max_time: the stage's budget less what planning it took
-        return train_job(inputs, popts, None, root, resume=run_name, reporter=reporter)
     began = time.time()
     job = TrainJob(root)
     job.open_device(cfg.device)
@@ -188,6 +186,8 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
             stage["state"] = "skipped"
             continue
         _name_run(folder.parent, stage)
+        if stage["continued"]:
+            stage["left_s"] = round(_left_in_group(stage, deadline), 1)
         stage.update(state="running", budget_s=round(budget, 1), started=time.time())
         outcome, seconds = _train_stage(folder, info, stage, reporters, partial(
             _run_stage, folder, stage, inputs, popts, device=device, plan=plan))
@@ -300,6 +300,25 @@ def _budget(info: dict, stage: dict, deadline: float) -> float:
     return max(0.0, spare * SHARES[stage["role"]] / total)
 
 
+def _left_in_group(stage: dict, deadline: float) -> float:
+    """A continuing network's seconds: what its own schedule has left as of its last save, but
+    no more than the group has left less its reserve (the time it trained after that save was
+    booked, and is trained again: a group stopped late in its last stage overran its --max-time
+    by as much). The stages after it share what it leaves, as when it first ran."""
+    own = max(0.0, stage["budget_s"] - stage.get("used_s", 0.0))
+    return max(0.0, min(own, deadline - time.time() - RESERVE_S))
+
+
+def _max_time(root: Path, stage: dict) -> float | None:
+    """The --max-time a continuing network resumes with: its own, or less where the group has
+    less time left for it than its schedule (`left_s`); None: its own."""
+    saved = group.schedule(root, stage)
+    if saved is None or stage.get("left_s") is None:
+        return None
+    max_time, elapsed = saved
+    return max_time if elapsed + stage["left_s"] >= max_time else elapsed + stage["left_s"]
+
+
 def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
                device: str, plan: PlanLM) -> str:
     root, role = folder.parent, stage["role"]
@@ -309,10 +328,15 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
     resumable = bool(stage.get("continued"))  # decided by _continue_or_restart
     if role == "mask":
         return _train_mask(inputs, popts, root, stage, resumable, reporter, device)
+    if resumable:
+        from charrnn.lm.job import train_job
+
+        return train_job(inputs, popts, None, root, resume=stage["run"], reporter=reporter,
+                         overrides={"max_time": _max_time(root, stage)})["outcome"]
     cfg = replace(LM, max_time=stage["budget_s"], device=device,
                   direction="backward" if role == "bwd" else "forward",
                   eval_seconds=max(MIN_EVAL_S, stage["budget_s"] / LM_EVALS))
-    return train_lm(inputs, popts, cfg, root, stage["run"], resumable, reporter, plan)["outcome"]
+    return train_lm(inputs, popts, cfg, root, stage["run"], reporter, plan)["outcome"]
 
 
 def _train_mask(inputs: list[str], popts, root: Path, stage: dict, resumable: bool, reporter,
@@ -325,7 +349,9 @@ def _train_mask(inputs: list[str], popts, root: Path, stage: dict, resumable: bo
 
         ckpt = checkpoint.resolve(stage["run"], root, prefer="last")
         saved = ckpt.config(FillTrainConfig, "train")
-        return resume_fill_job(ckpt, replace(saved, device=device),
+        max_time = _max_time(root, stage)
+        max_time = saved.max_time if max_time is None else max_time
+        return resume_fill_job(ckpt, replace(saved, device=device, max_time=max_time),
                                lambda: data.prepare(inputs, popts), reporter)["outcome"]
     cfg = replace(FILL, max_time=stage["budget_s"], device=device,
                   eval_seconds=max(30.0, stage["budget_s"] / 3))
@@ -344,6 +370,8 @@ def _continue_or_restart(root: Path, stage: dict) -> None:
             stage["used_s"] = round(stage["budget_s"] - left, 1)
     elif stage["state"] in ("running", "stopped"):
         stage.update(used_s=0.0, budget_s=None)
+    if not stage["continued"]:
+        stage.pop("left_s", None)
 
 
 def _name_run(root: Path, stage: dict) -> None:
