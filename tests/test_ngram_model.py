@@ -241,3 +241,20 @@ def test_a_library_build_refuses_what_the_command_line_refuses(args: dict, messa
     ids = np.asarray(args.pop("ids", tok.encode("abc abc\n")))
     with pytest.raises(UserError, match=message):
         build_model(ids, tok, args.pop("order", 3), **args)
+
+
+def test_a_subword_model_never_samples_a_piece_its_text_did_not_hold(small_text, tmp_path) -> None:
+    """The 256 byte pieces of a subword vocabulary, mostly unseen, each kept a share of the
+    interpolated uniform distribution: `ngram sample` wrote NUL, ESC and other control bytes."""
+    from charrnn.data import PreprocessOptions, preprocess
+    from charrnn.ngram.sample import sample_ids
+
+    dataset = preprocess([str(small_text)], tmp_path / "ds",
+                         PreprocessOptions(level="subword", vocab_size=300))
+    train = np.asarray(dataset.ids("train"))
+    unseen = set(range(dataset.tokenizer.vocab_size)) - set(train.tolist())
+    assert len(unseen) > 100  # (most byte pieces)
+    model = build_model(train, dataset.tokenizer, 3)
+    assert model.distribution(np.asarray([model.bos], np.int32))[sorted(unseen)].min() > 0  # scored
+    _, ids = sample_ids(model, 5000, temp=2.0, seed=0)
+    assert not unseen & set(ids.tolist())

@@ -62,6 +62,9 @@ def build_model(ids: np.ndarray, tokenizer: Tokenizer, order: int, lines: bool =
         "discounts": est.discounts, "discount_fallback_orders": est.fallback_orders,
         "prune": prune, "counts_unpruned": est.counts_unpruned,
         "train_tokens": int(len(ids)), **(extra_meta or {}),
+        # tokens the text never held (a subword vocabulary's byte pieces): their share of the
+        # interpolated uniform distribution scores text, but is nothing to write (sample.py)
+        "unseen": [int(x) for x in np.flatnonzero(unigrams[:vocab] == 0)],
     }
     model = assemble(meta, est.logp, est.backoff, words, est.tables)
     model.meta["build_seconds"] = time.perf_counter() - started

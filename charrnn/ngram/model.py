@@ -2,7 +2,8 @@
 
     <run>/model/
         model.json    format, order, mode (stream | lines), special ids, tokenizer, discounts,
-                      n-gram counts, offsets of each order in the flat arrays, build info
+                      n-gram counts, offsets of each order in the flat arrays, the tokens
+                      the training text never held (unseen), build info
         logp.npy      float32  ln p(last word | the others), one per n-gram
         backoff.npy   float32  ln back-off weight (0 where the n-gram is not a context)
         word.npy      int32    first word (order 1: the word itself)
@@ -65,6 +66,12 @@ class NGramModel:
     @property
     def unk(self) -> int | None:
         return self.meta.get("unk")
+
+    @property
+    def unseen(self) -> list[int]:
+        """Tokenizer ids the training text never held (none recorded by an older charrnn or an
+        imported ARPA file, whose words are all its vocabulary)."""
+        return [int(x) for x in self.meta.get("unseen") or []]
 
     @property
     def words(self) -> int:

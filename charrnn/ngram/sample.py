@@ -24,13 +24,14 @@ def _start(hist, seed, bos, top, rec, recf, ext, extf):
 
 
 @njit
-def _sample(state, length, temp, bos, top, rec, recf, ext, extf, unk, line_break, lines, words):
+def _sample(state, length, temp, bos, top, rec, recf, ext, extf, unwritten, line_break, lines,
+            words):
     out = np.empty(length, np.int32)
     dist = np.empty(words, np.float64)
     for i in range(length):
         distribution(state, words, bos, rec, recf, ext, extf, dist)
-        if unk >= 0:
-            dist[unk] = 0.0  # <unk> is not text: it cannot be written
+        for x in unwritten:
+            dist[x] = 0.0
         if temp != 1.0:
             peak = dist.max()
             for x in range(words):
@@ -80,20 +81,27 @@ def sample_chunks(model: NGramModel, length: int, temp: float = 1.0, prime: str 
     seed = seed if seed < 2**32 else int(np.random.SeedSequence(seed).generate_state(1)[0])
     shown, hist = prime_ids(model, prime, unknown)
     _, bos, top, rec, recf, ext, extf = model._kernel_args()
-    # Never write <unk> that no text holds: a char --lines model's own, or the word a foreign
-    # ARPA's <unk> became; a word model's (its rare words) is written, as an RNN writes it.
-    unk = model.unk if own_unk(model.vocab_size, model.unk) else model.meta.get("unk_word")
+    unwritten = unwritten_ids(model)
     line_break = -1 if model.line_break is None else model.line_break
 
     def chunks() -> Iterator[np.ndarray]:
         state = _start(hist, seed, bos, top, rec, recf, ext, extf)
         for start in range(0, length, CHUNK):
             out, state = _sample(state, min(CHUNK, length - start), float(temp), bos, top, rec,
-                                 recf, ext, extf, -1 if unk is None else unk, line_break,
+                                 recf, ext, extf, unwritten, line_break,
                                  model.lines, model.words)
             yield out
 
     return shown, chunks()
+
+
+def unwritten_ids(model: NGramModel) -> np.ndarray:
+    """What sampling never writes: <unk> that no text holds (a char --lines model's own, or the
+    word a foreign ARPA's <unk> became; a word model's, its rare words, is written as an RNN
+    writes it), and tokens the training text never held (a subword model's unseen byte pieces
+    wrote control characters: ESC, NUL)."""
+    unk = model.unk if own_unk(model.vocab_size, model.unk) else model.meta.get("unk_word")
+    return np.asarray(sorted({*model.unseen, *([] if unk is None else [int(unk)])}), np.int64)
 
 
 def sample_ids(model: NGramModel, length: int, temp: float = 1.0, prime: str | None = None,
