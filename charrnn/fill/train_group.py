@@ -332,7 +332,8 @@ def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,
         from charrnn.lm.job import train_job
 
         return train_job(inputs, popts, None, root, resume=stage["run"], reporter=reporter,
-                         overrides={"max_time": _max_time(root, stage)})["outcome"]
+                         overrides={"max_time": _max_time(root, stage), "device": device}
+                         )["outcome"]
     cfg = replace(LM, max_time=stage["budget_s"], device=device,
                   direction="backward" if role == "bwd" else "forward",
                   eval_seconds=max(MIN_EVAL_S, stage["budget_s"] / LM_EVALS))
