@@ -353,6 +353,15 @@ def open_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(folder, meta)
 
 
+def named_folder(spec: str, root: Path) -> Path | None:
+    """A run's best/ or last/ named as RUN (as given, or under the root: my-run/last), or None
+    (a run named: a run folder or name)."""
+    for path in (Path(spec), Path(root) / spec):
+        if path.name in ("best", "last") and (path / META).is_file():
+            return path
+    return None
+
+
 def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm",
             asked: str | None = None) -> Checkpoint:
     """RUN (name / run folder / checkpoint folder / file) → an open checkpoint.

@@ -265,7 +265,8 @@ def list_runs(root: Path, kind: str | None = None) -> list[Path]:
 
 
 def damaged_runs(root: Path) -> list[Path]:
-    """Run folders whose run.json cannot be read (list_runs leaves them out), by name."""
+    """Run folders whose run.json cannot be read, or is lost beside the run's checkpoints
+    (list_runs leaves them out), by name."""
     if not root.is_dir():
         return []
     damaged = []
@@ -275,6 +276,8 @@ def damaged_runs(root: Path) -> list[Path]:
                 run_info(folder)
             except UserError:
                 damaged.append(folder)
+        elif folder.is_dir() and not (folder / RUN_FILE).exists() and _lost_run_file(folder):
+            damaged.append(folder)
     return damaged
 
 

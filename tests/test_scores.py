@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,46 @@ def test_an_open_last_line_among_others_is_scored_as_kenlm_does_with_a_note(
     assert "note: line 2 has no line break at its end" in open_last.output
     assert "note:" not in closed.output
     assert "note:" not in run_cli("score", tiny_run, input="the cat").output  # nothing to rank
+
+
+def _run_with_a_different_last(tiny_run: Path, root: Path, name: str) -> Path:
+    """A copy of tiny_run whose last/ weights differ from its best/'s."""
+    from safetensors.numpy import load_file, save_file
+
+    run = root / name
+    shutil.copytree(tiny_run, run)
+    weights = run / "last" / "model.safetensors"
+    save_file({k: v * 0.7 for k, v in load_file(weights).items()}, weights)
+    return run
+
+
+def test_compare_scores_the_checkpoint_named_and_keeps_best_and_last_apart(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """`compare RUN/last` scored RUN's best/ (its figures, its path in --json), and `compare
+    RUN/best RUN/last` was one row."""
+    run = _run_with_a_different_last(tiny_run, tmp_path / "runs", "r")
+    last = json.loads(run_cli("eval", run / "last", "--json").stdout)["bits_per_char"]
+    best = json.loads(run_cli("eval", run / "best", "--json").stdout)["bits_per_char"]
+    assert abs(last - best) > 1e-3
+    rows = json.loads(run_cli("compare", run / "best", run / "last", "--json").stdout)["results"]
+    assert {r["run"]: r["bits_per_char"] for r in rows} == {"r/best": pytest.approx(best),
+                                                            "r/last": pytest.approx(last)}
+    assert {r["checkpoint"] for r in rows} == {str(run / "best"), str(run / "last")}
+
+
+def test_a_run_whose_run_json_is_lost_is_listed_and_its_checkpoint_scored(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """runs left it out, and score and compare said 'run lost/last not found' of its checkpoint
+    folder, which eval and sample took."""
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "lost")
+    (root / "lost" / "run.json").unlink()
+    row = next(line for line in run_cli("runs", "--out", root).output.splitlines()
+               if line.startswith("lost"))
+    assert "damaged" in row and "no run.json" in row
+    said = run_cli("score", "lost/last", "--out", root, input="hello world\n").output
+    assert said.startswith("-") and "1 line" in said
+    rows = json.loads(run_cli("compare", "lost/last", "--out", root, "--json").stdout)["results"]
+    assert [r["run"] for r in rows] == ["lost/last"]
+    alone = run_cli("compare", "--out", root, ok=False).output  # every run: said, not left out
+    assert "lost" in alone and "is missing run.json" in alone and "train --resume" in alone

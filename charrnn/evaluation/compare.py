@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from charrnn import runs
+from charrnn.checkpoint import META, named_folder
 from charrnn.errors import UserError, option
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def _rnn_row(spec: str, root: Path, file: str | None, split: str, unk: str) -> d
 
     result = evaluate_run(spec, root, file, None if file else split, unknown=unk,
                           refuse_idle=False)
-    info = runs.run_info(runs.resolve_run(spec, root))
+    info = _info(Path(result["checkpoint"]))
     return {**result, "level": (info.get("dataset") or {}).get("level"),
             "cell": (info.get("config") or {}).get("cell"),
             "direction": (info.get("config") or {}).get("direction"),
@@ -104,6 +105,37 @@ def _mixed_sampling_speed(lm: str, ngram: str, root: Path) -> float:
                           mixing=lambda model, dev: mixture_of(ckpt, model, dev, ngram, None, root))
 
 
+def _targets(specs: list[str] | None, root: Path) -> dict[Path, str]:
+    """What is compared: {run folder, or a checkpoint folder named (my-run/last): its row's
+    label}; without names every run under the root (a damaged one too: skipped, saying why).
+    One row for a run named twice (by name and by path)."""
+    if not specs:
+        return {folder: folder.name for folder in runs.list_runs(root) + runs.damaged_runs(root)}
+    out: dict[Path, str] = {}
+    for spec in specs:
+        named = named_folder(spec, root)
+        if named is not None:  # its own row: best/ and last/ are two models
+            target, label = named, f"{named.parent.name}/{named.name}"
+        else:
+            target = runs.resolve_run(spec, root)
+            label = target.name
+        if all(t.resolve() != target.resolve() for t in out):
+            out[target] = label
+    return out
+
+
+def _info(target: Path) -> dict:
+    """A compared target's kind, dataset and model: a run's run.json, or what a checkpoint
+    folder's own record says (a run whose run.json was lost is compared by its checkpoint)."""
+    if target.name in ("best", "last") and (target / META).is_file():
+        from charrnn import fsutil
+
+        meta = fsutil.read_json(target / META, "checkpoint")
+        return {"kind": meta.get("task", "lm"), "dataset": meta.get("dataset") or {},
+                "config": meta.get("model") or {}}
+    return runs.run_info(target)
+
+
 def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
     """--unk is read by char-level runs only: with none among those compared, it does nothing."""
     if unk is not None and not any(_level(folder) == "char" for folder in folders):
@@ -116,7 +148,7 @@ def _refuse_idle_unk(unk: str | None, folders: list[Path]) -> None:
 def _level(folder: Path) -> str | None:
     """A compared run's token level (None: a run compare does not score, or cannot read)."""
     try:
-        info = runs.run_info(folder)
+        info = _info(folder)
     except UserError:  # a damaged run.json: the table's loop skips it, saying why
         return None
     return (info.get("dataset") or {}).get("level") if info.get("kind") in ("lm", "ngram") else None
@@ -139,37 +171,32 @@ def compare(specs: list[str] | None, root: Path, split: str = "test",
                             "a file; save standard input to one first")
         refuse_dataset_as_text(file)
         read_text([file], "strict")
-    # Without names, every run under the root: a damaged one too, skipped saying why.
-    folders = [runs.resolve_run(s, root) for s in specs] if specs else (
-        runs.list_runs(root) + runs.damaged_runs(root))
-    once: dict[Path, Path] = {}  # a run named twice (by name and by path) is one row
-    for folder in folders:
-        once.setdefault(folder.resolve(), folder)
-    folders = list(once.values())
+    targets = _targets(specs, root)
+    folders = list(targets)
     if not folders:
         raise UserError(f"no runs under {root}: train one (charrnn train / charrnn ngram train) "
                         f"or name runs / pass {option('out')}")
     _refuse_idle_unk(unk, folders)
     rows, skipped = [], []
-    for folder in folders:
+    for folder, label in targets.items():
         spec = str(folder)
         try:
-            info = runs.run_info(folder)
+            info = _info(folder)
         except UserError as exc:
-            skipped.append({"run": folder.name, "reason": str(exc)})
+            skipped.append({"run": label, "reason": str(exc)})
             continue
         kind = info.get("kind")
         row_of = {"ngram": _ngram_row, "lm": _rnn_row}.get(kind)
         reason = _not_compared(kind, info, file)
         if row_of is None or reason:
-            skipped.append({"run": folder.name, "reason": reason or f"unknown run kind {kind!r}"})
+            skipped.append({"run": label, "reason": reason or f"unknown run kind {kind!r}"})
             continue
         try:
             row = row_of(spec, root, file, split, unk)
         except UserError as exc:
-            skipped.append({"run": folder.name, "reason": str(exc)})
+            skipped.append({"run": label, "reason": str(exc)})
             continue
-        rows.append({"run": folder.name, "path": spec,
+        rows.append({"run": label, "path": spec,
                      **{k: v for k, v in row.items() if k != "run"}})
     if not rows:
         reasons = {s["reason"] for s in skipped}

@@ -187,8 +187,11 @@ def open_scorer(spec: str, root: Path, device: str | None = None, unknown: str |
     """The scorer of RUN: a language model (optionally mixed) or an n-gram run. None: not given
     (an LM then computes on the `auto` device in fp32; an n-gram refuses what is given, even
     the default's value, since it has no device or precision to choose)."""
-    folder = runs.resolve_run(spec, root)
-    if runs.run_info(folder).get("kind") == "ngram":
+    from charrnn import checkpoint
+
+    # (a checkpoint folder named, my-run/last, is a network's: its run.json may be lost)
+    folder = None if checkpoint.named_folder(spec, root) else runs.resolve_run(spec, root)
+    if folder is not None and runs.run_info(folder).get("kind") == "ngram":
         given = [option(name) for name, value in (
             ("mix", mix), ("mix_weight", mix_weight), ("device", device),
             ("precision", precision)) if value is not None]
@@ -200,7 +203,6 @@ def open_scorer(spec: str, root: Path, device: str | None = None, unknown: str |
         from charrnn.ngram.runs import load_run
 
         return NGramScorer(load_run(spec, root)[1], unknown)
-    from charrnn import checkpoint
     from charrnn.devices import resolve_device, resolve_precision
     from charrnn.evaluation.mix import mixture_of
     from charrnn.lm.model import load_lm

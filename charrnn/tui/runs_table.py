@@ -80,7 +80,8 @@ def runs_table(root: Path, width: int = 80, none: str = NONE) -> Table | None:
     best_bpc = min((r["val_bpc"] for r in summaries if r["val_bpc"] is not None), default=None)
     rows = [_cells(r, none) for r in summaries]
     # A run.json that is not JSON: one row saying so, rather than a run that silently vanishes.
-    rows += [[folder.name, "damaged", f"unreadable {runs.RUN_FILE}", *[none] * 5]
+    rows += [[folder.name, "damaged", ("unreadable " if (folder / runs.RUN_FILE).exists() else
+                                       "no ") + runs.RUN_FILE, *[none] * 5]
              for folder in damaged]
     caps = _text_caps(rows, width)
     table = Table(title=f"runs under {root}", title_justify="left", box=None, pad_edge=False,
