@@ -64,3 +64,11 @@ def check_seed(seed: int | None) -> None:
     """The seed, wherever it is taken (train, sample, tag train)."""
     if seed is not None and not 0 <= seed < MAX_SEED:
         raise UserError(f"{option('seed')} must be in [0, 2**63), got {seed}")
+
+
+def diverged(where: str) -> UserError:
+    """The error of a language model whose probabilities are NaN or infinite `where` (at
+    generated token 7, on the text): weights damaged, or a run that diverged."""
+    return UserError(f"the model's probabilities are not finite {where}: its weights hold NaN or "
+                     "inf, or values so large that its sums overflow (a run that diverged?); use "
+                     f"the run's other checkpoint ({option('checkpoint')} best|last) or train again")

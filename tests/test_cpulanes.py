@@ -136,7 +136,7 @@ def test_two_lanes_meet_their_end_together_on_nan(monkeypatch) -> None:
     taken = []
     assert within(60, lambda: taken.append(len(stream.take(8)))) == (True, None)
     assert taken == [1]
-    with pytest.raises(UserError, match="probabilities are NaN"):
+    with pytest.raises(UserError, match="probabilities are not finite"):
         stream.take(8)
 
 

@@ -128,7 +128,7 @@ def test_nan_in_the_kernel_hands_out_the_tokens_before_it_then_stops(monkeypatch
     assert stream.take_all(32).shape[1] == 32  # NumPy's chunks
     stream.engine.weights.head_b[:] = np.nan  # the kernel reads the same arrays
     assert len(stream.take(8)) == 1  # its scores came from the last good step
-    with pytest.raises(UserError, match="probabilities are NaN at generated token 34:"):
+    with pytest.raises(UserError, match="probabilities are not finite at generated token 34:"):
         stream.take(8)
 
 

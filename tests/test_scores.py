@@ -326,3 +326,24 @@ def test_a_run_whose_run_json_is_lost_is_listed_and_its_checkpoint_scored(
     assert [r["run"] for r in rows] == ["lost/last"]
     alone = run_cli("compare", "--out", root, ok=False).output  # every run: said, not left out
     assert "lost" in alone and "is missing run.json" in alone and "train --resume" in alone
+
+
+def test_a_model_whose_sums_overflow_is_one_error_in_eval_score_and_sample(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """Finite weights so large that the scores overflow to NaN: eval printed 'nan nats/token'
+    and score 'nan' with exit 0, sample NumPy's overflow warnings before its error line."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    run = tmp_path / "runs" / "huge"
+    shutil.copytree(tiny_run, run)
+    for sub in ("best", "last"):
+        weights = run / sub / "model.safetensors"
+        tensors = load_file(weights)
+        tensors["embed.weight"] = np.sign(tensors["embed.weight"]) * np.float32(3e38)
+        save_file(tensors, weights)
+    for args in (["eval", run], ["score", run], ["sample", run, "--length", "20", "--plain"]):
+        result = run_cli(*args, ok=False, input="hello world\n")
+        said = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(said) <= 2, result.output  # (sample: its text)
+        assert "probabilities are not finite" in said[-1] and "Warning" not in result.output

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from charrnn import runs
-from charrnn.errors import UserError, option
+from charrnn.errors import UserError, diverged, option
 from charrnn.evaluation.scores import UNK
 from charrnn.inputs import refuse_binary, stdin_bytes
 from charrnn.tokenizers import refuse_idle_unk, skipped_chars
@@ -26,6 +26,12 @@ from charrnn.tokenizers import refuse_idle_unk, skipped_chars
 BATCH_LINES = 256  # lines read at a time
 GROUP_LINES, GROUP_CHARS = 32, 1 << 20  # scored together: at most, and their padded size
 LN10 = math.log(10)
+
+
+def ppl10(log10_per_token: float) -> float:
+    """Perplexity from -log10 p per token, held at 10^300 (a model whose weights overflow scored
+    10^36 per token: 10 ** it stopped with OverflowError, an internal error)."""
+    return 10 ** min(log10_per_token, 300.0)
 
 
 @dataclass
@@ -40,7 +46,7 @@ class LineScore:
 
     @property
     def perplexity(self) -> float:
-        return 10 ** (-self.log10 / max(1, self.tokens))
+        return ppl10(-self.log10 / max(1, self.tokens))
 
     def to_json(self) -> dict:
         return {"line": self.line, "log10": self.log10, "tokens": self.tokens, "oov": self.oov,
@@ -172,6 +178,8 @@ class RNNScorer(Scorer):
                 parts.append((-nll.float()).view(len(lines), -1).cpu().numpy())
         lp = np.concatenate(parts, axis=1).astype(np.float64)
         rnn = [lp[row, : len(ids)] for row, ids in enumerate(lines)]
+        if not all(np.isfinite(scores).all() for scores in rnn):  # (it printed nan, exit 0)
+            raise diverged("on the lines scored")
         if self.mixture is None:
             return rnn
         from charrnn.evaluation.mix import mixed_logp
@@ -280,8 +288,8 @@ class Totals:
             raise UserError("no line to score: the input is empty")
         known = max(1, self.tokens - self.oov_scored)  # (skipped characters were never scored)
         return {"lines": self.lines, "tokens": self.tokens, "oov": self.oov, "log10": self.log10,
-                "perplexity": 10 ** (-self.log10 / self.tokens),
-                "perplexity_excluding_oov": 10 ** (-(self.log10 - self.oov_log10) / known)}
+                "perplexity": ppl10(-self.log10 / self.tokens),
+                "perplexity_excluding_oov": ppl10(-(self.log10 - self.oov_log10) / known)}
 
     def describe(self) -> str:
         r = self.to_json()

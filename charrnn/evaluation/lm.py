@@ -15,7 +15,7 @@ import numpy as np
 
 from charrnn import checkpoint, data, runs
 from charrnn.devices import keeps_global_rng, resolve_device, resolve_precision
-from charrnn.errors import UserError, option
+from charrnn.errors import UserError, diverged, option
 from charrnn.evaluation.scores import scored, too_short
 from charrnn.lm.batching import oriented
 from charrnn.lm.model import load_lm
@@ -77,6 +77,8 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
                                      precision=computed)
     else:
         total, predicted, extra = _mixed_total(ckpt, rnn_logp, ids, mix, root, mix_weight, say)
+    if not math.isfinite(total):  # (it printed 'nan nats/token' and exit 0)
+        raise diverged(f"on {file}" if file else f"on the {split or 'test'} split")
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "lm" if mix is None else "mix",
             "checkpoint": str(ckpt.folder), "source": source,

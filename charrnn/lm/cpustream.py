@@ -100,7 +100,8 @@ class Weights:
         self.w_hh = [get(f"rnn.weight_hh_l{i}") for i in layers]
         self.b_ih = [get(f"rnn.bias_ih_l{i}") for i in layers]
         self.b_hh = [get(f"rnn.bias_hh_l{i}") for i in layers]
-        self.table = get("embed.weight") @ self.w_ih[0].T + self.b_ih[0]
+        with np.errstate(over="ignore", invalid="ignore"):  # (said as the model's: prime)
+            self.table = get("embed.weight") @ self.w_ih[0].T + self.b_ih[0]
         self.proj = (get("proj.weight"), get("proj.bias")) if "proj.weight" in tensors else None
         head = "embed.weight" if config.tie_weights else "head.weight"
         self.head_w, self.head_b = get(head), get("head.bias")
@@ -191,8 +192,9 @@ class CPUStream:
         cfg = self.weights.config
         self.h = np.zeros((cfg.layers, cfg.hidden), np.float32)
         self.c = np.zeros_like(self.h)
-        for token in ids:
-            self.scores = cpustep.step(self.weights, self.h, self.c, token)
+        with np.errstate(over="ignore", invalid="ignore"):  # (weights that overflow: NaN
+            for token in ids:  # scores, said once as the model's, not as NumPy's warnings)
+                self.scores = cpustep.step(self.weights, self.h, self.c, token)
         self.position, self.start = 0, None
 
     def run(self) -> Chunk:
@@ -314,6 +316,10 @@ class CPUStream:
                                                   opts.top_p or 0.0)
 
     def _numpy_steps(self, noise: np.ndarray | None, n: int, stats: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):  # (as in prime)
+            return self._numpy_steps_of(noise, n, stats)
+
+    def _numpy_steps_of(self, noise: np.ndarray | None, n: int, stats: np.ndarray) -> np.ndarray:
         ids, good = np.full(n, -1, np.int64), 0
         shaping, rows = self._shaping(), []  # the shaped rows, kept for the stats only
         for i in range(n):

@@ -20,7 +20,7 @@ import torch
 from charrnn import checkpoint
 from charrnn.configs import is_int
 from charrnn.devices import device_memory, keeps_global_rng, resolve_device
-from charrnn.errors import UserError, option
+from charrnn.errors import UserError, diverged, option
 from charrnn.lm import cpustream
 from charrnn.lm.chunks import StepEngine
 from charrnn.lm.config import SampleOptions
@@ -164,9 +164,7 @@ class Sampler:
                 logits = side.mix(logits)
             log_probs = torch.log_softmax(logits.float(), dim=-1)
         if torch.isnan(scores[0]):  # one read at the end: NaN spreads to every later score
-            raise UserError("the model's probabilities are NaN: the checkpoint's weights hold "
-                            "NaN or inf (a run that diverged?); sample another checkpoint "
-                            f"({option('checkpoint')} best|last) or train again")
+            raise diverged("in the beam search")
         return history[0].tolist()
 
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from charrnn.errors import UserError, option
+from charrnn.errors import UserError, diverged
 from charrnn.lm.config import SampleOptions
 
 Array = Any  # torch.Tensor or np.ndarray: what the engine computes with
@@ -117,10 +117,7 @@ class TokenStream:
         if True not in bad:
             return chunk
         at = bad.index(True)
-        self.error = UserError(
-            f"the model's probabilities are NaN at generated token {self.position + at + 1:,}: "
-            "the checkpoint's weights hold NaN or inf (a run that diverged?); sample another "
-            f"checkpoint ({option('checkpoint')} best|last) or train again")
+        self.error = diverged(f"at generated token {self.position + at + 1:,}")
         if at == 0:
             raise self.error
         return chunk.split(at)[0]
