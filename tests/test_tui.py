@@ -160,6 +160,19 @@ def test_ctrl_c_in_the_sample_view_restores_the_terminal(pane: Pane, tiny_run: P
     assert_terminal_usable(pane)
 
 
+def test_sigterm_in_the_sample_view_exits_143_and_restores_the_terminal(pane: Pane,
+                                                                       tiny_run: Path) -> None:
+    """It said 'interrupted' and exited 130, as for a Ctrl-C (plain output: 143)."""
+    pane.run(charrnn("sample", tiny_run, "--length", "1000000", "--seed", "1") + "; echo exit-$?")
+    pane.wait(lambda s: speed(s) > 0, "the live view")
+    shell = pane.tmux("display-message", "-p", "#{pane_pid}").strip()
+    child = subprocess.run(["pgrep", "-P", shell], capture_output=True, text=True).stdout.split()
+    subprocess.run(["kill", "-TERM", *child], check=True)
+    screen = pane.wait(lambda s: "exit-1" in s, "the exit code")
+    assert "exit-143" in screen and "interrupted" not in screen, screen
+    assert_terminal_usable(pane)
+
+
 def test_piped_sample_stays_plain_text(pane: Pane, tiny_run: Path) -> None:
     out = Path(pane.socket).parent / "out.txt"
     pane.run(charrnn("sample", tiny_run, "--prime", "the", "--length", "40", "--seed", "2")

@@ -303,7 +303,8 @@ class _Session:
 
     # ---- signals ------------------------------------------------------------------------------
     def _install_signals(self) -> dict:
-        """SIGWINCH: redraw now. SIGTERM: unwind like Ctrl-C, so the terminal is restored."""
+        """SIGWINCH: redraw now. SIGTERM: unwind as the other commands do (exit 143, said by
+        the exit code, not as a Ctrl-C's 'interrupted' and 130), so the terminal is restored."""
         if threading.current_thread() is not threading.main_thread():
             return {}
 
@@ -311,7 +312,7 @@ class _Session:
             self.next_frame, self.dirty = 0.0, True
 
         def on_term(signum, frame):  # noqa: ARG001
-            raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
 
         saved = {}
         for sig, handler in ((getattr(signal, "SIGWINCH", None), on_resize),
