@@ -242,3 +242,18 @@ def test_a_second_ctrl_c_says_what_the_run_can_resume_from(small_text, tmp_path)
                   run_name="twice", reporter=CtrlCTwice())
     assert said[-1] == "aborted without saving at step 1: nothing was saved", said
     assert not (tmp_path / "runs" / "twice").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+@pytest.mark.parametrize("args", [["corpus", "list"], ["ngram", "sample", "n", "--length", "5000"]])
+def test_a_full_standard_output_is_named_in_its_error(small_text, tmp_path, args) -> None:
+    """`> /dev/full` said only 'error: No space left on device', not what it was writing."""
+    run_cli("ngram", "train", small_text, "--order", "2", "--run-name", "n", "--out",
+            tmp_path / "runs")
+    env = {**os.environ, "CHARRNN_RUNS": str(tmp_path / "runs")}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "charrnn", *args], env=env, stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == ("charrnn: error: cannot write to standard output: No space left on "
+                           "device\n"), proc.stderr

@@ -9,8 +9,10 @@ CHARRNN_DEBUG=1 re-raises, so the traceback shows.
 from __future__ import annotations
 
 import codecs
+import errno
 import functools
 import os
+import stat
 import sys
 import time
 
@@ -71,6 +73,10 @@ def exit_code(exc: BaseException) -> int | None:
             "remove it), then run the command again")
         return 2
     if isinstance(exc, OSError):  # the disk or the permissions, not a bug: say which file
+        if not exc.filename and _stdout_refuses(exc):  # (> /dev/full, a full disk under > FILE)
+            silence_stdout()  # (what is still buffered would fail again at exit)
+            say(f"error: cannot write to standard output: {exc.strerror or exc}")
+            return 2
         where = f" ({exc.filename})" if exc.filename else ""
         say(f"error: {exc.strerror or exc}{where}")
         return 2
@@ -86,6 +92,21 @@ def _inside_compiled(exc: BaseException) -> BaseException | None:
     while isinstance(exc, SystemError) and seen < 100:
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return exc
+
+
+def _stdout_refuses(exc: OSError) -> bool:
+    """Whether a disk-full error with no file name came from standard output: it is /dev/full,
+    or a file on a disk with no room left (charrnn names the files it writes in its errors)."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return False
+    try:
+        fd = sys.stdout.fileno()
+        held = os.fstat(fd)
+        if os.path.exists("/dev/full") and os.path.samestat(held, os.stat("/dev/full")):
+            return True
+        return stat.S_ISREG(held.st_mode) and os.fstatvfs(fd).f_bavail == 0
+    except (AttributeError, ValueError, OSError):  # not a real file (a test runner's buffer)
+        return False
 
 
 def _unwritable_to_stdout(exc: BaseException) -> bool:
