@@ -82,7 +82,8 @@ class Checkpoint:
     def tokenizer(self) -> Tokenizer:
         """The stored tokenizer; one whose size is not the model's is refused (every id the model
         gives must be one it can spell)."""
-        tokenizer = tokenizer_from_json(self.meta["tokenizer"])
+        tokenizer = tokenizer_from_json(self.meta["tokenizer"], str(self.folder / META),
+                                        f"the checkpoint is corrupt{_other_checkpoint(self.folder)}")
         size = self.meta["model"].get("vocab_size")  # (under 1: the config's check says so)
         if isinstance(size, int) and size >= 1 and tokenizer.vocab_size != size:
             raise UserError(f"{self.folder / META}: its tokenizer has {tokenizer.vocab_size:,} "

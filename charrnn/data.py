@@ -160,7 +160,8 @@ class Dataset:
             raise UserError(f"{self.root} is dataset version {self.meta.get('version')}, this "
                             f"charrnn reads version {VERSION}: preprocess the corpus again")
         try:
-            self.tokenizer: Tokenizer = tokenizer_from_json(self.meta["tokenizer"])
+            self.tokenizer: Tokenizer = tokenizer_from_json(self.meta["tokenizer"],
+                                                            str(self.root / "meta.json"))
             self.dtype = np.dtype(self.meta["dtype"])
             for split in SPLITS:
                 int(self.meta["splits"][split]["tokens"]), int(self.meta["splits"][split]["chars"])

@@ -585,3 +585,21 @@ def test_a_short_write_as_safetensors_words_it_is_taken_for_a_full_disk() -> Non
 
     advice = write_advice(OSError("failed to write: 118007 requested and 75744 written"))
     assert advice.startswith("the disk may be full: free some space or choose another")
+
+
+def test_a_damaged_tokenizer_in_a_checkpoint_names_the_file_and_the_other_checkpoint(
+        tiny_run: Path, tmp_path: Path) -> None:
+    """It said 'stored char tokenizer is malformed (…): re-run preprocess': no file, and advice
+    that does not mend a checkpoint."""
+    run = tmp_path / "r"
+    shutil.copytree(tiny_run, run)
+    meta = run / "best" / "checkpoint.json"
+    saved = json.loads(meta.read_text())
+    chars = saved["tokenizer"]["chars"]
+    saved["tokenizer"]["chars"] = chars[0] + chars[0] + chars[2:]
+    meta.write_text(json.dumps(saved))
+    result = run_cli("sample", run, "--length", "5", ok=False)
+    assert result.exit_code == 2
+    assert f"{meta}: stored char tokenizer is malformed (a character listed twice)" in result.output
+    assert f"use the run's other checkpoint ({run / 'last'})" in result.output
+    assert "re-run preprocess" not in result.output

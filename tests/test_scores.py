@@ -116,6 +116,8 @@ def test_eval_of_one_token_says_why_and_points_to_score(tiny_run: Path, tmp_path
     assert "one.txt has 1 token: eval predicts each token from those before it" in said
     assert "`charrnn score` it" in said
     assert "1 line, 1 token, 0 OOV" in run_cli("score", tiny_run, one).output
+    assert "standard input has no tokens" in run_cli("eval", tiny_run, "-", input="", ok=False
+                                                     ).output  # (it said '- has no tokens')
 
 
 def test_a_split_of_one_token_is_named_too_short_not_empty(tmp_path: Path) -> None:

@@ -80,9 +80,10 @@ def too_short(ids: np.ndarray, file: str | None, split: str | None, dataset_id: 
               again: str) -> UserError:
     """The error for a text with fewer than 2 tokens, naming it and what to score instead."""
     if file is not None:
+        named = "standard input" if file == "-" else file
         if len(ids) == 0:
-            return UserError(f"{file} has no tokens: give a text file with text in it")
-        return UserError(f"{file} has 1 token: eval predicts each token from those before it, so "
+            return UserError(f"{named} has no tokens: give a text file with text in it")
+        return UserError(f"{named} has 1 token: eval predicts each token from those before it, so "
                          "it needs at least 2; give a longer text, or `charrnn score` it (each "
                          "line from a line start)")
     from charrnn.data import SPLITS, find_dataset

@@ -37,10 +37,14 @@ __all__ = ["EOS", "UNK", "CharTokenizer", "StreamDecoder", "SubwordTokenizer", "
            "refuse_idle_unk", "skipped_chars", "tokenizer_from_json"]
 
 
-def tokenizer_from_json(data: dict) -> Tokenizer:
-    """Rebuild a tokenizer from its JSON form (as stored in meta.json and checkpoints)."""
+def tokenizer_from_json(data: dict, source: str = "", remedy: str = "re-run preprocess"
+                        ) -> Tokenizer:
+    """Rebuild a tokenizer from its JSON form (as stored in meta.json and checkpoints); one
+    that cannot be is an error naming `source` (the file) and saying `remedy`."""
+    where = f"{source}: " if source else ""
     if not isinstance(data, dict):
-        raise UserError(f"stored tokenizer is {type(data).__name__}, not an object: re-run preprocess")
+        raise UserError(f"{where}stored tokenizer is {type(data).__name__}, not an object: "
+                        f"{remedy}")
     level = data.get("level")
     try:
         if level == "char":
@@ -52,5 +56,6 @@ def tokenizer_from_json(data: dict) -> Tokenizer:
         if level == "subword":
             return SubwordTokenizer(base64.b64decode(data["model"], validate=True))
     except (KeyError, TypeError, ValueError, RuntimeError, re.error) as exc:
-        raise UserError(f"stored {level} tokenizer is malformed ({exc}): re-run preprocess") from exc
-    raise UserError(f"unknown tokenizer level {level!r}: expected char, word or subword")
+        raise UserError(f"{where}stored {level} tokenizer is malformed ({exc}): {remedy}") from exc
+    raise UserError(f"{where}unknown tokenizer level {level!r}: expected char, word or subword "
+                    f"({remedy})")
