@@ -682,3 +682,30 @@ def test_every_beam_search_keeps_out_the_edge_tokens_even_one_beam_wide() -> Non
     masked = [c for c, _ in MaskScorer.beam({3: rows}, 2, edges)]
     assert masked and all(c[0] == 5 and c[-1] != 5 for c in masked)
     assert edges.reversed() == Edges(first=frozenset({5}), last=frozenset(range(5)))
+
+
+def test_fill_eval_refuses_blanks_no_model_can_write_and_notes_some(zh_runs: Path,
+                                                                   tmp_path: Path) -> None:
+    """Chinese models on text of other characters scored 0.000 for every method, and said
+    nothing; hidden characters outside the vocabulary went unsaid too."""
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("他们喜欢吃苹果和香蕉。\n" * 3, encoding="utf-8")
+    refused = run_cli("fill", "eval", foreign, "--unit", "char", "--out", zh_runs, ok=False)
+    assert refused.exit_code == 2
+    assert "can be written by the bidirectional method's models" in refused.output
+    some = tmp_path / "some.txt"
+    some.write_text("我打算买一部新手机\n我打算买苹果\n", encoding="utf-8")
+    said = run_cli("fill", "eval", some, "--unit", "char", "--blanks", "15", "--out", zh_runs
+                   ).output
+    assert "note: 2 of the 15 chars hidden are outside the bidirectional method's vocabulary" \
+        in said
+
+
+def test_fill_eval_refuses_a_lexicon_without_spaces(zh_runs: Path, tmp_path: Path) -> None:
+    """An unsegmented lexicon made each line one 'word': every blank hid a whole line."""
+    lexicon = tmp_path / "lex.txt"
+    lexicon.write_text("我打算买一部新手机\n", encoding="utf-8")
+    held_out = tmp_path / "held.txt"
+    held_out.write_text("我打算卖一辆旧汽车。\n", encoding="utf-8")
+    refused = run_cli("fill", "eval", held_out, "--lexicon", lexicon, "--out", zh_runs, ok=False)
+    assert refused.exit_code == 2 and "has no spaces between its words" in refused.output

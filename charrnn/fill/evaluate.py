@@ -28,9 +28,13 @@ UNITS = ("word", "char")
 
 def lexicon_words(path: str) -> set[str]:
     """The words of a space-segmented text (zh_seg_train.txt): a lexicon for `longest_match`."""
-    words = set(read_text([path]).split())
+    text = read_text([path])
+    words = set(text.split())
     if not words:
         raise UserError(f"{path} has no words: {option('lexicon')} takes a text of space-separated words")
+    if not _spaced(text):  # (each of its lines was one 'word': every blank a whole line)
+        raise UserError(f"{path} has no spaces between its words, and {option('lexicon')} takes a "
+                        "text of space-separated words (as zh_seg_train.txt)")
     return words
 
 
@@ -197,6 +201,7 @@ def fill_eval(file: str, blanks: int, families: dict[str, Family], methods: list
         cases = cases_of(file, blanks, unit, segmented, context, seed, lexicon)
     segmented = segmented or lexicon is not None
     say = None if quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    _check_writable(file, unit, cases, families, methods, say)
     return {"file": file, "unit": unit, "segmented": segmented, "blanks": len(cases),
             "context_chars": context, "seed": seed, "lexicon": lexicon,
             "models": next(iter(families.values())).names if families else {},
@@ -216,3 +221,30 @@ def _refuse_char_blanks_of_words(unit: str, families: dict[str, Family],
             raise UserError(f"{option('unit')} char hides one character, and the {method} method's "
                             f"models read words, whose tokens are not characters: use "
                             f"{option('unit')} word, or char-level or subword models")
+
+
+def unwritable(cases: list[tuple[Template, str]], tokenizer) -> list[str]:
+    """The hidden units no fill of `tokenizer`'s models can equal: a character (a word) outside
+    its vocabulary; a subword model spells any text."""
+    if tokenizer.level == "subword":
+        return []
+    if tokenizer.level == "char":
+        return [gold for _, gold in cases if any(c not in tokenizer.index for c in gold)]
+    return [gold for _, gold in cases if gold not in tokenizer.index]
+
+
+def _check_writable(file: str, unit: str, cases: list[tuple[Template, str]],
+                    families: dict[str, Family], methods: list[str], say) -> None:
+    """Hidden units outside a method's vocabulary score 0 whatever it does: none it can write is
+    refused (English models on Chinese text scored 0.000 and said nothing), some are said."""
+    from charrnn.fill.families import method_family
+
+    for method in methods:
+        lost = unwritable(cases, method_family(families, method).tokenizer)
+        if len(lost) == len(cases):
+            raise UserError(f"no {unit} hidden in {file} can be written by the {method} method's "
+                            f"models (e.g. {lost[0]!r} is outside their vocabulary): evaluate "
+                            "them on text like the text they were trained on")
+        if lost and say is not None:
+            say(f"note: {len(lost)} of the {len(cases)} {unit}s hidden are outside the {method} "
+                f"method's vocabulary (e.g. {lost[0]!r}): no fill of it can be right there")
