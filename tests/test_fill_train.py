@@ -653,3 +653,24 @@ def test_a_stage_continued_late_trains_no_longer_than_the_group_has_left(small_s
     assert resumed["train"]["max_time"] == pytest.approx(
         stopped["progress"]["elapsed"] + 5.0, abs=1.0)
     assert resumed["train"]["max_time"] < stopped["train"]["max_time"]
+
+
+def test_a_stop_while_the_mixtures_are_tuned_says_they_are_left_and_resumes(
+        small_stages, tmp_path: Path, monkeypatch) -> None:
+    """A Ctrl-C then said only 'interrupted': no resume line, and the group looked finished but
+    for nothing named (fill went on with unmixed LMs)."""
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, tmp_path / "runs", "g")
+    tune = train_group.mixture_weights
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_group, "mixture_weights", stopped)
+    result = train_group.run(folder, lambda info, stage: PlainReporter(), [].append)
+    assert result["outcome"] == "interrupted" and result["left"] == ["mixture weights"]
+    info = group.read(folder)
+    assert group.left_to_do(folder, info) == ["mixture weights"] and info["spent_s"] > 0
+    monkeypatch.setattr(train_group, "mixture_weights", tune)
+    result = train_group.run(folder, lambda info, stage: PlainReporter(), [].append)
+    assert result["outcome"] == "done" and set(result["mix"]) == {"fwd", "bwd"}
+    assert group.left_to_do(folder, group.read(folder)) == []

@@ -211,4 +211,12 @@ def left_to_do(folder: Path, info: dict) -> list[str]:
             left = max(0.0, budget - used) if left is None else left
             what += f" ({left:.0f} s of {budget:.0f} s left)"
         out.append(what)
+    if not out and not mixed(info):
+        out.append("mixture weights")  # (a stop while they were tuned: fill would go unmixed)
     return out
+
+
+def mixed(info: dict) -> bool:
+    """Whether the group's last step, the mixture weights, is done (a record made before this
+    key: whether it holds weights)."""
+    return bool(info.get("mixed", bool(info.get("mix"))))

@@ -184,6 +184,7 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
             say(f"{group.ROLES[stage['role']]}: skipped, its share of the budget left "
                 f"({int(budget)} s) is under {MIN_STAGE_S:.0f} s")
             stage["state"] = "skipped"
+            group.write(folder, info)  # (as said: a stop after this line keeps it so)
             continue
         _name_run(folder.parent, stage)
         if stage["continued"]:
@@ -196,9 +197,13 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
         if outcome == "interrupted":
             return {"outcome": "interrupted", "group": str(folder), "left": group.left_to_do(folder, info)}
     began = time.time()
-    info["mix"] = mixture_weights(folder, device)
-    info["spent_s"] += time.time() - began  # (the budget's reserve pays for them: booked too)
-    group.write(folder, info)
+    try:
+        info["mix"], info["mixed"] = mixture_weights(folder, device), True
+    except KeyboardInterrupt:  # said as a stop of a stage is, with what is left
+        return {"outcome": "interrupted", "group": str(folder), "left": ["mixture weights"]}
+    finally:
+        info["spent_s"] += time.time() - began  # (the budget's reserve pays for them: booked)
+        group.write(folder, info)
     return {"outcome": "done", "group": str(folder), "left": group.left_to_do(folder, info),
             "skipped": group.skipped(info), "spent_s": round(info["spent_s"], 1),
             "mix": info["mix"]}
