@@ -674,3 +674,20 @@ def test_a_stop_while_the_mixtures_are_tuned_says_they_are_left_and_resumes(
     result = train_group.run(folder, lambda info, stage: PlainReporter(), [].append)
     assert result["outcome"] == "done" and set(result["mix"]) == {"fwd", "bwd"}
     assert group.left_to_do(folder, group.read(folder)) == []
+
+
+def test_fill_says_when_it_passes_over_a_newer_group_with_nothing_trained(
+        small_stages, tmp_path: Path, monkeypatch) -> None:
+    """A group stopped in its first stage was passed over for an older one (maybe of another
+    text) without a word."""
+    root = tmp_path / "runs"
+    corpora = [str(p) for p in _corpora(tmp_path)]
+    old = train_group.start(corpora, 120.0, root, "old")
+    train_group.run(old, lambda info, stage: PlainReporter(), [].append)
+    time.sleep(0.01)  # (created after it)
+    train_group.start(corpora, 120.0, root, "new")
+    monkeypatch.setenv("CHARRNN_RUNS", str(root))
+    result = run_cli("fill", "我打算__一辆旧汽车", "--json")
+    assert "old-fwd" in json.loads(result.stdout)["models"]["fwd"]
+    assert ("note: fill group new, newer, has no trained model yet (`charrnn fill train --resume "
+            "new` trains it): fill group old answers") in result.stderr

@@ -146,6 +146,11 @@ def _say_if_unfinished(root, specs: list[str]) -> None:
 
     if not specs:
         folder = group.newest(root)
+        for passed in group.untrained_since(root, folder):
+            instead = f"fill group {folder.name}" if folder else "the newest runs"
+            typer.echo(f"note: fill group {passed.name}, newer, has no trained model yet "
+                       f"(`charrnn fill train --resume {passed.name}{runs.out_suffix(passed)}` "
+                       f"trains it): {instead} answers", err=True)
     elif len(specs) == 1 and group.is_named(specs[0], root):
         folder = group.resolve(specs[0], root)
     else:  # runs given one by one: no group to speak of

@@ -135,6 +135,16 @@ def newest(root: Path) -> Path | None:
     return found
 
 
+def untrained_since(root: Path, found: Path | None) -> list[Path]:
+    """The groups newer than `found` (None: any) with no trained model yet, which `newest`
+    passes over (a group stopped in its first stage)."""
+    readable, _ = scan(root)
+    folders = [folder for folder, _ in readable]
+    since = folders[folders.index(found) + 1:] if found in folders else folders
+    return [folder for folder, info in readable if folder in since
+            and not any(stage.get("state") == "done" for stage in info["stages"])]
+
+
 def _written(folder: Path | None) -> float:
     return (folder / FILE).stat().st_mtime if folder is not None else float("-inf")
 
