@@ -285,7 +285,7 @@ def test_interactive_prompt(word_runs: Path) -> None:
     out = result.output
     assert "sell" in out and "top-k 2" in out and "fwd" in out and "bwd" in out
     assert "unknown command :bogus" in out and "method forward" in out and "ngram" in out
-    assert "the n-gram's column is shown beside it" in out
+    assert "method ngram" in out and ":method picks" not in out  # as --method ngram starts
     assert ":unk skip says how a char model reads characters it lacks" in out  # word models
     # Under each table: how long each method took, and which models answered.
     assert "bidirectional " in out and " s · ngram " in out and "models: fwd fwd, bwd bwd, ngram ngram" in out

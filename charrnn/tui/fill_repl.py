@@ -10,7 +10,8 @@ which models answered. History is kept with Python's
 readline (arrow keys, saved in the cache folder). Commands start with a colon:
 
     :k N / :top-k N     how many fills to show        :model RUN   add or replace a model
-    :method NAME        the RNN method to show         :models      what is loaded
+    :method NAME        the RNN method to show (ngram: the n-gram's column alone)
+    :models             what is loaded
     :unk skip|error     characters a model lacks       :help        this list
     :q / Ctrl-D         leave
 """
@@ -32,8 +33,9 @@ from charrnn.fill.engine import fill_template
 from charrnn.fill.families import METHODS, Family, available_methods, skip_reads_nothing
 from charrnn.fill.syntax import parse
 
-HELP = (":k N  top-k fills  ·  :method NAME  (left, forward, bidirectional)  ·  :model RUN  add "
-        "a model  ·  :models  ·  :unk skip|error  ·  :help  ·  :q or Ctrl-D to leave")
+HELP = (":k N  top-k fills  ·  :method NAME  (left, forward, bidirectional; ngram: its column "
+        "alone)  ·  :model RUN  add a model  ·  :models  ·  :unk skip|error  ·  :help  ·  :q or "
+        "Ctrl-D to leave")
 HIGHLIGHT = "bold black on bright_green"
 
 
@@ -164,12 +166,9 @@ class Repl:
                 raise UserError(f":k takes a number ≥ 1, not {arg!r}")
             self.opts.top_k = int(arg)
             self.console.print(f"top-k {self.opts.top_k}")
-        elif name == "method":
-            if arg == "ngram":
-                raise UserError(":method picks the RNN method; the n-gram's column is shown beside "
-                                "it whenever an n-gram is loaded (:models)")
+        elif name == "method":  # (ngram: its column alone, as --method ngram starts it)
             if arg not in METHODS:
-                raise UserError(f":method takes left, forward or bidirectional, not {arg!r}")
+                raise UserError(f":method takes {', '.join(METHODS)}, not {arg!r}")
             from charrnn.fill.families import method_family
 
             method_family(self.families, arg)  # says what is missing, if anything
