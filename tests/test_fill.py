@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -709,3 +710,14 @@ def test_fill_eval_refuses_a_lexicon_without_spaces(zh_runs: Path, tmp_path: Pat
     held_out.write_text("我打算卖一辆旧汽车。\n", encoding="utf-8")
     refused = run_cli("fill", "eval", held_out, "--lexicon", lexicon, "--out", zh_runs, ok=False)
     assert refused.exit_code == 2 and "has no spaces between its words" in refused.output
+
+
+def test_small_shares_of_several_blanks_keep_two_significant_digits(word_runs: Path) -> None:
+    """The joint fills of several blanks each hold a small share: every row showed 0.0%."""
+    from charrnn.fill.engine import shown_prob
+
+    assert [shown_prob(p) for p in (0.621, 0.0009, 2.1e-5)] == [" 62.1%", " 0.09%", "0.0021%"]
+    out = run_cli("fill", "i ___ to ___ a ___ ___", "-m", "fwd", "-m", "bwd", "--top-k", "5",
+                  "--out", word_runs).output
+    shares = re.findall(r"^\s+\d+\.\s+(\S+%)", out, flags=re.M)
+    assert len(shares) == 10 and "0.0%" not in shares, out  # (two methods, five each)

@@ -228,6 +228,7 @@ def _print_fills(result: dict, template, mixed_in: bool) -> None:
     """Each method's ranked fills, with the filled sentence."""
     from rich.console import Console
 
+    from charrnn.fill.engine import shown_prob
     from charrnn.tui.fill_repl import render
 
     console = Console(highlight=False, soft_wrap=True)
@@ -237,7 +238,8 @@ def _print_fills(result: dict, template, mixed_in: bool) -> None:
         console.print(f"{label}:" if fills else f"{label}: no fill found")
         for rank, fill in enumerate(fills, 1):
             line = render(template, fill["fills"])
-            console.print(f"  {rank}. {fill['prob']:6.1%}  {' | '.join(fill['fills'])}  →  ", end="")
+            console.print(f"  {rank}. {shown_prob(fill['prob'])}  {' | '.join(fill['fills'])}  →  ",
+                          end="")
             console.print(line)
 
 

@@ -31,6 +31,12 @@ if TYPE_CHECKING:
     from charrnn.fill.search import Edges
 
 
+def shown_prob(prob: float) -> str:
+    """' 62.1%', or two significant digits below 0.1% (several blanks' joint fills are each a
+    small share: every row showed '0.0%')."""
+    return f"{prob:6.1%}" if prob >= 0.00095 else f"{prob * 100:.2g}%".rjust(6)
+
+
 @dataclass
 class Fill:
     fills: list[str]  # one string per blank

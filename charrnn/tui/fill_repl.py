@@ -29,7 +29,7 @@ from rich.text import Text
 
 from charrnn.errors import UserError, flag
 from charrnn.fill.config import FillOptions
-from charrnn.fill.engine import fill_template
+from charrnn.fill.engine import fill_template, shown_prob
 from charrnn.fill.families import METHODS, Family, available_methods, skip_reads_nothing
 from charrnn.fill.syntax import parse
 
@@ -118,7 +118,7 @@ class Repl:
             row = []
             for fills in results:
                 if rank < len(fills):
-                    cell = Text(f"{rank + 1}  {fills[rank].prob:6.1%}  ")
+                    cell = Text(f"{rank + 1}  {shown_prob(fills[rank].prob)}  ")
                     row.append(cell.append_text(render(template, fills[rank].fills)))
                 else:
                     row.append(Text(""))
