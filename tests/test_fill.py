@@ -195,6 +195,8 @@ def test_a_backslash_before_text_that_is_no_markup_stays_in_the_text() -> None:
     ("a {0} b", "at least 1 token"),
     ("a {5,2} b", "minimum length 5 is above the maximum 2"),
     ("a {100} b", "at most 64 tokens"),
+    ("I will {,3} thee", "at character 7 is no blank: give the least length too"),  # (literal)
+    ("I ___ {,3} thee", "is no blank"),  # (literal beside a blank, said nowhere)
 ])
 def test_blank_syntax_errors(text: str, message: str) -> None:
     with pytest.raises(UserError, match=message):

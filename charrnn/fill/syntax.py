@@ -17,7 +17,8 @@ from charrnn.errors import UserError
 
 MAX_BLANK = 64
 # A backslash escapes only what would be markup (\_, \{, \\); before anything else it is text.
-_SYNTAX = re.compile(r"\\([\\_{])|(_+)(?:\{(\d+)(?:,(\d*))?\})?|\{(\d+)(?:,(\d*))?\}", re.S)
+_SYNTAX = re.compile(r"\\([\\_{])|(_+)(?:\{(\d+)(?:,(\d*))?\})?|\{(\d+)(?:,(\d*))?\}|(\{,\d*\})",
+                     re.S)  # (the last: {,N}, a regex's 'up to N', refused as no blank of ours)
 
 
 @dataclass
@@ -59,6 +60,9 @@ def parse(text: str) -> Template:
         if m.group(1) is not None:  # an escape
             current.append(m.group(1))
             continue
+        if m.group(7) is not None:  # it was literal text: 'no blank in the text', or kept as is
+            raise UserError(f"{m.group(0)!r} at character {m.start()} is no blank: give the least "
+                            "length too, as {1,3} for one to three tokens (a literal brace is \\{)")
         lo_s, hi_s = (m.group(3), m.group(4)) if m.group(2) else (m.group(5), m.group(6))
         lo = int(lo_s) if lo_s else 1
         # {N}: N; {M,N}: M to N; {M,}: at least M (as a regex says), up to --max-len; ___: any
