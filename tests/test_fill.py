@@ -723,3 +723,10 @@ def test_small_shares_of_several_blanks_keep_two_significant_digits(word_runs: P
                   "--out", word_runs).output
     shares = re.findall(r"^\s+\d+\.\s+(\S+%)", out, flags=re.M)
     assert len(shares) == 10 and "0.0%" not in shares, out  # (two methods, five each)
+
+
+def test_the_prompt_shows_a_window_of_a_long_line_around_its_blank(word_runs: Path) -> None:
+    """A line of 11,000 characters was printed whole in every cell of the table."""
+    line = "i want to buy a new phone " * 100 + "i want to ___ a new car\n:q\n"
+    out = run_cli("fill", "-i", "-m", "fwd", "--top-k", "3", "--out", word_runs, input=line).output
+    assert "…" in out and out.count("phone") < 60, out.count("phone")

@@ -64,13 +64,30 @@ def _setup_readline() -> Callable[[], None]:
     return save
 
 
-def render(template, fills: list[str]) -> Text:
-    """The sentence with each fill highlighted in place."""
-    text = Text(template.pieces[0])
-    for fill, piece in zip(fills, template.pieces[1:], strict=True):
+CELL_CONTEXT = 80  # characters of text kept each side of a blank in a table's cell
+
+
+def render(template, fills: list[str], context: int | None = None) -> Text:
+    """The sentence with each fill highlighted in place; with `context`, the text between and
+    around the blanks cut to that many characters each side (a line of 11,000 characters was
+    printed whole in every cell of the prompt's table)."""
+    pieces = template.pieces
+    if context is not None:
+        pieces = [_cut(piece, context, i > 0, i < len(pieces) - 1) for i, piece in enumerate(pieces)]
+    text = Text(pieces[0])
+    for fill, piece in zip(fills, pieces[1:], strict=True):
         text.append(fill or "∅", style=HIGHLIGHT)
         text.append(piece)
     return text
+
+
+def _cut(piece: str, keep: int, after_blank: bool, before_blank: bool) -> str:
+    """`piece` with at most `keep` characters next to each blank beside it, '…' for the rest."""
+    head = piece[:keep] if after_blank else ""
+    tail = piece[-keep:] if before_blank else ""
+    if len(head) + len(tail) >= len(piece):
+        return piece
+    return f"{head}…{tail}"
 
 
 # What the command line's errors name, as it is done at the prompt. The prompt runs under
@@ -119,7 +136,7 @@ class Repl:
             for fills in results:
                 if rank < len(fills):
                     cell = Text(f"{rank + 1}  {shown_prob(fills[rank].prob)}  ")
-                    row.append(cell.append_text(render(template, fills[rank].fills)))
+                    row.append(cell.append_text(render(template, fills[rank].fills, CELL_CONTEXT)))
                 else:
                     row.append(Text(""))
             if any(cell.plain for cell in row):
