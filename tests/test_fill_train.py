@@ -691,3 +691,25 @@ def test_fill_says_when_it_passes_over_a_newer_group_with_nothing_trained(
     assert "old-fwd" in json.loads(result.stdout)["models"]["fwd"]
     assert ("note: fill group new, newer, has no trained model yet (`charrnn fill train --resume "
             "new` trains it): fill group old answers") in result.stderr
+
+
+def test_a_stage_books_its_start_up_before_its_first_training_line(small_stages, tmp_path: Path
+                                                                   ) -> None:
+    """Preparing the data and building the model went unbooked until the first training line:
+    a group killed before it, again and again, spent time its budget never saw."""
+    folder = train_group.start([str(p) for p in _corpora(tmp_path)], 120.0, tmp_path / "runs", "g")
+    seen: list[float] = []
+
+    class Watch(PlainReporter):
+        def __init__(self) -> None:
+            super().__init__()
+            seen.append(group.read(folder)["spent_s"])  # as booked when the stage began
+
+        def train(self, rec: dict) -> None:
+            if len(seen) == 1:  # the first line, before it books
+                seen.append(group.read(folder)["spent_s"])
+            super().train(rec)
+
+    train_group.run(folder, lambda info, stage: Watch() if stage["role"] == "fwd"
+                    else PlainReporter(), lambda line: None)
+    assert len(seen) == 2 and seen[1] > seen[0]

@@ -248,7 +248,9 @@ class StageClock:
 
 
 class BookingReporter:
-    """A stage's training reporter that books the group's time at each training line."""
+    """A stage's training reporter that books the group's time at its start, at each training
+    and evaluation line and each message (a group killed before the first training line had
+    not booked its start-up: repeated kills spent time the budget never saw)."""
 
     def __init__(self, inner: Reporter, clock: StageClock) -> None:
         self.inner, self.clock = inner, clock
@@ -262,6 +264,7 @@ class BookingReporter:
 
     def start(self, preview: Callable[[], str] | None) -> None:
         self.inner.start(preview)
+        self.clock.book()  # (preparing the data and measuring the machine, before the loop)
 
     def train(self, rec: dict) -> None:
         self.inner.train(rec)
@@ -269,9 +272,11 @@ class BookingReporter:
 
     def eval(self, rec: dict) -> None:
         self.inner.eval(rec)
+        self.clock.book()
 
     def message(self, text: str) -> None:
         self.inner.message(text)
+        self.clock.book()
 
     def close(self) -> None:
         """The loop's close at the stage's end: the group closes the view once the stage's state
