@@ -82,8 +82,11 @@ class Checkpoint:
     def tokenizer(self) -> Tokenizer:
         """The stored tokenizer; one whose size is not the model's is refused (every id the model
         gives must be one it can spell)."""
-        tokenizer = tokenizer_from_json(self.meta["tokenizer"], str(self.folder / META),
-                                        f"the checkpoint is corrupt{_other_checkpoint(self.folder)}")
+        try:
+            tokenizer = tokenizer_from_json(self.meta["tokenizer"], str(self.folder / META),
+                                            "the checkpoint is corrupt")
+        except UserError as exc:  # (the other checkpoint read only then: its weights whole)
+            raise UserError(f"{exc}{_other_checkpoint(self.folder)}") from exc
         size = self.meta["model"].get("vocab_size")  # (under 1: the config's check says so)
         if isinstance(size, int) and size >= 1 and tokenizer.vocab_size != size:
             raise UserError(f"{self.folder / META}: its tokenizer has {tokenizer.vocab_size:,} "
@@ -355,12 +358,21 @@ def open_checkpoint(folder: Path) -> Checkpoint:
 
 
 def named_folder(spec: str, root: Path) -> Path | None:
-    """A run's best/ or last/ named as RUN (as given, or under the root: my-run/last), or None
-    (a run named: a run folder or name)."""
+    """The checkpoint folder RUN names, as given or under the root (my-run/last, a copied
+    checkpoint folder, its checkpoint.json), or None: RUN names a run, or nothing."""
     for path in (Path(spec), Path(root) / spec):
-        if path.name in ("best", "last") and (path / META).is_file():
-            return path
+        found = _checkpoint_at(path)
+        if found is not None:
+            return found
     return None
+
+
+def _checkpoint_at(path: Path) -> Path | None:
+    """The checkpoint folder `path` is (or whose file it is), or None."""
+    if path.is_file():
+        return path.parent if path.name in (WEIGHTS, META) else None
+    in_run = path.name in ("best", "last") and (path.parent / runs.RUN_FILE).is_file()
+    return path if (path / META).is_file() or in_run else None  # in_run: mid-swap, recovered
 
 
 def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm",
@@ -377,13 +389,11 @@ def resolve(spec: str | None, root: Path, prefer: str = "best", kind: str = "lm"
                         "checkpoint folder as RUN, e.g. my-run/last)")
     # A path as given, then the same path under the runs root ("myrun/last" names that folder).
     for path in (Path(spec), root / spec) if spec is not None else ():
+        found = _checkpoint_at(path)
+        if found is not None:  # (open_checkpoint recovers a run's best/ or last/ mid-swap)
+            return _named(found, asked)
         if path.is_file():
-            if path.name in (WEIGHTS, META):
-                return _named(path.parent, asked)
             _refuse_non_checkpoint(path)
-        in_run = path.name in ("best", "last") and (path.parent / runs.RUN_FILE).is_file()
-        if (path / META).is_file() or in_run:  # in_run: open_checkpoint recovers a half swap
-            return _named(path, asked)
     folder = runs.resolve_run(spec, root, kind=kind)
     order = ("best", "last") if prefer == "best" else ("last", "best")
     for name in order:  # both, before either is read: a crash may have hit either write

@@ -66,9 +66,12 @@ def check_seed(seed: int | None) -> None:
         raise UserError(f"{option('seed')} must be in [0, 2**63), got {seed}")
 
 
-def diverged(where: str) -> UserError:
+def diverged(where: str, sampling: bool = False) -> UserError:
     """The error of a language model whose probabilities are NaN or infinite `where` (at
-    generated token 7, on the text): weights damaged, or a run that diverged."""
+    generated token 7, on the text): weights damaged, or a run that diverged. The way to the
+    run's other checkpoint: sampling's option, or (eval, score, compare) naming it."""
+    other = (f"sample the run's other checkpoint ({option('checkpoint')} best|last)" if sampling
+             else "give the run's other checkpoint as RUN (RUN/best or RUN/last)")
     return UserError(f"the model's probabilities are not finite {where}: its weights hold NaN or "
-                     "inf, or values so large that its sums overflow (a run that diverged?); use "
-                     f"the run's other checkpoint ({option('checkpoint')} best|last) or train again")
+                     f"inf, or values so large that its sums overflow (a run that diverged?); "
+                     f"{other}, or train again")

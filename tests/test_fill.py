@@ -695,13 +695,13 @@ def test_fill_eval_refuses_blanks_no_model_can_write_and_notes_some(zh_runs: Pat
     foreign.write_text("他们喜欢吃苹果和香蕉。\n" * 3, encoding="utf-8")
     refused = run_cli("fill", "eval", foreign, "--unit", "char", "--out", zh_runs, ok=False)
     assert refused.exit_code == 2
-    assert "can be written by the bidirectional method's models" in refused.output
+    assert "can be written by the bidirectional and forward methods' models" in refused.output
     some = tmp_path / "some.txt"
     some.write_text("我打算买一部新手机\n我打算买苹果\n", encoding="utf-8")
     said = run_cli("fill", "eval", some, "--unit", "char", "--blanks", "15", "--out", zh_runs
                    ).output
-    assert "note: 2 of the 15 chars hidden are outside the bidirectional method's vocabulary" \
-        in said
+    assert said.count("note: 2 of the 15 chars hidden are outside the bidirectional and "
+                      "forward methods' vocabulary") == 1
 
 
 def test_fill_eval_refuses_a_lexicon_without_spaces(zh_runs: Path, tmp_path: Path) -> None:
@@ -712,13 +712,18 @@ def test_fill_eval_refuses_a_lexicon_without_spaces(zh_runs: Path, tmp_path: Pat
     held_out.write_text("我打算卖一辆旧汽车。\n", encoding="utf-8")
     refused = run_cli("fill", "eval", held_out, "--lexicon", lexicon, "--out", zh_runs, ok=False)
     assert refused.exit_code == 2 and "has no spaces between its words" in refused.output
+    lexicon.write_text("我\n打算\n卖\n一辆\n旧\n汽车\n", encoding="utf-8")  # one word a line
+    result = json.loads(run_cli("fill", "eval", held_out, "--lexicon", lexicon, "--json",
+                                "--quiet", "--out", zh_runs).output)
+    assert result["blanks"] == 6
 
 
 def test_small_shares_of_several_blanks_keep_two_significant_digits(word_runs: Path) -> None:
     """The joint fills of several blanks each hold a small share: every row showed 0.0%."""
     from charrnn.fill.engine import shown_prob
 
-    assert [shown_prob(p) for p in (0.621, 0.0009, 2.1e-5)] == [" 62.1%", " 0.09%", "0.0021%"]
+    assert [shown_prob(p) for p in (0.621, 0.0009, 2.1e-5, 3e-9)] == [
+        " 62.1%", "0.090%", "0.002%", "<0.001%"]
     out = run_cli("fill", "i ___ to ___ a ___ ___", "-m", "fwd", "-m", "bwd", "--top-k", "5",
                   "--out", word_runs).output
     shares = re.findall(r"^\s+\d+\.\s+(\S+%)", out, flags=re.M)

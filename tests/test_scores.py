@@ -310,6 +310,14 @@ def test_compare_scores_the_checkpoint_named_and_keeps_best_and_last_apart(
     assert {r["run"]: r["bits_per_char"] for r in rows} == {"r/best": pytest.approx(best),
                                                             "r/last": pytest.approx(last)}
     assert {r["checkpoint"] for r in rows} == {str(run / "best"), str(run / "last")}
+    once = json.loads(run_cli("compare", run, run / "best", "--json").stdout)["results"]
+    assert [r["run"] for r in once] == ["r"]  # the same model named twice: one row
+    copied = tmp_path / "ck"  # a checkpoint folder copied out of its run, as eval takes it
+    shutil.copytree(run / "last", copied)
+    rows = json.loads(run_cli("compare", copied, "--json").stdout)["results"]
+    assert [(r["run"], r["bits_per_char"]) for r in rows] == [("ck", pytest.approx(last))]
+    said = run_cli("score", copied / "checkpoint.json", input="hello world\n").output
+    assert "1 line" in said
 
 
 def test_a_run_whose_run_json_is_lost_is_listed_and_its_checkpoint_scored(

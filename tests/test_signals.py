@@ -256,4 +256,5 @@ def test_a_full_standard_output_is_named_in_its_error(small_text, tmp_path, args
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr == ("charrnn: error: cannot write to standard output: No space left on "
-                           "device\n"), proc.stderr
+                           "device; free space on its disk, or send the output elsewhere\n"
+                           ), proc.stderr

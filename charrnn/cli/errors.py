@@ -75,7 +75,8 @@ def exit_code(exc: BaseException) -> int | None:
     if isinstance(exc, OSError):  # the disk or the permissions, not a bug: say which file
         if not exc.filename and _stdout_refuses(exc):  # (> /dev/full, a full disk under > FILE)
             silence_stdout()  # (what is still buffered would fail again at exit)
-            say(f"error: cannot write to standard output: {exc.strerror or exc}")
+            say(f"error: cannot write to standard output: {exc.strerror or exc}; free space on "
+                "its disk, or send the output elsewhere")
             return 2
         where = f" ({exc.filename})" if exc.filename else ""
         say(f"error: {exc.strerror or exc}{where}")

@@ -147,10 +147,10 @@ def _say_if_unfinished(root, specs: list[str]) -> None:
     if not specs:
         folder = group.newest(root)
         for passed in group.untrained_since(root, folder):
-            instead = f"fill group {folder.name}" if folder else "the newest runs"
-            typer.echo(f"note: fill group {passed.name}, newer, has no trained model yet "
-                       f"(`charrnn fill train --resume {passed.name}{runs.out_suffix(passed)}` "
-                       f"trains it): {instead} answers", err=True)
+            instead = f"fill group {folder.name} answers" if folder else "the newest runs answer"
+            typer.echo(f"note: fill group {passed.name}, newer, has no trained model yet (if it "
+                       "is not training now, `charrnn fill train --resume "
+                       f"{passed.name}{runs.out_suffix(passed)}` trains it): {instead}", err=True)
     elif len(specs) == 1 and group.is_named(specs[0], root):
         folder = group.resolve(specs[0], root)
     else:  # runs given one by one: no group to speak of
@@ -158,8 +158,7 @@ def _say_if_unfinished(root, specs: list[str]) -> None:
     if folder is None:
         return
     info = group.read(folder)
-    left = [group.ROLES[s["role"]] for s in info["stages"]
-            if s.get("state") in ("pending", "running", "stopped")]
+    left = group.left_to_do(folder, info)  # (the mixture weights too: without, LMs unmixed)
     if left:
         typer.echo(f"note: fill group {folder.name} is not finished ({', '.join(left)} still to "
                    "train): its other models answer; if it is not training now, `charrnn fill "
@@ -311,9 +310,11 @@ def _budget_words(stage: dict) -> str:
         return ""
     if not stage.get("continued"):
         return f", {budget_s:.0f} s"
-    own_s = max(0.0, budget_s - stage.get("used_s", 0.0))
+    from charrnn.fill.group import ROUNDED_S, own_left
+
+    own_s = own_left(stage)
     left_s = stage.get("left_s", own_s)
-    if left_s < own_s - 0.5:  # the group has less time left than the stage's own schedule
+    if left_s < own_s - ROUNDED_S:  # the group has less time left than its own schedule
         return (f", continued: {left_s:.0f} s (what the group's budget has left for it; its own "
                 f"schedule had {own_s:.0f} s of {budget_s:.0f} s)")
     return f", continued: {left_s:.0f} s of {budget_s:.0f} s left"

@@ -115,19 +115,29 @@ def _targets(specs: list[str] | None, root: Path) -> dict[Path, str]:
     for spec in specs:
         named = named_folder(spec, root)
         if named is not None:  # its own row: best/ and last/ are two models
-            target, label = named, f"{named.parent.name}/{named.name}"
+            in_run = named.name in ("best", "last")
+            target, label = named, f"{named.parent.name}/{named.name}" if in_run else named.name
         else:
             target = runs.resolve_run(spec, root)
             label = target.name
-        if all(t.resolve() != target.resolve() for t in out):
+        if all(_scored(t) != _scored(target) for t in out):  # (run and run/best: one row)
             out[target] = label
     return out
+
+
+def _scored(target: Path) -> Path:
+    """The model a target's row scores: a checkpoint folder; a network run's best/ (its last/
+    where it has no best/), as evaluate_run takes it; an n-gram run itself."""
+    for sub in ("", "best", "last"):
+        if (target / sub / META).is_file():
+            return (target / sub).resolve()
+    return target.resolve()
 
 
 def _info(target: Path) -> dict:
     """A compared target's kind, dataset and model: a run's run.json, or what a checkpoint
     folder's own record says (a run whose run.json was lost is compared by its checkpoint)."""
-    if target.name in ("best", "last") and (target / META).is_file():
+    if (target / META).is_file():
         from charrnn import fsutil
 
         meta = fsutil.read_json(target / META, "checkpoint")

@@ -78,7 +78,8 @@ def evaluate_run(spec: str | None, root: Path, file: str | None = None, split: s
     else:
         total, predicted, extra = _mixed_total(ckpt, rnn_logp, ids, mix, root, mix_weight, say)
     if not math.isfinite(total):  # (it printed 'nan nats/token' and exit 0)
-        raise diverged(f"on {file}" if file else f"on the {split or 'test'} split")
+        raise diverged(f"on {'standard input' if file == '-' else file}" if file else
+                       f"on the {split or 'test'} split")
     progress = ckpt.meta.get("progress", {})
     return {"run": ckpt.run_folder.name, "kind": "lm" if mix is None else "mix",
             "checkpoint": str(ckpt.folder), "source": source,

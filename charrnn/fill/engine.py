@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 
 
 def shown_prob(prob: float) -> str:
-    """' 62.1%', or two significant digits below 0.1% (several blanks' joint fills are each a
-    small share: every row showed '0.0%')."""
-    return f"{prob:6.1%}" if prob >= 0.00095 else f"{prob * 100:.2g}%".rjust(6)
+    """' 62.1%', or to a thousandth of a percent below 0.1%, then '<0.001%' (several blanks'
+    joint fills are each a small share: every row showed '0.0%')."""
+    if prob >= 0.00095:
+        return f"{prob:6.1%}"
+    return f"{prob:6.3%}" if prob >= 0.000005 else "<0.001%"
 
 
 @dataclass

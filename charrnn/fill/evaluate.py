@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 import re
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from charrnn.fill.syntax import Blank, Template
 from charrnn.inputs import read_text
 
 UNITS = ("word", "char")
+LEXICON_WORD = 8  # characters: a lexicon's median word longer than this is unsegmented text
 
 
 def lexicon_words(path: str) -> set[str]:
@@ -32,9 +34,10 @@ def lexicon_words(path: str) -> set[str]:
     words = set(text.split())
     if not words:
         raise UserError(f"{path} has no words: {option('lexicon')} takes a text of space-separated words")
-    if not _spaced(text):  # (each of its lines was one 'word': every blank a whole line)
-        raise UserError(f"{path} has no spaces between its words, and {option('lexicon')} takes a "
-                        "text of space-separated words (as zh_seg_train.txt)")
+    if statistics.median(map(len, words)) > LEXICON_WORD:  # (unsegmented text: each of its
+        raise UserError(f"{path} has no spaces between its words, and {option('lexicon')} takes "
+                        "a text of space-separated words (as zh_seg_train.txt) or one word a "
+                        "line")  # lines was one 'word', so every blank hid a whole line)
     return words
 
 
@@ -224,27 +227,33 @@ def _refuse_char_blanks_of_words(unit: str, families: dict[str, Family],
 
 
 def unwritable(cases: list[tuple[Template, str]], tokenizer) -> list[str]:
-    """The hidden units no fill of `tokenizer`'s models can equal: a character (a word) outside
-    its vocabulary; a subword model spells any text."""
+    """The hidden units no fill of `tokenizer`'s models can equal: one with a character (a word)
+    outside its vocabulary; a subword model spells any text."""
     if tokenizer.level == "subword":
         return []
     if tokenizer.level == "char":
         return [gold for _, gold in cases if any(c not in tokenizer.index for c in gold)]
-    return [gold for _, gold in cases if gold not in tokenizer.index]
+    return [gold for _, gold in cases if tokenizer.unknown_words(gold)]
 
 
 def _check_writable(file: str, unit: str, cases: list[tuple[Template, str]],
                     families: dict[str, Family], methods: list[str], say) -> None:
-    """Hidden units outside a method's vocabulary score 0 whatever it does: none it can write is
-    refused (English models on Chinese text scored 0.000 and said nothing), some are said."""
+    """Hidden units outside a method's vocabulary score 0 whatever it does: where it can write
+    none, refused (English models on Chinese text scored 0.000 and said nothing); where some,
+    said, once for the methods of one vocabulary."""
     from charrnn.fill.families import method_family
 
+    by_family: dict[int, list[str]] = {}
     for method in methods:
-        lost = unwritable(cases, method_family(families, method).tokenizer)
-        if len(lost) == len(cases):
-            raise UserError(f"no {unit} hidden in {file} can be written by the {method} method's "
-                            f"models (e.g. {lost[0]!r} is outside their vocabulary): evaluate "
-                            "them on text like the text they were trained on")
+        by_family.setdefault(id(method_family(families, method)), []).append(method)
+    for named in by_family.values():
+        lost = unwritable(cases, method_family(families, named[0]).tokenizer)
+        which = " and ".join(named) + (" method's" if len(named) == 1 else " methods'")
+        if lost and len(lost) == len(cases):
+            raise UserError(f"no {unit} hidden in {file} can be written by the {which} models "
+                            f"(e.g. {lost[0]!r} is outside their vocabulary): evaluate them on "
+                            "text like the text they were trained on, or leave them out with "
+                            f"{option('method')}")
         if lost and say is not None:
-            say(f"note: {len(lost)} of the {len(cases)} {unit}s hidden are outside the {method} "
-                f"method's vocabulary (e.g. {lost[0]!r}): no fill of it can be right there")
+            say(f"note: {len(lost)} of the {len(cases)} {unit}s hidden are outside the {which} "
+                f"vocabulary (e.g. {lost[0]!r}): no fill of it can be right there")

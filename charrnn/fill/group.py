@@ -205,6 +205,15 @@ def missing(folder: Path, info: dict) -> list[str]:
                                                   ).is_file()]
 
 
+ROUNDED_S = 0.5  # a stage's seconds are recorded to a tenth: within this, two times agree
+
+
+def own_left(stage: dict) -> float:
+    """What a stage's own schedule has left: its budget less the time it used (booked, or as of
+    its last save where it continues)."""
+    return max(0.0, (stage.get("budget_s") or 0.0) - stage.get("used_s", 0.0))
+
+
 def left_to_do(folder: Path, info: dict) -> list[str]:
     """What is still to train, in words: 'backward LM (312 s of 480 s left)', 'fill model' (not
     a stage skipped for want of time: `skipped` names those)."""
@@ -213,20 +222,25 @@ def left_to_do(folder: Path, info: dict) -> list[str]:
         if stage.get("state") in ("done", "skipped"):
             continue
         what = ROLES[stage["role"]]
-        budget, used = stage.get("budget_s"), stage.get("used_s", 0.0)
+        budget = stage.get("budget_s")
         if budget and continues(folder.parent, stage):
             # What the resume will continue with: its own schedule as of last/ (the wall time
             # booked also counts start-up, evaluations and the save after the stop).
             left = seconds_left(folder.parent, stage)
-            left = max(0.0, budget - used) if left is None else left
+            left = own_left(stage) if left is None else left
             what += f" ({left:.0f} s of {budget:.0f} s left)"
         out.append(what)
-    if not out and not mixed(info):
+    if not out and not mixed(folder, info):
         out.append("mixture weights")  # (a stop while they were tuned: fill would go unmixed)
     return out
 
 
-def mixed(info: dict) -> bool:
-    """Whether the group's last step, the mixture weights, is done (a record made before this
-    key: whether it holds weights)."""
-    return bool(info.get("mixed", bool(info.get("mix"))))
+def mixed(folder: Path, info: dict) -> bool:
+    """Whether the group's last step, the mixture weights, is done. A record made before it
+    said so: whether it holds weights, or has nothing to mix (no n-gram, or no LM)."""
+    if "mixed" in info:
+        return bool(info["mixed"])
+    if info.get("mix"):
+        return True
+    have = {role for role, _ in members(folder)}
+    return "ngram" not in have or not {"fwd", "bwd"} & have

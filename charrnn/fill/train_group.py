@@ -199,7 +199,7 @@ def _run_stages(folder: Path, reporters: Reporters, say: Callable[[str], None], 
     began = time.time()
     try:
         info["mix"], info["mixed"] = mixture_weights(folder, device), True
-    except KeyboardInterrupt:  # said as a stop of a stage is, with what is left
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM: said as a stage's stop is
         return {"outcome": "interrupted", "group": str(folder), "left": ["mixture weights"]}
     finally:
         info["spent_s"] += time.time() - began  # (the budget's reserve pays for them: booked)
@@ -315,8 +315,7 @@ def _left_in_group(stage: dict, deadline: float) -> float:
     no more than the group has left less its reserve (the time it trained after that save was
     booked, and is trained again: a group stopped late in its last stage overran its --max-time
     by as much). The stages after it share what it leaves, as when it first ran."""
-    own = max(0.0, stage["budget_s"] - stage.get("used_s", 0.0))
-    return max(0.0, min(own, deadline - time.time() - RESERVE_S))
+    return max(0.0, min(group.own_left(stage), deadline - time.time() - RESERVE_S))
 
 
 def _max_time(root: Path, stage: dict) -> float | None:
@@ -325,8 +324,9 @@ def _max_time(root: Path, stage: dict) -> float | None:
     saved = group.schedule(root, stage)
     if saved is None or stage.get("left_s") is None:
         return None
-    max_time, elapsed = saved  # (within half a second: the record's seconds are rounded)
-    return max_time if elapsed + stage["left_s"] + 0.5 >= max_time else elapsed + stage["left_s"]
+    max_time, elapsed = saved
+    capped = elapsed + stage["left_s"]
+    return max_time if capped + group.ROUNDED_S >= max_time else capped
 
 
 def _run_stage(folder: Path, stage: dict, inputs: list[str], popts, reporter,

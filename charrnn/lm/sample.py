@@ -164,7 +164,7 @@ class Sampler:
                 logits = side.mix(logits)
             log_probs = torch.log_softmax(logits.float(), dim=-1)
         if torch.isnan(scores[0]):  # one read at the end: NaN spreads to every later score
-            raise diverged("in the beam search")
+            raise diverged("in the beam search", sampling=True)
         return history[0].tolist()
 
 

@@ -117,7 +117,7 @@ class TokenStream:
         if True not in bad:
             return chunk
         at = bad.index(True)
-        self.error = diverged(f"at generated token {self.position + at + 1:,}")
+        self.error = diverged(f"at generated token {self.position + at + 1:,}", sampling=True)
         if at == 0:
             raise self.error
         return chunk.split(at)[0]

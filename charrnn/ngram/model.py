@@ -251,7 +251,9 @@ def load(folder: Path) -> NGramModel:
         except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
             raise UserError(f"{path} is not a readable numpy array ({exc}): train again") from exc
     check_arrays(folder, arrays, offsets)
-    model = NGramModel(meta, **arrays)
+    tokenizer = tokenizer_from_json(meta["tokenizer"], str(folder / "model.json"),
+                                    "the n-gram model is damaged: train it again")
+    model = NGramModel(meta, **arrays, _tokenizer=tokenizer)
     if model.tokenizer.vocab_size != model.vocab_size:
         raise UserError(f"n-gram model {folder} is corrupt (its tokenizer has "
                         f"{model.tokenizer.vocab_size} tokens, the tables {model.vocab_size})")

@@ -303,20 +303,14 @@ class _Session:
 
     # ---- signals ------------------------------------------------------------------------------
     def _install_signals(self) -> dict:
-        """SIGWINCH: redraw now. SIGTERM: unwind as the other commands do (exit 143, said by
-        the exit code, not as a Ctrl-C's 'interrupted' and 130), so the terminal is restored."""
+        """SIGWINCH: redraw now. (SIGTERM unwinds as in every command, exit 143, through the
+        CLI's own handler, so the terminal is restored; a handler here said 'interrupted' and
+        exited 130, as for a Ctrl-C.)"""
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def on_resize(signum, frame):  # noqa: ARG001
             self.next_frame, self.dirty = 0.0, True
 
-        def on_term(signum, frame):  # noqa: ARG001
-            raise SystemExit(128 + signum)
-
-        saved = {}
-        for sig, handler in ((getattr(signal, "SIGWINCH", None), on_resize),
-                             (signal.SIGTERM, on_term)):
-            if sig is not None:
-                saved[sig] = signal.signal(sig, handler)
-        return saved
+        sig = getattr(signal, "SIGWINCH", None)
+        return {} if sig is None else {sig: signal.signal(sig, on_resize)}
