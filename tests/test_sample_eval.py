@@ -337,3 +337,31 @@ def test_command_line_text_that_is_not_utf8_is_named_so(tiny_run: Path) -> None:
         result.output
     result = run_cli("fill", bad + " ___", "-m", tiny_run, ok=False)
     assert result.exit_code == 2 and "TEXT is not UTF-8 text (byte 0xE7" in result.output
+
+
+def _control_bytes(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if unicodedata.category(c) == "Cc" and c not in "\n\t"]
+
+
+def test_a_subword_run_never_samples_a_piece_its_text_did_not_hold(small_text: Path,
+                                                                   tmp_path: Path) -> None:
+    """The byte pieces of a subword vocabulary that the text never held kept some probability:
+    a young model at --temp 2 wrote ESC, NUL and other control bytes to the terminal."""
+    root = tmp_path / "runs"
+    run_cli("train", small_text, *TINY, "--max-steps", "20", "--level", "subword",
+            "--vocab-size", "300", "--out", root, "--run-name", "sw")
+    meta = json.loads((root / "sw" / "best" / "checkpoint.json").read_text())
+    assert len(meta["dataset"]["unseen"]) > 100  # (most byte pieces)
+    for extra in ([], ["--num-samples", "2"]):  # the torch-free stream, and PyTorch's model
+        text = run_cli("sample", root / "sw", "--length", "3000", "--temp", "2", "--seed", "1",
+                       "--plain", *extra).stdout
+        assert len(text) > 1000 and not _control_bytes(text), _control_bytes(text)[:5]
+    run_cli("train", "--resume", root / "sw", "--max-steps", "25")
+    resumed = json.loads((root / "sw" / "last" / "checkpoint.json").read_text())
+    assert resumed["dataset"]["unseen"] == meta["dataset"]["unseen"]
+    run_cli("train", small_text, *TINY, "--max-steps", "5", "--init-from", root / "sw",
+            "--out", root, "--run-name", "ft")  # its parent read other text: nothing recorded
+    assert "unseen" not in json.loads((root / "ft" / "best" / "checkpoint.json").read_text()
+                                      )["dataset"]

@@ -89,6 +89,14 @@ class RNNLM(nn.Module):
         out, state = self._recurrent(x, state)
         return self.proj(self._dropout(out)), state
 
+    def never_write(self, ids: list[int], bias: float) -> None:
+        """A sampling model's: these tokens' output bias set to `bias` (lm.plain.NEVER), so that
+        no draw writes them. The adaptive softmax's are kept (its vocabularies are words, all
+        read in training)."""
+        if ids and not self.adaptive:
+            with torch.no_grad():
+                self.head.bias[ids] = bias
+
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """(…, d) → (…, V): logits, or the adaptive softmax's log-probabilities."""
         if not self.adaptive:

@@ -100,12 +100,26 @@ def accelerator_visible() -> bool:
     return sys.platform == "darwin" or any(os.path.exists(node) for node in nodes)
 
 
+NEVER = -1e4  # the output bias of a token sampling never writes: beside any other logit its
+# probability is exp(-1e4) = 0 (a finite value: a probability times its log stays 0, not NaN)
+
+
+def unwritten(ckpt) -> list[int]:
+    """The tokens the run's training text never held (a subword vocabulary's byte pieces wrote
+    control characters: ESC, NUL), as its checkpoint records them; none for a fine-tuned run
+    (its parent read other text) or one trained before they were recorded."""
+    return [int(x) for x in (ckpt.meta.get("dataset") or {}).get("unseen") or []]
+
+
 def read_cpu_weights(ckpt) -> cpustream.Weights:
-    """The checkpoint's weights as the CPU stream reads them (NumPy, no torch)."""
+    """The checkpoint's weights as the CPU stream reads them (NumPy, no torch), its unwritten
+    tokens never drawn."""
     from charrnn.lm import cpustream
 
     config = lm_config(ckpt)
-    return ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
+    weights = ckpt.read_weights(lambda path: cpustream.Weights.from_file(Path(path), config))
+    weights.head_b[unwritten(ckpt)] = NEVER
+    return weights
 
 
 def cpu_tokens(weights: cpustream.Weights, opts: SampleOptions, prime_ids: list[int], *, stats: bool = False,

@@ -28,6 +28,7 @@ from charrnn.lm.decode import shape_scores
 from charrnn.lm.fastpath import last_scores, make_stepper, say_graphs_off
 from charrnn.lm.model import RNNLM, load_lm
 from charrnn.lm.plain import (
+    NEVER,
     SEPARATOR,
     Prime,
     encode_prime,
@@ -35,6 +36,7 @@ from charrnn.lm.plain import (
     primed_decoder,
     seed_of,
     stream_text,
+    unwritten,
 )
 from charrnn.lm.tokenstream import Engine, TokenStream
 from charrnn.rnn.state import select_rows
@@ -211,7 +213,8 @@ def generate(ckpt: checkpoint.Checkpoint, opts: SampleOptions, prime: str | None
     tokenizer = ckpt.tokenizer
     start = encode_prime(tokenizer, prime, unknown)
     model = load_lm(ckpt, dev)
-    mixture = mixing(model, dev) if mixing is not None else None
+    mixture = mixing(model, dev) if mixing is not None else None  # (tuned on the model as is)
+    model.never_write(unwritten(ckpt), NEVER)
     backward = model.config.direction == "backward"
     if backward or (num_samples > 1 and not opts.beam):
         # A right-to-left model generates what comes *before* the prime: collect, then reverse.

@@ -61,6 +61,7 @@ class LMTask:
         self.state = model.initial_state(self.local_batch, device)
         self.next_state: states.State | None = None
         self.cold_rows = False  # a resumed run's own way of scoring validation (Progress)
+        self.unseen: list[int] | None = None  # tokens the training text never held (Trainer)
 
     def loss(self, epoch: int, pos: int) -> tuple[torch.Tensor, int]:
         x, y = self.stream.batch_at(epoch, pos)
@@ -88,11 +89,12 @@ class LMTask:
 
     def checkpoint_meta(self) -> dict:
         ds = self.dataset
+        unseen = {} if self.unseen is None else {"unseen": self.unseen}
         return {"task": "lm", "model": self.model.config.to_json(),
                 "tokenizer": ds.tokenizer.to_json(),
                 "dataset": {"id": ds.id, "level": ds.tokenizer.level,
                             "val_chars": ds.counted_chars("val"), "val_tokens": ds.tokens("val"),
-                            **remaking(ds)}}
+                            **remaking(ds), **unseen}}
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         # The checkpoint holds all B streams, whatever the world size (a collective under DDP).
@@ -140,6 +142,18 @@ def model_config_for(cfg: TrainConfig, dataset: Dataset, device: torch.device
     return cfg.model_config(vocab, softmax, cutoffs), counts
 
 
+def _unseen(resume: checkpoint.Checkpoint | None, start, counts: np.ndarray | None
+            ) -> list[int] | None:
+    """The tokens the training text never held, which sampling never writes (lm.plain): a new
+    run's, from its counts; a resumed run's, as its checkpoint says; none for a fine-tuned run,
+    whose parent read other text (nor for a run made before they were recorded)."""
+    if resume is not None:
+        return (resume.meta.get("dataset") or {}).get("unseen")
+    if start is not None or counts is None:
+        return None
+    return [int(x) for x in np.flatnonzero(counts == 0)]
+
+
 class Trainer:
     """A language model, its task and its loop, built for one run (new or resumed: a resumed run
     builds the model its checkpoint describes)."""
@@ -171,6 +185,7 @@ class Trainer:
                 ids = [self.device.index] if self.device.type == "cuda" else None
                 forward = DistributedDataParallel(self.model, device_ids=ids)
             self.task = LMTask(dataset, cfg, self.model, forward, self.device, self.dist)
+            self.task.unseen = _unseen(resume, start, counts)
             self.loop = Loop(self.task, cfg, run_dir, self.device, self.dist, reporter)
         # ...then a stream of its own per rank, so ranks draw different dropout masks.
         torch.manual_seed(cfg.seed + self.dist.rank)

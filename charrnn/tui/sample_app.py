@@ -97,12 +97,14 @@ def _torch_streams(ckpt: checkpoint.Checkpoint, opts: SampleOptions, device: str
                    say: Callable[[str], None] | None) -> tuple[StreamMaker, ViewInfo]:
     from charrnn.devices import resolve_device
     from charrnn.evaluation.mix import mixture_of
+    from charrnn.lm import plain
     from charrnn.lm.model import load_lm
     from charrnn.lm.sample import Sampler, live_chunk_size
 
     dev = resolve_device(device)
     model = load_lm(ckpt, dev)
-    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root, say)
+    mixture = mixture_of(ckpt, model, dev, mix, mix_weight, root, say)  # (on the model as is)
+    model.never_write(plain.unwritten(ckpt), plain.NEVER)
     info = describe(ckpt, sum(p.numel() for p in model.parameters()))
     if mixture is not None:
         info.mixture = f"{mixture.name}, λ {mixture.weight:.3g}"
