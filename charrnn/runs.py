@@ -371,11 +371,16 @@ def kept_if_saved(folder: Path) -> Iterator[Path]:
         raise
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
 def _never_started(folder: Path) -> bool:
-    """A run folder that holds its run.json and nothing else (its start failed, or was stopped,
-    before anything was written) and that no process is training."""
+    """A run folder with nothing to resume (its start failed, or was stopped or killed, before
+    its first save: its run.json, and the training lines it logged) that no process is
+    training."""
     names = {p.name for p in folder.iterdir()} if folder.is_dir() else {"?"}
-    return names <= {RUN_FILE, runlock.LOCK_FILE} and runlock.holder(folder) is None
+    return (names <= {RUN_FILE, runlock.LOCK_FILE, METRICS_FILE}
+            and runlock.holder(folder) is None)
 
 
 SETTLED_S = 10.0  # a start locks its run folder this long after writing run.json, and far sooner
@@ -384,12 +389,16 @@ SETTLED_S = 10.0  # a start locks its run folder this long after writing run.jso
 def _free_again(folder: Path) -> bool:
     """A never-started run folder (_never_started) another start may take: where file locks
     work (else a start training towards its first save looks the same), and not one a start is
-    making at this moment (its run.json written, its lock not yet taken)."""
+    making at this moment (its run.json written, its lock not yet taken). A lock file no one
+    holds, or training lines logged, were left by a start that had locked it and has ended
+    (killed before its first save): free at once."""
     try:
         age = time.time() - (folder / RUN_FILE).stat().st_mtime
     except OSError:
         return False
-    return runlock.fcntl is not None and age > SETTLED_S and _never_started(folder)
+    settled = age > SETTLED_S or any((folder / name).exists()
+                                     for name in (runlock.LOCK_FILE, METRICS_FILE))
+    return runlock.fcntl is not None and settled and _never_started(folder)
 
 
 def has_output(folder: Path) -> bool:

@@ -88,7 +88,9 @@ def test_a_mistake_one_rank_sees_is_one_line_from_each_and_exit_2(small_text, tm
     assert said[0].startswith("charrnn: error: run ") and "already exists" in said[0], proc.stderr
     # rank 1 says it stopped, unless torchrun stopped it first (its 5-s wait on a loaded machine)
     assert said[1:] in ([], ["charrnn: rank 1: error: stopped: another process of this torchrun "
-                             "ended (its message, if it gave one, is above)"]), proc.stderr
+                             "ended (its message, if it gave one, is above); a run it was "
+                             "training keeps its last save: `charrnn train --resume RUN` "
+                             "continues it"]), proc.stderr
     exits = proc.stderr.count("exitcode  : 2")  # each rank that spoke
     assert exits == 2 if said[1:] else exits >= 1, proc.stderr
     assert "internal error" not in proc.stderr

@@ -12,7 +12,7 @@ import pytest
 
 from charrnn.lm.model import load_lm
 from charrnn.runstats import read_metrics, safetensors_params, summary
-from helpers import run_cli
+from helpers import TINY, run_cli
 
 
 def test_runs_lists_each_run_with_its_best_scores(tiny_run: Path, tmp_path: Path) -> None:
@@ -233,14 +233,14 @@ def test_a_named_run_without_checkpoint_says_to_remove_it_not_resume_it(small_te
     failed = root / "m7"  # what a training that failed before its first checkpoint leaves
     failed.mkdir(parents=True)
     (failed / "run.json").write_text(json.dumps({"kind": "rnn", "created": 1.0}))
-    (failed / "metrics.jsonl").write_text('{"type": "train", "step": 1, "loss": 3.0}\n')
+    (failed / "notes.txt").write_text("a file of the user's\n")  # (not charrnn's: kept)
     again = run_cli("train", small_text, "--run-name", "m7", "--out", root, "--max-steps", "1",
                     ok=False).output
     assert "no checkpoint" in again and f"rm -r {failed}" in again and "--resume" not in again
     resume = run_cli("train", "--resume", "m7", "--out", root, ok=False).output
     assert "no checkpoint" in resume and f"rm -r {failed}" in resume
     assert "train longer" not in resume
-    (failed / "metrics.jsonl").unlink()  # its run.json alone: nothing written, the name is free
+    (failed / "notes.txt").unlink()  # its run.json alone: nothing written, the name is free
     making = run_cli("train", "--resume", "m7", "--out", root, ok=False).output  # … only once
     assert "another start is making it at this moment" in making  # a start that wrote it just
     assert "free again" not in making  # now has yet to lock it: 'free' sent a second one in
@@ -367,3 +367,22 @@ def test_runs_on_an_ascii_output_marks_empty_cells_with_a_hyphen(small_text: Pat
     stream.seek(0)
     row = next(line for line in stream.read().splitlines() if line.startswith("plain"))
     assert row.split()[5:8] == ["-", "-", "-"], row
+
+
+
+@pytest.mark.parametrize("left", ["metrics.jsonl", ".writer"])
+def test_a_start_killed_before_its_first_save_leaves_its_name_free_at_once(
+        small_text: Path, tmp_path: Path, left: str) -> None:
+    """A kill -9 after its lock (or its first training lines) and before its first save: the
+    name was 'being made by another start' for 10 s, or, with training lines logged, taken
+    until the folder was removed by hand."""
+    root = tmp_path / "runs"
+    killed = root / "k"
+    killed.mkdir(parents=True)
+    (killed / "run.json").write_text(json.dumps({"kind": "lm", "name": "k", "created": 1.0}))
+    (killed / left).write_text('{"type": "train", "step": 1, "loss": 3.0}\n' if "metrics" in left
+                               else "{}")
+    said = run_cli("train", "--resume", "k", "--out", root, ok=False).output
+    assert "which is free again" in " ".join(said.split()), said
+    run_cli("train", small_text, *TINY, "--run-name", "k", "--out", root, "--max-steps", "1")
+    assert (killed / "last" / "checkpoint.json").is_file()

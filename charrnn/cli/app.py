@@ -91,7 +91,8 @@ def main() -> None:
             # only lost it, so it waits as for a mistake every rank meets: torchrun, stopping
             # the others, mostly spares the line
             say("error: stopped: another process of this torchrun ended (its message, if it "
-                "gave one, is above)", alike_on_every_rank=True)
+                "gave one, is above); a run it was training keeps its last save: `charrnn train "
+                "--resume RUN` continues it", alike_on_every_rank=True)
             _leave(2)
         say(f"internal error: {type(exc).__name__}: {exc} (set CHARRNN_DEBUG=1 for the traceback)")
         traceback.clear_frames(exc.__traceback__)
