@@ -357,3 +357,18 @@ def test_a_model_whose_sums_overflow_is_one_error_in_eval_score_and_sample(
         said = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(said) <= 2, result.output  # (sample: its text)
         assert "probabilities are not finite" in said[-1] and "Warning" not in result.output
+
+
+def test_a_missing_checkpoint_of_a_run_named_says_to_use_the_other(tiny_run: Path,
+                                                                   tmp_path: Path) -> None:
+    """eval r/best of a run with no best/ said ''r/best' is neither a run nor a file', and
+    compare skipped it as 'missing run.json'."""
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "r")
+    shutil.rmtree(root / "r" / "best")
+    said = run_cli("eval", "r/best", "--out", root, ok=False).output
+    assert "use the run's other checkpoint" in said and "neither a run" not in said, said
+    skipped = json.loads(run_cli("compare", "r/best", "r/last", "--out", root, "--json"
+                                 ).stdout)["skipped"]
+    assert [s["run"] for s in skipped] == ["r/best"]
+    assert "use the run's other checkpoint" in skipped[0]["reason"], skipped

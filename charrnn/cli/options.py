@@ -128,6 +128,9 @@ def run_and_file(targets: list[str], runs_root: Path, command: str) -> tuple[str
         is_run = (runs_root / targets[0]).is_dir() or (target.is_dir() and any(
             (target / name).exists() for name in ("run.json", "checkpoint.json",
                                                   "last/checkpoint.json", "best/checkpoint.json")))
+        is_run = is_run or (target.name in ("best", "last") and any(  # (a run's, missing: the
+            (folder.parent / "run.json").is_file() for folder in (target, runs_root / target)))
+        # checkpoint's own error says which it has; 'neither a run nor a file' sent no way out)
         if not is_run and not target.expanduser().exists() and not glob.has_magic(targets[0]):
             raise UserError(f"{targets[0]!r} is neither a run under {runs_root} nor a file: check "
                             "the name (charrnn runs lists the runs)")

@@ -143,6 +143,8 @@ def _info(target: Path) -> dict:
         meta = fsutil.read_json(target / META, "checkpoint")
         return {"kind": meta.get("task", "lm"), "dataset": meta.get("dataset") or {},
                 "config": meta.get("model") or {}}
+    if target.name in ("best", "last") and not target.exists():  # (a run's, missing: eval's
+        return runs.run_info(target.parent)  # own error says so, as the row is scored)
     return runs.run_info(target)
 
 
