@@ -173,6 +173,25 @@ def test_sigterm_in_the_sample_view_exits_143_and_restores_the_terminal(pane: Pa
     assert_terminal_usable(pane)
 
 
+def test_an_error_mid_line_in_a_terminal_starts_a_line_of_its_own(pane: Pane, tiny_run: Path,
+                                                                  tmp_path: Path) -> None:
+    """Plain output in a terminal stopped mid-line: 'cacharrnn: error: …' on one line."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    run = tmp_path / "huge"
+    shutil.copytree(tiny_run, run)
+    weights = run / "best" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["embed.weight"] = np.sign(tensors["embed.weight"]) * np.float32(3e38)
+    save_file(tensors, weights)
+    pane.run(charrnn("sample", run, "--plain", "--length", "50", "--seed", "1", "--prime", "th")
+             + "; echo done-$((1+1))")
+    screen = pane.wait(lambda s: "done-2" in s.split("done-$((1+1))")[-1], "the command to end")
+    assert any(line.startswith("charrnn: error: the model's probabilities are not finite")
+               for line in screen.splitlines()), screen
+
+
 def test_piped_sample_stays_plain_text(pane: Pane, tiny_run: Path) -> None:
     out = Path(pane.socket).parent / "out.txt"
     pane.run(charrnn("sample", tiny_run, "--prime", "the", "--length", "40", "--seed", "2")
