@@ -391,7 +391,9 @@ def test_a_run_name_whose_start_wrote_nothing_but_run_json_is_free_again(tmp_pat
     then = first.stat().st_mtime - 2 * runs.SETTLED_S
     os.utime(first / "run.json", (then, then))
     assert runs.new_run_dir(tmp_path, "x", "lm") == first and (first / "run.json").is_file()
-    (first / "metrics.jsonl").write_text("{}\n")  # something written: the name is taken
+    (first / "metrics.jsonl").write_text("{}\n")  # training lines, no save: nothing to resume
+    assert runs.new_run_dir(tmp_path, "x", "lm") == first and not (first / "metrics.jsonl").exists()
+    (first / "best.tmp-1").mkdir()  # a first save cut short: kept for the user to look at
     os.utime(first / "run.json", (then, then))
     with pytest.raises(UserError, match="already exists"):
         runs.new_run_dir(tmp_path, "x", "lm")
