@@ -372,3 +372,17 @@ def test_a_missing_checkpoint_of_a_run_named_says_to_use_the_other(tiny_run: Pat
                                  ).stdout)["skipped"]
     assert [s["run"] for s in skipped] == ["r/best"]
     assert "use the run's other checkpoint" in skipped[0]["reason"], skipped
+
+
+def test_compare_keeps_its_bars_whole_in_80_columns(small_text: Path, tmp_path: Path,
+                                                    monkeypatch) -> None:
+    """Long names were cut alike ('a-rather-lo…'), and long rows could squeeze the bars."""
+    root = tmp_path / "runs"
+    for order in ("1", "3"):
+        run_cli("ngram", "train", small_text, "--order", order, "--out", root, "--run-name",
+                f"a-rather-long-name-for-the-order-{order}-model-of-the-corpus")
+    monkeypatch.setenv("COLUMNS", "80")
+    out = run_cli("compare", "--out", root).output
+    bars = [line.rstrip().split()[-1] for line in out.splitlines() if "█" in line]
+    assert len(bars) == 2 and len(bars[1]) == 8 > len(bars[0]), out
+    assert "…" not in out  # the names folded, whole: they were cut alike, 'a-rather-lo…'

@@ -288,7 +288,10 @@ def render(report: dict, console: Console | None = None) -> None:
         if name == "unk" and not show_unk:
             continue
         table.add_column(name, justify=justify, no_wrap=name not in ("run", "model"),
-                         min_width={"run": 6, "model": 11}.get(name))
+                         overflow="fold" if name in ("run", "model") else "ellipsis",
+                         min_width={"run": 6, "model": 11, "": BAR_WIDTH}.get(name))
+        # (long names fold, whole, as in `charrnn runs`: they were cut to 'a-rather-lo…', one
+        # like the other; the bars keep their width, which they lost at 80 columns)
     for rank, row in enumerate(rows, 1):
         level = row.get("level") or ""
         model = {"ngram": f"{level} {row.get('order')}-gram",
