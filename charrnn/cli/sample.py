@@ -36,7 +36,6 @@ def sample(
 ) -> None:
     """Generate text from a trained model, streamed as it is produced."""
     from charrnn import checkpoint, tui
-    from charrnn.lm import plain as plain_text
     from charrnn.lm.config import lm_config
 
     prime = _prime_text(prime, prime_file)
@@ -54,6 +53,15 @@ def sample(
         tui.live_sample(ckpt, opts, prime, device, unk, mix=mix, mix_weight=mix_weight,
                         root=root, say=opt.note)  # a terminal: the live view
         return
+
+    _plain(ckpt, opts, prime, num_samples, device, unk, mix, mix_weight, root)
+
+
+def _plain(ckpt, opts: S, prime: str | None, num_samples: int, device: str, unk: str | None,
+           mix: str | None, mix_weight: float | None, root: Path) -> None:
+    """Plain text to stdout (a pipe, or --plain), streamed as the tokens come."""
+    from charrnn.lm import plain as plain_text
+    from charrnn.lm.config import lm_config
 
     def mixing(model, dev):  # the loaded model's --mix mixture, or None
         from charrnn.evaluation.mix import mixture_of
