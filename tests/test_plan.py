@@ -3,7 +3,7 @@ torch from a request and facts, so every situation (a GPU, a bf16-fast CPU) is c
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -25,12 +25,13 @@ class FakeJob:
 
     def __init__(self, device: str = "cpu", seconds: dict | None = None,
                  unavailable: dict | None = None) -> None:
-        self.device_type, self.calls, self.windows = device, [], []
+        self.device_type, self.calls, self.windows, self.threads = device, [], [], []
         self.seconds, self.unavailable = seconds or {}, unavailable or {}
 
-    def measure(self, config, batch, candidates, window=None) -> Measurement:
+    def measure(self, config, batch, candidates, window=None, threads=0) -> Measurement:
         self.calls.append((config, batch, dict(candidates)))
         self.windows.append(window)
+        self.threads.append(threads)
         return Measurement({k: v for k, v in self.seconds.items() if k in candidates},
                            {k: v for k, v in self.unavailable.items() if k in candidates})
 
@@ -86,7 +87,7 @@ def test_a_bf16_fast_cpu_gets_the_bf16_char_recipe_and_another_the_fp32_one() ->
     fp32_recipe = next(r for r in rules.RECIPES if "fp32" in r.name and "char" in r.name)
     for name, value in fp32_recipe.values.items():
         assert getattr(on_fp32.config, name) == value, name
-        assert on_fp32.sources[name] == f"recipe: {fp32_recipe.name}"
+        assert on_fp32.sources[name] == f"recipe: {fp32_recipe.name}: bf16 cannot run here (no kernel)"
     assert (on_bf16.config.cell, on_bf16.config.hidden) == ("lstm", 512)  # the dataclass's
 
 
@@ -157,6 +158,24 @@ def test_a_typed_auto_precision_is_measured_like_an_untyped_one() -> None:
     typed, untyped = new_config(_request(precision="auto"), CHARS, job), new_config(_request(), CHARS, job)
     assert (typed.config.cell, typed.config.precision) == (untyped.config.cell, "bf16") == ("lstm", "bf16")
 
+    class Windows(FakeJob):  # bf16 ahead on the reference window, behind on a 4-step one
+        def measure(self, config, batch, candidates, window=None, threads=0) -> Measurement:
+            bf16 = 0.7 if window == measured.REFERENCE_WINDOW else 1.25
+            self.seconds = {"fp32 full": 1.0, "bf16 full": bf16}
+            return super().measure(config, batch, candidates, window, threads)
+
+    typed = new_config(_request(precision="auto"), CHARS, Windows())  # (it skipped the recipe's
+    untyped = new_config(_request(), CHARS, Windows())  # bf16 and measured fp32 on 4 steps)
+    assert typed.config == untyped.config and typed.sources == untyped.sources
+    assert typed.config.precision == "bf16" and typed.sources["precision"].startswith("recipe: ")
+
+
+def test_the_speed_is_measured_on_the_threads_the_run_trains_on() -> None:
+    """A run typed --threads 1 took a reading made on 2 threads (the process's)."""
+    job = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.7})
+    new_config(_request(threads=1, hidden=256), CHARS, job)
+    assert job.threads and set(job.threads) == {1}
+
 
 def test_a_cpu_where_fp32_is_faster_trains_the_smaller_word_model() -> None:
     bf16 = FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 0.4, "fp32 adaptive": 1.0,
@@ -165,7 +184,8 @@ def test_a_cpu_where_fp32_is_faster_trains_the_smaller_word_model() -> None:
                    unavailable={"bf16 full": "no kernel", "bf16 adaptive": "no kernel"})
     on_bf16, on_fp32 = new_config(_request(), WORDS, bf16), new_config(_request(), WORDS, fp32)
     assert on_fp32.config.hidden == 256 and on_bf16.config.hidden == 512
-    assert on_fp32.sources["hidden"] == "recipe: word level on a CPU where fp32 is the faster"
+    assert on_fp32.sources["hidden"] == ("recipe: word level on a CPU where fp32 is the faster: "
+                                        "bf16 cannot run here (no kernel)")
     assert on_fp32.config.batch_size == 64  # the rest of the word recipe stays
     assert new_config(_request(hidden=384), WORDS, fp32).config.hidden == 384
 
@@ -281,6 +301,9 @@ def test_a_resumed_run_takes_a_new_budget_and_refuses_other_changes() -> None:
     assert resumed_config(_request(hidden=64), saved, {}, "r").config.hidden == 64
     with pytest.raises(UserError, match=r"--eval-tokens 500 \(the run has none\)"):
         resumed_config(_request(eval_tokens=500), saved, {}, "r")  # not "has None"
+    fp32 = replace(saved, precision="fp32")  # `auto` typed is the default's: refused, as it was
+    for auto in ({"precision": "auto"}, {"softmax": "auto"}):  # for precision, it is no change
+        assert resumed_config(_request(**auto), fp32, {"softmax": "full"}, "r").config == fp32
 
 
 def test_train_help_reads_the_table_for_the_options_train_has() -> None:
@@ -451,3 +474,34 @@ def test_plain_sgd_takes_no_weight_decay_from_an_adamw_recipe() -> None:
     typed = new_config(_request(optim="sgd", weight_decay=0.01), WORDS,
                        FakeJob(seconds={"fp32 full": 1.0}))
     assert typed.config.weight_decay == 0.01
+
+
+def test_a_speed_measured_while_other_work_shares_the_cores_is_not_kept(
+        monkeypatch, tmp_path) -> None:
+    """Taken beside another training, bf16's lead read as fp32's, was cached, and every later
+    run of the machine took the other recipe."""
+    from charrnn.lm import speed
+    from charrnn.lm.config import ModelConfig
+
+    monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
+    config, candidates = ModelConfig(vocab_size=40, hidden=16, layers=1), {"fp32 full": ("fp32", "full")}
+    monkeypatch.setattr(speed.os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    busy = speed.measure(config, 4, candidates)
+    assert busy.busy and not speed.measure(config, 4, candidates).cached
+    reason = measured._why(replace(busy, seconds={"fp32 full": 1.0, "bf16 full": 2.0}),
+                           "precision", "fp32", "fp32", "full")
+    assert reason.endswith("(while other work shared the cores: not kept, measured again next run)")
+    monkeypatch.setattr(speed.os, "getloadavg", lambda: (0.1, 0.1, 0.1))
+    assert not speed.measure(config, 4, candidates).busy
+    assert speed.measure(config, 4, candidates).cached
+
+
+def test_the_fp32_char_recipe_says_the_measurement_that_chose_it() -> None:
+    """The bf16 recipe's source quoted the reference step; the fp32 one's said nothing, so a
+    run header read 'recipe: … where fp32 is the faster' beside a bf16 precision measured."""
+    resolved = new_config(_request(), CHARS, FakeJob(seconds={"fp32 full": 1.0, "bf16 full": 1.3}))
+    assert resolved.config.cell == "gru"
+    assert resolved.sources["cell"] == (
+        "recipe: char level on a CPU where fp32 is the faster: bf16 ran 0.77× the speed of fp32 "
+        "on the 2×512 LSTM reference step here")
+    assert resolved.sources["hidden"] == resolved.sources["cell"]

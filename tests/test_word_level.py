@@ -99,7 +99,7 @@ def _measured(monkeypatch, seconds: dict, unavailable: dict | None = None) -> li
 
     calls: list = []
 
-    def measure(config, batch, candidates, window=None):
+    def measure(config, batch, candidates, window=None, threads=0):
         calls.append(candidates)
         return speed.Measurement({k: v for k, v in seconds.items() if k in candidates},
                                    {k: v for k, v in (unavailable or {}).items() if k in candidates})

@@ -97,17 +97,17 @@ class TrainJob:
                          has_validation=dataset.tokens("val") >= 2)
 
     def measure(self, config: ModelConfig, batch: int, candidates: dict,
-                window: int | None = None):
+                window: int | None = None, threads: int = 0):
         """This machine's time per training step of `config` in each candidate setting (on
-        `window` time steps; None: speed's own): rank 0 measures, every rank takes its answer
-        (so all ranks decide alike)."""
+        `window` time steps, None: speed's own; on the run's `threads`, 0: the process's): rank
+        0 measures, every rank takes its answer (so all ranks decide alike)."""
         from charrnn.lm import speed
 
         params = require_fits(lambda: RNNLM(config), self.device)  # no trial of what cannot fit
         measured = None
         if self.dist.is_main:
             with out_of_memory_is_too_big(params, torch.device("cpu")):
-                measured = speed.measure(config, batch, candidates, window)
+                measured = speed.measure(config, batch, candidates, window, threads)
         return self.dist.broadcast(measured)
 
     def start(self, dataset: data.Dataset, cfg: TrainConfig, run_name: str | None = None,

@@ -13,7 +13,8 @@ level) time the real thing, briefly:
 A few rounds of a short window take a fraction of a second; the answer is cached per machine
 (CPU model and cores), torch version and shape in <cache>/machine/, so the next run of that shape
 reads it; a reading no CPU gives (one precision MAX_PRECISION_LEAD times ahead of the other: a
-busy machine) is taken again and never cached. Only the CPU is measured: on CUDA charrnn trains
+busy machine) is taken again and never cached, nor one taken while the load average was above
+the machine's cores (the run header says so). Only the CPU is measured: on CUDA charrnn trains
 under float16 autocast (cuDNN's RNNs run in float16 under any autocast) and with the full softmax.
 """
 
@@ -21,8 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -54,6 +58,7 @@ class Measurement:
     seconds: dict[str, float]
     unavailable: dict[str, str] = field(default_factory=dict)
     cached: bool = False
+    busy: bool = False  # taken while other work shared the cores: this run's only, not kept
 
     def fastest(self) -> str:
         return min(self.seconds, key=self.seconds.__getitem__)
@@ -78,15 +83,31 @@ def cpu_name() -> str:
 
 
 def measure(config, batch: int, candidates: dict[str, tuple],
-            window: int | None = None) -> Measurement:
+            window: int | None = None, threads: int = 0) -> Measurement:
     """Time one training step of the LM `config` (a ModelConfig; its softmax and cut-offs are
     each candidate's) on `batch` streams of `window` time steps (None: WINDOW_STEPS), per
-    candidate {name: (precision, softmax)}. Cached.
+    candidate {name: (precision, softmax)}, on the run's `threads` (0: the process's). Cached.
 
     Not the thread count: timed in one process, switching threads between calls, one thread
     looked faster (1/0.87×) for a 2×256 GRU that trains 1.6× faster on two (AMD EPYC, 2 cores,
     2026-12-04), so `--threads 0` takes every core and a typed --threads decides otherwise."""
-    window = window or WINDOW_STEPS
+    with threads_of_the_run(threads):  # (a run on 1 thread was decided by 2 threads' reading)
+        return _measured(config, batch, candidates, window or WINDOW_STEPS)
+
+
+@contextmanager
+def threads_of_the_run(threads: int) -> Iterator[None]:
+    """torch on `threads` threads (0: as it is) meanwhile, as the training loop will run."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(min(threads, os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measured(config, batch: int, candidates: dict[str, tuple], window: int) -> Measurement:
     key = _key(config, batch, candidates, window)
     path = fsutil.cache_dir() / "machine" / f"{key}.json"
     try:
@@ -101,7 +122,9 @@ def measure(config, batch: int, candidates: dict[str, tuple],
         measured = Measurement({k: min(v, again.seconds.get(k, v)) for k, v in
                                 measured.seconds.items() if k not in unavailable}, unavailable)
         if not plausible(measured, candidates):
-            return measured  # used by this run only: the next one measures again
+            return replace(measured, busy=True)  # this run's only: the next one measures again
+    if machine_busy():  # (another training beside it: bf16's 1.35× lead read as 0.68×, and
+        return replace(measured, busy=True)  # kept, every later run took the other recipe)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fsutil.write_json_atomic(path, {"cpu": cpu_name(), "torch": torch.__version__,
@@ -110,6 +133,15 @@ def measure(config, batch: int, candidates: dict[str, tuple],
     except Exception:  # a read-only cache only costs the next run its measurement again
         pass
     return measured
+
+
+def machine_busy() -> bool:
+    """More runnable work than the machine has cores over the last minute (another training, a
+    test suite): a reading then tells how the cores were shared, not how fast they are."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except (AttributeError, OSError):  # (no load average: Windows)
+        return False
 
 
 def plausible(measured: Measurement, candidates: dict[str, tuple]) -> bool:

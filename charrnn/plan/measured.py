@@ -59,7 +59,7 @@ def measured_choices(resolved, facts, job):
     cutoffs = list(cfg.cutoffs or facts.cutoffs)
     model = cfg.model_config(facts.vocab, "full", cutoffs)
     candidates = {f"{p} {s}": (p, s) for p in precisions for s in softmaxes}
-    measurement = job.measure(model, cfg.batch_size, candidates)
+    measurement = job.measure(model, cfg.batch_size, candidates, threads=cfg.threads)
     if not measurement.seconds:
         raise UserError(f"this CPU cannot train this model in {precisions[0]}: "
                         f"{next(iter(measurement.unavailable.values()))}; use --precision fp32")
@@ -122,7 +122,9 @@ def _why(measurement, name: str, chosen: str, precision: str, softmax: str,
         return f"{chosen}, the faster in a measurement of {step}"
     ratio = seconds[mine] / seconds[theirs]
     return (f"{other} ran {ratio:.2f}× the speed of {chosen} on {step} here"
-            + (" (cached)" if measurement.cached else ""))
+            + (" (cached)" if measurement.cached else "")
+            + (" (while other work shared the cores: not kept, measured again next run)"
+               if measurement.busy else ""))
 
 
 def reference_vocab(vocab: int) -> int:
@@ -134,16 +136,17 @@ def reference_vocab(vocab: int) -> int:
     return max(REFERENCE_VOCAB_LEAST, 1 << max(0, vocab - 1).bit_length())
 
 
-def bf16_lead(job, facts) -> tuple[float, str]:
+def bf16_lead(job, facts, threads: int = 0) -> tuple[float, str]:
     """fp32's step time over bf16's on the bf16 reference model (0 where bf16 cannot run), and
-    the measurement in words (for the source of a recipe's precision)."""
+    the measurement in words (for the source of a recipe's precision), on the run's
+    `threads` (0: the process's)."""
     from charrnn.lm.config import ModelConfig
 
     shape = {k: v for k, v in BF16_REFERENCE.items() if k != "batch"}
     model = ModelConfig(vocab_size=reference_vocab(facts.vocab), tie_weights=True, **shape)
     measurement = job.measure(model, BF16_REFERENCE["batch"],
                               {"fp32 full": ("fp32", "full"), "bf16 full": ("bf16", "full")},
-                              REFERENCE_WINDOW)
+                              REFERENCE_WINDOW, threads)
     fp32, bf16 = measurement.seconds.get("fp32 full"), measurement.seconds.get("bf16 full")
     lead = fp32 / bf16 if fp32 and bf16 else 0.0
     return lead, _why(measurement, "precision", "bf16" if lead >= 1 else "fp32", "", "full",

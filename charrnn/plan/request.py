@@ -31,6 +31,13 @@ class Request:
         names = {f.name for f in fields(cls)}
         return {k: self.values[k] for k in self.typed if k in names}
 
+    @property
+    def chosen(self) -> frozenset[str]:
+        """The typed options that choose a value: `auto` typed (--precision auto) leaves the
+        choice to the plan, as the default does (typed, it skipped the recipe's precision and
+        trained the other one)."""
+        return frozenset(k for k in self.typed if self.values.get(k) != "auto")
+
     def fields_of(self, cls: type) -> dict[str, object]:
         """Every option that is a field of `cls` (typed or not), for building it by keyword."""
         names = {f.name for f in fields(cls)}

@@ -10,8 +10,9 @@ was not typed, later recipes refining earlier ones. `charrnn train --help` print
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 from charrnn.errors import UserError, flag
 from charrnn.fill.config import FillTrainConfig
@@ -226,6 +227,12 @@ def refuse_inapplicable(typed: frozenset[str], situation: Situation) -> None:
         stray = [flag(n) for n in rule.options if n in typed]
         if stray and not rule.when(situation):
             raise UserError(f"{', '.join(stray)}{rule.refusal}")
+
+
+def by_bf16_speed(situation: Situation) -> set[str]:
+    """The names of the recipes that bf16's measured speed on a CPU decides (in or out)."""
+    fast, slow = replace(situation, cpu_bf16_lead=math.inf), replace(situation, cpu_bf16_lead=0.0)
+    return {r.name for r in RECIPES if r.when(fast) != r.when(slow)}
 
 
 def recipe(situation: Situation, typed: frozenset[str]) -> tuple[dict[str, object], dict[str, str]]:

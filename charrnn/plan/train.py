@@ -44,7 +44,7 @@ class Job(Protocol):
     cores: int  # CPU cores a thread count may be measured over (1: not measured)
 
     def measure(self, config: ModelConfig, batch: int, candidates: dict,
-                window: int | None = None): ...
+                window: int | None = None, threads: int = 0): ...
 
 
 @dataclass
@@ -121,14 +121,16 @@ def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     The passes over the text are counted with the batch the recipes give, then the recipes are
     read again knowing them (a budget of many passes adds its regularisers)."""
     situation, measured = situation_of(request, facts, job)
-    typed = request.typed_fields(TrainConfig)
-    first, _ = rules.recipe(situation, request.typed)
+    typed = {k: v for k, v in request.typed_fields(TrainConfig).items() if k in request.chosen}
+    first, _ = rules.recipe(situation, request.chosen)
     passes = passes_in_budget(_config(request, {**first, **typed}), facts.train_tokens,
                               job.device_type)
-    values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.typed)
+    values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.chosen)
     sources.update({k: "typed" for k in typed})
-    if sources.get("precision", "").startswith("recipe:"):  # and the measurement that chose it
-        sources["precision"] += f": {measured}"
+    by_speed = {f"recipe: {name}" for name in rules.by_bf16_speed(situation)}
+    for name, source in sources.items():  # a recipe bf16's measured speed chose says it (the
+        if measured not in ("", "typed") and source in by_speed:  # fp32 one said nothing)
+            sources[name] = f"{source}: {measured}"
     return _recipe_precision(Resolved(_config(request, {**values, **typed}), sources), request)
 
 
@@ -169,13 +171,12 @@ def situation_of(request: Request, facts: DataFacts, job: Job) -> tuple[rules.Si
     situation = rules.Situation(
         mode="new", level=facts.level, device=job.device_type, optim=str(request["optim"]),
         softmax=str(request["softmax"]), has_validation=facts.has_validation)
-    if job.device_type == "cpu" and any(r.when(replace(situation, cpu_bf16_lead=math.inf)) !=
-                                        r.when(situation) for r in rules.RECIPES):
+    if job.device_type == "cpu" and rules.by_bf16_speed(situation):
         from charrnn.plan.measured import bf16_lead
 
         # A typed precision picks its own recipe; `auto`, typed or not, this machine's measured one.
         if request["precision"] == "auto":
-            lead, measured = bf16_lead(job, facts)
+            lead, measured = bf16_lead(job, facts, int(request["threads"] or 0))
         else:
             lead, measured = (math.inf if request["precision"] == "bf16" else 0.0), "typed"
         situation = replace(situation, cpu_bf16_lead=lead)
@@ -200,7 +201,7 @@ def resumed_config(request: Request, saved: LoopConfig, model: dict, run: str) -
     typed = request.typed_fields(type(saved))
     changed = [f"{flag(k)} {v} (the run has {_shown(used.get(k, getattr(saved, k)))})"
                for k, v in typed.items() if k not in rules.BUDGET
-               and used.get(k, getattr(saved, k)) != v and not (k == "softmax" and v == "auto")]
+               and used.get(k, getattr(saved, k)) != v and k in request.chosen]
     if changed:
         may = ", ".join(flag(f) for f in rules.BUDGET if f in request.values)
         raise UserError(f"a resumed run keeps its own settings, and {run} differs: "
