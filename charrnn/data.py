@@ -523,6 +523,11 @@ def refuse_options(folder: str, dataset: Dataset, opts: PreprocessOptions,
         raise UserError(f"{folder} is a preprocessed {level}-level dataset, and "
                         f"{option(name)} applies at "
                         f"{' and '.join(levels_reading(name))} level: drop it")
+    for frac, files in (("val_frac", "valid"), ("test_frac", "test")):
+        if frac in asked and saved.get(files):  # (it said 'made with --val-frac 0.05', the
+            raise UserError(  # default recorded beside the file, and advised that fraction)
+                f"{folder} was made with {option(files)} {', '.join(map(str, saved[files]))}: "
+                f"that file is its split, and {option(frac)} does not apply; drop it")
     if clashes:
         given = "; ".join(f"{_given(n, getattr(opts, n))} does not apply (it was made with "
                           f"{_given(n, saved.get(n))})" for n in clashes)

@@ -481,3 +481,19 @@ def test_ids_damaged_in_place_in_the_cache_say_to_delete_it_first(
     train.write_bytes(b"\xff" * train.stat().st_size)
     with pytest.raises(UserError, match=f"delete {ds.root}, then give the command its text"):
         Dataset(ds.root).ids("train")
+
+
+def test_a_dataset_made_with_split_files_refuses_split_fractions(small_text: Path,
+                                                                 tmp_path: Path) -> None:
+    """It said '--val-frac 0.2 does not apply (it was made with --val-frac 0.05)', the default
+    recorded beside the file, and advised that fraction; --val-frac 0.05 was taken silently."""
+    valid, test = tmp_path / "v.txt", tmp_path / "t.txt"
+    valid.write_text("some text to validate on\n" * 20, encoding="utf-8")
+    test.write_text("some text to test on\n" * 20, encoding="utf-8")
+    run_cli("preprocess", small_text, "--valid", valid, "--test", test, "--out", tmp_path / "ds")
+    for args in (["--val-frac", "0.2"], ["--val-frac", "0.05"], ["--test-frac", "0.05"]):
+        result = run_cli("train", tmp_path / "ds", *args, "--max-steps", "1", ok=False)
+        made = "--valid" if "val" in args[0] else "--test"
+        assert result.exit_code == 2, result.output
+        assert f"was made with {made} " in result.output
+        assert f"{args[0]} does not apply; drop it" in result.output
