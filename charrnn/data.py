@@ -348,6 +348,7 @@ def refuse_dataset_as_text(file: str) -> None:
 def _check_out(out: Path, plan: SplitPlan) -> None:
     """--out must be a folder that holds no input and lies in no input folder: the dataset
     replaces it whole, and a dataset among the inputs would be read as text next time."""
+    _refuse_impossible_path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"{option('out')} {out} is an existing file, not a folder: a dataset is a folder "
                         "(meta.json, train.bin, ...); give a new or empty folder (nothing was "
@@ -366,6 +367,21 @@ def _check_out(out: Path, plan: SplitPlan) -> None:
         _refuse_foreign_files(out)
 
 
+def _refuse_impossible_path(out: Path) -> None:
+    """An --out no folder can be made at, said as such (it was 'cannot create x: File exists',
+    and 'File name too long (xxxx…)', naming no option)."""
+    longest = max((len(part.encode("utf-8", "surrogateescape")) for part in Path(out).parts),
+                  default=0)
+    if longest > NAME_MAX:
+        raise UserError(f"{option('out')} {str(out)[:40]}…: a name in it is {longest} bytes, "
+                        f"more than file systems allow ({NAME_MAX}); give a shorter one")
+    for parent in Path(out).expanduser().parents:
+        if parent.exists() and not parent.is_dir():
+            raise UserError(f"{option('out')} {out}: {parent} is a file, not a folder; give a "
+                            "path through folders (nothing was written)")
+
+
+NAME_MAX = 255  # bytes of one file or folder name on Linux, macOS and Windows file systems
 DATASET_FILES = frozenset({"meta.json", *(f"{split}.bin" for split in SPLITS)})
 
 

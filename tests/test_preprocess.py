@@ -497,3 +497,13 @@ def test_a_dataset_made_with_split_files_refuses_split_fractions(small_text: Pat
         assert result.exit_code == 2, result.output
         assert f"was made with {made} " in result.output
         assert f"{args[0]} does not apply; drop it" in result.output
+
+
+def test_an_out_no_folder_can_be_made_at_names_the_option(small_text: Path, tmp_path: Path) -> None:
+    """'cannot create x: File exists' and 'File name too long (xxxx…)' named no option."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, said in ((afile / "ds", f"--out {afile / 'ds'}: {afile} is a file, not a folder"),
+                      (tmp_path / ("x" * 300), "a name in it is 300 bytes")):
+        result = run_cli("preprocess", small_text, "--out", out, ok=False)
+        assert result.exit_code == 2 and said in result.output, result.output
