@@ -224,8 +224,9 @@ def test_a_small_corpus_on_a_cpu_gets_the_many_pass_recipes_and_tiny_shakespeare
     most = new_config(_request(), small, fp32)  # the default 3,000 steps: 61 passes
     assert (some.config.dropout, some.config.patience) == (0.3, 4)
     assert (most.config.dropout, most.config.patience) == (0.5, 4)
-    assert some.sources["dropout"] == "recipe: char level on a CPU, over 8 passes in the budget"
-    assert most.sources["dropout"] == "recipe: char level on a CPU, over 20 passes in the budget"
+    recipe = "recipe: char level on a CPU where fp32 is the faster, over {} passes in the budget"
+    assert some.sources["dropout"].startswith(recipe.format(8))
+    assert most.sources["dropout"].startswith(recipe.format(20))
     assert most.sources["patience"] == some.sources["dropout"]
     assert new_config(_request(dropout=0.2), small, fp32).config.dropout == 0.2
     for request in (_request(), _request(max_time=600.0)):  # 6.1 and 3.6 passes: the recipe

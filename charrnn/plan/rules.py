@@ -173,11 +173,11 @@ RECIPES: tuple[Recipe, ...] = (
            f"{CHAR_CPU_BF16} nats/char"),
     Recipe("char level on a CPU where fp32 is the faster", _fp32_cpu_char,
            {"cell": "gru", "hidden": 256, "dropout": 0.1, "lr": 6e-3}, CHAR_CPU_FP32),
-    Recipe(f"char level on a CPU, over {MANY_PASSES} passes in the budget",
+    Recipe(f"char level on a CPU where fp32 is the faster, over {MANY_PASSES} passes in the budget",
            lambda s: _fp32_cpu_char(s) and _many_passes(s), {"dropout": 0.3, "patience": 4},
            f"{CHAR_CPU_PASSES}; patience derived: 4 evaluations without a better val end the "
            "run"),
-    Recipe(f"char level on a CPU, over {MOST_PASSES} passes in the budget",
+    Recipe(f"char level on a CPU where fp32 is the faster, over {MOST_PASSES} passes in the budget",
            lambda s: _fp32_cpu_char(s) and _many_passes(s, MOST_PASSES), {"dropout": 0.5},
            CHAR_CPU_PASSES),
     Recipe("word level off CUDA", lambda s: s.task == "lm" and s.level == "word"
