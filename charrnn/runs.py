@@ -396,9 +396,17 @@ def _free_again(folder: Path) -> bool:
         age = time.time() - (folder / RUN_FILE).stat().st_mtime
     except OSError:
         return False
-    settled = age > SETTLED_S or any((folder / name).exists()
-                                     for name in (runlock.LOCK_FILE, METRICS_FILE))
+    settled = age > SETTLED_S or _was_locked(folder) or (folder / METRICS_FILE).exists()
     return runlock.fcntl is not None and settled and _never_started(folder)
+
+
+def _was_locked(folder: Path) -> bool:
+    """Whether a start took the folder's lock (its note written once it held it: the lock file
+    alone may be a start's between making it and locking it)."""
+    try:
+        return (folder / runlock.LOCK_FILE).stat().st_size > 0
+    except OSError:
+        return False
 
 
 def has_output(folder: Path) -> bool:

@@ -36,6 +36,9 @@ class FakeJob:
                            {k: v for k, v in self.unavailable.items() if k in candidates})
 
 
+from charrnn.lm.speed import machine_busy as MACHINE_BUSY  # noqa: E402 (before conftest's)
+
+
 def _request(**typed) -> Request:
     return Request.of({**OPTIONS, **typed}, set(typed))
 
@@ -486,6 +489,7 @@ def test_a_speed_measured_while_other_work_shares_the_cores_is_not_kept(
 
     monkeypatch.setenv("CHARRNN_CACHE", str(tmp_path))
     config, candidates = ModelConfig(vocab_size=40, hidden=16, layers=1), {"fp32 full": ("fp32", "full")}
+    monkeypatch.setattr(speed, "machine_busy", MACHINE_BUSY)  # (the tests' own: never busy)
     monkeypatch.setattr(speed.os, "getloadavg", lambda: (99.0, 99.0, 99.0))
     busy = speed.measure(config, 4, candidates)
     assert busy.busy and not speed.measure(config, 4, candidates).cached

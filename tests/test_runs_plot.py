@@ -381,7 +381,7 @@ def test_a_start_killed_before_its_first_save_leaves_its_name_free_at_once(
     killed.mkdir(parents=True)
     (killed / "run.json").write_text(json.dumps({"kind": "lm", "name": "k", "created": 1.0}))
     (killed / left).write_text('{"type": "train", "step": 1, "loss": 3.0}\n' if "metrics" in left
-                               else "{}")
+                               else '{"pid": 1}')  # (the note a start writes once it holds it)
     said = run_cli("train", "--resume", "k", "--out", root, ok=False).output
     assert "which is free again" in " ".join(said.split()), said
     run_cli("train", small_text, *TINY, "--run-name", "k", "--out", root, "--max-steps", "1")

@@ -163,11 +163,13 @@ class NGramSide:
     each step's distributions for all streams at once from the Numba kernels."""
 
     def __init__(self, mixture: Mixture, history: list[int], streams: int) -> None:
+        import torch
+
         from charrnn.ngram.sample import unwritten_ids
 
         self.mixture, self.ngram = mixture, mixture.ngram
         self.states = self.ngram.start_states(np.asarray(history), streams)
-        self.unwritten = unwritten_ids(self.ngram)  # (as the n-gram's own sampling)
+        self.unwritten = torch.from_numpy(unwritten_ids(self.ngram))  # (as its own sampling)
 
     def mix(self, scores):
         """Scores (B, V) of the RNN (logits or log-probs) → ln of the mixed distribution (B, V)."""
@@ -176,7 +178,7 @@ class NGramSide:
         weight = self.mixture.weight
         rnn = torch.softmax(scores.float().reshape(len(self.states), -1), dim=-1)
         ngram = torch.from_numpy(self.ngram.next_distributions(self.states).astype(np.float32))
-        ngram[:, torch.from_numpy(self.unwritten)] = 0.0
+        ngram[:, self.unwritten] = 0.0
         mixed = weight * rnn + (1 - weight) * ngram.to(rnn.device)
         return torch.log(mixed.clamp_min(1e-30)).view_as(scores)
 

@@ -56,6 +56,7 @@ class RNNLM(nn.Module):
             self.proj = nn.Linear(config.hidden, emb)
             out_size = emb
         self.adaptive = config.softmax == "adaptive"
+        self.never: tuple[torch.Tensor, float] | None = None  # (ids, log-prob): never_write's
         if self.adaptive:  # tied: the head's shortlist rows are embedding rows
             self.head: nn.Module = AdaptiveSoftmax(out_size, config.vocab_size, config.cutoffs,
                                                    config.div_value,
@@ -91,18 +92,24 @@ class RNNLM(nn.Module):
 
     def never_write(self, ids: list[int], bias: float) -> None:
         """A sampling model's: these tokens' output bias set to `bias` (lm.plain.NEVER), so that
-        no draw writes them. The adaptive softmax's are kept (its vocabularies are words, all
-        read in training)."""
-        if ids and not self.adaptive:
-            with torch.no_grad():
-                self.head.bias[ids] = bias
+        no draw writes them; the adaptive softmax's log-probabilities, which have no such bias,
+        set to it in `scores` (a subword vocabulary of 5,000 pieces or more takes that head)."""
+        if not ids:
+            return
+        if self.adaptive:
+            device = next(self.parameters()).device
+            self.never = (torch.tensor(ids, dtype=torch.long, device=device), bias)
+            return
+        with torch.no_grad():
+            self.head.bias[ids] = bias
 
     def scores(self, features: torch.Tensor) -> torch.Tensor:
         """(…, d) → (…, V): logits, or the adaptive softmax's log-probabilities."""
         if not self.adaptive:
             return self.head(features)
         flat = features.reshape(-1, features.size(-1))
-        return self.head.log_prob(flat).view(*features.shape[:-1], -1)
+        scores = self.head.log_prob(flat).view(*features.shape[:-1], -1)
+        return scores if self.never is None else scores.index_fill(-1, *self.never)
 
     def nll(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         flat, targets = features.reshape(-1, features.size(-1)), targets.reshape(-1)

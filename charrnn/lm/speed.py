@@ -14,7 +14,7 @@ A few rounds of a short window take a fraction of a second; the answer is cached
 (CPU model and cores), torch version and shape in <cache>/machine/, so the next run of that shape
 reads it; a reading no CPU gives (one precision MAX_PRECISION_LEAD times ahead of the other: a
 busy machine) is taken again and never cached, nor one taken while the load average was above
-the machine's cores (the run header says so). Only the CPU is measured: on CUDA charrnn trains
+this process's cores and itself (the run header says so). Only the CPU is measured: on CUDA charrnn trains
 under float16 autocast (cuDNN's RNNs run in float16 under any autocast) and with the full softmax.
 """
 
@@ -136,10 +136,11 @@ def _measured(config, batch: int, candidates: dict[str, tuple], window: int) -> 
 
 
 def machine_busy() -> bool:
-    """More runnable work than the machine has cores over the last minute (another training, a
-    test suite): a reading then tells how the cores were shared, not how fast they are."""
+    """More runnable work over the last minute than this process's cores and itself (another
+    training, a test suite): a reading then tells how the cores were shared, not how fast they
+    are. (The load average is the whole host's: in a container on a busy host, nothing is kept.)"""
     try:
-        return os.getloadavg()[0] > (os.cpu_count() or 1)
+        return os.getloadavg()[0] > usable_cores() + 1
     except (AttributeError, OSError):  # (no load average: Windows)
         return False
 

@@ -49,7 +49,7 @@ def group_lm(cfg: TrainConfig, facts: DataFacts, job: Job) -> tuple[TrainConfig,
         return cuda_group_lm(cfg, facts, job)
     situation, measured = Situation(task="lm", level=facts.level, device=job.device_type), ""
     if job.device_type == "cpu":
-        lead, measured = bf16_lead(job, facts)
+        lead, measured = bf16_lead(job, facts, cfg.threads)
         situation = replace(situation, cpu_bf16_lead=lead)
     values, sources = {}, {}
     for entry in GROUP_RECIPES:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import Enum
 
+AUTO_DEFAULTS = frozenset({"precision", "softmax", "device"})  # `auto` is their default
+
 
 @dataclass(frozen=True)
 class Request:
@@ -33,10 +35,11 @@ class Request:
 
     @property
     def chosen(self) -> frozenset[str]:
-        """The typed options that choose a value: `auto` typed (--precision auto) leaves the
-        choice to the plan, as the default does (typed, it skipped the recipe's precision and
-        trained the other one)."""
-        return frozenset(k for k in self.typed if self.values.get(k) != "auto")
+        """The typed options that choose a value: `auto` typed for an option whose default it is
+        (--precision auto) leaves the choice to the plan, as the default does (typed, it
+        skipped the recipe's precision and trained the other one)."""
+        return frozenset(k for k in self.typed
+                         if not (k in AUTO_DEFAULTS and self.values.get(k) == "auto"))
 
     def fields_of(self, cls: type) -> dict[str, object]:
         """Every option that is a field of `cls` (typed or not), for building it by keyword."""

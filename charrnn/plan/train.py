@@ -127,7 +127,8 @@ def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
                               job.device_type)
     values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.chosen)
     sources.update({k: "typed" for k in typed})
-    by_speed = {f"recipe: {name}" for name in rules.by_bf16_speed(situation)}
+    by_speed = {f"recipe: {name}" for name in
+                rules.by_bf16_speed(replace(situation, epochs_in_budget=passes))}
     for name, source in sources.items():  # a recipe bf16's measured speed chose says it (the
         if measured not in ("", "typed") and source in by_speed:  # fp32 one said nothing)
             sources[name] = f"{source}: {measured}"
