@@ -123,10 +123,10 @@ def sample(
     opt.refuse_text_options(bool(prime), unk, source="a --prime")
     _, model = load_run(run, opt.root(out), "sample")
     opt.note_unknown_prime(model.tokenizer, prime, opt.plain(unk))
-    for piece in stream_text(model, length, temp, prime, seed, opt.plain(unk)):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+    with opt.streamed_text() as write:
+        for piece in stream_text(model, length, temp, prime, seed, opt.plain(unk)):
+            write(piece)
+        write("\n")
 
 
 @command(ngram_app)

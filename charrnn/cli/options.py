@@ -8,10 +8,13 @@ n-gram commands never load torch.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import inspect
+import sys
 import typing
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, fields
 from enum import Enum
 from pathlib import Path
@@ -300,3 +303,26 @@ def refuse_text_options(text_given: bool, unk: object, errors: object = None,
         if not text_given and value is not None:
             raise UserError(f"{name} {value} says how to read your text, and there is none "
                             f"here: give {source}, or drop {name}")
+
+
+@contextlib.contextmanager
+def streamed_text() -> Iterator[Callable[[str], None]]:
+    """A writer of generated text to stdout, flushed piece by piece. A stop mid-line in a
+    terminal (an error, Ctrl-C) ends the text's line first, so that what is said of it starts a
+    line of its own (it read 'the kicharrnn: error: …')."""
+    line_open = [False]
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if text:
+            line_open[0] = not text.endswith("\n")
+
+    try:
+        yield write
+    except BaseException:
+        if line_open[0] and sys.stdout.isatty():
+            with contextlib.suppress(OSError, ValueError):
+                sys.stdout.write("\n")
+                sys.stdout.flush()
+        raise

@@ -3,8 +3,6 @@ terminal, plain text in a pipe)."""
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -71,35 +69,15 @@ def _plain(ckpt, opts: S, prime: str | None, num_samples: int, device: str, unk:
             opt.note(f"mixed per token with {mixture.summary()}")
         return mixture
 
-    line_open = [False]  # text written since the last line break
-
-    def write(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        if text:
-            line_open[0] = not text.endswith("\n")
-
     mixing_asked = mix is not None or mix_weight is not None  # (a weight alone: its error)
-    try:
+    with opt.streamed_text() as write:
         if plain_text.without_torch(lm_config(ckpt), opts, num_samples, device, mixing_asked):
             plain_text.generate_on_cpu(ckpt, opts, prime, write, unk)
         else:
             from charrnn.lm.sample import generate
 
             generate(ckpt, opts, prime, num_samples, write, device, unk, mixing)
-    except (UserError, KeyboardInterrupt):
-        _end_line_on_a_terminal(line_open[0])
-        raise
-    write("\n")
-
-
-def _end_line_on_a_terminal(line_open: bool) -> None:
-    """A stop mid-line in a terminal: end the text's line, so that the error or 'interrupted'
-    below it starts a line of its own (it read 'the kicharrnn: error: …')."""
-    if line_open and sys.stdout.isatty():
-        with contextlib.suppress(OSError, ValueError):
-            sys.stdout.write("\n")
-            sys.stdout.flush()
+        write("\n")
 
 
 def _typed_fields(ctx: typer.Context) -> frozenset[str]:
