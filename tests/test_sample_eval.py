@@ -358,6 +358,11 @@ def test_a_subword_run_never_samples_a_piece_its_text_did_not_hold(small_text: P
         text = run_cli("sample", root / "sw", "--length", "3000", "--temp", "2", "--seed", "1",
                        "--plain", *extra).stdout
         assert len(text) > 1000 and not _control_bytes(text), _control_bytes(text)[:5]
+    run_cli("ngram", "train", small_text, "--order", "3", "--level", "subword", "--vocab-size",
+            "300", "--out", root, "--run-name", "kn")  # mixed: its own unseen share left out
+    text = run_cli("sample", root / "sw", "--length", "3000", "--temp", "2", "--seed", "1",
+                   "--plain", "--mix", "kn", "--mix-weight", "0.5", "--out", root).stdout
+    assert len(text) > 1000 and not _control_bytes(text), _control_bytes(text)[:5]
     run_cli("train", small_text, *TINY, "--max-steps", "20", "--level", "subword",
             "--vocab-size", "300", "--softmax", "adaptive", "--cutoffs", "100,200", "--out", root,
             "--run-name", "swa")  # (the adaptive head: a subword vocabulary of 5,000 or more)
