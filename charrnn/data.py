@@ -367,6 +367,9 @@ def _check_out(out: Path, plan: SplitPlan) -> None:
         _refuse_foreign_files(out)
 
 
+NAME_MAX = 255  # bytes of one file or folder name on Linux and macOS (Windows: UTF-16 units)
+
+
 def _refuse_impossible_path(out: Path) -> None:
     """An --out no folder can be made at, said as such (it was 'cannot create x: File exists',
     and 'File name too long (xxxx…)', naming no option)."""
@@ -381,7 +384,6 @@ def _refuse_impossible_path(out: Path) -> None:
                             "path through folders (nothing was written)")
 
 
-NAME_MAX = 255  # bytes of one file or folder name on Linux, macOS and Windows file systems
 DATASET_FILES = frozenset({"meta.json", *(f"{split}.bin" for split in SPLITS)})
 
 
