@@ -219,3 +219,16 @@ def keeps_global_rng(func: Callable) -> Callable:
         with torch.random.fork_rng(devices=devices):
             return func(*args, **kwargs)
     return kept
+
+
+@contextlib.contextmanager
+def run_threads(threads: int) -> Iterator[None]:
+    """torch on a run's `threads` threads meanwhile (0: as it is; at most the CPUs here: a run
+    resumed on a smaller machine keeps its own count), the process's own again after."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(min(threads, os.cpu_count() or 1))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)  # (a library caller's)

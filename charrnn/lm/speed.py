@@ -25,15 +25,13 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from charrnn import fsutil
 from charrnn.cores import usable_cores
-from charrnn.devices import autocast, is_out_of_memory
+from charrnn.devices import autocast, is_out_of_memory, run_threads
 from charrnn.errors import UserError, option
 
 BF16_HOPELESS = 0.5  # bf16 matrix products below this share of fp32's: no bf16 model can win
@@ -91,20 +89,8 @@ def measure(config, batch: int, candidates: dict[str, tuple],
     Not the thread count: timed in one process, switching threads between calls, one thread
     looked faster (1/0.87×) for a 2×256 GRU that trains 1.6× faster on two (AMD EPYC, 2 cores,
     2026-12-04), so `--threads 0` takes every core and a typed --threads decides otherwise."""
-    with threads_of_the_run(threads):  # (a run on 1 thread was decided by 2 threads' reading)
+    with run_threads(threads):  # (a run on 1 thread was decided by 2 threads' reading)
         return _measured(config, batch, candidates, window or WINDOW_STEPS)
-
-
-@contextmanager
-def threads_of_the_run(threads: int) -> Iterator[None]:
-    """torch on `threads` threads (0: as it is) meanwhile, as the training loop will run."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(min(threads, os.cpu_count() or 1))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _measured(config, batch: int, candidates: dict[str, tuple], window: int) -> Measurement:

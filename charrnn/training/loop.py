@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +27,13 @@ import torch
 from torch import nn
 
 from charrnn import checkpoint, fsutil, runs
-from charrnn.devices import autocast, is_out_of_memory, loss_scaler, resolve_precision
+from charrnn.devices import (
+    autocast,
+    is_out_of_memory,
+    loss_scaler,
+    resolve_precision,
+    run_threads,
+)
 from charrnn.distributed import Dist
 from charrnn.errors import RankError, UserError, option
 from charrnn.training.config import LoopConfig
@@ -249,12 +254,9 @@ class Loop:
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> dict:
         self.stop.install()
-        threads = torch.get_num_threads()
-        if self.device.type == "cpu" and self.cfg.threads:  # (a run resumed on a smaller machine
-            # keeps its own count, at most the CPUs there)
-            torch.set_num_threads(min(self.cfg.threads, os.cpu_count() or 1))
         try:
-            return self._windows()
+            with run_threads(self.cfg.threads if self.device.type == "cpu" else 0):
+                return self._windows()
         except KeyboardInterrupt:
             if self.stop.requested:  # the second Ctrl-C: aborted without saving
                 self.reporter.message(self._aborted())
@@ -264,7 +266,6 @@ class Loop:
                 raise RankError(f"out of memory on {self.device}: {self.task.out_of_memory()}") from exc
             raise
         finally:
-            torch.set_num_threads(threads)  # the process's own again (a library caller's)
             self.stop.restore()
             self.reporter.close()
 
