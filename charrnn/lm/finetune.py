@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from charrnn import checkpoint, runs
@@ -184,3 +185,14 @@ def _grow(name: str, tensor: torch.Tensor, old: RNNLM, added: int) -> torch.Tens
     fill = tensor.min(0, keepdim=True).values if name.endswith("bias") else \
         tensor.mean(0, keepdim=True)
     return torch.cat([tensor, fill.expand(added, *tensor.shape[1:])])
+
+
+def unseen_after(parent: Parent, dataset) -> list[int] | None:
+    """The tokens neither the parent's training text nor this one held, which sampling never
+    writes (lm.plain.unwritten); None where the parent recorded none (trained before they were)."""
+    before = (parent.ckpt.meta.get("dataset") or {}).get("unseen")
+    if before is None:
+        return None
+    vocab = dataset.tokenizer.vocab_size
+    counts = np.bincount(np.asarray(dataset.ids("train")), minlength=vocab)[:vocab]
+    return [int(x) for x in before if x < vocab and counts[x] == 0]

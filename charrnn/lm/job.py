@@ -235,6 +235,7 @@ def _new_run(dataset: data.Dataset, cfg: TrainConfig, root: Path, run_name: str 
     run_dir = Path(str(dist.broadcast(str(run_dir) if run_dir else None)))
     trainer = Trainer(dataset, cfg, run_dir, reporter=reporter, dist=dist, start=start)
     if parent is not None:
+        trainer.task.unseen = finetune.unseen_after(parent, dataset)
         skipped = sum(dataset.skipped_chars(s) for s in data.SPLITS)
         vocabulary = (f"{added:,} token(s) added to its vocabulary ({parent.config.vocab_size:,}"
                       f" → {model_config.vocab_size:,})" if added else

@@ -145,8 +145,9 @@ def model_config_for(cfg: TrainConfig, dataset: Dataset, device: torch.device
 def _unseen(resume: checkpoint.Checkpoint | None, start, counts: np.ndarray | None
             ) -> list[int] | None:
     """The tokens the training text never held, which sampling never writes (lm.plain): a new
-    run's, from its counts; a resumed run's, as its checkpoint says; none for a fine-tuned run,
-    whose parent read other text (nor for a run made before they were recorded)."""
+    run's, from its counts; a resumed run's, as its checkpoint says; a fine-tuned run's are set
+    by its job, from its parent's too (lm.finetune.unseen_after); none for a run made before
+    they were recorded."""
     if resume is not None:
         return (resume.meta.get("dataset") or {}).get("unseen")
     if start is not None or counts is None:
