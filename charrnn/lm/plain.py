@@ -106,8 +106,8 @@ NEVER = -1e4  # the output bias of a token sampling never writes: beside any oth
 
 def unwritten(ckpt) -> list[int]:
     """The tokens the run's training text never held (a subword vocabulary's byte pieces wrote
-    control characters: ESC, NUL), as its checkpoint records them; none for a fine-tuned run
-    (its parent read other text) or one trained before they were recorded."""
+    control characters: ESC, NUL), as its checkpoint records them (a fine-tuned run's: what its
+    parent's text did not hold either); none for a run trained before they were recorded."""
     return [int(x) for x in (ckpt.meta.get("dataset") or {}).get("unseen") or []]
 
 
