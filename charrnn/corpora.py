@@ -213,7 +213,7 @@ def _download(spec: dict, tmp: Path) -> None:
                         "copy") from exc
 
 
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG)
+WRITE_ERRNOS = (*fsutil.DISK_FULL_ERRNOS, errno.EROFS)
 
 
 def _is_write_error(exc: OSError, tmp: Path) -> bool:

@@ -120,6 +120,9 @@ def _swap(tmp: Path, final: Path, old: Path, tries: int = 5) -> None:
                 raise
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a write the disk had no room for
+
+
 def write_advice(exc: OSError, final: Path | None = None) -> str:
     """What to do about a failed write, by its cause (errno; a wrapped safetensors error has
     none, only its message) and by where it went: the cache is moved by CHARRNN_CACHE."""

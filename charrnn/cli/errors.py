@@ -9,7 +9,6 @@ CHARRNN_DEBUG=1 re-raises, so the traceback shows.
 from __future__ import annotations
 
 import codecs
-import errno
 import functools
 import os
 import stat
@@ -18,6 +17,7 @@ import time
 
 import typer
 
+from charrnn import fsutil
 from charrnn.cores import other_rank
 from charrnn.errors import UserError
 from charrnn.pipes import EXIT_BROKEN_PIPE, silence_stdout, stdout_is_devnull
@@ -98,7 +98,7 @@ def _inside_compiled(exc: BaseException) -> BaseException | None:
 def _stdout_refuses(exc: OSError) -> bool:
     """Whether a disk-full error with no file name came from standard output: it is /dev/full,
     or a file on a disk with no room left (charrnn names the files it writes in its errors)."""
-    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if exc.errno not in fsutil.DISK_FULL_ERRNOS:
         return False
     try:
         fd = sys.stdout.fileno()

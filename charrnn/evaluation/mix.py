@@ -178,7 +178,8 @@ class NGramSide:
         weight = self.mixture.weight
         rnn = torch.softmax(scores.float().reshape(len(self.states), -1), dim=-1)
         ngram = torch.from_numpy(self.ngram.next_distributions(self.states).astype(np.float32))
-        ngram[:, self.unwritten] = 0.0
+        if len(self.unwritten):  # (a per-step copy saved where there is none)
+            ngram[:, self.unwritten] = 0.0
         mixed = weight * rnn + (1 - weight) * ngram.to(rnn.device)
         return torch.log(mixed.clamp_min(1e-30)).view_as(scores)
 

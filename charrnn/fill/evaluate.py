@@ -243,11 +243,12 @@ def _check_writable(file: str, unit: str, cases: list[tuple[Template, str]],
     said, once for the methods of one vocabulary."""
     from charrnn.fill.families import method_family
 
-    by_family: dict[int, list[str]] = {}
+    by_family: dict[int, tuple[Family, list[str]]] = {}
     for method in methods:
-        by_family.setdefault(id(method_family(families, method)), []).append(method)
-    for named in by_family.values():
-        lost = unwritable(cases, method_family(families, named[0]).tokenizer)
+        family = method_family(families, method)
+        by_family.setdefault(id(family), (family, []))[1].append(method)
+    for family, named in by_family.values():
+        lost = unwritable(cases, family.tokenizer)
         which = " and ".join(named) + (" method's" if len(named) == 1 else " methods'")
         if lost and len(lost) == len(cases):
             raise UserError(f"no {unit} hidden in {file} can be written by the {which} models "

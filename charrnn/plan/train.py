@@ -125,10 +125,10 @@ def recipe_config(request: Request, facts: DataFacts, job: Job) -> Resolved:
     first, _ = rules.recipe(situation, request.chosen)
     passes = passes_in_budget(_config(request, {**first, **typed}), facts.train_tokens,
                               job.device_type)
-    values, sources = rules.recipe(replace(situation, epochs_in_budget=passes), request.chosen)
+    situation = replace(situation, epochs_in_budget=passes)
+    values, sources = rules.recipe(situation, request.chosen)
     sources.update({k: "typed" for k in typed})
-    by_speed = {f"recipe: {name}" for name in
-                rules.by_bf16_speed(replace(situation, epochs_in_budget=passes))}
+    by_speed = {f"recipe: {name}" for name in rules.by_bf16_speed(situation)}
     for name, source in sources.items():  # a recipe bf16's measured speed chose says it (the
         if measured not in ("", "typed") and source in by_speed:  # fp32 one said nothing)
             sources[name] = f"{source}: {measured}"
@@ -260,7 +260,7 @@ def refuse_clashes(request: Request, parent: ModelConfig, level: str, name: str)
     """The shape and tokenizer come from the parent: typed options saying otherwise are errors
     (a typed value equal to the parent's is fine)."""
     clashes = [_clash(k, request[k], _in_effect(parent, k)) for k in SHAPE
-               if k in request.typed and _differs(k, request[k], parent)]
+               if k in request.chosen and _differs(k, request[k], parent)]
     if "level" in request.typed and request["level"] != level:
         clashes.append(f"--level {request['level']} (it reads {level} tokens)")
     if clashes:
@@ -279,9 +279,7 @@ def _in_effect(config: ModelConfig, key: str):
 
 def _differs(key: str, typed, config: ModelConfig) -> bool:
     """Whether a typed shape option says otherwise than the parent (emb 0 is the hidden size;
-    --softmax auto leaves the choice to the parent)."""
-    if key == "softmax" and typed == "auto":
-        return False
+    a typed --softmax auto is no choice: Request.chosen leaves it out)."""
     if key == "cutoffs":
         return bool(typed) and list(typed) != list(config.cutoffs)
     return (typed or config.hidden if key == "emb" else typed) != _in_effect(config, key)
